@@ -1,0 +1,39 @@
+# Two commands a new machine needs: `make demo` and `make test`. Each installs what it needs
+# into .venv (only Python 3.11+ and make are assumed).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PLUGIN_DIRS  := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
+EXAMPLE_DIRS := $(sort $(dir $(wildcard examples/*/pyproject.toml)))
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard examples/*/pyproject.toml)
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]" $(foreach d,$(PLUGIN_DIRS),-e $(d)) $(foreach d,$(EXAMPLE_DIRS),-e $(d))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/empathy-webhooks demo
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy empathy_webhooks_core $(foreach d,$(PLUGIN_DIRS),$(wildcard $(d)empathy_webhooks_*))
+
+pytest: install
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,123 @@
+"""The circuit breaker: stop hammering an endpoint that keeps failing, probe it, resume."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+import attrs
+
+from .clock import Clock
+
+__all__ = ["BreakerPolicy", "BreakerState", "CircuitBreaker"]
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+def _fraction(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"{attribute.name} must be a fraction above 0 and at most 1")
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a number above 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BreakerPolicy:
+    """When the breaker opens: at least `min_attempts` attempts in the last `window_seconds`
+    and a failure rate of `failure_rate` or more. It stays open `open_seconds`, then lets one
+    probe through; a probe that succeeds closes it, one that fails opens it again."""
+
+    enabled: bool = True
+    failure_rate: float = attrs.field(default=0.5, validator=_fraction)
+    min_attempts: int = attrs.field(default=10, validator=_positive)
+    window_seconds: float = attrs.field(default=60.0, validator=_positive)
+    open_seconds: float = attrs.field(default=30.0, validator=_positive)
+
+    @classmethod
+    def coerce(cls, value: BreakerPolicy | Mapping[str, Any] | bool | None) -> BreakerPolicy:
+        if value is None or value is True:
+            return cls()
+        if value is False:
+            return cls(enabled=False)
+        if isinstance(value, cls):
+            return value
+        from .converter import structure
+
+        return structure(value, cls, path="circuit_breaker")
+
+
+class CircuitBreaker:
+    """One webhook's breaker. Attempts are recorded as they finish."""
+
+    def __init__(self, policy: BreakerPolicy, clock: Clock) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._results: collections.deque[tuple[float, bool]] = collections.deque()
+        self.state = BreakerState.CLOSED
+        self._opened_at = 0.0
+        self._probe_in_flight = False
+        self.times_opened = 0
+
+    def _trim(self, now: float) -> None:
+        horizon = now - self.policy.window_seconds
+        while self._results and self._results[0][0] < horizon:
+            self._results.popleft()
+
+    def wait_time(self) -> float | None:
+        """0 if an attempt may go now; seconds until the next probe when open; None while a
+        half-open probe is out (wait for its result)."""
+        if not self.policy.enabled or self.state is BreakerState.CLOSED:
+            return 0.0
+        if self.state is BreakerState.OPEN:
+            remaining = self._opened_at + self.policy.open_seconds - self._clock.monotonic()
+            if remaining > 0:
+                return remaining
+            self.state = BreakerState.HALF_OPEN
+        return None if self._probe_in_flight else 0.0
+
+    def before_attempt(self) -> None:
+        if self.state is BreakerState.HALF_OPEN:
+            self._probe_in_flight = True
+
+    def record(self, success: bool) -> None:
+        if not self.policy.enabled:
+            return
+        now = self._clock.monotonic()
+        if self.state is BreakerState.HALF_OPEN and self._probe_in_flight:
+            self._probe_in_flight = False
+            if success:
+                self.state = BreakerState.CLOSED
+                self._results.clear()
+            else:
+                self._open(now)
+            return
+        self._results.append((now, success))
+        self._trim(now)
+        if self.state is BreakerState.CLOSED and len(self._results) >= self.policy.min_attempts:
+            failures = sum(1 for _, ok in self._results if not ok)
+            if failures / len(self._results) >= self.policy.failure_rate:
+                self._open(now)
+
+    def _open(self, now: float) -> None:
+        self.state = BreakerState.OPEN
+        self._opened_at = now
+        self._results.clear()
+        self.times_opened += 1
+
+    def current_state(self) -> BreakerState:
+        """The state as of now (an open breaker whose wait is over reads as half-open)."""
+        if (
+            self.state is BreakerState.OPEN
+            and self._clock.monotonic() >= self._opened_at + self.policy.open_seconds
+        ):
+            return BreakerState.HALF_OPEN
+        return self.state

@@ -1,0 +1,83 @@
+"""One private cattrs converter: dicts and TOML tables into option objects, with errors that
+name their exact place (`retry_policy.max_retries: expected an integer, got 'three'`)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import ForbiddenExtraKeysError
+
+__all__ = ["ConfigError", "converter", "did_you_mean", "structure"]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot be used. `problems` holds one line per mistake."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r}" if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
+
+
+def _strict(kind: type, label: str, accept: tuple[type, ...]) -> Any:
+    def hook(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {label}, got {_describe(value)}")
+        if not isinstance(value, accept):
+            raise TypeError(f"expected {label}, got {_describe(value)}")
+        return kind(value)
+
+    return hook
+
+
+converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+converter.register_structure_hook(int, _strict(int, "an integer", (int,)))
+converter.register_structure_hook(float, _strict(float, "a number", (int, float)))
+converter.register_structure_hook(bool, _strict(bool, "true or false", (bool,)))
+converter.register_structure_hook(str, _strict(str, "a string", (str,)))
+
+
+def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        known = [field.name for field in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        return "; ".join(
+            f"unknown key {key!r}{did_you_mean(key, known)}" for key in sorted(exc.extra_fields)
+        )
+    if isinstance(exc, KeyError):
+        return "required key is missing"
+    return str(exc)
+
+
+def _split(line: str, path: str) -> str:
+    message, _, where = line.rpartition(" @ ")
+    where = where.removeprefix("$").lstrip(".")
+    if path and where.startswith(path) is False:
+        where = f"{path}.{where}" if where else path
+    return f"{where}: {message}" if where else message
+
+
+def structure(value: Any, cls: type[T], *, path: str = "") -> T:
+    """Build `cls` from plain data, or raise `ConfigError` listing every problem with its path."""
+    if attrs.has(cls) and not isinstance(value, dict):
+        where = f"{path}: " if path else ""
+        raise ConfigError([f"{where}expected a table of options, got {_describe(value)}"])
+    try:
+        return converter.structure(value, cls)
+    except (cattrs.BaseValidationError, ForbiddenExtraKeysError) as exc:
+        lines = cattrs.transform_error(exc, path="$", format_exception=_format)
+        raise ConfigError([_split(line, path) for line in lines]) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError([str(exc)]) from None

@@ -1,0 +1,77 @@
+"""The core's HTTP delivery: the `trylast` fallback for `deliver` and `classify_response`."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+
+from ..plugins import hookimpl
+from ..retry import parse_retry_after
+from ..webhooks import Webhook
+from ..wire import OutgoingRequest, Outcome, Response, Verdict
+
+#: How much of an answer's body is read: enough for error text, never a whole download.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+async def send(
+    request: OutgoingRequest, session: aiohttp.ClientSession, timeout_seconds: float
+) -> Response:
+    """One HTTP attempt. Redirects are never followed: a 3xx comes back as the answer."""
+    started = time.perf_counter()
+    try:
+        async with session.request(
+            request.method,
+            request.url,
+            data=request.body,
+            headers=dict(request.headers),
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+        ) as answer:
+            body = await answer.content.read(MAX_RESPONSE_BYTES)
+            return Response(
+                status=answer.status,
+                headers={k.lower(): v for k, v in answer.headers.items()},
+                body=body,
+                elapsed_ms=(time.perf_counter() - started) * 1000,
+            )
+    except TimeoutError as exc:
+        raise TimeoutError(f"no answer within {timeout_seconds:g} s") from exc
+
+
+@hookimpl(trylast=True)
+def deliver(webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession) -> object:
+    return send(request, session, webhook.retry_policy.timeout_seconds)
+
+
+def default_verdict(webhook: Webhook, response: Response) -> Verdict:
+    """The generic rule every source agrees on: 2xx done; listed statuses retried (honouring
+    `Retry-After`); 410 gone; everything else, 3xx included, final."""
+    status = response.status
+    if 200 <= status < 300:
+        return Verdict(outcome=Outcome.SUCCESS)
+    if status == 410:
+        return Verdict(outcome=Outcome.GONE, reason="endpoint gone (410)")
+    if 300 <= status < 400:
+        location = "redirect not followed"
+        return Verdict(outcome=Outcome.FAIL, reason=f"{location} ({status})")
+    if status in webhook.retry_policy.retry_on_status:
+        retry_after = (
+            parse_retry_after(response.header("retry-after")) if status in (429, 503) else None
+        )
+        return Verdict(
+            outcome=Outcome.RETRY,
+            reason=f"HTTP {status}",
+            retry_after=retry_after,
+            pause_webhook=status == 429,
+        )
+    return Verdict(outcome=Outcome.FAIL, reason=f"rejected with HTTP {status}")
+
+
+@hookimpl(trylast=True)
+def classify_response(webhook: Webhook, request: OutgoingRequest, response: Response) -> Verdict:
+    return default_verdict(webhook, response)
+
+
+__all__ = ["MAX_RESPONSE_BYTES", "default_verdict", "send"]

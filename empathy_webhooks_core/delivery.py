@@ -1,0 +1,85 @@
+"""One attempt of one delivery: render (once), sign, deliver, classify. No policy decisions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import attrs
+
+from .clock import Clock
+from .plugins import Hooks
+from .redaction import redact_text
+from .signing import sign_request
+from .stores.base import Delivery
+from .webhooks import Webhook
+from .wire import Outcome, Response, Verdict
+
+__all__ = ["Attempt", "PayloadTooLarge", "attempt", "render"]
+
+#: Transport failures: worth another attempt.
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError, ConnectionError, OSError)
+
+
+class PayloadTooLarge(ValueError):
+    """A rendered request over the webhook's `max_payload_bytes`: refused, never sent."""
+
+
+@attrs.frozen
+class Attempt:
+    verdict: Verdict
+    response: Response | None = None
+    exception: BaseException | None = None
+
+
+def render(hooks: Hooks, webhook: Webhook, delivery: Delivery) -> None:
+    """Render the delivery's request once; every retry sends the same bytes."""
+    if delivery.request is not None:
+        return
+    request = hooks.format_payload(webhook, delivery.event)
+    if len(request.body) > webhook.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"payload is {len(request.body)} bytes, over this webhook's max_payload_bytes "
+            f"({webhook.max_payload_bytes}); not sent"
+        )
+    delivery.request = request
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError) and not str(exc):
+        text = "timed out"
+    return redact_text(f"{type(exc).__name__}: {text}")
+
+
+async def attempt(
+    hooks: Hooks,
+    webhook: Webhook,
+    delivery: Delivery,
+    session: aiohttp.ClientSession,
+    clock: Clock,
+) -> Attempt:
+    """Make one attempt and say how it went. Never raises (but for cancellation)."""
+    try:
+        render(hooks, webhook, delivery)
+    except PayloadTooLarge as exc:
+        return Attempt(Verdict(outcome=Outcome.FAIL, reason=str(exc)), exception=exc)
+    except Exception as exc:
+        reason = f"could not render the payload: {_describe(exc)}"
+        return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), exception=exc)
+    assert delivery.request is not None
+    request = sign_request(
+        webhook, delivery.request, event_id=delivery.event.event_id, timestamp=int(clock.time())
+    )
+    try:
+        response = await hooks.deliver(webhook, request, session)
+    except TRANSPORT_ERRORS as exc:
+        return Attempt(Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc)
+    except Exception as exc:
+        return Attempt(Verdict(outcome=Outcome.FAIL, reason=_describe(exc)), exception=exc)
+    try:
+        verdict = hooks.classify_response(webhook, delivery.request, response)
+    except Exception as exc:
+        reason = f"could not classify the answer: {_describe(exc)}"
+        return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), response, exc)
+    return Attempt(verdict, response)

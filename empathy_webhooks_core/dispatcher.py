@@ -1,0 +1,622 @@
+"""`WebhookDispatcher`: emit events, queue a delivery per webhook, run the workers, drain.
+
+Each webhook has its own lane: a queue, a few workers (its concurrency bound), its rate
+limiter, circuit breaker and pause. Lanes share nothing but the HTTP session, so a slow,
+limited or failing webhook never delays another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import pluggy
+
+from . import monitor as monitor_module
+from ._log import get_logger
+from ._version import __version__
+from .breaker import CircuitBreaker
+from .clock import Clock, SystemClock
+from .delivery import attempt as run_attempt
+from .delivery import render as render_delivery
+from .events import Event
+from .monitor import StatsRecorder, WebhookMonitor
+from .plugins import Hooks, get_plugin_manager
+from .ratelimit import RateLimiter
+from .redaction import redact_text, register_secrets
+from .routing import EventMatcher, passes_filter
+from .stores import DeadLetter, Delivery, DeliveryStore, open_store
+from .webhooks import Webhook, webhook_sequence
+from .wire import DeliveryError, DeliveryResult, OutgoingRequest, Outcome
+
+__all__ = ["USER_AGENT", "WebhookDispatcher"]
+
+USER_AGENT = (
+    f"empathy-webhooks/{__version__} aiohttp/{aiohttp.__version__} "
+    f"python/{sys.version_info.major}.{sys.version_info.minor}"
+)
+
+log = get_logger()
+
+
+class _Lane:
+    """One webhook's queue, workers and guards."""
+
+    def __init__(self, webhook: Webhook, clock: Clock, *, routed: bool = True) -> None:
+        self.webhook = webhook
+        self.routed = routed
+        self.matcher = EventMatcher(webhook.events)
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.limiter = RateLimiter(webhook.rate_limit, clock) if webhook.rate_limit else None
+        self.breaker = CircuitBreaker(webhook.circuit_breaker, clock)
+        self.recorder = StatsRecorder()
+        self.clock = clock
+        self.paused_until = 0.0
+        self.enabled = asyncio.Event()
+        self.enabled.set()
+        self.gate = asyncio.Lock()
+        self.breaker_changed = asyncio.Event()
+        self.pending = 0
+        self.in_flight = 0
+        self.dead_letters = 0
+        self.workers: list[asyncio.Task[None]] = []
+
+    def wants(self, event: Event) -> bool:
+        return self.routed and self.matcher(event.event_type) and passes_filter(self.webhook, event)
+
+    async def pass_gate(self) -> None:
+        """Wait until this lane may send: enabled, not paused, breaker and rate limit allow.
+
+        Workers pass one at a time (the lock), so waiting deliveries keep their order.
+        """
+        async with self.gate:
+            while True:
+                await self.enabled.wait()
+                pause = self.paused_until - self.clock.monotonic()
+                if pause > 0:
+                    await self.clock.sleep(pause)
+                    continue
+                wait = self.breaker.wait_time()
+                if wait is None:
+                    self.breaker_changed.clear()
+                    await self.breaker_changed.wait()
+                    continue
+                if wait > 0:
+                    await self.clock.sleep(wait)
+                    continue
+                if self.limiter is not None and not self.limiter.try_acquire():
+                    await self.clock.sleep(self.limiter.wait_time())
+                    continue
+                self.breaker.before_attempt()
+                return
+
+
+class WebhookDispatcher:
+    """Routes events to webhooks and delivers them in the background.
+
+    Use it as an async context manager; leaving the block drains every queued delivery, then
+    stops the workers::
+
+        async with WebhookDispatcher(webhooks=[slack, jira]) as dispatcher:
+            await dispatcher.emit("prediction", {"prediction": "..."}, empathy_level=4)
+
+    `emit` returns as soon as the deliveries are queued; it never waits for the network.
+    """
+
+    def __init__(
+        self,
+        webhooks: Sequence[Webhook] | Webhook | None = None,
+        *,
+        store: DeliveryStore | str | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        clock: Clock | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_connections: int = 100,
+        seed: int | None = None,
+    ) -> None:
+        self._hooks = Hooks(plugin_manager or get_plugin_manager())
+        self._clock: Clock = clock or SystemClock()
+        self._store_spec = store
+        self._store: DeliveryStore | None = None
+        self._session = session
+        self._own_session = session is None
+        self._max_connections = max_connections
+        self._rng = random.Random(seed)
+        self._lanes: dict[str, _Lane] = {}
+        self._pending_webhooks: list[tuple[Webhook, bool]] = []
+        self._timers: set[asyncio.Task[None]] = set()
+        self._changed: asyncio.Event | None = None
+        self._started = False
+        self._closed = False
+        self._start_lock: asyncio.Lock | None = None
+        for webhook in webhook_sequence(webhooks):
+            self.add_webhook(webhook)
+        monitor_module.track(self)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def add_webhook(self, webhook: Webhook, *, routed: bool = True) -> None:
+        """Add a webhook. Its name must be unique within this dispatcher."""
+        if not isinstance(webhook, Webhook):
+            raise TypeError(f"expected a Webhook, got {type(webhook).__name__}")
+        names = {w.name for w, _ in self._pending_webhooks} | set(self._lanes)
+        if webhook.name in names:
+            raise ValueError(
+                f"two webhooks are named {webhook.name!r}; give one of them a distinct name="
+            )
+        self._check_type(webhook)
+        self._pending_webhooks.append((webhook, routed))
+        if self._started:
+            self._open_lanes()
+
+    def _check_type(self, webhook: Webhook) -> None:
+        known = self._hooks.webhook_types()
+        if not any(isinstance(webhook, cls) for cls in known.values()):
+            raise LookupError(
+                f"webhook {webhook.name!r} is a {type(webhook).__name__} (kind {webhook.kind!r}), "
+                f"and no loaded plugin provides it (loaded types: {', '.join(sorted(known))}); "
+                "is its plugin installed, and allowed by EMPATHY_WEBHOOKS_LOAD_PLUGINS?"
+            )
+
+    def _open_lanes(self) -> None:
+        pending, self._pending_webhooks = self._pending_webhooks, []
+        for webhook, routed in pending:
+            lane = _Lane(webhook, self._clock, routed=routed)
+            self._lanes[webhook.name] = lane
+            register_secrets(webhook.secret_values())
+            for _ in range(webhook.max_concurrency):
+                lane.workers.append(asyncio.create_task(self._work(lane)))
+        for lane in list(self._lanes.values()):
+            fallback = lane.webhook.fallback
+            if isinstance(fallback, Webhook) and fallback.name not in self._lanes:
+                self.add_webhook(fallback, routed=False)
+            elif isinstance(fallback, str) and fallback not in self._lanes:
+                raise ValueError(
+                    f"webhook {lane.webhook.name!r} names fallback {fallback!r}, "
+                    "which is not one of this dispatcher's webhooks"
+                )
+
+    @property
+    def webhooks(self) -> list[Webhook]:
+        return [lane.webhook for lane in self._lanes.values()] + [
+            w for w, _ in self._pending_webhooks
+        ]
+
+    def webhook_names(self) -> list[str]:
+        return [webhook.name for webhook in self.webhooks]
+
+    def webhook(self, name: str) -> Webhook:
+        for webhook in self.webhooks:
+            if webhook.name == name:
+                return webhook
+        raise KeyError(f"no webhook named {name!r} (known: {', '.join(self.webhook_names())})")
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the dispatcher has not started")
+        return self._session
+
+    @property
+    def monitor(self) -> WebhookMonitor:
+        return WebhookMonitor(self)
+
+    @property
+    def hooks(self) -> Hooks:
+        return self._hooks
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> WebhookDispatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the session and the store, resume pending deliveries, start the workers.
+        `emit` calls this on first use, so an explicit call is optional."""
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            if self._closed:
+                raise RuntimeError("this dispatcher is closed; create a new one")
+            self._changed = asyncio.Event()
+            if self._session is None:
+                self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=self._max_connections),
+                    headers={"User-Agent": USER_AGENT},
+                )
+            self._store = open_store(self._store_spec, self._hooks.store_backends())
+            resumed = await self._store.open()
+            self._open_lanes()
+            self._started = True
+            for delivery in resumed:
+                lane = self._lanes.get(delivery.webhook_name)
+                if lane is None:
+                    log.warning(
+                        "resumed_delivery_without_webhook",
+                        webhook=delivery.webhook_name,
+                        event_id=delivery.event.event_id,
+                    )
+                    continue
+                self._enqueue(lane, delivery)
+            if resumed:
+                log.info("deliveries_resumed", count=len(resumed))
+            self._hooks.dispatcher_started(self)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Return when every queued delivery has succeeded or finally failed.
+
+        Deliveries of a webhook disabled by a 410 stay queued and are not waited for.
+        Raises `TimeoutError` naming how many are still pending if `timeout` passes first.
+        """
+        if not self._started:
+            return
+        await self._flush()
+
+        async def idle() -> None:
+            assert self._changed is not None
+            while not self._idle():
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(idle(), timeout)
+        except TimeoutError:
+            pending = sum(lane.pending for lane in self._lanes.values())
+            raise TimeoutError(
+                f"{pending} deliveries still pending after {timeout:g} s"
+            ) from None
+
+    def _idle(self) -> bool:
+        return all(lane.pending == 0 or not lane.enabled.is_set() for lane in self._lanes.values())
+
+    async def _flush(self) -> None:
+        awaitables = [
+            awaitable
+            for lane in self._lanes.values()
+            for awaitable in self._hooks.flush(lane.webhook, self)
+        ]
+        for result in await asyncio.gather(*awaitables, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("flush_failed", error=redact_text(f"{type(result).__name__}: {result}"))
+
+    async def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
+        """Drain (unless `drain=False`), then stop the workers and close the session."""
+        if self._closed:
+            return
+        try:
+            if drain and self._started:
+                await self.drain(timeout)
+        finally:
+            self._closed = True
+            await self._stop()
+
+    async def _stop(self) -> None:
+        tasks = [*self._timers, *(t for lane in self._lanes.values() for t in lane.workers)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        left = sum(lane.pending for lane in self._lanes.values())
+        if left and self._store is not None and self._store.remote_workers is False:
+            log.warning("closed_with_pending_deliveries", count=left)
+        if self._store is not None:
+            await self._store.close()
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._started = False
+
+    # -- emitting --------------------------------------------------------------------------
+
+    async def emit(
+        self,
+        event_type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+        empathy_level: int | None = None,
+        severity: str | None = None,
+        classification: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        ordering_key: str | None = None,
+    ) -> Event:
+        """Build an event, queue a delivery to each webhook that wants it, and return it.
+
+        Invalid input (data that is not JSON, a level outside 1 to 5) raises before anything
+        is queued. Returns without waiting for any delivery.
+        """
+        event = Event(
+            event_type=event_type,
+            data=data,
+            user_id=user_id,
+            empathy_level=empathy_level,
+            severity=severity,
+            classification=classification,
+            metadata=metadata,
+            ordering_key=ordering_key,
+        )
+        await self.emit_event(event)
+        return event
+
+    async def emit_event(self, event: Event) -> list[str]:
+        """Queue an already built event. Returns the names of the webhooks it was routed to."""
+        if not isinstance(event, Event):
+            raise TypeError(f"expected an Event, got {type(event).__name__}")
+        if not self._started:
+            await self.start()
+        lanes = [lane for lane in self._lanes.values() if lane.wants(event)]
+        if not lanes:
+            return []
+        deliveries = [Delivery(webhook_name=lane.webhook.name, event=event) for lane in lanes]
+        assert self._store is not None
+        await self._store.enqueue(deliveries)
+        if not self._store.remote_workers:
+            for lane, delivery in zip(lanes, deliveries, strict=True):
+                self._enqueue(lane, delivery)
+        return [lane.webhook.name for lane in lanes]
+
+    def _enqueue(self, lane: _Lane, delivery: Delivery) -> None:
+        lane.pending += 1
+        lane.queue.put_nowait(delivery)
+
+    def submit(self, delivery: Delivery) -> None:
+        """Hand a delivery taken from a shared store (a worker's job) to its webhook's lane."""
+        lane = self._lanes.get(delivery.webhook_name)
+        if lane is None:
+            raise KeyError(f"no webhook named {delivery.webhook_name!r}")
+        self._enqueue(lane, delivery)
+
+    def render(self, webhook: Webhook | str, event: Event) -> OutgoingRequest:
+        """What `webhook` would send for `event` (a dry run: nothing is sent or queued)."""
+        if isinstance(webhook, str):
+            webhook = self.webhook(webhook)
+        delivery = Delivery(webhook_name=webhook.name, event=event)
+        render_delivery(self._hooks, webhook, delivery)
+        assert delivery.request is not None
+        return delivery.request
+
+    # -- the workers -----------------------------------------------------------------------
+
+    async def _work(self, lane: _Lane) -> None:
+        while True:
+            delivery = await lane.queue.get()
+            try:
+                await lane.pass_gate()
+                await self._attempt(lane, delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug of ours must not kill the lane
+                log.exception(
+                    "worker_error",
+                    webhook=lane.webhook.name,
+                    event_id=delivery.event.event_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                self._settle(lane)
+
+    async def _attempt(self, lane: _Lane, delivery: Delivery) -> None:
+        webhook = lane.webhook
+        delivery.attempts += 1
+        lane.in_flight += 1
+        lane.recorder.attempt(retry=delivery.attempts > 1)
+        try:
+            result = await run_attempt(self._hooks, webhook, delivery, self.session, self._clock)
+        finally:
+            lane.in_flight -= 1
+        verdict, response = result.verdict, result.response
+        if response is not None:
+            lane.recorder.answer(response.elapsed_ms)
+        lane.breaker.record(verdict.outcome not in (Outcome.RETRY, Outcome.GONE))
+        lane.breaker_changed.set()
+        log.debug(
+            "delivery_attempt",
+            webhook=webhook.name,
+            event_id=delivery.event.event_id,
+            attempt=delivery.attempts,
+            status=response.status if response is not None else None,
+            outcome=verdict.outcome.value,
+            reason=verdict.reason,
+            elapsed_ms=round(response.elapsed_ms, 2) if response is not None else None,
+        )
+        if verdict.outcome is Outcome.SUCCESS:
+            await self._succeeded(lane, delivery, result.response, verdict.details)
+            return
+        reason = verdict.reason or "failed"
+        lane.recorder.attempt_failed(reason, self._clock.time())
+        if verdict.outcome is Outcome.RETRY and delivery.attempts < webhook.retry_policy.max_attempts:
+            wait = webhook.retry_policy.wait_before_retry(
+                delivery.attempts, verdict.retry_after, self._rng
+            )
+            if verdict.pause_webhook:
+                lane.paused_until = max(lane.paused_until, self._clock.monotonic() + wait)
+            log.info(
+                "delivery_retry_scheduled",
+                webhook=webhook.name,
+                event_id=delivery.event.event_id,
+                attempt=delivery.attempts,
+                wait_seconds=round(wait, 3),
+                reason=reason,
+            )
+            assert self._store is not None
+            await self._store.record_attempt(delivery)
+            self._later(wait, lane, delivery)
+            return
+        if verdict.outcome is Outcome.GONE:
+            await self._gone(lane, delivery, result, reason)
+            return
+        if verdict.outcome is Outcome.RETRY:
+            reason = f"{reason}; gave up after {delivery.attempts} attempts"
+        error = DeliveryError(
+            reason,
+            webhook_name=webhook.name,
+            event_id=delivery.event.event_id,
+            attempts=delivery.attempts,
+            status=response.status if response is not None else None,
+            body_excerpt=redact_text(response.excerpt()) if response is not None else None,
+            last_exception=result.exception,
+        )
+        await self._failed(lane, delivery, error)
+
+    def _later(self, wait: float, lane: _Lane, delivery: Delivery) -> None:
+        async def requeue() -> None:
+            await self._clock.sleep(wait)
+            lane.queue.put_nowait(delivery)
+
+        task = asyncio.create_task(requeue())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    def _settle(self, lane: _Lane) -> None:
+        lane.pending -= 1
+        assert self._changed is not None
+        self._changed.set()
+
+    async def _succeeded(
+        self, lane: _Lane, delivery: Delivery, response: Any, details: Mapping[str, Any]
+    ) -> None:
+        lane.recorder.success(self._clock.time())
+        for key in details:
+            lane.recorder.details[key] += 1
+        assert self._store is not None
+        await self._store.mark_delivered(delivery)
+        result = DeliveryResult(
+            webhook_name=lane.webhook.name,
+            event_id=delivery.event.event_id,
+            status=response.status if response is not None else None,
+            attempts=delivery.attempts,
+            elapsed_ms=response.elapsed_ms if response is not None else 0.0,
+            details=details,
+        )
+        self._hooks.on_success(lane.webhook, delivery.event, result)
+        self._settle(lane)
+
+    async def _failed(self, lane: _Lane, delivery: Delivery, error: DeliveryError) -> None:
+        webhook = lane.webhook
+        lane.recorder.failure()
+        log.warning(
+            "delivery_failed",
+            webhook=webhook.name,
+            event_id=delivery.event.event_id,
+            attempt=delivery.attempts,
+            status=error.status,
+            reason=error.reason,
+        )
+        assert self._store is not None
+        await self._store.add_dead_letter(delivery, error.to_dict())
+        lane.dead_letters += 1
+        await self._tell_failure(webhook, delivery.event, error)
+        fallback = webhook.fallback
+        if fallback is not None:
+            name = fallback if isinstance(fallback, str) else fallback.name
+            target = self._lanes.get(name)
+            if target is not None and target is not lane:
+                backup = Delivery(webhook_name=name, event=delivery.event)
+                await self._store.enqueue([backup])
+                self._enqueue(target, backup)
+        self._settle(lane)
+
+    async def _gone(self, lane: _Lane, delivery: Delivery, result: Any, reason: str) -> None:
+        """410: disable the webhook, keep its queue (this delivery included), tell on_failure."""
+        lane.enabled.clear()
+        delivery.attempts -= 1  # the refused attempt is not held against the delivery
+        lane.queue.put_nowait(delivery)
+        log.error("webhook_disabled", webhook=lane.webhook.name, reason=reason)
+        error = DeliveryError(
+            f"{reason}; webhook disabled until enable_webhook({lane.webhook.name!r})",
+            webhook_name=lane.webhook.name,
+            event_id=delivery.event.event_id,
+            attempts=delivery.attempts + 1,
+            status=410,
+            body_excerpt=redact_text(result.response.excerpt()) if result.response else None,
+        )
+        await self._tell_failure(lane.webhook, delivery.event, error)
+        assert self._changed is not None
+        self._changed.set()
+
+    async def _tell_failure(self, webhook: Webhook, event: Event, error: DeliveryError) -> None:
+        callback = webhook.on_failure
+        if callback is not None:
+            try:
+                outcome = callback(webhook, event, error)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as exc:
+                log.error(
+                    "on_failure_callback_failed",
+                    webhook=webhook.name,
+                    event_id=event.event_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+        self._hooks.on_failure(webhook, event, error)
+
+    # -- operations ------------------------------------------------------------------------
+
+    def enable_webhook(self, name: str) -> None:
+        """Re-enable a webhook disabled by a 410; its queued deliveries go out again."""
+        lane = self._lanes[name]
+        lane.enabled.set()
+
+    def is_enabled(self, name: str) -> bool:
+        return self._lanes[name].enabled.is_set()
+
+    async def dead_letters(self, webhook_name: str | None = None) -> list[DeadLetter]:
+        """The final failures kept for replay (all webhooks, or one)."""
+        if not self._started:
+            await self.start()
+        assert self._store is not None
+        return await self._store.dead_letters(webhook_name)
+
+    async def replay_dead_letter(self, dead_letter_id: str) -> Event:
+        """Queue a dead letter again as a fresh delivery (attempts start over)."""
+        if not self._started:
+            await self.start()
+        assert self._store is not None
+        letter = await self._store.take_dead_letter(dead_letter_id)
+        if letter is None:
+            raise KeyError(f"no dead letter {dead_letter_id!r}")
+        lane = self._lanes.get(letter.webhook_name)
+        if lane is None:
+            raise KeyError(f"dead letter {dead_letter_id!r} is for unknown webhook {letter.webhook_name!r}")
+        delivery = Delivery(webhook_name=letter.webhook_name, event=letter.event)
+        await self._store.enqueue([delivery])
+        lane.dead_letters = max(0, lane.dead_letters - 1)
+        self._enqueue(lane, delivery)
+        return letter.event
+
+    async def replay_dead_letters(self, webhook_name: str | None = None) -> int:
+        """Replay every dead letter (of one webhook, or all). Returns how many were queued."""
+        letters = await self.dead_letters(webhook_name)
+        for letter in letters:
+            if letter.webhook_name in self._lanes:
+                await self.replay_dead_letter(letter.dead_letter_id)
+        return len(letters)
+
+    def lane_state(self, name: str) -> dict[str, Any] | None:
+        """Live figures for the monitor (None when this dispatcher has no such webhook)."""
+        lane = self._lanes.get(name)
+        if lane is None:
+            if any(w.name == name for w, _ in self._pending_webhooks):
+                return {"recorder": StatsRecorder(), "queued": 0, "in_flight": 0,
+                        "dead_letters": 0, "breaker_state": "closed", "disabled": False}
+            return None
+        return {
+            "recorder": lane.recorder,
+            "queued": lane.pending - lane.in_flight,
+            "in_flight": lane.in_flight,
+            "dead_letters": lane.dead_letters,
+            "breaker_state": lane.breaker.current_state().value,
+            "disabled": not lane.enabled.is_set(),
+        }
+
+    def get_webhook_stats(self, name: str) -> dict[str, Any]:
+        """This dispatcher's figures for one webhook (see `WebhookMonitor`)."""
+        return self.monitor.get_webhook_stats(name)

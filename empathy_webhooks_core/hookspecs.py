@@ -1,0 +1,144 @@
+"""Hook specifications: what a plugin may implement. These docstrings are the plugin author's manual.
+
+A plugin is a module (or object) whose functions carry ``@hookimpl`` from
+``empathy_webhooks_core`` and whose distribution declares an entry point in the group
+``empathy_webhooks``::
+
+    [project.entry-points.empathy_webhooks]
+    ntfy = "empathy_webhooks_ntfy"
+
+Hooks are called synchronously (pluggy has no async support). Where a hook needs I/O it returns
+an awaitable and the core awaits it; see :func:`deliver`. A hook that raises never stops the
+pipeline: the core logs it and treats the delivery as failed (or skips that plugin's listener).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from .dispatcher import WebhookDispatcher
+    from .events import Event
+    from .stores.base import DeliveryStore
+    from .webhooks import Webhook
+    from .wire import DeliveryError, DeliveryResult, OutgoingRequest, Response, Verdict
+
+hookspec = pluggy.HookspecMarker("empathy_webhooks")
+
+
+@hookspec
+def webhook_types() -> Mapping[str, type[Webhook]] | None:
+    """Name the webhook classes this plugin provides.
+
+    Called once when the plugin manager is built. The names are what configuration files use
+    (``type = "slack"``) and what ``empathy-webhooks plugins`` lists; by convention the name
+    equals the plugin's entry-point name and the class's ``kind``.
+
+    :return: a mapping of type name to a :class:`~empathy_webhooks_core.Webhook` subclass, or
+        None. Two plugins claiming the same name is an error at start-up.
+    """
+
+
+@hookspec(firstresult=True)
+def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
+    """Turn an event into the request a webhook sends.
+
+    Called once per delivery, before the first attempt; every retry sends the same request
+    (re-signed). Must be synchronous, pure and quick: no I/O, no clock reads beyond the event's
+    own timestamp. That makes dry runs (``dispatcher.render``) free and output testable.
+
+    :param webhook: the webhook the event is routed to. Return None unless it is one of your
+        own classes (``isinstance(webhook, MyWebhook)``).
+    :param event: the frozen :class:`~empathy_webhooks_core.Event`.
+    :return: an :class:`~empathy_webhooks_core.OutgoingRequest` with the exact body bytes, or
+        None when the webhook is not yours. First non-None result wins. Honour
+        ``webhook.template_for(event)`` so users can override the message without subclassing.
+        Respect every size limit of your service by truncating, never by producing a request
+        the service rejects.
+    """
+
+
+@hookspec(firstresult=True)
+def deliver(
+    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Awaitable[Response] | None:
+    """Send one attempt of a request and return the service's answer.
+
+    The core's HTTP delivery implements this as the ``trylast`` fallback, so an HTTP plugin
+    usually does not. Implement it for a non-HTTP target (email), or for a target that needs
+    several calls per delivery (search before create).
+
+    pluggy cannot await: an ``async def`` implementation would return a coroutine for every
+    webhook, mine or not, and always win. Write a plain function that returns None for
+    webhooks that are not yours, and an awaitable (``return self._send(...)``) for yours.
+
+    :param webhook: the webhook, already signed-for and rate-limited by the core.
+    :param request: what ``format_payload`` returned, with signature headers added.
+    :param session: the dispatcher's shared ``aiohttp.ClientSession`` (pooled connections,
+        redirects off). Use it rather than opening your own.
+    :return: None, or an awaitable resolving to a :class:`~empathy_webhooks_core.Response`.
+        Raise ``ConnectionError``, ``TimeoutError`` or an ``aiohttp.ClientError`` for transport
+        failures: those are retried. Any other exception is a final failure.
+    """
+
+
+@hookspec(firstresult=True)
+def classify_response(webhook: Webhook, request: OutgoingRequest, response: Response) -> Verdict | None:
+    """Decide what an answer means: delivered, retry, final failure, or endpoint gone.
+
+    The core's default (``trylast``): 2xx delivered; a status in the webhook's
+    ``retry_policy.retry_on_status`` retried (429 and 503 honour ``Retry-After``, and 429
+    pauses the whole webhook); 410 gone; anything else (3xx included) a final failure.
+    Implement it when your service speaks otherwise: Slack's plain-text errors, Discord's JSON
+    ``retry_after``, GitHub's 403 that is really a rate limit.
+
+    :return: a :class:`~empathy_webhooks_core.Verdict`, or None to leave it to others.
+    """
+
+
+@hookspec
+def on_success(webhook: Webhook, event: Event, result: DeliveryResult) -> None:
+    """Told after a delivery succeeded. Every plugin's implementation is called; one that
+    raises is logged and does not affect the others. Do not block: schedule slow work."""
+
+
+@hookspec
+def on_failure(webhook: Webhook, event: Event, error: DeliveryError) -> None:
+    """Told after a delivery finally failed (its retries exhausted, or a final answer).
+
+    Called after the webhook's own ``on_failure`` callback, for every plugin. ``error`` is a
+    :class:`~empathy_webhooks_core.DeliveryError`: status, body excerpt, attempts, reason and
+    last exception, with no secrets in its text. The delivery is also kept as a dead letter.
+    One implementation raising is logged and does not stop the others.
+    """
+
+
+@hookspec
+def store_backends() -> Mapping[str, Any] | None:
+    """Name the delivery stores this plugin provides, by URL scheme.
+
+    :return: a mapping of scheme (``"redis"``) to a factory called with the whole store URL
+        (``"redis://127.0.0.1:6379/0"``) that returns a
+        :class:`~empathy_webhooks_core.stores.DeliveryStore`. Or None.
+    """
+
+
+@hookspec
+def dispatcher_started(dispatcher: WebhookDispatcher) -> None:
+    """Told when a dispatcher has started (its session open, its workers running). A plugin
+    whose webhooks do background work (batched metrics) can keep the dispatcher to submit it."""
+
+
+@hookspec
+def flush(webhook: Webhook, dispatcher: WebhookDispatcher) -> Awaitable[None] | None:
+    """Send whatever the webhook has buffered (metrics, digests).
+
+    Called for every webhook when the dispatcher drains and before it closes. Return None when
+    there is nothing of yours to flush, else an awaitable the core awaits.
+    """
+

@@ -1,0 +1,174 @@
+"""Delivery figures per webhook, and `WebhookMonitor`, which reads them."""
+
+from __future__ import annotations
+
+import collections
+import statistics
+import weakref
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .dispatcher import WebhookDispatcher
+
+__all__ = ["STAT_DEFINITIONS", "StatsRecorder", "WebhookMonitor"]
+
+#: What each figure counts (also the documentation of `get_webhook_stats`).
+STAT_DEFINITIONS = {
+    "total_sent": "deliveries that reached a final outcome: delivered_count + failed_count",
+    "delivered_count": "deliveries the service accepted (2xx, or the plugin's success)",
+    "failed_count": "deliveries that finally failed (retries exhausted or a final answer)",
+    "success_rate": "delivered_count / total_sent (0.0 before any final outcome)",
+    "attempts": "requests sent, first attempts and retries alike",
+    "retries": "attempts after the first, over all deliveries",
+    "avg_response_time_ms": "mean time from request to answer, over attempts that got an answer",
+    "p50_response_time_ms": "median of the last 2,048 answered attempts",
+    "p95_response_time_ms": "95th percentile of the last 2,048 answered attempts",
+    "p99_response_time_ms": "99th percentile of the last 2,048 answered attempts",
+    "queued": "deliveries waiting now: in the queue or waiting for a retry",
+    "in_flight": "attempts under way now",
+    "dead_letters": "final failures kept for replay (replayed ones leave this count)",
+    "last_error": "the reason of the last failed attempt (no secrets), or None",
+    "last_error_at": "when that attempt failed (ISO-8601 UTC), or None",
+    "last_success_at": "when the last delivery succeeded (ISO-8601 UTC), or None",
+    "breaker_state": "closed, open or half_open",
+    "disabled": "True after a 410 Gone, until the webhook is re-enabled",
+}
+
+_SAMPLES = 2048
+
+
+def _iso(moment: float | None) -> str | None:
+    return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat()
+
+
+class StatsRecorder:
+    """One webhook's figures in one dispatcher. Updated on the delivery path: O(1) per call."""
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failed = 0
+        self.attempts = 0
+        self.retries = 0
+        self.answered = 0
+        self.total_response_ms = 0.0
+        self.samples: collections.deque[float] = collections.deque(maxlen=_SAMPLES)
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_success_at: float | None = None
+        self.details: collections.Counter[str] = collections.Counter()
+
+    def attempt(self, retry: bool) -> None:
+        self.attempts += 1
+        if retry:
+            self.retries += 1
+
+    def answer(self, elapsed_ms: float) -> None:
+        self.answered += 1
+        self.total_response_ms += elapsed_ms
+        self.samples.append(elapsed_ms)
+
+    def attempt_failed(self, reason: str, now: float) -> None:
+        self.last_error = reason
+        self.last_error_at = now
+
+    def success(self, now: float) -> None:
+        self.delivered += 1
+        self.last_success_at = now
+
+    def failure(self) -> None:
+        self.failed += 1
+
+
+def _percentile(ordered: list[float], fraction: float) -> float | None:
+    if not ordered:
+        return None
+    if len(ordered) == 1:
+        return round(ordered[0], 2)
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return round(cuts[min(98, max(0, int(fraction * 100) - 1))], 2)
+
+
+def combine(recorders: list[StatsRecorder], live: dict[str, Any]) -> dict[str, Any]:
+    delivered = sum(r.delivered for r in recorders)
+    failed = sum(r.failed for r in recorders)
+    answered = sum(r.answered for r in recorders)
+    total_ms = sum(r.total_response_ms for r in recorders)
+    samples = sorted(s for r in recorders for s in r.samples)
+    errors = [(r.last_error_at, r.last_error) for r in recorders if r.last_error_at is not None]
+    successes = [r.last_success_at for r in recorders if r.last_success_at is not None]
+    last_error_at, last_error = max(errors) if errors else (None, None)
+    total = delivered + failed
+    details: collections.Counter[str] = collections.Counter()
+    for r in recorders:
+        details.update(r.details)
+    return {
+        "total_sent": total,
+        "delivered_count": delivered,
+        "failed_count": failed,
+        "success_rate": delivered / total if total else 0.0,
+        "attempts": sum(r.attempts for r in recorders),
+        "retries": sum(r.retries for r in recorders),
+        "avg_response_time_ms": round(total_ms / answered, 2) if answered else 0.0,
+        "p50_response_time_ms": _percentile(samples, 0.50),
+        "p95_response_time_ms": _percentile(samples, 0.95),
+        "p99_response_time_ms": _percentile(samples, 0.99),
+        "last_error": last_error,
+        "last_error_at": _iso(last_error_at),
+        "last_success_at": _iso(max(successes) if successes else None),
+        **({"details": dict(details)} if details else {}),
+        **live,
+    }
+
+
+_dispatchers: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
+
+
+def track(dispatcher: WebhookDispatcher) -> None:
+    _dispatchers.add(dispatcher)
+
+
+class WebhookMonitor:
+    """Delivery figures by webhook name.
+
+    With no argument it sees every dispatcher of the process (the reference's
+    `WebhookMonitor()`); with one, only that dispatcher. See `STAT_DEFINITIONS`.
+    """
+
+    def __init__(self, dispatcher: WebhookDispatcher | None = None) -> None:
+        self._dispatcher = dispatcher
+
+    def _sources(self) -> list[WebhookDispatcher]:
+        return [self._dispatcher] if self._dispatcher is not None else list(_dispatchers)
+
+    def webhook_names(self) -> list[str]:
+        names: set[str] = set()
+        for dispatcher in self._sources():
+            names.update(dispatcher.webhook_names())
+        return sorted(names)
+
+    def get_webhook_stats(self, name: str) -> dict[str, Any]:
+        """The figures for webhook `name`, summed over the dispatchers that have it."""
+        recorders: list[StatsRecorder] = []
+        live = {"queued": 0, "in_flight": 0, "dead_letters": 0, "breaker_state": "closed",
+                "disabled": False}
+        found = False
+        for dispatcher in self._sources():
+            state = dispatcher.lane_state(name)
+            if state is None:
+                continue
+            found = True
+            recorders.append(state["recorder"])
+            live["queued"] += state["queued"]
+            live["in_flight"] += state["in_flight"]
+            live["dead_letters"] += state["dead_letters"]
+            if state["breaker_state"] != "closed":
+                live["breaker_state"] = state["breaker_state"]
+            live["disabled"] = live["disabled"] or state["disabled"]
+        if not found:
+            known = ", ".join(self.webhook_names()) or "none"
+            raise KeyError(f"no webhook named {name!r} (known: {known})")
+        return combine(recorders, live)
+
+    def all_stats(self) -> dict[str, dict[str, Any]]:
+        return {name: self.get_webhook_stats(name) for name in self.webhook_names()}

@@ -1,0 +1,245 @@
+"""The plugin manager: default plugins, entry-point discovery, load errors, a typed facade."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from ._log import get_logger
+from ._version import __version__
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from .events import Event
+    from .webhooks import Webhook
+    from .wire import DeliveryError, DeliveryResult, OutgoingRequest, Response, Verdict
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "LOAD_PLUGINS_ENV",
+    "Hooks",
+    "PluginInfo",
+    "PluginLoadError",
+    "build_plugin_manager",
+    "get_plugin_manager",
+    "hookimpl",
+]
+
+ENTRY_POINT_GROUP = "empathy_webhooks"
+#: Comma-separated entry-point names to load; unset loads all, empty loads none.
+LOAD_PLUGINS_ENV = "EMPATHY_WEBHOOKS_LOAD_PLUGINS"
+DEFAULT_PLUGINS = (
+    "empathy_webhooks_core.default_plugins.http",
+    "empathy_webhooks_core.default_plugins.custom",
+)
+
+hookimpl = pluggy.HookimplMarker(ENTRY_POINT_GROUP)
+log = get_logger()
+
+
+@attrs.frozen
+class PluginLoadError:
+    """A plugin that could not be loaded, and why."""
+
+    name: str
+    distribution: str | None
+    error: str
+
+
+@attrs.frozen
+class PluginInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+    webhook_types: tuple[str, ...]
+    hooks: tuple[str, ...]
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager plus what discovery learnt: load errors and distributions."""
+
+    def __init__(self) -> None:
+        super().__init__(ENTRY_POINT_GROUP)
+        self.load_errors: list[PluginLoadError] = []
+        self.distributions: dict[str, tuple[str | None, str | None]] = {}
+
+
+def _allowed(env: Mapping[str, str]) -> set[str] | None:
+    raw = env.get(LOAD_PLUGINS_ENV)
+    if raw is None:
+        return None
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def build_plugin_manager(
+    *,
+    load_entry_points: bool = True,
+    env: Mapping[str, str] | None = None,
+    strict: bool = False,
+    extra_plugins: Iterable[Any] = (),
+) -> PluginManager:
+    """A new plugin manager with the default plugins and every installed entry point.
+
+    A plugin that fails to import or register is recorded in ``pm.load_errors`` with its name
+    and error and skipped (``strict=True`` raises instead).
+    """
+    pm = PluginManager()
+    pm.add_hookspecs(hookspecs)
+    for module_name in DEFAULT_PLUGINS:
+        module = importlib.import_module(module_name)
+        pm.register(module, name=module_name.rsplit(".", 1)[-1] + " (core)")
+        pm.distributions[pm.get_name(module) or module_name] = ("empathy-webhooks-core", __version__)
+    if load_entry_points:
+        allowed = _allowed(os.environ if env is None else env)
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and entry_point.name not in allowed:
+                continue
+            if pm.has_plugin(entry_point.name):
+                continue
+            dist = entry_point.dist
+            try:
+                plugin = entry_point.load()
+                pm.register(plugin, name=entry_point.name)
+            except Exception as exc:
+                if strict:
+                    raise
+                error = PluginLoadError(
+                    entry_point.name, dist.name if dist else None, f"{type(exc).__name__}: {exc}"
+                )
+                pm.load_errors.append(error)
+                log.warning(
+                    "plugin_load_failed", plugin=entry_point.name, error=error.error
+                )
+                continue
+            pm.distributions[entry_point.name] = (
+                dist.name if dist else None,
+                dist.version if dist else None,
+            )
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    pm.check_pending()
+    return pm
+
+
+_pm: PluginManager | None = None
+_pm_lock = threading.Lock()
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process's plugin manager, built on first use (importing the package loads nothing)."""
+    global _pm
+    with _pm_lock:
+        if _pm is None:
+            _pm = build_plugin_manager()
+        return _pm
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process's plugin manager (tests that install plugins call this)."""
+    global _pm
+    with _pm_lock:
+        _pm = None
+
+
+class Hooks:
+    """A typed facade over ``pm.hook``: the rest of the core calls these, never pluggy."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._types: dict[str, type[Webhook]] | None = None
+
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        if self._types is None:
+            types: dict[str, type[Webhook]] = {}
+            for mapping in self.pm.hook.webhook_types():
+                for name, cls in (mapping or {}).items():
+                    if name in types and types[name] is not cls:
+                        raise ValueError(
+                            f"two plugins provide webhook type {name!r}: "
+                            f"{types[name].__module__} and {cls.__module__}"
+                        )
+                    types[name] = cls
+            self._types = types
+        return self._types
+
+    def store_backends(self) -> dict[str, Callable[[str], Any]]:
+        backends: dict[str, Callable[[str], Any]] = {}
+        for mapping in self.pm.hook.store_backends():
+            backends.update(mapping or {})
+        return backends
+
+    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest:
+        request = self.pm.hook.format_payload(webhook=webhook, event=event)
+        if request is None:
+            raise LookupError(
+                f"no installed plugin formats webhooks of type {type(webhook).__name__} "
+                f"(kind {webhook.kind!r}); is its plugin installed and loaded?"
+            )
+        return request  # type: ignore[no-any-return]
+
+    def deliver(
+        self, webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    ) -> Awaitable[Response]:
+        awaitable = self.pm.hook.deliver(webhook=webhook, request=request, session=session)
+        if awaitable is None:
+            raise LookupError(f"no installed plugin delivers webhooks of kind {webhook.kind!r}")
+        return awaitable  # type: ignore[no-any-return]
+
+    def classify_response(
+        self, webhook: Webhook, request: OutgoingRequest, response: Response
+    ) -> Verdict:
+        return self.pm.hook.classify_response(  # type: ignore[no-any-return]
+            webhook=webhook, request=request, response=response
+        )
+
+    def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation on its own, so one that raises cannot silence the rest."""
+        results = []
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            try:
+                results.append(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed",
+                    hook=hook_name,
+                    plugin=impl.plugin_name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+        return results
+
+    def on_success(self, webhook: Webhook, event: Event, result: DeliveryResult) -> None:
+        self._each("on_success", webhook=webhook, event=event, result=result)
+
+    def on_failure(self, webhook: Webhook, event: Event, error: DeliveryError) -> None:
+        self._each("on_failure", webhook=webhook, event=event, error=error)
+
+    def dispatcher_started(self, dispatcher: Any) -> None:
+        self._each("dispatcher_started", dispatcher=dispatcher)
+
+    def flush(self, webhook: Webhook, dispatcher: Any) -> list[Awaitable[None]]:
+        return [r for r in self._each("flush", webhook=webhook, dispatcher=dispatcher) if r]
+
+
+def plugin_infos(pm: PluginManager) -> list[PluginInfo]:
+    """What `empathy-webhooks plugins` lists."""
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or []))
+        types: tuple[str, ...] = ()
+        if hasattr(plugin, "webhook_types"):
+            types = tuple(sorted((plugin.webhook_types() or {}).keys()))
+        dist, version = pm.distributions.get(name, (None, None))
+        infos.append(PluginInfo(name, dist, version, types, hooks))
+    return sorted(infos, key=lambda info: info.name)

@@ -1,0 +1,131 @@
+"""The retry policy: how many attempts, how long between them, which answers deserve another."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import attrs
+
+__all__ = ["DEFAULT_RETRY_ON_STATUS", "MAX_TIMEOUT_SECONDS", "RetryPolicy", "parse_retry_after"]
+
+DEFAULT_RETRY_ON_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+#: The reference's best practices: "Set appropriate timeouts (30s max)".
+MAX_TIMEOUT_SECONDS = 30.0
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a number above 0, got {value!r}")
+
+
+def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{attribute.name} must be a number of 0 or more, got {value!r}")
+
+
+def _max_retries(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ValueError(f"max_retries must be an integer from 0 to 100, got {value!r}")
+
+
+def _timeout(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    _positive(instance, attribute, value)
+    if value > MAX_TIMEOUT_SECONDS:
+        raise ValueError(
+            f"timeout_seconds is {value:g}; at most {MAX_TIMEOUT_SECONDS:g} seconds "
+            "is allowed (a webhook that needs longer should answer 202 and work asynchronously)"
+        )
+
+
+def _jitter(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"jitter must be a fraction from 0 to 1, got {value!r}")
+
+
+def _statuses(value: Any) -> frozenset[int]:
+    statuses = frozenset(value)
+    for status in statuses:
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError(f"retry_on_status holds {status!r}, not an HTTP status")
+    return statuses
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """When and how often a failed delivery is tried again.
+
+    Waits grow geometrically: `initial_delay_seconds * backoff_multiplier ** n`, so the
+    defaults give 1, 2, 4, 8, 16 s as the reference says, each capped at `max_delay_seconds`
+    and spread by up to `jitter` (a fraction) to avoid thundering herds. A service's own
+    `Retry-After` is honoured up to `max_retry_after_seconds`.
+    """
+
+    max_retries: int = attrs.field(default=3, validator=_max_retries)
+    backoff_multiplier: float = attrs.field(default=2.0, validator=_positive)
+    initial_delay_seconds: float = attrs.field(default=1.0, validator=_non_negative)
+    max_delay_seconds: float = attrs.field(default=300.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.0, validator=_jitter)
+    timeout_seconds: float = attrs.field(default=30.0, validator=_timeout)
+    retry_on_status: frozenset[int] = attrs.field(
+        default=DEFAULT_RETRY_ON_STATUS, converter=_statuses
+    )
+    max_retry_after_seconds: float = attrs.field(default=300.0, validator=_non_negative)
+
+    @classmethod
+    def coerce(cls, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
+        """Accept what the reference passes (a dict), a `RetryPolicy`, or None for defaults."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        from .converter import structure
+
+        return structure(value, cls, path="retry_policy")
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+    def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry `retry_number` (1 for the first retry)."""
+        base = self.initial_delay_seconds * self.backoff_multiplier ** (retry_number - 1)
+        base = min(base, self.max_delay_seconds)
+        if self.jitter:
+            spread = base * self.jitter
+            base += (rng or random).uniform(-spread, spread)
+        return max(0.0, base)
+
+    def wait_before_retry(
+        self, retry_number: int, retry_after: float | None, rng: random.Random | None = None
+    ) -> float:
+        """The wait before the next attempt: the service's `Retry-After` (capped) if larger."""
+        wait = self.delay(retry_number, rng)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_retry_after_seconds))
+        return wait
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a `Retry-After` header: delay-seconds or an HTTP date. None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        reference = now if now is not None else datetime.now(UTC).timestamp()
+        return max(0.0, moment.timestamp() - reference)
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return seconds

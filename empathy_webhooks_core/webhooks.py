@@ -1,0 +1,203 @@
+"""Webhooks: where events go. The base every plugin's target extends, and the generic target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import attrs
+
+from .breaker import BreakerPolicy
+from .events import Event
+from .ratelimit import RateLimit
+from .retry import RetryPolicy
+from .wire import SENSITIVE_HEADERS, masked_headers
+
+__all__ = ["CustomWebhook", "SignatureScheme", "Webhook", "WebhookConfig", "check_url"]
+
+SignatureScheme = Literal["both", "x-signature", "standard-webhooks"]
+
+#: What an `on_failure` callback looks like: `(webhook, event, error)`, plain or async.
+FailureCallback = Callable[..., Any]
+
+
+def _events(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    names = tuple(str(getattr(item, "value", item)) for item in value)
+    if not names or any(not name.strip() for name in names):
+        raise ValueError(f"events must list one or more event names or '*', got {value!r}")
+    return names
+
+
+def _secrets(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes):
+        value = [value]
+    secrets = tuple(s.decode() if isinstance(s, bytes) else s for s in value)
+    if any(not isinstance(s, str) or not s for s in secrets):
+        raise ValueError("signing_secret must be a non-empty string (or a list of them)")
+    return secrets
+
+
+def _callable_or_none(name: str) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+
+    return check
+
+
+def _scheme(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in ("both", "x-signature", "standard-webhooks"):
+        raise ValueError(
+            "signature_scheme must be 'both', 'x-signature' or 'standard-webhooks', "
+            f"got {value!r}"
+        )
+
+
+def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a whole number above 0, got {value!r}")
+
+
+def _templates(value: Any) -> Mapping[str, Callable[[Event], Any]]:
+    templates = dict(value or {})
+    for key, template in templates.items():
+        if not callable(template) and not isinstance(template, str | Mapping):
+            raise TypeError(f"templates[{key!r}] must be a function of the event, a string or a dict")
+    return templates
+
+
+def check_url(value: Any, field: str = "url") -> str:
+    """An http(s) URL with a host, or a `ValueError` that says what is wrong (never the URL's
+    secret parts: Slack and Discord URLs are credentials)."""
+    if value is None:
+        raise ValueError(f"{field} is required (got None: is its environment variable set?)")
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a string, got {type(value).__name__}")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{field} must be an http:// or https:// URL with a host")
+    return value
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Webhook:
+    """What every webhook has, whatever its target.
+
+    Subclasses set `kind` (the entry-point name of their plugin, `"slack"`) and add their own
+    fields. All fields are keyword-only, so subclasses may add required ones freely. Frozen:
+    runtime state (queues, breaker, pause) lives in the dispatcher, so one webhook object can
+    be shared by several dispatchers.
+    """
+
+    kind: ClassVar[str] = "webhook"
+
+    name: str = attrs.field()
+    events: tuple[str, ...] = attrs.field(default=("*",), converter=_events)
+    filter: Callable[[Event], bool] | None = attrs.field(
+        default=None, validator=_callable_or_none("filter")
+    )
+    retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy, converter=RetryPolicy.coerce)
+    rate_limit: RateLimit | None = attrs.field(default=None, converter=RateLimit.coerce)
+    circuit_breaker: BreakerPolicy = attrs.field(
+        factory=BreakerPolicy, converter=BreakerPolicy.coerce
+    )
+    on_failure: FailureCallback | None = attrs.field(
+        default=None, validator=_callable_or_none("on_failure")
+    )
+    signing_secret: tuple[str, ...] = attrs.field(default=None, converter=_secrets, repr=False)
+    sign_payload: bool | None = None
+    signature_scheme: SignatureScheme = attrs.field(default="both", validator=_scheme)
+    fallback: Webhook | str | None = None
+    max_concurrency: int = attrs.field(default=10, validator=_positive_int)
+    max_payload_bytes: int = attrs.field(default=512 * 1024, validator=_positive_int)
+    block_private_addresses: bool = False
+    templates: Mapping[str, Any] = attrs.field(factory=dict, converter=_templates, repr=False)
+
+    @name.default
+    def _default_name(self) -> str:
+        return f"{type(self).kind}_webhook"
+
+    @name.validator
+    def _check_name(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"name must be a non-empty string, got {value!r}")
+
+    @property
+    def signs(self) -> bool:
+        """Whether attempts carry signatures: a secret is set and `sign_payload` is not False."""
+        return bool(self.signing_secret) and self.sign_payload is not False
+
+    def template_for(self, event: Event) -> Any | None:
+        """The user's override for this event type (`"*"` for all), or None."""
+        return self.templates.get(event.event_type, self.templates.get("*"))
+
+    def secret_values(self) -> list[str]:
+        """Every credential this webhook holds, so logs can redact them. Plugins add theirs."""
+        values = list(self.signing_secret)
+        for key, value in getattr(self, "headers", {}).items():
+            if key.lower() in SENSITIVE_HEADERS or "token" in key.lower() or "key" in key.lower():
+                values.append(value)
+                scheme, _, credential = value.partition(" ")
+                if credential:
+                    values.append(credential)
+        return [value for value in values if value]
+
+    def describe(self) -> str:
+        """A one-line description for listings; never includes secrets."""
+        return f"{self.name} ({self.kind})"
+
+
+def _headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    headers = dict(value or {})
+    for key, item in headers.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"headers must map strings to strings; {key!r} does not")
+        if "\n" in item or "\r" in item:
+            raise ValueError(f"header {key!r} contains a line break")
+    return headers
+
+
+def _method(value: str) -> str:
+    method = str(value).upper()
+    if method not in ("POST", "PUT", "PATCH"):
+        raise ValueError(f"method must be POST, PUT or PATCH, got {value!r}")
+    return method
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class CustomWebhook(Webhook):
+    """Any HTTP endpoint: the reference's envelope as JSON, optionally signed.
+
+    >>> CustomWebhook(url="https://example.com/hook", events=["*"]).name
+    'custom_webhook'
+    """
+
+    kind: ClassVar[str] = "custom"
+
+    url: str = attrs.field(validator=lambda _, __, value: check_url(value))
+    method: str = attrs.field(default="POST", converter=_method)
+    headers: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_headers, repr=lambda h: repr(masked_headers(h))
+    )
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class WebhookConfig(CustomWebhook):
+    """The reference's Quick Start name for a generic webhook; the same as `CustomWebhook`."""
+
+
+def webhook_sequence(value: Sequence[Webhook] | Webhook | None) -> list[Webhook]:
+    if value is None:
+        return []
+    if isinstance(value, Webhook):
+        return [value]
+    webhooks = list(value)
+    for item in webhooks:
+        if not isinstance(item, Webhook):
+            raise TypeError(f"webhooks must be Webhook objects, got {type(item).__name__}")
+    return webhooks

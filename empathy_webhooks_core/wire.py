@@ -1,0 +1,237 @@
+"""Values that cross the hook boundary: the outgoing request, the answer, the verdict on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "DeliveryError",
+    "DeliveryResult",
+    "OutgoingRequest",
+    "Outcome",
+    "Response",
+    "Verdict",
+    "json_bytes",
+]
+
+#: Header names whose values are credentials; `repr` and logs show them masked.
+SENSITIVE_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "dd-api-key",
+        "dd-application-key",
+        "x-signature",
+        "webhook-signature",
+        "cookie",
+        "x-auth-token",
+        "private-token",
+    }
+)
+
+BODY_EXCERPT_CHARS = 500
+
+
+def json_bytes(payload: Any) -> bytes:
+    """Compact UTF-8 JSON: what every JSON target sends, so signatures cover exact bytes."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _frozen_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return MappingProxyType(dict(value or {}))
+
+
+def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers fit for a log line or a repr: credential values replaced by `***`."""
+    return {
+        key: ("***" if key.lower() in SENSITIVE_HEADERS or "token" in key.lower() else value)
+        for key, value in headers.items()
+    }
+
+
+def _request_repr(request: OutgoingRequest) -> str:
+    from .redaction import redact_url
+
+    return (
+        f"OutgoingRequest(method={request.method!r}, url={redact_url(request.url)!r}, "
+        f"headers={masked_headers(request.headers)!r}, body=<{len(request.body)} bytes>)"
+    )
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class OutgoingRequest:
+    """What a plugin's `format_payload` returns: one request, not yet signed or sent.
+
+    `body` is the exact bytes that go on the wire (signatures are computed over them).
+    `extras` carries what the owning plugin wants to read back in its own `deliver` or
+    `classify_response` (for example a de-duplication fingerprint); it is never sent.
+    """
+
+    url: str
+    method: str = "POST"
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
+    body: bytes = b""
+    extras: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_headers)
+
+    __repr__ = _request_repr
+
+    @classmethod
+    def json(
+        cls,
+        url: str,
+        payload: Any,
+        *,
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+        extras: Mapping[str, Any] | None = None,
+    ) -> OutgoingRequest:
+        """A JSON request: compact UTF-8 body and `Content-Type: application/json`."""
+        merged = {"Content-Type": "application/json"}
+        for key, value in (headers or {}).items():
+            if key.lower() == "content-type":
+                merged.pop("Content-Type", None)
+            merged[key] = value
+        return cls(
+            url=url, method=method, headers=merged, body=json_bytes(payload), extras=extras or {}
+        )
+
+    def json_body(self) -> Any:
+        """The body parsed as JSON (handy in tests and dry runs)."""
+        return json.loads(self.body) if self.body else None
+
+    def with_headers(self, extra: Mapping[str, str]) -> OutgoingRequest:
+        """A copy with `extra` headers set (replacing same-named ones, case-insensitively)."""
+        lowered = {key.lower() for key in extra}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in lowered}
+        headers.update(extra)
+        return attrs.evolve(self, headers=headers)
+
+
+@attrs.frozen(kw_only=True)
+class Response:
+    """What came back from one attempt. Header names are lower-case."""
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
+    body: bytes = b""
+    elapsed_ms: float = 0.0
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def excerpt(self, limit: int = BODY_EXCERPT_CHARS) -> str:
+        text = self.text()
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    """Delivered: the service accepted it."""
+    RETRY = "retry"
+    """A transient failure: try again under the retry policy."""
+    FAIL = "fail"
+    """A final failure: no further attempt will help."""
+    GONE = "gone"
+    """The endpoint no longer exists (410): the webhook is disabled until re-enabled."""
+
+
+@attrs.frozen(kw_only=True)
+class Verdict:
+    """How one attempt went, as `classify_response` decides.
+
+    `retry_after` (seconds) is the service's own wait, honoured (capped) before the next
+    attempt. `pause_webhook` stops every delivery of the webhook for that wait, not just this
+    one (a rate limit applies to the endpoint). `details` reaches `DeliveryResult.details`
+    (for example the created Jira key).
+    """
+
+    outcome: Outcome
+    reason: str | None = None
+    retry_after: float | None = None
+    pause_webhook: bool = False
+    details: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_headers)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SUCCESS
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryResult:
+    """A delivery that succeeded: handed to `on_success`."""
+
+    webhook_name: str
+    event_id: str
+    status: int | None
+    attempts: int
+    elapsed_ms: float
+    details: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_headers)
+
+
+class DeliveryError(Exception):
+    """A delivery that finally failed: what `on_failure` callbacks receive as `error`.
+
+    Carries the last HTTP status (None when no answer came), a bounded excerpt of the answer's
+    body, the number of attempts, the reason and the last exception, if any. Its text never
+    contains the webhook's secrets.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        webhook_name: str,
+        event_id: str,
+        attempts: int,
+        status: int | None = None,
+        body_excerpt: str | None = None,
+        last_exception: BaseException | None = None,
+    ) -> None:
+        self.reason = reason
+        self.webhook_name = webhook_name
+        self.event_id = event_id
+        self.attempts = attempts
+        self.status = status
+        self.body_excerpt = body_excerpt
+        self.last_exception = last_exception
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        status = f"HTTP {self.status}: " if self.status is not None else ""
+        text = f"{self.webhook_name}: {status}{self.reason} (after {tries})"
+        if self.body_excerpt:
+            text += f"; response: {self.body_excerpt}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe summary, as dead-letter records keep it."""
+        return {
+            "reason": self.reason,
+            "status": self.status,
+            "attempts": self.attempts,
+            "body_excerpt": self.body_excerpt,
+            "exception": (
+                f"{type(self.last_exception).__name__}: {self.last_exception}"
+                if self.last_exception is not None
+                else None
+            ),
+        }
