@@ -17,7 +17,7 @@ from .signing import sign_request
 from .stores import DeadLetter, Delivery, DeliveryStore
 from .sync import ThreadedDispatcher
 from .webhooks import CustomWebhook, Webhook, WebhookConfig
-from .wire import DeliveryError, DeliveryResult, OutgoingRequest, Outcome, Response, Verdict
+from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest, Response, Verdict
 
 __all__ = [
     "USER_AGENT",
@@ -32,8 +32,8 @@ __all__ = [
     "Event",
     "EventDataError",
     "EventType",
-    "OutgoingRequest",
     "Outcome",
+    "OutgoingRequest",
     "RateLimit",
     "Response",
     "RetryPolicy",

@@ -6,19 +6,27 @@ import asyncio
 
 import aiohttp
 import attrs
+import pluggy
 
 from .clock import Clock
+from .events import Event
 from .plugins import Hooks
 from .redaction import redact_text
 from .signing import sign_request
 from .stores.base import Delivery
 from .webhooks import Webhook
-from .wire import Outcome, Response, Verdict
+from .wire import Outcome, OutgoingRequest, Response, Verdict
 
-__all__ = ["Attempt", "PayloadTooLarge", "attempt", "render"]
+__all__ = ["Attempt", "PayloadTooLarge", "attempt", "render", "render_request"]
 
 #: Transport failures: worth another attempt.
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError, ConnectionError, OSError)
+TRANSPORT_ERRORS = (
+    aiohttp.ClientError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    ConnectionError,
+    OSError,
+)
 
 
 class PayloadTooLarge(ValueError):
@@ -83,3 +91,18 @@ async def attempt(
         reason = f"could not classify the answer: {_describe(exc)}"
         return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), response, exc)
     return Attempt(verdict, response)
+
+
+def render_request(
+    webhook: Webhook, event: Event, *, plugin_manager: pluggy.PluginManager | None = None
+) -> OutgoingRequest:
+    """What `webhook` would send for `event`: a dry run, nothing sent or queued."""
+    from .plugins import get_plugin_manager
+
+    if not isinstance(event, Event):
+        raise TypeError(f"expected an Event, got {type(event).__name__}")
+    hooks = Hooks(plugin_manager or get_plugin_manager())
+    delivery = Delivery(webhook_name=webhook.name, event=event)
+    render(hooks, webhook, delivery)
+    assert delivery.request is not None
+    return delivery.request

@@ -26,13 +26,14 @@ from .delivery import attempt as run_attempt
 from .delivery import render as render_delivery
 from .events import Event
 from .monitor import StatsRecorder, WebhookMonitor
+from .netguard import guarded_connector
 from .plugins import Hooks, get_plugin_manager
 from .ratelimit import RateLimiter
 from .redaction import redact_text, register_secrets
 from .routing import EventMatcher, passes_filter
 from .stores import DeadLetter, Delivery, DeliveryStore, open_store
 from .webhooks import Webhook, webhook_sequence
-from .wire import DeliveryError, DeliveryResult, OutgoingRequest, Outcome
+from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest
 
 __all__ = ["USER_AGENT", "WebhookDispatcher"]
 
@@ -47,12 +48,14 @@ log = get_logger()
 class _Lane:
     """One webhook's queue, workers and guards."""
 
-    def __init__(self, webhook: Webhook, clock: Clock, *, routed: bool = True) -> None:
+    def __init__(
+        self, webhook: Webhook, clock: Clock, *, routed: bool = True, limiter: Any = None
+    ) -> None:
         self.webhook = webhook
         self.routed = routed
         self.matcher = EventMatcher(webhook.events)
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
-        self.limiter = RateLimiter(webhook.rate_limit, clock) if webhook.rate_limit else None
+        self.limiter = limiter
         self.breaker = CircuitBreaker(webhook.circuit_breaker, clock)
         self.recorder = StatsRecorder()
         self.clock = clock
@@ -89,9 +92,11 @@ class _Lane:
                 if wait > 0:
                     await self.clock.sleep(wait)
                     continue
-                if self.limiter is not None and not self.limiter.try_acquire():
-                    await self.clock.sleep(self.limiter.wait_time())
-                    continue
+                if self.limiter is not None:
+                    wait = await self.limiter.reserve()
+                    if wait > 0:
+                        await self.clock.sleep(wait)
+                        continue
                 self.breaker.before_attempt()
                 return
 
@@ -125,6 +130,7 @@ class WebhookDispatcher:
         self._store: DeliveryStore | None = None
         self._session = session
         self._own_session = session is None
+        self._guarded_session: aiohttp.ClientSession | None = None
         self._max_connections = max_connections
         self._rng = random.Random(seed)
         self._lanes: dict[str, _Lane] = {}
@@ -166,7 +172,7 @@ class WebhookDispatcher:
     def _open_lanes(self) -> None:
         pending, self._pending_webhooks = self._pending_webhooks, []
         for webhook, routed in pending:
-            lane = _Lane(webhook, self._clock, routed=routed)
+            lane = _Lane(webhook, self._clock, routed=routed, limiter=self._limiter_for(webhook))
             self._lanes[webhook.name] = lane
             register_secrets(webhook.secret_values())
             for _ in range(webhook.max_concurrency):
@@ -180,6 +186,26 @@ class WebhookDispatcher:
                     f"webhook {lane.webhook.name!r} names fallback {fallback!r}, "
                     "which is not one of this dispatcher's webhooks"
                 )
+
+    def _limiter_for(self, webhook: Webhook) -> Any:
+        """The webhook's rate limiter: the store's (shared across workers) if it offers one."""
+        if webhook.rate_limit is None:
+            return None
+        shared = getattr(self._store, "make_rate_limiter", None)
+        if shared is not None:
+            return shared(webhook, self._clock)
+        return RateLimiter(webhook.rate_limit, self._clock)
+
+    def _session_for(self, webhook: Webhook) -> aiohttp.ClientSession:
+        """The shared session, or for webhooks that block private addresses a guarded one."""
+        if not webhook.block_private_addresses:
+            return self.session
+        if self._guarded_session is None:
+            self._guarded_session = aiohttp.ClientSession(
+                connector=guarded_connector(self._max_connections),
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._guarded_session
 
     @property
     def webhooks(self) -> list[Webhook]:
@@ -273,9 +299,7 @@ class WebhookDispatcher:
             await asyncio.wait_for(idle(), timeout)
         except TimeoutError:
             pending = sum(lane.pending for lane in self._lanes.values())
-            raise TimeoutError(
-                f"{pending} deliveries still pending after {timeout:g} s"
-            ) from None
+            raise TimeoutError(f"{pending} deliveries still pending after {timeout:g} s") from None
 
     def _idle(self) -> bool:
         return all(lane.pending == 0 or not lane.enabled.is_set() for lane in self._lanes.values())
@@ -313,6 +337,8 @@ class WebhookDispatcher:
             await self._store.close()
         if self._own_session and self._session is not None:
             await self._session.close()
+        if self._guarded_session is not None:
+            await self._guarded_session.close()
         self._started = False
 
     # -- emitting --------------------------------------------------------------------------
@@ -409,7 +435,9 @@ class WebhookDispatcher:
         lane.in_flight += 1
         lane.recorder.attempt(retry=delivery.attempts > 1)
         try:
-            result = await run_attempt(self._hooks, webhook, delivery, self.session, self._clock)
+            result = await run_attempt(
+                self._hooks, webhook, delivery, self._session_for(webhook), self._clock
+            )
         finally:
             lane.in_flight -= 1
         verdict, response = result.verdict, result.response
@@ -432,7 +460,10 @@ class WebhookDispatcher:
             return
         reason = verdict.reason or "failed"
         lane.recorder.attempt_failed(reason, self._clock.time())
-        if verdict.outcome is Outcome.RETRY and delivery.attempts < webhook.retry_policy.max_attempts:
+        if (
+            verdict.outcome is Outcome.RETRY
+            and delivery.attempts < webhook.retry_policy.max_attempts
+        ):
             wait = webhook.retry_policy.wait_before_retry(
                 delivery.attempts, verdict.retry_after, self._rng
             )
@@ -585,7 +616,9 @@ class WebhookDispatcher:
             raise KeyError(f"no dead letter {dead_letter_id!r}")
         lane = self._lanes.get(letter.webhook_name)
         if lane is None:
-            raise KeyError(f"dead letter {dead_letter_id!r} is for unknown webhook {letter.webhook_name!r}")
+            raise KeyError(
+                f"dead letter {dead_letter_id!r} is for unknown webhook {letter.webhook_name!r}"
+            )
         delivery = Delivery(webhook_name=letter.webhook_name, event=letter.event)
         await self._store.enqueue([delivery])
         lane.dead_letters = max(0, lane.dead_letters - 1)
@@ -605,8 +638,14 @@ class WebhookDispatcher:
         lane = self._lanes.get(name)
         if lane is None:
             if any(w.name == name for w, _ in self._pending_webhooks):
-                return {"recorder": StatsRecorder(), "queued": 0, "in_flight": 0,
-                        "dead_letters": 0, "breaker_state": "closed", "disabled": False}
+                return {
+                    "recorder": StatsRecorder(),
+                    "queued": 0,
+                    "in_flight": 0,
+                    "dead_letters": 0,
+                    "breaker_state": "closed",
+                    "disabled": False,
+                }
             return None
         return {
             "recorder": lane.recorder,

@@ -43,7 +43,9 @@ def new_event_id() -> str:
 
 def format_timestamp(moment: datetime) -> str:
     """ISO-8601 in UTC with millisecond precision and a `Z`, as receivers expect."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def _now() -> datetime:
@@ -90,10 +92,16 @@ def _json_object(name: str) -> Any:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise EventDataError(f"{name} must be a JSON object (a dict), got {type(value).__name__}")
+            raise EventDataError(
+                f"{name} must be a JSON object (a dict), got {type(value).__name__}"
+            )
         return _check_json(value, name)  # type: ignore[no-any-return]
 
     return convert
+
+
+def _data(value: Any) -> dict[str, Any]:
+    return _json_object("data")(value)  # type: ignore[no-any-return]
 
 
 def _metadata(value: Any) -> dict[str, Any]:
@@ -143,7 +151,7 @@ class Event:
     """
 
     event_type: str = attrs.field(converter=_event_type)
-    data: dict[str, Any] = attrs.field(factory=dict, converter=_json_object("data"))
+    data: dict[str, Any] = attrs.field(factory=dict, converter=_data)
     event_id: str = attrs.field(factory=new_event_id)
     timestamp: datetime = attrs.field(factory=_now, converter=_timestamp)
     user_id: str | None = attrs.field(default=None, validator=_optional_str("user_id"))

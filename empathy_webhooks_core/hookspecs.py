@@ -1,4 +1,4 @@
-"""Hook specifications: what a plugin may implement. These docstrings are the plugin author's manual.
+"""Hook specifications: what a plugin may implement. The docstrings are the plugin author's manual.
 
 A plugin is a module (or object) whose functions carry ``@hookimpl`` from
 ``empathy_webhooks_core`` and whose distribution declares an entry point in the group
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
     from .dispatcher import WebhookDispatcher
     from .events import Event
-    from .stores.base import DeliveryStore
     from .webhooks import Webhook
     from .wire import DeliveryError, DeliveryResult, OutgoingRequest, Response, Verdict
 
@@ -88,7 +87,9 @@ def deliver(
 
 
 @hookspec(firstresult=True)
-def classify_response(webhook: Webhook, request: OutgoingRequest, response: Response) -> Verdict | None:
+def classify_response(
+    webhook: Webhook, request: OutgoingRequest, response: Response
+) -> Verdict | None:
     """Decide what an answer means: delivered, retry, final failure, or endpoint gone.
 
     The core's default (``trylast``): 2xx delivered; a status in the webhook's
@@ -141,4 +142,3 @@ def flush(webhook: Webhook, dispatcher: WebhookDispatcher) -> Awaitable[None] | 
     Called for every webhook when the dispatcher drains and before it closes. Return None when
     there is nothing of yours to flush, else an awaitable the core awaits.
     """
-

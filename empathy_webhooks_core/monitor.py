@@ -150,8 +150,13 @@ class WebhookMonitor:
     def get_webhook_stats(self, name: str) -> dict[str, Any]:
         """The figures for webhook `name`, summed over the dispatchers that have it."""
         recorders: list[StatsRecorder] = []
-        live = {"queued": 0, "in_flight": 0, "dead_letters": 0, "breaker_state": "closed",
-                "disabled": False}
+        live = {
+            "queued": 0,
+            "in_flight": 0,
+            "dead_letters": 0,
+            "breaker_state": "closed",
+            "disabled": False,
+        }
         found = False
         for dispatcher in self._sources():
             state = dispatcher.lane_state(name)

@@ -98,7 +98,10 @@ def build_plugin_manager(
     for module_name in DEFAULT_PLUGINS:
         module = importlib.import_module(module_name)
         pm.register(module, name=module_name.rsplit(".", 1)[-1] + " (core)")
-        pm.distributions[pm.get_name(module) or module_name] = ("empathy-webhooks-core", __version__)
+        pm.distributions[pm.get_name(module) or module_name] = (
+            "empathy-webhooks-core",
+            __version__,
+        )
     if load_entry_points:
         allowed = _allowed(os.environ if env is None else env)
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -117,9 +120,7 @@ def build_plugin_manager(
                     entry_point.name, dist.name if dist else None, f"{type(exc).__name__}: {exc}"
                 )
                 pm.load_errors.append(error)
-                log.warning(
-                    "plugin_load_failed", plugin=entry_point.name, error=error.error
-                )
+                log.warning("plugin_load_failed", plugin=entry_point.name, error=error.error)
                 continue
             pm.distributions[entry_point.name] = (
                 dist.name if dist else None,

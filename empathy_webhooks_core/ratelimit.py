@@ -13,8 +13,11 @@ from .clock import Clock
 __all__ = ["RateLimit", "RateLimiter"]
 
 Strategy = Literal["sliding_window", "fixed_window"]
-_WINDOWS = {"max_requests_per_second": 1.0, "max_requests_per_minute": 60.0,
-            "max_requests_per_hour": 3600.0}
+_WINDOWS = {
+    "max_requests_per_second": 1.0,
+    "max_requests_per_minute": 60.0,
+    "max_requests_per_hour": 3600.0,
+}
 
 
 def _optional_positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -26,9 +29,7 @@ def _optional_positive_int(instance: Any, attribute: attrs.Attribute[Any], value
 
 def _strategy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("sliding_window", "fixed_window"):
-        raise ValueError(
-            f"strategy must be 'sliding_window' or 'fixed_window', got {value!r}"
-        )
+        raise ValueError(f"strategy must be 'sliding_window' or 'fixed_window', got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -121,6 +122,14 @@ class RateLimiter:
         for window in self._windows:
             window.record(now)
         return True
+
+    async def reserve(self) -> float:
+        """Take a slot if one is free (returns 0), else return the seconds to wait.
+
+        The lane's gate calls this; a store shared by several workers (Redis) provides a
+        limiter with the same method whose state lives in the store.
+        """
+        return 0.0 if self.try_acquire() else max(self.wait_time(), 0.001)
 
     async def acquire(self) -> None:
         """Wait for a slot and take it. Callers serialise on a lock, so order is kept."""

@@ -64,7 +64,7 @@ def redact_url(url: str) -> str:
     if any(host == h or host.endswith("." + h) for h in _SECRET_PATH_HOSTS):
         segments = path.split("/")
         keep = 3 if host.endswith(("discord.com", "discordapp.com")) else 2
-        path = "/".join(segments[:keep] + [REDACTED]) if len(segments) > keep else path
+        path = "/".join([*segments[:keep], REDACTED]) if len(segments) > keep else path
     netloc = host + (f":{parts.port}" if parts.port else "")
     query = REDACTED if parts.query else ""
     return urlunsplit((parts.scheme, netloc, path, query, ""))

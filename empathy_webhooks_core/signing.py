@@ -44,7 +44,9 @@ def sign_request(
     headers: dict[str, str] = {}
     scheme = webhook.signature_scheme
     if scheme in ("both", "x-signature"):
-        headers[X_SIGNATURE] = ",".join(x_signature(request.body, s) for s in webhook.signing_secret)
+        headers[X_SIGNATURE] = ",".join(
+            x_signature(request.body, s) for s in webhook.signing_secret
+        )
     if scheme in ("both", "standard-webhooks"):
         headers["webhook-id"] = event_id
         headers["webhook-timestamp"] = str(timestamp)

@@ -48,9 +48,7 @@ class ThreadedDispatcher:
             raise RuntimeError("this ThreadedDispatcher is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
-    def emit(
-        self, event_type: str, data: Mapping[str, Any] | None = None, **fields: Any
-    ) -> Event:
+    def emit(self, event_type: str, data: Mapping[str, Any] | None = None, **fields: Any) -> Event:
         return self._call(self.dispatcher.emit(event_type, data, **fields))
 
     def drain(self, timeout: float | None = None) -> None:

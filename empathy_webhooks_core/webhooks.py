@@ -53,8 +53,7 @@ def _callable_or_none(name: str) -> Any:
 def _scheme(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("both", "x-signature", "standard-webhooks"):
         raise ValueError(
-            "signature_scheme must be 'both', 'x-signature' or 'standard-webhooks', "
-            f"got {value!r}"
+            f"signature_scheme must be 'both', 'x-signature' or 'standard-webhooks', got {value!r}"
         )
 
 
@@ -67,8 +66,22 @@ def _templates(value: Any) -> Mapping[str, Callable[[Event], Any]]:
     templates = dict(value or {})
     for key, template in templates.items():
         if not callable(template) and not isinstance(template, str | Mapping):
-            raise TypeError(f"templates[{key!r}] must be a function of the event, a string or a dict")
+            raise TypeError(
+                f"templates[{key!r}] must be a function of the event, a string or a dict"
+            )
     return templates
+
+
+def _retry_policy(value: Any) -> RetryPolicy:
+    return RetryPolicy.coerce(value)
+
+
+def _rate_limit(value: Any) -> RateLimit | None:
+    return RateLimit.coerce(value)
+
+
+def _breaker(value: Any) -> BreakerPolicy:
+    return BreakerPolicy.coerce(value)
 
 
 def check_url(value: Any, field: str = "url") -> str:
@@ -101,11 +114,9 @@ class Webhook:
     filter: Callable[[Event], bool] | None = attrs.field(
         default=None, validator=_callable_or_none("filter")
     )
-    retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy, converter=RetryPolicy.coerce)
-    rate_limit: RateLimit | None = attrs.field(default=None, converter=RateLimit.coerce)
-    circuit_breaker: BreakerPolicy = attrs.field(
-        factory=BreakerPolicy, converter=BreakerPolicy.coerce
-    )
+    retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy, converter=_retry_policy)
+    rate_limit: RateLimit | None = attrs.field(default=None, converter=_rate_limit)
+    circuit_breaker: BreakerPolicy = attrs.field(factory=BreakerPolicy, converter=_breaker)
     on_failure: FailureCallback | None = attrs.field(
         default=None, validator=_callable_or_none("on_failure")
     )
@@ -142,7 +153,7 @@ class Webhook:
         for key, value in getattr(self, "headers", {}).items():
             if key.lower() in SENSITIVE_HEADERS or "token" in key.lower() or "key" in key.lower():
                 values.append(value)
-                scheme, _, credential = value.partition(" ")
+                _, _, credential = value.partition(" ")
                 if credential:
                     values.append(credential)
         return [value for value in values if value]

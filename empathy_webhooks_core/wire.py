@@ -13,8 +13,8 @@ import attrs
 __all__ = [
     "DeliveryError",
     "DeliveryResult",
-    "OutgoingRequest",
     "Outcome",
+    "OutgoingRequest",
     "Response",
     "Verdict",
     "json_bytes",

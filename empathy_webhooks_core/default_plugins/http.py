@@ -9,7 +9,7 @@ import aiohttp
 from ..plugins import hookimpl
 from ..retry import parse_retry_after
 from ..webhooks import Webhook
-from ..wire import OutgoingRequest, Outcome, Response, Verdict
+from ..wire import Outcome, OutgoingRequest, Response, Verdict
 
 #: How much of an answer's body is read: enough for error text, never a whole download.
 MAX_RESPONSE_BYTES = 64 * 1024

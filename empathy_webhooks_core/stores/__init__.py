@@ -7,7 +7,14 @@ from typing import Any
 from .base import DeadLetter, Delivery, DeliveryStore, new_delivery_id
 from .memory import MemoryStore
 
-__all__ = ["DeadLetter", "Delivery", "DeliveryStore", "MemoryStore", "new_delivery_id", "open_store"]
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "DeliveryStore",
+    "MemoryStore",
+    "new_delivery_id",
+    "open_store",
+]
 
 
 def open_store(spec: Any, backends: dict[str, Any]) -> DeliveryStore:
@@ -23,8 +30,6 @@ def open_store(spec: Any, backends: dict[str, Any]) -> DeliveryStore:
     factory = backends.get(scheme)
     if factory is None:
         known = ", ".join(sorted({"memory", *backends})) or "memory"
-        raise ValueError(
-            f"no store for {scheme!r} URLs (known: {known}); is its plugin installed?"
-        )
+        raise ValueError(f"no store for {scheme!r} URLs (known: {known}); is its plugin installed?")
     store: DeliveryStore = factory(spec)
     return store

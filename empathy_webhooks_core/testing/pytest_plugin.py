@@ -13,7 +13,7 @@ import pytest
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - plugin authors without pytest-asyncio
-    pytest_asyncio = None
+    pytest_asyncio = None  # type: ignore[assignment]
 
 if pytest_asyncio is not None:
 

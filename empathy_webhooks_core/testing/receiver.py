@@ -124,7 +124,7 @@ class Receiver:
         await site.start()
         server = site._server
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         return self
 
     async def stop(self) -> None:
@@ -153,7 +153,9 @@ class Receiver:
         """Answer the next requests with these replies, in order, then as before."""
         self._queued.extend(replies)
 
-    def faults(self, table: Mapping[Reply, float] | list[tuple[Reply, float]], *, seed: int) -> None:
+    def faults(
+        self, table: Mapping[Reply, float] | list[tuple[Reply, float]], *, seed: int
+    ) -> None:
         """Answer at random: each reply with its probability; the rest as by default."""
         items = list(table.items()) if isinstance(table, Mapping) else list(table)
         self._fault_table = [(probability, reply) for reply, probability in items]
