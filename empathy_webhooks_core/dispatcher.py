@@ -229,6 +229,17 @@ class WebhookDispatcher:
         return self._session
 
     @property
+    def store(self) -> DeliveryStore:
+        """The open store (after `start()`)."""
+        if self._store is None:
+            raise RuntimeError("the dispatcher has not started")
+        return self._store
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
     def monitor(self) -> WebhookMonitor:
         return WebhookMonitor(self)
 
