@@ -124,7 +124,10 @@ def _timestamp(value: Any) -> datetime:
         raise TypeError(f"timestamp must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
         raise ValueError("timestamp must be timezone-aware (UTC); got a naive datetime")
-    return value.astimezone(UTC)
+    # Kept at the wire's millisecond precision, so an event read back from a store or a
+    # receiver equals the one emitted.
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _level(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

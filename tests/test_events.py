@@ -1,0 +1,127 @@
+"""The event model: ids, timestamps, levels, JSON-safe data, the envelope."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from empathy_webhooks_core import Event, EventDataError, EventType, __version__
+
+
+def test_the_ten_reference_event_types_are_named_constants() -> None:
+    assert [t.value for t in EventType] == [
+        "prediction",
+        "alert",
+        "bug_detected",
+        "security_vulnerability",
+        "performance_issue",
+        "code_review_complete",
+        "test_failure",
+        "deployment_risk",
+        "compliance_violation",
+        "pattern_discovered",
+    ]
+    assert Event(event_type=EventType.PREDICTION).event_type == "prediction"
+
+
+@pytest.mark.parametrize("name", ["error", "completion", "phi_access", "my.custom-event"])
+def test_any_other_non_empty_name_is_accepted(name: str) -> None:
+    assert Event(event_type=name).event_type == name
+
+
+@pytest.mark.parametrize("name", ["", "   ", None, 3])
+def test_empty_or_non_string_event_type_is_refused(name: object) -> None:
+    with pytest.raises(ValueError, match="event_type must be a non-empty string"):
+        Event(event_type=name)  # type: ignore[arg-type]
+
+
+def test_event_ids_are_evt_plus_22_url_safe_chars_and_unique() -> None:
+    ids = {Event(event_type="alert").event_id for _ in range(2000)}
+    assert len(ids) == 2000
+    for event_id in ids:
+        assert re.fullmatch(r"evt_[A-Za-z0-9_-]{22}", event_id)
+
+
+def test_timestamp_is_aware_utc_and_z_on_the_wire() -> None:
+    moment = datetime(2025, 11, 25, 15, 30, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
+    event = Event(event_type="prediction", timestamp=moment)
+    assert event.timestamp.tzinfo is UTC
+    assert event.to_envelope()["timestamp"] == "2025-11-25T14:30:00.123Z"
+
+
+def test_naive_timestamp_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Event(event_type="alert", timestamp=datetime(2025, 1, 1))
+
+
+@pytest.mark.parametrize("level", [0, 6, 4.0, True, "4"])
+def test_empathy_level_must_be_1_to_5(level: object) -> None:
+    with pytest.raises(ValueError, match="empathy_level must be an integer from 1 to 5"):
+        Event(event_type="prediction", empathy_level=level)  # type: ignore[arg-type]
+
+
+def test_non_json_data_is_refused_naming_the_key() -> None:
+    with pytest.raises(EventDataError) as caught:
+        Event(event_type="alert", data={"context": {"when": datetime.now(UTC)}})
+    assert str(caught.value).startswith("data['context']['when'] is not JSON-serialisable")
+    with pytest.raises(EventDataError, match=r"data\['items'\]\[1\] is not JSON-serialisable: set"):
+        Event(event_type="alert", data={"items": [1, {2}]})
+    with pytest.raises(EventDataError, match=r"data\['ratio'\] is nan"):
+        Event(event_type="alert", data={"ratio": float("nan")})
+    with pytest.raises(EventDataError, match="key 1 of type int"):
+        Event(event_type="alert", data={1: "x"})  # type: ignore[dict-item]
+
+
+def test_data_is_copied_so_later_mutation_changes_nothing() -> None:
+    data = {"items": [1, 2], "nested": {"a": 1}}
+    event = Event(event_type="alert", data=data)
+    data["items"].append(3)  # type: ignore[attr-defined]
+    data["nested"]["a"] = 2  # type: ignore[index]
+    assert event.data == {"items": [1, 2], "nested": {"a": 1}}
+
+
+def test_metadata_defaults_to_framework_version_and_keeps_extras() -> None:
+    event = Event(event_type="prediction", metadata={"model": "claude-sonnet-4.5"})
+    assert event.metadata == {"framework_version": __version__, "model": "claude-sonnet-4.5"}
+    assert Event(event_type="x", metadata={"framework_version": "1.8.0"}).metadata == {
+        "framework_version": "1.8.0"
+    }
+
+
+def test_envelope_is_the_reference_payload_key_for_key() -> None:
+    event = Event(
+        event_type="prediction",
+        event_id="evt_abc123",
+        timestamp=datetime(2025, 11, 25, 14, 30, tzinfo=UTC),
+        user_id="developer_123",
+        empathy_level=4,
+        data={"prediction": "Auth deployment may conflict with user-service v2.1"},
+        metadata={"framework_version": "1.8.0", "model": "claude-sonnet-4.5"},
+    )
+    assert list(event.to_envelope()) == [
+        "event_type",
+        "event_id",
+        "timestamp",
+        "user_id",
+        "empathy_level",
+        "data",
+        "metadata",
+    ]
+    routed = Event(event_type="alert", severity="high", classification="SENSITIVE")
+    assert routed.to_envelope()["severity"] == "high"
+    assert routed.to_envelope()["classification"] == "SENSITIVE"
+
+
+def test_envelope_round_trips() -> None:
+    event = Event(
+        event_type="alert", data={"x": [1, "ü"]}, severity="high", ordering_key="pr-1", user_id="u"
+    )
+    assert Event.from_envelope(__import__("json").loads(event.to_json())) == event
+
+
+def test_events_are_frozen() -> None:
+    event = Event(event_type="alert")
+    with pytest.raises(AttributeError):
+        event.event_type = "other"  # type: ignore[misc]
