@@ -170,22 +170,29 @@ class WebhookDispatcher:
             )
 
     def _open_lanes(self) -> None:
-        pending, self._pending_webhooks = self._pending_webhooks, []
-        for webhook, routed in pending:
-            lane = _Lane(webhook, self._clock, routed=routed, limiter=self._limiter_for(webhook))
-            self._lanes[webhook.name] = lane
-            register_secrets(webhook.secret_values())
-            for _ in range(webhook.max_concurrency):
-                lane.workers.append(asyncio.create_task(self._work(lane)))
-        for lane in list(self._lanes.values()):
-            fallback = lane.webhook.fallback
-            if isinstance(fallback, Webhook) and fallback.name not in self._lanes:
-                self.add_webhook(fallback, routed=False)
-            elif isinstance(fallback, str) and fallback not in self._lanes:
-                raise ValueError(
-                    f"webhook {lane.webhook.name!r} names fallback {fallback!r}, "
-                    "which is not one of this dispatcher's webhooks"
+        # A fallback given as a Webhook object joins the dispatcher (not routed: it only
+        # receives what its primary failed), so loop until no webhook is left unopened.
+        while self._pending_webhooks:
+            pending, self._pending_webhooks = self._pending_webhooks, []
+            for webhook, routed in pending:
+                lane = _Lane(
+                    webhook, self._clock, routed=routed, limiter=self._limiter_for(webhook)
                 )
+                self._lanes[webhook.name] = lane
+                register_secrets(webhook.secret_values())
+                for _ in range(webhook.max_concurrency):
+                    lane.workers.append(asyncio.create_task(self._work(lane)))
+            for lane in list(self._lanes.values()):
+                fallback = lane.webhook.fallback
+                if isinstance(fallback, Webhook) and fallback.name not in self._lanes:
+                    if not any(w is fallback for w, _ in self._pending_webhooks):
+                        self._check_type(fallback)
+                        self._pending_webhooks.append((fallback, False))
+                elif isinstance(fallback, str) and fallback not in self._lanes:
+                    raise ValueError(
+                        f"webhook {lane.webhook.name!r} names fallback {fallback!r}, "
+                        "which is not one of this dispatcher's webhooks"
+                    )
 
     def _limiter_for(self, webhook: Webhook) -> Any:
         """The webhook's rate limiter: the store's (shared across workers) if it offers one."""
