@@ -8,6 +8,7 @@ limited or failing webhook never delays another.
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import random
 import sys
@@ -66,6 +67,8 @@ class _Lane:
         self.breaker_changed = asyncio.Event()
         self.pending = 0
         self.in_flight = 0
+        # Ordering keys with a delivery under way, and the ones waiting behind it in emit order.
+        self.chains: dict[str, collections.deque[Delivery]] = {}
         self.dead_letters = 0
         self.workers: list[asyncio.Task[None]] = []
 
@@ -375,7 +378,9 @@ class WebhookDispatcher:
     ) -> Event:
         """Build an event, queue a delivery to each webhook that wants it, and return it.
 
-        Invalid input (data that is not JSON, a level outside 1 to 5) raises before anything
+        Events with the same `ordering_key` (a PR, an incident) reach each webhook in emit
+        order: one at a time, retries included, while other keys go out in parallel. Invalid
+        input (data that is not JSON, a level outside 1 to 5) raises before anything
         is queued. Returns without waiting for any delivery.
         """
         event = Event(
@@ -410,6 +415,14 @@ class WebhookDispatcher:
 
     def _enqueue(self, lane: _Lane, delivery: Delivery) -> None:
         lane.pending += 1
+        key = delivery.event.ordering_key
+        if key is not None:
+            waiting = lane.chains.get(key)
+            if waiting is not None:
+                # Same key as a delivery still under way: wait behind it, in emit order.
+                waiting.append(delivery)
+                return
+            lane.chains[key] = collections.deque()
         lane.queue.put_nowait(delivery)
 
     def submit(self, delivery: Delivery) -> None:
@@ -445,7 +458,7 @@ class WebhookDispatcher:
                     event_id=delivery.event.event_id,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                self._settle(lane)
+                self._settle(lane, delivery)
 
     async def _attempt(self, lane: _Lane, delivery: Delivery) -> None:
         webhook = lane.webhook
@@ -524,7 +537,15 @@ class WebhookDispatcher:
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
-    def _settle(self, lane: _Lane) -> None:
+    def _settle(self, lane: _Lane, delivery: Delivery) -> None:
+        """A delivery reached its final outcome: release the next one of its ordering key."""
+        key = delivery.event.ordering_key
+        if key is not None and key in lane.chains:
+            waiting = lane.chains[key]
+            if waiting:
+                lane.queue.put_nowait(waiting.popleft())
+            else:
+                del lane.chains[key]
         lane.pending -= 1
         assert self._changed is not None
         self._changed.set()
@@ -546,7 +567,7 @@ class WebhookDispatcher:
             details=details,
         )
         self._hooks.on_success(lane.webhook, delivery.event, result)
-        self._settle(lane)
+        self._settle(lane, delivery)
 
     async def _failed(self, lane: _Lane, delivery: Delivery, error: DeliveryError) -> None:
         webhook = lane.webhook
@@ -571,7 +592,7 @@ class WebhookDispatcher:
                 backup = Delivery(webhook_name=name, event=delivery.event)
                 await self._store.enqueue([backup])
                 self._enqueue(target, backup)
-        self._settle(lane)
+        self._settle(lane, delivery)
 
     async def _gone(self, lane: _Lane, delivery: Delivery, result: Any, reason: str) -> None:
         """410: disable the webhook, keep its queue (this delivery included), tell on_failure."""

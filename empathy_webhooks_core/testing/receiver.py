@@ -209,11 +209,13 @@ class Receiver:
             headers=dict(request.headers),
             body=body,
         )
+        # Recorded on arrival (a handler may hold its answer); `answered` is set once known.
+        index = len(self.requests)
+        self.requests.append(received)
+        await self._notify()
         choice = self._choose(received)
         reply = await choice if inspect.isawaitable(choice) else choice
         assert isinstance(reply, Reply)
-        index = len(self.requests)
-        self.requests.append(received)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         client_gone = request.transport is None or request.transport.is_closing()
