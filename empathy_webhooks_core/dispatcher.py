@@ -599,7 +599,13 @@ class WebhookDispatcher:
         lane.enabled.clear()
         delivery.attempts -= 1  # the refused attempt is not held against the delivery
         lane.queue.put_nowait(delivery)
-        log.error("webhook_disabled", webhook=lane.webhook.name, reason=reason)
+        log.error(
+            "webhook_disabled",
+            webhook=lane.webhook.name,
+            event_id=delivery.event.event_id,
+            attempt=delivery.attempts + 1,
+            reason=reason,
+        )
         error = DeliveryError(
             f"{reason}; webhook disabled until enable_webhook({lane.webhook.name!r})",
             webhook_name=lane.webhook.name,
