@@ -49,10 +49,10 @@ class WebhookCollector:
                 family.add_metric([webhook], figures[key])
             yield family
         for name, (key, help_text) in _GAUGES.items():
-            family = GaugeMetricFamily(f"{self.prefix}_{name}", help_text, labels=["webhook"])
+            gauge = GaugeMetricFamily(f"{self.prefix}_{name}", help_text, labels=["webhook"])
             for webhook, figures in stats.items():
-                family.add_metric([webhook], figures[key])
-            yield family
+                gauge.add_metric([webhook], figures[key])
+            yield gauge
         latency = GaugeMetricFamily(
             f"{self.prefix}_response_time_ms",
             "Response time of recent answered attempts, by quantile.",
