@@ -62,6 +62,8 @@ class CircuitBreaker:
         self.policy = policy
         self._clock = clock
         self._results: collections.deque[tuple[float, bool]] = collections.deque()
+        # Kept alongside the window so recording stays O(1) on the delivery path.
+        self._failures = 0
         self.state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probe_in_flight = False
@@ -70,7 +72,9 @@ class CircuitBreaker:
     def _trim(self, now: float) -> None:
         horizon = now - self.policy.window_seconds
         while self._results and self._results[0][0] < horizon:
-            self._results.popleft()
+            _, ok = self._results.popleft()
+            if not ok:
+                self._failures -= 1
 
     def wait_time(self) -> float | None:
         """0 if an attempt may go now; seconds until the next probe when open; None while a
@@ -97,20 +101,23 @@ class CircuitBreaker:
             if success:
                 self.state = BreakerState.CLOSED
                 self._results.clear()
+                self._failures = 0
             else:
                 self._open(now)
             return
         self._results.append((now, success))
+        if not success:
+            self._failures += 1
         self._trim(now)
         if self.state is BreakerState.CLOSED and len(self._results) >= self.policy.min_attempts:
-            failures = sum(1 for _, ok in self._results if not ok)
-            if failures / len(self._results) >= self.policy.failure_rate:
+            if self._failures / len(self._results) >= self.policy.failure_rate:
                 self._open(now)
 
     def _open(self, now: float) -> None:
         self.state = BreakerState.OPEN
         self._opened_at = now
         self._results.clear()
+        self._failures = 0
         self.times_opened += 1
 
     def current_state(self) -> BreakerState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import logging
 import random
 import sys
 from collections.abc import Mapping, Sequence
@@ -17,9 +18,10 @@ from typing import Any
 
 import aiohttp
 import pluggy
+import structlog
 
 from . import monitor as monitor_module
-from ._log import get_logger
+from ._log import LOGGER_NAME, get_logger
 from ._version import __version__
 from .breaker import CircuitBreaker
 from .clock import Clock, SystemClock
@@ -44,6 +46,12 @@ USER_AGENT = (
 )
 
 log = get_logger()
+_stdlib_log = logging.getLogger(LOGGER_NAME)
+
+
+def _debug_enabled() -> bool:
+    """Per-attempt debug lines are built only when someone will see them."""
+    return structlog.is_configured() or _stdlib_log.isEnabledFor(logging.DEBUG)
 
 
 class _Lane:
@@ -476,16 +484,17 @@ class WebhookDispatcher:
             lane.recorder.answer(response.elapsed_ms)
         lane.breaker.record(verdict.outcome not in (Outcome.RETRY, Outcome.GONE))
         lane.breaker_changed.set()
-        log.debug(
-            "delivery_attempt",
-            webhook=webhook.name,
-            event_id=delivery.event.event_id,
-            attempt=delivery.attempts,
-            status=response.status if response is not None else None,
-            outcome=verdict.outcome.value,
-            reason=verdict.reason,
-            elapsed_ms=round(response.elapsed_ms, 2) if response is not None else None,
-        )
+        if _debug_enabled():
+            log.debug(
+                "delivery_attempt",
+                webhook=webhook.name,
+                event_id=delivery.event.event_id,
+                attempt=delivery.attempts,
+                status=response.status if response is not None else None,
+                outcome=verdict.outcome.value,
+                reason=verdict.reason,
+                elapsed_ms=round(response.elapsed_ms, 2) if response is not None else None,
+            )
         if verdict.outcome is Outcome.SUCCESS:
             await self._succeeded(lane, delivery, result.response, verdict.details)
             return
@@ -547,8 +556,10 @@ class WebhookDispatcher:
             else:
                 del lane.chains[key]
         lane.pending -= 1
-        assert self._changed is not None
-        self._changed.set()
+        if lane.pending == 0:
+            # Only an emptied lane can make the dispatcher idle: wake `drain` just then.
+            assert self._changed is not None
+            self._changed.set()
 
     async def _succeeded(
         self, lane: _Lane, delivery: Delivery, response: Any, details: Mapping[str, Any]
@@ -558,15 +569,16 @@ class WebhookDispatcher:
             lane.recorder.details[key] += 1
         assert self._store is not None
         await self._store.mark_delivered(delivery)
-        result = DeliveryResult(
-            webhook_name=lane.webhook.name,
-            event_id=delivery.event.event_id,
-            status=response.status if response is not None else None,
-            attempts=delivery.attempts,
-            elapsed_ms=response.elapsed_ms if response is not None else 0.0,
-            details=details,
-        )
-        self._hooks.on_success(lane.webhook, delivery.event, result)
+        if self._hooks.wants_success():
+            result = DeliveryResult(
+                webhook_name=lane.webhook.name,
+                event_id=delivery.event.event_id,
+                status=response.status if response is not None else None,
+                attempts=delivery.attempts,
+                elapsed_ms=response.elapsed_ms if response is not None else 0.0,
+                details=details,
+            )
+            self._hooks.on_success(lane.webhook, delivery.event, result)
         self._settle(lane, delivery)
 
     async def _failed(self, lane: _Lane, delivery: Delivery, error: DeliveryError) -> None:

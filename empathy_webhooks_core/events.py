@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from ._version import __version__
+from .wire import json_bytes
 
 __all__ = ["Event", "EventDataError", "EventType", "format_timestamp", "new_event_id"]
 
@@ -165,6 +166,10 @@ class Event:
     )
     metadata: dict[str, Any] = attrs.field(factory=dict, converter=_metadata)
     ordering_key: str | None = attrs.field(default=None, validator=_optional_str("ordering_key"))
+    # The envelope's JSON, encoded once: an event fanned out to several webhooks shares it.
+    _envelope_bytes: list[bytes] = attrs.field(
+        factory=list, init=False, repr=False, eq=False, hash=False, alias="_envelope_bytes"
+    )
 
     @event_id.validator
     def _check_id(self, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -187,6 +192,12 @@ class Event:
         if self.classification is not None:
             envelope["classification"] = self.classification
         return envelope
+
+    def envelope_bytes(self) -> bytes:
+        """The envelope as compact UTF-8 JSON: the exact body `CustomWebhook` sends."""
+        if not self._envelope_bytes:
+            self._envelope_bytes.append(json_bytes(self.to_envelope()))
+        return self._envelope_bytes[0]
 
     @classmethod
     def from_envelope(cls, envelope: Mapping[str, Any]) -> Event:

@@ -218,6 +218,10 @@ class Hooks:
                 )
         return results
 
+    def wants_success(self) -> bool:
+        """Whether any plugin listens to `on_success` (the result is built only then)."""
+        return bool(self.pm.hook.on_success.get_hookimpls())
+
     def on_success(self, webhook: Webhook, event: Event, result: DeliveryResult) -> None:
         self._each("on_success", webhook=webhook, event=event, result=result)
 

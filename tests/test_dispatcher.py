@@ -287,3 +287,13 @@ def receiver_thread() -> object:
     thread.join()
     loop.close()
     assert [json.loads(r.body)["event_type"] for r in receiver.requests] == ["prediction"]
+
+
+async def test_a_users_content_type_is_sent_once_whatever_its_case(receiver: Receiver) -> None:
+    webhook = CustomWebhook(url=receiver.url(), headers={"content-type": "application/json"})
+    async with WebhookDispatcher(webhooks=[webhook]) as dispatcher:
+        await dispatcher.emit("alert", {})
+    [request] = receiver.requests
+    assert [v for k, v in request.raw_headers if k.lower() == "content-type"] == [
+        "application/json"
+    ]

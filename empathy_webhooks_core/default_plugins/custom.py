@@ -40,6 +40,13 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
         EVENT_ID_HEADER: event.event_id,
         EVENT_TYPE_HEADER: event.event_type,
     }
+    if webhook.template_for(event) is None:
+        # The common case: the envelope, encoded once per event however many webhooks get it.
+        if not any(key.lower() == "content-type" for key in headers):
+            headers = {"Content-Type": "application/json", **headers}
+        return OutgoingRequest(
+            url=webhook.url, method=webhook.method, headers=headers, body=event.envelope_bytes()
+        )
     return OutgoingRequest.json(
         webhook.url, render_body(webhook, event), method=webhook.method, headers=headers
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Sequence
@@ -15,8 +16,13 @@ from ..wire import OutgoingRequest
 __all__ = ["DeadLetter", "Delivery", "DeliveryStore", "new_delivery_id"]
 
 
+#: Random per process, then a counter: unique across processes without a syscall per delivery.
+_PREFIX = secrets.token_urlsafe(9)
+_COUNTER = itertools.count()
+
+
 def new_delivery_id() -> str:
-    return "dlv_" + secrets.token_urlsafe(12)
+    return f"dlv_{_PREFIX}{next(_COUNTER):x}"
 
 
 @attrs.define(kw_only=True, slots=True)

@@ -63,6 +63,8 @@ class ReceivedRequest:
     headers: Mapping[str, str]
     body: bytes
     answered: int | None = None
+    #: Every header line as sent, duplicates included (`headers` keeps the last of each).
+    raw_headers: tuple[tuple[str, str], ...] = ()
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -208,6 +210,7 @@ class Receiver:
             query=dict(request.query),
             headers=dict(request.headers),
             body=body,
+            raw_headers=tuple(request.headers.items()),
         )
         # Recorded on arrival (a handler may hold its answer); `answered` is set once known.
         index = len(self.requests)
