@@ -1,0 +1,165 @@
+"""Event -> PagerDuty Events API v2 alert event, within PagerDuty's limits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from empathy_webhooks_core.events import Event, format_timestamp
+from empathy_webhooks_core.findings import base_event_type, finding_key, lifecycle_action
+from empathy_webhooks_core.formatting import (
+    Severity,
+    event_title,
+    first_text,
+    location,
+    severity_of,
+    truncate,
+    truncate_bytes,
+)
+from empathy_webhooks_core.templating import merge_payload, render_template
+from empathy_webhooks_core.wire import json_bytes
+
+if TYPE_CHECKING:
+    from . import PagerDutyWebhook
+
+__all__ = [
+    "DEDUP_KEY_LIMIT",
+    "EVENT_BYTES_LIMIT",
+    "FIELD_LIMIT",
+    "SUMMARY_LIMIT",
+    "build_body",
+    "pagerduty_severity",
+]
+
+SUMMARY_LIMIT = 1024
+DEDUP_KEY_LIMIT = 255
+#: The whole event must stay under 512 KB; leave room for the envelope around custom details.
+EVENT_BYTES_LIMIT = 512 * 1024
+_DETAILS_BYTES = EVENT_BYTES_LIMIT - 16 * 1024
+#: PagerDuty documents no limit for source/component/group/class; keep them to a readable line.
+FIELD_LIMIT = 255
+
+_SEVERITY = {
+    Severity.CRITICAL: "critical",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "info",
+    Severity.INFO: "info",
+}
+_PD_SEVERITIES = frozenset(_SEVERITY.values())
+_LABELS = {"performance_issue": "Performance"}
+
+
+def pagerduty_severity(event: Event) -> str:
+    """critical / error / warning / info: PagerDuty's words for the core's severity scale. An
+    event whose own severity is already one of PagerDuty's words keeps it."""
+    for raw in (event.severity, event.data.get("severity")):
+        if isinstance(raw, str) and raw.strip().lower() in _PD_SEVERITIES:
+            return raw.strip().lower()
+    return _SEVERITY[severity_of(event)]
+
+
+def summary(event: Event) -> str:
+    """`Performance: /api/users response time degraded`-style one line."""
+    kind = base_event_type(event)
+    label = _LABELS.get(kind, kind.replace("_", " ").capitalize())
+    title = first_text(event.data, "title", "summary")
+    if title is None and kind == "performance_issue" and event.data.get("endpoint"):
+        issue = first_text(event.data, "issue", "message") or "response time degraded"
+        title = f"{event.data['endpoint']} {issue}"
+    title = title or event_title(event)
+    text = title if title.lower().startswith(label.lower()) else f"{label}: {title}"
+    return truncate(" ".join(text.split()), SUMMARY_LIMIT)
+
+
+def _source(webhook: PagerDutyWebhook, event: Event) -> str:
+    return (
+        first_text(event.data, "source", "host", "hostname", "service")
+        or webhook.source
+        or "empathy-framework"
+    )
+
+
+def _details(event: Event) -> dict[str, Any]:
+    details: dict[str, Any] = dict(event.data)
+    details.setdefault("event_type", event.event_type)
+    details.setdefault("event_id", event.event_id)
+    if event.user_id is not None:
+        details.setdefault("user_id", event.user_id)
+    if event.empathy_level is not None:
+        details.setdefault("empathy_level", event.empathy_level)
+    if event.classification is not None:
+        details.setdefault("classification", event.classification)
+    encoded = json_bytes(details).decode("utf-8")
+    if len(encoded.encode("utf-8")) > _DETAILS_BYTES:
+        # Too big to send whole: keep a readable excerpt rather than be refused.
+        return {
+            "event_type": event.event_type,
+            "event_id": event.event_id,
+            "truncated": True,
+            "excerpt": truncate_bytes(encoded, _DETAILS_BYTES - 1024),
+        }
+    return details
+
+
+def build_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]:
+    """The Events API v2 body for `event` (user template applied, limits enforced)."""
+    action = lifecycle_action(event)
+    body: dict[str, Any] = {
+        "routing_key": webhook.api_key,
+        "event_action": action,
+        "dedup_key": finding_key(event, max_length=DEDUP_KEY_LIMIT),
+    }
+    if action == "trigger":
+        payload: dict[str, Any] = {
+            "summary": summary(event),
+            "source": _source(webhook, event),
+            "severity": pagerduty_severity(event),
+            "timestamp": format_timestamp(event.timestamp),
+        }
+        component = (
+            first_text(event.data, "component", "service", "endpoint")
+            or location(event.data)
+            or webhook.component
+        )
+        group = first_text(event.data, "group", "environment") or webhook.group
+        kind = first_text(event.data, "class", "category") or base_event_type(event)
+        for key, value in (("component", component), ("group", group), ("class", kind)):
+            if value:
+                payload[key] = value
+        payload["custom_details"] = _details(event)
+        body["payload"] = payload
+        if webhook.client:
+            body["client"] = webhook.client
+        if webhook.client_url:
+            body["client_url"] = webhook.client_url
+        links = [
+            {"href": href, "text": "Details"}
+            for href in [first_text(event.data, "url", "link", "dashboard_url")]
+            if href and href.startswith(("https://", "http://"))
+        ]
+        if links:
+            body["links"] = links
+    override = render_template(webhook, event)
+    if isinstance(override, str):
+        override = {"payload": {"summary": override}} if action == "trigger" else {}
+    if override:
+        body = merge_payload(body, override)
+    return _within_limits(body)
+
+
+def _within_limits(body: dict[str, Any]) -> dict[str, Any]:
+    """Templates may produce anything: cut what PagerDuty would refuse."""
+    key = body.get("dedup_key")
+    if isinstance(key, str) and len(key) > DEDUP_KEY_LIMIT:
+        body["dedup_key"] = key[:DEDUP_KEY_LIMIT]
+    payload = body.get("payload")
+    if isinstance(payload, dict):
+        payload["summary"] = truncate(payload.get("summary") or "Empathy event", SUMMARY_LIMIT)
+        for field in ("source", "component", "group", "class"):
+            if field in payload:
+                payload[field] = truncate(payload[field], FIELD_LIMIT)
+        if payload.get("severity") not in _PD_SEVERITIES:
+            payload["severity"] = "error"
+        if len(json_bytes(body)) > EVENT_BYTES_LIMIT:
+            payload["custom_details"] = {"truncated": True}
+    return body

@@ -1,0 +1,328 @@
+"""PagerDuty Events API v2 through a real dispatcher to a loopback fake of PagerDuty."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import empathy_webhooks_pagerduty as plugin
+import pytest
+from empathy_webhooks_pagerduty import PagerDutyWebhook
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from empathy_webhooks_core import Event, WebhookDispatcher, hookimpl
+from empathy_webhooks_core.delivery import render_request
+from empathy_webhooks_core.plugins import build_plugin_manager
+from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+
+KEY = "0123456789abcdef0123456789abcdef"
+FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
+WHEN = datetime(2025, 11, 25, 14, 30, 5, 123000, tzinfo=UTC)
+
+
+def fake_pagerduty(request: ReceivedRequest) -> Reply:
+    """Answers as the Events API v2 does, validating what PagerDuty validates."""
+    body = request.json()
+    errors = []
+    if len(body.get("routing_key", "")) != 32:
+        errors.append("Length of 'routing_key' is incorrect (should be 32 characters)")
+    if body.get("event_action") not in ("trigger", "acknowledge", "resolve"):
+        errors.append("'event_action' is invalid")
+    if len(body.get("dedup_key", "")) > 255:
+        errors.append("'dedup_key' is too long")
+    if body.get("event_action") == "trigger":
+        payload = body.get("payload", {})
+        for field in ("summary", "source", "severity"):
+            if not payload.get(field):
+                errors.append(f"'payload.{field}' is missing or blank")
+        if len(payload.get("summary", "")) > 1024:
+            errors.append("'payload.summary' is too long")
+        if payload.get("severity") not in ("critical", "error", "warning", "info"):
+            errors.append("'payload.severity' is invalid")
+    elif not body.get("dedup_key"):
+        errors.append("'dedup_key' is required for acknowledge and resolve")
+    if errors:
+        return Reply(
+            status=400,
+            body={
+                "status": "invalid event",
+                "message": "Event object is invalid",
+                "errors": errors,
+            },
+        )
+    return Reply(
+        status=202,
+        body={"status": "success", "message": "Event processed", "dedup_key": body["dedup_key"]},
+    )
+
+
+class Successes:
+    """A plugin that keeps what `on_success` is told (the verdict's details)."""
+
+    def __init__(self) -> None:
+        self.details: list[dict[str, Any]] = []
+
+    @hookimpl
+    def on_success(self, webhook: Any, event: Any, result: Any) -> None:
+        self.details.append(dict(result.details))
+
+
+@pytest.fixture
+async def pagerduty() -> AsyncIterator[Receiver]:
+    async with Receiver() as receiver:
+        receiver.handler = fake_pagerduty
+        yield receiver
+
+
+def manager(*extra: Any) -> Any:
+    return build_plugin_manager(load_entry_points=False, extra_plugins=[plugin, *extra])
+
+
+def webhook(receiver: Receiver, **options: Any) -> PagerDutyWebhook:
+    return PagerDutyWebhook(api_key=KEY, events_url=receiver.url(""), retry_policy=FAST, **options)
+
+
+async def test_a_trigger_arrives_with_every_field(pagerduty: Receiver) -> None:
+    event = Event(
+        event_type="performance_issue",
+        data={"endpoint": "/api/users", "service": "api", "avg_response_time": 850},
+        severity="high",
+        user_id="developer_123",
+        timestamp=WHEN,
+    )
+    async with WebhookDispatcher(webhooks=[webhook(pagerduty)], plugin_manager=manager()) as d:
+        await d.emit_event(event)
+    [request] = pagerduty.requests
+    assert (request.method, request.path) == ("POST", "/v2/enqueue")
+    assert request.header("Content-Type") == "application/json"
+    body = request.json()
+    assert body == {
+        "routing_key": KEY,
+        "event_action": "trigger",
+        "dedup_key": body["dedup_key"],
+        "payload": {
+            "summary": "Performance: /api/users response time degraded",
+            "source": "api",
+            "severity": "error",
+            "timestamp": "2025-11-25T14:30:05.123Z",
+            "component": "api",
+            "class": "performance_issue",
+            "custom_details": {
+                "endpoint": "/api/users",
+                "service": "api",
+                "avg_response_time": 850,
+                "event_type": "performance_issue",
+                "event_id": event.event_id,
+                "user_id": "developer_123",
+            },
+        },
+        "client": "Empathy Framework",
+    }
+    assert body["dedup_key"].startswith("empathy:performance_issue:")
+    assert pagerduty.requests[0].answered == 202
+
+
+async def test_trigger_then_resolve_and_acknowledge_share_one_dedup_key(
+    pagerduty: Receiver,
+) -> None:
+    seen = Successes()
+    hook = webhook(pagerduty)
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager(seen)) as d:
+        await d.emit("alert", {"service": "checkout", "alert": "error budget burn"})
+        await d.drain()
+        await d.emit(
+            "alert", {"service": "checkout", "alert": "error budget burn", "status": "acknowledged"}
+        )
+        await d.drain()
+        await d.emit("alert_resolved", {"service": "checkout", "alert": "error budget burn"})
+        await d.emit("alert", {"service": "payments", "alert": "error budget burn"})
+    trigger, ack, resolve, other = (r.json() for r in pagerduty.requests)
+    key = trigger["dedup_key"]
+    assert ack == {"routing_key": KEY, "event_action": "acknowledge", "dedup_key": key}
+    assert resolve == {"routing_key": KEY, "event_action": "resolve", "dedup_key": key}
+    assert other["event_action"] == "trigger" and other["dedup_key"] != key
+    assert [r.answered for r in pagerduty.requests] == [202] * 4
+    assert {"dedup_key": key, "event_action": "trigger"} in seen.details
+    assert {"dedup_key": key, "event_action": "resolve"} in seen.details
+
+
+async def test_an_explicit_dedup_key_is_kept(pagerduty: Receiver) -> None:
+    async with WebhookDispatcher(webhooks=[webhook(pagerduty)], plugin_manager=manager()) as d:
+        await d.emit("alert", {"dedup_key": "srv01/HTTP", "message": "HTTP down"})
+        await d.emit("alert", {"incident_key": "srv01/HTTP", "status": "resolved"})
+    assert [r.json()["dedup_key"] for r in pagerduty.requests] == ["srv01/HTTP"] * 2
+    assert pagerduty.requests[1].json()["event_action"] == "resolve"
+
+
+async def test_the_reference_filter_sends_only_high_severity(pagerduty: Receiver) -> None:
+    hook = PagerDutyWebhook(
+        api_key=KEY,
+        events=["alert"],
+        filter=lambda event: event.severity == "high",
+        events_url=pagerduty.url(""),
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as d:
+        await d.emit("alert", {"message": "disk full"}, severity="high")
+        await d.emit("alert", {"message": "disk 70%"}, severity="low")
+        await d.emit("prediction", {"prediction": "x"}, severity="high")
+    [request] = pagerduty.requests
+    assert request.json()["payload"]["summary"] == "Alert: disk full"
+    assert request.json()["payload"]["severity"] == "error"
+
+
+async def test_a_400_is_final_and_reports_pagerdutys_errors(pagerduty: Receiver) -> None:
+    failures: list[Any] = []
+    hook = PagerDutyWebhook(
+        api_key="short-key",
+        events_url=pagerduty.url(""),
+        retry_policy=FAST,
+        on_failure=lambda webhook, event, error: failures.append(error),
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as d:
+        await d.emit("alert", {"message": "x"})
+        await d.drain()
+        stats = d.get_webhook_stats(hook.name)
+    assert len(pagerduty.requests) == 1
+    [error] = failures
+    assert error.status == 400
+    assert error.reason == (
+        "invalid event (HTTP 400): Event object is invalid; "
+        "Length of 'routing_key' is incorrect (should be 32 characters)"
+    )
+    assert "short-key" not in str(error)
+    assert stats["failed_count"] == 1 and stats["dead_letters"] == 1
+
+
+async def test_a_429_is_retried_with_backoff_then_delivered(pagerduty: Receiver) -> None:
+    pagerduty.queue(
+        Reply(status=429, body="Request Limit Exceeded"), Reply(status=500, body="oops")
+    )
+    async with WebhookDispatcher(webhooks=[webhook(pagerduty)], plugin_manager=manager()) as d:
+        await d.emit("alert", {"message": "x"})
+        await d.drain()
+        stats = d.get_webhook_stats("pagerduty_webhook")
+    assert [r.answered for r in pagerduty.requests] == [429, 500, 202]
+    assert len({r.body for r in pagerduty.requests}) == 1
+    assert (stats["delivered_count"], stats["attempts"], stats["retries"]) == (1, 3, 2)
+
+
+def test_classify_429_pauses_the_webhook() -> None:
+    from empathy_webhooks_core import Outcome, OutgoingRequest, Response
+
+    verdict = plugin.classify_response(
+        PagerDutyWebhook(api_key=KEY), OutgoingRequest(url="https://x"), Response(status=429)
+    )
+    assert verdict is not None
+    assert (verdict.outcome, verdict.pause_webhook, verdict.retry_after) == (
+        Outcome.RETRY,
+        True,
+        None,
+    )
+
+
+def test_the_routing_key_stays_out_of_repr_and_is_a_secret() -> None:
+    hook = PagerDutyWebhook(api_key=KEY, events=["alert"])
+    assert KEY not in repr(hook)
+    assert KEY in hook.secret_values()
+    assert hook.enqueue_url == "https://events.pagerduty.com/v2/enqueue"
+    with pytest.raises(ValueError, match="api_key"):
+        PagerDutyWebhook(api_key=None)  # type: ignore[arg-type]
+
+
+def test_templates_override_per_event_type_and_dry_run_renders() -> None:
+    hook = PagerDutyWebhook(
+        api_key=KEY,
+        templates={
+            "prediction": "Predicted: {data[prediction]}",
+            "alert": lambda e: {"payload": {"severity": "critical", "group": "oncall"}},
+        },
+    )
+    pm = manager()
+    predicted = render_request(
+        hook, Event(event_type="prediction", data={"prediction": "outage"}), plugin_manager=pm
+    ).json_body()
+    assert predicted["payload"]["summary"] == "Predicted: outage"
+    alert = render_request(
+        hook, Event(event_type="alert", data={"message": "m"}), plugin_manager=pm
+    ).json_body()
+    assert alert["payload"]["severity"] == "critical"
+    assert alert["payload"]["group"] == "oncall"
+    assert alert["payload"]["summary"] == "Alert: m"
+
+
+def test_the_entry_point_is_discovered() -> None:
+    pm = build_plugin_manager(env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "pagerduty"})
+    assert pm.has_plugin("pagerduty")
+    assert pm.hook.webhook_types()[0:] and any(
+        "pagerduty" in (m or {}) for m in pm.hook.webhook_types()
+    )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=50),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    event_type=st.text(min_size=1, max_size=400).filter(str.strip),
+    data=st.dictionaries(
+        st.sampled_from(
+            [
+                "title",
+                "message",
+                "service",
+                "endpoint",
+                "file",
+                "line",
+                "dedup_key",
+                "status",
+                "source",
+                "component",
+                "group",
+                "severity",
+                "huge",
+                "x",
+            ]
+        ),
+        json_values | st.text(max_size=3000),
+        max_size=10,
+    ),
+    severity=st.none() | st.text(max_size=10),
+)
+def test_limits_hold_for_any_event(
+    event_type: str, data: dict[str, Any], severity: str | None
+) -> None:
+    event = Event(event_type=event_type, data=data, severity=severity)
+    request = render_request(PagerDutyWebhook(api_key=KEY), event, plugin_manager=PM)
+    body = request.json_body()
+    assert len(request.body) <= 512 * 1024
+    assert body["event_action"] in ("trigger", "acknowledge", "resolve")
+    assert 0 < len(body["dedup_key"]) <= 255
+    if body["event_action"] == "trigger":
+        payload = body["payload"]
+        assert 0 < len(payload["summary"]) <= 1024
+        assert payload["source"] and len(payload["source"]) <= 255
+        assert payload["severity"] in ("critical", "error", "warning", "info")
+    reply = fake_pagerduty(
+        ReceivedRequest(method="POST", path="/v2/enqueue", query={}, headers={}, body=request.body)
+    )
+    assert reply.status == 202, json.dumps(reply.body)
+
+
+def test_huge_custom_details_are_cut_to_fit() -> None:
+    event = Event(event_type="alert", data={"blob": "x" * 600_000, "message": "big"})
+    request = render_request(PagerDutyWebhook(api_key=KEY), event, plugin_manager=PM)
+    details = request.json_body()["payload"]["custom_details"]
+    assert len(request.body) <= 512 * 1024
+    assert details["truncated"] is True and details["event_id"] == event.event_id
+
+
+PM = manager()
