@@ -1,12 +1,22 @@
 """pytest plugin (entry point `pytest11`): fixtures for testing webhooks against a real receiver.
 
-Loaded wherever empathy-webhooks-core is installed, so it imports nothing beyond pytest at load
-time and defines its async fixtures only when pytest-asyncio is present.
+Loaded in every pytest run wherever empathy-webhooks-core is installed, so it imports nothing
+beyond pytest at load time (core modules are imported inside the fixtures) and defines its
+async fixtures only when pytest-asyncio is present.
+
+Fixtures:
+
+- ``webhook_receiver``: a started :class:`~empathy_webhooks_core.testing.Receiver`.
+- ``webhook_dispatcher``: a factory, ``webhook_dispatcher(webhooks, **options)``, returning a
+  :class:`~empathy_webhooks_core.WebhookDispatcher`; every one it made is closed (drained) at
+  teardown.
+- ``fake_clock``: a :class:`~empathy_webhooks_core.testing.FakeClock`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -15,19 +25,50 @@ try:
 except ImportError:  # pragma: no cover - plugin authors without pytest-asyncio
     pytest_asyncio = None  # type: ignore[assignment]
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The example-wheel test and plugin authors' heavier tests use it; registered here so
+    # `-m "not slow"` works without every project declaring it.
+    config.addinivalue_line("markers", "slow: a slow test (deselect with -m 'not slow')")
+
+
 if pytest_asyncio is not None:
 
     @pytest_asyncio.fixture
-    async def webhook_receiver() -> AsyncIterator[object]:
+    async def webhook_receiver() -> AsyncIterator[Any]:
         """A started `Receiver` on 127.0.0.1 (records requests, answers 200 by default)."""
         from .receiver import Receiver
 
         async with Receiver() as receiver:
             yield receiver
 
+    @pytest_asyncio.fixture
+    async def webhook_dispatcher() -> AsyncIterator[Callable[..., Any]]:
+        """A factory of dispatchers: ``webhook_dispatcher([webhook], clock=..., store=...)``.
+
+        Takes the same arguments as `WebhookDispatcher`. Each dispatcher it made is closed at
+        teardown (draining what is queued, bounded by a few seconds so a broken test fails
+        rather than hangs).
+        """
+        from ..dispatcher import WebhookDispatcher
+
+        made: list[WebhookDispatcher] = []
+
+        def factory(webhooks: Any = None, **options: Any) -> WebhookDispatcher:
+            dispatcher = WebhookDispatcher(webhooks, **options)
+            made.append(dispatcher)
+            return dispatcher
+
+        yield factory
+        for dispatcher in made:
+            try:
+                await dispatcher.close(timeout=5)
+            except TimeoutError:
+                await dispatcher.close(drain=False)
+
 
 @pytest.fixture
-def fake_clock() -> object:
+def fake_clock() -> Any:
     """A `FakeClock`: pass it as `WebhookDispatcher(clock=...)` and `await clock.advance(s)`."""
     from ..clock import FakeClock
 

@@ -1,0 +1,583 @@
+"""The conformance suite: one set of tests every plugin runs against its own webhook type.
+
+A plugin's test module subclasses it in a few lines::
+
+    from empathy_webhooks_core.testing.conformance import WebhookConformance
+    import empathy_webhooks_ntfy
+
+    class TestNtfyConformance(WebhookConformance):
+        plugin = empathy_webhooks_ntfy          # or None: use the installed entry points
+        secrets = ("tk_conformance_token",)
+
+        def make_webhook(self, url):
+            return empathy_webhooks_ntfy.NtfyWebhook(
+                server_url=url, topic="alerts", token="tk_conformance_token"
+            )
+
+What it checks, for the webhook `make_webhook` returns:
+
+- the plugin declares the webhook's type (``webhook_types``);
+- every known `EventType` and an unknown event type render, within the service's limits
+  (`check_limits`), deterministically;
+- hypothesis-generated events (huge strings, unicode, markdown specials, missing, None and
+  empty fields, nesting) render without raising and within the limits;
+- a delivery goes through a real `WebhookDispatcher` to a loopback fake of the service, and
+  `on_success` hears of it with the event's id;
+- a final failure reaches the webhook's `on_failure` callback, every plugin's `on_failure`
+  hook and the dead letters;
+- no secret (`secrets` plus the webhook's own `secret_values()`) appears in the logs (the
+  ``empathy_webhooks`` logger at DEBUG), in `repr(webhook)`, or in the `DeliveryError`, even
+  when the service echoes them back in its error.
+
+The tests are plain (synchronous) functions that run their own event loop, so the suite works
+whatever a project's pytest-asyncio mode is. The base class is not named ``Test...``, so
+pytest collects it only through a subclass.
+
+Targets that are not a single HTTP call: set `requests_per_delivery` and make `success_reply`
+and `failure_reply` answer by path (they receive the request). Targets that are not HTTP at
+all (SMTP) override `fake_service`, which yields a `FakeService` in one of three modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar, Literal, Protocol
+
+import attrs
+import pytest
+
+from ..dispatcher import WebhookDispatcher
+from ..events import Event, EventType
+from ..plugins import Hooks, PluginManager, build_plugin_manager, hookimpl
+from ..webhooks import Webhook
+from ..wire import DeliveryError, DeliveryResult, OutgoingRequest
+from .receiver import ReceivedRequest, Receiver, Reply
+
+try:
+    import hypothesis
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - the suite runs without hypothesis, less one test
+    hypothesis = None  # type: ignore[assignment]
+    st = None  # type: ignore[assignment]
+
+__all__ = [
+    "SAMPLE_DATA",
+    "UNKNOWN_EVENT_TYPE",
+    "FakeService",
+    "ReceiverService",
+    "WebhookConformance",
+    "event_strategy",
+]
+
+ServiceMode = Literal["success", "failure", "leak"]
+
+UNKNOWN_EVENT_TYPE = "conformance_unknown_event"
+
+#: Realistic data for each known event type, shaped like the reference's examples.
+SAMPLE_DATA: dict[str, dict[str, Any]] = {
+    EventType.PREDICTION: {
+        "prediction": "Authentication module will need refactoring within 30 days",
+        "confidence": 0.87,
+        "timeframe": "30 days",
+        "recommendations": ["Extract the token logic", "Add integration tests"],
+    },
+    EventType.ALERT: {"title": "Error rate above 5%", "message": "checkout-api", "value": 5.4},
+    EventType.BUG_DETECTED: {
+        "title": "Null dereference",
+        "file": "src/cart.py",
+        "line": 118,
+        "severity": "medium",
+    },
+    EventType.SECURITY_VULNERABILITY: {
+        "vulnerability": "SQL injection",
+        "title": "SQL injection in login query",
+        "file": "auth.py",
+        "line": 45,
+        "severity": "critical",
+        "cwe": "CWE-89",
+    },
+    EventType.PERFORMANCE_ISSUE: {
+        "title": "Slow query",
+        "metric": "p95_latency_ms",
+        "value": 2300,
+        "threshold": 500,
+    },
+    EventType.CODE_REVIEW_COMPLETE: {
+        "title": "Review of PR #42",
+        "pr_number": 42,
+        "repository": "acme/shop",
+        "issues_found": 3,
+        "url": "https://example.com/acme/shop/pull/42",
+    },
+    EventType.TEST_FAILURE: {
+        "title": "test_checkout_total failed",
+        "test": "tests/test_cart.py::test_checkout_total",
+        "error": "AssertionError: 41 != 42",
+    },
+    EventType.DEPLOYMENT_RISK: {
+        "title": "Risky deploy",
+        "risk_score": 0.72,
+        "service": "payments",
+        "environment": "production",
+    },
+    EventType.COMPLIANCE_VIOLATION: {
+        "title": "PII logged",
+        "regulation": "GDPR",
+        "file": "src/log.py",
+        "line": 12,
+    },
+    EventType.PATTERN_DISCOVERED: {
+        "pattern": "Retry storms after deploys",
+        "occurrences": 7,
+        "description": "Clients retry without jitter.",
+    },
+}
+
+#: Text that breaks naive formatters: markup of every service, control characters, RTL.
+SPECIAL_STRINGS = (
+    "",
+    " ",
+    "*bold* _italic_ ~strike~ `code` ```block``` > quote",
+    "[link](https://example.com) <https://example.com|label> <!channel> @here @everyone",
+    "<script>alert(1)</script> & &amp; \"quotes\" 'single'",
+    "line one\nline two\r\nline three\ttab",
+    "{{ template }} {0} %s %(name)s $PATH \\ backslash",
+    "emoji 😀🔥🚨 and ZWJ 👩‍💻 and flags 🇫🇷",
+    "right-to-left \u202e txet and zero\u200bwidth",
+    "control \x00\x01\x1b[31m",
+    "日本語のテキスト и кириллица و العربية",
+)
+
+#: Data keys plugins read (titles, locations, links, severities); generated data uses them.
+KNOWN_KEYS = (
+    "title",
+    "summary",
+    "message",
+    "description",
+    "prediction",
+    "vulnerability",
+    "severity",
+    "file",
+    "file_path",
+    "line",
+    "url",
+    "link",
+    "priority",
+    "tags",
+    "labels",
+    "recommendations",
+    "metric",
+    "value",
+    "confidence",
+    "repository",
+    "pr_number",
+    "assignee",
+)
+
+
+def event_strategy(huge_text_chars: int = 20_000) -> Any:
+    """A hypothesis strategy of events: any event type, odd data, missing and empty fields,
+    and at most one huge string (at a key plugins read, or anywhere else)."""
+    if st is None:  # pragma: no cover
+        raise RuntimeError("hypothesis is not installed")
+    text = st.one_of(st.text(max_size=50), st.sampled_from(SPECIAL_STRINGS))
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**63),
+        st.floats(allow_nan=False, allow_infinity=False),
+        text,
+    )
+    values = st.recursive(
+        scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=5),
+            st.dictionaries(st.text(max_size=12), children, max_size=5),
+            # Containers where a formatter expects text.
+            st.just({}),
+            st.just([]),
+        ),
+        max_leaves=10,
+    )
+    known = st.fixed_dictionaries({}, optional={key: values for key in KNOWN_KEYS})
+    extra = st.dictionaries(st.text(max_size=20), values, max_size=4)
+    huge = st.one_of(
+        st.none(),
+        st.tuples(
+            st.one_of(st.sampled_from(KNOWN_KEYS), st.text(min_size=1, max_size=12)),
+            st.sampled_from(["x", "é", "😀", "*_`~", "\n", "界", "word "]).map(
+                lambda piece: (piece * huge_text_chars)[:huge_text_chars]
+            ),
+        ),
+    )
+
+    def combine(known: dict[str, Any], extra: dict[str, Any], huge: Any) -> dict[str, Any]:
+        data = {**extra, **known}
+        if huge is not None:
+            data[huge[0]] = huge[1]
+        return data
+
+    optional_text = st.one_of(st.none(), text)
+    return st.builds(
+        Event,
+        event_type=st.one_of(
+            st.sampled_from([member.value for member in EventType]),
+            st.just(UNKNOWN_EVENT_TYPE),
+            st.text(min_size=1, max_size=40).filter(str.strip),
+        ),
+        data=st.builds(combine, known, extra, huge),
+        user_id=optional_text,
+        empathy_level=st.one_of(st.none(), st.integers(min_value=1, max_value=5)),
+        severity=st.one_of(
+            st.none(), st.sampled_from(["low", "medium", "high", "critical", "info"]), text
+        ),
+        classification=optional_text,
+        metadata=st.dictionaries(st.text(max_size=12), values, max_size=3),
+    )
+
+
+class FakeService(Protocol):
+    """A fake of the target service, as the suite sees it."""
+
+    @property
+    def url(self) -> str:
+        """What `make_webhook` is given: where the webhook should send."""
+
+    def received(self) -> Sequence[bytes]:
+        """What arrived so far, one item per request (or message)."""
+
+
+@attrs.define
+class ReceiverService:
+    """The default fake: a loopback `Receiver`; the raw requests are in `receiver.requests`."""
+
+    receiver: Receiver
+    path: str = "/conformance/hook"
+
+    @property
+    def url(self) -> str:
+        return self.receiver.url(self.path)
+
+    def received(self) -> Sequence[bytes]:
+        return [request.body for request in self.receiver.requests]
+
+
+@attrs.define
+class _Run:
+    """One delivery run: what the webhook, the listeners and the store saw."""
+
+    webhook: Webhook
+    service: FakeService
+    rendered: OutgoingRequest
+    successes: list[DeliveryResult]
+    hook_failures: list[DeliveryError]
+    callbacks: list[tuple[Webhook, Event, DeliveryError]]
+    dead_letters: list[Any]
+
+
+class _Recorder:
+    """A plugin that listens to `on_success` and `on_failure`, as any third party could."""
+
+    def __init__(self) -> None:
+        self.successes: list[DeliveryResult] = []
+        self.failures: list[DeliveryError] = []
+
+    @hookimpl
+    def on_success(self, webhook: Webhook, event: Event, result: DeliveryResult) -> None:
+        self.successes.append(result)
+
+    @hookimpl
+    def on_failure(self, webhook: Webhook, event: Event, error: DeliveryError) -> None:
+        self.failures.append(error)
+
+
+@contextlib.contextmanager
+def _capture_logs() -> Any:
+    """Everything the library logs, at DEBUG, as text."""
+    from .._log import LOGGER_NAME
+
+    logger = logging.getLogger(LOGGER_NAME)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _echo(reply: Reply, leaked: str) -> Reply:
+    """`reply` whose body starts with `leaked`: a service that echoes credentials back."""
+    body = reply.body
+    if isinstance(body, bytes):
+        body = leaked.encode() + b" " + body
+    elif isinstance(body, str):
+        body = f"{leaked} {body}"
+    elif isinstance(body, dict):
+        body = {"echo": leaked, **body}
+    else:
+        body = leaked
+    return attrs.evolve(reply, body=body)
+
+
+#: Small waits, few attempts: a conformance run takes milliseconds per delivery.
+FAST_RETRY = {"max_retries": 1, "initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
+
+
+class WebhookConformance:
+    """The suite. Subclass it as ``Test<Name>Conformance`` and provide `make_webhook`."""
+
+    #: The plugin module (or object) under test. None: the installed entry points are used.
+    plugin: ClassVar[Any] = None
+    #: Strings that must never appear in logs, reprs or errors (besides `secret_values()`).
+    secrets: ClassVar[Sequence[str]] = ()
+    #: HTTP requests one successful delivery makes (Jira searches, then creates: 2).
+    requests_per_delivery: ClassVar[int] = 1
+    #: How many generated events the property test renders.
+    max_examples: ClassVar[int] = 40
+    #: How long the generated "huge" strings are, in characters.
+    huge_text_chars: ClassVar[int] = 20_000
+    #: Seconds a delivery test may take before it fails (never reached when things work).
+    delivery_timeout: ClassVar[float] = 10.0
+
+    # -- what a plugin provides ------------------------------------------------------------
+
+    def make_webhook(self, url: str) -> Webhook:
+        """The webhook under test, sending to `url` (the fake service). Required."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_webhook(url)")
+
+    def success_reply(self, request: ReceivedRequest) -> Reply:
+        """How the fake service says yes to `request`."""
+        return Reply(status=200)
+
+    def failure_reply(self, request: ReceivedRequest) -> Reply:
+        """How the fake service refuses `request` for good (no retry would help)."""
+        return Reply(status=400, body={"error": "conformance: rejected"})
+
+    def check_limits(self, request: OutgoingRequest, webhook: Webhook) -> None:
+        """Assert `request` is within the service's limits. The default: a JSON body parses,
+        and the body fits `webhook.max_payload_bytes`. Plugins add their service's limits."""
+        assert len(request.body) <= webhook.max_payload_bytes, (
+            f"body is {len(request.body)} bytes, over max_payload_bytes "
+            f"({webhook.max_payload_bytes})"
+        )
+        content_type = next(
+            (v for k, v in request.headers.items() if k.lower() == "content-type"), ""
+        )
+        if "json" in content_type.lower():
+            json.loads(request.body)
+
+    def check_rendered(self, request: OutgoingRequest, event: Event, webhook: Webhook) -> None:
+        """Further assertions on a rendered sample event (none by default)."""
+
+    def sample_event(self, event_type: str) -> Event:
+        """The event the rendering and delivery tests use for `event_type`."""
+        return Event(
+            event_type=event_type,
+            data=SAMPLE_DATA.get(event_type, {"title": "Something new", "detail": 1}),
+            user_id="dev_conformance",
+            empathy_level=4,
+        )
+
+    def build_plugin_manager(self) -> PluginManager:
+        """The plugin manager the suite uses: `plugin` alone (with the core's defaults), or
+        every installed entry point when `plugin` is None."""
+        if self.plugin is None:
+            return build_plugin_manager()
+        return build_plugin_manager(load_entry_points=False, extra_plugins=[self.plugin])
+
+    @contextlib.asynccontextmanager
+    async def fake_service(self, mode: ServiceMode) -> AsyncIterator[FakeService]:
+        """Run the fake service: answering with `success_reply` ("success"), `failure_reply`
+        ("failure"), or `failure_reply` with the secrets echoed first in its body ("leak").
+        Override for a target that is not HTTP."""
+        async with Receiver() as receiver:
+            if mode == "success":
+                receiver.handler = self.success_reply
+            elif mode == "failure":
+                receiver.handler = self.failure_reply
+            else:
+                leaked = " ".join(self._secrets(self.make_webhook(receiver.url())))
+                receiver.handler = lambda request: _echo(self.failure_reply(request), leaked)
+            yield ReceiverService(receiver)
+
+    def check_delivered(
+        self, service: FakeService, event: Event, rendered: OutgoingRequest
+    ) -> None:
+        """What the service must have seen after one successful delivery. The default: exactly
+        `requests_per_delivery` requests, and for single-request targets the rendered bytes."""
+        received = service.received()
+        assert len(received) == self.requests_per_delivery, (
+            f"expected {self.requests_per_delivery} request(s) for one delivery, "
+            f"got {len(received)}"
+        )
+        if self.requests_per_delivery == 1 and isinstance(service, ReceiverService):
+            assert received[0] == rendered.body, "the service received other bytes than rendered"
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _secrets(self, webhook: Webhook) -> list[str]:
+        from ..redaction import MIN_SECRET_LENGTH
+
+        values = {*self.secrets, *webhook.secret_values()}
+        # Shorter values cannot be masked without masking ordinary words; none should exist.
+        return sorted(v for v in values if len(v) >= MIN_SECRET_LENGTH)
+
+    def _render(self, webhook: Webhook, event: Event, pm: PluginManager) -> OutgoingRequest:
+        from ..delivery import render_request
+
+        return render_request(webhook, event, plugin_manager=pm)
+
+    async def _deliver(self, mode: ServiceMode, event: Event) -> _Run:
+        """Deliver `event` once through a real dispatcher to the fake service in `mode`."""
+        pm = self.build_plugin_manager()
+        recorder = _Recorder()
+        pm.register(recorder, name="conformance-recorder")
+        callbacks: list[tuple[Webhook, Event, DeliveryError]] = []
+
+        def on_failure(webhook: Webhook, event: Event, error: DeliveryError) -> None:
+            callbacks.append((webhook, event, error))
+
+        async with self.fake_service(mode) as service:
+            webhook = attrs.evolve(
+                self.make_webhook(service.url), on_failure=on_failure, retry_policy=FAST_RETRY
+            )
+            async with WebhookDispatcher([webhook], plugin_manager=pm) as dispatcher:
+                rendered = dispatcher.render(webhook, event)
+                routed = await dispatcher.emit_event(event)
+                assert routed == [webhook.name], f"the event was not routed to {webhook.name!r}"
+                await dispatcher.drain(timeout=self.delivery_timeout)
+                dead = await dispatcher.dead_letters()
+            return _Run(
+                webhook=webhook,
+                service=service,
+                rendered=rendered,
+                successes=recorder.successes,
+                hook_failures=recorder.failures,
+                callbacks=callbacks,
+                dead_letters=dead,
+            )
+
+    # -- the tests -------------------------------------------------------------------------
+
+    def test_plugin_declares_the_webhook_type(self) -> None:
+        webhook = self.make_webhook("http://127.0.0.1:9/conformance")
+        types = Hooks(self.build_plugin_manager()).webhook_types()
+        assert webhook.kind in types, f"no plugin declares type {webhook.kind!r}: {sorted(types)}"
+        assert isinstance(webhook, types[webhook.kind])
+
+    @pytest.mark.parametrize(
+        "event_type", [*(member.value for member in EventType), UNKNOWN_EVENT_TYPE]
+    )
+    def test_renders_event_type(self, event_type: str) -> None:
+        pm = self.build_plugin_manager()
+        webhook = self.make_webhook("http://127.0.0.1:9/conformance")
+        event = self.sample_event(event_type)
+        request = self._render(webhook, event, pm)
+        assert isinstance(request, OutgoingRequest)
+        assert request.body, "an empty body"
+        self.check_limits(request, webhook)
+        self.check_rendered(request, event, webhook)
+        again = self._render(webhook, event, pm)
+        assert (again.url, again.method, dict(again.headers), again.body) == (
+            request.url,
+            request.method,
+            dict(request.headers),
+            request.body,
+        ), "rendering is not deterministic"
+
+    def test_renders_minimal_event(self) -> None:
+        """An event with no data, no user, no level: every field a formatter reads is absent."""
+        webhook = self.make_webhook("http://127.0.0.1:9/conformance")
+        request = self._render(webhook, Event(event_type="alert"), self.build_plugin_manager())
+        self.check_limits(request, webhook)
+
+    def test_generated_events_render_within_limits(self) -> None:
+        if hypothesis is None:
+            pytest.skip("hypothesis is not installed")
+        pm = self.build_plugin_manager()
+        webhook = self.make_webhook("http://127.0.0.1:9/conformance")
+
+        @hypothesis.settings(
+            max_examples=self.max_examples,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+            # Shrinking examples that hold 20,000-character strings takes minutes; the
+            # assertion's own message says what went wrong.
+            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        )
+        @hypothesis.given(event=event_strategy(self.huge_text_chars))
+        def renders(event: Event) -> None:
+            self.check_limits(self._render(webhook, event, pm), webhook)
+
+        renders()
+
+    def test_delivers_through_the_pipeline(self) -> None:
+        event = self.sample_event(EventType.SECURITY_VULNERABILITY)
+        run = asyncio.run(self._deliver("success", event))
+        assert not run.callbacks, f"on_failure was called: {run.callbacks[0][2]}"
+        assert not run.dead_letters, f"dead letters: {[d.error for d in run.dead_letters]}"
+        assert [r.event_id for r in run.successes] == [event.event_id]
+        assert run.successes[0].webhook_name == run.webhook.name
+        self.check_delivered(run.service, event, run.rendered)
+
+    def test_final_failure_reaches_on_failure_and_dead_letters(self) -> None:
+        event = self.sample_event(EventType.BUG_DETECTED)
+        run = asyncio.run(self._deliver("failure", event))
+        assert not run.successes, "a refused delivery was reported as a success"
+        assert len(run.callbacks) == 1, (
+            f"the webhook's on_failure was called {len(run.callbacks)} times"
+        )
+        _, told_event, error = run.callbacks[0]
+        assert isinstance(error, DeliveryError)
+        assert told_event.event_id == event.event_id == error.event_id
+        assert error.webhook_name == run.webhook.name
+        assert error.attempts >= 1
+        assert [e.event_id for e in run.hook_failures] == [event.event_id], (
+            "the plugins' on_failure hook was not told"
+        )
+        assert [d.event.event_id for d in run.dead_letters] == [event.event_id]
+
+    def test_repr_hides_secrets(self) -> None:
+        webhook = self.make_webhook("http://127.0.0.1:9/conformance")
+        shown = [repr(webhook), str(webhook), webhook.describe()]
+        request = self._render(
+            webhook, self.sample_event(EventType.ALERT), self.build_plugin_manager()
+        )
+        shown.append(repr(request))
+        for secret in self._secrets(webhook):
+            for text in shown:
+                assert secret not in text, f"a secret appears in {text[:80]!r}..."
+
+    def test_secrets_stay_out_of_logs_and_errors(self) -> None:
+        event = self.sample_event(EventType.SECURITY_VULNERABILITY)
+        with _capture_logs() as logs:
+            run = asyncio.run(self._deliver("leak", event))
+        secrets = self._secrets(run.webhook)
+        assert len(run.callbacks) == 1, "the failure was not reported"
+        error = run.callbacks[0][2]
+        dead = run.dead_letters
+        texts = {
+            "logs": logs.getvalue(),
+            "repr(webhook)": repr(run.webhook),
+            "str(error)": str(error),
+            "repr(error)": repr(error),
+            "error.to_dict()": json.dumps(error.to_dict(), ensure_ascii=False),
+            "dead letter": json.dumps([d.error for d in dead], ensure_ascii=False),
+        }
+        assert texts["logs"], "nothing was logged at DEBUG (is the logger silenced?)"
+        for secret in secrets:
+            for where, text in texts.items():
+                assert secret not in text, f"secret {secret[:3]}… leaked into {where}"
