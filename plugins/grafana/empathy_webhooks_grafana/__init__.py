@@ -1,0 +1,112 @@
+"""Grafana: events recorded as annotations (`POST /api/annotations`), organisation-wide or on a
+dashboard panel, found later by their tags."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core.default_plugins.http import default_verdict
+from empathy_webhooks_core.webhooks import check_url
+from empathy_webhooks_core.wire import Outcome
+
+from .format import annotation_body, annotation_text, epoch_ms, tags_for
+
+__all__ = ["GrafanaWebhook", "annotation_body", "annotation_text", "epoch_ms", "tags_for"]
+
+_PATH = "/api/annotations"
+
+
+def _annotations_url(value: Any) -> str:
+    url = check_url(value).rstrip("/")
+    return url if url.endswith(_PATH) else url + _PATH
+
+
+def _token(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        raise ValueError("api_key (a Grafana service-account token) is required; is it set?")
+    if not isinstance(value, str) or not value.strip() or "\n" in value or "\r" in value:
+        raise ValueError("api_key must be a non-empty single-line string")
+
+
+def _tags(value: Sequence[str] | str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(tag) for tag in value)
+
+
+def _panel(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"panel_id must be an integer, got {type(value).__name__}")
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class GrafanaWebhook(Webhook):
+    """Records each event as a Grafana annotation.
+
+    `url` is the Grafana base URL (`https://grafana.example.com`; `/api/annotations` is
+    appended unless given). Without `dashboard_uid` the annotation is organisation-wide (shown
+    by an annotation query filtering on its tags); with it (and `panel_id`), on that dashboard.
+
+    >>> GrafanaWebhook(url="https://grafana.example.com", api_key="glsa_x").annotations_url
+    'https://grafana.example.com/api/annotations'
+    """
+
+    kind: ClassVar[str] = "grafana"
+
+    url: str = attrs.field(converter=_annotations_url)
+    api_key: str = attrs.field(validator=_token, repr=False)
+    dashboard_uid: str | None = None
+    panel_id: int | None = attrs.field(default=None, validator=_panel)
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
+
+    @property
+    def annotations_url(self) -> str:
+        return self.url
+
+    def secret_values(self) -> list[str]:
+        return [*super().secret_values(), self.api_key]
+
+
+@hookimpl
+def webhook_types() -> dict[str, type[Webhook]]:
+    return {"grafana": GrafanaWebhook}
+
+
+@hookimpl
+def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
+    if not isinstance(webhook, GrafanaWebhook):
+        return None
+    return OutgoingRequest.json(
+        webhook.annotations_url,
+        annotation_body(webhook, event),
+        headers={"Authorization": f"Bearer {webhook.api_key}", "Accept": "application/json"},
+    )
+
+
+@hookimpl
+def classify_response(
+    webhook: Webhook, request: OutgoingRequest, response: Response
+) -> Verdict | None:
+    if not isinstance(webhook, GrafanaWebhook):
+        return None
+    body = response.json()
+    message = body.get("message") if isinstance(body, dict) else None
+    if 200 <= response.status < 300:
+        annotation_id = body.get("id") if isinstance(body, dict) else None
+        details = {"annotation_id": str(annotation_id)} if annotation_id is not None else {}
+        return Verdict(outcome=Outcome.SUCCESS, details=details)
+    if response.status in (401, 403):
+        reason = f"Grafana refused the token (HTTP {response.status})"
+        if message:
+            reason += f": {message}"
+        return Verdict(outcome=Outcome.FAIL, reason=reason)
+    verdict = default_verdict(webhook, response)
+    if message and verdict.reason:
+        verdict = attrs.evolve(verdict, reason=f"{verdict.reason}: {message}")
+    return verdict
