@@ -1,0 +1,95 @@
+"""ntfy (https://ntfy.sh or a self-hosted server): events as push notifications to a topic.
+
+A third-party plugin written only against the core's public API: it declares its webhook
+type and renders the request; the core's HTTP delivery sends it and classifies the answer
+(ntfy says 429 when rate limited, which the core retries after `Retry-After`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import attrs
+
+from empathy_webhooks_core import Event, OutgoingRequest, Webhook, hookimpl
+from empathy_webhooks_core.formatting import truncate_bytes
+from empathy_webhooks_core.templating import merge_payload, render_template
+from empathy_webhooks_core.webhooks import check_url
+
+from .format import MESSAGE_LIMIT_BYTES, TITLE_LIMIT, build_message, priority_for
+
+__all__ = ["MESSAGE_LIMIT_BYTES", "TITLE_LIMIT", "NtfyWebhook", "build_message", "priority_for"]
+
+_TOPIC = re.compile(r"[-_A-Za-z0-9]{1,64}")
+
+
+def _topic(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not _TOPIC.fullmatch(value):
+        # The topic is a credential on public servers: never echo it.
+        raise ValueError("topic must be 1 to 64 letters, digits, '-' or '_'")
+
+
+def _priority(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or value not in (1, 2, 3, 4, 5)):
+        raise ValueError(f"priority must be 1 to 5 (or None: from the severity), got {value!r}")
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    return tuple(str(tag) for tag in value or ())
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class NtfyWebhook(Webhook):
+    """Publishes to one ntfy topic.
+
+    >>> NtfyWebhook(topic="empathy-alerts").publish_url
+    'https://ntfy.sh/'
+    """
+
+    kind: ClassVar[str] = "ntfy"
+
+    # Anyone who knows a topic on a public server can read it: treat it as a secret.
+    topic: str = attrs.field(validator=_topic, repr=False)
+    server_url: str = attrs.field(
+        default="https://ntfy.sh", validator=lambda _, __, value: check_url(value, "server_url")
+    )
+    token: str | None = attrs.field(default=None, repr=False)
+    priority: int | None = attrs.field(default=None, validator=_priority)
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
+    markdown: bool = True
+
+    @property
+    def publish_url(self) -> str:
+        """ntfy's JSON publishing endpoint is the server's root (the topic is in the body)."""
+        return self.server_url.rstrip("/") + "/"
+
+    def secret_values(self) -> list[str]:
+        return [*super().secret_values(), self.topic, *([self.token] if self.token else [])]
+
+
+@hookimpl
+def webhook_types() -> dict[str, type[Webhook]]:
+    return {"ntfy": NtfyWebhook}
+
+
+@hookimpl
+def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
+    if not isinstance(webhook, NtfyWebhook):
+        return None
+    body = build_message(
+        event,
+        topic=webhook.topic,
+        priority=webhook.priority,
+        tags=webhook.tags,
+        markdown=webhook.markdown,
+    )
+    override = render_template(webhook, event)
+    if isinstance(override, str):
+        body["message"] = truncate_bytes(override, MESSAGE_LIMIT_BYTES)
+    elif isinstance(override, dict):
+        body = merge_payload(body, override)
+    headers = {"Authorization": f"Bearer {webhook.token}"} if webhook.token else {}
+    return OutgoingRequest.json(webhook.publish_url, body, headers=headers)
