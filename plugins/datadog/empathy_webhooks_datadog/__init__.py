@@ -1,0 +1,288 @@
+"""Datadog: events become Datadog events (v1 `/api/v1/events`), their numbers gauges
+(`/api/v2/series`), and `send_metric` submits custom metrics in batches.
+
+Keys travel only in Datadog's headers (`DD-API-KEY`, `DD-APPLICATION-KEY`), never in a URL,
+and are kept out of reprs and logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, ClassVar
+
+import aiohttp
+import attrs
+
+from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core.default_plugins.http import send
+from empathy_webhooks_core.retry import parse_retry_after
+from empathy_webhooks_core.webhooks import check_url
+from empathy_webhooks_core.wire import Outcome
+
+from .format import alert_type, event_body, event_series, metric_name, tags_for, title
+from .metrics import MetricBuffer, Queued, make_point
+from .sites import SITES, api_base_url, site_domain
+
+__all__ = [
+    "SITES",
+    "DatadogWebhook",
+    "alert_type",
+    "api_base_url",
+    "event_body",
+    "event_series",
+    "metric_name",
+    "site_domain",
+    "tags_for",
+    "title",
+]
+
+DEFAULT_EVENT_METRICS = (
+    "avg_response_time",
+    "p50_response_time",
+    "p95_response_time",
+    "p99_response_time",
+    "response_time",
+    "error_rate",
+    "throughput",
+)
+#: Marks a `Response` that answered the series call of an event delivery, so the verdict can
+#: say which half failed. Never sent anywhere.
+STEP_HEADER = "x-empathy-datadog-step"
+
+
+def _key(name: str, required: bool) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None and not required:
+            return
+        if value is None:
+            raise ValueError(f"{name} is required (got None: is its environment variable set?)")
+        if not isinstance(value, str) or not value.strip() or "\n" in value or "\r" in value:
+            raise ValueError(f"{name} must be a non-empty single-line string")
+
+    return check
+
+
+def _site(value: str) -> str:
+    return site_domain(value)
+
+
+def _base_url(value: str | None) -> str | None:
+    return None if value is None else check_url(value, "base_url").rstrip("/")
+
+
+def _tags(value: Sequence[str] | str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(str(tag) for tag in value)
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(name) for name in value)
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a number above 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class DatadogWebhook(Webhook):
+    """Sends events to Datadog's event stream and numbers to its metrics.
+
+    `site` is any Datadog site name (`US1`, `US3`, `US5`, `EU`, `AP1`, `AP2`, `UK1`, `US1-FED`
+    / `gov`, or a domain such as `datadoghq.eu`); `base_url` overrides it (a proxy, a test
+    server). Metrics submitted with `send_metric` are buffered and sent in batches.
+
+    >>> DatadogWebhook(api_key="k" * 32, site="EU").api_url
+    'https://api.datadoghq.eu'
+    """
+
+    kind: ClassVar[str] = "datadog"
+
+    api_key: str = attrs.field(validator=_key("api_key", True), repr=False)
+    app_key: str | None = attrs.field(default=None, validator=_key("app_key", False), repr=False)
+    site: str = attrs.field(default="datadoghq.com", converter=_site)
+    base_url: str | None = attrs.field(default=None, converter=_base_url)
+    service: str | None = None
+    host: str | None = None
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
+    source_type_name: str = "empathy"
+    metric_prefix: str = "empathy"
+    event_metrics: tuple[str, ...] = attrs.field(default=DEFAULT_EVENT_METRICS, converter=_names)
+    metrics_batch_size: int = attrs.field(default=500, validator=_positive)
+    metrics_flush_interval: float = attrs.field(default=10.0, validator=_positive)
+    metrics_max_buffer: int = attrs.field(default=100_000, validator=_positive)
+    _metrics: MetricBuffer = attrs.field(factory=MetricBuffer, init=False, repr=False, eq=False)
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url or api_base_url(self.site)
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.api_url}/api/v1/events"
+
+    @property
+    def series_url(self) -> str:
+        return f"{self.api_url}/api/v2/series"
+
+    def auth_headers(self) -> dict[str, str]:
+        headers = {"DD-API-KEY": self.api_key, "Accept": "application/json"}
+        if self.app_key:
+            headers["DD-APPLICATION-KEY"] = self.app_key
+        return headers
+
+    def secret_values(self) -> list[str]:
+        return [*super().secret_values(), self.api_key, *([self.app_key] if self.app_key else [])]
+
+    def send_metric(
+        self,
+        metric: str,
+        value: float,
+        tags: Iterable[str] | str | None = None,
+        timestamp: float | None = None,
+        metric_type: str | int = "gauge",
+        *,
+        interval: int | None = None,
+        host: str | None = None,
+    ) -> Queued:
+        """Queue one metric point; no `await` needed (awaiting the result is harmless).
+
+        Points go to `/api/v2/series` in batches of up to 500 KB: when `metrics_batch_size`
+        points are waiting, every `metrics_flush_interval` seconds, and on the dispatcher's
+        `drain()` and close. Safe from any thread. `timestamp` defaults to now (POSIX
+        seconds; Datadog keeps points up to 1 h old and 10 min ahead); `metric_type` is
+        `gauge`, `count`, `rate` or `unspecified`. Raises `ValueError` for an invalid name or
+        value. `metrics_stats()` counts what was sent and what was dropped.
+        """
+        point = make_point(
+            metric,
+            value,
+            tags,
+            timestamp,
+            metric_type,
+            interval,
+            host or self.host,
+            self._metrics.now(),
+        )
+        self._metrics.add(self, point)
+        return Queued()
+
+    def metrics_stats(self) -> dict[str, Any]:
+        """Points buffered, sent and dropped (after retries), batches sent and failed, and the
+        last batch error (no secrets)."""
+        return self._metrics.stats()
+
+
+@hookimpl
+def webhook_types() -> dict[str, type[Webhook]]:
+    return {"datadog": DatadogWebhook}
+
+
+@hookimpl
+def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
+    if not isinstance(webhook, DatadogWebhook):
+        return None
+    body = event_body(webhook, event)
+    series = event_series(webhook, event, tags_for(webhook, event))
+    # The series body rides in `extras` (plain JSON) for `deliver`; a dry run shows it too.
+    extras: dict[str, Any] = {"event_id": event.event_id}
+    if series:
+        extras["series"] = {"series": series}
+    return OutgoingRequest.json(
+        webhook.events_url, body, headers=webhook.auth_headers(), extras=extras
+    )
+
+
+@hookimpl
+def deliver(
+    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Awaitable[Response] | None:
+    if not isinstance(webhook, DatadogWebhook) or not request.extras.get("series"):
+        return None  # a plain event: the core's HTTP delivery sends it
+    return _deliver_with_metrics(webhook, request, session)
+
+
+async def _deliver_with_metrics(
+    webhook: DatadogWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Response:
+    """Post the event, then its gauges. Gauges overwrite by timestamp, so resending them is
+    harmless; the event is not, so once accepted a retry skips it and sends only the gauges."""
+    timeout = webhook.retry_policy.timeout_seconds
+    event_id = str(request.extras.get("event_id"))
+    buffer = webhook._metrics
+    answer: Response | None = None
+    if not buffer.event_posted(event_id):
+        answer = await send(request, session, timeout)
+        if not 200 <= answer.status < 300:
+            return answer
+        buffer.mark_posted(event_id)
+    series = OutgoingRequest.json(
+        webhook.series_url, request.extras["series"], headers=webhook.auth_headers()
+    )
+    metrics_answer = await send(series, session, timeout)
+    if 200 <= metrics_answer.status < 300:
+        buffer.forget_posted(event_id)
+        return answer or metrics_answer
+    return attrs.evolve(metrics_answer, headers={**metrics_answer.headers, STEP_HEADER: "series"})
+
+
+def _errors(response: Response) -> str:
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        return "; ".join(str(error) for error in body["errors"])
+    return response.excerpt(300)
+
+
+def classify(webhook: Webhook, response: Response, what: str = "event") -> Verdict:
+    """Datadog's answers: 2xx accepted; 408, 429 (honouring `X-RateLimit-Reset`) and 5xx
+    retried; 400 / 403 / 413 and the rest final, with Datadog's `errors`."""
+    status = response.status
+    if 200 <= status < 300:
+        details: dict[str, str] = {}
+        body = response.json()
+        event = body.get("event") if isinstance(body, dict) else None
+        if isinstance(event, dict) and event.get("id") is not None:
+            details["datadog_event_id"] = str(event["id"])
+        return Verdict(outcome=Outcome.SUCCESS, details=details)
+    if status == 429:
+        retry_after = parse_retry_after(
+            response.header("x-ratelimit-reset") or response.header("retry-after")
+        )
+        return Verdict(
+            outcome=Outcome.RETRY,
+            reason=f"{what}: rate limited by Datadog (HTTP 429)",
+            retry_after=retry_after,
+            pause_webhook=True,
+        )
+    if status == 408 or status >= 500 or status in webhook.retry_policy.retry_on_status:
+        return Verdict(outcome=Outcome.RETRY, reason=f"{what}: HTTP {status} from Datadog")
+    hint = " (check the API key and site)" if status == 403 else ""
+    return Verdict(
+        outcome=Outcome.FAIL, reason=f"{what} rejected (HTTP {status}){hint}: {_errors(response)}"
+    )
+
+
+@hookimpl
+def classify_response(
+    webhook: Webhook, request: OutgoingRequest, response: Response
+) -> Verdict | None:
+    if not isinstance(webhook, DatadogWebhook):
+        return None
+    if response.header(STEP_HEADER) == "series":
+        return classify(webhook, response, what="event accepted, but its metrics")
+    return classify(webhook, response)
+
+
+@hookimpl
+def dispatcher_started(dispatcher: Any) -> None:
+    for webhook in dispatcher.webhooks:
+        if isinstance(webhook, DatadogWebhook):
+            webhook._metrics.attach(webhook, dispatcher)
+
+
+@hookimpl
+def flush(webhook: Webhook, dispatcher: Any) -> Awaitable[None] | None:
+    if not isinstance(webhook, DatadogWebhook):
+        return None
+    return webhook._metrics.flush(webhook, dispatcher)

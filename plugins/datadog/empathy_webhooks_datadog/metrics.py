@@ -1,0 +1,339 @@
+"""`send_metric`'s buffer: points kept per webhook, sent in batches to `/api/v2/series`.
+
+Points arrive synchronously from any thread; the buffer wakes the dispatcher's loop to send
+them, either when a batch is full or after `metrics_flush_interval` seconds (on the dispatcher's
+clock), and always on `drain()` and close (the core's `flush` hook). A failed batch is retried
+under the webhook's retry policy, then counted as dropped and logged; never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import re
+import threading
+import time
+from collections.abc import Awaitable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from empathy_webhooks_core._log import get_logger
+from empathy_webhooks_core.default_plugins.http import send
+from empathy_webhooks_core.delivery import TRANSPORT_ERRORS
+from empathy_webhooks_core.redaction import redact_text
+from empathy_webhooks_core.wire import Outcome, OutgoingRequest, json_bytes
+
+if TYPE_CHECKING:
+    from empathy_webhooks_core.dispatcher import WebhookDispatcher
+
+    from . import DatadogWebhook
+
+__all__ = ["MAX_PAYLOAD_BYTES", "METRIC_TYPES", "MetricBuffer", "Point", "batches"]
+
+#: Datadog's limit for one v2 series payload (uncompressed, we do not compress).
+MAX_PAYLOAD_BYTES = 512_000
+METRIC_TYPES = {"unspecified": 0, "count": 1, "rate": 2, "gauge": 3}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,199}$")
+#: Event ids whose Datadog event was accepted while their metrics were not yet: a retry then
+#: sends only the metrics, so the event is not posted twice.
+_POSTED_MEMORY = 10_000
+
+log = get_logger()
+
+# (metric, type, tags, interval, host), timestamp, value
+SeriesKey = tuple[str, int, tuple[str, ...], int | None, str | None]
+Point = tuple[SeriesKey, int, float]
+
+
+class Queued:
+    """What `send_metric` returns: nothing to wait for, but `await` on it is harmless, so code
+    written either way works."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+    def __repr__(self) -> str:
+        return "<metric point queued>"
+
+
+def make_point(
+    metric: str,
+    value: Any,
+    tags: Iterable[str] | str | None,
+    timestamp: float | None,
+    metric_type: str | int,
+    interval: int | None,
+    host: str | None,
+    now: float,
+) -> Point:
+    """Validate one `send_metric` call: errors are raised to the caller, not found later."""
+    if not isinstance(metric, str) or not _NAME.match(metric):
+        raise ValueError(
+            f"metric must start with a letter and hold only ASCII letters, digits, '_' and '.' "
+            f"(at most 200 characters), got {metric!r}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"value must be a finite number, got {value!r}")
+    if isinstance(metric_type, str):
+        if metric_type.lower() not in METRIC_TYPES:
+            raise ValueError(f"metric_type must be one of {', '.join(METRIC_TYPES)}")
+        kind = METRIC_TYPES[metric_type.lower()]
+    elif metric_type in METRIC_TYPES.values() and not isinstance(metric_type, bool):
+        kind = metric_type
+    else:
+        raise ValueError(f"metric_type must be one of {', '.join(METRIC_TYPES)}")
+    if isinstance(tags, str):
+        tags = [tags]
+    from .format import clean_tags
+
+    clean = tuple(clean_tags(tags or ()))
+    if timestamp is None:
+        timestamp = now
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        raise ValueError(f"timestamp must be POSIX seconds, got {timestamp!r}")
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int)):
+        raise ValueError(f"interval must be whole seconds, got {interval!r}")
+    return (metric, kind, clean, interval, host), int(timestamp), float(value)
+
+
+def _entry(key: SeriesKey, points: list[dict[str, Any]]) -> dict[str, Any]:
+    metric, kind, tags, interval, host = key
+    entry: dict[str, Any] = {"metric": metric, "type": kind, "points": points, "tags": list(tags)}
+    if interval is not None:
+        entry["interval"] = interval
+    if host:
+        entry["resources"] = [{"name": host, "type": "host"}]
+    return entry
+
+
+def batches(points: Iterable[Point], limit: int = MAX_PAYLOAD_BYTES) -> list[dict[str, Any]]:
+    """Series payloads of at most `limit` bytes each holding every point once, points of one
+    series (same metric, type, tags) grouped into one entry, in arrival order."""
+    groups: dict[SeriesKey, list[dict[str, Any]]] = collections.defaultdict(list)
+    for key, timestamp, value in points:
+        groups[key].append({"timestamp": timestamp, "value": value})
+    empty = len(json_bytes({"series": []}))
+    payloads: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = empty
+    for key, group in groups.items():
+        head = len(json_bytes(_entry(key, []))) + 1  # the comma before it
+        chunk: list[dict[str, Any]] = []
+        chunk_size = head
+        for point in group:
+            point_size = len(json_bytes(point)) + 1
+            if size + chunk_size + point_size > limit and (chunk or current):
+                if chunk:
+                    current.append(_entry(key, chunk))
+                payloads.append(current)
+                current, size, chunk, chunk_size = [], empty, [], head
+            chunk.append(point)
+            chunk_size += point_size
+        current.append(_entry(key, chunk))
+        size += chunk_size
+    if current:
+        payloads.append(current)
+    return [{"series": series} for series in payloads]
+
+
+class MetricBuffer:
+    """One webhook's pending points and its link to the dispatcher that sends them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._points: list[Point] = []
+        self._urgent_requested = False
+        self._dispatcher: WebhookDispatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._posted: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.points_sent = 0
+        self.points_dropped = 0
+        self.batches_sent = 0
+        self.batches_failed = 0
+        self.last_error: str | None = None
+
+    # -- from any thread -------------------------------------------------------------------
+
+    def now(self) -> float:
+        dispatcher = self._dispatcher
+        return dispatcher.clock.time() if dispatcher is not None else time.time()
+
+    def add(self, webhook: DatadogWebhook, point: Point) -> None:
+        with self._lock:
+            self._points.append(point)
+            overflow = len(self._points) - webhook.metrics_max_buffer
+            if overflow > 0:
+                # No dispatcher is sending (none started, or Datadog down for long): keep the
+                # newest points and count the rest, rather than grow without bound.
+                del self._points[:overflow]
+                self.points_dropped += overflow
+                self.last_error = "buffer full: oldest points dropped"
+            count = len(self._points)
+            urgent = count >= webhook.metrics_batch_size and not self._urgent_requested
+            wake = count == 1 or urgent
+            if urgent:
+                self._urgent_requested = True
+        if wake:
+            self._wake(webhook, urgent)
+
+    def _wake(self, webhook: DatadogWebhook, urgent: bool) -> None:
+        loop = self._loop
+        if loop is None:
+            return  # sent when a dispatcher starts, or on its drain
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._schedule(webhook, urgent)
+            return
+        try:
+            loop.call_soon_threadsafe(self._schedule, webhook, urgent)
+        except RuntimeError:
+            pass  # that loop is closed; the points wait for the next dispatcher
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._points)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "points_buffered": self.pending(),
+            "points_sent": self.points_sent,
+            "points_dropped": self.points_dropped,
+            "batches_sent": self.batches_sent,
+            "batches_failed": self.batches_failed,
+            "last_error": self.last_error,
+        }
+
+    # -- in the dispatcher's loop ----------------------------------------------------------
+
+    def attach(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._timer = None
+            self._flushes = set()
+        self._dispatcher, self._loop = dispatcher, loop
+        if self.pending():
+            self._schedule(webhook, urgent=self.pending() >= webhook.metrics_batch_size)
+
+    def _schedule(self, webhook: DatadogWebhook, urgent: bool) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher is None or not _is_open(dispatcher):
+            return
+        if urgent:
+            self._spawn(self._flush(webhook, dispatcher))
+        elif self._timer is None and self.pending():
+            self._timer = self._spawn(self._flush_later(webhook, dispatcher))
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+        return task
+
+    async def _flush_later(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> None:
+        try:
+            await dispatcher.clock.sleep(webhook.metrics_flush_interval)
+        finally:
+            # Cleared before sending, so a drain cancels only a sleeping timer, never a send.
+            self._timer = None
+        await self._flush(webhook, dispatcher)
+
+    def flush(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> Awaitable[None]:
+        """The core's `flush` hook (drain and close): wait for sends under way, send the rest."""
+        if self._dispatcher is None or self._loop is not asyncio.get_running_loop():
+            self.attach(webhook, dispatcher)
+        return self._flush_all(webhook, dispatcher)
+
+    async def _flush_all(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        running = [task for task in self._flushes if task is not timer]
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        await self._flush(webhook, dispatcher)
+
+    async def _flush(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> None:
+        with self._lock:
+            points, self._points = self._points, []
+            self._urgent_requested = False
+        if not points:
+            return
+        payloads = batches(points)
+        for payload in payloads:
+            count = sum(len(entry["points"]) for entry in payload["series"])
+            await self._send_batch(webhook, dispatcher, payload, count)
+
+    async def _send_batch(
+        self,
+        webhook: DatadogWebhook,
+        dispatcher: WebhookDispatcher,
+        payload: dict[str, Any],
+        count: int,
+    ) -> None:
+        from . import classify
+
+        request = OutgoingRequest.json(webhook.series_url, payload, headers=webhook.auth_headers())
+        policy = webhook.retry_policy
+        reason = "not sent"
+        for attempt in range(1, policy.max_attempts + 1):
+            retry_after = None
+            try:
+                response = await send(request, dispatcher.session, policy.timeout_seconds)
+            except TRANSPORT_ERRORS as exc:
+                reason = redact_text(f"{type(exc).__name__}: {exc}")
+            except RuntimeError as exc:  # the dispatcher closed under us
+                reason = redact_text(f"{type(exc).__name__}: {exc}")
+                break
+            else:
+                verdict = classify(webhook, response, what="metrics")
+                if verdict.outcome is Outcome.SUCCESS:
+                    self.points_sent += count
+                    self.batches_sent += 1
+                    return
+                reason = verdict.reason or f"HTTP {response.status}"
+                if verdict.outcome is not Outcome.RETRY:
+                    break
+                retry_after = verdict.retry_after
+            if attempt < policy.max_attempts:
+                await dispatcher.clock.sleep(policy.wait_before_retry(attempt, retry_after))
+        self.batches_failed += 1
+        self.points_dropped += count
+        self.last_error = reason
+        log.warning(
+            "datadog_metrics_dropped",
+            webhook=webhook.name,
+            points=count,
+            attempts=attempt,
+            reason=reason,
+        )
+
+    # -- events whose metrics are still owed -----------------------------------------------
+
+    def event_posted(self, event_id: str) -> bool:
+        with self._lock:
+            return event_id in self._posted
+
+    def mark_posted(self, event_id: str) -> None:
+        with self._lock:
+            self._posted[event_id] = None
+            while len(self._posted) > _POSTED_MEMORY:
+                self._posted.popitem(last=False)
+
+    def forget_posted(self, event_id: str) -> None:
+        with self._lock:
+            self._posted.pop(event_id, None)
+
+
+def _is_open(dispatcher: WebhookDispatcher) -> bool:
+    try:
+        return not dispatcher.session.closed
+    except RuntimeError:
+        return False
