@@ -7,11 +7,20 @@
 - `empathy_webhooks_core.testing.conformance.WebhookConformance`: the suite every plugin runs.
 - The pytest plugin (loaded automatically): fixtures `webhook_receiver`, `webhook_dispatcher`,
   `fake_clock`.
+
+Names are imported on first use: pytest loads this package's plugin in every run wherever
+the core is installed, and that must stay cheap.
 """
 
-from ..clock import FakeClock
-from .assertions import assert_header, assert_sent_count, assert_sent_json, sent_json
-from .receiver import ReceivedRequest, Receiver, Reply
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..clock import FakeClock
+    from .assertions import assert_header, assert_sent_count, assert_sent_json, sent_json
+    from .receiver import ReceivedRequest, Receiver, Reply
 
 __all__ = [
     "FakeClock",
@@ -23,3 +32,24 @@ __all__ = [
     "assert_sent_json",
     "sent_json",
 ]
+
+_WHERE = {
+    "FakeClock": "..clock",
+    "ReceivedRequest": ".receiver",
+    "Receiver": ".receiver",
+    "Reply": ".receiver",
+    "assert_header": ".assertions",
+    "assert_sent_count": ".assertions",
+    "assert_sent_json": ".assertions",
+    "sent_json": ".assertions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name], __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
