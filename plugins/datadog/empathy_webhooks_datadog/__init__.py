@@ -148,12 +148,12 @@ class DatadogWebhook(Webhook):
     ) -> Queued:
         """Queue one metric point; no `await` needed (awaiting the result is harmless).
 
-        Points go to `/api/v2/series` in batches of up to 500 KB: when `metrics_batch_size`
-        points are waiting, every `metrics_flush_interval` seconds, and on the dispatcher's
-        `drain()` and close. Safe from any thread. `timestamp` defaults to now (POSIX
-        seconds; Datadog keeps points up to 1 h old and 10 min ahead); `metric_type` is
-        `gauge`, `count`, `rate` or `unspecified`. Raises `ValueError` for an invalid name or
-        value. `metrics_stats()` counts what was sent and what was dropped.
+        Points go to `/api/v2/series` in batches of up to 500 KB and `metrics_batch_size`
+        points: as soon as that many are waiting, every `metrics_flush_interval` seconds, and
+        on the dispatcher's `drain()` and close. Safe from any thread. `timestamp` defaults
+        to now (POSIX seconds; Datadog keeps points up to 1 h old and 10 min ahead);
+        `metric_type` is `gauge`, `count`, `rate` or `unspecified`. Raises `ValueError` for
+        an invalid name or value. `metrics_stats()` counts what was sent and what was dropped.
         """
         point = make_point(
             metric,

@@ -118,8 +118,17 @@ def tags_for(webhook: DatadogWebhook, event: Event) -> list[str]:
     environment = first_text(event.data, "environment", "env")
     if environment:
         tags.append(f"env:{environment}")
+    tags.extend(_data_tags(event))
     tags.extend(webhook.tags)
     return clean_tags(tags)
+
+
+def _data_tags(event: Event) -> list[str]:
+    """`data["tags"]`, when it is a list of strings (free-form labels the event carries)."""
+    value = event.data.get("tags")
+    if isinstance(value, list):
+        return [tag for tag in value if isinstance(tag, str)]
+    return []
 
 
 def _scalar(value: Any) -> str:
@@ -225,6 +234,10 @@ def event_series(webhook: DatadogWebhook, event: Event, tags: list[str]) -> list
         number = _number(event.data.get(key))
         if number is not None:
             numbers[key] = number
+    # The `{"metric": "p95_latency_ms", "value": 2300}` shape names its own number.
+    named, value = event.data.get("metric"), _number(event.data.get("value"))
+    if isinstance(named, str) and named.strip() and value is not None:
+        numbers.setdefault(named, value)
     extra = event.data.get("metrics")
     if isinstance(extra, dict):
         for key, value in extra.items():

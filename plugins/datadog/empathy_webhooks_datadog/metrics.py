@@ -109,9 +109,12 @@ def _entry(key: SeriesKey, points: list[dict[str, Any]]) -> dict[str, Any]:
     return entry
 
 
-def batches(points: Iterable[Point], limit: int = MAX_PAYLOAD_BYTES) -> list[dict[str, Any]]:
-    """Series payloads of at most `limit` bytes each holding every point once, points of one
-    series (same metric, type, tags) grouped into one entry, in arrival order."""
+def batches(
+    points: Iterable[Point], limit: int = MAX_PAYLOAD_BYTES, max_points: int | None = None
+) -> list[dict[str, Any]]:
+    """Series payloads of at most `limit` bytes (and `max_points` points) each, holding every
+    point once; points of one series (same metric, type, tags) share an entry, in arrival
+    order."""
     groups: dict[SeriesKey, list[dict[str, Any]]] = collections.defaultdict(list)
     for key, timestamp, value in points:
         groups[key].append({"timestamp": timestamp, "value": value})
@@ -119,19 +122,22 @@ def batches(points: Iterable[Point], limit: int = MAX_PAYLOAD_BYTES) -> list[dic
     payloads: list[list[dict[str, Any]]] = []
     current: list[dict[str, Any]] = []
     size = empty
+    count = 0
     for key, group in groups.items():
         head = len(json_bytes(_entry(key, []))) + 1  # the comma before it
         chunk: list[dict[str, Any]] = []
         chunk_size = head
         for point in group:
             point_size = len(json_bytes(point)) + 1
-            if size + chunk_size + point_size > limit and (chunk or current):
+            full = max_points is not None and count >= max_points
+            if (full or size + chunk_size + point_size > limit) and (chunk or current):
                 if chunk:
                     current.append(_entry(key, chunk))
                 payloads.append(current)
-                current, size, chunk, chunk_size = [], empty, [], head
+                current, size, chunk, chunk_size, count = [], empty, [], head, 0
             chunk.append(point)
             chunk_size += point_size
+            count += 1
         current.append(_entry(key, chunk))
         size += chunk_size
     if current:
@@ -266,7 +272,7 @@ class MetricBuffer:
             self._urgent_requested = False
         if not points:
             return
-        payloads = batches(points)
+        payloads = batches(points, max_points=webhook.metrics_batch_size)
         for payload in payloads:
             count = sum(len(entry["points"]) for entry in payload["series"])
             await self._send_batch(webhook, dispatcher, payload, count)
