@@ -155,6 +155,23 @@ class WebhookDispatcher:
             self.add_webhook(webhook)
         monitor_module.track(self)
 
+    @classmethod
+    def from_config(
+        cls,
+        path: str | Any,
+        *,
+        plugin_manager: pluggy.PluginManager | None = None,
+        **options: Any,
+    ) -> WebhookDispatcher:
+        """A dispatcher for a `webhooks.toml` file: its webhooks and its `store` (unless
+        `store=` is given). Raises `ConfigError` listing every problem of the file."""
+        from .config import load_config
+
+        pm = plugin_manager or get_plugin_manager()
+        config = load_config(path, plugin_manager=pm)
+        options.setdefault("store", config.store)
+        return cls(webhooks=list(config.webhooks), plugin_manager=pm, **options)
+
     # -- configuration ---------------------------------------------------------------------
 
     def add_webhook(self, webhook: Webhook, *, routed: bool = True) -> None:
