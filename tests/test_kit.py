@@ -3,7 +3,9 @@ the mistakes it is there to catch."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import attrs
@@ -229,3 +231,79 @@ def test_suite_counts_requests_per_delivery() -> None:
 
     with pytest.raises(AssertionError, match="expected 2 request"):
         TwoCalls().test_delivers_through_the_pipeline()
+
+
+# -- a target that is not HTTP overrides the fake service ----------------------------------
+
+INBOXES: dict[str, list[bytes]] = {}
+REFUSING: set[str] = set()
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class InboxWebhook(Webhook):
+    """Stands for SMTP and the like: its own `deliver`, no HTTP at all."""
+
+    kind: ClassVar[str] = "inbox"
+    url: str
+
+
+class InboxPlugin:
+    @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"inbox": InboxWebhook}
+
+    @hookimpl
+    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest | None:
+        if not isinstance(webhook, InboxWebhook):
+            return None
+        return OutgoingRequest(url=webhook.url, body=f"Subject: {event.event_type}".encode())
+
+    @hookimpl
+    def deliver(self, webhook: Webhook, request: OutgoingRequest, session: Any) -> Any:
+        if not isinstance(webhook, InboxWebhook):
+            return None
+
+        async def send() -> Any:
+            from empathy_webhooks_core import Response
+
+            if request.url in REFUSING:
+                return Response(status=550, body=b"mailbox unavailable")
+            INBOXES[request.url].append(request.body)
+            return Response(status=250)
+
+        return send()
+
+    @hookimpl
+    def classify_response(self, webhook: Webhook, request: Any, response: Any) -> Verdict | None:
+        if not isinstance(webhook, InboxWebhook):
+            return None
+        ok = response.status == 250
+        return Verdict(outcome=Outcome.SUCCESS if ok else Outcome.FAIL, reason=response.text())
+
+
+@attrs.define
+class InboxService:
+    url: str
+
+    def received(self) -> list[bytes]:
+        return INBOXES[self.url]
+
+
+class TestInboxConformance(WebhookConformance):
+    """Collected: the whole suite passes for a non-HTTP target through `fake_service`."""
+
+    plugin = InboxPlugin()
+
+    def make_webhook(self, url: str) -> Webhook:
+        return InboxWebhook(url=url)
+
+    def check_limits(self, request: OutgoingRequest, webhook: Webhook) -> None:
+        assert request.body.startswith(b"Subject: ")
+
+    @contextlib.asynccontextmanager
+    async def fake_service(self, mode: str) -> AsyncIterator[InboxService]:
+        url = f"inbox://{len(INBOXES)}"
+        INBOXES[url] = []
+        if mode != "success":
+            REFUSING.add(url)
+        yield InboxService(url)
