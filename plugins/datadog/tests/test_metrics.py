@@ -12,11 +12,14 @@ import empathy_webhooks_datadog as plugin
 import pytest
 from empathy_webhooks_datadog import DatadogWebhook
 from empathy_webhooks_datadog.metrics import batches, make_point
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from empathy_webhooks_core import WebhookDispatcher
 from empathy_webhooks_core.clock import FakeClock
 from empathy_webhooks_core.plugins import build_plugin_manager
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+from empathy_webhooks_core.wire import json_bytes
 
 API_KEY = "0123456789abcdef0123456789abcdef"
 FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
@@ -222,3 +225,35 @@ def test_a_buffer_with_no_dispatcher_is_bounded() -> None:
         datadog_webhook.send_metric("empathy.a", n)
     stats = datadog_webhook.metrics_stats()
     assert (stats["points_buffered"], stats["points_dropped"]) == (10, 15)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.sampled_from(["empathy.a", "empathy.b.c", "x"]),
+            st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**12), 10**12),
+            st.lists(st.text(max_size=250), max_size=3),
+            st.integers(1_700_000_000, 1_700_003_600),
+        ),
+        max_size=300,
+    ),
+    limit=st.integers(2_000, 20_000),
+    max_points=st.none() | st.integers(1, 50),
+)
+def test_batches_keep_every_point_within_the_limits(
+    calls: list[Any], limit: int, max_points: int | None
+) -> None:
+    made = [make_point(m, v, tags, ts, "gauge", None, None, 0.0) for m, v, tags, ts in calls]
+    payloads = batches(made, limit=limit, max_points=max_points)
+    sent = []
+    for payload in payloads:
+        assert len(json_bytes(payload)) <= limit
+        count = sum(len(entry["points"]) for entry in payload["series"])
+        assert 0 < count <= (max_points or count)
+        for entry in payload["series"]:
+            sent.extend(
+                (entry["metric"], p["value"], tuple(entry["tags"])) for p in entry["points"]
+            )
+    expected = [(key[0], value, key[2]) for key, _, value in made]
+    assert sorted(sent) == sorted(expected)
