@@ -256,9 +256,7 @@ def test_templates_override_per_event_type_and_dry_run_renders() -> None:
 def test_the_entry_point_is_discovered() -> None:
     pm = build_plugin_manager(env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "pagerduty"})
     assert pm.has_plugin("pagerduty")
-    assert pm.hook.webhook_types()[0:] and any(
-        "pagerduty" in (m or {}) for m in pm.hook.webhook_types()
-    )
+    assert any((m or {}).get("pagerduty") is PagerDutyWebhook for m in pm.hook.webhook_types())
 
 
 json_values = st.recursive(
