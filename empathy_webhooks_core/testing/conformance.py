@@ -298,11 +298,21 @@ class _Recorder:
 
 @contextlib.contextmanager
 def _capture_logs() -> Any:
-    """Everything the library logs, at DEBUG, as text."""
+    """Everything the library logs, at DEBUG, as text: through the stdlib logger
+    ``empathy_webhooks`` (the library's default), or through structlog when the application
+    (or an earlier test) has configured it."""
+    import structlog
+
     from .._log import LOGGER_NAME
 
-    logger = logging.getLogger(LOGGER_NAME)
     stream = io.StringIO()
+    if structlog.is_configured():
+        # Only when already configured: capture_logs leaves structlog configured afterwards.
+        with structlog.testing.capture_logs() as entries:
+            yield stream
+        stream.write("\n".join(repr(entry) for entry in entries))
+        return
+    logger = logging.getLogger(LOGGER_NAME)
     handler = logging.StreamHandler(stream)
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
