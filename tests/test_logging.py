@@ -73,10 +73,16 @@ async def test_the_application_can_configure_structlog_and_still_gets_the_lines(
 
     async with Receiver() as receiver:
         webhook = CustomWebhook(url=receiver.url())
-        with capture_logs() as captured:
-            assert structlog.is_configured()
-            async with WebhookDispatcher(webhooks=[webhook]) as dispatcher:
-                event = await dispatcher.emit("alert", {})
+        try:
+            with capture_logs() as captured:
+                assert structlog.is_configured()
+                async with WebhookDispatcher(webhooks=[webhook]) as dispatcher:
+                    event = await dispatcher.emit("alert", {})
+        finally:
+            # capture_logs restores the processors but leaves structlog marked configured,
+            # which would send every later test's library lines past the stdlib logger.
+            structlog.reset_defaults()
+        assert not structlog.is_configured()
     attempts = [entry for entry in captured if entry["event"] == "delivery_attempt"]
     assert attempts and attempts[0]["event_id"] == event.event_id
     assert attempts[0]["webhook"] == "custom_webhook" and attempts[0]["attempt"] == 1
