@@ -86,14 +86,15 @@ def fit_escaped(
     room = limit - length(ellipsis)
     if room <= 0:
         return ""
-    raw = text[:room]
-    while raw:
-        escaped = escape(raw).rstrip()
-        overflow = length(escaped) - room
-        if overflow <= 0:
-            return escaped + ellipsis
-        raw = raw[: len(raw) - overflow]
-    return ellipsis
+    # The longest prefix whose escaped form fits (escaped length grows with the prefix).
+    low, high = 0, min(len(text), room)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if length(escape(text[:middle])) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return escape(text[:low]).rstrip() + ellipsis
 
 
 def display_value(value: Any) -> str | None:
@@ -113,6 +114,13 @@ def display_value(value: Any) -> str | None:
         parts = [part for part in (display_value(item) for item in value) if part]
         return ", ".join(parts) or None
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+
+
+def _number_sign(value: Any) -> str | None:
+    """`#123` for a pull request number; other values as they are."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return f"#{value}"
+    return display_value(value)
 
 
 def percent(value: Any) -> str | None:
@@ -208,7 +216,7 @@ _LAYOUTS: dict[str, tuple[str, str, _Layout]] = {
         (
             ("Review", ("title", "summary", "message", "description"), _TEXT),
             ("Repository", ("repository", "repo"), _TEXT),
-            ("Pull request", ("pr_number", "pr", "pull_request"), _TEXT),
+            ("Pull request", ("pr_number", "pr", "pull_request"), _number_sign),
             ("Issues found", ("issues_found", "issues"), _TEXT),
             ("Confidence", ("confidence",), percent),
         ),
