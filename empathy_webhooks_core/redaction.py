@@ -52,9 +52,10 @@ def register_secrets(values: Iterable[str]) -> None:
             _pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str, *, secret_path: bool = False) -> str:
     """A URL fit to show: the query dropped, and the path masked for hosts whose path is the
-    credential (Slack, Discord, Teams workflows)."""
+    credential (Slack, Discord, Teams workflows). `secret_path=True` masks the path whatever
+    the host (a webhook URL that is a credential, sent through a relay or a test server)."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -65,6 +66,8 @@ def redact_url(url: str) -> str:
         segments = path.split("/")
         keep = 3 if host.endswith(("discord.com", "discordapp.com")) else 2
         path = "/".join([*segments[:keep], REDACTED]) if len(segments) > keep else path
+    elif secret_path and path.strip("/"):
+        path = "/".join([*path.split("/")[:2], REDACTED])
     netloc = host + (f":{parts.port}" if parts.port else "")
     query = REDACTED if parts.query else ""
     return urlunsplit((parts.scheme, netloc, path, query, ""))

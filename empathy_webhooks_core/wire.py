@@ -39,6 +39,10 @@ SENSITIVE_HEADERS = frozenset(
 
 BODY_EXCERPT_CHARS = 500
 
+#: An `OutgoingRequest.extras` key: True when the URL's path is itself the credential (Slack,
+#: Discord, Teams webhooks), so `repr` masks it whatever the host.
+SECRET_URL = "secret_url"  # noqa: S105 - a key name, not a secret
+
 
 def json_bytes(payload: Any) -> bytes:
     """Compact UTF-8 JSON: what every JSON target sends, so signatures cover exact bytes."""
@@ -60,8 +64,9 @@ def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
 def _request_repr(request: OutgoingRequest) -> str:
     from .redaction import redact_url
 
+    url = redact_url(request.url, secret_path=bool(request.extras.get(SECRET_URL)))
     return (
-        f"OutgoingRequest(method={request.method!r}, url={redact_url(request.url)!r}, "
+        f"OutgoingRequest(method={request.method!r}, url={url!r}, "
         f"headers={masked_headers(request.headers)!r}, body=<{len(request.body)} bytes>)"
     )
 
