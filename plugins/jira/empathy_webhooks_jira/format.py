@@ -1,0 +1,348 @@
+"""Event -> Jira issue (REST API v3 create body), within Jira's limits.
+
+The shape follows the reference's "JIRA Ticket Format": a `[AI Detected] <title> in <file>:<line>`
+summary, an Atlassian Document Format description with bold labels and the recommended fix as a
+code block, a priority mapped from the event's severity, and labels without whitespace (Jira
+refuses them). One label is the finding's fingerprint, which is how a second event of the same
+finding finds the ticket the first one opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from empathy_webhooks_core.events import Event
+from empathy_webhooks_core.findings import EXPLICIT_KEY_FIELDS, base_event_type
+from empathy_webhooks_core.formatting import first_text, location, severity_of, truncate
+from empathy_webhooks_core.templating import merge_payload, render_template
+
+if TYPE_CHECKING:
+    from . import JiraWebhook
+
+__all__ = [
+    "DEFAULT_PRIORITIES",
+    "DESCRIPTION_LIMIT",
+    "FINGERPRINT_PREFIX",
+    "LABEL_LIMIT",
+    "SUMMARY_LIMIT",
+    "SUMMARY_PREFIX",
+    "build_body",
+    "description_adf",
+    "description_wiki",
+    "fingerprint",
+    "label_of",
+    "labels",
+    "search_jql",
+    "slug",
+    "summary",
+]
+
+#: Jira refuses longer summaries ("Summary can't exceed 255 characters.").
+SUMMARY_LIMIT = 255
+#: Jira Cloud's cap for a description ("It exceeds the allowed limit of 32,767 characters");
+#: applied to the serialized ADF so the document itself always fits.
+DESCRIPTION_LIMIT = 32_767
+LABEL_LIMIT = 255
+SUMMARY_PREFIX = "[AI Detected] "
+FINGERPRINT_PREFIX = "empathy-fp-"
+
+#: The core's severity names -> Jira's default priority scheme.
+DEFAULT_PRIORITIES: Mapping[str, str | None] = {
+    "critical": "Highest",
+    "high": "High",
+    "medium": "Medium",
+    "low": "Low",
+    "info": "Lowest",
+}
+
+_NAME_KEYS = ("title", "summary", "vulnerability", "bug", "name", "message", "description")
+_ISSUE_KEYS = ("issue", "description", "details", "message", "explanation")
+_FIX_KEYS = ("fix", "recommended_fix", "recommendation", "suggestion", "remediation")
+_ASSIGNEE_KEYS = (
+    "assignee_account_id",
+    "owner_account_id",
+    "file_owner_account_id",
+    "assignee",
+    "file_owner",
+    "owner",
+)
+_CATEGORY = {"security_vulnerability": "security", "bug_detected": "bug"}
+#: C0 controls but tab and newline: not allowed in Jira text and invisible anyway.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_NOT_LABEL = re.compile(r"[^a-z0-9._-]+")
+
+
+def _clean(text: str) -> str:
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_clean(text).split())
+
+
+def finding_name(event: Event) -> str:
+    """What was found (`SQL injection`), without its location."""
+    name = first_text(event.data, *_NAME_KEYS)
+    if name and _one_line(name):
+        return _one_line(name)
+    return base_event_type(event).replace("_", " ").capitalize()
+
+
+def issue_title(event: Event) -> str:
+    """`SQL injection in auth.py:45`."""
+    name = finding_name(event)
+    where = location(event.data)
+    if where:
+        where = _one_line(where)
+    if where and where not in name:
+        return f"{name} in {where}"
+    return name
+
+
+def summary(event: Event) -> str:
+    """`[AI Detected] SQL injection in auth.py:45`, at most 255 characters."""
+    return truncate(SUMMARY_PREFIX + issue_title(event), SUMMARY_LIMIT)
+
+
+def fingerprint(event: Event) -> str:
+    """`empathy-fp-<16 hex>`: the same for every event of one finding.
+
+    An explicit `data["fingerprint"]` (or `dedup_key`, `incident_key`, `finding_id`) decides;
+    otherwise the event type, file, line and finding name do. Prose and measurements are left
+    out on purpose: they change between two reports of the same finding.
+    """
+    data = event.data
+    explicit = next(
+        (str(data[key]) for key in EXPLICIT_KEY_FIELDS if str(data.get(key) or "").strip()),
+        None,
+    )
+    if explicit is not None:
+        identity: Any = ["explicit", explicit]
+    else:
+        identity = [
+            base_event_type(event),
+            first_text(data, "file", "file_path", "path"),
+            first_text(data, "line", "line_number"),
+            finding_name(event),
+        ]
+    encoded = json.dumps(identity, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return FINGERPRINT_PREFIX + hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def slug(text: Any) -> str:
+    """`sql-injection` from `SQL injection`: a short lower-case label naming the finding."""
+    made = _NOT_LABEL.sub("-", str(text).strip().lower()).strip("-.")
+    return made[:60].rstrip("-.")
+
+
+def label_of(text: Any) -> str:
+    """A label Jira accepts: whitespace (refused by Jira) replaced by `-`, at most 255 chars."""
+    return re.sub(r"\s+", "-", _clean(str(text)).strip())[:LABEL_LIMIT]
+
+
+def labels(webhook: JiraWebhook, event: Event, fp: str | None) -> list[str]:
+    """The webhook's labels, the category, the finding's slug, the event's own labels, and the
+    fingerprint last; whitespace replaced, duplicates dropped."""
+    found: list[str] = [*webhook.labels]
+    category = _CATEGORY.get(base_event_type(event))
+    if category:
+        found.append(category)
+    name = first_text(event.data, "vulnerability", "category", "rule", "title", "bug")
+    if name:
+        found.append(slug(name))
+    extra = event.data.get("labels") or event.data.get("tags")
+    if isinstance(extra, list | tuple):
+        found.extend(str(item) for item in extra if isinstance(item, str | int | float))
+    elif isinstance(extra, str):
+        found.append(extra)
+    cleaned = [label_of(item) for item in found]
+    if fp:
+        cleaned.append(fp)
+    return list(dict.fromkeys(label for label in cleaned if label))
+
+
+def priority(webhook: JiraWebhook, event: Event) -> str | None:
+    """The Jira priority name for the event's severity (None: leave Jira's default)."""
+    return webhook.priorities.get(severity_of(event).name.lower())
+
+
+def assignee(webhook: JiraWebhook, event: Event) -> str | None:
+    """The account id of who should own it: the event's (the file owner), else the webhook's."""
+    for key in _ASSIGNEE_KEYS:
+        value = event.data.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("accountId") or value.get("account_id")
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return webhook.assignee
+
+
+def _intro(event: Event) -> str:
+    kind = base_event_type(event)
+    name = finding_name(event)
+    if kind == "security_vulnerability":
+        what = first_text(event.data, "vulnerability") or name
+        return f"Empathy Framework detected a potential {_one_line(what)} vulnerability:"
+    if kind == "bug_detected":
+        return f"Empathy Framework detected a potential bug: {name}"
+    return f"Empathy Framework reported a {kind.replace('_', ' ')}: {name}"
+
+
+def _parts(event: Event) -> tuple[str, list[tuple[str, str]], str | None]:
+    """The description's pieces: intro line, labelled lines, recommended fix."""
+    data = event.data
+    lines: list[tuple[str, str]] = []
+    where = location(data)
+    if where:
+        lines.append(("File", _one_line(where)))
+    issue = first_text(data, *_ISSUE_KEYS)
+    if issue and _one_line(issue) != finding_name(event):
+        lines.append(("Issue", _clean(issue).strip()))
+    for label, key in (("CWE", "cwe"), ("CVE", "cve"), ("Rule", "rule_id")):
+        value = first_text(data, key)
+        if value:
+            lines.append((label, _one_line(value)))
+    confidence = data.get("confidence")
+    if isinstance(confidence, int | float) and not isinstance(confidence, bool):
+        shown = confidence * 100 if 0 <= confidence <= 1 else confidence
+        lines.append(("Confidence", f"{shown:.0f}%"))
+    fix = first_text(data, *_FIX_KEYS)
+    return _intro(event), [(k, v) for k, v in lines if v], _clean(fix).strip() if fix else None
+
+
+def _text(text: str, *marks: str) -> dict[str, Any]:
+    node: dict[str, Any] = {"type": "text", "text": text}
+    if marks:
+        node["marks"] = [{"type": mark} for mark in marks]
+    return node
+
+
+def _inline(text: str) -> list[dict[str, Any]]:
+    """Text with line breaks as ADF `hardBreak`s (a newline inside a text node does not
+    render) and no empty text nodes (ADF forbids them)."""
+    nodes: list[dict[str, Any]] = []
+    for index, line in enumerate(text.split("\n")):
+        if index:
+            nodes.append({"type": "hardBreak"})
+        if line:
+            nodes.append(_text(line))
+    return nodes
+
+
+def _paragraph(*content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "paragraph", "content": list(content)}
+
+
+def _fit(doc: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Shorten the longest text until the serialized document fits `limit` characters."""
+    for _ in range(20):
+        size = len(json.dumps(doc, ensure_ascii=False))
+        if size <= limit:
+            break
+        texts = [
+            node
+            for block in doc["content"]
+            for node in block.get("content", [])
+            if node.get("type") == "text"
+        ]
+        longest = max(texts, key=lambda node: len(node["text"]))
+        # JSON escapes can make a character cost more than one: cut a little extra.
+        keep = max(1, len(longest["text"]) - (size - limit) - 64)
+        longest["text"] = truncate(longest["text"], keep)
+    return doc
+
+
+def description_adf(event: Event, limit: int = DESCRIPTION_LIMIT) -> dict[str, Any]:
+    """The description as an ADF document (bold labels, the fix as a code block)."""
+    intro, lines, fix = _parts(event)
+    content: list[dict[str, Any]] = [_paragraph(_text(intro))]
+    if lines:
+        inline: list[dict[str, Any]] = []
+        for label, value in lines:
+            if inline:
+                inline.append({"type": "hardBreak"})
+            inline.append(_text(f"{label}: ", "strong"))
+            inline.extend(_inline(value))
+        content.append(_paragraph(*inline))
+    if fix:
+        content.append(_paragraph(_text("Recommended Fix:", "strong")))
+        content.append({"type": "codeBlock", "content": [_text(fix)]})
+    return _fit({"version": 1, "type": "doc", "content": content}, limit)
+
+
+def description_wiki(event: Event, limit: int = DESCRIPTION_LIMIT) -> str:
+    """The same description in wiki markup, for Jira Data Center's REST API v2."""
+    intro, lines, fix = _parts(event)
+    text = intro + "\n\n" + "\n".join(f"*{label}:* {value}" for label, value in lines)
+    if fix:
+        text += "\n\n*Recommended Fix:*\n{noformat}\n" + fix.replace("{noformat}", "") + "\n"
+        text += "{noformat}"
+    return truncate(text.strip(), limit)
+
+
+def _template_description(webhook: JiraWebhook, text: str) -> Any:
+    if webhook.api_version == 2:
+        return truncate(text, DESCRIPTION_LIMIT)
+    content = [_paragraph(*_inline(part)) for part in _clean(text).split("\n\n") if part.strip()]
+    doc = {"version": 1, "type": "doc", "content": content or [_paragraph(_text(" "))]}
+    return _fit(doc, DESCRIPTION_LIMIT)
+
+
+def search_jql(project: str, fp: str) -> str:
+    """Open issues of `project` carrying the fingerprint label, oldest first."""
+    quoted = project.replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        f'project = "{quoted}" AND labels = "{fp}" AND statusCategory != Done ORDER BY created ASC'
+    )
+
+
+def build_body(webhook: JiraWebhook, event: Event) -> dict[str, Any]:
+    """The create-issue body for `event` (user template applied, Jira's limits enforced)."""
+    fp = fingerprint(event) if webhook.deduplicate else None
+    description: Any = (
+        description_wiki(event) if webhook.api_version == 2 else description_adf(event)
+    )
+    fields: dict[str, Any] = {
+        "project": {"key": webhook.project},
+        "summary": summary(event),
+        "description": description,
+        "issuetype": {"name": webhook.issue_type},
+    }
+    name = priority(webhook, event)
+    if name:
+        fields["priority"] = {"name": name}
+    fields["labels"] = labels(webhook, event, fp)
+    owner = assignee(webhook, event)
+    if owner:
+        fields["assignee"] = {"accountId": owner}
+    body: dict[str, Any] = {"fields": fields}
+    override = render_template(webhook, event)
+    if isinstance(override, str):
+        override = {"fields": {"description": _template_description(webhook, override)}}
+    if isinstance(override, Mapping) and override:
+        body = merge_payload(body, override)
+    return _within_limits(body, fp)
+
+
+def _within_limits(body: dict[str, Any], fp: str | None) -> dict[str, Any]:
+    """Templates may produce anything: cut what Jira would refuse, keep the fingerprint."""
+    fields = body.get("fields")
+    if not isinstance(fields, dict):
+        fields = body["fields"] = {}
+    fields["summary"] = truncate(_one_line(str(fields.get("summary") or "")), SUMMARY_LIMIT) or (
+        SUMMARY_PREFIX.strip()
+    )
+    raw = fields.get("labels")
+    items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else []
+    cleaned = [label_of(item) for item in items]
+    if fp and fp not in cleaned:
+        cleaned.append(fp)
+    fields["labels"] = list(dict.fromkeys(label for label in cleaned if label))
+    description = fields.get("description")
+    if isinstance(description, str):
+        fields["description"] = truncate(description, DESCRIPTION_LIMIT)
+    return body
