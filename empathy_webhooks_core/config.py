@@ -538,7 +538,12 @@ class _Builder:
                 field.validator(None, field, converted)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
-                self.problems.extend(exc.problems)
+                # The options' own coercion names places from the webhook down.
+                parent = where.rpartition(".")[0]
+                self.problems.extend(
+                    f"{parent}.{line}" if parent and not line.startswith(where) else line
+                    for line in exc.problems
+                )
                 return False
             message = str(exc)
             name = field.alias or field.name
@@ -583,7 +588,8 @@ class _Builder:
         if value is None:
             return None
         if attrs.has(inner):
-            if isinstance(value, inner):
+            if isinstance(value, inner | bool):
+                # `circuit_breaker = false`: the field's own converter knows what a bool means.
                 return value
             if not isinstance(value, Mapping):
                 self.problems.add(where, f"expected a table of options, got {_kind(value)}")

@@ -1,0 +1,238 @@
+"""`empathy-webhooks listen`: a local receiver that prints arriving webhooks readably and
+verifies their signatures (the receiving side of the reference's "Verify Signatures")."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ..formatting import truncate
+from ._common import EXIT_FAILED, EXIT_OK, CliError, Output, add_json_option
+
+SECRET_ENV = "EMPATHY_WEBHOOKS_SECRET"  # noqa: S105 - a variable name, not a secret
+#: Standard Webhooks: a delivery older (or newer) than this is refused (replay protection).
+TOLERANCE_SECONDS = 300
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "listen",
+        help="a local receiver that prints arriving webhooks and checks their signatures",
+        description="Receive webhooks on a local port, print each readably and verify its "
+        "signature (X-Signature and Standard Webhooks headers). Invalid signatures are "
+        "answered 401. Exits 1 if any signature was invalid.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--secret",
+        action="append",
+        metavar="SECRET",
+        help=f"signing secret to verify with (repeatable; default ${SECRET_ENV})",
+    )
+    parser.add_argument("--status", type=int, default=200, help="answer valid arrivals with this")
+    parser.add_argument(
+        "--count", type=int, metavar="N", help="exit after N arrivals (default: run until Ctrl-C)"
+    )
+    add_json_option(parser)
+    parser.set_defaults(func=run)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def check_x_signature(body: bytes, header: str, secrets: Sequence[str]) -> bool:
+    """Any of the header's signatures (several during a secret rotation) made with any secret."""
+    from .. import signing
+
+    verify = getattr(signing, "verify_webhook_signature", None)
+    for signature in (part.strip() for part in header.split(",")):
+        for secret in secrets:
+            if verify is not None:
+                try:
+                    if verify(body, signature, secret):
+                        return True
+                    continue
+                except TypeError:
+                    pass  # an older signature of the function: compare ourselves
+            if hmac.compare_digest(signing.x_signature(body, secret), signature):
+                return True
+    return False
+
+
+def check_standard(
+    body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float
+) -> bool:
+    from .. import signing
+
+    msg_id = _header(headers, "webhook-id")
+    stamp = _header(headers, "webhook-timestamp")
+    header = _header(headers, "webhook-signature") or ""
+    if not msg_id or not stamp or not stamp.isdigit():
+        return False
+    if abs(now - int(stamp)) > TOLERANCE_SECONDS:
+        return False
+    offered = header.split()
+    for secret in secrets:
+        try:
+            expected = signing.standard_signature(msg_id, int(stamp), body, secret)
+        except ValueError:  # a whsec_ secret that is not base64
+            continue
+        if any(hmac.compare_digest(expected, sig) for sig in offered):
+            return True
+    return False
+
+
+def verify(
+    body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float | None = None
+) -> tuple[str, dict[str, bool]]:
+    """`valid`, `invalid`, `unsigned` or `not checked` (no secret), and each scheme's result."""
+    if not secrets:
+        return "not checked", {}
+    checks: dict[str, bool] = {}
+    x_header = _header(headers, "X-Signature")
+    if x_header is not None:
+        checks["x-signature"] = check_x_signature(body, x_header, secrets)
+    if _header(headers, "webhook-signature") is not None:
+        checks["standard-webhooks"] = check_standard(
+            body, headers, secrets, time.time() if now is None else now
+        )
+    if not checks:
+        return "unsigned", checks
+    return ("valid" if all(checks.values()) else "invalid"), checks
+
+
+def summary(body: bytes) -> tuple[str | None, str | None, str]:
+    """Event type, event id and a compact one-line body."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None, None, truncate(body.decode("utf-8", errors="replace"), 300)
+    event_type = event_id = None
+    if isinstance(payload, dict):
+        event_type = payload.get("event_type")
+        event_id = payload.get("event_id")
+    compact = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return event_type, event_id, truncate(compact, 300)
+
+
+class Listener:
+    def __init__(self, out: Output, secrets: list[str], status: int, count: int | None) -> None:
+        self.out = out
+        self.secrets = secrets
+        self.status = status
+        self.count = count
+        self.seen = 0
+        self.invalid = 0
+        self.done = asyncio.Event()
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = await request.read()
+        headers = dict(request.headers)
+        state, checks = verify(body, headers, self.secrets)
+        event_type, event_id = summary(body)[:2]
+        event_id = event_id or _header(headers, "webhook-id")
+        bad = state in ("invalid", "unsigned")
+        status = 401 if bad else self.status
+        self.seen += 1
+        self.invalid += bad
+        self.print(request, state, checks, event_type, event_id, status, body)
+        if self.count is not None and self.seen >= self.count:
+            self.done.set()
+        if bad:
+            return web.json_response({"error": "invalid signature"}, status=401)
+        return web.json_response({"status": "ok"}, status=status)
+
+    def print(
+        self,
+        request: Any,
+        state: str,
+        checks: dict[str, bool],
+        event_type: str | None,
+        event_id: str | None,
+        status: int,
+        body: bytes,
+    ) -> None:
+        when = datetime.now().strftime("%H:%M:%S")
+        if self.out.json:
+            line = {
+                "time": when,
+                "method": request.method,
+                "path": request.path_qs,
+                "event_type": event_type,
+                "event_id": event_id,
+                "signature": state,
+                "schemes": checks,
+                "answered": status,
+                "body": summary(body)[2],
+            }
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+            return
+        schemes = ", ".join(f"{k} {'ok' if v else 'BAD'}" for k, v in checks.items())
+        detail = f" ({schemes})" if schemes else ""
+        style = {"valid": "green", "invalid": "bold red", "unsigned": "bold red"}.get(state)
+        self.out.line(
+            f"{when}  {request.method} {request.path_qs}  {event_type or '-'}  {event_id or '-'}"
+            f"  signature {state}{detail}  -> {status}",
+            style=style,
+        )
+        self.out.line(f"    {summary(body)[2]}", style="dim")
+
+
+async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> int:
+    from aiohttp import web
+
+    listener = Listener(out, secrets, args.status, args.count)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", listener.handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, args.host, args.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise CliError(
+                f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}"
+            ) from None
+        server = site._server
+        port = server.sockets[0].getsockname()[1] if server is not None else args.port  # type: ignore[attr-defined]
+        url = f"http://{args.host}:{port}/"
+        checking = f"verifying with {len(secrets)} secret(s)" if secrets else "no secret given"
+        if out.json:
+            print(json.dumps({"listening": url, "verifying": bool(secrets)}), flush=True)
+        else:
+            out.line(f"listening on {url} ({checking}); Ctrl-C stops")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, listener.done.set)
+        await listener.done.wait()
+    finally:
+        await runner.cleanup()
+    if not out.json:
+        out.line(f"{listener.seen} received, {listener.invalid} with a bad or missing signature")
+    return EXIT_FAILED if listener.invalid else EXIT_OK
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    secrets = list(args.secret or [])
+    if not secrets and os.environ.get(SECRET_ENV):
+        secrets = [os.environ[SECRET_ENV]]
+    return asyncio.run(serve(args, out, secrets))

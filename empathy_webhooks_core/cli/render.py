@@ -1,0 +1,106 @@
+"""`empathy-webhooks render`: what each webhook would send for an event (a dry run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..dispatcher import WebhookDispatcher
+from ..events import Event
+from ..routing import EventMatcher, passes_filter
+from ..wire import masked_headers
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    Output,
+    add_config_option,
+    add_event_options,
+    add_json_option,
+    event_from_args,
+    load,
+    shown_url,
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="show what each webhook would send for an event (nothing is sent)",
+        description="Show the request each configured webhook would send for an event: "
+        "method, URL (secrets masked), headers and body. Nothing is sent.",
+    )
+    parser.add_argument("event_type", metavar="EVENT_TYPE", help="prediction, alert, ...")
+    add_event_options(
+        parser, data_help="event data as JSON, or @file (default: the built-in sample)"
+    )
+    parser.add_argument("--webhook", action="append", metavar="NAME", help="only this webhook")
+    add_config_option(parser)
+    add_json_option(parser)
+    parser.set_defaults(func=run)
+
+
+def why_skipped(webhook: Any, event: Event) -> str | None:
+    if not EventMatcher(webhook.events)(event.event_type):
+        return f"not subscribed (events: {', '.join(webhook.events)})"
+    if not passes_filter(webhook, event):
+        return f"filtered out ({webhook.filter})"
+    return None
+
+
+def body_text(body: bytes) -> str:
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from ..demo.samples import SAMPLES
+
+    config, pm = load(args)
+    event = event_from_args(args.event_type, args, defaults=SAMPLES.get(args.event_type))
+    webhooks = list(config.webhooks)
+    if args.webhook:
+        unknown = [n for n in args.webhook if n not in {w.name for w in webhooks}]
+        if unknown:
+            raise CliError(f"error: no webhook named {unknown[0]!r} in {config.source}")
+        webhooks = [w for w in webhooks if w.name in args.webhook]
+    dispatcher = WebhookDispatcher(webhooks=webhooks, plugin_manager=pm)
+    results: list[dict[str, Any]] = []
+    failed = False
+    for webhook in webhooks:
+        entry: dict[str, Any] = {"webhook": webhook.name, "type": webhook.kind}
+        skipped = why_skipped(webhook, event)
+        if skipped:
+            entry["skipped"] = skipped
+        else:
+            try:
+                request = dispatcher.render(webhook, event)
+            except Exception as exc:
+                failed = True
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+            else:
+                entry.update(
+                    method=request.method,
+                    url=shown_url(request.url),
+                    headers=masked_headers(request.headers),
+                    body=body_text(request.body),
+                )
+        results.append(entry)
+    out.data({"event": event.to_envelope(), "requests": results})
+    for entry in results:
+        out.heading(f"── {entry['webhook']} ({entry['type']})")
+        if "skipped" in entry:
+            out.line(f"   skipped: {entry['skipped']}")
+        elif "error" in entry:
+            out.line(f"   cannot render: {entry['error']}", style="red")
+        else:
+            out.line(f"{entry['method']} {entry['url']}")
+            for key, value in entry["headers"].items():
+                out.line(f"{key}: {value}", style="dim")
+            out.line()
+            out.line(entry["body"])
+        out.line()
+    return EXIT_FAILED if failed else EXIT_OK

@@ -1,0 +1,93 @@
+"""`empathy-webhooks validate`: check a configuration file without sending anything."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..webhooks import Webhook
+from ._common import (
+    EXIT_OK,
+    CliError,
+    Output,
+    add_config_option,
+    add_json_option,
+    config_path,
+    load,
+    shown_url,
+)
+
+_TARGET_FIELDS = ("url", "webhook_url", "events_url", "base_url", "api_url")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check a configuration file without sending",
+        description="Check a configuration file: every problem is printed with its place "
+        "(webhooks[2].retry_policy.max_retries: ...). Exits 2 when there is one.",
+    )
+    add_config_option(parser)
+    add_json_option(parser)
+    parser.set_defaults(func=run)
+
+
+def target(webhook: Webhook) -> str:
+    """Where a webhook sends, fit to show (secret paths and queries masked)."""
+    for name in _TARGET_FIELDS:
+        value = getattr(webhook, name, None)
+        if isinstance(value, str) and value:
+            return shown_url(value)
+    return "-"
+
+
+def describe_rate(webhook: Webhook) -> str:
+    limit = webhook.rate_limit
+    if limit is None:
+        return "-"
+    units = {1.0: "s", 60.0: "min", 3600.0: "h"}
+    return ", ".join(f"{count}/{units[seconds]}" for count, seconds in limit.windows())
+
+
+def webhook_summary(webhook: Webhook) -> dict[str, Any]:
+    return {
+        "name": webhook.name,
+        "type": webhook.kind,
+        "events": list(webhook.events),
+        "filter": str(webhook.filter) if webhook.filter is not None else None,
+        "target": target(webhook),
+        "max_retries": webhook.retry_policy.max_retries,
+        "rate_limit": describe_rate(webhook),
+        "signed": webhook.signs,
+    }
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    try:
+        config, _ = load(args)
+    except CliError as exc:
+        if args.json:
+            out.data({"valid": False, "file": str(config_path(args)), "errors": exc.lines[1:]})
+        raise
+    summaries = [webhook_summary(w) for w in config.webhooks]
+    store = shown_url(config.store) if config.store and "://" in config.store else config.store
+    out.data({"valid": True, "file": config.source, "store": store, "webhooks": summaries})
+    out.line(f"{config.source}: valid, {len(summaries)} webhook(s), store {store or 'memory'}")
+    out.table(
+        None,
+        ["webhook", "type", "events", "filter", "target", "retries", "rate limit", "signed"],
+        [
+            [
+                s["name"],
+                s["type"],
+                ", ".join(s["events"]),
+                s["filter"] or "-",
+                s["target"],
+                s["max_retries"],
+                s["rate_limit"],
+                "yes" if s["signed"] else "no",
+            ]
+            for s in summaries
+        ],
+    )
+    return EXIT_OK

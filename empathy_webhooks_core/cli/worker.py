@@ -1,0 +1,46 @@
+"""`empathy-webhooks worker`: deliver what producers put in a shared store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+from ._common import EXIT_OK, CliError, Output, add_config_option, load
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="deliver what producers queued in a shared store (Ctrl-C stops)",
+        description="Run a delivery worker for the configured webhooks on a shared store "
+        "(redis://..., sqlite:///...). SIGINT or SIGTERM stops it after in-flight attempts.",
+    )
+    add_config_option(parser, store=True)
+    parser.set_defaults(func=run)
+
+
+async def _serve(webhooks: list[Any], store: str) -> None:
+    try:
+        from ..worker import run_worker  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise CliError(
+            "error: this installation has no worker (empathy_webhooks_core.worker)"
+        ) from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(webhooks, store, stop=stop)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    config, _ = load(args)
+    store = args.store or config.store
+    if not store or store in ("memory", "memory://"):
+        raise CliError(
+            "error: a worker needs a shared store: --store URL or store = ... in the configuration"
+        )
+    asyncio.run(_serve(list(config.webhooks), store))
+    return EXIT_OK
