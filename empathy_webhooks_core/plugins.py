@@ -41,6 +41,7 @@ LOAD_PLUGINS_ENV = "EMPATHY_WEBHOOKS_LOAD_PLUGINS"
 DEFAULT_PLUGINS = (
     "empathy_webhooks_core.default_plugins.http",
     "empathy_webhooks_core.default_plugins.custom",
+    "empathy_webhooks_core.default_plugins.stores",
 )
 
 hookimpl = pluggy.HookimplMarker(ENTRY_POINT_GROUP)
