@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     out.data({"store": shown_store(url), "webhooks": table})
     out.line(f"store {shown_store(url)}")
     columns = sorted({key for row in table.values() for key in row} - {"last_error"})
-    order = [c for c in ("pending", "retrying", "dead_letters") if c in columns]
+    order: list[str] = [c for c in ("pending", "retrying", "dead_letters") if c in columns]
     order += [c for c in columns if c not in order]
     out.table(
         None,
