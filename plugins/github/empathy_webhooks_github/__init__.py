@@ -1,0 +1,414 @@
+"""GitHub: code reviews become a PR comment (updated in place), chosen events trigger CI/CD.
+
+A review delivery lists the PR's comments, then edits this integration's earlier comment (found
+by a hidden marker) or creates one. A CI/CD delivery is one `repository_dispatch` (or a named
+workflow's `workflow_dispatch`) with the event as its payload. GitHub's rate limits, primary
+(`x-ratelimit-remaining: 0` until `x-ratelimit-reset`) and secondary (`retry-after`), make the
+webhook wait and try again, never fail outright.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import weakref
+from collections.abc import Awaitable
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import attrs
+
+from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core.default_plugins.http import default_verdict, send
+from empathy_webhooks_core.redaction import redact_text
+from empathy_webhooks_core.retry import parse_retry_after
+from empathy_webhooks_core.routing import EventMatcher
+from empathy_webhooks_core.webhooks import check_url
+from empathy_webhooks_core.wire import Outcome
+
+from .format import (
+    COMMENT_LIMIT,
+    REVIEW_MARKER,
+    clamp_comment,
+    comment_body,
+    dispatch_body,
+    marker_for,
+    pr_number,
+    review_markdown,
+)
+
+__all__ = [
+    "API_VERSION",
+    "COMMENT_LIMIT",
+    "DEFAULT_API_URL",
+    "REVIEW_MARKER",
+    "GitHubAnswer",
+    "GitHubWebhook",
+    "clamp_comment",
+    "pr_number",
+    "review_markdown",
+]
+
+DEFAULT_API_URL = "https://api.github.com"
+API_VERSION = "2022-11-28"
+#: GitHub's advice when a secondary limit names no wait: at least a minute.
+SECONDARY_LIMIT_WAIT = 60.0
+#: How many pages of 100 comments are read looking for our marker.
+MAX_COMMENT_PAGES = 30
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
+#: One comment upsert per (API, repository, PR, marker) at a time in this process, so two
+#: reviews of one PR delivered together cannot both miss the list and both create.
+_LOCKS: weakref.WeakValueDictionary[tuple[str, str, int, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _token(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        raise ValueError("token is required (a GitHub token); is GITHUB_TOKEN set?")
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("token must be a non-empty string")
+
+
+def _repository(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not _REPOSITORY.fullmatch(value):
+        raise ValueError(f"repository must be 'owner/name', got {value!r}")
+
+
+def _api_url(value: Any) -> str:
+    return check_url(value, "api_url").rstrip("/")
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    return tuple(str(getattr(item, "value", item)) for item in (value or ()))
+
+
+def _events(value: Any) -> tuple[str, ...]:
+    converter: Any = attrs.fields(Webhook).events.converter
+    return converter(value)  # type: ignore[no-any-return]
+
+
+def _marker(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not (value.startswith("<!--") and value.endswith("-->")):
+        raise ValueError("comment_marker must be an HTML comment, like <!-- my-bot:review -->")
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class GitHubWebhook(Webhook):
+    """PR comments and CI/CD triggers (the reference's `GitHubWebhook`).
+
+    >>> GitHubWebhook(token="ghp_x", repository="Smart-AI-Memory/empathy").events
+    ('code_review_complete',)
+    """
+
+    kind: ClassVar[str] = "github"
+
+    token: str = attrs.field(validator=_token, repr=False)
+    repository: str = attrs.field(validator=_repository)
+    events: tuple[str, ...] = attrs.field(default=("code_review_complete",), converter=_events)
+    #: `https://api.github.com`, or a GitHub Enterprise Server's `https://HOST/api/v3`.
+    api_url: str = attrs.field(default=DEFAULT_API_URL, converter=_api_url)
+    #: Event types posted as PR comments (the PR is named in the event's data).
+    comment_events: tuple[str, ...] = attrs.field(
+        default=("code_review_complete",), converter=_names
+    )
+    #: Event types that trigger CI/CD instead (added to `events` if not routed already).
+    dispatch_events: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    #: Edit this integration's earlier comment on the PR instead of adding another.
+    update_comment: bool = True
+    comment_marker: str = attrs.field(default=REVIEW_MARKER, validator=_marker)
+    #: repository_dispatch `event_type` (default: the event's own type).
+    dispatch_event_type: str | None = None
+    #: A workflow file name or id: dispatches become that workflow's `workflow_dispatch`.
+    workflow: str | None = None
+    workflow_ref: str = "main"
+    #: The workflow input that receives the event as JSON (None: send no inputs).
+    workflow_input: str | None = "event"
+    api_version: str = API_VERSION
+
+    def __attrs_post_init__(self) -> None:
+        routed = EventMatcher(self.events)
+        missing = tuple(p for p in self.dispatch_events if "*" not in self.events and not routed(p))
+        if missing:
+            # Frozen, but still being built: naming an event in dispatch_events routes it.
+            object.__setattr__(self, "events", (*self.events, *missing))
+
+    def action_for(self, event: Event) -> str:
+        """`comment` or `dispatch`: what this webhook does with `event`."""
+        if EventMatcher(self.comment_events)(event.event_type):
+            return "comment"
+        if EventMatcher(self.dispatch_events)(event.event_type):
+            return "dispatch"
+        return "comment"
+
+    @property
+    def repo_url(self) -> str:
+        return f"{self.api_url}/repos/{self.repository}"
+
+    def request_headers(self) -> dict[str, str]:
+        # User-Agent (required by GitHub) comes from the dispatcher's session.
+        return {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": self.api_version,
+            "Authorization": f"Bearer {self.token}",
+        }
+
+    def secret_values(self) -> list[str]:
+        return [*super().secret_values(), self.token]
+
+
+@attrs.frozen(kw_only=True)
+class GitHubAnswer(Response):
+    """The answer that ends a delivery, with which call it came from and what it did."""
+
+    step: str = "create"
+    details: Any = attrs.field(factory=dict)
+
+
+@hookimpl
+def webhook_types() -> dict[str, type[Webhook]]:
+    return {"github": GitHubWebhook}
+
+
+@hookimpl
+def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
+    if not isinstance(webhook, GitHubWebhook):
+        return None
+    if webhook.action_for(event) == "dispatch":
+        if webhook.workflow:
+            workflow = quote(webhook.workflow, safe="")
+            url = f"{webhook.repo_url}/actions/workflows/{workflow}/dispatches"
+            target = webhook.workflow
+        else:
+            url = f"{webhook.repo_url}/dispatches"
+            target = None
+        body = dispatch_body(webhook, event)
+        return OutgoingRequest.json(
+            url,
+            body,
+            headers=webhook.request_headers(),
+            extras={"action": "dispatch", "target": target or body.get("event_type")},
+        )
+    number = pr_number(event)
+    if number is None:
+        raise ValueError(
+            f"{event.event_type} event names no pull request: give data['pr'] (or pr_number, "
+            "pull_request), or list the event type in dispatch_events"
+        )
+    return OutgoingRequest.json(
+        f"{webhook.repo_url}/issues/{number}/comments",
+        comment_body(webhook, event),
+        headers=webhook.request_headers(),
+        extras={
+            "action": "comment",
+            "pr": number,
+            "marker": marker_for(webhook, event) if webhook.update_comment else None,
+        },
+    )
+
+
+@hookimpl
+def deliver(
+    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Awaitable[Response] | None:
+    if not isinstance(webhook, GitHubWebhook):
+        return None
+    return _deliver(webhook, request, session)
+
+
+def _answer(response: Response, step: str, elapsed: float, **details: Any) -> GitHubAnswer:
+    return GitHubAnswer(
+        status=response.status,
+        headers=response.headers,
+        body=response.body,
+        elapsed_ms=elapsed,
+        step=step,
+        details={key: value for key, value in details.items() if value is not None},
+    )
+
+
+def _comment_details(response: Response) -> dict[str, Any]:
+    body = response.json() if 200 <= response.status < 300 else None
+    if not isinstance(body, dict):
+        return {}
+    return {"comment_id": body.get("id"), "comment_url": body.get("html_url")}
+
+
+def _same_origin(url: str, base: str) -> bool:
+    # The token goes with every page: never follow a link to another host.
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+async def _find_comment(
+    webhook: GitHubWebhook,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+    marker: str,
+    timeout: float,
+) -> tuple[Response, int | None, float]:
+    """This integration's earlier comment on the PR: (last answer, its id or None, ms spent)."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "content-type"}
+    url: str | None = f"{request.url}?per_page=100"
+    elapsed = 0.0
+    answer: Response | None = None
+    for _ in range(MAX_COMMENT_PAGES):
+        if url is None:
+            break
+        answer = await send(
+            OutgoingRequest(url=url, method="GET", headers=headers), session, timeout
+        )
+        elapsed += answer.elapsed_ms
+        if not 200 <= answer.status < 300:
+            return answer, None, elapsed
+        comments = answer.json()
+        for comment in comments if isinstance(comments, list) else []:
+            if isinstance(comment, dict) and marker in str(comment.get("body") or ""):
+                return answer, comment.get("id"), elapsed
+        found = _NEXT_LINK.search(answer.header("link") or "")
+        url = found.group(1) if found and _same_origin(found.group(1), webhook.api_url) else None
+    assert answer is not None
+    return answer, None, elapsed
+
+
+async def _deliver(
+    webhook: GitHubWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Response:
+    timeout = webhook.retry_policy.timeout_seconds
+    action = request.extras.get("action")
+    if action == "dispatch":
+        answer = await send(request, session, timeout)
+        body = answer.json() if answer.status == 200 else None
+        run = body.get("workflow_run_id") if isinstance(body, dict) else None
+        return _answer(
+            answer,
+            "dispatch",
+            answer.elapsed_ms,
+            dispatched=request.extras.get("target"),
+            workflow_run_id=run,
+        )
+    marker = request.extras.get("marker")
+    if not marker:
+        created = await send(request, session, timeout)
+        return _answer(
+            created, "create", created.elapsed_ms, created=True, **_comment_details(created)
+        )
+    key = (webhook.api_url, webhook.repository, int(request.extras["pr"]), str(marker))
+    lock = _LOCKS.get(key)
+    if lock is None:
+        lock = _LOCKS[key] = asyncio.Lock()
+    async with lock:
+        listed, comment_id, elapsed = await _find_comment(
+            webhook, request, session, str(marker), timeout
+        )
+        if not 200 <= listed.status < 300:
+            return _answer(listed, "list", elapsed)
+        if comment_id is not None:
+            edit = OutgoingRequest(
+                url=f"{webhook.repo_url}/issues/comments/{comment_id}",
+                method="PATCH",
+                headers=request.headers,
+                body=request.body,
+            )
+            updated = await send(edit, session, timeout)
+            elapsed += updated.elapsed_ms
+            if updated.status != 404:  # 404: deleted since we listed; post a new one
+                details = _comment_details(updated) if updated.status < 300 else {}
+                return _answer(updated, "update", elapsed, updated=True, **details)
+        created = await send(request, session, timeout)
+        elapsed += created.elapsed_ms
+        return _answer(created, "create", elapsed, created=True, **_comment_details(created))
+
+
+def _message(response: Response) -> str:
+    """GitHub's `{"message": ..., "errors": [...]}`, as one line (never a credential)."""
+    body = response.json()
+    if not isinstance(body, dict):
+        return redact_text(response.excerpt(300))
+    parts = [str(body.get("message") or "")]
+    for error in body.get("errors") or []:
+        if isinstance(error, dict):
+            parts.append(str(error.get("message") or error.get("code") or error))
+        else:
+            parts.append(str(error))
+    return redact_text("; ".join(part for part in parts if part) or response.excerpt(300))
+
+
+def rate_limit_wait(response: Response, now: float | None = None) -> float | None:
+    """Seconds GitHub asks us to wait, or None when the answer is not a rate limit.
+
+    `retry-after` (secondary limits) wins; else `x-ratelimit-remaining: 0` waits for
+    `x-ratelimit-reset` (primary); else a 429, or a 403 whose message names a secondary rate
+    limit, waits a minute as GitHub advises.
+    """
+    if response.status not in (403, 429):
+        return None
+    retry_after = parse_retry_after(response.header("retry-after"))
+    if retry_after is not None:
+        return retry_after
+    if (response.header("x-ratelimit-remaining") or "").strip() == "0":
+        try:
+            reset = float(response.header("x-ratelimit-reset") or "")
+        except ValueError:
+            return SECONDARY_LIMIT_WAIT
+        return max(0.0, reset - (time.time() if now is None else now))
+    if response.status == 429 or "rate limit" in _message(response).lower():
+        return SECONDARY_LIMIT_WAIT
+    return None
+
+
+_STEPS = {
+    "list": "listing the PR's comments",
+    "update": "updating the comment",
+    "create": "the comment",
+    "dispatch": "the dispatch",
+}
+
+
+@hookimpl
+def classify_response(
+    webhook: Webhook, request: OutgoingRequest, response: Response
+) -> Verdict | None:
+    if not isinstance(webhook, GitHubWebhook):
+        return None
+    step = getattr(response, "step", "create")
+    details = dict(getattr(response, "details", {}) or {})
+    status = response.status
+    if 200 <= status < 300:
+        if request.extras.get("action") == "comment":
+            details.setdefault("pr", request.extras.get("pr"))
+        return Verdict(outcome=Outcome.SUCCESS, details=details)
+    what = _STEPS.get(step, step)
+    wait = rate_limit_wait(response)
+    if wait is not None:
+        return Verdict(
+            outcome=Outcome.RETRY,
+            reason=f"rate limited by GitHub (HTTP {status}) on {what}; waiting {wait:.0f} s",
+            retry_after=wait,
+            pause_webhook=True,
+        )
+    if status >= 500:
+        return Verdict(outcome=Outcome.RETRY, reason=f"GitHub unavailable (HTTP {status})")
+    if status == 401:
+        return Verdict(
+            outcome=Outcome.FAIL,
+            reason=f"GitHub refused the token (HTTP 401): {_message(response)}",
+        )
+    if status in (403, 404, 410, 422):
+        hint = {
+            403: "the token lacks permission",
+            404: f"no such repository, PR or workflow in {webhook.repository}, "
+            "or the token cannot see it",
+            410: "gone (issues disabled on the repository?)",
+            422: "GitHub refused the content",
+        }[status]
+        return Verdict(
+            outcome=Outcome.FAIL,
+            reason=f"{hint} (HTTP {status}) on {what}: {_message(response)}",
+        )
+    return default_verdict(webhook, response)

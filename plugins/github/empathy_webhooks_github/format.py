@@ -1,0 +1,253 @@
+"""Event -> GitHub request: a PR comment (the reference's "AI Code Review") or a CI/CD dispatch,
+within GitHub's limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from empathy_webhooks_core.events import Event
+from empathy_webhooks_core.formatting import event_title, first_text, severity_of, truncate
+from empathy_webhooks_core.templating import merge_payload, render_template
+from empathy_webhooks_core.wire import json_bytes
+
+if TYPE_CHECKING:
+    from . import GitHubWebhook
+
+__all__ = [
+    "CLIENT_PAYLOAD_BYTES",
+    "COMMENT_LIMIT",
+    "DISPATCH_EVENT_TYPE_LIMIT",
+    "REVIEW_MARKER",
+    "TRUNCATION_NOTE",
+    "clamp_comment",
+    "comment_body",
+    "dispatch_body",
+    "marker_for",
+    "pr_number",
+    "review_markdown",
+]
+
+#: GitHub refuses longer comment bodies ("body is too long (maximum is 65536 characters)").
+COMMENT_LIMIT = 65_536
+#: repository_dispatch: `event_type` 1-100 characters; `client_payload` under 64 KB of JSON.
+DISPATCH_EVENT_TYPE_LIMIT = 100
+CLIENT_PAYLOAD_BYTES = 60 * 1024
+#: workflow_dispatch inputs share GitHub's 65,535-character payload cap; keep well under it.
+WORKFLOW_INPUT_CHARS = 60_000
+REVIEW_MARKER = "<!-- empathy-webhooks:review -->"
+TRUNCATION_NOTE = (
+    "_… truncated: the full text was longer than GitHub's 65,536-character comment limit._"
+)
+
+_PR_KEYS = ("pr", "pr_number", "pull_request", "pull_request_number", "issue_number")
+_HEADINGS = {
+    "looks_good": "### ✅ Looks Good",
+    "suggestions": "### ⚠️ Suggestions",
+    "security": "### 🔒 Security",
+}
+_REVIEW_KEYS = ("looks_good", "suggestions", "security", "confidence")
+
+
+def _number(value: Any) -> int | None:
+    if isinstance(value, Mapping):
+        value = value.get("number")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lstrip("#")
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    return None
+
+
+def pr_number(event: Event) -> int | None:
+    """The PR (or issue) number the event names: `pr`, `pr_number`, `pull_request` (a number or
+    an object with `number`), also inside `context` as the reference passes it."""
+    for where in (event.data, event.data.get("context")):
+        if not isinstance(where, Mapping):
+            continue
+        for key in _PR_KEYS:
+            number = _number(where.get(key))
+            if number is not None:
+                return number
+    return None
+
+
+def marker_for(webhook: GitHubWebhook, event: Event) -> str:
+    """The hidden marker that lets a later delivery find this integration's comment."""
+    if event.event_type == "code_review_complete":
+        return webhook.comment_marker
+    kind = "".join(c if c.isalnum() or c in "_-" else "-" for c in event.event_type)[:60]
+    return f"<!-- empathy-webhooks:{kind} -->"
+
+
+def _line(value: Any) -> str:
+    """One list item's text: a single line (a newline would end the Markdown item)."""
+    return " ".join(str(value).split())
+
+
+def _items(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list | tuple):
+        return [item for item in value if item not in (None, "", {}, [])]
+    return [value]
+
+
+def _where(item: Mapping[str, Any]) -> str | None:
+    line = first_text(item, "line", "line_number")
+    file = first_text(item, "file", "path")
+    if file and line:
+        return f"{_line(file)}:{_line(line)}"
+    if line:
+        return f"Line {_line(line)}"
+    return _line(file) if file else None
+
+
+def _text_of(item: Any) -> str:
+    if isinstance(item, Mapping):
+        return _line(
+            first_text(item, "message", "text", "suggestion", "description", "title", "issue")
+            or json.dumps(item, ensure_ascii=False)
+        )
+    return _line(item)
+
+
+def _suggestion(index: int, item: Any) -> str:
+    where = _where(item) if isinstance(item, Mapping) else None
+    text = _text_of(item)
+    return f"{index}. **{where}**: {text}" if where else f"{index}. {text}"
+
+
+def _security(item: Any) -> str:
+    where = _where(item) if isinstance(item, Mapping) else None
+    text = _text_of(item)
+    return f"- **{where}**: {text}" if where else f"- {text}"
+
+
+def _confidence(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    percent = value * 100 if 0 <= value <= 1 else value
+    return f"{percent:.0f}%"
+
+
+def is_review(event: Event) -> bool:
+    return any(key in event.data for key in _REVIEW_KEYS)
+
+
+def review_markdown(event: Event) -> str:
+    """The reference's review comment: Looks Good, Suggestions with line numbers, Security
+    (“No security issues detected” when empty), Confidence."""
+    data = event.data
+    lines = ["## 🤖 AI Code Review"]
+    looks_good = _items(data.get("looks_good"))
+    if looks_good:
+        lines.append(_HEADINGS["looks_good"])
+        lines.extend(f"- {_text_of(item)}" for item in looks_good)
+    suggestions = _items(data.get("suggestions"))
+    if suggestions:
+        lines.append(_HEADINGS["suggestions"])
+        lines.extend(_suggestion(n, item) for n, item in enumerate(suggestions, 1))
+    lines.append(_HEADINGS["security"])
+    security = _items(data.get("security"))
+    lines.extend(_security(item) for item in security)
+    if not security:
+        lines.append("- No security issues detected")
+    text = "\n".join(lines)
+    confidence = _confidence(data.get("confidence"))
+    if confidence:
+        # A blank line: without it Markdown would fold the line into the last list item.
+        text += f"\n\nConfidence: {confidence}"
+    return text
+
+
+def generic_markdown(event: Event) -> str:
+    """Any other event as a short comment: a heading, the title, the scalar facts, a link."""
+    if event.event_type == "code_review_complete":
+        heading = "## 🤖 AI Code Review"
+    else:
+        heading = f"## 🤖 {event.event_type.replace('_', ' ').capitalize()}"
+    lines = [heading, "", f"**{_line(event_title(event))}**", ""]
+    facts = [("Severity", severity_of(event).name.lower())] if event.severity else []
+    skip = {*_PR_KEYS, "title", "context", "url", "link"}
+    for key, value in event.data.items():
+        if key in skip or isinstance(value, Mapping | list | tuple) or value in (None, ""):
+            continue
+        facts.append((key.replace("_", " ").capitalize(), _line(value)))
+    lines.extend(f"- **{_line(label)}**: {truncate(value, 500)}" for label, value in facts[:25])
+    link = first_text(event.data, "url", "link")
+    if link and link.startswith(("https://", "http://")):
+        lines.extend(["", f"[Details]({_line(link)})"])
+    return "\n".join(lines).rstrip()
+
+
+def clamp_comment(text: str, marker: str | None) -> str:
+    """`text` with the marker appended, cut with a note to fit GitHub's comment limit."""
+    tail = f"\n\n{marker}" if marker else ""
+    if len(text) + len(tail) <= COMMENT_LIMIT:
+        return text + tail
+    room = COMMENT_LIMIT - len(tail) - len(TRUNCATION_NOTE) - 2
+    return truncate(text, room) + "\n\n" + TRUNCATION_NOTE + tail
+
+
+def comment_body(webhook: GitHubWebhook, event: Event) -> dict[str, Any]:
+    """`{"body": markdown}` for a PR comment (user template applied, limit enforced)."""
+    text = review_markdown(event) if is_review(event) else generic_markdown(event)
+    body: dict[str, Any] = {"body": text}
+    override = render_template(webhook, event)
+    if isinstance(override, str):
+        body = {"body": override}
+    elif isinstance(override, Mapping) and override:
+        body = merge_payload(body, override)
+    markdown = str(body.get("body") or "").strip() or text
+    marker = marker_for(webhook, event) if webhook.update_comment else None
+    body["body"] = clamp_comment(markdown, marker)
+    return body
+
+
+def _client_payload(event: Event, limit: int) -> dict[str, Any]:
+    """The event's envelope (9 top-level keys at most, GitHub allows 10), its data cut to an
+    excerpt when the whole would be over `limit` bytes."""
+    envelope = event.to_envelope()
+    if len(json_bytes(envelope)) <= limit:
+        return envelope
+    data = json_bytes(envelope["data"]).decode("utf-8")
+    room = max(0, limit - len(json_bytes({**envelope, "data": {}})) - 1024)
+    envelope["data"] = {"truncated": True, "excerpt": _cut_json_text(data, room)}
+    return envelope
+
+
+def _cut_json_text(text: str, limit_bytes: int) -> str:
+    """Cut `text` so that, once JSON-escaped, it stays under `limit_bytes`."""
+    while len(json_bytes(text)) > limit_bytes and text:
+        text = text[: max(0, len(text) - (len(json_bytes(text)) - limit_bytes) - 16)]
+    return text
+
+
+def dispatch_body(webhook: GitHubWebhook, event: Event) -> dict[str, Any]:
+    """repository_dispatch `{"event_type", "client_payload"}`, or workflow_dispatch
+    `{"ref", "inputs"}` when the webhook names a workflow."""
+    override = render_template(webhook, event)
+    if webhook.workflow:
+        body: dict[str, Any] = {"ref": webhook.workflow_ref}
+        if webhook.workflow_input:
+            payload = json.dumps(_client_payload(event, WORKFLOW_INPUT_CHARS), ensure_ascii=False)
+            body["inputs"] = {webhook.workflow_input: payload}
+        if isinstance(override, Mapping) and override:
+            body = merge_payload(body, override)
+        return body
+    body = {
+        "event_type": webhook.dispatch_event_type or event.event_type,
+        "client_payload": _client_payload(event, CLIENT_PAYLOAD_BYTES),
+    }
+    if isinstance(override, str):
+        body["event_type"] = override
+    elif isinstance(override, Mapping) and override:
+        body = merge_payload(body, override)
+    body["event_type"] = str(body.get("event_type") or event.event_type)[:DISPATCH_EVENT_TYPE_LIMIT]
+    return body
