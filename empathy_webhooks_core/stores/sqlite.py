@@ -267,12 +267,14 @@ class SQLiteStore:
     def _do_attempt(self, conn: sqlite3.Connection, rows: list[tuple[int, int]]) -> None:
         conn.executemany("UPDATE deliveries SET attempts = ? WHERE id = ?", rows)
 
-    def _do_delivered(self, conn: sqlite3.Connection, rows: list[tuple[float, int]]) -> None:
+    def _do_delivered(self, conn: sqlite3.Connection, rows: list[tuple[float, int, int]]) -> None:
         if self.retention_seconds == 0:
-            conn.executemany("DELETE FROM deliveries WHERE id = ?", [(i,) for _, i in rows])
+            conn.executemany("DELETE FROM deliveries WHERE id = ?", [(r[2],) for r in rows])
         else:
             conn.executemany(
-                "UPDATE deliveries SET state = 'delivered', delivered_at = ? WHERE id = ?", rows
+                "UPDATE deliveries SET state = 'delivered', delivered_at = ?, attempts = ?"
+                " WHERE id = ?",
+                rows,
             )
 
     def _do_open(self, conn: sqlite3.Connection, _: Any) -> list[tuple[Any, ...]]:
@@ -415,7 +417,7 @@ class SQLiteStore:
 
     async def mark_delivered(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
-            self._post("delivered", [(time.time(), delivery.store_ref)])
+            self._post("delivered", [(time.time(), delivery.attempts, delivery.store_ref)])
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
         letter = DeadLetter(
