@@ -273,7 +273,9 @@ class EventFilter:
     def describe(self) -> str:
         parts = [condition.describe() for condition in self.all_of]
         if self.any_of:
-            parts.append("(" + " or ".join(option.describe() for option in self.any_of) + ")")
+            options = [option.describe() for option in self.any_of]
+            options = [f"({o})" if " and " in o else o for o in options]
+            parts.append("(" + " or ".join(options) + ")" if parts else " or ".join(options))
         return " and ".join(parts) or "everything"
 
     def __str__(self) -> str:
@@ -491,6 +493,7 @@ class _Builder:
         kwargs: dict[str, Any] = {}
         before = len(self.problems.lines)
         skipped = set(skip)
+        unset = False
         for key, value in table.items():
             if key in skipped:
                 continue
@@ -503,6 +506,7 @@ class _Builder:
             if any(
                 p == where or p.startswith((f"{where}.", f"{where}[")) for p in self.problems.unset
             ):
+                unset = True
                 continue
             if _is_secret(field) and isinstance(value, str):
                 self.problems.secrets.add(value)
@@ -514,7 +518,7 @@ class _Builder:
         for name, field in fields.items():
             if field.default is attrs.NOTHING and name not in table and not name.startswith("_"):
                 self.problems.add(_join(path, name), "required key is missing")
-        if len(self.problems.lines) > before:
+        if unset or len(self.problems.lines) > before:
             return _MISSING
         try:
             return cls(**kwargs)

@@ -16,6 +16,7 @@ from ._common import (
     load,
     shown_url,
 )
+from ._store import shown_store
 
 _TARGET_FIELDS = ("url", "webhook_url", "events_url", "base_url", "api_url")
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             out.data({"valid": False, "file": str(config_path(args)), "errors": exc.lines[1:]})
         raise
     summaries = [webhook_summary(w) for w in config.webhooks]
-    store = shown_url(config.store) if config.store and "://" in config.store else config.store
+    store = shown_store(config.store) if config.store else None
     out.data({"valid": True, "file": config.source, "store": store, "webhooks": summaries})
     out.line(f"{config.source}: valid, {len(summaries)} webhook(s), store {store or 'memory'}")
     out.table(
