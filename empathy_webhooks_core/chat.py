@@ -56,6 +56,14 @@ class ChatMessage:
     severity: Severity
     #: An http(s) link from the data (`url`, `link`, ...), or None.
     link: str | None = None
+    #: The main statement (the first fact's value, e.g. the prediction), or None when the
+    #: data has none; services with a description field show it there.
+    summary: str | None = None
+
+    @property
+    def details(self) -> tuple[Fact, ...]:
+        """The facts after the main statement (all of them when there is none)."""
+        return self.facts[1:] if self.summary is not None else self.facts
 
     @property
     def title(self) -> str:
@@ -348,7 +356,8 @@ def chat_message(event: Event) -> ChatMessage:
         heading = f"Level {event.empathy_level} {label}"
     # The notification names the main statement (the layout's first fact), else the title.
     main = layout[2][0][0] if layout is not None else "Summary"
-    first = facts[0].value if facts and facts[0].label == main else event_title(event)
+    summary = facts[0].value if facts and facts[0].label == main else None
+    first = summary if summary is not None else event_title(event)
     line = " ".join(first.split())
     if line.lower() in (label.lower(), event.event_type.replace("_", " ").lower()):
         line = ""
@@ -364,4 +373,5 @@ def chat_message(event: Event) -> ChatMessage:
         context=context,
         severity=severity_of(event),
         link=_link(event.data),
+        summary=summary,
     )
