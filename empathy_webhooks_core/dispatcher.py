@@ -584,6 +584,8 @@ class WebhookDispatcher:
         lane.recorder.success(self._clock.time())
         for key in details:
             lane.recorder.details[key] += 1
+        if details:
+            lane.recorder.last_details = (self._clock.time(), dict(details))
         assert self._store is not None
         await self._store.mark_delivered(delivery)
         if self._hooks.wants_success():

@@ -32,6 +32,10 @@ STAT_DEFINITIONS = {
     "last_error_at": "when that attempt failed (ISO-8601 UTC), or None",
     "last_success_at": "when the last delivery succeeded (ISO-8601 UTC), or None",
     "breaker_state": "closed, open or half_open",
+    "details": "how many successes reported each detail key (a plugin's verdict details); "
+    "present once one did",
+    "last_details": "the details of the latest success that had any (the created Jira key, "
+    "the comment id); present once one did",
     "disabled": "True after a 410 Gone, until the webhook is re-enabled",
 }
 
@@ -57,6 +61,7 @@ class StatsRecorder:
         self.last_error_at: float | None = None
         self.last_success_at: float | None = None
         self.details: collections.Counter[str] = collections.Counter()
+        self.last_details: tuple[float, dict[str, Any]] | None = None
 
     def attempt(self, retry: bool) -> None:
         self.attempts += 1
@@ -102,6 +107,7 @@ def combine(recorders: list[StatsRecorder], live: dict[str, Any]) -> dict[str, A
     details: collections.Counter[str] = collections.Counter()
     for r in recorders:
         details.update(r.details)
+    latest = [r.last_details for r in recorders if r.last_details is not None]
     return {
         "total_sent": total,
         "delivered_count": delivered,
@@ -117,6 +123,7 @@ def combine(recorders: list[StatsRecorder], live: dict[str, Any]) -> dict[str, A
         "last_error_at": _iso(last_error_at),
         "last_success_at": _iso(max(successes) if successes else None),
         **({"details": dict(details)} if details else {}),
+        **({"last_details": dict(max(latest, key=lambda item: item[0])[1])} if latest else {}),
         **live,
     }
 
