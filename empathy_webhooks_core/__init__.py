@@ -1,23 +1,46 @@
 """empathy-webhooks: deliver Empathy Framework events to Slack, Jira, Datadog and any HTTP endpoint.
 
-Importing this package loads no plugin and opens no socket; the plugin manager is built on
-first use.
+Importing this package loads no plugin, opens no socket and imports nothing heavy: each public
+name is imported from its module on first use (so the pytest plugin, loaded in every pytest
+run where the core is installed, costs nothing). The plugin manager is built on first use.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .breaker import BreakerPolicy
-from .converter import ConfigError
-from .dispatcher import USER_AGENT, WebhookDispatcher
-from .events import Event, EventDataError, EventType
-from .monitor import WebhookMonitor
-from .plugins import hookimpl
-from .ratelimit import RateLimit
-from .retry import RetryPolicy
-from .signing import sign_request
-from .stores import DeadLetter, Delivery, DeliveryStore
-from .sync import ThreadedDispatcher
-from .webhooks import CustomWebhook, Webhook, WebhookConfig
-from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest, Response, Verdict
+
+_EXPORTS = {
+    "BreakerPolicy": "breaker",
+    "ConfigError": "converter",
+    "CustomWebhook": "webhooks",
+    "DeadLetter": "stores",
+    "Delivery": "stores",
+    "DeliveryError": "wire",
+    "DeliveryResult": "wire",
+    "DeliveryStore": "stores",
+    "Event": "events",
+    "EventDataError": "events",
+    "EventType": "events",
+    "OutgoingRequest": "wire",
+    "Outcome": "wire",
+    "RateLimit": "ratelimit",
+    "Response": "wire",
+    "RetryPolicy": "retry",
+    "ThreadedDispatcher": "sync",
+    "USER_AGENT": "dispatcher",
+    "Verdict": "wire",
+    "Webhook": "webhooks",
+    "WebhookConfig": "webhooks",
+    "WebhookDispatcher": "dispatcher",
+    "WebhookMonitor": "monitor",
+    "get_logger": "_log",
+    "hookimpl": "plugins",
+    "render_request": "delivery",
+    "sign_request": "signing",
+}
 
 __all__ = [
     "USER_AGENT",
@@ -44,6 +67,39 @@ __all__ = [
     "WebhookDispatcher",
     "WebhookMonitor",
     "__version__",
+    "get_logger",
     "hookimpl",
+    "render_request",
     "sign_request",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'empathy_webhooks_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from ._log import get_logger
+    from .breaker import BreakerPolicy
+    from .converter import ConfigError
+    from .delivery import render_request
+    from .dispatcher import USER_AGENT, WebhookDispatcher
+    from .events import Event, EventDataError, EventType
+    from .monitor import WebhookMonitor
+    from .plugins import hookimpl
+    from .ratelimit import RateLimit
+    from .retry import RetryPolicy
+    from .signing import sign_request
+    from .stores import DeadLetter, Delivery, DeliveryStore
+    from .sync import ThreadedDispatcher
+    from .webhooks import CustomWebhook, Webhook, WebhookConfig
+    from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest, Response, Verdict

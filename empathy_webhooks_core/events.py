@@ -63,7 +63,16 @@ def _check_json(value: Any, where: str) -> Any:
     The copy detaches the event from the caller's objects, so a dict mutated after `emit`
     cannot change what is delivered (or what a retry sends).
     """
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:  # lone surrogates: no receiver could decode them
+                raise EventDataError(
+                    f"{where} holds text that is not valid Unicode ({exc.reason})"
+                ) from None
         return value
     if isinstance(value, int):
         return int(value)
@@ -78,6 +87,7 @@ def _check_json(value: Any, where: str) -> Any:
                 raise EventDataError(
                     f"{where} has a key {key!r} of type {type(key).__name__}; JSON keys are strings"
                 )
+            _check_json(key, f"{where} key {key!r}")
             out[key] = _check_json(item, _path(where, key))
         return out
     if isinstance(value, list | tuple):

@@ -83,10 +83,12 @@ def test_the_environment_variable_limits_what_loads(site: Path) -> None:
     only_acme = build_plugin_manager(env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "acme"})
     assert only_acme.has_plugin("acme")
     assert only_acme.load_errors == []
+    core = {name for name, _ in build_plugin_manager(load_entry_points=False).list_name_plugin()}
+    assert {"http (core)", "custom (core)"} <= core
     names = {name for name, _ in only_acme.list_name_plugin()}
-    assert names == {"acme", "http (core)", "custom (core)"}
+    assert names == {"acme", *core}
     none = build_plugin_manager(env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": ""})
-    assert {name for name, _ in none.list_name_plugin()} == {"http (core)", "custom (core)"}
+    assert {name for name, _ in none.list_name_plugin()} == core
     assert set(Hooks(none).webhook_types()) == {"custom"}
 
 
@@ -102,9 +104,13 @@ def test_importing_the_package_loads_no_plugin() -> None:
     import sys
 
     code = (
-        "import sys, empathy_webhooks_core, empathy_webhooks_core.plugins as p;"
+        "import sys, empathy_webhooks_core;"
+        "assert 'aiohttp' not in sys.modules and 'pluggy' not in sys.modules;"
+        "import empathy_webhooks_core.plugins as p;"
         "assert p._pm is None;"
         "assert not [m for m in sys.modules if m.startswith('empathy_webhooks_') and "
-        "not m.startswith('empathy_webhooks_core')], sorted(sys.modules)"
+        "not m.startswith('empathy_webhooks_core')], sorted(sys.modules);"
+        "from empathy_webhooks_core import CustomWebhook, WebhookDispatcher;"
+        "assert 'aiohttp' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -70,6 +70,10 @@ def test_non_json_data_is_refused_naming_the_key() -> None:
         Event(event_type="alert", data={"items": [1, {2}]})
     with pytest.raises(EventDataError, match=r"data\['ratio'\] is nan"):
         Event(event_type="alert", data={"ratio": float("nan")})
+    with pytest.raises(
+        EventDataError, match=r"data\['title'\] holds text that is not valid Unicode"
+    ):
+        Event(event_type="alert", data={"title": "bad \ud800 half"})
     with pytest.raises(EventDataError, match="key 1 of type int"):
         Event(event_type="alert", data={1: "x"})  # type: ignore[dict-item]
 
