@@ -117,6 +117,7 @@ async def test_a_review_posts_the_reference_comment_on_the_pr(github: Any) -> No
         }
     ]
     assert stats["details"] == {"created": 1, "comment_id": 1, "comment_url": 1, "pr": 1}
+    assert stats["last_details"] == seen.details[0]
 
 
 async def test_a_second_review_of_the_pr_updates_the_comment(github: Any) -> None:

@@ -159,6 +159,7 @@ async def test_the_reference_ticket_is_searched_for_then_created(jira: Any) -> N
     ]
     assert stats["delivered_count"] == 1
     assert stats["details"] == {"jira_key": 1, "jira_id": 1, "created": 1, "jira_url": 1}
+    assert stats["last_details"] == seen.details[0]  # the created key, in the stats too
     assert fingerprint(event) == "empathy-fp-8a162ece9ef1406b"
 
 
@@ -291,6 +292,8 @@ async def test_the_same_finding_emitted_twice_makes_one_ticket(jira: Any) -> Non
         "jira_url": f"{jira.url()}/browse/EMP-1",
     }
     assert stats["details"]["deduplicated"] == 1 and stats["details"]["created"] == 1
+    assert stats["last_details"]["jira_key"] == "EMP-1"
+    assert stats["last_details"]["deduplicated"] is True
 
 
 async def test_the_same_finding_emitted_twice_at_once_makes_one_ticket(jira: Any) -> None:
