@@ -1,0 +1,252 @@
+"""Discord webhooks: each event as an embed coloured by its severity.
+
+Posts with `?wait=true`, so Discord answers 200 with the message (or an error) instead of a
+204 that hides failures. Pings nobody unless `allowed_mentions` says so. The webhook URL is
+the credential: masked in `repr`, and it and its token are kept out of logs and errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import attrs
+
+from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core.default_plugins.http import default_verdict
+from empathy_webhooks_core.redaction import redact_text, redact_url
+from empathy_webhooks_core.retry import parse_retry_after
+from empathy_webhooks_core.webhooks import check_url
+from empathy_webhooks_core.wire import SECRET_URL, Outcome
+
+from .format import COLORS, build_message, escape_markdown, fit_message, neutralize_mentions
+
+__all__ = [
+    "COLORS",
+    "NO_MENTIONS",
+    "DiscordWebhook",
+    "build_message",
+    "classify",
+    "escape_markdown",
+    "fit_message",
+    "neutralize_mentions",
+]
+
+#: Discord's "ping nobody": the default `allowed_mentions`.
+NO_MENTIONS: Mapping[str, Any] = {"parse": []}
+_MIN_TOKEN = 8
+
+
+def _url_token(url: str) -> str | None:
+    """The token of `/api/webhooks/{id}/{token}` (the path's last segment)."""
+    try:
+        segments = [s for s in urlsplit(url).path.split("/") if s]
+    except ValueError:
+        return None
+    if segments and segments[-1] in ("slack", "github") and len(segments) > 1:
+        segments.pop()
+    return segments[-1] if segments and len(segments[-1]) >= _MIN_TOKEN else None
+
+
+def _shown_url(url: str) -> str:
+    return redact_url(url, secret_path=True)
+
+
+def _check_webhook_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_url(value, "webhook_url")
+
+
+def _check_username(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 80:
+        raise ValueError("username must be 1 to 80 characters")
+    if "clyde" in value.lower() or "discord" in value.lower():
+        raise ValueError("username may not contain 'clyde' or 'discord' (Discord refuses it)")
+
+
+def _mentions(value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return dict(NO_MENTIONS)
+    if not isinstance(value, Mapping):
+        raise TypeError('allowed_mentions must be a dict like {"parse": []} or {"roles": [...]}')
+    mentions = dict(value)
+    parse = mentions.get("parse", [])
+    for kind in ("users", "roles"):
+        if kind in parse and mentions.get(kind):
+            # Discord answers 400 to both for one type.
+            raise ValueError(f"allowed_mentions cannot both parse {kind!r} and list {kind}")
+    return mentions
+
+
+def _thread_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    if not text.isdigit():
+        raise ValueError("thread_id must be a Discord snowflake (digits)")
+    return text
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class DiscordWebhook(Webhook):
+    """A Discord channel webhook.
+
+    `allowed_mentions` defaults to `{"parse": []}`: no message pings anyone. To ping a role
+    on every message, set `content="<@&ROLE_ID>"` and `allowed_mentions={"roles": ["ROLE_ID"]}`.
+    Event text never pings: it goes in embeds, and mentions in it are made inert.
+
+    >>> DiscordWebhook(webhook_url="https://discord.com/api/webhooks/1/abcdefghijkl").url
+    'https://discord.com/api/webhooks/***'
+    """
+
+    kind: ClassVar[str] = "discord"
+
+    webhook_url: str = attrs.field(
+        validator=_check_webhook_url, repr=lambda url: repr(_shown_url(url))
+    )
+    username: str | None = attrs.field(default=None, validator=_check_username)
+    avatar_url: str | None = None
+    #: Post into this thread of the channel (Discord unarchives it).
+    thread_id: str | None = attrs.field(default=None, converter=_thread_id)
+    #: Fixed text sent with every message (a role mention, say). Not from event data.
+    content: str | None = None
+    allowed_mentions: Mapping[str, Any] | None = attrs.field(default=None)
+    mentions: Mapping[str, Any] = attrs.field(init=False, repr=False)
+
+    @mentions.default
+    def _default_mentions(self) -> Mapping[str, Any]:
+        return _mentions(self.allowed_mentions)
+
+    @property
+    def url(self) -> str:
+        """The webhook URL fit to show (its token masked), for callbacks that log
+        `webhook.url` as the reference's `on_failure` example does."""
+        return _shown_url(self.webhook_url)
+
+    @property
+    def execute_url(self) -> str:
+        """Where messages are posted: the webhook URL with `wait=true` (and `thread_id`)
+        added to whatever query it already has."""
+        parts = urlsplit(self.webhook_url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("wait", "thread_id")]
+        query.append(("wait", "true"))
+        if self.thread_id:
+            query.append(("thread_id", self.thread_id))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def secret_values(self) -> list[str]:
+        token = _url_token(self.webhook_url)
+        return [*super().secret_values(), self.webhook_url, *([token] if token else [])]
+
+    def render(
+        self, event: Event | str, data: dict[str, Any] | None = None, **fields: Any
+    ) -> OutgoingRequest:
+        """What this webhook would send for `event` (an `Event`, or an event type with its
+        data and fields): a dry run, nothing is sent."""
+        if isinstance(event, str):
+            event = Event(event_type=event, data=data, **fields)
+        return _request(self, event)
+
+
+def _request(webhook: DiscordWebhook, event: Event) -> OutgoingRequest:
+    return OutgoingRequest.json(
+        webhook.execute_url, build_message(webhook, event), extras={SECRET_URL: True}
+    )
+
+
+@hookimpl
+def webhook_types() -> dict[str, type[Webhook]]:
+    return {"discord": DiscordWebhook}
+
+
+@hookimpl
+def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
+    if not isinstance(webhook, DiscordWebhook):
+        return None
+    return _request(webhook, event)
+
+
+def _flatten(errors: Any, path: str = "") -> list[str]:
+    """Discord's nested `errors` object as `embeds.0.title: Must be 256 or fewer in length.`"""
+    if not isinstance(errors, Mapping):
+        return []
+    found: list[str] = []
+    for key, value in errors.items():
+        if key == "_errors" and isinstance(value, list):
+            found.extend(
+                f"{path}: {item.get('message')}" for item in value if isinstance(item, Mapping)
+            )
+        else:
+            found.extend(_flatten(value, f"{path}.{key}" if path else str(key)))
+    return found
+
+
+def _describe(response: Response) -> str:
+    body = response.json()
+    if not isinstance(body, Mapping):
+        return redact_text(response.excerpt(200)).strip() or "no error text"
+    text = str(body.get("message") or "error")
+    if body.get("code"):
+        text += f" (code {body['code']})"
+    details = _flatten(body.get("errors"))
+    if details:
+        text += ": " + "; ".join(details[:3])
+    return redact_text(text[:500])
+
+
+def _retry_after(response: Response) -> float | None:
+    """Discord's JSON `retry_after` (fractional seconds), else the `Retry-After` header."""
+    body = response.json()
+    if isinstance(body, Mapping):
+        value = body.get("retry_after")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return parse_retry_after(response.header("retry-after"))
+
+
+def classify(webhook: Webhook, response: Response) -> Verdict:
+    """What Discord's answer means. 2xx delivered (the message id in the details); 429
+    retried after the body's `retry_after` (preferred: it is fractional) or `Retry-After`,
+    the whole webhook paused; 5xx retried; 404 and 401 (unknown webhook, invalid token)
+    disable the webhook, since retrying them gets the sender restricted; other 4xx final."""
+    status = response.status
+    if 200 <= status < 300:
+        body = response.json()
+        message_id = body.get("id") if isinstance(body, Mapping) else None
+        details = {"message_id": str(message_id)} if message_id else {}
+        return Verdict(outcome=Outcome.SUCCESS, details=details)
+    if status == 429:
+        return Verdict(
+            outcome=Outcome.RETRY,
+            reason="rate limited by Discord (HTTP 429)",
+            retry_after=_retry_after(response),
+            pause_webhook=True,
+        )
+    if status in webhook.retry_policy.retry_on_status:
+        return Verdict(
+            outcome=Outcome.RETRY,
+            reason=f"Discord unavailable (HTTP {status})",
+            retry_after=parse_retry_after(response.header("retry-after")),
+        )
+    if status in (401, 404):
+        return Verdict(
+            outcome=Outcome.GONE,
+            reason=f"Discord says the webhook is gone: {_describe(response)} (HTTP {status})",
+        )
+    if 300 <= status < 400:
+        return default_verdict(webhook, response)
+    return Verdict(
+        outcome=Outcome.FAIL,
+        reason=f"Discord refused the message: {_describe(response)} (HTTP {status})",
+    )
+
+
+@hookimpl
+def classify_response(
+    webhook: Webhook, request: OutgoingRequest, response: Response
+) -> Verdict | None:
+    if not isinstance(webhook, DiscordWebhook):
+        return None
+    return classify(webhook, response)
