@@ -16,7 +16,6 @@ from ._common import (
     add_json_option,
     load,
 )
-from ._deliver import deliver
 from ._store import open_durable, shown_store, store_url
 
 
@@ -80,6 +79,8 @@ def run_list(args: argparse.Namespace, out: Output) -> int:
 
 
 def run_replay(args: argparse.Namespace, out: Output) -> int:
+    from ._deliver import deliver
+
     config, pm = load(args)
     url = store_url(args, config.store)
     ids = list(args.ids)

@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from ..dispatcher import WebhookDispatcher
 from ..events import Event
 from ..routing import EventMatcher, passes_filter
 from ..wire import masked_headers
@@ -58,6 +57,7 @@ def body_text(body: bytes) -> str:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from ..demo.samples import SAMPLES
+    from ..dispatcher import WebhookDispatcher
 
     config, pm = load(args)
     event = event_from_args(args.event_type, args, defaults=SAMPLES.get(args.event_type))
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                     url=shown_url(request.url),
                     headers=masked_headers(request.headers),
                     body=body_text(request.body),
+                    signed=webhook.signature_scheme if webhook.signs else None,
                 )
         results.append(entry)
     out.data({"event": event.to_envelope(), "requests": results})
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
             out.line(f"{entry['method']} {entry['url']}")
             for key, value in entry["headers"].items():
                 out.line(f"{key}: {value}", style="dim")
+            if entry["signed"]:
+                # Signatures cover the attempt's timestamp, so they are made when sent.
+                out.line(f"(signed when sent: {entry['signed']} signature headers)", style="dim")
             out.line()
             out.line(entry["body"])
         out.line()

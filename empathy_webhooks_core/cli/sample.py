@@ -18,7 +18,6 @@ from ._common import (
     add_json_option,
     load,
 )
-from ._deliver import deliver
 
 
 def register(subparsers: Any) -> None:
@@ -54,6 +53,7 @@ def subscribed_types(events: tuple[str, ...]) -> list[str]:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from ..demo.samples import sample_event
+    from ._deliver import deliver
 
     config, pm = load(args)
     try:

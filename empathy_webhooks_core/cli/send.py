@@ -24,7 +24,6 @@ from ._common import (
     event_from_object,
     load,
 )
-from ._deliver import deliver
 
 
 def register(subparsers: Any) -> None:
@@ -135,6 +134,8 @@ def report(out: Output, results: list[Outcome], events: list[Event]) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    from ._deliver import deliver
+
     if bool(args.event_type) == bool(args.events_file):
         raise CliError("error: give an EVENT_TYPE or --events-file FILE (one of them)")
     config, pm = load(args)
