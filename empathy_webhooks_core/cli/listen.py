@@ -61,18 +61,13 @@ def check_x_signature(body: bytes, header: str, secrets: Sequence[str]) -> bool:
     from .. import signing
 
     verify = getattr(signing, "verify_webhook_signature", None)
-    for signature in (part.strip() for part in header.split(",")):
-        for secret in secrets:
-            if verify is not None:
-                try:
-                    if verify(body, signature, secret):
-                        return True
-                    continue
-                except TypeError:
-                    pass  # an older signature of the function: compare ourselves
-            if hmac.compare_digest(signing.x_signature(body, secret), signature):
-                return True
-    return False
+    if verify is not None:
+        return bool(verify(body, header, list(secrets)))
+    return any(
+        hmac.compare_digest(signing.x_signature(body, secret), signature.strip())
+        for signature in header.split(",")
+        for secret in secrets
+    )
 
 
 def check_standard(
@@ -80,6 +75,9 @@ def check_standard(
 ) -> bool:
     from .. import signing
 
+    verify = getattr(signing, "verify_standard_webhook", None)
+    if verify is not None:
+        return bool(verify(body, headers, list(secrets), tolerance=TOLERANCE_SECONDS, now=now))
     msg_id = _header(headers, "webhook-id")
     stamp = _header(headers, "webhook-timestamp")
     header = _header(headers, "webhook-signature") or ""

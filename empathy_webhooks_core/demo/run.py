@@ -135,6 +135,10 @@ def main(out: Output) -> int:
         out.line(f"note: {note}", style="yellow")
     out.line(f"store: {result['store']}")
     out.line("events: " + "; ".join(f"{e['event_type']} ({e['about']})" for e in result["events"]))
+    width = max(
+        (len(r["path"]) for seen in result["services"].values() for r in seen["requests"]),
+        default=0,
+    )
     for seen in result["services"].values():
         count = len(seen["requests"])
         out.line()
@@ -143,7 +147,7 @@ def main(out: Output) -> int:
             status = request["status"]
             mark = "" if status is not None and 200 <= status < 300 else "  (will be retried)"
             out.line(
-                f"  {request['method']:<5} {request['path']:<42} -> {status}  "
+                f"  {request['method']:<5} {request['path']:<{width}} -> {status}  "
                 f"{request['summary']}{mark}"
             )
     out.line()
