@@ -1,0 +1,88 @@
+"""A delivery worker: deliver what producers queued in a shared store until told to stop.
+
+`empathy-webhooks worker` runs this. With a shared store (`redis://...`) any number of
+workers on any number of machines split the work; each one is a dispatcher whose store is
+opened in its worker role (the store's `for_worker()`), so it takes deliveries from the store
+instead of waiting for `emit`. A store without a worker role (`sqlite:///...`) is simply
+resumed: the worker delivers what was pending in the file, then waits for the stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+from ._log import get_logger
+from .dispatcher import WebhookDispatcher
+from .plugins import Hooks, get_plugin_manager
+from .stores import DeliveryStore, open_store
+from .webhooks import Webhook
+
+__all__ = ["run_worker", "worker_store"]
+
+log = get_logger()
+
+#: How long a stopping worker waits for its in-flight deliveries before it leaves them to
+#: the others (they are reclaimed after the store's visibility timeout, never lost).
+DEFAULT_GRACE_SECONDS = 10.0
+
+
+def worker_store(store: str | DeliveryStore, hooks: Hooks) -> DeliveryStore:
+    """The store from its URL (or object), switched to its worker role if it has one."""
+    opened = open_store(store, hooks.store_backends())
+    for_worker = getattr(opened, "for_worker", None)
+    if for_worker is not None:
+        worker: DeliveryStore = for_worker()
+        return worker
+    return opened
+
+
+async def run_worker(
+    webhooks: list[Webhook],
+    store: str,
+    *,
+    stop: asyncio.Event | None = None,
+    **dispatcher_options: Any,
+) -> None:
+    """Deliver for `webhooks` from `store` until `stop` is set (by default SIGINT or SIGTERM).
+
+    On stop the worker takes no new deliveries, waits up to `grace_seconds` (a dispatcher
+    option, default 10) for those it holds, then closes. Whatever it still held goes back to
+    the other workers after the store's visibility timeout.
+    """
+    if store is None or store in ("memory", "memory://"):
+        raise ValueError("a worker needs a shared or durable store (redis://..., sqlite:///...)")
+    grace = float(dispatcher_options.pop("grace_seconds", DEFAULT_GRACE_SECONDS))
+    hooks = Hooks(dispatcher_options.get("plugin_manager") or get_plugin_manager())
+    dispatcher = WebhookDispatcher(
+        webhooks=list(webhooks), store=worker_store(store, hooks), **dispatcher_options
+    )
+    own_signals: list[signal.Signals] = []
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                own_signals.append(sig)
+    try:
+        await dispatcher.start()
+        log.info(
+            "worker_started", webhooks=dispatcher.webhook_names(), store=repr(dispatcher.store)
+        )
+        await stop.wait()
+        log.info("worker_stopping")
+        stop_taking = getattr(dispatcher.store, "stop_consuming", None)
+        if stop_taking is not None:
+            await stop_taking()
+        try:
+            await dispatcher.close(timeout=grace)
+        except TimeoutError as exc:
+            log.warning("worker_left_deliveries", reason=str(exc))
+    finally:
+        await dispatcher.close(drain=False)
+        loop = asyncio.get_running_loop()
+        for sig in own_signals:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,440 @@
+"""`RedisStore`: deliveries in a Redis stream shared by producers and a group of workers.
+
+Keys (all under the prefix, `empathy:` by default, so several deployments share a server):
+
+- `<prefix>deliveries`: the stream. A producer's `emit` XADDs one entry per delivery; the
+  consumer group `workers` hands each entry to one worker (XREADGROUP). The entry stays in the
+  group's pending list until that worker XACKs it after a 2xx (then it is XDELeted). A worker
+  that dies holding entries stops refreshing them; once idle past the visibility timeout they
+  are taken over by another worker (XAUTOCLAIM): at least once, under the same event id.
+- `<prefix>attempts`: delivery id -> attempts so far, so a claimed delivery keeps its count.
+- `<prefix>dead`: dead letter id -> JSON, for inspection and replay from any process.
+- `<prefix>rate:<webhook>:<seconds>`: a sliding-window log (sorted set) per webhook and
+  window, updated by a Lua script, so a rate limit holds across every worker.
+
+Durability is the server's: with `appendonly yes` an acknowledged XADD survives a Redis
+restart; without persistence it survives worker crashes, not a server crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import secrets
+import socket
+import time
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from empathy_webhooks_core._log import get_logger
+from empathy_webhooks_core.events import Event
+from empathy_webhooks_core.ratelimit import RateLimit
+from empathy_webhooks_core.redaction import REDACTED
+from empathy_webhooks_core.stores import DeadLetter, Delivery
+
+__all__ = ["RedisRateLimiter", "RedisStore", "open_redis_store"]
+
+log = get_logger()
+
+GROUP = "workers"
+DEFAULT_PREFIX = "empathy:"
+DEFAULT_VISIBILITY_TIMEOUT = 30.0
+DEFAULT_WINDOW = 256
+
+# Sliding-window log over every window of a rate limit, atomically. Server time (µs), so
+# workers on machines whose clocks disagree still share one timeline. Returns 0 when a slot
+# was taken (recorded in every window), else the µs until one frees up.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local span = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
+  local count = redis.call('ZCARD', key)
+  if count >= limit then
+    local edge = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+    local w = tonumber(edge[2]) + span - now
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[1])
+  redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[2 * i + 1]) / 1000))
+end
+return 0
+"""
+
+_OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer")
+
+
+class RedisRateLimiter:
+    """A webhook's rate limit kept in Redis: `reserve()` takes a slot for whichever worker asks.
+
+    Both strategies use the sliding log: it never lets more than the limit through in any
+    window, so it also satisfies a service that counts per fixed window.
+    """
+
+    def __init__(self, store: RedisStore, webhook_name: str, limit: RateLimit) -> None:
+        self._store = store
+        self._keys = [
+            f"{store.prefix}rate:{webhook_name}:{seconds:g}" for _, seconds in limit.windows()
+        ]
+        self._spans = [(count, int(seconds * 1_000_000)) for count, seconds in limit.windows()]
+        self._ids = itertools.count()
+
+    async def reserve(self) -> float:
+        member = f"{self._store.consumer}:{next(self._ids)}"
+        args: list[Any] = [member]
+        for count, span in self._spans:
+            args += [count, span]
+        wait_us = await self._store.reserve_script(keys=self._keys, args=args)
+        return 0.0 if int(wait_us) <= 0 else max(int(wait_us) / 1_000_000, 0.001)
+
+
+class RedisStore:
+    """A store whose queue is a Redis stream; see the module docstring.
+
+    `role="producer"` (the default): `emit` only XADDs, workers elsewhere deliver.
+    `role="worker"`: the dispatcher takes deliveries from the stream (started by the plugin's
+    `dispatcher_started` hook), at most `window` at a time, and acknowledges each after a 2xx.
+    """
+
+    #: Either role leaves delivery to the consumer group: a worker's own `emit` goes through
+    #: the stream too, so exactly one worker takes each delivery.
+    remote_workers = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        role: str = "producer",
+        prefix: str = DEFAULT_PREFIX,
+        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+        window: int = DEFAULT_WINDOW,
+        consumer: str | None = None,
+    ) -> None:
+        if role not in ("producer", "worker"):
+            raise ValueError(f"role must be 'producer' or 'worker', got {role!r}")
+        if visibility_timeout <= 0:
+            raise ValueError(f"visibility_timeout must be above 0, got {visibility_timeout!r}")
+        if window < 1:
+            raise ValueError(f"window must be 1 or more, got {window!r}")
+        self.url = url
+        self.role = role
+        self.prefix = prefix
+        self.visibility_timeout = float(visibility_timeout)
+        self.window = int(window)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.stream = f"{prefix}deliveries"
+        self.dead_key = f"{prefix}dead"
+        self.attempts_key = f"{prefix}attempts"
+        self._redis: aioredis.Redis | None = None
+        self._reserve: Any = None
+        self._held: dict[str, Delivery] = {}
+        self._room = asyncio.Event()
+        self._dispatcher: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        return f"RedisStore({_safe_url(self.url)!r}, role={self.role!r}, prefix={self.prefix!r})"
+
+    def for_worker(self) -> RedisStore:
+        """The same store in the worker role (what `run_worker` opens)."""
+        return RedisStore(
+            self.url,
+            role="worker",
+            prefix=self.prefix,
+            visibility_timeout=self.visibility_timeout,
+            window=self.window,
+        )
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError("the Redis store is not open")
+        return self._redis
+
+    @property
+    def held(self) -> int:
+        """Deliveries this worker has taken and not yet finished."""
+        return len(self._held)
+
+    # -- the DeliveryStore interface -------------------------------------------------------
+
+    async def open(self) -> Sequence[Delivery]:
+        self._redis = aioredis.Redis.from_url(self.url, decode_responses=True)
+        try:
+            await self._redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._reserve = self._redis.register_script(_RESERVE)
+        # Nothing to resume here: what a dead process held is reclaimed by the workers.
+        return ()
+
+    async def close(self) -> None:
+        await self.stop_consuming()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        encoded: dict[int, str] = {}
+        for delivery in deliveries:
+            event = delivery.event
+            text = encoded.get(id(event))
+            if text is None:
+                text = encoded[id(event)] = event.to_json()
+            pipe.xadd(
+                self.stream,
+                {
+                    "d": delivery.delivery_id,
+                    "w": delivery.webhook_name,
+                    "e": text,
+                    "a": delivery.attempts,
+                    "t": delivery.enqueued_at,
+                },
+            )
+        for delivery, entry_id in zip(deliveries, await pipe.execute(), strict=True):
+            delivery.store_ref = entry_id
+
+    async def record_attempt(self, delivery: Delivery) -> None:
+        await self.redis.hset(self.attempts_key, delivery.delivery_id, delivery.attempts)
+
+    async def mark_delivered(self, delivery: Delivery) -> None:
+        await self._finish(delivery, None)
+
+    async def _finish(self, delivery: Delivery, dead: tuple[str, str] | None) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        if dead is not None:
+            pipe.hset(self.dead_key, dead[0], dead[1])
+        if delivery.store_ref is not None:
+            pipe.xack(self.stream, GROUP, delivery.store_ref)
+            pipe.xdel(self.stream, delivery.store_ref)
+        pipe.hdel(self.attempts_key, delivery.delivery_id)
+        await pipe.execute()
+        self._release(delivery)
+
+    async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
+        letter = DeadLetter(
+            dead_letter_id="dl_" + secrets.token_urlsafe(9),
+            webhook_name=delivery.webhook_name,
+            event=delivery.event,
+            error=error,
+            attempts=delivery.attempts,
+            failed_at=time.time(),
+        )
+        record = {
+            "webhook_name": letter.webhook_name,
+            "event": json.loads(letter.event.to_json()),
+            "error": error,
+            "attempts": letter.attempts,
+            "failed_at": letter.failed_at,
+        }
+        # The letter is written and the entry acknowledged in one transaction.
+        await self._finish(delivery, (letter.dead_letter_id, json.dumps(record, default=str)))
+        return letter
+
+    async def dead_letters(self, webhook_name: str | None = None) -> list[DeadLetter]:
+        stored: Any = await self.redis.hgetall(self.dead_key)
+        letters = [_letter(key, value) for key, value in stored.items()]
+        letters.sort(key=lambda letter: letter.failed_at)
+        return [
+            letter
+            for letter in letters
+            if webhook_name is None or letter.webhook_name == webhook_name
+        ]
+
+    async def take_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(self.dead_key, dead_letter_id)
+        pipe.hdel(self.dead_key, dead_letter_id)
+        value, removed = await pipe.execute()
+        if value is None or not removed:
+            return None
+        return _letter(dead_letter_id, value)
+
+    def make_rate_limiter(self, webhook: Any, clock: Any) -> RedisRateLimiter:
+        """The dispatcher's lanes call this: one limit for the webhook across all workers."""
+        return RedisRateLimiter(self, webhook.name, webhook.rate_limit)
+
+    async def reserve_script(self, *, keys: list[str], args: list[Any]) -> Any:
+        return await self._reserve(keys=keys, args=args)
+
+    # -- the worker role -------------------------------------------------------------------
+
+    def start_consuming(self, dispatcher: Any) -> None:
+        """Take deliveries from the stream and hand them to `dispatcher` (worker role)."""
+        if self.role != "worker" or self._tasks:
+            return
+        self._dispatcher = dispatcher
+        self._tasks = [
+            asyncio.create_task(self._consume(), name=f"redis-consume:{self.consumer}"),
+            asyncio.create_task(self._heartbeat(), name=f"redis-heartbeat:{self.consumer}"),
+        ]
+
+    async def stop_consuming(self) -> None:
+        """Take nothing more (what is held still finishes and is acknowledged)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _release(self, delivery: Delivery) -> None:
+        if self._held.pop(str(delivery.store_ref), None) is not None:
+            self._room.set()
+
+    async def _consume(self) -> None:
+        claim_every = self.visibility_timeout / 2
+        next_claim = 0.0
+        cursor = "0-0"
+        block_ms = max(10, min(1000, int(claim_every * 1000)))
+        while True:
+            try:
+                free = self.window - len(self._held)
+                if free <= 0:
+                    # Backpressure: read no further ahead than the lanes can send.
+                    self._room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._room.wait(), claim_every)
+                    continue
+                entries: list[tuple[str, dict[str, str]]] = []
+                if time.monotonic() >= next_claim:
+                    cursor, entries = await self._claim_idle(cursor, free)
+                    if cursor == "0-0":
+                        next_claim = time.monotonic() + claim_every
+                if not entries:
+                    answer: Any = await self.redis.xreadgroup(
+                        GROUP, self.consumer, {self.stream: ">"}, count=free, block=block_ms
+                    )
+                    entries = answer[0][1] if answer else []
+                if entries:
+                    await self._submit(entries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Redis restarting or unreachable: keep trying, the entries wait in the stream.
+                log.error("redis_consume_failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(min(1.0, claim_every))
+
+    async def _claim_idle(
+        self, cursor: str, count: int
+    ) -> tuple[str, list[tuple[str, dict[str, str]]]]:
+        answer = await self.redis.xautoclaim(
+            self.stream,
+            GROUP,
+            self.consumer,
+            min_idle_time=int(self.visibility_timeout * 1000),
+            start_id=cursor,
+            count=count,
+        )
+        next_cursor, claimed = answer[0], answer[1]
+        claimed = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        if claimed:
+            log.warning("deliveries_reclaimed", count=len(claimed), consumer=self.consumer)
+        return next_cursor, claimed
+
+    async def _submit(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        ids = [fields["d"] for _, fields in entries]
+        counted = await self.redis.hmget(self.attempts_key, ids)
+        for (entry_id, fields), attempts in zip(entries, counted, strict=True):
+            if entry_id in self._held:
+                continue  # reclaimed from ourselves: still under way here
+            delivery = Delivery(
+                webhook_name=fields["w"],
+                event=Event.from_envelope(json.loads(fields["e"])),
+                delivery_id=fields["d"],
+                attempts=int(attempts if attempts is not None else fields.get("a", 0)),
+                enqueued_at=float(fields.get("t", time.time())),
+                store_ref=entry_id,
+            )
+            try:
+                self._dispatcher.submit(delivery)
+            except KeyError:
+                # Another worker may know this webhook: leave the entry pending (it returns
+                # after the visibility timeout) rather than drop or dead-letter it.
+                log.warning(
+                    "delivery_for_unknown_webhook",
+                    webhook=delivery.webhook_name,
+                    event_id=delivery.event.event_id,
+                )
+                continue
+            self._held[entry_id] = delivery
+
+    async def _heartbeat(self) -> None:
+        """Keep what this worker holds from looking abandoned (a slow retry is not a crash)."""
+        while True:
+            await asyncio.sleep(self.visibility_timeout / 3)
+            ids = list(self._held)
+            if not ids:
+                continue
+            try:
+                await self.redis.xclaim(
+                    self.stream,
+                    GROUP,
+                    self.consumer,
+                    min_idle_time=0,
+                    message_ids=list[Any](ids),
+                    justid=True,
+                )
+            except Exception as exc:
+                log.error("redis_heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _letter(dead_letter_id: str, value: str) -> DeadLetter:
+    record = json.loads(value)
+    return DeadLetter(
+        dead_letter_id=dead_letter_id,
+        webhook_name=record["webhook_name"],
+        event=Event.from_envelope(record["event"]),
+        error=record["error"],
+        attempts=record["attempts"],
+        failed_at=record["failed_at"],
+    )
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password (a Redis URL may carry one)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return urllib.parse.urlunsplit(parts._replace(query=""))
+    netloc = f"{parts.username or ''}:{REDACTED}@{parts.hostname}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=""))
+
+
+def open_redis_store(url: str) -> RedisStore:
+    """A store for `redis://host:port/db` (or `rediss://`), with options in the query:
+    `role` (producer or worker), `prefix`, `visibility_timeout` (seconds), `window`,
+    `consumer`. Other query options go to redis-py."""
+    parts = urllib.parse.urlsplit(url)
+    ours: dict[str, Any] = {}
+    rest = []
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key in _OPTIONS:
+            ours[key] = value
+        else:
+            rest.append((key, value))
+    try:
+        if "visibility_timeout" in ours:
+            ours["visibility_timeout"] = float(ours["visibility_timeout"])
+        if "window" in ours:
+            ours["window"] = int(ours["window"])
+    except ValueError as exc:
+        raise ValueError(f"{_safe_url(url)}: {exc}") from None
+    plain = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
+    return RedisStore(plain, **ours)

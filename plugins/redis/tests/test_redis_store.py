@@ -1,0 +1,213 @@
+"""The Redis store in one process: producer and worker roles, dead letters, reclaiming,
+backpressure and the shared rate limiter, against a real Redis and a loopback receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from empathy_webhooks_redis import RedisStore, open_redis_store
+
+from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
+from empathy_webhooks_core.plugins import Hooks, get_plugin_manager
+from empathy_webhooks_core.ratelimit import RateLimit
+from empathy_webhooks_core.stores import Delivery, open_store
+from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+from empathy_webhooks_core.worker import run_worker
+
+FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
+
+
+def test_the_url_carries_the_role_and_options_and_hides_the_password() -> None:
+    store = open_redis_store(
+        "redis://user:s3cret@127.0.0.1:6379/2?role=worker&prefix=app:&visibility_timeout=5"
+        "&window=16&socket_timeout=3"
+    )
+    assert (store.role, store.prefix, store.visibility_timeout, store.window) == (
+        "worker",
+        "app:",
+        5.0,
+        16,
+    )
+    assert store.stream == "app:deliveries"
+    assert store.url == "redis://user:s3cret@127.0.0.1:6379/2?socket_timeout=3"
+    assert "s3cret" not in repr(store)
+    assert (
+        repr(store)
+        == "RedisStore('redis://user:***@127.0.0.1:6379/2', role='worker', prefix='app:')"
+    )
+    assert store.remote_workers is True
+    assert store.for_worker().role == "worker"
+    with pytest.raises(ValueError, match="role must be"):
+        open_redis_store("redis://127.0.0.1/0?role=boss")
+    with pytest.raises(ValueError, match="window must be"):
+        open_redis_store("redis://127.0.0.1/0?window=0")
+
+
+def test_the_plugin_provides_the_redis_schemes() -> None:
+    backends = Hooks(get_plugin_manager()).store_backends()
+    assert isinstance(open_store("redis://127.0.0.1:6379/0", backends), RedisStore)
+    assert isinstance(open_store("rediss://127.0.0.1:6379/0", backends), RedisStore)
+
+
+@contextlib.asynccontextmanager
+async def worker(
+    webhooks: list[CustomWebhook], url: str, **options: object
+) -> AsyncIterator[asyncio.Event]:
+    """`run_worker` in this process, as a task, stopped on leaving."""
+    stop = asyncio.Event()
+    options.setdefault("grace_seconds", 1)
+    task = asyncio.create_task(run_worker(list(webhooks), url, stop=stop, **options))  # type: ignore[arg-type]
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def until(receiver: Receiver, condition: object, timeout: float = 15) -> None:
+    """Wait until `condition()` holds (the receiver is checked as requests are answered)."""
+    assert callable(condition)
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - answers land in the receiver's list
+            await asyncio.sleep(0.01)
+
+
+async def test_a_producer_only_adds_to_the_stream_and_a_worker_delivers(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), retry_policy=FAST)
+    async with WebhookDispatcher(webhooks=[hook], store=redis_url) as producer:
+        events = [await producer.emit("prediction", {"n": n}) for n in range(20)]
+        store = producer.store
+        assert isinstance(store, RedisStore)
+        assert await store.redis.xlen(store.stream) == 20
+    assert webhook_receiver.requests == []  # the producer delivered nothing itself
+
+    async with worker([hook], redis_url):
+        await until(webhook_receiver, lambda: len(webhook_receiver.delivered) >= 20)
+    assert set(webhook_receiver.delivered_event_ids()) == {e.event_id for e in events}
+    assert webhook_receiver.requests[0].json() == events[0].to_envelope()
+    # Acknowledged and deleted: nothing is left pending.
+    client = aioredis.Redis.from_url(redis_url.split("?")[0])
+    try:
+        assert await client.xlen(store.stream) == 0
+    finally:
+        await client.aclose()
+
+
+async def test_dead_letters_live_in_redis_and_replay_through_the_workers(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    webhook_receiver.respond(status=400, body={"error": "bad"})
+    hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), retry_policy=FAST)
+    async with worker([hook], redis_url):
+        async with WebhookDispatcher(webhooks=[hook], store=redis_url) as producer:
+            event = await producer.emit("prediction", {"n": 1})
+            await webhook_receiver.wait_for(1)
+            async with asyncio.timeout(10):
+                while not (letters := await producer.dead_letters("h")):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            (letter,) = letters
+            assert letter.event == event
+            assert letter.error["status"] == 400
+            assert letter.attempts == 1
+
+            webhook_receiver.respond(status=200)
+            store = producer.store
+            assert isinstance(store, RedisStore)
+            taken = await store.take_dead_letter(letter.dead_letter_id)
+            assert taken is not None and taken.event == event
+            assert await store.take_dead_letter(letter.dead_letter_id) is None
+            await store.enqueue([Delivery(webhook_name="h", event=taken.event)])
+            await until(webhook_receiver, lambda: len(webhook_receiver.delivered) == 1)
+    assert webhook_receiver.delivered[0].event_id == event.event_id
+
+
+async def test_entries_a_dead_consumer_held_are_reclaimed_after_the_visibility_timeout(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), retry_policy=FAST)
+    url = redis_url + "&visibility_timeout=0.2"
+    async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
+        events = [await producer.emit("prediction", {"n": n}) for n in range(5)]
+        store = producer.store
+        assert isinstance(store, RedisStore)
+        # A consumer takes every entry and dies without acknowledging any.
+        taken = await store.redis.xreadgroup(
+            "workers", "crashed", {store.stream: ">"}, count=10, block=100
+        )
+        assert len(taken[0][1]) == 5
+        await store.record_attempt(
+            Delivery(webhook_name="h", event=events[0], delivery_id="x", attempts=1)
+        )
+    async with worker([hook], url):
+        await until(webhook_receiver, lambda: len(webhook_receiver.delivered) >= 5)
+    assert set(webhook_receiver.delivered_event_ids()) == {e.event_id for e in events}
+
+
+async def test_a_worker_holds_no_more_than_its_window(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    release = asyncio.Event()
+
+    async def hold(_: ReceivedRequest) -> Reply:
+        await release.wait()
+        return Reply(status=200)
+
+    webhook_receiver.handler = hold
+    hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), max_concurrency=10)
+    url = redis_url + "&window=3"
+    async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
+        for n in range(10):
+            await producer.emit("prediction", {"n": n})
+        store = producer.store
+        assert isinstance(store, RedisStore)
+        async with worker([hook], url):
+            await webhook_receiver.wait_for(3)
+            # Ten workers could send, but only three deliveries were taken from the stream.
+            pending = await store.redis.xpending(store.stream, "workers")
+            assert pending["pending"] == 3
+            assert len(webhook_receiver.requests) == 3
+            release.set()
+            await until(webhook_receiver, lambda: len(webhook_receiver.delivered) >= 10)
+
+
+async def test_the_shared_rate_limiter_takes_slots_for_every_worker(redis_url: str) -> None:
+    first = open_redis_store(redis_url)
+    second = open_redis_store(redis_url)
+    await first.open()
+    await second.open()
+    try:
+        hook = CustomWebhook(
+            name="h", url="http://127.0.0.1:9/", rate_limit={"max_requests_per_minute": 3}
+        )
+        one = first.make_rate_limiter(hook, None)
+        two = second.make_rate_limiter(hook, None)
+        assert [await one.reserve(), await two.reserve(), await one.reserve()] == [0, 0, 0]
+        wait = await two.reserve()
+        assert 59 < wait <= 60  # the oldest slot frees a minute after it was taken
+        assert await one.reserve() > 59
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_lane_with_a_rate_limit_uses_the_store_limiter(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    limit = RateLimit(max_requests_per_minute=2)
+    hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), rate_limit=limit)
+    async with worker([hook], redis_url):
+        async with WebhookDispatcher(webhooks=[hook], store=redis_url) as producer:
+            for n in range(3):
+                await producer.emit_event(Event(event_type="prediction", data={"n": n}))
+            await webhook_receiver.wait_for(2)
+            store = producer.store
+            assert isinstance(store, RedisStore)
+            # The limit's log is in Redis, and the third delivery waits its turn there.
+            assert await store.redis.zcard(f"{store.prefix}rate:h:60") == 2
+            assert len(webhook_receiver.requests) == 2
