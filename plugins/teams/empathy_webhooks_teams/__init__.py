@@ -1,0 +1,180 @@
+"""Microsoft Teams through Workflows (Power Automate) webhooks: each event as an Adaptive Card.
+
+Office 365 connector webhooks are retired; a Workflows "When a Teams webhook request is
+received" trigger takes their place and answers 202. The legacy connectors' answers (200 with
+`1`, or 200 with "Webhook message delivery failed ...") are still understood. The URL (its
+`sig`) is the credential: masked in `repr` and kept out of logs and errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+import attrs
+
+from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core.default_plugins.http import default_verdict
+from empathy_webhooks_core.redaction import redact_text, redact_url
+from empathy_webhooks_core.retry import parse_retry_after
+from empathy_webhooks_core.webhooks import check_url
+from empathy_webhooks_core.wire import SECRET_URL, Outcome
+
+from .format import MESSAGE_LIMIT_BYTES, STYLES, build_message, card_message, fit_message
+
+__all__ = [
+    "MESSAGE_LIMIT_BYTES",
+    "STYLES",
+    "TeamsWebhook",
+    "build_message",
+    "card_message",
+    "classify",
+    "fit_message",
+]
+
+_LEGACY_FAILURE = "webhook message delivery failed"
+_LEGACY_STATUS = re.compile(r"HTTP error (\d{3})", re.IGNORECASE)
+#: Path segments this long are ids or tokens (workflow ids, legacy connector GUIDs).
+_MIN_ID = 20
+_MIN_SIG = 8
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The URL's `sig` (what authorizes a Workflows call) and its long path ids."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [v for k, v in parse_qsl(parts.query) if k.lower() == "sig" and len(v) >= _MIN_SIG]
+    found += [s for s in parts.path.split("/") if len(s) >= _MIN_ID]
+    return found
+
+
+def _shown_url(url: str) -> str:
+    return redact_url(url, secret_path=True)
+
+
+def _check_webhook_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_url(value, "webhook_url")
+
+
+def _max_bytes(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 4000 <= value <= 28_000:
+        raise ValueError(f"max_message_bytes must be from 4000 to 28000, got {value!r}")
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class TeamsWebhook(Webhook):
+    """A Teams Workflows webhook (or a legacy connector URL, until they stop working).
+
+    >>> TeamsWebhook(webhook_url="https://prod-1.westus.logic.azure.com/workflows/abc/x?sig=s3cr3tsig").url
+    'https://prod-1.westus.logic.azure.com/workflows/***?***'
+    """
+
+    kind: ClassVar[str] = "teams"
+
+    webhook_url: str = attrs.field(
+        validator=_check_webhook_url, repr=lambda url: repr(_shown_url(url))
+    )
+    #: Teams refuses about 28 KB; legacy connectors were seen failing above ~21 KB.
+    max_message_bytes: int = attrs.field(default=MESSAGE_LIMIT_BYTES, validator=_max_bytes)
+
+    @property
+    def url(self) -> str:
+        """The webhook URL fit to show (path and query masked), for callbacks that log
+        `webhook.url` as the reference's `on_failure` example does."""
+        return _shown_url(self.webhook_url)
+
+    def secret_values(self) -> list[str]:
+        return [*super().secret_values(), self.webhook_url, *_url_secrets(self.webhook_url)]
+
+    def render(
+        self, event: Event | str, data: dict[str, Any] | None = None, **fields: Any
+    ) -> OutgoingRequest:
+        """What this webhook would send for `event` (an `Event`, or an event type with its
+        data and fields): a dry run, nothing is sent."""
+        if isinstance(event, str):
+            event = Event(event_type=event, data=data, **fields)
+        return _request(self, event)
+
+
+def _request(webhook: TeamsWebhook, event: Event) -> OutgoingRequest:
+    return OutgoingRequest.json(
+        webhook.webhook_url, build_message(webhook, event), extras={SECRET_URL: True}
+    )
+
+
+@hookimpl
+def webhook_types() -> dict[str, type[Webhook]]:
+    return {"teams": TeamsWebhook}
+
+
+@hookimpl
+def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
+    if not isinstance(webhook, TeamsWebhook):
+        return None
+    return _request(webhook, event)
+
+
+def _describe(response: Response) -> str:
+    """Power Automate's `{"error": {"code", "message"}}`, else the body's start."""
+    body = response.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and (error.get("code") or error.get("message")):
+        text = ": ".join(str(error[k]) for k in ("code", "message") if error.get(k))
+        return redact_text(text[:300])
+    return redact_text(response.excerpt(300)).strip() or "no error text"
+
+
+def _retry(status: int, reason: str, response: Response) -> Verdict:
+    return Verdict(
+        outcome=Outcome.RETRY,
+        reason=reason,
+        retry_after=parse_retry_after(response.header("retry-after")),
+        pause_webhook=status == 429,
+    )
+
+
+def classify(webhook: Webhook, response: Response) -> Verdict:
+    """What Teams' answer means. 202 (Workflows) or 200 `1` (legacy) delivered; a legacy
+    200 "Webhook message delivery failed ... HTTP error N" is that error (429 and 5xx retried,
+    others final); 429 retried after `Retry-After`, the webhook paused; 5xx and 408 retried;
+    404 (the workflow or connector deleted) disables the webhook; 413 and other 4xx final."""
+    status = response.status
+    if 200 <= status < 300:
+        text = response.text()
+        if _LEGACY_FAILURE not in text.lower():
+            return Verdict(outcome=Outcome.SUCCESS)
+        found = _LEGACY_STATUS.search(text)
+        inner = int(found.group(1)) if found else None
+        reason = f"Teams could not deliver the message: {_describe(response)}"
+        if inner == 429 or (inner is not None and inner >= 500):
+            return _retry(inner, reason, response)
+        return Verdict(outcome=Outcome.FAIL, reason=reason)
+    if status == 429:
+        return _retry(status, "rate limited by Teams (HTTP 429)", response)
+    if status in webhook.retry_policy.retry_on_status:
+        return _retry(status, f"Teams unavailable: {_describe(response)} (HTTP {status})", response)
+    if status == 404:
+        return Verdict(
+            outcome=Outcome.GONE,
+            reason=f"Teams says the webhook is gone (deleted or turned off) (HTTP {status})",
+        )
+    if status == 413:
+        return Verdict(outcome=Outcome.FAIL, reason="Teams refused the message as too large")
+    if 300 <= status < 400:
+        return default_verdict(webhook, response)
+    return Verdict(
+        outcome=Outcome.FAIL,
+        reason=f"Teams refused the message: {_describe(response)} (HTTP {status})",
+    )
+
+
+@hookimpl
+def classify_response(
+    webhook: Webhook, request: OutgoingRequest, response: Response
+) -> Verdict | None:
+    if not isinstance(webhook, TeamsWebhook):
+        return None
+    return classify(webhook, response)
