@@ -1,0 +1,374 @@
+"""Email alerts over SMTP: the non-HTTP target, delivering through its own `deliver` hook.
+
+`format_payload` renders the whole RFC 5322 message into an `OutgoingRequest` (method
+``"SMTP"``, URL ``smtp://host:port``, body the message bytes), so dry runs show exactly what the
+server will get. `deliver` sends those bytes with aiosmtplib and turns the server's answer into
+a `Response` whose status is the SMTP reply code; `classify_response` reads it the SMTP way:
+2xx delivered, 4xx retried, 5xx final (with the server's reply as the reason).
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import time
+from collections.abc import Awaitable
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+import aiosmtplib
+import attrs
+
+from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core.redaction import MIN_SECRET_LENGTH, REDACTED, redact_text
+from empathy_webhooks_core.wire import Outcome
+
+from .format import (
+    EmailContent,
+    build_message,
+    content_for,
+    default_content,
+    message_bytes,
+    message_id,
+    subject_for,
+)
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "EmailContent",
+    "EmailDeliveryRefused",
+    "EmailWebhook",
+    "TlsMode",
+    "build_message",
+    "content_for",
+    "default_content",
+    "message_bytes",
+    "message_id",
+    "send_message",
+    "subject_for",
+]
+
+TlsMode = Literal["tls", "starttls", "none"]
+
+#: The port each TLS mode uses unless told otherwise: implicit TLS (RFC 8314), submission
+#: with STARTTLS, and a plain relay.
+DEFAULT_PORTS: dict[str, int] = {"tls": 465, "starttls": 587, "none": 25}
+
+#: A `Response` header saying which SMTP step answered (`auth`, `mail`, `rcpt`, `data`, ...).
+STAGE_HEADER = "x-smtp-stage"
+#: A `Response` header listing recipients the server refused while accepting the others.
+REFUSED_HEADER = "x-smtp-refused-recipients"
+
+# ASCII only: internationalised addresses would need SMTPUTF8, which many relays lack (an
+# IDN domain works in its punycode form).
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])"
+)
+_HOST = re.compile(r"[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?")
+
+
+class EmailDeliveryRefused(Exception):
+    """A failure no retry can fix (no TLS where TLS is required, an untrusted certificate, no
+    usable authentication method). Its text never holds the password."""
+
+
+def _address(field: str) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not _ADDRESS.fullmatch(value.strip()):
+            raise ValueError(
+                f"{field} must be a plain email address like alerts@example.com, got {value!r}"
+            )
+        return value.strip()
+
+    return check
+
+
+def _recipients(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[,;]", value) if part.strip()]
+    if value is None:
+        value = []
+    addresses = tuple(_address("each recipient")(item) for item in value)
+    if not addresses:
+        raise ValueError("recipients must list at least one email address")
+    return addresses
+
+
+def _optional_address(field: str) -> Any:
+    check = _address(field)
+    return lambda value: None if value is None else check(value)
+
+
+def _host(value: Any) -> str:
+    if value is None:
+        raise ValueError("host (the SMTP server) is required (got None: is its variable set?)")
+    if not isinstance(value, str) or not _HOST.fullmatch(value.strip()):
+        raise ValueError(
+            f"host must be a host name or IP address, without scheme or port, got {value!r}"
+        )
+    return value.strip().strip("[]")
+
+
+def _tls_mode(value: Any) -> str:
+    mode = str(value).lower()
+    if mode not in DEFAULT_PORTS:
+        raise ValueError(
+            "tls_mode must be 'tls' (implicit TLS, port 465), 'starttls' (required STARTTLS, "
+            f"port 587) or 'none' (plain, for a local relay), got {value!r}"
+        )
+    return mode
+
+
+def _port(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"port must be a whole number from 1 to 65535, got {value!r}")
+
+
+def _optional_text(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a string or None")
+
+
+def _tls_context(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        raise TypeError(f"tls_context must be an ssl.SSLContext, got {type(value).__name__}")
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class EmailWebhook(Webhook):
+    """Sends one multipart email (plain text and HTML) per event.
+
+    TLS is verified against the system's trust store unless `tls_context` or `cert_bundle`
+    (a CA file) says otherwise; `tls_mode="none"` is for a relay on a trusted network only.
+
+    >>> EmailWebhook(
+    ...     host="smtp.example.com", sender="alerts@example.com", recipients=["ops@example.com"]
+    ... ).port
+    587
+    """
+
+    kind: ClassVar[str] = "email"
+
+    host: str = attrs.field(converter=_host)
+    tls_mode: str = attrs.field(default="starttls", converter=_tls_mode)
+    port: int = attrs.field(validator=_port)
+    sender: str = attrs.field(converter=_address("sender"))
+    recipients: tuple[str, ...] = attrs.field(converter=_recipients)
+    username: str | None = attrs.field(default=None, repr=False, validator=_optional_text)
+    password: str | None = attrs.field(default=None, repr=False, validator=_optional_text)
+    sender_name: str | None = attrs.field(default="Empathy Framework", validator=_optional_text)
+    reply_to: str | None = attrs.field(default=None, converter=_optional_address("reply_to"))
+    subject_prefix: str = attrs.field(default="[Empathy]", validator=_optional_text)
+    tls_context: ssl.SSLContext | None = attrs.field(
+        default=None, repr=False, validator=_tls_context
+    )
+    cert_bundle: str | None = attrs.field(default=None, validator=_optional_text)
+    local_hostname: str | None = attrs.field(default=None, validator=_optional_text)
+    #: Sending the password over a plain connection is refused unless this says otherwise.
+    allow_insecure_auth: bool = False
+
+    @port.default
+    def _default_port(self) -> int:
+        return DEFAULT_PORTS[self.tls_mode]
+
+    def __attrs_post_init__(self) -> None:
+        if bool(self.username) != bool(self.password):
+            raise ValueError("username and password go together: set both or neither")
+        if self.username and self.tls_mode == "none" and not self.allow_insecure_auth:
+            raise ValueError(
+                "tls_mode='none' would send the password in clear text; use 'starttls' or "
+                "'tls' (or allow_insecure_auth=True for a relay on a trusted network)"
+            )
+
+    @property
+    def url(self) -> str:
+        """Where mail goes, for listings and dry runs: `smtp://host:port`."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"smtp://{host}:{self.port}"
+
+    def secret_values(self) -> list[str]:
+        return [*super().secret_values(), *(v for v in (self.password, self.username) if v)]
+
+    def describe(self) -> str:
+        count = len(self.recipients)
+        return (
+            f"{self.name} (email to {count} recipient{'s' if count != 1 else ''} "
+            f"via {self.url}, tls={self.tls_mode})"
+        )
+
+
+@hookimpl
+def webhook_types() -> dict[str, type[Webhook]]:
+    return {"email": EmailWebhook}
+
+
+@hookimpl
+def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
+    if not isinstance(webhook, EmailWebhook):
+        return None
+    message = build_message(webhook, event)
+    return OutgoingRequest(
+        url=webhook.url,
+        method="SMTP",
+        headers={"Content-Type": "message/rfc822"},
+        body=message_bytes(message),
+        extras={
+            "sender": webhook.sender,
+            "recipients": tuple(webhook.recipients),
+            "message_id": str(message["Message-ID"]),
+        },
+    )
+
+
+def _scrub(text: str, webhook: EmailWebhook) -> str:
+    """A server's text with the webhook's credentials masked (servers have echoed them)."""
+    for secret in webhook.secret_values():
+        # Shorter values would mask ordinary words; the core redacts by the same rule.
+        if len(secret) >= MIN_SECRET_LENGTH:
+            text = text.replace(secret, REDACTED)
+    return redact_text(text)
+
+
+def _answer(
+    webhook: EmailWebhook,
+    code: int,
+    text: str,
+    stage: str,
+    started: float,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(
+        status=code,
+        headers={STAGE_HEADER: stage, **(headers or {})},
+        body=_scrub(text, webhook).encode("utf-8", "replace"),
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def _refused(exc: aiosmtplib.SMTPRecipientsRefused) -> tuple[int, str]:
+    """One reply for "every recipient refused": a transient one if any was transient (a later
+    attempt may reach them all), else the first permanent one."""
+    refusals = sorted(exc.recipients, key=lambda r: (not 400 <= r.code < 500, r.code))
+    if not refusals:
+        return 550, "every recipient refused"
+    text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refusals)
+    return refusals[0].code, text
+
+
+async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Response:
+    """One SMTP attempt of `request` (what `format_payload` rendered) to the webhook's server.
+
+    An answer from the server comes back as a `Response` whose status is its reply code.
+    A lost connection raises `ConnectionError` and no answer in time `TimeoutError` (both
+    retried by the core); what no retry can fix raises `EmailDeliveryRefused`.
+    """
+    started = time.perf_counter()
+    where = webhook.url
+    timeout = webhook.retry_policy.timeout_seconds
+    try:
+        errors, reply = await aiosmtplib.send(
+            request.body,
+            sender=str(request.extras["sender"]),
+            recipients=list(request.extras["recipients"]),
+            hostname=webhook.host,
+            port=webhook.port,
+            username=webhook.username,
+            password=webhook.password,
+            local_hostname=webhook.local_hostname,
+            use_tls=webhook.tls_mode == "tls",
+            # Never None: aiosmtplib's default is opportunistic STARTTLS, which silently goes
+            # on in plain text when the server (or someone in between) offers no STARTTLS.
+            start_tls=webhook.tls_mode == "starttls",
+            validate_certs=True,
+            tls_context=webhook.tls_context,
+            cert_bundle=webhook.cert_bundle,
+            timeout=timeout,
+        )
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        return _answer(webhook, exc.code, exc.message, "auth", started)
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        code, text = _refused(exc)
+        return _answer(webhook, code, text, "rcpt", started)
+    except aiosmtplib.SMTPSenderRefused as exc:
+        return _answer(webhook, exc.code, exc.message, "mail", started)
+    except aiosmtplib.SMTPRecipientRefused as exc:
+        return _answer(webhook, exc.code, f"{exc.recipient}: {exc.message}", "rcpt", started)
+    except aiosmtplib.SMTPDataError as exc:
+        return _answer(webhook, exc.code, exc.message, "data", started)
+    except aiosmtplib.SMTPHeloError as exc:
+        return _answer(webhook, exc.code, exc.message, "helo", started)
+    except aiosmtplib.SMTPConnectResponseError as exc:
+        return _answer(webhook, exc.code, exc.message, "connect", started)
+    except aiosmtplib.SMTPResponseException as exc:
+        return _answer(webhook, exc.code, exc.message, "smtp", started)
+    except aiosmtplib.SMTPTimeoutError as exc:
+        raise TimeoutError(f"no answer from {where} within {timeout:g} s") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise EmailDeliveryRefused(
+            f"the TLS certificate of {where} is not trusted ({exc.verify_message}); "
+            "pass tls_context or cert_bundle to trust its CA"
+        ) from None
+    except aiosmtplib.SMTPNotSupported as exc:
+        # STARTTLS required but not offered: never fall back to plain text.
+        raise EmailDeliveryRefused(f"{where}: {_scrub(exc.message, webhook)}") from None
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError) as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise EmailDeliveryRefused(
+                f"the TLS certificate of {where} is not trusted ({cause.verify_message}); "
+                "pass tls_context or cert_bundle to trust its CA"
+            ) from None
+        raise ConnectionError(f"{where}: {_scrub(exc.message, webhook)}") from None
+    except aiosmtplib.SMTPException as exc:
+        # "No suitable authentication method found" and the like: configuration, not luck.
+        raise EmailDeliveryRefused(f"{where}: {_scrub(exc.message, webhook)}") from None
+    refused = {
+        address: f"{answer.code} {answer.message}" for address, answer in (errors or {}).items()
+    }
+    headers = {}
+    if refused:
+        # The others got it: retrying would send them a second copy.
+        headers[REFUSED_HEADER] = _scrub(
+            "; ".join(f"{address}: {text}" for address, text in refused.items()), webhook
+        )
+    return _answer(webhook, 250, reply, "data", started, headers)
+
+
+@hookimpl
+def deliver(
+    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Awaitable[Response] | None:
+    if not isinstance(webhook, EmailWebhook):
+        return None
+    return send_message(webhook, request)
+
+
+@hookimpl
+def classify_response(
+    webhook: Webhook, request: OutgoingRequest, response: Response
+) -> Verdict | None:
+    if not isinstance(webhook, EmailWebhook):
+        return None
+    code = response.status
+    stage = (response.header(STAGE_HEADER) or "smtp").upper()
+    reply = " ".join(_scrub(response.text(), webhook).split()) or "no text"
+    if 200 <= code < 300:
+        details = {"smtp_reply": f"{code} {reply}"}
+        message = request.extras.get("message_id")
+        if message:
+            details["message_id"] = str(message)
+        refused = response.header(REFUSED_HEADER)
+        if refused:
+            details["refused_recipients"] = refused
+        return Verdict(outcome=Outcome.SUCCESS, details=details)
+    if stage == "AUTH" and not 400 <= code < 500:
+        # The server's text only: the password never enters a reason.
+        return Verdict(
+            outcome=Outcome.FAIL,
+            reason=f"SMTP authentication refused ({code} {reply}); check username and password",
+        )
+    if 400 <= code < 500:
+        return Verdict(outcome=Outcome.RETRY, reason=f"SMTP {code} at {stage} (transient): {reply}")
+    return Verdict(outcome=Outcome.FAIL, reason=f"SMTP {code} at {stage}: {reply}")
