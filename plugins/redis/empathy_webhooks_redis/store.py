@@ -302,6 +302,8 @@ class RedisStore:
         next_claim = 0.0
         cursor = "0-0"
         block_ms = max(10, min(1000, int(claim_every * 1000)))
+        # Joined explicitly, so operators (XINFO CONSUMERS) see an idle worker too.
+        await self.redis.xgroup_createconsumer(self.stream, GROUP, self.consumer)
         while True:
             try:
                 free = self.window - len(self._held)

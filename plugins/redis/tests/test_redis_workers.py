@@ -1,0 +1,149 @@
+"""Worker processes sharing one Redis stream: one is SIGKILLed mid-flight and the other
+delivers what it held; a rate limit holds across both. Real child processes, real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from empathy_webhooks_redis import RedisStore
+
+from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+
+WORKER = r"""
+import asyncio, sys
+from empathy_webhooks_core import CustomWebhook
+from empathy_webhooks_core.worker import run_worker
+
+url, hook_url, name, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+hook = CustomWebhook(
+    name="h", url=hook_url, headers={"X-Worker": name}, max_concurrency=4,
+    retry_policy={"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01},
+    rate_limit={"max_requests_per_second": rate} if rate else None,
+    circuit_breaker=False,
+)
+asyncio.run(run_worker([hook], url, grace_seconds=2))  # SIGTERM stops it
+"""
+
+
+async def spawn_worker(
+    tmp_path: Path, url: str, hook_url: str, name: str, rate: int = 0
+) -> asyncio.subprocess.Process:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, str(script), url, hook_url, name, str(rate), env=dict(os.environ)
+    )
+
+
+async def wait_for_consumers(url: str, count: int) -> None:
+    """Until `count` workers have joined the group (each joins on its first read)."""
+    prefix = url.split("prefix=")[1].split("&")[0]
+    client = aioredis.Redis.from_url(url.split("?")[0])
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    consumers = await client.xinfo_consumers(f"{prefix}deliveries", "workers")
+                except Exception:
+                    consumers = []
+                if len(consumers) >= count:
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
+async def until(condition: object, timeout: float = 30) -> None:
+    assert callable(condition)
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - answers land in the receiver's list
+            await asyncio.sleep(0.02)
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 15) in (0, -signal.SIGKILL)
+
+
+async def test_a_worker_killed_mid_flight_leaves_nothing_undelivered(
+    tmp_path: Path, redis_url: str, webhook_receiver: Receiver
+) -> None:
+    url = redis_url + "&visibility_timeout=0.5&window=8"
+    release = asyncio.Event()
+
+    async def handler(request: ReceivedRequest) -> Reply:
+        # Worker a's requests hang until it is dead: it dies holding deliveries in flight.
+        if request.header("X-Worker") == "a":
+            await release.wait()
+        return Reply(status=200)
+
+    webhook_receiver.handler = handler
+    hook_url = webhook_receiver.url("/h")
+    a = await spawn_worker(tmp_path, url, hook_url, "a")
+    b = await spawn_worker(tmp_path, url, hook_url, "b")
+    try:
+        await wait_for_consumers(url, 2)
+        hook = CustomWebhook(name="h", url=hook_url)
+        async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
+            events = [await producer.emit("prediction", {"n": n}) for n in range(60)]
+
+        def held_by_a() -> int:
+            return sum(r.header("X-Worker") == "a" for r in webhook_receiver.requests)
+
+        await until(lambda: held_by_a() >= 4)
+        a.send_signal(signal.SIGKILL)
+        assert await a.wait() == -signal.SIGKILL
+        release.set()
+        wanted = {e.event_id for e in events}
+        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted)
+        # a delivered nothing; b delivered everything, a's held deliveries included.
+        delivered_by = {r.header("X-Worker") for r in webhook_receiver.delivered}
+        assert delivered_by == {"b"}
+        assert set(webhook_receiver.delivered_event_ids()) == wanted
+    finally:
+        for proc in (a, b):
+            if proc.returncode is None:
+                proc.kill()
+        await asyncio.gather(a.wait(), b.wait())
+    assert release.is_set()
+
+
+async def test_a_rate_limit_holds_across_two_worker_processes(
+    tmp_path: Path, redis_url: str, webhook_receiver: Receiver
+) -> None:
+    url = redis_url + "&window=4"
+    limit, window = 10, 1.0
+    arrivals: list[float] = []
+
+    def handler(_: ReceivedRequest) -> Reply:
+        arrivals.append(time.monotonic())
+        return Reply(status=200)
+
+    webhook_receiver.handler = handler
+    hook_url = webhook_receiver.url("/h")
+    workers = [await spawn_worker(tmp_path, url, hook_url, name, rate=limit) for name in "ab"]
+    try:
+        await wait_for_consumers(url, 2)
+        hook = CustomWebhook(name="h", url=hook_url)
+        async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
+            for n in range(25):
+                await producer.emit("prediction", {"n": n})
+            assert isinstance(producer.store, RedisStore)
+        await until(lambda: len(webhook_receiver.delivered) >= 25)
+    finally:
+        await asyncio.gather(*(stop(proc) for proc in workers))
+    assert {r.header("X-Worker") for r in webhook_receiver.delivered} == {"a", "b"}
+    # Never more than `limit` requests within one window at the receiver. A small allowance
+    # covers the trip from the limiter (in Redis) to the receiver; two workers each keeping
+    # their own limit would put 20 within half a window.
+    slack = 0.05
+    for first, last in zip(arrivals, arrivals[limit:], strict=False):
+        assert last - first >= window - slack, "more than the limit within one window"
