@@ -517,15 +517,21 @@ class WebhookDispatcher:
             return
         reason = verdict.reason or "failed"
         lane.recorder.attempt_failed(reason, self._clock.time())
+        policy = webhook.retry_policy
+        if verdict.outcome is Outcome.RETRY and verdict.pause_webhook:
+            # A rate limit says "wait", not "broken": it does not use up the retry budget.
+            delivery.rate_limited += 1
+        budget_used = delivery.attempts - delivery.rate_limited
         if (
             verdict.outcome is Outcome.RETRY
-            and delivery.attempts < webhook.retry_policy.max_attempts
+            and budget_used < policy.max_attempts
+            and delivery.rate_limited <= policy.max_rate_limited_attempts
         ):
-            wait = webhook.retry_policy.wait_before_retry(
-                delivery.attempts, verdict.retry_after, self._rng
-            )
             if verdict.pause_webhook:
+                wait = policy.rate_limit_wait(delivery.rate_limited, verdict.retry_after, self._rng)
                 lane.paused_until = max(lane.paused_until, self._clock.monotonic() + wait)
+            else:
+                wait = policy.wait_before_retry(budget_used, verdict.retry_after, self._rng)
             log.info(
                 "delivery_retry_scheduled",
                 webhook=webhook.name,

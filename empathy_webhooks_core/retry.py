@@ -30,7 +30,7 @@ def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: float) 
 
 def _max_retries(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise ValueError(f"max_retries must be an integer from 0 to 100, got {value!r}")
+        raise ValueError(f"{attribute.name} must be an integer from 0 to 100, got {value!r}")
 
 
 def _timeout(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -63,6 +63,10 @@ class RetryPolicy:
     defaults give 1, 2, 4, 8, 16 s as the reference says, each capped at `max_delay_seconds`
     and spread by up to `jitter` (a fraction) to avoid thundering herds. A service's own
     `Retry-After` is honoured up to `max_retry_after_seconds`.
+
+    A rate-limit answer (429, or a plugin's rate-limit verdict) pauses the webhook and does
+    not use up `max_retries`: the delivery waits the service's own time, up to
+    `max_rate_limit_wait_seconds`, at most `max_rate_limited_attempts` times.
     """
 
     max_retries: int = attrs.field(default=3, validator=_max_retries)
@@ -75,6 +79,8 @@ class RetryPolicy:
         default=DEFAULT_RETRY_ON_STATUS, converter=_statuses
     )
     max_retry_after_seconds: float = attrs.field(default=300.0, validator=_non_negative)
+    max_rate_limit_wait_seconds: float = attrs.field(default=3600.0, validator=_non_negative)
+    max_rate_limited_attempts: int = attrs.field(default=20, validator=_max_retries)
 
     @classmethod
     def coerce(cls, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
@@ -107,6 +113,16 @@ class RetryPolicy:
         wait = self.delay(retry_number, rng)
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after_seconds))
+        return wait
+
+    def rate_limit_wait(
+        self, times_limited: int, retry_after: float | None, rng: random.Random | None = None
+    ) -> float:
+        """The wait after a rate-limit answer: the service's own wait (up to an hour by
+        default, since a primary limit may reset that far away), else the backoff."""
+        wait = self.delay(times_limited, rng)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_rate_limit_wait_seconds))
         return wait
 
 

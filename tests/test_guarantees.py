@@ -185,6 +185,43 @@ async def test_a_429_pauses_the_whole_webhook_for_its_retry_after() -> None:
         assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == [0, 1, 2]
 
 
+async def test_rate_limit_answers_wait_without_using_up_the_retry_budget(
+    receiver: Receiver,
+) -> None:
+    receiver.queue(*[Reply(status=429, headers={"Retry-After": "0"})] * 6, Reply(status=503))
+    errors: list[DeliveryError] = []
+    webhook = CustomWebhook(
+        url=receiver.url(),
+        retry_policy={"max_retries": 1, "initial_delay_seconds": 0.001},
+        on_failure=lambda w, e, err: errors.append(err),
+        circuit_breaker=False,
+        events=["alert"],
+    )
+    capped = CustomWebhook(
+        name="capped",
+        url=receiver.url("/capped"),
+        retry_policy={
+            "max_retries": 1,
+            "initial_delay_seconds": 0.001,
+            "max_rate_limited_attempts": 2,
+        },
+        on_failure=lambda w, e, err: errors.append(err),
+        circuit_breaker=False,
+        events=["capped"],
+    )
+    async with WebhookDispatcher(webhooks=[webhook, capped]) as dispatcher:
+        await dispatcher.emit("alert", {})
+        await dispatcher.drain()
+        stats = dispatcher.get_webhook_stats("custom_webhook")
+        # six 429s waited, the 503 used the one retry, then the 200
+        assert (stats["attempts"], stats["delivered_count"], errors) == (8, 1, [])
+        receiver.respond(status=429, headers={"Retry-After": "0"})
+        await dispatcher.emit("capped", {})
+    [error] = errors
+    assert error.webhook_name == "capped" and error.attempts == 3
+    assert error.reason == "HTTP 429; gave up after 3 attempts"
+
+
 async def test_rate_limit_60_per_minute_queues_the_rest_and_drops_none() -> None:
     clock = FakeClock()
     async with Receiver() as receiver, Receiver() as other:

@@ -37,6 +37,8 @@ class Delivery:
     event: Event
     delivery_id: str = attrs.field(factory=new_delivery_id)
     attempts: int = 0
+    #: Attempts answered with a rate limit: they wait, but do not use up the retry budget.
+    rate_limited: int = 0
     enqueued_at: float = attrs.field(factory=time.time)
     store_ref: Any = None
     request: OutgoingRequest | None = attrs.field(default=None, repr=False)
