@@ -96,9 +96,12 @@ def _recipients(value: Any) -> tuple[str, ...]:
     return addresses
 
 
-def _optional_address(field: str) -> Any:
-    check = _address(field)
-    return lambda value: None if value is None else check(value)
+def _sender(value: Any) -> str:
+    return _address("sender")(value)  # type: ignore[no-any-return]
+
+
+def _reply_to(value: Any) -> str | None:
+    return None if value is None else _address("reply_to")(value)
 
 
 def _host(value: Any) -> str:
@@ -154,12 +157,12 @@ class EmailWebhook(Webhook):
     host: str = attrs.field(converter=_host)
     tls_mode: str = attrs.field(default="starttls", converter=_tls_mode)
     port: int = attrs.field(validator=_port)
-    sender: str = attrs.field(converter=_address("sender"))
+    sender: str = attrs.field(converter=_sender)
     recipients: tuple[str, ...] = attrs.field(converter=_recipients)
     username: str | None = attrs.field(default=None, repr=False, validator=_optional_text)
     password: str | None = attrs.field(default=None, repr=False, validator=_optional_text)
     sender_name: str | None = attrs.field(default="Empathy Framework", validator=_optional_text)
-    reply_to: str | None = attrs.field(default=None, converter=_optional_address("reply_to"))
+    reply_to: str | None = attrs.field(default=None, converter=_reply_to)
     subject_prefix: str = attrs.field(default="[Empathy]", validator=_optional_text)
     tls_context: ssl.SSLContext | None = attrs.field(
         default=None, repr=False, validator=_tls_context
@@ -209,16 +212,18 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
     if not isinstance(webhook, EmailWebhook):
         return None
     message = build_message(webhook, event)
+    # Read back by `deliver`: the envelope is fixed at render time, like the bytes.
+    extras: dict[str, Any] = {
+        "sender": webhook.sender,
+        "recipients": tuple(webhook.recipients),
+        "message_id": str(message["Message-ID"]),
+    }
     return OutgoingRequest(
         url=webhook.url,
         method="SMTP",
         headers={"Content-Type": "message/rfc822"},
         body=message_bytes(message),
-        extras={
-            "sender": webhook.sender,
-            "recipients": tuple(webhook.recipients),
-            "message_id": str(message["Message-ID"]),
-        },
+        extras=extras,
     )
 
 

@@ -199,7 +199,7 @@ def html_from_text(subject: str, text: str) -> str:
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="en">\n<head><meta charset="utf-8"><title>{html.escape(subject)}</title>'
-        f"</head>\n<body>\n<p>{_html_text(text)}</p>\n</body>\n</html>\n"
+        f"</head>\n<body>\n<p>{_html_text(text.rstrip())}</p>\n</body>\n</html>\n"
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import email
 import ssl
+import warnings
 from collections import deque
 from email import policy
 from email.message import EmailMessage
@@ -57,11 +58,12 @@ class ReceivedMessage:
         return parsed
 
     def body(self, subtype: str) -> str:
-        """The decoded text of the `text/<subtype>` part (`"plain"` or `"html"`)."""
+        """The decoded text of the `text/<subtype>` part (`"plain"` or `"html"`), with `\\n`
+        line ends (on the wire they are CRLF)."""
         part = self.message.get_body(preferencelist=(subtype,))
         if part is None or part.get_content_subtype() != subtype:
             raise KeyError(f"no text/{subtype} part")
-        return str(part.get_content())  # type: ignore[attr-defined]
+        return str(part.get_content()).replace("\r\n", "\n")  # type: ignore[attr-defined]
 
 
 class _Handler:
@@ -158,7 +160,15 @@ class SMTPTestServer:
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
     def _protocol(self) -> SMTP:
-        protocol = SMTP(
+        with warnings.catch_warnings():
+            # AUTH over plain text is what a test of a plain relay with a password asks for.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            protocol = self._make_protocol()
+        self._connections.append(protocol)
+        return protocol
+
+    def _make_protocol(self) -> SMTP:
+        return SMTP(
             _Handler(self),
             hostname="smtp.test",
             ident="empathy-webhooks test SMTP",
@@ -170,8 +180,6 @@ class SMTPTestServer:
             auth_require_tls=self.tls_mode == "starttls",
             timeout=30,
         )
-        self._connections.append(protocol)
-        return protocol
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

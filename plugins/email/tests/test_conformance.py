@@ -1,0 +1,85 @@
+"""The email plugin passes the conformance suite, with a real SMTP server as the service."""
+
+from __future__ import annotations
+
+import contextlib
+import email
+from collections.abc import AsyncIterator, Sequence
+from email import policy
+from urllib.parse import urlsplit
+
+import attrs
+import empathy_webhooks_email
+from empathy_webhooks_email import EmailWebhook
+from empathy_webhooks_email.testing import SMTPTestServer
+
+from empathy_webhooks_core import Event, OutgoingRequest, Webhook
+from empathy_webhooks_core.testing.conformance import (
+    FakeService,
+    ServiceMode,
+    WebhookConformance,
+)
+
+PASSWORD = "conformance-smtp-passw0rd"
+LOGIN = "conformance-login"
+
+
+@attrs.define
+class SMTPService:
+    server: SMTPTestServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def received(self) -> Sequence[bytes]:
+        return [message.data for message in self.server.messages]
+
+
+class TestEmailConformance(WebhookConformance):
+    plugin = empathy_webhooks_email
+    secrets = (PASSWORD, LOGIN)
+
+    def make_webhook(self, url: str) -> Webhook:
+        parts = urlsplit(url)
+        return EmailWebhook(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 25,
+            tls_mode="none",
+            sender="alerts@empathy.example",
+            recipients=["oncall@example.com"],
+            username=LOGIN,
+            password=PASSWORD,
+            # Loopback only: the suite checks what happens to the credentials, not TLS.
+            allow_insecure_auth=True,
+        )
+
+    @contextlib.asynccontextmanager
+    async def fake_service(self, mode: ServiceMode) -> AsyncIterator[FakeService]:
+        replies = {
+            "success": "250 2.0.0 OK: queued",
+            "failure": "550 5.7.1 conformance: rejected",
+            # A server that echoes the credentials in its refusal.
+            "leak": f"550 5.7.1 {LOGIN} {PASSWORD} rejected",
+        }
+        async with SMTPTestServer(
+            credentials=(LOGIN, PASSWORD), default_reply=replies[mode]
+        ) as server:
+            yield SMTPService(server)
+
+    def check_delivered(
+        self, service: FakeService, event: Event, rendered: OutgoingRequest
+    ) -> None:
+        assert list(service.received()) == [rendered.body]
+
+    def check_limits(self, request: OutgoingRequest, webhook: Webhook) -> None:
+        super().check_limits(request, webhook)
+        assert request.body.isascii()
+        assert all(len(line) <= 998 for line in request.body.split(b"\r\n"))
+        message = email.message_from_bytes(request.body, policy=policy.default)
+        assert len(message.get_all("Subject") or []) == 1
+        assert message.get_all("Bcc") is None
+        assert 0 < len(message["Subject"]) <= 200
+        assert message.get_content_type() == "multipart/alternative"
+        subtypes = [part.get_content_type() for part in message.iter_parts()]  # type: ignore[attr-defined]
+        assert subtypes == ["text/plain", "text/html"]
