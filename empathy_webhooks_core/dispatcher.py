@@ -561,8 +561,11 @@ class WebhookDispatcher:
         await self._failed(lane, delivery, error)
 
     def _later(self, wait: float, lane: _Lane, delivery: Delivery) -> None:
+        # The deadline is fixed now, not when the task first runs.
+        deadline = self._clock.monotonic() + wait
+
         async def requeue() -> None:
-            await self._clock.sleep(wait)
+            await self._clock.sleep(deadline - self._clock.monotonic())
             lane.queue.put_nowait(delivery)
 
         task = asyncio.create_task(requeue())
@@ -632,7 +635,9 @@ class WebhookDispatcher:
         self._settle(lane, delivery)
 
     async def _gone(self, lane: _Lane, delivery: Delivery, result: Any, reason: str) -> None:
-        """410: disable the webhook, keep its queue (this delivery included), tell on_failure."""
+        """The endpoint is gone (410, or a plugin's verdict on its own answer such as Slack's
+        `channel_is_archived`): disable the webhook, keep its queue (this delivery included),
+        tell on_failure."""
         lane.enabled.clear()
         delivery.attempts -= 1  # the refused attempt is not held against the delivery
         lane.queue.put_nowait(delivery)
@@ -648,7 +653,7 @@ class WebhookDispatcher:
             webhook_name=lane.webhook.name,
             event_id=delivery.event.event_id,
             attempts=delivery.attempts + 1,
-            status=410,
+            status=result.response.status if result.response else None,
             body_excerpt=redact_text(result.response.excerpt()) if result.response else None,
         )
         await self._tell_failure(lane.webhook, delivery.event, error)
