@@ -55,6 +55,18 @@ class DeadLetter:
     attempts: int
     failed_at: float
 
+    @classmethod
+    def from_delivery(cls, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
+        """A new dead letter for a delivery that finally failed (what every store keeps)."""
+        return cls(
+            dead_letter_id="dl_" + secrets.token_urlsafe(9),
+            webhook_name=delivery.webhook_name,
+            event=delivery.event,
+            error=error,
+            attempts=delivery.attempts,
+            failed_at=time.time(),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "dead_letter_id": self.dead_letter_id,

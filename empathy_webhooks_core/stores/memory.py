@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,14 +34,7 @@ class MemoryStore:
         return None
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
-        letter = DeadLetter(
-            dead_letter_id="dl_" + secrets.token_urlsafe(9),
-            webhook_name=delivery.webhook_name,
-            event=delivery.event,
-            error=error,
-            attempts=delivery.attempts,
-            failed_at=time.time(),
-        )
+        letter = DeadLetter.from_delivery(delivery, error)
         self._dead[letter.dead_letter_id] = letter
         return letter
 
