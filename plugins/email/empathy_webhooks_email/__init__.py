@@ -9,7 +9,9 @@ a `Response` whose status is the SMTP reply code; `classify_response` reads it t
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
 import ssl
 import time
 from collections.abc import Awaitable
@@ -20,6 +22,7 @@ import aiosmtplib
 import attrs
 
 from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core.netguard import BlockedAddressError, address_refusal
 from empathy_webhooks_core.redaction import MIN_SECRET_LENGTH, REDACTED, redact_text
 from empathy_webhooks_core.wire import Outcome
 
@@ -262,6 +265,50 @@ def _refused(exc: aiosmtplib.SMTPRecipientsRefused) -> tuple[int, str]:
     return refusals[0].code, text
 
 
+async def _connect(webhook: EmailWebhook, timeout: float) -> socket.socket:
+    """A TCP connection to the webhook's server, made here rather than by aiosmtplib so the
+    addresses can be checked first: with `block_private_addresses` every address the host
+    resolves to must be public (the addresses connected to are the ones checked, so DNS
+    rebinding cannot slip a private one in)."""
+    loop = asyncio.get_running_loop()
+    where = webhook.url
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(webhook.host, webhook.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConnectionError(f"{where}: cannot resolve {webhook.host} ({exc.strerror})") from None
+    except TimeoutError:
+        raise TimeoutError(f"{where}: resolving {webhook.host} took over {timeout:g} s") from None
+    if webhook.block_private_addresses:
+        for *_, sockaddr in infos:
+            reason = address_refusal(str(sockaddr[0]))
+            if reason is not None:
+                raise BlockedAddressError(
+                    f"{where}: {webhook.host} ({sockaddr[0]}) is a {reason}; refused because "
+                    "block_private_addresses is set"
+                )
+    failure: OSError | None = None
+    for family, kind, proto, _, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(sock, sockaddr)
+        except TimeoutError:
+            sock.close()
+            raise TimeoutError(f"{where}: no connection within {timeout:g} s") from None
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    reason = failure.strerror if failure is not None and failure.strerror else "no address"
+    raise ConnectionError(f"{where}: cannot connect ({reason})")
+
+
 async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Response:
     """One SMTP attempt of `request` (what `format_payload` rendered) to the webhook's server.
 
@@ -272,13 +319,15 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
     started = time.perf_counter()
     where = webhook.url
     timeout = webhook.retry_policy.timeout_seconds
+    sock = await _connect(webhook, timeout)
     try:
         errors, reply = await aiosmtplib.send(
             request.body,
             sender=str(request.extras["sender"]),
             recipients=list(request.extras["recipients"]),
+            # The host name still names the server for TLS (SNI and certificate checks).
             hostname=webhook.host,
-            port=webhook.port,
+            sock=sock,
             username=webhook.username,
             password=webhook.password,
             local_hostname=webhook.local_hostname,
@@ -329,6 +378,10 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
     except aiosmtplib.SMTPException as exc:
         # "No suitable authentication method found" and the like: configuration, not luck.
         raise EmailDeliveryRefused(f"{where}: {_scrub(exc.message, webhook)}") from None
+    finally:
+        # aiosmtplib closes its connection when done; this only matters if it never took the
+        # socket over (closing twice is harmless).
+        sock.close()
     refused = {
         address: f"{answer.code} {answer.message}" for address, answer in (errors or {}).items()
     }

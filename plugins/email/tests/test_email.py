@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import ssl
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import attrs
 import empathy_webhooks_email as plugin
 import pytest
 import trustme
@@ -443,6 +445,70 @@ async def test_nobody_listening_is_retried_then_fails() -> None:
     assert f"smtp://127.0.0.1:{port}" in error.reason
 
 
+async def raw_server(greeting: bytes | None) -> asyncio.Server:
+    """A TCP server on loopback that sends `greeting` and closes, or (None) says nothing."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if greeting is None:
+            held.append(writer)  # silent: the client must time out
+            return
+        writer.write(greeting)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server.held = held  # type: ignore[attr-defined]
+    return server
+
+
+async def close_raw(server: asyncio.Server) -> None:
+    for writer in server.held:  # type: ignore[attr-defined]
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_421_greeting_is_retried_and_silence_times_out() -> None:
+    busy = await raw_server(b"421 4.3.2 Service not available, closing channel\r\n")
+    try:
+        port = busy.sockets[0].getsockname()[1]
+        webhook = EmailWebhook(
+            host="127.0.0.1",
+            port=port,
+            tls_mode="none",
+            sender="a@example.com",
+            recipients="b@example.com",
+            retry_policy={**FAST, "max_retries": 1},
+        )
+        [error] = (await deliver(webhook, security_event())).failures
+        assert error.attempts == 2 and error.status == 421
+        assert "4.3.2 Service not available" in error.reason
+    finally:
+        await close_raw(busy)
+
+    silent = await raw_server(None)
+    try:
+        port = silent.sockets[0].getsockname()[1]
+        webhook = attrs.evolve(
+            webhook, port=port, retry_policy={**FAST, "max_retries": 1, "timeout_seconds": 0.2}
+        )
+        [error] = (await deliver(webhook, security_event())).failures
+        assert error.attempts == 2 and error.status is None
+        assert isinstance(error.last_exception, TimeoutError)
+        assert "within 0.2 s" in error.reason
+    finally:
+        await close_raw(silent)
+
+
+async def test_private_addresses_refused_when_asked(smtp: SMTPTestServer) -> None:
+    webhook = webhook_for(smtp, block_private_addresses=True)
+    [error] = (await deliver(webhook, security_event())).failures
+    assert error.attempts == 1, "a refused address is final"
+    assert "loopback address" in error.reason and "block_private_addresses" in error.reason
+    assert smtp.data_attempts == 0
+
+
 # -- TLS and authentication ----------------------------------------------------------------
 
 
@@ -564,6 +630,37 @@ def test_defaults_and_validation() -> None:
     assert PASSWORD not in str(refused.value)
     with pytest.raises(ValueError, match="host must be"):
         EmailWebhook(**{**base, "host": "smtp://smtp.example.com"})
+
+
+def test_configured_from_toml_data() -> None:
+    from empathy_webhooks_core.config import parse_config
+
+    config = parse_config(
+        {
+            "webhooks": [
+                {
+                    "type": "email",
+                    "name": "security-mail",
+                    "host": "smtp.example.com",
+                    "tls_mode": "tls",
+                    "sender": "alerts@example.com",
+                    "recipients": ["security@example.com"],
+                    "username": "alerts",
+                    "password": "${SMTP_PASSWORD}",
+                    "events": ["security_vulnerability"],
+                }
+            ]
+        },
+        env={"SMTP_PASSWORD": PASSWORD},
+        plugin_manager=manager(),
+    )
+    [webhook] = config.webhooks
+    assert isinstance(webhook, EmailWebhook)
+    assert (webhook.port, webhook.password, webhook.events) == (
+        465,
+        PASSWORD,
+        ("security_vulnerability",),
+    )
 
 
 def test_entry_point_loads() -> None:
