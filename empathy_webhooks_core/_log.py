@@ -36,7 +36,11 @@ class _LazyLogger:
 
     def _target(self) -> Any:
         if structlog.is_configured():
-            processors = [redact_processor, *structlog.get_config()["processors"]]
+            configured = list(structlog.get_config()["processors"])
+            # Masked first (before anything formats a value), and again just before the
+            # renderer, in case one of the application's processors added a value of ours
+            # (context variables, a traceback of its own making).
+            processors = [redact_processor, *configured[:-1], redact_processor, *configured[-1:]]
             return structlog.wrap_logger(None, processors=processors, **self._context)
         return structlog.wrap_logger(
             logging.getLogger(self._name),

@@ -1,17 +1,57 @@
-"""Signing outgoing requests: `X-Signature` (the reference's scheme) and Standard Webhooks."""
+"""Signing outgoing requests, and verifying them on the receiving side.
+
+Two schemes, both on by default (`signature_scheme="both"`):
+
+* `X-Signature` (the reference's): the hex HMAC-SHA256 of the exact body bytes, keyed with the
+  secret string's UTF-8 bytes as written. With several secrets (rotation) the header holds one
+  signature per secret, comma-separated: ``X-Signature: <hex>,<hex>``.
+* Standard Webhooks: ``webhook-id`` (the event id, the same on every retry),
+  ``webhook-timestamp`` (Unix seconds of this attempt) and ``webhook-signature: v1,<base64>``
+  over ``id.timestamp.body``; several secrets give several space-separated entries. A
+  ``whsec_`` secret is base64 (padding optional); any other secret's UTF-8 bytes are the key.
+
+The verifiers never raise on bad input: a missing, empty or malformed header is simply not a
+valid signature. Comparisons are constant-time.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .webhooks import Webhook
 from .wire import OutgoingRequest
 
-__all__ = ["sign_request", "standard_signature", "x_signature"]
+__all__ = [
+    "DEFAULT_TOLERANCE_SECONDS",
+    "X_SIGNATURE",
+    "WebhookVerificationError",
+    "sign_request",
+    "standard_key",
+    "standard_signature",
+    "verify_request",
+    "verify_standard_webhook",
+    "verify_standard_webhook_strict",
+    "verify_webhook_signature",
+    "x_signature",
+]
 
 X_SIGNATURE = "X-Signature"
+#: Standard Webhooks: signatures older or newer than this are refused (replay protection).
+DEFAULT_TOLERANCE_SECONDS = 300
+#: A header offering more signatures than this is not a rotation, it is an attack on our CPU.
+MAX_SIGNATURES = 16
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+class WebhookVerificationError(ValueError):
+    """A Standard Webhooks request that does not verify. The message says which check failed
+    (missing header, stale timestamp, no matching signature), never a secret or signature."""
 
 
 def x_signature(body: bytes, secret: str) -> str:
@@ -20,10 +60,20 @@ def x_signature(body: bytes, secret: str) -> str:
 
 
 def standard_key(secret: str) -> bytes:
-    """Standard Webhooks: a `whsec_` secret is base64 (padding optional); any other is UTF-8."""
+    """Standard Webhooks: a `whsec_` secret is base64 (padding optional); any other is UTF-8.
+
+    Decoding is as lenient as the reference Python library's (`base64.b64decode`), so both
+    sides derive the same key from the same string. Raises `ValueError` (without the secret)
+    when a `whsec_` secret is not base64 at all."""
     if secret.startswith("whsec_"):
         encoded = secret.removeprefix("whsec_")
-        return base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+        try:
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            key = b""
+        if not key:
+            raise ValueError("a signing secret starting with 'whsec_' must be base64 after it")
+        return key
     return secret.encode("utf-8")
 
 
@@ -54,3 +104,193 @@ def sign_request(
             standard_signature(event_id, timestamp, request.body, s) for s in webhook.signing_secret
         )
     return request.with_headers(headers)
+
+
+# -- receiving --------------------------------------------------------------------------------
+
+
+def _as_bytes(payload: Any) -> bytes | None:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray | memoryview):
+        return bytes(payload)
+    if isinstance(payload, str):
+        # The reference's receiver called .encode() on the body; a str is only right if it
+        # is the body's exact text, which for JSON sent as UTF-8 it is.
+        return payload.encode("utf-8")
+    return None
+
+
+def _secret_list(secret: Any) -> list[str]:
+    """One secret or several (a receiver mid-rotation); empty and non-string ones dropped."""
+    if isinstance(secret, bytes | bytearray):
+        secret = bytes(secret).decode("utf-8", errors="strict")
+    if isinstance(secret, str):
+        secret = [secret]
+    if not isinstance(secret, Iterable):
+        return []
+    found: list[str] = []
+    for item in secret:
+        if isinstance(item, bytes | bytearray):
+            item = bytes(item).decode("utf-8", errors="strict")
+        if isinstance(item, str) and item:
+            found.append(item)
+    return found
+
+
+def verify_webhook_signature(payload: bytes | str, signature: str | None, secret: Any) -> bool:
+    """Whether `signature` (an `X-Signature` header value) is the body's HMAC under `secret`.
+
+    `payload` is the raw body (`bytes`, or its exact `str`); `signature` may hold several
+    comma-separated hex signatures (the sender's secret rotation) and is accepted if any one
+    matches; `secret` may be one string or several (the receiver's rotation). Returns False,
+    never raises, for a missing, empty or malformed signature or secret.
+    """
+    try:
+        body = _as_bytes(payload)
+        if isinstance(signature, bytes | bytearray):
+            signature = bytes(signature).decode("ascii")
+        if body is None or not isinstance(signature, str):
+            return False
+        offered = [part.strip().lower() for part in signature.split(",")]
+        offered = [part for part in offered if len(part) == 64 and set(part) <= _HEX]
+        secrets = _secret_list(secret)
+        if not offered or not secrets or len(offered) > MAX_SIGNATURES:
+            return False
+        matched = False
+        for key in secrets:
+            expected = x_signature(body, key).encode("ascii")
+            for candidate in offered:
+                # No early exit: the time taken does not say which entry matched.
+                matched |= hmac.compare_digest(expected, candidate.encode("ascii"))
+        return matched
+    except Exception:
+        return False
+
+
+def _header(headers: Any, name: str) -> str | None:
+    """Case-insensitive lookup that works for plain dicts, aiohttp and Starlette headers."""
+    try:
+        value = headers.get(name)
+        if value is None and isinstance(headers, Mapping):
+            lowered = name.lower()
+            value = next((v for k, v in headers.items() if str(k).lower() == lowered), None)
+    except Exception:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value if isinstance(value, str) else None
+
+
+def _check_standard(
+    body: Any, headers: Any, secret: Any, tolerance: float, now: float | None
+) -> None:
+    """Raises `WebhookVerificationError` saying which check failed; returns if valid."""
+    raw = _as_bytes(body)
+    if raw is None:
+        raise WebhookVerificationError("the body must be bytes or str")
+    msg_id = _header(headers, "webhook-id")
+    stamp = _header(headers, "webhook-timestamp")
+    header = _header(headers, "webhook-signature")
+    if not msg_id or not stamp or not header:
+        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
+    stamp = stamp.strip()
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
+        raise WebhookVerificationError("webhook-timestamp is not a Unix time in seconds")
+    timestamp = int(stamp)
+    current = time.time() if now is None else now
+    if timestamp < current - tolerance:
+        raise WebhookVerificationError("webhook-timestamp is too old")
+    if timestamp > current + tolerance:
+        raise WebhookVerificationError("webhook-timestamp is in the future")
+    entries = header.split()
+    if len(entries) > MAX_SIGNATURES:
+        raise WebhookVerificationError("too many signatures")
+    offered: list[bytes] = []
+    for entry in entries:
+        version, sep, encoded = entry.partition(",")
+        if version != "v1" or not sep:
+            continue  # other versions (v1a, future ones) are not ours to check
+        try:
+            offered.append(base64.b64decode(encoded, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    if not offered:
+        raise WebhookVerificationError("no v1 signature in webhook-signature")
+    keys: list[bytes] = []
+    for item in _secret_list(secret):
+        try:
+            keys.append(standard_key(item))
+        except ValueError:
+            continue
+    if not keys:
+        raise WebhookVerificationError("no usable secret to verify with")
+    signed = f"{msg_id}.{stamp}.".encode() + raw
+    matched = False
+    for key in keys:
+        expected = hmac.new(key, signed, hashlib.sha256).digest()
+        for candidate in offered:
+            matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        raise WebhookVerificationError("no matching signature")
+
+
+def verify_standard_webhook_strict(
+    body: bytes | str,
+    headers: Mapping[str, str] | Any,
+    secret: Any,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> None:
+    """Like `verify_standard_webhook`, but raises `WebhookVerificationError` naming the
+    failed check (for the receiver's own logs; do not send the reason back to the caller)."""
+    try:
+        _check_standard(body, headers, secret, tolerance, now)
+    except WebhookVerificationError:
+        raise
+    except Exception as exc:  # malformed input of a kind we did not foresee
+        raise WebhookVerificationError(f"malformed request ({type(exc).__name__})") from None
+
+
+def verify_standard_webhook(
+    body: bytes | str,
+    headers: Mapping[str, str] | Any,
+    secret: Any,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> bool:
+    """Whether a request carries a valid Standard Webhooks signature.
+
+    `headers` is any mapping (dict, aiohttp's or Starlette's headers; looked up
+    case-insensitively). `secret` is one secret or several, `whsec_` (base64) or raw (UTF-8).
+    Several space-separated signatures are accepted if any matches; entries of other versions
+    are ignored. Timestamps more than `tolerance` seconds old or ahead are refused. Never
+    raises.
+    """
+    try:
+        _check_standard(body, headers, secret, tolerance, now)
+    except Exception:
+        return False
+    return True
+
+
+def verify_request(
+    body: bytes | str,
+    headers: Mapping[str, str] | Any,
+    secret: Any,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+    require_timestamp: bool = False,
+) -> bool:
+    """Whether a request is signed by us under either scheme.
+
+    When Standard Webhooks headers are present they must verify (with the timestamp
+    tolerance: they are what protects against replay); otherwise a valid `X-Signature`
+    suffices, unless `require_timestamp=True` (then only Standard Webhooks is accepted, so a
+    captured request cannot be replayed with its timestamp headers stripped). Never raises."""
+    if require_timestamp or _header(headers, "webhook-signature") is not None:
+        return verify_standard_webhook(body, headers, secret, tolerance=tolerance, now=now)
+    return verify_webhook_signature(body, _header(headers, X_SIGNATURE), secret)
