@@ -143,7 +143,10 @@ class Response:
         return self.headers.get(name.lower())
 
     def excerpt(self, limit: int = BODY_EXCERPT_CHARS) -> str:
-        text = self.text()
+        """The start of the body, secrets masked (before cutting, so no part of one shows)."""
+        from .redaction import redact_text
+
+        text = redact_text(self.text())
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -220,6 +223,11 @@ class DeliveryError(Exception):
         super().__init__(self._message())
 
     def _message(self) -> str:
+        from .redaction import redact_text
+
+        return redact_text(self._text())
+
+    def _text(self) -> str:
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         status = f"HTTP {self.status}: " if self.status is not None else ""
         text = f"{self.webhook_name}: {status}{self.reason} (after {tries})"
@@ -228,14 +236,19 @@ class DeliveryError(Exception):
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe summary, as dead-letter records keep it."""
+        """A JSON-safe summary, as dead-letter records keep it (secrets masked)."""
+        from .redaction import redact_text
+
+        def masked(text: str | None) -> str | None:
+            return redact_text(text) if text is not None else None
+
         return {
-            "reason": self.reason,
+            "reason": masked(self.reason),
             "status": self.status,
             "attempts": self.attempts,
-            "body_excerpt": self.body_excerpt,
+            "body_excerpt": masked(self.body_excerpt),
             "exception": (
-                f"{type(self.last_exception).__name__}: {self.last_exception}"
+                masked(f"{type(self.last_exception).__name__}: {self.last_exception}")
                 if self.last_exception is not None
                 else None
             ),
