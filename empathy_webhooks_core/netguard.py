@@ -96,9 +96,11 @@ def address_refusal(address: str | IPAddress) -> str | None:
         return "link-local address"
     if ip.is_multicast:
         return "multicast address"
+    if ip.is_reserved:
+        return "reserved (non-public) address"
     if ip.is_private or any(ip in net for net in _ALWAYS_REFUSED if ip.version == net.version):
         return "private address"
-    if ip.is_reserved or not ip.is_global:
+    if not ip.is_global:
         return "reserved (non-public) address"
     return None
 
