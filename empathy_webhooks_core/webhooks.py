@@ -11,6 +11,7 @@ import attrs
 from .breaker import BreakerPolicy
 from .events import Event
 from .ratelimit import RateLimit
+from .redaction import url_repr, url_secrets
 from .retry import RetryPolicy
 from .wire import SENSITIVE_HEADERS, masked_headers
 
@@ -39,6 +40,10 @@ def _secrets(value: Any) -> tuple[str, ...]:
     secrets = tuple(s.decode() if isinstance(s, bytes) else s for s in value)
     if any(not isinstance(s, str) or not s for s in secrets):
         raise ValueError("signing_secret must be a non-empty string (or a list of them)")
+    from .signing import standard_key
+
+    for secret in secrets:
+        standard_key(secret)  # a whsec_ secret that is not base64 fails here, not per attempt
     return secrets
 
 
@@ -156,6 +161,7 @@ class Webhook:
                 _, _, credential = value.partition(" ")
                 if credential:
                     values.append(credential)
+        values.extend(url_secrets(getattr(self, "url", None)))
         return [value for value in values if value]
 
     def describe(self) -> str:
@@ -190,7 +196,7 @@ class CustomWebhook(Webhook):
 
     kind: ClassVar[str] = "custom"
 
-    url: str = attrs.field(validator=lambda _, __, value: check_url(value))
+    url: str = attrs.field(validator=lambda _, __, value: check_url(value), repr=url_repr)
     method: str = attrs.field(default="POST", converter=_method)
     headers: Mapping[str, str] = attrs.field(
         factory=dict, converter=_headers, repr=lambda h: repr(masked_headers(h))
