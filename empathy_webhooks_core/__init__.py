@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 _EXPORTS = {
+    "BlockedAddressError": "netguard",
     "BreakerPolicy": "breaker",
     "ConfigError": "converter",
     "CustomWebhook": "webhooks",
@@ -36,14 +37,18 @@ _EXPORTS = {
     "WebhookConfig": "webhooks",
     "WebhookDispatcher": "dispatcher",
     "WebhookMonitor": "monitor",
+    "WebhookVerificationError": "signing",
     "get_logger": "_log",
     "hookimpl": "plugins",
     "render_request": "delivery",
     "sign_request": "signing",
+    "verify_standard_webhook": "signing",
+    "verify_webhook_signature": "signing",
 }
 
 __all__ = [
     "USER_AGENT",
+    "BlockedAddressError",
     "BreakerPolicy",
     "ConfigError",
     "CustomWebhook",
@@ -66,11 +71,14 @@ __all__ = [
     "WebhookConfig",
     "WebhookDispatcher",
     "WebhookMonitor",
+    "WebhookVerificationError",
     "__version__",
     "get_logger",
     "hookimpl",
     "render_request",
     "sign_request",
+    "verify_standard_webhook",
+    "verify_webhook_signature",
 ]
 
 
@@ -95,10 +103,16 @@ if TYPE_CHECKING:
     from .dispatcher import USER_AGENT, WebhookDispatcher
     from .events import Event, EventDataError, EventType
     from .monitor import WebhookMonitor
+    from .netguard import BlockedAddressError
     from .plugins import hookimpl
     from .ratelimit import RateLimit
     from .retry import RetryPolicy
-    from .signing import sign_request
+    from .signing import (
+        WebhookVerificationError,
+        sign_request,
+        verify_standard_webhook,
+        verify_webhook_signature,
+    )
     from .stores import DeadLetter, Delivery, DeliveryStore
     from .sync import ThreadedDispatcher
     from .webhooks import CustomWebhook, Webhook, WebhookConfig
