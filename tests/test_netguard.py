@@ -227,3 +227,72 @@ async def test_guard_on_ipv6_loopback_receiver_when_available() -> None:
         assert receiver.requests == [] and "loopback address" in str(errors[0])
         errors, _ = await deliver(CustomWebhook(name="open6", url=url, retry_policy=FAST))
         assert errors == [] and len(receiver.requests) == 1
+
+
+# -- the rest of safe transport: TLS verified, redirects not followed, payload size bounded ---
+
+
+async def test_tls_certificates_are_verified_by_default() -> None:
+    import ssl
+
+    import trustme
+    from aiohttp import web
+
+    ca = trustme.CA()  # a CA nobody trusts: the server's certificate must be refused
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    hits: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        errors, dead = await deliver(
+            CustomWebhook(
+                name="tls",
+                url=f"https://127.0.0.1:{port}/hook",
+                retry_policy={**FAST, "max_retries": 0},
+            )
+        )
+    finally:
+        await runner.cleanup()
+    assert hits == [] and len(dead) == 1
+    assert "certificate" in str(errors[0]).lower()
+
+
+async def test_redirects_are_not_followed(receiver: Receiver) -> None:
+    from empathy_webhooks_core.testing import Reply
+
+    receiver.queue(Reply(status=307, headers={"Location": receiver.url("/elsewhere")}))
+    errors, dead = await deliver(CustomWebhook(name="moved", url=receiver.url(), retry_policy=FAST))
+    assert [r.path for r in receiver.requests] == ["/hook"]
+    assert "redirect not followed (307)" in str(errors[0]) and len(dead) == 1
+
+
+async def test_an_oversize_payload_is_refused_kept_as_a_dead_letter_and_never_sent(
+    receiver: Receiver,
+) -> None:
+    webhook = CustomWebhook(
+        name="big", url=receiver.url(), max_payload_bytes=1024, retry_policy=FAST
+    )
+    errors: list[DeliveryError] = []
+    webhook = attrs.evolve(webhook, on_failure=lambda w, e, err: errors.append(err))
+    async with WebhookDispatcher(webhooks=[webhook]) as dispatcher:
+        event = await dispatcher.emit("alert", {"message": "x" * 2000})
+        await dispatcher.drain()
+        [letter] = await dispatcher.dead_letters()
+    assert receiver.requests == []
+    [error] = errors
+    assert error.attempts == 1
+    assert "over this webhook's max_payload_bytes (1024); not sent" in str(error)
+    assert letter.event.event_id == event.event_id
+    assert "max_payload_bytes" in letter.error["reason"]
+    assert CustomWebhook(url="https://example.com/h").max_payload_bytes == 512 * 1024
