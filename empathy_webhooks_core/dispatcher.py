@@ -58,14 +58,20 @@ class _Lane:
     """One webhook's queue, workers and guards."""
 
     def __init__(
-        self, webhook: Webhook, clock: Clock, *, routed: bool = True, limiter: Any = None
+        self,
+        webhook: Webhook,
+        clock: Clock,
+        *,
+        routed: bool = True,
+        limiter: Any = None,
+        breaker: Any = None,
     ) -> None:
         self.webhook = webhook
         self.routed = routed
         self.matcher = EventMatcher(webhook.events)
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self.limiter = limiter
-        self.breaker = CircuitBreaker(webhook.circuit_breaker, clock)
+        self.breaker = breaker or CircuitBreaker(webhook.circuit_breaker, clock)
         self.recorder = StatsRecorder()
         self.clock = clock
         self.paused_until = 0.0
@@ -204,7 +210,11 @@ class WebhookDispatcher:
             pending, self._pending_webhooks = self._pending_webhooks, []
             for webhook, routed in pending:
                 lane = _Lane(
-                    webhook, self._clock, routed=routed, limiter=self._limiter_for(webhook)
+                    webhook,
+                    self._clock,
+                    routed=routed,
+                    limiter=self._limiter_for(webhook),
+                    breaker=self._breaker_for(webhook),
                 )
                 self._lanes[webhook.name] = lane
                 register_secrets(webhook.secret_values())
@@ -230,6 +240,14 @@ class WebhookDispatcher:
         if shared is not None:
             return shared(webhook, self._clock)
         return RateLimiter(webhook.rate_limit, self._clock)
+
+    def _breaker_for(self, webhook: Webhook) -> Any:
+        """The store's circuit breaker (shared across workers) if it offers one, else None
+        for the lane's own. It has `CircuitBreaker`'s synchronous interface."""
+        shared = getattr(self._store, "make_circuit_breaker", None)
+        if shared is None or not webhook.circuit_breaker.enabled:
+            return None
+        return shared(webhook, self._clock)
 
     def _session_for(self, webhook: Webhook) -> aiohttp.ClientSession:
         """The shared session, or for webhooks that block private addresses a guarded one."""
@@ -631,7 +649,8 @@ class WebhookDispatcher:
             if target is not None and target is not lane:
                 backup = Delivery(webhook_name=name, event=delivery.event)
                 await self._store.enqueue([backup])
-                self._enqueue(target, backup)
+                if not self._store.remote_workers:  # else a worker takes it from the store
+                    self._enqueue(target, backup)
         self._settle(lane, delivery)
 
     async def _gone(self, lane: _Lane, delivery: Delivery, result: Any, reason: str) -> None:
@@ -709,7 +728,8 @@ class WebhookDispatcher:
         delivery = Delivery(webhook_name=letter.webhook_name, event=letter.event)
         await self._store.enqueue([delivery])
         lane.dead_letters = max(0, lane.dead_letters - 1)
-        self._enqueue(lane, delivery)
+        if not self._store.remote_workers:  # else a worker takes it from the store
+            self._enqueue(lane, delivery)
         return letter.event
 
     async def replay_dead_letters(self, webhook_name: str | None = None) -> int:

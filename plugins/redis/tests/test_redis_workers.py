@@ -141,9 +141,10 @@ async def test_a_rate_limit_holds_across_two_worker_processes(
     finally:
         await asyncio.gather(*(stop(proc) for proc in workers))
     assert {r.header("X-Worker") for r in webhook_receiver.delivered} == {"a", "b"}
-    # Never more than `limit` requests within one window at the receiver. A small allowance
-    # covers the trip from the limiter (in Redis) to the receiver; two workers each keeping
-    # their own limit would put 20 within half a window.
-    slack = 0.05
+    # Never more than `limit` requests within one window at the receiver. The allowance
+    # covers the trip from the limiter (in Redis) to the receiver, which on a loaded two-core
+    # machine varies by more than 50 ms; two workers each keeping their own limit would put
+    # 20 within a fraction of a window, so the test keeps its power.
+    slack = 0.25
     for first, last in zip(arrivals, arrivals[limit:], strict=False):
         assert last - first >= window - slack, "more than the limit within one window"
