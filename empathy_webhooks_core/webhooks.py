@@ -13,7 +13,7 @@ from .events import Event
 from .ratelimit import RateLimit
 from .redaction import url_repr, url_secrets
 from .retry import RetryPolicy
-from .wire import SENSITIVE_HEADERS, masked_headers
+from .wire import SENSITIVE_HEADERS, OutgoingRequest, masked_headers
 
 __all__ = ["CustomWebhook", "SignatureScheme", "Webhook", "WebhookConfig", "check_url"]
 
@@ -163,6 +163,17 @@ class Webhook:
                     values.append(credential)
         values.extend(url_secrets(getattr(self, "url", None)))
         return [value for value in values if value]
+
+    def render(
+        self, event: Event | str, data: Mapping[str, Any] | None = None, **fields: Any
+    ) -> OutgoingRequest:
+        """What this webhook would send for `event` (an `Event`, or an event type with its
+        data and fields): a dry run through the installed plugins; nothing is sent."""
+        from .delivery import render_request
+
+        if isinstance(event, str):
+            event = Event(event_type=event, data=data, **fields)
+        return render_request(self, event)
 
     def describe(self) -> str:
         """A one-line description for listings; never includes secrets."""

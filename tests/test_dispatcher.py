@@ -297,3 +297,18 @@ async def test_a_users_content_type_is_sent_once_whatever_its_case(receiver: Rec
     assert [v for k, v in request.raw_headers if k.lower() == "content-type"] == [
         "application/json"
     ]
+
+
+def test_every_webhook_renders_a_dry_run_without_sending() -> None:
+    webhook = CustomWebhook(url="https://a.example/hook", headers={"X-Team": "platform"})
+    request = webhook.render("alert", {"message": "disk full"}, severity="high")
+    assert request.url == "https://a.example/hook"
+    assert request.headers["X-Team"] == "platform"
+    body = request.json_body()
+    assert (body["event_type"], body["data"], body["severity"]) == (
+        "alert",
+        {"message": "disk full"},
+        "high",
+    )
+    event = Event(event_type="prediction", data={"p": 1})
+    assert webhook.render(event).body == event.envelope_bytes()

@@ -111,15 +111,6 @@ class SlackWebhook(Webhook):
         token = _url_token(self.webhook_url)
         return [*super().secret_values(), self.webhook_url, *([token] if token else [])]
 
-    def render(
-        self, event: Event | str, data: dict[str, Any] | None = None, **fields: Any
-    ) -> OutgoingRequest:
-        """What this webhook would send for `event` (an `Event`, or an event type with its
-        data and fields): a dry run, nothing is sent."""
-        if isinstance(event, str):
-            event = Event(event_type=event, data=data, **fields)
-        return _request(self, event)
-
 
 def _request(webhook: SlackWebhook, event: Event) -> OutgoingRequest:
     return OutgoingRequest.json(

@@ -89,15 +89,6 @@ class TeamsWebhook(Webhook):
     def secret_values(self) -> list[str]:
         return [*super().secret_values(), self.webhook_url, *_url_secrets(self.webhook_url)]
 
-    def render(
-        self, event: Event | str, data: dict[str, Any] | None = None, **fields: Any
-    ) -> OutgoingRequest:
-        """What this webhook would send for `event` (an `Event`, or an event type with its
-        data and fields): a dry run, nothing is sent."""
-        if isinstance(event, str):
-            event = Event(event_type=event, data=data, **fields)
-        return _request(self, event)
-
 
 def _request(webhook: TeamsWebhook, event: Event) -> OutgoingRequest:
     return OutgoingRequest.json(
