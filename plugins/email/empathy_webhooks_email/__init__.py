@@ -319,6 +319,8 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
     started = time.perf_counter()
     where = webhook.url
     timeout = webhook.retry_policy.timeout_seconds
+    # aiosmtplib owns the socket from here and closes it, whatever happens (closing it here
+    # too would pull it from under a TLS shutdown still in progress).
     sock = await _connect(webhook, timeout)
     try:
         errors, reply = await aiosmtplib.send(
@@ -378,10 +380,6 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
     except aiosmtplib.SMTPException as exc:
         # "No suitable authentication method found" and the like: configuration, not luck.
         raise EmailDeliveryRefused(f"{where}: {_scrub(exc.message, webhook)}") from None
-    finally:
-        # aiosmtplib closes its connection when done; this only matters if it never took the
-        # socket over (closing twice is harmless).
-        sock.close()
     refused = {
         address: f"{answer.code} {answer.message}" for address, answer in (errors or {}).items()
     }

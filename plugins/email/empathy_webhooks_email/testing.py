@@ -202,6 +202,11 @@ class SMTPTestServer:
         for protocol in self._connections:
             if protocol.transport is not None:
                 protocol.transport.close()
+            # After STARTTLS the TCP transport sits under the TLS one; close it too, or a
+            # connection the client abandoned mid-handshake stays open.
+            original = protocol._original_transport
+            if original is not None and not original.is_closing():
+                original.close()
             task = protocol._handler_coroutine
             if task is not None:
                 task.cancel()
