@@ -54,6 +54,13 @@ def _debug_enabled() -> bool:
     return structlog.is_configured() or _stdlib_log.isEnabledFor(logging.DEBUG)
 
 
+def _protocol(delivery: Delivery) -> str:
+    """What a status code belongs to, from the request's scheme: "HTTP", "SMTP", ..."""
+    url = delivery.request.url if delivery.request is not None else ""
+    scheme = url.split(":", 1)[0].upper() if ":" in url else "HTTP"
+    return "HTTP" if scheme.startswith("HTTP") else scheme
+
+
 class _Lane:
     """One webhook's queue, workers and guards."""
 
@@ -575,6 +582,7 @@ class WebhookDispatcher:
             status=response.status if response is not None else None,
             body_excerpt=redact_text(response.excerpt()) if response is not None else None,
             last_exception=result.exception,
+            protocol=_protocol(delivery),
         )
         await self._failed(lane, delivery, error)
 
@@ -674,6 +682,7 @@ class WebhookDispatcher:
             attempts=delivery.attempts + 1,
             status=result.response.status if result.response else None,
             body_excerpt=redact_text(result.response.excerpt()) if result.response else None,
+            protocol=_protocol(delivery),
         )
         await self._tell_failure(lane.webhook, delivery.event, error)
         assert self._changed is not None

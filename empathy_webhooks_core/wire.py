@@ -197,9 +197,10 @@ class DeliveryResult:
 class DeliveryError(Exception):
     """A delivery that finally failed: what `on_failure` callbacks receive as `error`.
 
-    Carries the last HTTP status (None when no answer came), a bounded excerpt of the answer's
-    body, the number of attempts, the reason and the last exception, if any. Its text never
-    contains the webhook's secrets.
+    Carries the last status (None when no answer came) and the `protocol` it belongs to
+    ("HTTP", or "SMTP" for email), a bounded excerpt of the answer's body, the number of
+    attempts, the reason and the last exception, if any. Its text never contains the
+    webhook's secrets.
     """
 
     def __init__(
@@ -212,8 +213,10 @@ class DeliveryError(Exception):
         status: int | None = None,
         body_excerpt: str | None = None,
         last_exception: BaseException | None = None,
+        protocol: str = "HTTP",
     ) -> None:
         self.reason = reason
+        self.protocol = protocol
         self.webhook_name = webhook_name
         self.event_id = event_id
         self.attempts = attempts
@@ -229,7 +232,7 @@ class DeliveryError(Exception):
 
     def _text(self) -> str:
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
-        status = f"HTTP {self.status}: " if self.status is not None else ""
+        status = f"{self.protocol} {self.status}: " if self.status is not None else ""
         text = f"{self.webhook_name}: {status}{self.reason} (after {tries})"
         if self.body_excerpt:
             text += f"; response: {self.body_excerpt}"

@@ -395,6 +395,7 @@ async def test_550_is_a_final_failure_with_the_servers_reply(smtp: SMTPTestServe
     assert error.reason == "SMTP 550 at DATA: 5.7.1 Message rejected as spam"
     assert error.body_excerpt == "5.7.1 Message rejected as spam"
     assert error.event_id == "evt_0123456789abcdefABCDEF"
+    assert str(error).startswith("email_webhook: SMTP 550: SMTP 550 at DATA: 5.7.1 Message")
 
 
 async def test_4xx_until_retries_run_out_fails(smtp: SMTPTestServer) -> None:
