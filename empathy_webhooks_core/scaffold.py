@@ -39,7 +39,7 @@ def plugin_names(name: str) -> dict[str, str]:
 
 _PYPROJECT = """\
 [build-system]
-requires = ["setuptools>=68"]
+requires = ["setuptools>=77"]
 build-backend = "setuptools.build_meta"
 
 [project]
@@ -48,7 +48,7 @@ version = "0.1.0"
 description = "$title target for empathy-webhooks."
 readme = "README.md"
 requires-python = ">=3.11"
-license = { text = "MIT" }
+license = "MIT"
 dependencies = ["empathy-webhooks-core>=0.1"]
 
 [project.optional-dependencies]
