@@ -27,8 +27,8 @@ import secrets
 import socket
 import time
 import urllib.parse
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -75,6 +75,52 @@ return 0
 """
 
 _OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer")
+
+T = TypeVar("T")
+
+
+def _reraise_dropped_cancel() -> None:
+    """Raise the cancellation a Redis call swallowed.
+
+    redis-py writes each command under `asyncio.wait_for` (it sets a socket timeout by
+    default), and on Python 3.11 `wait_for` drops a cancellation that arrives as the write
+    completes (CPython gh-86296): the task carries on as if never cancelled, and whoever
+    awaits it after `cancel()` waits forever. The task still counts the request, so raise it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _checked(awaitable: Awaitable[T]) -> T:
+    """Await a Redis call on a path a stop cancels (a lane worker, a loop of ours)."""
+    result = await awaitable
+    _reraise_dropped_cancel()
+    return result
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set or `timeout` passes (`asyncio.timeout`, which, unlike 3.11's
+    `wait_for`, never drops a cancellation)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
+async def _end_tasks(tasks: Iterable[asyncio.Task[Any]], patience: float) -> None:
+    """Wait up to `patience` for tasks told to stop, then cancel what is left, again and
+    again: one cancellation may be dropped inside redis-py (see `_reraise_dropped_cancel`)."""
+    pending = {task for task in tasks if not task.done()}
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=patience)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("redis_task_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class RedisRateLimiter:
@@ -143,7 +189,15 @@ class RedisStore:
         self._held: dict[str, Delivery] = {}
         self._room = asyncio.Event()
         self._dispatcher: Any = None
+        # The consumer (stopped by `stop_consuming`) and the loops that run until `close`
+        # (the heartbeat keeps refreshing what is held while a stopping worker finishes it).
+        self._consumer_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stop_taking = asyncio.Event()
+        self._closing = asyncio.Event()
+        # How long one XREADGROUP waits for new entries: also how long a stop may wait for
+        # the read in progress (it is let finish, so nothing it takes is stranded).
+        self._block_ms = max(10, min(250, int(self.visibility_timeout / 2 * 1000)))
 
     def __repr__(self) -> str:
         return f"RedisStore({_safe_url(self.url)!r}, role={self.role!r}, prefix={self.prefix!r})"
@@ -184,6 +238,9 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.stop_consuming()
+        tasks, self._tasks = self._tasks, []
+        self._closing.set()
+        await _end_tasks(tasks, patience=1.0)
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -212,7 +269,7 @@ class RedisStore:
             delivery.store_ref = entry_id
 
     async def record_attempt(self, delivery: Delivery) -> None:
-        await self.redis.hset(self.attempts_key, delivery.delivery_id, delivery.attempts)
+        await _checked(self.redis.hset(self.attempts_key, delivery.delivery_id, delivery.attempts))
 
     async def mark_delivered(self, delivery: Delivery) -> None:
         await self._finish(delivery, None)
@@ -225,8 +282,11 @@ class RedisStore:
             pipe.xack(self.stream, GROUP, delivery.store_ref)
             pipe.xdel(self.stream, delivery.store_ref)
         pipe.hdel(self.attempts_key, delivery.delivery_id)
-        await pipe.execute()
-        self._release(delivery)
+        try:
+            await pipe.execute()
+        finally:
+            self._release(delivery)
+        _reraise_dropped_cancel()
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
         letter = DeadLetter(
@@ -272,26 +332,37 @@ class RedisStore:
         return RedisRateLimiter(self, webhook.name, webhook.rate_limit)
 
     async def reserve_script(self, *, keys: list[str], args: list[Any]) -> Any:
-        return await self._reserve(keys=keys, args=args)
+        return await _checked(self._reserve(keys=keys, args=args))
 
     # -- the worker role -------------------------------------------------------------------
 
     def start_consuming(self, dispatcher: Any) -> None:
         """Take deliveries from the stream and hand them to `dispatcher` (worker role)."""
-        if self.role != "worker" or self._tasks:
+        if self.role != "worker" or self._consumer_task is not None:
             return
         self._dispatcher = dispatcher
-        self._tasks = [
-            asyncio.create_task(self._consume(), name=f"redis-consume:{self.consumer}"),
-            asyncio.create_task(self._heartbeat(), name=f"redis-heartbeat:{self.consumer}"),
-        ]
+        self._stop_taking.clear()
+        self._closing.clear()
+        self._consumer_task = asyncio.create_task(
+            self._consume(), name=f"redis-consume:{self.consumer}"
+        )
+        self._tasks.append(
+            asyncio.create_task(self._heartbeat(), name=f"redis-heartbeat:{self.consumer}")
+        )
 
     async def stop_consuming(self) -> None:
-        """Take nothing more (what is held still finishes and is acknowledged)."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Take nothing more (what is held still finishes, is refreshed and acknowledged).
+
+        The consumer is told to stop rather than cancelled, so a read in progress completes
+        and what it took is handed to the lanes instead of being stranded until the
+        visibility timeout; it returns within one block of XREADGROUP.
+        """
+        task, self._consumer_task = self._consumer_task, None
+        if task is None:
+            return
+        self._stop_taking.set()
+        self._room.set()
+        await _end_tasks([task], patience=self._block_ms / 1000 + 2.0)
 
     def _release(self, delivery: Delivery) -> None:
         if self._held.pop(str(delivery.store_ref), None) is not None:
@@ -301,17 +372,20 @@ class RedisStore:
         claim_every = self.visibility_timeout / 2
         next_claim = 0.0
         cursor = "0-0"
-        block_ms = max(10, min(1000, int(claim_every * 1000)))
-        # Joined explicitly, so operators (XINFO CONSUMERS) see an idle worker too.
-        await self.redis.xgroup_createconsumer(self.stream, GROUP, self.consumer)
-        while True:
+        joined = False
+        while not self._stop_taking.is_set():
             try:
+                if not joined:
+                    # Joined explicitly, so operators (XINFO CONSUMERS) see an idle worker too.
+                    await _checked(
+                        self.redis.xgroup_createconsumer(self.stream, GROUP, self.consumer)
+                    )
+                    joined = True
                 free = self.window - len(self._held)
                 if free <= 0:
                     # Backpressure: read no further ahead than the lanes can send.
                     self._room.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._room.wait(), claim_every)
+                    await _wait_event(self._room, claim_every)
                     continue
                 entries: list[tuple[str, dict[str, str]]] = []
                 if time.monotonic() >= next_claim:
@@ -319,29 +393,36 @@ class RedisStore:
                     if cursor == "0-0":
                         next_claim = time.monotonic() + claim_every
                 if not entries:
-                    answer: Any = await self.redis.xreadgroup(
-                        GROUP, self.consumer, {self.stream: ">"}, count=free, block=block_ms
+                    answer: Any = await _checked(
+                        self.redis.xreadgroup(
+                            GROUP,
+                            self.consumer,
+                            {self.stream: ">"},
+                            count=free,
+                            block=self._block_ms,
+                        )
                     )
                     entries = answer[0][1] if answer else []
                 if entries:
+                    # Even when stopping: these are ours now, so the lanes deliver them.
                     await self._submit(entries)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 # Redis restarting or unreachable: keep trying, the entries wait in the stream.
                 log.error("redis_consume_failed", error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(min(1.0, claim_every))
+                await _wait_event(self._stop_taking, min(1.0, claim_every))
 
     async def _claim_idle(
         self, cursor: str, count: int
     ) -> tuple[str, list[tuple[str, dict[str, str]]]]:
-        answer = await self.redis.xautoclaim(
-            self.stream,
-            GROUP,
-            self.consumer,
-            min_idle_time=int(self.visibility_timeout * 1000),
-            start_id=cursor,
-            count=count,
+        answer = await _checked(
+            self.redis.xautoclaim(
+                self.stream,
+                GROUP,
+                self.consumer,
+                min_idle_time=int(self.visibility_timeout * 1000),
+                start_id=cursor,
+                count=count,
+            )
         )
         next_cursor, claimed = answer[0], answer[1]
         claimed = [(entry_id, fields) for entry_id, fields in claimed if fields]
@@ -351,7 +432,7 @@ class RedisStore:
 
     async def _submit(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         ids = [fields["d"] for _, fields in entries]
-        counted = await self.redis.hmget(self.attempts_key, ids)
+        counted = await _checked(self.redis.hmget(self.attempts_key, ids))
         for (entry_id, fields), attempts in zip(entries, counted, strict=True):
             if entry_id in self._held:
                 continue  # reclaimed from ourselves: still under way here
@@ -379,18 +460,22 @@ class RedisStore:
     async def _heartbeat(self) -> None:
         """Keep what this worker holds from looking abandoned (a slow retry is not a crash)."""
         while True:
-            await asyncio.sleep(self.visibility_timeout / 3)
+            await _wait_event(self._closing, self.visibility_timeout / 3)
+            if self._closing.is_set():
+                return
             ids = list(self._held)
             if not ids:
                 continue
             try:
-                await self.redis.xclaim(
-                    self.stream,
-                    GROUP,
-                    self.consumer,
-                    min_idle_time=0,
-                    message_ids=list[Any](ids),
-                    justid=True,
+                await _checked(
+                    self.redis.xclaim(
+                        self.stream,
+                        GROUP,
+                        self.consumer,
+                        min_idle_time=0,
+                        message_ids=list[Any](ids),
+                        justid=True,
+                    )
                 )
             except Exception as exc:
                 log.error("redis_heartbeat_failed", error=f"{type(exc).__name__}: {exc}")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from empathy_webhooks_redis import RedisStore, open_redis_store
+from empathy_webhooks_redis.store import _checked
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
 from empathy_webhooks_core.plugins import Hooks, get_plugin_manager
@@ -211,3 +212,47 @@ async def test_a_lane_with_a_rate_limit_uses_the_store_limiter(
             # The limit's log is in Redis, and the third delivery waits its turn there.
             assert await store.redis.zcard(f"{store.prefix}rate:h:60") == 2
             assert len(webhook_receiver.requests) == 2
+
+
+async def test_a_cancellation_a_redis_call_dropped_is_raised_again() -> None:
+    # What Python 3.11's `wait_for` (under every redis-py command write) does when a cancel
+    # lands as the write completes: it returns normally and the task keeps running.
+    async def drops_the_cancel() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "carried on"
+        return "slept"
+
+    task = asyncio.create_task(_checked(drops_the_cancel()))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_busy_worker_stops_promptly_every_time(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    """Stopping never waits on a loop that lost its cancellation inside redis-py: here the
+    heartbeat refreshes held entries every 10 ms while deliveries hang at the receiver."""
+    release = asyncio.Event()
+
+    async def hang(_: ReceivedRequest) -> Reply:
+        await release.wait()
+        return Reply(status=200)
+
+    webhook_receiver.handler = hang
+    hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), max_concurrency=4)
+    url = redis_url + "&visibility_timeout=0.03"
+    async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
+        for n in range(4):
+            await producer.emit("prediction", {"n": n})
+    try:
+        for _ in range(8):
+            seen = len(webhook_receiver.requests)
+            async with worker([hook], url, grace_seconds=0.05):
+                await webhook_receiver.wait_for(seen + 1)
+                await asyncio.sleep(0.05)  # the heartbeat and the consumer keep calling Redis
+    finally:
+        release.set()
