@@ -12,9 +12,10 @@ from typing import Any
 
 from empathy_webhooks_core.plugins import hookimpl
 
+from .breaker import RedisCircuitBreaker
 from .store import RedisRateLimiter, RedisStore, open_redis_store
 
-__all__ = ["RedisRateLimiter", "RedisStore", "open_redis_store"]
+__all__ = ["RedisCircuitBreaker", "RedisRateLimiter", "RedisStore", "open_redis_store"]
 
 
 @hookimpl

@@ -11,6 +11,8 @@ Keys (all under the prefix, `empathy:` by default, so several deployments share 
 - `<prefix>dead`: dead letter id -> JSON, for inspection and replay from any process.
 - `<prefix>rate:<webhook>:<seconds>`: a sliding-window log (sorted set) per webhook and
   window, updated by a Lua script, so a rate limit holds across every worker.
+- `<prefix>breaker:{<webhook>}:*`: the webhook's circuit breaker, shared by every worker
+  (see `breaker.py`).
 
 Durability is the server's: with `appendonly yes` an acknowledged XADD survives a Redis
 restart; without persistence it survives worker crashes, not a server crash.
@@ -19,7 +21,6 @@ restart; without persistence it survives worker crashes, not a server crash.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -27,8 +28,8 @@ import secrets
 import socket
 import time
 import urllib.parse
-from collections.abc import Awaitable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -39,7 +40,10 @@ from empathy_webhooks_core.ratelimit import RateLimit
 from empathy_webhooks_core.redaction import REDACTED
 from empathy_webhooks_core.stores import DeadLetter, Delivery
 
-__all__ = ["RedisRateLimiter", "RedisStore", "open_redis_store"]
+from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
+from .breaker import BREAKER_SYNC, RedisCircuitBreaker
+
+__all__ = ["RedisCircuitBreaker", "RedisRateLimiter", "RedisStore", "open_redis_store"]
 
 log = get_logger()
 
@@ -75,52 +79,6 @@ return 0
 """
 
 _OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer")
-
-T = TypeVar("T")
-
-
-def _reraise_dropped_cancel() -> None:
-    """Raise the cancellation a Redis call swallowed.
-
-    redis-py writes each command under `asyncio.wait_for` (it sets a socket timeout by
-    default), and on Python 3.11 `wait_for` drops a cancellation that arrives as the write
-    completes (CPython gh-86296): the task carries on as if never cancelled, and whoever
-    awaits it after `cancel()` waits forever. The task still counts the request, so raise it.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-async def _checked(awaitable: Awaitable[T]) -> T:
-    """Await a Redis call on a path a stop cancels (a lane worker, a loop of ours)."""
-    result = await awaitable
-    _reraise_dropped_cancel()
-    return result
-
-
-async def _wait_event(event: asyncio.Event, timeout: float) -> None:
-    """Until `event` is set or `timeout` passes (`asyncio.timeout`, which, unlike 3.11's
-    `wait_for`, never drops a cancellation)."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await event.wait()
-
-
-async def _end_tasks(tasks: Iterable[asyncio.Task[Any]], patience: float) -> None:
-    """Wait up to `patience` for tasks told to stop, then cancel what is left, again and
-    again: one cancellation may be dropped inside redis-py (see `_reraise_dropped_cancel`)."""
-    pending = {task for task in tasks if not task.done()}
-    if pending:
-        _, pending = await asyncio.wait(pending, timeout=patience)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.1)
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("redis_task_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class RedisRateLimiter:
@@ -186,6 +144,7 @@ class RedisStore:
         self.attempts_key = f"{prefix}attempts"
         self._redis: aioredis.Redis | None = None
         self._reserve: Any = None
+        self._breaker_sync: Any = None
         self._held: dict[str, Delivery] = {}
         self._room = asyncio.Event()
         self._dispatcher: Any = None
@@ -193,6 +152,7 @@ class RedisStore:
         # (the heartbeat keeps refreshing what is held while a stopping worker finishes it).
         self._consumer_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._breakers: list[RedisCircuitBreaker] = []
         self._stop_taking = asyncio.Event()
         self._closing = asyncio.Event()
         # How long one XREADGROUP waits for new entries: also how long a stop may wait for
@@ -233,6 +193,8 @@ class RedisStore:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._reserve = self._redis.register_script(_RESERVE)
+        self._breaker_sync = self._redis.register_script(BREAKER_SYNC)
+        self._closing.clear()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
 
@@ -240,7 +202,9 @@ class RedisStore:
         await self.stop_consuming()
         tasks, self._tasks = self._tasks, []
         self._closing.set()
-        await _end_tasks(tasks, patience=1.0)
+        for breaker in self._breakers:
+            breaker.wake()
+        await end_tasks(tasks, patience=1.0)
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -269,7 +233,7 @@ class RedisStore:
             delivery.store_ref = entry_id
 
     async def record_attempt(self, delivery: Delivery) -> None:
-        await _checked(self.redis.hset(self.attempts_key, delivery.delivery_id, delivery.attempts))
+        await checked(self.redis.hset(self.attempts_key, delivery.delivery_id, delivery.attempts))
 
     async def mark_delivered(self, delivery: Delivery) -> None:
         await self._finish(delivery, None)
@@ -286,7 +250,7 @@ class RedisStore:
             await pipe.execute()
         finally:
             self._release(delivery)
-        _reraise_dropped_cancel()
+        reraise_dropped_cancel()
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
         letter = DeadLetter(
@@ -332,7 +296,36 @@ class RedisStore:
         return RedisRateLimiter(self, webhook.name, webhook.rate_limit)
 
     async def reserve_script(self, *, keys: list[str], args: list[Any]) -> Any:
-        return await _checked(self._reserve(keys=keys, args=args))
+        return await checked(self._reserve(keys=keys, args=args))
+
+    def make_circuit_breaker(self, webhook: Any, clock: Any) -> RedisCircuitBreaker:
+        """The dispatcher's lanes call this: one breaker for the webhook across all workers."""
+        breaker = RedisCircuitBreaker(
+            self,
+            webhook.name,
+            webhook.circuit_breaker,
+            clock,
+            probe_ttl=webhook.retry_policy.timeout_seconds + 5.0,
+        )
+        self._breakers.append(breaker)
+        return breaker
+
+    async def breaker_script(self, *, keys: list[str], args: list[Any]) -> Any:
+        return await self._breaker_sync(keys=keys, args=args)
+
+    @property
+    def closing(self) -> asyncio.Event:
+        """Set when the store closes: its background tasks end."""
+        return self._closing
+
+    def start_task(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        """Run a background task until the store closes (worker role only)."""
+        if self.role != "worker":
+            coro.close()
+            raise RuntimeError("a producer-role store runs no background tasks")
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
 
     # -- the worker role -------------------------------------------------------------------
 
@@ -362,7 +355,7 @@ class RedisStore:
             return
         self._stop_taking.set()
         self._room.set()
-        await _end_tasks([task], patience=self._block_ms / 1000 + 2.0)
+        await end_tasks([task], patience=self._block_ms / 1000 + 2.0)
 
     def _release(self, delivery: Delivery) -> None:
         if self._held.pop(str(delivery.store_ref), None) is not None:
@@ -377,7 +370,7 @@ class RedisStore:
             try:
                 if not joined:
                     # Joined explicitly, so operators (XINFO CONSUMERS) see an idle worker too.
-                    await _checked(
+                    await checked(
                         self.redis.xgroup_createconsumer(self.stream, GROUP, self.consumer)
                     )
                     joined = True
@@ -385,7 +378,7 @@ class RedisStore:
                 if free <= 0:
                     # Backpressure: read no further ahead than the lanes can send.
                     self._room.clear()
-                    await _wait_event(self._room, claim_every)
+                    await wait_event(self._room, claim_every)
                     continue
                 entries: list[tuple[str, dict[str, str]]] = []
                 if time.monotonic() >= next_claim:
@@ -393,7 +386,7 @@ class RedisStore:
                     if cursor == "0-0":
                         next_claim = time.monotonic() + claim_every
                 if not entries:
-                    answer: Any = await _checked(
+                    answer: Any = await checked(
                         self.redis.xreadgroup(
                             GROUP,
                             self.consumer,
@@ -409,12 +402,12 @@ class RedisStore:
             except Exception as exc:
                 # Redis restarting or unreachable: keep trying, the entries wait in the stream.
                 log.error("redis_consume_failed", error=f"{type(exc).__name__}: {exc}")
-                await _wait_event(self._stop_taking, min(1.0, claim_every))
+                await wait_event(self._stop_taking, min(1.0, claim_every))
 
     async def _claim_idle(
         self, cursor: str, count: int
     ) -> tuple[str, list[tuple[str, dict[str, str]]]]:
-        answer = await _checked(
+        answer = await checked(
             self.redis.xautoclaim(
                 self.stream,
                 GROUP,
@@ -432,7 +425,7 @@ class RedisStore:
 
     async def _submit(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         ids = [fields["d"] for _, fields in entries]
-        counted = await _checked(self.redis.hmget(self.attempts_key, ids))
+        counted = await checked(self.redis.hmget(self.attempts_key, ids))
         for (entry_id, fields), attempts in zip(entries, counted, strict=True):
             if entry_id in self._held:
                 continue  # reclaimed from ourselves: still under way here
@@ -460,14 +453,14 @@ class RedisStore:
     async def _heartbeat(self) -> None:
         """Keep what this worker holds from looking abandoned (a slow retry is not a crash)."""
         while True:
-            await _wait_event(self._closing, self.visibility_timeout / 3)
+            await wait_event(self._closing, self.visibility_timeout / 3)
             if self._closing.is_set():
                 return
             ids = list(self._held)
             if not ids:
                 continue
             try:
-                await _checked(
+                await checked(
                     self.redis.xclaim(
                         self.stream,
                         GROUP,

@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from empathy_webhooks_redis import RedisStore, open_redis_store
-from empathy_webhooks_redis.store import _checked
+from empathy_webhooks_redis._aio import checked
+from empathy_webhooks_redis.breaker import POLL
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
+from empathy_webhooks_core.breaker import BreakerState
+from empathy_webhooks_core.clock import SystemClock
 from empathy_webhooks_core.plugins import Hooks, get_plugin_manager
 from empathy_webhooks_core.ratelimit import RateLimit
 from empathy_webhooks_core.stores import Delivery, open_store
@@ -224,7 +227,7 @@ async def test_a_cancellation_a_redis_call_dropped_is_raised_again() -> None:
             return "carried on"
         return "slept"
 
-    task = asyncio.create_task(_checked(drops_the_cancel()))
+    task = asyncio.create_task(checked(drops_the_cancel()))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -256,3 +259,78 @@ async def test_a_busy_worker_stops_promptly_every_time(
                 await asyncio.sleep(0.05)  # the heartbeat and the consumer keep calling Redis
     finally:
         release.set()
+
+
+async def test_the_shared_breaker_opens_for_every_worker_and_lets_one_probe_through(
+    redis_url: str,
+) -> None:
+    first = open_redis_store(redis_url).for_worker()
+    second = open_redis_store(redis_url).for_worker()
+    producer = open_redis_store(redis_url)
+    for store in (first, second, producer):
+        await store.open()
+    try:
+        hook = CustomWebhook(
+            name="h",
+            url="http://127.0.0.1:9/",
+            circuit_breaker={"min_attempts": 4, "failure_rate": 0.5, "open_seconds": 0.2},
+        )
+        clock = SystemClock()
+        one = first.make_circuit_breaker(hook, clock)
+        two = second.make_circuit_breaker(hook, clock)
+        for breaker in (one, two):
+            await breaker.sync()
+            assert breaker.wait_time() == 0 and breaker.state is BreakerState.CLOSED
+
+        # Two failures here and two there: four attempts, all failed, across the workers.
+        one.record(False)
+        two.record(False)
+        one.record(False)
+        await one.sync()
+        assert one.state is BreakerState.CLOSED  # three attempts: below min_attempts
+        two.record(False)
+        await two.sync()
+        await one.sync()
+        for breaker in (one, two):
+            assert breaker.state is BreakerState.OPEN and breaker.times_opened == 1
+            assert 0 < (breaker.wait_time() or 0) <= 0.2
+
+        # Half-open: whoever asks first takes the probe; the other waits for its result.
+        async with asyncio.timeout(5):
+            while one.wait_time() != POLL:  # noqa: ASYNC110 - the open time runs out
+                await asyncio.sleep(0.01)
+        await one.sync()
+        assert one.wait_time() == 0
+        assert two.wait_time() == POLL
+        await two.sync()
+        assert two.wait_time() == POLL  # the probe is one's
+        one.before_attempt()
+        assert one.wait_time() is None and one.current_state() is BreakerState.HALF_OPEN
+        one.record(False)  # the probe failed: open again, for both
+        assert one.state is BreakerState.OPEN
+        await one.sync()
+        await two.sync()
+        assert (one.times_opened, two.times_opened) == (2, 2)
+        assert two.state is BreakerState.OPEN
+
+        async with asyncio.timeout(5):
+            while two.wait_time() != POLL:  # noqa: ASYNC110 - the open time runs out
+                await asyncio.sleep(0.01)
+        await two.sync()
+        assert two.wait_time() == 0
+        two.before_attempt()
+        two.record(True)  # the probe succeeded: closed, for both
+        await two.sync()
+        await one.sync()
+        assert one.state is two.state is BreakerState.CLOSED
+        assert one.wait_time() == two.wait_time() == 0
+
+        # A producer's breaker starts no task (it never sends).
+        idle = producer.make_circuit_breaker(hook, clock)
+        idle.record(False)
+        idle.wait_time()
+        assert idle.state is BreakerState.CLOSED
+        assert producer._tasks == []
+    finally:
+        for store in (first, second, producer):
+            await store.close()

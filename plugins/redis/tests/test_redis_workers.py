@@ -4,6 +4,7 @@ delivers what it held; a rate limit holds across both. Real child processes, rea
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -17,28 +18,41 @@ from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
 
 WORKER = r"""
-import asyncio, sys
+import asyncio, json, sys
 from empathy_webhooks_core import CustomWebhook
 from empathy_webhooks_core.worker import run_worker
 
 url, hook_url, name, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+breaker = json.loads(sys.argv[5])
 hook = CustomWebhook(
     name="h", url=hook_url, headers={"X-Worker": name}, max_concurrency=4,
-    retry_policy={"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01},
+    retry_policy={"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01, "max_retries": 100},
     rate_limit={"max_requests_per_second": rate} if rate else None,
-    circuit_breaker=False,
+    circuit_breaker=breaker,
 )
 asyncio.run(run_worker([hook], url, grace_seconds=2))  # SIGTERM stops it
 """
 
 
 async def spawn_worker(
-    tmp_path: Path, url: str, hook_url: str, name: str, rate: int = 0
+    tmp_path: Path,
+    url: str,
+    hook_url: str,
+    name: str,
+    rate: int = 0,
+    breaker: dict[str, float] | bool = False,
 ) -> asyncio.subprocess.Process:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     return await asyncio.create_subprocess_exec(
-        sys.executable, str(script), url, hook_url, name, str(rate), env=dict(os.environ)
+        sys.executable,
+        str(script),
+        url,
+        hook_url,
+        name,
+        str(rate),
+        json.dumps(breaker),
+        env=dict(os.environ),
     )
 
 
@@ -148,3 +162,61 @@ async def test_a_rate_limit_holds_across_two_worker_processes(
     slack = 0.25
     for first, last in zip(arrivals, arrivals[limit:], strict=False):
         assert last - first >= window - slack, "more than the limit within one window"
+
+
+async def test_a_circuit_breaker_opened_by_one_worker_holds_for_another(
+    tmp_path: Path, redis_url: str, webhook_receiver: Receiver
+) -> None:
+    """Worker a opens the breaker; worker b, started after, sends nothing but probes until
+    the receiver recovers, though b alone never saw a failure. Then every event arrives."""
+    url = redis_url + "&window=8"
+    prefix = url.split("prefix=")[1].split("&")[0]
+    state_key = f"{prefix}breaker:{{h}}:state"
+    failing = True
+
+    def handler(_: ReceivedRequest) -> Reply:
+        return Reply(status=503 if failing else 200)
+
+    webhook_receiver.handler = handler
+    hook_url = webhook_receiver.url("/h")
+    policy = {"min_attempts": 4, "failure_rate": 0.5, "window_seconds": 30, "open_seconds": 1}
+    client = aioredis.Redis.from_url(url.split("?")[0], decode_responses=True)
+    hook = CustomWebhook(name="h", url=hook_url)
+    workers = [await spawn_worker(tmp_path, url, hook_url, "a", breaker=policy)]
+
+    async def opened() -> int:
+        return int(await client.hget(state_key, "opened") or 0)
+
+    async def emit(count: int) -> list[str]:
+        async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
+            return [(await producer.emit("prediction", {"n": n})).event_id for n in range(count)]
+
+    try:
+        await wait_for_consumers(url, 1)
+        wanted = set(await emit(6))
+        async with asyncio.timeout(30):
+            while await opened() == 0:  # noqa: ASYNC110 - the state is in Redis
+                await asyncio.sleep(0.02)
+        workers.append(await spawn_worker(tmp_path, url, hook_url, "b", breaker=policy))
+        await wait_for_consumers(url, 2)
+        wanted |= set(await emit(6))  # a holds 6 of its window of 8: b takes 4 or more
+        # Each worker's mirror follows within a sync (0.2 s); what was in flight lands.
+        await asyncio.sleep(0.5)
+        before, opened_before = len(webhook_receiver.requests), await opened()
+        await asyncio.sleep(0.5)
+        after = len(webhook_receiver.requests)
+        await asyncio.sleep(0.2)  # a probe that failed just now has re-opened it by then
+        # Without the shared breaker b would retry every ~10 ms (dozens of attempts here).
+        # With it the only attempts are half-open probes, one at a time across both
+        # workers, each failing one re-opening the breaker.
+        assert after - before <= await opened() - opened_before
+        assert await client.hget(state_key, "open_until") is not None
+
+        failing = False  # the receiver recovers: after open_seconds a probe closes it
+        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted)
+        assert await client.hget(state_key, "open_until") is None
+    finally:
+        await client.aclose()
+        await asyncio.gather(*(stop(proc) for proc in workers))
+    assert set(webhook_receiver.delivered_event_ids()) == wanted
+    assert {r.header("X-Worker") for r in webhook_receiver.delivered} == {"a", "b"}
