@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import queue
-import secrets
 import sqlite3
 import threading
 import time
@@ -420,14 +419,7 @@ class SQLiteStore:
             self._post("delivered", [(time.time(), delivery.attempts, delivery.store_ref)])
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
-        letter = DeadLetter(
-            dead_letter_id="dl_" + secrets.token_urlsafe(9),
-            webhook_name=delivery.webhook_name,
-            event=delivery.event,
-            error=error,
-            attempts=delivery.attempts,
-            failed_at=time.time(),
-        )
+        letter = DeadLetter.from_delivery(delivery, error)
         row = (
             letter.dead_letter_id,
             delivery.delivery_id,

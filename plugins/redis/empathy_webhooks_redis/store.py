@@ -9,6 +9,10 @@ Keys (all under the prefix, `empathy:` by default, so several deployments share 
   are taken over by another worker (XAUTOCLAIM): at least once, under the same event id.
 - `<prefix>attempts`: delivery id -> attempts so far, so a claimed delivery keeps its count.
 - `<prefix>dead`: dead letter id -> JSON, for inspection and replay from any process.
+- `<prefix>replaying`: dead letter id -> server time (s) a replay took it. The letter stays in
+  `<prefix>dead` until the replayed delivery is XADDed, in the same transaction, so a crash in
+  between loses nothing: after `replay_lease` seconds the letter is listed (and replayable)
+  again. `requeue_dead_letter` does the whole replay in one script.
 - `<prefix>rate:<webhook>:<seconds>`: a sliding-window log (sorted set) per webhook and
   window, updated by a Lua script, so a rate limit holds across every worker.
 - `<prefix>breaker:{<webhook>}:*`: the webhook's circuit breaker, shared by every worker
@@ -78,6 +82,35 @@ end
 return 0
 """
 
+# Take a dead letter for replay without deleting it: mark it (server time) unless another
+# replay marked it less than ARGV[2] seconds ago. Returns the letter, or nil.
+_TAKE = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return false end
+local now = tonumber(redis.call('TIME')[1])
+local mark = redis.call('HGET', KEYS[2], ARGV[1])
+if mark and now - tonumber(mark) < tonumber(ARGV[2]) then return false end
+redis.call('HSET', KEYS[2], ARGV[1], now)
+return value
+"""
+
+# A whole replay at once: if the letter is still ARGV[2] and no other replay holds it, XADD
+# the delivery (fields from ARGV[4]) and delete the letter. Returns the entry id, or nil.
+_REQUEUE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return false end
+local mark = redis.call('HGET', KEYS[2], ARGV[1])
+local now = tonumber(redis.call('TIME')[1])
+if mark and now - tonumber(mark) < tonumber(ARGV[3]) then return false end
+local entry = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return entry
+"""
+
+#: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
+#: considered abandoned (its process died) and listed again.
+DEFAULT_REPLAY_LEASE = 60.0
+
 _OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer")
 
 
@@ -142,9 +175,16 @@ class RedisStore:
         self.stream = f"{prefix}deliveries"
         self.dead_key = f"{prefix}dead"
         self.attempts_key = f"{prefix}attempts"
+        self.replaying_key = f"{prefix}replaying"
+        self.replay_lease = DEFAULT_REPLAY_LEASE
+        # Letters this process took for replay, by (webhook, event id): `enqueue` deletes
+        # each in the transaction that adds its delivery.
+        self._replays: dict[tuple[str, str], str] = {}
         self._redis: aioredis.Redis | None = None
         self._reserve: Any = None
         self._breaker_sync: Any = None
+        self._take: Any = None
+        self._requeue: Any = None
         self._held: dict[str, Delivery] = {}
         self._room = asyncio.Event()
         self._dispatcher: Any = None
@@ -194,6 +234,8 @@ class RedisStore:
                 raise
         self._reserve = self._redis.register_script(_RESERVE)
         self._breaker_sync = self._redis.register_script(BREAKER_SYNC)
+        self._take = self._redis.register_script(_TAKE)
+        self._requeue = self._redis.register_script(_REQUEUE)
         self._closing.clear()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
@@ -212,25 +254,28 @@ class RedisStore:
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        replayed = [
+            self._replays[key]
+            for key in {(d.webhook_name, d.event.event_id) for d in deliveries}
+            if key in self._replays
+        ]
+        # A replay's letter goes in the same MULTI/EXEC as its delivery's XADD.
+        pipe = self.redis.pipeline(transaction=bool(replayed))
         encoded: dict[int, str] = {}
         for delivery in deliveries:
             event = delivery.event
             text = encoded.get(id(event))
             if text is None:
                 text = encoded[id(event)] = event.to_json()
-            pipe.xadd(
-                self.stream,
-                {
-                    "d": delivery.delivery_id,
-                    "w": delivery.webhook_name,
-                    "e": text,
-                    "a": delivery.attempts,
-                    "t": delivery.enqueued_at,
-                },
-            )
-        for delivery, entry_id in zip(deliveries, await pipe.execute(), strict=True):
+            pipe.xadd(self.stream, _entry(delivery, text))
+        for dead_letter_id in replayed:
+            pipe.hdel(self.dead_key, dead_letter_id)
+            pipe.hdel(self.replaying_key, dead_letter_id)
+        answers = await pipe.execute()
+        for delivery, entry_id in zip(deliveries, answers, strict=False):
             delivery.store_ref = entry_id
+        for delivery in deliveries:
+            self._replays.pop((delivery.webhook_name, delivery.event.event_id), None)
 
     async def record_attempt(self, delivery: Delivery) -> None:
         await checked(self.redis.hset(self.attempts_key, delivery.delivery_id, delivery.attempts))
@@ -253,14 +298,7 @@ class RedisStore:
         reraise_dropped_cancel()
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
-        letter = DeadLetter(
-            dead_letter_id="dl_" + secrets.token_urlsafe(9),
-            webhook_name=delivery.webhook_name,
-            event=delivery.event,
-            error=error,
-            attempts=delivery.attempts,
-            failed_at=time.time(),
-        )
+        letter = DeadLetter.from_delivery(delivery, error)
         record = {
             "webhook_name": letter.webhook_name,
             "event": json.loads(letter.event.to_json()),
@@ -273,8 +311,17 @@ class RedisStore:
         return letter
 
     async def dead_letters(self, webhook_name: str | None = None) -> list[DeadLetter]:
-        stored: Any = await self.redis.hgetall(self.dead_key)
-        letters = [_letter(key, value) for key, value in stored.items()]
+        """The dead letters, but those a replay is under way for (within `replay_lease`)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.dead_key)
+        pipe.hgetall(self.replaying_key)
+        pipe.time()
+        stored, marks, (now, _) = await pipe.execute()
+        letters = [
+            _letter(key, value)
+            for key, value in stored.items()
+            if key not in marks or now - float(marks[key]) >= self.replay_lease
+        ]
         letters.sort(key=lambda letter: letter.failed_at)
         return [
             letter
@@ -283,13 +330,39 @@ class RedisStore:
         ]
 
     async def take_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hget(self.dead_key, dead_letter_id)
-        pipe.hdel(self.dead_key, dead_letter_id)
-        value, removed = await pipe.execute()
-        if value is None or not removed:
+        """Take a dead letter for replay: it is marked, not deleted, and `enqueue` of its
+        delivery (same webhook and event) deletes it in the same transaction. A process that
+        dies in between leaves it listed again after `replay_lease` seconds. None if there is
+        no such letter or another replay holds it."""
+        value = await self._take(
+            keys=[self.dead_key, self.replaying_key], args=[dead_letter_id, self.replay_lease]
+        )
+        if value is None:
             return None
-        return _letter(dead_letter_id, value)
+        letter = _letter(dead_letter_id, value)
+        self._replays[(letter.webhook_name, letter.event.event_id)] = dead_letter_id
+        return letter
+
+    async def requeue_dead_letter(self, dead_letter_id: str) -> Delivery | None:
+        """Replay a dead letter in one step: its fresh delivery (attempts start over) is
+        added to the stream and the letter deleted atomically, in one script. Returns the
+        delivery, or None if there is no such letter or another replay holds it."""
+        value: Any = await self.redis.hget(self.dead_key, dead_letter_id)
+        if value is None:
+            return None
+        letter = _letter(dead_letter_id, value)
+        delivery = Delivery(webhook_name=letter.webhook_name, event=letter.event)
+        fields = [
+            item for pair in _entry(delivery, letter.event.to_json()).items() for item in pair
+        ]
+        entry_id = await self._requeue(
+            keys=[self.dead_key, self.replaying_key, self.stream],
+            args=[dead_letter_id, value, self.replay_lease, *fields],
+        )
+        if entry_id is None:
+            return None
+        delivery.store_ref = entry_id
+        return delivery
 
     def make_rate_limiter(self, webhook: Any, clock: Any) -> RedisRateLimiter:
         """The dispatcher's lanes call this: one limit for the webhook across all workers."""
@@ -472,6 +545,17 @@ class RedisStore:
                 )
             except Exception as exc:
                 log.error("redis_heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _entry(delivery: Delivery, event_json: str) -> dict[Any, Any]:
+    """A delivery's stream entry."""
+    return {
+        "d": delivery.delivery_id,
+        "w": delivery.webhook_name,
+        "e": event_json,
+        "a": delivery.attempts,
+        "t": delivery.enqueued_at,
+    }
 
 
 def _letter(dead_letter_id: str, value: str) -> DeadLetter:

@@ -334,3 +334,77 @@ async def test_the_shared_breaker_opens_for_every_worker_and_lets_one_probe_thro
     finally:
         for store in (first, second, producer):
             await store.close()
+
+
+async def test_a_replay_that_dies_before_its_enqueue_loses_no_letter(redis_url: str) -> None:
+    store = open_redis_store(redis_url)
+    crashed = open_redis_store(redis_url)
+    await store.open()
+    await crashed.open()
+    try:
+        event = Event(event_type="prediction", data={"n": 1})
+        delivery = Delivery(webhook_name="h", event=event, attempts=3)
+        await store.enqueue([delivery])
+        letter = await store.add_dead_letter(delivery, {"reason": "HTTP 400"})
+        assert (letter.webhook_name, letter.event, letter.attempts) == ("h", event, 3)
+        assert await store.redis.xlen(store.stream) == 0
+
+        # A replay takes the letter; its process dies before it enqueues the delivery.
+        taken = await crashed.take_dead_letter(letter.dead_letter_id)
+        assert taken is not None and taken.event == event
+        await crashed.close()
+        # Within the lease the letter is a replay under way: not listed, not taken twice.
+        assert await store.dead_letters() == []
+        assert await store.take_dead_letter(letter.dead_letter_id) is None
+        assert await store.redis.hexists(store.dead_key, letter.dead_letter_id)
+
+        # Past the lease it is listed again, and a replay that completes deletes it in the
+        # transaction that adds its delivery.
+        store.replay_lease = 0.0
+        assert [dl.dead_letter_id for dl in await store.dead_letters()] == [letter.dead_letter_id]
+        again = await store.take_dead_letter(letter.dead_letter_id)
+        assert again is not None
+        await store.enqueue([Delivery(webhook_name="h", event=again.event)])
+        assert await store.redis.xlen(store.stream) == 1
+        assert not await store.redis.hexists(store.dead_key, letter.dead_letter_id)
+        assert not await store.redis.hexists(store.replaying_key, letter.dead_letter_id)
+    finally:
+        await store.close()
+        await crashed.close()
+
+
+async def test_a_dead_letter_is_requeued_in_one_step_and_delivered(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), retry_policy=FAST)
+    async with WebhookDispatcher(webhooks=[hook], store=redis_url) as producer:
+        store = producer.store
+        assert isinstance(store, RedisStore)
+        event = Event(event_type="prediction", data={"n": 1})
+        delivery = Delivery(webhook_name="h", event=event, attempts=4)
+        await store.enqueue([delivery])
+        letter = await store.add_dead_letter(delivery, {"reason": "HTTP 503"})
+
+        # Another process is replaying a second letter: the one-step replay leaves it alone.
+        other = Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": 2}))
+        await store.enqueue([other])
+        held = await store.add_dead_letter(other, {"reason": "HTTP 503"})
+        assert await store.take_dead_letter(held.dead_letter_id) is not None
+        assert await store.requeue_dead_letter(held.dead_letter_id) is None
+
+        replayed = await store.requeue_dead_letter(letter.dead_letter_id)
+        assert replayed is not None
+        assert (replayed.event, replayed.attempts, replayed.webhook_name) == (event, 0, "h")
+        assert await store.requeue_dead_letter(letter.dead_letter_id) is None
+        assert [dl.dead_letter_id for dl in await producer.dead_letters()] == []
+        async with worker([hook], redis_url):
+            await until(webhook_receiver, lambda: len(webhook_receiver.delivered) == 1)
+        assert webhook_receiver.delivered[0].event_id == event.event_id
+
+        # The dispatcher's replay (take, then enqueue) of the letter held above, now free.
+        store.replay_lease = 0.0
+        await producer.replay_dead_letter(held.dead_letter_id)
+        assert not await store.redis.hexists(store.dead_key, held.dead_letter_id)
+        async with worker([hook], redis_url):
+            await until(webhook_receiver, lambda: len(webhook_receiver.delivered) == 2)
+        assert webhook_receiver.delivered[1].event_id == other.event.event_id
