@@ -107,11 +107,28 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return entry
 """
 
+# Forget consumers (killed workers) idle more than ARGV[3] ms that hold no entry, all at
+# once so none can take an entry between the check and its removal. A live worker reads
+# every block (well under the limit), and one removed anyway is re-created by its next read.
+_FORGET_CONSUMERS = """
+local removed = {}
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if info['name'] ~= ARGV[2] and tonumber(info['pending']) == 0
+      and tonumber(info['idle']) > tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    table.insert(removed, info['name'])
+  end
+end
+return removed
+"""
+
 #: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
 #: considered abandoned (its process died) and listed again.
 DEFAULT_REPLAY_LEASE = 60.0
 
-_OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer")
+_OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer", "consumer_expiry")
 
 
 class RedisRateLimiter:
@@ -159,6 +176,7 @@ class RedisStore:
         visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
         window: int = DEFAULT_WINDOW,
         consumer: str | None = None,
+        consumer_expiry: float | None = None,
     ) -> None:
         if role not in ("producer", "worker"):
             raise ValueError(f"role must be 'producer' or 'worker', got {role!r}")
@@ -171,6 +189,14 @@ class RedisStore:
         self.prefix = prefix
         self.visibility_timeout = float(visibility_timeout)
         self.window = int(window)
+        #: A consumer idle this long holding no entry is a worker that died: forgotten.
+        self.consumer_expiry = float(
+            consumer_expiry
+            if consumer_expiry is not None
+            else max(600.0, 10 * self.visibility_timeout)
+        )
+        if self.consumer_expiry <= 0:
+            raise ValueError(f"consumer_expiry must be above 0, got {consumer_expiry!r}")
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.stream = f"{prefix}deliveries"
         self.dead_key = f"{prefix}dead"
@@ -185,6 +211,7 @@ class RedisStore:
         self._breaker_sync: Any = None
         self._take: Any = None
         self._requeue: Any = None
+        self._forget: Any = None
         self._held: dict[str, Delivery] = {}
         self._room = asyncio.Event()
         self._dispatcher: Any = None
@@ -210,6 +237,7 @@ class RedisStore:
             prefix=self.prefix,
             visibility_timeout=self.visibility_timeout,
             window=self.window,
+            consumer_expiry=self.consumer_expiry,
         )
 
     @property
@@ -236,6 +264,7 @@ class RedisStore:
         self._breaker_sync = self._redis.register_script(BREAKER_SYNC)
         self._take = self._redis.register_script(_TAKE)
         self._requeue = self._redis.register_script(_REQUEUE)
+        self._forget = self._redis.register_script(_FORGET_CONSUMERS)
         self._closing.clear()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
@@ -437,6 +466,7 @@ class RedisStore:
     async def _consume(self) -> None:
         claim_every = self.visibility_timeout / 2
         next_claim = 0.0
+        next_forget = time.monotonic() + self.consumer_expiry / 2
         cursor = "0-0"
         joined = False
         while not self._stop_taking.is_set():
@@ -458,6 +488,9 @@ class RedisStore:
                     cursor, entries = await self._claim_idle(cursor, free)
                     if cursor == "0-0":
                         next_claim = time.monotonic() + claim_every
+                    if time.monotonic() >= next_forget:
+                        next_forget = time.monotonic() + self.consumer_expiry / 2
+                        await self.forget_dead_consumers()
                 if not entries:
                     answer: Any = await checked(
                         self.redis.xreadgroup(
@@ -476,6 +509,20 @@ class RedisStore:
                 # Redis restarting or unreachable: keep trying, the entries wait in the stream.
                 log.error("redis_consume_failed", error=f"{type(exc).__name__}: {exc}")
                 await wait_event(self._stop_taking, min(1.0, claim_every))
+
+    async def forget_dead_consumers(self) -> list[str]:
+        """Remove from the group the consumers of workers that died: idle longer than
+        `consumer_expiry` and holding no entry (what they held was reclaimed). Workers do
+        this every half `consumer_expiry`. Returns the names removed."""
+        removed: Any = await checked(
+            self._forget(
+                keys=[self.stream],
+                args=[GROUP, self.consumer, int(self.consumer_expiry * 1000)],
+            )
+        )
+        if removed:
+            log.info("redis_consumers_forgotten", consumers=list(removed))
+        return list(removed)
 
     async def _claim_idle(
         self, cursor: str, count: int
@@ -584,7 +631,7 @@ def _safe_url(url: str) -> str:
 def open_redis_store(url: str) -> RedisStore:
     """A store for `redis://host:port/db` (or `rediss://`), with options in the query:
     `role` (producer or worker), `prefix`, `visibility_timeout` (seconds), `window`,
-    `consumer`. Other query options go to redis-py."""
+    `consumer`, `consumer_expiry` (seconds). Other query options go to redis-py."""
     parts = urllib.parse.urlsplit(url)
     ours: dict[str, Any] = {}
     rest = []
@@ -598,6 +645,8 @@ def open_redis_store(url: str) -> RedisStore:
             ours["visibility_timeout"] = float(ours["visibility_timeout"])
         if "window" in ours:
             ours["window"] = int(ours["window"])
+        if "consumer_expiry" in ours:
+            ours["consumer_expiry"] = float(ours["consumer_expiry"])
     except ValueError as exc:
         raise ValueError(f"{_safe_url(url)}: {exc}") from None
     plain = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))

@@ -408,3 +408,39 @@ async def test_a_dead_letter_is_requeued_in_one_step_and_delivered(
         async with worker([hook], redis_url):
             await until(webhook_receiver, lambda: len(webhook_receiver.delivered) == 2)
         assert webhook_receiver.delivered[1].event_id == other.event.event_id
+
+
+async def test_consumers_of_dead_workers_are_forgotten_once_they_hold_nothing(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), retry_policy=FAST)
+    url = redis_url + "&visibility_timeout=0.2&consumer_expiry=0.5"
+    async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
+        event = await producer.emit("prediction", {"n": 1})
+        store = producer.store
+        assert isinstance(store, RedisStore)
+        assert store.consumer_expiry == 0.5
+        # Two workers that were killed: one held nothing, one died holding the entry.
+        await store.redis.xgroup_createconsumer(store.stream, "workers", "killed-idle")
+        await store.redis.xreadgroup("workers", "killed-holding", {store.stream: ">"}, count=1)
+
+        async def names() -> set[str]:
+            return {c["name"] for c in await store.redis.xinfo_consumers(store.stream, "workers")}
+
+        assert await names() == {"killed-idle", "killed-holding"}
+        async with worker([hook], url):
+            # The worker reclaims the held entry, delivers it, then forgets both consumers.
+            await until(webhook_receiver, lambda: len(webhook_receiver.delivered) == 1)
+            async with asyncio.timeout(10):
+                while len(left := await names()) > 1:  # noqa: ASYNC110 - the group is in Redis
+                    await asyncio.sleep(0.05)
+            assert len(left) == 1 and not left & {"killed-idle", "killed-holding"}
+        assert webhook_receiver.delivered[0].event_id == event.event_id
+
+        # Never one that still holds entries, however long idle.
+        await producer.emit("prediction", {"n": 2})
+        await store.redis.xreadgroup("workers", "holder", {store.stream: ">"}, count=1)
+        store.consumer_expiry = 0.001
+        await asyncio.sleep(0.01)
+        assert "holder" not in await store.forget_dead_consumers()
+        assert "holder" in await names()
