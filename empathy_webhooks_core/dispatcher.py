@@ -726,6 +726,17 @@ class WebhookDispatcher:
         if not self._started:
             await self.start()
         assert self._store is not None
+        requeue = getattr(self._store, "requeue_dead_letter", None)
+        if requeue is not None and self._store.remote_workers:
+            # The store replays in one step (Redis: XADD and delete in one script), so a crash
+            # between taking the letter and queueing it cannot lose it.
+            replayed = await requeue(dead_letter_id)
+            if replayed is None:
+                raise KeyError(f"no dead letter {dead_letter_id!r}")
+            replayed_lane = self._lanes.get(replayed.webhook_name)
+            if replayed_lane is not None:
+                replayed_lane.dead_letters = max(0, replayed_lane.dead_letters - 1)
+            return replayed.event  # type: ignore[no-any-return]
         letter = await self._store.take_dead_letter(dead_letter_id)
         if letter is None:
             raise KeyError(f"no dead letter {dead_letter_id!r}")
