@@ -23,35 +23,12 @@ import tempfile
 import time
 from typing import Any
 
-from aiohttp import web
+from _receiver import free_port, serve
 
 from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
 
 REDIS = "redis://127.0.0.1:6379/0"
 PRODUCERS = 8
-
-
-def _serve(port: int, ready: Any) -> None:
-    async def accept(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(text="ok")
-
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", accept)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-        ready.set()
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _hook(base: str, concurrency: int) -> CustomWebhook:
@@ -194,10 +171,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="best of this many")
     args = parser.parse_args()
 
-    port = _free_port()
+    port = free_port()
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
-    server = ctx.Process(target=_serve, args=(port, ready))
+    server = ctx.Process(target=serve, args=(port, ready))
     server.start()
     ready.wait(10)
     base = f"http://127.0.0.1:{port}"

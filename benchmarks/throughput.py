@@ -12,38 +12,14 @@ import asyncio
 import gc
 import json
 import multiprocessing
-import socket
 import statistics
 import time
 import tracemalloc
 
 import aiohttp
-from aiohttp import web
+from _receiver import free_port, serve
 
 from empathy_webhooks_core import USER_AGENT, CustomWebhook, Event, WebhookDispatcher
-
-
-def _serve(port: int, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
-    async def accept(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(text="ok")
-
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", accept)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-        ready.set()
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _webhooks(base: str, count: int, concurrency: int) -> list[CustomWebhook]:
@@ -177,9 +153,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    port = _free_port()
+    port = free_port()
     ready = multiprocessing.get_context("spawn").Event()
-    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(port, ready))
+    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port, ready))
     server.start()
     ready.wait(10)
     base = f"http://127.0.0.1:{port}"
