@@ -227,7 +227,8 @@ class Event:
 
     def to_json(self) -> str:
         """The envelope, with the ordering key, as compact JSON (what durable stores keep)."""
+        if self.ordering_key is None:
+            return self.envelope_bytes().decode("utf-8")  # encoded once, shared with delivery
         envelope = self.to_envelope()
-        if self.ordering_key is not None:
-            envelope["ordering_key"] = self.ordering_key
+        envelope["ordering_key"] = self.ordering_key
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
