@@ -6,6 +6,9 @@ BIN    := $(VENV)/bin
 PLUGIN_DIRS  := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 EXAMPLE_DIRS := $(sort $(dir $(wildcard examples/*/pyproject.toml)))
 STAMP  := $(VENV)/.installed
+# Each plugin's source package, named from its folder (plugins/slack -> empathy_webhooks_slack):
+# never a glob, which would also match the *.egg-info folders an editable install leaves.
+PLUGIN_PACKAGES := $(foreach d,$(PLUGIN_DIRS),$(d)empathy_webhooks_$(notdir $(patsubst %/,%,$(d))))
 
 .PHONY: install demo test lint typecheck pytest bench clean
 
@@ -25,7 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy empathy_webhooks_core $(foreach d,$(PLUGIN_DIRS),$(wildcard $(d)empathy_webhooks_*))
+	$(BIN)/mypy empathy_webhooks_core $(PLUGIN_PACKAGES)
 
 pytest: install
 	$(BIN)/python -m pytest -q
