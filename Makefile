@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # never a glob, which would also match the *.egg-info folders an editable install leaves.
 PLUGIN_PACKAGES := $(foreach d,$(PLUGIN_DIRS),$(d)empathy_webhooks_$(notdir $(patsubst %/,%,$(d))))
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test lint typecheck pytest bench docs clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -34,6 +34,10 @@ pytest: install
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
+
+# The documentation site (MkDocs + mkdocstrings) in build/site; every warning is an error.
+docs: install
+	$(BIN)/mkdocs build --strict
 
 bench: install
 	$(BIN)/python benchmarks/throughput.py
