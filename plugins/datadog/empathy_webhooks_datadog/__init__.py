@@ -15,6 +15,7 @@ import attrs
 
 from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
 from empathy_webhooks_core.default_plugins.http import send
+from empathy_webhooks_core.redaction import redact_url, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
@@ -102,7 +103,7 @@ class DatadogWebhook(Webhook):
     api_key: str = attrs.field(validator=_key("api_key", True), repr=False)
     app_key: str | None = attrs.field(default=None, validator=_key("app_key", False), repr=False)
     site: str = attrs.field(default="datadoghq.com", converter=_site)
-    base_url: str | None = attrs.field(default=None, converter=_base_url)
+    base_url: str | None = attrs.field(default=None, converter=_base_url, repr=url_repr)
     service: str | None = None
     host: str | None = None
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
@@ -121,6 +122,13 @@ class DatadogWebhook(Webhook):
     @property
     def events_url(self) -> str:
         return f"{self.api_url}/api/v1/events"
+
+    @property
+    def url(self) -> str:
+        """Where events go (`/api/v1/events`; metrics go to `series_url`), fit to show: what
+        the reference's `on_failure` example logs as `webhook.url`. The keys travel in
+        headers, never here."""
+        return redact_url(self.events_url)
 
     @property
     def series_url(self) -> str:

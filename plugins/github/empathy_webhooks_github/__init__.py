@@ -22,7 +22,7 @@ import attrs
 
 from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
 from empathy_webhooks_core.default_plugins.http import default_verdict, send
-from empathy_webhooks_core.redaction import redact_text
+from empathy_webhooks_core.redaction import redact_text, redact_url, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
 from empathy_webhooks_core.routing import EventMatcher
 from empathy_webhooks_core.webhooks import check_url
@@ -112,7 +112,7 @@ class GitHubWebhook(Webhook):
     repository: str = attrs.field(validator=_repository)
     events: tuple[str, ...] = attrs.field(default=("code_review_complete",), converter=_events)
     #: `https://api.github.com`, or a GitHub Enterprise Server's `https://HOST/api/v3`.
-    api_url: str = attrs.field(default=DEFAULT_API_URL, converter=_api_url)
+    api_url: str = attrs.field(default=DEFAULT_API_URL, converter=_api_url, repr=url_repr)
     #: Event types posted as PR comments (the PR is named in the event's data).
     comment_events: tuple[str, ...] = attrs.field(
         default=("code_review_complete",), converter=_names
@@ -149,6 +149,13 @@ class GitHubWebhook(Webhook):
     @property
     def repo_url(self) -> str:
         return f"{self.api_url}/repos/{self.repository}"
+
+    @property
+    def url(self) -> str:
+        """The repository's API endpoint, under which comments and dispatches are posted, fit
+        to show: what the reference's `on_failure` example logs as `webhook.url`. The token
+        travels in a header, never here."""
+        return redact_url(self.repo_url)
 
     def request_headers(self) -> dict[str, str]:
         # User-Agent (required by GitHub) comes from the dispatcher's session.

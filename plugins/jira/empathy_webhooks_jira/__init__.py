@@ -22,7 +22,7 @@ import attrs
 
 from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
 from empathy_webhooks_core.default_plugins.http import default_verdict, send
-from empathy_webhooks_core.redaction import redact_text
+from empathy_webhooks_core.redaction import redact_text, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
@@ -116,7 +116,7 @@ class JiraWebhook(Webhook):
 
     kind: ClassVar[str] = "jira"
 
-    url: str = attrs.field(converter=_site_url)
+    url: str = attrs.field(converter=_site_url, repr=url_repr)
     api_token: str = attrs.field(
         validator=_required("api_token", "a Jira API token or Data Center PAT"), repr=False
     )
