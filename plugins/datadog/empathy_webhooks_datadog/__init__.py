@@ -14,9 +14,9 @@ import aiohttp
 import attrs
 
 from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
-from empathy_webhooks_core.default_plugins.http import send
 from empathy_webhooks_core.redaction import redact_url, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
+from empathy_webhooks_core.sender import Sender
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
 
@@ -216,19 +216,19 @@ async def _deliver_with_metrics(
 ) -> Response:
     """Post the event, then its gauges. Gauges overwrite by timestamp, so resending them is
     harmless; the event is not, so once accepted a retry skips it and sends only the gauges."""
-    timeout = webhook.retry_policy.timeout_seconds
+    sender = Sender(webhook, session)
     event_id = str(request.extras.get("event_id"))
     buffer = webhook._metrics
     answer: Response | None = None
     if not buffer.event_posted(event_id):
-        answer = await send(request, session, timeout)
+        answer = await sender.send(request)
         if not 200 <= answer.status < 300:
             return answer
         buffer.mark_posted(event_id)
     series = OutgoingRequest.json(
         webhook.series_url, request.extras["series"], headers=webhook.auth_headers()
     )
-    metrics_answer = await send(series, session, timeout)
+    metrics_answer = await sender.send(series)
     if 200 <= metrics_answer.status < 300:
         buffer.forget_posted(event_id)
         return answer or metrics_answer

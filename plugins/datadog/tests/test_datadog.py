@@ -244,6 +244,28 @@ async def test_two_different_alerts_never_share_an_aggregation_key(
     assert all(len(key) <= 100 for key in keys)
 
 
+async def test_with_the_guard_on_an_event_and_its_metrics_never_reach_a_loopback_datadog(
+    datadog: Receiver, pm: Any
+) -> None:
+    """Both calls of a delivery (event, then series) go through the guarded session."""
+    errors: list[Any] = []
+    hook = webhook(
+        datadog,
+        block_private_addresses=True,
+        retry_policy={**FAST, "max_retries": 3},
+        on_failure=lambda webhook, event, error: errors.append(error),
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=pm) as dispatcher:
+        await dispatcher.emit("performance_issue", PERFORMANCE)
+        await dispatcher.drain()
+        dead = await dispatcher.dead_letters()
+    assert datadog.requests == []
+    [error] = errors
+    assert error.attempts == 1
+    assert error.reason.startswith("BlockedAddressError: refused to connect to 127.0.0.1")
+    assert [letter.event.event_type for letter in dead] == ["performance_issue"]
+
+
 async def test_a_400_is_final_with_datadogs_errors(datadog: Receiver, pm: Any) -> None:
     datadog.queue(Reply(status=400, body={"errors": ["Event too old"]}))
     failures: list[Any] = []

@@ -196,6 +196,30 @@ async def test_two_different_findings_on_one_pr_never_overwrite_each_other(githu
     assert [r.method for r in github.receiver.requests] == ["GET", "POST"] * 3 + ["GET", "PATCH"]
 
 
+async def test_with_the_guard_on_no_call_reaches_a_loopback_github(github: Any) -> None:
+    """Issue 15, item 13: the comment lookup, the create and a dispatch all go through the
+    guarded session."""
+    errors: list[DeliveryError] = []
+    hook = webhook(
+        github,
+        block_private_addresses=True,
+        dispatch_events=["deployment_risk"],
+        retry_policy={**FAST, "max_retries": 3},
+        on_failure=lambda webhook, event, error: errors.append(error),
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("code_review_complete", REVIEW)  # list comments, then create
+        await dispatcher.emit("deployment_risk", {"service": "payments"})
+        await dispatcher.drain()
+        dead = await dispatcher.dead_letters()
+    assert github.receiver.requests == []
+    assert len(errors) == len(dead) == 2
+    for error in errors:
+        assert error.attempts == 1
+        assert error.reason.startswith("BlockedAddressError: refused to connect to 127.0.0.1")
+        assert TOKEN not in str(error)
+
+
 async def test_stacking_comments_can_be_chosen(github: Any) -> None:
     hook = webhook(github, update_comment=False)
     async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:

@@ -370,6 +370,30 @@ async def test_a_timeout_after_jira_created_the_issue_then_a_retry_makes_one_tic
     assert "TimeoutError" in stats["last_error"]
 
 
+async def test_with_the_guard_on_neither_search_nor_create_reaches_a_loopback_jira(
+    jira: Any,
+) -> None:
+    """Issue 15, item 13: every call of a delivery goes through the guarded session."""
+    errors: list[DeliveryError] = []
+    hook = webhook(
+        jira,
+        block_private_addresses=True,
+        retry_policy={**FAST, "max_retries": 3},
+        on_failure=lambda webhook, event, error: errors.append(error),
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("security_vulnerability", SQL_INJECTION)  # search, then create
+        await dispatcher.emit("bug_detected", SQL_INJECTION)
+        await dispatcher.drain()
+        dead = await dispatcher.dead_letters()
+    assert jira.receiver.requests == []
+    assert len(errors) == len(dead) == 2
+    for error in errors:
+        assert error.attempts == 1
+        assert error.reason.startswith("BlockedAddressError: refused to connect to 127.0.0.1")
+        assert TOKEN not in str(error)
+
+
 async def test_a_finding_whose_ticket_is_done_is_ticketed_again(jira: Any) -> None:
     hook = webhook(jira)
     async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
