@@ -35,6 +35,8 @@ class Figure:
 
     @property
     def verdict(self) -> str:
+        if "verdict" in self.extra:
+            return str(self.extra["verdict"])
         if self.value is None:
             return "skipped"
         if self.passed is None:

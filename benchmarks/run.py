@@ -31,14 +31,41 @@ HERE = Path(__file__).resolve().parent
 RESTART = HERE / "restart.py"
 
 
+def _restart_figures(text: str) -> list[Figure]:
+    """Figures from restart.py's last line of output (see `restart_section`)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    parsed = json.loads(lines[-1])
+    if isinstance(parsed, dict) and "figures" not in parsed:
+        # A flat {"name": number} object: shown, without goals of its own.
+        return [
+            Figure("restart", str(key), float(value), "")
+            for key, value in parsed.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+    items = parsed["figures"] if isinstance(parsed, dict) else parsed
+    return [
+        Figure(
+            "restart",
+            str(item["name"]),
+            item.get("value"),
+            str(item.get("unit", "")),
+            goal=str(item.get("goal", "")),
+            passed=item.get("passed"),
+            note=str(item.get("note", "")),
+        )
+        for item in items
+    ]
+
+
 def restart_section(quick: bool) -> list[Figure]:
-    """Run benchmarks/restart.py if it exists (it is another piece of work's).
+    """Run benchmarks/restart.py if it exists (another piece of work writes it).
 
     The contract: `python benchmarks/restart.py --json` prints, as its last line of output, a
     JSON list of figures, or an object with a "figures" list; each figure has "name", "value",
-    "unit" and, when it has a goal, "goal" (text) and "passed" (bool). With `--quick` the
-    environment variable EMPATHY_BENCH_QUICK=1 is set (the script may use smaller counts).
-    Output that does not parse is shown as it is, and the section is marked unparsed.
+    "unit" and, when it has a goal, "goal" (text) and "passed" (bool). A flat object of numbers
+    is shown without goals. With `--quick` the environment variable EMPATHY_BENCH_QUICK=1 is
+    set (the script may use smaller counts). A script without `--json` is run without it and
+    its output shown as it is; so is output that does not parse.
     """
     _report.heading("Restart cost (benchmarks/restart.py)")
     if not RESTART.exists():
@@ -52,31 +79,25 @@ def restart_section(quick: bool) -> list[Figure]:
         )
         return [_report.emit(figure)]
     env = {**os.environ, **({"EMPATHY_BENCH_QUICK": "1"} if quick else {})}
-    done = subprocess.run(
-        [sys.executable, str(RESTART), "--json"],
-        cwd=HERE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
+
+    def call(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(RESTART), *options],
+            cwd=HERE,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+
+    done = call("--json")
+    if done.returncode == 2 and "--json" in done.stderr:  # argparse: no such option
+        done = call()
     try:
-        parsed = json.loads(lines[-1])
-        items = parsed["figures"] if isinstance(parsed, dict) else parsed
-        figures = [
-            Figure(
-                "restart",
-                str(item["name"]),
-                item.get("value"),
-                str(item.get("unit", "")),
-                goal=str(item.get("goal", "")),
-                passed=item.get("passed"),
-                note=str(item.get("note", "")),
-            )
-            for item in items
-        ]
+        if done.returncode != 0:
+            raise ValueError(f"exit {done.returncode}")
+        return [_report.emit(figure) for figure in _restart_figures(done.stdout)]
     except (IndexError, KeyError, TypeError, ValueError):
         print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
         figure = Figure(
@@ -84,10 +105,10 @@ def restart_section(quick: bool) -> list[Figure]:
             "restart.py",
             None,
             "",
-            note=f"exit {done.returncode}; output not in the expected JSON shape",
+            note=f"exit {done.returncode}; its output (above) is not the JSON run.py reads",
+            extra={"verdict": "unparsed" if done.returncode == 0 else "failed"},
         )
         return [_report.emit(figure)]
-    return [_report.emit(figure) for figure in figures]
 
 
 def main() -> None:
