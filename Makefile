@@ -39,8 +39,16 @@ test: lint typecheck pytest
 docs: install
 	$(BIN)/mkdocs build --strict
 
-bench: install
-	$(BIN)/python benchmarks/throughput.py
+# Every benchmark (a few minutes; `make bench BENCH_ARGS=--quick` for a small run): prints each
+# figure with its goal, then writes benchmarks/README.md's table and benchmarks/results.png.
+# The `bench` extra (Celery, requests, matplotlib) is installed for it, never for the library.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
