@@ -1,0 +1,171 @@
+"""A new user's first minutes: the README's quick start and CI, `make clean`, the install's
+output, and the documentation's code run as written."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECTS = [
+    ROOT,
+    *sorted(p.parent for p in ROOT.glob("plugins/*/pyproject.toml")),
+    *sorted(p.parent for p in ROOT.glob("examples/*/pyproject.toml")),
+]
+
+
+def _git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+def _copy_tracked_files(dest: Path) -> None:
+    """The repository's tracked files as they are now (uncommitted edits included)."""
+    for name in _git("ls-files", "-z", cwd=ROOT).split("\0"):
+        source = ROOT / name
+        if name and source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+
+
+# -- make clean --------------------------------------------------------------------------------
+
+
+def _artefacts(project: Path) -> list[str]:
+    """What an install, a build and a test run leave in one project (its path relative to the
+    repository: '' for the root)."""
+    package = "empathy_webhooks_core" if project == ROOT else f"empathy_webhooks_{project.name}"
+    base = project.relative_to(ROOT).as_posix()
+    prefix = "" if base == "." else base + "/"
+    return [
+        f"{prefix}{package.replace('_', '-')}.egg-info/PKG-INFO",
+        f"{prefix}{package}.egg-info/SOURCES.txt",
+        f"{prefix}build/lib/{package}/__init__.py",
+        f"{prefix}build/bdist.linux-x86_64/x",
+        f"{prefix}dist/{package}-0.1.0-py3-none-any.whl",
+        f"{prefix}{package}/__pycache__/__init__.cpython-311.pyc",
+        f"{prefix}tests/__pycache__/conftest.cpython-311-pytest-9.0.pyc",
+        f"{prefix}.mypy_cache/3.11/x.json",
+        f"{prefix}.ruff_cache/0.6/x",
+        f"{prefix}.pytest_cache/v/cache/lastfailed",
+        f"{prefix}.hypothesis/examples/x",
+    ]
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which("git") is None, reason="make")
+def test_make_clean_leaves_no_build_artefact(tmp_path: Path) -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _copy_tracked_files(repo)
+    _git("init", "-q", cwd=repo)
+    _git("add", "-A", cwd=repo)
+    before = _git("status", "--ignored", "--porcelain", cwd=repo)
+    made = [".venv/bin/python", ".venv/.installed"]
+    for project in PROJECTS:
+        made += _artefacts(project)
+    # ... and whatever this checkout's own install and test runs really left (a user's
+    # databases are theirs, not build output).
+    for line in _git("status", "--ignored", "--porcelain", cwd=ROOT).splitlines():
+        if line.startswith("!! ") and not line.rstrip("/").endswith((".db", "-wal", "-shm")):
+            name = line[3:]
+            made.append(name + "x" if name.endswith("/") else name)
+    for name in made:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("", encoding="utf-8")
+    (repo / "outbox.db").write_text("a user's data", encoding="utf-8")
+    assert _git("status", "--ignored", "--porcelain", cwd=repo) != before
+
+    done = subprocess.run(["make", "clean"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = _git("status", "--ignored", "--porcelain", cwd=repo)
+    assert after.splitlines() == [*before.splitlines(), "!! outbox.db"]
+
+
+# -- .ci/run -------------------------------------------------------------------------------------
+
+
+def _redis_listening() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _ci_run(tmp_path: Path, readme: str) -> subprocess.CompletedProcess[str]:
+    """`.ci/run` in a scratch folder whose README holds `readme`."""
+    (tmp_path / ".ci").mkdir()
+    shutil.copy2(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
+    (tmp_path / "README.md").write_text(readme, encoding="utf-8")
+    return subprocess.run(
+        ["bash", str(tmp_path / ".ci" / "run")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+QUICK_START = """\
+# project
+
+## Quick start
+
+```sh
+# a comment line is not a command
+echo demo >> ran.txt   # the first command
+{second}
+```
+
+Later blocks are not the quick start:
+
+```sh
+echo later >> ran.txt
+```
+"""
+
+
+@pytest.mark.skipif(not _redis_listening(), reason=".ci/run would start Redis")
+def test_ci_runs_the_readme_quick_start_in_order(tmp_path: Path) -> None:
+    done = _ci_run(tmp_path, QUICK_START.format(second="echo test >> ran.txt"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ran.txt").read_text().split() == ["demo", "test"]
+    assert "$ echo demo >> ran.txt (README quick start)" in done.stderr
+
+
+@pytest.mark.skipif(not _redis_listening(), reason=".ci/run would start Redis")
+def test_ci_fails_when_a_quick_start_command_fails(tmp_path: Path) -> None:
+    failing = QUICK_START.replace("echo demo >> ran.txt", "exit 3").format(
+        second="echo test >> ran.txt"
+    )
+    done = _ci_run(tmp_path, failing)
+    assert done.returncode == 3
+    assert "the README quick start's 'exit 3' failed (exit 3)" in done.stderr
+    assert not (tmp_path / "ran.txt").exists()  # nothing after the failure ran
+
+
+def test_ci_refuses_a_readme_without_a_quick_start(tmp_path: Path) -> None:
+    done = _ci_run(tmp_path, "# project\n\nNo quick start here.\n")
+    assert done.returncode == 2
+    assert 'no commands in a fenced block under a "Quick start" heading' in done.stderr
+
+
+def test_the_readme_quick_start_is_the_demo_then_the_tests() -> None:
+    """What `.ci/run` reads, read the same way: the two commands a new user runs."""
+    done = subprocess.run(
+        ["bash", "-c", 'source <(sed -n "/^quick_start()/,/^}/p" .ci/run) && quick_start'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["make demo", "make test"]
