@@ -3,9 +3,12 @@ output, and the documentation's code run as written."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,55 @@ def test_the_readme_quick_start_is_the_demo_then_the_tests() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["make demo", "make test"]
+
+
+# -- the install's output ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def setuptools_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The build backend every pyproject.toml asks for (setuptools>=77), on its own."""
+    target = tmp_path_factory.mktemp("setuptools")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "setuptools>=77"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot install setuptools>=77: {done.stderr[-500:]}")
+    return target
+
+
+# pip's hook runner hands every warning the backend raises back to the user, even with -q (as
+# BuildBackendWarning); the backend's log lines it keeps to itself.
+BUILD_EDITABLE = """
+import json, sys, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from setuptools import build_meta
+    build_meta.build_editable(sys.argv[1])
+print(json.dumps([f"{w.category.__name__}: {w.message}" for w in caught]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.name)
+def test_an_editable_install_prints_no_setuptools_warning(
+    project: Path, setuptools_path: Path, tmp_path: Path
+) -> None:
+    """What pip runs for each of `make install`'s `pip install -e` (a dozen warnings on the
+    first `make demo` before)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(setuptools_path)
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_EDITABLE, str(tmp_path)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.glob("*.editable-*.whl"))
+    assert json.loads(done.stdout.splitlines()[-1]) == []
