@@ -224,3 +224,157 @@ def test_an_editable_install_prints_no_setuptools_warning(
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.glob("*.editable-*.whl"))
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+# -- the documentation's code, run as written ----------------------------------------------------
+
+
+def _python_blocks(markdown: Path, heading: str) -> list[str]:
+    """The ```python blocks of one section (from `heading` to the next heading of its level)."""
+    text = markdown.read_text(encoding="utf-8")
+    level = heading.split(" ", 1)[0]
+    start = text.index(heading + "\n")
+    rest = text[start + len(heading) + 1 :]
+    end = rest.find("\n" + level + " ")
+    section = rest if end < 0 else rest[:end]
+    blocks, inside, lines = [], False, []
+    for line in section.splitlines():
+        if not inside and line.startswith("```python"):
+            inside, lines = True, []
+        elif inside and line.startswith("```"):
+            inside = False
+            blocks.append("\n".join(lines) + "\n")
+        elif inside:
+            lines.append(line)
+    return blocks
+
+
+async def _run_script(script: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """A script in a subprocess, without blocking the loop the test's receivers run on."""
+    import asyncio
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EMPATHY_WEBHOOKS")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**clean, **env},
+        cwd=script.parent,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
+    pytest.importorskip("empathy_webhooks_slack")
+    from empathy_webhooks_core.signing import verify_webhook_signature
+    from empathy_webhooks_core.testing import Receiver
+
+    tour = _python_blocks(ROOT / "README.md", "## A tour")[0]
+    script = tmp_path / "tour.py"
+    script.write_text(tour, encoding="utf-8")
+    async with Receiver() as slack, Receiver() as audit:
+        slack.respond(200, b"ok")  # what Slack's incoming webhooks answer
+        env = {
+            "SLACK_WEBHOOK_URL": slack.url("/services/T000/B000/XXXX"),
+            "AUDIT_WEBHOOK_URL": audit.url("/webhooks/empathy"),
+            "API_TOKEN": "tour-token",
+            "WEBHOOK_SECRET": "tour-secret",
+        }
+        code, out, err = await _run_script(script, env)
+        assert code == 0, out + err
+        [to_slack] = slack.requests
+        [to_audit] = audit.requests
+    event_id = to_audit.json()["event_id"]
+    assert out.strip() == f"sent {event_id}"
+    assert to_slack.json()["channel"] == "#ai-alerts"
+    assert "Level 4 Prediction" in to_slack.text()
+    assert to_audit.json()["data"]["confidence"] == 0.87
+    assert to_audit.header("Authorization") == "Bearer tour-token"
+    assert verify_webhook_signature(to_audit.body, to_audit.header("X-Signature"), "tour-secret")
+    assert to_audit.header("webhook-signature")
+
+    # A variable left unset stops the script with its name, before anything is sent.
+    del env["WEBHOOK_SECRET"]
+    code, out, err = await _run_script(script, env)
+    assert code != 0 and "KeyError: 'WEBHOOK_SECRET'" in err
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+CLI = str(Path(sys.executable).parent / "empathy-webhooks")
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMPATHY_WEBHOOKS")}
+    return {**env, "EMPATHY_WEBHOOKS_LOAD_PLUGINS": "", **(extra or {})}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, env=_env(env), cwd=cwd, timeout=60
+    )
+
+
+async def _listen(*args: str, posts: list[dict[str, str]]) -> tuple[int, list[str], list[int]]:
+    """`listen` on a free port, these requests posted to it; its exit code, its lines and
+    the statuses it answered."""
+    import asyncio
+
+    import aiohttp
+
+    listen = await asyncio.create_subprocess_exec(
+        CLI,
+        "listen",
+        "--port",
+        "0",
+        "--count",
+        str(len(posts)),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )
+    try:
+        assert listen.stdout is not None
+        first = (await asyncio.wait_for(listen.stdout.readline(), 30)).decode()
+        url = first.split()[2]
+        statuses = []
+        async with aiohttp.ClientSession() as session:
+            for headers in posts:
+                async with session.post(
+                    url + "hook", data=b'{"event_type": "alert"}', headers=headers
+                ) as answer:
+                    statuses.append(answer.status)
+        out, _ = await asyncio.wait_for(listen.communicate(), 30)
+    finally:
+        if listen.returncode is None:
+            listen.kill()
+            await listen.wait()
+    return listen.returncode, [first, *out.decode().splitlines()], statuses
+
+
+async def test_listen_accepts_unsigned_requests_when_asked_and_says_why_it_refuses() -> None:
+    from empathy_webhooks_core.signing import x_signature
+
+    body = b'{"event_type": "alert"}'
+    signed = {"X-Signature": x_signature(body, "listen-secret")}
+    wrong = {"X-Signature": x_signature(body, "another-secret")}
+    code, lines, statuses = await _listen(
+        "--secret", "listen-secret", "--allow-unsigned", posts=[signed, {}, wrong]
+    )
+    assert statuses == [200, 200, 401]
+    assert code == 1
+    assert "accepting unsigned requests" in lines[0]
+    text = "\n".join(lines)
+    assert "signature valid (x-signature ok)  -> 200" in text
+    assert "signature unsigned (accepted: --allow-unsigned)  -> 200" in text
+    assert "signature invalid (x-signature BAD)  -> 401" in text
+    assert "refused: X-Signature matches no secret" in text
+    assert "3 received, 1 refused" in lines[-1]
+
+    code, lines, statuses = await _listen("--secret", "listen-secret", posts=[{}])
+    assert statuses == [401] and code == 1
+    assert "refused: unsigned: no X-Signature or webhook-signature header " in "\n".join(lines)
