@@ -378,3 +378,163 @@ async def test_listen_accepts_unsigned_requests_when_asked_and_says_why_it_refus
     code, lines, statuses = await _listen("--secret", "listen-secret", posts=[{}])
     assert statuses == [401] and code == 1
     assert "refused: unsigned: no X-Signature or webhook-signature header " in "\n".join(lines)
+
+
+def _config(tmp_path: Path, store: str | None = None) -> Path:
+    path = tmp_path / "webhooks.toml"
+    head = f'store = "{store}"\n' if store is not None else ""
+    path.write_text(head + '[[webhooks]]\ntype = "custom"\nurl = "https://e.x/hook"\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("store", "problem"),
+    [
+        ("bogus://x", "store: no store for 'bogus' URLs (known: memory, sqlite); a plugin adds it"),
+        ("sqlit:///outbox.db", "store: no store for 'sqlit' URLs (did you mean 'sqlite'?)"),
+        (
+            "sqlite:///outbox.db?retension=60",
+            "unknown option 'retension' (did you mean 'retention'?) (known: retention, "
+            "synchronous)",
+        ),
+        (
+            "redis://127.0.0.1:6379/0",
+            "store: no store for 'redis' URLs (known: memory, sqlite); a plugin adds it: ",
+        ),
+        ("outbox.db", "store: expected a URL such as sqlite:///outbox.db, got 'outbox.db'"),
+    ],
+)
+def test_validate_checks_the_store(tmp_path: Path, store: str, problem: str) -> None:
+    config = _config(tmp_path, store)
+    result = cli("validate", "-c", str(config))
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.splitlines()[0] == f"{config}: 1 problem(s)"
+    assert problem in result.stderr
+    as_json = json.loads(cli("validate", "--json", "-c", str(config)).stdout)
+    assert as_json["valid"] is False and problem in as_json["errors"][0]
+    # `send` stops at the same place, before anything is sent.
+    sent = cli("send", "alert", "-c", str(config))
+    assert sent.returncode == 2 and problem in sent.stderr
+    assert not (tmp_path / "outbox.db").exists()
+
+
+def test_a_store_plugin_left_out_is_named_with_the_variable(tmp_path: Path) -> None:
+    pytest.importorskip("empathy_webhooks_redis")
+    result = cli("validate", "-c", str(_config(tmp_path, "redis://127.0.0.1:6379/0")))
+    assert result.returncode == 2
+    assert (
+        "the 'redis' plugin is installed but EMPATHY_WEBHOOKS_LOAD_PLUGINS='' leaves it out; "
+        "add redis to it" in result.stderr
+    )
+    loaded = cli(
+        "validate",
+        "-c",
+        str(_config(tmp_path, "redis://127.0.0.1:6379/0")),
+        env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "redis"},
+    )
+    assert loaded.returncode == 0, loaded.stderr
+
+
+def test_a_bad_store_override_is_a_usage_error(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    result = cli("stats", "-c", str(config), "--store", "sqlite:///x.db?synchronus=full")
+    assert result.returncode == 2
+    assert "error: --store: " in result.stderr and "(did you mean 'synchronous'?)" in result.stderr
+
+
+def test_a_bad_store_leaves_no_client_session_open() -> None:
+    """`WebhookDispatcher(store="bogus://")` refuses at start, and nothing is left unclosed."""
+    script = """
+import asyncio, gc, warnings
+warnings.simplefilter("error")
+from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+
+async def main():
+    for store in ("bogus://", "sqlite:///x.db?retension=1"):
+        try:
+            async with WebhookDispatcher([CustomWebhook(url="https://e.x/")], store=store):
+                pass
+        except ValueError as exc:
+            print("refused:", exc)
+    gc.collect()
+
+def unraisable(info):
+    print("unraisable:", info.exc_value)
+import sys
+sys.unraisablehook = unraisable
+asyncio.run(main())
+gc.collect()
+"""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("refused:") == 2
+    assert "Unclosed" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "unraisable" not in done.stdout, done.stdout
+
+
+async def test_gave_up_after_1_attempt(tmp_path: Path) -> None:
+    from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+    from empathy_webhooks_core.testing import Receiver
+
+    errors = []
+    async with Receiver() as receiver:
+        receiver.respond(503)
+        webhook = CustomWebhook(
+            url=receiver.url(),
+            retry_policy={"max_retries": 0},
+            circuit_breaker=False,
+            on_failure=lambda webhook, event, error: errors.append(error),
+        )
+        async with WebhookDispatcher([webhook]) as dispatcher:
+            await dispatcher.emit("alert", {})
+    [error] = errors
+    assert error.reason.endswith("gave up after 1 attempt")
+    assert "1 attempts" not in str(error)
+
+
+def test_load_plugins_naming_a_plugin_not_installed_is_reported(tmp_path: Path) -> None:
+    result = cli("plugins", env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "custm,not-a-plugin"})
+    assert result.returncode == 1
+    assert (
+        "error: EMPATHY_WEBHOOKS_LOAD_PLUGINS names 'not-a-plugin', which is not installed"
+        in result.stdout
+    )
+    as_json = json.loads(
+        cli("plugins", "--json", env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "not-a-plugin"}).stdout
+    )
+    assert [entry["name"] for entry in as_json["not_installed"]] == ["not-a-plugin"]
+    assert "installed: " in as_json["not_installed"][0]["error"]
+
+
+def test_load_plugins_typo_is_a_log_warning_and_hints_name_the_variable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from empathy_webhooks_core.config import ConfigError, parse_config
+    from empathy_webhooks_core.plugins import build_plugin_manager
+
+    installed = [
+        ep.name
+        for ep in __import__("importlib.metadata").metadata.entry_points(group="empathy_webhooks")
+    ]
+    if not installed:
+        pytest.skip("no plugin installed")
+    name = sorted(installed)[0]
+    typo = name[:-1]
+    with caplog.at_level(logging.WARNING, logger="empathy_webhooks"):
+        pm = build_plugin_manager(env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": typo})
+    assert pm.unknown_in_load_plugins == [typo]
+    assert f"no installed plugin is named {typo!r} (did you mean {name!r}?)" in caplog.text
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"webhooks": [{"type": name}]}, env={}, plugin_manager=pm)
+    assert (
+        f"the {name!r} plugin is installed but EMPATHY_WEBHOOKS_LOAD_PLUGINS={typo!r} leaves it "
+        f"out; add {name} to it" in raised.value.problems[0]
+    )
