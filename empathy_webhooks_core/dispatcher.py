@@ -337,13 +337,14 @@ class WebhookDispatcher:
             if self._closed:
                 raise RuntimeError("this dispatcher is closed; create a new one")
             self._changed = asyncio.Event()
+            # The store first: a bad URL or a file that cannot open leaves no session behind.
+            self._store = open_store(self._store_spec, self._hooks.store_backends())
+            resumed = await self._store.open()
             if self._session is None:
                 self._session = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=self._max_connections),
                     headers={"User-Agent": USER_AGENT},
                 )
-            self._store = open_store(self._store_spec, self._hooks.store_backends())
-            resumed = await self._store.open()
             self._open_lanes()
             self._started = True
             for delivery in resumed:
@@ -583,7 +584,8 @@ class WebhookDispatcher:
             await self._gone(lane, delivery, result, reason)
             return
         if verdict.outcome is Outcome.RETRY:
-            reason = f"{reason}; gave up after {delivery.attempts} attempts"
+            tries = "attempt" if delivery.attempts == 1 else "attempts"
+            reason = f"{reason}; gave up after {delivery.attempts} {tries}"
         error = DeliveryError(
             reason,
             webhook_name=webhook.name,
