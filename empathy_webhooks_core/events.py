@@ -40,6 +40,8 @@ MAX_DATA_DEPTH_LIMIT = 256
 #: The largest integer every JSON receiver reads exactly (JavaScript's
 #: `Number.MAX_SAFE_INTEGER`, RFC 8259 section 6): larger ones arrive rounded.
 MAX_SAFE_INTEGER = 2**53 - 1
+#: The longest event type: it travels in a header, which receivers cap at about 8 KB.
+MAX_EVENT_TYPE_CHARS = 1024
 
 _DEPTH_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
     "empathy_webhooks_data_depth", default=DEFAULT_MAX_DATA_DEPTH
@@ -223,12 +225,13 @@ def _event_type(value: Any) -> str:
         return value.value
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"event_type must be a non-empty string, got {value!r}")
-    if _CONTROL.search(value) or len(value) > 255:
+    if _CONTROL.search(value) or len(value) > MAX_EVENT_TYPE_CHARS:
         # It travels in a header (X-Empathy-Event-Type): a line break there would fail every
-        # attempt at send time, or split the header.
+        # attempt at send time, or split the header, and receivers refuse header lines past
+        # 8 KB.
         raise ValueError(
-            f"event_type must be at most 255 characters without line breaks, NUL or other "
-            f"control characters, got {value[:80]!r}"
+            f"event_type must be at most {MAX_EVENT_TYPE_CHARS} characters, without line "
+            f"breaks, NUL or other control characters, got {value[:80]!r}"
         )
     return value
 
