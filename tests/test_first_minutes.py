@@ -653,3 +653,52 @@ def test_the_demo_names_the_variable_that_left_a_plugin_out() -> None:
         "skipped the Jira stand-in: its plugin is left out (the 'jira' plugin is installed but "
         "EMPATHY_WEBHOOKS_LOAD_PLUGINS='slack' leaves it out; add jira to it)" in result.stdout
     )
+
+
+def test_new_plugin_prints_the_install_line_with_its_test_extra(tmp_path: Path) -> None:
+    result = cli("new-plugin", "acme", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "created empathy-webhooks-acme",
+        "next: pip install -e './empathy-webhooks-acme[test]' && pytest empathy-webhooks-acme",
+    ]
+    assert result.stderr == ""
+
+
+def test_new_plugin_warns_when_the_name_is_an_installed_type(tmp_path: Path) -> None:
+    result = cli("new-plugin", "custom", "--dest", str(tmp_path))
+    assert result.returncode == 0
+    assert result.stderr.startswith(
+        "warning: empathy-webhooks-core already provides the plugin and webhook type 'custom'"
+    )
+    assert (tmp_path / "empathy-webhooks-custom").is_dir()
+
+
+def test_the_generated_plugin_tests_raise_no_warning(tmp_path: Path) -> None:
+    from empathy_webhooks_core.scaffold import create_plugin
+
+    root = create_plugin("acme", tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-W",
+            "error",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not slow",
+            "tests",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning" not in done.stdout.lower(), done.stdout
