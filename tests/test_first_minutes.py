@@ -702,3 +702,41 @@ def test_the_generated_plugin_tests_raise_no_warning(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warning" not in done.stdout.lower(), done.stdout
+
+
+def test_the_readme_names_the_clis_real_default_store(tmp_path: Path) -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    claims = re.findall(r"CLI's default store is (\w+)", readme)
+    assert claims, "the README says which store the CLI uses by default"
+    assert "the CLI's default)" not in readme  # the old claim that SQLite was
+    result = cli("validate", "-c", str(_config(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    shown = re.search(r"store (\w+)", result.stdout.splitlines()[0])
+    assert shown is not None
+    assert set(claims) == {shown.group(1)} == {"memory"}
+
+
+def test_the_testing_docs_snippets_run_as_written(tmp_path: Path) -> None:
+    """Each ```python block of docs/testing.md, as a test module of a plugin's own project."""
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    blocks = [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
+    assert len(blocks) >= 2
+    for number, block in enumerate(blocks):
+        (tmp_path / f"test_snippet_{number}.py").write_text(block, encoding="utf-8")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMPATHY_WEBHOOKS")}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(blocks)} passed" in done.stdout
