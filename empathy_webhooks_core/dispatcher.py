@@ -34,6 +34,7 @@ from .plugins import Hooks, get_plugin_manager
 from .ratelimit import RateLimiter
 from .redaction import redact_text, register_secrets
 from .routing import EventMatcher, passes_filter
+from .sender import Sender
 from .stores import DeadLetter, Delivery, DeliveryStore, open_store
 from .webhooks import Webhook, webhook_sequence
 from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest
@@ -266,6 +267,15 @@ class WebhookDispatcher:
                 headers={"User-Agent": USER_AGENT},
             )
         return self._guarded_session
+
+    def sender_for(self, webhook: Webhook) -> Sender:
+        """How a plugin sends `webhook`'s requests outside a delivery (batched metrics): the
+        session this dispatcher uses for it (guarded when it blocks private addresses) and its
+        timeout. Within `deliver`, wrap the `session` argument: `Sender(webhook, session)`.
+        Raises `RuntimeError` when the dispatcher is not running."""
+        if self._closed:
+            raise RuntimeError("the dispatcher is closed")
+        return Sender(webhook, self._session_for(webhook))
 
     @property
     def webhooks(self) -> list[Webhook]:
