@@ -50,5 +50,13 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+# What an install, a build or a test run leaves (each is in .gitignore): the virtual
+# environment, every project's build/, dist/ and *.egg-info, and the caches wherever they are.
+# Never a user's own files (an outbox.db, a webhooks.toml).
+PROJECT_DIRS := ./ $(PLUGIN_DIRS) $(EXAMPLE_DIRS)
+CACHE_DIRS   := __pycache__ .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(foreach d,$(PROJECT_DIRS),$(d)build $(d)dist $(d)*.egg-info)
+	find . -path ./.git -prune -o -type d \( $(foreach c,$(CACHE_DIRS),-name $(c) -o) -false \) \
+		-prune -exec rm -rf {} +
