@@ -301,7 +301,9 @@ async def test_the_shared_breaker_opens_for_every_worker_and_lets_one_probe_thro
                 await asyncio.sleep(0.01)
         await one.sync()
         assert one.wait_time() == 0
-        assert two.wait_time() == POLL
+        # Two waits: its mirror may still hold a sliver of open time (its deadline came from
+        # its own last read) or say half-open; either way it does not send.
+        assert (two.wait_time() or 0) > 0
         await two.sync()
         assert two.wait_time() == POLL  # the probe is one's
         one.before_attempt()
