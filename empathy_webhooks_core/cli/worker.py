@@ -7,7 +7,10 @@ import asyncio
 import signal
 from typing import Any
 
+from ..plugins import Hooks
+from ..stores import StoreOpenError, open_store
 from ._common import EXIT_OK, CliError, Output, add_config_option, load
+from ._store import shown_store
 
 
 def register(subparsers: Any) -> None:
@@ -36,11 +39,18 @@ async def _serve(webhooks: list[Any], store: str) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    config, _ = load(args)
+    config, pm = load(args)
     store = args.store or config.store
     if not store or store in ("memory", "memory://"):
         raise CliError(
             "error: a worker needs a shared store: --store URL or store = ... in the configuration"
         )
-    asyncio.run(_serve(list(config.webhooks), store))
+    try:
+        open_store(store, Hooks(pm).store_backends())  # a bad URL is said before starting
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"error: cannot open the store {shown_store(store)}: {exc}") from None
+    try:
+        asyncio.run(_serve(list(config.webhooks), store))
+    except StoreOpenError as exc:  # it names the store and what is wrong
+        raise CliError(f"error: {exc}") from None
     return EXIT_OK
