@@ -200,3 +200,123 @@ async def test_a_store_used_before_open_says_so(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="not open"):
         await store.dead_letters()
     assert "o.db" in repr(store)
+
+
+# -- paging a backlog in, and rows that cannot be decoded ----------------------------------
+
+
+def _insert_pending(db: Path, texts: list[str], webhook: str = "h") -> None:
+    """Rows as an earlier process (or an older version, or a damaged disk) left them."""
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO deliveries (delivery_id, webhook_name, event_id, event_json, attempts,"
+            " created_at) VALUES (?, ?, ?, ?, 0, ?)",
+            [(f"dlv_{n}", webhook, f"evt_{n}", text, time.time()) for n, text in enumerate(texts)],
+        )
+
+
+def _deep(depth: int) -> str:
+    """An envelope whose data is nested `depth` levels deep (past any recursion limit)."""
+    return (
+        '{"event_type":"alert","event_id":"evt_deep","timestamp":"2025-01-01T00:00:00.000Z",'
+        '"data":' + '{"a":' * depth + "1" + "}" * depth + "}"
+    )
+
+
+async def _prepared(db: Path) -> None:
+    """Create the file's tables the way the store does."""
+    store = SQLiteStore(db)
+    await store.open()
+    await store.close()
+
+
+async def test_a_large_backlog_is_paged_in_not_loaded_at_once(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    from empathy_webhooks_core.dispatcher import RESUME_WINDOW
+
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    backlog = 3 * RESUME_WINDOW
+    good = Event(event_type="prediction", data={"n": 1}, ordering_key="k").to_json()
+    events = [good.replace('"evt_', f'"evt_{n}x', 1) for n in range(backlog)]
+    _insert_pending(db, events)
+    release = asyncio.Event()
+
+    async def hold(_: object) -> Reply:
+        await release.wait()
+        return Reply(status=200)
+
+    receiver.handler = hold
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=4)
+    dispatcher = WebhookDispatcher(webhooks=[hook], store=url(db))
+    await dispatcher.start()
+    await receiver.wait_for(1)  # one at a time: they share an ordering key
+    # The lane holds one window of the backlog, not all of it.
+    state = dispatcher.lane_state("h")
+    assert state is not None
+    assert state["queued"] + state["in_flight"] == RESUME_WINDOW
+    assert rows(db, "SELECT count(*) FROM deliveries WHERE owner IS NULL") == [
+        (backlog - RESUME_WINDOW,)
+    ]
+    release.set()
+    await dispatcher.drain()
+    await dispatcher.close()
+    # Every row went out, oldest first (the ordering key held across pages).
+    assert [r.event_id for r in receiver.delivered] == [
+        f"evt_{n}x" + good.split('"evt_', 1)[1].split('"', 1)[0] for n in range(backlog)
+    ]
+
+
+async def test_rows_that_cannot_be_decoded_go_to_dead_letters_and_the_rest_is_delivered(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    good = [Event(event_type="prediction", data={"n": n}) for n in range(5)]
+    stored = [
+        good[0].to_json(),
+        _deep(100_000),  # RecursionError in json.loads
+        good[1].to_json(),
+        "{not json",
+        good[2].to_json(),
+        '{"event_id": "evt_no_type", "timestamp": "2025-01-01T00:00:00.000Z"}',
+        good[3].to_json(),
+        '["a list"]',
+        good[4].to_json(),
+    ]
+    _insert_pending(db, stored)
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    for _ in range(2):  # a restart never trips on them either
+        async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+            await dispatcher.drain()
+            letters = await dispatcher.dead_letters()
+    assert sorted(r.event_id or "" for r in receiver.delivered) == sorted(e.event_id for e in good)
+    assert len(letters) == 4
+    reasons = sorted(letter.error["reason"] for letter in letters)
+    assert all(r.startswith("the stored event cannot be decoded: ") for r in reasons)
+    assert any("RecursionError" in r for r in reasons)
+    assert any("JSONDecodeError" in r for r in reasons)
+    assert any("'event_type' is missing" in r for r in reasons)
+    assert any("not an object" in r for r in reasons)
+    deep = next(d for d in letters if "RecursionError" in d.error["reason"])
+    assert deep.event.event_id == "evt_deep"  # found in the text, for the operator
+    assert deep.error["stored_event"] == stored[1]  # kept whole: nothing is lost
+    assert not deep.replayable
+    assert rows(db, "SELECT count(*) FROM deliveries WHERE state = 'queued'") == [(0,)]
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        with pytest.raises(ValueError, match="could not be decoded"):
+            await dispatcher.replay_dead_letter(deep.dead_letter_id)
+        assert await dispatcher.replay_dead_letters() == 4  # listed; none of them sent
+        assert len(await dispatcher.dead_letters()) == 4
+
+
+async def test_open_errors_name_the_file(tmp_path: Path) -> None:
+    from empathy_webhooks_core.stores import StoreOpenError
+
+    (tmp_path / "plain").write_text("a file, not a folder")
+    with pytest.raises(StoreOpenError, match=r"cannot open the SQLite store .*plain/outbox\.db"):
+        await SQLiteStore(tmp_path / "plain" / "outbox.db").open()
+    (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(StoreOpenError, match=r"junk\.db: the file is not an SQLite database"):
+        await SQLiteStore(tmp_path / "junk.db").open()

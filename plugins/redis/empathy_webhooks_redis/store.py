@@ -172,6 +172,7 @@ class _Fault:
             )
             self.since = None
 
+
 _OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer", "consumer_expiry")
 
 
