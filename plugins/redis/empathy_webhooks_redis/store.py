@@ -146,8 +146,14 @@ UNREACHABLE_WAIT = 0.5
 
 
 def _no_group(exc: BaseException) -> bool:
-    """Redis lost the stream or its consumer group (a restart without persistence)."""
-    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
+    """Redis lost the stream or its consumer group (a restart without persistence, or a
+    FLUSHALL, which ends a blocked read with UNBLOCKED)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
+
+
+#: A fault that comes back this soon after it cleared is the same outage (a pool's other
+#: broken connections failing one by one): not told again.
+_SAME_OUTAGE = 5.0
 
 
 class _Fault:
@@ -157,20 +163,26 @@ class _Fault:
     def __init__(self, event: str) -> None:
         self.event = event
         self.since: float | None = None
+        self.cleared = -_SAME_OUTAGE
+        self.quiet = False
 
     def failed(self, exc: BaseException, **context: Any) -> None:
         if self.since is None:
             self.since = time.monotonic()
-            log.error(self.event, error=f"{type(exc).__name__}: {exc}", **context)
+            self.quiet = self.since - self.cleared < _SAME_OUTAGE
+            if not self.quiet:
+                log.error(self.event, error=f"{type(exc).__name__}: {exc}", **context)
 
     def ok(self, **context: Any) -> None:
         if self.since is not None:
-            log.warning(
-                self.event.replace("_failed", "_recovered"),
-                after_seconds=round(time.monotonic() - self.since, 3),
-                **context,
-            )
+            if not self.quiet:
+                log.warning(
+                    self.event.replace("_failed", "_recovered"),
+                    after_seconds=round(time.monotonic() - self.since, 3),
+                    **context,
+                )
             self.since = None
+            self.cleared = time.monotonic()
 
 
 _OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer", "consumer_expiry")
