@@ -320,3 +320,47 @@ async def test_open_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(StoreOpenError, match=r"junk\.db: the file is not an SQLite database"):
         await SQLiteStore(tmp_path / "junk.db").open()
+
+
+def test_a_read_only_folder_is_one_clear_cli_error_with_exit_2(tmp_path: Path) -> None:
+    """`stats`, `send` and `worker` on a store in a folder this user cannot write."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    cli = str(Path(sys.executable).parent / "empathy-webhooks")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    config = tmp_path / "webhooks.toml"
+    config.write_text(
+        f'store = "sqlite:///{folder / "outbox.db"}"\n'
+        '[[webhooks]]\ntype = "custom"\nname = "h"\nurl = "http://127.0.0.1:9/"\n'
+    )
+    # Root writes through permissions: an immutable folder is read-only even for root.
+    root = os.geteuid() == 0
+    if root:
+        if shutil.which("chattr") is None:
+            pytest.skip("running as root without chattr: no way to make a read-only folder")
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+    try:
+        env = {**os.environ, "EMPATHY_WEBHOOKS_LOAD_PLUGINS": ""}
+        for command in (["stats"], ["send", "alert", "--no-wait"], ["worker"]):
+            done = subprocess.run(
+                [cli, *command, "-c", str(config)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            assert done.returncode == 2, (command, done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr
+            assert f"cannot open the SQLite store {folder / 'outbox.db'}" in done.stderr
+            assert f"the folder {folder} is read-only" in done.stderr
+    finally:
+        if root:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
