@@ -175,9 +175,18 @@ def load(args: argparse.Namespace) -> tuple[Config, PluginManager]:
         hint = "" if args.config else f" (pass --config FILE or set ${CONFIG_ENV})"
         raise CliError(f"error: no configuration file {str(path)!r}{hint}")
     try:
-        return load_config(path, plugin_manager=pm), pm
+        config = load_config(path, plugin_manager=pm)
     except ConfigError as exc:
         raise CliError([f"{path}: {len(exc.problems)} problem(s)", *exc.problems]) from None
+    override = getattr(args, "store", None)
+    if override:
+        from ..plugins import Hooks
+        from ..stores import store_url_problem
+
+        problem = store_url_problem(override, Hooks(pm).store_backends(), pm)
+        if problem is not None:
+            raise CliError(f"error: --store: {problem}")
+    return config, pm
 
 
 def read_json_argument(value: str, option: str) -> Any:

@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
         help="a local receiver that prints arriving webhooks and checks their signatures",
         description="Receive webhooks on a local port, print each readably and verify its "
         "signature (X-Signature and Standard Webhooks headers). Invalid signatures are "
-        "answered 401. Exits 1 if any signature was invalid.",
+        "answered 401, and so are unsigned requests unless --allow-unsigned; each refusal "
+        "says why. Exits 1 if any request was refused.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -39,6 +40,12 @@ def register(subparsers: Any) -> None:
         action="append",
         metavar="SECRET",
         help=f"signing secret to verify with (repeatable; default ${SECRET_ENV})",
+    )
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="with --secret: accept unsigned requests too (each marked as such) while signed "
+        "ones are still verified, so one listener serves signed and unsigned webhooks",
     )
     parser.add_argument("--status", type=int, default=200, help="answer valid arrivals with this")
     parser.add_argument(
@@ -115,6 +122,33 @@ def verify(
     return ("valid" if all(checks.values()) else "invalid"), checks
 
 
+def refusal(
+    state: str, checks: dict[str, bool], headers: Mapping[str, str], now: float | None = None
+) -> str:
+    """Why a request was refused, in words a sender's author can act on."""
+    if state == "unsigned":
+        return (
+            "unsigned: no X-Signature or webhook-signature header (--allow-unsigned accepts "
+            "unsigned requests)"
+        )
+    reasons = []
+    if checks.get("x-signature") is False:
+        reasons.append("X-Signature matches no secret (another secret, or a changed body?)")
+    if checks.get("standard-webhooks") is False:
+        stamp = _header(headers, "webhook-timestamp") or ""
+        when = time.time() if now is None else now
+        if not _header(headers, "webhook-id") or not stamp.isdigit():
+            reasons.append("webhook-id or webhook-timestamp missing or malformed")
+        elif abs(when - int(stamp)) > TOLERANCE_SECONDS:
+            reasons.append(
+                f"webhook-timestamp is {abs(when - int(stamp)):.0f} s from now "
+                f"(tolerance {TOLERANCE_SECONDS} s: a replay, or a clock off)"
+            )
+        else:
+            reasons.append("webhook-signature matches no secret")
+    return "; ".join(reasons) or state
+
+
 def summary(body: bytes) -> tuple[str | None, str | None, str]:
     """Event type, event id and a compact one-line body."""
     try:
@@ -130,9 +164,17 @@ def summary(body: bytes) -> tuple[str | None, str | None, str]:
 
 
 class Listener:
-    def __init__(self, out: Output, secrets: list[str], status: int, count: int | None) -> None:
+    def __init__(
+        self,
+        out: Output,
+        secrets: list[str],
+        status: int,
+        count: int | None,
+        allow_unsigned: bool = False,
+    ) -> None:
         self.out = out
         self.secrets = secrets
+        self.allow_unsigned = allow_unsigned
         self.status = status
         self.count = count
         self.seen = 0
@@ -147,15 +189,16 @@ class Listener:
         state, checks = verify(body, headers, self.secrets)
         event_type, event_id = summary(body)[:2]
         event_id = event_id or _header(headers, "webhook-id")
-        bad = state in ("invalid", "unsigned")
+        bad = state == "invalid" or (state == "unsigned" and not self.allow_unsigned)
+        why = refusal(state, checks, headers) if bad else None
         status = 401 if bad else self.status
         self.seen += 1
         self.invalid += bad
-        self.print(request, state, checks, event_type, event_id, status, body)
+        self.print(request, state, checks, event_type, event_id, status, body, why)
         if self.count is not None and self.seen >= self.count:
             self.done.set()
-        if bad:
-            return web.json_response({"error": "invalid signature"}, status=401)
+        if why is not None:
+            return web.json_response({"error": why}, status=401)
         return web.json_response({"status": "ok"}, status=status)
 
     def print(
@@ -167,6 +210,7 @@ class Listener:
         event_id: str | None,
         status: int,
         body: bytes,
+        refused: str | None = None,
     ) -> None:
         when = datetime.now().strftime("%H:%M:%S")
         if self.out.json:
@@ -179,25 +223,30 @@ class Listener:
                 "signature": state,
                 "schemes": checks,
                 "answered": status,
+                "refused": refused,
                 "body": summary(body)[2],
             }
             print(json.dumps(line, ensure_ascii=False), flush=True)
             return
         schemes = ", ".join(f"{k} {'ok' if v else 'BAD'}" for k, v in checks.items())
         detail = f" ({schemes})" if schemes else ""
-        style = {"valid": "green", "invalid": "bold red", "unsigned": "bold red"}.get(state)
+        if state == "unsigned" and not refused:
+            state = "unsigned (accepted: --allow-unsigned)"
+        style = "bold red" if refused else "green" if state == "valid" else None
         self.out.line(
             f"{when}  {request.method} {request.path_qs}  {event_type or '-'}  {event_id or '-'}"
             f"  signature {state}{detail}  -> {status}",
             style=style,
         )
+        if refused:
+            self.out.line(f"    refused: {refused}", style="red")
         self.out.line(f"    {summary(body)[2]}", style="dim")
 
 
 async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> int:
     from aiohttp import web
 
-    listener = Listener(out, secrets, args.status, args.count)
+    listener = Listener(out, secrets, args.status, args.count, args.allow_unsigned)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", listener.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -214,6 +263,8 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
         port = server.sockets[0].getsockname()[1] if server is not None else args.port  # type: ignore[attr-defined]
         url = f"http://{args.host}:{port}/"
         checking = f"verifying with {len(secrets)} secret(s)" if secrets else "no secret given"
+        if secrets and args.allow_unsigned:
+            checking += ", accepting unsigned requests"
         if out.json:
             print(json.dumps({"listening": url, "verifying": bool(secrets)}), flush=True)
         else:
@@ -225,7 +276,7 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
     finally:
         await runner.cleanup()
     if not out.json:
-        out.line(f"{listener.seen} received, {listener.invalid} with a bad or missing signature")
+        out.line(f"{listener.seen} received, {listener.invalid} refused (bad or missing signature)")
     return EXIT_FAILED if listener.invalid else EXIT_OK
 
 

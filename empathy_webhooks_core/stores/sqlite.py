@@ -925,8 +925,11 @@ def open_sqlite_store(url: str) -> SQLiteStore:
         elif key in ("synchronous", "role"):
             options[key] = value
         else:
+            from ..converter import did_you_mean
+
+            known = ("retention", "synchronous", "lease", "poll", "role")
             raise ValueError(
-                f"{url!r}: unknown option {key!r} (known: retention, synchronous, lease, "
-                "poll, role)"
+                f"{url!r}: unknown option {key!r}{did_you_mean(key, known)}"
+                f" (known: {', '.join(known)})"
             )
     return SQLiteStore(path, **options)

@@ -25,6 +25,8 @@ What it checks, for the webhook `make_webhook` returns:
   `on_success` hears of it with the event's id;
 - a final failure reaches the webhook's `on_failure` callback, every plugin's `on_failure`
   hook and the dead letters;
+- the reference's failure callback, which reads `webhook.url`, runs to its end: every webhook
+  has a `url` (where it sends), a string that shows no secret;
 - no secret (`secrets` plus the webhook's own `secret_values()`) appears in the logs (the
   ``empathy_webhooks`` logger at DEBUG), in `repr(webhook)`, or in the `DeliveryError`, even
   when the service echoes them back in its error.
@@ -45,7 +47,7 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 import attrs
@@ -448,8 +450,11 @@ class WebhookConformance:
 
         return render_request(webhook, event, plugin_manager=pm)
 
-    async def _deliver(self, mode: ServiceMode, event: Event) -> _Run:
-        """Deliver `event` once through a real dispatcher to the fake service in `mode`."""
+    async def _deliver(
+        self, mode: ServiceMode, event: Event, callback: Callable[..., Any] | None = None
+    ) -> _Run:
+        """Deliver `event` once through a real dispatcher to the fake service in `mode`;
+        `callback`, if given, is called from the webhook's `on_failure` too."""
         pm = self.build_plugin_manager()
         recorder = _Recorder()
         pm.register(recorder, name="conformance-recorder")
@@ -457,6 +462,8 @@ class WebhookConformance:
 
         def on_failure(webhook: Webhook, event: Event, error: DeliveryError) -> None:
             callbacks.append((webhook, event, error))
+            if callback is not None:
+                callback(webhook, event, error)
 
         async with self.fake_service(mode) as service:
             webhook = attrs.evolve(
@@ -591,3 +598,25 @@ class WebhookConformance:
         for secret in secrets:
             for where, text in texts.items():
                 assert secret not in text, f"secret {secret[:3]}… leaked into {where}"
+
+    def test_the_reference_failure_callback_reads_webhook_url(self) -> None:
+        """The reference's `on_failure` logs `webhook.url` and stores `(webhook.url, event)`
+        for a manual retry: on a real final failure it must run to its end, for every type."""
+        stored: list[tuple[str, str]] = []
+
+        def on_webhook_failure(webhook: Any, event: Event, error: DeliveryError) -> None:
+            logging.getLogger("conformance.reference").error(f"Webhook failed: {webhook.url}")
+            stored.append((webhook.url, event.event_id))  # store_failed_webhook(...)
+
+        event = self.sample_event(EventType.BUG_DETECTED)
+        run = asyncio.run(self._deliver("failure", event, on_webhook_failure))
+        assert len(run.callbacks) == 1, "the failure was not reported"
+        assert len(stored) == 1, (
+            f"the reference's callback did not run to its end: does {type(run.webhook).__name__}"
+            " have a `url`?"
+        )
+        url, event_id = stored[0]
+        assert event_id == event.event_id
+        assert isinstance(url, str) and "://" in url, f"webhook.url is not a URL: {url!r}"
+        for secret in self._secrets(run.webhook):
+            assert secret not in url, f"webhook.url shows a secret ({secret[:3]}…)"

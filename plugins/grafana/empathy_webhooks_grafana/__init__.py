@@ -10,6 +10,7 @@ import attrs
 
 from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
 from empathy_webhooks_core.default_plugins.http import default_verdict
+from empathy_webhooks_core.redaction import url_repr
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
 
@@ -59,7 +60,7 @@ class GrafanaWebhook(Webhook):
 
     kind: ClassVar[str] = "grafana"
 
-    url: str = attrs.field(converter=_annotations_url)
+    url: str = attrs.field(converter=_annotations_url, repr=url_repr)
     api_key: str = attrs.field(validator=_token, repr=False)
     dashboard_uid: str | None = None
     panel_id: int | None = attrs.field(default=None, validator=_panel)

@@ -12,6 +12,7 @@ import attrs
 
 from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
 from empathy_webhooks_core.default_plugins.http import default_verdict
+from empathy_webhooks_core.redaction import redact_url, url_repr
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
 
@@ -46,7 +47,9 @@ class PagerDutyWebhook(Webhook):
     kind: ClassVar[str] = "pagerduty"
 
     api_key: str = attrs.field(validator=_routing_key, repr=False)
-    events_url: str = attrs.field(default=DEFAULT_EVENTS_URL, converter=_events_url)
+    events_url: str = attrs.field(
+        default=DEFAULT_EVENTS_URL, converter=_events_url, repr=url_repr
+    )
     source: str | None = None
     component: str | None = None
     group: str | None = None
@@ -56,6 +59,13 @@ class PagerDutyWebhook(Webhook):
     @property
     def enqueue_url(self) -> str:
         return self.events_url
+
+    @property
+    def url(self) -> str:
+        """Where events go (the Events API's enqueue endpoint), fit to show: what the
+        reference's `on_failure` example logs as `webhook.url`. The routing key travels in the
+        body, never here."""
+        return redact_url(self.events_url)
 
     @property
     def routing_key(self) -> str:
