@@ -562,6 +562,10 @@ class WebhookDispatcher:
                             error=redact_text(f"{type(exc).__name__}: {exc}"),
                         )
                     failing = True
+                    # What could not be read stays in the store for a later look (or the next
+                    # process): `drain` does not wait for it, so closing never hangs on it.
+                    self._paged_out = True
+                    self._changed.set()
                     await asyncio.sleep(store.poll_interval)
                     continue
                 if failing:
