@@ -364,3 +364,20 @@ def test_a_read_only_folder_is_one_clear_cli_error_with_exit_2(tmp_path: Path) -
             subprocess.run(["chattr", "-i", str(folder)], check=True)
         else:
             folder.chmod(0o755)
+
+
+async def test_resumed_deliveries_are_never_refused_by_max_pending(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """They were accepted by an earlier emit: paged in within the bound, all delivered."""
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    events = [Event(event_type="prediction", data={"n": n}) for n in range(40)]
+    _insert_pending(db, [event.to_json() for event in events])
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), max_pending=5)
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        await dispatcher.drain()
+        assert dispatcher.get_webhook_stats("h")["refused"] == 0
+    assert sorted(r.event_id or "" for r in receiver.delivered) == sorted(
+        e.event_id for e in events
+    )

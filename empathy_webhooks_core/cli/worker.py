@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-async def _serve(webhooks: list[Any], store: str) -> None:
+async def _serve(webhooks: list[Any], store: str, started: Any = None) -> None:
     try:
         from ..worker import run_worker  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -35,6 +35,8 @@ async def _serve(webhooks: list[Any], store: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if started is not None:
+        started()
     await run_worker(webhooks, store, stop=stop)
 
 
@@ -49,8 +51,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         open_store(store, Hooks(pm).store_backends())  # a bad URL is said before starting
     except (ValueError, TypeError) as exc:
         raise CliError(f"error: cannot open the store {shown_store(store)}: {exc}") from None
+    # One line each way, even without -v: a worker that says nothing looks like one that hangs.
+    line = (
+        f"worker started: {len(config.webhooks)} webhook(s), store {shown_store(store)} "
+        "(Ctrl-C stops)"
+    )
     try:
-        asyncio.run(_serve(list(config.webhooks), store))
+        asyncio.run(_serve(list(config.webhooks), store, lambda: out.line(line)))
     except StoreOpenError as exc:  # it names the store and what is wrong
         raise CliError(f"error: {exc}") from None
+    finally:
+        out.line("worker stopped")
     return EXIT_OK

@@ -55,6 +55,7 @@ from typing import Any
 import attrs
 
 from .._log import get_logger
+from ..bounds import check_number
 from .base import (
     DeadLetter,
     Delivery,
@@ -190,14 +191,14 @@ class SQLiteStore:
         poll_interval: float = DEFAULT_POLL,
         role: str = "worker",
     ) -> None:
-        if not retention_seconds >= 0:  # NaN included
-            raise ValueError(f"retention must be 0 or more seconds, got {retention_seconds!r}")
+        # NaN would pass `< 0` and make every prune compare false (delivered rows kept forever).
+        check_number("retention", retention_seconds, at_least=0)
+        if prune_interval is not None:
+            check_number("prune_interval", prune_interval, above=0, at_most=86_400)
         if synchronous.lower() not in ("normal", "full"):
             raise ValueError(f"synchronous must be 'normal' or 'full', got {synchronous!r}")
-        if not 0.1 <= lease_seconds <= 86_400:
-            raise ValueError(f"lease must be 0.1 to 86400 seconds, got {lease_seconds!r}")
-        if not 0.01 <= poll_interval <= 60:
-            raise ValueError(f"poll must be 0.01 to 60 seconds, got {poll_interval!r}")
+        check_number("lease", lease_seconds, at_least=0.1, at_most=86_400)
+        check_number("poll", poll_interval, at_least=0.01, at_most=60)
         if role not in ("worker", "producer"):
             raise ValueError(f"role must be 'worker' or 'producer', got {role!r}")
         self.path = Path(path)
