@@ -1,0 +1,166 @@
+"""One webhook's lane: its queue, its gate (enabled, pause, breaker, limiter), its ordering
+chains and its figures. Lanes share nothing but the HTTP session, so a slow, limited or
+failing webhook never delays another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import attrs
+
+from ..breaker import Breaker, CircuitBreaker
+from ..clock import Clock
+from ..events import Event
+from ..monitor import StatsRecorder
+from ..ratelimit import Limiter
+from ..routing import EventMatcher, passes_filter
+from ..webhooks import Webhook
+from .unit import Delivery
+
+__all__ = ["RESUME_WINDOW", "Lane", "LaneSnapshot"]
+
+#: A lane takes at most this many deliveries from a `PagedStore` ahead of sending them (or
+#: twice its `max_concurrency`, if more; never more than its `max_pending`), and asks for more
+#: once down to half.
+RESUME_WINDOW = 256
+
+
+@attrs.frozen(kw_only=True)
+class LaneSnapshot:
+    """A lane's live figures, as the monitor reads them (`WebhookDispatcher.lane_state`)."""
+
+    recorder: StatsRecorder
+    queued: int = 0
+    in_flight: int = 0
+    dead_letters: int = 0
+    breaker_state: str = "closed"
+    disabled: bool = False
+    max_pending: int = 0
+
+
+class Lane:
+    """One webhook's queue, workers and guards."""
+
+    def __init__(
+        self,
+        webhook: Webhook,
+        clock: Clock,
+        *,
+        routed: bool = True,
+        limiter: Limiter | None = None,
+        breaker: Breaker | None = None,
+    ) -> None:
+        self.webhook = webhook
+        self.routed = routed
+        self.matcher = EventMatcher(webhook.events)
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.limiter = limiter
+        self.breaker: Breaker = breaker or CircuitBreaker(webhook.circuit_breaker, clock)
+        self.recorder = StatsRecorder()
+        self.clock = clock
+        self.paused_until = 0.0
+        self.enabled = asyncio.Event()
+        self.enabled.set()
+        self.gate = asyncio.Lock()
+        self.breaker_changed = asyncio.Event()
+        self.pending = 0
+        self.in_flight = 0
+        # Ordering keys with a delivery under way, and the ones waiting behind it in emit order.
+        self.chains: dict[str, collections.deque[Delivery]] = {}
+        self.dead_letters = 0
+        self.workers: list[asyncio.Task[None]] = []
+        # Deliveries whose outcome is recorded in the store ("final") or that went back to
+        # the queue ("requeued") but are not settled yet: a worker error after that point must
+        # not dead-letter them a second time.
+        self.outcomes: dict[str, str] = {}
+
+    def wants(self, event: Event) -> bool:
+        return self.routed and self.matcher(event.event_type) and passes_filter(self.webhook, event)
+
+    @property
+    def resume_window(self) -> int:
+        """How many deliveries this lane takes from a `PagedStore` ahead of sending them."""
+        # Never past max_pending: resumed deliveries are not refused, but they must not hold a
+        # lane above the bound its emits are held to.
+        return max(
+            1, min(max(RESUME_WINDOW, 2 * self.webhook.max_concurrency), self.webhook.max_pending)
+        )
+
+    # -- the queue and its ordering chains -------------------------------------------------
+
+    def enqueue(self, delivery: Delivery) -> None:
+        """A new pending delivery: queued, or behind the one of its ordering key under way."""
+        self.pending += 1
+        key = delivery.event.ordering_key
+        if key is not None:
+            waiting = self.chains.get(key)
+            if waiting is not None:
+                # Same key as a delivery still under way: wait behind it, in emit order.
+                waiting.append(delivery)
+                return
+            self.chains[key] = collections.deque()
+        self.queue.put_nowait(delivery)
+
+    def settle(self, delivery: Delivery) -> None:
+        """A delivery reached its final outcome: release the next one of its ordering key."""
+        self.outcomes.pop(delivery.delivery_id, None)
+        key = delivery.event.ordering_key
+        if key is not None and key in self.chains:
+            waiting = self.chains[key]
+            if waiting:
+                self.queue.put_nowait(waiting.popleft())
+            else:
+                del self.chains[key]
+        self.pending -= 1
+
+    # -- the gate --------------------------------------------------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """Hold every delivery of this lane for `seconds` (a rate-limit answer)."""
+        self.paused_until = max(self.paused_until, self.clock.monotonic() + seconds)
+
+    def record(self, success: bool) -> None:
+        """Tell the breaker how an attempt went, and wake a gate waiting on a probe."""
+        self.breaker.record(success)
+        self.breaker_changed.set()
+
+    async def pass_gate(self) -> None:
+        """Wait until this lane may send: enabled, not paused, breaker and rate limit allow.
+
+        Workers pass one at a time (the lock), so waiting deliveries keep their order.
+        """
+        async with self.gate:
+            while True:
+                await self.enabled.wait()
+                pause = self.paused_until - self.clock.monotonic()
+                if pause > 0:
+                    await self.clock.sleep(pause)
+                    continue
+                wait = self.breaker.wait_time()
+                if wait is None:
+                    self.breaker_changed.clear()
+                    await self.breaker_changed.wait()
+                    continue
+                if wait > 0:
+                    await self.clock.sleep(wait)
+                    continue
+                if self.limiter is not None:
+                    wait = await self.limiter.reserve()
+                    if wait > 0:
+                        await self.clock.sleep(wait)
+                        continue
+                self.breaker.before_attempt()
+                return
+
+    def snapshot(self) -> LaneSnapshot:
+        return LaneSnapshot(
+            recorder=self.recorder,
+            queued=self.pending - self.in_flight,
+            in_flight=self.in_flight,
+            dead_letters=self.dead_letters,
+            breaker_state=self.breaker.current_state().value,
+            disabled=not self.enabled.is_set(),
+            max_pending=self.webhook.max_pending,
+        )
