@@ -8,7 +8,6 @@ limited or failing webhook never delays another.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,19 +15,17 @@ from typing import Any
 
 import aiohttp
 import pluggy
-import structlog
 
 from . import monitor as monitor_module
-from ._log import LOGGER_NAME, get_logger
+from ._log import get_logger
 from ._pipeline.failures import Failures
 from ._pipeline.lane import RESUME_WINDOW, Lane, LaneSnapshot
-from ._pipeline.outcome import Action, decide
 from ._pipeline.paging import Pager
+from ._pipeline.work import Workers
 from ._version import __version__
 from .bounds import check_number
 from .breaker import Breaker
 from .clock import Clock, SystemClock
-from .delivery import attempt as run_attempt
 from .delivery import render as render_delivery
 from .events import (
     DEFAULT_MAX_DATA_DEPTH,
@@ -52,7 +49,7 @@ from .stores import (
     open_store,
 )
 from .webhooks import Webhook, webhook_sequence
-from .wire import DeliveryResult, Outcome, OutgoingRequest
+from .wire import OutgoingRequest
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -72,12 +69,6 @@ USER_AGENT = (
 )
 
 log = get_logger()
-_stdlib_log = logging.getLogger(LOGGER_NAME)
-
-
-def _debug_enabled() -> bool:
-    """Per-attempt debug lines are built only when someone will see them."""
-    return structlog.is_configured() or _stdlib_log.isEnabledFor(logging.DEBUG)
 
 
 class QueueFull(Exception):
@@ -141,7 +132,6 @@ class WebhookDispatcher:
         self._own_session = session is None
         self._guarded_session: aiohttp.ClientSession | None = None
         self._max_connections = max_connections
-        self._rng = random.Random(seed)
         self._lanes: dict[str, Lane] = {}
         self._pending_webhooks: list[tuple[Webhook, bool]] = []
         self._timers: set[asyncio.Task[None]] = set()
@@ -151,6 +141,16 @@ class WebhookDispatcher:
         self._shared_breakers: SharesBreakers | None = None
         self._pager: Pager | None = None
         self._failures = Failures(self._hooks, self._lanes, settle=self._settle, wake=self._wake)
+        self._workers = Workers(
+            self._hooks,
+            self._clock,
+            random.Random(seed),
+            failures=self._failures,
+            store=lambda: self.store,
+            session_for=self._session_for,
+            settle=self._settle,
+            timers=self._timers,
+        )
         self._started = False
         self._closed = False
         self._start_lock: asyncio.Lock | None = None
@@ -216,8 +216,7 @@ class WebhookDispatcher:
                 )
                 self._lanes[webhook.name] = lane
                 register_secrets(webhook.secret_values())
-                for _ in range(webhook.max_concurrency):
-                    lane.workers.append(asyncio.create_task(self._work(lane)))
+                self._workers.start(lane)
             for lane in list(self._lanes.values()):
                 fallback = lane.webhook.fallback
                 if isinstance(fallback, Webhook) and fallback.name not in self._lanes:
@@ -555,90 +554,7 @@ class WebhookDispatcher:
         assert delivery.request is not None
         return delivery.request
 
-    # -- the workers -----------------------------------------------------------------------
-
-    async def _work(self, lane: Lane) -> None:
-        while True:
-            delivery = await lane.queue.get()
-            try:
-                await lane.pass_gate()
-                await self._attempt(lane, delivery)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug must not kill the lane, nor lose the delivery
-                await self._failures.worker_failed(lane, delivery, exc)
-
-    async def _attempt(self, lane: Lane, delivery: Delivery) -> None:
-        webhook = lane.webhook
-        delivery.attempts += 1
-        lane.in_flight += 1
-        lane.recorder.attempt(retry=delivery.attempts > 1)
-        try:
-            result = await run_attempt(
-                self._hooks, webhook, delivery, self._session_for(webhook), self._clock
-            )
-        finally:
-            lane.in_flight -= 1
-        verdict, response = result.verdict, result.response
-        if response is not None:
-            lane.recorder.answer(response.elapsed_ms)
-        lane.record(verdict.outcome not in (Outcome.RETRY, Outcome.GONE))
-        if _debug_enabled():
-            log.debug(
-                "delivery_attempt",
-                webhook=webhook.name,
-                event_id=delivery.event.event_id,
-                attempt=delivery.attempts,
-                status=response.status if response is not None else None,
-                outcome=verdict.outcome.value,
-                reason=verdict.reason,
-                elapsed_ms=round(response.elapsed_ms, 2) if response is not None else None,
-            )
-        decision = decide(
-            verdict,
-            delivery,
-            webhook.retry_policy,
-            now=self._clock.monotonic(),
-            rng=self._rng,
-            response=response,
-            exception=result.exception,
-        )
-        delivery.rate_limited = decision.rate_limited
-        if decision.action is Action.SUCCEED:
-            await self._succeeded(lane, delivery, response, verdict.details)
-            return
-        assert decision.reason is not None
-        lane.recorder.attempt_failed(decision.reason, self._clock.time())
-        if decision.action is Action.RETRY:
-            if decision.pause_lane:
-                lane.pause(decision.wait)
-            log.info(
-                "delivery_retry_scheduled",
-                webhook=webhook.name,
-                event_id=delivery.event.event_id,
-                attempt=delivery.attempts,
-                wait_seconds=round(decision.wait, 3),
-                reason=decision.reason,
-            )
-            await self.store.record_attempt(delivery)
-            self._later(decision.retry_at, lane, delivery)
-            return
-        assert decision.error is not None
-        if decision.action is Action.DISABLE:
-            await self._failures.gone(lane, delivery, decision.reason, decision.error)
-        else:
-            await self._failures.failed(lane, delivery, decision.error)
-
-    def _later(self, deadline: float, lane: Lane, delivery: Delivery) -> None:
-        # The deadline was fixed by the decision, not when the task first runs.
-
-        async def requeue() -> None:
-            await self._clock.sleep(deadline - self._clock.monotonic())
-            lane.queue.put_nowait(delivery)
-
-        task = asyncio.create_task(requeue())
-        self._timers.add(task)
-        task.add_done_callback(self._timers.discard)
+    # -- ending a delivery -----------------------------------------------------------------
 
     def _settle(self, lane: Lane, delivery: Delivery) -> None:
         """A delivery reached its final outcome: release the next one of its ordering key."""
@@ -652,28 +568,6 @@ class WebhookDispatcher:
     def _wake(self) -> None:
         assert self._changed is not None
         self._changed.set()
-
-    async def _succeeded(
-        self, lane: Lane, delivery: Delivery, response: Any, details: Mapping[str, Any]
-    ) -> None:
-        lane.recorder.success(self._clock.time())
-        for key in details:
-            lane.recorder.details[key] += 1
-        if details:
-            lane.recorder.last_details = (self._clock.time(), dict(details))
-        await self.store.mark_delivered(delivery)
-        lane.outcomes[delivery.delivery_id] = "final"
-        if self._hooks.wants_success():
-            result = DeliveryResult(
-                webhook_name=lane.webhook.name,
-                event_id=delivery.event.event_id,
-                status=response.status if response is not None else None,
-                attempts=delivery.attempts,
-                elapsed_ms=response.elapsed_ms if response is not None else 0.0,
-                details=details,
-            )
-            self._hooks.on_success(lane.webhook, delivery.event, result)
-        self._settle(lane, delivery)
 
     # -- operations ------------------------------------------------------------------------
 
