@@ -1,15 +1,21 @@
 """`WebhookDispatcher`: emit events, queue a delivery per webhook, run the workers, drain.
 
-Each webhook has its own lane: a queue, a few workers (its concurrency bound), its rate
-limiter, circuit breaker and pause. Lanes share nothing but the HTTP session, so a slow,
-limited or failing webhook never delays another.
+The dispatcher wires the pipeline's steps, each in its own module under `_pipeline/` (see
+`docs/pipeline.md`): `admission` (an event's deliveries, `QueueFull`), `lane` (a webhook's
+queue, gate and ordering chains), `work` (a lane's workers), `outcome` (the pure decision
+after an attempt), `failures` (callbacks, dead letters, fallback, replay), `paging` (what a
+store holds pending) and `sessions`. Itself it holds the lifecycle, the webhook table and the
+public operations; it decides nothing about a delivery.
+
+It is longer than ~400 lines because it is the user's API: most of its lines are the public
+methods' signatures and docstrings (`emit` alone documents eight fields), which belong where
+users read them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,13 +24,13 @@ import pluggy
 
 from . import monitor as monitor_module
 from ._log import get_logger
+from ._pipeline.admission import QueueFull, admit
 from ._pipeline.failures import Failures
-from ._pipeline.lane import RESUME_WINDOW, Lane, LaneSnapshot
+from ._pipeline.lane import RESUME_WINDOW, Guards, Lane, LaneSnapshot
 from ._pipeline.paging import Pager
+from ._pipeline.sessions import MAX_CONNECTIONS, USER_AGENT, Sessions
 from ._pipeline.work import Workers
-from ._version import __version__
 from .bounds import check_number
-from .breaker import Breaker
 from .clock import Clock, SystemClock
 from .delivery import render as render_delivery
 from .events import (
@@ -35,17 +41,13 @@ from .events import (
     data_depth_limit,
 )
 from .monitor import StatsRecorder, UnknownWebhookError, WebhookMonitor
-from .netguard import guarded_connector
 from .plugins import Hooks, get_plugin_manager
-from .ratelimit import Limiter, RateLimiter
 from .redaction import redact_text, register_secrets
 from .sender import Sender
 from .stores import (
     DeadLetter,
     Delivery,
     DeliveryStore,
-    SharesBreakers,
-    SharesRateLimits,
     open_store,
 )
 from .webhooks import Webhook, webhook_sequence
@@ -60,37 +62,7 @@ __all__ = [
     "WebhookDispatcher",
 ]
 
-#: The most connections a dispatcher's session may open at once.
-MAX_CONNECTIONS = 10_000
-
-USER_AGENT = (
-    f"empathy-webhooks/{__version__} aiohttp/{aiohttp.__version__} "
-    f"python/{sys.version_info.major}.{sys.version_info.minor}"
-)
-
 log = get_logger()
-
-
-class QueueFull(Exception):
-    """`emit` refused an event for webhooks whose pending deliveries reached `max_pending`.
-
-    The event's deliveries to every other webhook it was routed to were queued as usual
-    (`queued` names them), so re-emitting the whole event would send those twice: to try the
-    refused ones again, `await dispatcher.emit_event(error.event, webhooks=error.refused)`.
-    """
-
-    def __init__(self, event: Event, limits: Mapping[str, int], queued: Sequence[str]) -> None:
-        self.event = event
-        #: The refused webhooks' names, and each one's `max_pending`.
-        self.limits = dict(limits)
-        self.refused = list(limits)
-        self.queued = list(queued)
-        full = ", ".join(f"{name!r} (max_pending={limit})" for name, limit in limits.items())
-        others = f"queued for {', '.join(map(repr, queued))}" if queued else "queued for none"
-        super().__init__(
-            f"queue full: event {event.event_id} ({event.event_type}) refused for webhook "
-            f"{full}, which already holds that many pending deliveries; {others}"
-        )
 
 
 class WebhookDispatcher:
@@ -128,17 +100,13 @@ class WebhookDispatcher:
         self._clock: Clock = clock or SystemClock()
         self._store_spec = store
         self._store: DeliveryStore | None = None
-        self._session = session
-        self._own_session = session is None
-        self._guarded_session: aiohttp.ClientSession | None = None
-        self._max_connections = max_connections
+        self._sessions = Sessions(session, max_connections)
         self._lanes: dict[str, Lane] = {}
         self._pending_webhooks: list[tuple[Webhook, bool]] = []
         self._timers: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
-        # What the store offers beyond `DeliveryStore`, checked once when it opens.
-        self._shared_limits: SharesRateLimits | None = None
-        self._shared_breakers: SharesBreakers | None = None
+        # The store's shared limiters and breakers, if it offers them (when it opens).
+        self._guards = Guards()
         self._pager: Pager | None = None
         self._failures = Failures(self._hooks, self._lanes, settle=self._settle, wake=self._wake)
         self._workers = Workers(
@@ -147,7 +115,7 @@ class WebhookDispatcher:
             random.Random(seed),
             failures=self._failures,
             store=lambda: self.store,
-            session_for=self._session_for,
+            session_for=self._sessions.for_webhook,
             settle=self._settle,
             timers=self._timers,
         )
@@ -207,13 +175,7 @@ class WebhookDispatcher:
         while self._pending_webhooks:
             pending, self._pending_webhooks = self._pending_webhooks, []
             for webhook, routed in pending:
-                lane = Lane(
-                    webhook,
-                    self._clock,
-                    routed=routed,
-                    limiter=self._limiter_for(webhook),
-                    breaker=self._breaker_for(webhook),
-                )
+                lane = self._guards.lane(webhook, self._clock, routed=routed)
                 self._lanes[webhook.name] = lane
                 register_secrets(webhook.secret_values())
                 self._workers.start(lane)
@@ -229,32 +191,6 @@ class WebhookDispatcher:
                         "which is not one of this dispatcher's webhooks"
                     )
 
-    def _limiter_for(self, webhook: Webhook) -> Limiter | None:
-        """The webhook's rate limiter: the store's (shared across workers) if it offers one."""
-        if webhook.rate_limit is None:
-            return None
-        if self._shared_limits is not None:
-            return self._shared_limits.make_rate_limiter(webhook, self._clock)
-        return RateLimiter(webhook.rate_limit, self._clock)
-
-    def _breaker_for(self, webhook: Webhook) -> Breaker | None:
-        """The store's circuit breaker (shared across workers) if it offers one, else None
-        for the lane's own."""
-        if self._shared_breakers is None or not webhook.circuit_breaker.enabled:
-            return None
-        return self._shared_breakers.make_circuit_breaker(webhook, self._clock)
-
-    def _session_for(self, webhook: Webhook) -> aiohttp.ClientSession:
-        """The shared session, or for webhooks that block private addresses a guarded one."""
-        if not webhook.block_private_addresses:
-            return self.session
-        if self._guarded_session is None:
-            self._guarded_session = aiohttp.ClientSession(
-                connector=guarded_connector(self._max_connections),
-                headers={"User-Agent": USER_AGENT},
-            )
-        return self._guarded_session
-
     def sender_for(self, webhook: Webhook) -> Sender:
         """How a plugin sends `webhook`'s requests outside a delivery (batched metrics): the
         session this dispatcher uses for it (guarded when it blocks private addresses) and its
@@ -262,7 +198,7 @@ class WebhookDispatcher:
         Raises `RuntimeError` when the dispatcher is not running."""
         if self._closed:
             raise RuntimeError("the dispatcher is closed")
-        return Sender(webhook, self._session_for(webhook))
+        return Sender(webhook, self._sessions.for_webhook(webhook))
 
     @property
     def webhooks(self) -> list[Webhook]:
@@ -283,9 +219,7 @@ class WebhookDispatcher:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("the dispatcher has not started")
-        return self._session
+        return self._sessions.shared
 
     @property
     def store(self) -> DeliveryStore:
@@ -326,23 +260,17 @@ class WebhookDispatcher:
             if self._closed:
                 raise RuntimeError("this dispatcher is closed; create a new one")
             self._changed = asyncio.Event()
-            opened_session = self._session is None
             try:
                 # The store first: a bad URL or a file that cannot open leaves no session behind.
                 store = self._store = open_store(self._store_spec, self._hooks.store_backends())
                 resumed = await store.open()
-                self._shared_limits = store if isinstance(store, SharesRateLimits) else None
-                self._shared_breakers = store if isinstance(store, SharesBreakers) else None
+                self._guards = Guards.of(store)
                 self._failures.open(store)
-                if self._session is None:
-                    self._session = aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(limit=self._max_connections),
-                        headers={"User-Agent": USER_AGENT},
-                    )
+                self._sessions.open()
                 self._open_lanes()
             except BaseException:
                 # Whatever raised, nothing this start opened stays open.
-                await self._undo_start(opened_session)
+                await self._undo_start()
                 raise
             self._started = True
             self._pager = Pager(self._lanes, changed=self._changed)
@@ -353,7 +281,7 @@ class WebhookDispatcher:
                 task.add_done_callback(self._timers.discard)
             self._hooks.dispatcher_started(self)
 
-    async def _undo_start(self, opened_session: bool) -> None:
+    async def _undo_start(self) -> None:
         """A failed `start()` leaves nothing open (no session, store or worker) and the
         dispatcher as it was, so the error is the only trace and a later start may succeed."""
         workers = [task for lane in self._lanes.values() for task in lane.workers]
@@ -365,19 +293,14 @@ class WebhookDispatcher:
         ] + self._pending_webhooks
         self._lanes.clear()
         store, self._store = self._store, None
-        self._shared_limits = self._shared_breakers = None
+        self._guards = Guards()
         self._failures.open(None)
         if store is not None:
             try:
                 await store.close()
             except Exception as exc:  # the first error is the one to report
                 log.warning("store_close_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
-        if opened_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._guarded_session is not None:
-            await self._guarded_session.close()
-            self._guarded_session = None
+        await self._sessions.close(forget=True)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Return when every queued delivery has succeeded or finally failed.
@@ -437,10 +360,7 @@ class WebhookDispatcher:
             log.warning("closed_with_pending_deliveries", count=left)
         if self._store is not None:
             await self._store.close()
-        if self._own_session and self._session is not None:
-            await self._session.close()
-        if self._guarded_session is not None:
-            await self._guarded_session.close()
+        await self._sessions.close()
         self._started = False
         monitor_module.retire(self)
 
@@ -498,45 +418,7 @@ class WebhookDispatcher:
         check_depth(event, self._max_data_depth)
         if not self._started:
             await self.start()
-        lanes = [lane for lane in self._lanes.values() if lane.wants(event)]
-        if webhooks is not None:
-            names = set(webhooks)
-            unknown = names - set(self._lanes)
-            if unknown:
-                raise UnknownWebhookError(
-                    f"no webhook named {', '.join(map(repr, sorted(unknown)))} "
-                    f"(known: {', '.join(self._lanes)})"
-                )
-            lanes = [lane for lane in lanes if lane.webhook.name in names]
-        assert self._store is not None
-        full: dict[str, int] = {}
-        if not self._store.remote_workers:
-            # Deliveries live in this process's memory until they end: past max_pending a
-            # webhook refuses more (loudly), and the others keep theirs.
-            for lane in lanes:
-                if lane.pending >= lane.webhook.max_pending:
-                    full[lane.webhook.name] = lane.webhook.max_pending
-                    lane.recorder.refused += 1
-            if full:
-                lanes = [lane for lane in lanes if lane.webhook.name not in full]
-        if lanes:
-            deliveries = [Delivery(webhook_name=lane.webhook.name, event=event) for lane in lanes]
-            await self._store.enqueue(deliveries)
-            if not self._store.remote_workers:
-                for lane, delivery in zip(lanes, deliveries, strict=True):
-                    lane.enqueue(delivery)
-        queued = [lane.webhook.name for lane in lanes]
-        if full:
-            for name, limit in full.items():
-                log.error(
-                    "queue_full",
-                    webhook=name,
-                    event_id=event.event_id,
-                    max_pending=limit,
-                    queued_for=queued,
-                )
-            raise QueueFull(event, full, queued)
-        return queued
+        return await admit(event, self._lanes, self.store, webhooks=webhooks)
 
     def submit(self, delivery: Delivery) -> None:
         """Hand a delivery taken from a shared store (a worker's job) to its webhook's lane."""

@@ -14,12 +14,13 @@ from ..breaker import Breaker, CircuitBreaker
 from ..clock import Clock
 from ..events import Event
 from ..monitor import StatsRecorder
-from ..ratelimit import Limiter
+from ..ratelimit import Limiter, RateLimiter
 from ..routing import EventMatcher, passes_filter
+from ..stores import DeliveryStore, SharesBreakers, SharesRateLimits
 from ..webhooks import Webhook
 from .unit import Delivery
 
-__all__ = ["RESUME_WINDOW", "Lane", "LaneSnapshot"]
+__all__ = ["RESUME_WINDOW", "Guards", "Lane", "LaneSnapshot"]
 
 #: A lane takes at most this many deliveries from a `PagedStore` ahead of sending them (or
 #: twice its `max_concurrency`, if more; never more than its `max_pending`), and asks for more
@@ -164,3 +165,33 @@ class Lane:
             disabled=not self.enabled.is_set(),
             max_pending=self.webhook.max_pending,
         )
+
+
+@attrs.frozen
+class Guards:
+    """Where a lane's limiter and breaker come from: the store's, shared by every process
+    using it, when it offers them (checked once, when it opens: `Guards.of`), else the
+    lane's own."""
+
+    limits: SharesRateLimits | None = None
+    breakers: SharesBreakers | None = None
+
+    @classmethod
+    def of(cls, store: DeliveryStore) -> Guards:
+        return cls(
+            limits=store if isinstance(store, SharesRateLimits) else None,
+            breakers=store if isinstance(store, SharesBreakers) else None,
+        )
+
+    def lane(self, webhook: Webhook, clock: Clock, *, routed: bool = True) -> Lane:
+        limiter: Limiter | None = None
+        if webhook.rate_limit is not None:
+            limiter = (
+                self.limits.make_rate_limiter(webhook, clock)
+                if self.limits is not None
+                else RateLimiter(webhook.rate_limit, clock)
+            )
+        breaker: Breaker | None = None
+        if self.breakers is not None and webhook.circuit_breaker.enabled:
+            breaker = self.breakers.make_circuit_breaker(webhook, clock)
+        return Lane(webhook, clock, routed=routed, limiter=limiter, breaker=breaker)
