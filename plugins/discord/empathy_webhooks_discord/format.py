@@ -88,7 +88,9 @@ def default_embed(event: Event) -> dict[str, Any]:
     """The embed for `event`: its title, main statement, facts, footer and time."""
     message = chat_message(event)
     embed: dict[str, Any] = {
-        "title": fit_escaped(" ".join(message.title.split()), TITLE_LIMIT, length=utf16_len)
+        "title": fit_escaped(
+            " ".join(message.title.split()), TITLE_LIMIT, neutralize_mentions, length=utf16_len
+        )
     }
     if message.summary:
         embed["description"] = _fit(message.summary, DESCRIPTION_LIMIT)
@@ -108,7 +110,8 @@ def default_embed(event: Event) -> dict[str, Any]:
     # Footers show no markdown: the text goes as it is. The time is the embed's timestamp.
     who = message.context.rsplit(" | Time: ", 1)[0]
     who = "Empathy Framework" if who.startswith("Time: ") else who
-    embed["footer"] = {"text": fit_escaped(who, 300, length=utf16_len)}
+    # Mentions are made inert there too (a user id may be any text).
+    embed["footer"] = {"text": fit_escaped(who, 300, neutralize_mentions, length=utf16_len)}
     embed["timestamp"] = format_timestamp(event.timestamp)
     return embed
 
