@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # never a glob, which would also match the *.egg-info folders an editable install leaves.
 PLUGIN_PACKAGES := $(foreach d,$(PLUGIN_DIRS),$(d)empathy_webhooks_$(notdir $(patsubst %/,%,$(d))))
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test lint typecheck pytest bench docs clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -35,8 +35,28 @@ pytest: install
 
 test: lint typecheck pytest
 
-bench: install
-	$(BIN)/python benchmarks/throughput.py
+# The documentation site (MkDocs + mkdocstrings) in build/site; every warning is an error.
+docs: install
+	$(BIN)/mkdocs build --strict
+
+# Every benchmark (a few minutes; `make bench BENCH_ARGS=--quick` for a small run): prints each
+# figure with its goal, then writes benchmarks/README.md's table and benchmarks/results.png.
+# The `bench` extra (Celery, requests, matplotlib) is installed for it, never for the library.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# What an install, a build or a test run leaves (each is in .gitignore): the virtual
+# environment, every project's build/, dist/ and *.egg-info, and the caches wherever they are.
+# Never a user's own files (an outbox.db, a webhooks.toml).
+PROJECT_DIRS := ./ $(PLUGIN_DIRS) $(EXAMPLE_DIRS)
+CACHE_DIRS   := __pycache__ .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(foreach d,$(PROJECT_DIRS),$(d)build $(d)dist $(d)*.egg-info)
+	find . -path ./.git -prune -o -type d \( $(foreach c,$(CACHE_DIRS),-name $(c) -o) -false \) \
+		-prune -exec rm -rf {} +

@@ -1,44 +1,90 @@
-"""Events per second through each store on the same workload, in one run.
+"""Deliveries per second through each store, and through a Celery baseline, on one workload.
 
-    python benchmarks/stores.py --events 5000
+    python benchmarks/stores.py            # 2,000 events; best of 2 in-process, 1 otherwise
+    python benchmarks/stores.py --quick    # 600 events, one round
+    python benchmarks/stores.py --rounds 3 # best of 3 for every row
 
-The workload: N events emitted by a few concurrent producers (as a web server would) to one
-`CustomWebhook` at a receiver in its own process, timed from the first emit until every
-delivery was acknowledged. Stores: memory, SQLite (WAL, synchronous NORMAL and FULL), Redis
-with a worker in the same process, and Redis with 1, 2 and 4 worker processes (the producer
-only XADDs; workers are `run_worker` in child processes). Redis rows are skipped when no
-server answers on 127.0.0.1:6379. The suite never times anything; this is run by hand.
+The workload: N events emitted by 8 concurrent producers (as a web server would) to one
+`CustomWebhook` with its defaults (breaker on, `max_concurrency` 10, unsigned) at a receiver
+in its own process, timed from the first emit until the receiver has answered every delivery.
+Rows:
+
+* memory: the default store, emit and delivery in this process;
+* SQLite with default settings (`sqlite:///file`: WAL, synchronous NORMAL), in this process;
+* Redis with 1, 2 and 4 worker processes (`run_worker` in child processes; this process
+  only produces, XADDing to the stream);
+* Celery: the baseline a Python team would otherwise pick. A Celery worker (Redis broker,
+  prefork, concurrency 2) whose task POSTs the same envelope with `requests` with retries
+  (`benchmarks/_celery_app.py`); this process publishes one task per event.
+
+Everything on Redis uses the shared server on 127.0.0.1:6379 under a key prefix of this run's
+own, and deletes exactly its own keys afterwards (never a flush). Redis and Celery rows are
+skipped, saying why, when no server answers or Celery is not installed (`pip install -e
+'.[bench]'`). The suite never times anything; this is run by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
+import itertools
+import json
 import multiprocessing
 import os
 import secrets
+import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from _receiver import free_port, serve
+import aiohttp
+from _receiver import ReceiverProcess
+from _report import Figure, emit, heading
 
-from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
 
+SECTION = "stores"
+HERE = Path(__file__).resolve().parent
 REDIS = "redis://127.0.0.1:6379/0"
 PRODUCERS = 8
+#: How long the producer's emits took in each Redis run (s): shown, so a slow producer is told
+#: apart from slow workers.
+EMITTED: list[float] = []
 
 
-def _hook(base: str, concurrency: int) -> CustomWebhook:
-    return CustomWebhook(
-        name="bench", url=f"{base}/bench", max_concurrency=concurrency, circuit_breaker=False
-    )
+def _hook(base: str) -> CustomWebhook:
+    return CustomWebhook(name="bench", url=f"{base}/bench")
 
 
 def _data(n: int) -> dict[str, object]:
     return {"prediction": "Auth deployment may conflict with user-service v2.1", "n": n}
+
+
+async def answered(base: str, session: aiohttp.ClientSession | None = None) -> int:
+    """How many POSTs the receiver has answered so far."""
+    if session is None:
+        async with aiohttp.ClientSession() as own:
+            return await answered(base, own)
+    async with session.get(f"{base}/_count") as answer:
+        return int(await answer.text())
+
+
+async def _until_answered(base: str, target: int, timeout: float = 300) -> None:
+    """Until the receiver has answered `target` POSTs (deliveries made in other processes).
+    Polls every 20 ms on one connection, so the polling costs this process little."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while (seen := await answered(base, session)) < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the receiver saw {seen} of {target} deliveries")
+            await asyncio.sleep(0.02)
 
 
 async def _emit_all(dispatcher: WebhookDispatcher, events: int) -> None:
@@ -49,70 +95,36 @@ async def _emit_all(dispatcher: WebhookDispatcher, events: int) -> None:
     await asyncio.gather(*(producer(p) for p in range(PRODUCERS)))
 
 
-async def embedded(base: str, events: int, concurrency: int, store: str | None) -> float:
+async def embedded(base: str, events: int, store: str | None) -> float:
     """Emit and deliver in this process (memory, SQLite)."""
-    dispatcher = WebhookDispatcher(webhooks=[_hook(base, concurrency)], store=store)
+    dispatcher = WebhookDispatcher(webhooks=[_hook(base)], store=store)
     await dispatcher.start()
+    first = await answered(base)
     started = time.perf_counter()
     await _emit_all(dispatcher, events)
     await dispatcher.drain()
     elapsed = time.perf_counter() - started
-    delivered = dispatcher.get_webhook_stats("bench")["delivered_count"]
     await dispatcher.close()
-    assert delivered == events, delivered
+    assert await answered(base) - first == events
     return events / elapsed
 
 
-async def _wait_empty(url: str) -> None:
-    """Until every entry was acknowledged (workers XDEL what they acknowledge)."""
+async def _delete_prefix(prefix: str) -> None:
     import redis.asyncio as aioredis
 
-    prefix = url.split("prefix=")[1]
     client = aioredis.Redis.from_url(REDIS)
     try:
-        while await client.xlen(f"{prefix}deliveries"):  # noqa: ASYNC110 - polls Redis
-            await asyncio.sleep(0.005)
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
     finally:
         await client.aclose()
 
 
-async def _cleanup(url: str) -> None:
-    import redis.asyncio as aioredis
-
-    prefix = url.split("prefix=")[1]
-    client = aioredis.Redis.from_url(REDIS)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-async def redis_in_process(base: str, events: int, concurrency: int) -> float:
+def _worker_process(url: str, base: str) -> None:
     from empathy_webhooks_core.worker import run_worker
 
-    url = f"{REDIS}?prefix=bench:{secrets.token_hex(3)}:"
-    hook = _hook(base, concurrency)
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker([hook], url, stop=stop))
-    producer = WebhookDispatcher(webhooks=[hook], store=url)
-    await producer.start()
-    started = time.perf_counter()
-    await _emit_all(producer, events)
-    await _wait_empty(url)
-    elapsed = time.perf_counter() - started
-    stop.set()
-    await worker
-    await producer.close()
-    await _cleanup(url)
-    return events / elapsed
-
-
-def _worker_process(url: str, base: str, concurrency: int) -> None:
-    from empathy_webhooks_core.worker import run_worker
-
-    asyncio.run(run_worker([_hook(base, concurrency)], url))
+    asyncio.run(run_worker([_hook(base)], url))
 
 
 async def _consumers(url: str) -> int:
@@ -128,31 +140,154 @@ async def _consumers(url: str) -> int:
         await client.aclose()
 
 
-async def redis_workers(base: str, events: int, concurrency: int, workers: int) -> float:
-    url = f"{REDIS}?prefix=bench:{secrets.token_hex(3)}:"
+async def redis_workers(base: str, events: int, workers: int) -> float:
+    prefix = f"bench:{secrets.token_hex(4)}:"
+    url = f"{REDIS}?prefix={prefix}"
     spawn = multiprocessing.get_context("spawn")
-    procs = [
-        spawn.Process(target=_worker_process, args=(url, base, concurrency)) for _ in range(workers)
-    ]
-    producer = WebhookDispatcher(webhooks=[_hook(base, concurrency)], store=url)
-    await producer.start()  # creates the group
-    for proc in procs:
-        proc.start()
+    procs = [spawn.Process(target=_worker_process, args=(url, base)) for _ in range(workers)]
+    producer = WebhookDispatcher(webhooks=[_hook(base)], store=url)
     try:
-        while await _consumers(url) < workers:  # noqa: ASYNC110 - polls Redis
+        await producer.start()  # creates the stream's group
+        for proc in procs:
+            proc.start()
+        deadline = time.monotonic() + 60
+        while await _consumers(url) < workers:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{workers} Redis workers did not all start within 60 s")
             await asyncio.sleep(0.05)
+        first = await answered(base)
         started = time.perf_counter()
         await _emit_all(producer, events)
-        await _wait_empty(url)
+        EMITTED.append(time.perf_counter() - started)
+        await _until_answered(base, first + events)
         elapsed = time.perf_counter() - started
     finally:
         for proc in procs:
-            proc.terminate()
+            proc.terminate()  # SIGTERM: the worker's graceful stop
         for proc in procs:
-            proc.join(10)
+            proc.join(15)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
         await producer.close()
-        await _cleanup(url)
+        await _delete_prefix(prefix)
     return events / elapsed
+
+
+def _celery_missing() -> str | None:
+    try:
+        import celery  # noqa: F401
+        import requests  # noqa: F401
+    except ImportError as exc:
+        return f"{exc.name} is not installed (pip install -e '.[bench]')"
+    if shutil.which("celery", path=os.path.dirname(sys.executable)) is None:
+        return "the celery command is not installed beside this Python"
+    return None
+
+
+class CeleryWorker:
+    """A Celery worker (prefork, concurrency 2) in a child process, on a key prefix of its own."""
+
+    def __init__(self, concurrency: int = 2) -> None:
+        self.prefix = f"bench:celery:{secrets.token_hex(4)}:"
+        self.queue = f"webhooks-{secrets.token_hex(3)}"
+        self.env = {
+            **os.environ,
+            "BENCH_CELERY_BROKER": REDIS,
+            "BENCH_CELERY_PREFIX": self.prefix,
+            "BENCH_CELERY_QUEUE": self.queue,
+        }
+        self.concurrency = concurrency
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.TemporaryFile()
+
+    def __enter__(self) -> CeleryWorker:
+        celery = os.path.join(os.path.dirname(sys.executable), "celery")
+        self.process = subprocess.Popen(
+            [
+                celery,
+                "-A",
+                "_celery_app",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(self.concurrency),
+                "--queues",
+                self.queue,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "WARNING",
+            ],
+            cwd=HERE,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        os.environ.update({k: self.env[k] for k in self.env if k.startswith("BENCH_CELERY_")})
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)  # warm shutdown
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        asyncio.run(_delete_prefix(self.prefix))
+        self.log.close()
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-2000:]
+
+
+def _celery_app() -> object:
+    sys.path.insert(0, str(HERE))
+    import _celery_app
+
+    # Configured from the environment the worker was started with (set in __enter__).
+    _celery_app.app.conf.broker_transport_options = {
+        "global_keyprefix": os.environ["BENCH_CELERY_PREFIX"]
+    }
+    _celery_app.app.conf.task_default_queue = os.environ["BENCH_CELERY_QUEUE"]
+    return _celery_app
+
+
+async def celery_run(base: str, events: int, worker: CeleryWorker, warm: bool) -> float:
+    """Publish one task per event (the envelope as a hand-written producer would build it),
+    until the receiver has answered them all."""
+    module = _celery_app()
+    task = module.deliver  # type: ignore[attr-defined]
+    url = f"{base}/celery"
+
+    def publish(count: int, offset: int) -> None:
+        for n in range(offset, offset + count):
+            event = Event(event_type="prediction", data=_data(n), empathy_level=4)
+            body = json.dumps(event.to_envelope(), separators=(",", ":"))
+            headers = {
+                "Content-Type": "application/json",
+                "X-Empathy-Event-Id": event.event_id,
+                "X-Empathy-Event-Type": event.event_type,
+            }
+            task.apply_async((url, body, headers), queue=worker.queue)
+
+    if warm:  # the worker's processes are up and connected before the clock starts
+        first = await answered(base)
+        publish(4, -4)
+        try:
+            await _until_answered(base, first + 4, timeout=90)
+        except TimeoutError:
+            raise RuntimeError(f"the Celery worker delivered nothing:\n{worker.output()}") from None
+    first = await answered(base)
+    started = time.perf_counter()
+    # Publishing blocks (kombu is synchronous), as it would in a web handler.
+    await asyncio.to_thread(publish, events, 0)
+    await _until_answered(base, first + events)
+    return events / (time.perf_counter() - started)
 
 
 def _redis_up() -> bool:
@@ -164,60 +299,142 @@ def _redis_up() -> bool:
         return False
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=16, help="per worker")
-    parser.add_argument("--rounds", type=int, default=3, help="best of this many")
-    args = parser.parse_args()
-
-    port = free_port()
-    ctx = multiprocessing.get_context("spawn")
-    ready = ctx.Event()
-    server = ctx.Process(target=serve, args=(port, ready))
-    server.start()
-    ready.wait(10)
-    base = f"http://127.0.0.1:{port}"
-    tmp = tempfile.mkdtemp(prefix="empathy-bench-")
+def run(quick: bool = False, events: int | None = None, rounds: int | None = None) -> list[Figure]:
+    events = events or (600 if quick else 2000)
+    # The rows in other processes (Redis workers, Celery) take most of the time: one round of
+    # each keeps `make bench` under 5 minutes; --rounds sets every row's.
+    spawned = rounds or 1
+    rounds = rounds or (1 if quick else 2)
+    out: list[Figure] = []
     results: dict[str, float] = {}
+    tmp = tempfile.mkdtemp(prefix="empathy-bench-")
+    counter = iter(range(10_000))
+    heading(
+        f"Durable stores: {events:,} events, one webhook with its defaults, {PRODUCERS} "
+        f"concurrent producers, best of {rounds} in this process, of {spawned} in others"
+    )
 
-    def run(label: str, make: Any) -> None:
-        best = max(asyncio.run(make()) for _ in range(args.rounds))
-        results[label] = best
-        print(f"  {label:<28} {best:9.0f} events/s", flush=True)
+    def best(make: Callable[[], Awaitable[float]], times: int = rounds) -> float:
+        return max(asyncio.run(make()) for _ in range(times))  # type: ignore[arg-type]
+
+    def row(label: str, value: float | None, kind: str = "store", note: str = "") -> None:
+        if value is not None:
+            results[label] = value
+        emit(
+            Figure(
+                SECTION,
+                label,
+                value,
+                "deliveries/s",
+                note=note,
+                extra={"chart": "stores", "kind": kind, "label": label},
+            ),
+            out,
+        )
 
     try:
-        n, c = args.events, args.concurrency
-        print(
-            f"{n} events, one webhook, {PRODUCERS} concurrent producers, concurrency {c} "
-            f"per worker, best of {args.rounds}, {os.cpu_count()} CPUs, Python "
-            f"{sys.version_info.major}.{sys.version_info.minor}"
-        )
-        run("memory", lambda: embedded(base, n, c, None))
-        counter = iter(range(1000))
-        run(
-            "sqlite (WAL, NORMAL)",
-            lambda: embedded(base, n, c, f"sqlite:///{tmp}/n{next(counter)}.db"),
-        )
-        run(
-            "sqlite (WAL, FULL)",
-            lambda: embedded(base, n, c, f"sqlite:///{tmp}/f{next(counter)}.db?synchronous=full"),
-        )
-        if _redis_up():
-            run("redis (worker in process)", lambda: redis_in_process(base, n, c))
+        with ReceiverProcess() as base:
+            # An untimed warm-up: the receiver's and this process's first requests are slower.
+            asyncio.run(embedded(base, min(events, 300), None))
+            row("memory store", best(lambda: embedded(base, events, None)), kind="plain")
+            row(
+                "SQLite store (default settings)",
+                best(lambda: embedded(base, events, f"sqlite:///{tmp}/o{next(counter)}.db")),
+            )
+            ratio = results["SQLite store (default settings)"] / results["memory store"]
+            emit(
+                Figure(
+                    SECTION, "SQLite / memory", ratio, "x", goal=">= 0.6 x", passed=ratio >= 0.6
+                ),
+                out,
+            )
+            if not _redis_up():
+                why = "no Redis server answers on 127.0.0.1:6379"
+                row("Redis store, worker processes", None, note=why)
+                return out
             for workers in (1, 2, 4):
-                run(
-                    f"redis, {workers} worker process{'es' if workers > 1 else ''}",
-                    lambda w=workers: redis_workers(base, n, c, w),  # type: ignore[misc]
-                )
-        else:
-            print("  redis: skipped, no server answers on 127.0.0.1:6379")
-        if "memory" in results and "sqlite (WAL, NORMAL)" in results:
-            ratio = results["sqlite (WAL, NORMAL)"] / results["memory"]
-            print(f"  sqlite / memory: {ratio:.2f} (goal >= 0.50)")
+                label = f"Redis store, {workers} worker process{'es' if workers > 1 else ''}"
+                EMITTED.clear()
+                rate = best(functools.partial(redis_workers, base, events, workers), spawned)
+                row(label, rate, note=f"of which emitting took {min(EMITTED):.2f} s")
+            one = results["Redis store, 1 worker process"]
+            ratio = one / results["memory store"]
+            emit(
+                Figure(
+                    SECTION,
+                    "Redis (1 worker process) / memory",
+                    ratio,
+                    "x",
+                    goal=">= 0.5 x",
+                    passed=ratio >= 0.5,
+                ),
+                out,
+            )
+            series = [
+                results[f"Redis store, {w} worker process{'es' if w > 1 else ''}"]
+                for w in (1, 2, 4)
+            ]
+            worst = min(b / a for a, b in itertools.pairwise(series))
+            emit(
+                Figure(
+                    SECTION,
+                    "Redis: worst step 1 -> 2 -> 4 workers",
+                    worst,
+                    "x",
+                    goal=">= 0.95 x (no fall)",
+                    passed=worst >= 0.95,
+                    note="throughput with more workers / with fewer",
+                ),
+                out,
+            )
+            missing = _celery_missing()
+            if missing:
+                row("Celery baseline (prefork, concurrency 2)", None, note=missing)
+                return out
+            with CeleryWorker() as worker:
+                rates = [
+                    asyncio.run(celery_run(base, events, worker, warm=n == 0))
+                    for n in range(spawned)
+                ]
+            row(
+                "Celery baseline (prefork, concurrency 2)",
+                max(rates),
+                kind="baseline",
+                note="requests, retries, acks late",
+            )
+            redis_best = max(series)
+            ratio = redis_best / max(rates)
+            emit(
+                Figure(
+                    SECTION,
+                    "Redis store with workers / Celery",
+                    ratio,
+                    "x",
+                    goal=">= 3 x",
+                    passed=ratio >= 3,
+                    note="best of the worker-process rows",
+                ),
+                out,
+            )
     finally:
-        server.kill()
-        server.join()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, help="default 2,000 (600 with --quick)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="best of this many for every row (default: 2 in this process, 1 in others)",
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts, for development")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        run(args.quick, args.events, args.rounds)
 
 
 if __name__ == "__main__":

@@ -1,34 +1,69 @@
-"""Throughput of the pipeline against a plain aiohttp loop, emit latency, memory per delivery.
+"""Throughput and sender CPU per delivery: the pipeline with its defaults against a plain loop.
 
-Run by hand (`make bench` or `python benchmarks/throughput.py --events 5000`); the test suite
-never times anything. The receiver runs in its own process on loopback, so the figures
-compare the sending side only: the same requests (bytes and headers), the same concurrency.
+    python benchmarks/throughput.py            # 3,000 events x 3 webhooks, best of 3 rounds
+    python benchmarks/throughput.py --quick    # small counts, for development
+    python benchmarks/throughput.py --profile  # one pipeline run under cProfile: the top costs
+
+What a user gets: `CustomWebhook`s with their defaults (circuit breaker on, `max_concurrency`
+10, the in-memory store), unsigned and signed (`signing_secret` set, so both schemes: the
+`X-Signature` hex HMAC and Standard Webhooks' `webhook-id/timestamp/signature`). The plain
+loop is what a hand-written aiohttp sender would do for the same requests: build the envelope,
+`json.dumps` it once per event, compute the same HMACs, POST with the same headers and the same
+concurrency (10 per webhook, 100 connections), no retries, limits or bookkeeping.
+
+Throughput on a 2-core machine is bounded by the receiver (another process) sharing the CPUs,
+so it hides the pipeline's own cost; the sending process's CPU time per delivery
+(`time.process_time()` around each run) does not. Runs alternate plain / pipeline, unsigned /
+signed, for several rounds, so drift on the machine hits all alike; the best of each is kept
+(highest throughput, lowest CPU). The suite never times anything; this is run by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import collections
 import gc
+import hashlib
+import hmac
 import json
-import multiprocessing
-import statistics
+import secrets
 import time
-import tracemalloc
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiohttp
-from _receiver import free_port, serve
+from _receiver import ReceiverProcess
+from _report import Figure, emit, heading
 
-from empathy_webhooks_core import USER_AGENT, CustomWebhook, Event, WebhookDispatcher
+from empathy_webhooks_core import USER_AGENT, CustomWebhook, WebhookDispatcher
+from empathy_webhooks_core._version import __version__
+from empathy_webhooks_core.events import format_timestamp
+
+SECTION = "throughput"
+#: The defaults: one lane's workers, and the dispatcher's connection pool.
+CONCURRENCY = CustomWebhook(url="http://127.0.0.1/").max_concurrency
+CONNECTIONS = 100
 
 
-def _webhooks(base: str, count: int, concurrency: int) -> list[CustomWebhook]:
+@dataclass
+class Run:
+    rate: float  # deliveries per second
+    cpu_us: float  # sending process CPU time per delivery, µs
+
+
+def _secrets(count: int) -> list[str]:
+    # Made at run time: a benchmark's throwaway keys, one per webhook as users would have.
+    return [secrets.token_urlsafe(24) for _ in range(count)]
+
+
+def _webhooks(base: str, keys: list[str] | None, count: int) -> list[CustomWebhook]:
     return [
         CustomWebhook(
             name=f"hook{n}",
             url=f"{base}/hook{n}",
-            max_concurrency=concurrency,
-            circuit_breaker=False,
+            signing_secret=keys[n] if keys else None,
         )
         for n in range(count)
     ]
@@ -43,145 +78,270 @@ def _data(n: int) -> dict[str, object]:
     }
 
 
-async def pipeline(base: str, events: int, webhooks: int, concurrency: int) -> float:
-    """Deliveries per second through emit → lanes → HTTP, until drained."""
-    dispatcher = WebhookDispatcher(webhooks=_webhooks(base, webhooks, concurrency))
+async def pipeline(base: str, events: int, webhooks: int, keys: list[str] | None) -> Run:
+    """emit → lanes → HTTP until drained, with every default left as it is."""
+    dispatcher = WebhookDispatcher(webhooks=_webhooks(base, keys, webhooks))
     await dispatcher.start()
-    started = time.perf_counter()
+    gc.collect()
+    cpu, started = time.process_time(), time.perf_counter()
     for n in range(events):
         await dispatcher.emit("prediction", _data(n), user_id="bench", empathy_level=4)
     await dispatcher.drain()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     delivered = sum(
         dispatcher.get_webhook_stats(name)["delivered_count"] for name in dispatcher.webhook_names()
     )
     await dispatcher.close()
     assert delivered == events * webhooks, delivered
-    return delivered / elapsed
+    return Run(delivered / elapsed, cpu / delivered * 1e6)
 
 
-async def plain_loop(base: str, events: int, webhooks: int, concurrency: int) -> float:
-    """The same requests from a hand-written aiohttp loop with the same concurrency.
-
-    It builds each body as a hand-written sender would (the envelope, `json.dumps`), with the
-    same headers the pipeline sends, and no retries, limits or bookkeeping.
-    """
-    hooks = _webhooks(base, webhooks, concurrency)
-    renderer = WebhookDispatcher(webhooks=hooks)
-    sample = renderer.render(hooks[0], Event(event_type="prediction", data=_data(0)))
-    headers = {k: v for k, v in sample.headers.items() if not k.startswith("X-Empathy")}
-    queues: list[asyncio.Queue[Event]] = [asyncio.Queue() for _ in hooks]
-    for n in range(events):
-        event = Event(event_type="prediction", data=_data(n), user_id="bench", empathy_level=4)
-        for queue in queues:
-            queue.put_nowait(event)
+async def plain_loop(base: str, events: int, webhooks: int, keys: list[str] | None) -> Run:
+    """The same requests from a hand-written aiohttp loop with the same concurrency."""
+    urls = [f"{base}/hook{n}" for n in range(webhooks)]
+    x_keys = [k.encode() for k in keys] if keys else []
     done = 0
-    connector = aiohttp.TCPConnector(limit=100)
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     async with aiohttp.ClientSession(
         connector=connector, headers={"User-Agent": USER_AGENT}
     ) as session:
+        queues: list[collections.deque[tuple[str, bytes]]] = [collections.deque() for _ in urls]
 
-        async def worker(url: str, queue: asyncio.Queue[Event]) -> None:
+        async def worker(index: int) -> None:
             nonlocal done
-            while not queue.empty():
-                event = queue.get_nowait()
-                body = json.dumps(event.to_envelope(), separators=(",", ":")).encode()
-                sent = {
-                    **headers,
-                    "X-Empathy-Event-Id": event.event_id,
-                    "X-Empathy-Event-Type": event.event_type,
+            url, queue = urls[index], queues[index]
+            while queue:
+                event_id, body = queue.popleft()
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Empathy-Event-Id": event_id,
+                    "X-Empathy-Event-Type": "prediction",
                 }
-                async with session.post(url, data=body, headers=sent) as answer:
+                if x_keys:
+                    key = x_keys[index]
+                    stamp = int(time.time())
+                    headers["X-Signature"] = hmac.new(key, body, hashlib.sha256).hexdigest()
+                    headers["webhook-id"] = event_id
+                    headers["webhook-timestamp"] = str(stamp)
+                    signed = f"{event_id}.{stamp}.".encode() + body
+                    digest = hmac.new(key, signed, hashlib.sha256).digest()
+                    headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode()
+                async with session.post(url, data=body, headers=headers) as answer:
                     await answer.read()
                     if answer.status == 200:
                         done += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(
-            *(
-                worker(hook.url, q)
-                for hook, q in zip(hooks, queues, strict=True)
-                for _ in range(concurrency)
-            )
-        )
-        elapsed = time.perf_counter() - started
+        gc.collect()
+        cpu, started = time.process_time(), time.perf_counter()
+        for n in range(events):
+            event_id = "evt_" + secrets.token_urlsafe(16)
+            envelope = {
+                "event_type": "prediction",
+                "event_id": event_id,
+                "timestamp": format_timestamp(datetime.now(UTC)),
+                "user_id": "bench",
+                "empathy_level": 4,
+                "data": _data(n),
+                "metadata": {"framework_version": __version__},
+            }
+            body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+            for queue in queues:
+                queue.append((event_id, body))
+        await asyncio.gather(*(worker(i) for i in range(webhooks) for _ in range(CONCURRENCY)))
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert done == events * webhooks, done
-    return done / elapsed
+    return Run(done / elapsed, cpu / done * 1e6)
 
 
-async def emit_latency(queued: int, samples: int) -> tuple[float, float]:
-    """Median and p99 of one `emit` (µs) with `queued` deliveries already waiting."""
-    # A rate limit of one a minute holds everything in the queue: emit alone is measured.
-    webhook = CustomWebhook(url="http://127.0.0.1:9/", rate_limit={"max_requests_per_minute": 1})
-    dispatcher = WebhookDispatcher(webhooks=[webhook])
-    await dispatcher.start()
-    for n in range(queued):
-        await dispatcher.emit("prediction", _data(n))
-    times = []
-    for n in range(samples):
-        started = time.perf_counter_ns()
-        await dispatcher.emit("prediction", _data(n))
-        times.append((time.perf_counter_ns() - started) / 1000)
-    await dispatcher.close(drain=False)
-    times.sort()
-    return statistics.median(times), times[int(len(times) * 0.99) - 1]
+def measure(base: str, events: int, webhooks: int, rounds: int) -> dict[str, list[Run]]:
+    """Interleaved rounds of the four modes; every run kept."""
+    keys = _secrets(webhooks)
+    runs: dict[str, list[Run]] = collections.defaultdict(list)
+    for _ in range(rounds):
+        runs["plain"].append(asyncio.run(plain_loop(base, events, webhooks, None)))
+        runs["pipeline"].append(asyncio.run(pipeline(base, events, webhooks, None)))
+        runs["plain signed"].append(asyncio.run(plain_loop(base, events, webhooks, keys)))
+        runs["pipeline signed"].append(asyncio.run(pipeline(base, events, webhooks, keys)))
+    return runs
 
 
-async def memory_per_delivery(count: int) -> float:
-    """Bytes held per queued delivery (its event included), measured with tracemalloc."""
-    webhook = CustomWebhook(url="http://127.0.0.1:9/", rate_limit={"max_requests_per_minute": 1})
-    dispatcher = WebhookDispatcher(webhooks=[webhook])
-    await dispatcher.start()
-    await dispatcher.emit("prediction", _data(-1))  # warm caches and lazily built objects
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for n in range(count):
-        await dispatcher.emit("prediction", _data(n))
-    gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    await dispatcher.close(drain=False)
-    return (after - before) / count
+def figures(runs: dict[str, list[Run]], events: int, webhooks: int, rounds: int) -> list[Figure]:
+    out: list[Figure] = []
+    heading(
+        f"Throughput and CPU per delivery: {events:,} events x {webhooks} webhooks, defaults "
+        f"(breaker on, max_concurrency {CONCURRENCY}), best of {rounds} interleaved rounds"
+    )
+    for signed, cpu_goal in ((False, 1.3), (True, 1.5)):
+        suffix = " signed" if signed else ""
+        label = "signed (both schemes)" if signed else "unsigned"
+        plain, pipe = runs["plain" + suffix], runs["pipeline" + suffix]
+        best_plain = max(r.rate for r in plain)
+        best_pipe = max(r.rate for r in pipe)
+        cpu_plain = min(r.cpu_us for r in plain)
+        cpu_pipe = min(r.cpu_us for r in pipe)
+        spread = lambda xs: f"runs {min(xs):,.0f}–{max(xs):,.0f}"  # noqa: E731
+        emit(
+            Figure(
+                SECTION,
+                f"plain aiohttp loop, {label}",
+                best_plain,
+                "deliveries/s",
+                note=spread([r.rate for r in plain]),
+                extra={"chart": "throughput", "kind": "plain", "label": f"plain, {label}"},
+            ),
+            out,
+        )
+        emit(
+            Figure(
+                SECTION,
+                f"pipeline, {label}",
+                best_pipe,
+                "deliveries/s",
+                note=spread([r.rate for r in pipe]),
+                extra={"chart": "throughput", "kind": "pipeline", "label": f"pipeline, {label}"},
+            ),
+            out,
+        )
+        ratio = best_pipe / best_plain
+        emit(
+            Figure(
+                SECTION,
+                f"throughput pipeline / plain, {label}",
+                ratio,
+                "x",
+                goal=">= 0.9 x",
+                passed=ratio >= 0.9,
+            ),
+            out,
+        )
+        emit(
+            Figure(
+                SECTION,
+                f"CPU per delivery, plain, {label}",
+                cpu_plain,
+                "µs",
+                extra={"chart": "cpu", "kind": "plain", "label": f"plain, {label}"},
+            ),
+            out,
+        )
+        emit(
+            Figure(
+                SECTION,
+                f"CPU per delivery, pipeline, {label}",
+                cpu_pipe,
+                "µs",
+                extra={"chart": "cpu", "kind": "pipeline", "label": f"pipeline, {label}"},
+            ),
+            out,
+        )
+        ratio = cpu_pipe / cpu_plain
+        emit(
+            Figure(
+                SECTION,
+                f"CPU per delivery pipeline / plain, {label}",
+                ratio,
+                "x",
+                goal=f"<= {cpu_goal} x",
+                passed=ratio <= cpu_goal,
+            ),
+            out,
+        )
+    return out
+
+
+def _package(path: str) -> str:
+    """Which package a profiled function belongs to, for the own-time summary."""
+    for name in (
+        "empathy_webhooks",
+        "aiohttp",
+        "pluggy",
+        "attrs",
+        "structlog",
+        "yarl",
+        "multidict",
+        "asyncio",
+        "json",
+        "hmac",
+        "hashlib",
+        "base64",
+    ):
+        if f"/{name}" in path:
+            return "empathy_webhooks (core and plugins)" if name == "empathy_webhooks" else name
+    if path.startswith("~") or path.startswith("<"):
+        return "built-ins (C: sockets, hashing, ...)"
+    return "other standard library"
+
+
+def profile(base: str, events: int, webhooks: int, signed: bool, top: int = 25) -> None:
+    """One pipeline run under cProfile: own time by package, then the costliest functions.
+
+    cProfile counts every resumption of a coroutine as a call, so an `async def` that awaits
+    once shows twice its real number of calls."""
+    import cProfile
+    import pstats
+
+    keys = _secrets(webhooks) if signed else None
+    profiler = cProfile.Profile()
+    profiler.enable()
+    asyncio.run(pipeline(base, events, webhooks, keys))
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    deliveries = events * webhooks
+    by_package: dict[str, float] = collections.defaultdict(float)
+    ours = []
+    for (path, line, name), (_, _, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        package = _package(path)
+        by_package[package] += tottime
+        if package.startswith("empathy_webhooks"):
+            short = path.split("/empathy_webhooks", 1)[1]
+            ours.append((tottime, cumtime, f"empathy_webhooks{short}:{line}({name})"))
+    total = sum(by_package.values())
+    print(
+        f"\n-- pipeline, {events} events x {webhooks} webhooks, signed={signed}: "
+        f"{total:.2f} s own time under the profiler, "
+        f"{total / deliveries * 1e6:.0f} µs a delivery --"
+    )
+    for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1]):
+        print(f"  {seconds / total:6.1%}  {seconds / deliveries * 1e6:7.1f} µs/delivery  {package}")
+    print("\n-- the core's own functions by own time (µs per delivery; cumulative beside) --")
+    for tottime, cumtime, where in sorted(ours, reverse=True)[:top]:
+        print(
+            f"  {tottime / deliveries * 1e6:7.1f}  (cum {cumtime / deliveries * 1e6:7.1f})  {where}"
+        )
+    print("\n-- every function by own time --")
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+
+
+def run(
+    quick: bool = False, events: int | None = None, rounds: int | None = None, webhooks: int = 3
+) -> list[Figure]:
+    events = events or (600 if quick else 3000)
+    rounds = rounds or (2 if quick else 3)
+    with ReceiverProcess() as base:
+        runs = measure(base, events, webhooks, rounds)
+    return figures(runs, events, webhooks, rounds)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--webhooks", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=16, help="per webhook")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, help="default 3,000 (600 with --quick)")
+    parser.add_argument("--webhooks", type=int, default=3)
+    parser.add_argument("--rounds", type=int, help="default 3 (2 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="small counts, for development")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile one pipeline run (cProfile) instead of measuring",
+    )
+    parser.add_argument("--signed", action="store_true", help="with --profile: sign")
     args = parser.parse_args()
-
-    port = free_port()
-    ready = multiprocessing.get_context("spawn").Event()
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port, ready))
-    server.start()
-    ready.wait(10)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        pipe, plain = [], []
-        for _ in range(args.rounds):  # alternate, so drift on the machine hits both alike
-            plain.append(
-                asyncio.run(plain_loop(base, args.events, args.webhooks, args.concurrency))
-            )
-            pipe.append(asyncio.run(pipeline(base, args.events, args.webhooks, args.concurrency)))
-        best_pipe, best_plain = max(pipe), max(plain)
-        deliveries = args.events * args.webhooks
-        print(
-            f"{args.events} events x {args.webhooks} webhooks = {deliveries} deliveries, "
-            f"concurrency {args.concurrency} per webhook, best of {args.rounds}"
-        )
-        print(f"  plain aiohttp loop : {best_plain:9.0f} deliveries/s")
-        print(f"  dispatcher pipeline: {best_pipe:9.0f} deliveries/s")
-        print(f"  ratio              : {best_pipe / best_plain:9.2f}  (goal >= 0.80)")
-    finally:
-        server.kill()
-        server.join()
-    median, p99 = asyncio.run(emit_latency(10_000, 2_000))
-    print(f"emit() with 10,000 queued: median {median:.1f} us, p99 {p99:.1f} us")
-    per = asyncio.run(memory_per_delivery(10_000))
-    print(f"memory per queued delivery (event included): {per:.0f} bytes")
+    if args.profile:
+        with ReceiverProcess() as base:
+            profile(base, args.events or 3000, args.webhooks, args.signed)
+        return
+    run(args.quick, args.events, args.rounds, args.webhooks)
 
 
 if __name__ == "__main__":

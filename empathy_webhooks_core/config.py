@@ -674,10 +674,14 @@ class _Builder:
                     f"installed types: {installed}"
                 )
             else:
+                hint = (
+                    self.pm.install_hint(kind)
+                    if hasattr(self.pm, "install_hint")
+                    else f"pip install empathy-webhooks-{kind}"
+                )
                 message = (
                     f"unknown webhook type {kind!r}{did_you_mean(kind, self.types)}; "
-                    f"installed types: {installed} "
-                    f"(a plugin adds its type: pip install empathy-webhooks-{kind})"
+                    f"installed types: {installed} (a plugin adds its type: {hint})"
                 )
             self.problems.add(_join(path, "type"), message)
             return _MISSING
@@ -707,6 +711,12 @@ def parse_config(
     if store is not None and not isinstance(store, str):
         problems.add("store", f"expected a URL string (sqlite:///outbox.db), got {_kind(store)}")
         store = None
+    elif store is not None:
+        from .stores import store_url_problem
+
+        problem = store_url_problem(store, Hooks(pm).store_backends(), pm)
+        if problem is not None:
+            problems.add("store", problem)
     raw = data.get("webhooks", [])
     if isinstance(raw, Mapping):
         problems.add("webhooks", "expected a list of tables: write [[webhooks]], not [webhooks]")

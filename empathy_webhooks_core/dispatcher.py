@@ -34,6 +34,7 @@ from .plugins import Hooks, get_plugin_manager
 from .ratelimit import RateLimiter
 from .redaction import redact_text, register_secrets
 from .routing import EventMatcher, passes_filter
+from .sender import Sender
 from .stores import DeadLetter, Delivery, DeliveryStore, open_store
 from .webhooks import Webhook, webhook_sequence
 from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest
@@ -267,6 +268,15 @@ class WebhookDispatcher:
             )
         return self._guarded_session
 
+    def sender_for(self, webhook: Webhook) -> Sender:
+        """How a plugin sends `webhook`'s requests outside a delivery (batched metrics): the
+        session this dispatcher uses for it (guarded when it blocks private addresses) and its
+        timeout. Within `deliver`, wrap the `session` argument: `Sender(webhook, session)`.
+        Raises `RuntimeError` when the dispatcher is not running."""
+        if self._closed:
+            raise RuntimeError("the dispatcher is closed")
+        return Sender(webhook, self._session_for(webhook))
+
     @property
     def webhooks(self) -> list[Webhook]:
         return [lane.webhook for lane in self._lanes.values()] + [
@@ -327,13 +337,14 @@ class WebhookDispatcher:
             if self._closed:
                 raise RuntimeError("this dispatcher is closed; create a new one")
             self._changed = asyncio.Event()
+            # The store first: a bad URL or a file that cannot open leaves no session behind.
+            self._store = open_store(self._store_spec, self._hooks.store_backends())
+            resumed = await self._store.open()
             if self._session is None:
                 self._session = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=self._max_connections),
                     headers={"User-Agent": USER_AGENT},
                 )
-            self._store = open_store(self._store_spec, self._hooks.store_backends())
-            resumed = await self._store.open()
             self._open_lanes()
             self._started = True
             for delivery in resumed:
@@ -573,7 +584,8 @@ class WebhookDispatcher:
             await self._gone(lane, delivery, result, reason)
             return
         if verdict.outcome is Outcome.RETRY:
-            reason = f"{reason}; gave up after {delivery.attempts} attempts"
+            tries = "attempt" if delivery.attempts == 1 else "attempts"
+            reason = f"{reason}; gave up after {delivery.attempts} {tries}"
         error = DeliveryError(
             reason,
             webhook_name=webhook.name,

@@ -8,7 +8,7 @@ A plugin is a module (or object) whose functions carry ``@hookimpl`` from
     ntfy = "empathy_webhooks_ntfy"
 
 Hooks are called synchronously (pluggy has no async support). Where a hook needs I/O it returns
-an awaitable and the core awaits it; see :func:`deliver`. A hook that raises never stops the
+an awaitable and the core awaits it; see `deliver`. A hook that raises never stops the
 pipeline: the core logs it and treats the delivery as failed (or skips that plugin's listener).
 """
 
@@ -38,7 +38,7 @@ def webhook_types() -> Mapping[str, type[Webhook]] | None:
     (``type = "slack"``) and what ``empathy-webhooks plugins`` lists; by convention the name
     equals the plugin's entry-point name and the class's ``kind``.
 
-    :return: a mapping of type name to a :class:`~empathy_webhooks_core.Webhook` subclass, or
+    :return: a mapping of type name to a `Webhook` subclass, or
         None. Two plugins claiming the same name is an error at start-up.
     """
 
@@ -53,8 +53,8 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
     :param webhook: the webhook the event is routed to. Return None unless it is one of your
         own classes (``isinstance(webhook, MyWebhook)``).
-    :param event: the frozen :class:`~empathy_webhooks_core.Event`.
-    :return: an :class:`~empathy_webhooks_core.OutgoingRequest` with the exact body bytes, or
+    :param event: the frozen `Event`.
+    :return: an `OutgoingRequest` with the exact body bytes, or
         None when the webhook is not yours. First non-None result wins. Honour
         ``webhook.template_for(event)`` so users can override the message without subclassing.
         Respect every size limit of your service by truncating, never by producing a request
@@ -80,7 +80,7 @@ def deliver(
     :param request: what ``format_payload`` returned, with signature headers added.
     :param session: the dispatcher's shared ``aiohttp.ClientSession`` (pooled connections,
         redirects off). Use it rather than opening your own.
-    :return: None, or an awaitable resolving to a :class:`~empathy_webhooks_core.Response`.
+    :return: None, or an awaitable resolving to a `Response`.
         Raise ``ConnectionError``, ``TimeoutError`` or an ``aiohttp.ClientError`` for transport
         failures: those are retried. Any other exception is a final failure.
     """
@@ -98,7 +98,7 @@ def classify_response(
     Implement it when your service speaks otherwise: Slack's plain-text errors, Discord's JSON
     ``retry_after``, GitHub's 403 that is really a rate limit.
 
-    :return: a :class:`~empathy_webhooks_core.Verdict`, or None to leave it to others.
+    :return: a `Verdict`, or None to leave it to others.
     """
 
 
@@ -113,7 +113,7 @@ def on_failure(webhook: Webhook, event: Event, error: DeliveryError) -> None:
     """Told after a delivery finally failed (its retries exhausted, or a final answer).
 
     Called after the webhook's own ``on_failure`` callback, for every plugin. ``error`` is a
-    :class:`~empathy_webhooks_core.DeliveryError`: status, body excerpt, attempts, reason and
+    `DeliveryError`: status, body excerpt, attempts, reason and
     last exception, with no secrets in its text. The delivery is also kept as a dead letter.
     One implementation raising is logged and does not stop the others.
     """
@@ -125,7 +125,7 @@ def store_backends() -> Mapping[str, Any] | None:
 
     :return: a mapping of scheme (``"redis"``) to a factory called with the whole store URL
         (``"redis://127.0.0.1:6379/0"``) that returns a
-        :class:`~empathy_webhooks_core.stores.DeliveryStore`. Or None.
+        `DeliveryStore`. Or None.
     """
 
 

@@ -73,6 +73,26 @@ class PluginManager(pluggy.PluginManager):
         super().__init__(ENTRY_POINT_GROUP)
         self.load_errors: list[PluginLoadError] = []
         self.distributions: dict[str, tuple[str | None, str | None]] = {}
+        #: `EMPATHY_WEBHOOKS_LOAD_PLUGINS` as read (None: unset, every plugin loads).
+        self.load_plugins: str | None = None
+        #: Installed plugins (entry-point names), those the variable left out, and names in it
+        #: that are not installed.
+        self.installed: list[str] = []
+        self.left_out: list[str] = []
+        self.unknown_in_load_plugins: list[str] = []
+
+    def install_hint(self, name: str) -> str:
+        """How to get plugin `name` loaded: install it, or name it in the variable that
+        keeps it out."""
+        if name in self.left_out:
+            return (
+                f"the {name!r} plugin is installed but {LOAD_PLUGINS_ENV}="
+                f"{self.load_plugins!r} leaves it out; add {name} to it"
+            )
+        hint = f"pip install empathy-webhooks-{name}"
+        if self.load_plugins is not None:
+            hint += f", and add {name} to {LOAD_PLUGINS_ENV} (now {self.load_plugins!r})"
+        return hint
 
 
 def _allowed(env: Mapping[str, str]) -> set[str] | None:
@@ -104,8 +124,26 @@ def build_plugin_manager(
             __version__,
         )
     if load_entry_points:
-        allowed = _allowed(os.environ if env is None else env)
-        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        environ = os.environ if env is None else env
+        allowed = _allowed(environ)
+        pm.load_plugins = environ.get(LOAD_PLUGINS_ENV)
+        entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        pm.installed = installed = sorted({ep.name for ep in entry_points})
+        if allowed is not None:
+            pm.left_out = [name for name in installed if name not in allowed]
+            pm.unknown_in_load_plugins = sorted(allowed - set(installed))
+            for name in pm.unknown_in_load_plugins:
+                from .converter import did_you_mean
+
+                log.warning(
+                    "load_plugins_names_unknown_plugin",
+                    plugin=name,
+                    variable=LOAD_PLUGINS_ENV,
+                    error=f"no installed plugin is named {name!r}"
+                    f"{did_you_mean(name, installed)}; installed: "
+                    f"{', '.join(installed) or 'none'}",
+                )
+        for entry_point in entry_points:
             if allowed is not None and entry_point.name not in allowed:
                 continue
             if pm.has_plugin(entry_point.name):

@@ -59,13 +59,6 @@ async def test_receiver_and_dispatcher_fixtures(webhook_receiver, webhook_dispat
     assert sent_json(webhook_receiver, 0) == body
 
 
-async def test_dispatcher_fixture_closes_what_it_made(webhook_receiver, webhook_dispatcher):
-    dispatcher = webhook_dispatcher(CustomWebhook(url=webhook_receiver.url()))
-    await dispatcher.emit("alert", {})
-    # Not drained here: the fixture drains and closes at teardown. The receiver fixture is
-    # torn down after it (it was requested first), so the delivery still lands.
-
-
 def test_fake_clock_fixture(fake_clock) -> None:
     assert isinstance(fake_clock, FakeClock)
 
@@ -255,6 +248,12 @@ class DeclaredChatWebhook(Webhook):
     kind: ClassVar[str] = "declared_chat"
     secret_url: ClassVar[bool] = True
     webhook_url: str = attrs.field()
+
+    @property
+    def url(self) -> str:
+        from empathy_webhooks_core.redaction import redact_url
+
+        return redact_url(self.webhook_url, secret_path=True)
 
 
 class ChatPlugin:

@@ -185,6 +185,15 @@ def load(args: argparse.Namespace) -> tuple[Config, PluginManager]:
         config = load_config(path, plugin_manager=pm)
     except ConfigError as exc:
         raise CliError([f"{path}: {len(exc.problems)} problem(s)", *exc.problems]) from None
+    override = getattr(args, "store", None)
+    if override:
+        from ..plugins import Hooks
+        from ..stores import store_url_problem
+
+        problem = store_url_problem(override, Hooks(pm).store_backends(), pm)
+        if problem is not None:
+            raise CliError(f"error: --store: {problem}")
+        register_secrets(url_secrets(override))
     register_config_secrets(config)
     return config, pm
 

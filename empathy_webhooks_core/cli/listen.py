@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
         help="a local receiver that prints arriving webhooks and checks their signatures",
         description="Receive webhooks on a local port, print each readably and verify its "
         "signature (X-Signature and Standard Webhooks headers). Invalid signatures are "
-        "answered 401. Exits 1 if any signature was invalid.",
+        "answered 401, and so are unsigned requests unless --allow-unsigned; each refusal "
+        "says why. Exits 1 if any request was refused.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -40,6 +41,12 @@ def register(subparsers: Any) -> None:
         action="append",
         metavar="SECRET",
         help=f"signing secret to verify with (repeatable; default ${SECRET_ENV})",
+    )
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="with --secret: accept unsigned requests too (each marked as such) while signed "
+        "ones are still verified, so one listener serves signed and unsigned webhooks",
     )
     parser.add_argument("--status", type=int, default=200, help="answer valid arrivals with this")
     parser.add_argument(
@@ -125,17 +132,31 @@ def verify(
     return ("valid" if all(checks.values()) else "invalid"), checks
 
 
-def shown_path(path_qs: str, show_secrets: bool = False) -> str:
-    """The path and query as printed: credential query values (`token`, `key`, `sig`,
-    `code`, ...) masked unless `show_secrets`."""
-    return path_qs if show_secrets else redact_text(path_qs)
-
-
-def shown_headers(headers: Mapping[str, str], show_secrets: bool = False) -> dict[str, str]:
-    """Headers as printed: values of secret-named ones masked unless `show_secrets`."""
-    if show_secrets:
-        return dict(headers)
-    return {key: REDACTED if is_secret_name(key) else value for key, value in headers.items()}
+def refusal(
+    state: str, checks: dict[str, bool], headers: Mapping[str, str], now: float | None = None
+) -> str:
+    """Why a request was refused, in words a sender's author can act on."""
+    if state == "unsigned":
+        return (
+            "unsigned: no X-Signature or webhook-signature header (--allow-unsigned accepts "
+            "unsigned requests)"
+        )
+    reasons = []
+    if checks.get("x-signature") is False:
+        reasons.append("X-Signature matches no secret (another secret, or a changed body?)")
+    if checks.get("standard-webhooks") is False:
+        stamp = _header(headers, "webhook-timestamp") or ""
+        when = time.time() if now is None else now
+        if not _header(headers, "webhook-id") or not stamp.isdigit():
+            reasons.append("webhook-id or webhook-timestamp missing or malformed")
+        elif abs(when - int(stamp)) > TOLERANCE_SECONDS:
+            reasons.append(
+                f"webhook-timestamp is {abs(when - int(stamp)):.0f} s from now "
+                f"(tolerance {TOLERANCE_SECONDS} s: a replay, or a clock off)"
+            )
+        else:
+            reasons.append("webhook-signature matches no secret")
+    return "; ".join(reasons) or state
 
 
 def summary(body: bytes) -> tuple[str | None, str | None, str]:
@@ -152,6 +173,19 @@ def summary(body: bytes) -> tuple[str | None, str | None, str]:
     return event_type, event_id, truncate(compact, 300)
 
 
+def shown_path(path_qs: str, show_secrets: bool = False) -> str:
+    """The path and query as printed: credential query values (`token`, `key`, `sig`,
+    `code`, ...) masked unless `show_secrets`."""
+    return path_qs if show_secrets else redact_text(path_qs)
+
+
+def shown_headers(headers: Mapping[str, str], show_secrets: bool = False) -> dict[str, str]:
+    """Headers as printed: values of secret-named ones masked unless `show_secrets`."""
+    if show_secrets:
+        return dict(headers)
+    return {key: REDACTED if is_secret_name(key) else value for key, value in headers.items()}
+
+
 class Listener:
     def __init__(
         self,
@@ -159,16 +193,18 @@ class Listener:
         secrets: list[str],
         status: int,
         count: int | None,
+        allow_unsigned: bool = False,
         *,
         headers: bool = False,
         show_secrets: bool = False,
     ) -> None:
         self.out = out
-        self.secrets = secrets
-        self.status = status
-        self.count = count
         self.headers = headers
         self.show_secrets = show_secrets
+        self.secrets = secrets
+        self.allow_unsigned = allow_unsigned
+        self.status = status
+        self.count = count
         self.seen = 0
         self.invalid = 0
         self.done = asyncio.Event()
@@ -181,15 +217,16 @@ class Listener:
         state, checks = verify(body, headers, self.secrets)
         event_type, event_id = summary(body)[:2]
         event_id = event_id or _header(headers, "webhook-id")
-        bad = state in ("invalid", "unsigned")
+        bad = state == "invalid" or (state == "unsigned" and not self.allow_unsigned)
+        why = refusal(state, checks, headers) if bad else None
         status = 401 if bad else self.status
         self.seen += 1
         self.invalid += bad
-        self.print(request, state, checks, event_type, event_id, status, body, headers)
+        self.print(request, state, checks, event_type, event_id, status, body, why, headers)
         if self.count is not None and self.seen >= self.count:
             self.done.set()
-        if bad:
-            return web.json_response({"error": "invalid signature"}, status=401)
+        if why is not None:
+            return web.json_response({"error": why}, status=401)
         return web.json_response({"status": "ok"}, status=status)
 
     def print(
@@ -201,6 +238,7 @@ class Listener:
         event_id: str | None,
         status: int,
         body: bytes,
+        refused: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         when = datetime.now().strftime("%H:%M:%S")
@@ -217,18 +255,23 @@ class Listener:
                 "signature": state,
                 "schemes": checks,
                 "answered": status,
+                "refused": refused,
                 "body": summary(body)[2],
             }
             print(json.dumps(line, ensure_ascii=False), flush=True)
             return
         schemes = ", ".join(f"{k} {'ok' if v else 'BAD'}" for k, v in checks.items())
         detail = f" ({schemes})" if schemes else ""
-        style = {"valid": "green", "invalid": "bold red", "unsigned": "bold red"}.get(state)
+        if state == "unsigned" and not refused:
+            state = "unsigned (accepted: --allow-unsigned)"
+        style = "bold red" if refused else "green" if state == "valid" else None
         self._print(
             f"{when}  {request.method} {path}  {event_type or '-'}  {event_id or '-'}"
             f"  signature {state}{detail}  -> {status}",
             style=style,
         )
+        if refused:
+            self._print(f"    refused: {refused}", style="red")
         if self.headers:
             for key, value in shown.items():
                 self._print(f"    {key}: {value}", style="dim")
@@ -251,6 +294,7 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
         secrets,
         args.status,
         args.count,
+        args.allow_unsigned,
         headers=args.headers,
         show_secrets=args.show_secrets,
     )
@@ -270,9 +314,11 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
         port = server.sockets[0].getsockname()[1] if server is not None else args.port  # type: ignore[attr-defined]
         url = f"http://{args.host}:{port}/"
         checking = f"verifying with {len(secrets)} secret(s)" if secrets else "no secret given"
+        if secrets and args.allow_unsigned:
+            checking += ", accepting unsigned requests"
         showing = "; SHOWING SECRETS IN FULL (--show-secrets)" if args.show_secrets else ""
         if out.json:
-            started = {"listening": url, "verifying": bool(secrets)}
+            started: dict[str, Any] = {"listening": url, "verifying": bool(secrets)}
             if args.show_secrets:
                 started["show_secrets"] = True
             print(json.dumps(started), flush=True)
@@ -285,7 +331,7 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
     finally:
         await runner.cleanup()
     if not out.json:
-        out.line(f"{listener.seen} received, {listener.invalid} with a bad or missing signature")
+        out.line(f"{listener.seen} received, {listener.invalid} refused (bad or missing signature)")
     return EXIT_FAILED if listener.invalid else EXIT_OK
 
 

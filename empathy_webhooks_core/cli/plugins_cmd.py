@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..plugins import get_plugin_manager, plugin_infos
+from ..converter import did_you_mean
+from ..plugins import LOAD_PLUGINS_ENV, get_plugin_manager, plugin_infos
 from ._common import EXIT_FAILED, EXIT_OK, Output, add_json_option
 
 
@@ -15,7 +16,8 @@ def register(subparsers: Any) -> None:
         "plugins",
         help="list installed plugins and any that failed to load",
         description="List installed plugins, their versions and webhook types, and any plugin "
-        "that failed to load with the reason. Exits 1 when one failed.",
+        "that failed to load with the reason, or that $EMPATHY_WEBHOOKS_LOAD_PLUGINS names "
+        "but is not installed. Exits 1 when there is one.",
     )
     add_json_option(parser)
     parser.set_defaults(func=run)
@@ -25,6 +27,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     pm = get_plugin_manager()
     infos = plugin_infos(pm)
     errors = list(pm.load_errors)
+    installed = pm.installed
+    unknown = [
+        f"{LOAD_PLUGINS_ENV} names {name!r}, which is not installed"
+        f"{did_you_mean(name, installed)}; installed: {', '.join(installed)}"
+        for name in pm.unknown_in_load_plugins
+    ]
     out.data(
         {
             "plugins": [
@@ -39,6 +47,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
             ],
             "load_errors": [
                 {"name": e.name, "distribution": e.distribution, "error": e.error} for e in errors
+            ],
+            "load_plugins": pm.load_plugins,
+            "left_out": list(pm.left_out),
+            "not_installed": [
+                {"name": name, "error": text}
+                for name, text in zip(pm.unknown_in_load_plugins, unknown, strict=True)
             ],
         }
     )
@@ -63,4 +77,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
             ["plugin", "distribution", "error"],
             [[e.name, e.distribution or "", e.error] for e in errors],
         )
-    return EXIT_FAILED if errors else EXIT_OK
+    if pm.left_out:
+        out.line()
+        out.line(f"Left out by {LOAD_PLUGINS_ENV}={pm.load_plugins!r}: {', '.join(pm.left_out)}")
+    for text in unknown:
+        out.line()
+        out.line(f"error: {text}")
+    return EXIT_FAILED if errors or unknown else EXIT_OK

@@ -14,6 +14,7 @@ __all__ = [
     "MemoryStore",
     "new_delivery_id",
     "open_store",
+    "store_url_problem",
 ]
 
 
@@ -29,7 +30,44 @@ def open_store(spec: Any, backends: dict[str, Any]) -> DeliveryStore:
     scheme = spec.split(":", 1)[0].lower()
     factory = backends.get(scheme)
     if factory is None:
+        from ..converter import did_you_mean
+
         known = ", ".join(sorted({"memory", *backends})) or "memory"
-        raise ValueError(f"no store for {scheme!r} URLs (known: {known}); is its plugin installed?")
+        raise ValueError(
+            f"no store for {scheme!r} URLs{did_you_mean(scheme, {'memory', *backends})} "
+            f"(known: {known}); is its plugin installed?"
+        )
     store: DeliveryStore = factory(spec)
     return store
+
+
+def store_url_problem(
+    spec: str, backends: dict[str, Any], plugin_manager: Any = None
+) -> str | None:
+    """What is wrong with a store URL, found without opening it (no file, no connection):
+    not a URL, an unknown scheme (with the plugin to install or allow), or an option the store
+    refuses."""
+    from ..converter import did_you_mean
+
+    if spec in ("memory", "memory://"):
+        return None
+    if "://" not in spec:
+        return f"expected a URL such as sqlite:///outbox.db, got {spec.split('?', 1)[0]!r}"
+    scheme = spec.split(":", 1)[0].lower()
+    if scheme not in backends:
+        schemes = {"memory", *backends}
+        close = did_you_mean(scheme, schemes)
+        message = f"no store for {scheme!r} URLs{close} (known: {', '.join(sorted(schemes))})"
+        if close:
+            return message
+        installed = getattr(plugin_manager, "installed", [])
+        plugin = next((n for n in (scheme, scheme[:-1]) if n in installed), scheme)
+        hint = getattr(plugin_manager, "install_hint", None)
+        return f"{message}; a plugin adds it: " + (
+            hint(plugin) if hint is not None else f"pip install empathy-webhooks-{plugin}"
+        )
+    try:
+        open_store(spec, backends)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None

@@ -491,5 +491,10 @@ def open_sqlite_store(url: str) -> SQLiteStore:
         elif key == "synchronous":
             options["synchronous"] = value
         else:
-            raise ValueError(f"{url!r}: unknown option {key!r} (known: retention, synchronous)")
+            from ..converter import did_you_mean
+
+            raise ValueError(
+                f"{url!r}: unknown option {key!r}"
+                f"{did_you_mean(key, ('retention', 'synchronous'))} (known: retention, synchronous)"
+            )
     return SQLiteStore(path, **options)

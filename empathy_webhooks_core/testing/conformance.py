@@ -25,6 +25,8 @@ What it checks, for the webhook `make_webhook` returns:
   `on_success` hears of it with the event's id;
 - a final failure reaches the webhook's `on_failure` callback, every plugin's `on_failure`
   hook and the dead letters;
+- the reference's failure callback, which reads `webhook.url`, runs to its end: every webhook
+  has a `url` (where it sends), a string that shows no secret;
 - no secret (`secrets` plus the webhook's own `secret_values()`), nor its URL-encoded or
   base64 form, appears in `repr(webhook)` or the rendered request's repr; in what the CLI's
   `render` and `validate` print (plain, rich and `--json`); or, when the service echoes the
@@ -57,7 +59,7 @@ import json
 import logging
 import tempfile
 import traceback
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import quote
@@ -585,10 +587,16 @@ class WebhookConformance:
         return render_request(webhook, event, plugin_manager=pm)
 
     async def _deliver(
-        self, mode: ServiceMode | Literal["garbled"], event: Event, *, store: str | None = None
+        self,
+        mode: ServiceMode | Literal["garbled"],
+        event: Event,
+        callback: Callable[..., Any] | None = None,
+        *,
+        store: str | None = None,
     ) -> _Run:
         """Deliver `event` once through a real dispatcher to the fake service in `mode`
-        (`store`: a store URL, default memory)."""
+        (`store`: a store URL, default memory); `callback`, if given, is called from the
+        webhook's `on_failure` too."""
         pm = self.build_plugin_manager()
         recorder = _Recorder()
         pm.register(recorder, name="conformance-recorder")
@@ -596,6 +604,8 @@ class WebhookConformance:
 
         def on_failure(webhook: Webhook, event: Event, error: DeliveryError) -> None:
             callbacks.append((webhook, event, error))
+            if callback is not None:
+                callback(webhook, event, error)
 
         service_context = self.garbled_service() if mode == "garbled" else self.fake_service(mode)
         async with service_context as service:
@@ -813,3 +823,25 @@ class WebhookConformance:
         assert len(dead) <= MAX_DEAD_LETTER_CHARS, f"a dead letter of {len(dead)} characters"
         for line in places["logs"].splitlines():
             assert len(line) <= MAX_DEAD_LETTER_CHARS, f"a log line of {len(line)} characters"
+
+    def test_the_reference_failure_callback_reads_webhook_url(self) -> None:
+        """The reference's `on_failure` logs `webhook.url` and stores `(webhook.url, event)`
+        for a manual retry: on a real final failure it must run to its end, for every type."""
+        stored: list[tuple[str, str]] = []
+
+        def on_webhook_failure(webhook: Any, event: Event, error: DeliveryError) -> None:
+            logging.getLogger("conformance.reference").error(f"Webhook failed: {webhook.url}")
+            stored.append((webhook.url, event.event_id))  # store_failed_webhook(...)
+
+        event = self.sample_event(EventType.BUG_DETECTED)
+        run = asyncio.run(self._deliver("failure", event, on_webhook_failure))
+        assert len(run.callbacks) == 1, "the failure was not reported"
+        assert len(stored) == 1, (
+            f"the reference's callback did not run to its end: does {type(run.webhook).__name__}"
+            " have a `url`?"
+        )
+        url, event_id = stored[0]
+        assert event_id == event.event_id
+        assert isinstance(url, str) and "://" in url, f"webhook.url is not a URL: {url!r}"
+        for secret in self._secrets(run.webhook):
+            assert secret not in url, f"webhook.url shows a secret ({secret[:3]}…)"

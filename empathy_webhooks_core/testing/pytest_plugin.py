@@ -8,8 +8,8 @@ Fixtures:
 
 - ``webhook_receiver``: a started :class:`~empathy_webhooks_core.testing.Receiver`.
 - ``webhook_dispatcher``: a factory, ``webhook_dispatcher(webhooks, **options)``, returning a
-  :class:`~empathy_webhooks_core.WebhookDispatcher`; every one it made is closed (drained) at
-  teardown.
+  :class:`~empathy_webhooks_core.WebhookDispatcher`; every one it made is drained and closed at
+  teardown, and a drain that does not finish within ``CLOSE_TIMEOUT_SECONDS`` fails the test.
 - ``fake_clock``: a :class:`~empathy_webhooks_core.testing.FakeClock`.
 """
 
@@ -19,6 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+
+#: How long the ``webhook_dispatcher`` fixture waits at teardown for what is still queued.
+CLOSE_TIMEOUT_SECONDS = 5.0
 
 try:
     import pytest_asyncio
@@ -47,8 +50,9 @@ if pytest_asyncio is not None:
         """A factory of dispatchers: ``webhook_dispatcher([webhook], clock=..., store=...)``.
 
         Takes the same arguments as `WebhookDispatcher`. Each dispatcher it made is closed at
-        teardown (draining what is queued, bounded by a few seconds so a broken test fails
-        rather than hangs).
+        teardown, draining what is queued. A drain still unfinished after
+        ``CLOSE_TIMEOUT_SECONDS`` fails the test, naming what was left (a delivery that never
+        ends is a bug worth seeing), after closing the dispatcher without waiting.
         """
         from ..dispatcher import WebhookDispatcher
 
@@ -60,11 +64,20 @@ if pytest_asyncio is not None:
             return dispatcher
 
         yield factory
+        unfinished: list[str] = []
         for dispatcher in made:
             try:
-                await dispatcher.close(timeout=5)
-            except TimeoutError:
+                await dispatcher.close(timeout=CLOSE_TIMEOUT_SECONDS)
+            except TimeoutError as exc:
+                unfinished.append(f"{', '.join(dispatcher.webhook_names())}: {exc}")
                 await dispatcher.close(drain=False)
+        if unfinished:
+            pytest.fail(
+                "webhook_dispatcher: a dispatcher did not drain at teardown ("
+                + "; ".join(unfinished)
+                + "); await dispatcher.drain() in the test, or find the delivery that never ends",
+                pytrace=False,
+            )
 
 
 @pytest.fixture

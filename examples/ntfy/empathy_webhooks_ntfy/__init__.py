@@ -14,6 +14,7 @@ import attrs
 
 from empathy_webhooks_core import Event, OutgoingRequest, Webhook, hookimpl, secret_field
 from empathy_webhooks_core.formatting import truncate_bytes
+from empathy_webhooks_core.redaction import redact_url
 from empathy_webhooks_core.templating import merge_payload, render_template
 from empathy_webhooks_core.webhooks import check_url
 
@@ -65,6 +66,11 @@ class NtfyWebhook(Webhook):
     def publish_url(self) -> str:
         """ntfy's JSON publishing endpoint is the server's root (the topic is in the body)."""
         return self.server_url.rstrip("/") + "/"
+
+    @property
+    def url(self) -> str:
+        """Where it posts, fit to show (the reference's `on_failure` logs `webhook.url`)."""
+        return redact_url(self.publish_url)
 
 
 @hookimpl

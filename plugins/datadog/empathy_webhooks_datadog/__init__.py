@@ -22,8 +22,9 @@ from empathy_webhooks_core import (
     hookimpl,
     secret_field,
 )
-from empathy_webhooks_core.default_plugins.http import send
+from empathy_webhooks_core.redaction import redact_url, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
+from empathy_webhooks_core.sender import Sender
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
 
@@ -110,7 +111,7 @@ class DatadogWebhook(Webhook):
     api_key: str = secret_field(validator=_key("api_key", True))
     app_key: str | None = secret_field(default=None, validator=_key("app_key", False))
     site: str = attrs.field(default="datadoghq.com", converter=_site)
-    base_url: str | None = attrs.field(default=None, converter=_base_url)
+    base_url: str | None = attrs.field(default=None, converter=_base_url, repr=url_repr)
     service: str | None = None
     host: str | None = None
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
@@ -129,6 +130,13 @@ class DatadogWebhook(Webhook):
     @property
     def events_url(self) -> str:
         return f"{self.api_url}/api/v1/events"
+
+    @property
+    def url(self) -> str:
+        """Where events go (`/api/v1/events`; metrics go to `series_url`), fit to show: what
+        the reference's `on_failure` example logs as `webhook.url`. The keys travel in
+        headers, never here."""
+        return redact_url(self.events_url)
 
     @property
     def series_url(self) -> str:
@@ -213,19 +221,19 @@ async def _deliver_with_metrics(
 ) -> Response:
     """Post the event, then its gauges. Gauges overwrite by timestamp, so resending them is
     harmless; the event is not, so once accepted a retry skips it and sends only the gauges."""
-    timeout = webhook.retry_policy.timeout_seconds
+    sender = Sender(webhook, session)
     event_id = str(request.extras.get("event_id"))
     buffer = webhook._metrics
     answer: Response | None = None
     if not buffer.event_posted(event_id):
-        answer = await send(request, session, timeout)
+        answer = await sender.send(request)
         if not 200 <= answer.status < 300:
             return answer
         buffer.mark_posted(event_id)
     series = OutgoingRequest.json(
         webhook.series_url, request.extras["series"], headers=webhook.auth_headers()
     )
-    metrics_answer = await send(series, session, timeout)
+    metrics_answer = await sender.send(series)
     if 200 <= metrics_answer.status < 300:
         buffer.forget_posted(event_id)
         return answer or metrics_answer

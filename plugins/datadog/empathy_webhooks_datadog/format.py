@@ -8,7 +8,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.findings import base_event_type, finding_key, lifecycle_action
+from empathy_webhooks_core.findings import (
+    base_event_type,
+    finding_key,
+    fit_key,
+    lifecycle_action,
+)
 from empathy_webhooks_core.formatting import (
     Severity,
     event_title,
@@ -207,7 +212,7 @@ def _within_limits(body: dict[str, Any]) -> dict[str, Any]:
         body["tags"] = clean_tags(body["tags"])
     key = body.get("aggregation_key")
     if key is not None:
-        body["aggregation_key"] = str(key)[:AGGREGATION_KEY_LIMIT]
+        body["aggregation_key"] = fit_key(str(key), AGGREGATION_KEY_LIMIT)
     return body
 
 

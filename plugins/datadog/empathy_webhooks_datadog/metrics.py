@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core._log import get_logger
-from empathy_webhooks_core.default_plugins.http import send
 from empathy_webhooks_core.delivery import TRANSPORT_ERRORS
+from empathy_webhooks_core.netguard import BlockedAddressError
 from empathy_webhooks_core.redaction import redact_text
 from empathy_webhooks_core.wire import Outcome, OutgoingRequest, json_bytes
 
@@ -230,7 +230,7 @@ class MetricBuffer:
 
     def _schedule(self, webhook: DatadogWebhook, urgent: bool) -> None:
         dispatcher = self._dispatcher
-        if dispatcher is None or not _is_open(dispatcher):
+        if dispatcher is None or not _is_open(dispatcher, webhook):
             return
         if urgent:
             self._spawn(self._flush(webhook, dispatcher))
@@ -292,9 +292,14 @@ class MetricBuffer:
         for attempt in range(1, policy.max_attempts + 1):
             retry_after = None
             try:
-                response = await send(request, dispatcher.session, policy.timeout_seconds)
+                # The dispatcher's session for this webhook: guarded when it blocks private
+                # addresses, like every other request the webhook makes.
+                response = await dispatcher.sender_for(webhook).send(request)
             except TRANSPORT_ERRORS as exc:
                 reason = redact_text(f"{type(exc).__name__}: {exc}")
+            except BlockedAddressError as exc:  # refused again on any retry: final
+                reason = redact_text(f"{type(exc).__name__}: {exc}")
+                break
             except RuntimeError as exc:  # the dispatcher closed under us
                 reason = redact_text(f"{type(exc).__name__}: {exc}")
                 break
@@ -338,8 +343,8 @@ class MetricBuffer:
             self._posted.pop(event_id, None)
 
 
-def _is_open(dispatcher: WebhookDispatcher) -> bool:
+def _is_open(dispatcher: WebhookDispatcher, webhook: DatadogWebhook) -> bool:
     try:
-        return not dispatcher.session.closed
-    except RuntimeError:
+        return not dispatcher.sender_for(webhook).session.closed
+    except RuntimeError:  # not started, or closed
         return False

@@ -226,6 +226,46 @@ async def test_a_resolved_finding_is_a_success_in_the_same_aggregation(
     assert "severity:critical" in first["tags"]
 
 
+async def test_two_different_alerts_never_share_an_aggregation_key(
+    datadog: Receiver, pm: Any
+) -> None:
+    """Issue 15: with no identifying field, the text (else the event id) tells them apart."""
+    async with WebhookDispatcher(webhooks=[webhook(datadog)], plugin_manager=pm) as dispatcher:
+        await dispatcher.emit("alert", {"message": "Disk full on db-1"}, severity="critical")
+        await dispatcher.emit("alert", {"message": "CPU at 100% on web-3"}, severity="critical")
+        await dispatcher.emit("alert", {"note_count": 1}, severity="critical")
+        await dispatcher.emit("alert", {"note_count": 1}, severity="critical")
+        await dispatcher.drain()
+        long_key = "k" * 150
+        await dispatcher.emit("alert", {"dedup_key": long_key + "a"})
+        await dispatcher.emit("alert", {"dedup_key": long_key + "b"})
+    keys = [r.json()["aggregation_key"] for r in datadog.requests]
+    assert len(set(keys)) == 6
+    assert all(len(key) <= 100 for key in keys)
+
+
+async def test_with_the_guard_on_an_event_and_its_metrics_never_reach_a_loopback_datadog(
+    datadog: Receiver, pm: Any
+) -> None:
+    """Both calls of a delivery (event, then series) go through the guarded session."""
+    errors: list[Any] = []
+    hook = webhook(
+        datadog,
+        block_private_addresses=True,
+        retry_policy={**FAST, "max_retries": 3},
+        on_failure=lambda webhook, event, error: errors.append(error),
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=pm) as dispatcher:
+        await dispatcher.emit("performance_issue", PERFORMANCE)
+        await dispatcher.drain()
+        dead = await dispatcher.dead_letters()
+    assert datadog.requests == []
+    [error] = errors
+    assert error.attempts == 1
+    assert error.reason.startswith("BlockedAddressError: refused to connect to 127.0.0.1")
+    assert [letter.event.event_type for letter in dead] == ["performance_issue"]
+
+
 async def test_a_400_is_final_with_datadogs_errors(datadog: Receiver, pm: Any) -> None:
     datadog.queue(Reply(status=400, body={"errors": ["Event too old"]}))
     failures: list[Any] = []

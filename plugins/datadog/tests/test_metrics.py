@@ -257,3 +257,24 @@ def test_batches_keep_every_point_within_the_limits(
             )
     expected = [(key[0], value, key[2]) for key, _, value in made]
     assert sorted(sent) == sorted(expected)
+
+
+# -- the address guard covers the metric batches (issue 15, item 13) ---------------------------
+
+
+async def test_with_the_guard_on_metric_batches_never_reach_a_loopback_datadog(
+    datadog: Receiver,
+) -> None:
+    """`send_metric` batches go out through the dispatcher's guarded session like every other
+    request of the webhook: refused at connect, finally (not retried), counted and said."""
+    webhook = hook(datadog, block_private_addresses=True, retry_policy={**FAST, "max_retries": 3})
+    async with WebhookDispatcher(webhooks=[webhook], plugin_manager=PM):
+        webhook.send_metric("empathy.guarded", 1.0, timestamp=1_700_000_000)
+        webhook.send_metric("empathy.guarded", 2.0, timestamp=1_700_000_001)
+    assert datadog.requests == []
+    stats = webhook.metrics_stats()
+    assert (stats["points_sent"], stats["points_dropped"]) == (0, 2)
+    assert (stats["batches_sent"], stats["batches_failed"]) == (0, 1)
+    assert stats["last_error"].startswith("BlockedAddressError: refused to connect to 127.0.0.1")
+    assert "loopback address" in stats["last_error"]
+    assert API_KEY not in stats["last_error"]

@@ -29,10 +29,11 @@ from empathy_webhooks_core import (
     hookimpl,
     secret_field,
 )
-from empathy_webhooks_core.default_plugins.http import default_verdict, send
-from empathy_webhooks_core.redaction import redact_text
+from empathy_webhooks_core.default_plugins.http import default_verdict
+from empathy_webhooks_core.redaction import redact_text, redact_url, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
 from empathy_webhooks_core.routing import EventMatcher
+from empathy_webhooks_core.sender import Sender
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
 
@@ -120,7 +121,7 @@ class GitHubWebhook(Webhook):
     repository: str = attrs.field(validator=_repository)
     events: tuple[str, ...] = attrs.field(default=("code_review_complete",), converter=_events)
     #: `https://api.github.com`, or a GitHub Enterprise Server's `https://HOST/api/v3`.
-    api_url: str = attrs.field(default=DEFAULT_API_URL, converter=_api_url)
+    api_url: str = attrs.field(default=DEFAULT_API_URL, converter=_api_url, repr=url_repr)
     #: Event types posted as PR comments (the PR is named in the event's data).
     comment_events: tuple[str, ...] = attrs.field(
         default=("code_review_complete",), converter=_names
@@ -157,6 +158,13 @@ class GitHubWebhook(Webhook):
     @property
     def repo_url(self) -> str:
         return f"{self.api_url}/repos/{self.repository}"
+
+    @property
+    def url(self) -> str:
+        """The repository's API endpoint, under which comments and dispatches are posted, fit
+        to show: what the reference's `on_failure` example logs as `webhook.url`. The token
+        travels in a header, never here."""
+        return redact_url(self.repo_url)
 
     def request_headers(self) -> dict[str, str]:
         # User-Agent (required by GitHub) comes from the dispatcher's session.
@@ -253,9 +261,8 @@ def _same_origin(url: str, base: str) -> bool:
 async def _find_comment(
     webhook: GitHubWebhook,
     request: OutgoingRequest,
-    session: aiohttp.ClientSession,
+    sender: Sender,
     marker: str,
-    timeout: float,
 ) -> tuple[Response, int | None, float]:
     """This integration's earlier comment on the PR: (last answer, its id or None, ms spent)."""
     headers = {k: v for k, v in request.headers.items() if k.lower() != "content-type"}
@@ -265,9 +272,7 @@ async def _find_comment(
     for _ in range(MAX_COMMENT_PAGES):
         if url is None:
             break
-        answer = await send(
-            OutgoingRequest(url=url, method="GET", headers=headers), session, timeout
-        )
+        answer = await sender.send(OutgoingRequest(url=url, method="GET", headers=headers))
         elapsed += answer.elapsed_ms
         if not 200 <= answer.status < 300:
             return answer, None, elapsed
@@ -284,10 +289,10 @@ async def _find_comment(
 async def _deliver(
     webhook: GitHubWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
 ) -> Response:
-    timeout = webhook.retry_policy.timeout_seconds
+    sender = Sender(webhook, session)
     action = request.extras.get("action")
     if action == "dispatch":
-        answer = await send(request, session, timeout)
+        answer = await sender.send(request)
         body = answer.json() if answer.status == 200 else None
         run = body.get("workflow_run_id") if isinstance(body, dict) else None
         return _answer(
@@ -299,7 +304,7 @@ async def _deliver(
         )
     marker = request.extras.get("marker")
     if not marker:
-        created = await send(request, session, timeout)
+        created = await sender.send(request)
         return _answer(
             created, "create", created.elapsed_ms, created=True, **_comment_details(created)
         )
@@ -308,9 +313,7 @@ async def _deliver(
     if lock is None:
         lock = _LOCKS[key] = asyncio.Lock()
     async with lock:
-        listed, comment_id, elapsed = await _find_comment(
-            webhook, request, session, str(marker), timeout
-        )
+        listed, comment_id, elapsed = await _find_comment(webhook, request, sender, str(marker))
         if not 200 <= listed.status < 300:
             return _answer(listed, "list", elapsed)
         if comment_id is not None:
@@ -320,12 +323,12 @@ async def _deliver(
                 headers=request.headers,
                 body=request.body,
             )
-            updated = await send(edit, session, timeout)
+            updated = await sender.send(edit)
             elapsed += updated.elapsed_ms
             if updated.status != 404:  # 404: deleted since we listed; post a new one
                 details = _comment_details(updated) if updated.status < 300 else {}
                 return _answer(updated, "update", elapsed, updated=True, **details)
-        created = await send(request, session, timeout)
+        created = await sender.send(request)
         elapsed += created.elapsed_ms
         return _answer(created, "create", elapsed, created=True, **_comment_details(created))
 

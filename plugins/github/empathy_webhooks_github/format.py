@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.events import Event
+from empathy_webhooks_core.findings import finding_basis
 from empathy_webhooks_core.formatting import event_title, first_text, severity_of, truncate
 from empathy_webhooks_core.templating import merge_payload, render_template
 from empathy_webhooks_core.wire import json_bytes
@@ -78,11 +79,18 @@ def pr_number(event: Event) -> int | None:
 
 
 def marker_for(webhook: GitHubWebhook, event: Event) -> str:
-    """The hidden marker that lets a later delivery find this integration's comment."""
+    """The hidden marker that lets a later delivery find this integration's comment.
+
+    A review is the PR's one review comment, which the next review replaces. Any other event
+    is a finding of its own: its marker holds the finding's key (the core's one rule, as for
+    tickets), so a later event of the same finding updates its comment and a different
+    finding on the same PR gets a comment of its own, never overwriting another.
+    """
     if event.event_type == "code_review_complete":
         return webhook.comment_marker
-    kind = "".join(c if c.isalnum() or c in "_-" else "-" for c in event.event_type)[:60]
-    return f"<!-- empathy-webhooks:{kind} -->"
+    basis = finding_basis(event)
+    kind = "".join(c if c.isalnum() or c in "_-" else "-" for c in basis.kind)[:60]
+    return f"<!-- empathy-webhooks:{kind}:{basis.digest()[:16]} -->"
 
 
 def _line(value: Any) -> str:

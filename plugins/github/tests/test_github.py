@@ -175,6 +175,51 @@ async def test_the_earlier_comment_is_found_past_the_first_page(github: Any) -> 
     assert github.on(123)[-1]["body"] == expected_comment()
 
 
+async def test_two_different_findings_on_one_pr_never_overwrite_each_other(github: Any) -> None:
+    """Issue 15: a comment event other than a review is a finding; its comment is its own."""
+    hook = webhook(github, events=["test_failure"], comment_events=["test_failure"])
+    first = {"pr": 7, "error": "AssertionError: 41 != 42"}
+    second = {"pr": 7, "error": "TimeoutError in test_search"}
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("test_failure", first)
+        await dispatcher.drain()
+        await dispatcher.emit("test_failure", second)
+        await dispatcher.drain()
+        # A named failure, reported twice with other words: one comment, updated.
+        named = {"pr": 7, "test": "tests/test_cart.py::test_total"}
+        await dispatcher.emit("test_failure", {**named, "error": "41 != 42"})
+        await dispatcher.drain()
+        await dispatcher.emit("test_failure", {**named, "error": "40 != 42"})
+    bodies = [comment["body"] for comment in github.on(7)]
+    assert len(bodies) == 3
+    assert "41 != 42" in bodies[0] and "TimeoutError" in bodies[1] and "40 != 42" in bodies[2]
+    assert [r.method for r in github.receiver.requests] == ["GET", "POST"] * 3 + ["GET", "PATCH"]
+
+
+async def test_with_the_guard_on_no_call_reaches_a_loopback_github(github: Any) -> None:
+    """Issue 15, item 13: the comment lookup, the create and a dispatch all go through the
+    guarded session."""
+    errors: list[DeliveryError] = []
+    hook = webhook(
+        github,
+        block_private_addresses=True,
+        dispatch_events=["deployment_risk"],
+        retry_policy={**FAST, "max_retries": 3},
+        on_failure=lambda webhook, event, error: errors.append(error),
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("code_review_complete", REVIEW)  # list comments, then create
+        await dispatcher.emit("deployment_risk", {"service": "payments"})
+        await dispatcher.drain()
+        dead = await dispatcher.dead_letters()
+    assert github.receiver.requests == []
+    assert len(errors) == len(dead) == 2
+    for error in errors:
+        assert error.attempts == 1
+        assert error.reason.startswith("BlockedAddressError: refused to connect to 127.0.0.1")
+        assert TOKEN not in str(error)
+
+
 async def test_stacking_comments_can_be_chosen(github: Any) -> None:
     hook = webhook(github, update_comment=False)
     async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:

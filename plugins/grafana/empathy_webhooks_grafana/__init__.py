@@ -18,6 +18,7 @@ from empathy_webhooks_core import (
     secret_field,
 )
 from empathy_webhooks_core.default_plugins.http import default_verdict
+from empathy_webhooks_core.redaction import url_repr
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
 
@@ -67,7 +68,7 @@ class GrafanaWebhook(Webhook):
 
     kind: ClassVar[str] = "grafana"
 
-    url: str = attrs.field(converter=_annotations_url)
+    url: str = attrs.field(converter=_annotations_url, repr=url_repr)
     api_key: str = secret_field(validator=_token)
     dashboard_uid: str | None = None
     panel_id: int | None = attrs.field(default=None, validator=_panel)

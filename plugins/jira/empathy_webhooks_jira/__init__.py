@@ -29,9 +29,10 @@ from empathy_webhooks_core import (
     hookimpl,
     secret_field,
 )
-from empathy_webhooks_core.default_plugins.http import default_verdict, send
-from empathy_webhooks_core.redaction import redact_text
+from empathy_webhooks_core.default_plugins.http import default_verdict
+from empathy_webhooks_core.redaction import redact_text, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
+from empathy_webhooks_core.sender import Sender
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
 
@@ -124,7 +125,7 @@ class JiraWebhook(Webhook):
 
     kind: ClassVar[str] = "jira"
 
-    url: str = attrs.field(converter=_site_url)
+    url: str = attrs.field(converter=_site_url, repr=url_repr)
     api_token: str = secret_field(
         validator=_required("api_token", "a Jira API token or Data Center PAT")
     )
@@ -238,10 +239,10 @@ def _answer(response: Response, step: str, elapsed: float, **details: Any) -> Ji
 async def _deliver(
     webhook: JiraWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
 ) -> Response:
-    timeout = webhook.retry_policy.timeout_seconds
+    sender = Sender(webhook, session)
     fp = request.extras.get("fingerprint")
     if not fp:
-        created = await send(request, session, timeout)
+        created = await sender.send(request)
         return _created(webhook, created, created.elapsed_ms, None)
     key = (webhook.url, webhook.project, str(fp))
     lock = _LOCKS.get(key)
@@ -255,10 +256,8 @@ async def _deliver(
         }
         if webhook.api_version == 3 and _CREATED.get(key):
             search["reconcileIssues"] = [int(i) if i.isdigit() else i for i in _CREATED[key]]
-        found = await send(
-            OutgoingRequest.json(webhook.search_url, search, headers=request.headers),
-            session,
-            timeout,
+        found = await sender.send(
+            OutgoingRequest.json(webhook.search_url, search, headers=request.headers)
         )
         if not 200 <= found.status < 300:
             return _answer(found, "search", found.elapsed_ms)
@@ -274,7 +273,7 @@ async def _deliver(
                 jira_id=str(issue["id"]) if issue.get("id") is not None else None,
                 deduplicated=True,
             )
-        created = await send(request, session, timeout)
+        created = await sender.send(request)
         answer = _created(webhook, created, found.elapsed_ms + created.elapsed_ms, fp)
         issue_id = answer.details.get("jira_id")
         if issue_id:

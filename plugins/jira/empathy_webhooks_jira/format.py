@@ -9,14 +9,13 @@ finding finds the ticket the first one opened.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.findings import EXPLICIT_KEY_FIELDS, base_event_type
+from empathy_webhooks_core.findings import base_event_type, finding_basis
 from empathy_webhooks_core.formatting import first_text, location, severity_of, truncate
 from empathy_webhooks_core.templating import merge_payload, render_template
 
@@ -109,28 +108,17 @@ def summary(event: Event) -> str:
 
 
 def fingerprint(event: Event) -> str:
-    """`empathy-fp-<16 hex>`: the same for every event of one finding.
+    """`empathy-fp-<16 hex>`: the same for every event of one finding, and different for two
+    findings.
 
-    An explicit `data["fingerprint"]` (or `dedup_key`, `incident_key`, `finding_id`) decides;
-    otherwise the event type, file, line and finding name do. Prose and measurements are left
-    out on purpose: they change between two reports of the same finding.
+    The core's one rule names the finding (`empathy_webhooks_core.findings`): an explicit
+    `data["fingerprint"]` (or `dedup_key`, `incident_key`, `finding_id`) decides; otherwise
+    the event type and the identifying fields (rule, check, cve, title, name, ... and file,
+    line, service, ...) do, with the finding's text (message,
+    summary, description, ...) joining them when no naming field is present; with neither, the
+    event id. Measurements are left out: they change between two reports of one finding.
     """
-    data = event.data
-    explicit = next(
-        (str(data[key]) for key in EXPLICIT_KEY_FIELDS if str(data.get(key) or "").strip()),
-        None,
-    )
-    if explicit is not None:
-        identity: Any = ["explicit", explicit]
-    else:
-        identity = [
-            base_event_type(event),
-            first_text(data, "file", "file_path", "path"),
-            first_text(data, "line", "line_number"),
-            finding_name(event),
-        ]
-    encoded = json.dumps(identity, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return FINGERPRINT_PREFIX + hashlib.sha256(encoded).hexdigest()[:16]
+    return FINGERPRINT_PREFIX + finding_basis(event).digest()[:16]
 
 
 def slug(text: Any) -> str:

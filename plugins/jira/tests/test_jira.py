@@ -84,7 +84,7 @@ REFERENCE_TICKET = {
         },
         "issuetype": {"name": "Bug"},
         "priority": {"name": "High"},
-        "labels": ["ai-detected", "security", "sql-injection", "empathy-fp-8a162ece9ef1406b"],
+        "labels": ["ai-detected", "security", "sql-injection", "empathy-fp-4a66462834d255e2"],
     }
 }
 
@@ -137,7 +137,7 @@ async def test_the_reference_ticket_is_searched_for_then_created(jira: Any) -> N
     search, create = jira.receiver.requests
     assert (search.method, search.path) == ("POST", "/rest/api/3/search/jql")
     assert search.json() == {
-        "jql": 'project = "EMP" AND labels = "empathy-fp-8a162ece9ef1406b" '
+        "jql": 'project = "EMP" AND labels = "empathy-fp-4a66462834d255e2" '
         "AND statusCategory != Done ORDER BY created ASC",
         "fields": ["summary", "status"],
         "maxResults": 1,
@@ -160,7 +160,7 @@ async def test_the_reference_ticket_is_searched_for_then_created(jira: Any) -> N
     assert stats["delivered_count"] == 1
     assert stats["details"] == {"jira_key": 1, "jira_id": 1, "created": 1, "jira_url": 1}
     assert stats["last_details"] == seen.details[0]  # the created key, in the stats too
-    assert fingerprint(event) == "empathy-fp-8a162ece9ef1406b"
+    assert fingerprint(event) == "empathy-fp-4a66462834d255e2"
 
 
 async def test_a_bug_gets_its_own_intro_priority_and_assignee(jira: Any) -> None:
@@ -296,6 +296,37 @@ async def test_the_same_finding_emitted_twice_makes_one_ticket(jira: Any) -> Non
     assert stats["last_details"]["deduplicated"] is True
 
 
+async def test_two_different_findings_are_never_merged_into_one_ticket(jira: Any) -> None:
+    """Findings named only by their text, in one file, by rule ids, or by nothing at all are
+    each a ticket of their own; the same finding again is still deduplicated."""
+    hook = webhook(jira)
+    pairs = [
+        (
+            {"file": "auth.py", "issue": "Password compared in plain text"},
+            {"file": "auth.py", "issue": "Session token logged"},
+        ),
+        (
+            {"file": "auth.py", "line": 3, "rule_id": "B105"},
+            {"file": "auth.py", "line": 3, "rule_id": "B106"},
+        ),
+        ({"error": "KeyError in checkout"}, {"error": "Timeout in search"}),
+        ({}, {}),
+    ]
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        for first, second in pairs:
+            await dispatcher.emit("bug_detected", first)
+            await dispatcher.drain()
+            await dispatcher.emit("bug_detected", second)
+            await dispatcher.drain()
+        await dispatcher.emit("bug_detected", pairs[0][0])  # a finding reported again
+        await dispatcher.drain()
+        stats = dispatcher.get_webhook_stats(hook.name)
+    assert len(jira.issues) == 8
+    labels = [create.json()["fields"]["labels"][-1] for create in jira.creates]
+    assert len(set(labels)) == 8
+    assert stats["details"]["created"] == 8 and stats["details"]["deduplicated"] == 1
+
+
 async def test_the_same_finding_emitted_twice_at_once_makes_one_ticket(jira: Any) -> None:
     hook = webhook(jira)
     async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
@@ -337,6 +368,30 @@ async def test_a_timeout_after_jira_created_the_issue_then_a_retry_makes_one_tic
     ]
     assert (stats["attempts"], stats["retries"], stats["delivered_count"]) == (2, 1, 1)
     assert "TimeoutError" in stats["last_error"]
+
+
+async def test_with_the_guard_on_neither_search_nor_create_reaches_a_loopback_jira(
+    jira: Any,
+) -> None:
+    """Issue 15, item 13: every call of a delivery goes through the guarded session."""
+    errors: list[DeliveryError] = []
+    hook = webhook(
+        jira,
+        block_private_addresses=True,
+        retry_policy={**FAST, "max_retries": 3},
+        on_failure=lambda webhook, event, error: errors.append(error),
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("security_vulnerability", SQL_INJECTION)  # search, then create
+        await dispatcher.emit("bug_detected", SQL_INJECTION)
+        await dispatcher.drain()
+        dead = await dispatcher.dead_letters()
+    assert jira.receiver.requests == []
+    assert len(errors) == len(dead) == 2
+    for error in errors:
+        assert error.attempts == 1
+        assert error.reason.startswith("BlockedAddressError: refused to connect to 127.0.0.1")
+        assert TOKEN not in str(error)
 
 
 async def test_a_finding_whose_ticket_is_done_is_ticketed_again(jira: Any) -> None:
@@ -449,7 +504,7 @@ async def test_templates_override_the_body_without_subclassing(jira: Any) -> Non
             {"type": "paragraph", "content": [text("Please look.")]},
         ],
     }
-    assert vuln["labels"] == ["sec-ops", "empathy-fp-8a162ece9ef1406b"]
+    assert vuln["labels"] == ["sec-ops", "empathy-fp-4a66462834d255e2"]
     assert "priority" not in vuln and vuln["components"] == [{"name": "api"}]
     assert [r.answered for r in jira.creates] == [201, 201]
 
@@ -461,7 +516,7 @@ async def test_a_dry_run_renders_the_create_request_and_sends_nothing(jira: Any)
         rendered = dispatcher.render(hook, event)
     assert rendered.url == f"{jira.url()}/rest/api/3/issue"
     assert rendered.json_body() == REFERENCE_TICKET
-    assert rendered.extras["fingerprint"] == "empathy-fp-8a162ece9ef1406b"
+    assert rendered.extras["fingerprint"] == "empathy-fp-4a66462834d255e2"
     assert render_request(hook, event, plugin_manager=manager()).body == rendered.body
     assert "Authorization': '***'" in repr(rendered) and TOKEN not in repr(rendered)
     assert jira.receiver.requests == []

@@ -20,6 +20,7 @@ from empathy_webhooks_core import (
     secret_field,
 )
 from empathy_webhooks_core.default_plugins.http import default_verdict
+from empathy_webhooks_core.redaction import redact_url, url_repr
 from empathy_webhooks_core.webhooks import check_url
 from empathy_webhooks_core.wire import Outcome
 
@@ -54,7 +55,9 @@ class PagerDutyWebhook(Webhook):
     kind: ClassVar[str] = "pagerduty"
 
     api_key: str = secret_field(validator=_routing_key)
-    events_url: str = attrs.field(default=DEFAULT_EVENTS_URL, converter=_events_url)
+    events_url: str = attrs.field(
+        default=DEFAULT_EVENTS_URL, converter=_events_url, repr=url_repr
+    )
     source: str | None = None
     component: str | None = None
     group: str | None = None
@@ -64,6 +67,13 @@ class PagerDutyWebhook(Webhook):
     @property
     def enqueue_url(self) -> str:
         return self.events_url
+
+    @property
+    def url(self) -> str:
+        """Where events go (the Events API's enqueue endpoint), fit to show: what the
+        reference's `on_failure` example logs as `webhook.url`. The routing key travels in the
+        body, never here."""
+        return redact_url(self.events_url)
 
     @property
     def routing_key(self) -> str:

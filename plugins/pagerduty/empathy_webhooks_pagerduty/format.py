@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.events import Event, format_timestamp
-from empathy_webhooks_core.findings import base_event_type, finding_key, lifecycle_action
+from empathy_webhooks_core.findings import (
+    base_event_type,
+    finding_basis,
+    finding_key,
+    fit_key,
+    lifecycle_action,
+)
 from empathy_webhooks_core.formatting import (
     Severity,
     event_title,
@@ -104,6 +110,15 @@ def _details(event: Event) -> dict[str, Any]:
 def build_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]:
     """The Events API v2 body for `event` (user template applied, limits enforced)."""
     action = lifecycle_action(event)
+    if action != "trigger" and finding_basis(event).source == "event_id":
+        # Its key would be its own event id, which no open incident has: PagerDuty would
+        # accept it and change nothing. Fail it loudly instead.
+        raise ValueError(
+            f"cannot {action} an incident: the event carries no dedup_key and nothing that "
+            "names its alert (no identifying field such as check, alert, host or title, and no "
+            "summary or message); give data['dedup_key'] (the trigger's key) or the trigger's "
+            "identifying fields"
+        )
     body: dict[str, Any] = {
         "routing_key": webhook.api_key,
         "event_action": action,
@@ -151,7 +166,7 @@ def _within_limits(body: dict[str, Any]) -> dict[str, Any]:
     """Templates may produce anything: cut what PagerDuty would refuse."""
     key = body.get("dedup_key")
     if isinstance(key, str) and len(key) > DEDUP_KEY_LIMIT:
-        body["dedup_key"] = key[:DEDUP_KEY_LIMIT]
+        body["dedup_key"] = fit_key(key, DEDUP_KEY_LIMIT)
     payload = body.get("payload")
     if isinstance(payload, dict):
         payload["summary"] = truncate(payload.get("summary") or "Empathy event", SUMMARY_LIMIT)

@@ -157,6 +157,51 @@ async def test_an_explicit_dedup_key_is_kept(pagerduty: Receiver) -> None:
     assert pagerduty.requests[1].json()["event_action"] == "resolve"
 
 
+async def test_two_different_alerts_are_two_incidents(pagerduty: Receiver) -> None:
+    """Issue 15: with no identifying field, the alert's text (else its id) tells them apart."""
+    async with WebhookDispatcher(webhooks=[webhook(pagerduty)], plugin_manager=manager()) as d:
+        await d.emit("alert", {"message": "Disk full on db-1"}, severity="critical")
+        await d.emit("alert", {"message": "CPU at 100% on web-3"}, severity="critical")
+        await d.emit("alert", {"value": 97}, severity="critical")
+        await d.emit("alert", {"value": 97}, severity="critical")
+        await d.drain()
+        # The first alert again (a repeat) joins its incident rather than paging twice.
+        await d.emit("alert", {"message": "Disk full on db-1"}, severity="critical")
+    keys = [r.json()["dedup_key"] for r in pagerduty.requests]
+    assert len(set(keys[:4])) == 4
+    assert keys[4] == keys[0]
+    assert [r.answered for r in pagerduty.requests] == [202] * 5
+
+
+async def test_a_resolve_repeating_its_triggers_text_resolves_it(pagerduty: Receiver) -> None:
+    async with WebhookDispatcher(webhooks=[webhook(pagerduty)], plugin_manager=manager()) as d:
+        await d.emit("alert", {"message": "Disk full on db-1"})
+        await d.drain()
+        await d.emit("alert_resolved", {"message": "Disk full on db-1"})
+    trigger, resolve = (r.json() for r in pagerduty.requests)
+    key = trigger["dedup_key"]
+    assert resolve == {"routing_key": KEY, "event_action": "resolve", "dedup_key": key}
+
+
+async def test_a_resolve_that_names_no_alert_fails_loudly_and_sends_nothing(
+    pagerduty: Receiver,
+) -> None:
+    """Its key would be its own event id, which no incident has: PagerDuty would accept it and
+    resolve nothing. It fails finally with a reason that says what to give."""
+    failures: list[Any] = []
+    hook = webhook(pagerduty, on_failure=lambda webhook, event, error: failures.append(error))
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as d:
+        await d.emit("alert_resolved", {"value": 3})
+        await d.emit("alert", {"status": "acknowledged"})
+        await d.drain()
+        dead = await d.dead_letters()
+    assert pagerduty.requests == []
+    assert len(failures) == len(dead) == 2
+    assert "cannot resolve an incident" in failures[0].reason
+    assert "cannot acknowledge an incident" in failures[1].reason
+    assert "data['dedup_key']" in failures[0].reason
+
+
 async def test_the_reference_filter_sends_only_high_severity(pagerduty: Receiver) -> None:
     hook = PagerDutyWebhook(
         api_key=KEY,

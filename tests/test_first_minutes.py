@@ -1,0 +1,540 @@
+"""A new user's first minutes: the README's quick start and CI, `make clean`, the install's
+output, and the documentation's code run as written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECTS = [
+    ROOT,
+    *sorted(p.parent for p in ROOT.glob("plugins/*/pyproject.toml")),
+    *sorted(p.parent for p in ROOT.glob("examples/*/pyproject.toml")),
+]
+
+
+def _git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+def _copy_tracked_files(dest: Path) -> None:
+    """The repository's tracked files as they are now (uncommitted edits included)."""
+    for name in _git("ls-files", "-z", cwd=ROOT).split("\0"):
+        source = ROOT / name
+        if name and source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+
+
+# -- make clean --------------------------------------------------------------------------------
+
+
+def _artefacts(project: Path) -> list[str]:
+    """What an install, a build and a test run leave in one project (its path relative to the
+    repository: '' for the root)."""
+    package = "empathy_webhooks_core" if project == ROOT else f"empathy_webhooks_{project.name}"
+    base = project.relative_to(ROOT).as_posix()
+    prefix = "" if base == "." else base + "/"
+    return [
+        f"{prefix}{package.replace('_', '-')}.egg-info/PKG-INFO",
+        f"{prefix}{package}.egg-info/SOURCES.txt",
+        f"{prefix}build/lib/{package}/__init__.py",
+        f"{prefix}build/bdist.linux-x86_64/x",
+        f"{prefix}dist/{package}-0.1.0-py3-none-any.whl",
+        f"{prefix}{package}/__pycache__/__init__.cpython-311.pyc",
+        f"{prefix}tests/__pycache__/conftest.cpython-311-pytest-9.0.pyc",
+        f"{prefix}.mypy_cache/3.11/x.json",
+        f"{prefix}.ruff_cache/0.6/x",
+        f"{prefix}.pytest_cache/v/cache/lastfailed",
+        f"{prefix}.hypothesis/examples/x",
+    ]
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which("git") is None, reason="make")
+def test_make_clean_leaves_no_build_artefact(tmp_path: Path) -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _copy_tracked_files(repo)
+    _git("init", "-q", cwd=repo)
+    _git("add", "-A", cwd=repo)
+    before = _git("status", "--ignored", "--porcelain", cwd=repo)
+    made = [".venv/bin/python", ".venv/.installed"]
+    for project in PROJECTS:
+        made += _artefacts(project)
+    # ... and whatever this checkout's own install and test runs really left (a user's
+    # databases are theirs, not build output).
+    for line in _git("status", "--ignored", "--porcelain", cwd=ROOT).splitlines():
+        if line.startswith("!! ") and not line.rstrip("/").endswith((".db", "-wal", "-shm")):
+            name = line[3:]
+            made.append(name + "x" if name.endswith("/") else name)
+    for name in made:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("", encoding="utf-8")
+    (repo / "outbox.db").write_text("a user's data", encoding="utf-8")
+    assert _git("status", "--ignored", "--porcelain", cwd=repo) != before
+
+    done = subprocess.run(["make", "clean"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = _git("status", "--ignored", "--porcelain", cwd=repo)
+    assert after.splitlines() == [*before.splitlines(), "!! outbox.db"]
+
+
+# -- .ci/run -------------------------------------------------------------------------------------
+
+
+def _redis_listening() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _ci_run(tmp_path: Path, readme: str) -> subprocess.CompletedProcess[str]:
+    """`.ci/run` in a scratch folder whose README holds `readme`."""
+    (tmp_path / ".ci").mkdir()
+    shutil.copy2(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
+    (tmp_path / "README.md").write_text(readme, encoding="utf-8")
+    return subprocess.run(
+        ["bash", str(tmp_path / ".ci" / "run")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+QUICK_START = """\
+# project
+
+## Quick start
+
+```sh
+# a comment line is not a command
+echo demo >> ran.txt   # the first command
+{second}
+```
+
+Later blocks are not the quick start:
+
+```sh
+echo later >> ran.txt
+```
+"""
+
+
+@pytest.mark.skipif(not _redis_listening(), reason=".ci/run would start Redis")
+def test_ci_runs_the_readme_quick_start_in_order(tmp_path: Path) -> None:
+    done = _ci_run(tmp_path, QUICK_START.format(second="echo test >> ran.txt"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ran.txt").read_text().split() == ["demo", "test"]
+    assert "$ echo demo >> ran.txt (README quick start)" in done.stderr
+
+
+@pytest.mark.skipif(not _redis_listening(), reason=".ci/run would start Redis")
+def test_ci_fails_when_a_quick_start_command_fails(tmp_path: Path) -> None:
+    failing = QUICK_START.replace("echo demo >> ran.txt", "exit 3").format(
+        second="echo test >> ran.txt"
+    )
+    done = _ci_run(tmp_path, failing)
+    assert done.returncode == 3
+    assert "the README quick start's 'exit 3' failed (exit 3)" in done.stderr
+    assert not (tmp_path / "ran.txt").exists()  # nothing after the failure ran
+
+
+def test_ci_refuses_a_readme_without_a_quick_start(tmp_path: Path) -> None:
+    done = _ci_run(tmp_path, "# project\n\nNo quick start here.\n")
+    assert done.returncode == 2
+    assert 'no commands in a fenced block under a "Quick start" heading' in done.stderr
+
+
+def test_the_readme_quick_start_is_the_demo_then_the_tests() -> None:
+    """What `.ci/run` reads, read the same way: the two commands a new user runs."""
+    done = subprocess.run(
+        ["bash", "-c", 'source <(sed -n "/^quick_start()/,/^}/p" .ci/run) && quick_start'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["make demo", "make test"]
+
+
+# -- the install's output ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def setuptools_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The build backend every pyproject.toml asks for (setuptools>=77), on its own."""
+    target = tmp_path_factory.mktemp("setuptools")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "setuptools>=77"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot install setuptools>=77: {done.stderr[-500:]}")
+    return target
+
+
+# pip's hook runner hands every warning the backend raises back to the user, even with -q (as
+# BuildBackendWarning); the backend's log lines it keeps to itself.
+BUILD_EDITABLE = """
+import json, sys, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from setuptools import build_meta
+    build_meta.build_editable(sys.argv[1])
+print(json.dumps([f"{w.category.__name__}: {w.message}" for w in caught]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.name)
+def test_an_editable_install_prints_no_setuptools_warning(
+    project: Path, setuptools_path: Path, tmp_path: Path
+) -> None:
+    """What pip runs for each of `make install`'s `pip install -e` (a dozen warnings on the
+    first `make demo` before)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(setuptools_path)
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_EDITABLE, str(tmp_path)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.glob("*.editable-*.whl"))
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+# -- the documentation's code, run as written ----------------------------------------------------
+
+
+def _python_blocks(markdown: Path, heading: str) -> list[str]:
+    """The ```python blocks of one section (from `heading` to the next heading of its level)."""
+    text = markdown.read_text(encoding="utf-8")
+    level = heading.split(" ", 1)[0]
+    start = text.index(heading + "\n")
+    rest = text[start + len(heading) + 1 :]
+    end = rest.find("\n" + level + " ")
+    section = rest if end < 0 else rest[:end]
+    blocks, inside, lines = [], False, []
+    for line in section.splitlines():
+        if not inside and line.startswith("```python"):
+            inside, lines = True, []
+        elif inside and line.startswith("```"):
+            inside = False
+            blocks.append("\n".join(lines) + "\n")
+        elif inside:
+            lines.append(line)
+    return blocks
+
+
+async def _run_script(script: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """A script in a subprocess, without blocking the loop the test's receivers run on."""
+    import asyncio
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EMPATHY_WEBHOOKS")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**clean, **env},
+        cwd=script.parent,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
+    pytest.importorskip("empathy_webhooks_slack")
+    from empathy_webhooks_core.signing import verify_webhook_signature
+    from empathy_webhooks_core.testing import Receiver
+
+    tour = _python_blocks(ROOT / "README.md", "## A tour")[0]
+    script = tmp_path / "tour.py"
+    script.write_text(tour, encoding="utf-8")
+    async with Receiver() as slack, Receiver() as audit:
+        slack.respond(200, b"ok")  # what Slack's incoming webhooks answer
+        env = {
+            "SLACK_WEBHOOK_URL": slack.url("/services/T000/B000/XXXX"),
+            "AUDIT_WEBHOOK_URL": audit.url("/webhooks/empathy"),
+            "API_TOKEN": "tour-token",
+            "WEBHOOK_SECRET": "tour-secret",
+        }
+        code, out, err = await _run_script(script, env)
+        assert code == 0, out + err
+        [to_slack] = slack.requests
+        [to_audit] = audit.requests
+    event_id = to_audit.json()["event_id"]
+    assert out.strip() == f"sent {event_id}"
+    assert to_slack.json()["channel"] == "#ai-alerts"
+    assert "Level 4 Prediction" in to_slack.text()
+    assert to_audit.json()["data"]["confidence"] == 0.87
+    assert to_audit.header("Authorization") == "Bearer tour-token"
+    assert verify_webhook_signature(to_audit.body, to_audit.header("X-Signature"), "tour-secret")
+    assert to_audit.header("webhook-signature")
+
+    # A variable left unset stops the script with its name, before anything is sent.
+    del env["WEBHOOK_SECRET"]
+    code, out, err = await _run_script(script, env)
+    assert code != 0 and "KeyError: 'WEBHOOK_SECRET'" in err
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+CLI = str(Path(sys.executable).parent / "empathy-webhooks")
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMPATHY_WEBHOOKS")}
+    return {**env, "EMPATHY_WEBHOOKS_LOAD_PLUGINS": "", **(extra or {})}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, env=_env(env), cwd=cwd, timeout=60
+    )
+
+
+async def _listen(*args: str, posts: list[dict[str, str]]) -> tuple[int, list[str], list[int]]:
+    """`listen` on a free port, these requests posted to it; its exit code, its lines and
+    the statuses it answered."""
+    import asyncio
+
+    import aiohttp
+
+    listen = await asyncio.create_subprocess_exec(
+        CLI,
+        "listen",
+        "--port",
+        "0",
+        "--count",
+        str(len(posts)),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )
+    try:
+        assert listen.stdout is not None
+        first = (await asyncio.wait_for(listen.stdout.readline(), 30)).decode()
+        url = first.split()[2]
+        statuses = []
+        async with aiohttp.ClientSession() as session:
+            for headers in posts:
+                async with session.post(
+                    url + "hook", data=b'{"event_type": "alert"}', headers=headers
+                ) as answer:
+                    statuses.append(answer.status)
+        out, _ = await asyncio.wait_for(listen.communicate(), 30)
+    finally:
+        if listen.returncode is None:
+            listen.kill()
+            await listen.wait()
+    return listen.returncode, [first, *out.decode().splitlines()], statuses
+
+
+async def test_listen_accepts_unsigned_requests_when_asked_and_says_why_it_refuses() -> None:
+    from empathy_webhooks_core.signing import x_signature
+
+    body = b'{"event_type": "alert"}'
+    signed = {"X-Signature": x_signature(body, "listen-secret")}
+    wrong = {"X-Signature": x_signature(body, "another-secret")}
+    code, lines, statuses = await _listen(
+        "--secret", "listen-secret", "--allow-unsigned", posts=[signed, {}, wrong]
+    )
+    assert statuses == [200, 200, 401]
+    assert code == 1
+    assert "accepting unsigned requests" in lines[0]
+    text = "\n".join(lines)
+    assert "signature valid (x-signature ok)  -> 200" in text
+    assert "signature unsigned (accepted: --allow-unsigned)  -> 200" in text
+    assert "signature invalid (x-signature BAD)  -> 401" in text
+    assert "refused: X-Signature matches no secret" in text
+    assert "3 received, 1 refused" in lines[-1]
+
+    code, lines, statuses = await _listen("--secret", "listen-secret", posts=[{}])
+    assert statuses == [401] and code == 1
+    assert "refused: unsigned: no X-Signature or webhook-signature header " in "\n".join(lines)
+
+
+def _config(tmp_path: Path, store: str | None = None) -> Path:
+    path = tmp_path / "webhooks.toml"
+    head = f'store = "{store}"\n' if store is not None else ""
+    path.write_text(head + '[[webhooks]]\ntype = "custom"\nurl = "https://e.x/hook"\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("store", "problem"),
+    [
+        ("bogus://x", "store: no store for 'bogus' URLs (known: memory, sqlite); a plugin adds it"),
+        ("sqlit:///outbox.db", "store: no store for 'sqlit' URLs (did you mean 'sqlite'?)"),
+        (
+            "sqlite:///outbox.db?retension=60",
+            "unknown option 'retension' (did you mean 'retention'?) (known: retention, "
+            "synchronous)",
+        ),
+        (
+            "redis://127.0.0.1:6379/0",
+            "store: no store for 'redis' URLs (known: memory, sqlite); a plugin adds it: ",
+        ),
+        ("outbox.db", "store: expected a URL such as sqlite:///outbox.db, got 'outbox.db'"),
+    ],
+)
+def test_validate_checks_the_store(tmp_path: Path, store: str, problem: str) -> None:
+    config = _config(tmp_path, store)
+    result = cli("validate", "-c", str(config))
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.splitlines()[0] == f"{config}: 1 problem(s)"
+    assert problem in result.stderr
+    as_json = json.loads(cli("validate", "--json", "-c", str(config)).stdout)
+    assert as_json["valid"] is False and problem in as_json["errors"][0]
+    # `send` stops at the same place, before anything is sent.
+    sent = cli("send", "alert", "-c", str(config))
+    assert sent.returncode == 2 and problem in sent.stderr
+    assert not (tmp_path / "outbox.db").exists()
+
+
+def test_a_store_plugin_left_out_is_named_with_the_variable(tmp_path: Path) -> None:
+    pytest.importorskip("empathy_webhooks_redis")
+    result = cli("validate", "-c", str(_config(tmp_path, "redis://127.0.0.1:6379/0")))
+    assert result.returncode == 2
+    assert (
+        "the 'redis' plugin is installed but EMPATHY_WEBHOOKS_LOAD_PLUGINS='' leaves it out; "
+        "add redis to it" in result.stderr
+    )
+    loaded = cli(
+        "validate",
+        "-c",
+        str(_config(tmp_path, "redis://127.0.0.1:6379/0")),
+        env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "redis"},
+    )
+    assert loaded.returncode == 0, loaded.stderr
+
+
+def test_a_bad_store_override_is_a_usage_error(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    result = cli("stats", "-c", str(config), "--store", "sqlite:///x.db?synchronus=full")
+    assert result.returncode == 2
+    assert "error: --store: " in result.stderr and "(did you mean 'synchronous'?)" in result.stderr
+
+
+def test_a_bad_store_leaves_no_client_session_open() -> None:
+    """`WebhookDispatcher(store="bogus://")` refuses at start, and nothing is left unclosed."""
+    script = """
+import asyncio, gc, warnings
+warnings.simplefilter("error")
+from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+
+async def main():
+    for store in ("bogus://", "sqlite:///x.db?retension=1"):
+        try:
+            async with WebhookDispatcher([CustomWebhook(url="https://e.x/")], store=store):
+                pass
+        except ValueError as exc:
+            print("refused:", exc)
+    gc.collect()
+
+def unraisable(info):
+    print("unraisable:", info.exc_value)
+import sys
+sys.unraisablehook = unraisable
+asyncio.run(main())
+gc.collect()
+"""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("refused:") == 2
+    assert "Unclosed" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "unraisable" not in done.stdout, done.stdout
+
+
+async def test_gave_up_after_1_attempt(tmp_path: Path) -> None:
+    from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+    from empathy_webhooks_core.testing import Receiver
+
+    errors = []
+    async with Receiver() as receiver:
+        receiver.respond(503)
+        webhook = CustomWebhook(
+            url=receiver.url(),
+            retry_policy={"max_retries": 0},
+            circuit_breaker=False,
+            on_failure=lambda webhook, event, error: errors.append(error),
+        )
+        async with WebhookDispatcher([webhook]) as dispatcher:
+            await dispatcher.emit("alert", {})
+    [error] = errors
+    assert error.reason.endswith("gave up after 1 attempt")
+    assert "1 attempts" not in str(error)
+
+
+def test_load_plugins_naming_a_plugin_not_installed_is_reported(tmp_path: Path) -> None:
+    result = cli("plugins", env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "custm,not-a-plugin"})
+    assert result.returncode == 1
+    assert (
+        "error: EMPATHY_WEBHOOKS_LOAD_PLUGINS names 'not-a-plugin', which is not installed"
+        in result.stdout
+    )
+    as_json = json.loads(
+        cli("plugins", "--json", env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "not-a-plugin"}).stdout
+    )
+    assert [entry["name"] for entry in as_json["not_installed"]] == ["not-a-plugin"]
+    assert "installed: " in as_json["not_installed"][0]["error"]
+
+
+def test_load_plugins_typo_is_a_log_warning_and_hints_name_the_variable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from empathy_webhooks_core.config import ConfigError, parse_config
+    from empathy_webhooks_core.plugins import build_plugin_manager
+
+    installed = [
+        ep.name
+        for ep in __import__("importlib.metadata").metadata.entry_points(group="empathy_webhooks")
+    ]
+    if not installed:
+        pytest.skip("no plugin installed")
+    name = sorted(installed)[0]
+    typo = name[:-1]
+    with caplog.at_level(logging.WARNING, logger="empathy_webhooks"):
+        pm = build_plugin_manager(env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": typo})
+    assert pm.unknown_in_load_plugins == [typo]
+    assert f"no installed plugin is named {typo!r} (did you mean {name!r}?)" in caplog.text
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"webhooks": [{"type": name}]}, env={}, plugin_manager=pm)
+    assert (
+        f"the {name!r} plugin is installed but EMPATHY_WEBHOOKS_LOAD_PLUGINS={typo!r} leaves it "
+        f"out; add {name} to it" in raised.value.problems[0]
+    )
