@@ -57,6 +57,10 @@ test = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100"]
 [project.entry-points.empathy_webhooks]
 $name = "$package"
 
+[tool.setuptools]
+# The package sits at the project's top level: saying so keeps `pip install -e` quiet.
+package-dir = { "" = "." }
+
 [tool.setuptools.packages.find]
 include = ["${package}*"]
 
@@ -65,6 +69,7 @@ include = ["${package}*"]
 
 [tool.pytest.ini_options]
 asyncio_mode = "auto"
+asyncio_default_fixture_loop_scope = "function"
 
 [tool.ruff]
 line-length = 100

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from empathy_webhooks_core import Event, Webhook
+from empathy_webhooks_core.events import MAX_SAFE_INTEGER
 from empathy_webhooks_core.findings import (
     EXPLICIT_KEY_FIELDS,
     IDENTITY_FIELDS,
@@ -63,7 +64,8 @@ _SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database
 _NOISE_FIELDS = ("value", "threshold", "count", "percent", "severity", "observed_at")
 _scalar = st.one_of(
     st.text(min_size=1, max_size=30),
-    st.integers(min_value=-(2**53), max_value=2**53),
+    # JSON's exact integers: emit refuses larger ones.
+    st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER),
     st.booleans(),
 )
 _noise = st.dictionaries(st.sampled_from(_NOISE_FIELDS), _scalar, max_size=4)

@@ -538,3 +538,205 @@ def test_load_plugins_typo_is_a_log_warning_and_hints_name_the_variable(
         f"the {name!r} plugin is installed but EMPATHY_WEBHOOKS_LOAD_PLUGINS={typo!r} leaves it "
         f"out; add {name} to it" in raised.value.problems[0]
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-c", "{config}", "--json", "validate"],
+        ["--json", "validate", "-c", "{config}"],
+        ["validate", "--json", "-c", "{config}"],
+        ["-c", "{config}", "validate", "--json", "--plain", "-v"],
+        ["--plain", "-v", "-c", "{config}", "--json", "validate"],
+    ],
+)
+def test_global_options_go_before_or_after_the_command(tmp_path: Path, args: list[str]) -> None:
+    config = _config(tmp_path)
+    result = cli(*(a.format(config=config) for a in args))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["file"] == str(config)
+
+
+def test_an_option_in_the_wrong_place_is_told_where_it_goes(tmp_path: Path) -> None:
+    config = str(_config(tmp_path))
+    before = cli("--store", "sqlite:///x.db", "stats", "-c", config)
+    assert before.returncode == 2
+    assert (
+        "--store is an option of 'stats': put it after the command's name "
+        "(empathy-webhooks stats --store ...)" in before.stderr
+    )
+    nested = cli("-c", config, "--store", "sqlite:///x.db", "dead-letters", "list")
+    assert "--store is an option of 'dead-letters list'" in nested.stderr
+    elsewhere = cli("plugins", "--store", "x")
+    assert elsewhere.returncode == 2
+    assert "--store is not an option of 'plugins'; it belongs to: send, stats" in elsewhere.stderr
+    no_json = cli("--json", "new-plugin", "acme", "--dest", str(tmp_path))
+    assert no_json.returncode == 2
+    assert "--json: the 'new-plugin' command prints no JSON" in no_json.stderr
+    assert not (tmp_path / "empathy-webhooks-acme").exists()
+
+
+def test_output_into_a_closed_pipe_is_no_traceback() -> None:
+    """`empathy-webhooks plugins | head -0`: the reader is gone before the first line."""
+    proc = subprocess.Popen(
+        [CLI, "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env({})
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert err == ""
+
+
+async def test_worker_says_when_it_starts_and_stops(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+
+    config = _config(tmp_path, "sqlite:///outbox.db")
+    worker = await asyncio.create_subprocess_exec(
+        CLI,
+        "worker",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    try:
+        assert worker.stdout is not None
+        first = (await asyncio.wait_for(worker.stdout.readline(), 30)).decode()
+        assert first.startswith("worker started: 1 webhook(s), store sqlite:///outbox.db")
+        worker.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(worker.communicate(), 30)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    assert worker.returncode == 0, err
+    assert out.decode().splitlines() == ["worker stopped"]
+
+
+def test_rich_tables_wrap_long_names_instead_of_cutting_them() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from empathy_webhooks_core.cli._common import Output
+
+    out = Output()
+    out.rich = True
+    out._console = Console(file=StringIO(), width=80, highlight=False)
+    name = "pagerduty_production_incidents_webhook"
+    target = "https://events.pagerduty.com/v2/enqueue"
+    columns = ["webhook", "type", "events", "filter", "target", "retries", "rate limit"]
+    out.table(None, columns, [[name, "pagerduty", "alert", "-", target, "3", "60/min"]])
+    shown = out.console.file.getvalue()
+    assert "…" not in shown
+    cells = [line.split("│")[1].strip() for line in shown.splitlines() if line.startswith("│")]
+    assert "".join(cells) == name
+    assert max(len(line) for line in shown.splitlines()) <= 80
+
+
+def test_the_demo_names_the_variable_that_left_a_plugin_out() -> None:
+    pytest.importorskip("empathy_webhooks_jira")
+    result = subprocess.run(
+        [CLI, "demo"],
+        capture_output=True,
+        text=True,
+        env=_env({"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "slack"}),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "skipped the Jira stand-in: its plugin is left out (the 'jira' plugin is installed but "
+        "EMPATHY_WEBHOOKS_LOAD_PLUGINS='slack' leaves it out; add jira to it)" in result.stdout
+    )
+
+
+def test_new_plugin_prints_the_install_line_with_its_test_extra(tmp_path: Path) -> None:
+    result = cli("new-plugin", "acme", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "created empathy-webhooks-acme",
+        "next: pip install -e './empathy-webhooks-acme[test]' && pytest empathy-webhooks-acme",
+    ]
+    assert result.stderr == ""
+
+
+def test_new_plugin_warns_when_the_name_is_an_installed_type(tmp_path: Path) -> None:
+    result = cli("new-plugin", "custom", "--dest", str(tmp_path))
+    assert result.returncode == 0
+    assert result.stderr.startswith(
+        "warning: empathy-webhooks-core already provides the plugin and webhook type 'custom'"
+    )
+    assert (tmp_path / "empathy-webhooks-custom").is_dir()
+
+
+def test_the_generated_plugin_tests_raise_no_warning(tmp_path: Path) -> None:
+    from empathy_webhooks_core.scaffold import create_plugin
+
+    root = create_plugin("acme", tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-W",
+            "error",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not slow",
+            "tests",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning" not in done.stdout.lower(), done.stdout
+
+
+def test_the_readme_names_the_clis_real_default_store(tmp_path: Path) -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    claims = re.findall(r"CLI's default store is (\w+)", readme)
+    assert claims, "the README says which store the CLI uses by default"
+    assert "the CLI's default)" not in readme  # the old claim that SQLite was
+    result = cli("validate", "-c", str(_config(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    shown = re.search(r"store (\w+)", result.stdout.splitlines()[0])
+    assert shown is not None
+    assert set(claims) == {shown.group(1)} == {"memory"}
+
+
+def test_the_testing_docs_snippets_run_as_written(tmp_path: Path) -> None:
+    """Each ```python block of docs/testing.md, as a test module of a plugin's own project."""
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    blocks = [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
+    assert len(blocks) >= 2
+    for number, block in enumerate(blocks):
+        (tmp_path / f"test_snippet_{number}.py").write_text(block, encoding="utf-8")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMPATHY_WEBHOOKS")}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(blocks)} passed" in done.stdout

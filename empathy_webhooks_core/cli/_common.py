@@ -115,7 +115,8 @@ class Output:
 
             table = Table(title=title, title_justify="left", title_style="bold")
             for column in columns:
-                table.add_column(column)
+                # Too narrow a terminal wraps a long name or URL; it never cuts one with "…".
+                table.add_column(column, overflow="fold")
             for row in rows:
                 table.add_row(*row)
             self.console.print(table)
@@ -144,11 +145,16 @@ class Output:
 # -- options ---------------------------------------------------------------------------------
 
 
-def add_config_option(parser: argparse.ArgumentParser, *, store: bool = False) -> None:
+def add_config_option(
+    parser: argparse.ArgumentParser, *, store: bool = False, default: Any = argparse.SUPPRESS
+) -> None:
+    # A command's own copy of a global option has no default of its own, so that a value given
+    # before the command name (kept by the main parser) is not reset.
     parser.add_argument(
         "-c",
         "--config",
         metavar="FILE",
+        default=default,
         help=f"configuration file (default: ${CONFIG_ENV} or ./{DEFAULT_CONFIG})",
     )
     if store:
@@ -157,8 +163,11 @@ def add_config_option(parser: argparse.ArgumentParser, *, store: bool = False) -
         )
 
 
-def add_json_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+def add_json_option(parser: argparse.ArgumentParser, *, default: Any = argparse.SUPPRESS) -> None:
+    parser.add_argument(
+        "--json", action="store_true", default=default, help="print the result as JSON"
+    )
+    parser.set_defaults(json_output=True)
 
 
 def add_event_options(parser: argparse.ArgumentParser, *, data_help: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,28 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def clash(name: str) -> str | None:
+    """Why plugin `name` would collide with one already installed (its entry-point name or its
+    webhook type), or None."""
+    from ..plugins import Hooks, get_plugin_manager
+    from ..scaffold import plugin_names
+
+    pm = get_plugin_manager()
+    kind = plugin_names(name)["name"]
+    owner = None
+    if kind in pm.installed:
+        owner = pm.distributions.get(kind, (None, None))[0] or f"the installed {kind!r} plugin"
+    elif kind in Hooks(pm).webhook_types():
+        owner = Hooks(pm).webhook_types()[kind].__module__.split(".", 1)[0].replace("_", "-")
+    if owner is None:
+        return None
+    return (
+        f"warning: {owner} already provides the plugin and webhook type {kind!r}; two plugins "
+        "with one type cannot be loaded together, so choose another name unless you mean to "
+        "replace it"
+    )
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     from ..scaffold import create_plugin
 
@@ -30,6 +53,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
         created = create_plugin(args.name, Path(args.dest))
     except (ValueError, FileExistsError) as exc:
         raise CliError(f"error: {exc}") from None
+    warning = clash(args.name)
+    if warning is not None:
+        Output.error(warning)
+    # ./ marks a path (pip reads a bare name as a project to download); the quotes keep a shell
+    # from expanding [test].
+    target = str(created) if created.is_absolute() else f"./{created}"
     out.line(f"created {created}")
-    out.line(f"next: pip install -e {created} && pytest {created}")
+    out.line(f"next: pip install -e {shlex.quote(target + '[test]')} && pytest {created}")
     return EXIT_OK

@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from ._common import EXIT_OK, CliError, Output, add_config_option, load
+from ._store import shown_store
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +22,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-async def _serve(webhooks: list[Any], store: str) -> None:
+async def _serve(webhooks: list[Any], store: str, started: Any = None) -> None:
     try:
         from ..worker import run_worker  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -32,6 +33,8 @@ async def _serve(webhooks: list[Any], store: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if started is not None:
+        started()
     await run_worker(webhooks, store, stop=stop)
 
 
@@ -42,5 +45,13 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise CliError(
             "error: a worker needs a shared store: --store URL or store = ... in the configuration"
         )
-    asyncio.run(_serve(list(config.webhooks), store))
+    # One line each way, even without -v: a worker that says nothing looks like one that hangs.
+    line = (
+        f"worker started: {len(config.webhooks)} webhook(s), store {shown_store(store)} "
+        "(Ctrl-C stops)"
+    )
+    try:
+        asyncio.run(_serve(list(config.webhooks), store, lambda: out.line(line)))
+    finally:
+        out.line("worker stopped")
     return EXIT_OK

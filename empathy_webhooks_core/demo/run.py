@@ -55,8 +55,9 @@ async def run_demo(workdir: Path) -> dict[str, Any]:
         for standin in STANDINS:
             if standin.service not in types:
                 notes.append(
-                    f"skipped the {standin.label} stand-in: its plugin is not installed "
-                    f"(pip install empathy-webhooks-{standin.service})"
+                    f"skipped the {standin.label} stand-in: its plugin is "
+                    f"{'left out' if standin.service in pm.left_out else 'not installed'} "
+                    f"({pm.install_hint(standin.service)})"
                 )
                 continue
             receiver = await Receiver().start()

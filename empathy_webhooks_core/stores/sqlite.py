@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .._log import get_logger
+from ..bounds import check_number
 from ..events import Event
 from .base import DeadLetter, Delivery
 
@@ -113,8 +114,10 @@ class SQLiteStore:
         synchronous: str = "normal",
         prune_interval: float | None = None,
     ) -> None:
-        if retention_seconds < 0:
-            raise ValueError(f"retention must be 0 or more seconds, got {retention_seconds!r}")
+        # NaN would pass `< 0` and make every prune compare false (delivered rows kept forever).
+        check_number("retention", retention_seconds, at_least=0)
+        if prune_interval is not None:
+            check_number("prune_interval", prune_interval, above=0, at_most=86_400)
         if synchronous.lower() not in ("normal", "full"):
             raise ValueError(f"synchronous must be 'normal' or 'full', got {synchronous!r}")
         self.path = Path(path)

@@ -39,6 +39,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from empathy_webhooks_core._log import get_logger
+from empathy_webhooks_core.bounds import check_number
 from empathy_webhooks_core.events import Event
 from empathy_webhooks_core.ratelimit import RateLimit
 from empathy_webhooks_core.redaction import REDACTED
@@ -180,8 +181,8 @@ class RedisStore:
     ) -> None:
         if role not in ("producer", "worker"):
             raise ValueError(f"role must be 'producer' or 'worker', got {role!r}")
-        if visibility_timeout <= 0:
-            raise ValueError(f"visibility_timeout must be above 0, got {visibility_timeout!r}")
+        # NaN would pass `<= 0` and hold a dead worker's deliveries forever.
+        check_number("visibility_timeout", visibility_timeout, above=0, at_most=86_400)
         if window < 1:
             raise ValueError(f"window must be 1 or more, got {window!r}")
         self.url = url
@@ -195,8 +196,7 @@ class RedisStore:
             if consumer_expiry is not None
             else max(600.0, 10 * self.visibility_timeout)
         )
-        if self.consumer_expiry <= 0:
-            raise ValueError(f"consumer_expiry must be above 0, got {consumer_expiry!r}")
+        check_number("consumer_expiry", self.consumer_expiry, above=0, at_most=30 * 86_400)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.stream = f"{prefix}deliveries"
         self.dead_key = f"{prefix}dead"
