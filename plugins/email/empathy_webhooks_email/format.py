@@ -11,7 +11,6 @@ Subject. The stdlib policy refuses CR/LF in header values as a second line of de
 
 from __future__ import annotations
 
-import email
 import hashlib
 import html
 import re
@@ -105,25 +104,7 @@ def subject_for(event: Event, prefix: str = "[Empathy]") -> str:
     title = header_text(event_title(event))
     subject = kind if not title or title.lower() == kind.lower() else f"{kind}: {title}"
     prefix = header_text(prefix)
-    return _fit_subject(f"{prefix} {subject}" if prefix else subject)
-
-
-def _fit_subject(text: str) -> str:
-    """`text` cut so the Subject a mail client reads back is within `SUBJECT_MAX_CHARS`: the
-    stdlib folds a long header before an encoded word keeping the space on both sides of the
-    fold, so the unfolded Subject can be a few characters longer than the one written."""
-    limit = SUBJECT_MAX_CHARS
-    subject = header_text(text, limit)
-    while len(subject) > 60 and not subject.isascii() and limit > 20:
-        probe = EmailMessage(policy=EMAIL_POLICY)
-        probe["Subject"] = subject
-        parsed = email.message_from_bytes(probe.as_bytes(), policy=policy.default)
-        over = len(str(parsed["Subject"])) - SUBJECT_MAX_CHARS
-        if over <= 0:
-            break
-        limit -= over
-        subject = header_text(text, limit)
-    return subject
+    return header_text(f"{prefix} {subject}" if prefix else subject, SUBJECT_MAX_CHARS)
 
 
 def _sender_domain(sender: str) -> str:
