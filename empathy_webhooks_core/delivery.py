@@ -12,7 +12,7 @@ import pluggy
 from .clock import Clock
 from .events import Event
 from .plugins import Hooks
-from .redaction import bounded, register_secrets, request_secret_values
+from .redaction import bounded, register_request_secrets, request_secret_values
 from .signing import sign_request
 from .stores.base import Delivery
 from .webhooks import Webhook
@@ -51,7 +51,7 @@ def render(hooks: Hooks, webhook: Webhook, delivery: Delivery) -> None:
         request = attrs.evolve(request, extras=extras)
     # Credentials the plugin put in the request (a derived `Basic` header, a token in the
     # URL): masked from now on wherever they show, an echo in the answer included.
-    register_secrets(request_secret_values(request))
+    register_request_secrets(request_secret_values(request))
     if len(request.body) > webhook.max_payload_bytes:
         raise PayloadTooLarge(
             f"payload is {len(request.body)} bytes, over this webhook's max_payload_bytes "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import json
 import re
@@ -57,6 +58,7 @@ __all__ = [
     "redact_value",
     "redacted_exception",
     "redacted_repr",
+    "register_request_secrets",
     "register_secrets",
     "request_secret_values",
     "secret_field",
@@ -140,22 +142,67 @@ class Redactor:
     (plus everything masked by shape). `register_secrets` grows the process-wide one;
     `webhook_redactor` makes one for a single webhook."""
 
-    def __init__(self, values: Iterable[Any] = ()) -> None:
+    def __init__(self, values: Iterable[Any] = (), *, transient_limit: int = 512) -> None:
         self._values: set[str] = set()
         self._plain: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        # Values seen in rendered requests: the most recent `transient_limit` of them, so a
+        # plugin that puts a per-event value in a secret-named header cannot grow this forever.
+        self._transient: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._transient_limit = transient_limit
+        self._transient_pattern: re.Pattern[str] | None = None
+        self._transient_dirty = False
         self._lock = threading.Lock()
         self.add(values)
 
-    def add(self, values: Iterable[Any]) -> None:
-        found: set[str] = set()
-        plain: set[str] = set()
+    @staticmethod
+    def _usable(values: Iterable[Any]) -> list[str]:
+        found = []
         for value in values:
             if isinstance(value, bytes | bytearray):
                 value = bytes(value).decode("utf-8", "replace")
             if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
-                plain.add(value)
-                found.update(_forms(value))
+                found.append(value)
+        return found
+
+    def add_transient(self, values: Iterable[Any]) -> None:
+        """Remember values for a while (the most recent `transient_limit`): credentials a
+        plugin put in a rendered request, needed to mask an echo of that request's answer."""
+        changed = False
+        with self._lock:
+            for value in self._usable(values):
+                if value in self._plain:
+                    continue
+                if value in self._transient:
+                    self._transient.move_to_end(value)
+                    continue
+                self._transient[value] = None
+                changed = True
+                while len(self._transient) > self._transient_limit:
+                    self._transient.popitem(last=False)
+            if changed:
+                # Compiled when next needed: text is masked far less often than requests are
+                # rendered (on failures and log lines, not on every delivery).
+                self._transient_dirty = True
+
+    def _transient_compiled(self) -> re.Pattern[str] | None:
+        if self._transient_dirty:
+            with self._lock:
+                if self._transient_dirty:
+                    forms = {form for value in self._transient for form in _forms(value)}
+                    ordered = sorted(forms, key=len, reverse=True)
+                    self._transient_pattern = (
+                        re.compile("|".join(re.escape(f) for f in ordered)) if ordered else None
+                    )
+                    self._transient_dirty = False
+        return self._transient_pattern
+
+    def add(self, values: Iterable[Any]) -> None:
+        found: set[str] = set()
+        plain: set[str] = set()
+        for value in self._usable(values):
+            plain.add(value)
+            found.update(_forms(value))
         with self._lock:
             if found <= self._values:
                 return
@@ -165,18 +212,20 @@ class Redactor:
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
     def __contains__(self, value: object) -> bool:
-        return value in self._plain
+        return value in self._plain or value in self._transient
 
     def union(self, values: Iterable[Any]) -> Redactor:
-        merged = Redactor(self._plain)
+        merged = Redactor([*self._plain, *self._transient])
         merged.add(values)
         return merged
 
     # -- text ------------------------------------------------------------------------------
 
     def _by_value(self, text: str) -> str:
-        pattern = self._pattern
-        return pattern.sub(REDACTED, text) if pattern is not None else text
+        for pattern in (self._pattern, self._transient_compiled()):
+            if pattern is not None:
+                text = pattern.sub(REDACTED, text)
+        return text
 
     def _base64_holding_secret(self, match: re.Match[str]) -> str:
         run = match.group(0)
@@ -188,8 +237,9 @@ class Redactor:
             except (binascii.Error, ValueError):
                 continue
             text = decoded.decode("utf-8", "replace")
-            if self._pattern is not None and self._pattern.search(text):
-                return REDACTED
+            for pattern in (self._pattern, self._transient_compiled()):
+                if pattern is not None and pattern.search(text):
+                    return REDACTED
         return run
 
     def text(self, text: str) -> str:
@@ -197,7 +247,7 @@ class Redactor:
         if not text:
             return text
         text = self._by_value(text)
-        if self._pattern is not None:
+        if self._pattern is not None or self._transient_compiled() is not None:
             text = _BASE64_RUN.sub(self._base64_holding_secret, text)
         return _by_shape(text)
 
@@ -312,6 +362,12 @@ def register_secrets(values: Iterable[Any]) -> None:
     URL-encoded, JSON-escaped and base64 forms). Values shorter than `MIN_SECRET_LENGTH`
     are ignored."""
     _registry.add(values)
+
+
+def register_request_secrets(values: Iterable[Any]) -> None:
+    """Remember credentials found in a rendered request for a while (the most recent 512), so
+    an echo of them in the answer is masked without the registry growing with every event."""
+    _registry.add_transient(values)
 
 
 def redact_text(text: str) -> str:

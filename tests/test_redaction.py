@@ -187,3 +187,18 @@ def test_response_excerpt_masks_before_cutting(secret: str) -> None:
     excerpt = Response(status=500, body=body).excerpt(500)
     assert secret[:6] not in excerpt
     assert excerpt.startswith("x" * 490)
+
+
+def test_values_from_rendered_requests_are_kept_for_a_while_not_forever() -> None:
+    """A plugin that puts a per-event value in a secret-named header must not grow the
+    registry (and its pattern) with every delivery: the most recent 512 are kept."""
+    from empathy_webhooks_core.redaction import Redactor
+
+    redactor = Redactor(["declared-secret-value"])
+    values = [f"per-event-{n:06d}" for n in range(2000)]
+    for value in values:
+        redactor.add_transient([value])
+    assert len(redactor._transient) == 512
+    assert redactor.text(f"echo {values[-1]}") == f"echo {REDACTED}"
+    assert redactor.text(f"echo {values[0]}") == f"echo {values[0]}"
+    assert redactor.text("echo declared-secret-value") == f"echo {REDACTED}"
