@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import logging
 import random
@@ -43,7 +44,7 @@ from .ratelimit import RateLimiter
 from .redaction import redact_text, register_secrets
 from .routing import EventMatcher, passes_filter
 from .sender import Sender
-from .stores import DeadLetter, Delivery, DeliveryStore, open_store
+from .stores import DeadLetter, Delivery, DeliveryStore, PagedStore, open_store
 from .webhooks import Webhook, webhook_sequence
 from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest
 
@@ -60,10 +61,23 @@ USER_AGENT = (
 log = get_logger()
 _stdlib_log = logging.getLogger(LOGGER_NAME)
 
+#: A lane takes at most this many deliveries from a `PagedStore` ahead of sending them (or
+#: twice its `max_concurrency`, if more; never more than its `max_pending`), and asks for more
+#: once down to half.
+RESUME_WINDOW = 256
+
 
 def _debug_enabled() -> bool:
     """Per-attempt debug lines are built only when someone will see them."""
     return structlog.is_configured() or _stdlib_log.isEnabledFor(logging.DEBUG)
+
+
+def _resume_window(lane: _Lane) -> int:
+    # Never past max_pending: resumed deliveries are not refused, but they must not hold a
+    # lane above the bound its emits are held to.
+    return max(
+        1, min(max(RESUME_WINDOW, 2 * lane.webhook.max_concurrency), lane.webhook.max_pending)
+    )
 
 
 class QueueFull(Exception):
@@ -219,6 +233,9 @@ class WebhookDispatcher:
         self._pending_webhooks: list[tuple[Webhook, bool]] = []
         self._timers: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
+        # Paging a store's pending deliveries in (see `_resume`).
+        self._room: asyncio.Event | None = None
+        self._paged_out = True
         self._started = False
         self._closed = False
         self._start_lock: asyncio.Lock | None = None
@@ -413,18 +430,7 @@ class WebhookDispatcher:
                 await self._undo_start(opened_session)
                 raise
             self._started = True
-            for delivery in resumed:
-                lane = self._lanes.get(delivery.webhook_name)
-                if lane is None:
-                    log.warning(
-                        "resumed_delivery_without_webhook",
-                        webhook=delivery.webhook_name,
-                        event_id=delivery.event.event_id,
-                    )
-                    continue
-                self._enqueue(lane, delivery)
-            if resumed:
-                log.info("deliveries_resumed", count=len(resumed))
+            self._resume(resumed)
             self._hooks.dispatcher_started(self)
 
     async def _undo_start(self, opened_session: bool) -> None:
@@ -474,7 +480,9 @@ class WebhookDispatcher:
             raise TimeoutError(f"{pending} deliveries still pending after {timeout:g} s") from None
 
     def _idle(self) -> bool:
-        return all(lane.pending == 0 or not lane.enabled.is_set() for lane in self._lanes.values())
+        return self._paged_out and all(
+            lane.pending == 0 or not lane.enabled.is_set() for lane in self._lanes.values()
+        )
 
     async def _flush(self) -> None:
         awaitables = [
@@ -636,6 +644,95 @@ class WebhookDispatcher:
         assert delivery.request is not None
         return delivery.request
 
+    # -- resuming what the store holds -----------------------------------------------------
+
+    def _resume(self, resumed: Sequence[Delivery]) -> None:
+        """Hand the lanes what the store holds pending: what `open()` returned, and from a
+        `PagedStore`, page after page as each lane has room (`_page_in`), so a backlog of any
+        size costs a window of memory per webhook. Resumed deliveries were accepted by an
+        earlier `emit`: they go to their lane directly, never refused by a queue limit."""
+        for delivery in resumed:
+            lane = self._lanes.get(delivery.webhook_name)
+            if lane is None:
+                log.warning(
+                    "resumed_delivery_without_webhook",
+                    webhook=delivery.webhook_name,
+                    event_id=delivery.event.event_id,
+                )
+                continue
+            self._enqueue(lane, delivery)
+        if resumed:
+            log.info("deliveries_resumed", count=len(resumed))
+        store = self._store
+        if isinstance(store, PagedStore) and not store.remote_workers:
+            self._room = asyncio.Event()
+            self._paged_out = False  # `drain` waits for the first page at least
+            task = asyncio.create_task(self._page_in(store), name="empathy-webhooks-page-in")
+            # Kept with the retry timers, so closing the dispatcher cancels it with them.
+            self._timers.add(task)
+            task.add_done_callback(self._timers.discard)
+
+    async def _page_in(self, store: PagedStore) -> None:
+        """Take pages of pending deliveries while the lanes have room; when the store has no
+        more, look again every `poll_interval` (other processes may queue more)."""
+        assert self._room is not None and self._changed is not None
+        resumed = 0
+        failing = False
+        while True:
+            # A lane disabled by a 410 takes nothing more: its deliveries stay in the store.
+            wanted = {
+                name: _resume_window(lane) - lane.pending
+                for name, lane in self._lanes.items()
+                if lane.enabled.is_set() and lane.pending <= _resume_window(lane) // 2
+            }
+            more = False
+            if not wanted and not self._paged_out:
+                self._paged_out = True  # nothing can be taken now: the lanes are full
+                self._changed.set()
+            if wanted:
+                self._paged_out = False  # `drain` waits for this page
+                try:
+                    page = await store.take_pending(wanted)
+                except Exception as exc:
+                    if not failing:  # once per outage, not once per poll
+                        log.error(
+                            "store_read_failed",
+                            store=repr(store),
+                            error=redact_text(f"{type(exc).__name__}: {exc}"),
+                        )
+                    failing = True
+                    # What could not be read stays in the store for a later look (or the next
+                    # process): `drain` does not wait for it, so closing never hangs on it.
+                    self._paged_out = True
+                    self._changed.set()
+                    await asyncio.sleep(store.poll_interval)
+                    continue
+                if failing:
+                    log.warning("store_read_recovered", store=repr(store))
+                    failing = False
+                taken: collections.Counter[str] = collections.Counter()
+                for delivery in page:
+                    lane = self._lanes.get(delivery.webhook_name)
+                    if lane is not None:  # always: only our webhooks were asked for
+                        taken[delivery.webhook_name] += 1
+                        self._enqueue(lane, delivery)
+                resumed += len(page)
+                more = any(taken[name] >= limit for name, limit in wanted.items())
+                if not more:
+                    if resumed:
+                        log.info("deliveries_resumed", count=resumed)
+                        resumed = 0
+                    if not self._paged_out:
+                        self._paged_out = True
+                        self._changed.set()  # `drain` may be waiting for the store
+            if more:
+                continue
+            # Wake early when a lane drops to half its window; look again after the poll.
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(store.poll_interval):
+                    await self._room.wait()
+
     # -- the workers -----------------------------------------------------------------------
 
     async def _work(self, lane: _Lane) -> None:
@@ -789,6 +886,8 @@ class WebhookDispatcher:
             else:
                 del lane.chains[key]
         lane.pending -= 1
+        if self._room is not None and lane.pending == _resume_window(lane) // 2:
+            self._room.set()  # the lane can take the next page
         if lane.pending == 0:
             # Only an emptied lane can make the dispatcher idle: wake `drain` just then.
             assert self._changed is not None
@@ -945,7 +1044,8 @@ class WebhookDispatcher:
         """Replay every dead letter (of one webhook, or all). Returns how many were queued."""
         letters = await self.dead_letters(webhook_name)
         for letter in letters:
-            if letter.webhook_name in self._lanes:
+            # A letter whose event could not be decoded cannot be sent: it stays, listed.
+            if letter.webhook_name in self._lanes and letter.replayable:
                 await self.replay_dead_letter(letter.dead_letter_id)
         return len(letters)
 
