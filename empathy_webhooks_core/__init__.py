@@ -27,11 +27,14 @@ _EXPORTS = {
     "EventType": "events",
     "OutgoingRequest": "wire",
     "Outcome": "wire",
+    "PluginContractError": "plugins",
+    "QueueFull": "dispatcher",
     "RateLimit": "ratelimit",
     "Response": "wire",
     "RetryPolicy": "retry",
     "ThreadedDispatcher": "sync",
     "USER_AGENT": "dispatcher",
+    "UnknownWebhookError": "monitor",
     "Verdict": "wire",
     "Webhook": "webhooks",
     "WebhookConfig": "webhooks",
@@ -62,10 +65,13 @@ __all__ = [
     "EventType",
     "Outcome",
     "OutgoingRequest",
+    "PluginContractError",
+    "QueueFull",
     "RateLimit",
     "Response",
     "RetryPolicy",
     "ThreadedDispatcher",
+    "UnknownWebhookError",
     "Verdict",
     "Webhook",
     "WebhookConfig",
@@ -100,11 +106,11 @@ if TYPE_CHECKING:
     from .breaker import BreakerPolicy
     from .converter import ConfigError
     from .delivery import render_request
-    from .dispatcher import USER_AGENT, WebhookDispatcher
+    from .dispatcher import USER_AGENT, QueueFull, WebhookDispatcher
     from .events import Event, EventDataError, EventType
-    from .monitor import WebhookMonitor
+    from .monitor import UnknownWebhookError, WebhookMonitor
     from .netguard import BlockedAddressError
-    from .plugins import hookimpl
+    from .plugins import PluginContractError, hookimpl
     from .ratelimit import RateLimit
     from .retry import RetryPolicy
     from .signing import (

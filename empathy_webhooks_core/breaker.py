@@ -9,9 +9,10 @@ from typing import Any
 
 import attrs
 
+from .bounds import bounded
 from .clock import Clock
 
-__all__ = ["BreakerPolicy", "BreakerState", "CircuitBreaker"]
+__all__ = ["MAX_BREAKER_SECONDS", "BreakerPolicy", "BreakerState", "CircuitBreaker"]
 
 
 class BreakerState(StrEnum):
@@ -20,14 +21,17 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+#: The longest window or open time (a day): a breaker that stays open longer is a webhook
+#: switched off without anyone deciding it.
+MAX_BREAKER_SECONDS = 86_400.0
+
+
 def _fraction(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, int | float) or not 0 < value <= 1:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
         raise ValueError(f"{attribute.name} must be a fraction above 0 and at most 1")
 
 
-def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a number above 0, got {value!r}")
+_seconds = bounded(above=0, at_most=MAX_BREAKER_SECONDS)
 
 
 @attrs.frozen(kw_only=True)
@@ -38,9 +42,9 @@ class BreakerPolicy:
 
     enabled: bool = True
     failure_rate: float = attrs.field(default=0.5, validator=_fraction)
-    min_attempts: int = attrs.field(default=10, validator=_positive)
-    window_seconds: float = attrs.field(default=60.0, validator=_positive)
-    open_seconds: float = attrs.field(default=30.0, validator=_positive)
+    min_attempts: int = attrs.field(default=10, validator=bounded(at_least=1, integer=True))
+    window_seconds: float = attrs.field(default=60.0, validator=_seconds)
+    open_seconds: float = attrs.field(default=30.0, validator=_seconds)
 
     @classmethod
     def coerce(cls, value: BreakerPolicy | Mapping[str, Any] | bool | None) -> BreakerPolicy:

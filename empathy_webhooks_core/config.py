@@ -62,6 +62,9 @@ __all__ = [
 ]
 
 TOP_LEVEL_KEYS = ("store", "webhooks")
+#: How deeply a configuration may nest (tables, inline tables, arrays). A real one uses a
+#: handful of levels; a limit keeps a pathological file a clear error, not a RecursionError.
+MAX_CONFIG_DEPTH = 64
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_NAME = re.compile(
     r"(secret|token|password|passwd|api[_-]?key|app[_-]?key|authorization|routing[_-]?key"
@@ -525,6 +528,9 @@ class _Builder:
         except (TypeError, ValueError) as exc:
             self.problems.add(*self._place(path, str(exc), fields))
             return _MISSING
+        except Exception as exc:  # a plugin's class that fails otherwise: still one line
+            self.problems.add(path, f"{type(exc).__name__}: {exc}")
+            return _MISSING
 
     def _place(self, path: str, message: str, fields: Iterable[str]) -> tuple[str, str]:
         """Attach a validator's message (`max_retries must be ...`) to the field it names."""
@@ -695,6 +701,9 @@ def parse_config(
     """
     from .plugins import Hooks, get_plugin_manager
 
+    deep = _too_deep(data)
+    if deep is not None:
+        raise ConfigError([f"{deep}: nested more than {MAX_CONFIG_DEPTH} levels deep"])
     pm = plugin_manager or get_plugin_manager()
     problems = _Problems()
     data = expand_env(dict(data), os.environ if env is None else env, "", problems)
@@ -761,8 +770,80 @@ def load_config(
         raise ConfigError([f"{file}: no such configuration file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{file}: cannot read it ({type(exc).__name__}: {exc})"]) from None
+    line = _too_deep_line(text)
+    if line is not None:
+        raise ConfigError(
+            [
+                f"{file}, line {line}: nested more than {MAX_CONFIG_DEPTH} levels deep (arrays "
+                "and inline tables inside each other); a configuration needs a few"
+            ]
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{file}: not valid TOML: {exc}"]) from None
+    except RecursionError:  # our scan above missed a way to nest: still one clear line
+        raise ConfigError([f"{file}: nested too deeply to read"]) from None
     return parse_config(data, env=env, plugin_manager=plugin_manager, source=str(file))
+
+
+def _too_deep(data: Any) -> str | None:
+    """The path of the first place nested deeper than `MAX_CONFIG_DEPTH`, found without
+    recursion (so a dict built in code cannot make expansion hit the recursion limit)."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, Mapping | list):
+            if depth >= MAX_CONFIG_DEPTH:
+                return _shown_path(path) or "(top level)"
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            for key, item in items:
+                where = f"{path}[{key}]" if isinstance(value, list) else _join(path, str(key))
+                stack.append((item, where, depth + 1))
+    return None
+
+
+def _shown_path(path: str) -> str:
+    return path if len(path) <= 200 else f"{path[:90]}…{path[-90:]}"
+
+
+def _too_deep_line(text: str) -> int | None:
+    """The line where `[`/`{` nesting first passes `MAX_CONFIG_DEPTH` in TOML text, skipping
+    strings and comments; None when it never does. tomllib recurses per level, so this is
+    checked before parsing (and table headers such as `[a.b.c]` do not nest this way)."""
+    depth = 0
+    line = 1
+    index = 0
+    in_value = False  # brackets at the start of a line are table headers, not nesting
+    length = len(text)
+    while index < length:
+        char = text[index]
+        if char == "\n":
+            line += 1
+            if depth == 0:
+                in_value = False
+        elif char == "#":
+            end = text.find("\n", index)
+            index = length if end < 0 else end
+            continue
+        elif char in "\"'":
+            quote = text[index : index + 3] if text[index : index + 3] in ('"""', "'''") else char
+            index += len(quote)
+            while index < length and not text.startswith(quote, index):
+                if text[index] == "\\" and quote[0] == '"':
+                    index += 1
+                elif text[index] == "\n":
+                    line += 1
+                index += 1
+            index += len(quote)
+            continue
+        elif char == "=":
+            in_value = True
+        elif in_value and char in "[{":
+            depth += 1
+            if depth > MAX_CONFIG_DEPTH:
+                return line
+        elif in_value and char in "]}":
+            depth = max(0, depth - 1)
+        index += 1
+    return None

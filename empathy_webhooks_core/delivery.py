@@ -79,8 +79,18 @@ async def attempt(
     request = sign_request(
         webhook, delivery.request, event_id=delivery.event.event_id, timestamp=int(clock.time())
     )
+    timeout = webhook.retry_policy.timeout_seconds
     try:
-        response = await hooks.deliver(webhook, request, session)
+        # Every plugin's deliver, not only the core's HTTP one, ends within the webhook's
+        # timeout: one that never returns would hold its worker and its delivery forever.
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                response = await hooks.deliver(webhook, request, session)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            raise TimeoutError(f"no answer within {timeout:g} s") from exc
     except TRANSPORT_ERRORS as exc:
         return Attempt(Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc)
     except Exception as exc:

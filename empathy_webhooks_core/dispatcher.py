@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import logging
 import random
 import sys
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -23,23 +25,33 @@ import structlog
 from . import monitor as monitor_module
 from ._log import LOGGER_NAME, get_logger
 from ._version import __version__
+from .bounds import check_number
 from .breaker import CircuitBreaker
 from .clock import Clock, SystemClock
 from .delivery import attempt as run_attempt
 from .delivery import render as render_delivery
-from .events import Event
-from .monitor import StatsRecorder, WebhookMonitor
+from .events import (
+    DEFAULT_MAX_DATA_DEPTH,
+    MAX_DATA_DEPTH_LIMIT,
+    Event,
+    check_depth,
+    data_depth_limit,
+)
+from .monitor import StatsRecorder, UnknownWebhookError, WebhookMonitor
 from .netguard import guarded_connector
 from .plugins import Hooks, get_plugin_manager
 from .ratelimit import RateLimiter
 from .redaction import redact_text, register_secrets
 from .routing import EventMatcher, passes_filter
 from .sender import Sender
-from .stores import DeadLetter, Delivery, DeliveryStore, open_store
+from .stores import DeadLetter, Delivery, DeliveryStore, PagedStore, open_store
 from .webhooks import Webhook, webhook_sequence
 from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest
 
-__all__ = ["USER_AGENT", "WebhookDispatcher"]
+__all__ = ["MAX_CONNECTIONS", "USER_AGENT", "QueueFull", "WebhookDispatcher"]
+
+#: The most connections a dispatcher's session may open at once.
+MAX_CONNECTIONS = 10_000
 
 USER_AGENT = (
     f"empathy-webhooks/{__version__} aiohttp/{aiohttp.__version__} "
@@ -49,10 +61,57 @@ USER_AGENT = (
 log = get_logger()
 _stdlib_log = logging.getLogger(LOGGER_NAME)
 
+#: A lane takes at most this many deliveries from a `PagedStore` ahead of sending them (or
+#: twice its `max_concurrency`, if more; never more than its `max_pending`), and asks for more
+#: once down to half.
+RESUME_WINDOW = 256
+
 
 def _debug_enabled() -> bool:
     """Per-attempt debug lines are built only when someone will see them."""
     return structlog.is_configured() or _stdlib_log.isEnabledFor(logging.DEBUG)
+
+
+def _resume_window(lane: _Lane) -> int:
+    # Never past max_pending: resumed deliveries are not refused, but they must not hold a
+    # lane above the bound its emits are held to.
+    return max(
+        1, min(max(RESUME_WINDOW, 2 * lane.webhook.max_concurrency), lane.webhook.max_pending)
+    )
+
+
+class QueueFull(Exception):
+    """`emit` refused an event for webhooks whose pending deliveries reached `max_pending`.
+
+    The event's deliveries to every other webhook it was routed to were queued as usual
+    (`queued` names them), so re-emitting the whole event would send those twice: to try the
+    refused ones again, `await dispatcher.emit_event(error.event, webhooks=error.refused)`.
+    """
+
+    def __init__(self, event: Event, limits: Mapping[str, int], queued: Sequence[str]) -> None:
+        self.event = event
+        #: The refused webhooks' names, and each one's `max_pending`.
+        self.limits = dict(limits)
+        self.refused = list(limits)
+        self.queued = list(queued)
+        full = ", ".join(f"{name!r} (max_pending={limit})" for name, limit in limits.items())
+        others = f"queued for {', '.join(map(repr, queued))}" if queued else "queued for none"
+        super().__init__(
+            f"queue full: event {event.event_id} ({event.event_type}) refused for webhook "
+            f"{full}, which already holds that many pending deliveries; {others}"
+        )
+
+
+def _summary(exc: BaseException) -> str:
+    """An exception as one line: type, message and where it was raised (no full traceback
+    in a dead letter, but enough to find the bug)."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name})"
+    text = redact_text(text)
+    return text if len(text) <= 500 else text[:499] + "…"
 
 
 def _protocol(delivery: Delivery) -> str:
@@ -93,6 +152,10 @@ class _Lane:
         self.chains: dict[str, collections.deque[Delivery]] = {}
         self.dead_letters = 0
         self.workers: list[asyncio.Task[None]] = []
+        # Deliveries whose outcome is recorded in the store ("final") or that went back to
+        # the queue ("requeued") but are not settled yet: a worker error after that point must
+        # not dead-letter them a second time.
+        self.outcomes: dict[str, str] = {}
 
     def wants(self, event: Event) -> bool:
         return self.routed and self.matcher(event.event_type) and passes_filter(self.webhook, event)
@@ -148,7 +211,15 @@ class WebhookDispatcher:
         session: aiohttp.ClientSession | None = None,
         max_connections: int = 100,
         seed: int | None = None,
+        max_data_depth: int = DEFAULT_MAX_DATA_DEPTH,
     ) -> None:
+        check_number(
+            "max_connections", max_connections, above=0, at_most=MAX_CONNECTIONS, integer=True
+        )
+        check_number(
+            "max_data_depth", max_data_depth, at_least=1, at_most=MAX_DATA_DEPTH_LIMIT, integer=True
+        )
+        self._max_data_depth = max_data_depth
         self._hooks = Hooks(plugin_manager or get_plugin_manager())
         self._clock: Clock = clock or SystemClock()
         self._store_spec = store
@@ -162,6 +233,9 @@ class WebhookDispatcher:
         self._pending_webhooks: list[tuple[Webhook, bool]] = []
         self._timers: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
+        # Paging a store's pending deliveries in (see `_resume`).
+        self._room: asyncio.Event | None = None
+        self._paged_out = True
         self._started = False
         self._closed = False
         self._start_lock: asyncio.Lock | None = None
@@ -198,6 +272,7 @@ class WebhookDispatcher:
                 f"two webhooks are named {webhook.name!r}; give one of them a distinct name="
             )
         self._check_type(webhook)
+        monitor_module.claim(webhook.name)
         self._pending_webhooks.append((webhook, routed))
         if self._started:
             self._open_lanes()
@@ -290,7 +365,9 @@ class WebhookDispatcher:
         for webhook in self.webhooks:
             if webhook.name == name:
                 return webhook
-        raise KeyError(f"no webhook named {name!r} (known: {', '.join(self.webhook_names())})")
+        raise UnknownWebhookError(
+            f"no webhook named {name!r} (known: {', '.join(self.webhook_names())})"
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -337,29 +414,48 @@ class WebhookDispatcher:
             if self._closed:
                 raise RuntimeError("this dispatcher is closed; create a new one")
             self._changed = asyncio.Event()
-            # The store first: a bad URL or a file that cannot open leaves no session behind.
-            self._store = open_store(self._store_spec, self._hooks.store_backends())
-            resumed = await self._store.open()
-            if self._session is None:
-                self._session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=self._max_connections),
-                    headers={"User-Agent": USER_AGENT},
-                )
-            self._open_lanes()
-            self._started = True
-            for delivery in resumed:
-                lane = self._lanes.get(delivery.webhook_name)
-                if lane is None:
-                    log.warning(
-                        "resumed_delivery_without_webhook",
-                        webhook=delivery.webhook_name,
-                        event_id=delivery.event.event_id,
+            opened_session = self._session is None
+            try:
+                # The store first: a bad URL or a file that cannot open leaves no session behind.
+                self._store = open_store(self._store_spec, self._hooks.store_backends())
+                resumed = await self._store.open()
+                if self._session is None:
+                    self._session = aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=self._max_connections),
+                        headers={"User-Agent": USER_AGENT},
                     )
-                    continue
-                self._enqueue(lane, delivery)
-            if resumed:
-                log.info("deliveries_resumed", count=len(resumed))
+                self._open_lanes()
+            except BaseException:
+                # Whatever raised, nothing this start opened stays open.
+                await self._undo_start(opened_session)
+                raise
+            self._started = True
+            self._resume(resumed)
             self._hooks.dispatcher_started(self)
+
+    async def _undo_start(self, opened_session: bool) -> None:
+        """A failed `start()` leaves nothing open (no session, store or worker) and the
+        dispatcher as it was, so the error is the only trace and a later start may succeed."""
+        workers = [task for lane in self._lanes.values() for task in lane.workers]
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        self._pending_webhooks = [
+            (lane.webhook, lane.routed) for lane in self._lanes.values()
+        ] + self._pending_webhooks
+        self._lanes.clear()
+        store, self._store = self._store, None
+        if store is not None:
+            try:
+                await store.close()
+            except Exception as exc:  # the first error is the one to report
+                log.warning("store_close_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
+        if opened_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._guarded_session is not None:
+            await self._guarded_session.close()
+            self._guarded_session = None
 
     async def drain(self, timeout: float | None = None) -> None:
         """Return when every queued delivery has succeeded or finally failed.
@@ -384,7 +480,9 @@ class WebhookDispatcher:
             raise TimeoutError(f"{pending} deliveries still pending after {timeout:g} s") from None
 
     def _idle(self) -> bool:
-        return all(lane.pending == 0 or not lane.enabled.is_set() for lane in self._lanes.values())
+        return self._paged_out and all(
+            lane.pending == 0 or not lane.enabled.is_set() for lane in self._lanes.values()
+        )
 
     async def _flush(self) -> None:
         awaitables = [
@@ -422,6 +520,7 @@ class WebhookDispatcher:
         if self._guarded_session is not None:
             await self._guarded_session.close()
         self._started = False
+        monitor_module.retire(self)
 
     # -- emitting --------------------------------------------------------------------------
 
@@ -441,38 +540,81 @@ class WebhookDispatcher:
 
         Events with the same `ordering_key` (a PR, an incident) reach each webhook in emit
         order: one at a time, retries included, while other keys go out in parallel. Invalid
-        input (data that is not JSON, a level outside 1 to 5) raises before anything
-        is queued. Returns without waiting for any delivery.
+        input (data that is not JSON or nests deeper than `max_data_depth`, a level outside
+        1 to 5, a line break in the event type) raises before anything is queued. Returns
+        without waiting for any delivery.
+
+        Raises `QueueFull` when a webhook it is routed to already holds `max_pending`
+        deliveries; the event is still queued for every other webhook (see `QueueFull`).
         """
-        event = Event(
-            event_type=event_type,
-            data=data,
-            user_id=user_id,
-            empathy_level=empathy_level,
-            severity=severity,
-            classification=classification,
-            metadata=metadata,
-            ordering_key=ordering_key,
-        )
+        fields: dict[str, Any] = {
+            "event_type": event_type,
+            "data": data,
+            "user_id": user_id,
+            "empathy_level": empathy_level,
+            "severity": severity,
+            "classification": classification,
+            "metadata": metadata,
+            "ordering_key": ordering_key,
+        }
+        if self._max_data_depth == DEFAULT_MAX_DATA_DEPTH:
+            event = Event(**fields)
+        else:
+            with data_depth_limit(self._max_data_depth):
+                event = Event(**fields)
         await self.emit_event(event)
         return event
 
-    async def emit_event(self, event: Event) -> list[str]:
-        """Queue an already built event. Returns the names of the webhooks it was routed to."""
+    async def emit_event(self, event: Event, *, webhooks: Iterable[str] | None = None) -> list[str]:
+        """Queue an already built event. Returns the names of the webhooks it was routed to.
+
+        `webhooks` limits routing to those names (of the webhooks that want the event): how
+        a caller retries only the webhooks a `QueueFull` named.
+        """
         if not isinstance(event, Event):
             raise TypeError(f"expected an Event, got {type(event).__name__}")
+        check_depth(event, self._max_data_depth)
         if not self._started:
             await self.start()
         lanes = [lane for lane in self._lanes.values() if lane.wants(event)]
-        if not lanes:
-            return []
-        deliveries = [Delivery(webhook_name=lane.webhook.name, event=event) for lane in lanes]
+        if webhooks is not None:
+            names = set(webhooks)
+            unknown = names - set(self._lanes)
+            if unknown:
+                raise UnknownWebhookError(
+                    f"no webhook named {', '.join(map(repr, sorted(unknown)))} "
+                    f"(known: {', '.join(self._lanes)})"
+                )
+            lanes = [lane for lane in lanes if lane.webhook.name in names]
         assert self._store is not None
-        await self._store.enqueue(deliveries)
+        full: dict[str, int] = {}
         if not self._store.remote_workers:
-            for lane, delivery in zip(lanes, deliveries, strict=True):
-                self._enqueue(lane, delivery)
-        return [lane.webhook.name for lane in lanes]
+            # Deliveries live in this process's memory until they end: past max_pending a
+            # webhook refuses more (loudly), and the others keep theirs.
+            for lane in lanes:
+                if lane.pending >= lane.webhook.max_pending:
+                    full[lane.webhook.name] = lane.webhook.max_pending
+                    lane.recorder.refused += 1
+            if full:
+                lanes = [lane for lane in lanes if lane.webhook.name not in full]
+        if lanes:
+            deliveries = [Delivery(webhook_name=lane.webhook.name, event=event) for lane in lanes]
+            await self._store.enqueue(deliveries)
+            if not self._store.remote_workers:
+                for lane, delivery in zip(lanes, deliveries, strict=True):
+                    self._enqueue(lane, delivery)
+        queued = [lane.webhook.name for lane in lanes]
+        if full:
+            for name, limit in full.items():
+                log.error(
+                    "queue_full",
+                    webhook=name,
+                    event_id=event.event_id,
+                    max_pending=limit,
+                    queued_for=queued,
+                )
+            raise QueueFull(event, full, queued)
+        return queued
 
     def _enqueue(self, lane: _Lane, delivery: Delivery) -> None:
         lane.pending += 1
@@ -502,6 +644,95 @@ class WebhookDispatcher:
         assert delivery.request is not None
         return delivery.request
 
+    # -- resuming what the store holds -----------------------------------------------------
+
+    def _resume(self, resumed: Sequence[Delivery]) -> None:
+        """Hand the lanes what the store holds pending: what `open()` returned, and from a
+        `PagedStore`, page after page as each lane has room (`_page_in`), so a backlog of any
+        size costs a window of memory per webhook. Resumed deliveries were accepted by an
+        earlier `emit`: they go to their lane directly, never refused by a queue limit."""
+        for delivery in resumed:
+            lane = self._lanes.get(delivery.webhook_name)
+            if lane is None:
+                log.warning(
+                    "resumed_delivery_without_webhook",
+                    webhook=delivery.webhook_name,
+                    event_id=delivery.event.event_id,
+                )
+                continue
+            self._enqueue(lane, delivery)
+        if resumed:
+            log.info("deliveries_resumed", count=len(resumed))
+        store = self._store
+        if isinstance(store, PagedStore) and not store.remote_workers:
+            self._room = asyncio.Event()
+            self._paged_out = False  # `drain` waits for the first page at least
+            task = asyncio.create_task(self._page_in(store), name="empathy-webhooks-page-in")
+            # Kept with the retry timers, so closing the dispatcher cancels it with them.
+            self._timers.add(task)
+            task.add_done_callback(self._timers.discard)
+
+    async def _page_in(self, store: PagedStore) -> None:
+        """Take pages of pending deliveries while the lanes have room; when the store has no
+        more, look again every `poll_interval` (other processes may queue more)."""
+        assert self._room is not None and self._changed is not None
+        resumed = 0
+        failing = False
+        while True:
+            # A lane disabled by a 410 takes nothing more: its deliveries stay in the store.
+            wanted = {
+                name: _resume_window(lane) - lane.pending
+                for name, lane in self._lanes.items()
+                if lane.enabled.is_set() and lane.pending <= _resume_window(lane) // 2
+            }
+            more = False
+            if not wanted and not self._paged_out:
+                self._paged_out = True  # nothing can be taken now: the lanes are full
+                self._changed.set()
+            if wanted:
+                self._paged_out = False  # `drain` waits for this page
+                try:
+                    page = await store.take_pending(wanted)
+                except Exception as exc:
+                    if not failing:  # once per outage, not once per poll
+                        log.error(
+                            "store_read_failed",
+                            store=repr(store),
+                            error=redact_text(f"{type(exc).__name__}: {exc}"),
+                        )
+                    failing = True
+                    # What could not be read stays in the store for a later look (or the next
+                    # process): `drain` does not wait for it, so closing never hangs on it.
+                    self._paged_out = True
+                    self._changed.set()
+                    await asyncio.sleep(store.poll_interval)
+                    continue
+                if failing:
+                    log.warning("store_read_recovered", store=repr(store))
+                    failing = False
+                taken: collections.Counter[str] = collections.Counter()
+                for delivery in page:
+                    lane = self._lanes.get(delivery.webhook_name)
+                    if lane is not None:  # always: only our webhooks were asked for
+                        taken[delivery.webhook_name] += 1
+                        self._enqueue(lane, delivery)
+                resumed += len(page)
+                more = any(taken[name] >= limit for name, limit in wanted.items())
+                if not more:
+                    if resumed:
+                        log.info("deliveries_resumed", count=resumed)
+                        resumed = 0
+                    if not self._paged_out:
+                        self._paged_out = True
+                        self._changed.set()  # `drain` may be waiting for the store
+            if more:
+                continue
+            # Wake early when a lane drops to half its window; look again after the poll.
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(store.poll_interval):
+                    await self._room.wait()
+
     # -- the workers -----------------------------------------------------------------------
 
     async def _work(self, lane: _Lane) -> None:
@@ -512,14 +743,48 @@ class WebhookDispatcher:
                 await self._attempt(lane, delivery)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a bug of ours must not kill the lane
-                log.exception(
-                    "worker_error",
-                    webhook=lane.webhook.name,
-                    event_id=delivery.event.event_id,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                self._settle(lane, delivery)
+            except Exception as exc:  # a bug must not kill the lane, nor lose the delivery
+                await self._worker_failed(lane, delivery, exc)
+
+    async def _worker_failed(self, lane: _Lane, delivery: Delivery, exc: Exception) -> None:
+        """An unexpected exception while handling a delivery: unless its outcome was already
+        recorded, it ends as a dead letter (with the error's summary) and on_failure is told,
+        as any final failure; never silently dropped."""
+        summary = _summary(exc)
+        log.error(
+            "worker_error",
+            webhook=lane.webhook.name,
+            event_id=delivery.event.event_id,
+            error=summary,
+            exc_info=exc,
+        )
+        outcome = lane.outcomes.pop(delivery.delivery_id, None)
+        if outcome == "requeued":
+            return  # back in its queue: still pending, nothing to settle
+        if outcome is None:
+            error = DeliveryError(
+                f"internal error: {summary}",
+                webhook_name=lane.webhook.name,
+                event_id=delivery.event.event_id,
+                attempts=delivery.attempts,
+                last_exception=exc,
+                protocol=_protocol(delivery),
+            )
+            try:
+                await self._failed(lane, delivery, error)
+                return
+            except Exception as second:
+                if lane.outcomes.get(delivery.delivery_id) != "final":
+                    # Not even a dead letter could be written: a durable store still holds the
+                    # delivery (it resumes on restart), a memory store does not.
+                    log.error(
+                        "dead_letter_not_recorded",
+                        webhook=lane.webhook.name,
+                        event_id=delivery.event.event_id,
+                        error=_summary(second),
+                        first_error=summary,
+                    )
+        self._settle(lane, delivery)
 
     async def _attempt(self, lane: _Lane, delivery: Delivery) -> None:
         webhook = lane.webhook
@@ -612,6 +877,7 @@ class WebhookDispatcher:
 
     def _settle(self, lane: _Lane, delivery: Delivery) -> None:
         """A delivery reached its final outcome: release the next one of its ordering key."""
+        lane.outcomes.pop(delivery.delivery_id, None)
         key = delivery.event.ordering_key
         if key is not None and key in lane.chains:
             waiting = lane.chains[key]
@@ -620,6 +886,8 @@ class WebhookDispatcher:
             else:
                 del lane.chains[key]
         lane.pending -= 1
+        if self._room is not None and lane.pending == _resume_window(lane) // 2:
+            self._room.set()  # the lane can take the next page
         if lane.pending == 0:
             # Only an emptied lane can make the dispatcher idle: wake `drain` just then.
             assert self._changed is not None
@@ -635,6 +903,7 @@ class WebhookDispatcher:
             lane.recorder.last_details = (self._clock.time(), dict(details))
         assert self._store is not None
         await self._store.mark_delivered(delivery)
+        lane.outcomes[delivery.delivery_id] = "final"
         if self._hooks.wants_success():
             result = DeliveryResult(
                 webhook_name=lane.webhook.name,
@@ -660,6 +929,7 @@ class WebhookDispatcher:
         )
         assert self._store is not None
         await self._store.add_dead_letter(delivery, error.to_dict())
+        lane.outcomes[delivery.delivery_id] = "final"
         lane.dead_letters += 1
         await self._tell_failure(webhook, delivery.event, error)
         fallback = webhook.fallback
@@ -680,6 +950,7 @@ class WebhookDispatcher:
         lane.enabled.clear()
         delivery.attempts -= 1  # the refused attempt is not held against the delivery
         lane.queue.put_nowait(delivery)
+        lane.outcomes[delivery.delivery_id] = "requeued"
         log.error(
             "webhook_disabled",
             webhook=lane.webhook.name,
@@ -697,6 +968,7 @@ class WebhookDispatcher:
             protocol=_protocol(delivery),
         )
         await self._tell_failure(lane.webhook, delivery.event, error)
+        lane.outcomes.pop(delivery.delivery_id, None)
         assert self._changed is not None
         self._changed.set()
 
@@ -708,11 +980,15 @@ class WebhookDispatcher:
                 if inspect.isawaitable(outcome):
                     await outcome
             except Exception as exc:
+                # The user's own failure store or pager did not run: loud, and counted.
+                lane = self._lanes.get(webhook.name)
+                if lane is not None:
+                    lane.recorder.callback_errors += 1
                 log.error(
                     "on_failure_callback_failed",
                     webhook=webhook.name,
                     event_id=event.event_id,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=_summary(exc),
                 )
         self._hooks.on_failure(webhook, event, error)
 
@@ -768,7 +1044,8 @@ class WebhookDispatcher:
         """Replay every dead letter (of one webhook, or all). Returns how many were queued."""
         letters = await self.dead_letters(webhook_name)
         for letter in letters:
-            if letter.webhook_name in self._lanes:
+            # A letter whose event could not be decoded cannot be sent: it stays, listed.
+            if letter.webhook_name in self._lanes and letter.replayable:
                 await self.replay_dead_letter(letter.dead_letter_id)
         return len(letters)
 
@@ -784,6 +1061,7 @@ class WebhookDispatcher:
                     "dead_letters": 0,
                     "breaker_state": "closed",
                     "disabled": False,
+                    "max_pending": self.webhook(name).max_pending,
                 }
             return None
         return {
@@ -793,6 +1071,7 @@ class WebhookDispatcher:
             "dead_letters": lane.dead_letters,
             "breaker_state": lane.breaker.current_state().value,
             "disabled": not lane.enabled.is_set(),
+            "max_pending": lane.webhook.max_pending,
         }
 
     def get_webhook_stats(self, name: str) -> dict[str, Any]:

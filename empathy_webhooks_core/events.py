@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -15,7 +18,50 @@ import attrs
 from ._version import __version__
 from .wire import json_bytes
 
-__all__ = ["Event", "EventDataError", "EventType", "format_timestamp", "new_event_id"]
+__all__ = [
+    "DEFAULT_MAX_DATA_DEPTH",
+    "MAX_DATA_DEPTH_LIMIT",
+    "MAX_SAFE_INTEGER",
+    "Event",
+    "EventDataError",
+    "EventType",
+    "data_depth_limit",
+    "format_timestamp",
+    "new_event_id",
+]
+
+#: How deeply event data (and metadata) may nest, by default: the data object is level 1,
+#: each dict or list inside adds one. Real events use a handful of levels.
+DEFAULT_MAX_DATA_DEPTH = 64
+#: The most a dispatcher may allow (`max_data_depth`). Everything `emit` accepts must be
+#: readable by a fresh process with default settings (a store resuming, a Redis worker), whose
+#: JSON decoder and recursion limit allow about a thousand levels: this stays far below.
+MAX_DATA_DEPTH_LIMIT = 256
+#: The largest integer every JSON receiver reads exactly (JavaScript's
+#: `Number.MAX_SAFE_INTEGER`, RFC 8259 section 6): larger ones arrive rounded.
+MAX_SAFE_INTEGER = 2**53 - 1
+#: The longest event type: it travels in a header, which receivers cap at about 8 KB.
+MAX_EVENT_TYPE_CHARS = 1024
+
+_DEPTH_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "empathy_webhooks_data_depth", default=DEFAULT_MAX_DATA_DEPTH
+)
+# Control characters: in an event type or id they would end up in a header line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@contextlib.contextmanager
+def data_depth_limit(limit: int) -> Iterator[None]:
+    """Build events under another nesting limit (what `WebhookDispatcher(max_data_depth=)`
+    does). `limit` is 1 to `MAX_DATA_DEPTH_LIMIT`."""
+    from .bounds import check_number
+
+    check_number("max_data_depth", limit, at_least=1, at_most=MAX_DATA_DEPTH_LIMIT, integer=True)
+    token = _DEPTH_LIMIT.set(limit)
+    try:
+        yield
+    finally:
+        _DEPTH_LIMIT.reset(token)
 
 
 class EventType(StrEnum):
@@ -57,11 +103,39 @@ def _path(parent: str, key: object) -> str:
     return f"{parent}[{key!r}]"
 
 
-def _check_json(value: Any, where: str) -> Any:
+def _shown(where: str) -> str:
+    """A path fit for an error message: a very deep one keeps its two ends."""
+    return where if len(where) <= 200 else f"{where[:90]}…{where[-90:]}"
+
+
+class _Walk:
+    """One check of one value: the depth limit and the containers on the current path."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: set[int] = set()
+
+    def enter(self, value: Any, where: str, depth: int) -> None:
+        if id(value) in self.open:
+            raise EventDataError(
+                f"{_shown(where)} refers back to a dict or list that contains it "
+                "(self-referencing data cannot travel as JSON)"
+            )
+        if depth > self.limit:
+            raise EventDataError(
+                f"{_shown(where)} is nested {depth} levels deep; event data may nest at most "
+                f"{self.limit} levels (a dispatcher's max_data_depth, up to "
+                f"{MAX_DATA_DEPTH_LIMIT})"
+            )
+        self.open.add(id(value))
+
+
+def _check_json(value: Any, where: str, walk: _Walk | None = None, depth: int = 1) -> Any:
     """Return a plain-JSON copy of `value`, or raise naming the first key that is not JSON.
 
     The copy detaches the event from the caller's objects, so a dict mutated after `emit`
-    cannot change what is delivered (or what a retry sends).
+    cannot change what is delivered (or what a retry sends). Nesting deeper than the limit,
+    and data that contains itself, are refused here: never a `RecursionError` later.
     """
     if value is None or isinstance(value, bool):
         return value
@@ -71,31 +145,57 @@ def _check_json(value: Any, where: str) -> Any:
                 value.encode("utf-8")
             except UnicodeEncodeError as exc:  # lone surrogates: no receiver could decode them
                 raise EventDataError(
-                    f"{where} holds text that is not valid Unicode ({exc.reason})"
+                    f"{_shown(where)} holds text that is not valid Unicode ({exc.reason})"
                 ) from None
         return value
     if isinstance(value, int):
-        return int(value)
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return int(value)
+        shown = f"{value}" if value.bit_length() <= 128 else f"a {value.bit_length()}-bit integer"
+        raise EventDataError(
+            f"{_shown(where)} is {shown}, beyond ±(2^53 - 1), the largest integer JSON "
+            "receivers read exactly; send it as a string"
+        )
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise EventDataError(f"{where} is {value!r}, which JSON cannot represent")
+            raise EventDataError(f"{_shown(where)} is {value!r}, which JSON cannot represent")
         return value
+    if walk is None:
+        walk = _Walk(_DEPTH_LIMIT.get())
     if isinstance(value, Mapping):
+        walk.enter(value, where, depth)
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise EventDataError(
-                    f"{where} has a key {key!r} of type {type(key).__name__}; JSON keys are strings"
+                    f"{_shown(where)} has a key {key!r} of type {type(key).__name__}; "
+                    "JSON keys are strings"
                 )
             _check_json(key, f"{where} key {key!r}")
-            out[key] = _check_json(item, _path(where, key))
+            out[key] = _check_json(item, _path(where, key), walk, depth + 1)
+        walk.open.discard(id(value))
         return out
     if isinstance(value, list | tuple):
-        return [_check_json(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        walk.enter(value, where, depth)
+        copied = [
+            _check_json(item, f"{where}[{index}]", walk, depth + 1)
+            for index, item in enumerate(value)
+        ]
+        walk.open.discard(id(value))
+        return copied
     raise EventDataError(
-        f"{where} is not JSON-serialisable: {type(value).__name__} "
+        f"{_shown(where)} is not JSON-serialisable: {type(value).__name__} "
         "(convert it to a string, number, list or dict before emitting)"
     )
+
+
+def check_depth(event: Event, limit: int) -> None:
+    """Raise `EventDataError` naming the path if `event`'s data or metadata nests deeper than
+    `limit` (for an event built under a higher limit than the dispatcher's)."""
+    if event._depth_limit <= limit:
+        return
+    _check_json(event.data, "data", _Walk(limit))
+    _check_json(event.metadata, "metadata", _Walk(limit))
 
 
 def _json_object(name: str) -> Any:
@@ -125,6 +225,14 @@ def _event_type(value: Any) -> str:
         return value.value
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"event_type must be a non-empty string, got {value!r}")
+    if _CONTROL.search(value) or len(value) > MAX_EVENT_TYPE_CHARS:
+        # It travels in a header (X-Empathy-Event-Type): a line break there would fail every
+        # attempt at send time, or split the header, and receivers refuse header lines past
+        # 8 KB.
+        raise ValueError(
+            f"event_type must be at most {MAX_EVENT_TYPE_CHARS} characters, without line "
+            f"breaks, NUL or other control characters, got {value[:80]!r}"
+        )
     return value
 
 
@@ -176,6 +284,10 @@ class Event:
     )
     metadata: dict[str, Any] = attrs.field(factory=dict, converter=_metadata)
     ordering_key: str | None = attrs.field(default=None, validator=_optional_str("ordering_key"))
+    # The nesting limit the data was checked against (a dispatcher with a lower one checks again).
+    _depth_limit: int = attrs.field(
+        factory=_DEPTH_LIMIT.get, init=False, repr=False, eq=False, hash=False
+    )
     # The envelope's JSON, encoded once: an event fanned out to several webhooks shares it.
     _envelope_bytes: list[bytes] = attrs.field(
         factory=list, init=False, repr=False, eq=False, hash=False, alias="_envelope_bytes"
@@ -183,8 +295,17 @@ class Event:
 
     @event_id.validator
     def _check_id(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, str) or not value or "." in value or len(value) > 255:
-            raise ValueError("event_id must be a non-empty string of at most 255 chars without '.'")
+        if (
+            not isinstance(value, str)
+            or not value
+            or "." in value
+            or len(value) > 255
+            or _CONTROL.search(value)
+        ):
+            raise ValueError(
+                "event_id must be a non-empty string of at most 255 chars without '.' "
+                "or control characters"
+            )
 
     def to_envelope(self) -> dict[str, Any]:
         """The reference's "Webhook Payload": what `CustomWebhook` sends, key for key."""
@@ -211,7 +332,18 @@ class Event:
 
     @classmethod
     def from_envelope(cls, envelope: Mapping[str, Any]) -> Event:
-        """Rebuild an event from its envelope (stores, the CLI, receivers)."""
+        """Rebuild an event from its envelope (stores, the CLI, receivers).
+
+        Read back under the highest nesting limit, so whatever any dispatcher accepted is
+        readable by every process, whatever its own settings."""
+        token = _DEPTH_LIMIT.set(MAX_DATA_DEPTH_LIMIT)
+        try:
+            return cls._from_envelope(envelope)
+        finally:
+            _DEPTH_LIMIT.reset(token)
+
+    @classmethod
+    def _from_envelope(cls, envelope: Mapping[str, Any]) -> Event:
         return cls(
             event_type=envelope["event_type"],
             event_id=envelope["event_id"],

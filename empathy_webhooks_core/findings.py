@@ -11,14 +11,17 @@ it. Every plugin takes its key from `finding_basis` here, so the rule is one rul
 2. Else the event type (less `_resolved` / `_acknowledged`) and the identifying fields present:
    naming fields (`NAME_FIELDS`: rule, check, alert, test, title, ...) and place fields
    (`PLACE_FIELDS`: host, service, file, line, ...). Prose and numbers are left out, so a
-   resolve that carries its trigger's identifying fields shares its key.
+   resolve that carries its trigger's naming fields shares its key. A place alone does not
+   name a finding ("Disk full" and "CPU at 100%" on db-1 are two alerts; two bugs in `auth.py`
+   are two tickets): with no naming field, the alert's text joins the place fields.
 3. Else (no identifying field) the alert's own text (`TEXT_FIELDS`: summary, message,
    description, ...): two alerts saying different things never share a key.
 4. Else the event id: an event with nothing to tell it apart is a finding of its own.
 
-Destinations with no resolve (tickets, comments) pass `resolvable=False`: there, place fields
-alone do not name a finding (two bugs in `auth.py` are two tickets), so when no naming field
-is present the text joins the place fields.
+So a resolve finds its trigger when both carry the same explicit key, the same naming fields,
+or (with places only) the same text; anything else is a finding of its own. Merging two
+different alerts would page nobody for the second; an unmatched resolve leaves an incident
+open for a person to see, so the rule errs on that side.
 """
 
 from __future__ import annotations
@@ -181,13 +184,8 @@ class FindingBasis:
         return _digest([self.kind, self.value])
 
 
-def finding_basis(event: Event, *, resolvable: bool = True) -> FindingBasis:
-    """Which rule names `event`'s finding, and with what (see the module's text).
-
-    `resolvable=True` (incident tools: a later event resolves the finding): identifying
-    fields, place fields included, name it whenever present. `resolvable=False` (tickets,
-    comments): the text joins place fields when no naming field is present.
-    """
+def finding_basis(event: Event) -> FindingBasis:
+    """Which rule names `event`'s finding, and with what (see the module's text)."""
     for field in EXPLICIT_KEY_FIELDS:
         value = event.data.get(field)
         if value is not None and str(value).strip():
@@ -197,7 +195,7 @@ def finding_basis(event: Event, *, resolvable: bool = True) -> FindingBasis:
     texts = _present(event, TEXT_FIELDS)
     if identity:
         named = any(field in identity for field in NAME_FIELDS)
-        if texts and not named and not resolvable:
+        if texts and not named:
             return FindingBasis("fields", kind, {**identity, _TEXT: texts})
         return FindingBasis("fields", kind, identity)
     if texts:
@@ -217,7 +215,7 @@ def fit_key(text: str, max_length: int) -> str:
 
 
 def finding_key(
-    event: Event, *, max_length: int = 255, prefix: str = "empathy", resolvable: bool = True
+    event: Event, *, max_length: int = 255, prefix: str = "empathy"
 ) -> str:
     """A key stable across every event of one finding, different for different findings, at
     most `max_length` characters.
@@ -229,7 +227,7 @@ def finding_key(
     """
     if max_length < 40:
         raise ValueError("max_length must be at least 40")
-    basis = finding_basis(event, resolvable=resolvable)
+    basis = finding_basis(event)
     if basis.source == "explicit":
         return fit_key(basis.value, max_length)
     digest = basis.digest()

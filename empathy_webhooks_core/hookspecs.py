@@ -8,8 +8,10 @@ A plugin is a module (or object) whose functions carry ``@hookimpl`` from
     ntfy = "empathy_webhooks_ntfy"
 
 Hooks are called synchronously (pluggy has no async support). Where a hook needs I/O it returns
-an awaitable and the core awaits it; see `deliver`. A hook that raises never stops the
-pipeline: the core logs it and treats the delivery as failed (or skips that plugin's listener).
+an awaitable and the core awaits it; see `deliver`. An `async def` implementation of any hook
+but `flush` is refused when the plugin manager is built. A hook that raises, or returns the
+wrong type, never stops the pipeline: the core logs it and treats the delivery as failed (or
+skips that plugin's listener).
 """
 
 from __future__ import annotations
@@ -92,9 +94,10 @@ def classify_response(
 ) -> Verdict | None:
     """Decide what an answer means: delivered, retry, final failure, or endpoint gone.
 
-    The core's default (``trylast``): 2xx delivered; a status in the webhook's
-    ``retry_policy.retry_on_status`` retried (429 and 503 honour ``Retry-After``, and 429
-    pauses the whole webhook); 410 gone; anything else (3xx included) a final failure.
+    The core's default (``trylast``): 2xx delivered; a 429, or a 503 with ``Retry-After``, a
+    rate limit whatever ``retry_on_status`` says (the whole webhook pauses for the service's
+    wait); a status in the webhook's ``retry_policy.retry_on_status`` retried; 410 gone;
+    anything else (3xx included) a final failure.
     Implement it when your service speaks otherwise: Slack's plain-text errors, Discord's JSON
     ``retry_after``, GitHub's 403 that is really a rate limit.
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .dispatcher import WebhookDispatcher
 
-__all__ = ["STAT_DEFINITIONS", "StatsRecorder", "WebhookMonitor"]
+__all__ = ["STAT_DEFINITIONS", "StatsRecorder", "UnknownWebhookError", "WebhookMonitor"]
 
 #: What each figure counts (also the documentation of `get_webhook_stats`).
 STAT_DEFINITIONS = {
@@ -37,6 +37,11 @@ STAT_DEFINITIONS = {
     "last_details": "the details of the latest success that had any (the created Jira key, "
     "the comment id); present once one did",
     "disabled": "True after a 410 Gone, until the webhook is re-enabled",
+    "max_pending": "the webhook's max_pending: deliveries it may hold before emit refuses "
+    "more for it with QueueFull",
+    "refused": "deliveries emit refused with QueueFull because max_pending were pending",
+    "callback_errors": "times the webhook's on_failure callback raised (each is logged as "
+    "on_failure_callback_failed with the webhook and event id)",
 }
 
 _SAMPLES = 2048
@@ -62,6 +67,8 @@ class StatsRecorder:
         self.last_success_at: float | None = None
         self.details: collections.Counter[str] = collections.Counter()
         self.last_details: tuple[float, dict[str, Any]] | None = None
+        self.refused = 0
+        self.callback_errors = 0
 
     def attempt(self, retry: bool) -> None:
         self.attempts += 1
@@ -122,24 +129,62 @@ def combine(recorders: list[StatsRecorder], live: dict[str, Any]) -> dict[str, A
         "last_error": last_error,
         "last_error_at": _iso(last_error_at),
         "last_success_at": _iso(max(successes) if successes else None),
+        "refused": sum(r.refused for r in recorders),
+        "callback_errors": sum(r.callback_errors for r in recorders),
         **({"details": dict(details)} if details else {}),
         **({"last_details": dict(max(latest, key=lambda item: item[0])[1])} if latest else {}),
         **live,
     }
 
 
+class UnknownWebhookError(KeyError):
+    """No webhook by that name; the message lists the known ones. A `KeyError`, so code that
+    caught the old error still does, but its text reads as a sentence."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 _dispatchers: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
+#: The final figures of webhooks whose dispatcher closed, by name, until a new dispatcher
+#: takes the name: `WebhookMonitor()` keeps answering for them after the `async with` ends.
+_retired: dict[str, dict[str, Any]] = {}
 
 
 def track(dispatcher: WebhookDispatcher) -> None:
     _dispatchers.add(dispatcher)
 
 
+def claim(name: str) -> None:
+    """A new dispatcher took `name`: its own figures replace the retired ones."""
+    _retired.pop(name, None)
+
+
+def retire(dispatcher: WebhookDispatcher) -> None:
+    """Keep a closing dispatcher's final figures, and stop reading it live."""
+    for name in dispatcher.webhook_names():
+        state = dispatcher.lane_state(name)
+        if state is not None:
+            _retired[name] = {**state, "in_flight": 0}
+    _dispatchers.discard(dispatcher)
+
+
+_LIVE_DEFAULTS: dict[str, Any] = {
+    "queued": 0,
+    "in_flight": 0,
+    "dead_letters": 0,
+    "breaker_state": "closed",
+    "disabled": False,
+    "max_pending": 0,
+}
+
+
 class WebhookMonitor:
     """Delivery figures by webhook name.
 
     With no argument it sees every dispatcher of the process (the reference's
-    `WebhookMonitor()`); with one, only that dispatcher. See `STAT_DEFINITIONS`.
+    `WebhookMonitor()`), and the final figures of those that closed, until a new dispatcher
+    takes the name; with one, only that dispatcher. See `STAT_DEFINITIONS`.
     """
 
     def __init__(self, dispatcher: WebhookDispatcher | None = None) -> None:
@@ -148,39 +193,42 @@ class WebhookMonitor:
     def _sources(self) -> list[WebhookDispatcher]:
         return [self._dispatcher] if self._dispatcher is not None else list(_dispatchers)
 
+    def _states(self, name: str) -> list[dict[str, Any]]:
+        states = [
+            state
+            for dispatcher in self._sources()
+            if (state := dispatcher.lane_state(name)) is not None
+        ]
+        if self._dispatcher is None and name in _retired:
+            states.append(_retired[name])
+        return states
+
     def webhook_names(self) -> list[str]:
         names: set[str] = set()
         for dispatcher in self._sources():
             names.update(dispatcher.webhook_names())
+        if self._dispatcher is None:
+            names.update(_retired)
         return sorted(names)
 
     def get_webhook_stats(self, name: str) -> dict[str, Any]:
-        """The figures for webhook `name`, summed over the dispatchers that have it."""
-        recorders: list[StatsRecorder] = []
-        live = {
-            "queued": 0,
-            "in_flight": 0,
-            "dead_letters": 0,
-            "breaker_state": "closed",
-            "disabled": False,
-        }
-        found = False
-        for dispatcher in self._sources():
-            state = dispatcher.lane_state(name)
-            if state is None:
-                continue
-            found = True
-            recorders.append(state["recorder"])
+        """The figures for webhook `name`, summed over the dispatchers that have it.
+
+        Raises `UnknownWebhookError` (a `KeyError`) listing the known names."""
+        states = self._states(name)
+        if not states:
+            known = ", ".join(self.webhook_names()) or "none"
+            raise UnknownWebhookError(f"no webhook named {name!r} (known: {known})")
+        live = dict(_LIVE_DEFAULTS)
+        for state in states:
             live["queued"] += state["queued"]
             live["in_flight"] += state["in_flight"]
             live["dead_letters"] += state["dead_letters"]
             if state["breaker_state"] != "closed":
                 live["breaker_state"] = state["breaker_state"]
             live["disabled"] = live["disabled"] or state["disabled"]
-        if not found:
-            known = ", ".join(self.webhook_names()) or "none"
-            raise KeyError(f"no webhook named {name!r} (known: {known})")
-        return combine(recorders, live)
+            live["max_pending"] = max(live["max_pending"], state.get("max_pending", 0))
+        return combine([state["recorder"] for state in states], live)
 
     def all_stats(self) -> dict[str, dict[str, Any]]:
         return {name: self.get_webhook_stats(name) for name in self.webhook_names()}

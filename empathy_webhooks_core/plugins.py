@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "LOAD_PLUGINS_ENV",
     "Hooks",
+    "PluginContractError",
     "PluginInfo",
     "PluginLoadError",
     "build_plugin_manager",
@@ -46,6 +48,45 @@ DEFAULT_PLUGINS = (
 
 hookimpl = pluggy.HookimplMarker(ENTRY_POINT_GROUP)
 log = get_logger()
+
+#: Hooks whose every result the core awaits, so an `async def` implementation works. Every
+#: other hook is called synchronously: pluggy cannot await, and a coroutine returned by a
+#: `firstresult` hook is not None, so it would win for every webhook and never run.
+AWAITED_HOOKS = frozenset({"flush"})
+
+
+class PluginContractError(TypeError):
+    """A plugin that breaks a hook's contract: an `async def` where the core calls the hook
+    synchronously, or a result of the wrong type. The message names the plugin and the hook."""
+
+
+def contract_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """What is wrong with how `plugin` implements its hooks (empty when nothing is)."""
+    name = pm.get_name(plugin) or repr(plugin)
+    problems = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.name in AWAITED_HOOKS:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            function = impl.function
+            if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+                problems.append(
+                    f"plugin {name!r}: its {caller.name} hook is `async def`, but the core "
+                    f"calls {caller.name} synchronously (pluggy cannot await; the coroutine "
+                    "would be taken as the answer for every webhook). Make it a plain "
+                    "function; deliver returns an awaitable for its own webhooks, None "
+                    "for others"
+                )
+    return problems
+
+
+def _check_plugin(pm: pluggy.PluginManager, plugin: Any) -> None:
+    problems = contract_problems(pm, plugin)
+    if problems:
+        pm.unregister(plugin)
+        raise PluginContractError("; ".join(problems))
 
 
 @attrs.frozen
@@ -111,14 +152,17 @@ def build_plugin_manager(
 ) -> PluginManager:
     """A new plugin manager with the default plugins and every installed entry point.
 
-    A plugin that fails to import or register is recorded in ``pm.load_errors`` with its name
-    and error and skipped (``strict=True`` raises instead).
+    A plugin that fails to import or register, or implements a hook the core calls
+    synchronously as `async def`, is recorded in ``pm.load_errors`` with its name and error,
+    logged and skipped (``strict=True`` raises instead). `extra_plugins` are the caller's own
+    objects: a broken one raises `PluginContractError` at once.
     """
     pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     for module_name in DEFAULT_PLUGINS:
         module = importlib.import_module(module_name)
         pm.register(module, name=module_name.rsplit(".", 1)[-1] + " (core)")
+        _check_plugin(pm, module)
         pm.distributions[pm.get_name(module) or module_name] = (
             "empathy-webhooks-core",
             __version__,
@@ -152,6 +196,7 @@ def build_plugin_manager(
             try:
                 plugin = entry_point.load()
                 pm.register(plugin, name=entry_point.name)
+                _check_plugin(pm, plugin)
             except Exception as exc:
                 if strict:
                     raise
@@ -167,6 +212,7 @@ def build_plugin_manager(
             )
     for plugin in extra_plugins:
         pm.register(plugin)
+        _check_plugin(pm, plugin)
     pm.check_pending()
     return pm
 
@@ -191,18 +237,92 @@ def reset_plugin_manager() -> None:
         _pm = None
 
 
+def _kind_of(value: Any) -> str:
+    if inspect.iscoroutine(value):
+        value.close()  # never awaited: close it, so Python does not warn about it later
+        return "a coroutine (is the hook `async def`?)"
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
 class Hooks:
-    """A typed facade over ``pm.hook``: the rest of the core calls these, never pluggy."""
+    """A typed facade over ``pm.hook``: the rest of the core calls these, never pluggy.
+
+    It checks what each plugin returns: a result of the wrong type is that plugin's bug,
+    raised as `PluginContractError` naming the plugin and the hook (a delivery then fails with
+    that reason and is dead-lettered). Implementations run in pluggy's order: `tryfirst`, then
+    plain ones (the last registered first), then `trylast`.
+    """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self._types: dict[str, type[Webhook]] | None = None
+        self._check_plugins()
+
+    def _check_plugins(self) -> None:
+        """Refuse a plugin registered after the manager was built that breaks the contract
+        (those found while building were already refused or skipped)."""
+        plugins = tuple(plugin for _, plugin in self.pm.list_name_plugin() if plugin is not None)
+        seen = getattr(self.pm, "_empathy_checked", None)
+        if seen == tuple(map(id, plugins)):
+            return
+        problems = [problem for plugin in plugins for problem in contract_problems(self.pm, plugin)]
+        if problems:
+            raise PluginContractError("; ".join(problems))
+        self.pm._empathy_checked = tuple(map(id, plugins))  # type: ignore[attr-defined]
+
+    def _impls(self, hook_name: str) -> list[Any]:
+        """The hook's implementations in calling order (pluggy keeps them reversed)."""
+        caller = getattr(self.pm.hook, hook_name)
+        return [
+            impl
+            for impl in reversed(caller.get_hookimpls())
+            if not (impl.hookwrapper or impl.wrapper)
+        ]
+
+    def _first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
+        """A `firstresult` call that also says which plugin answered."""
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            # A wrapper may change the result: let pluggy run the whole chain.
+            return caller(**kwargs), "a hook wrapper"
+        for impl in reversed(impls):
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if result is not None:
+                return result, impl.plugin_name
+        return None, ""
+
+    def _broken(self, plugin: str, hook_name: str, message: str) -> PluginContractError:
+        error = PluginContractError(f"plugin {plugin!r}: {hook_name} {message} (a plugin bug)")
+        log.error("plugin_contract_broken", plugin=plugin, hook=hook_name, error=str(error))
+        return error
+
+    def _mappings(self, hook_name: str, check: Callable[[Any], bool], what: str) -> list[Any]:
+        """Each plugin's mapping from a hook that names things (types, stores)."""
+        found = []
+        for impl in self._impls(hook_name):
+            mapping = impl.function()  # these hooks take no arguments
+            if mapping is None:
+                continue
+            if not isinstance(mapping, Mapping) or not all(
+                isinstance(key, str) and check(value) for key, value in mapping.items()
+            ):
+                raise self._broken(
+                    impl.plugin_name,
+                    hook_name,
+                    f"returned {_kind_of(mapping)}, not a mapping of names to {what}",
+                )
+            found.append(mapping)
+        return found
 
     def webhook_types(self) -> dict[str, type[Webhook]]:
         if self._types is None:
+            from .webhooks import Webhook
+
             types: dict[str, type[Webhook]] = {}
-            for mapping in self.pm.hook.webhook_types():
-                for name, cls in (mapping or {}).items():
+            is_type = lambda cls: isinstance(cls, type) and issubclass(cls, Webhook)  # noqa: E731
+            for mapping in self._mappings("webhook_types", is_type, "Webhook classes"):
+                for name, cls in mapping.items():
                     if name in types and types[name] is not cls:
                         raise ValueError(
                             f"two plugins provide webhook type {name!r}: "
@@ -214,40 +334,72 @@ class Hooks:
 
     def store_backends(self) -> dict[str, Callable[[str], Any]]:
         backends: dict[str, Callable[[str], Any]] = {}
-        for mapping in self.pm.hook.store_backends():
-            backends.update(mapping or {})
+        for mapping in self._mappings("store_backends", callable, "store factories"):
+            backends.update(mapping)
         return backends
 
     def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest:
-        request = self.pm.hook.format_payload(webhook=webhook, event=event)
+        from .wire import OutgoingRequest
+
+        request, plugin = self._first("format_payload", webhook=webhook, event=event)
         if request is None:
             raise LookupError(
                 f"no installed plugin formats webhooks of type {type(webhook).__name__} "
                 f"(kind {webhook.kind!r}); is its plugin installed and loaded?"
             )
-        return request  # type: ignore[no-any-return]
+        if not isinstance(request, OutgoingRequest):
+            raise self._broken(
+                plugin, "format_payload", f"returned {_kind_of(request)}, not an OutgoingRequest"
+            )
+        return request
 
     def deliver(
         self, webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
     ) -> Awaitable[Response]:
-        awaitable = self.pm.hook.deliver(webhook=webhook, request=request, session=session)
+        awaitable, plugin = self._first(
+            "deliver", webhook=webhook, request=request, session=session
+        )
         if awaitable is None:
             raise LookupError(f"no installed plugin delivers webhooks of kind {webhook.kind!r}")
-        return awaitable  # type: ignore[no-any-return]
+        if not inspect.isawaitable(awaitable):
+            raise self._broken(
+                plugin, "deliver", f"returned {_kind_of(awaitable)}, not an awaitable"
+            )
+        return self._answer(awaitable, plugin)
+
+    async def _answer(self, awaitable: Awaitable[Any], plugin: str) -> Response:
+        from .wire import Response
+
+        response = await awaitable
+        if not isinstance(response, Response):
+            raise self._broken(
+                plugin, "deliver", f"answered with {_kind_of(response)}, not a Response"
+            )
+        return response
 
     def classify_response(
         self, webhook: Webhook, request: OutgoingRequest, response: Response
     ) -> Verdict:
-        return self.pm.hook.classify_response(  # type: ignore[no-any-return]
-            webhook=webhook, request=request, response=response
+        from .wire import Verdict
+
+        verdict, plugin = self._first(
+            "classify_response", webhook=webhook, request=request, response=response
         )
+        if not isinstance(verdict, Verdict):
+            raise self._broken(
+                plugin or "(none)",
+                "classify_response",
+                f"returned {_kind_of(verdict)}, not a Verdict",
+            )
+        return verdict
 
     def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation on its own, so one that raises cannot silence the rest."""
+        """Call every implementation on its own, in pluggy's order, so one that raises cannot
+        silence the rest."""
         results = []
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+        for impl in self._impls(hook_name):
             try:
-                results.append(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:
                 log.error(
                     "plugin_hook_failed",
@@ -255,6 +407,20 @@ class Hooks:
                     plugin=impl.plugin_name,
                     error=f"{type(exc).__name__}: {exc}",
                 )
+                continue
+            if hook_name not in AWAITED_HOOKS and inspect.iscoroutine(result):
+                self._broken(impl.plugin_name, hook_name, f"returned {_kind_of(result)}")
+                continue
+            if (
+                hook_name in AWAITED_HOOKS
+                and result is not None
+                and not inspect.isawaitable(result)
+            ):
+                self._broken(
+                    impl.plugin_name, hook_name, f"returned {_kind_of(result)}, not an awaitable"
+                )
+                continue
+            results.append(result)
         return results
 
     def wants_success(self) -> bool:

@@ -6,26 +6,35 @@ import random
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
-__all__ = ["DEFAULT_RETRY_ON_STATUS", "MAX_TIMEOUT_SECONDS", "RetryPolicy", "parse_retry_after"]
+from .bounds import bounded, check_number
+
+__all__ = [
+    "DEFAULT_RETRY_ON_STATUS",
+    "MAX_BACKOFF_MULTIPLIER",
+    "MAX_TIMEOUT_SECONDS",
+    "MAX_WAIT_SECONDS",
+    "RetryPolicy",
+    "parse_retry_after",
+]
 
 DEFAULT_RETRY_ON_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 #: The reference's best practices: "Set appropriate timeouts (30s max)".
 MAX_TIMEOUT_SECONDS = 30.0
 
+#: The longest any single wait may be set to (a day): a delay, a cap on a service's
+#: `Retry-After`, a rate-limit pause. Past that a delivery is not late, it is lost from view.
+MAX_WAIT_SECONDS = 86_400.0
 
-def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a number above 0, got {value!r}")
+#: Waits grow by at most this factor per retry (10 gives 1 s, 10 s, 100 s...); larger ones
+#: only reach `max_delay_seconds` sooner, and unbounded ones overflow a float.
+MAX_BACKOFF_MULTIPLIER = 10.0
 
-
-def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"{attribute.name} must be a number of 0 or more, got {value!r}")
+_wait = bounded(at_least=0, at_most=MAX_WAIT_SECONDS)
 
 
 def _max_retries(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -34,7 +43,7 @@ def _max_retries(instance: Any, attribute: attrs.Attribute[Any], value: int) -> 
 
 
 def _timeout(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    _positive(instance, attribute, value)
+    check_number(attribute.name, value, above=0)  # NaN would remove the timeout altogether
     if value > MAX_TIMEOUT_SECONDS:
         raise ValueError(
             f"timeout_seconds is {value:g}; at most {MAX_TIMEOUT_SECONDS:g} seconds "
@@ -70,16 +79,18 @@ class RetryPolicy:
     """
 
     max_retries: int = attrs.field(default=3, validator=_max_retries)
-    backoff_multiplier: float = attrs.field(default=2.0, validator=_positive)
-    initial_delay_seconds: float = attrs.field(default=1.0, validator=_non_negative)
-    max_delay_seconds: float = attrs.field(default=300.0, validator=_non_negative)
+    backoff_multiplier: float = attrs.field(
+        default=2.0, validator=bounded(above=0, at_most=MAX_BACKOFF_MULTIPLIER)
+    )
+    initial_delay_seconds: float = attrs.field(default=1.0, validator=_wait)
+    max_delay_seconds: float = attrs.field(default=300.0, validator=_wait)
     jitter: float = attrs.field(default=0.0, validator=_jitter)
     timeout_seconds: float = attrs.field(default=30.0, validator=_timeout)
     retry_on_status: frozenset[int] = attrs.field(
         default=DEFAULT_RETRY_ON_STATUS, converter=_statuses
     )
-    max_retry_after_seconds: float = attrs.field(default=300.0, validator=_non_negative)
-    max_rate_limit_wait_seconds: float = attrs.field(default=3600.0, validator=_non_negative)
+    max_retry_after_seconds: float = attrs.field(default=300.0, validator=_wait)
+    max_rate_limit_wait_seconds: float = attrs.field(default=3600.0, validator=_wait)
     max_rate_limited_attempts: int = attrs.field(default=20, validator=_max_retries)
 
     @classmethod
@@ -99,7 +110,10 @@ class RetryPolicy:
 
     def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry `retry_number` (1 for the first retry)."""
-        base = self.initial_delay_seconds * self.backoff_multiplier ** (retry_number - 1)
+        try:
+            base = self.initial_delay_seconds * self.backoff_multiplier ** (retry_number - 1)
+        except OverflowError:  # far past any cap
+            base = self.max_delay_seconds
         base = min(base, self.max_delay_seconds)
         if self.jitter:
             spread = base * self.jitter
@@ -111,7 +125,7 @@ class RetryPolicy:
     ) -> float:
         """The wait before the next attempt: the service's `Retry-After` (capped) if larger."""
         wait = self.delay(retry_number, rng)
-        if retry_after is not None:
+        if _usable(retry_after):
             wait = max(wait, min(retry_after, self.max_retry_after_seconds))
         return wait
 
@@ -121,9 +135,20 @@ class RetryPolicy:
         """The wait after a rate-limit answer: the service's own wait (up to an hour by
         default, since a primary limit may reset that far away), else the backoff."""
         wait = self.delay(times_limited, rng)
-        if retry_after is not None:
+        if _usable(retry_after):
             wait = max(wait, min(retry_after, self.max_rate_limit_wait_seconds))
         return wait
+
+
+def _usable(retry_after: float | None) -> TypeGuard[float]:
+    """A service's (or a plugin's) wait worth honouring: a number, not NaN, not negative.
+    Infinity is usable: the cap applies."""
+    return (
+        isinstance(retry_after, int | float)
+        and not isinstance(retry_after, bool)
+        and retry_after == retry_after
+        and retry_after >= 0
+    )
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

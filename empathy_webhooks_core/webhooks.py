@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import attrs
 
+from .bounds import bounded
 from .breaker import BreakerPolicy
 from .events import Event
 from .ratelimit import RateLimit
@@ -15,7 +17,31 @@ from .redaction import url_repr, url_secrets
 from .retry import RetryPolicy
 from .wire import SENSITIVE_HEADERS, OutgoingRequest, masked_headers
 
-__all__ = ["CustomWebhook", "SignatureScheme", "Webhook", "WebhookConfig", "check_url"]
+__all__ = [
+    "DEFAULT_MAX_PENDING",
+    "MAX_CONCURRENCY",
+    "MAX_PENDING_LIMIT",
+    "CustomWebhook",
+    "SignatureScheme",
+    "Webhook",
+    "WebhookConfig",
+    "check_url",
+]
+
+#: Workers per webhook at most: each is a task and a connection slot; a thousand already
+#: exceeds any service's tolerance (a million took 13.7 s and 1.3 GB just to start).
+MAX_CONCURRENCY = 1000
+#: Deliveries one webhook may hold in memory (queued, in flight or waiting for a retry)
+#: before `emit` refuses more for it with `QueueFull`: about 1 KB each, so 100 MB.
+DEFAULT_MAX_PENDING = 100_000
+#: The largest `max_pending` accepted (about 1 GB of queued deliveries).
+MAX_PENDING_LIMIT = 1_000_000
+#: The largest `max_payload_bytes` accepted; no service we know takes more than a few MB.
+MAX_PAYLOAD_LIMIT = 64 * 1024 * 1024
+
+# Given when `signing_secret` is left out; an explicit None is what an unset
+# `os.getenv(...)` gives, and is refused.
+_NO_SECRET: Any = object()
 
 SignatureScheme = Literal["both", "x-signature", "standard-webhooks"]
 
@@ -33,8 +59,13 @@ def _events(value: Any) -> tuple[str, ...]:
 
 
 def _secrets(value: Any) -> tuple[str, ...]:
-    if value is None:
+    if value is _NO_SECRET:
         return ()
+    if value is None:
+        raise ValueError(
+            "signing_secret is required when given (got None: is its environment variable "
+            "set?); leave signing_secret out for unsigned requests"
+        )
     if isinstance(value, str | bytes):
         value = [value]
     secrets = tuple(s.decode() if isinstance(s, bytes) else s for s in value)
@@ -62,9 +93,16 @@ def _scheme(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         )
 
 
-def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a whole number above 0, got {value!r}")
+def _sign_payload(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"sign_payload must be True, False or None, got {type(value).__name__}")
+    # Runs once every field is set (attrs validates after assigning), so the secret is known;
+    # without an instance (a config file's field-by-field check) the class call judges it.
+    if value is True and instance is not None and not instance.signing_secret:
+        raise ValueError(
+            "sign_payload is True, so signing_secret is required (got none: is its "
+            "environment variable set?); requests would otherwise go out unsigned"
+        )
 
 
 def _templates(value: Any) -> Mapping[str, Callable[[Event], Any]]:
@@ -125,12 +163,22 @@ class Webhook:
     on_failure: FailureCallback | None = attrs.field(
         default=None, validator=_callable_or_none("on_failure")
     )
-    signing_secret: tuple[str, ...] = attrs.field(default=None, converter=_secrets, repr=False)
-    sign_payload: bool | None = None
+    signing_secret: tuple[str, ...] = attrs.field(
+        default=_NO_SECRET, converter=_secrets, repr=False
+    )
+    sign_payload: bool | None = attrs.field(default=None, validator=_sign_payload)
     signature_scheme: SignatureScheme = attrs.field(default="both", validator=_scheme)
     fallback: Webhook | str | None = None
-    max_concurrency: int = attrs.field(default=10, validator=_positive_int)
-    max_payload_bytes: int = attrs.field(default=512 * 1024, validator=_positive_int)
+    max_concurrency: int = attrs.field(
+        default=10, validator=bounded(above=0, at_most=MAX_CONCURRENCY, integer=True)
+    )
+    max_payload_bytes: int = attrs.field(
+        default=512 * 1024, validator=bounded(above=0, at_most=MAX_PAYLOAD_LIMIT, integer=True)
+    )
+    max_pending: int = attrs.field(
+        default=DEFAULT_MAX_PENDING,
+        validator=bounded(above=0, at_most=MAX_PENDING_LIMIT, integer=True),
+    )
     block_private_addresses: bool = False
     templates: Mapping[str, Any] = attrs.field(factory=dict, converter=_templates, repr=False)
 
@@ -180,13 +228,23 @@ class Webhook:
         return f"{self.name} ({self.kind})"
 
 
+# RFC 9110 token characters: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def _headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
     headers = dict(value or {})
     for key, item in headers.items():
         if not isinstance(key, str) or not isinstance(item, str):
             raise TypeError(f"headers must map strings to strings; {key!r} does not")
-        if "\n" in item or "\r" in item:
-            raise ValueError(f"header {key!r} contains a line break")
+        if not _TOKEN.fullmatch(key):
+            # Never the value: it may be a credential.
+            raise ValueError(
+                f"header name {key!r} is not a valid HTTP header name "
+                "(letters, digits and !#$%&'*+-.^_`|~ only; no spaces or line breaks)"
+            )
+        if any(char in item for char in "\r\n\0"):
+            raise ValueError(f"header {key!r} has a line break or NUL in its value")
     return headers
 
 

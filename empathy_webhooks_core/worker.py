@@ -3,8 +3,10 @@
 `empathy-webhooks worker` runs this. With a shared store (`redis://...`) any number of
 workers on any number of machines split the work; each one is a dispatcher whose store is
 opened in its worker role (the store's `for_worker()`), so it takes deliveries from the store
-instead of waiting for `emit`. A store without a worker role (`sqlite:///...`) is simply
-resumed: the worker delivers what was pending in the file, then waits for the stop.
+instead of waiting for `emit`. A store that pages its pending deliveries in (`sqlite:///...`)
+is used as it is: the worker delivers what was pending in the file, then whatever producers
+(`send --no-wait`, other processes) queue there, found within the store's `poll` interval,
+until it is told to stop.
 """
 
 from __future__ import annotations

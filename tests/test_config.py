@@ -105,7 +105,7 @@ def test_every_problem_is_reported_at_its_place(pm) -> None:
         "webhooks[2].rate_limit.strategy: expected one of 'sliding_window', 'fixed_window', "
         "got 'sliding' (did you mean 'sliding_window'?)",
         "webhooks[2]: unknown key 'evnts' (did you mean 'events'?)",
-        "webhooks[2].max_concurrency: must be a whole number above 0, got 0",
+        "webhooks[2].max_concurrency: must be a whole number above 0 and at most 1000, got 0",
         "webhooks[3].type: unknown webhook type 'slak'; installed types: custom "
         "(a plugin adds its type: pip install empathy-webhooks-slak)",
         "webhooks[4].type: required key is missing (installed types: custom)",

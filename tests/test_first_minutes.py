@@ -395,7 +395,7 @@ def _config(tmp_path: Path, store: str | None = None) -> Path:
         (
             "sqlite:///outbox.db?retension=60",
             "unknown option 'retension' (did you mean 'retention'?) (known: retention, "
-            "synchronous)",
+            "synchronous, lease, poll, role)",
         ),
         (
             "redis://127.0.0.1:6379/0",

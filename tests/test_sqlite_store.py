@@ -200,3 +200,184 @@ async def test_a_store_used_before_open_says_so(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="not open"):
         await store.dead_letters()
     assert "o.db" in repr(store)
+
+
+# -- paging a backlog in, and rows that cannot be decoded ----------------------------------
+
+
+def _insert_pending(db: Path, texts: list[str], webhook: str = "h") -> None:
+    """Rows as an earlier process (or an older version, or a damaged disk) left them."""
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO deliveries (delivery_id, webhook_name, event_id, event_json, attempts,"
+            " created_at) VALUES (?, ?, ?, ?, 0, ?)",
+            [(f"dlv_{n}", webhook, f"evt_{n}", text, time.time()) for n, text in enumerate(texts)],
+        )
+
+
+def _deep(depth: int) -> str:
+    """An envelope whose data is nested `depth` levels deep (past any recursion limit)."""
+    return (
+        '{"event_type":"alert","event_id":"evt_deep","timestamp":"2025-01-01T00:00:00.000Z",'
+        '"data":' + '{"a":' * depth + "1" + "}" * depth + "}"
+    )
+
+
+async def _prepared(db: Path) -> None:
+    """Create the file's tables the way the store does."""
+    store = SQLiteStore(db)
+    await store.open()
+    await store.close()
+
+
+async def test_a_large_backlog_is_paged_in_not_loaded_at_once(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    from empathy_webhooks_core.dispatcher import RESUME_WINDOW
+
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    backlog = 3 * RESUME_WINDOW
+    good = Event(event_type="prediction", data={"n": 1}, ordering_key="k").to_json()
+    events = [good.replace('"evt_', f'"evt_{n}x', 1) for n in range(backlog)]
+    _insert_pending(db, events)
+    release = asyncio.Event()
+
+    async def hold(_: object) -> Reply:
+        await release.wait()
+        return Reply(status=200)
+
+    receiver.handler = hold
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=4)
+    dispatcher = WebhookDispatcher(webhooks=[hook], store=url(db))
+    await dispatcher.start()
+    await receiver.wait_for(1)  # one at a time: they share an ordering key
+    # The lane holds one window of the backlog, not all of it.
+    state = dispatcher.lane_state("h")
+    assert state is not None
+    assert state["queued"] + state["in_flight"] == RESUME_WINDOW
+    assert rows(db, "SELECT count(*) FROM deliveries WHERE owner IS NULL") == [
+        (backlog - RESUME_WINDOW,)
+    ]
+    release.set()
+    await dispatcher.drain()
+    await dispatcher.close()
+    # Every row went out, oldest first (the ordering key held across pages).
+    assert [r.event_id for r in receiver.delivered] == [
+        f"evt_{n}x" + good.split('"evt_', 1)[1].split('"', 1)[0] for n in range(backlog)
+    ]
+
+
+async def test_rows_that_cannot_be_decoded_go_to_dead_letters_and_the_rest_is_delivered(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    good = [Event(event_type="prediction", data={"n": n}) for n in range(5)]
+    stored = [
+        good[0].to_json(),
+        _deep(100_000),  # RecursionError in json.loads
+        good[1].to_json(),
+        "{not json",
+        good[2].to_json(),
+        '{"event_id": "evt_no_type", "timestamp": "2025-01-01T00:00:00.000Z"}',
+        good[3].to_json(),
+        '["a list"]',
+        good[4].to_json(),
+    ]
+    _insert_pending(db, stored)
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    for _ in range(2):  # a restart never trips on them either
+        async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+            await dispatcher.drain()
+            letters = await dispatcher.dead_letters()
+    assert sorted(r.event_id or "" for r in receiver.delivered) == sorted(e.event_id for e in good)
+    assert len(letters) == 4
+    reasons = sorted(letter.error["reason"] for letter in letters)
+    assert all(r.startswith("the stored event cannot be decoded: ") for r in reasons)
+    assert any("RecursionError" in r for r in reasons)
+    assert any("JSONDecodeError" in r for r in reasons)
+    assert any("'event_type' is missing" in r for r in reasons)
+    assert any("not an object" in r for r in reasons)
+    deep = next(d for d in letters if "RecursionError" in d.error["reason"])
+    assert deep.event.event_id == "evt_deep"  # found in the text, for the operator
+    assert deep.error["stored_event"] == stored[1]  # kept whole: nothing is lost
+    assert not deep.replayable
+    assert rows(db, "SELECT count(*) FROM deliveries WHERE state = 'queued'") == [(0,)]
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        with pytest.raises(ValueError, match="could not be decoded"):
+            await dispatcher.replay_dead_letter(deep.dead_letter_id)
+        assert await dispatcher.replay_dead_letters() == 4  # listed; none of them sent
+        assert len(await dispatcher.dead_letters()) == 4
+
+
+async def test_open_errors_name_the_file(tmp_path: Path) -> None:
+    from empathy_webhooks_core.stores import StoreOpenError
+
+    (tmp_path / "plain").write_text("a file, not a folder")
+    with pytest.raises(StoreOpenError, match=r"cannot open the SQLite store .*plain/outbox\.db"):
+        await SQLiteStore(tmp_path / "plain" / "outbox.db").open()
+    (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(StoreOpenError, match=r"junk\.db: the file is not an SQLite database"):
+        await SQLiteStore(tmp_path / "junk.db").open()
+
+
+def test_a_read_only_folder_is_one_clear_cli_error_with_exit_2(tmp_path: Path) -> None:
+    """`stats`, `send` and `worker` on a store in a folder this user cannot write."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    cli = str(Path(sys.executable).parent / "empathy-webhooks")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    config = tmp_path / "webhooks.toml"
+    config.write_text(
+        f'store = "sqlite:///{folder / "outbox.db"}"\n'
+        '[[webhooks]]\ntype = "custom"\nname = "h"\nurl = "http://127.0.0.1:9/"\n'
+    )
+    # Root writes through permissions: an immutable folder is read-only even for root.
+    root = os.geteuid() == 0
+    if root:
+        if shutil.which("chattr") is None:
+            pytest.skip("running as root without chattr: no way to make a read-only folder")
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+    try:
+        env = {**os.environ, "EMPATHY_WEBHOOKS_LOAD_PLUGINS": ""}
+        for command in (["stats"], ["send", "alert", "--no-wait"], ["worker"]):
+            done = subprocess.run(
+                [cli, *command, "-c", str(config)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            assert done.returncode == 2, (command, done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr
+            assert f"cannot open the SQLite store {folder / 'outbox.db'}" in done.stderr
+            assert f"the folder {folder} is read-only" in done.stderr
+    finally:
+        if root:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
+
+
+async def test_resumed_deliveries_are_never_refused_by_max_pending(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """They were accepted by an earlier emit: paged in within the bound, all delivered."""
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    events = [Event(event_type="prediction", data={"n": n}) for n in range(40)]
+    _insert_pending(db, [event.to_json() for event in events])
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), max_pending=5)
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        await dispatcher.drain()
+        assert dispatcher.get_webhook_stats("h")["refused"] == 0
+    assert sorted(r.event_id or "" for r in receiver.delivered) == sorted(
+        e.event_id for e in events
+    )

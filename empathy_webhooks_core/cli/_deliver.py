@@ -9,8 +9,10 @@ from typing import Any
 from ..dispatcher import WebhookDispatcher
 from ..events import Event
 from ..plugins import PluginManager
+from ..stores import StoreOpenError
 from ..webhooks import Webhook
 from ._common import CliError, Outcome, Outcomes, Output
+from ._store import queue_only
 
 
 def why_skipped(webhook: Webhook, event: Event) -> str:
@@ -48,6 +50,8 @@ async def deliver(
 ) -> list[Outcome]:
     """Emit `events` (or replay the dead letters `replay`) and return one outcome per event
     and webhook: delivered, failed, skipped, pending (timed out) or queued (not waited for)."""
+    if not wait:
+        store = queue_only(store, pm)
     outcomes = Outcomes()
     outcomes.register(pm)
     dispatcher = WebhookDispatcher(webhooks=list(webhooks), store=store, plugin_manager=pm)
@@ -57,6 +61,8 @@ async def deliver(
     try:
         try:
             await dispatcher.start()
+        except StoreOpenError as exc:  # it names the store and what is wrong
+            raise CliError(f"error: {exc}") from None
         except (OSError, ValueError, TypeError) as exc:
             raise CliError(f"error: cannot open the store: {exc}") from None
         remote = dispatcher.store.remote_workers
@@ -70,6 +76,12 @@ async def deliver(
                     letter = letters.get(letter_id)
                     if letter is None:
                         raise CliError(f"error: no dead letter {letter_id!r} in the store")
+                    if not letter.replayable:
+                        raise CliError(
+                            f"error: dead letter {letter_id!r} holds an event that could not "
+                            "be decoded, so it cannot be replayed; its stored text is in its "
+                            "error.stored_event (dead-letters list --json)"
+                        )
                     if letter.webhook_name not in dispatcher.webhook_names():
                         raise CliError(
                             f"error: dead letter {letter_id!r} is for webhook "

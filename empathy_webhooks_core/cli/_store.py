@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 from ..plugins import Hooks, PluginManager
-from ..stores import open_store
+from ..stores import PendingCounts, StoreOpenError, open_store
 from ._common import CliError, shown_url
 
 MEMORY = (None, "", "memory", "memory://")
@@ -32,10 +33,49 @@ def shown_store(url: str) -> str:
 
 
 async def open_durable(url: str, pm: PluginManager) -> tuple[Any, list[Any]]:
-    """The open store and the deliveries it holds pending."""
+    """The open store and the deliveries its `open()` handed back (a store that pages its
+    pending deliveries in, or counts them, hands back none: see `pending_counts`)."""
     try:
         store = open_store(url, Hooks(pm).store_backends())
-        pending = list(await store.open())
     except (OSError, ValueError, TypeError) as exc:
         raise CliError(f"error: cannot open the store {shown_store(url)}: {exc}") from None
+    try:
+        pending = list(await store.open())
+    except StoreOpenError as exc:
+        raise CliError(f"error: {exc}") from None
+    except (OSError, ValueError, TypeError) as exc:
+        await _close_quietly(store)
+        raise CliError(f"error: cannot open the store {shown_store(url)}: {exc}") from None
     return store, pending
+
+
+def queue_only(store: Any, pm: PluginManager) -> Any:
+    """The store for a command that only queues (`send --no-wait`): in its producer role
+    where it has one (SQLite: rows wait for a worker instead of this process starting to
+    send them and then leaving), else as it is (Redis producers only queue anyway)."""
+    if store in MEMORY or not isinstance(store, str):
+        return store
+    try:
+        opened = open_store(store, Hooks(pm).store_backends())
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"error: cannot open the store {shown_store(store)}: {exc}") from None
+    for_producer = getattr(opened, "for_producer", None)
+    return for_producer() if for_producer is not None else opened
+
+
+async def _close_quietly(store: Any) -> None:
+    with contextlib.suppress(Exception):
+        await store.close()
+
+
+async def pending_counts(store: Any, opened: list[Any]) -> dict[str, dict[str, int]]:
+    """Per webhook, deliveries waiting in the store (`pending`) and, of those, the ones
+    attempted at least once (`retrying`): from the store's own count when it has one."""
+    if isinstance(store, PendingCounts):
+        return await store.pending_counts()
+    counts: dict[str, dict[str, int]] = {}
+    for delivery in opened:
+        row = counts.setdefault(delivery.webhook_name, {"pending": 0, "retrying": 0})
+        row["pending"] += 1
+        row["retrying"] += delivery.attempts > 0
+    return counts

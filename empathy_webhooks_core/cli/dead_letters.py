@@ -85,7 +85,8 @@ def run_replay(args: argparse.Namespace, out: Output) -> int:
     url = store_url(args, config.store)
     ids = list(args.ids)
     if not ids:
-        ids = [d.dead_letter_id for d in asyncio.run(fetch(url, pm, args.webhook))]
+        # All that can be sent: a letter whose event could not be decoded stays listed.
+        ids = [d.dead_letter_id for d in asyncio.run(fetch(url, pm, args.webhook)) if d.replayable]
     if not ids:
         out.data({"replayed": 0, "results": []})
         out.line("no dead letters to replay")

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from ._common import EXIT_OK, Output, add_config_option, add_json_option, load
-from ._store import open_durable, shown_store, store_url
+from ._store import open_durable, pending_counts, shown_store, store_url
 
 
 def register(subparsers: Any) -> None:
@@ -25,8 +25,9 @@ def register(subparsers: Any) -> None:
 
 
 async def gather(url: str, pm: Any, names: list[str]) -> dict[str, dict[str, Any]]:
-    store, pending = await open_durable(url, pm)
+    store, opened = await open_durable(url, pm)
     try:
+        counts = await pending_counts(store, opened)
         letters = await store.dead_letters()
         extra = getattr(store, "stats", None)
         figures = await extra() if extra is not None else None
@@ -35,13 +36,12 @@ async def gather(url: str, pm: Any, names: list[str]) -> dict[str, dict[str, Any
     table: dict[str, dict[str, Any]] = {
         name: {"pending": 0, "retrying": 0, "dead_letters": 0, "last_error": None} for name in names
     }
-    for delivery in pending:
+    for name, count in counts.items():
         row = table.setdefault(
-            delivery.webhook_name,
-            {"pending": 0, "retrying": 0, "dead_letters": 0, "last_error": None},
+            name, {"pending": 0, "retrying": 0, "dead_letters": 0, "last_error": None}
         )
-        row["pending"] += 1
-        row["retrying"] += delivery.attempts > 0
+        row["pending"] += count.get("pending", 0)
+        row["retrying"] += count.get("retrying", 0)
     for letter in sorted(letters, key=lambda item: item.failed_at):
         row = table.setdefault(
             letter.webhook_name,

@@ -7,6 +7,8 @@ import asyncio
 import signal
 from typing import Any
 
+from ..plugins import Hooks
+from ..stores import StoreOpenError, open_store
 from ._common import EXIT_OK, CliError, Output, add_config_option, load
 from ._store import shown_store
 
@@ -39,12 +41,16 @@ async def _serve(webhooks: list[Any], store: str, started: Any = None) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    config, _ = load(args)
+    config, pm = load(args)
     store = args.store or config.store
     if not store or store in ("memory", "memory://"):
         raise CliError(
             "error: a worker needs a shared store: --store URL or store = ... in the configuration"
         )
+    try:
+        open_store(store, Hooks(pm).store_backends())  # a bad URL is said before starting
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"error: cannot open the store {shown_store(store)}: {exc}") from None
     # One line each way, even without -v: a worker that says nothing looks like one that hangs.
     line = (
         f"worker started: {len(config.webhooks)} webhook(s), store {shown_store(store)} "
@@ -52,6 +58,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     )
     try:
         asyncio.run(_serve(list(config.webhooks), store, lambda: out.line(line)))
+    except StoreOpenError as exc:  # it names the store and what is wrong
+        raise CliError(f"error: {exc}") from None
     finally:
         out.line("worker stopped")
     return EXIT_OK

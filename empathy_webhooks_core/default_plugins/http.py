@@ -46,8 +46,9 @@ def deliver(webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientS
 
 
 def default_verdict(webhook: Webhook, response: Response) -> Verdict:
-    """The generic rule every source agrees on: 2xx done; listed statuses retried (honouring
-    `Retry-After`); 410 gone; everything else, 3xx included, final."""
+    """The generic rule every source agrees on: 2xx done; a rate-limit answer (429, or 503
+    with `Retry-After`) waits the service's time and tries again whatever `retry_on_status`
+    says; listed statuses retried; 410 gone; everything else, 3xx included, final."""
     status = response.status
     if 200 <= status < 300:
         return Verdict(outcome=Outcome.SUCCESS)
@@ -56,16 +57,22 @@ def default_verdict(webhook: Webhook, response: Response) -> Verdict:
     if 300 <= status < 400:
         location = "redirect not followed"
         return Verdict(outcome=Outcome.FAIL, reason=f"{location} ({status})")
-    if status in webhook.retry_policy.retry_on_status:
-        retry_after = (
-            parse_retry_after(response.header("retry-after")) if status in (429, 503) else None
-        )
+    retry_after = (
+        parse_retry_after(response.header("retry-after")) if status in (429, 503) else None
+    )
+    if status == 429 or (status == 503 and retry_after is not None):
+        # The service says "not now", not "no": a retry list written for server errors (the
+        # reference's [500, 502, 503, 504]) must not turn it into a lost alert. It pauses the
+        # webhook and does not use up max_retries; max_rate_limited_attempts and
+        # max_rate_limit_wait_seconds still bound it.
         return Verdict(
             outcome=Outcome.RETRY,
             reason=f"HTTP {status}",
             retry_after=retry_after,
-            pause_webhook=status == 429,
+            pause_webhook=True,
         )
+    if status in webhook.retry_policy.retry_on_status:
+        return Verdict(outcome=Outcome.RETRY, reason=f"HTTP {status}")
     return Verdict(outcome=Outcome.FAIL, reason=f"rejected with HTTP {status}")
 
 

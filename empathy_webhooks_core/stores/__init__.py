@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DeadLetter, Delivery, DeliveryStore, new_delivery_id
+from .base import (
+    DeadLetter,
+    Delivery,
+    DeliveryStore,
+    PagedStore,
+    PendingCounts,
+    StoreOpenError,
+    UndecodableEvent,
+    decode_event,
+    new_delivery_id,
+)
 from .memory import MemoryStore
 
 __all__ = [
@@ -12,6 +22,11 @@ __all__ = [
     "Delivery",
     "DeliveryStore",
     "MemoryStore",
+    "PagedStore",
+    "PendingCounts",
+    "StoreOpenError",
+    "UndecodableEvent",
+    "decode_event",
     "new_delivery_id",
     "open_store",
     "store_url_problem",

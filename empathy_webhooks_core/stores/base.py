@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import itertools
+import json
+import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from ..events import Event
-from ..wire import OutgoingRequest
+from ..wire import BODY_EXCERPT_CHARS, OutgoingRequest
 
-__all__ = ["DeadLetter", "Delivery", "DeliveryStore", "new_delivery_id"]
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "DeliveryStore",
+    "PagedStore",
+    "PendingCounts",
+    "StoreOpenError",
+    "UndecodableEvent",
+    "decode_event",
+    "new_delivery_id",
+]
 
 
 #: Random per process, then a counter: unique across processes without a syscall per delivery.
@@ -23,6 +35,47 @@ _COUNTER = itertools.count()
 
 def new_delivery_id() -> str:
     return f"dlv_{_PREFIX}{next(_COUNTER):x}"
+
+
+class StoreOpenError(OSError):
+    """A store could not be opened; the message names the store (its file, its server) and
+    what to do about it."""
+
+
+class UndecodableEvent(ValueError):
+    """What a store kept for a delivery cannot be turned back into an event (not JSON, a
+    field missing, nested deeper than this process can read). The store dead-letters that
+    delivery with this reason and goes on with the others."""
+
+
+#: The dead letter's event type for a delivery whose stored event could not be decoded.
+UNDECODABLE_EVENT_TYPE = "undecodable_delivery"
+
+_EVENT_ID = re.compile(r'"event_id"\s*:\s*"([^"\\.]{1,255})"')
+
+
+def decode_event(stored: str | bytes) -> Event:
+    """The event a store kept (`Event.to_json()`), or `UndecodableEvent` saying why not.
+
+    Whatever decoding raises is caught, `RecursionError` included: one bad entry must never
+    stop a store from handing out the others, nor a restart from getting past it.
+    """
+    try:
+        envelope = json.loads(stored)
+        if not isinstance(envelope, dict):
+            raise ValueError(f"a JSON {type(envelope).__name__}, not an object")
+        return Event.from_envelope(envelope)
+    except RecursionError:
+        raise UndecodableEvent(
+            "nested deeper than this process can decode (RecursionError)"
+        ) from None
+    except KeyError as exc:
+        raise UndecodableEvent(f"the field {exc} is missing") from None
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        if len(text) > BODY_EXCERPT_CHARS:
+            text = text[:BODY_EXCERPT_CHARS] + "..."
+        raise UndecodableEvent(text) from None
 
 
 @attrs.define(kw_only=True, slots=True)
@@ -66,6 +119,54 @@ class DeadLetter:
             attempts=delivery.attempts,
             failed_at=time.time(),
         )
+
+    @classmethod
+    def undecodable(
+        cls,
+        *,
+        webhook_name: str,
+        delivery_id: str,
+        stored: str,
+        reason: str,
+        attempts: int = 0,
+    ) -> DeadLetter:
+        """A dead letter for a delivery whose stored event could not be decoded.
+
+        Its `event` is a stand-in (type `undecodable_delivery`, the original event id when it
+        can be read); the stored text is kept whole in `error["stored_event"]`, so nothing is
+        lost and an operator can repair and emit it again. It cannot be replayed as it is
+        (`replayable` is False).
+        """
+        found = _EVENT_ID.search(stored[:4096])
+        try:
+            event = Event(
+                event_type=UNDECODABLE_EVENT_TYPE,
+                event_id=found.group(1) if found else "",
+                data={"delivery_id": delivery_id},
+            )
+        except (TypeError, ValueError):  # no id in it, or one an event cannot carry
+            event = Event(
+                event_type=UNDECODABLE_EVENT_TYPE,
+                event_id="evt_undecodable_" + secrets.token_urlsafe(9),
+                data={"delivery_id": delivery_id},
+            )
+        return cls(
+            dead_letter_id="dl_" + secrets.token_urlsafe(9),
+            webhook_name=webhook_name,
+            event=event,
+            error={
+                "reason": f"the stored event cannot be decoded: {reason}",
+                "undecodable": True,
+                "stored_event": stored,
+            },
+            attempts=attempts,
+            failed_at=time.time(),
+        )
+
+    @property
+    def replayable(self) -> bool:
+        """False for a dead letter whose event could not be decoded (see `undecodable`)."""
+        return not self.error.get("undecodable")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,4 +216,39 @@ class DeliveryStore(Protocol):
 
     async def take_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
         """Remove and return a dead letter (for replay), or None if there is none by that id."""
+        ...
+
+
+@runtime_checkable
+class PagedStore(Protocol):
+    """A store that hands pending deliveries out a page at a time, instead of all at once
+    from `open()` (which then returns nothing), and sees deliveries other processes queue.
+
+    The dispatcher asks for a page whenever a webhook's lane has room, and again every
+    `poll_interval` seconds while the last answer was short, so a backlog of any size costs
+    a page of memory and new work from other processes (a producer, a process that died) is
+    picked up within about `poll_interval`.
+    """
+
+    #: Seconds between two asks while the store had nothing more to give.
+    poll_interval: float
+
+    async def take_pending(self, wanted: Mapping[str, int]) -> Sequence[Delivery]:
+        """Up to `wanted[name]` pending deliveries for each webhook name, oldest first.
+
+        Each one returned is claimed for this process: no other process is given it while
+        this one lives, and it is not returned again. Deliveries for webhooks not named stay
+        for a process that has them. A delivery whose stored event cannot be decoded is moved
+        to the dead letters (with the reason), never returned and never in the way.
+        """
+        ...
+
+
+@runtime_checkable
+class PendingCounts(Protocol):
+    """A store that can count what waits in it without taking it (`empathy-webhooks stats`)."""
+
+    async def pending_counts(self) -> dict[str, dict[str, int]]:
+        """Per webhook name: `pending` (queued or under way anywhere) and `retrying` (of
+        those, the ones attempted at least once)."""
         ...

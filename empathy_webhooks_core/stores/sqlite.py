@@ -3,7 +3,8 @@
 `store="sqlite:///outbox.db"` (SQLAlchemy's spelling: three slashes then a relative path,
 four for an absolute one). Options go in the query: `?retention=3600` keeps delivered rows
 that many seconds before they are pruned (0 deletes them on delivery), `?synchronous=full`
-trades speed for surviving power loss.
+trades speed for surviving power loss, `?lease=30` and `?poll=0.5` tune how processes share
+the file (below), `?role=producer` only queues (for a worker to deliver).
 
 Why it is crash-safe: `enqueue` returns only after the rows are committed, and a row becomes
 `delivered` only after the service answered 2xx. The journal is WAL with `synchronous=NORMAL`:
@@ -13,35 +14,55 @@ it; only a power cut or kernel crash can lose the last commits (`synchronous=ful
 that gap, measured by `benchmarks/stores.py`). A crash before the `delivered` mark is written
 means one more delivery of the same event id, which receivers de-duplicate: at least once.
 
+Several processes on one file: an application that emits and delivers, a CLI `send
+--no-wait` (a producer: it only queues), `empathy-webhooks worker` processes. Row ids are
+given inside the write transaction (which holds the file's write lock), so two processes
+never pick the same one. Every queued row has an owner: the process delivering it. A
+process's own emits are owned by it from the start; rows nobody owns (queued by a producer,
+released by a process that closed, left by one that died) are claimed a page at a time by
+whichever process has room (`take_pending`), oldest first. An owner's claim is a lease: its
+writer thread renews it every third of `lease` seconds, and a process whose lease ran out
+(hung or killed on another machine), or that no longer runs (same machine, by its pid), has
+its rows released to the others. So no delivery is sent by two live processes at once, and
+none is stranded by a process that died. A process checks for new rows every `poll`
+seconds, cheaply: `PRAGMA data_version` tells whether anyone else committed since.
+
 Every statement runs on one dedicated writer thread that owns the connection, so the event
 loop never blocks on disk and no lock is needed around the connection. The thread takes
 whatever operations queued up while it was busy and runs them in one transaction (group
 commit): many concurrent `emit` calls share a commit, and each still waits for its own.
 Marks (`delivered`, attempt counts) are not waited for: they ride the next commit.
-
-One process owns a file at a time; a second dispatcher on the same file would resume the
-same pending rows (duplicates, not losses). Several processes sharing work need Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from .._log import get_logger
-from ..events import Event
-from .base import DeadLetter, Delivery
+from ..bounds import check_number
+from .base import (
+    DeadLetter,
+    Delivery,
+    StoreOpenError,
+    UndecodableEvent,
+    decode_event,
+)
 
 __all__ = ["SQLiteStore", "open_sqlite_store"]
 
@@ -50,6 +71,10 @@ _stdlib_log = logging.getLogger(__name__)
 
 #: Delivered rows are kept this long by default (seconds), for inspection, then pruned.
 DEFAULT_RETENTION = 3600.0
+#: How long a process's claim on its rows lasts without renewal (seconds).
+DEFAULT_LEASE = 30.0
+#: Seconds between two looks for rows other processes queued or left.
+DEFAULT_POLL = 0.5
 #: The most operations one transaction takes; more wait for the next commit.
 _MAX_BATCH = 4096
 #: Rows one prune pass deletes, so a large backlog never holds the writer for long.
@@ -65,7 +90,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'queued',
     created_at REAL NOT NULL,
-    delivered_at REAL
+    delivered_at REAL,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_delivered_at
     ON deliveries (delivered_at) WHERE state = 'delivered';
@@ -78,13 +104,33 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error_json TEXT NOT NULL,
     attempts INTEGER NOT NULL,
     failed_at REAL NOT NULL,
-    replaying INTEGER NOT NULL DEFAULT 0
+    replaying INTEGER NOT NULL DEFAULT 0,
+    replaying_by TEXT
 );
+CREATE TABLE IF NOT EXISTS owners (
+    owner TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    alive_until REAL NOT NULL
+);
+"""
+
+# Files made before several processes could share one lack these columns.
+_MIGRATIONS = (
+    ("deliveries", "owner", "ALTER TABLE deliveries ADD COLUMN owner TEXT"),
+    ("dead_letters", "replaying_by", "ALTER TABLE dead_letters ADD COLUMN replaying_by TEXT"),
+)
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS deliveries_unclaimed
+    ON deliveries (webhook_name, id) WHERE state = 'queued' AND owner IS NULL;
+CREATE INDEX IF NOT EXISTS deliveries_claimed
+    ON deliveries (owner) WHERE state = 'queued' AND owner IS NOT NULL;
 """
 
 _INSERT = (
     "INSERT INTO deliveries (id, delivery_id, webhook_name, event_id, event_json, attempts,"
-    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 _Op = tuple[str, Any, "asyncio.Future[Any] | None"]
@@ -100,10 +146,39 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_result(result)
 
 
-class SQLiteStore:
-    """A durable outbox in one SQLite file (see the module docstring for the guarantees)."""
+@functools.cache
+def _host() -> str:
+    """This machine, boot and pid namespace: where a pid names the same process."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return "/".join(parts)
 
-    remote_workers = False
+
+def _pid_runs(pid: int) -> bool:
+    """Whether process `pid` of this machine still runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+class SQLiteStore:
+    """A durable outbox in one SQLite file (see the module docstring for the guarantees).
+
+    `role="worker"` (the default) delivers: what this process emits, and what waits in the
+    file (pages of it, claimed as the lanes have room). `role="producer"` only queues: its
+    rows wait for a process in the worker role (`empathy-webhooks worker`, or any dispatcher
+    on the file), as `empathy-webhooks send --no-wait` does.
+    """
 
     def __init__(
         self,
@@ -112,11 +187,20 @@ class SQLiteStore:
         retention_seconds: float = DEFAULT_RETENTION,
         synchronous: str = "normal",
         prune_interval: float | None = None,
+        lease_seconds: float = DEFAULT_LEASE,
+        poll_interval: float = DEFAULT_POLL,
+        role: str = "worker",
     ) -> None:
-        if retention_seconds < 0:
-            raise ValueError(f"retention must be 0 or more seconds, got {retention_seconds!r}")
+        # NaN would pass `< 0` and make every prune compare false (delivered rows kept forever).
+        check_number("retention", retention_seconds, at_least=0)
+        if prune_interval is not None:
+            check_number("prune_interval", prune_interval, above=0, at_most=86_400)
         if synchronous.lower() not in ("normal", "full"):
             raise ValueError(f"synchronous must be 'normal' or 'full', got {synchronous!r}")
+        check_number("lease", lease_seconds, at_least=0.1, at_most=86_400)
+        check_number("poll", poll_interval, at_least=0.01, at_most=60)
+        if role not in ("worker", "producer"):
+            raise ValueError(f"role must be 'worker' or 'producer', got {role!r}")
         self.path = Path(path)
         self.retention_seconds = float(retention_seconds)
         self.synchronous = synchronous.upper()
@@ -125,19 +209,47 @@ class SQLiteStore:
             if prune_interval is not None
             else max(1.0, min(60.0, self.retention_seconds / 2 or 60.0))
         )
+        self.lease_seconds = float(lease_seconds)
+        self.poll_interval = float(poll_interval)
+        self.role = role
+        #: A producer leaves delivery to the processes in the worker role.
+        self.remote_workers = role == "producer"
+        #: This process's name on its claims (one per open store).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._next_id = 0
         # Dead letters taken for replay whose new delivery is not committed yet: the row that
         # enqueues the replay deletes the letter in the same transaction, so a crash between
         # `take_dead_letter` and `enqueue` keeps the letter instead of losing it.
         self._replaying: set[tuple[str, str]] = set()
         self._last_prune = 0.0
+        # Claims (writer thread only): whether this owner is registered, when its lease is
+        # renewed next, when the others' are checked next, and per webhook the data version
+        # at which the file had no unclaimed row for it (nothing to look for until it moves).
+        self._registered = False
+        self._renew_at = 0.0
+        self._check_owners_at = 0.0
+        self._swept = False
+        self._empty_at: dict[str, int] = {}
+        self._version = -1
+        self._unknown_checked = False
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, retention_seconds={self.retention_seconds:g})"
+
+    def for_producer(self) -> SQLiteStore:
+        """The same file in the producer role: `enqueue` only, delivered by a worker."""
+        return SQLiteStore(
+            self.path,
+            retention_seconds=self.retention_seconds,
+            synchronous=self.synchronous,
+            prune_interval=self.prune_interval,
+            lease_seconds=self.lease_seconds,
+            poll_interval=self.poll_interval,
+            role="producer",
+        )
 
     # -- the writer thread -----------------------------------------------------------------
 
@@ -159,8 +271,11 @@ class SQLiteStore:
         conn, loop = self._conn, self._loop
         stopping = False
         while not stopping:
+            wait = self.prune_interval
+            if self._registered:
+                wait = min(wait, max(0.01, self._renew_at - time.time()))
             try:
-                first = self._ops.get(timeout=self.prune_interval)
+                first = self._ops.get(timeout=wait)
             except queue.Empty:
                 first = None
             batch: list[_Op] = [] if first is None else [first]
@@ -169,10 +284,22 @@ class SQLiteStore:
                     batch.append(self._ops.get_nowait())
                 except queue.Empty:
                     break
-            ops = [op for op in batch if op[0] != _STOP]
             stops = [op for op in batch if op[0] == _STOP]
             stopping = bool(stops)
-            if ops or time.time() - self._last_prune >= self.prune_interval:
+            ops = []
+            for op in batch:
+                if op[0] == _STOP:
+                    continue
+                if op[0] == "take" and self._nothing_to_take(conn, op[1]):
+                    if op[2] is not None:
+                        loop.call_soon_threadsafe(_resolve, op[2], [], None)
+                    continue
+                ops.append(op)
+            now = time.time()
+            due = now - self._last_prune >= self.prune_interval or (
+                self._registered and now >= self._renew_at
+            )
+            if ops or due:
                 results = self._transaction(conn, ops)
                 for (_, _, future), (result, error) in zip(ops, results, strict=True):
                     if future is not None:
@@ -196,6 +323,8 @@ class SQLiteStore:
         now = time.time()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if self._registered and now >= self._renew_at:
+                self._renew(conn, now)
             by_kind: dict[str, list[int]] = {}
             for index, (kind, _, _) in enumerate(batch):
                 by_kind.setdefault(kind, []).append(index)
@@ -248,9 +377,104 @@ class SQLiteStore:
         for payload, index in zip(payloads, indexes, strict=True):  # find the culprit
             results[index] = self._savepoint(conn, fn, payload)
 
+    # -- claims (writer thread) ------------------------------------------------------------
+
+    def _register(self, conn: sqlite3.Connection, now: float) -> None:
+        """Put this process's lease in the file (on its first claim)."""
+        conn.execute(
+            "INSERT OR REPLACE INTO owners (owner, host, pid, alive_until) VALUES (?, ?, ?, ?)",
+            (self.owner, _host(), os.getpid(), now + self.lease_seconds),
+        )
+        self._registered = True
+        self._renew_at = now + self.lease_seconds / 3
+
+    def _renew(self, conn: sqlite3.Connection, now: float) -> None:
+        cursor = conn.execute(
+            "UPDATE owners SET alive_until = ? WHERE owner = ?",
+            (now + self.lease_seconds, self.owner),
+        )
+        self._renew_at = now + self.lease_seconds / 3
+        if cursor.rowcount == 0:
+            # Another process found the lease expired (this one did not renew in time: the
+            # machine slept, the process was stopped) and released its rows: what this
+            # process still holds may be sent by another too. Loud, then carry on.
+            log.error(
+                "sqlite_lease_lost",
+                store=str(self.path),
+                owner=self.owner,
+                reason=f"not renewed within {self.lease_seconds:g} s; rows this process held "
+                "were released to other processes and may be delivered twice",
+            )
+            self._register(conn, now)
+
+    def _nothing_to_take(self, conn: sqlite3.Connection, wanted: Mapping[str, int]) -> bool:
+        """True when nothing can have changed for `wanted` since it was last found empty:
+        no other process committed (`PRAGMA data_version`) and no lease is due a check."""
+        try:
+            self._version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return False
+        if time.time() >= self._check_owners_at:
+            return False
+        return all(self._empty_at.get(name) == self._version for name in wanted)
+
+    def _release_dead_owners(self, conn: sqlite3.Connection, now: float) -> None:
+        """Give the rows of processes that died (or whose lease ran out) to the living."""
+        self._check_owners_at = now + min(self.lease_seconds / 4, 5.0)
+        here = _host()
+        dead = [
+            (owner, pid)
+            for owner, host, pid, alive_until in conn.execute(
+                "SELECT owner, host, pid, alive_until FROM owners WHERE owner != ?", (self.owner,)
+            )
+            if alive_until < now or (host == here and not _pid_runs(pid))
+        ]
+        released = 0
+        for owner, pid in dead:
+            count = conn.execute(
+                "UPDATE deliveries SET owner = NULL WHERE owner = ? AND state = 'queued'",
+                (owner,),
+            ).rowcount
+            conn.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+            if count:
+                log.warning(
+                    "sqlite_claims_taken_over",
+                    store=str(self.path),
+                    owner=owner,
+                    pid=pid,
+                    count=count,
+                )
+            released += count
+        first = not self._swept
+        if first:
+            # Rows claimed by an owner the file no longer lists (a file copied mid-run).
+            self._swept = True
+            released += conn.execute(
+                "UPDATE deliveries SET owner = NULL WHERE state = 'queued'"
+                " AND owner IS NOT NULL AND owner != ? AND owner NOT IN (SELECT owner FROM owners)",
+                (self.owner,),
+            ).rowcount
+        if dead or first:
+            # A replay interrupted by its process's end leaves its letter where it was.
+            conn.execute(
+                "UPDATE dead_letters SET replaying = 0, replaying_by = NULL WHERE replaying = 1"
+                " AND (replaying_by IS NULL OR replaying_by NOT IN (SELECT owner FROM owners))"
+            )
+        if released:
+            self._empty_at.clear()
+
     # -- statements (writer thread) --------------------------------------------------------
 
-    def _do_enqueue(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _do_enqueue(self, conn: sqlite3.Connection, rows: list[list[Any]]) -> None:
+        # Ids are given under the write lock (BEGIN IMMEDIATE), so no other process can
+        # pick the same one.
+        (top,) = conn.execute("SELECT max(id) FROM deliveries").fetchone()
+        next_id = (top or 0) + 1
+        for row in rows:
+            row[0] = next_id
+            next_id += 1
+        if not self.remote_workers and not self._registered:
+            self._register(conn, time.time())
         conn.executemany(_INSERT, rows)
         if self._replaying:
             for row in rows:
@@ -263,38 +487,98 @@ class SQLiteStore:
                     )
                     self._replaying.discard(key)
 
-    def _do_attempt(self, conn: sqlite3.Connection, rows: list[tuple[int, int]]) -> None:
-        conn.executemany("UPDATE deliveries SET attempts = ? WHERE id = ?", rows)
+    def _do_attempt(self, conn: sqlite3.Connection, rows: list[tuple[int, int, str]]) -> None:
+        conn.executemany(
+            "UPDATE deliveries SET attempts = ? WHERE id = ? AND delivery_id = ?", rows
+        )
 
-    def _do_delivered(self, conn: sqlite3.Connection, rows: list[tuple[float, int, int]]) -> None:
+    def _do_delivered(
+        self, conn: sqlite3.Connection, rows: list[tuple[float, int, int, str]]
+    ) -> None:
+        # The delivery id guards against a row id given again after its row was deleted.
         if self.retention_seconds == 0:
-            conn.executemany("DELETE FROM deliveries WHERE id = ?", [(r[2],) for r in rows])
+            conn.executemany(
+                "DELETE FROM deliveries WHERE id = ? AND delivery_id = ?",
+                [(r[2], r[3]) for r in rows],
+            )
         else:
             conn.executemany(
                 "UPDATE deliveries SET state = 'delivered', delivered_at = ?, attempts = ?"
-                " WHERE id = ?",
+                " WHERE id = ? AND delivery_id = ?",
                 rows,
             )
 
-    def _do_open(self, conn: sqlite3.Connection, _: Any) -> list[tuple[Any, ...]]:
-        # A replay interrupted by a crash leaves its letter where it was.
-        conn.execute("UPDATE dead_letters SET replaying = 0 WHERE replaying = 1")
-        row = conn.execute("SELECT max(id) FROM deliveries").fetchone()
-        self._next_id = (row[0] or 0) + 1
-        return conn.execute(
-            "SELECT id, delivery_id, webhook_name, event_json, attempts, created_at"
-            " FROM deliveries WHERE state = 'queued' ORDER BY id"
-        ).fetchall()
+    def _do_open(self, conn: sqlite3.Connection, _: Any) -> None:
+        self._release_dead_owners(conn, time.time())
+
+    def _do_take(self, conn: sqlite3.Connection, wanted: Mapping[str, int]) -> list[Any]:
+        now = time.time()
+        if now >= self._check_owners_at:
+            self._release_dead_owners(conn, now)
+        taken: list[Any] = []
+        for name, limit in wanted.items():
+            if limit <= 0:
+                continue
+            page = conn.execute(
+                "SELECT id, delivery_id, webhook_name, event_json, attempts, created_at"
+                " FROM deliveries WHERE state = 'queued' AND owner IS NULL AND webhook_name = ?"
+                " ORDER BY id LIMIT ?",
+                (name, limit),
+            ).fetchall()
+            if len(page) < limit:
+                self._empty_at[name] = self._version
+            else:
+                self._empty_at.pop(name, None)
+            if page:
+                if not self._registered:
+                    self._register(conn, now)
+                conn.executemany(
+                    "UPDATE deliveries SET owner = ? WHERE id = ?",
+                    [(self.owner, row[0]) for row in page],
+                )
+                taken += page
+        if not self._unknown_checked:
+            # Once: rows for webhooks this process does not have wait for one that has them.
+            self._unknown_checked = True
+            others = conn.execute(
+                "SELECT webhook_name, count(*) FROM deliveries WHERE state = 'queued'"
+                " AND owner IS NULL GROUP BY webhook_name"
+            ).fetchall()
+            unknown = {name: count for name, count in others if name not in wanted}
+            if unknown:
+                log.warning(
+                    "pending_deliveries_for_unknown_webhooks",
+                    store=str(self.path),
+                    webhooks=unknown,
+                    reason="left in the file for a process that has these webhooks",
+                )
+        return taken
+
+    def _do_release(self, conn: sqlite3.Connection, _: Any) -> int:
+        """Closing: what this process still holds goes back to the others at once."""
+        count = conn.execute(
+            "UPDATE deliveries SET owner = NULL WHERE owner = ? AND state = 'queued'",
+            (self.owner,),
+        ).rowcount
+        conn.execute(
+            "UPDATE dead_letters SET replaying = 0, replaying_by = NULL WHERE replaying_by = ?",
+            (self.owner,),
+        )
+        conn.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
+        self._registered = False
+        return int(count)
 
     def _do_dead(self, conn: sqlite3.Connection, payload: tuple[Any, ...]) -> None:
-        store_ref, row = payload
+        store_ref, delivery_id, row = payload
         conn.execute(
             "INSERT INTO dead_letters (dead_letter_id, delivery_id, webhook_name, event_id,"
             " event_json, error_json, attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
         if store_ref is not None:
-            conn.execute("DELETE FROM deliveries WHERE id = ?", (store_ref,))
+            conn.execute(
+                "DELETE FROM deliveries WHERE id = ? AND delivery_id = ?", (store_ref, delivery_id)
+            )
 
     def _do_list_dead(self, conn: sqlite3.Connection, webhook_name: str | None) -> list[Any]:
         sql = (
@@ -313,9 +597,14 @@ class SQLiteStore:
             " event_id FROM dead_letters WHERE dead_letter_id = ? AND replaying = 0",
             (dead_letter_id,),
         ).fetchone()
+        if row is not None and not self._letter(row[:6]).replayable:
+            return ("unreplayable", row)
         if row is not None:
+            if not self._registered:
+                self._register(conn, time.time())
             conn.execute(
-                "UPDATE dead_letters SET replaying = 1 WHERE dead_letter_id = ?", (dead_letter_id,)
+                "UPDATE dead_letters SET replaying = 1, replaying_by = ? WHERE dead_letter_id = ?",
+                (self.owner, dead_letter_id),
             )
             self._replaying.add((row[1], row[6]))
         return row
@@ -328,6 +617,12 @@ class SQLiteStore:
         counts["dead_letters"] = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         return counts
 
+    def _do_pending(self, conn: sqlite3.Connection, _: Any) -> list[Any]:
+        return conn.execute(
+            "SELECT webhook_name, count(*), sum(attempts > 0) FROM deliveries"
+            " WHERE state = 'queued' GROUP BY webhook_name"
+        ).fetchall()
+
     def _prune(self, conn: sqlite3.Connection, now: float) -> int:
         cursor = conn.execute(
             "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
@@ -339,6 +634,8 @@ class SQLiteStore:
     # -- the DeliveryStore interface -------------------------------------------------------
 
     async def open(self) -> Sequence[Delivery]:
+        """Open the file. Returns nothing: what is pending is handed out a page at a time by
+        `take_pending` (this is a `PagedStore`), so a backlog of any size opens at once."""
         if self._thread is not None:
             raise RuntimeError("the SQLite store is already open")
         self._loop = asyncio.get_running_loop()
@@ -347,38 +644,71 @@ class SQLiteStore:
             target=self._run, name=f"empathy-webhooks-sqlite:{self.path.name}", daemon=True
         )
         self._thread.start()
-        rows = await self._call("open")
-        deliveries = []
-        for row_id, delivery_id, webhook_name, event_json, attempts, created_at in rows:
-            deliveries.append(
-                Delivery(
-                    webhook_name=webhook_name,
-                    event=Event.from_envelope(json.loads(event_json)),
-                    delivery_id=delivery_id,
-                    attempts=attempts,
-                    enqueued_at=created_at,
-                    store_ref=row_id,
-                )
-            )
-        return deliveries
+        await self._call("open")
+        return ()
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are begun and committed explicitly by the writer.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are begun and committed explicitly by the writer.
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._open_error(exc) from None
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreOpenError(
+                    f"cannot open the SQLite store {self.path}: it could not switch to WAL "
+                    f"mode (got {mode!r}); is it on a network file system?"
+                )
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            conn.execute("BEGIN IMMEDIATE")
+            for table, column, statement in _MIGRATIONS:
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    conn.execute(statement)
+            conn.execute("COMMIT")
+            conn.executescript(_INDEXES)
+        except StoreOpenError:
             conn.close()
-            raise RuntimeError(f"{self.path}: could not switch to WAL mode (got {mode!r})")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            conn.close()
+            raise self._open_error(exc) from None
         return conn
+
+    def _open_error(self, exc: BaseException) -> StoreOpenError:
+        """What went wrong opening the file, naming it, in words an operator can act on."""
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        detail = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.strerror:
+            detail = exc.strerror
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            return StoreOpenError(
+                f"cannot open the SQLite store {self.path}: the folder {folder} is read-only "
+                f"for this user (SQLite writes {self.path.name}, {self.path.name}-wal and "
+                f"{self.path.name}-shm there); choose a writable folder ({detail})"
+            )
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            return StoreOpenError(
+                f"cannot open the SQLite store {self.path}: the file is not readable and "
+                f"writable by this user ({detail})"
+            )
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+            return StoreOpenError(
+                f"cannot open the SQLite store {self.path}: the file is not an SQLite database"
+            )
+        return StoreOpenError(f"cannot open the SQLite store {self.path}: {detail}")
 
     async def close(self) -> None:
         if self._thread is None:
             return
+        if not self.remote_workers:
+            with contextlib.suppress(Exception):
+                await self._call("release")
         await self._call(_STOP)
         thread, self._thread = self._thread, None
         await asyncio.to_thread(thread.join)
@@ -388,6 +718,7 @@ class SQLiteStore:
         if not deliveries:
             return
         now = time.time()
+        owner = None if self.remote_workers else self.owner
         rows = []
         encoded: dict[int, str] = {}
         for delivery in deliveries:
@@ -395,60 +726,153 @@ class SQLiteStore:
             text = encoded.get(id(event))
             if text is None:
                 text = encoded[id(event)] = event.to_json()
-            delivery.store_ref = self._next_id
-            self._next_id += 1
             rows.append(
-                (
-                    delivery.store_ref,
+                [
+                    None,  # the id, given by the writer under the write lock
                     delivery.delivery_id,
                     delivery.webhook_name,
                     event.event_id,
                     text,
                     delivery.attempts,
                     now,
-                )
+                    owner,
+                ]
             )
         await self._call("enqueue", rows)
+        for delivery, row in zip(deliveries, rows, strict=True):
+            delivery.store_ref = row[0]
+
+    async def take_pending(self, wanted: Mapping[str, int]) -> Sequence[Delivery]:
+        """Claim up to `wanted[name]` unclaimed queued rows per webhook, oldest first (see
+        `PagedStore`). Rows whose event cannot be decoded go to the dead letters instead."""
+        wanted = {name: limit for name, limit in wanted.items() if limit > 0}
+        deliveries: list[Delivery] = []
+        while wanted:
+            rows = await self._call("take", wanted)
+            bad: list[tuple[Any, ...]] = []
+            for row_id, delivery_id, webhook_name, event_json, attempts, created_at in rows:
+                try:
+                    event = decode_event(event_json)
+                except UndecodableEvent as exc:
+                    bad.append((row_id, delivery_id, webhook_name, event_json, attempts, exc))
+                    continue
+                deliveries.append(
+                    Delivery(
+                        webhook_name=webhook_name,
+                        event=event,
+                        delivery_id=delivery_id,
+                        attempts=attempts,
+                        enqueued_at=created_at,
+                        store_ref=row_id,
+                    )
+                )
+            if not bad:
+                break
+            await self._dead_letter_undecodable(bad)
+            # Ask again for what the bad rows took the place of, so one bad row never
+            # makes a page look like the end of the backlog.
+            short: dict[str, int] = {}
+            for row in bad:
+                short[row[2]] = short.get(row[2], 0) + 1
+            wanted = short
+        return deliveries
+
+    async def _dead_letter_undecodable(self, bad: list[tuple[Any, ...]]) -> None:
+        for row_id, delivery_id, webhook_name, event_json, attempts, exc in bad:
+            letter = DeadLetter.undecodable(
+                webhook_name=webhook_name,
+                delivery_id=delivery_id,
+                stored=event_json,
+                reason=str(exc),
+                attempts=attempts,
+            )
+            log.error(
+                "undecodable_delivery_dead_lettered",
+                store=str(self.path),
+                webhook=webhook_name,
+                event_id=letter.event.event_id,
+                delivery_id=delivery_id,
+                dead_letter_id=letter.dead_letter_id,
+                reason=letter.error["reason"],
+            )
+            await self._call("dead", (row_id, delivery_id, self._letter_row(letter, delivery_id)))
 
     async def record_attempt(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
-            self._post("attempt", [(delivery.attempts, delivery.store_ref)])
+            self._post("attempt", [(delivery.attempts, delivery.store_ref, delivery.delivery_id)])
 
     async def mark_delivered(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
-            self._post("delivered", [(time.time(), delivery.attempts, delivery.store_ref)])
+            self._post(
+                "delivered",
+                [(time.time(), delivery.attempts, delivery.store_ref, delivery.delivery_id)],
+            )
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
         letter = DeadLetter.from_delivery(delivery, error)
-        row = (
+        row = self._letter_row(letter, delivery.delivery_id)
+        await self._call("dead", (delivery.store_ref, delivery.delivery_id, row))
+        return letter
+
+    @staticmethod
+    def _letter_row(letter: DeadLetter, delivery_id: str) -> tuple[Any, ...]:
+        return (
             letter.dead_letter_id,
-            delivery.delivery_id,
+            delivery_id,
             letter.webhook_name,
             letter.event.event_id,
             letter.event.to_json(),
-            json.dumps(error, default=str),
+            json.dumps(letter.error, default=str),
             letter.attempts,
             letter.failed_at,
         )
-        await self._call("dead", (delivery.store_ref, row))
-        return letter
 
     async def dead_letters(self, webhook_name: str | None = None) -> list[DeadLetter]:
         rows = await self._call("list_dead", webhook_name)
         return [self._letter(row) for row in rows]
 
     async def take_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        """Take a dead letter for replay (see `DeliveryStore`). Raises `ValueError` for a
+        letter whose event could not be decoded: it cannot be sent as it is."""
         row = await self._call("take_dead", dead_letter_id)
+        if row is not None and row[0] == "unreplayable":
+            raise ValueError(
+                f"dead letter {dead_letter_id!r} holds an event that could not be decoded, so "
+                "it cannot be replayed as it is; its stored text is in error['stored_event']"
+            )
         return None if row is None else self._letter(row[:6])
 
     @staticmethod
     def _letter(row: Sequence[Any]) -> DeadLetter:
         dead_letter_id, webhook_name, event_json, error_json, attempts, failed_at = row
+        # A letter stays listable whatever it holds: one bad letter never hides the others.
+        try:
+            error = json.loads(error_json)
+        except Exception:
+            error = None
+        if not isinstance(error, dict):
+            error = {"reason": "the stored error cannot be decoded", "stored_error": error_json}
+        try:
+            event = decode_event(event_json)
+        except UndecodableEvent as exc:
+            stand_in = DeadLetter.undecodable(
+                webhook_name=webhook_name,
+                delivery_id="",
+                stored=event_json,
+                reason=str(exc),
+                attempts=attempts,
+            )
+            return attrs.evolve(
+                stand_in,
+                dead_letter_id=dead_letter_id,
+                failed_at=failed_at,
+                error={**error, **stand_in.error},
+            )
         return DeadLetter(
             dead_letter_id=dead_letter_id,
             webhook_name=webhook_name,
-            event=Event.from_envelope(json.loads(event_json)),
-            error=json.loads(error_json),
+            event=event,
+            error=error,
             attempts=attempts,
             failed_at=failed_at,
         )
@@ -464,10 +888,20 @@ class SQLiteStore:
         """Rows by state (`queued`, `delivered`) and the number of dead letters."""
         return dict(await self._call("count"))
 
+    async def pending_counts(self) -> dict[str, dict[str, int]]:
+        """Per webhook: rows queued (waiting or under way, in any process) and, of those,
+        rows attempted at least once (`PendingCounts`)."""
+        rows = await self._call("pending")
+        return {
+            name: {"pending": int(count), "retrying": int(retrying or 0)}
+            for name, count, retrying in rows
+        }
+
 
 def open_sqlite_store(url: str) -> SQLiteStore:
     """A store for `sqlite:///relative/path.db` or `sqlite:////absolute/path.db`, with the
-    options `retention` (seconds) and `synchronous` (normal or full) in the query."""
+    options `retention` (seconds), `synchronous` (normal or full), `lease` and `poll`
+    (seconds) and `role` (worker or producer) in the query."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme.lower() != "sqlite":
         raise ValueError(f"not a sqlite URL: {url!r}")
@@ -482,19 +916,21 @@ def open_sqlite_store(url: str) -> SQLiteStore:
     if not path or path == ":memory:":
         raise ValueError(f"{url!r}: name a file (an in-memory database would not survive)")
     options: dict[str, Any] = {}
+    seconds = {"retention": "retention_seconds", "lease": "lease_seconds", "poll": "poll_interval"}
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-        if key == "retention":
+        if key in seconds:
             try:
-                options["retention_seconds"] = float(value)
+                options[seconds[key]] = float(value)
             except ValueError:
-                raise ValueError(f"{url!r}: retention must be seconds, got {value!r}") from None
-        elif key == "synchronous":
-            options["synchronous"] = value
+                raise ValueError(f"{url!r}: {key} must be seconds, got {value!r}") from None
+        elif key in ("synchronous", "role"):
+            options[key] = value
         else:
             from ..converter import did_you_mean
 
+            known = ("retention", "synchronous", "lease", "poll", "role")
             raise ValueError(
-                f"{url!r}: unknown option {key!r}"
-                f"{did_you_mean(key, ('retention', 'synchronous'))} (known: retention, synchronous)"
+                f"{url!r}: unknown option {key!r}{did_you_mean(key, known)}"
+                f" (known: {', '.join(known)})"
             )
     return SQLiteStore(path, **options)

@@ -54,7 +54,7 @@ import attrs
 import pytest
 
 from ..dispatcher import WebhookDispatcher
-from ..events import Event, EventType
+from ..events import MAX_SAFE_INTEGER, Event, EventType
 from ..plugins import Hooks, PluginManager, build_plugin_manager, hookimpl
 from ..webhooks import Webhook
 from ..wire import DeliveryError, DeliveryResult, OutgoingRequest
@@ -182,6 +182,20 @@ KNOWN_KEYS = (
 )
 
 
+def _safe_integer(number: int) -> int:
+    return max(-MAX_SAFE_INTEGER, min(MAX_SAFE_INTEGER, number))
+
+
+def _printable(text: str) -> str:
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
+def emit_accepts(event_type: str) -> bool:
+    """Whether `emit` takes this event type (a hypothesis filter for generated types): not
+    blank, and no line breaks, NUL or other control characters."""
+    return bool(event_type.strip()) and event_type.isprintable()
+
+
 def event_strategy(huge_text_chars: int = 20_000) -> Any:
     """A hypothesis strategy of events: any event type, odd data, missing and empty fields,
     and at most one huge string (at a key plugins read, or anywhere else)."""
@@ -191,7 +205,9 @@ def event_strategy(huge_text_chars: int = 20_000) -> Any:
     scalars = st.one_of(
         st.none(),
         st.booleans(),
-        st.integers(min_value=-(2**63), max_value=2**63),
+        # Clamped into the range emit accepts (JSON's exact integers), so its edges come up
+        # often and the draws stay those of earlier versions.
+        st.integers(min_value=-(2**63), max_value=2**63).map(_safe_integer),
         st.floats(allow_nan=False, allow_infinity=False),
         text,
     )
@@ -230,7 +246,8 @@ def event_strategy(huge_text_chars: int = 20_000) -> Any:
         event_type=st.one_of(
             st.sampled_from([member.value for member in EventType]),
             st.just(UNKNOWN_EVENT_TYPE),
-            st.text(min_size=1, max_size=40).filter(str.strip),
+            # Control characters are refused at emit (the type travels in a header).
+            st.text(min_size=1, max_size=40).filter(str.strip).map(_printable),
         ),
         data=st.builds(combine, known, extra, huge),
         user_id=optional_text,

@@ -14,6 +14,7 @@ import aiohttp
 import attrs
 
 from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core.bounds import bounded
 from empathy_webhooks_core.redaction import redact_url, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
 from empathy_webhooks_core.sender import Sender
@@ -111,7 +112,10 @@ class DatadogWebhook(Webhook):
     metric_prefix: str = "empathy"
     event_metrics: tuple[str, ...] = attrs.field(default=DEFAULT_EVENT_METRICS, converter=_names)
     metrics_batch_size: int = attrs.field(default=500, validator=_positive)
-    metrics_flush_interval: float = attrs.field(default=10.0, validator=_positive)
+    # NaN or infinity would stop metrics from ever being flushed on time.
+    metrics_flush_interval: float = attrs.field(
+        default=10.0, validator=bounded(above=0, at_most=3600)
+    )
     metrics_max_buffer: int = attrs.field(default=100_000, validator=_positive)
     _metrics: MetricBuffer = attrs.field(factory=MetricBuffer, init=False, repr=False, eq=False)
 

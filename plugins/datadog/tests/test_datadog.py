@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 
 from empathy_webhooks_core import Event, Outcome, Response, WebhookDispatcher
 from empathy_webhooks_core.delivery import render_request
+from empathy_webhooks_core.events import MAX_SAFE_INTEGER
 from empathy_webhooks_core.plugins import build_plugin_manager
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+from empathy_webhooks_core.testing.conformance import emit_accepts
 
 API_KEY = "0123456789abcdef0123456789abcdef"
 APP_KEY = "fedcba9876543210fedcba9876543210fedcba98"
@@ -412,7 +414,7 @@ def test_templates_override_per_event_type_and_render_dry(pm: Any) -> None:
 json_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers()
+    | st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=60),
     lambda inner: (
@@ -424,7 +426,7 @@ json_values = st.recursive(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    event_type=st.text(min_size=1, max_size=300).filter(str.strip),
+    event_type=st.text(min_size=1, max_size=300).filter(emit_accepts),
     data=st.dictionaries(
         st.sampled_from(
             [

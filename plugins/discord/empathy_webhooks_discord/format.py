@@ -105,10 +105,11 @@ def default_embed(event: Event) -> dict[str, Any]:
             )
     if fields:
         embed["fields"] = fields
-    # Footers show no markdown: the text goes as it is. The time is the embed's timestamp.
+    # Footers show no markdown: the text goes as it is, mentions made inert. The time is the
+    # embed's timestamp.
     who = message.context.rsplit(" | Time: ", 1)[0]
     who = "Empathy Framework" if who.startswith("Time: ") else who
-    embed["footer"] = {"text": fit_escaped(who, 300, length=utf16_len)}
+    embed["footer"] = {"text": fit_escaped(who, 300, neutralize_mentions, length=utf16_len)}
     embed["timestamp"] = format_timestamp(event.timestamp)
     return embed
 

@@ -79,7 +79,9 @@ class TestEmailConformance(WebhookConformance):
         message = email.message_from_bytes(request.body, policy=policy.default)
         assert len(message.get_all("Subject") or []) == 1
         assert message.get_all("Bcc") is None
-        assert 0 < len(message["Subject"]) <= 200
+        # Measured with runs of white space folded: the standard library's header folding can
+        # put a second space before an encoded word, which a reader never sees.
+        assert 0 < len(" ".join(message["Subject"].split())) <= 200
         assert message.get_content_type() == "multipart/alternative"
         subtypes = [part.get_content_type() for part in message.iter_parts()]  # type: ignore[attr-defined]
         assert subtypes == ["text/plain", "text/html"]

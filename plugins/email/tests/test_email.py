@@ -241,12 +241,17 @@ async def test_header_injection_from_event_data_adds_no_header(
     smtp: SMTPTestServer, title: str
 ) -> None:
     # The subject template puts the raw title in the Subject; the event type, the id and the
-    # user carry line breaks too.
+    # user carry line breaks too (the core refuses CR, LF and other control characters in an
+    # event type or id at emit, so those two carry the Unicode line separator instead).
     webhook = webhook_for(smtp, templates={"*": {"subject": "Alert: {data[title]}"}})
+    with pytest.raises(ValueError, match="control characters"):
+        security_event(event_type="bug\r\nBcc: attacker@example.com")
+    with pytest.raises(ValueError, match="control characters"):
+        security_event(event_id="evt_x\r\nBcc: attacker@example")
     event = security_event(
-        event_type="bug\r\nBcc: attacker@example.com",
+        event_type="bug\u2028Bcc: attacker@example.com",
         data={"title": title},
-        event_id="evt_x\r\nBcc: attacker@example",  # event ids hold no dots
+        event_id="evt_x\u2028Bcc: attacker@example",  # event ids hold no dots
         user_id="dev\r\nBcc: attacker@example.com",
         ordering_key="key\r\nBcc: attacker@example.com",
     )

@@ -88,7 +88,7 @@ def marker_for(webhook: GitHubWebhook, event: Event) -> str:
     """
     if event.event_type == "code_review_complete":
         return webhook.comment_marker
-    basis = finding_basis(event, resolvable=False)
+    basis = finding_basis(event)
     kind = "".join(c if c.isalnum() or c in "_-" else "-" for c in basis.kind)[:60]
     return f"<!-- empathy-webhooks:{kind}:{basis.digest()[:16]} -->"
 

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from empathy_webhooks_core import Event, WebhookDispatcher, hookimpl
 from empathy_webhooks_core.delivery import render_request
+from empathy_webhooks_core.events import MAX_SAFE_INTEGER
 from empathy_webhooks_core.plugins import build_plugin_manager
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+from empathy_webhooks_core.testing.conformance import emit_accepts
 
 TOKEN = "glsa_0123456789abcdefTOKEN"
 FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
@@ -150,10 +152,12 @@ def test_templates_override_text_and_fields() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    event_type=st.text(min_size=1, max_size=300).filter(str.strip),
+    event_type=st.text(min_size=1, max_size=300).filter(emit_accepts),
     data=st.dictionaries(
         st.sampled_from(["title", "message", "service", "endpoint", "environment", "x", "file"]),
-        st.text(max_size=20_000) | st.integers() | st.none(),
+        st.text(max_size=20_000)
+        | st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
+        | st.none(),
         max_size=7,
     ),
     tags=st.lists(st.text(max_size=300), max_size=80),

@@ -111,14 +111,14 @@ def fingerprint(event: Event) -> str:
     """`empathy-fp-<16 hex>`: the same for every event of one finding, and different for two
     findings.
 
-    The core's one rule names the finding (`empathy_webhooks_core.findings`, as a ticket:
-    `resolvable=False`): an explicit `data["fingerprint"]` (or `dedup_key`, `incident_key`,
-    `finding_id`) decides; otherwise the event type and the identifying fields (rule, check,
-    cve, title, name, ... and file, line, service, ...) do, with the finding's text (message,
+    The core's one rule names the finding (`empathy_webhooks_core.findings`): an explicit
+    `data["fingerprint"]` (or `dedup_key`, `incident_key`, `finding_id`) decides; otherwise
+    the event type and the identifying fields (rule, check, cve, title, name, ... and file,
+    line, service, ...) do, with the finding's text (message,
     summary, description, ...) joining them when no naming field is present; with neither, the
     event id. Measurements are left out: they change between two reports of one finding.
     """
-    return FINGERPRINT_PREFIX + finding_basis(event, resolvable=False).digest()[:16]
+    return FINGERPRINT_PREFIX + finding_basis(event).digest()[:16]
 
 
 def slug(text: Any) -> str:

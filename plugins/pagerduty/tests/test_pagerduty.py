@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from empathy_webhooks_core import Event, WebhookDispatcher, hookimpl
 from empathy_webhooks_core.delivery import render_request
+from empathy_webhooks_core.events import MAX_SAFE_INTEGER
 from empathy_webhooks_core.plugins import build_plugin_manager
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+from empathy_webhooks_core.testing.conformance import emit_accepts
 
 KEY = "0123456789abcdef0123456789abcdef"
 FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
@@ -305,7 +307,10 @@ def test_the_entry_point_is_discovered() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=50),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
+    | st.text(max_size=50),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
     ),
@@ -315,7 +320,7 @@ json_values = st.recursive(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    event_type=st.text(min_size=1, max_size=400).filter(str.strip),
+    event_type=st.text(min_size=1, max_size=400).filter(emit_accepts),
     data=st.dictionaries(
         st.sampled_from(
             [

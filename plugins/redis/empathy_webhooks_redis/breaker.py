@@ -159,6 +159,7 @@ class RedisCircuitBreaker:
         self._local_changes = 0
         self._used_at = -math.inf
         self._wake = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     # -- CircuitBreaker's interface --------------------------------------------------------
@@ -262,7 +263,15 @@ class RedisCircuitBreaker:
                 log.error("redis_breaker_sync_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def sync(self) -> None:
-        """Push what was recorded here since the last call and read the shared state."""
+        """Push what was recorded here since the last call and read the shared state.
+
+        One call at a time: two reads under way at once (the loop's and a caller's, on two
+        pooled connections) could be answered in either order, and the older answer would
+        then overwrite the newer mirror (a probe taken, then forgotten)."""
+        async with self._sync_lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
         ok, fail, self._ok, self._fail = self._ok, self._fail, 0, 0
         probe_result, self._probe_result = self._probe_result, None
         want_probe, self._want_probe = self._want_probe, False

@@ -19,12 +19,19 @@ Keys (all under the prefix, `empathy:` by default, so several deployments share 
   (see `breaker.py`).
 
 Durability is the server's: with `appendonly yes` an acknowledged XADD survives a Redis
-restart; without persistence it survives worker crashes, not a server crash.
+restart; without persistence it survives worker crashes, not a server crash. A server that
+lost its data (a restart without persistence, `FLUSHALL`) loses what was queued at that
+moment, and nothing after: producers add with `NOMKSTREAM`, so a stream is only ever made
+together with its group (`XGROUP CREATE ... 0 MKSTREAM`, by whoever finds it missing), and a
+worker that meets `NOGROUP` recreates the group, warns once, and goes on reading from the
+start of the new stream. The rate-limit and breaker keys start over empty (limits hold again
+from the next reservation; a breaker reads closed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -35,14 +42,22 @@ import urllib.parse
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+import attrs
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from empathy_webhooks_core._log import get_logger
+from empathy_webhooks_core.bounds import check_number
 from empathy_webhooks_core.events import Event
 from empathy_webhooks_core.ratelimit import RateLimit
 from empathy_webhooks_core.redaction import REDACTED
-from empathy_webhooks_core.stores import DeadLetter, Delivery
+from empathy_webhooks_core.stores import (
+    DeadLetter,
+    Delivery,
+    StoreOpenError,
+    UndecodableEvent,
+    decode_event,
+)
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
 from .breaker import BREAKER_SYNC, RedisCircuitBreaker
@@ -127,6 +142,49 @@ return removed
 #: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
 #: considered abandoned (its process died) and listed again.
 DEFAULT_REPLAY_LEASE = 60.0
+#: While Redis cannot be reached, a rate-limited lane asks again after this long.
+UNREACHABLE_WAIT = 0.5
+
+
+def _no_group(exc: BaseException) -> bool:
+    """Redis lost the stream or its consumer group (a restart without persistence, or a
+    FLUSHALL, which ends a blocked read with UNBLOCKED)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith(("NOGROUP", "UNBLOCKED"))
+
+
+#: A fault that comes back this soon after it cleared is the same outage (a pool's other
+#: broken connections failing one by one): not told again.
+_SAME_OUTAGE = 5.0
+
+
+class _Fault:
+    """One line when a Redis call starts failing and one when it works again, instead of a
+    line per retry for as long as the outage lasts."""
+
+    def __init__(self, event: str) -> None:
+        self.event = event
+        self.since: float | None = None
+        self.cleared = -_SAME_OUTAGE
+        self.quiet = False
+
+    def failed(self, exc: BaseException, **context: Any) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            self.quiet = self.since - self.cleared < _SAME_OUTAGE
+            if not self.quiet:
+                log.error(self.event, error=f"{type(exc).__name__}: {exc}", **context)
+
+    def ok(self, **context: Any) -> None:
+        if self.since is not None:
+            if not self.quiet:
+                log.warning(
+                    self.event.replace("_failed", "_recovered"),
+                    after_seconds=round(time.monotonic() - self.since, 3),
+                    **context,
+                )
+            self.since = None
+            self.cleared = time.monotonic()
+
 
 _OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer", "consumer_expiry")
 
@@ -145,13 +203,22 @@ class RedisRateLimiter:
         ]
         self._spans = [(count, int(seconds * 1_000_000)) for count, seconds in limit.windows()]
         self._ids = itertools.count()
+        self._webhook = webhook_name
+        self._fault = _Fault("redis_rate_limit_failed")
 
     async def reserve(self) -> float:
         member = f"{self._store.consumer}:{next(self._ids)}"
         args: list[Any] = [member]
         for count, span in self._spans:
             args += [count, span]
-        wait_us = await self._store.reserve_script(keys=self._keys, args=args)
+        try:
+            wait_us = await self._store.reserve_script(keys=self._keys, args=args)
+        except RedisError as exc:
+            # Redis unreachable: wait and ask again (the delivery stays in its lane), rather
+            # than let the error end the delivery.
+            self._fault.failed(exc, webhook=self._webhook)
+            return UNREACHABLE_WAIT
+        self._fault.ok(webhook=self._webhook)
         return 0.0 if int(wait_us) <= 0 else max(int(wait_us) / 1_000_000, 0.001)
 
 
@@ -180,8 +247,8 @@ class RedisStore:
     ) -> None:
         if role not in ("producer", "worker"):
             raise ValueError(f"role must be 'producer' or 'worker', got {role!r}")
-        if visibility_timeout <= 0:
-            raise ValueError(f"visibility_timeout must be above 0, got {visibility_timeout!r}")
+        # NaN would pass `<= 0` and hold a dead worker's deliveries forever.
+        check_number("visibility_timeout", visibility_timeout, above=0, at_most=86_400)
         if window < 1:
             raise ValueError(f"window must be 1 or more, got {window!r}")
         self.url = url
@@ -195,8 +262,7 @@ class RedisStore:
             if consumer_expiry is not None
             else max(600.0, 10 * self.visibility_timeout)
         )
-        if self.consumer_expiry <= 0:
-            raise ValueError(f"consumer_expiry must be above 0, got {consumer_expiry!r}")
+        check_number("consumer_expiry", self.consumer_expiry, above=0, at_most=30 * 86_400)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.stream = f"{prefix}deliveries"
         self.dead_key = f"{prefix}dead"
@@ -222,6 +288,9 @@ class RedisStore:
         self._breakers: list[RedisCircuitBreaker] = []
         self._stop_taking = asyncio.Event()
         self._closing = asyncio.Event()
+        self._consume_fault = _Fault("redis_consume_failed")
+        self._heartbeat_fault = _Fault("redis_heartbeat_failed")
+        self._mark_fault = _Fault("redis_mark_failed")
         # How long one XREADGROUP waits for new entries: also how long a stop may wait for
         # the read in progress (it is let finish, so nothing it takes is stranded).
         self._block_ms = max(10, min(250, int(self.visibility_timeout / 2 * 1000)))
@@ -256,10 +325,13 @@ class RedisStore:
     async def open(self) -> Sequence[Delivery]:
         self._redis = aioredis.Redis.from_url(self.url, decode_responses=True)
         try:
-            await self._redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+            await self.ensure_group()
+        except RedisError as exc:
+            await self._redis.aclose()
+            self._redis = None
+            raise StoreOpenError(
+                f"cannot open the Redis store {_safe_url(self.url)}: {type(exc).__name__}: {exc}"
+            ) from None
         self._reserve = self._redis.register_script(_RESERVE)
         self._breaker_sync = self._redis.register_script(BREAKER_SYNC)
         self._take = self._redis.register_script(_TAKE)
@@ -268,6 +340,33 @@ class RedisStore:
         self._closing.clear()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
+
+    async def ensure_group(self) -> bool:
+        """Create the stream's consumer group (and the stream) unless it exists. True when it
+        was missing: the server lost its data, or this is the first use of the prefix.
+
+        The group starts at `0`, so whatever producers added since the stream reappeared is
+        delivered."""
+        try:
+            await checked(self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True))
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            return False
+        return True
+
+    async def _recreate_group(self, where: str) -> None:
+        """The group was lost (NOGROUP): make it again, and say so once."""
+        if await self.ensure_group():
+            log.warning(
+                "redis_group_recreated",
+                stream=self.stream,
+                found_by=where,
+                consumer=self.consumer,
+                reason="the stream's consumer group was missing: Redis lost its data "
+                "(restarted without persistence, or FLUSHALL); deliveries queued before that "
+                "are lost, new ones are delivered",
+            )
 
     async def close(self) -> None:
         await self.stop_consuming()
@@ -291,26 +390,65 @@ class RedisStore:
         # A replay's letter goes in the same MULTI/EXEC as its delivery's XADD.
         pipe = self.redis.pipeline(transaction=bool(replayed))
         encoded: dict[int, str] = {}
+        entries = []
         for delivery in deliveries:
             event = delivery.event
             text = encoded.get(id(event))
             if text is None:
                 text = encoded[id(event)] = event.to_json()
-            pipe.xadd(self.stream, _entry(delivery, text))
+            entries.append(_entry(delivery, text))
+            # NOMKSTREAM: a stream is only made with its group (`ensure_group`), never by an
+            # XADD after the server lost its data, which would leave it without one.
+            pipe.xadd(self.stream, entries[-1], nomkstream=True)
         for dead_letter_id in replayed:
             pipe.hdel(self.dead_key, dead_letter_id)
             pipe.hdel(self.replaying_key, dead_letter_id)
         answers = await pipe.execute()
         for delivery, entry_id in zip(deliveries, answers, strict=False):
             delivery.store_ref = entry_id
+        for _ in range(3):
+            missing = [i for i, delivery in enumerate(deliveries) if delivery.store_ref is None]
+            if not missing:
+                break
+            # The stream is gone (its letters with it, if this was a replay): make it and its
+            # group, then add what did not go in.
+            await self._recreate_group("enqueue")
+            pipe = self.redis.pipeline(transaction=False)
+            for i in missing:
+                pipe.xadd(self.stream, entries[i], nomkstream=True)
+            for i, entry_id in zip(missing, await pipe.execute(), strict=True):
+                deliveries[i].store_ref = entry_id
+        else:
+            raise RuntimeError(f"{self.stream}: the stream kept vanishing while adding to it")
         for delivery in deliveries:
             self._replays.pop((delivery.webhook_name, delivery.event.event_id), None)
 
     async def record_attempt(self, delivery: Delivery) -> None:
-        await checked(self.redis.hset(self.attempts_key, delivery.delivery_id, delivery.attempts))
+        # The count only spares a delivery taken over by another worker some attempts: not
+        # worth failing the delivery for while Redis is away.
+        try:
+            await checked(
+                self.redis.hset(self.attempts_key, delivery.delivery_id, delivery.attempts)
+            )
+        except RedisError as exc:
+            self._mark_fault.failed(exc, stream=self.stream)
+        else:
+            self._mark_fault.ok(stream=self.stream)
 
     async def mark_delivered(self, delivery: Delivery) -> None:
-        await self._finish(delivery, None)
+        # Delivered whatever happens here: if the acknowledgement cannot be written, the entry
+        # stays pending and goes out again after the visibility timeout (at least once).
+        try:
+            await self._finish(delivery, None)
+        except RedisError as exc:
+            self._mark_fault.failed(
+                exc,
+                stream=self.stream,
+                event_id=delivery.event.event_id,
+                reason="delivered, but not acknowledged: it may be delivered again",
+            )
+        else:
+            self._mark_fault.ok(stream=self.stream)
 
     async def _finish(self, delivery: Delivery, dead: tuple[str, str] | None) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -328,15 +466,8 @@ class RedisStore:
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
         letter = DeadLetter.from_delivery(delivery, error)
-        record = {
-            "webhook_name": letter.webhook_name,
-            "event": json.loads(letter.event.to_json()),
-            "error": error,
-            "attempts": letter.attempts,
-            "failed_at": letter.failed_at,
-        }
         # The letter is written and the entry acknowledged in one transaction.
-        await self._finish(delivery, (letter.dead_letter_id, json.dumps(record, default=str)))
+        await self._finish(delivery, (letter.dead_letter_id, _record(letter)))
         return letter
 
     async def dead_letters(self, webhook_name: str | None = None) -> list[DeadLetter]:
@@ -362,7 +493,11 @@ class RedisStore:
         """Take a dead letter for replay: it is marked, not deleted, and `enqueue` of its
         delivery (same webhook and event) deletes it in the same transaction. A process that
         dies in between leaves it listed again after `replay_lease` seconds. None if there is
-        no such letter or another replay holds it."""
+        no such letter or another replay holds it. Raises `ValueError` for a letter whose
+        event could not be decoded (it cannot be sent as it is)."""
+        current: Any = await self.redis.hget(self.dead_key, dead_letter_id)
+        if current is not None:
+            _refuse_unreplayable(_letter(dead_letter_id, current))
         value = await self._take(
             keys=[self.dead_key, self.replaying_key], args=[dead_letter_id, self.replay_lease]
         )
@@ -380,6 +515,7 @@ class RedisStore:
         if value is None:
             return None
         letter = _letter(dead_letter_id, value)
+        _refuse_unreplayable(letter)
         delivery = Delivery(webhook_name=letter.webhook_name, event=letter.event)
         fields = [
             item for pair in _entry(delivery, letter.event.to_json()).items() for item in pair
@@ -392,6 +528,25 @@ class RedisStore:
             return None
         delivery.store_ref = entry_id
         return delivery
+
+    async def pending_counts(self) -> dict[str, dict[str, int]]:
+        """Per webhook: entries in the stream, that is every delivery not finished yet,
+        whether it waits for a worker (the group's lag) or a worker holds it (the consumers'
+        pending lists); and of those, the ones attempted at least once (`PendingCounts`).
+        Finished entries are deleted, so the stream holds exactly what is pending."""
+        attempted: Any = await self.redis.hgetall(self.attempts_key)
+        counts: dict[str, dict[str, int]] = {}
+        start = "-"
+        while True:
+            page: Any = await self.redis.xrange(self.stream, min=start, max="+", count=1000)
+            for _, fields in page:
+                row = counts.setdefault(fields.get("w") or "", {"pending": 0, "retrying": 0})
+                row["pending"] += 1
+                tried = attempted.get(fields.get("d") or "", fields.get("a"))
+                row["retrying"] += _int(tried) > 0
+            if len(page) < 1000:
+                return counts
+            start = "(" + page[-1][0]
 
     def make_rate_limiter(self, webhook: Any, clock: Any) -> RedisRateLimiter:
         """The dispatcher's lanes call this: one limit for the webhook across all workers."""
@@ -505,9 +660,20 @@ class RedisStore:
                 if entries:
                     # Even when stopping: these are ours now, so the lanes deliver them.
                     await self._submit(entries)
+                self._consume_fault.ok(consumer=self.consumer)
             except Exception as exc:
+                if _no_group(exc):
+                    # The server lost its data: recreate the group at once and read on.
+                    try:
+                        await self._recreate_group("worker")
+                    except Exception as again:
+                        self._consume_fault.failed(again, consumer=self.consumer)
+                        await wait_event(self._stop_taking, min(1.0, claim_every))
+                    joined = False
+                    cursor = "0-0"
+                    continue
                 # Redis restarting or unreachable: keep trying, the entries wait in the stream.
-                log.error("redis_consume_failed", error=f"{type(exc).__name__}: {exc}")
+                self._consume_fault.failed(exc, consumer=self.consumer)
                 await wait_event(self._stop_taking, min(1.0, claim_every))
 
     async def forget_dead_consumers(self) -> list[str]:
@@ -544,19 +710,17 @@ class RedisStore:
         return next_cursor, claimed
 
     async def _submit(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        ids = [fields["d"] for _, fields in entries]
+        ids = [fields.get("d") or entry_id for entry_id, fields in entries]
         counted = await checked(self.redis.hmget(self.attempts_key, ids))
         for (entry_id, fields), attempts in zip(entries, counted, strict=True):
             if entry_id in self._held:
                 continue  # reclaimed from ourselves: still under way here
-            delivery = Delivery(
-                webhook_name=fields["w"],
-                event=Event.from_envelope(json.loads(fields["e"])),
-                delivery_id=fields["d"],
-                attempts=int(attempts if attempts is not None else fields.get("a", 0)),
-                enqueued_at=float(fields.get("t", time.time())),
-                store_ref=entry_id,
-            )
+            try:
+                delivery = _delivery(entry_id, fields, attempts)
+            except UndecodableEvent as exc:
+                # One bad entry goes to the dead letters; the rest of the batch goes on.
+                await self._dead_letter_undecodable(entry_id, fields, exc)
+                continue
             try:
                 self._dispatcher.submit(delivery)
             except KeyError:
@@ -569,6 +733,33 @@ class RedisStore:
                 )
                 continue
             self._held[entry_id] = delivery
+
+    async def _dead_letter_undecodable(
+        self, entry_id: str, fields: dict[str, str], exc: UndecodableEvent
+    ) -> None:
+        letter = DeadLetter.undecodable(
+            webhook_name=fields.get("w") or "",
+            delivery_id=fields.get("d") or entry_id,
+            stored=fields.get("e", ""),
+            reason=str(exc),
+            attempts=_int(fields.get("a")),
+        )
+        log.error(
+            "undecodable_delivery_dead_lettered",
+            stream=self.stream,
+            entry_id=entry_id,
+            webhook=letter.webhook_name,
+            event_id=letter.event.event_id,
+            dead_letter_id=letter.dead_letter_id,
+            reason=letter.error["reason"],
+        )
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.dead_key, letter.dead_letter_id, _record(letter))
+        pipe.xack(self.stream, GROUP, entry_id)
+        pipe.xdel(self.stream, entry_id)
+        if fields.get("d"):
+            pipe.hdel(self.attempts_key, fields["d"])
+        await checked(pipe.execute())
 
     async def _heartbeat(self) -> None:
         """Keep what this worker holds from looking abandoned (a slow retry is not a crash)."""
@@ -591,7 +782,61 @@ class RedisStore:
                     )
                 )
             except Exception as exc:
-                log.error("redis_heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+                if _no_group(exc):
+                    # The entries went with the server's data; the consumer loop recreates
+                    # the group. What this worker holds is still delivered from memory.
+                    continue
+                self._heartbeat_fault.failed(exc, consumer=self.consumer)
+            else:
+                self._heartbeat_fault.ok(consumer=self.consumer)
+
+
+def _refuse_unreplayable(letter: DeadLetter) -> None:
+    if not letter.replayable:
+        raise ValueError(
+            f"dead letter {letter.dead_letter_id!r} holds an event that could not be decoded, "
+            "so it cannot be replayed as it is; its stored text is in error['stored_event']"
+        )
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _delivery(entry_id: str, fields: dict[str, str], attempts: Any) -> Delivery:
+    """The delivery a stream entry holds, or `UndecodableEvent` saying what is wrong."""
+    missing = [key for key in ("d", "w", "e") if not fields.get(key)]
+    if missing:
+        raise UndecodableEvent(f"the entry lacks the field(s) {', '.join(missing)}")
+    try:
+        enqueued_at = float(fields.get("t", time.time()))
+    except ValueError:
+        enqueued_at = time.time()
+    return Delivery(
+        webhook_name=fields["w"],
+        event=decode_event(fields["e"]),
+        delivery_id=fields["d"],
+        attempts=_int(attempts if attempts is not None else fields.get("a", 0)),
+        enqueued_at=enqueued_at,
+        store_ref=entry_id,
+    )
+
+
+def _record(letter: DeadLetter) -> str:
+    """A dead letter as the JSON kept in `<prefix>dead`."""
+    return json.dumps(
+        {
+            "webhook_name": letter.webhook_name,
+            "event": json.loads(letter.event.to_json()),
+            "error": letter.error,
+            "attempts": letter.attempts,
+            "failed_at": letter.failed_at,
+        },
+        default=str,
+    )
 
 
 def _entry(delivery: Delivery, event_json: str) -> dict[Any, Any]:
@@ -606,15 +851,27 @@ def _entry(delivery: Delivery, event_json: str) -> dict[Any, Any]:
 
 
 def _letter(dead_letter_id: str, value: str) -> DeadLetter:
-    record = json.loads(value)
-    return DeadLetter(
-        dead_letter_id=dead_letter_id,
-        webhook_name=record["webhook_name"],
-        event=Event.from_envelope(record["event"]),
-        error=record["error"],
-        attempts=record["attempts"],
-        failed_at=record["failed_at"],
-    )
+    """A dead letter from its JSON. A letter that does not decode is still listed (a stand-in
+    holding the stored text), so one bad letter never hides the others."""
+    try:
+        record = json.loads(value)
+        return DeadLetter(
+            dead_letter_id=dead_letter_id,
+            webhook_name=record["webhook_name"],
+            event=Event.from_envelope(record["event"]),
+            error=record["error"],
+            attempts=record["attempts"],
+            failed_at=record["failed_at"],
+        )
+    except Exception as exc:
+        reason = str(UndecodableEvent(f"{type(exc).__name__}: {exc}"))[:500]
+        webhook = ""
+        with contextlib.suppress(Exception):
+            webhook = str(json.loads(value)["webhook_name"])
+        stand_in = DeadLetter.undecodable(
+            webhook_name=webhook, delivery_id="", stored=value, reason=reason
+        )
+        return attrs.evolve(stand_in, dead_letter_id=dead_letter_id)
 
 
 def _safe_url(url: str) -> str:
