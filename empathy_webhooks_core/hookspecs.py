@@ -116,8 +116,9 @@ def on_failure(webhook: Webhook, event: Event, error: DeliveryError) -> None:
     """Told after a delivery finally failed (its retries exhausted, or a final answer).
 
     Called after the webhook's own ``on_failure`` callback, for every plugin. ``error`` is a
-    `DeliveryError`: status, body excerpt, attempts, reason and
-    last exception, with no secrets in its text. The delivery is also kept as a dead letter.
+    `DeliveryError`: status, body excerpt, attempts and reason (masked, at most 500
+    characters), and ``last_exception``, a redacted copy of the last exception (its type, its
+    masked text, no traceback), never the original. The delivery is also kept as a dead letter.
     One implementation raising is logged and does not stop the others.
     """
 

@@ -79,7 +79,9 @@ def store_url_problem(
     if spec in ("memory", "memory://"):
         return None
     if "://" not in spec:
-        return f"expected a URL such as sqlite:///outbox.db, got {spec.split('?', 1)[0]!r}"
+        # Shown only when it cannot hold credentials (user:password@host) or query tokens.
+        shown = f", got {spec!r}" if "@" not in spec and "?" not in spec else ""
+        return f"expected a URL such as sqlite:///outbox.db{shown}"
     scheme = spec.split(":", 1)[0].lower()
     if scheme not in backends:
         schemes = {"memory", *backends}
