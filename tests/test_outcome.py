@@ -101,12 +101,15 @@ def test_a_final_verdict_fails_at_once_with_its_reason_and_exception() -> None:
     assert decision.action is Action.FAIL
     assert decision.error is not None
     assert decision.error.reason == "HTTP 400"
-    assert decision.error.last_exception is broken
+    # The error keeps the exception (a redacted copy: wire.DeliveryError's own rule).
+    assert isinstance(decision.error.last_exception, ConnectionRefusedError)
+    assert str(decision.error.last_exception) == str(broken)
     assert decision.error.protocol == "SMTP"
 
 
 def test_a_rate_limit_pauses_the_lane_without_using_up_the_retry_budget() -> None:
-    # Two attempts made with max_retries=2 would leave one retry; the limited ones are free.
+    # Five attempts, four of them (this one included) rate-limited: one of max_retries=2's
+    # three attempts is used, so it retries, waiting the service's time.
     decision = decide(
         retry("HTTP 429", pause_webhook=True, retry_after=120.0),
         delivery(attempts=5, rate_limited=3),
