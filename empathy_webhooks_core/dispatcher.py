@@ -7,11 +7,10 @@ after an attempt), `failures` (callbacks, dead letters, fallback, replay), `pagi
 store holds pending) and `sessions`. Itself it holds the lifecycle, the webhook table and the
 public operations; it decides nothing about a delivery.
 
-It is longer than ~400 lines (about 490) because it is the user's API: the public methods'
-signatures and docstrings (`emit` alone documents eight fields) belong where users read them,
-and the lifecycle (open the store, sessions and lanes in order, undo a failed start, drain,
-stop) reads best in one place. The webhook table (`add_webhook`, `_open_lanes`) is the next
-candidate to move out, to `_pipeline/lane.py`.
+It is a little over ~400 lines because it is the user's API: the public methods' signatures
+and docstrings (`emit` alone documents eight fields) belong where users read them, and the
+lifecycle (open the store, sessions and lanes in order, undo a failed start, drain, stop) reads
+best in one place.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from . import monitor as monitor_module
 from ._log import get_logger
 from ._pipeline.admission import QueueFull, admit
 from ._pipeline.failures import Failures
-from ._pipeline.lane import RESUME_WINDOW, Guards, Lane, LaneSnapshot
+from ._pipeline.lane import RESUME_WINDOW, Guards, Lane, LaneSnapshot, LaneTable
 from ._pipeline.paging import Pager
 from ._pipeline.sessions import MAX_CONNECTIONS, USER_AGENT, Sessions
 from ._pipeline.work import Workers
@@ -42,9 +41,9 @@ from .events import (
     check_depth,
     data_depth_limit,
 )
-from .monitor import StatsRecorder, UnknownWebhookError, WebhookMonitor
+from .monitor import UnknownWebhookError, WebhookMonitor
 from .plugins import Hooks, get_plugin_manager
-from .redaction import redact_text, register_secrets
+from .redaction import redact_text
 from .sender import Sender
 from .stores import (
     DeadLetter,
@@ -103,8 +102,8 @@ class WebhookDispatcher:
         self._store_spec = store
         self._store: DeliveryStore | None = None
         self._sessions = Sessions(session, max_connections)
-        self._lanes: dict[str, Lane] = {}
-        self._pending_webhooks: list[tuple[Webhook, bool]] = []
+        self._table = LaneTable(self._hooks)
+        self._lanes = self._table.lanes  # the same dict, for the steps that read it
         self._timers: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
         # The store's shared limiters and breakers, if it offers them (when it opens).
@@ -149,49 +148,13 @@ class WebhookDispatcher:
 
     def add_webhook(self, webhook: Webhook, *, routed: bool = True) -> None:
         """Add a webhook. Its name must be unique within this dispatcher."""
-        if not isinstance(webhook, Webhook):
-            raise TypeError(f"expected a Webhook, got {type(webhook).__name__}")
-        names = {w.name for w, _ in self._pending_webhooks} | set(self._lanes)
-        if webhook.name in names:
-            raise ValueError(
-                f"two webhooks are named {webhook.name!r}; give one of them a distinct name="
-            )
-        self._check_type(webhook)
+        self._table.add(webhook, routed=routed)
         monitor_module.claim(webhook.name)
-        self._pending_webhooks.append((webhook, routed))
         if self._started:
             self._open_lanes()
 
-    def _check_type(self, webhook: Webhook) -> None:
-        known = self._hooks.webhook_types()
-        if not any(isinstance(webhook, cls) for cls in known.values()):
-            raise LookupError(
-                f"webhook {webhook.name!r} is a {type(webhook).__name__} (kind {webhook.kind!r}), "
-                f"and no loaded plugin provides it (loaded types: {', '.join(sorted(known))}); "
-                "is its plugin installed, and allowed by EMPATHY_WEBHOOKS_LOAD_PLUGINS?"
-            )
-
     def _open_lanes(self) -> None:
-        # A fallback given as a Webhook object joins the dispatcher (not routed: it only
-        # receives what its primary failed), so loop until no webhook is left unopened.
-        while self._pending_webhooks:
-            pending, self._pending_webhooks = self._pending_webhooks, []
-            for webhook, routed in pending:
-                lane = self._guards.lane(webhook, self._clock, routed=routed)
-                self._lanes[webhook.name] = lane
-                register_secrets(webhook.secret_values())
-                self._workers.start(lane)
-            for lane in list(self._lanes.values()):
-                fallback = lane.webhook.fallback
-                if isinstance(fallback, Webhook) and fallback.name not in self._lanes:
-                    if not any(w is fallback for w, _ in self._pending_webhooks):
-                        self._check_type(fallback)
-                        self._pending_webhooks.append((fallback, False))
-                elif isinstance(fallback, str) and fallback not in self._lanes:
-                    raise ValueError(
-                        f"webhook {lane.webhook.name!r} names fallback {fallback!r}, "
-                        "which is not one of this dispatcher's webhooks"
-                    )
+        self._table.open(self._guards, self._clock, self._workers.start)
 
     def sender_for(self, webhook: Webhook) -> Sender:
         """How a plugin sends `webhook`'s requests outside a delivery (batched metrics): the
@@ -204,9 +167,7 @@ class WebhookDispatcher:
 
     @property
     def webhooks(self) -> list[Webhook]:
-        return [lane.webhook for lane in self._lanes.values()] + [
-            w for w, _ in self._pending_webhooks
-        ]
+        return self._table.webhooks
 
     def webhook_names(self) -> list[str]:
         return [webhook.name for webhook in self.webhooks]
@@ -286,14 +247,10 @@ class WebhookDispatcher:
     async def _undo_start(self) -> None:
         """A failed `start()` leaves nothing open (no session, store or worker) and the
         dispatcher as it was, so the error is the only trace and a later start may succeed."""
-        workers = [task for lane in self._lanes.values() for task in lane.workers]
+        workers = self._table.unopen()
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        self._pending_webhooks = [
-            (lane.webhook, lane.routed) for lane in self._lanes.values()
-        ] + self._pending_webhooks
-        self._lanes.clear()
         store, self._store = self._store, None
         self._guards = Guards()
         self._failures.open(None)
@@ -487,14 +444,7 @@ class WebhookDispatcher:
 
     def lane_state(self, name: str) -> LaneSnapshot | None:
         """Live figures for the monitor (None when this dispatcher has no such webhook)."""
-        lane = self._lanes.get(name)
-        if lane is None:
-            if any(w.name == name for w, _ in self._pending_webhooks):
-                return LaneSnapshot(
-                    recorder=StatsRecorder(), max_pending=self.webhook(name).max_pending
-                )
-            return None
-        return lane.snapshot()
+        return self._table.snapshot(name)
 
     def get_webhook_stats(self, name: str) -> dict[str, Any]:
         """This dispatcher's figures for one webhook (see `WebhookMonitor`)."""

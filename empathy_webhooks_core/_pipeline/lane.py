@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 
 import attrs
 
@@ -14,13 +15,15 @@ from ..breaker import Breaker, CircuitBreaker
 from ..clock import Clock
 from ..events import Event
 from ..monitor import StatsRecorder
+from ..plugins import Hooks
 from ..ratelimit import Limiter, RateLimiter
+from ..redaction import register_secrets
 from ..routing import EventMatcher, passes_filter
 from ..stores import DeliveryStore, SharesBreakers, SharesRateLimits
 from ..webhooks import Webhook
 from .unit import Delivery
 
-__all__ = ["RESUME_WINDOW", "Guards", "Lane", "LaneSnapshot"]
+__all__ = ["RESUME_WINDOW", "Guards", "Lane", "LaneSnapshot", "LaneTable"]
 
 #: A lane takes at most this many deliveries from a `PagedStore` ahead of sending them (or
 #: twice its `max_concurrency`, if more; never more than its `max_pending`), and asks for more
@@ -195,3 +198,79 @@ class Guards:
         if self.breakers is not None and webhook.circuit_breaker.enabled:
             breaker = self.breakers.make_circuit_breaker(webhook, clock)
         return Lane(webhook, clock, routed=routed, limiter=limiter, breaker=breaker)
+
+
+class LaneTable:
+    """A dispatcher's webhooks: the open lanes by name (`lanes`), and the webhooks added but
+    not opened yet (`waiting`: before `start`, and a fallback given as a `Webhook` object)."""
+
+    def __init__(self, hooks: Hooks) -> None:
+        self._hooks = hooks
+        self.lanes: dict[str, Lane] = {}
+        self.waiting: list[tuple[Webhook, bool]] = []
+
+    def add(self, webhook: Webhook, *, routed: bool = True) -> None:
+        """Add a webhook (opened by the next `open`). Its name must be unique here."""
+        if not isinstance(webhook, Webhook):
+            raise TypeError(f"expected a Webhook, got {type(webhook).__name__}")
+        names = {w.name for w, _ in self.waiting} | set(self.lanes)
+        if webhook.name in names:
+            raise ValueError(
+                f"two webhooks are named {webhook.name!r}; give one of them a distinct name="
+            )
+        self._check_type(webhook)
+        self.waiting.append((webhook, routed))
+
+    def _check_type(self, webhook: Webhook) -> None:
+        known = self._hooks.webhook_types()
+        if not any(isinstance(webhook, cls) for cls in known.values()):
+            raise LookupError(
+                f"webhook {webhook.name!r} is a {type(webhook).__name__} (kind {webhook.kind!r}), "
+                f"and no loaded plugin provides it (loaded types: {', '.join(sorted(known))}); "
+                "is its plugin installed, and allowed by EMPATHY_WEBHOOKS_LOAD_PLUGINS?"
+            )
+
+    def open(self, guards: Guards, clock: Clock, start: Callable[[Lane], None]) -> None:
+        """Open a lane for every waiting webhook (`start` starts its workers)."""
+        # A fallback given as a Webhook object joins the dispatcher (not routed: it only
+        # receives what its primary failed), so loop until no webhook is left unopened.
+        while self.waiting:
+            pending, self.waiting = self.waiting, []
+            for webhook, routed in pending:
+                lane = guards.lane(webhook, clock, routed=routed)
+                self.lanes[webhook.name] = lane
+                register_secrets(webhook.secret_values())
+                start(lane)
+            for lane in list(self.lanes.values()):
+                fallback = lane.webhook.fallback
+                if isinstance(fallback, Webhook) and fallback.name not in self.lanes:
+                    if not any(w is fallback for w, _ in self.waiting):
+                        self._check_type(fallback)
+                        self.waiting.append((fallback, False))
+                elif isinstance(fallback, str) and fallback not in self.lanes:
+                    raise ValueError(
+                        f"webhook {lane.webhook.name!r} names fallback {fallback!r}, "
+                        "which is not one of this dispatcher's webhooks"
+                    )
+
+    def unopen(self) -> list[asyncio.Task[None]]:
+        """Put every lane's webhook back to waiting (a failed start); returns the workers to
+        cancel."""
+        workers = [task for lane in self.lanes.values() for task in lane.workers]
+        self.waiting = [(lane.webhook, lane.routed) for lane in self.lanes.values()] + self.waiting
+        self.lanes.clear()
+        return workers
+
+    @property
+    def webhooks(self) -> list[Webhook]:
+        return [lane.webhook for lane in self.lanes.values()] + [w for w, _ in self.waiting]
+
+    def snapshot(self, name: str) -> LaneSnapshot | None:
+        """The lane's live figures (empty ones for a webhook not opened yet), or None."""
+        lane = self.lanes.get(name)
+        if lane is not None:
+            return lane.snapshot()
+        for webhook, _ in self.waiting:
+            if webhook.name == name:
+                return LaneSnapshot(recorder=StatsRecorder(), max_pending=webhook.max_pending)
+        return None
