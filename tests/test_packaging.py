@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 from trove_classifiers import classifiers as KNOWN_CLASSIFIERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +107,14 @@ def test_wheel_and_sdist_carry_the_licence(source: Path, tmp_path: Path) -> None
     assert "Classifier: Typing :: Typed" in metadata
     assert "License-Expression: MIT" in metadata
     assert "Classifier: License ::" not in metadata
+    if source != ROOT:
+        # The plugin's bounded core range (tests/test_versions.py) is what pip will enforce.
+        (core,) = [
+            Requirement(line.split(":", 1)[1])
+            for line in metadata.splitlines()
+            if line.startswith("Requires-Dist: empathy-webhooks-core")
+        ]
+        (declared,) = [
+            Requirement(d) for d in _project(source)["dependencies"] if "webhooks-core" in d
+        ]
+        assert core.specifier == declared.specifier and not list(core.specifier.filter(["99.0.0"]))
