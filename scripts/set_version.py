@@ -8,10 +8,9 @@ changes it. It writes:
 - the core requirement of every plugin and of every `examples/*` plugin: the compatible range
   below. An example stands for a third-party plugin, so its own version is left alone.
 
-The compatible range follows semantic versioning. From 1.0 on, only a major release may break,
-so a plugin of X.Y.Z accepts `>=X.Y,<X+1`. Before 1.0, semver lets any minor release break
-(0.2 may change what 0.1 plugins rely on), so a 0.Y plugin accepts only `>=0.Y,<0.Y+1`: the
-same rule as a caret requirement (`^0.1`) in Cargo or npm.
+The compatible range follows semantic versioning (`compatible_range` in the core's
+`_version.py`, which `empathy-webhooks new-plugin` uses too): `>=X.Y,<X+1` from 1.0 on, and
+`>=0.Y,<0.Y+1` before 1.0, where semver lets any minor release break.
 
 `--check` writes nothing and exits 1, naming each file, when the tree is not at the version
 given (or, with no version, at the core's own). `--root` points at another checkout.
@@ -20,8 +19,10 @@ given (or, with no version, at the core's own). `--root` points at another check
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 CORE = "empathy-webhooks-core"
@@ -43,12 +44,22 @@ def parse(version: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
+def _load_rule() -> Callable[[str], str]:
+    # The rule lives beside the version in the core; loaded by path, so running this script
+    # needs neither an install nor the core's dependencies.
+    path = Path(__file__).resolve().parents[1] / VERSION_FILE
+    spec = importlib.util.spec_from_file_location("_empathy_webhooks_version", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rule: Callable[[str], str] = module.compatible_range
+    return rule
+
+
 def compatible_range(version: str) -> str:
-    """The core versions a plugin built against `version` accepts (see the module docstring)."""
-    major, minor, _ = parse(version)
-    if major == 0:
-        return f">={major}.{minor},<{major}.{minor + 1}"
-    return f">={major}.{minor},<{major + 1}"
+    """The core versions a plugin built against `version` accepts."""
+    parse(version)
+    return _load_rule()(version)
 
 
 def core_version(root: Path) -> str:
