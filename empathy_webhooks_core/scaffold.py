@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from string import Template
 
+from empathy_webhooks_core._version import compatible_range
+
 __all__ = ["create_plugin", "main", "plugin_names"]
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
@@ -49,7 +51,7 @@ description = "$title target for empathy-webhooks."
 readme = "README.md"
 requires-python = ">=3.11"
 license = "MIT"
-dependencies = ["empathy-webhooks-core>=0.1"]
+dependencies = ["empathy-webhooks-core$core_range"]
 
 [project.optional-dependencies]
 test = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100"]
@@ -323,7 +325,9 @@ def create_plugin(name: str, dest: Path) -> Path:
         root / "tests" / f"test_{names['name']}.py": _TEST_PLUGIN,
         root / "tests" / "test_conformance.py": _TEST_CONFORMANCE,
     }
-    values = {**names, "NAME": names["name"].upper()}
+    # The core's semver-compatible range, not an open `>=`: a breaking core must not install
+    # under a plugin written against this one.
+    values = {**names, "NAME": names["name"].upper(), "core_range": compatible_range()}
     for path, template in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(Template(template).substitute(values), encoding="utf-8")

@@ -10,8 +10,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from empathy_webhooks_core import Event
+from empathy_webhooks_core._version import __version__
 from empathy_webhooks_core.delivery import render_request
 from empathy_webhooks_core.plugins import build_plugin_manager
 from empathy_webhooks_core.scaffold import create_plugin, main, plugin_names
@@ -51,6 +54,14 @@ def test_writes_the_plugin_shape(tmp_path: Path) -> None:
     ]
     project = tomllib.loads((root / "pyproject.toml").read_text())
     assert project["project"]["name"] == "empathy-webhooks-acme"
+    # Bounded like the first-party plugins' (tests/test_versions.py): this core accepted, the
+    # next breaking one (a minor release before 1.0, a major after) refused.
+    (core,) = map(Requirement, project["project"]["dependencies"])
+    assert core.name == "empathy-webhooks-core"
+    this = Version(__version__)
+    assert this in core.specifier
+    breaking = f"0.{this.minor + 1}.0" if this.major == 0 else f"{this.major + 1}.0.0"
+    assert Version(breaking) not in core.specifier
     assert project["project"]["entry-points"]["empathy_webhooks"] == {
         "acme": "empathy_webhooks_acme"
     }
