@@ -59,12 +59,12 @@ def _secrets(count: int) -> list[str]:
 
 
 def _webhooks(base: str, keys: list[str] | None, count: int) -> list[CustomWebhook]:
+    # Unsigned means leaving signing_secret out, as a user would (None is refused: it is what
+    # an unset environment variable gives).
+    if not keys:
+        return [CustomWebhook(name=f"hook{n}", url=f"{base}/hook{n}") for n in range(count)]
     return [
-        CustomWebhook(
-            name=f"hook{n}",
-            url=f"{base}/hook{n}",
-            signing_secret=keys[n] if keys else None,
-        )
+        CustomWebhook(name=f"hook{n}", url=f"{base}/hook{n}", signing_secret=(keys[n],))
         for n in range(count)
     ]
 

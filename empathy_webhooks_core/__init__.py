@@ -44,6 +44,7 @@ _EXPORTS = {
     "get_logger": "_log",
     "hookimpl": "plugins",
     "render_request": "delivery",
+    "secret_field": "redaction",
     "sign_request": "signing",
     "verify_standard_webhook": "signing",
     "verify_webhook_signature": "signing",
@@ -82,6 +83,7 @@ __all__ = [
     "get_logger",
     "hookimpl",
     "render_request",
+    "secret_field",
     "sign_request",
     "verify_standard_webhook",
     "verify_webhook_signature",
@@ -112,6 +114,7 @@ if TYPE_CHECKING:
     from .netguard import BlockedAddressError
     from .plugins import PluginContractError, hookimpl
     from .ratelimit import RateLimit
+    from .redaction import secret_field
     from .retry import RetryPolicy
     from .signing import (
         WebhookVerificationError,

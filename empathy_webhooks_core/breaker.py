@@ -5,14 +5,20 @@ from __future__ import annotations
 import collections
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from .bounds import bounded
 from .clock import Clock
 
-__all__ = ["MAX_BREAKER_SECONDS", "BreakerPolicy", "BreakerState", "CircuitBreaker"]
+__all__ = [
+    "MAX_BREAKER_SECONDS",
+    "Breaker",
+    "BreakerPolicy",
+    "BreakerState",
+    "CircuitBreaker",
+]
 
 
 class BreakerState(StrEnum):
@@ -57,6 +63,28 @@ class BreakerPolicy:
         from .converter import structure
 
         return structure(value, cls, path="circuit_breaker")
+
+
+@runtime_checkable
+class Breaker(Protocol):
+    """What a lane asks of a circuit breaker: `CircuitBreaker` in one process, or a shared
+    store's (`SharesBreakers.make_circuit_breaker`) across workers. Synchronous: it is asked
+    on every attempt, so a shared one answers from a local mirror."""
+
+    def wait_time(self) -> float | None:
+        """0 if an attempt may go now; seconds until the next probe when open; None while a
+        half-open probe is out (wait for its result)."""
+        ...
+
+    def before_attempt(self) -> None:
+        """An attempt passed the gate (a half-open breaker's probe is now out)."""
+        ...
+
+    def record(self, success: bool) -> None:
+        """An attempt finished: `success` is False for a retryable failure or a 410."""
+        ...
+
+    def current_state(self) -> BreakerState: ...
 
 
 class CircuitBreaker:

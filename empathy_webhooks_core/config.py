@@ -449,8 +449,14 @@ def _kind(value: Any) -> str:
 # -- webhooks --------------------------------------------------------------------------------
 
 
-def _is_secret(field: attrs.Attribute[Any]) -> bool:
-    return field.repr is False or bool(_SECRET_NAME.search(field.alias or field.name))
+def _is_secret(field: attrs.Attribute[Any], cls: type | None = None) -> bool:
+    from .redaction import is_secret_field
+
+    return (
+        field.repr is False
+        or is_secret_field(field, cls)
+        or bool(_SECRET_NAME.search(field.alias or field.name))
+    )
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -511,7 +517,7 @@ class _Builder:
             ):
                 unset = True
                 continue
-            if _is_secret(field) and isinstance(value, str):
+            if _is_secret(field, cls) and isinstance(value, str):
                 self.problems.secrets.add(value)
             built = self.field_value(cls, field, hints.get(field.name, field.type), value, where)
             if built is _MISSING:
@@ -591,7 +597,7 @@ class _Builder:
                     where, f"expected a string or a list of strings, got {_kind(value)}"
                 )
                 return _MISSING
-        return self.structure(tp, value, where, secret=_is_secret(field))
+        return self.structure(tp, value, where, secret=_is_secret(field, cls))
 
     def structure(self, tp: Any, value: Any, where: str, *, secret: bool = False) -> Any:
         inner = _optional(tp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import attrs
@@ -11,11 +12,11 @@ import pluggy
 from .clock import Clock
 from .events import Event
 from .plugins import Hooks
-from .redaction import redact_text
+from .redaction import bounded, register_request_secrets, request_secret_values
 from .signing import sign_request
 from .stores.base import Delivery
 from .webhooks import Webhook
-from .wire import Outcome, OutgoingRequest, Response, Verdict
+from .wire import SECRET_URL, Outcome, OutgoingRequest, Response, Verdict
 
 __all__ = ["Attempt", "PayloadTooLarge", "attempt", "render", "render_request"]
 
@@ -45,6 +46,12 @@ def render(hooks: Hooks, webhook: Webhook, delivery: Delivery) -> None:
     if delivery.request is not None:
         return
     request = hooks.format_payload(webhook, delivery.event)
+    if webhook.secret_url and not request.extras.get(SECRET_URL):
+        extras: dict[str, Any] = {**request.extras, SECRET_URL: True}
+        request = attrs.evolve(request, extras=extras)
+    # Credentials the plugin put in the request (a derived `Basic` header, a token in the
+    # URL): masked from now on wherever they show, an echo in the answer included.
+    register_request_secrets(request_secret_values(request))
     if len(request.body) > webhook.max_payload_bytes:
         raise PayloadTooLarge(
             f"payload is {len(request.body)} bytes, over this webhook's max_payload_bytes "
@@ -54,10 +61,16 @@ def render(hooks: Hooks, webhook: Webhook, delivery: Delivery) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError) and not str(exc):
-        text = "timed out"
-    return redact_text(f"{type(exc).__name__}: {text}")
+    """An exception as a reason: masked and bounded, as its text may quote the answer (a
+    malformed status line) or the URL with its credentials."""
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not break the report
+        text = ""
+    if not text:
+        timed_out = isinstance(exc, TimeoutError | asyncio.TimeoutError)
+        text = "timed out" if timed_out else type(exc).__name__
+    return bounded(f"{type(exc).__name__}: {text}")
 
 
 async def attempt(

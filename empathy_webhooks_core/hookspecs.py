@@ -101,6 +101,12 @@ def classify_response(
     Implement it when your service speaks otherwise: Slack's plain-text errors, Discord's JSON
     ``retry_after``, GitHub's 403 that is really a rate limit.
 
+    :param webhook: the webhook the attempt was made for (its ``retry_policy`` says which
+        statuses are worth another attempt).
+    :param request: the request as sent (the exact body, the signature headers, the
+        ``extras`` your ``format_payload`` put there to read back now).
+    :param response: the service's answer: status, lower-case headers, at most 64 KiB of
+        body, the time it took.
     :return: a `Verdict`, or None to leave it to others.
     """
 
@@ -108,7 +114,14 @@ def classify_response(
 @hookspec
 def on_success(webhook: Webhook, event: Event, result: DeliveryResult) -> None:
     """Told after a delivery succeeded. Every plugin's implementation is called; one that
-    raises is logged and does not affect the others. Do not block: schedule slow work."""
+    raises is logged and does not affect the others. Do not block: schedule slow work.
+
+    :param webhook: the webhook that delivered.
+    :param event: the event it delivered.
+    :param result: a `DeliveryResult`: the final status, the number of attempts, the time
+        the last one took, and the ``details`` of the plugin's verdict (a created ticket's
+        key).
+    """
 
 
 @hookspec
@@ -116,9 +129,14 @@ def on_failure(webhook: Webhook, event: Event, error: DeliveryError) -> None:
     """Told after a delivery finally failed (its retries exhausted, or a final answer).
 
     Called after the webhook's own ``on_failure`` callback, for every plugin. ``error`` is a
-    `DeliveryError`: status, body excerpt, attempts, reason and
-    last exception, with no secrets in its text. The delivery is also kept as a dead letter.
+    `DeliveryError`: status, body excerpt, attempts and reason (masked, at most 500
+    characters), and ``last_exception``, a redacted copy of the last exception (its type, its
+    masked text, no traceback), never the original. The delivery is also kept as a dead letter.
     One implementation raising is logged and does not stop the others.
+
+    :param webhook: the webhook that failed to deliver.
+    :param event: the event it failed to deliver.
+    :param error: the `DeliveryError` described above.
     """
 
 
@@ -135,13 +153,19 @@ def store_backends() -> Mapping[str, Any] | None:
 @hookspec
 def dispatcher_started(dispatcher: WebhookDispatcher) -> None:
     """Told when a dispatcher has started (its session open, its workers running). A plugin
-    whose webhooks do background work (batched metrics) can keep the dispatcher to submit it."""
+    whose webhooks do background work (batched metrics) can keep the dispatcher to submit it.
+
+    :param dispatcher: the `WebhookDispatcher` that has just started.
+    """
 
 
 @hookspec
 def flush(webhook: Webhook, dispatcher: WebhookDispatcher) -> Awaitable[None] | None:
     """Send whatever the webhook has buffered (metrics, digests).
 
-    Called for every webhook when the dispatcher drains and before it closes. Return None when
-    there is nothing of yours to flush, else an awaitable the core awaits.
+    Called for every webhook when the dispatcher drains and before it closes.
+
+    :param webhook: one of the dispatcher's webhooks (every one is offered; flush yours).
+    :param dispatcher: the `WebhookDispatcher` draining or closing.
+    :return: None when there is nothing of yours to flush, else an awaitable the core awaits.
     """

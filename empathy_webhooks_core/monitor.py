@@ -8,7 +8,10 @@ import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 if TYPE_CHECKING:
+    from ._pipeline.lane import LaneSnapshot
     from .dispatcher import WebhookDispatcher
 
 __all__ = ["STAT_DEFINITIONS", "StatsRecorder", "UnknownWebhookError", "WebhookMonitor"]
@@ -148,7 +151,7 @@ class UnknownWebhookError(KeyError):
 _dispatchers: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
 #: The final figures of webhooks whose dispatcher closed, by name, until a new dispatcher
 #: takes the name: `WebhookMonitor()` keeps answering for them after the `async with` ends.
-_retired: dict[str, dict[str, Any]] = {}
+_retired: dict[str, LaneSnapshot] = {}
 
 
 def track(dispatcher: WebhookDispatcher) -> None:
@@ -165,7 +168,7 @@ def retire(dispatcher: WebhookDispatcher) -> None:
     for name in dispatcher.webhook_names():
         state = dispatcher.lane_state(name)
         if state is not None:
-            _retired[name] = {**state, "in_flight": 0}
+            _retired[name] = attrs.evolve(state, in_flight=0)
     _dispatchers.discard(dispatcher)
 
 
@@ -193,7 +196,7 @@ class WebhookMonitor:
     def _sources(self) -> list[WebhookDispatcher]:
         return [self._dispatcher] if self._dispatcher is not None else list(_dispatchers)
 
-    def _states(self, name: str) -> list[dict[str, Any]]:
+    def _states(self, name: str) -> list[LaneSnapshot]:
         states = [
             state
             for dispatcher in self._sources()
@@ -221,14 +224,14 @@ class WebhookMonitor:
             raise UnknownWebhookError(f"no webhook named {name!r} (known: {known})")
         live = dict(_LIVE_DEFAULTS)
         for state in states:
-            live["queued"] += state["queued"]
-            live["in_flight"] += state["in_flight"]
-            live["dead_letters"] += state["dead_letters"]
-            if state["breaker_state"] != "closed":
-                live["breaker_state"] = state["breaker_state"]
-            live["disabled"] = live["disabled"] or state["disabled"]
-            live["max_pending"] = max(live["max_pending"], state.get("max_pending", 0))
-        return combine([state["recorder"] for state in states], live)
+            live["queued"] += state.queued
+            live["in_flight"] += state.in_flight
+            live["dead_letters"] += state.dead_letters
+            if state.breaker_state != "closed":
+                live["breaker_state"] = state.breaker_state
+            live["disabled"] = live["disabled"] or state.disabled
+            live["max_pending"] = max(live["max_pending"], state.max_pending)
+        return combine([state.recorder for state in states], live)
 
     def all_stats(self) -> dict[str, dict[str, Any]]:
         return {name: self.get_webhook_stats(name) for name in self.webhook_names()}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
 from .clock import Clock
 
-__all__ = ["RateLimit", "RateLimiter"]
+__all__ = ["Limiter", "RateLimit", "RateLimiter"]
 
 Strategy = Literal["sliding_window", "fixed_window"]
 _WINDOWS = {
@@ -18,6 +18,17 @@ _WINDOWS = {
     "max_requests_per_minute": 60.0,
     "max_requests_per_hour": 3600.0,
 }
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """What a lane asks of a rate limiter: `RateLimiter` in one process, or a shared store's
+    (`SharesRateLimits.make_rate_limiter`) across workers."""
+
+    async def reserve(self) -> float:
+        """Take a slot now and return 0, or take none and return the seconds to wait before
+        asking again."""
+        ...
 
 
 def _optional_positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -1,41 +1,92 @@
-"""Keeping secrets out of logs, reprs and error text.
+"""The redaction contract: what counts as a secret, and how it is kept from every output.
 
-Secrets are known two ways: by value (every webhook registers its credentials with
-`register_secrets` when a dispatcher starts) and by shape (header and field names that hold
-credentials, the secret path of Slack and Discord webhook URLs).
+One module decides, so every way out of the process (reprs, log lines, exception text, the
+exception handed to `on_failure`, dead letters, CLI output, rendered requests, attempt
+records) masks the same things the same way:
+
+* **declared values**: every value a webhook declares secret (a field made with
+  `secret_field()`, or `attrs.field(metadata={"secret": True})`; the URL of a webhook whose
+  class says `secret_url = True`; its signing secrets), as `Webhook.secret_values()` lists
+  them. A dispatcher registers them when it opens a webhook's lane (`register_secrets`), so
+  later text anywhere in the process is masked; the CLI registers those of its configuration.
+  Each value is masked in its raw, URL-encoded, JSON-escaped and base64 forms.
+* **URL credentials**: userinfo (and the `Authorization: Basic` header an HTTP client derives
+  from it), and the values of credential query parameters (`token`, `key`, `sig`, `code`...).
+  URLs are shown without query or userinfo, and without the secret path of chat webhooks.
+* **secret-named headers and keys** (`SECRET_NAME`): `Authorization`, `Proxy-Authorization`,
+  `Cookie`, `Set-Cookie`, and any name containing `secret`, `token`, `password`, `api-key`
+  (`apikey`, `api_key`), `signature`, `credential`, or ending in `-key` / `_key`.
+* **echoes**: the above found again in text a receiver sent back: a registered value, a
+  `Basic`/`Bearer` credential, a base64 blob that decodes to a registered value, a
+  secret-named JSON member or header line, a credential query parameter.
+
+Text built from a receiver's answer is also bounded (`bounded`, `EXCERPT_CHARS`): masked
+first, then cut, so no part of a secret is left at the cut.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import collections
+import contextlib
 import json
 import re
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
+
+import attrs
 
 __all__ = [
+    "EXCERPT_CHARS",
+    "MIN_SECRET_LENGTH",
     "REDACTED",
+    "SECRET",
+    "SECRET_NAME",
+    "Redactor",
+    "bounded",
+    "is_secret_field",
+    "is_secret_name",
+    "redact_headers",
     "redact_processor",
     "redact_text",
     "redact_url",
+    "redact_value",
+    "redacted_exception",
     "redacted_repr",
+    "register_request_secrets",
     "register_secrets",
+    "request_secret_values",
+    "secret_field",
+    "secret_repr",
     "url_repr",
     "url_secrets",
+    "webhook_redactor",
+    "webhook_secret_values",
 ]
 
 REDACTED = "***"
 
-_SECRET_KEYS = re.compile(
-    r"(secret|token|password|passwd|api[_-]?key|app[_-]?key|authorization|signature"
-    r"|routing[_-]?key|credential|cookie|x-auth|private[_-]?key|access[_-]?key)",
+#: Text built from a receiver's answer (a reason, an excerpt, an exception's text) is cut to
+#: this many characters, after masking.
+EXCERPT_CHARS = 500
+#: Shorter values cannot be masked without masking ordinary words; they are not registered.
+MIN_SECRET_LENGTH = 4
+#: The field metadata key that declares a credential: `attrs.field(metadata={SECRET: True})`.
+SECRET = "secret"  # noqa: S105 - a key name, not a secret
+
+#: Header names and keys whose values are credentials, whatever the value looks like.
+SECRET_NAME = re.compile(
+    r"secret|token|passw(?:or)?d|api[-_]?key|signature|credential|authorization|cookie"
+    r"|x-auth|(?:^|[-_])key$|webhook[-_]url",
     re.IGNORECASE,
 )
-#: Query parameters that carry credentials even though their names are short (Azure
-#: Functions `code`, SAS `sig`, plain `key` / `auth`).
+#: Query parameters that carry credentials though their names are short or plain (Azure
+#: Functions `code`, SAS `sig`, `key`, `auth`).
 _SECRET_QUERY_KEYS = frozenset({"code", "sig", "key", "auth", "apikey", "access_token"})
 #: Hosts whose URL path is itself the credential.
 _SECRET_PATH_HOSTS = (
@@ -46,35 +97,306 @@ _SECRET_PATH_HOSTS = (
     "powerplatform.com",
     "webhook.office.com",
 )
-_URL = re.compile(r"https?://[^\s\"'<>]+")
+_URL = re.compile(r"https?://[^\s\"'<>\\]+")
+#: A credential after an HTTP auth scheme (an echoed `Authorization` header in any format).
+_AUTH_SCHEME = re.compile(
+    r"\b(Basic|Bearer|Token|Bot|Digest|SSWS|GenieKey|Splunk)(\s+)([A-Za-z0-9._~+/-]{6,}=*)",
+    re.IGNORECASE,
+)
+#: A secret-named member of a JSON object or Python dict in text: `"X-Api-Key": "value"`.
+_QUOTED_MEMBER = re.compile(r"""(["'])([^"'\n]{1,80}?)\1(\s*[:=]\s*)(["'])((?:\\.|(?!\4).)*)\4""")
+#: A secret-named header line in text (`X-Webhook-Secret: value`, one per line).
+_HEADER_LINE = re.compile(r"(?m)^([ \t]*[A-Za-z0-9_-]{1,80}[ \t]*:[ \t]*)(\S[^\r\n]*)$")
+#: A credential query parameter in text that is not a whole URL (`/hook?token=...`).
+_QUERY_PARAM = re.compile(r"([?&;])([A-Za-z0-9_.-]{1,64})=([^&#\s\"'<>]+)")
+#: Runs that may be base64 (or base64url) of something holding a secret.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
 
-_lock = threading.Lock()
-_secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
 
-MIN_SECRET_LENGTH = 4
+def is_secret_name(name: Any) -> bool:
+    """Whether a header name or key holds a credential (see `SECRET_NAME`)."""
+    return isinstance(name, str) and bool(SECRET_NAME.search(name))
 
 
-def register_secrets(values: Iterable[str]) -> None:
-    """Remember secret values so every later log line and error text masks them."""
-    global _pattern
-    found: set[str] = set()
-    for value in values:
-        if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
-            # The same secret as it appears inside a URL or a JSON string (an echoed body).
-            found.update({value, quote(value, safe=""), json.dumps(value)[1:-1]})
-    with _lock:
-        before = len(_secrets)
-        _secrets.update(found)
-        if len(_secrets) != before:
-            ordered = sorted(_secrets, key=len, reverse=True)
-            _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+def _is_secret_query_key(key: str) -> bool:
+    return is_secret_name(key) or key.lower() in _SECRET_QUERY_KEYS
+
+
+def _b64_forms(value: str) -> set[str]:
+    raw = value.encode("utf-8", "surrogatepass")
+    return {
+        base64.b64encode(raw).decode("ascii").rstrip("="),
+        base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="),
+    }
+
+
+def _forms(value: str) -> set[str]:
+    """`value` as it appears in a URL, a JSON string and base64."""
+    forms = {value, quote(value, safe=""), quote_plus(value, safe=""), json.dumps(value)[1:-1]}
+    forms.update(f for f in _b64_forms(value) if len(f) >= MIN_SECRET_LENGTH + 2)
+    return forms
+
+
+class Redactor:
+    """A set of secret values and the masking of text, URLs, headers and values with them
+    (plus everything masked by shape). `register_secrets` grows the process-wide one;
+    `webhook_redactor` makes one for a single webhook."""
+
+    def __init__(self, values: Iterable[Any] = (), *, transient_limit: int = 512) -> None:
+        self._values: set[str] = set()
+        self._plain: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        # Values seen in rendered requests: the most recent `transient_limit` of them, so a
+        # plugin that puts a per-event value in a secret-named header cannot grow this forever.
+        self._transient: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._transient_limit = transient_limit
+        self._transient_pattern: re.Pattern[str] | None = None
+        self._transient_dirty = False
+        self._lock = threading.Lock()
+        self.add(values)
+
+    @staticmethod
+    def _usable(values: Iterable[Any]) -> list[str]:
+        found = []
+        for value in values:
+            if isinstance(value, bytes | bytearray):
+                value = bytes(value).decode("utf-8", "replace")
+            if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+                found.append(value)
+        return found
+
+    def add_transient(self, values: Iterable[Any]) -> None:
+        """Remember values for a while (the most recent `transient_limit`): credentials a
+        plugin put in a rendered request, needed to mask an echo of that request's answer."""
+        changed = False
+        with self._lock:
+            for value in self._usable(values):
+                if value in self._plain:
+                    continue
+                if value in self._transient:
+                    self._transient.move_to_end(value)
+                    continue
+                self._transient[value] = None
+                changed = True
+                while len(self._transient) > self._transient_limit:
+                    self._transient.popitem(last=False)
+            if changed:
+                # Compiled when next needed: text is masked far less often than requests are
+                # rendered (on failures and log lines, not on every delivery).
+                self._transient_dirty = True
+
+    def _transient_compiled(self) -> re.Pattern[str] | None:
+        if self._transient_dirty:
+            with self._lock:
+                if self._transient_dirty:
+                    forms = {form for value in self._transient for form in _forms(value)}
+                    ordered = sorted(forms, key=len, reverse=True)
+                    self._transient_pattern = (
+                        re.compile("|".join(re.escape(f) for f in ordered)) if ordered else None
+                    )
+                    self._transient_dirty = False
+        return self._transient_pattern
+
+    def add(self, values: Iterable[Any]) -> None:
+        found: set[str] = set()
+        plain: set[str] = set()
+        for value in self._usable(values):
+            plain.add(value)
+            found.update(_forms(value))
+        with self._lock:
+            if found <= self._values:
+                return
+            self._values |= found
+            self._plain |= plain
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._plain or value in self._transient
+
+    def union(self, values: Iterable[Any]) -> Redactor:
+        merged = Redactor([*self._plain, *self._transient])
+        merged.add(values)
+        return merged
+
+    # -- text ------------------------------------------------------------------------------
+
+    def _by_value(self, text: str) -> str:
+        for pattern in (self._pattern, self._transient_compiled()):
+            if pattern is not None:
+                text = pattern.sub(REDACTED, text)
+        return text
+
+    def _base64_holding_secret(self, match: re.Match[str]) -> str:
+        run = match.group(0)
+        if REDACTED in run:
+            return run
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                decoded = decode(run + "=" * (-len(run) % 4))
+            except (binascii.Error, ValueError):
+                continue
+            text = decoded.decode("utf-8", "replace")
+            for pattern in (self._pattern, self._transient_compiled()):
+                if pattern is not None and pattern.search(text):
+                    return REDACTED
+        return run
+
+    def text(self, text: str) -> str:
+        """`text` with every known value and every credential-shaped part masked."""
+        if not text:
+            return text
+        text = self._by_value(text)
+        if self._pattern is not None or self._transient_compiled() is not None:
+            text = _BASE64_RUN.sub(self._base64_holding_secret, text)
+        return _by_shape(text)
+
+    def url(self, url: str, *, secret_path: bool = False) -> str:
+        """A URL fit to show (see `redact_url`), known values masked too."""
+        return self._by_value(redact_url(url, secret_path=secret_path))
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """Headers fit to show: secret-named ones `***`, known values masked in the rest."""
+        return {
+            key: REDACTED if is_secret_name(key) else self.text(str(value))
+            for key, value in headers.items()
+        }
+
+    def value(self, value: Any, key: str | None = None, depth: int = 0) -> Any:
+        """A JSON-like value with secrets masked: strings, bytes, nested dicts and lists;
+        values under secret-named keys entirely. Other objects become their masked repr."""
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if key is not None and is_secret_name(key):
+            if isinstance(value, str | bytes | bytearray | list | tuple):
+                return REDACTED
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, bytes | bytearray):
+            text = bytes(value).decode("utf-8", errors="replace")
+            masked = self.text(text)
+            return value if masked == text else masked
+        if depth > 8:  # a pathological structure: show its (masked) text, do not recurse
+            return self.text(repr(value))
+        if isinstance(value, Mapping):
+            return {k: self.value(v, str(k), depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            items = [self.value(v, None, depth + 1) for v in value]
+            return items if isinstance(value, set | frozenset) else type(value)(items)
+        if isinstance(value, BaseException):
+            return self.text(f"{type(value).__name__}: {value}")
+        # Any other object reaches the output through its repr or str; mask that text now,
+        # as we cannot know what a renderer further down will do with the object.
+        text = repr(value)
+        masked = self.text(text)
+        return value if masked == text else masked
+
+
+def _mask_member(match: re.Match[str]) -> str:
+    if not is_secret_name(match.group(2)) or match.group(5) in ("", REDACTED):
+        return match.group(0)
+    opening, name, separator, quote_char = match.group(1, 2, 3, 4)
+    return f"{opening}{name}{opening}{separator}{quote_char}{REDACTED}{quote_char}"
+
+
+_BARE_SECRET_NAMES = frozenset(
+    {"authorization", "cookie", "token", "secret", "password", "apikey", "signature"}
+)
+
+
+def _mask_header_line(match: re.Match[str]) -> str:
+    name = match.group(1).split(":", 1)[0].strip()
+    # Header-shaped names only (`X-Webhook-Secret`, `api_token`, `Authorization`), not a
+    # word of prose or an error code (`DirectApiAuthorizationRequired: No sig`).
+    shaped = "-" in name or "_" in name or name.lower() in _BARE_SECRET_NAMES
+    return match.group(1) + REDACTED if shaped and is_secret_name(name) else match.group(0)
+
+
+def _mask_auth(match: re.Match[str]) -> str:
+    credential = match.group(3)
+    # "Bearer tokens are..." is prose; a credential has a digit or a symbol, or is long.
+    if not (re.search(r"[0-9+/=_.~-]", credential) or len(credential) >= 20):
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}{REDACTED}"
+
+
+def _mask_query(match: re.Match[str]) -> str:
+    if not _is_secret_query_key(unquote(match.group(2))) or match.group(3) == REDACTED:
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}={REDACTED}"
+
+
+def _by_shape(text: str) -> str:
+    if "Basic" in text or "Bearer" in text or " " in text:
+        text = _AUTH_SCHEME.sub(_mask_auth, text)
+    if '"' in text or "'" in text:
+        text = _QUOTED_MEMBER.sub(_mask_member, text)
+    if ":" in text:
+        text = _HEADER_LINE.sub(_mask_header_line, text)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_mask_query, text)
+    if "://" in text:
+        text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    return text
+
+
+# -- the process-wide registry ---------------------------------------------------------------
+
+_registry = Redactor()
+
+
+@contextlib.contextmanager
+def isolated_registry() -> Iterator[Redactor]:
+    """For tests: an empty registry until the block ends (then the process's one again), so
+    a check that a value is masked cannot pass because another test registered it."""
+    global _registry
+    saved, _registry = _registry, Redactor()
+    try:
+        yield _registry
+    finally:
+        _registry = saved
+
+
+def register_secrets(values: Iterable[Any]) -> None:
+    """Remember secret values so every later log line, error and output masks them (in raw,
+    URL-encoded, JSON-escaped and base64 forms). Values shorter than `MIN_SECRET_LENGTH`
+    are ignored."""
+    _registry.add(values)
+
+
+def register_request_secrets(values: Iterable[Any]) -> None:
+    """Remember credentials found in a rendered request for a while (the most recent 512), so
+    an echo of them in the answer is masked without the registry growing with every event."""
+    _registry.add_transient(values)
+
+
+def redact_text(text: str) -> str:
+    """`text` with every registered secret and everything credential-shaped masked."""
+    return _registry.text(text)
+
+
+def redact_value(value: Any, key: str | None = None) -> Any:
+    """A JSON-like value (a dict for `--json` output, a dead letter) with secrets masked."""
+    return _registry.value(value, key)
+
+
+def bounded(text: Any, limit: int = EXCERPT_CHARS) -> str:
+    """Text built from a receiver's answer, fit to keep: masked, then cut to `limit`
+    characters (masking first, so no part of a secret is left at the cut)."""
+    text = str(text)
+    # A bound on the work too: 64 KiB is what the HTTP delivery reads of a body.
+    text = redact_text(text[: 64 * 1024])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- URLs ------------------------------------------------------------------------------------
 
 
 def redact_url(url: str, *, secret_path: bool = False) -> str:
-    """A URL fit to show: the query dropped, and the path masked for hosts whose path is the
-    credential (Slack, Discord, Teams workflows). `secret_path=True` masks the path whatever
-    the host (a webhook URL that is a credential, sent through a relay or a test server)."""
+    """A URL fit to show: no userinfo, the query masked, and the path masked for hosts whose
+    path is the credential (Slack, Discord, Teams workflows). `secret_path=True` masks the
+    path whatever the host (a webhook whose URL is a credential, sent through a relay or a
+    test server)."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -97,20 +419,48 @@ def redact_url(url: str, *, secret_path: bool = False) -> str:
 
 
 def url_secrets(url: Any) -> list[str]:
-    """The credentials a URL carries, so they can be registered: a password in the user
-    part, and the values of query parameters named like credentials (`token`, `key`, `sig`,
-    `code`...). A URL whose path is the credential (Slack, Discord) is masked by shape."""
+    """The credentials a URL carries: the password of its userinfo (raw and decoded), the
+    `user:password` pair and its base64 (what an HTTP client sends as `Authorization: Basic`),
+    and the values of credential query parameters (`token`, `key`, `sig`, `code`...)."""
     if not isinstance(url, str):
         return []
     try:
         parts = urlsplit(url)
-        found = [parts.password] if parts.password else []
+        found: list[str] = []
+        if parts.password:
+            user, password = unquote(parts.username or ""), unquote(parts.password)
+            pair = f"{user}:{password}"
+            found += [parts.password, password, pair]
+            found.append(base64.b64encode(pair.encode("latin-1", "replace")).decode("ascii"))
+            found.append(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
         for key, value in parse_qsl(parts.query, keep_blank_values=False):
-            if _SECRET_KEYS.search(key) or key.lower() in _SECRET_QUERY_KEYS:
-                found.append(value)
+            if _is_secret_query_key(key):
+                found += [value, quote(value, safe="")]
     except ValueError:
         return []
-    return [value for value in found if value]
+    return [value for value in dict.fromkeys(found) if value]
+
+
+def _looks_like_token(part: str) -> bool:
+    if len(part) >= 16:
+        return True
+    return len(part) >= 8 and any(c.isdigit() for c in part) and any(c.isalpha() for c in part)
+
+
+def secret_url_values(url: Any) -> list[str]:
+    """What to mask of a URL that is itself a credential (a chat webhook's): the whole URL
+    (with and without its query), every token-like path segment, and every query value."""
+    if not isinstance(url, str) or not url:
+        return []
+    found = [url, *url_secrets(url)]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return found
+    found.append(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
+    found += [unquote(s) for s in parts.path.split("/") if _looks_like_token(unquote(s))]
+    found += [v for _, v in parse_qsl(parts.query) if _looks_like_token(v) and "/" not in v]
+    return list(dict.fromkeys(found))
 
 
 def url_repr(url: Any) -> str:
@@ -123,45 +473,248 @@ def redacted_repr(value: Any) -> str:
     return repr(REDACTED) if value else repr(value)
 
 
-def redact_text(text: str) -> str:
-    """`text` with every registered secret and every secret-bearing URL masked."""
-    pattern = _pattern
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
-    if "://" in text:
-        text = _URL.sub(lambda m: redact_url(m.group(0)), text)
-    return text
+def secret_repr(value: Any) -> str:
+    """The repr `secret_field()` gives a credential: a URL shown with its host only (path
+    and query masked), anything else as `'***'` when set."""
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return repr(redact_url(value, secret_path=True))
+    return redacted_repr(value)
 
 
-def _is_secret_key(key: str | None) -> bool:
-    return key is not None and bool(_SECRET_KEYS.search(key))
+# -- declaring secrets -------------------------------------------------------------------------
 
 
-def _redact_value(key: str | None, value: Any, depth: int = 0) -> Any:
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if _is_secret_key(key) and isinstance(value, str | bytes | bytearray | list | tuple):
-        return REDACTED
+def secret_field(**kwargs: Any) -> Any:
+    """`attrs.field(**kwargs)` for a credential: declared secret in its metadata (so the
+    core masks its value everywhere: reprs, logs, errors, dead letters, CLI output) and
+    shown as `'***'` by `repr` (a URL: its host only).
+
+    >>> import attrs
+    >>> @attrs.frozen
+    ... class Service:
+    ...     token: str = secret_field()
+    >>> Service(token="tk_live_123")
+    Service(token='***')
+    """
+    metadata = {**kwargs.pop("metadata", {}), SECRET: True}
+    kwargs.setdefault("repr", secret_repr)
+    return attrs.field(metadata=metadata, **kwargs)
+
+
+def is_secret_field(field: attrs.Attribute[Any], cls: type | None = None) -> bool:
+    """Whether `field` holds a credential: declared with `secret_field()` (or the `secret`
+    metadata), or a URL field (`url`, `webhook_url`) of a class whose `secret_url` is True."""
+    if field.metadata.get(SECRET):
+        return True
+    return bool(cls is not None and getattr(cls, "secret_url", False)) and field.name in (
+        "url",
+        "webhook_url",
+    )
+
+
+def _strings(value: Any, depth: int = 0) -> Iterable[str]:
     if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, bytes | bytearray):
-        text = bytes(value).decode("utf-8", errors="replace")
-        redacted = redact_text(text)
-        return value if redacted == text else redacted
-    if depth > 8:  # a pathological structure: show its (masked) text, do not recurse
-        return redact_text(repr(value))
-    if isinstance(value, Mapping):
-        return {k: _redact_value(str(k), v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [_redact_value(None, v, depth + 1) for v in value]
-        return items if isinstance(value, set | frozenset) else type(value)(items)
-    if isinstance(value, BaseException):
-        return redact_text(f"{type(value).__name__}: {value}")
-    # Any other object reaches the output through its repr or str; mask that text now, as
-    # we cannot know what a renderer further down will do with the object.
-    text = repr(value)
-    redacted = redact_text(text)
-    return value if redacted == text else redacted
+        yield value
+    elif isinstance(value, bytes | bytearray):
+        yield bytes(value).decode("utf-8", "replace")
+    elif isinstance(value, Mapping) and depth < 3:
+        for item in value.values():
+            yield from _strings(item, depth + 1)
+    elif isinstance(value, list | tuple | set | frozenset) and depth < 3:
+        for item in value:
+            yield from _strings(item, depth + 1)
+
+
+def _credential_values(value: str) -> list[str]:
+    """A secret and its credential part (`Bearer abc` -> also `abc`)."""
+    scheme, _, credential = value.partition(" ")
+    found = [value]
+    if credential and scheme.isalpha():
+        found.append(credential.strip())
+        if scheme.lower() == "basic":
+            try:
+                found.append(base64.b64decode(credential.strip()).decode("utf-8"))
+            except (binascii.Error, ValueError):
+                pass
+    return found
+
+
+def webhook_secret_values(webhook: Any) -> list[str]:
+    """Every credential a webhook holds, by its declarations: `secret_field()`s (URLs among
+    them with their token-like parts), its URL when its class says `secret_url = True`,
+    values of secret-named headers in `headers` fields, and credentials inside any URL field
+    (userinfo, `user:password` and its base64, credential query values)."""
+    if not attrs.has(type(webhook)):
+        return []
+    cls = type(webhook)
+    found: list[str] = []
+    for field in attrs.fields(cls):
+        value = getattr(webhook, field.name, None)
+        if value is None:
+            continue
+        if is_secret_field(field, cls):
+            for item in _strings(value):
+                if item.startswith(("http://", "https://")):
+                    found += secret_url_values(item)
+                else:
+                    found += _credential_values(item)
+            continue
+        if field.name == "headers" or field.name.endswith("_headers"):
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    if is_secret_name(key) and isinstance(item, str):
+                        found += _credential_values(item)
+        elif isinstance(value, str) and value.startswith(("http://", "https://")):
+            found += url_secrets(value)
+    return [value for value in dict.fromkeys(found) if value]
+
+
+def request_secret_values(request: Any) -> list[str]:
+    """Credentials in a rendered request: values of its secret-named headers, and those of
+    its URL (the whole URL and its token-like parts when it is marked a secret URL)."""
+    found: list[str] = []
+    for key, value in getattr(request, "headers", {}).items():
+        if is_secret_name(key) and isinstance(value, str):
+            found += _credential_values(value)
+    url = getattr(request, "url", None)
+    extras = getattr(request, "extras", {}) or {}
+    if extras.get("secret_url"):
+        found += secret_url_values(url)
+    else:
+        found += url_secrets(url)
+    return [value for value in dict.fromkeys(found) if value]
+
+
+def webhook_redactor(webhook: Any) -> Redactor:
+    """A redactor for output about one webhook: the registered secrets and its own."""
+    values = webhook.secret_values() if hasattr(webhook, "secret_values") else []
+    return _registry.union(values)
+
+
+def redact_headers(headers: Mapping[str, str], redactor: Redactor | None = None) -> dict[str, str]:
+    """Headers fit for a log line, a repr or CLI output: secret-named ones `***`, registered
+    values masked in the rest."""
+    return (redactor or _registry).headers(headers)
+
+
+# -- exceptions ----------------------------------------------------------------------------------
+
+_MASKED_TYPES: dict[type, type[BaseException] | None] = {}
+_MASKED_LOCK = threading.Lock()
+
+
+class RedactedError(Exception):
+    """Stands for an exception whose type could not be copied: `original_type` names it."""
+
+    original_type: str = ""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __repr__(self) -> str:
+        return f"{self.original_type or type(self).__name__}({str(self)!r})"
+
+
+def _masked_str(self: BaseException) -> str:
+    return str(self.args[0]) if self.args else ""
+
+
+def _masked_repr(self: BaseException) -> str:
+    return f"{type(self).__name__}({_masked_str(self)!r})"
+
+
+def _masked_type(cls: type[BaseException]) -> type[BaseException] | None:
+    """A subclass of `cls` whose text is its first argument, so `isinstance` checks still hold
+    for the copy but no attribute of the original can reach its text."""
+    with _MASKED_LOCK:
+        if cls in _MASKED_TYPES:
+            return _MASKED_TYPES[cls]
+        try:
+            masked: type[BaseException] | None = type(
+                cls.__name__,
+                (cls,),
+                {
+                    "__str__": _masked_str,
+                    "__repr__": _masked_repr,
+                    "__module__": cls.__module__,
+                    "__qualname__": cls.__qualname__,
+                    "__redacted__": True,
+                },
+            )
+        except TypeError:  # a final type, or one whose layout cannot be extended
+            masked = None
+        _MASKED_TYPES[cls] = masked
+        return masked
+
+
+def _exception_text(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not break the report
+        text = ""
+    return text or type(exc).__name__
+
+
+def redacted_exception(
+    exc: BaseException | None, *, limit: int = EXCERPT_CHARS, _depth: int = 0
+) -> BaseException | None:
+    """A copy of `exc` safe to hand to code we do not control (an `on_failure` callback).
+
+    The copy is an instance of a subclass of `exc`'s type (so `isinstance` checks still
+    work), its text is `exc`'s text masked and bounded, and that text is all its `str`,
+    `repr`, `args` and formatted traceback can show: numbers and masked strings of the
+    original's attributes are kept, other attributes (a request object with its URL and
+    headers) are not, the traceback (whose frames' locals some formatters print) is dropped,
+    and chained causes are copied the same way.
+    """
+    if exc is None:
+        return None
+    if getattr(type(exc), "__redacted__", False) or isinstance(exc, RedactedError):
+        return exc
+    text = bounded(f"{_exception_text(exc)}", limit)
+    masked_cls = _masked_type(type(exc))
+    clone: BaseException | None = None
+    if masked_cls is not None:
+        try:
+            clone = masked_cls.__new__(masked_cls)
+            clone.args = (text,)
+        except Exception:
+            clone = None
+    if clone is None:
+        fallback = RedactedError(text)
+        fallback.original_type = type(exc).__name__
+        clone = fallback
+    for key, value in getattr(exc, "__dict__", {}).items():
+        if key.startswith("__"):
+            continue
+        if isinstance(value, str):
+            value = bounded(value, limit)
+        elif not (value is None or isinstance(value, bool | int | float)):
+            continue
+        try:
+            setattr(clone, key, value)
+        except Exception:  # noqa: S112 - a read-only attribute: leave it out
+            continue
+    if isinstance(exc, OSError) and isinstance(clone, OSError):
+        clone.errno = exc.errno
+        clone.strerror = bounded(exc.strerror, limit) if exc.strerror else exc.strerror
+        clone.filename = None
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        clone.__notes__ = [bounded(note, limit) for note in notes]
+    if _depth < 5:
+        if exc.__cause__ is not None:
+            clone.__cause__ = redacted_exception(exc.__cause__, limit=limit, _depth=_depth + 1)
+        if exc.__context__ is not None:
+            clone.__context__ = redacted_exception(exc.__context__, limit=limit, _depth=_depth + 1)
+        clone.__suppress_context__ = exc.__suppress_context__
+    else:
+        clone.__suppress_context__ = True
+    clone.__traceback__ = None
+    return clone
+
+
+# -- logging ---------------------------------------------------------------------------------------
 
 
 def _format_exception(exc_info: Any) -> str | None:
@@ -186,5 +739,5 @@ def redact_processor(logger: Any, method_name: str, event_dict: MutableMapping[s
         if formatted is not None:
             event_dict["exception"] = formatted
     for key in list(event_dict):
-        event_dict[key] = _redact_value(key if key != "event" else None, event_dict[key])
+        event_dict[key] = _registry.value(event_dict[key], key if key != "event" else None)
     return event_dict

@@ -96,7 +96,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
-from empathy_webhooks_core import Event, OutgoingRequest, Webhook, hookimpl
+from empathy_webhooks_core import Event, OutgoingRequest, Webhook, hookimpl, secret_field
 from empathy_webhooks_core.templating import merge_payload, render_template
 from empathy_webhooks_core.webhooks import check_url
 
@@ -112,11 +112,9 @@ class $cls(Webhook):
     kind: ClassVar[str] = "$name"
 
     url: str = attrs.field(validator=lambda _, __, value: check_url(value))
-    # Credentials never appear in repr(); secret_values() lets the core mask them in logs.
-    token: str | None = attrs.field(default=None, repr=False)
-
-    def secret_values(self) -> list[str]:
-        return [*super().secret_values(), *([self.token] if self.token else [])]
+    # A declared credential: the core masks it in reprs, logs, errors, dead letters and CLI
+    # output. (A webhook whose URL is itself the credential says `secret_url = True`.)
+    token: str | None = secret_field(default=None)
 
 
 @hookimpl

@@ -13,9 +13,17 @@ from .bounds import bounded
 from .breaker import BreakerPolicy
 from .events import Event
 from .ratelimit import RateLimit
-from .redaction import url_repr, url_secrets
+from .redaction import (
+    is_secret_field,
+    redact_text,
+    secret_field,
+    secret_repr,
+    url_repr,
+    webhook_redactor,
+    webhook_secret_values,
+)
 from .retry import RetryPolicy
-from .wire import SENSITIVE_HEADERS, OutgoingRequest, masked_headers
+from .wire import OutgoingRequest, masked_headers
 
 __all__ = [
     "DEFAULT_MAX_PENDING",
@@ -140,6 +148,29 @@ def check_url(value: Any, field: str = "url") -> str:
     return value
 
 
+def _masking_repr(generated: Callable[[Any], str]) -> Callable[[Any], str]:
+    """Wrap a webhook class's repr so it never shows a value the webhook declares secret,
+    whatever each field's own `repr=` says."""
+    if getattr(generated, "__masks_secrets__", False):
+        return generated
+
+    def __repr__(self: Any) -> str:
+        text = generated(self)
+        try:
+            # A declared field left with the default repr: show it as `secret_field()` would
+            # (a URL by its host), then mask whatever else holds a secret value.
+            for field in attrs.fields(type(self)):
+                value = getattr(self, field.name, None)
+                if isinstance(value, str) and value and is_secret_field(field, type(self)):
+                    text = text.replace(repr(value), secret_repr(value))
+            return webhook_redactor(self).text(text)
+        except Exception:  # a broken secret declaration must not break repr()
+            return redact_text(text)
+
+    __repr__.__masks_secrets__ = True  # type: ignore[attr-defined]
+    return __repr__
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class Webhook:
     """What every webhook has, whatever its target.
@@ -148,9 +179,18 @@ class Webhook:
     fields. All fields are keyword-only, so subclasses may add required ones freely. Frozen:
     runtime state (queues, breaker, pause) lives in the dispatcher, so one webhook object can
     be shared by several dispatchers.
+
+    Credentials are declared, never listed by hand: a field made with `secret_field()` (or
+    `attrs.field(metadata={"secret": True})`) holds one, and `secret_url = True` on the class
+    says the webhook's URL (its `url` or `webhook_url` field) is itself one, as a chat
+    webhook's is. The core then masks them everywhere they could leave the process.
     """
 
     kind: ClassVar[str] = "webhook"
+    #: True when the URL this webhook posts to is itself the credential (Slack, Discord,
+    #: Teams webhooks): its `url` / `webhook_url` field is then masked whole, and its path
+    #: hidden wherever the URL is shown (`https://hooks.example/***`).
+    secret_url: ClassVar[bool] = False
 
     name: str = attrs.field()
     events: tuple[str, ...] = attrs.field(default=("*",), converter=_events)
@@ -163,7 +203,7 @@ class Webhook:
     on_failure: FailureCallback | None = attrs.field(
         default=None, validator=_callable_or_none("on_failure")
     )
-    signing_secret: tuple[str, ...] = attrs.field(
+    signing_secret: tuple[str, ...] = secret_field(
         default=_NO_SECRET, converter=_secrets, repr=False
     )
     sign_payload: bool | None = attrs.field(default=None, validator=_sign_payload)
@@ -200,17 +240,20 @@ class Webhook:
         """The user's override for this event type (`"*"` for all), or None."""
         return self.templates.get(event.event_type, self.templates.get("*"))
 
+    @classmethod
+    def __attrs_init_subclass__(cls) -> None:
+        # Every subclass's generated repr masks what the subclass declares secret.
+        cls.__repr__ = _masking_repr(cls.__repr__)  # type: ignore[method-assign]
+
     def secret_values(self) -> list[str]:
-        """Every credential this webhook holds, so logs can redact them. Plugins add theirs."""
-        values = list(self.signing_secret)
-        for key, value in getattr(self, "headers", {}).items():
-            if key.lower() in SENSITIVE_HEADERS or "token" in key.lower() or "key" in key.lower():
-                values.append(value)
-                _, _, credential = value.partition(" ")
-                if credential:
-                    values.append(credential)
-        values.extend(url_secrets(getattr(self, "url", None)))
-        return [value for value in values if value]
+        """Every credential this webhook holds, as its declarations say: signing secrets,
+        `secret_field()`s, its URL when `secret_url` is True, secret-named `headers`, and
+        credentials inside any URL (userinfo and its `Basic` form, credential query values).
+        The core masks each of them wherever a value could leave the process.
+
+        Overriding it to add values still works, but declaring fields is the documented way.
+        """
+        return webhook_secret_values(self)
 
     def render(
         self, event: Event | str, data: Mapping[str, Any] | None = None, **fields: Any
@@ -227,6 +270,8 @@ class Webhook:
         """A one-line description for listings; never includes secrets."""
         return f"{self.name} ({self.kind})"
 
+
+Webhook.__repr__ = _masking_repr(Webhook.__repr__)  # type: ignore[method-assign]
 
 # RFC 9110 token characters: what a header name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

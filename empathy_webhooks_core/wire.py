@@ -20,7 +20,9 @@ __all__ = [
     "json_bytes",
 ]
 
-#: Header names whose values are credentials; `repr` and logs show them masked.
+#: Header names whose values are credentials, kept for compatibility: the rule the core
+#: applies is `redaction.SECRET_NAME` (these and any name containing `secret`, `token`,
+#: `password`, `api-key`, `signature`, `cookie`, or ending in `-key`).
 SENSITIVE_HEADERS = frozenset(
     {
         "authorization",
@@ -32,15 +34,18 @@ SENSITIVE_HEADERS = frozenset(
         "x-signature",
         "webhook-signature",
         "cookie",
+        "set-cookie",
         "x-auth-token",
         "private-token",
     }
 )
 
+#: How much of an answer any reason, excerpt or exception text built from it keeps.
 BODY_EXCERPT_CHARS = 500
 
-#: An `OutgoingRequest.extras` key: True when the URL's path is itself the credential (Slack,
-#: Discord, Teams webhooks), so `repr` masks it whatever the host.
+#: An `OutgoingRequest.extras` key: True when the URL's path is itself the credential. The
+#: core sets it on every request of a webhook whose class says `secret_url = True`, so `repr`
+#: and CLI output mask the path whatever the host; plugins need not set it themselves.
 SECRET_URL = "secret_url"  # noqa: S105 - a key name, not a secret
 
 
@@ -54,18 +59,18 @@ def _frozen_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Headers fit for a log line or a repr: credential values replaced by `***`."""
-    return {
-        key: ("***" if key.lower() in SENSITIVE_HEADERS or "token" in key.lower() else value)
-        for key, value in headers.items()
-    }
+    """Headers fit for a log line or a repr: values of secret-named headers (see
+    `redaction.SECRET_NAME`) replaced by `***`, registered secrets masked in the others."""
+    from .redaction import redact_headers
+
+    return redact_headers(headers)
 
 
 def _request_repr(request: OutgoingRequest) -> str:
-    from .redaction import redact_url
+    from .redaction import redact_text, redact_url
 
     url = redact_url(request.url, secret_path=bool(request.extras.get(SECRET_URL)))
-    return (
+    return redact_text(
         f"OutgoingRequest(method={request.method!r}, url={url!r}, "
         f"headers={masked_headers(request.headers)!r}, body=<{len(request.body)} bytes>)"
     )
@@ -144,10 +149,9 @@ class Response:
 
     def excerpt(self, limit: int = BODY_EXCERPT_CHARS) -> str:
         """The start of the body, secrets masked (before cutting, so no part of one shows)."""
-        from .redaction import redact_text
+        from .redaction import bounded
 
-        text = redact_text(self.text())
-        return text if len(text) <= limit else text[: limit - 1] + "…"
+        return bounded(self.text(), limit)
 
 
 class Outcome(StrEnum):
@@ -161,6 +165,13 @@ class Outcome(StrEnum):
     """The endpoint no longer exists (410): the webhook is disabled until re-enabled."""
 
 
+def _reason(value: Any) -> str | None:
+    """A verdict's reason is often built from the answer: masked and bounded."""
+    from .redaction import bounded
+
+    return None if value is None else bounded(value)
+
+
 @attrs.frozen(kw_only=True)
 class Verdict:
     """How one attempt went, as `classify_response` decides.
@@ -168,11 +179,12 @@ class Verdict:
     `retry_after` (seconds) is the service's own wait, honoured (capped) before the next
     attempt. `pause_webhook` stops every delivery of the webhook for that wait, not just this
     one (a rate limit applies to the endpoint). `details` reaches `DeliveryResult.details`
-    (for example the created Jira key).
+    (for example the created Jira key). `reason` is kept masked and at most
+    `BODY_EXCERPT_CHARS` long, as it is often built from the answer.
     """
 
     outcome: Outcome
-    reason: str | None = None
+    reason: str | None = attrs.field(default=None, converter=_reason)
     retry_after: float | None = None
     pause_webhook: bool = False
     details: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_headers)
@@ -199,8 +211,12 @@ class DeliveryError(Exception):
 
     Carries the last status (None when no answer came) and the `protocol` it belongs to
     ("HTTP", or "SMTP" for email), a bounded excerpt of the answer's body, the number of
-    attempts, the reason and the last exception, if any. Its text never contains the
-    webhook's secrets.
+    attempts, the reason and the last exception, if any.
+
+    Nothing in it shows a secret: `reason`, `body_excerpt`, its text and `to_dict()` are
+    masked and bounded (`BODY_EXCERPT_CHARS`), and `last_exception` is a redacted copy of the
+    exception (same type, masked text, no traceback; see `redaction.redacted_exception`),
+    never the original, whose text may hold a URL with its credentials.
     """
 
     def __init__(
@@ -215,14 +231,16 @@ class DeliveryError(Exception):
         last_exception: BaseException | None = None,
         protocol: str = "HTTP",
     ) -> None:
-        self.reason = reason
+        from .redaction import bounded, redacted_exception
+
+        self.reason = bounded(reason)
         self.protocol = protocol
         self.webhook_name = webhook_name
         self.event_id = event_id
         self.attempts = attempts
         self.status = status
-        self.body_excerpt = body_excerpt
-        self.last_exception = last_exception
+        self.body_excerpt = bounded(body_excerpt) if body_excerpt is not None else None
+        self.last_exception = redacted_exception(last_exception)
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -239,11 +257,11 @@ class DeliveryError(Exception):
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe summary, as dead-letter records keep it (secrets masked)."""
-        from .redaction import redact_text
+        """A JSON-safe summary, as dead-letter records keep it (masked and bounded)."""
+        from .redaction import bounded
 
         def masked(text: str | None) -> str | None:
-            return redact_text(text) if text is not None else None
+            return bounded(text) if text is not None else None
 
         return {
             "reason": masked(self.reason),

@@ -19,7 +19,7 @@ from typing import Any
 from ._log import get_logger
 from .dispatcher import WebhookDispatcher
 from .plugins import Hooks, get_plugin_manager
-from .stores import DeliveryStore, open_store
+from .stores import DeliveryStore, HasWorkerRole, StopsConsuming, open_store
 from .webhooks import Webhook
 
 __all__ = ["run_worker", "worker_store"]
@@ -34,10 +34,8 @@ DEFAULT_GRACE_SECONDS = 10.0
 def worker_store(store: str | DeliveryStore, hooks: Hooks) -> DeliveryStore:
     """The store from its URL (or object), switched to its worker role if it has one."""
     opened = open_store(store, hooks.store_backends())
-    for_worker = getattr(opened, "for_worker", None)
-    if for_worker is not None:
-        worker: DeliveryStore = for_worker()
-        return worker
+    if isinstance(opened, HasWorkerRole):
+        return opened.for_worker()
     return opened
 
 
@@ -76,9 +74,8 @@ async def run_worker(
         )
         await stop.wait()
         log.info("worker_stopping")
-        stop_taking = getattr(dispatcher.store, "stop_consuming", None)
-        if stop_taking is not None:
-            await stop_taking()
+        if isinstance(dispatcher.store, StopsConsuming):
+            await dispatcher.store.stop_consuming()
         try:
             await dispatcher.close(timeout=grace)
         except TimeoutError as exc:

@@ -435,6 +435,19 @@ def test_a_store_plugin_left_out_is_named_with_the_variable(tmp_path: Path) -> N
     assert loaded.returncode == 0, loaded.stderr
 
 
+def test_a_misspelt_redis_store_option_is_caught_by_validate(tmp_path: Path) -> None:
+    """redis-py would carry an unknown query option to its connection and fail only when it
+    first connects; the store's own options and redis-py's are known, anything else is not."""
+    pytest.importorskip("empathy_webhooks_redis")
+    env = {"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "redis"}
+    bad = _config(tmp_path, "redis://127.0.0.1:6379/0?prefx=team:")
+    result = cli("validate", "-c", str(bad), env=env)
+    assert result.returncode == 2, result.stdout
+    assert "unknown option 'prefx' (did you mean 'prefix'?)" in result.stderr
+    good = _config(tmp_path, "redis://127.0.0.1:6379/0?prefix=team:&socket_timeout=5")
+    assert cli("validate", "-c", str(good), env=env).returncode == 0
+
+
 def test_a_bad_store_override_is_a_usage_error(tmp_path: Path) -> None:
     config = _config(tmp_path)
     result = cli("stats", "-c", str(config), "--store", "sqlite:///x.db?synchronus=full")

@@ -45,7 +45,10 @@ def test_every_hookspec_is_documented(spec) -> None:
     assert len(doc) >= 80, f"{spec.__name__} needs a docstring that says when it fires"
     documented = set(re.findall(r":param (\w+):", doc))
     parameters = set(inspect.signature(spec).parameters)
-    assert documented <= parameters, f"{spec.__name__} documents unknown parameters"
+    assert documented == parameters, (
+        f"{spec.__name__}: document every parameter with ':param name:' "
+        f"(missing {sorted(parameters - documented)}, unknown {sorted(documented - parameters)})"
+    )
     returns_something = inspect.signature(spec).return_annotation not in ("None", None)
     if returns_something:
         assert ":return" in doc or "return" in doc.lower(), (
@@ -76,6 +79,20 @@ def test_the_site_builds_strictly_and_shows_every_hook_and_parameter(tmp_path: P
         assert f"{spec.__name__} (" in re.sub(r"\s+", " ", page), spec.__name__
         for parameter in inspect.signature(spec).parameters:
             assert parameter in page, f"{spec.__name__}: {parameter}"
+
+
+def test_every_hook_has_a_test_that_implements_it() -> None:
+    """The datasette pair: every hook is documented (above) and exercised by at least one test
+    that implements it in a plugin of its own (a `@hookimpl` function of that name in a test
+    file), beside the first-party plugins that implement it."""
+    folders = [ROOT / "tests", *ROOT.glob("plugins/*/tests"), *ROOT.glob("examples/*/tests")]
+    tests = [path for folder in folders for path in folder.rglob("test_*.py")]
+    implemented: set[str] = set()
+    for path in tests:
+        text = path.read_text(encoding="utf-8")
+        implemented.update(re.findall(r"@hookimpl(?:\([^)]*\))?\s+(?:async\s+)?def (\w+)\(", text))
+    untested = sorted(spec.__name__ for spec in SPECS if spec.__name__ not in implemented)
+    assert not untested, f"hooks no test implements: {untested}"
 
 
 def test_docs_link_the_hook_reference() -> None:

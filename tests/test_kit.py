@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -178,7 +179,7 @@ def test_suite_catches_a_secret_in_repr() -> None:
 
 
 def test_suite_catches_a_secret_echoed_into_the_error() -> None:
-    with pytest.raises(AssertionError, match="leaked into"):
+    with pytest.raises(AssertionError, match="leaked: .*in dead letter"):
         SloppySuite().test_secrets_stay_out_of_logs_and_errors()
 
 
@@ -219,6 +220,77 @@ def test_suite_counts_requests_per_delivery() -> None:
 
     with pytest.raises(AssertionError, match="expected 2 request"):
         TwoCalls().test_delivers_through_the_pipeline()
+
+
+# -- a third-party chat plugin that forgets to declare its URL a secret --------------------
+
+CHAT_TOKEN = "chatTokenKit0123456789abcdefXYZ"
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class ForgetfulChatWebhook(Webhook):
+    """Written as the old documentation said (`repr=False` on the credential), but nothing
+    tells the core that the URL is the credential: a chat webhook's URL is its token."""
+
+    kind: ClassVar[str] = "forgetful_chat"
+    webhook_url: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class DeclaredChatWebhook(Webhook):
+    """The same webhook, declared the documented way."""
+
+    kind: ClassVar[str] = "declared_chat"
+    secret_url: ClassVar[bool] = True
+    webhook_url: str = attrs.field()
+
+    @property
+    def url(self) -> str:
+        from empathy_webhooks_core.redaction import redact_url
+
+        return redact_url(self.webhook_url, secret_path=True)
+
+
+class ChatPlugin:
+    @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"forgetful_chat": ForgetfulChatWebhook, "declared_chat": DeclaredChatWebhook}
+
+    @hookimpl
+    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest | None:
+        if not isinstance(webhook, ForgetfulChatWebhook | DeclaredChatWebhook):
+            return None
+        return OutgoingRequest.json(webhook.webhook_url, {"text": event.event_type})
+
+
+class ForgetfulChatSuite(WebhookConformance):  # not Test...: run by hand below
+    plugin = ChatPlugin()
+    secrets = (CHAT_TOKEN,)
+    max_examples = 5
+
+    def make_webhook(self, url: str) -> Webhook:
+        return ForgetfulChatWebhook(webhook_url=f"{url}/{CHAT_TOKEN}")
+
+
+class TestDeclaredChatConformance(ForgetfulChatSuite):
+    """Collected: with `secret_url = True` the same plugin passes the whole suite."""
+
+    def make_webhook(self, url: str) -> Webhook:
+        return DeclaredChatWebhook(webhook_url=f"{url}/{CHAT_TOKEN}")
+
+
+@pytest.mark.parametrize(
+    ("check", "where"),
+    [
+        ("test_repr_hides_secrets", "repr(rendered request)"),
+        ("test_cli_render_and_validate_hide_secrets", "CLI render/validate output"),
+        ("test_secrets_stay_out_of_logs_and_errors", "dead letter"),
+        ("test_garbled_answer_stays_small_and_hides_secrets", "str(error.last_exception)"),
+    ],
+)
+def test_suite_catches_a_chat_url_not_declared_secret(check: str, where: str) -> None:
+    with pytest.raises(AssertionError, match=f"secret cha.*in {re.escape(where)}"):
+        getattr(ForgetfulChatSuite(), check)()
 
 
 # -- a target that is not HTTP overrides the fake service ----------------------------------

@@ -255,7 +255,7 @@ async def test_a_large_backlog_is_paged_in_not_loaded_at_once(
     # The lane holds one window of the backlog, not all of it.
     state = dispatcher.lane_state("h")
     assert state is not None
-    assert state["queued"] + state["in_flight"] == RESUME_WINDOW
+    assert state.queued + state.in_flight == RESUME_WINDOW
     assert rows(db, "SELECT count(*) FROM deliveries WHERE owner IS NULL") == [
         (backlog - RESUME_WINDOW,)
     ]

@@ -17,7 +17,7 @@ import attrs
 from ..config import Config, ConfigError, load_config
 from ..events import Event, EventDataError
 from ..plugins import PluginManager, get_plugin_manager, hookimpl
-from ..redaction import redact_url
+from ..redaction import redact_text, redact_url, redact_value, register_secrets, url_secrets
 
 __all__ = [
     "EXIT_FAILED",
@@ -66,7 +66,12 @@ def _rich_available() -> bool:
 
 
 class Output:
-    """Rich tables on a terminal, aligned plain text when piped, JSON with `--json`."""
+    """Rich tables on a terminal, aligned plain text when piped, JSON with `--json`.
+
+    Everything printed goes through the redaction contract first, in every mode: the
+    configured webhooks' secrets are registered when the configuration loads (`load`), so no
+    line, cell or JSON value shows one (`listen --show-secrets` prints on its own).
+    """
 
     def __init__(self, *, json_mode: bool = False, plain: bool = False) -> None:
         self.json = json_mode
@@ -90,6 +95,7 @@ class Output:
     def line(self, text: str = "", style: str | None = None) -> None:
         if self.json:
             return
+        text = redact_text(text)
         if self.rich:
             self.console.print(text, style=style, markup=False)
         else:
@@ -101,7 +107,7 @@ class Output:
     def table(
         self, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]
     ) -> None:
-        rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
+        rows = [["" if cell is None else redact_text(str(cell)) for cell in row] for row in rows]
         if self.json:
             return
         if self.rich:
@@ -128,11 +134,12 @@ class Output:
     def data(self, payload: Any) -> None:
         """The command's result as JSON (only in `--json` mode)."""
         if self.json:
+            payload = redact_value(payload)
             print(json.dumps(payload, indent=2, default=str, ensure_ascii=False), flush=True)
 
     @staticmethod
     def error(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(redact_text(text), file=sys.stderr, flush=True)
 
 
 # -- options ---------------------------------------------------------------------------------
@@ -195,7 +202,20 @@ def load(args: argparse.Namespace) -> tuple[Config, PluginManager]:
         problem = store_url_problem(override, Hooks(pm).store_backends(), pm)
         if problem is not None:
             raise CliError(f"error: --store: {problem}")
+        register_secrets(url_secrets(override))
+    register_config_secrets(config)
     return config, pm
+
+
+def register_config_secrets(config: Config) -> None:
+    """Register every secret of a loaded configuration (its webhooks' and the store URL's),
+    so no later output of the command shows one."""
+    for webhook in config.webhooks:
+        register_secrets(webhook.secret_values())
+        fallback = webhook.fallback
+        if fallback is not None and not isinstance(fallback, str):
+            register_secrets(fallback.secret_values())
+    register_secrets(url_secrets(config.store))
 
 
 def read_json_argument(value: str, option: str) -> Any:

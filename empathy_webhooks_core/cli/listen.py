@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..formatting import truncate
+from ..redaction import REDACTED, is_secret_name, redact_text
 from ._common import EXIT_FAILED, EXIT_OK, CliError, Output, add_json_option
 
 SECRET_ENV = "EMPATHY_WEBHOOKS_SECRET"  # noqa: S105 - a variable name, not a secret
@@ -50,6 +51,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--status", type=int, default=200, help="answer valid arrivals with this")
     parser.add_argument(
         "--count", type=int, metavar="N", help="exit after N arrivals (default: run until Ctrl-C)"
+    )
+    parser.add_argument(
+        "--headers", action="store_true", help="print each arrival's headers (always in --json)"
+    )
+    parser.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print query tokens and secret-named header values (Authorization, *token*, "
+        "*secret*, *signature*, ...) in full instead of *** (local debugging only)",
     )
     add_json_option(parser)
     parser.set_defaults(func=run)
@@ -163,6 +173,19 @@ def summary(body: bytes) -> tuple[str | None, str | None, str]:
     return event_type, event_id, truncate(compact, 300)
 
 
+def shown_path(path_qs: str, show_secrets: bool = False) -> str:
+    """The path and query as printed: credential query values (`token`, `key`, `sig`,
+    `code`, ...) masked unless `show_secrets`."""
+    return path_qs if show_secrets else redact_text(path_qs)
+
+
+def shown_headers(headers: Mapping[str, str], show_secrets: bool = False) -> dict[str, str]:
+    """Headers as printed: values of secret-named ones masked unless `show_secrets`."""
+    if show_secrets:
+        return dict(headers)
+    return {key: REDACTED if is_secret_name(key) else value for key, value in headers.items()}
+
+
 class Listener:
     def __init__(
         self,
@@ -171,8 +194,13 @@ class Listener:
         status: int,
         count: int | None,
         allow_unsigned: bool = False,
+        *,
+        headers: bool = False,
+        show_secrets: bool = False,
     ) -> None:
         self.out = out
+        self.headers = headers
+        self.show_secrets = show_secrets
         self.secrets = secrets
         self.allow_unsigned = allow_unsigned
         self.status = status
@@ -194,7 +222,7 @@ class Listener:
         status = 401 if bad else self.status
         self.seen += 1
         self.invalid += bad
-        self.print(request, state, checks, event_type, event_id, status, body, why)
+        self.print(request, state, checks, event_type, event_id, status, body, why, headers)
         if self.count is not None and self.seen >= self.count:
             self.done.set()
         if why is not None:
@@ -211,13 +239,17 @@ class Listener:
         status: int,
         body: bytes,
         refused: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         when = datetime.now().strftime("%H:%M:%S")
+        path = shown_path(request.path_qs, self.show_secrets)
+        shown = shown_headers(headers or {}, self.show_secrets)
         if self.out.json:
             line = {
                 "time": when,
                 "method": request.method,
-                "path": request.path_qs,
+                "path": path,
+                "headers": shown,
                 "event_type": event_type,
                 "event_id": event_id,
                 "signature": state,
@@ -233,20 +265,39 @@ class Listener:
         if state == "unsigned" and not refused:
             state = "unsigned (accepted: --allow-unsigned)"
         style = "bold red" if refused else "green" if state == "valid" else None
-        self.out.line(
-            f"{when}  {request.method} {request.path_qs}  {event_type or '-'}  {event_id or '-'}"
+        self._print(
+            f"{when}  {request.method} {path}  {event_type or '-'}  {event_id or '-'}"
             f"  signature {state}{detail}  -> {status}",
             style=style,
         )
         if refused:
-            self.out.line(f"    refused: {refused}", style="red")
-        self.out.line(f"    {summary(body)[2]}", style="dim")
+            self._print(f"    refused: {refused}", style="red")
+        if self.headers:
+            for key, value in shown.items():
+                self._print(f"    {key}: {value}", style="dim")
+        self._print(f"    {summary(body)[2]}", style="dim")
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        if not self.show_secrets:
+            self.out.line(text, style=style)
+        elif self.out.rich:  # past Output's masking: the user asked to see everything
+            self.out.console.print(text, style=style, markup=False)
+        else:
+            print(text, flush=True)
 
 
 async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> int:
     from aiohttp import web
 
-    listener = Listener(out, secrets, args.status, args.count, args.allow_unsigned)
+    listener = Listener(
+        out,
+        secrets,
+        args.status,
+        args.count,
+        args.allow_unsigned,
+        headers=args.headers,
+        show_secrets=args.show_secrets,
+    )
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", listener.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -265,10 +316,14 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
         checking = f"verifying with {len(secrets)} secret(s)" if secrets else "no secret given"
         if secrets and args.allow_unsigned:
             checking += ", accepting unsigned requests"
+        showing = "; SHOWING SECRETS IN FULL (--show-secrets)" if args.show_secrets else ""
         if out.json:
-            print(json.dumps({"listening": url, "verifying": bool(secrets)}), flush=True)
+            started: dict[str, Any] = {"listening": url, "verifying": bool(secrets)}
+            if args.show_secrets:
+                started["show_secrets"] = True
+            print(json.dumps(started), flush=True)
         else:
-            out.line(f"listening on {url} ({checking}); Ctrl-C stops")
+            out.line(f"listening on {url} ({checking}){showing}; Ctrl-C stops")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, listener.done.set)

@@ -7,8 +7,11 @@ import json
 from typing import Any
 
 from ..events import Event
+from ..plugins import PluginManager
+from ..redaction import request_secret_values, webhook_redactor
 from ..routing import EventMatcher, passes_filter
-from ..wire import masked_headers
+from ..webhooks import Webhook
+from ..wire import SECRET_URL
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -19,7 +22,6 @@ from ._common import (
     add_json_option,
     event_from_args,
     load,
-    shown_url,
 )
 
 
@@ -55,41 +57,46 @@ def body_text(body: bytes) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-def run(args: argparse.Namespace, out: Output) -> int:
-    from ..demo.samples import SAMPLES
+def render_entry(webhook: Webhook, event: Event, dispatcher: Any) -> dict[str, Any]:
+    """What `render` shows of one webhook's request: every value the webhook declares
+    secret, every credential the request carries (secret-named headers, URL credentials,
+    the path of a secret URL) masked, in the body too."""
+    entry: dict[str, Any] = {"webhook": webhook.name, "type": webhook.kind}
+    redactor = webhook_redactor(webhook)
+    skipped = why_skipped(webhook, event)
+    if skipped:
+        entry["skipped"] = redactor.text(skipped)
+        return entry
+    try:
+        request = dispatcher.render(webhook, event)
+    except Exception as exc:
+        entry["error"] = redactor.text(f"{type(exc).__name__}: {exc}")
+        return entry
+    redactor = redactor.union(request_secret_values(request))
+    secret_path = webhook.secret_url or bool(request.extras.get(SECRET_URL))
+    entry.update(
+        method=request.method,
+        url=redactor.url(request.url, secret_path=secret_path),
+        headers=redactor.headers(request.headers),
+        body=redactor.text(body_text(request.body)),
+        signed=webhook.signature_scheme if webhook.signs else None,
+    )
+    return entry
+
+
+def render_entries(
+    webhooks: list[Webhook], event: Event, pm: PluginManager
+) -> list[dict[str, Any]]:
+    """`render_entry` for each webhook, through a dispatcher of `pm`'s plugins (not started:
+    nothing is sent or queued)."""
     from ..dispatcher import WebhookDispatcher
 
-    config, pm = load(args)
-    event = event_from_args(args.event_type, args, defaults=SAMPLES.get(args.event_type))
-    webhooks = list(config.webhooks)
-    if args.webhook:
-        unknown = [n for n in args.webhook if n not in {w.name for w in webhooks}]
-        if unknown:
-            raise CliError(f"error: no webhook named {unknown[0]!r} in {config.source}")
-        webhooks = [w for w in webhooks if w.name in args.webhook]
     dispatcher = WebhookDispatcher(webhooks=webhooks, plugin_manager=pm)
-    results: list[dict[str, Any]] = []
-    failed = False
-    for webhook in webhooks:
-        entry: dict[str, Any] = {"webhook": webhook.name, "type": webhook.kind}
-        skipped = why_skipped(webhook, event)
-        if skipped:
-            entry["skipped"] = skipped
-        else:
-            try:
-                request = dispatcher.render(webhook, event)
-            except Exception as exc:
-                failed = True
-                entry["error"] = f"{type(exc).__name__}: {exc}"
-            else:
-                entry.update(
-                    method=request.method,
-                    url=shown_url(request.url),
-                    headers=masked_headers(request.headers),
-                    body=body_text(request.body),
-                    signed=webhook.signature_scheme if webhook.signs else None,
-                )
-        results.append(entry)
+    return [render_entry(webhook, event, dispatcher) for webhook in webhooks]
+
+
+def show(out: Output, event: Event, results: list[dict[str, Any]]) -> None:
+    """Print `render_entries` results: JSON with `--json`, else per webhook."""
     out.data({"event": event.to_envelope(), "requests": results})
     for entry in results:
         out.heading(f"── {entry['webhook']} ({entry['type']})")
@@ -107,4 +114,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
             out.line()
             out.line(entry["body"])
         out.line()
-    return EXIT_FAILED if failed else EXIT_OK
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from ..demo.samples import SAMPLES
+
+    config, pm = load(args)
+    event = event_from_args(args.event_type, args, defaults=SAMPLES.get(args.event_type))
+    webhooks = list(config.webhooks)
+    if args.webhook:
+        unknown = [n for n in args.webhook if n not in {w.name for w in webhooks}]
+        if unknown:
+            raise CliError(f"error: no webhook named {unknown[0]!r} in {config.source}")
+        webhooks = [w for w in webhooks if w.name in args.webhook]
+    results = render_entries(webhooks, event, pm)
+    show(out, event, results)
+    return EXIT_FAILED if any("error" in entry for entry in results) else EXIT_OK

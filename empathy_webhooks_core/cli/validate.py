@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import attrs
+
+from ..redaction import is_secret_field, webhook_redactor
 from ..webhooks import Webhook
 from ._common import (
     EXIT_OK,
@@ -14,7 +17,6 @@ from ._common import (
     add_json_option,
     config_path,
     load,
-    shown_url,
 )
 from ._store import shown_store
 
@@ -34,11 +36,18 @@ def register(subparsers: Any) -> None:
 
 
 def target(webhook: Webhook) -> str:
-    """Where a webhook sends, fit to show (secret paths and queries masked)."""
+    """Where a webhook sends, fit to show: queries and userinfo masked, and the path too when
+    the URL is a credential (`secret_url = True`, or a `secret_field()`)."""
+    fields = {f.name: f for f in attrs.fields(type(webhook))} if attrs.has(type(webhook)) else {}
+    redactor = webhook_redactor(webhook)
     for name in _TARGET_FIELDS:
         value = getattr(webhook, name, None)
         if isinstance(value, str) and value:
-            return shown_url(value)
+            field = fields.get(name)
+            secret = webhook.secret_url or (
+                field is not None and is_secret_field(field, type(webhook))
+            )
+            return redactor.url(value, secret_path=secret)
     return "-"
 
 
@@ -51,11 +60,12 @@ def describe_rate(webhook: Webhook) -> str:
 
 
 def webhook_summary(webhook: Webhook) -> dict[str, Any]:
+    redactor = webhook_redactor(webhook)
     return {
         "name": webhook.name,
         "type": webhook.kind,
         "events": list(webhook.events),
-        "filter": str(webhook.filter) if webhook.filter is not None else None,
+        "filter": redactor.text(str(webhook.filter)) if webhook.filter is not None else None,
         "target": target(webhook),
         "max_retries": webhook.retry_policy.max_retries,
         "rate_limit": describe_rate(webhook),
@@ -63,17 +73,11 @@ def webhook_summary(webhook: Webhook) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace, out: Output) -> int:
-    try:
-        config, _ = load(args)
-    except CliError as exc:
-        if args.json:
-            out.data({"valid": False, "file": str(config_path(args)), "errors": exc.lines[1:]})
-        raise
-    summaries = [webhook_summary(w) for w in config.webhooks]
-    store = shown_store(config.store) if config.store else None
-    out.data({"valid": True, "file": config.source, "store": store, "webhooks": summaries})
-    out.line(f"{config.source}: valid, {len(summaries)} webhook(s), store {store or 'memory'}")
+def show(out: Output, source: str | None, store: str | None, webhooks: list[Webhook]) -> None:
+    """Print the summary of a valid configuration (JSON with `--json`)."""
+    summaries = [webhook_summary(w) for w in webhooks]
+    out.data({"valid": True, "file": source, "store": store, "webhooks": summaries})
+    out.line(f"{source}: valid, {len(summaries)} webhook(s), store {store or 'memory'}")
     out.table(
         None,
         ["webhook", "type", "events", "filter", "target", "retries", "rate limit", "signed"],
@@ -91,4 +95,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
             for s in summaries
         ],
     )
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    try:
+        config, _ = load(args)
+    except CliError as exc:
+        if args.json:
+            out.data({"valid": False, "file": str(config_path(args)), "errors": exc.lines[1:]})
+        raise
+    store = shown_store(config.store) if config.store else None
+    show(out, config.source, store, list(config.webhooks))
     return EXIT_OK

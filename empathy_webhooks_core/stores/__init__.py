@@ -8,8 +8,14 @@ from .base import (
     DeadLetter,
     Delivery,
     DeliveryStore,
+    HasWorkerRole,
     PagedStore,
     PendingCounts,
+    ReplaysInOneStep,
+    SharedStore,
+    SharesBreakers,
+    SharesRateLimits,
+    StopsConsuming,
     StoreOpenError,
     UndecodableEvent,
     decode_event,
@@ -21,9 +27,15 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryStore",
+    "HasWorkerRole",
     "MemoryStore",
     "PagedStore",
     "PendingCounts",
+    "ReplaysInOneStep",
+    "SharedStore",
+    "SharesBreakers",
+    "SharesRateLimits",
+    "StopsConsuming",
     "StoreOpenError",
     "UndecodableEvent",
     "decode_event",
@@ -67,7 +79,9 @@ def store_url_problem(
     if spec in ("memory", "memory://"):
         return None
     if "://" not in spec:
-        return f"expected a URL such as sqlite:///outbox.db, got {spec.split('?', 1)[0]!r}"
+        # Shown only when it cannot hold credentials (user:password@host) or query tokens.
+        shown = f", got {spec!r}" if "@" not in spec and "?" not in spec else ""
+        return f"expected a URL such as sqlite:///outbox.db{shown}"
     scheme = spec.split(":", 1)[0].lower()
     if scheme not in backends:
         schemes = {"memory", *backends}

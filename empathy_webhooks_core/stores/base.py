@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
+from .._pipeline.unit import Delivery, new_delivery_id
 from ..events import Event
-from ..wire import BODY_EXCERPT_CHARS, OutgoingRequest
+from ..wire import BODY_EXCERPT_CHARS
+
+if TYPE_CHECKING:
+    from ..breaker import Breaker
+    from ..clock import Clock
+    from ..ratelimit import Limiter
+    from ..webhooks import Webhook
 
 __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryStore",
+    "HasWorkerRole",
     "PagedStore",
     "PendingCounts",
+    "ReplaysInOneStep",
+    "SharedStore",
+    "SharesBreakers",
+    "SharesRateLimits",
+    "StopsConsuming",
     "StoreOpenError",
     "UndecodableEvent",
     "decode_event",
     "new_delivery_id",
 ]
-
-
-#: Random per process, then a counter: unique across processes without a syscall per delivery.
-_PREFIX = secrets.token_urlsafe(9)
-_COUNTER = itertools.count()
-
-
-def new_delivery_id() -> str:
-    return f"dlv_{_PREFIX}{next(_COUNTER):x}"
 
 
 class StoreOpenError(OSError):
@@ -76,25 +79,6 @@ def decode_event(stored: str | bytes) -> Event:
         if len(text) > BODY_EXCERPT_CHARS:
             text = text[:BODY_EXCERPT_CHARS] + "..."
         raise UndecodableEvent(text) from None
-
-
-@attrs.define(kw_only=True, slots=True)
-class Delivery:
-    """One event on its way to one webhook. Mutable: the pipeline counts its attempts.
-
-    `store_ref` is the store's own handle (a row id, a stream entry id); `request` caches the
-    rendered request so every retry sends the same bytes.
-    """
-
-    webhook_name: str
-    event: Event
-    delivery_id: str = attrs.field(factory=new_delivery_id)
-    attempts: int = 0
-    #: Attempts answered with a rate limit: they wait, but do not use up the retry budget.
-    rate_limited: int = 0
-    enqueued_at: float = attrs.field(factory=time.time)
-    store_ref: Any = None
-    request: OutgoingRequest | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -252,3 +236,63 @@ class PendingCounts(Protocol):
         """Per webhook name: `pending` (queued or under way anywhere) and `retrying` (of
         those, the ones attempted at least once)."""
         ...
+
+
+# What a store may offer beyond `DeliveryStore`. The dispatcher checks them once, when the
+# store opens (`StoreCapabilities`), never by probing attributes on the delivery path.
+
+
+@runtime_checkable
+class SharesRateLimits(Protocol):
+    """A store whose rate limiter is shared by every process using it (Redis)."""
+
+    def make_rate_limiter(self, webhook: Webhook, clock: Clock) -> Limiter:
+        """The limiter for `webhook` (which has a `rate_limit`)."""
+        ...
+
+
+@runtime_checkable
+class SharesBreakers(Protocol):
+    """A store whose circuit breaker is shared by every process using it (Redis)."""
+
+    def make_circuit_breaker(self, webhook: Webhook, clock: Clock) -> Breaker:
+        """The breaker for `webhook` (whose breaker is enabled)."""
+        ...
+
+
+@runtime_checkable
+class ReplaysInOneStep(Protocol):
+    """A store that moves a dead letter back to the queue in one atomic step, so a crash
+    between taking the letter and queueing it cannot lose it. Used when `remote_workers`."""
+
+    async def requeue_dead_letter(self, dead_letter_id: str) -> Delivery | None:
+        """The new delivery now queued for the letter, or None if there is no such letter."""
+        ...
+
+
+@runtime_checkable
+class HasWorkerRole(Protocol):
+    """A store opened by producers by default, with a role that takes deliveries for workers."""
+
+    def for_worker(self) -> DeliveryStore: ...
+
+
+@runtime_checkable
+class StopsConsuming(Protocol):
+    """A store that hands deliveries to the dispatcher itself, and can stop taking new ones
+    (a stopping worker) while those it holds finish."""
+
+    async def stop_consuming(self) -> None: ...
+
+
+@runtime_checkable
+class SharedStore(
+    DeliveryStore,
+    SharesRateLimits,
+    SharesBreakers,
+    ReplaysInOneStep,
+    HasWorkerRole,
+    StopsConsuming,
+    Protocol,
+):
+    """Every capability a store shared by many processes offers (the Redis store)."""

@@ -27,9 +27,18 @@ What it checks, for the webhook `make_webhook` returns:
   hook and the dead letters;
 - the reference's failure callback, which reads `webhook.url`, runs to its end: every webhook
   has a `url` (where it sends), a string that shows no secret;
-- no secret (`secrets` plus the webhook's own `secret_values()`) appears in the logs (the
-  ``empathy_webhooks`` logger at DEBUG), in `repr(webhook)`, or in the `DeliveryError`, even
-  when the service echoes them back in its error.
+- no secret (`secrets` plus the webhook's own `secret_values()`), nor its URL-encoded or
+  base64 form, appears in `repr(webhook)` or the rendered request's repr; in what the CLI's
+  `render` and `validate` print (plain, rich and `--json`); or, when the service echoes the
+  request (headers, URL, body) and the secrets back in its refusal, in the logs (the
+  ``empathy_webhooks`` logger at DEBUG), the `DeliveryError` handed to `on_failure` and its
+  `last_exception` (`str`, `repr`, `args`, formatted traceback), or the dead letter (the
+  memory store's, and the bytes of an SQLite store's file and WAL);
+- a service that answers with a malformed status line quoting the request and the secrets
+  leaves none of them, and no more than a bounded excerpt, in any of those places.
+
+Each secrets check runs with an empty registry of secrets, so what it finds masked the
+plugin's own declarations masked (`secret_field()`, `secret_url = True`), not another test.
 
 The tests are plain (synchronous) functions that run their own event loop, so the suite works
 whatever a project's pytest-asyncio mode is. The base class is not named ``Test...``, so
@@ -43,12 +52,17 @@ all (SMTP) override `fake_service`, which yields a `FakeService` in one of three
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import tempfile
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
+from urllib.parse import quote
 
 import attrs
 import pytest
@@ -56,6 +70,7 @@ import pytest
 from ..dispatcher import WebhookDispatcher
 from ..events import MAX_SAFE_INTEGER, Event, EventType
 from ..plugins import Hooks, PluginManager, build_plugin_manager, hookimpl
+from ..redaction import isolated_registry
 from ..webhooks import Webhook
 from ..wire import DeliveryError, DeliveryResult, OutgoingRequest
 from .receiver import ReceivedRequest, Receiver, Reply
@@ -68,15 +83,23 @@ except ImportError:  # pragma: no cover - the suite runs without hypothesis, les
     st = None  # type: ignore[assignment]
 
 __all__ = [
+    "MAX_DEAD_LETTER_CHARS",
     "SAMPLE_DATA",
     "UNKNOWN_EVENT_TYPE",
     "FakeService",
     "ReceiverService",
     "WebhookConformance",
     "event_strategy",
+    "exception_texts",
+    "find_leaks",
+    "secret_forms",
 ]
 
 ServiceMode = Literal["success", "failure", "leak"]
+
+#: The longest text a failing delivery may leave in a dead letter's fields, however large
+#: the answer (each field is cut at 500 characters).
+MAX_DEAD_LETTER_CHARS = 4000
 
 UNKNOWN_EVENT_TYPE = "conformance_unknown_event"
 
@@ -297,6 +320,8 @@ class _Run:
     hook_failures: list[DeliveryError]
     callbacks: list[tuple[Webhook, Event, DeliveryError]]
     dead_letters: list[Any]
+    #: The store's files as they were before it closed (SQLite: the database and its WAL).
+    store_bytes: bytes = b""
 
 
 class _Recorder:
@@ -345,8 +370,25 @@ def _capture_logs() -> Any:
         logger.setLevel(level)
 
 
-def _echo(reply: Reply, leaked: str) -> Reply:
-    """`reply` whose body starts with `leaked`: a service that echoes credentials back."""
+def _echo(reply: Reply, leaked: str, request: ReceivedRequest | None = None) -> Reply:
+    """`reply` whose body starts with `leaked` and what the request carried (its headers,
+    path, query and body), and whose headers repeat them: a service that echoes everything
+    back, as some error pages do."""
+    if request is not None:
+        seen = {
+            "path": request.path,
+            "query": dict(request.query),
+            "headers": dict(request.headers),
+            "body": request.body.decode("utf-8", "replace")[:2000],
+        }
+        leaked = f"{leaked} {json.dumps(seen, ensure_ascii=False)}"
+        echoed = {
+            f"X-Echo-{key}": value
+            for key, value in request.headers.items()
+            if key.lower() not in ("content-length", "content-type", "host", "transfer-encoding")
+            and value.isascii()
+        }
+        reply = attrs.evolve(reply, headers={**echoed, **reply.headers})
     body = reply.body
     if isinstance(body, bytes):
         body = leaked.encode() + b" " + body
@@ -357,6 +399,89 @@ def _echo(reply: Reply, leaked: str) -> Reply:
     else:
         body = leaked
     return attrs.evolve(reply, body=body)
+
+
+def secret_forms(secret: str) -> dict[str, str]:
+    """What to search for a secret by: itself, URL-encoded, and base64 (standard and URL-safe,
+    padding left off so it matches wherever the encoding is cut)."""
+    raw = secret.encode()
+    return {
+        "": secret,
+        " (URL-encoded)": quote(secret, safe=""),
+        " (base64)": base64.b64encode(raw).decode().rstrip("="),
+        " (base64url)": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+    }
+
+
+def find_leaks(secrets: Sequence[str], places: Mapping[str, str]) -> list[str]:
+    """`secret abc… (base64) in dead letter`, for every secret form found in a place."""
+    found = []
+    for secret in secrets:
+        for label, form in secret_forms(secret).items():
+            for where, text in places.items():
+                if form and form in text:
+                    found.append(f"secret {secret[:3]}…{label} in {where}")
+    return found
+
+
+def exception_texts(name: str, exc: BaseException | None) -> dict[str, str]:
+    """Every way an exception's text is read: `str`, `repr`, `args`, formatted traceback."""
+    if exc is None:
+        return {}
+    return {
+        f"str({name})": str(exc),
+        f"repr({name})": repr(exc),
+        f"{name}.args": repr(exc.args),
+        f"traceback of {name}": "".join(traceback.format_exception(exc)),
+    }
+
+
+class _GarbledService:
+    """A raw TCP server on loopback that answers every request with a malformed status line,
+    thousands of characters long, quoting the request it got and `leaked`."""
+
+    def __init__(self, leaked: str) -> None:
+        self.leaked = leaked
+        self.server: asyncio.Server | None = None
+        self.requests: list[bytes] = []
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            self.requests.append(head)
+            quoted = head.replace(b"\r\n", b" | ")
+            line = b"HTTP/1.1 4x0 " + quoted + b" " + self.leaked.encode() + b" " + b"Z" * 30_000
+            writer.write(line + b"\r\n\r\n")
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/conformance/hook"
+
+    def received(self) -> Sequence[bytes]:
+        return self.requests
+
+    async def __aenter__(self) -> _GarbledService:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@contextlib.contextmanager
+def _captured_stdout() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        yield buffer
 
 
 #: Small waits, few attempts: a conformance run takes milliseconds per delivery.
@@ -437,8 +562,19 @@ class WebhookConformance:
                 receiver.handler = self.failure_reply
             else:
                 leaked = " ".join(self._secrets(self.make_webhook(receiver.url())))
-                receiver.handler = lambda request: _echo(self.failure_reply(request), leaked)
+                receiver.handler = lambda request: _echo(
+                    self.failure_reply(request), leaked, request
+                )
             yield ReceiverService(receiver)
+
+    @contextlib.asynccontextmanager
+    async def garbled_service(self) -> AsyncIterator[FakeService]:
+        """A service whose answer is not HTTP: a malformed status line, thousands of
+        characters long, quoting the request and the secrets. The default suits HTTP targets;
+        a target that overrides `fake_service` (SMTP) overrides this too, or the test skips."""
+        leaked = " ".join(self._secrets(self.make_webhook("http://127.0.0.1:9/conformance")))
+        async with _GarbledService(leaked) as service:
+            yield service
 
     def check_delivered(
         self, service: FakeService, event: Event, rendered: OutgoingRequest
@@ -468,10 +604,16 @@ class WebhookConformance:
         return render_request(webhook, event, plugin_manager=pm)
 
     async def _deliver(
-        self, mode: ServiceMode, event: Event, callback: Callable[..., Any] | None = None
+        self,
+        mode: ServiceMode | Literal["garbled"],
+        event: Event,
+        callback: Callable[..., Any] | None = None,
+        *,
+        store: str | None = None,
     ) -> _Run:
-        """Deliver `event` once through a real dispatcher to the fake service in `mode`;
-        `callback`, if given, is called from the webhook's `on_failure` too."""
+        """Deliver `event` once through a real dispatcher to the fake service in `mode`
+        (`store`: a store URL, default memory); `callback`, if given, is called from the
+        webhook's `on_failure` too."""
         pm = self.build_plugin_manager()
         recorder = _Recorder()
         pm.register(recorder, name="conformance-recorder")
@@ -482,16 +624,24 @@ class WebhookConformance:
             if callback is not None:
                 callback(webhook, event, error)
 
-        async with self.fake_service(mode) as service:
+        service_context = self.garbled_service() if mode == "garbled" else self.fake_service(mode)
+        async with service_context as service:
             webhook = attrs.evolve(
                 self.make_webhook(service.url), on_failure=on_failure, retry_policy=FAST_RETRY
             )
-            async with WebhookDispatcher([webhook], plugin_manager=pm) as dispatcher:
+            async with WebhookDispatcher([webhook], plugin_manager=pm, store=store) as dispatcher:
                 rendered = dispatcher.render(webhook, event)
                 routed = await dispatcher.emit_event(event)
                 assert routed == [webhook.name], f"the event was not routed to {webhook.name!r}"
                 await dispatcher.drain(timeout=self.delivery_timeout)
                 dead = await dispatcher.dead_letters()
+                store_bytes = b""
+                if store is not None and store.startswith("sqlite:///"):
+                    database = Path(store.removeprefix("sqlite:///"))
+                    store_bytes = b"".join(
+                        path.read_bytes()
+                        for path in sorted(database.parent.glob(database.name + "*"))
+                    )
             return _Run(
                 webhook=webhook,
                 service=service,
@@ -500,7 +650,30 @@ class WebhookConformance:
                 hook_failures=recorder.failures,
                 callbacks=callbacks,
                 dead_letters=dead,
+                store_bytes=store_bytes,
             )
+
+    def _failure_places(self, run: _Run, logs: str) -> dict[str, str]:
+        """Every place a failed delivery's text can be read from, by name."""
+        assert len(run.callbacks) == 1, "the failure was not reported to on_failure"
+        error = run.callbacks[0][2]
+        places = {
+            "logs": logs,
+            "repr(webhook)": repr(run.webhook),
+            "str(error)": str(error),
+            "repr(error)": repr(error),
+            "error.args": repr(error.args),
+            "error.reason": str(error.reason),
+            "error.body_excerpt": str(error.body_excerpt),
+            "error.to_dict()": json.dumps(error.to_dict(), ensure_ascii=False),
+            "on_failure hook's error": " ".join(repr(e) for e in run.hook_failures),
+            "dead letter": json.dumps(
+                [d.to_dict() for d in run.dead_letters], ensure_ascii=False, default=str
+            ),
+            "SQLite store file": run.store_bytes.decode("utf-8", "replace"),
+        }
+        places.update(exception_texts("error.last_exception", error.last_exception))
+        return places
 
     # -- the tests -------------------------------------------------------------------------
 
@@ -585,36 +758,88 @@ class WebhookConformance:
         assert [d.event.event_id for d in run.dead_letters] == [event.event_id]
 
     def test_repr_hides_secrets(self) -> None:
-        webhook = self.make_webhook("http://127.0.0.1:9/conformance")
-        shown = [repr(webhook), str(webhook), webhook.describe()]
-        request = self._render(
-            webhook, self.sample_event(EventType.ALERT), self.build_plugin_manager()
-        )
-        shown.append(repr(request))
-        for secret in self._secrets(webhook):
-            for text in shown:
-                assert secret not in text, f"a secret appears in {text[:80]!r}..."
+        with isolated_registry():
+            webhook = self.make_webhook("http://127.0.0.1:9/conformance")
+            shown = {"repr(webhook)": repr(webhook), "str(webhook)": str(webhook)}
+            shown["describe()"] = webhook.describe()
+            request = self._render(
+                webhook, self.sample_event(EventType.ALERT), self.build_plugin_manager()
+            )
+            shown["repr(rendered request)"] = repr(request)
+            leaks = find_leaks(self._secrets(webhook), shown)
+        assert not leaks, "a secret appears in a repr: " + "; ".join(leaks)
+
+    def test_cli_render_and_validate_hide_secrets(self) -> None:
+        """What `empathy-webhooks render` and `validate` print for this webhook, in each
+        output mode (plain text, rich, `--json`)."""
+        from ..cli import render as render_cmd
+        from ..cli import validate as validate_cmd
+        from ..cli._common import Output
+
+        places: dict[str, str] = {}
+        with isolated_registry():
+            webhook = self.make_webhook("http://127.0.0.1:9/conformance")
+            pm = self.build_plugin_manager()
+            event = self.sample_event(EventType.SECURITY_VULNERABILITY)
+            for mode in ("plain", "rich", "json"):
+                out = Output(json_mode=mode == "json", plain=True)
+                if mode == "rich":
+                    from rich.console import Console
+
+                    out.rich = True
+                    out._console = Console(file=io.StringIO(), width=1000, highlight=False)
+                with _captured_stdout() as printed:
+                    entries = render_cmd.render_entries([webhook], event, pm)
+                    render_cmd.show(out, event, entries)
+                    validate_cmd.show(out, "conformance.toml", None, [webhook])
+                text = printed.getvalue()
+                if mode == "rich":
+                    text += out.console.file.getvalue()
+                assert text.strip(), f"render and validate printed nothing ({mode})"
+                assert not any("error" in entry for entry in entries), entries
+                places[f"CLI render/validate output ({mode})"] = text
+            leaks = find_leaks(self._secrets(webhook), places)
+        assert not leaks, "a secret appears in CLI output: " + "; ".join(leaks)
 
     def test_secrets_stay_out_of_logs_and_errors(self) -> None:
+        """The service echoes the request (headers, URL, body) and the secrets in its
+        refusal: none reaches a log line, the error, its exception or a dead letter."""
         event = self.sample_event(EventType.SECURITY_VULNERABILITY)
-        with _capture_logs() as logs:
-            run = asyncio.run(self._deliver("leak", event))
-        secrets = self._secrets(run.webhook)
-        assert len(run.callbacks) == 1, "the failure was not reported"
+        with isolated_registry(), tempfile.TemporaryDirectory() as folder:
+            store = f"sqlite:///{Path(folder) / 'conformance.db'}"
+            with _capture_logs() as logs:
+                run = asyncio.run(self._deliver("leak", event, store=store))
+            secrets = self._secrets(run.webhook)
+            places = self._failure_places(run, logs.getvalue())
+            leaks = find_leaks(secrets, places)
+        assert places["logs"], "nothing was logged at DEBUG (is the logger silenced?)"
+        assert run.store_bytes, "the SQLite store wrote nothing"
+        assert [d.event.event_id for d in run.dead_letters] == [event.event_id]
+        assert not leaks, "leaked: " + "; ".join(leaks)
+
+    def test_garbled_answer_stays_small_and_hides_secrets(self) -> None:
+        """A malformed status line, tens of thousands of characters long and quoting the
+        request and the secrets: the failure is reported, bounded, with no secret."""
+        if (
+            type(self).fake_service is not WebhookConformance.fake_service
+            and type(self).garbled_service is WebhookConformance.garbled_service
+        ):
+            pytest.skip("not an HTTP target: override garbled_service to run this test")
+        event = self.sample_event(EventType.ALERT)
+        with isolated_registry():
+            with _capture_logs() as logs:
+                run = asyncio.run(self._deliver("garbled", event))
+            secrets = self._secrets(run.webhook)
+            places = self._failure_places(run, logs.getvalue())
+            leaks = find_leaks(secrets, places)
+        assert run.service.received(), "the garbled service got no request"
+        assert not leaks, "leaked: " + "; ".join(leaks)
         error = run.callbacks[0][2]
-        dead = run.dead_letters
-        texts = {
-            "logs": logs.getvalue(),
-            "repr(webhook)": repr(run.webhook),
-            "str(error)": str(error),
-            "repr(error)": repr(error),
-            "error.to_dict()": json.dumps(error.to_dict(), ensure_ascii=False),
-            "dead letter": json.dumps([d.error for d in dead], ensure_ascii=False),
-        }
-        assert texts["logs"], "nothing was logged at DEBUG (is the logger silenced?)"
-        for secret in secrets:
-            for where, text in texts.items():
-                assert secret not in text, f"secret {secret[:3]}… leaked into {where}"
+        assert len(error.reason) <= 500, f"a reason of {len(error.reason)} characters"
+        dead = json.dumps([d.error for d in run.dead_letters], ensure_ascii=False)
+        assert len(dead) <= MAX_DEAD_LETTER_CHARS, f"a dead letter of {len(dead)} characters"
+        for line in places["logs"].splitlines():
+            assert len(line) <= MAX_DEAD_LETTER_CHARS, f"a log line of {len(line)} characters"
 
     def test_the_reference_failure_callback_reads_webhook_url(self) -> None:
         """The reference's `on_failure` logs `webhook.url` and stores `(webhook.url, event)`

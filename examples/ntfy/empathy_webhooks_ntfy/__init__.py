@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Webhook, hookimpl
+from empathy_webhooks_core import Event, OutgoingRequest, Webhook, hookimpl, secret_field
 from empathy_webhooks_core.formatting import truncate_bytes
 from empathy_webhooks_core.redaction import redact_url
 from empathy_webhooks_core.templating import merge_payload, render_template
@@ -52,12 +52,12 @@ class NtfyWebhook(Webhook):
 
     kind: ClassVar[str] = "ntfy"
 
-    # Anyone who knows a topic on a public server can read it: treat it as a secret.
-    topic: str = attrs.field(validator=_topic, repr=False)
+    # Anyone who knows a topic on a public server can read it: declared a secret.
+    topic: str = secret_field(validator=_topic)
     server_url: str = attrs.field(
         default="https://ntfy.sh", validator=lambda _, __, value: check_url(value, "server_url")
     )
-    token: str | None = attrs.field(default=None, repr=False)
+    token: str | None = secret_field(default=None)
     priority: int | None = attrs.field(default=None, validator=_priority)
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
     markdown: bool = True
@@ -71,9 +71,6 @@ class NtfyWebhook(Webhook):
     def url(self) -> str:
         """Where it posts, fit to show (the reference's `on_failure` logs `webhook.url`)."""
         return redact_url(self.publish_url)
-
-    def secret_values(self) -> list[str]:
-        return [*super().secret_values(), self.topic, *([self.token] if self.token else [])]
 
 
 @hookimpl

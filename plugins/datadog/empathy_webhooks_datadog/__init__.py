@@ -13,7 +13,15 @@ from typing import Any, ClassVar
 import aiohttp
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core import (
+    Event,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    secret_field,
+)
 from empathy_webhooks_core.bounds import bounded
 from empathy_webhooks_core.redaction import redact_url, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
@@ -101,8 +109,8 @@ class DatadogWebhook(Webhook):
 
     kind: ClassVar[str] = "datadog"
 
-    api_key: str = attrs.field(validator=_key("api_key", True), repr=False)
-    app_key: str | None = attrs.field(default=None, validator=_key("app_key", False), repr=False)
+    api_key: str = secret_field(validator=_key("api_key", True))
+    app_key: str | None = secret_field(default=None, validator=_key("app_key", False))
     site: str = attrs.field(default="datadoghq.com", converter=_site)
     base_url: str | None = attrs.field(default=None, converter=_base_url, repr=url_repr)
     service: str | None = None
@@ -143,9 +151,6 @@ class DatadogWebhook(Webhook):
         if self.app_key:
             headers["DD-APPLICATION-KEY"] = self.app_key
         return headers
-
-    def secret_values(self) -> list[str]:
-        return [*super().secret_values(), self.api_key, *([self.app_key] if self.app_key else [])]
 
     def send_metric(
         self,

@@ -2,7 +2,7 @@
 
 Posts with `?wait=true`, so Discord answers 200 with the message (or an error) instead of a
 204 that hides failures. Pings nobody unless `allowed_mentions` says so. The webhook URL is
-the credential: masked in `repr`, and it and its token are kept out of logs and errors.
+the credential (`secret_url = True`): the core masks it in `repr`, logs, errors and CLI output.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_text, redact_url
 from empathy_webhooks_core.retry import parse_retry_after
 from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import SECRET_URL, Outcome
+from empathy_webhooks_core.wire import Outcome
 
 from .format import COLORS, build_message, escape_markdown, fit_message, neutralize_mentions
 
@@ -35,18 +35,6 @@ __all__ = [
 
 #: Discord's "ping nobody": the default `allowed_mentions`.
 NO_MENTIONS: Mapping[str, Any] = {"parse": []}
-_MIN_TOKEN = 8
-
-
-def _url_token(url: str) -> str | None:
-    """The token of `/api/webhooks/{id}/{token}` (the path's last segment)."""
-    try:
-        segments = [s for s in urlsplit(url).path.split("/") if s]
-    except ValueError:
-        return None
-    if segments and segments[-1] in ("slack", "github") and len(segments) > 1:
-        segments.pop()
-    return segments[-1] if segments and len(segments[-1]) >= _MIN_TOKEN else None
 
 
 def _shown_url(url: str) -> str:
@@ -102,10 +90,10 @@ class DiscordWebhook(Webhook):
     """
 
     kind: ClassVar[str] = "discord"
+    #: The webhook URL (`/api/webhooks/{id}/{token}`) is the credential.
+    secret_url: ClassVar[bool] = True
 
-    webhook_url: str = attrs.field(
-        validator=_check_webhook_url, repr=lambda url: repr(_shown_url(url))
-    )
+    webhook_url: str = attrs.field(validator=_check_webhook_url)
     username: str | None = attrs.field(default=None, validator=_check_username)
     avatar_url: str | None = None
     #: Post into this thread of the channel (Discord unarchives it).
@@ -136,15 +124,9 @@ class DiscordWebhook(Webhook):
             query.append(("thread_id", self.thread_id))
         return urlunsplit(parts._replace(query=urlencode(query)))
 
-    def secret_values(self) -> list[str]:
-        token = _url_token(self.webhook_url)
-        return [*super().secret_values(), self.webhook_url, *([token] if token else [])]
-
 
 def _request(webhook: DiscordWebhook, event: Event) -> OutgoingRequest:
-    return OutgoingRequest.json(
-        webhook.execute_url, build_message(webhook, event), extras={SECRET_URL: True}
-    )
+    return OutgoingRequest.json(webhook.execute_url, build_message(webhook, event))
 
 
 @hookimpl

@@ -88,7 +88,9 @@ def default_embed(event: Event) -> dict[str, Any]:
     """The embed for `event`: its title, main statement, facts, footer and time."""
     message = chat_message(event)
     embed: dict[str, Any] = {
-        "title": fit_escaped(" ".join(message.title.split()), TITLE_LIMIT, length=utf16_len)
+        "title": fit_escaped(
+            " ".join(message.title.split()), TITLE_LIMIT, neutralize_mentions, length=utf16_len
+        )
     }
     if message.summary:
         embed["description"] = _fit(message.summary, DESCRIPTION_LIMIT)

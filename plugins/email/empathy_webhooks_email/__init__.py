@@ -21,7 +21,15 @@ import aiohttp
 import aiosmtplib
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core import (
+    Event,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    secret_field,
+)
 from empathy_webhooks_core.netguard import BlockedAddressError, address_refusal
 from empathy_webhooks_core.redaction import MIN_SECRET_LENGTH, REDACTED, redact_text
 from empathy_webhooks_core.wire import Outcome
@@ -162,8 +170,8 @@ class EmailWebhook(Webhook):
     port: int = attrs.field(validator=_port)
     sender: str = attrs.field(converter=_sender)
     recipients: tuple[str, ...] = attrs.field(converter=_recipients)
-    username: str | None = attrs.field(default=None, repr=False, validator=_optional_text)
-    password: str | None = attrs.field(default=None, repr=False, validator=_optional_text)
+    username: str | None = secret_field(default=None, validator=_optional_text)
+    password: str | None = secret_field(default=None, validator=_optional_text)
     sender_name: str | None = attrs.field(default="Empathy Framework", validator=_optional_text)
     reply_to: str | None = attrs.field(default=None, converter=_reply_to)
     subject_prefix: str = attrs.field(default="[Empathy]", validator=_optional_text)
@@ -193,9 +201,6 @@ class EmailWebhook(Webhook):
         """Where mail goes, for listings and dry runs: `smtp://host:port`."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"smtp://{host}:{self.port}"
-
-    def secret_values(self) -> list[str]:
-        return [*super().secret_values(), *(v for v in (self.password, self.username) if v)]
 
     def describe(self) -> str:
         count = len(self.recipients)

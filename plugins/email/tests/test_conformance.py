@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 from collections.abc import AsyncIterator, Sequence
@@ -22,6 +23,15 @@ from empathy_webhooks_core.testing.conformance import (
 
 PASSWORD = "conformance-smtp-passw0rd"
 LOGIN = "conformance-login"
+
+
+@attrs.define
+class GarbledSMTP:
+    url: str
+    connections: list[bytes]
+
+    def received(self) -> Sequence[bytes]:
+        return self.connections
 
 
 @attrs.define
@@ -66,6 +76,32 @@ class TestEmailConformance(WebhookConformance):
             credentials=(LOGIN, PASSWORD), default_reply=replies[mode]
         ) as server:
             yield SMTPService(server)
+
+    @contextlib.asynccontextmanager
+    async def garbled_service(self) -> AsyncIterator[FakeService]:
+        """A server whose greeting is not SMTP: a malformed reply line tens of thousands of
+        characters long, quoting the credentials."""
+        connections: list[bytes] = []
+
+        async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(b"connected")
+            try:
+                line = f"2x0 {LOGIN} {PASSWORD} ".encode() + b"Z" * 30_000 + b"\r\n"
+                writer.write(line)
+                await writer.drain()
+                await asyncio.wait_for(reader.read(1024), 5)
+            except (OSError, TimeoutError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(greet, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            yield GarbledSMTP(f"smtp://127.0.0.1:{port}", connections)
+        finally:
+            server.close()
+            await server.wait_closed()
 
     def check_delivered(
         self, service: FakeService, event: Event, rendered: OutgoingRequest

@@ -20,7 +20,15 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core import (
+    Event,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    secret_field,
+)
 from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_text, redact_url, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
@@ -109,7 +117,7 @@ class GitHubWebhook(Webhook):
 
     kind: ClassVar[str] = "github"
 
-    token: str = attrs.field(validator=_token, repr=False)
+    token: str = secret_field(validator=_token)
     repository: str = attrs.field(validator=_repository)
     events: tuple[str, ...] = attrs.field(default=("code_review_complete",), converter=_events)
     #: `https://api.github.com`, or a GitHub Enterprise Server's `https://HOST/api/v3`.
@@ -165,9 +173,6 @@ class GitHubWebhook(Webhook):
             "X-GitHub-Api-Version": self.api_version,
             "Authorization": f"Bearer {self.token}",
         }
-
-    def secret_values(self) -> list[str]:
-        return [*super().secret_values(), self.token]
 
 
 @attrs.frozen(kw_only=True)

@@ -8,7 +8,15 @@ from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core import (
+    Event,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    secret_field,
+)
 from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import url_repr
 from empathy_webhooks_core.webhooks import check_url
@@ -61,7 +69,7 @@ class GrafanaWebhook(Webhook):
     kind: ClassVar[str] = "grafana"
 
     url: str = attrs.field(converter=_annotations_url, repr=url_repr)
-    api_key: str = attrs.field(validator=_token, repr=False)
+    api_key: str = secret_field(validator=_token)
     dashboard_uid: str | None = None
     panel_id: int | None = attrs.field(default=None, validator=_panel)
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
@@ -69,9 +77,6 @@ class GrafanaWebhook(Webhook):
     @property
     def annotations_url(self) -> str:
         return self.url
-
-    def secret_values(self) -> list[str]:
-        return [*super().secret_values(), self.api_key]
 
 
 @hookimpl

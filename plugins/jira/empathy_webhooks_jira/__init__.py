@@ -20,7 +20,15 @@ from typing import Any, ClassVar
 import aiohttp
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core import (
+    Event,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    secret_field,
+)
 from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_text, url_repr
 from empathy_webhooks_core.retry import parse_retry_after
@@ -118,8 +126,8 @@ class JiraWebhook(Webhook):
     kind: ClassVar[str] = "jira"
 
     url: str = attrs.field(converter=_site_url, repr=url_repr)
-    api_token: str = attrs.field(
-        validator=_required("api_token", "a Jira API token or Data Center PAT"), repr=False
+    api_token: str = secret_field(
+        validator=_required("api_token", "a Jira API token or Data Center PAT")
     )
     project: str = attrs.field(validator=_required("project", "the Jira project key"))
     issue_type: str = "Bug"
@@ -140,6 +148,11 @@ class JiraWebhook(Webhook):
     deduplicate: bool = True
     #: 3 for Jira Cloud (ADF descriptions); 2 for Jira Data Center (wiki-markup descriptions).
     api_version: int = attrs.field(default=3, validator=_api_version)
+    #: The `Authorization` header's value, made from `email` and `api_token`: a credential
+    #: of its own (base64 of `email:token`), so declared secret too.
+    authorization: str = secret_field(
+        init=False, default=attrs.Factory(lambda self: self._authorization(), takes_self=True)
+    )
 
     @property
     def create_url(self) -> str:
@@ -156,15 +169,11 @@ class JiraWebhook(Webhook):
     def browse_url(self, key: str) -> str:
         return f"{self.url}/browse/{key}"
 
-    @property
-    def authorization(self) -> str:
+    def _authorization(self) -> str:
         if self.email:
             pair = f"{self.email}:{self.api_token}".encode()
             return "Basic " + base64.b64encode(pair).decode("ascii")
         return f"Bearer {self.api_token}"
-
-    def secret_values(self) -> list[str]:
-        return [*super().secret_values(), self.api_token, self.authorization.partition(" ")[2]]
 
 
 @attrs.frozen(kw_only=True)

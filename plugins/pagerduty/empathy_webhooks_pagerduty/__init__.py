@@ -10,7 +10,15 @@ from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core import (
+    Event,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    secret_field,
+)
 from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_url, url_repr
 from empathy_webhooks_core.webhooks import check_url
@@ -46,7 +54,7 @@ class PagerDutyWebhook(Webhook):
 
     kind: ClassVar[str] = "pagerduty"
 
-    api_key: str = attrs.field(validator=_routing_key, repr=False)
+    api_key: str = secret_field(validator=_routing_key)
     events_url: str = attrs.field(
         default=DEFAULT_EVENTS_URL, converter=_events_url, repr=url_repr
     )
@@ -70,9 +78,6 @@ class PagerDutyWebhook(Webhook):
     @property
     def routing_key(self) -> str:
         return self.api_key
-
-    def secret_values(self) -> list[str]:
-        return [*super().secret_values(), self.api_key]
 
 
 @hookimpl

@@ -44,16 +44,19 @@ from typing import Any
 
 import attrs
 import redis.asyncio as aioredis
+import redis.connection
 from redis.exceptions import RedisError, ResponseError
 
 from empathy_webhooks_core._log import get_logger
 from empathy_webhooks_core.bounds import check_number
+from empathy_webhooks_core.converter import did_you_mean
 from empathy_webhooks_core.events import Event
 from empathy_webhooks_core.ratelimit import RateLimit
 from empathy_webhooks_core.redaction import REDACTED
 from empathy_webhooks_core.stores import (
     DeadLetter,
     Delivery,
+    SharedStore,
     StoreOpenError,
     UndecodableEvent,
     decode_event,
@@ -885,18 +888,51 @@ def _safe_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=""))
 
 
+#: redis-py's connection options that a URL may carry as text, beside the ones it parses.
+_REDIS_PY_TEXT_OPTIONS = (
+    "client_name",
+    "username",
+    "password",
+    "ssl_ca_certs",
+    "ssl_ca_path",
+    "ssl_cert_reqs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_password",
+    "ssl_ciphers",
+    "lib_name",
+    "lib_version",
+)
+
+
+def _redis_py_options() -> frozenset[str]:
+    """The query options redis-py's `from_url` understands (read from redis-py itself, so a
+    newer release's options are accepted as they come)."""
+    parsed = getattr(redis.connection, "URL_QUERY_ARGUMENT_PARSERS", {})
+    return frozenset(parsed) | frozenset(_REDIS_PY_TEXT_OPTIONS)
+
+
 def open_redis_store(url: str) -> RedisStore:
     """A store for `redis://host:port/db` (or `rediss://`), with options in the query:
     `role` (producer or worker), `prefix`, `visibility_timeout` (seconds), `window`,
-    `consumer`, `consumer_expiry` (seconds). Other query options go to redis-py."""
+    `consumer`, `consumer_expiry` (seconds). redis-py's own URL options (`socket_timeout`,
+    `health_check_interval`, `ssl_ca_certs`, ...) go to redis-py; any other is an error."""
     parts = urllib.parse.urlsplit(url)
     ours: dict[str, Any] = {}
     rest = []
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if key in _OPTIONS:
             ours[key] = value
-        else:
+        elif key in _redis_py_options():
             rest.append((key, value))
+        else:
+            # redis-py would pass it on to its connection, which fails only when it first
+            # connects: say it now, when the configuration is read (`validate` included).
+            known = (*_OPTIONS, *sorted(_redis_py_options()))
+            raise ValueError(
+                f"{_safe_url(url)}: unknown option {key!r}{did_you_mean(key, known)}"
+                f" (ours: {', '.join(_OPTIONS)}; or one of redis-py's URL options)"
+            )
     try:
         if "visibility_timeout" in ours:
             ours["visibility_timeout"] = float(ours["visibility_timeout"])
@@ -908,3 +944,10 @@ def open_redis_store(url: str) -> RedisStore:
         raise ValueError(f"{_safe_url(url)}: {exc}") from None
     plain = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
     return RedisStore(plain, **ours)
+
+
+def _offers_every_shared_capability(store: RedisStore) -> SharedStore:
+    """Never called: mypy checks here that `RedisStore` is a `SharedStore` (its limiter a
+    `Limiter`, its breaker a `Breaker`), so the dispatcher's one check when the store opens
+    finds every capability it relies on."""
+    return store

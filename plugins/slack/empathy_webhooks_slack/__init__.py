@@ -1,14 +1,13 @@
 """Slack incoming webhooks: each event as a Block Kit message.
 
-The webhook URL is the credential (no header auth): it is masked in `repr`, and it and its
-token are registered as secrets so no log line or error text shows them.
+The webhook URL is the credential (no header auth): the class declares it so
+(`secret_url = True`), and the core masks it in `repr`, logs, errors and CLI output.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -17,7 +16,7 @@ from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_text, redact_url
 from empathy_webhooks_core.retry import parse_retry_after
 from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import SECRET_URL, Outcome
+from empathy_webhooks_core.wire import Outcome
 
 from .format import build_message, escape_mrkdwn, fit_message
 
@@ -59,16 +58,6 @@ MESSAGE_ERRORS = frozenset(
     }
 )
 _ERROR_WORD = re.compile(r"[a-z][a-z0-9_]{1,63}")
-_MIN_TOKEN = 8
-
-
-def _url_token(url: str) -> str | None:
-    """The secret part of a webhook URL's path (`XXXX` of /services/T.../B.../XXXX)."""
-    try:
-        segments = [s for s in urlsplit(url).path.split("/") if s]
-    except ValueError:
-        return None
-    return segments[-1] if segments and len(segments[-1]) >= _MIN_TOKEN else None
 
 
 def _shown_url(url: str) -> str:
@@ -92,10 +81,10 @@ class SlackWebhook(Webhook):
     """
 
     kind: ClassVar[str] = "slack"
+    #: The webhook URL is the credential.
+    secret_url: ClassVar[bool] = True
 
-    webhook_url: str = attrs.field(
-        validator=_check_webhook_url, repr=lambda url: repr(_shown_url(url))
-    )
+    webhook_url: str = attrs.field(validator=_check_webhook_url)
     channel: str | None = None
     username: str | None = None
     icon_emoji: str | None = None
@@ -107,15 +96,9 @@ class SlackWebhook(Webhook):
         `webhook.url` as the reference's `on_failure` example does."""
         return _shown_url(self.webhook_url)
 
-    def secret_values(self) -> list[str]:
-        token = _url_token(self.webhook_url)
-        return [*super().secret_values(), self.webhook_url, *([token] if token else [])]
-
 
 def _request(webhook: SlackWebhook, event: Event) -> OutgoingRequest:
-    return OutgoingRequest.json(
-        webhook.webhook_url, build_message(webhook, event), extras={SECRET_URL: True}
-    )
+    return OutgoingRequest.json(webhook.webhook_url, build_message(webhook, event))
 
 
 @hookimpl

@@ -3,14 +3,14 @@
 Office 365 connector webhooks are retired; a Workflows "When a Teams webhook request is
 received" trigger takes their place and answers 202. The legacy connectors' answers (200 with
 `1`, or 200 with "Webhook message delivery failed ...") are still understood. The URL (its
-`sig`) is the credential: masked in `repr` and kept out of logs and errors.
+`sig`) is the credential (`secret_url = True`): the core masks it in `repr`, logs, errors and
+CLI output.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
@@ -19,7 +19,7 @@ from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_text, redact_url
 from empathy_webhooks_core.retry import parse_retry_after
 from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import SECRET_URL, Outcome
+from empathy_webhooks_core.wire import Outcome
 
 from .format import MESSAGE_LIMIT_BYTES, STYLES, build_message, card_message, fit_message
 
@@ -35,20 +35,6 @@ __all__ = [
 
 _LEGACY_FAILURE = "webhook message delivery failed"
 _LEGACY_STATUS = re.compile(r"HTTP error (\d{3})", re.IGNORECASE)
-#: Path segments this long are ids or tokens (workflow ids, legacy connector GUIDs).
-_MIN_ID = 20
-_MIN_SIG = 8
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The URL's `sig` (what authorizes a Workflows call) and its long path ids."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    found = [v for k, v in parse_qsl(parts.query) if k.lower() == "sig" and len(v) >= _MIN_SIG]
-    found += [s for s in parts.path.split("/") if len(s) >= _MIN_ID]
-    return found
 
 
 def _shown_url(url: str) -> str:
@@ -73,10 +59,10 @@ class TeamsWebhook(Webhook):
     """
 
     kind: ClassVar[str] = "teams"
+    #: The URL (its `sig`, its workflow id) is the credential.
+    secret_url: ClassVar[bool] = True
 
-    webhook_url: str = attrs.field(
-        validator=_check_webhook_url, repr=lambda url: repr(_shown_url(url))
-    )
+    webhook_url: str = attrs.field(validator=_check_webhook_url)
     #: Teams refuses about 28 KB; legacy connectors were seen failing above ~21 KB.
     max_message_bytes: int = attrs.field(default=MESSAGE_LIMIT_BYTES, validator=_max_bytes)
 
@@ -86,14 +72,9 @@ class TeamsWebhook(Webhook):
         `webhook.url` as the reference's `on_failure` example does."""
         return _shown_url(self.webhook_url)
 
-    def secret_values(self) -> list[str]:
-        return [*super().secret_values(), self.webhook_url, *_url_secrets(self.webhook_url)]
-
 
 def _request(webhook: TeamsWebhook, event: Event) -> OutgoingRequest:
-    return OutgoingRequest.json(
-        webhook.webhook_url, build_message(webhook, event), extras={SECRET_URL: True}
-    )
+    return OutgoingRequest.json(webhook.webhook_url, build_message(webhook, event))
 
 
 @hookimpl

@@ -1,0 +1,207 @@
+"""When a delivery fails: tell (the webhook's `on_failure`, then every plugin's), keep it as a
+dead letter, hand it to the fallback webhook, and later replay it. Also a 410's disabling, and
+a worker's unexpected error, which ends like any final failure: never silently dropped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from collections.abc import Callable, Mapping
+
+from .._log import get_logger
+from ..events import Event
+from ..plugins import Hooks
+from ..redaction import redact_text
+from ..stores import DeliveryStore, ReplaysInOneStep
+from ..webhooks import Webhook
+from ..wire import DeliveryError
+from .lane import Lane
+from .outcome import delivery_error
+from .unit import Delivery
+
+__all__ = ["Failures", "summary"]
+
+log = get_logger()
+
+
+def summary(exc: BaseException) -> str:
+    """An exception as one line: type, message and where it was raised (no full traceback
+    in a dead letter, but enough to find the bug)."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name})"
+    text = redact_text(text)
+    return text if len(text) <= 500 else text[:499] + "…"
+
+
+class Failures:
+    """The failure handling of one dispatcher: its lanes, its hooks, and (once open) its store.
+
+    `settle` ends a delivery in its lane (the next of its ordering key goes, `drain` may wake);
+    `wake` tells `drain` to look again.
+    """
+
+    def __init__(
+        self,
+        hooks: Hooks,
+        lanes: Mapping[str, Lane],
+        *,
+        settle: Callable[[Lane, Delivery], None],
+        wake: Callable[[], None],
+    ) -> None:
+        self._hooks = hooks
+        self._lanes = lanes
+        self._settle = settle
+        self._wake = wake
+        self._store: DeliveryStore | None = None
+        self._replays_in_one_step: ReplaysInOneStep | None = None
+
+    def open(self, store: DeliveryStore | None) -> None:
+        """The dispatcher's store opened (or closed: None). A store of other processes'
+        workers that replays in one step is used for that (checked once, here)."""
+        self._store = store
+        self._replays_in_one_step = (
+            store
+            if isinstance(store, ReplaysInOneStep) and store is not None and store.remote_workers
+            else None
+        )
+
+    @property
+    def store(self) -> DeliveryStore:
+        assert self._store is not None, "the dispatcher has not started"
+        return self._store
+
+    async def tell(self, webhook: Webhook, event: Event, error: DeliveryError) -> None:
+        """The webhook's own `on_failure` first, then every plugin's."""
+        callback = webhook.on_failure
+        if callback is not None:
+            try:
+                outcome = callback(webhook, event, error)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as exc:
+                # The user's own failure store or pager did not run: loud, and counted.
+                lane = self._lanes.get(webhook.name)
+                if lane is not None:
+                    lane.recorder.callback_errors += 1
+                log.error(
+                    "on_failure_callback_failed",
+                    webhook=webhook.name,
+                    event_id=event.event_id,
+                    error=summary(exc),
+                )
+        self._hooks.on_failure(webhook, event, error)
+
+    async def failed(self, lane: Lane, delivery: Delivery, error: DeliveryError) -> None:
+        """A final failure: a dead letter, `on_failure` told, the fallback webhook given the
+        event, and the delivery settled."""
+        webhook = lane.webhook
+        lane.recorder.failure()
+        log.warning(
+            "delivery_failed",
+            webhook=webhook.name,
+            event_id=delivery.event.event_id,
+            attempt=delivery.attempts,
+            status=error.status,
+            reason=error.reason,
+        )
+        store = self.store
+        await store.add_dead_letter(delivery, error.to_dict())
+        lane.outcomes[delivery.delivery_id] = "final"
+        lane.dead_letters += 1
+        await self.tell(webhook, delivery.event, error)
+        fallback = webhook.fallback
+        if fallback is not None:
+            name = fallback if isinstance(fallback, str) else fallback.name
+            target = self._lanes.get(name)
+            if target is not None and target is not lane:
+                backup = Delivery(webhook_name=name, event=delivery.event)
+                await store.enqueue([backup])
+                if not store.remote_workers:  # else a worker takes it from the store
+                    target.enqueue(backup)
+        self._settle(lane, delivery)
+
+    async def gone(
+        self, lane: Lane, delivery: Delivery, reason: str, error: DeliveryError
+    ) -> None:
+        """The endpoint is gone (410, or a plugin's verdict on its own answer such as Slack's
+        `channel_is_archived`): disable the webhook, keep its queue (this delivery included),
+        tell on_failure."""
+        lane.enabled.clear()
+        delivery.attempts -= 1  # the refused attempt is not held against the delivery
+        lane.queue.put_nowait(delivery)
+        lane.outcomes[delivery.delivery_id] = "requeued"
+        log.error(
+            "webhook_disabled",
+            webhook=lane.webhook.name,
+            event_id=delivery.event.event_id,
+            attempt=delivery.attempts + 1,
+            reason=reason,
+        )
+        await self.tell(lane.webhook, delivery.event, error)
+        lane.outcomes.pop(delivery.delivery_id, None)
+        self._wake()
+
+    async def worker_failed(self, lane: Lane, delivery: Delivery, exc: Exception) -> None:
+        """An unexpected exception while handling a delivery: unless its outcome was already
+        recorded, it ends as a dead letter (with the error's summary) and on_failure is told,
+        as any final failure; never silently dropped."""
+        text = summary(exc)
+        log.error(
+            "worker_error",
+            webhook=lane.webhook.name,
+            event_id=delivery.event.event_id,
+            error=text,
+            exc_info=exc,
+        )
+        outcome = lane.outcomes.pop(delivery.delivery_id, None)
+        if outcome == "requeued":
+            return  # back in its queue: still pending, nothing to settle
+        if outcome is None:
+            error = delivery_error(f"internal error: {text}", delivery, exception=exc)
+            try:
+                await self.failed(lane, delivery, error)
+                return
+            except Exception as second:
+                if lane.outcomes.get(delivery.delivery_id) != "final":
+                    # Not even a dead letter could be written: a durable store still holds the
+                    # delivery (it resumes on restart), a memory store does not.
+                    log.error(
+                        "dead_letter_not_recorded",
+                        webhook=lane.webhook.name,
+                        event_id=delivery.event.event_id,
+                        error=summary(second),
+                        first_error=text,
+                    )
+        self._settle(lane, delivery)
+
+    async def replay(self, dead_letter_id: str) -> Event:
+        """Queue a dead letter again as a fresh delivery (attempts start over)."""
+        if self._replays_in_one_step is not None:
+            # The store replays in one step (Redis: XADD and delete in one script), so a crash
+            # between taking the letter and queueing it cannot lose it.
+            replayed = await self._replays_in_one_step.requeue_dead_letter(dead_letter_id)
+            if replayed is None:
+                raise KeyError(f"no dead letter {dead_letter_id!r}")
+            replayed_lane = self._lanes.get(replayed.webhook_name)
+            if replayed_lane is not None:
+                replayed_lane.dead_letters = max(0, replayed_lane.dead_letters - 1)
+            return replayed.event
+        store = self.store
+        letter = await store.take_dead_letter(dead_letter_id)
+        if letter is None:
+            raise KeyError(f"no dead letter {dead_letter_id!r}")
+        lane = self._lanes.get(letter.webhook_name)
+        if lane is None:
+            raise KeyError(
+                f"dead letter {dead_letter_id!r} is for unknown webhook {letter.webhook_name!r}"
+            )
+        delivery = Delivery(webhook_name=letter.webhook_name, event=letter.event)
+        await store.enqueue([delivery])
+        lane.dead_letters = max(0, lane.dead_letters - 1)
+        if not store.remote_workers:  # else a worker takes it from the store
+            lane.enqueue(delivery)
+        return letter.event

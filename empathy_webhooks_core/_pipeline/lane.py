@@ -1,0 +1,276 @@
+"""One webhook's lane: its queue, its gate (enabled, pause, breaker, limiter), its ordering
+chains and its figures. Lanes share nothing but the HTTP session, so a slow, limited or
+failing webhook never delays another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+
+import attrs
+
+from ..breaker import Breaker, CircuitBreaker
+from ..clock import Clock
+from ..events import Event
+from ..monitor import StatsRecorder
+from ..plugins import Hooks
+from ..ratelimit import Limiter, RateLimiter
+from ..redaction import register_secrets
+from ..routing import EventMatcher, passes_filter
+from ..stores import DeliveryStore, SharesBreakers, SharesRateLimits
+from ..webhooks import Webhook
+from .unit import Delivery
+
+__all__ = ["RESUME_WINDOW", "Guards", "Lane", "LaneSnapshot", "LaneTable"]
+
+#: A lane takes at most this many deliveries from a `PagedStore` ahead of sending them (or
+#: twice its `max_concurrency`, if more; never more than its `max_pending`), and asks for more
+#: once down to half.
+RESUME_WINDOW = 256
+
+
+@attrs.frozen(kw_only=True)
+class LaneSnapshot:
+    """A lane's live figures, as the monitor reads them (`WebhookDispatcher.lane_state`)."""
+
+    recorder: StatsRecorder
+    queued: int = 0
+    in_flight: int = 0
+    dead_letters: int = 0
+    breaker_state: str = "closed"
+    disabled: bool = False
+    max_pending: int = 0
+
+
+class Lane:
+    """One webhook's queue, workers and guards."""
+
+    def __init__(
+        self,
+        webhook: Webhook,
+        clock: Clock,
+        *,
+        routed: bool = True,
+        limiter: Limiter | None = None,
+        breaker: Breaker | None = None,
+    ) -> None:
+        self.webhook = webhook
+        self.routed = routed
+        self.matcher = EventMatcher(webhook.events)
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.limiter = limiter
+        self.breaker: Breaker = breaker or CircuitBreaker(webhook.circuit_breaker, clock)
+        self.recorder = StatsRecorder()
+        self.clock = clock
+        self.paused_until = 0.0
+        self.enabled = asyncio.Event()
+        self.enabled.set()
+        self.gate = asyncio.Lock()
+        self.breaker_changed = asyncio.Event()
+        self.pending = 0
+        self.in_flight = 0
+        # Ordering keys with a delivery under way, and the ones waiting behind it in emit order.
+        self.chains: dict[str, collections.deque[Delivery]] = {}
+        self.dead_letters = 0
+        self.workers: list[asyncio.Task[None]] = []
+        # Deliveries whose outcome is recorded in the store ("final") or that went back to
+        # the queue ("requeued") but are not settled yet: a worker error after that point must
+        # not dead-letter them a second time.
+        self.outcomes: dict[str, str] = {}
+
+    def wants(self, event: Event) -> bool:
+        return self.routed and self.matcher(event.event_type) and passes_filter(self.webhook, event)
+
+    @property
+    def resume_window(self) -> int:
+        """How many deliveries this lane takes from a `PagedStore` ahead of sending them."""
+        # Never past max_pending: resumed deliveries are not refused, but they must not hold a
+        # lane above the bound its emits are held to.
+        return max(
+            1, min(max(RESUME_WINDOW, 2 * self.webhook.max_concurrency), self.webhook.max_pending)
+        )
+
+    # -- the queue and its ordering chains -------------------------------------------------
+
+    def enqueue(self, delivery: Delivery) -> None:
+        """A new pending delivery: queued, or behind the one of its ordering key under way."""
+        self.pending += 1
+        key = delivery.event.ordering_key
+        if key is not None:
+            waiting = self.chains.get(key)
+            if waiting is not None:
+                # Same key as a delivery still under way: wait behind it, in emit order.
+                waiting.append(delivery)
+                return
+            self.chains[key] = collections.deque()
+        self.queue.put_nowait(delivery)
+
+    def settle(self, delivery: Delivery) -> None:
+        """A delivery reached its final outcome: release the next one of its ordering key."""
+        self.outcomes.pop(delivery.delivery_id, None)
+        key = delivery.event.ordering_key
+        if key is not None and key in self.chains:
+            waiting = self.chains[key]
+            if waiting:
+                self.queue.put_nowait(waiting.popleft())
+            else:
+                del self.chains[key]
+        self.pending -= 1
+
+    # -- the gate --------------------------------------------------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """Hold every delivery of this lane for `seconds` (a rate-limit answer)."""
+        self.paused_until = max(self.paused_until, self.clock.monotonic() + seconds)
+
+    def record(self, success: bool) -> None:
+        """Tell the breaker how an attempt went, and wake a gate waiting on a probe."""
+        self.breaker.record(success)
+        self.breaker_changed.set()
+
+    async def pass_gate(self) -> None:
+        """Wait until this lane may send: enabled, not paused, breaker and rate limit allow.
+
+        Workers pass one at a time (the lock), so waiting deliveries keep their order.
+        """
+        async with self.gate:
+            while True:
+                await self.enabled.wait()
+                pause = self.paused_until - self.clock.monotonic()
+                if pause > 0:
+                    await self.clock.sleep(pause)
+                    continue
+                wait = self.breaker.wait_time()
+                if wait is None:
+                    self.breaker_changed.clear()
+                    await self.breaker_changed.wait()
+                    continue
+                if wait > 0:
+                    await self.clock.sleep(wait)
+                    continue
+                if self.limiter is not None:
+                    wait = await self.limiter.reserve()
+                    if wait > 0:
+                        await self.clock.sleep(wait)
+                        continue
+                self.breaker.before_attempt()
+                return
+
+    def snapshot(self) -> LaneSnapshot:
+        return LaneSnapshot(
+            recorder=self.recorder,
+            queued=self.pending - self.in_flight,
+            in_flight=self.in_flight,
+            dead_letters=self.dead_letters,
+            breaker_state=self.breaker.current_state().value,
+            disabled=not self.enabled.is_set(),
+            max_pending=self.webhook.max_pending,
+        )
+
+
+@attrs.frozen
+class Guards:
+    """Where a lane's limiter and breaker come from: the store's, shared by every process
+    using it, when it offers them (checked once, when it opens: `Guards.of`), else the
+    lane's own."""
+
+    limits: SharesRateLimits | None = None
+    breakers: SharesBreakers | None = None
+
+    @classmethod
+    def of(cls, store: DeliveryStore) -> Guards:
+        return cls(
+            limits=store if isinstance(store, SharesRateLimits) else None,
+            breakers=store if isinstance(store, SharesBreakers) else None,
+        )
+
+    def lane(self, webhook: Webhook, clock: Clock, *, routed: bool = True) -> Lane:
+        limiter: Limiter | None = None
+        if webhook.rate_limit is not None:
+            limiter = (
+                self.limits.make_rate_limiter(webhook, clock)
+                if self.limits is not None
+                else RateLimiter(webhook.rate_limit, clock)
+            )
+        breaker: Breaker | None = None
+        if self.breakers is not None and webhook.circuit_breaker.enabled:
+            breaker = self.breakers.make_circuit_breaker(webhook, clock)
+        return Lane(webhook, clock, routed=routed, limiter=limiter, breaker=breaker)
+
+
+class LaneTable:
+    """A dispatcher's webhooks: the open lanes by name (`lanes`), and the webhooks added but
+    not opened yet (`waiting`: before `start`, and a fallback given as a `Webhook` object)."""
+
+    def __init__(self, hooks: Hooks) -> None:
+        self._hooks = hooks
+        self.lanes: dict[str, Lane] = {}
+        self.waiting: list[tuple[Webhook, bool]] = []
+
+    def add(self, webhook: Webhook, *, routed: bool = True) -> None:
+        """Add a webhook (opened by the next `open`). Its name must be unique here."""
+        if not isinstance(webhook, Webhook):
+            raise TypeError(f"expected a Webhook, got {type(webhook).__name__}")
+        names = {w.name for w, _ in self.waiting} | set(self.lanes)
+        if webhook.name in names:
+            raise ValueError(
+                f"two webhooks are named {webhook.name!r}; give one of them a distinct name="
+            )
+        self._check_type(webhook)
+        self.waiting.append((webhook, routed))
+
+    def _check_type(self, webhook: Webhook) -> None:
+        known = self._hooks.webhook_types()
+        if not any(isinstance(webhook, cls) for cls in known.values()):
+            raise LookupError(
+                f"webhook {webhook.name!r} is a {type(webhook).__name__} (kind {webhook.kind!r}), "
+                f"and no loaded plugin provides it (loaded types: {', '.join(sorted(known))}); "
+                "is its plugin installed, and allowed by EMPATHY_WEBHOOKS_LOAD_PLUGINS?"
+            )
+
+    def open(self, guards: Guards, clock: Clock, start: Callable[[Lane], None]) -> None:
+        """Open a lane for every waiting webhook (`start` starts its workers)."""
+        # A fallback given as a Webhook object joins the dispatcher (not routed: it only
+        # receives what its primary failed), so loop until no webhook is left unopened.
+        while self.waiting:
+            pending, self.waiting = self.waiting, []
+            for webhook, routed in pending:
+                lane = guards.lane(webhook, clock, routed=routed)
+                self.lanes[webhook.name] = lane
+                register_secrets(webhook.secret_values())
+                start(lane)
+            for lane in list(self.lanes.values()):
+                fallback = lane.webhook.fallback
+                if isinstance(fallback, Webhook) and fallback.name not in self.lanes:
+                    if not any(w is fallback for w, _ in self.waiting):
+                        self._check_type(fallback)
+                        self.waiting.append((fallback, False))
+                elif isinstance(fallback, str) and fallback not in self.lanes:
+                    raise ValueError(
+                        f"webhook {lane.webhook.name!r} names fallback {fallback!r}, "
+                        "which is not one of this dispatcher's webhooks"
+                    )
+
+    def unopen(self) -> list[asyncio.Task[None]]:
+        """Put every lane's webhook back to waiting (a failed start); returns the workers to
+        cancel."""
+        workers = [task for lane in self.lanes.values() for task in lane.workers]
+        self.waiting = [(lane.webhook, lane.routed) for lane in self.lanes.values()] + self.waiting
+        self.lanes.clear()
+        return workers
+
+    @property
+    def webhooks(self) -> list[Webhook]:
+        return [lane.webhook for lane in self.lanes.values()] + [w for w, _ in self.waiting]
+
+    def snapshot(self, name: str) -> LaneSnapshot | None:
+        """The lane's live figures (empty ones for a webhook not opened yet), or None."""
+        lane = self.lanes.get(name)
+        if lane is not None:
+            return lane.snapshot()
+        for webhook, _ in self.waiting:
+            if webhook.name == name:
+                return LaneSnapshot(recorder=StatsRecorder(), max_pending=webhook.max_pending)
+        return None

@@ -1,0 +1,174 @@
+"""A lane's workers: take a delivery from the queue, pass the gate, make one attempt
+(`delivery.attempt`: render, sign, deliver, classify), and carry out the decision
+(`outcome.decide`): record a success, schedule a retry, or hand a failure to `failures`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import structlog
+
+from .._log import LOGGER_NAME, get_logger
+from ..clock import Clock
+from ..delivery import attempt as run_attempt
+from ..plugins import Hooks
+from ..stores import DeliveryStore
+from ..webhooks import Webhook
+from ..wire import DeliveryResult, Outcome
+from .failures import Failures
+from .lane import Lane
+from .outcome import Action, decide
+from .unit import Delivery
+
+__all__ = ["Workers"]
+
+log = get_logger()
+_stdlib_log = logging.getLogger(LOGGER_NAME)
+
+
+def _debug_enabled() -> bool:
+    """Per-attempt debug lines are built only when someone will see them."""
+    return structlog.is_configured() or _stdlib_log.isEnabledFor(logging.DEBUG)
+
+
+class Workers:
+    """The workers of one dispatcher's lanes. `store` gives the open store, `session_for` a
+    webhook's HTTP session, `settle` ends a delivery in its lane; retry timers join `timers`
+    (the dispatcher cancels them when it stops)."""
+
+    def __init__(
+        self,
+        hooks: Hooks,
+        clock: Clock,
+        rng: random.Random,
+        *,
+        failures: Failures,
+        store: Callable[[], DeliveryStore],
+        session_for: Callable[[Webhook], aiohttp.ClientSession],
+        settle: Callable[[Lane, Delivery], None],
+        timers: set[asyncio.Task[None]],
+    ) -> None:
+        self._hooks = hooks
+        self._clock = clock
+        self._rng = rng
+        self._failures = failures
+        self._store = store
+        self._session_for = session_for
+        self._settle = settle
+        self._timers = timers
+
+    def start(self, lane: Lane) -> None:
+        """Start the lane's `max_concurrency` workers."""
+        for _ in range(lane.webhook.max_concurrency):
+            lane.workers.append(asyncio.create_task(self._work(lane)))
+
+    async def _work(self, lane: Lane) -> None:
+        while True:
+            delivery = await lane.queue.get()
+            try:
+                await lane.pass_gate()
+                await self._attempt(lane, delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not kill the lane, nor lose the delivery
+                await self._failures.worker_failed(lane, delivery, exc)
+
+    async def _attempt(self, lane: Lane, delivery: Delivery) -> None:
+        webhook = lane.webhook
+        delivery.attempts += 1
+        lane.in_flight += 1
+        lane.recorder.attempt(retry=delivery.attempts > 1)
+        try:
+            result = await run_attempt(
+                self._hooks, webhook, delivery, self._session_for(webhook), self._clock
+            )
+        finally:
+            lane.in_flight -= 1
+        verdict, response = result.verdict, result.response
+        if response is not None:
+            lane.recorder.answer(response.elapsed_ms)
+        lane.record(verdict.outcome not in (Outcome.RETRY, Outcome.GONE))
+        if _debug_enabled():
+            log.debug(
+                "delivery_attempt",
+                webhook=webhook.name,
+                event_id=delivery.event.event_id,
+                attempt=delivery.attempts,
+                status=response.status if response is not None else None,
+                outcome=verdict.outcome.value,
+                reason=verdict.reason,
+                elapsed_ms=round(response.elapsed_ms, 2) if response is not None else None,
+            )
+        decision = decide(
+            verdict,
+            delivery,
+            webhook.retry_policy,
+            now=self._clock.monotonic(),
+            rng=self._rng,
+            response=response,
+            exception=result.exception,
+        )
+        delivery.rate_limited = decision.rate_limited
+        if decision.action is Action.SUCCEED:
+            await self._succeeded(lane, delivery, response, verdict.details)
+            return
+        assert decision.reason is not None
+        lane.recorder.attempt_failed(decision.reason, self._clock.time())
+        if decision.action is Action.RETRY:
+            if decision.pause_lane:
+                lane.pause(decision.wait)
+            log.info(
+                "delivery_retry_scheduled",
+                webhook=webhook.name,
+                event_id=delivery.event.event_id,
+                attempt=delivery.attempts,
+                wait_seconds=round(decision.wait, 3),
+                reason=decision.reason,
+            )
+            await self._store().record_attempt(delivery)
+            self._later(decision.retry_at, lane, delivery)
+            return
+        assert decision.error is not None
+        if decision.action is Action.DISABLE:
+            await self._failures.gone(lane, delivery, decision.reason, decision.error)
+        else:
+            await self._failures.failed(lane, delivery, decision.error)
+
+    def _later(self, deadline: float, lane: Lane, delivery: Delivery) -> None:
+        # The deadline was fixed by the decision, not when the task first runs.
+
+        async def requeue() -> None:
+            await self._clock.sleep(deadline - self._clock.monotonic())
+            lane.queue.put_nowait(delivery)
+
+        task = asyncio.create_task(requeue())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def _succeeded(
+        self, lane: Lane, delivery: Delivery, response: Any, details: Mapping[str, Any]
+    ) -> None:
+        lane.recorder.success(self._clock.time())
+        for key in details:
+            lane.recorder.details[key] += 1
+        if details:
+            lane.recorder.last_details = (self._clock.time(), dict(details))
+        await self._store().mark_delivered(delivery)
+        lane.outcomes[delivery.delivery_id] = "final"
+        if self._hooks.wants_success():
+            result = DeliveryResult(
+                webhook_name=lane.webhook.name,
+                event_id=delivery.event.event_id,
+                status=response.status if response is not None else None,
+                attempts=delivery.attempts,
+                elapsed_ms=response.elapsed_ms if response is not None else 0.0,
+                details=details,
+            )
+            self._hooks.on_success(lane.webhook, delivery.event, result)
+        self._settle(lane, delivery)
