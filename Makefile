@@ -30,8 +30,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy empathy_webhooks_core $(PLUGIN_PACKAGES)
 
+# The whole suite on one worker per core (pytest-xdist): most of its time is spent waiting on
+# subprocesses, servers and sockets. One test at a time per worker (--maxschedchunk 1), so the
+# slow tests, which tests/conftest.py hands out first, never leave one worker busy at the end.
 pytest: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxschedchunk 1
 
 test: lint typecheck pytest
 

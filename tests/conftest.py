@@ -9,6 +9,15 @@ import pytest
 from empathy_webhooks_core.testing import Receiver
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`), the tests marked slow (wheels, virtual environments,
+    up to a minute or two each under load) are handed out first, one at a time, so the short
+    tests fill in beside them instead of one slow test running alone at the end. A plain
+    `pytest` keeps the file order."""
+    if hasattr(config, "workerinput"):  # only an xdist worker has it
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     async with Receiver() as started:

@@ -21,7 +21,6 @@ from empathy_webhooks_core import (
     Webhook,
     hookimpl,
 )
-from empathy_webhooks_core.clock import FakeClock
 from empathy_webhooks_core.testing import (
     Receiver,
     Reply,
@@ -57,10 +56,6 @@ async def test_receiver_and_dispatcher_fixtures(webhook_receiver, webhook_dispat
     assert_header(webhook_receiver, "X-Team", "core")
     assert_header(webhook_receiver, "X-Signature", None)
     assert sent_json(webhook_receiver, 0) == body
-
-
-def test_fake_clock_fixture(fake_clock) -> None:
-    assert isinstance(fake_clock, FakeClock)
 
 
 async def test_assertion_messages_show_what_arrived() -> None:
