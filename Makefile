@@ -26,6 +26,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: install
 	$(BIN)/mypy empathy_webhooks_core $(PLUGIN_PACKAGES)

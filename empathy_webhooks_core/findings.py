@@ -214,9 +214,7 @@ def fit_key(text: str, max_length: int) -> str:
     return f"{text[: max_length - len(digest) - 1]}:{digest}"
 
 
-def finding_key(
-    event: Event, *, max_length: int = 255, prefix: str = "empathy"
-) -> str:
+def finding_key(event: Event, *, max_length: int = 255, prefix: str = "empathy") -> str:
     """A key stable across every event of one finding, different for different findings, at
     most `max_length` characters.
 

@@ -124,9 +124,7 @@ class Failures:
                     target.enqueue(backup)
         self._settle(lane, delivery)
 
-    async def gone(
-        self, lane: Lane, delivery: Delivery, reason: str, error: DeliveryError
-    ) -> None:
+    async def gone(self, lane: Lane, delivery: Delivery, reason: str, error: DeliveryError) -> None:
         """The endpoint is gone (410, or a plugin's verdict on its own answer such as Slack's
         `channel_is_archived`): disable the webhook, keep its queue (this delivery included),
         tell on_failure."""

@@ -55,9 +55,7 @@ class PagerDutyWebhook(Webhook):
     kind: ClassVar[str] = "pagerduty"
 
     api_key: str = secret_field(validator=_routing_key)
-    events_url: str = attrs.field(
-        default=DEFAULT_EVENTS_URL, converter=_events_url, repr=url_repr
-    )
+    events_url: str = attrs.field(default=DEFAULT_EVENTS_URL, converter=_events_url, repr=url_repr)
     source: str | None = None
     component: str | None = None
     group: str | None = None
