@@ -1,0 +1,278 @@
+"""Declarative filters: what the reference writes as `filter=lambda event: ...`, as a table.
+
+A filter is a table whose keys are event fields (`event_type`, `severity`, `classification`,
+`user_id`, `empathy_level`), `data` and `metadata` (tables of dotted paths into the event's
+data, `"context.environment"`), and `any` (a list of filter tables, one of which must pass).
+All conditions must pass. A condition is a value (equals), a list (one of), or a table of
+operators: `eq`, `ne`, `in`, `not_in`, `gt`, `gte`, `lt`, `lte`, `exists`. For `severity`,
+equality is case-insensitive and `gt`/`gte`/`lt`/`lte` compare ranks (info < low < medium <
+high < critical) as the plugins read them, so `severity = { gte = "high" }` passes high and
+critical events (and, without an explicit severity, security and compliance findings).
+A value that is missing or of another kind fails a comparison instead of raising.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from ..converter import ConfigError, did_you_mean
+from ..events import Event
+from ..formatting import Severity, severity_of
+from ._problems import _MISSING, _join, _kind, _Problems
+
+_EVENT_FIELDS = ("event_type", "severity", "classification", "user_id", "empathy_level")
+_FILTER_KEYS = (*_EVENT_FIELDS, "data", "metadata", "any")
+_ORDER_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+_SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists")
+_SEVERITY_RANKS = {level.name.lower(): level for level in Severity}
+
+
+def _severity_word(event: Event) -> Any:
+    for raw in (event.severity, event.data.get("severity")):
+        if isinstance(raw, str) and raw.strip():
+            return raw.strip().lower()
+    return _MISSING
+
+
+def _dig(mapping: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = mapping
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _comparable(a: Any, b: Any) -> bool:
+    numbers = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False
+    return (isinstance(a, numbers) and isinstance(b, numbers)) or (
+        isinstance(a, str) and isinstance(b, str)
+    )
+
+
+@attrs.frozen
+class _Condition:
+    """One test on one value of the event."""
+
+    subject: str
+    op: str
+    operand: Any
+    getter: Callable[[Event], Any] = attrs.field(eq=False, repr=False)
+    severity: bool = False
+
+    def __call__(self, event: Event) -> bool:
+        if self.severity and self.op in _ORDER_OPS:
+            # Ranked as the plugins rank it, so an event without a severity gets its type's
+            # default (security and compliance findings are high).
+            return _ORDER_OPS[self.op](severity_of(event), self.operand)
+        value = self.getter(event)
+        if self.op == "exists":
+            return (value is not _MISSING and value is not None) is self.operand
+        if value is _MISSING:
+            value = None
+        if self.op == "eq":
+            return bool(value == self.operand)
+        if self.op == "ne":
+            return bool(value != self.operand)
+        if self.op == "in":
+            return value in self.operand
+        if self.op == "not_in":
+            return value not in self.operand
+        if not _comparable(value, self.operand):
+            return False
+        return _ORDER_OPS[self.op](value, self.operand)
+
+    def describe(self) -> str:
+        if self.op == "exists":
+            return f"{self.subject} {'exists' if self.operand else 'is absent'}"
+        operand = self.operand
+        if isinstance(operand, Severity):
+            operand = operand.name.lower()
+        if self.op in ("in", "not_in"):
+            words = "in" if self.op == "in" else "not in"
+            return f"{self.subject} {words} {list(operand)!r}"
+        return f"{self.subject} {_SYMBOLS[self.op]} {operand!r}"
+
+
+@attrs.frozen(repr=False)
+class EventFilter:
+    """A compiled declarative filter: a callable of the event, as `Webhook.filter` expects.
+
+    `all_of` must all pass; then, if `any_of` is not empty, one of its filters must pass.
+    """
+
+    all_of: tuple[_Condition, ...] = ()
+    any_of: tuple[EventFilter, ...] = ()
+    spec: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    def __call__(self, event: Event) -> bool:
+        if not all(condition(event) for condition in self.all_of):
+            return False
+        return not self.any_of or any(option(event) for option in self.any_of)
+
+    def describe(self) -> str:
+        parts = [condition.describe() for condition in self.all_of]
+        if self.any_of:
+            options = [option.describe() for option in self.any_of]
+            options = [f"({o})" if " and " in o else o for o in options]
+            parts.append("(" + " or ".join(options) + ")" if parts else " or ".join(options))
+        return " and ".join(parts) or "everything"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def __repr__(self) -> str:
+        return f"EventFilter({self.describe()!r})"
+
+
+def _field_getter(name: str) -> Callable[[Event], Any]:
+    if name == "severity":
+        return _severity_word
+    return lambda event: getattr(event, name)
+
+
+def _nested_getter(root: str, dotted: str) -> Callable[[Event], Any]:
+    return lambda event: _dig(getattr(event, root), dotted)
+
+
+def compile_filter(spec: Any, path: str = "filter") -> EventFilter:
+    """Compile a declarative filter table (see the module docstring) into an `EventFilter`,
+    or raise `ConfigError` listing every mistake with its place."""
+    problems = _Problems()
+    compiled = _compile_filter(spec, path, problems)
+    if problems.lines:
+        raise ConfigError(problems.redacted())
+    assert compiled is not None
+    return compiled
+
+
+def _compile_filter(spec: Any, path: str, problems: _Problems) -> EventFilter | None:
+    if not isinstance(spec, Mapping):
+        problems.add(path, f"expected a table of conditions, got {_kind(spec)}")
+        return None
+    conditions: list[_Condition] = []
+    options: list[EventFilter] = []
+    for key, value in spec.items():
+        where = _join(path, key)
+        if key in _EVENT_FIELDS:
+            conditions.extend(
+                _conditions(key, value, where, _field_getter(key), problems, key == "severity")
+            )
+        elif key in ("data", "metadata"):
+            if not isinstance(value, Mapping) or not value:
+                problems.add(where, "expected a table of dotted keys and conditions")
+                continue
+            for dotted, condition in value.items():
+                conditions.extend(
+                    _conditions(
+                        f"{key}.{dotted}",
+                        condition,
+                        _join(where, _quote(dotted)),
+                        _nested_getter(key, dotted),
+                        problems,
+                    )
+                )
+        elif key == "any":
+            if not isinstance(value, list) or not value:
+                problems.add(where, "expected a list of filter tables")
+                continue
+            for index, option in enumerate(value):
+                built = _compile_filter(option, f"{where}[{index}]", problems)
+                if built is not None:
+                    options.append(built)
+        else:
+            problems.add(path, f"unknown filter key {key!r}{did_you_mean(key, _FILTER_KEYS)}")
+    return EventFilter(tuple(conditions), tuple(options), dict(spec))
+
+
+def _quote(key: str) -> str:
+    return f'"{key}"' if "." in key else key
+
+
+def _conditions(
+    subject: str,
+    value: Any,
+    where: str,
+    getter: Callable[[Event], Any],
+    problems: _Problems,
+    severity: bool = False,
+) -> list[_Condition]:
+    if isinstance(value, Mapping):
+        ops = dict(value)
+    elif isinstance(value, list):
+        ops = {"in": value}
+    else:
+        ops = {"eq": value}
+    if not ops:
+        problems.add(where, f"expected a value, a list or a table of operators ({_ops()})")
+        return []
+    built = []
+    for op, operand in ops.items():
+        if op not in _OPERATORS:
+            problems.add(
+                where, f"unknown operator {op!r}{did_you_mean(op, _OPERATORS)}; operators: {_ops()}"
+            )
+            continue
+        checked = _operand(
+            op,
+            operand,
+            f"{where}.{op}" if isinstance(value, Mapping) else where,
+            problems,
+            severity,
+        )
+        if checked is not _MISSING:
+            built.append(_Condition(subject, op, checked, getter, severity))
+    return built
+
+
+def _ops() -> str:
+    return ", ".join(_OPERATORS)
+
+
+def _operand(op: str, operand: Any, where: str, problems: _Problems, severity: bool) -> Any:
+    if op == "exists":
+        if not isinstance(operand, bool):
+            problems.add(where, f"expected true or false, got {_kind(operand)}")
+            return _MISSING
+        return operand
+    if op in ("in", "not_in"):
+        if not isinstance(operand, list):
+            problems.add(where, f"expected a list, got {_kind(operand)}")
+            return _MISSING
+        if severity:
+            operand = [o.lower() if isinstance(o, str) else o for o in operand]
+        return tuple(operand)
+    if isinstance(operand, Mapping | list):
+        problems.add(where, f"expected a single value, got {_kind(operand)}")
+        return _MISSING
+    if severity and isinstance(operand, str):
+        if op in _ORDER_OPS:
+            rank = _SEVERITY_RANKS.get(operand.strip().lower())
+            if rank is None:
+                choices = ", ".join(_SEVERITY_RANKS)
+                problems.add(
+                    where,
+                    f"unknown severity {operand!r}{did_you_mean(operand.lower(), _SEVERITY_RANKS)}"
+                    f"; severities rank {choices}",
+                )
+                return _MISSING
+            return rank
+        return operand.lower()
+    if op in _ORDER_OPS and (
+        isinstance(operand, bool) or not isinstance(operand, int | float | str)
+    ):
+        problems.add(where, f"expected a number or a string to compare with, got {_kind(operand)}")
+        return _MISSING
+    return operand

@@ -1,0 +1,204 @@
+"""Loading: a `webhooks.toml` (or a dict of the same shape) into a `Config` of webhooks and
+the store URL, every problem reported at once with its place."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..converter import ConfigError, did_you_mean
+from ..webhooks import Webhook
+from ._builder import _Builder
+from ._problems import _MISSING, _join, _kind, _Problems
+from .env import expand_env
+
+if typing.TYPE_CHECKING:
+    import pluggy
+
+TOP_LEVEL_KEYS = ("store", "webhooks")
+#: How deeply a configuration may nest (tables, inline tables, arrays). A real one uses a
+#: handful of levels; a limit keeps a pathological file a clear error, not a RecursionError.
+MAX_CONFIG_DEPTH = 64
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """A loaded configuration: the webhooks, ready for a dispatcher, and the store URL."""
+
+    webhooks: tuple[Webhook, ...]
+    store: str | None = None
+    source: str | None = None
+
+    def webhook(self, name: str) -> Webhook:
+        for webhook in self.webhooks:
+            if webhook.name == name:
+                return webhook
+        known = ", ".join(w.name for w in self.webhooks) or "none"
+        raise KeyError(f"no webhook named {name!r} in the configuration (known: {known})")
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    plugin_manager: pluggy.PluginManager | None = None,
+    source: str | None = None,
+) -> Config:
+    """Build a `Config` from already parsed TOML (or any dict of the same shape).
+
+    Raises `ConfigError` whose `problems` list every mistake, each with its place.
+    """
+    from ..plugins import Hooks, get_plugin_manager
+
+    deep = _too_deep(data)
+    if deep is not None:
+        raise ConfigError([f"{deep}: nested more than {MAX_CONFIG_DEPTH} levels deep"])
+    pm = plugin_manager or get_plugin_manager()
+    problems = _Problems()
+    data = expand_env(dict(data), os.environ if env is None else env, "", problems)
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            problems.add("", f"unknown top-level key {key!r}{did_you_mean(key, TOP_LEVEL_KEYS)}")
+    store = data.get("store")
+    if store is not None and not isinstance(store, str):
+        problems.add("store", f"expected a URL string (sqlite:///outbox.db), got {_kind(store)}")
+        store = None
+    elif store is not None:
+        from ..stores import store_url_problem
+
+        problem = store_url_problem(store, Hooks(pm).store_backends(), pm)
+        if problem is not None:
+            problems.add("store", problem)
+    raw = data.get("webhooks", [])
+    if isinstance(raw, Mapping):
+        problems.add("webhooks", "expected a list of tables: write [[webhooks]], not [webhooks]")
+        raw = []
+    elif not isinstance(raw, list):
+        problems.add("webhooks", f"expected a list of [[webhooks]] tables, got {_kind(raw)}")
+        raw = []
+    builder = _Builder(Hooks(pm).webhook_types(), pm, problems)
+    webhooks: list[Webhook] = []
+    seen: dict[str, int] = {}
+    for index, table in enumerate(raw):
+        path = f"webhooks[{index}]"
+        webhook = builder.webhook(table, path)
+        if webhook is _MISSING:
+            continue
+        if webhook.name in seen:
+            problems.add(
+                _join(path, "name"),
+                f"{webhook.name!r} is already the name of webhooks[{seen[webhook.name]}]; "
+                "give each webhook a distinct name",
+            )
+            continue
+        seen[webhook.name] = index
+        webhooks.append(webhook)
+    for name, where in builder.fallback_names:
+        if name not in seen:
+            known = ", ".join(seen) or "none"
+            problems.add(
+                where,
+                f"no webhook named {name!r}{did_you_mean(name, seen)} (webhooks: {known})",
+            )
+    if problems.lines:
+        raise ConfigError(problems.redacted())
+    return Config(webhooks=tuple(webhooks), store=store, source=source)
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    plugin_manager: pluggy.PluginManager | None = None,
+) -> Config:
+    """Read and build a `webhooks.toml`. Raises `ConfigError` (one line per problem)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: no such configuration file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{file}: cannot read it ({type(exc).__name__}: {exc})"]) from None
+    line = _too_deep_line(text)
+    if line is not None:
+        raise ConfigError(
+            [
+                f"{file}, line {line}: nested more than {MAX_CONFIG_DEPTH} levels deep (arrays "
+                "and inline tables inside each other); a configuration needs a few"
+            ]
+        )
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{file}: not valid TOML: {exc}"]) from None
+    except RecursionError:  # our scan above missed a way to nest: still one clear line
+        raise ConfigError([f"{file}: nested too deeply to read"]) from None
+    return parse_config(data, env=env, plugin_manager=plugin_manager, source=str(file))
+
+
+def _too_deep(data: Any) -> str | None:
+    """The path of the first place nested deeper than `MAX_CONFIG_DEPTH`, found without
+    recursion (so a dict built in code cannot make expansion hit the recursion limit)."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, Mapping | list):
+            if depth >= MAX_CONFIG_DEPTH:
+                return _shown_path(path) or "(top level)"
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            for key, item in items:
+                where = f"{path}[{key}]" if isinstance(value, list) else _join(path, str(key))
+                stack.append((item, where, depth + 1))
+    return None
+
+
+def _shown_path(path: str) -> str:
+    return path if len(path) <= 200 else f"{path[:90]}…{path[-90:]}"
+
+
+def _too_deep_line(text: str) -> int | None:
+    """The line where `[`/`{` nesting first passes `MAX_CONFIG_DEPTH` in TOML text, skipping
+    strings and comments; None when it never does. tomllib recurses per level, so this is
+    checked before parsing (and table headers such as `[a.b.c]` do not nest this way)."""
+    depth = 0
+    line = 1
+    index = 0
+    in_value = False  # brackets at the start of a line are table headers, not nesting
+    length = len(text)
+    while index < length:
+        char = text[index]
+        if char == "\n":
+            line += 1
+            if depth == 0:
+                in_value = False
+        elif char == "#":
+            end = text.find("\n", index)
+            index = length if end < 0 else end
+            continue
+        elif char in "\"'":
+            quote = text[index : index + 3] if text[index : index + 3] in ('"""', "'''") else char
+            index += len(quote)
+            while index < length and not text.startswith(quote, index):
+                if text[index] == "\\" and quote[0] == '"':
+                    index += 1
+                elif text[index] == "\n":
+                    line += 1
+                index += 1
+            index += len(quote)
+            continue
+        elif char == "=":
+            in_value = True
+        elif in_value and char in "[{":
+            depth += 1
+            if depth > MAX_CONFIG_DEPTH:
+                return line
+        elif in_value and char in "]}":
+            depth = max(0, depth - 1)
+        index += 1
+    return None
