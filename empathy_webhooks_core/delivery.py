@@ -11,7 +11,7 @@ import pluggy
 
 from .clock import Clock
 from .events import Event
-from .plugins import Hooks
+from .plugins import Hooks, hooks_for
 from .redaction import bounded, register_request_secrets, request_secret_values
 from .signing import sign_request
 from .stores.base import Delivery
@@ -124,7 +124,7 @@ def render_request(
 
     if not isinstance(event, Event):
         raise TypeError(f"expected an Event, got {type(event).__name__}")
-    hooks = Hooks(plugin_manager or get_plugin_manager())
+    hooks = hooks_for(plugin_manager or get_plugin_manager())
     delivery = Delivery(webhook_name=webhook.name, event=event)
     render(hooks, webhook, delivery)
     assert delivery.request is not None

@@ -42,7 +42,7 @@ from .events import (
     data_depth_limit,
 )
 from .monitor import UnknownWebhookError, WebhookMonitor
-from .plugins import Hooks, get_plugin_manager
+from .plugins import Hooks, get_plugin_manager, hooks_for
 from .redaction import redact_text
 from .sender import Sender
 from .stores import (
@@ -97,7 +97,7 @@ class WebhookDispatcher:
             "max_data_depth", max_data_depth, at_least=1, at_most=MAX_DATA_DEPTH_LIMIT, integer=True
         )
         self._max_data_depth = max_data_depth
-        self._hooks = Hooks(plugin_manager or get_plugin_manager())
+        self._hooks = hooks_for(plugin_manager or get_plugin_manager())
         self._clock: Clock = clock or SystemClock()
         self._store_spec = store
         self._store: DeliveryStore | None = None

@@ -35,6 +35,7 @@ __all__ = [
     "build_plugin_manager",
     "get_plugin_manager",
     "hookimpl",
+    "hooks_for",
 ]
 
 ENTRY_POINT_GROUP = "empathy_webhooks"
@@ -438,6 +439,22 @@ class Hooks:
 
     def flush(self, webhook: Webhook, dispatcher: Any) -> list[Awaitable[None]]:
         return [r for r in self._each("flush", webhook=webhook, dispatcher=dispatcher) if r]
+
+
+def hooks_for(pm: pluggy.PluginManager) -> Hooks:
+    """The one `Hooks` facade of `pm`, kept on the manager so its caches are shared.
+
+    A plugin registered (or unregistered) since the facade was made gets a new facade:
+    building one checks the newcomer against the contract, and the cached webhook types
+    would otherwise miss it.
+    """
+    plugins = tuple(id(plugin) for _, plugin in pm.list_name_plugin() if plugin is not None)
+    cached: tuple[tuple[int, ...], Hooks] | None = getattr(pm, "_empathy_hooks", None)
+    if cached is not None and cached[0] == plugins:
+        return cached[1]
+    hooks = Hooks(pm)
+    pm._empathy_hooks = (plugins, hooks)  # type: ignore[attr-defined]
+    return hooks
 
 
 def plugin_infos(pm: PluginManager) -> list[PluginInfo]:

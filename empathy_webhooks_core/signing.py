@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .signing_keys import standard_key
 from .webhooks import Webhook
 from .wire import OutgoingRequest
 
@@ -57,24 +58,6 @@ class WebhookVerificationError(ValueError):
 def x_signature(body: bytes, secret: str) -> str:
     """Hex HMAC-SHA256 of the exact body, keyed with the secret's UTF-8 bytes (the reference)."""
     return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-def standard_key(secret: str) -> bytes:
-    """Standard Webhooks: a `whsec_` secret is base64 (padding optional); any other is UTF-8.
-
-    Decoding is as lenient as the reference Python library's (`base64.b64decode`), so both
-    sides derive the same key from the same string. Raises `ValueError` (without the secret)
-    when a `whsec_` secret is not base64 at all."""
-    if secret.startswith("whsec_"):
-        encoded = secret.removeprefix("whsec_")
-        try:
-            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
-        except (binascii.Error, ValueError):
-            key = b""
-        if not key:
-            raise ValueError("a signing secret starting with 'whsec_' must be base64 after it")
-        return key
-    return secret.encode("utf-8")
 
 
 def standard_signature(msg_id: str, timestamp: int, body: bytes, secret: str) -> str:

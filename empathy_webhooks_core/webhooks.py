@@ -23,6 +23,7 @@ from .redaction import (
     webhook_secret_values,
 )
 from .retry import RetryPolicy
+from .signing_keys import standard_key
 from .wire import OutgoingRequest, masked_headers
 
 __all__ = [
@@ -79,8 +80,6 @@ def _secrets(value: Any) -> tuple[str, ...]:
     secrets = tuple(s.decode() if isinstance(s, bytes) else s for s in value)
     if any(not isinstance(s, str) or not s for s in secrets):
         raise ValueError("signing_secret must be a non-empty string (or a list of them)")
-    from .signing import standard_key
-
     for secret in secrets:
         standard_key(secret)  # a whsec_ secret that is not base64 fails here, not per attempt
     return secrets

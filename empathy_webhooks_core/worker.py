@@ -18,7 +18,7 @@ from typing import Any
 
 from ._log import get_logger
 from .dispatcher import WebhookDispatcher
-from .plugins import Hooks, get_plugin_manager
+from .plugins import Hooks, get_plugin_manager, hooks_for
 from .stores import DeliveryStore, HasWorkerRole, StopsConsuming, open_store
 from .webhooks import Webhook
 
@@ -55,7 +55,7 @@ async def run_worker(
     if store is None or store in ("memory", "memory://"):
         raise ValueError("a worker needs a shared or durable store (redis://..., sqlite:///...)")
     grace = float(dispatcher_options.pop("grace_seconds", DEFAULT_GRACE_SECONDS))
-    hooks = Hooks(dispatcher_options.get("plugin_manager") or get_plugin_manager())
+    hooks = hooks_for(dispatcher_options.get("plugin_manager") or get_plugin_manager())
     dispatcher = WebhookDispatcher(
         webhooks=list(webhooks), store=worker_store(store, hooks), **dispatcher_options
     )

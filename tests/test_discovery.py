@@ -114,3 +114,27 @@ def test_importing_the_package_loads_no_plugin() -> None:
         "assert 'aiohttp' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_plugin_manager_has_one_hooks_facade_renewed_when_a_plugin_registers() -> None:
+    import attrs
+
+    from empathy_webhooks_core import Webhook, hookimpl
+    from empathy_webhooks_core.plugins import hooks_for
+
+    pm = build_plugin_manager(load_entry_points=False)
+    first = hooks_for(pm)
+    assert hooks_for(pm) is first  # one facade, so one cache of webhook types
+    assert "late" not in first.webhook_types()
+
+    @attrs.frozen(kw_only=True, eq=False)
+    class LateWebhook(Webhook):
+        url: str
+
+    class Late:
+        @hookimpl
+        def webhook_types(self) -> dict[str, type[Webhook]]:
+            return {"late": LateWebhook}
+
+    pm.register(Late(), name="late")
+    assert hooks_for(pm).webhook_types()["late"] is LateWebhook

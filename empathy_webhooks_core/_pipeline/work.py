@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
-import structlog
 
-from .._log import LOGGER_NAME, get_logger
+from .._log import get_logger
 from ..clock import Clock
 from ..delivery import attempt as run_attempt
 from ..plugins import Hooks
@@ -29,12 +27,6 @@ from .unit import Delivery
 __all__ = ["Workers"]
 
 log = get_logger()
-_stdlib_log = logging.getLogger(LOGGER_NAME)
-
-
-def _debug_enabled() -> bool:
-    """Per-attempt debug lines are built only when someone will see them."""
-    return structlog.is_configured() or _stdlib_log.isEnabledFor(logging.DEBUG)
 
 
 class Workers:
@@ -94,7 +86,7 @@ class Workers:
         if response is not None:
             lane.recorder.answer(response.elapsed_ms)
         lane.record(verdict.outcome not in (Outcome.RETRY, Outcome.GONE))
-        if _debug_enabled():
+        if log.enabled_for("debug"):  # per-attempt lines are built only when seen
             log.debug(
                 "delivery_attempt",
                 webhook=webhook.name,

@@ -196,10 +196,10 @@ def load(args: argparse.Namespace) -> tuple[Config, PluginManager]:
         raise CliError([f"{path}: {len(exc.problems)} problem(s)", *exc.problems]) from None
     override = getattr(args, "store", None)
     if override:
-        from ..plugins import Hooks
+        from ..plugins import hooks_for
         from ..stores import store_url_problem
 
-        problem = store_url_problem(override, Hooks(pm).store_backends(), pm)
+        problem = store_url_problem(override, hooks_for(pm).store_backends(), pm)
         if problem is not None:
             raise CliError(f"error: --store: {problem}")
         register_secrets(url_secrets(override))

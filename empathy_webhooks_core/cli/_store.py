@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from typing import Any
 
-from ..plugins import Hooks, PluginManager
+from ..plugins import PluginManager, hooks_for
 from ..stores import PendingCounts, StoreOpenError, open_store
 from ._common import CliError, shown_url
 
@@ -36,7 +36,7 @@ async def open_durable(url: str, pm: PluginManager) -> tuple[Any, list[Any]]:
     """The open store and the deliveries its `open()` handed back (a store that pages its
     pending deliveries in, or counts them, hands back none: see `pending_counts`)."""
     try:
-        store = open_store(url, Hooks(pm).store_backends())
+        store = open_store(url, hooks_for(pm).store_backends())
     except (OSError, ValueError, TypeError) as exc:
         raise CliError(f"error: cannot open the store {shown_store(url)}: {exc}") from None
     try:
@@ -56,7 +56,7 @@ def queue_only(store: Any, pm: PluginManager) -> Any:
     if store in MEMORY or not isinstance(store, str):
         return store
     try:
-        opened = open_store(store, Hooks(pm).store_backends())
+        opened = open_store(store, hooks_for(pm).store_backends())
     except (ValueError, TypeError) as exc:
         raise CliError(f"error: cannot open the store {shown_store(store)}: {exc}") from None
     for_producer = getattr(opened, "for_producer", None)

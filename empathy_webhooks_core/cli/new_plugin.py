@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 def clash(name: str) -> str | None:
     """Why plugin `name` would collide with one already installed (its entry-point name or its
     webhook type), or None."""
-    from ..plugins import Hooks, get_plugin_manager
+    from ..plugins import get_plugin_manager, hooks_for
     from ..scaffold import plugin_names
 
     pm = get_plugin_manager()
@@ -35,8 +35,8 @@ def clash(name: str) -> str | None:
     owner = None
     if kind in pm.installed:
         owner = pm.distributions.get(kind, (None, None))[0] or f"the installed {kind!r} plugin"
-    elif kind in Hooks(pm).webhook_types():
-        owner = Hooks(pm).webhook_types()[kind].__module__.split(".", 1)[0].replace("_", "-")
+    elif kind in hooks_for(pm).webhook_types():
+        owner = hooks_for(pm).webhook_types()[kind].__module__.split(".", 1)[0].replace("_", "-")
     if owner is None:
         return None
     return (

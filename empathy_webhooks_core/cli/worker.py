@@ -7,7 +7,7 @@ import asyncio
 import signal
 from typing import Any
 
-from ..plugins import Hooks
+from ..plugins import hooks_for
 from ..stores import StoreOpenError, open_store
 from ._common import EXIT_OK, CliError, Output, add_config_option, load
 from ._store import shown_store
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             "error: a worker needs a shared store: --store URL or store = ... in the configuration"
         )
     try:
-        open_store(store, Hooks(pm).store_backends())  # a bad URL is said before starting
+        open_store(store, hooks_for(pm).store_backends())  # a bad URL is said before starting
     except (ValueError, TypeError) as exc:
         raise CliError(f"error: cannot open the store {shown_store(store)}: {exc}") from None
     # One line each way, even without -v: a worker that says nothing looks like one that hangs.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import parse_config
 from ..dispatcher import WebhookDispatcher
-from ..plugins import Hooks, get_plugin_manager
+from ..plugins import get_plugin_manager, hooks_for
 from ..testing.receiver import Receiver, Reply
 from .samples import DEMO_EVENTS, sample_event
 from .standins import STANDINS, summarize
@@ -41,7 +41,7 @@ _DESCRIPTIONS = {
 async def run_demo(workdir: Path) -> dict[str, Any]:
     """Run the demo; return what each service received, the figures and what was skipped."""
     pm = get_plugin_manager()
-    hooks = Hooks(pm)
+    hooks = hooks_for(pm)
     types = hooks.webhook_types()
     notes: list[str] = []
     store: str | None = None

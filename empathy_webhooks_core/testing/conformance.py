@@ -69,7 +69,7 @@ import pytest
 
 from ..dispatcher import WebhookDispatcher
 from ..events import MAX_SAFE_INTEGER, Event, EventType
-from ..plugins import Hooks, PluginManager, build_plugin_manager, hookimpl
+from ..plugins import PluginManager, build_plugin_manager, hookimpl, hooks_for
 from ..redaction import isolated_registry
 from ..webhooks import Webhook
 from ..wire import DeliveryError, DeliveryResult, OutgoingRequest
@@ -679,7 +679,7 @@ class WebhookConformance:
 
     def test_plugin_declares_the_webhook_type(self) -> None:
         webhook = self.make_webhook("http://127.0.0.1:9/conformance")
-        types = Hooks(self.build_plugin_manager()).webhook_types()
+        types = hooks_for(self.build_plugin_manager()).webhook_types()
         assert webhook.kind in types, f"no plugin declares type {webhook.kind!r}: {sorted(types)}"
         assert isinstance(webhook, types[webhook.kind])
 
