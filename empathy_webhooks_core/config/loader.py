@@ -54,7 +54,7 @@ def parse_config(
 
     Raises `ConfigError` whose `problems` list every mistake, each with its place.
     """
-    from ..plugins import Hooks, get_plugin_manager
+    from ..plugins import get_plugin_manager, hooks_for
 
     deep = _too_deep(data)
     if deep is not None:
@@ -72,7 +72,7 @@ def parse_config(
     elif store is not None:
         from ..stores import store_url_problem
 
-        problem = store_url_problem(store, Hooks(pm).store_backends(), pm)
+        problem = store_url_problem(store, hooks_for(pm).store_backends(), pm)
         if problem is not None:
             problems.add("store", problem)
     raw = data.get("webhooks", [])
@@ -82,7 +82,7 @@ def parse_config(
     elif not isinstance(raw, list):
         problems.add("webhooks", f"expected a list of [[webhooks]] tables, got {_kind(raw)}")
         raw = []
-    builder = _Builder(Hooks(pm).webhook_types(), pm, problems)
+    builder = _Builder(hooks_for(pm).webhook_types(), pm, problems)
     webhooks: list[Webhook] = []
     seen: dict[str, int] = {}
     for index, table in enumerate(raw):
