@@ -176,6 +176,17 @@ class FindingBasis:
     kind: str
     value: Any
 
+    @property
+    def names_the_alert(self) -> bool:
+        """Whether a later event could carry the same basis on purpose: an explicit key, a
+        naming field or the alert's text. A place alone, or the event id, names nothing a
+        resolve could repeat."""
+        if self.source in ("explicit", "text"):
+            return True
+        if self.source == "event_id":
+            return False
+        return _TEXT in self.value or any(field in self.value for field in NAME_FIELDS)
+
     def digest(self) -> str:
         """32 hex characters, equal for equal bases and (but for a SHA-256 collision) only
         for them."""

@@ -263,3 +263,15 @@ def test_two_alerts_on_one_host_are_two_incidents() -> None:
     disk = Event(event_type="alert", data={"host": "db-1", "message": "Disk full"})
     cpu = Event(event_type="alert", data={"host": "db-1", "message": "CPU at 100%"})
     assert finding_key(disk) != finding_key(cpu)
+
+
+def test_which_bases_name_an_alert() -> None:
+    def names(data: dict[str, object]) -> bool:
+        return finding_basis(Event(event_type="alert", data=data)).names_the_alert
+
+    assert names({"dedup_key": "k"})
+    assert names({"check": "disk"})
+    assert names({"host": "db-1", "message": "Disk full"})
+    assert names({"message": "Disk full"})
+    assert not names({"host": "db-1"})
+    assert not names({"value": 3})

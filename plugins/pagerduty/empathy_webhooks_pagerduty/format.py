@@ -110,14 +110,14 @@ def _details(event: Event) -> dict[str, Any]:
 def build_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]:
     """The Events API v2 body for `event` (user template applied, limits enforced)."""
     action = lifecycle_action(event)
-    if action != "trigger" and finding_basis(event).source == "event_id":
-        # Its key would be its own event id, which no open incident has: PagerDuty would
-        # accept it and change nothing. Fail it loudly instead.
+    if action != "trigger" and not finding_basis(event).names_the_alert:
+        # Its key would be its own event id, or a place alone (which no trigger with a text
+        # has): PagerDuty would accept it and change nothing. Fail it loudly instead.
         raise ValueError(
             f"cannot {action} an incident: the event carries no dedup_key and nothing that "
-            "names its alert (no identifying field such as check, alert, host or title, and no "
-            "summary or message); give data['dedup_key'] (the trigger's key) or the trigger's "
-            "identifying fields"
+            "names its alert (no naming field such as check, alert or title, and no summary or "
+            "message; a place such as host alone names no alert); give data['dedup_key'] (the "
+            "trigger's key), or the trigger's naming fields or text"
         )
     body: dict[str, Any] = {
         "routing_key": webhook.api_key,

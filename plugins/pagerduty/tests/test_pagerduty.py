@@ -204,6 +204,22 @@ async def test_a_resolve_that_names_no_alert_fails_loudly_and_sends_nothing(
     assert "data['dedup_key']" in failures[0].reason
 
 
+async def test_a_resolve_naming_only_a_host_fails_loudly(pagerduty: Receiver) -> None:
+    """A place alone names no alert: the trigger said what was wrong on db-1, so its key holds
+    that text, and a resolve carrying only the host would be accepted and resolve nothing."""
+    failures: list[Any] = []
+    hook = webhook(pagerduty, on_failure=lambda webhook, event, error: failures.append(error))
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as d:
+        await d.emit("alert", {"host": "db-1", "message": "Disk full"})
+        await d.drain()
+        await d.emit("alert_resolved", {"host": "db-1"})
+        await d.drain()
+    assert len(pagerduty.requests) == 1  # the trigger only
+    assert len(failures) == 1
+    assert "cannot resolve an incident" in failures[0].reason
+    assert "a place such as host alone names no alert" in failures[0].reason
+
+
 async def test_the_reference_filter_sends_only_high_severity(pagerduty: Receiver) -> None:
     hook = PagerDutyWebhook(
         api_key=KEY,
