@@ -33,6 +33,7 @@ _COMMANDS = (
     "dead_letters",
     "demo_cmd",
     "worker",
+    "serve",
     "new_plugin",
 )
 

@@ -25,7 +25,9 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryStore",
+    "HasProducerRole",
     "HasWorkerRole",
+    "KeepsKeys",
     "PagedStore",
     "PendingCounts",
     "ReplaysInOneStep",
@@ -278,11 +280,42 @@ class HasWorkerRole(Protocol):
 
 
 @runtime_checkable
+class HasProducerRole(Protocol):
+    """A store opened to deliver by default, with a role that only queues (SQLite: rows
+    wait for a process in the worker role)."""
+
+    def for_producer(self) -> DeliveryStore: ...
+
+
+@runtime_checkable
 class StopsConsuming(Protocol):
     """A store that hands deliveries to the dispatcher itself, and can stop taking new ones
     (a stopping worker) while those it holds finish."""
 
     async def stop_consuming(self) -> None: ...
+
+
+@runtime_checkable
+class KeepsKeys(Protocol):
+    """A store that keeps small values under keys for a while, seen by every process using it
+    (the gateway's idempotency keys: a retried request finds the first answer after a
+    restart, or on another gateway sharing the store). An expired key reads as absent."""
+
+    async def add_key(self, key: str, value: str, ttl_seconds: float) -> str | None:
+        """Keep `value` under `key` for `ttl_seconds` unless the key holds a live value.
+        Returns that value (and stores nothing), or None when `value` was stored. Atomic:
+        of two processes adding one key, exactly one gets None."""
+        ...
+
+    async def set_key(self, key: str, value: str, ttl_seconds: float) -> None:
+        """Keep `value` under `key` for `ttl_seconds`, replacing what it held."""
+        ...
+
+    async def get_key(self, key: str) -> str | None:
+        """The live value under `key`, or None."""
+        ...
+
+    async def delete_key(self, key: str) -> None: ...
 
 
 @runtime_checkable

@@ -128,6 +128,16 @@ CREATE INDEX IF NOT EXISTS deliveries_claimed
     ON deliveries (owner) WHERE state = 'queued' AND owner IS NOT NULL;
 """
 
+# Small values kept for a while (`KeepsKeys`: the gateway's idempotency keys), pruned with
+# the delivered rows once expired.
+_KEYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
 _INSERT = (
     "INSERT INTO deliveries (id, delivery_id, webhook_name, event_id, event_json, attempts,"
     " created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -623,7 +633,38 @@ class SQLiteStore:
             " WHERE state = 'queued' GROUP BY webhook_name"
         ).fetchall()
 
+    def _do_key_add(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> Any:
+        key, value, expires_at = payload
+        now = time.time()
+        conn.execute("DELETE FROM keys WHERE key = ? AND expires_at <= ?", (key, now))
+        added = conn.execute(
+            "INSERT OR IGNORE INTO keys (key, value, expires_at) VALUES (?, ?, ?)",
+            (key, value, expires_at),
+        )
+        if added.rowcount:
+            return None
+        row = conn.execute("SELECT value FROM keys WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _do_key_set(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO keys (key, value, expires_at) VALUES (?, ?, ?)", payload
+        )
+
+    def _do_key_get(self, conn: sqlite3.Connection, key: str) -> Any:
+        row = conn.execute(
+            "SELECT value FROM keys WHERE key = ? AND expires_at > ?", (key, time.time())
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def _do_key_delete(self, conn: sqlite3.Connection, key: str) -> None:
+        conn.execute("DELETE FROM keys WHERE key = ?", (key,))
+
     def _prune(self, conn: sqlite3.Connection, now: float) -> int:
+        conn.execute(
+            "DELETE FROM keys WHERE key IN (SELECT key FROM keys WHERE expires_at <= ? LIMIT ?)",
+            (now, _PRUNE_CHUNK),
+        )
         cursor = conn.execute(
             "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
             " WHERE state = 'delivered' AND delivered_at < ? LIMIT ?)",
@@ -672,6 +713,7 @@ class SQLiteStore:
                     conn.execute(statement)
             conn.execute("COMMIT")
             conn.executescript(_INDEXES)
+            conn.executescript(_KEYS_SCHEMA)
         except StoreOpenError:
             conn.close()
             raise
@@ -876,6 +918,22 @@ class SQLiteStore:
             attempts=attempts,
             failed_at=failed_at,
         )
+
+    # -- KeepsKeys -------------------------------------------------------------------------
+
+    async def add_key(self, key: str, value: str, ttl_seconds: float) -> str | None:
+        held = await self._call("key_add", (key, value, time.time() + ttl_seconds))
+        return None if held is None else str(held)
+
+    async def set_key(self, key: str, value: str, ttl_seconds: float) -> None:
+        await self._call("key_set", (key, value, time.time() + ttl_seconds))
+
+    async def get_key(self, key: str) -> str | None:
+        held = await self._call("key_get", key)
+        return None if held is None else str(held)
+
+    async def delete_key(self, key: str) -> None:
+        await self._call("key_delete", key)
 
     # -- operations ------------------------------------------------------------------------
 

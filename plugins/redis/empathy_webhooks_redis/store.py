@@ -551,6 +551,32 @@ class RedisStore:
                 return counts
             start = "(" + page[-1][0]
 
+    # -- KeepsKeys: one Redis key each, expiring by itself ---------------------------------
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}keys:{key}"
+
+    async def add_key(self, key: str, value: str, ttl_seconds: float) -> str | None:
+        ttl_ms = max(1, int(ttl_seconds * 1000))
+        for _ in range(3):
+            if await self.redis.set(self._key(key), value, px=ttl_ms, nx=True):
+                return None
+            held: Any = await self.redis.get(self._key(key))
+            if held is not None:
+                return str(held)
+            # It expired between the two calls: try to add it again.
+        return None
+
+    async def set_key(self, key: str, value: str, ttl_seconds: float) -> None:
+        await self.redis.set(self._key(key), value, px=max(1, int(ttl_seconds * 1000)))
+
+    async def get_key(self, key: str) -> str | None:
+        held: Any = await self.redis.get(self._key(key))
+        return None if held is None else str(held)
+
+    async def delete_key(self, key: str) -> None:
+        await self.redis.delete(self._key(key))
+
     def make_rate_limiter(self, webhook: Any, clock: Any) -> RedisRateLimiter:
         """The dispatcher's lanes call this: one limit for the webhook across all workers."""
         return RedisRateLimiter(self, webhook.name, webhook.rate_limit)
