@@ -15,11 +15,14 @@ from ._version import __version__
 _EXPORTS = {
     "BlockedAddressError": "netguard",
     "BreakerPolicy": "breaker",
+    "AttemptRecord": "history",
     "ConfigError": "converter",
     "CustomWebhook": "webhooks",
     "DeadLetter": "stores",
     "Delivery": "stores",
     "DeliveryError": "wire",
+    "DeliveryPage": "history",
+    "DeliveryRecord": "history",
     "DeliveryResult": "wire",
     "DeliveryStore": "stores",
     "Event": "events",
@@ -52,6 +55,7 @@ _EXPORTS = {
 
 __all__ = [
     "USER_AGENT",
+    "AttemptRecord",
     "BlockedAddressError",
     "BreakerPolicy",
     "ConfigError",
@@ -59,6 +63,8 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryError",
+    "DeliveryPage",
+    "DeliveryRecord",
     "DeliveryResult",
     "DeliveryStore",
     "Event",
@@ -110,6 +116,7 @@ if TYPE_CHECKING:
     from .delivery import render_request
     from .dispatcher import USER_AGENT, QueueFull, WebhookDispatcher
     from .events import Event, EventDataError, EventType
+    from .history import AttemptRecord, DeliveryPage, DeliveryRecord
     from .monitor import UnknownWebhookError, WebhookMonitor
     from .netguard import BlockedAddressError
     from .plugins import PluginContractError, hookimpl

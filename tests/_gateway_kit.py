@@ -29,6 +29,7 @@ def config_text(
     webhook: str = "",
     tokens: dict[str, str] | None = None,
     token_options: str = "",
+    retry_policy: str = "{ max_retries = 0 }",
 ) -> str:
     lines = []
     if store:
@@ -42,7 +43,7 @@ def config_text(
         'type = "custom"',
         'name = "hook"',
         f'url = "{hook_url}"',
-        "retry_policy = { max_retries = 0 }",
+        f"retry_policy = {retry_policy}",
         webhook,
         "",
     ]

@@ -373,3 +373,70 @@ def test_serve_refuses_a_public_address_without_tokens(tmp_path: Path) -> None:
 
     path = write_config(tmp_path, config_text("http://127.0.0.1:9/hook", tokens={}))
     assert run(["serve", "--config", str(path), "--host", "0.0.0.0"]) == 2
+
+
+async def test_events_and_deliveries_show_every_attempt(tmp_path: Path, receiver: Receiver) -> None:
+    """Injected faults (a 503, a dropped connection, then a 200): the event's page and the
+    delivery listing show each attempt with its status or transport error and verdict."""
+    path = write_config(
+        tmp_path,
+        config_text(
+            receiver.url(),
+            store=f"sqlite:///{tmp_path / 'outbox.db'}",
+            retry_policy="{ max_retries = 3, initial_delay_seconds = 0.001, "
+            "max_delay_seconds = 0.01 }",
+        ),
+    )
+    receiver.queue(Reply(status=503, body=b"busy, try later"), Reply(reset=True))
+    async with gateway_at(path) as (_, url), aiohttp.ClientSession() as session:
+        _, first, _ = await call(session, "POST", f"{url}/v1/events", json={"event_type": "a"})
+        event_id = first["event_id"]
+        await receiver.wait_for(1, delivered=True)
+
+        async def delivered() -> dict:  # type: ignore[type-arg]
+            async def poll() -> dict:  # type: ignore[type-arg]
+                while True:  # the record is written with the store's next commit
+                    status, body, _ = await call(session, "GET", f"{url}/v1/events/{event_id}")
+                    if status == 200 and body["deliveries"][0]["status"] == "delivered":
+                        return body  # type: ignore[no-any-return]
+                    await asyncio.sleep(0.02)
+
+            return await asyncio.wait_for(poll(), 10)
+
+        body = await delivered()
+        assert body["event"]["event_id"] == event_id and body["event"]["event_type"] == "a"
+        (delivery,) = body["deliveries"]
+        assert delivery["webhook"] == "hook"
+        attempts = delivery["attempts"]
+        assert [a["attempt"] for a in attempts] == [1, 2, 3]
+        assert [a["status"] for a in attempts] == [503, None, 200]
+        assert [a["verdict"] for a in attempts] == ["retry", "retry", "success"]
+        assert "busy, try later" in attempts[0]["response_excerpt"]
+        assert attempts[1]["error"] and attempts[1]["next_retry_at"] is not None
+        assert attempts[2]["body_bytes"] > 0
+
+        status, one, _ = await call(
+            session, "GET", f"{url}/v1/deliveries/{delivery['delivery_id']}"
+        )
+        assert status == 200 and one == delivery
+        await call(session, "POST", f"{url}/v1/events", json={"event_type": "b"})
+        await receiver.wait_for(2, delivered=True)
+        status, page, _ = await call(session, "GET", f"{url}/v1/deliveries?webhook=hook&limit=1")
+        assert status == 200 and len(page["deliveries"]) == 1 and page["next_cursor"]
+        newest = page["deliveries"][0]
+        status, rest, _ = await call(
+            session, "GET", f"{url}/v1/deliveries?limit=1&cursor={page['next_cursor']}"
+        )
+        assert status == 200 and rest["deliveries"][0]["event_id"] == event_id
+        assert newest["event_type"] == "b" and rest["next_cursor"] is None
+        status, only, _ = await call(session, "GET", f"{url}/v1/deliveries?event_type=a")
+        assert [d["event_id"] for d in only["deliveries"]] == [event_id]
+        status, since, _ = await call(
+            session, "GET", f"{url}/v1/deliveries?since=2999-01-01T00:00:00Z"
+        )
+        assert (status, since["deliveries"]) == (200, [])
+        for bad in ("status=lost", "cursor=nope", "since=yesterday", "limit=501"):
+            status, problem, _ = await call(session, "GET", f"{url}/v1/deliveries?{bad}")
+            assert status == 422 and problem["type"] == "/problems/invalid-query", bad
+        assert (await call(session, "GET", f"{url}/v1/events/evt_nope"))[0] == 404
+        assert (await call(session, "GET", f"{url}/v1/deliveries/nope"))[0] == 404

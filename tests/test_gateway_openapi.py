@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ async def test_every_route_is_documented(tmp_path: Path) -> None:
 async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
     """All of schemathesis' checks but `positive_data_acceptance`: a schema-valid request
     with an Idempotency-Key already used for another body is refused with 422, as the IETF
-    draft (draft-ietf-httpapi-idempotency-key-header) says, and that check wants it accepted."""
+    draft (draft-ietf-httpapi-idempotency-key-header) says, and that check wants it accepted.
+    Bounded (5 examples per operation) so it stays in the tens of seconds."""
     cli = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert cli is not None, "schemathesis is in the dev extra"
     path = write_config(
@@ -68,6 +70,10 @@ async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
             "positive_data_acceptance",
             "--max-examples",
             "5",
+            # The coverage phase (boundary values of every parameter) takes ~30 s more on a
+            # shared 2-core machine; it was run by hand and found nothing (see the notes).
+            "--phases",
+            "examples,fuzzing,stateful",
             "--seed",
             "21",
             "--workers",
@@ -79,13 +85,17 @@ async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
             str(tmp_path / "report"),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            cwd=tmp_path,  # its cache folder (.schemathesis) goes there, not into the checkout
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         )
         out, _ = await asyncio.wait_for(proc.communicate(), 280)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6000:]
-    assert "Tested: 11" in text, text[-2000:]
-    assert "No issues found" in text
+    # Every operation but the document's own (schemathesis leaves out the URL it loaded).
+    operations = sum(len(methods) for methods in document()["paths"].values()) - 1
+    assert f"Tested: {operations}" in text, text[-2000:]
+    found = re.search(r"(\d+) generated, (\d+) passed", text)
+    assert found is not None and found.group(1) == found.group(2), text[-2000:]
 
 
 async def test_the_document_holds_no_secret(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from .._version import __version__
 from ..config.serve import ServeConfig
 from ..events import MAX_EVENT_TYPE_CHARS
+from ..history import DELIVERY_STATUSES, MAX_PAGE
 from .bodies import EVENT_FIELDS
 from .problems import PROBLEM_TYPES
 
@@ -41,7 +42,8 @@ _ERRORS = {
     415: "The body is not declared application/json",
     422: "The body or a parameter is invalid; `errors` names each JSON path",
     429: "The token's rate limit is reached; retry after `Retry-After` seconds",
-    501: "prometheus-client is not installed",
+    501: "Not available here: prometheus-client is not installed, or the store keeps no "
+    "attempt history",
     503: "The gateway is shutting down (or not ready)",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
@@ -306,6 +308,79 @@ def _schemas(settings: ServeConfig) -> dict[str, Any]:
                 },
             },
         },
+        "Attempt": {
+            "type": "object",
+            "description": "One attempt; nothing in it shows a secret (masked and bounded).",
+            "required": [
+                "delivery_id",
+                "attempt",
+                "started_at",
+                "duration_s",
+                "status",
+                "error",
+                "verdict",
+                "response_excerpt",
+                "request_headers",
+                "body_bytes",
+                "next_retry_at",
+            ],
+            "properties": {
+                "delivery_id": {"type": "string"},
+                "attempt": {"type": "integer", "minimum": 1},
+                "started_at": {"type": "number", "description": "Epoch seconds"},
+                "duration_s": {"type": "number"},
+                "status": _nullable("integer", description="The answer's status"),
+                "error": _nullable("string", description="The transport error, if no answer"),
+                "verdict": {"type": "string", "examples": ["success", "retry", "fail", "gone"]},
+                "reason": _nullable("string"),
+                "response_excerpt": _nullable("string"),
+                "request_headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "body_bytes": {"type": "integer"},
+                "next_retry_at": _nullable("number"),
+            },
+        },
+        "Delivery": {
+            "type": "object",
+            "required": [
+                "delivery_id",
+                "event_id",
+                "webhook",
+                "event_type",
+                "status",
+                "created_at",
+                "updated_at",
+                "attempts",
+            ],
+            "properties": {
+                "delivery_id": {"type": "string"},
+                "event_id": {"type": "string"},
+                "webhook": {"type": "string"},
+                "event_type": {"type": "string"},
+                "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
+                "created_at": {"type": "number"},
+                "updated_at": {"type": "number"},
+                "dead_letter_id": _nullable("string"),
+                "attempts": {"type": "array", "items": _ref("Attempt")},
+            },
+        },
+        "DeliveryPage": {
+            "type": "object",
+            "required": ["deliveries", "next_cursor"],
+            "properties": {
+                "deliveries": {"type": "array", "items": _ref("Delivery")},
+                "next_cursor": _nullable(
+                    "string", description="Pass as `cursor` for the next page; null at the end"
+                ),
+            },
+        },
+        "EventDetail": {
+            "type": "object",
+            "required": ["event", "deliveries"],
+            "properties": {
+                "event": _ref("Envelope"),
+                "deliveries": {"type": "array", "items": _ref("Delivery")},
+            },
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -351,6 +426,59 @@ def document(gateway: Any = None) -> dict[str, Any]:
                 body=_ref("EventBatchInput"),
                 parameters=[_IDEMPOTENCY_KEY],
                 operation_id="emitEvents",
+            )
+        },
+        "/v1/events/{event_id}": {
+            "get": _operation(
+                "An event, its deliveries and each delivery's attempts",
+                (200, _json(_ref("EventDetail"), "The event on record")),
+                (404, 501),
+                scope="read",
+                tag="events",
+                parameters=[_path("event_id", "The event's id (from POST /v1/events)")],
+                operation_id="getEvent",
+            )
+        },
+        "/v1/deliveries": {
+            "get": _operation(
+                "Deliveries with their attempts, newest first, a page at a time",
+                (200, _json(_ref("DeliveryPage"), "A page")),
+                (404, 422, 501),
+                scope="read",
+                tag="deliveries",
+                parameters=[
+                    webhook,
+                    _query(
+                        "status",
+                        {"type": "string", "enum": list(DELIVERY_STATUSES)},
+                        "Only deliveries in this state",
+                    ),
+                    _query("event_type", {"type": "string"}, "Only events of this type"),
+                    _query(
+                        "since",
+                        {"type": "string"},
+                        "Queued at or after: epoch seconds or ISO-8601 with a zone",
+                    ),
+                    _query("until", {"type": "string"}, "Queued before (as since)"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                        "At most this many (default 50)",
+                    ),
+                    _query("cursor", {"type": "string"}, "The previous page's next_cursor"),
+                ],
+                operation_id="listDeliveries",
+            )
+        },
+        "/v1/deliveries/{delivery_id}": {
+            "get": _operation(
+                "One delivery and its attempts",
+                (200, _json(_ref("Delivery"), "The delivery on record")),
+                (404, 501),
+                scope="read",
+                tag="deliveries",
+                parameters=[_path("delivery_id", "The delivery's id")],
+                operation_id="getDelivery",
             )
         },
         "/v1/webhooks": {

@@ -31,6 +31,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "/problems/not-found": "No such resource",
     "/problems/not-replayable": "This dead letter cannot be replayed as it is",
     "/problems/not-installed": "A package this route needs is not installed",
+    "/problems/no-history": "The store keeps no attempt history",
     "/problems/idempotency-key-reused": "The Idempotency-Key was used for another request",
     "/problems/idempotency-key-in-use": "A request with this Idempotency-Key is under way",
     "/problems/shutting-down": "The gateway is shutting down",

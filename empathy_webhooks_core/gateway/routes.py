@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from .._pipeline.admission import QueueFull
 from ..events import Event
+from ..history import DELIVERY_STATUSES, MAX_PAGE
 from ..monitor import UnknownWebhookError
 from ..stores import KeepsKeys
 from .app import GATEWAY, TOKEN, Gateway
@@ -147,6 +150,109 @@ def _summary(errors: list[dict[str, str]]) -> str:
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{first['path']}: {first['message']}{more}"
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def _no_history(exc: RuntimeError) -> Problem:
+    return Problem(501, "/problems/no-history", str(exc))
+
+
+def _moment(request: web.Request, name: str) -> float | None:
+    """A time filter: epoch seconds, or ISO-8601 with a zone (`2026-11-30T12:00:00Z`)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not math.isfinite(moment.timestamp()):
+        raise Problem(
+            422,
+            "/problems/invalid-query",
+            f"{name} must be epoch seconds or ISO-8601 with a zone (2026-11-30T12:00:00Z)",
+            errors=[{"path": f"query:{name}", "message": "not a time"}],
+        )
+    return moment.timestamp()
+
+
+@requires("read")
+async def get_event(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    event_id = request.match_info["event_id"]
+    try:
+        event = await gateway.dispatcher.event(event_id)
+        if event is None:
+            raise Problem(404, "/problems/not-found", f"no event {event_id!r} on record")
+        page = await gateway.dispatcher.deliveries(event_id=event_id, limit=MAX_PAGE)
+    except RuntimeError as exc:
+        raise _no_history(exc) from None
+    return _json(
+        {
+            "event": event.to_envelope(),
+            "deliveries": [record.to_dict() for record in page.items],
+        }
+    )
+
+
+@requires("read")
+async def list_deliveries(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    query = request.query
+    webhook = _webhook_filter(request)
+    status = query.get("status")
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise Problem(
+            422,
+            "/problems/invalid-query",
+            f"status must be one of {', '.join(DELIVERY_STATUSES)}",
+            errors=[{"path": "query:status", "message": "unknown status"}],
+        )
+    limit = _query_int(request, "limit", 50, 1, MAX_PAGE)
+    try:
+        page = await gateway.dispatcher.deliveries(
+            webhook=webhook,
+            status=status,
+            event_type=query.get("event_type"),
+            since=_moment(request, "since"),
+            until=_moment(request, "until"),
+            limit=limit,
+            cursor=query.get("cursor"),
+        )
+    except ValueError as exc:
+        raise Problem(
+            422,
+            "/problems/invalid-query",
+            str(exc),
+            errors=[{"path": "query:cursor", "message": str(exc)}],
+        ) from None
+    except RuntimeError as exc:
+        raise _no_history(exc) from None
+    return _json(
+        {
+            "deliveries": [record.to_dict() for record in page.items],
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+@requires("read")
+async def get_delivery(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    delivery_id = request.match_info["delivery_id"]
+    try:
+        record = await gateway.dispatcher.delivery(delivery_id)
+    except RuntimeError as exc:
+        raise _no_history(exc) from None
+    if record is None:
+        raise Problem(404, "/problems/not-found", f"no delivery {delivery_id!r} on record")
+    return _json(record.to_dict())
 
 
 # -- webhooks --------------------------------------------------------------------------------
@@ -319,6 +425,9 @@ def add_routes(app: web.Application, gateway: Gateway) -> None:
         requires("read")(metrics_route)
     app.router.add_post("/v1/events", post_event)
     app.router.add_post("/v1/events:batch", post_events_batch)
+    app.router.add_get("/v1/events/{event_id}", get_event)
+    app.router.add_get("/v1/deliveries", list_deliveries)
+    app.router.add_get("/v1/deliveries/{delivery_id}", get_delivery)
     app.router.add_get("/v1/webhooks", list_webhooks)
     app.router.add_get("/v1/webhooks/{name}/stats", webhook_stats)
     app.router.add_post("/v1/webhooks/{name}/enable", enable_webhook)
