@@ -440,3 +440,13 @@ async def test_events_and_deliveries_show_every_attempt(tmp_path: Path, receiver
             assert status == 422 and problem["type"] == "/problems/invalid-query", bad
         assert (await call(session, "GET", f"{url}/v1/events/evt_nope"))[0] == 404
         assert (await call(session, "GET", f"{url}/v1/deliveries/nope"))[0] == 404
+
+
+async def test_no_public_address_without_a_token(tmp_path: Path) -> None:
+    from empathy_webhooks_core.gateway import Gateway, running
+
+    path = write_config(tmp_path, config_text("http://127.0.0.1:9/hook", tokens={}))
+    gateway = Gateway.from_config(load_config(path), store="memory")
+    with pytest.raises(ValueError, match="refusing to listen on 0.0.0.0 without a token"):
+        async with running(gateway, host="0.0.0.0"):
+            pass

@@ -27,7 +27,15 @@ log = get_logger()
 async def start_site(
     gateway: Gateway, host: str, port: int, app: web.Application | None = None
 ) -> tuple[web.AppRunner, str]:
-    """Start serving; returns the runner and the base URL (with the port chosen, for 0)."""
+    """Start serving; returns the runner and the base URL (with the port chosen, for 0).
+    Raises `ValueError` for an address other than loopback when no token is configured."""
+    from .app import is_loopback
+
+    if not is_loopback(host) and not len(gateway.tokens):
+        raise ValueError(
+            f"refusing to listen on {host} without a token: configure [[serve.tokens]] or "
+            "listen on 127.0.0.1"
+        )
     runner = web.AppRunner(
         app if app is not None else build_app(gateway),
         access_log=None,  # the middleware logs each request, with the token's name
