@@ -49,6 +49,16 @@ _ERRORS = {
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
 
 
+def _replayable(answer: dict[str, Any]) -> dict[str, Any]:
+    answer["headers"] = {
+        "Idempotent-Replayed": {
+            "description": "`true` when this is the first answer to the same Idempotency-Key",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    }
+    return answer
+
+
 def _problem(status: int) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "description": _ERRORS[status],
@@ -407,7 +417,10 @@ def document(gateway: Any = None) -> dict[str, Any]:
         "/v1/events": {
             "post": _operation(
                 "Emit one event",
-                (202, _json(_ref("EventAccepted"), "Queued durably for its webhooks")),
+                (
+                    202,
+                    _replayable(_json(_ref("EventAccepted"), "Queued durably for its webhooks")),
+                ),
                 (409, 413, 415, 422),
                 scope="events:write",
                 tag="events",
@@ -419,7 +432,7 @@ def document(gateway: Any = None) -> dict[str, Any]:
         "/v1/events:batch": {
             "post": _operation(
                 f"Emit up to {settings.max_batch} events",
-                (202, _json(_ref("EventBatchAccepted"), "Every event queued")),
+                (202, _replayable(_json(_ref("EventBatchAccepted"), "Every event queued"))),
                 (409, 413, 415, 422),
                 scope="events:write",
                 tag="events",
