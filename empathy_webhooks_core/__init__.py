@@ -105,13 +105,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._log import get_logger
+    from ._netguard import BlockedAddressError
     from .breaker import BreakerPolicy
     from .converter import ConfigError
     from .delivery import render_request
     from .dispatcher import USER_AGENT, QueueFull, WebhookDispatcher
     from .events import Event, EventDataError, EventType
     from .monitor import UnknownWebhookError, WebhookMonitor
-    from .netguard import BlockedAddressError
     from .plugins import PluginContractError, hookimpl
     from .ratelimit import RateLimit
     from .redaction import secret_field

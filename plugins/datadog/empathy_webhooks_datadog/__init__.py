@@ -13,21 +13,22 @@ from typing import Any, ClassVar
 import aiohttp
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
     Event,
+    Outcome,
     OutgoingRequest,
     Response,
+    Sender,
     Verdict,
     Webhook,
+    bounded,
+    check_url,
     hookimpl,
+    parse_retry_after,
+    redact_url,
     secret_field,
+    url_repr,
 )
-from empathy_webhooks_core.bounds import bounded
-from empathy_webhooks_core.redaction import redact_url, url_repr
-from empathy_webhooks_core.retry import parse_retry_after
-from empathy_webhooks_core.sender import Sender
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
 
 from .format import alert_type, event_body, event_series, metric_name, tags_for, title
 from .metrics import MetricBuffer, Queued, make_point

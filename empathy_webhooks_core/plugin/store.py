@@ -1,0 +1,50 @@
+"""The store-backend plugin API: what a plugin implementing `store_backends` (a delivery store
+such as `empathy-webhooks-redis`) imports from the core, beside `empathy_webhooks_core.plugin`.
+Covered by the same `PLUGIN_API_VERSION` promise."""
+
+from __future__ import annotations
+
+from ..breaker import BreakerPolicy, BreakerState
+from ..clock import Clock
+from ..converter import did_you_mean
+from ..ratelimit import RateLimit
+from ..stores import (
+    DeadLetter,
+    Delivery,
+    DeliveryStore,
+    HasWorkerRole,
+    PagedStore,
+    PendingCounts,
+    ReplaysInOneStep,
+    SharedStore,
+    SharesBreakers,
+    SharesRateLimits,
+    StopsConsuming,
+    StoreOpenError,
+    UndecodableEvent,
+    decode_event,
+    new_delivery_id,
+)
+
+__all__ = [
+    "BreakerPolicy",
+    "BreakerState",
+    "Clock",
+    "DeadLetter",
+    "Delivery",
+    "DeliveryStore",
+    "HasWorkerRole",
+    "PagedStore",
+    "PendingCounts",
+    "RateLimit",
+    "ReplaysInOneStep",
+    "SharedStore",
+    "SharesBreakers",
+    "SharesRateLimits",
+    "StopsConsuming",
+    "StoreOpenError",
+    "UndecodableEvent",
+    "decode_event",
+    "did_you_mean",
+    "new_delivery_id",
+]
