@@ -1,12 +1,13 @@
 """`Idempotency-Key`: the same key within the configured time (24 h by default) gets the
 first answer again and queues nothing new.
 
-The keys live in the delivery store (`KeepsKeys`: a table in SQLite, a key with a TTL in
-Redis), so a retry finds the first answer after a gateway restart, or on another gateway on
-the same Redis. A key is claimed atomically before the events are queued (of two requests
-racing with one key, one proceeds and the other is told to retry: 409), the answer is kept
-once they are queued, and a failed request releases its key so it can be retried. A claim
-whose gateway died before answering lapses after `CLAIM_SECONDS`.
+The keys live in the delivery store's key-value memory (`HasKeyValue`: a table in SQLite, a
+key with a TTL in Redis), under the namespace `gateway:idempotency:`, so a retry finds the
+first answer after a gateway restart, or on another gateway on the same Redis. A key is
+claimed atomically before the events are queued (of two requests racing with one key, one
+proceeds and the other is told to retry: 409), the answer is kept once they are queued, and
+a failed request releases its key so it can be retried. A claim whose gateway died before
+answering lapses after `CLAIM_SECONDS`.
 
 Keys are per token (two callers cannot collide, nor read each other's answers) and per
 route; a key reused with another body is refused (422), as the IETF draft
@@ -23,7 +24,8 @@ from typing import Any
 import attrs
 
 from .._log import get_logger
-from ..stores import KeepsKeys, MemoryStore
+from ..stores import HasKeyValue, KeyValue
+from ..stores.memory import InProcessKeyValue
 from .problems import Problem
 
 __all__ = ["CLAIM_SECONDS", "Idempotency", "Replay"]
@@ -32,6 +34,7 @@ log = get_logger()
 
 #: How long a claimed key waits for its answer before another request may take it.
 CLAIM_SECONDS = 60.0
+NAMESPACE = "gateway:idempotency:"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
@@ -45,16 +48,16 @@ class Replay:
 
 class Idempotency:
     def __init__(self, store: Any, ttl_seconds: float) -> None:
-        if isinstance(store, KeepsKeys):
-            self._keys: KeepsKeys = store
+        if isinstance(store, HasKeyValue):
+            self._keys: KeyValue = store.key_value(NAMESPACE)
         else:
-            # A store without keys (a third-party one): they hold in this process only.
+            # A store without a key-value memory (a third-party one): this process only.
             log.warning(
                 "idempotency_keys_in_memory",
                 store=type(store).__name__,
                 reason="the store keeps no keys; they hold until this gateway stops",
             )
-            self._keys = MemoryStore()
+            self._keys = InProcessKeyValue(NAMESPACE)
         self.ttl_seconds = ttl_seconds
 
     @staticmethod
@@ -69,7 +72,7 @@ class Idempotency:
 
     @staticmethod
     def _name(token: str, route: str, key: str) -> str:
-        return f"idempotency:{token}:{route}:{key}"
+        return f"{token}:{route}:{key}"
 
     async def begin(self, token: str, route: str, key: str, body: bytes) -> Replay | None:
         """Claim `key`: None when this request goes ahead (then `finish` or `release` it),
@@ -78,9 +81,21 @@ class Idempotency:
         self.check_key(key)
         fingerprint = hashlib.sha256(body).hexdigest()
         claim = json.dumps({"fingerprint": fingerprint})
-        held = await self._keys.add_key(self._name(token, route, key), claim, CLAIM_SECONDS)
-        if held is None:
-            return None
+        name = self._name(token, route, key)
+        for _ in range(3):
+            if await self._keys.add(name, claim, CLAIM_SECONDS):
+                return None
+            held = await self._keys.get(name)
+            if held is not None:
+                break
+            # It expired between the two calls: claim it again.
+        else:
+            raise Problem(
+                409,
+                "/problems/idempotency-key-in-use",
+                "this Idempotency-Key is being claimed by other requests; retry in a moment",
+                headers={"Retry-After": "1"},
+            )
         try:
             first = json.loads(held)
         except ValueError:
@@ -107,10 +122,10 @@ class Idempotency:
             {"fingerprint": hashlib.sha256(body).hexdigest(), "status": status, "body": answer},
             separators=(",", ":"),
         )
-        await self._keys.set_key(self._name(token, route, key), value, self.ttl_seconds)
+        await self._keys.set(self._name(token, route, key), value, self.ttl_seconds)
 
     async def release(self, token: str, route: str, key: str) -> None:
         try:
-            await self._keys.delete_key(self._name(token, route, key))
+            await self._keys.delete(self._name(token, route, key))
         except Exception as exc:  # the claim lapses by itself; say why it lingers
             log.warning("idempotency_release_failed", error=f"{type(exc).__name__}: {exc}")

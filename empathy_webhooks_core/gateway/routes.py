@@ -16,7 +16,7 @@ from .._pipeline.admission import QueueFull
 from ..events import Event
 from ..history import DELIVERY_STATUSES, MAX_PAGE
 from ..monitor import UnknownWebhookError
-from ..stores import KeepsKeys
+from ..stores import HasKeyValue
 from .app import GATEWAY, TOKEN, Gateway
 from .auth import public, requires
 from .bodies import build_event, event_fields, read_json
@@ -373,9 +373,9 @@ async def readyz(request: web.Request) -> web.Response:
     if not dispatcher.running:
         raise Problem(503, "/problems/not-ready", "the workers are not running")
     store = dispatcher.store
-    if isinstance(store, KeepsKeys):
+    if isinstance(store, HasKeyValue):
         try:
-            await asyncio.wait_for(store.get_key("readyz"), 5)
+            await asyncio.wait_for(store.key_value("gateway:").get("readyz"), 5)
         except Exception as exc:
             raise Problem(
                 503,

@@ -25,9 +25,10 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryStore",
+    "HasKeyValue",
     "HasProducerRole",
     "HasWorkerRole",
-    "KeepsKeys",
+    "KeyValue",
     "PagedStore",
     "PendingCounts",
     "ReplaysInOneStep",
@@ -310,26 +311,34 @@ class StopsConsuming(Protocol):
 
 
 @runtime_checkable
-class KeepsKeys(Protocol):
-    """A store that keeps small values under keys for a while, seen by every process using it
-    (the gateway's idempotency keys: a retried request finds the first answer after a
-    restart, or on another gateway sharing the store). An expired key reads as absent."""
+class KeyValue(Protocol):
+    """A small memory of strings by key, each kept for a time (a plugin's per-webhook memory:
+    what it created, what it looked up). Values are short strings; keys are namespaced by the
+    caller. What a store gives is shared by every process using the store."""
 
-    async def add_key(self, key: str, value: str, ttl_seconds: float) -> str | None:
-        """Keep `value` under `key` for `ttl_seconds` unless the key holds a live value.
-        Returns that value (and stores nothing), or None when `value` was stored. Atomic:
-        of two processes adding one key, exactly one gets None."""
+    async def get(self, key: str) -> str | None:
+        """The value kept for `key`, or None (never kept, deleted, or expired)."""
         ...
 
-    async def set_key(self, key: str, value: str, ttl_seconds: float) -> None:
-        """Keep `value` under `key` for `ttl_seconds`, replacing what it held."""
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        """Keep `value` for `key` for `ttl_seconds`, replacing any value."""
         ...
 
-    async def get_key(self, key: str) -> str | None:
-        """The live value under `key`, or None."""
+    async def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        """Keep `value` only if `key` holds nothing: True if it was kept (a claim)."""
         ...
 
-    async def delete_key(self, key: str) -> None: ...
+    async def delete(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class HasKeyValue(Protocol):
+    """A store that keeps plugins' key-value memory (the Redis store: shared by every worker;
+    SQLite: in its file). Without it the core keeps that memory in the process."""
+
+    def key_value(self, namespace: str) -> KeyValue:
+        """The memory under `namespace` (keys of other namespaces are never seen)."""
+        ...
 
 
 @runtime_checkable
@@ -340,6 +349,7 @@ class SharedStore(
     ReplaysInOneStep,
     HasWorkerRole,
     StopsConsuming,
+    HasKeyValue,
     Protocol,
 ):
     """Every capability a store shared by many processes offers (the Redis store)."""

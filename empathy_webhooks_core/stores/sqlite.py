@@ -54,8 +54,8 @@ from typing import Any
 
 import attrs
 
+from .._bounds import check_number
 from .._log import get_logger
-from ..bounds import check_number
 from ..events import Event
 from ..history import (
     AttemptRecord,
@@ -149,6 +149,11 @@ CREATE TABLE IF NOT EXISTS owners (
     pid INTEGER NOT NULL,
     alive_until REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS plugin_memory (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
 
 # Files made before several processes could share one lack `owner` and `replaying_by`;
@@ -165,16 +170,6 @@ CREATE INDEX IF NOT EXISTS deliveries_unclaimed
     ON deliveries (webhook_name, id) WHERE state = 'queued' AND owner IS NULL;
 CREATE INDEX IF NOT EXISTS deliveries_claimed
     ON deliveries (owner) WHERE state = 'queued' AND owner IS NOT NULL;
-"""
-
-# Small values kept for a while (`KeepsKeys`: the gateway's idempotency keys), pruned with
-# the delivered rows once expired.
-_KEYS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    expires_at REAL NOT NULL
-);
 """
 
 _INSERT = (
@@ -754,6 +749,32 @@ class SQLiteStore:
     def _do_prune(self, conn: sqlite3.Connection, now: float) -> int:
         return self._prune(conn, now)
 
+    def _do_kv_get(self, conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute(
+            "SELECT value FROM plugin_memory WHERE key = ? AND expires_at > ?", (key, time.time())
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _do_kv_set(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> None:
+        key, value, ttl = payload
+        conn.execute(
+            "INSERT OR REPLACE INTO plugin_memory (key, value, expires_at) VALUES (?, ?, ?)",
+            (key, value, time.time() + ttl),
+        )
+
+    def _do_kv_add(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> bool:
+        key, value, ttl = payload
+        now = time.time()
+        conn.execute("DELETE FROM plugin_memory WHERE key = ? AND expires_at <= ?", (key, now))
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO plugin_memory (key, value, expires_at) VALUES (?, ?, ?)",
+            (key, value, now + ttl),
+        )
+        return cursor.rowcount == 1
+
+    def _do_kv_delete(self, conn: sqlite3.Connection, key: str) -> None:
+        conn.execute("DELETE FROM plugin_memory WHERE key = ?", (key,))
+
     def _do_count(self, conn: sqlite3.Connection, _: Any) -> dict[str, int]:
         counts = dict(conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state"))
         counts["dead_letters"] = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
@@ -765,36 +786,10 @@ class SQLiteStore:
             " WHERE state = 'queued' GROUP BY webhook_name"
         ).fetchall()
 
-    def _do_key_add(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> Any:
-        key, value, expires_at = payload
-        now = time.time()
-        conn.execute("DELETE FROM keys WHERE key = ? AND expires_at <= ?", (key, now))
-        added = conn.execute(
-            "INSERT OR IGNORE INTO keys (key, value, expires_at) VALUES (?, ?, ?)",
-            (key, value, expires_at),
-        )
-        if added.rowcount:
-            return None
-        row = conn.execute("SELECT value FROM keys WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def _do_key_set(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> None:
-        conn.execute(
-            "INSERT OR REPLACE INTO keys (key, value, expires_at) VALUES (?, ?, ?)", payload
-        )
-
-    def _do_key_get(self, conn: sqlite3.Connection, key: str) -> Any:
-        row = conn.execute(
-            "SELECT value FROM keys WHERE key = ? AND expires_at > ?", (key, time.time())
-        ).fetchone()
-        return None if row is None else row[0]
-
-    def _do_key_delete(self, conn: sqlite3.Connection, key: str) -> None:
-        conn.execute("DELETE FROM keys WHERE key = ?", (key,))
-
     def _prune(self, conn: sqlite3.Connection, now: float) -> int:
         conn.execute(
-            "DELETE FROM keys WHERE key IN (SELECT key FROM keys WHERE expires_at <= ? LIMIT ?)",
+            "DELETE FROM plugin_memory WHERE key IN (SELECT key FROM plugin_memory"
+            " WHERE expires_at <= ? LIMIT ?)",
             (now, _PRUNE_CHUNK),
         )
         cursor = conn.execute(
@@ -868,7 +863,6 @@ class SQLiteStore:
                     conn.execute(statement)
             conn.execute("COMMIT")
             conn.executescript(_INDEXES)
-            conn.executescript(_KEYS_SCHEMA)
         except StoreOpenError:
             conn.close()
             raise
@@ -1135,22 +1129,6 @@ class SQLiteStore:
         except UndecodableEvent:
             return None
 
-    # -- KeepsKeys -------------------------------------------------------------------------
-
-    async def add_key(self, key: str, value: str, ttl_seconds: float) -> str | None:
-        held = await self._call("key_add", (key, value, time.time() + ttl_seconds))
-        return None if held is None else str(held)
-
-    async def set_key(self, key: str, value: str, ttl_seconds: float) -> None:
-        await self._call("key_set", (key, value, time.time() + ttl_seconds))
-
-    async def get_key(self, key: str) -> str | None:
-        held = await self._call("key_get", key)
-        return None if held is None else str(held)
-
-    async def delete_key(self, key: str) -> None:
-        await self._call("key_delete", key)
-
     # -- operations ------------------------------------------------------------------------
 
     async def prune(self, now: float | None = None) -> int:
@@ -1161,6 +1139,10 @@ class SQLiteStore:
     async def counts(self) -> dict[str, int]:
         """Rows by state (`queued`, `delivered`) and the number of dead letters."""
         return dict(await self._call("count"))
+
+    def key_value(self, namespace: str) -> SQLiteKeyValue:
+        """Plugins' memory for one webhook, in this file: shared by every process using it."""
+        return SQLiteKeyValue(self, namespace)
 
     async def pending_counts(self) -> dict[str, dict[str, int]]:
         """Per webhook: rows queued (waiting or under way, in any process) and, of those,
@@ -1223,6 +1205,29 @@ def _context(stored: str | None) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {str(k): str(v) for k, v in value.items()}
+
+
+@attrs.frozen
+class SQLiteKeyValue:
+    """`KeyValue` in the store's `plugin_memory` table (expired rows pruned with the rest)."""
+
+    store: SQLiteStore = attrs.field(repr=False)
+    namespace: str
+
+    async def get(self, key: str) -> str | None:
+        found = await self.store._call("kv_get", self.namespace + key)
+        return None if found is None else str(found)
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        await self.store._call("kv_set", (self.namespace + key, value, float(ttl_seconds)))
+
+    async def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        return bool(
+            await self.store._call("kv_add", (self.namespace + key, value, float(ttl_seconds)))
+        )
+
+    async def delete(self, key: str) -> None:
+        await self.store._call("kv_delete", self.namespace + key)
 
 
 def open_sqlite_store(url: str) -> SQLiteStore:
