@@ -197,9 +197,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, DatadogWebhook):
-        return None
+def format_payload(webhook: DatadogWebhook, event: Event) -> OutgoingRequest:
     body = event_body(webhook, event)
     series = event_series(webhook, event, tags_for(webhook, event))
     # The series body rides in `extras` (plain JSON) for `deliver`; a dry run shows it too.
@@ -213,9 +211,9 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    webhook: DatadogWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
 ) -> Awaitable[Response] | None:
-    if not isinstance(webhook, DatadogWebhook) or not request.extras.get("series"):
+    if not request.extras.get("series"):
         return None  # a plain event: the core's HTTP delivery sends it
     return _deliver_with_metrics(webhook, request, session)
 
@@ -282,10 +280,8 @@ def classify(webhook: Webhook, response: Response, what: str = "event") -> Verdi
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, DatadogWebhook):
-        return None
+    webhook: DatadogWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     if response.header(STEP_HEADER) == "series":
         return classify(webhook, response, what="event accepted, but its metrics")
     return classify(webhook, response)
@@ -299,7 +295,5 @@ def dispatcher_started(dispatcher: Any) -> None:
 
 
 @hookimpl
-def flush(webhook: Webhook, dispatcher: Any) -> Awaitable[None] | None:
-    if not isinstance(webhook, DatadogWebhook):
-        return None
+def flush(webhook: DatadogWebhook, dispatcher: Any) -> Awaitable[None]:
     return webhook._metrics.flush(webhook, dispatcher)
