@@ -16,13 +16,14 @@ import pluggy
 from . import hookspecs
 from ._log import get_logger
 from ._version import __version__
+from .wire import OutgoingRequest, Response, Verdict
 
 if TYPE_CHECKING:
     import aiohttp
 
     from .events import Event
     from .webhooks import Webhook
-    from .wire import DeliveryError, DeliveryResult, OutgoingRequest, Response, Verdict
+    from .wire import DeliveryError, DeliveryResult
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -269,16 +270,16 @@ class Route:
     """Who answers the per-type hooks (`PER_TYPE_HOOKS`) for one webhook class, resolved once
     per class: the plugins that registered it or its nearest registered ancestors (nearest
     first), then the core's defaults (HTTP `deliver` and `classify_response`). Each hook is a
-    tuple of (function taking the hook's arguments in order, plugin name); the first that
-    answers other than None wins."""
+    tuple of (function taking the hook's arguments in order, plugin name, whether it is the
+    core's own default); the first that answers other than None wins."""
 
     #: The owning plugins' names, nearest first; empty when no loaded plugin registered the
     #: class or an ancestor.
     owners: tuple[str, ...]
-    format_payload: tuple[tuple[Callable[..., Any], str], ...]
-    deliver: tuple[tuple[Callable[..., Any], str], ...]
-    classify_response: tuple[tuple[Callable[..., Any], str], ...]
-    flush: tuple[tuple[Callable[..., Any], str], ...]
+    format_payload: tuple[tuple[Callable[..., Any], str, bool], ...]
+    deliver: tuple[tuple[Callable[..., Any], str, bool], ...]
+    classify_response: tuple[tuple[Callable[..., Any], str, bool], ...]
+    flush: tuple[tuple[Callable[..., Any], str, bool], ...]
 
 
 class Hooks:
@@ -298,6 +299,8 @@ class Hooks:
         #: Each registered class's owning plugin (object and name).
         self._owners: dict[type[Webhook], tuple[Any, str]] = {}
         self._routes: dict[type[Any], Route] = {}
+        # Asked after every success: the caller object lasts as long as the manager.
+        self._on_success = pm.hook.on_success
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -436,14 +439,14 @@ class Hooks:
                 if not (impl.hookwrapper or impl.wrapper)
             ]
             chain = [
-                (_positional(impl, argnames), impl.plugin_name)
+                (_positional(impl, argnames), impl.plugin_name, False)
                 for plugin, _ in owners
                 for impl in impls
                 if impl.plugin is plugin
             ]
             owning = {id(plugin) for plugin, _ in self._owners.values()}
             chain += [
-                (_positional(impl, argnames), impl.plugin_name)
+                (_positional(impl, argnames), impl.plugin_name, True)
                 for impl in impls
                 if _is_core(impl.plugin) and id(impl.plugin) not in owning
             ]
@@ -457,11 +460,9 @@ class Hooks:
         return backends
 
     def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest:
-        from .wire import OutgoingRequest
-
         cls = type(webhook)
         route = self._routes.get(cls) or self.route(cls)
-        for function, plugin in route.format_payload:
+        for function, plugin, _ in route.format_payload:
             request = function(webhook, event)
             if request is None:
                 continue
@@ -480,22 +481,30 @@ class Hooks:
     def deliver(
         self, webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
     ) -> Awaitable[Response]:
+        return self.start_delivery(webhook, request, session)[0]
+
+    def start_delivery(
+        self, webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    ) -> tuple[Awaitable[Response], bool]:
+        """`deliver`'s awaitable, and whether the core's own HTTP delivery answered: its send
+        ends within the webhook's timeout by itself and answers a `Response`, so the caller
+        need not bound or check it (a plugin's answer is checked, and bounded by the caller)."""
         cls = type(webhook)
         route = self._routes.get(cls) or self.route(cls)
-        for function, plugin in route.deliver:
+        for function, plugin, core in route.deliver:
             awaitable = function(webhook, request, session)
             if awaitable is None:
                 continue
+            if core:
+                return awaitable, True
             if not inspect.isawaitable(awaitable):
                 raise self._broken(
                     plugin, "deliver", f"returned {_kind_of(awaitable)}, not an awaitable"
                 )
-            return self._answer(awaitable, plugin)
+            return self._answer(awaitable, plugin), False
         raise LookupError(f"no installed plugin delivers webhooks of kind {webhook.kind!r}")
 
     async def _answer(self, awaitable: Awaitable[Any], plugin: str) -> Response:
-        from .wire import Response
-
         response = await awaitable
         if not isinstance(response, Response):
             raise self._broken(
@@ -506,11 +515,9 @@ class Hooks:
     def classify_response(
         self, webhook: Webhook, request: OutgoingRequest, response: Response
     ) -> Verdict:
-        from .wire import Verdict
-
         cls = type(webhook)
         route = self._routes.get(cls) or self.route(cls)
-        for function, plugin in route.classify_response:
+        for function, plugin, _ in route.classify_response:
             verdict = function(webhook, request, response)
             if verdict is None:
                 continue
@@ -544,7 +551,7 @@ class Hooks:
 
     def wants_success(self) -> bool:
         """Whether any plugin listens to `on_success` (the result is built only then)."""
-        return bool(self.pm.hook.on_success.get_hookimpls())
+        return bool(self._on_success.get_hookimpls())
 
     def on_success(self, webhook: Webhook, event: Event, result: DeliveryResult) -> None:
         self._each("on_success", webhook=webhook, event=event, result=result)
@@ -558,7 +565,7 @@ class Hooks:
     def flush(self, webhook: Webhook, dispatcher: Any) -> list[Awaitable[None]]:
         """The webhook's owner's flush (per-type, like `deliver`): an awaitable to await, or
         none. One that raises or returns something else is logged, never raised."""
-        for function, plugin in self.route(type(webhook)).flush:
+        for function, plugin, _ in self.route(type(webhook)).flush:
             try:
                 result = function(webhook, dispatcher)
             except Exception as exc:
