@@ -68,6 +68,9 @@ class Lane:
         self.enabled = asyncio.Event()
         self.enabled.set()
         self.gate = asyncio.Lock()
+        # Workers in (or waiting for) the gate's slow path: while there are none, a worker
+        # that may go at once need not take the lock (nobody is ahead of it).
+        self.at_gate = 0
         self.breaker_changed = asyncio.Event()
         self.pending = 0
         self.in_flight = 0
@@ -135,6 +138,24 @@ class Lane:
 
         Workers pass one at a time (the lock), so waiting deliveries keep their order.
         """
+        if (
+            not self.at_gate
+            and self.limiter is None
+            and self.enabled.is_set()
+            and self.paused_until <= self.clock.monotonic()
+            and self.breaker.wait_time() == 0
+        ):
+            # Nothing to wait for and nobody waiting: what the locked loop below would do,
+            # without the lock (no await in between, so no other worker can interleave).
+            self.breaker.before_attempt()
+            return
+        self.at_gate += 1
+        try:
+            await self._pass_gate_in_turn()
+        finally:
+            self.at_gate -= 1
+
+    async def _pass_gate_in_turn(self) -> None:
         async with self.gate:
             while True:
                 await self.enabled.wait()
