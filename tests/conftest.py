@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, settings
 
 from empathy_webhooks_core.testing import Receiver
 
-
 # Hypothesis judges how fast it generates examples; on a loaded machine (CI beside other jobs,
 # xdist on two cores) that says nothing about the code under test, so timing checks are off.
 settings.register_profile(

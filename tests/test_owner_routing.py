@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 import attrs
 import pytest
-from empathy_webhooks_core._sender import Sender
 from empathy_webhooks_datadog import DatadogWebhook
 from empathy_webhooks_discord import DiscordWebhook
 from empathy_webhooks_grafana import GrafanaWebhook
@@ -33,6 +32,7 @@ from empathy_webhooks_core import (
     WebhookDispatcher,
     hookimpl,
 )
+from empathy_webhooks_core._sender import Sender
 from empathy_webhooks_core.plugins import build_plugin_manager, hooks_for
 from empathy_webhooks_core.testing import Receiver
 
