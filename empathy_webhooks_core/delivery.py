@@ -9,6 +9,7 @@ import aiohttp
 import attrs
 import pluggy
 
+from ._pipeline.state import current_state
 from .clock import Clock
 from .events import Event
 from .plugins import Hooks, hooks_for
@@ -44,6 +45,8 @@ class Attempt:
     verdict: Verdict
     response: Response | None = None
     exception: BaseException | None = None
+    #: The request as sent (signed), for the attempt's history; None when none was sent.
+    request: OutgoingRequest | None = None
 
 
 #: Past this many entries a cache below starts again (a plugin whose URLs or credentials
@@ -134,7 +137,8 @@ async def attempt(
     )
     timeout = webhook.retry_policy.timeout_seconds
     try:
-        awaitable, core = hooks.start_delivery(webhook, request, session)
+        state = current_state(webhook, hooks)
+        awaitable, core = hooks.start_delivery(webhook, request, session, state)
         if core:
             # The core's HTTP send is bounded by the same timeout (aiohttp's, raising the
             # same TimeoutError): a second timer per attempt would only cost CPU.
@@ -151,15 +155,19 @@ async def attempt(
                     raise
                 raise TimeoutError(f"no answer within {timeout:g} s") from exc
     except TRANSPORT_ERRORS as exc:
-        return Attempt(Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc)
+        return Attempt(
+            Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc, request=request
+        )
     except Exception as exc:
-        return Attempt(Verdict(outcome=Outcome.FAIL, reason=_describe(exc)), exception=exc)
+        return Attempt(
+            Verdict(outcome=Outcome.FAIL, reason=_describe(exc)), exception=exc, request=request
+        )
     try:
         verdict = hooks.classify_response(webhook, delivery.request, response)
     except Exception as exc:
         reason = f"could not classify the answer: {_describe(exc)}"
-        return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), response, exc)
-    return Attempt(verdict, response)
+        return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), response, exc, request)
+    return Attempt(verdict, response, request=request)
 
 
 def render_request(

@@ -59,7 +59,7 @@ AWAITED_HOOKS = frozenset({"flush"})
 #: Hooks about one webhook: the core calls only the implementation of the plugin that
 #: registered the webhook's type (then those of its registered ancestors' owners, then the
 #: core's defaults), never every plugin's. Plugins need no `isinstance` guard.
-PER_TYPE_HOOKS = ("format_payload", "deliver", "classify_response", "flush")
+PER_TYPE_HOOKS = ("format_payload", "deliver", "classify_response", "flush", "webhook_state")
 
 
 class PluginContractError(TypeError):
@@ -280,6 +280,7 @@ class Route:
     deliver: tuple[tuple[Callable[..., Any], str, bool], ...]
     classify_response: tuple[tuple[Callable[..., Any], str, bool], ...]
     flush: tuple[tuple[Callable[..., Any], str, bool], ...]
+    webhook_state: tuple[tuple[Callable[..., Any], str, bool], ...]
 
 
 class Hooks:
@@ -479,12 +480,20 @@ class Hooks:
         )
 
     def deliver(
-        self, webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+        self,
+        webhook: Webhook,
+        request: OutgoingRequest,
+        session: aiohttp.ClientSession,
+        state: Any = None,
     ) -> Awaitable[Response]:
-        return self.start_delivery(webhook, request, session)[0]
+        return self.start_delivery(webhook, request, session, state)[0]
 
     def start_delivery(
-        self, webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+        self,
+        webhook: Webhook,
+        request: OutgoingRequest,
+        session: aiohttp.ClientSession,
+        state: Any = None,
     ) -> tuple[Awaitable[Response], bool]:
         """`deliver`'s awaitable, and whether the core's own HTTP delivery answered: its send
         ends within the webhook's timeout by itself and answers a `Response`, so the caller
@@ -492,7 +501,7 @@ class Hooks:
         cls = type(webhook)
         route = self._routes.get(cls) or self.route(cls)
         for function, plugin, core in route.deliver:
-            awaitable = function(webhook, request, session)
+            awaitable = function(webhook, request, session, state)
             if awaitable is None:
                 continue
             if core:
@@ -562,12 +571,12 @@ class Hooks:
     def dispatcher_started(self, dispatcher: Any) -> None:
         self._each("dispatcher_started", dispatcher=dispatcher)
 
-    def flush(self, webhook: Webhook, dispatcher: Any) -> list[Awaitable[None]]:
+    def flush(self, webhook: Webhook, state: Any, dispatcher: Any) -> list[Awaitable[None]]:
         """The webhook's owner's flush (per-type, like `deliver`): an awaitable to await, or
         none. One that raises or returns something else is logged, never raised."""
         for function, plugin, _ in self.route(type(webhook)).flush:
             try:
-                result = function(webhook, dispatcher)
+                result = function(webhook, state, dispatcher)
             except Exception as exc:
                 log.error(
                     "plugin_hook_failed",
@@ -583,6 +592,74 @@ class Hooks:
                 return []
             return [result]
         return []
+
+    # -- per-webhook plugin state (_pipeline/state.py) -------------------------------------
+
+    def webhook_state(self, webhook: Webhook) -> Any:
+        """The webhook's plugin's state object, or None. A hook that raises is logged, and the
+        webhook runs without state (its plugin sees None)."""
+        state = None
+        for function, plugin, _ in self.route(type(webhook)).webhook_state:
+            try:
+                state = function(webhook)
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed",
+                    hook="webhook_state",
+                    plugin=plugin,
+                    webhook=webhook.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return None
+            if state is not None:
+                break
+        if inspect.iscoroutine(state):
+            state.close()
+            return None
+        return state
+
+    def webhook_stats(self, webhook: Webhook, state: Any) -> dict[str, Any]:
+        """Every plugin's figures for the webhook, as ``plugin.<name>.<key>``. A plugin that
+        raises or answers something else than a mapping is logged and left out."""
+        figures: dict[str, Any] = {}
+        for impl in self._impls("webhook_stats"):
+            kwargs = {"webhook": webhook, "state": state}
+            try:
+                found = impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed",
+                    hook="webhook_stats",
+                    plugin=impl.plugin_name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            if found is None:
+                continue
+            if not isinstance(found, Mapping) or not all(
+                isinstance(key, str) and _is_figure(value) for key, value in found.items()
+            ):
+                self._broken(
+                    impl.plugin_name,
+                    "webhook_stats",
+                    f"returned {_kind_of(found)}, not a mapping of names to numbers",
+                )
+                continue
+            label = plugin_label(impl.plugin_name, impl.plugin)
+            figures.update({f"plugin.{label}.{key}": value for key, value in found.items()})
+        return figures
+
+
+def _is_figure(value: Any) -> bool:
+    return value is None or isinstance(value, int | float | str)
+
+
+def plugin_label(name: str, plugin: Any) -> str:
+    """A plugin's name in stats: its entry-point name (``datadog``); for a plugin registered
+    otherwise, its module's name without ``empathy_webhooks_``, or its class's name."""
+    if name.isdigit():  # pluggy names an unnamed object by its id
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+    return name.rsplit(".", 1)[-1].removeprefix("empathy_webhooks_")
 
 
 def hooks_for(pm: pluggy.PluginManager) -> Hooks:

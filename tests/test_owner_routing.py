@@ -32,8 +32,8 @@ from empathy_webhooks_core import (
     WebhookDispatcher,
     hookimpl,
 )
+from empathy_webhooks_core._sender import Sender
 from empathy_webhooks_core.plugins import build_plugin_manager, hooks_for
-from empathy_webhooks_core.sender import Sender
 from empathy_webhooks_core.testing import Receiver
 
 DELIVERED_BY = "X-Delivered-By"
