@@ -28,12 +28,14 @@ _EXPORTS = {
     "Event": "events",
     "EventDataError": "events",
     "EventType": "events",
+    "KeyValue": "stores",
     "OutgoingRequest": "wire",
     "Outcome": "wire",
     "PluginContractError": "plugins",
     "QueueFull": "dispatcher",
     "RateLimit": "ratelimit",
     "Response": "wire",
+    "StateContext": "_pipeline.state",
     "RetryPolicy": "retry",
     "ThreadedDispatcher": "sync",
     "USER_AGENT": "dispatcher",
@@ -49,6 +51,7 @@ _EXPORTS = {
     "render_request": "delivery",
     "secret_field": "redaction",
     "sign_request": "signing",
+    "state_for": "_pipeline.state",
     "verify_standard_webhook": "signing",
     "verify_webhook_signature": "signing",
 }
@@ -70,6 +73,7 @@ __all__ = [
     "Event",
     "EventDataError",
     "EventType",
+    "KeyValue",
     "Outcome",
     "OutgoingRequest",
     "PluginContractError",
@@ -77,6 +81,7 @@ __all__ = [
     "RateLimit",
     "Response",
     "RetryPolicy",
+    "StateContext",
     "ThreadedDispatcher",
     "UnknownWebhookError",
     "Verdict",
@@ -91,6 +96,7 @@ __all__ = [
     "render_request",
     "secret_field",
     "sign_request",
+    "state_for",
     "verify_standard_webhook",
     "verify_webhook_signature",
 ]
@@ -111,6 +117,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._log import get_logger
+    from ._netguard import BlockedAddressError
+    from ._pipeline.state import StateContext, state_for
     from .breaker import BreakerPolicy
     from .converter import ConfigError
     from .delivery import render_request
@@ -118,7 +126,6 @@ if TYPE_CHECKING:
     from .events import Event, EventDataError, EventType
     from .history import AttemptRecord, DeliveryPage, DeliveryRecord
     from .monitor import UnknownWebhookError, WebhookMonitor
-    from .netguard import BlockedAddressError
     from .plugins import PluginContractError, hookimpl
     from .ratelimit import RateLimit
     from .redaction import secret_field
@@ -129,7 +136,7 @@ if TYPE_CHECKING:
         verify_standard_webhook,
         verify_webhook_signature,
     )
-    from .stores import DeadLetter, Delivery, DeliveryStore
+    from .stores import DeadLetter, Delivery, DeliveryStore, KeyValue
     from .sync import ThreadedDispatcher
     from .webhooks import CustomWebhook, Webhook, WebhookConfig
     from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest, Response, Verdict

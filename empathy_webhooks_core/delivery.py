@@ -9,6 +9,7 @@ import aiohttp
 import attrs
 import pluggy
 
+from ._pipeline.state import current_state
 from .clock import Clock
 from .events import Event
 from .plugins import Hooks, hooks_for
@@ -101,7 +102,8 @@ async def attempt(
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                response = await hooks.deliver(webhook, request, session)
+                state = current_state(webhook, hooks)
+                response = await hooks.deliver(webhook, request, session, state)
         except TimeoutError as exc:
             if not deadline.expired():
                 raise

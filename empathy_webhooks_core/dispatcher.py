@@ -24,14 +24,16 @@ import aiohttp
 import pluggy
 
 from . import monitor as monitor_module
+from ._bounds import check_number
 from ._log import get_logger
 from ._pipeline.admission import QueueFull, admit
 from ._pipeline.failures import Failures
 from ._pipeline.lane import RESUME_WINDOW, Guards, Lane, LaneSnapshot, LaneTable
 from ._pipeline.paging import Pager
 from ._pipeline.sessions import MAX_CONNECTIONS, USER_AGENT, Sessions
+from ._pipeline.state import WebhookStates
 from ._pipeline.work import Workers
-from .bounds import check_number
+from ._sender import Sender
 from .clock import Clock, SystemClock
 from .delivery import render as render_delivery
 from .events import (
@@ -45,7 +47,6 @@ from .history import DeliveryPage, DeliveryQuery, DeliveryRecord, KeepsHistory
 from .monitor import UnknownWebhookError, WebhookMonitor
 from .plugins import Hooks, get_plugin_manager, hooks_for
 from .redaction import redact_text
-from .sender import Sender
 from .stores import (
     DeadLetter,
     Delivery,
@@ -104,6 +105,7 @@ class WebhookDispatcher:
         self._store: DeliveryStore | None = None
         self._sessions = Sessions(session, max_connections)
         self._table = LaneTable(self._hooks)
+        self._states = WebhookStates(self._hooks)
         self._lanes = self._table.lanes  # the same dict, for the steps that read it
         self._timers: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
@@ -156,6 +158,15 @@ class WebhookDispatcher:
 
     def _open_lanes(self) -> None:
         self._table.open(self._guards, self._clock, self._workers.start)
+        assert self._store is not None
+        for webhook in self._table.webhooks:
+            if not self._states.holds(webhook):
+                self._states.start(
+                    webhook,
+                    self._clock,
+                    Sender(webhook, self._sessions.for_webhook(webhook)),
+                    self._store,
+                )
 
     def sender_for(self, webhook: Webhook) -> Sender:
         """How a plugin sends `webhook`'s requests outside a delivery (batched metrics): the
@@ -253,6 +264,7 @@ class WebhookDispatcher:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await self._states.stop()
         store, self._store = self._store, None
         self._guards = Guards()
         self._failures.open(None)
@@ -295,7 +307,7 @@ class WebhookDispatcher:
         awaitables = [
             awaitable
             for lane in self._lanes.values()
-            for awaitable in self._hooks.flush(lane.webhook, self)
+            for awaitable in self._hooks.flush(lane.webhook, self._states.state(lane.webhook), self)
         ]
         for result in await asyncio.gather(*awaitables, return_exceptions=True):
             if isinstance(result, BaseException):
@@ -317,6 +329,7 @@ class WebhookDispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._states.stop()
         left = sum(lane.pending for lane in self._lanes.values())
         if left and self._store is not None and self._store.remote_workers is False:
             log.warning("closed_with_pending_deliveries", count=left)
@@ -501,6 +514,11 @@ class WebhookDispatcher:
     def lane_state(self, name: str) -> LaneSnapshot | None:
         """Live figures for the monitor (None when this dispatcher has no such webhook)."""
         return self._table.snapshot(name)
+
+    def plugin_figures(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """The plugins' own figures for webhook `name` (the `webhook_stats` hook), with the
+        identity of the state they describe; None when this dispatcher never started it."""
+        return self._states.figures(name)
 
     def get_webhook_stats(self, name: str) -> dict[str, Any]:
         """This dispatcher's figures for one webhook (see `WebhookMonitor`)."""

@@ -25,7 +25,9 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryStore",
+    "HasKeyValue",
     "HasWorkerRole",
+    "KeyValue",
     "PagedStore",
     "PendingCounts",
     "ReplaysInOneStep",
@@ -300,6 +302,37 @@ class StopsConsuming(Protocol):
 
 
 @runtime_checkable
+class KeyValue(Protocol):
+    """A small memory of strings by key, each kept for a time (a plugin's per-webhook memory:
+    what it created, what it looked up). Values are short strings; keys are namespaced by the
+    caller. What a store gives is shared by every process using the store."""
+
+    async def get(self, key: str) -> str | None:
+        """The value kept for `key`, or None (never kept, deleted, or expired)."""
+        ...
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        """Keep `value` for `key` for `ttl_seconds`, replacing any value."""
+        ...
+
+    async def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        """Keep `value` only if `key` holds nothing: True if it was kept (a claim)."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class HasKeyValue(Protocol):
+    """A store that keeps plugins' key-value memory (the Redis store: shared by every worker;
+    SQLite: in its file). Without it the core keeps that memory in the process."""
+
+    def key_value(self, namespace: str) -> KeyValue:
+        """The memory under `namespace` (keys of other namespaces are never seen)."""
+        ...
+
+
+@runtime_checkable
 class SharedStore(
     DeliveryStore,
     SharesRateLimits,
@@ -307,6 +340,7 @@ class SharedStore(
     ReplaysInOneStep,
     HasWorkerRole,
     StopsConsuming,
+    HasKeyValue,
     Protocol,
 ):
     """Every capability a store shared by many processes offers (the Redis store)."""

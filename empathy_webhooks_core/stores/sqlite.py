@@ -60,8 +60,8 @@ from typing import Any
 
 import attrs
 
+from .._bounds import check_number
 from .._log import get_logger
-from ..bounds import check_number
 from ..events import Event
 from ..history import (
     AttemptRecord,
@@ -154,6 +154,11 @@ CREATE TABLE IF NOT EXISTS owners (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     alive_until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plugin_memory (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
 );
 """
 
@@ -752,6 +757,32 @@ class SQLiteStore:
     def _do_prune(self, conn: sqlite3.Connection, now: float) -> int:
         return self._prune(conn, now)
 
+    def _do_kv_get(self, conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute(
+            "SELECT value FROM plugin_memory WHERE key = ? AND expires_at > ?", (key, time.time())
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _do_kv_set(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> None:
+        key, value, ttl = payload
+        conn.execute(
+            "INSERT OR REPLACE INTO plugin_memory (key, value, expires_at) VALUES (?, ?, ?)",
+            (key, value, time.time() + ttl),
+        )
+
+    def _do_kv_add(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> bool:
+        key, value, ttl = payload
+        now = time.time()
+        conn.execute("DELETE FROM plugin_memory WHERE key = ? AND expires_at <= ?", (key, now))
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO plugin_memory (key, value, expires_at) VALUES (?, ?, ?)",
+            (key, value, now + ttl),
+        )
+        return cursor.rowcount == 1
+
+    def _do_kv_delete(self, conn: sqlite3.Connection, key: str) -> None:
+        conn.execute("DELETE FROM plugin_memory WHERE key = ?", (key,))
+
     def _do_count(self, conn: sqlite3.Connection, _: Any) -> dict[str, int]:
         counts = dict(conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state"))
         counts["dead_letters"] = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
@@ -764,6 +795,11 @@ class SQLiteStore:
         ).fetchall()
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> int:
+        conn.execute(
+            "DELETE FROM plugin_memory WHERE key IN (SELECT key FROM plugin_memory"
+            " WHERE expires_at <= ? LIMIT ?)",
+            (now, _PRUNE_CHUNK),
+        )
         cursor = conn.execute(
             "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
             " WHERE state = 'delivered' AND delivered_at < ? LIMIT ?)",
@@ -1112,6 +1148,10 @@ class SQLiteStore:
         """Rows by state (`queued`, `delivered`) and the number of dead letters."""
         return dict(await self._call("count"))
 
+    def key_value(self, namespace: str) -> SQLiteKeyValue:
+        """Plugins' memory for one webhook, in this file: shared by every process using it."""
+        return SQLiteKeyValue(self, namespace)
+
     async def pending_counts(self) -> dict[str, dict[str, int]]:
         """Per webhook: rows queued (waiting or under way, in any process) and, of those,
         rows attempted at least once (`PendingCounts`)."""
@@ -1173,6 +1213,29 @@ def _context(stored: str | None) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {str(k): str(v) for k, v in value.items()}
+
+
+@attrs.frozen
+class SQLiteKeyValue:
+    """`KeyValue` in the store's `plugin_memory` table (expired rows pruned with the rest)."""
+
+    store: SQLiteStore = attrs.field(repr=False)
+    namespace: str
+
+    async def get(self, key: str) -> str | None:
+        found = await self.store._call("kv_get", self.namespace + key)
+        return None if found is None else str(found)
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        await self.store._call("kv_set", (self.namespace + key, value, float(ttl_seconds)))
+
+    async def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        return bool(
+            await self.store._call("kv_add", (self.namespace + key, value, float(ttl_seconds)))
+        )
+
+    async def delete(self, key: str) -> None:
+        await self.store._call("kv_delete", self.namespace + key)
 
 
 def open_sqlite_store(url: str) -> SQLiteStore:

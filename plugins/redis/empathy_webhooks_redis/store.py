@@ -23,6 +23,8 @@ Keys (all under the prefix, `empathy:` by default, so several deployments share 
   seconds (a day by default) after its last write. `<prefix>history:index` (a sorted set by
   the time each delivery was queued) lists them newest first; entries older than the TTL
   are trimmed as new ones come.
+- `<prefix>kv:<namespace><key>`: plugins' per-webhook memory (`key_value`, e.g. the issues
+  Jira created per finding), plain strings with a TTL, shared by every worker.
 
 Durability is the server's: with `appendonly yes` an acknowledged XADD survives a Redis
 restart; without persistence it survives worker crashes, not a server crash. A server that
@@ -53,33 +55,34 @@ import redis.asyncio as aioredis
 import redis.connection
 from redis.exceptions import RedisError, ResponseError
 
-from empathy_webhooks_core._log import get_logger
-from empathy_webhooks_core.bounds import check_number
-from empathy_webhooks_core.converter import did_you_mean
-from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.history import (
+from empathy_webhooks_core.plugin import REDACTED, Event, check_number, get_logger
+from empathy_webhooks_core.plugin.store import (
     AttemptRecord,
+    DeadLetter,
+    Delivery,
     DeliveryPage,
     DeliveryQuery,
     DeliveryRecord,
+    RateLimit,
     RawAttempt,
-    page_of,
-)
-from empathy_webhooks_core.ratelimit import RateLimit
-from empathy_webhooks_core.redaction import REDACTED
-from empathy_webhooks_core.stores import (
-    DeadLetter,
-    Delivery,
     SharedStore,
     StoreOpenError,
     UndecodableEvent,
     decode_event,
+    did_you_mean,
+    page_of,
 )
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
 from .breaker import BREAKER_SYNC, RedisCircuitBreaker
 
-__all__ = ["RedisCircuitBreaker", "RedisRateLimiter", "RedisStore", "open_redis_store"]
+__all__ = [
+    "RedisCircuitBreaker",
+    "RedisKeyValue",
+    "RedisRateLimiter",
+    "RedisStore",
+    "open_redis_store",
+]
 
 log = get_logger()
 
@@ -777,6 +780,10 @@ class RedisStore:
     async def breaker_script(self, *, keys: list[str], args: list[Any]) -> Any:
         return await self._breaker_sync(keys=keys, args=args)
 
+    def key_value(self, namespace: str) -> RedisKeyValue:
+        """Plugins' memory for one webhook, in Redis: every worker reads what another wrote."""
+        return RedisKeyValue(self, f"{self.prefix}kv:{namespace}")
+
     @property
     def closing(self) -> asyncio.Event:
         """Set when the store closes: its background tasks end."""
@@ -1204,6 +1211,30 @@ def open_redis_store(url: str) -> RedisStore:
         raise ValueError(f"{_safe_url(url)}: {exc}") from None
     plain = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
     return RedisStore(plain, **ours)
+
+
+@attrs.frozen
+class RedisKeyValue:
+    """`KeyValue` in Redis: `SET ... PX` (with `NX` for `add`), keys under a prefix."""
+
+    store: RedisStore = attrs.field(repr=False)
+    prefix: str
+
+    async def get(self, key: str) -> str | None:
+        value = await self.store.redis.get(self.prefix + key)
+        return None if value is None else str(value)
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        await self.store.redis.set(self.prefix + key, value, px=max(1, int(ttl_seconds * 1000)))
+
+    async def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        done = await self.store.redis.set(
+            self.prefix + key, value, px=max(1, int(ttl_seconds * 1000)), nx=True
+        )
+        return bool(done)
+
+    async def delete(self, key: str) -> None:
+        await self.store.redis.delete(self.prefix + key)
 
 
 def _offers_every_shared_capability(store: RedisStore) -> SharedStore:
