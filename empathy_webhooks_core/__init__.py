@@ -15,11 +15,14 @@ from ._version import __version__
 _EXPORTS = {
     "BlockedAddressError": "netguard",
     "BreakerPolicy": "breaker",
+    "AttemptRecord": "history",
     "ConfigError": "converter",
     "CustomWebhook": "webhooks",
     "DeadLetter": "stores",
     "Delivery": "stores",
     "DeliveryError": "wire",
+    "DeliveryPage": "history",
+    "DeliveryRecord": "history",
     "DeliveryResult": "wire",
     "DeliveryStore": "stores",
     "Event": "events",
@@ -55,6 +58,7 @@ _EXPORTS = {
 
 __all__ = [
     "USER_AGENT",
+    "AttemptRecord",
     "BlockedAddressError",
     "BreakerPolicy",
     "ConfigError",
@@ -62,6 +66,8 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryError",
+    "DeliveryPage",
+    "DeliveryRecord",
     "DeliveryResult",
     "DeliveryStore",
     "Event",
@@ -111,14 +117,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._log import get_logger
+    from ._netguard import BlockedAddressError
     from ._pipeline.state import StateContext, state_for
     from .breaker import BreakerPolicy
     from .converter import ConfigError
     from .delivery import render_request
     from .dispatcher import USER_AGENT, QueueFull, WebhookDispatcher
     from .events import Event, EventDataError, EventType
+    from .history import AttemptRecord, DeliveryPage, DeliveryRecord
     from .monitor import UnknownWebhookError, WebhookMonitor
-    from .netguard import BlockedAddressError
     from .plugins import PluginContractError, hookimpl
     from .ratelimit import RateLimit
     from .redaction import secret_field

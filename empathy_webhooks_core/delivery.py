@@ -40,6 +40,8 @@ class Attempt:
     verdict: Verdict
     response: Response | None = None
     exception: BaseException | None = None
+    #: The request as sent (signed), for the attempt's history; None when none was sent.
+    request: OutgoingRequest | None = None
 
 
 def render(hooks: Hooks, webhook: Webhook, delivery: Delivery) -> None:
@@ -107,15 +109,19 @@ async def attempt(
                 raise
             raise TimeoutError(f"no answer within {timeout:g} s") from exc
     except TRANSPORT_ERRORS as exc:
-        return Attempt(Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc)
+        return Attempt(
+            Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc, request=request
+        )
     except Exception as exc:
-        return Attempt(Verdict(outcome=Outcome.FAIL, reason=_describe(exc)), exception=exc)
+        return Attempt(
+            Verdict(outcome=Outcome.FAIL, reason=_describe(exc)), exception=exc, request=request
+        )
     try:
         verdict = hooks.classify_response(webhook, delivery.request, response)
     except Exception as exc:
         reason = f"could not classify the answer: {_describe(exc)}"
-        return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), response, exc)
-    return Attempt(verdict, response)
+        return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), response, exc, request)
+    return Attempt(verdict, response, request=request)
 
 
 def render_request(

@@ -24,6 +24,7 @@ import aiohttp
 import pluggy
 
 from . import monitor as monitor_module
+from ._bounds import check_number
 from ._log import get_logger
 from ._pipeline.admission import QueueFull, admit
 from ._pipeline.failures import Failures
@@ -32,7 +33,7 @@ from ._pipeline.paging import Pager
 from ._pipeline.sessions import MAX_CONNECTIONS, USER_AGENT, Sessions
 from ._pipeline.state import WebhookStates
 from ._pipeline.work import Workers
-from .bounds import check_number
+from ._sender import Sender
 from .clock import Clock, SystemClock
 from .delivery import render as render_delivery
 from .events import (
@@ -42,10 +43,10 @@ from .events import (
     check_depth,
     data_depth_limit,
 )
+from .history import DeliveryPage, DeliveryQuery, DeliveryRecord, KeepsHistory
 from .monitor import UnknownWebhookError, WebhookMonitor
 from .plugins import Hooks, get_plugin_manager, hooks_for
 from .redaction import redact_text
-from .sender import Sender
 from .stores import (
     DeadLetter,
     Delivery,
@@ -240,6 +241,7 @@ class WebhookDispatcher:
                 resumed = await store.open()
                 self._guards = Guards.of(store)
                 self._failures.open(store)
+                self._workers.history = store if isinstance(store, KeepsHistory) else None
                 self._sessions.open()
                 self._open_lanes()
             except BaseException:
@@ -266,6 +268,7 @@ class WebhookDispatcher:
         store, self._store = self._store, None
         self._guards = Guards()
         self._failures.open(None)
+        self._workers.history = None
         if store is not None:
             try:
                 await store.close()
@@ -454,6 +457,59 @@ class WebhookDispatcher:
             if letter.webhook_name in self._lanes and letter.replayable:
                 await self.replay_dead_letter(letter.dead_letter_id)
         return len(letters)
+
+    # -- attempt history -------------------------------------------------------------------
+
+    async def _history(self) -> KeepsHistory:
+        if not self._started:
+            await self.start()
+        store = self._store
+        if not isinstance(store, KeepsHistory):
+            raise RuntimeError(
+                f"the store {store!r} keeps no attempt history (it does not implement "
+                "empathy_webhooks_core.history.KeepsHistory)"
+            )
+        return store
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        """One delivery's record with its attempts (oldest first), or None when the store
+        does not hold it (never queued, or older than what the store keeps)."""
+        return await (await self._history()).delivery_record(delivery_id)
+
+    async def deliveries(
+        self,
+        *,
+        webhook: str | None = None,
+        status: str | None = None,
+        event_type: str | None = None,
+        event_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> DeliveryPage:
+        """Delivery records, newest first, a page of at most `limit` (1 to 500) at a time;
+        pass the page's `next_cursor` as `cursor` for the next. Filters: the webhook's
+        name, the status (`history.DELIVERY_STATUSES`), the event's type or id, and the
+        time it was queued (epoch seconds, `since` included, `until` not). Raises
+        `ValueError` for a bad status, limit or cursor."""
+        query = DeliveryQuery(
+            webhook=webhook,
+            status=status,
+            event_type=event_type,
+            event_id=event_id,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+        if cursor is not None:
+            query.after()  # a bad cursor is the caller's error, said before any work
+        return await (await self._history()).delivery_records(query)
+
+    async def event(self, event_id: str) -> Event | None:
+        """An event the store still holds a delivery record of, or None."""
+        return await (await self._history()).stored_event(event_id)
 
     def lane_state(self, name: str) -> LaneSnapshot | None:
         """Live figures for the monitor (None when this dispatcher has no such webhook)."""

@@ -93,6 +93,10 @@ class DeadLetter:
     error: dict[str, Any]
     attempts: int
     failed_at: float
+    #: The delivery's `context`, given back to the delivery a replay makes.
+    context: dict[str, str] = attrs.field(factory=dict)
+    #: The id of the delivery that failed (empty when the store did not keep it).
+    delivery_id: str = ""
 
     @classmethod
     def from_delivery(cls, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
@@ -104,6 +108,14 @@ class DeadLetter:
             error=error,
             attempts=delivery.attempts,
             failed_at=time.time(),
+            context=dict(delivery.context),
+            delivery_id=delivery.delivery_id,
+        )
+
+    def replay_delivery(self) -> Delivery:
+        """The fresh delivery a replay queues (attempts start over, the context is kept)."""
+        return Delivery(
+            webhook_name=self.webhook_name, event=self.event, context=dict(self.context)
         )
 
     @classmethod
@@ -162,6 +174,8 @@ class DeadLetter:
             "error": self.error,
             "attempts": self.attempts,
             "failed_at": self.failed_at,
+            "context": dict(self.context),
+            "delivery_id": self.delivery_id,
         }
 
 
