@@ -93,7 +93,7 @@ async def deliver_finding(
     fp = request.extras.get("fingerprint")
     if not fp:
         if action != "trigger":
-            return _skip(jira, request, None, "deduplicate is off, so no ticket can be found")
+            return _skip(jira, action, None, None, "deduplicate is off, so no ticket can be found")
         return await _create(jira, request, None)
     key = (webhook.url, webhook.project, str(fp))
     lock = _LOCKS.get(key)
@@ -120,7 +120,7 @@ async def deliver_finding(
                 return await _resolve(jira, request, issue)
             return await _comment_again(jira, request, issue, action)
         if action != "trigger":
-            return _skip(jira, found, str(fp), "no open ticket has this finding's label")
+            return _skip(jira, action, found, str(fp), "no open ticket has this finding's label")
         answer = await _create(jira, request, str(fp))
         issue_id = answer.details.get("jira_id")
         if issue_id and answer.details.get("created"):
@@ -128,18 +128,21 @@ async def deliver_finding(
         return answer
 
 
-def _skip(jira: JiraClient, response: Any, fp: str | None, why: str) -> JiraAnswer:
+def _skip(
+    jira: JiraClient, action: str, response: Response | None, fp: str | None, why: str
+) -> JiraAnswer:
     """A resolve (or acknowledge) with no open ticket: nothing to close, and opening a ticket
     for a finding that is over would be wrong. Not silent: a warning, and `skipped` in the
     delivery's details and the webhook's stats."""
     log.warning(
         "jira_resolve_without_ticket",
         webhook=jira.webhook.name,
+        action=action,
         project=jira.webhook.project,
         fingerprint=fp,
         reason=why,
     )
-    answered = response if isinstance(response, Response) else Response(status=200)
+    answered = response if response is not None else Response(status=200)
     return _answer(answered, "skip", jira.elapsed, skipped=why, fingerprint=fp)
 
 

@@ -955,6 +955,31 @@ async def test_a_resolve_with_no_open_ticket_creates_nothing_and_says_so(
     assert "empathy-fp-4a66462834d255e2" in caplog.text
 
 
+async def test_an_acknowledgement_comments_and_a_resolve_without_deduplication_is_skipped(
+    jira: Any,
+) -> None:
+    seen = Successes()
+    hook = webhook(jira)
+    blind = webhook(jira, name="blind_jira", deduplicate=False)
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit("bug_detected", SQL_INJECTION)
+        await dispatcher.drain()
+        await dispatcher.emit("bug_detected", {**SQL_INJECTION, "status": "acknowledged"})
+        await dispatcher.drain()
+    [comment] = jira.issue("EMP-1")["comments"]
+    assert comment["content"][0]["content"][0]["text"].startswith(
+        "Empathy Framework: this finding was acknowledged ("
+    )
+    assert jira.issue("EMP-1")["status"] == "To Do"
+    assert seen.details[1]["commented"] is True
+    sent = len(jira.receiver.requests)
+    async with WebhookDispatcher(webhooks=[blind], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit("bug_detected_resolved", SQL_INJECTION)
+        await dispatcher.drain()
+    assert len(jira.receiver.requests) == sent and len(jira.issues) == 1
+    assert seen.details[2] == {"skipped": "deduplicate is off, so no ticket can be found"}
+
+
 async def test_a_resolve_names_the_transitions_there_are_when_its_own_is_missing(
     jira: Any,
 ) -> None:
