@@ -4,6 +4,7 @@ metadata, comments and transitions. Every call goes through the delivery's `Send
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -93,6 +94,14 @@ class JiraClient:
         cached = self.state.accounts.get(key)
         if cached is not None:
             return cached
+        # Tickets of two findings for one owner delivered at once: one lookup between them.
+        async with _lock(self.state, f"account:{key}"):
+            cached = self.state.accounts.get(key)
+            if cached is not None:
+                return cached
+            return await self._look_up(who, key)
+
+    async def _look_up(self, who: str, key: str) -> tuple[str | None, str]:
         try:
             answer = await self.get("/user/search", query=who.strip(), maxResults=20)
         except _TRANSPORT as exc:
@@ -114,9 +123,15 @@ class JiraClient:
     async def create_fields(self) -> frozenset[str] | None:
         """The field ids the project's create screen has for the webhook's issue type, read
         once per webhook (createmeta); None when Jira would not say."""
+        if self.state.create_fields_loaded:
+            return self.state.create_fields
+        async with _lock(self.state, "createmeta"):
+            if self.state.create_fields_loaded:
+                return self.state.create_fields
+            return await self._read_create_fields()
+
+    async def _read_create_fields(self) -> frozenset[str] | None:
         state = self.state
-        if state.create_fields_loaded:
-            return state.create_fields
         project = quote(self.webhook.project, safe="")
         try:
             type_id, problem = await self._issue_type_id(project)
@@ -203,6 +218,19 @@ class JiraClient:
         return await self.post(
             f"/issue/{quote(issue_key, safe='')}/transitions", {"transition": {"id": transition_id}}
         )
+
+
+#: Locks of lookups in flight, per (webhook state, what): held only while a lookup runs, so a
+#: lock never outlives the event loop that made it.
+_LOCKS: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _lock(state: JiraState, what: str) -> asyncio.Lock:
+    key = (id(state), what)
+    lock = _LOCKS.get(key)
+    if lock is None:
+        lock = _LOCKS[key] = asyncio.Lock()
+    return lock
 
 
 def _pick_user(users: list[Any], key: str) -> tuple[str | None, str]:

@@ -709,6 +709,19 @@ async def test_an_email_assignee_is_looked_up_once_for_two_tickets(jira: Any) ->
     assert all("assignee_unresolved" not in details for details in seen.details)
 
 
+async def test_two_tickets_for_one_owner_delivered_at_once_share_one_lookup(jira: Any) -> None:
+    hook = webhook(jira, assignee="alice@acme.io")
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await asyncio.gather(
+            dispatcher.emit("bug_detected", {"title": "Leak"}),
+            dispatcher.emit("bug_detected", {"title": "Race"}),
+        )
+        await dispatcher.drain()
+    assert jira.calls().count("GET /rest/api/3/user/search") == 1
+    assert sum("createmeta" in call for call in jira.calls()) == 2
+    assert [c.json()["fields"]["assignee"] for c in jira.creates] == [{"accountId": ALICE_ID}] * 2
+
+
 async def test_an_email_hidden_by_profile_visibility_still_finds_its_only_match(
     jira: Any,
 ) -> None:
