@@ -50,6 +50,7 @@ from .format import (
     search_jql,
     summary,
 )
+from .state import JiraState
 
 __all__ = [
     "DEFAULT_PRIORITIES",
@@ -264,12 +265,19 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 
 @hookimpl
+def webhook_state(webhook: Webhook) -> JiraState | None:
+    return JiraState() if isinstance(webhook, JiraWebhook) else None
+
+
+@hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
 ) -> Awaitable[Response] | None:
     if not isinstance(webhook, JiraWebhook):
         return None
-    return deliver_finding(webhook, request, session)
+    return deliver_finding(
+        webhook, request, session, state if isinstance(state, JiraState) else None
+    )
 
 
 def _reset_after(value: str | None) -> float | None:

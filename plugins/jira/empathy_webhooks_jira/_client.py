@@ -4,7 +4,6 @@ metadata, comments and transitions. Every call goes through the delivery's `Send
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -16,7 +15,7 @@ from empathy_webhooks_core._log import get_logger
 from empathy_webhooks_core.redaction import redact_text
 from empathy_webhooks_core.sender import Sender
 
-from ._state import JiraState, state_of
+from .state import JiraState
 
 if TYPE_CHECKING:
     from . import JiraWebhook
@@ -56,10 +55,12 @@ def jira_errors(response: Response) -> str:
 class JiraClient:
     """One delivery's calls to Jira, adding up the time they took."""
 
-    def __init__(self, webhook: JiraWebhook, sender: Sender, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, webhook: JiraWebhook, sender: Sender, headers: Mapping[str, str], state: JiraState
+    ) -> None:
         self.webhook = webhook
         self.sender = sender
-        self.state: JiraState = state_of(webhook)
+        self.state = state
         self.elapsed = 0.0
         self._auth = {
             key: value
@@ -95,7 +96,7 @@ class JiraClient:
         if cached is not None:
             return cached
         # Tickets of two findings for one owner delivered at once: one lookup between them.
-        async with _lock(self.state, f"account:{key}"):
+        async with self.state.lock(f"account:{key}"):
             cached = self.state.accounts.get(key)
             if cached is not None:
                 return cached
@@ -125,7 +126,7 @@ class JiraClient:
         once per webhook (createmeta); None when Jira would not say."""
         if self.state.create_fields_loaded:
             return self.state.create_fields
-        async with _lock(self.state, "createmeta"):
+        async with self.state.lock("createmeta"):
             if self.state.create_fields_loaded:
                 return self.state.create_fields
             return await self._read_create_fields()
@@ -218,19 +219,6 @@ class JiraClient:
         return await self.post(
             f"/issue/{quote(issue_key, safe='')}/transitions", {"transition": {"id": transition_id}}
         )
-
-
-#: Locks of lookups in flight, per (webhook state, what): held only while a lookup runs, so a
-#: lock never outlives the event loop that made it.
-_LOCKS: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-def _lock(state: JiraState, what: str) -> asyncio.Lock:
-    key = (id(state), what)
-    lock = _LOCKS.get(key)
-    if lock is None:
-        lock = _LOCKS[key] = asyncio.Lock()
-    return lock
 
 
 def _pick_user(users: list[Any], key: str) -> tuple[str | None, str]:

@@ -13,10 +13,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import json
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +26,7 @@ from empathy_webhooks_core.sender import Sender
 
 from ._client import JiraClient, errors_of, jira_errors
 from .format import comment_body, unassigned_comment
+from .state import JiraState
 
 if TYPE_CHECKING:
     from . import JiraWebhook
@@ -37,15 +35,6 @@ __all__ = ["JiraAnswer", "deliver_finding"]
 
 log = get_logger()
 
-#: Issue ids this process created, per (site, project, fingerprint): passed to the search as
-#: `reconcileIssues` because Jira Cloud's JQL search is only eventually consistent.
-_CREATED: collections.OrderedDict[tuple[str, str, str], list[str]] = collections.OrderedDict()
-_CREATED_MAX = 1024
-#: One delivery per finding at a time in this process, so two events of one finding emitted
-#: together cannot both miss the search and both create.
-_LOCKS: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
-    weakref.WeakValueDictionary()
-)
 #: Fields every create needs: never left out, whatever the metadata or a 400 says.
 _ESSENTIAL = frozenset({"project", "issuetype", "summary"})
 
@@ -59,16 +48,6 @@ class JiraAnswer(Response):
     step: str = "create"
     details: Mapping[str, Any] = attrs.field(factory=dict)
     failure: str | None = None
-
-
-def _remember(key: tuple[str, str, str], issue_id: str) -> None:
-    ids = _CREATED.setdefault(key, [])
-    if issue_id not in ids:
-        ids.append(issue_id)
-        del ids[:-50]  # Jira reconciles at most 50 issues per search
-    _CREATED.move_to_end(key)
-    while len(_CREATED) > _CREATED_MAX:
-        _CREATED.popitem(last=False)
 
 
 def _answer(
@@ -86,27 +65,31 @@ def _answer(
 
 
 async def deliver_finding(
-    webhook: JiraWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    webhook: JiraWebhook,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+    state: JiraState | None,
 ) -> Response:
-    jira = JiraClient(webhook, Sender(webhook, session), request.headers)
+    # No state made (no dispatcher started the webhook): nothing remembered, the search and
+    # the lookups still run.
+    state = state or JiraState()
+    jira = JiraClient(webhook, Sender(webhook, session), request.headers, state)
     action = str(request.extras.get("action", "trigger"))
     fp = request.extras.get("fingerprint")
     if not fp:
         if action != "trigger":
             return _skip(jira, action, None, None, "deduplicate is off, so no ticket can be found")
         return await _create(jira, request, None)
-    key = (webhook.url, webhook.project, str(fp))
-    lock = _LOCKS.get(key)
-    if lock is None:
-        lock = _LOCKS[key] = asyncio.Lock()
-    async with lock:
+    key = f"{webhook.project}:{fp}"
+    async with state.lock(key):
         search: dict[str, Any] = {
             "jql": request.extras["jql"],
             "fields": ["summary", "status"],
             "maxResults": 1,
         }
-        if webhook.api_version == 3 and _CREATED.get(key):
-            search["reconcileIssues"] = [int(i) if i.isdigit() else i for i in _CREATED[key]]
+        known = await state.created(key) if webhook.api_version == 3 else []
+        if known:
+            search["reconcileIssues"] = [int(i) if i.isdigit() else i for i in known]
         found = await jira.send(
             OutgoingRequest.json(webhook.search_url, search, headers=request.headers)
         )
@@ -124,7 +107,7 @@ async def deliver_finding(
         answer = await _create(jira, request, str(fp))
         issue_id = answer.details.get("jira_id")
         if issue_id and answer.details.get("created"):
-            _remember(key, str(issue_id))
+            await state.remember(key, str(issue_id))
         return answer
 
 
@@ -159,11 +142,11 @@ async def _comment_once(
     """Post `text` on the issue unless this event already did (a retry after a later step
     failed); None when it was already posted."""
     event_id = str(request.extras.get("event_id", ""))
-    if event_id and jira.state.is_done(event_id, step, issue_key):
+    if event_id and await jira.state.is_done(event_id, step, issue_key):
         return None
     answer = await jira.comment(issue_key, comment_body(jira.webhook, text))
     if 200 <= answer.status < 300 and event_id:
-        jira.state.mark_done(event_id, step, issue_key)
+        await jira.state.mark_done(event_id, step, issue_key)
     return answer
 
 
@@ -176,7 +159,9 @@ async def _comment_again(
     text = str(request.extras.get("comment") or "")
     details = {**_issue_details(issue), "deduplicated": True}
     event_id = str(request.extras.get("event_id", ""))
-    if event_id and jira.state.is_done(event_id, "create", str(request.extras["fingerprint"])):
+    if event_id and await jira.state.is_done(
+        event_id, "create", str(request.extras["fingerprint"])
+    ):
         # This event's own create timed out after Jira made the issue: no "again" to say.
         text = ""
     if not text:
@@ -262,7 +247,7 @@ async def _create(jira: JiraClient, request: OutgoingRequest, fp: str | None) ->
             dropped.append(name)
     event_id = str(request.extras.get("event_id", ""))
     if event_id and fp:
-        jira.state.mark_done(event_id, "create", fp)
+        await jira.state.mark_done(event_id, "create", fp)
     created = await jira.send(_with_body(request, body))
     refused = _refused_fields(created, fields)
     fields_sent = dict(fields)
