@@ -117,6 +117,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._log import get_logger
+    from ._netguard import BlockedAddressError
     from ._pipeline.state import StateContext, state_for
     from .breaker import BreakerPolicy
     from .converter import ConfigError
@@ -125,7 +126,6 @@ if TYPE_CHECKING:
     from .events import Event, EventDataError, EventType
     from .history import AttemptRecord, DeliveryPage, DeliveryRecord
     from .monitor import UnknownWebhookError, WebhookMonitor
-    from .netguard import BlockedAddressError
     from .plugins import PluginContractError, hookimpl
     from .ratelimit import RateLimit
     from .redaction import secret_field

@@ -24,6 +24,7 @@ import aiohttp
 import pluggy
 
 from . import monitor as monitor_module
+from ._bounds import check_number
 from ._log import get_logger
 from ._pipeline.admission import QueueFull, admit
 from ._pipeline.failures import Failures
@@ -32,7 +33,7 @@ from ._pipeline.paging import Pager
 from ._pipeline.sessions import MAX_CONNECTIONS, USER_AGENT, Sessions
 from ._pipeline.state import WebhookStates
 from ._pipeline.work import Workers
-from .bounds import check_number
+from ._sender import Sender
 from .clock import Clock, SystemClock
 from .delivery import render as render_delivery
 from .events import (
@@ -46,7 +47,6 @@ from .history import DeliveryPage, DeliveryQuery, DeliveryRecord, KeepsHistory
 from .monitor import UnknownWebhookError, WebhookMonitor
 from .plugins import Hooks, get_plugin_manager, hooks_for
 from .redaction import redact_text
-from .sender import Sender
 from .stores import (
     DeadLetter,
     Delivery,

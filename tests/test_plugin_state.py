@@ -22,8 +22,8 @@ from empathy_webhooks_core import (
     hookimpl,
     state_for,
 )
+from empathy_webhooks_core._sender import Sender
 from empathy_webhooks_core.plugins import build_plugin_manager
-from empathy_webhooks_core.sender import Sender
 from empathy_webhooks_core.stores.memory import MemoryStore
 from empathy_webhooks_core.stores.sqlite import SQLiteStore
 from empathy_webhooks_core.testing import Receiver

@@ -25,9 +25,9 @@ import attrs
 import pluggy
 
 from .._log import get_logger
+from .._sender import Sender
 from ..clock import Clock
 from ..redaction import redact_text
-from ..sender import Sender
 from ..stores.base import HasKeyValue, KeyValue
 from ..stores.memory import InProcessKeyValue
 from ..webhooks import Webhook

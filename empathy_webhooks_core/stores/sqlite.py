@@ -54,8 +54,8 @@ from typing import Any
 
 import attrs
 
+from .._bounds import check_number
 from .._log import get_logger
-from ..bounds import check_number
 from ..events import Event
 from ..history import (
     AttemptRecord,

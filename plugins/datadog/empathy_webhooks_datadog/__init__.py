@@ -14,23 +14,25 @@ from typing import Any, ClassVar
 import aiohttp
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
     Event,
+    Outcome,
     OutgoingRequest,
     Response,
+    Sender,
     Verdict,
     Webhook,
+    bounded,
+    check_url,
     hookimpl,
+    json_bytes,
+    parse_retry_after,
+    redact_url,
     secret_field,
     state_for,
+    truncate,
+    url_repr,
 )
-from empathy_webhooks_core.bounds import bounded
-from empathy_webhooks_core.formatting import truncate
-from empathy_webhooks_core.redaction import redact_url, url_repr
-from empathy_webhooks_core.retry import parse_retry_after
-from empathy_webhooks_core.sender import Sender
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome, json_bytes
 
 from .format import (
     TEXT_LIMIT,

@@ -25,14 +25,18 @@ from collections.abc import Generator, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core._log import get_logger
-from empathy_webhooks_core.delivery import TRANSPORT_ERRORS
-from empathy_webhooks_core.netguard import BlockedAddressError
-from empathy_webhooks_core.redaction import redact_text
-from empathy_webhooks_core.wire import Outcome, OutgoingRequest, json_bytes
+from empathy_webhooks_core.plugin import (
+    TRANSPORT_ERRORS,
+    BlockedAddressError,
+    Outcome,
+    OutgoingRequest,
+    get_logger,
+    json_bytes,
+    redact_text,
+)
 
 if TYPE_CHECKING:
-    from empathy_webhooks_core._pipeline.state import StateContext
+    from empathy_webhooks_core.plugin import StateContext
 
     from . import DatadogWebhook
 

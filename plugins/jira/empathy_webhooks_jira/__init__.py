@@ -19,21 +19,21 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
     Event,
+    Outcome,
     OutgoingRequest,
     Response,
     Verdict,
     Webhook,
+    check_url,
+    default_verdict,
     hookimpl,
+    lifecycle_action,
+    parse_retry_after,
     secret_field,
+    url_repr,
 )
-from empathy_webhooks_core.default_plugins.http import default_verdict
-from empathy_webhooks_core.findings import lifecycle_action
-from empathy_webhooks_core.redaction import url_repr
-from empathy_webhooks_core.retry import parse_retry_after
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
 
 from ._client import jira_errors
 from .delivery import JiraAnswer, deliver_finding

@@ -10,10 +10,13 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from empathy_webhooks_core import OutgoingRequest, Response
-from empathy_webhooks_core._log import get_logger
-from empathy_webhooks_core.redaction import redact_text
-from empathy_webhooks_core.sender import Sender
+from empathy_webhooks_core.plugin import (
+    OutgoingRequest,
+    Response,
+    Sender,
+    get_logger,
+    redact_text,
+)
 
 from .state import JiraState
 

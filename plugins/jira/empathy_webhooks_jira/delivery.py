@@ -20,9 +20,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import attrs
 
-from empathy_webhooks_core import OutgoingRequest, Response
-from empathy_webhooks_core._log import get_logger
-from empathy_webhooks_core.sender import Sender
+from empathy_webhooks_core.plugin import OutgoingRequest, Response, Sender, get_logger
 
 from ._client import JiraClient, errors_of, jira_errors
 from .format import comment_body, unassigned_comment

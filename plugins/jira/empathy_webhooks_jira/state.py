@@ -22,7 +22,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from empathy_webhooks_core import KeyValue, StateContext
+    from empathy_webhooks_core.plugin import KeyValue, StateContext
 
 __all__ = ["CREATED_TTL", "MAX_RECONCILED", "JiraState"]
 

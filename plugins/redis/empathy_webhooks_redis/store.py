@@ -55,27 +55,22 @@ import redis.asyncio as aioredis
 import redis.connection
 from redis.exceptions import RedisError, ResponseError
 
-from empathy_webhooks_core._log import get_logger
-from empathy_webhooks_core.bounds import check_number
-from empathy_webhooks_core.converter import did_you_mean
-from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.history import (
+from empathy_webhooks_core.plugin import REDACTED, Event, check_number, get_logger
+from empathy_webhooks_core.plugin.store import (
     AttemptRecord,
+    DeadLetter,
+    Delivery,
     DeliveryPage,
     DeliveryQuery,
     DeliveryRecord,
+    RateLimit,
     RawAttempt,
-    page_of,
-)
-from empathy_webhooks_core.ratelimit import RateLimit
-from empathy_webhooks_core.redaction import REDACTED
-from empathy_webhooks_core.stores import (
-    DeadLetter,
-    Delivery,
     SharedStore,
     StoreOpenError,
     UndecodableEvent,
     decode_event,
+    did_you_mean,
+    page_of,
 )
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
