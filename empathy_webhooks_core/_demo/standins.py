@@ -26,6 +26,12 @@ def _jira() -> Callable[[ReceivedRequest], Reply]:
     def handle(request: ReceivedRequest) -> Reply:
         if "/search" in request.path:
             return Reply(status=200, body={"issues": [], "isLast": True, "total": 0})
+        # The create screen's metadata, read once before the first create.
+        if request.path.endswith("/createmeta/EMP/issuetypes"):
+            return Reply(status=200, body={"issueTypes": [{"id": "10001", "name": "Bug"}]})
+        if "/createmeta/" in request.path:
+            names = ("project", "issuetype", "summary", "description", "priority", "labels")
+            return Reply(status=200, body={"fields": [{"fieldId": name} for name in names]})
         if request.method == "POST" and request.path.endswith("/issue"):
             number = next(numbers)
             return Reply(
