@@ -45,6 +45,7 @@ _EXPORTS = {
     "hookimpl": "plugins",
     "render_request": "delivery",
     "secret_field": "redaction",
+    "service_for_url": "claims",
     "sign_request": "signing",
     "verify_standard_webhook": "signing",
     "verify_webhook_signature": "signing",
@@ -84,6 +85,7 @@ __all__ = [
     "hookimpl",
     "render_request",
     "secret_field",
+    "service_for_url",
     "sign_request",
     "verify_standard_webhook",
     "verify_webhook_signature",
@@ -106,6 +108,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from ._log import get_logger
     from .breaker import BreakerPolicy
+    from .claims import service_for_url
     from .converter import ConfigError
     from .delivery import render_request
     from .dispatcher import USER_AGENT, QueueFull, WebhookDispatcher

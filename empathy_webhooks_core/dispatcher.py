@@ -390,6 +390,8 @@ class WebhookDispatcher:
         """What `webhook` would send for `event` (a dry run: nothing is sent or queued)."""
         if isinstance(webhook, str):
             webhook = self.webhook(webhook)
+        else:
+            webhook = self._hooks.claimed(webhook)
         delivery = Delivery(webhook_name=webhook.name, event=event)
         render_delivery(self._hooks, webhook, delivery)
         assert delivery.request is not None

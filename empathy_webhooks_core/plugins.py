@@ -7,6 +7,7 @@ import importlib.metadata
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -257,6 +258,7 @@ class Hooks:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self._types: dict[str, type[Webhook]] | None = None
+        self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -338,6 +340,27 @@ class Hooks:
         for mapping in self._mappings("store_backends", callable, "store factories"):
             backends.update(mapping)
         return backends
+
+    def webhook_for_url(self, url: str, options: Mapping[str, Any]) -> Webhook | None:
+        """The webhook the plugin of `url`'s service makes of it, or None (see `claimed`)."""
+        from .claims import check_claimed
+
+        claimed, plugin = self._first("webhook_for_url", url=url, options=options)
+        if claimed is None:
+            return None
+        try:
+            check_claimed(claimed, plugin, options)
+        except (TypeError, ValueError) as exc:
+            raise self._broken(plugin, "webhook_for_url", str(exc)) from None
+        return claimed  # type: ignore[no-any-return]
+
+    def claimed(self, webhook: Webhook) -> Webhook:
+        """`webhook`, or for a plain `CustomWebhook`/`WebhookConfig` whose URL names a
+        service (`hooks.slack.com`), the webhook that service's plugin makes of it; the same
+        object every time for one webhook."""
+        from .claims import claim
+
+        return claim(self, webhook, self._claims)
 
     def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest:
         from .wire import OutgoingRequest

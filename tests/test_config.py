@@ -93,7 +93,7 @@ def test_every_problem_is_reported_at_its_place(pm) -> None:
                 "max_concurrency": 0,
             },
             {"type": "slak"},
-            {"url": "https://example.com/e"},
+            {"webhook_url": "https://example.com/e"},  # a bare `url` is a custom webhook
         ],
     }
     assert problems(data, pm) == [

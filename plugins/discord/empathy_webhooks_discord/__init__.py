@@ -13,7 +13,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core import (
+    Event,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    service_for_url,
+)
 from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_text, redact_url
 from empathy_webhooks_core.retry import parse_retry_after
@@ -132,6 +140,14 @@ def _request(webhook: DiscordWebhook, event: Event) -> OutgoingRequest:
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"discord": DiscordWebhook}
+
+
+@hookimpl
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> DiscordWebhook | None:
+    """A generic webhook pointed at a discord URL is sent as DiscordWebhook sends it."""
+    if service_for_url(url) != "discord":
+        return None
+    return DiscordWebhook(webhook_url=url, **options)
 
 
 @hookimpl

@@ -6,6 +6,7 @@ the body, as PagerDuty requires, and is kept out of reprs and logs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -18,6 +19,7 @@ from empathy_webhooks_core import (
     Webhook,
     hookimpl,
     secret_field,
+    service_for_url,
 )
 from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_url, url_repr
@@ -81,6 +83,21 @@ class PagerDutyWebhook(Webhook):
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"pagerduty": PagerDutyWebhook}
+
+
+@hookimpl
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> PagerDutyWebhook | None:
+    """A generic webhook pointed at a pagerduty URL is sent as PagerDutyWebhook sends it."""
+    if service_for_url(url) != "pagerduty":
+        return None
+    # The routing key travels in the body and a URL cannot carry it: the generic envelope
+    # would be refused (400), so say what to write instead.
+    raise ValueError(
+        f"webhook {options.get('name')!r} posts to PagerDuty's Events API, which needs a "
+        "routing key the URL cannot carry: use PagerDutyWebhook(api_key=...) (in a config "
+        'file: type = "pagerduty" with api_key), or raw=True (type = "custom") to send the '
+        "generic envelope anyway"
+    )
 
 
 @hookimpl

@@ -7,11 +7,20 @@ The webhook URL is the credential (no header auth): the class declares it so
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core import (
+    Event,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    service_for_url,
+)
 from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_text, redact_url
 from empathy_webhooks_core.retry import parse_retry_after
@@ -104,6 +113,14 @@ def _request(webhook: SlackWebhook, event: Event) -> OutgoingRequest:
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"slack": SlackWebhook}
+
+
+@hookimpl
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> SlackWebhook | None:
+    """A generic webhook pointed at a slack URL is sent as SlackWebhook sends it."""
+    if service_for_url(url) != "slack":
+        return None
+    return SlackWebhook(webhook_url=url, **options)
 
 
 @hookimpl

@@ -10,11 +10,20 @@ CLI output.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
+from empathy_webhooks_core import (
+    Event,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    service_for_url,
+)
 from empathy_webhooks_core.default_plugins.http import default_verdict
 from empathy_webhooks_core.redaction import redact_text, redact_url
 from empathy_webhooks_core.retry import parse_retry_after
@@ -80,6 +89,14 @@ def _request(webhook: TeamsWebhook, event: Event) -> OutgoingRequest:
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"teams": TeamsWebhook}
+
+
+@hookimpl
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> TeamsWebhook | None:
+    """A generic webhook pointed at a teams URL is sent as TeamsWebhook sends it."""
+    if service_for_url(url) != "teams":
+        return None
+    return TeamsWebhook(webhook_url=url, **options)
 
 
 @hookimpl
