@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,7 @@ MENTIONS_ID = "mentions"
 # links. Event text is escaped with CommonMark's backslash escapes so it shows as written:
 # a `[link](https://...)` in an alert is text, not a clickable phishing link. `<` stops `<at>`
 # mention tags and HTML, `{` the `{{DATE(...)}}` functions.
-_MARKUP = re.compile(r"([\\*`~\[\]<>{}])")
+_MARKUP = str.maketrans({char: "\\" + char for char in "\\*`~[]<>{}"})
 # An underscore inside a word (`developer_123`, `a_b.py`) never emphasises in CommonMark:
 # only those at a word's edge are escaped, so names read as written.
 _UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
@@ -77,12 +78,33 @@ _WWW = re.compile(r"(?i)\b(www)\.")
 def escape_markdown(text: str) -> str:
     """`text` shown as written in a TextBlock or Fact: markdown, links, bare URLs, mention
     tags and date functions all made inert with backslash escapes."""
-    text = _MARKUP.sub(r"\\\1", text)
-    text = _UNDERSCORE.sub(r"\\_", text)
-    text = _LINE_START.sub(r"\1\\\2", text)
-    text = _ORDERED.sub(r"\1\\\2", text)
-    text = _SCHEME.sub(r"\1\\:", text)
-    return _WWW.sub(r"\1\\.", text)
+    text = text.translate(_MARKUP)
+    if "_" in text:
+        text = _UNDERSCORE.sub(_escaped, text)
+    if "\n" in text or text[:1] in "-+#0123456789 \t":
+        text = _LINE_START.sub(_escaped_last, text)
+        text = _ORDERED.sub(_escaped_last, text)
+    if "://" in text:
+        text = _SCHEME.sub(lambda found: found.group(1) + "\\:", text)
+    if "www" in text.lower():
+        text = _WWW.sub(lambda found: found.group(1) + "\\.", text)
+    return text
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return "\\" + found.group(0)
+
+
+def _escaped_last(found: re.Match[str]) -> str:
+    return found.group(1) + "\\" + found.group(2)
+
+
+class _EscapingFormatter(string.Formatter):
+    """`str.format` whose every replacement field is escaped: a string template's own
+    markdown is the user's, the event's values in it are text."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return escape_markdown(format(value, format_spec))
 
 
 def _fit(text: str, limit: int) -> str:
@@ -198,16 +220,6 @@ def _with_mentions(payload: dict[str, Any], users: tuple[str, ...]) -> dict[str,
     return payload
 
 
-def _escaped_tree(value: Any) -> Any:
-    if isinstance(value, str):
-        return escape_markdown(value)
-    if isinstance(value, Mapping):
-        return {key: _escaped_tree(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_escaped_tree(item) for item in value]
-    return value
-
-
 def build_message(webhook: TeamsWebhook, event: Event) -> dict[str, Any]:
     """The message for `event`: the user's template for its type if any (a string is the
     card's text, the event's values in it escaped; a function's dict or a dict is merged over
@@ -217,7 +229,7 @@ def build_message(webhook: TeamsWebhook, event: Event) -> dict[str, Any]:
     template = webhook.template_for(event)
     if isinstance(template, str):
         # The template's own markdown is the user's; the event's values are escaped.
-        override: Any = template.format(**_escaped_tree(event.to_envelope()))
+        override: Any = _EscapingFormatter().format(template, **event.to_envelope())
     else:
         override = render_template(webhook, event)
     if isinstance(override, str):
@@ -264,28 +276,45 @@ def _cut(text: str, keep: int) -> str:
     return head + TRUNCATED
 
 
+def _cut_to_size(text: str, size: int) -> str:
+    """`text` cut (see `_cut`) so its JSON encoding takes at most `size` bytes."""
+    low, high = 0, len(text)
+    while low < high:  # the most characters that fit
+        middle = (low + high + 1) // 2
+        if _size(_cut(text, middle)) <= size:
+            low = middle
+        else:
+            high = middle - 1
+    return _cut(text, low)
+
+
 def fit_message(payload: dict[str, Any], limit: int, notification: str) -> dict[str, Any]:
-    """`payload` cut to at most `limit` bytes of JSON: the longest texts are shortened first
-    (ending in `…truncated`), never types, versions, URLs or mentions; when that is not
-    enough (a template with thousands of elements), the card becomes its notification
-    line."""
+    """`payload` cut to at most `limit` bytes of JSON: the longest texts are shortened first,
+    all to one common length (ending in `…truncated`), never types, versions, URLs or
+    mentions; when that is not enough (a template with thousands of elements), the card
+    becomes its notification line. A few passes over the message, whatever its size."""
     # A copy: texts are cut in place, and a template's dict must stay as the user wrote it.
     payload = json.loads(json_bytes(payload))
-    for _ in range(200):
-        over = _size(payload) - limit
-        if over <= 0:
+    floor = _size(TRUNCATED) + 8
+    for _ in range(4):
+        total = _size(payload)
+        if total <= limit:
             return payload
         spots: list[tuple[Any, Any]] = []
         _shrinkable(payload, spots)
-        if not spots:
-            break
-        container, key = max(spots, key=lambda spot: _size(spot[0][spot[1]]))
-        text = container[key]
-        encoded = _size(text)
-        if encoded <= 16:
-            break
-        room = encoded - over
-        # Aim straight at the room when this text alone can make it, else halve and go on.
-        keep = int(len(text) * room / encoded) - 1 if room > encoded // 2 else len(text) // 2
-        container[key] = _cut(text, max(keep, 1))
+        sizes = [_size(container[key]) for container, key in spots]
+        room = limit - (total - sum(sizes))
+        # The largest common cap that makes the texts fit the room left by everything else.
+        low, high = 0, max(sizes, default=0)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if sum(min(size, middle) for size in sizes) <= room:
+                low = middle
+            else:
+                high = middle - 1
+        if low < floor:
+            break  # cutting texts cannot make it: the structure alone is too big
+        for (container, key), size in zip(spots, sizes, strict=True):
+            if size > low:
+                container[key] = _cut_to_size(container[key], low)
     return _text_message(_fit(notification, 1000))
