@@ -15,22 +15,27 @@ from ._version import __version__
 _EXPORTS = {
     "BlockedAddressError": "netguard",
     "BreakerPolicy": "breaker",
+    "AttemptRecord": "history",
     "ConfigError": "converter",
     "CustomWebhook": "webhooks",
     "DeadLetter": "stores",
     "Delivery": "stores",
     "DeliveryError": "wire",
+    "DeliveryPage": "history",
+    "DeliveryRecord": "history",
     "DeliveryResult": "wire",
     "DeliveryStore": "stores",
     "Event": "events",
     "EventDataError": "events",
     "EventType": "events",
+    "KeyValue": "stores",
     "OutgoingRequest": "wire",
     "Outcome": "wire",
     "PluginContractError": "plugins",
     "QueueFull": "dispatcher",
     "RateLimit": "ratelimit",
     "Response": "wire",
+    "StateContext": "_pipeline.state",
     "RetryPolicy": "retry",
     "ThreadedDispatcher": "sync",
     "USER_AGENT": "dispatcher",
@@ -47,12 +52,14 @@ _EXPORTS = {
     "secret_field": "redaction",
     "service_for_url": "claims",
     "sign_request": "signing",
+    "state_for": "_pipeline.state",
     "verify_standard_webhook": "signing",
     "verify_webhook_signature": "signing",
 }
 
 __all__ = [
     "USER_AGENT",
+    "AttemptRecord",
     "BlockedAddressError",
     "BreakerPolicy",
     "ConfigError",
@@ -60,11 +67,14 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryError",
+    "DeliveryPage",
+    "DeliveryRecord",
     "DeliveryResult",
     "DeliveryStore",
     "Event",
     "EventDataError",
     "EventType",
+    "KeyValue",
     "Outcome",
     "OutgoingRequest",
     "PluginContractError",
@@ -72,6 +82,7 @@ __all__ = [
     "RateLimit",
     "Response",
     "RetryPolicy",
+    "StateContext",
     "ThreadedDispatcher",
     "UnknownWebhookError",
     "Verdict",
@@ -87,6 +98,7 @@ __all__ = [
     "secret_field",
     "service_for_url",
     "sign_request",
+    "state_for",
     "verify_standard_webhook",
     "verify_webhook_signature",
 ]
@@ -107,14 +119,16 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._log import get_logger
+    from ._netguard import BlockedAddressError
+    from ._pipeline.state import StateContext, state_for
     from .breaker import BreakerPolicy
     from .claims import service_for_url
     from .converter import ConfigError
     from .delivery import render_request
     from .dispatcher import USER_AGENT, QueueFull, WebhookDispatcher
     from .events import Event, EventDataError, EventType
+    from .history import AttemptRecord, DeliveryPage, DeliveryRecord
     from .monitor import UnknownWebhookError, WebhookMonitor
-    from .netguard import BlockedAddressError
     from .plugins import PluginContractError, hookimpl
     from .ratelimit import RateLimit
     from .redaction import secret_field
@@ -125,7 +139,7 @@ if TYPE_CHECKING:
         verify_standard_webhook,
         verify_webhook_signature,
     )
-    from .stores import DeadLetter, Delivery, DeliveryStore
+    from .stores import DeadLetter, Delivery, DeliveryStore, KeyValue
     from .sync import ThreadedDispatcher
     from .webhooks import CustomWebhook, Webhook, WebhookConfig
     from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest, Response, Verdict

@@ -103,7 +103,7 @@ def framework_version(value: Any) -> Iterator[None]:
 def data_depth_limit(limit: int) -> Iterator[None]:
     """Build events under another nesting limit (what `WebhookDispatcher(max_data_depth=)`
     does). `limit` is 1 to `MAX_DATA_DEPTH_LIMIT`."""
-    from .bounds import check_number
+    from ._bounds import check_number
 
     check_number("max_data_depth", limit, at_least=1, at_most=MAX_DATA_DEPTH_LIMIT, integer=True)
     token = _DEPTH_LIMIT.set(limit)

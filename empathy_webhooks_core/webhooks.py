@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .bounds import bounded
+from ._bounds import bounded
+from ._signing_keys import standard_key
 from .breaker import BreakerPolicy
 from .events import Event
 from .ratelimit import RateLimit
@@ -23,7 +24,6 @@ from .redaction import (
     webhook_secret_values,
 )
 from .retry import RetryPolicy
-from .signing_keys import standard_key
 from .wire import OutgoingRequest, masked_headers
 
 __all__ = [

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import attrs
 
+from .._routing import EventMatcher, passes_filter
 from ..breaker import Breaker, CircuitBreaker
 from ..clock import Clock
 from ..events import Event
@@ -18,7 +19,6 @@ from ..monitor import StatsRecorder
 from ..plugins import Hooks
 from ..ratelimit import Limiter, RateLimiter
 from ..redaction import register_secrets
-from ..routing import EventMatcher, passes_filter
 from ..stores import DeliveryStore, SharesBreakers, SharesRateLimits
 from ..webhooks import Webhook
 from .unit import Delivery

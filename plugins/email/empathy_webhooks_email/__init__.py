@@ -21,18 +21,21 @@ import aiohttp
 import aiosmtplib
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
+    MIN_SECRET_LENGTH,
+    REDACTED,
+    BlockedAddressError,
     Event,
+    Outcome,
     OutgoingRequest,
     Response,
     Verdict,
     Webhook,
+    address_refusal,
     hookimpl,
+    redact_text,
     secret_field,
 )
-from empathy_webhooks_core.netguard import BlockedAddressError, address_refusal
-from empathy_webhooks_core.redaction import MIN_SECRET_LENGTH, REDACTED, redact_text
-from empathy_webhooks_core.wire import Outcome
 
 from .format import (
     EmailContent,

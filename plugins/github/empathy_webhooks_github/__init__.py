@@ -20,22 +20,24 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
     Event,
+    EventMatcher,
+    Outcome,
     OutgoingRequest,
     Response,
+    Sender,
     Verdict,
     Webhook,
+    check_url,
+    default_verdict,
     hookimpl,
+    parse_retry_after,
+    redact_text,
+    redact_url,
     secret_field,
+    url_repr,
 )
-from empathy_webhooks_core.default_plugins.http import default_verdict
-from empathy_webhooks_core.redaction import redact_text, redact_url, url_repr
-from empathy_webhooks_core.retry import parse_retry_after
-from empathy_webhooks_core.routing import EventMatcher
-from empathy_webhooks_core.sender import Sender
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
 
 from .format import (
     COMMENT_LIMIT,

@@ -8,19 +8,19 @@ from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
     Event,
+    Outcome,
     OutgoingRequest,
     Response,
     Verdict,
     Webhook,
+    check_url,
+    default_verdict,
     hookimpl,
     secret_field,
+    url_repr,
 )
-from empathy_webhooks_core.default_plugins.http import default_verdict
-from empathy_webhooks_core.redaction import url_repr
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
 
 from .format import annotation_body, annotation_text, epoch_ms, tags_for
 

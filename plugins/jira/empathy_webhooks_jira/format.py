@@ -14,10 +14,17 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.findings import base_event_type, finding_basis
-from empathy_webhooks_core.formatting import first_text, location, severity_of, truncate
-from empathy_webhooks_core.templating import merge_payload, render_template
+from empathy_webhooks_core.plugin import (
+    Event,
+    base_event_type,
+    finding_basis,
+    first_text,
+    location,
+    merge_payload,
+    render_template,
+    severity_of,
+    truncate,
+)
 
 if TYPE_CHECKING:
     from . import JiraWebhook
@@ -111,7 +118,7 @@ def fingerprint(event: Event) -> str:
     """`empathy-fp-<16 hex>`: the same for every event of one finding, and different for two
     findings.
 
-    The core's one rule names the finding (`empathy_webhooks_core.findings`): an explicit
+    The core's one rule names the finding (`empathy_webhooks_core._findings`): an explicit
     `data["fingerprint"]` (or `dedup_key`, `incident_key`, `finding_id`) decides; otherwise
     the event type and the identifying fields (rule, check, cve, title, name, ... and file,
     line, service, ...) do, with the finding's text (message,

@@ -12,20 +12,21 @@ from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
     Event,
+    Outcome,
     OutgoingRequest,
     Response,
     Verdict,
     Webhook,
+    check_url,
+    default_verdict,
     hookimpl,
+    redact_url,
     secret_field,
     service_for_url,
+    url_repr,
 )
-from empathy_webhooks_core.default_plugins.http import default_verdict
-from empathy_webhooks_core.redaction import redact_url, url_repr
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
 
 from .format import build_body, build_change_body, is_change, pagerduty_severity, summary
 

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core.events import Event, format_timestamp
-from empathy_webhooks_core.findings import (
+from empathy_webhooks_core.plugin import (
+    Event,
+    Severity,
     base_event_type,
+    event_title,
     finding_basis,
     finding_key,
-    fit_key,
-    lifecycle_action,
-)
-from empathy_webhooks_core.formatting import (
-    Severity,
-    event_title,
     first_text,
+    fit_key,
+    format_timestamp,
+    json_bytes,
+    lifecycle_action,
     location,
+    merge_payload,
+    render_template,
     severity_of,
     truncate,
     truncate_bytes,
 )
-from empathy_webhooks_core.templating import merge_payload, render_template
-from empathy_webhooks_core.wire import json_bytes
 
 if TYPE_CHECKING:
     from . import PagerDutyWebhook

@@ -15,20 +15,21 @@ from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
     Event,
+    Outcome,
     OutgoingRequest,
     Response,
     Verdict,
     Webhook,
+    check_url,
+    default_verdict,
     hookimpl,
+    parse_retry_after,
+    redact_text,
+    redact_url,
     service_for_url,
 )
-from empathy_webhooks_core.default_plugins.http import default_verdict
-from empathy_webhooks_core.redaction import redact_text, redact_url
-from empathy_webhooks_core.retry import parse_retry_after
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
 
 from .format import (
     MESSAGE_LIMIT_BYTES,

@@ -8,11 +8,15 @@ import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core.chat import chat_message, fit_escaped
-from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.formatting import Severity
-from empathy_webhooks_core.templating import merge_payload, render_template
-from empathy_webhooks_core.wire import json_bytes
+from empathy_webhooks_core.plugin import (
+    Event,
+    Severity,
+    chat_message,
+    fit_escaped,
+    json_bytes,
+    merge_payload,
+    render_template,
+)
 
 if TYPE_CHECKING:
     from . import TeamsWebhook

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from ..formatting import truncate
+from .._formatting import truncate
 from ..testing.receiver import ReceivedRequest, Receiver, Reply
 
 __all__ = ["STANDINS", "StandIn", "summarize"]
