@@ -116,6 +116,8 @@ class Markers:
         self.values = {
             name: f"mk{name.lower().replace('_', '')}{secrets.token_hex(8)}" for name in self.NAMES
         }
+        # A PagerDuty routing key is refused at construction unless 32 letters and digits.
+        self.values["PAGERDUTY"] = f"mkpagerduty{secrets.token_hex(16)}"[:32]
 
     def __getitem__(self, name: str) -> str:
         return self.values[name]

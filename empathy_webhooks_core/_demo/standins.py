@@ -156,7 +156,7 @@ STANDINS: tuple[StandIn, ...] = (
         lambda: _pagerduty,
         lambda r: {
             "name": "pagerduty_webhook",
-            "api_key": "R0UT1NGKEYDEMO00000000000000000",
+            "api_key": "demo0r0ut1ngkey00000000000000000",
             "events_url": r.url(""),
             "events": ["alert"],
             # The reference's `filter=lambda event: event.severity == "high"`, declaratively.
