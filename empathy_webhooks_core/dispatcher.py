@@ -449,6 +449,15 @@ class WebhookDispatcher:
     def is_enabled(self, name: str) -> bool:
         return self._lanes[name].enabled.is_set()
 
+    @property
+    def running(self) -> bool:
+        """Started, not closed, and no webhook's worker has ended (a gateway's `/readyz`)."""
+        return (
+            self._started
+            and not self._closed
+            and not any(task.done() for lane in self._lanes.values() for task in lane.workers)
+        )
+
     async def dead_letters(self, webhook_name: str | None = None) -> list[DeadLetter]:
         """The final failures kept for replay (all webhooks, or one)."""
         if not self._started:
