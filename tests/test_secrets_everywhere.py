@@ -12,6 +12,8 @@ each `user:password` pair a client sends as `Basic`), is searched for in:
   SQLite (the file's bytes, WAL included) and Redis (every value under the test's key prefix);
 - the CLI's output of `validate`, `render`, `send --json`, `dead-letters list`, `stats`,
   `deliveries` and `deliveries show` (plain and `--json`).
+- the gateway (`empathy-webhooks serve`, a token of its own given through the environment):
+  every answer of its API, `/metrics` and `/openapi.json` included, and its log lines.
 
 Zero hits.
 """
@@ -70,9 +72,7 @@ class AcmeChatPlugin:
         return {"acme_chat": AcmeChatWebhook}
 
     @hookimpl
-    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest | None:
-        if not isinstance(webhook, AcmeChatWebhook):
-            return None
+    def format_payload(self, webhook: AcmeChatWebhook, event: Event) -> OutgoingRequest:
         return OutgoingRequest.json(
             webhook.webhook_url,
             {"text": event.event_type},
@@ -112,12 +112,15 @@ class Markers:
         "SIGNING",
         "ACME_URL",
         "ACME_TOKEN",
+        "GATEWAY_TOKEN",
     )
 
     def __init__(self) -> None:
         self.values = {
             name: f"mk{name.lower().replace('_', '')}{secrets.token_hex(8)}" for name in self.NAMES
         }
+        # A PagerDuty routing key is refused at construction unless 32 letters and digits.
+        self.values["PAGERDUTY"] = f"mkpagerduty{secrets.token_hex(16)}"[:32]
 
     def __getitem__(self, name: str) -> str:
         return self.values[name]
@@ -151,6 +154,11 @@ class Markers:
 
 CONFIG = """\
 store = "{store}"
+
+[[serve.tokens]]
+name = "ops"
+token = "${{GATEWAY_TOKEN}}"
+scopes = ["admin"]
 
 [[webhooks]]
 type = "slack"
@@ -446,6 +454,43 @@ async def redis_values(url: str, prefix: str) -> str:
     return "\n".join(texts)
 
 
+async def gateway_answers(config_path: Path, token: str) -> dict[str, str]:
+    """Every read route of the gateway after one event to every webhook (all fail: the
+    receiver echoes), and a few errors, each answer's headers and body."""
+    import aiohttp
+
+    from empathy_webhooks_core.gateway import Gateway, running
+
+    config = load_config(config_path, plugin_manager=get_plugin_manager())
+    gateway = Gateway.from_config(config, plugin_manager=get_plugin_manager())
+    answers: dict[str, str] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    async with running(gateway) as url, aiohttp.ClientSession() as session:
+
+        async def call(method: str, path: str, **kwargs: Any) -> None:
+            async with session.request(method, url + path, **kwargs) as response:
+                answers[f"gateway {method} {path} {response.status}"] = (
+                    repr(dict(response.headers)) + await response.text()
+                )
+
+        await call(
+            "POST",
+            "/v1/events",
+            json={"event_type": EVENT_TYPE, "data": EVENT_DATA},
+            headers=headers,
+        )
+        async with asyncio.timeout(60):
+            while len(await gateway.dispatcher.dead_letters()) < len(NAMES):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        for path in ("/v1/webhooks", "/v1/dead-letters", "/metrics", "/openapi.json"):
+            await call("GET", path, headers=headers)
+        for name in NAMES:
+            await call("GET", f"/v1/webhooks/{name}/stats", headers=headers)
+        await call("GET", "/v1/webhooks", headers={"Authorization": f"Bearer {token}x"})
+        await call("POST", "/v1/events", json={"event_type": "x", "data": [token]}, headers=headers)
+    return answers
+
+
 def run_cli(*argv: str) -> str:
     """The command as the console script runs it, in this process: stdout and stderr."""
     from empathy_webhooks_core import cli
@@ -520,7 +565,16 @@ async def test_no_marker_leaves_by_any_path(
         else:  # pragma: no cover - CI runs Redis
             pytest.skip("no Redis on 127.0.0.1:6379")
 
-        # 4. The CLI, in this process as the console script runs it (each command its own
+        # 4. The gateway on the SQLite store: its answers and its log lines (request lines
+        # name the token; the webhooks' credentials are in the dead letters it lists).
+        caplog.clear()
+        structlog.reset_defaults()  # capture_logs leaves structlog marked as configured
+        with isolated_registry():
+            places.update(await gateway_answers(config, markers["GATEWAY_TOKEN"]))
+        places["gateway log lines"] = caplog.text
+        assert "gateway_request" in caplog.text and "caller='ops'" in caplog.text
+
+        # 5. The CLI, in this process as the console script runs it (each command its own
         # process would be: a fresh registry of secrets).
         event = [EVENT_TYPE, "--data", json.dumps(EVENT_DATA), "-c", str(config)]
         commands = {
@@ -555,7 +609,7 @@ async def test_no_marker_leaves_by_any_path(
     )
     for name in markers.NAMES:
         # (SMTP credentials go to the SMTP server; the others below arrive encoded or in a body)
-        sent_otherwise = ("SIGNING", "URL_PASSWORD", "JIRA")
+        sent_otherwise = ("SIGNING", "URL_PASSWORD", "JIRA", "GATEWAY_TOKEN")
         if not name.startswith("SMTP") and name not in sent_otherwise:
             assert markers[name] in arrived, f"{name} never reached the receiver"
     assert base64.b64encode(f"ops:{markers['URL_PASSWORD']}".encode()).decode() in arrived

@@ -26,6 +26,7 @@ from empathy_webhooks_core.plugin import (
     parse_retry_after,
     redact_text,
     redact_url,
+    service_for_url,
 )
 
 from .format import COLORS, build_message, escape_markdown, fit_message, neutralize_mentions
@@ -143,9 +144,15 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, DiscordWebhook):
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> DiscordWebhook | None:
+    """A generic webhook pointed at a discord URL is sent as DiscordWebhook sends it."""
+    if service_for_url(url) != "discord":
         return None
+    return DiscordWebhook(webhook_url=url, **options)
+
+
+@hookimpl
+def format_payload(webhook: DiscordWebhook, event: Event) -> OutgoingRequest:
     return _request(webhook, event)
 
 
@@ -226,8 +233,6 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, DiscordWebhook):
-        return None
+    webhook: DiscordWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     return classify(webhook, response)
