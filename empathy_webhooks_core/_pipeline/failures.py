@@ -118,7 +118,9 @@ class Failures:
             name = fallback if isinstance(fallback, str) else fallback.name
             target = self._lanes.get(name)
             if target is not None and target is not lane:
-                backup = Delivery(webhook_name=name, event=delivery.event)
+                backup = Delivery(
+                    webhook_name=name, event=delivery.event, context=dict(delivery.context)
+                )
                 await store.enqueue([backup])
                 if not store.remote_workers:  # else a worker takes it from the store
                     target.enqueue(backup)

@@ -45,3 +45,5 @@ class Delivery:
     enqueued_at: float = attrs.field(factory=time.time)
     store_ref: Any = None
     request: OutgoingRequest | None = attrs.field(default=None, repr=False)
+    #: What plugins captured at emit (`delivery_context`: a trace context), kept by every store.
+    context: dict[str, str] = attrs.field(factory=dict)
