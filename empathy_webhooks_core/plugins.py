@@ -452,20 +452,27 @@ class Hooks:
     # cost one attribute read more than before.
 
     @functools.cached_property
+    def _observers(self) -> dict[str, list[Any]]:
+        return {
+            name: self._impls(name)
+            for name in ("delivery_context", "before_attempt", "after_attempt")
+        }
+
+    @functools.cached_property
     def captures_context(self) -> bool:
         """Whether any plugin implements `delivery_context`."""
-        return bool(self._impls("delivery_context"))
+        return bool(self._observers["delivery_context"])
 
     @functools.cached_property
     def observes_attempts(self) -> bool:
         """Whether any plugin implements `before_attempt` or `after_attempt`."""
-        return bool(self._impls("before_attempt") or self._impls("after_attempt"))
+        return bool(self._observers["before_attempt"] or self._observers["after_attempt"])
 
     def _told(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Every implementation's non-None answer with its plugin's name; one that raises is
         logged and skipped."""
         answers = []
-        for impl in self._impls(hook_name):
+        for impl in self._observers[hook_name]:
             try:
                 result = impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:

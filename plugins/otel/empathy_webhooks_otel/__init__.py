@@ -57,6 +57,8 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 # W3C Trace Context only (traceparent, tracestate), never the global propagator's baggage:
 # baggage may hold what the application means for itself, not for a third party's endpoint.
 _PROPAGATOR = TraceContextTextMapPropagator()
+#: Shown (secret-free) URLs remembered at most; past it the memory starts over.
+_URLS_KEPT = 1024
 
 
 def error_type(
@@ -107,6 +109,7 @@ class OtelPlugin:
         # Open spans between before_attempt and after_attempt (the core pairs them, always).
         self._spans: dict[tuple[str, int], Span] = {}
         self._dispatchers: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
+        self._urls: dict[tuple[str, bool], str] = {}
 
     # -- traces -------------------------------------------------------------------------------
 
@@ -130,25 +133,40 @@ class OtelPlugin:
         # The emit's context as the parent, or none: never the worker task's own context,
         # which holds whatever span was current when the dispatcher started.
         parent = _PROPAGATOR.extract(context) if context else Context()
-        span = self._tracer.start_span(
-            webhook.name,
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": request.method,
-                "url.full": _shown_url(request),
-                "empathy.webhook": webhook.name,
-                "empathy.webhook.type": webhook.kind,
-                "empathy.event.type": event.event_type,
-                "empathy.event.id": event.event_id,
-                "empathy.delivery.id": delivery_id,
-                "empathy.attempt": attempt,
-            },
-        )
-        self._spans[(delivery_id, attempt)] = span
+        span = self._tracer.start_span(webhook.name, context=parent, kind=SpanKind.CLIENT)
+        if span.is_recording():
+            # Worked out only for a span that is kept: with no SDK (or not sampled) the
+            # attempt pays for a no-op span and nothing more.
+            span.set_attributes(
+                {
+                    "http.request.method": request.method,
+                    "url.full": self._shown_url(request),
+                    "empathy.webhook": webhook.name,
+                    "empathy.webhook.type": webhook.kind,
+                    "empathy.event.type": event.event_type,
+                    "empathy.event.id": event.event_id,
+                    "empathy.delivery.id": delivery_id,
+                    "empathy.attempt": attempt,
+                }
+            )
+            self._spans[(delivery_id, attempt)] = span
+        elif not span.get_span_context().is_valid:
+            return None
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         return carrier or None
+
+    def _shown_url(self, request: OutgoingRequest) -> str:
+        """The URL without its secrets (userinfo, query values, a path that is a credential),
+        remembered: every attempt of every delivery of a webhook has the same URL."""
+        key = (request.url, bool(request.extras.get(SECRET_URL)))
+        shown = self._urls.get(key)
+        if shown is None:
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            shown = redact_text(redact_url(key[0], secret_path=key[1]))
+            self._urls[key] = shown
+        return shown
 
     @hookimpl
     def after_attempt(
@@ -204,11 +222,6 @@ class OtelPlugin:
                 if state is not None:
                     depths[name] = depths.get(name, 0) + state.queued
         return [Observation(depth, {"empathy.webhook": name}) for name, depth in depths.items()]
-
-
-def _shown_url(request: OutgoingRequest) -> str:
-    """The URL without its secrets (userinfo, query values, a path that is a credential)."""
-    return redact_text(redact_url(request.url, secret_path=bool(request.extras.get(SECRET_URL))))
 
 
 # The entry point registers this module: its hooks are those of one instance over the
