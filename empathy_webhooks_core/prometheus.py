@@ -7,7 +7,9 @@
     start_http_server(9100)
 
 Figures are read at scrape time from `WebhookMonitor`, so they always equal what
-`get_webhook_stats` reports; nothing is counted twice.
+`get_webhook_stats` reports; nothing is counted twice. A plugin's own numeric figures
+(`plugin.datadog.points_sent`) become gauges named `<prefix>_plugin_datadog_points_sent`, with
+the `webhook` label.
 
 The names follow Prometheus' conventions: counts are counters ending in `_total` (the client
 adds the suffix), durations a histogram in seconds (`empathy_webhooks_attempt_duration_seconds`,
@@ -19,6 +21,7 @@ cannot be summed across processes. `METRICS` lists every family with its type an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,12 +65,20 @@ _HISTOGRAMS = {
     ),
 }
 
-#: Every exported family: full name (as scraped: counters with `_total`) -> (type, labels).
+#: Every fixed family: full name (as scraped: counters with `_total`) -> (type, labels). Plugins'
+#: figures add gauges `<prefix>_plugin_<plugin>_<figure>` beside them.
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     **{f"{PREFIX}_{name}_total": ("counter", ("webhook",)) for name in _COUNTERS},
     **{f"{PREFIX}_{name}": ("gauge", ("webhook",)) for name in (*_GAUGES, *_STATES)},
     **{f"{PREFIX}_{name}": ("histogram", ("webhook",)) for name in _HISTOGRAMS},
 }
+
+_NOT_IN_NAMES = re.compile(r"[^a-zA-Z0-9_]+")
+
+
+def _plugin_metric(prefix: str, key: str) -> str:
+    """`plugin.datadog.points_sent` -> `<prefix>_plugin_datadog_points_sent` (a valid name)."""
+    return f"{prefix}_{_NOT_IN_NAMES.sub('_', key).strip('_')}"
 
 
 class WebhookCollector:
@@ -112,6 +123,25 @@ class WebhookCollector:
                     sum_value=durations.sum_seconds,
                 )
             yield histogram
+        yield from self._plugin_figures(stats)
+
+    def _plugin_figures(self, stats: dict[str, dict[str, Any]]) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        families: dict[str, Any] = {}
+        for webhook, figures in stats.items():
+            for key, value in figures.items():
+                if not key.startswith("plugin.") or isinstance(value, bool):
+                    continue
+                if not isinstance(value, int | float):
+                    continue  # a text (a last error) is for get_webhook_stats only
+                name = _plugin_metric(self.prefix, key)
+                if name not in families:
+                    families[name] = GaugeMetricFamily(
+                        name, f"The plugin's own figure {key}.", labels=["webhook"]
+                    )
+                families[name].add_metric([webhook], value)
+        yield from families.values()
 
 
 def _le(bound: float) -> str:
