@@ -17,6 +17,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -109,7 +110,7 @@ class OtelPlugin:
         # Open spans between before_attempt and after_attempt (the core pairs them, always).
         self._spans: dict[tuple[str, int], Span] = {}
         self._dispatchers: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
-        self._urls: dict[tuple[str, bool], str] = {}
+        self._urls: dict[tuple[str, bool], tuple[str, str, int]] = {}
 
     # -- traces -------------------------------------------------------------------------------
 
@@ -137,10 +138,13 @@ class OtelPlugin:
         if span.is_recording():
             # Worked out only for a span that is kept: with no SDK (or not sampled) the
             # attempt pays for a no-op span and nothing more.
+            url, host, port = self._shown_url(request)
             span.set_attributes(
                 {
                     "http.request.method": request.method,
-                    "url.full": self._shown_url(request),
+                    "url.full": url,
+                    "server.address": host,
+                    "server.port": port,
                     "empathy.webhook": webhook.name,
                     "empathy.webhook.type": webhook.kind,
                     "empathy.event.type": event.event_type,
@@ -156,16 +160,18 @@ class OtelPlugin:
         _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         return carrier or None
 
-    def _shown_url(self, request: OutgoingRequest) -> str:
+    def _shown_url(self, request: OutgoingRequest) -> tuple[str, str, int]:
         """The URL without its secrets (userinfo, query values, a path that is a credential),
-        remembered: every attempt of every delivery of a webhook has the same URL."""
+        its host and port; remembered, as every attempt to a webhook has the same URL."""
         key = (request.url, bool(request.extras.get(SECRET_URL)))
         shown = self._urls.get(key)
         if shown is None:
             if len(self._urls) >= _URLS_KEPT:
                 self._urls.clear()
-            shown = redact_text(redact_url(key[0], secret_path=key[1]))
-            self._urls[key] = shown
+            url = redact_text(redact_url(key[0], secret_path=key[1]))
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            shown = self._urls[key] = (url, parts.hostname or "", port)
         return shown
 
     @hookimpl

@@ -66,6 +66,8 @@ async def test_one_emit_gives_a_span_per_attempt_in_the_emitters_trace(
         assert span.parent is not None and span.parent.span_id == emitted.span_id
         attributes = dict(span.attributes or {})
         assert attributes["http.request.method"] == "POST"
+        assert attributes["server.address"] == "127.0.0.1"
+        assert attributes["server.port"] == int(receiver.url().split(":")[2].split("/")[0])
         assert attributes["http.response.status_code"] == status
         assert attributes["empathy.webhook"] == "ops-alerts"
         assert attributes["empathy.event.type"] == "alert"
