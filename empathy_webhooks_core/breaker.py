@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from .bounds import bounded
+from ._bounds import bounded
 from .clock import Clock
 
 __all__ = [

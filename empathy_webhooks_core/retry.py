@@ -10,7 +10,7 @@ from typing import Any, TypeGuard
 
 import attrs
 
-from .bounds import bounded, check_number
+from ._bounds import bounded, check_number
 
 __all__ = [
     "DEFAULT_RETRY_ON_STATUS",

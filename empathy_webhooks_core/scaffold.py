@@ -98,9 +98,16 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
-from empathy_webhooks_core import Event, OutgoingRequest, Webhook, hookimpl, secret_field
-from empathy_webhooks_core.templating import merge_payload, render_template
-from empathy_webhooks_core.webhooks import check_url
+from empathy_webhooks_core.plugin import (
+    Event,
+    OutgoingRequest,
+    Webhook,
+    check_url,
+    hookimpl,
+    merge_payload,
+    render_template,
+    secret_field,
+)
 
 from .format import TEXT_LIMIT, TITLE_LIMIT, build_payload
 
@@ -125,9 +132,9 @@ def webhook_types() -> Mapping[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, $cls):
-        return None  # not ours: another plugin renders it
+def format_payload(webhook: $cls, event: Event) -> OutgoingRequest:
+    # The core calls this only for this plugin's own webhooks (the type it registered
+    # above, and subclasses): no isinstance check.
     payload: Any = build_payload(event)
     override = render_template(webhook, event)
     if isinstance(override, Mapping):
@@ -145,8 +152,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from empathy_webhooks_core import Event
-from empathy_webhooks_core.formatting import event_title, first_text, severity_of, truncate
+from empathy_webhooks_core.plugin import Event, event_title, first_text, severity_of, truncate
 
 __all__ = ["TEXT_LIMIT", "TITLE_LIMIT", "build_payload"]
 
@@ -215,8 +221,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
-from empathy_webhooks_core import Event, WebhookDispatcher
-from empathy_webhooks_core.delivery import render_request
+from empathy_webhooks_core import Event, WebhookDispatcher, render_request
 from empathy_webhooks_core.plugins import build_plugin_manager
 from empathy_webhooks_core.testing import Receiver, assert_header, assert_sent_json
 

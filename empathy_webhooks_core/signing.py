@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .signing_keys import standard_key
+from ._signing_keys import standard_key
 from .webhooks import Webhook
 from .wire import OutgoingRequest
 

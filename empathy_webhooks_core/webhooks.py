@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .bounds import bounded
+from ._bounds import bounded
+from ._signing_keys import standard_key
 from .breaker import BreakerPolicy
 from .events import Event
 from .ratelimit import RateLimit
@@ -23,7 +24,6 @@ from .redaction import (
     webhook_secret_values,
 )
 from .retry import RetryPolicy
-from .signing_keys import standard_key
 from .wire import OutgoingRequest, masked_headers
 
 __all__ = [
@@ -310,6 +310,9 @@ def _method(value: str) -> str:
 class CustomWebhook(Webhook):
     """Any HTTP endpoint: the reference's envelope as JSON, optionally signed.
 
+    A URL that names a service whose plugin is installed (`https://hooks.slack.com/...`) is
+    sent as that plugin formats it, unless `raw=True`.
+
     >>> CustomWebhook(url="https://example.com/hook", events=["*"]).name
     'custom_webhook'
     """
@@ -321,6 +324,10 @@ class CustomWebhook(Webhook):
     headers: Mapping[str, str] = attrs.field(
         factory=dict, converter=_headers, repr=lambda h: repr(masked_headers(h))
     )
+    #: Send the generic envelope even to a URL that names a service (`hooks.slack.com`).
+    #: By default such a webhook is sent as that service's plugin formats it (see
+    #: `empathy_webhooks_core.claims`); a config file's `type = "custom"` means raw.
+    raw: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen(kw_only=True, eq=False)

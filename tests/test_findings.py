@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from empathy_webhooks_core import Event, Webhook
-from empathy_webhooks_core.events import MAX_SAFE_INTEGER
-from empathy_webhooks_core.findings import (
+from empathy_webhooks_core._findings import (
     EXPLICIT_KEY_FIELDS,
     IDENTITY_FIELDS,
     NAME_FIELDS,
@@ -18,7 +17,8 @@ from empathy_webhooks_core.findings import (
     finding_key,
     lifecycle_action,
 )
-from empathy_webhooks_core.templating import merge_payload, render_template
+from empathy_webhooks_core._templating import merge_payload, render_template
+from empathy_webhooks_core.events import MAX_SAFE_INTEGER
 
 
 def test_trigger_and_resolve_of_one_finding_share_a_key() -> None:

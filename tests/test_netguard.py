@@ -12,7 +12,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from empathy_webhooks_core import CustomWebhook, DeliveryError, WebhookDispatcher
-from empathy_webhooks_core.netguard import (
+from empathy_webhooks_core._netguard import (
     BlockedAddressError,
     GuardedConnector,
     address_refusal,

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from empathy_webhooks_core import CustomWebhook, OutgoingRequest, WebhookDispatcher
-from empathy_webhooks_core.netguard import BlockedAddressError, guarded_connector
-from empathy_webhooks_core.sender import Sender, is_guarded
+from empathy_webhooks_core._netguard import BlockedAddressError, guarded_connector
+from empathy_webhooks_core._sender import Sender, is_guarded
 from empathy_webhooks_core.testing import Receiver, Reply
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

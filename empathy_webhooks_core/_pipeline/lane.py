@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import attrs
 
+from .._routing import EventMatcher, passes_filter
 from ..breaker import Breaker, CircuitBreaker
 from ..clock import Clock
 from ..events import Event
@@ -18,7 +19,6 @@ from ..monitor import StatsRecorder
 from ..plugins import Hooks
 from ..ratelimit import Limiter, RateLimiter
 from ..redaction import register_secrets
-from ..routing import EventMatcher, passes_filter
 from ..stores import DeliveryStore, SharesBreakers, SharesRateLimits
 from ..webhooks import Webhook
 from .unit import Delivery
@@ -213,6 +213,8 @@ class LaneTable:
         """Add a webhook (opened by the next `open`). Its name must be unique here."""
         if not isinstance(webhook, Webhook):
             raise TypeError(f"expected a Webhook, got {type(webhook).__name__}")
+        # A generic webhook whose URL names a service goes as that service's plugin sends it.
+        webhook = self._hooks.claimed(webhook)
         names = {w.name for w, _ in self.waiting} | set(self.lanes)
         if webhook.name in names:
             raise ValueError(
@@ -222,8 +224,10 @@ class LaneTable:
         self.waiting.append((webhook, routed))
 
     def _check_type(self, webhook: Webhook) -> None:
-        known = self._hooks.webhook_types()
-        if not any(isinstance(webhook, cls) for cls in known.values()):
+        # Resolves (and caches) which plugin answers this class's per-type hooks, once per
+        # class rather than per attempt.
+        if not self._hooks.route(type(webhook)).owners:
+            known = self._hooks.webhook_types()
             raise LookupError(
                 f"webhook {webhook.name!r} is a {type(webhook).__name__} (kind {webhook.kind!r}), "
                 f"and no loaded plugin provides it (loaded types: {', '.join(sorted(known))}); "
@@ -244,6 +248,7 @@ class LaneTable:
             for lane in list(self.lanes.values()):
                 fallback = lane.webhook.fallback
                 if isinstance(fallback, Webhook) and fallback.name not in self.lanes:
+                    fallback = self._hooks.claimed(fallback)
                     if not any(w is fallback for w, _ in self.waiting):
                         self._check_type(fallback)
                         self.waiting.append((fallback, False))

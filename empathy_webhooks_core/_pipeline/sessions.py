@@ -7,8 +7,8 @@ import sys
 
 import aiohttp
 
+from .._netguard import guarded_connector
 from .._version import __version__
-from ..netguard import guarded_connector
 from ..webhooks import Webhook
 
 __all__ = ["MAX_CONNECTIONS", "USER_AGENT", "Sessions"]

@@ -16,7 +16,7 @@ from ._store import queue_only
 
 
 def why_skipped(webhook: Webhook, event: Event) -> str:
-    from ..routing import EventMatcher
+    from .._routing import EventMatcher
 
     if not EventMatcher(webhook.events)(event.event_type):
         return f"not subscribed (events: {', '.join(webhook.events)})"

@@ -1,4 +1,4 @@
-"""`empathy-webhooks demo`: the README's first command (see `empathy_webhooks_core.demo`)."""
+"""`empathy-webhooks demo`: the README's first command (see `empathy_webhooks_core._demo`)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from ..demo.run import main
+    from .._demo.run import main
 
     return main(out)

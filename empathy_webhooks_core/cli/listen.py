@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..formatting import truncate
+from .._formatting import truncate
 from ..redaction import REDACTED, is_secret_name, redact_text
 from ._common import EXIT_FAILED, EXIT_OK, CliError, Output, add_json_option
 

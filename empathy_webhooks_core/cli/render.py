@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
+from .._routing import EventMatcher, passes_filter
 from ..events import Event
 from ..plugins import PluginManager
 from ..redaction import request_secret_values, webhook_redactor
-from ..routing import EventMatcher, passes_filter
 from ..webhooks import Webhook
 from ..wire import SECRET_URL
 from ._common import (
@@ -117,7 +117,7 @@ def show(out: Output, event: Event, results: list[dict[str, Any]]) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from ..demo.samples import SAMPLES
+    from .._demo.samples import SAMPLES
 
     config, pm = load(args)
     event = event_from_args(args.event_type, args, defaults=SAMPLES.get(args.event_type))

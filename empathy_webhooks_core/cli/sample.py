@@ -7,8 +7,8 @@ import argparse
 import asyncio
 from typing import Any
 
+from .._routing import EventMatcher
 from ..events import EventType
-from ..routing import EventMatcher
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -52,7 +52,7 @@ def subscribed_types(events: tuple[str, ...]) -> list[str]:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from ..demo.samples import sample_event
+    from .._demo.samples import sample_event
     from ._deliver import deliver
 
     config, pm = load(args)

@@ -19,9 +19,9 @@ from typing import Any
 
 import attrs
 
+from .._formatting import Severity, severity_of
 from ..converter import ConfigError, did_you_mean
 from ..events import Event
-from ..formatting import Severity, severity_of
 from ._problems import _MISSING, _join, _kind, _Problems
 
 _EVENT_FIELDS = ("event_type", "severity", "classification", "user_id", "empathy_level")

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..bounds import check_number
+from .._bounds import check_number
 from ..events import Event
 from ..history import (
     AttemptRecord,

@@ -12,11 +12,18 @@ from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Webhook, hookimpl, secret_field
-from empathy_webhooks_core.formatting import truncate_bytes
-from empathy_webhooks_core.redaction import redact_url
-from empathy_webhooks_core.templating import merge_payload, render_template
-from empathy_webhooks_core.webhooks import check_url
+from empathy_webhooks_core.plugin import (
+    Event,
+    OutgoingRequest,
+    Webhook,
+    check_url,
+    hookimpl,
+    merge_payload,
+    redact_url,
+    render_template,
+    secret_field,
+    truncate_bytes,
+)
 
 from .format import MESSAGE_LIMIT_BYTES, TITLE_LIMIT, build_message, priority_for
 
@@ -79,9 +86,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, NtfyWebhook):
-        return None
+def format_payload(webhook: NtfyWebhook, event: Event) -> OutgoingRequest:
     body = build_message(
         event,
         topic=webhook.topic,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from empathy_webhooks_core import Event
-from empathy_webhooks_core.formatting import (
+from empathy_webhooks_core.plugin import (
+    Event,
     Severity,
     event_title,
     first_text,

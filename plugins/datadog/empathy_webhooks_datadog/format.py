@@ -7,23 +7,22 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.findings import (
-    base_event_type,
-    finding_key,
-    fit_key,
-    lifecycle_action,
-)
-from empathy_webhooks_core.formatting import (
+from empathy_webhooks_core.plugin import (
+    Event,
     Severity,
+    base_event_type,
     event_title,
+    finding_key,
     first_text,
+    fit_key,
+    json_bytes,
+    lifecycle_action,
     location,
+    merge_payload,
+    render_template,
     severity_of,
     truncate,
 )
-from empathy_webhooks_core.templating import merge_payload, render_template
-from empathy_webhooks_core.wire import json_bytes
 
 if TYPE_CHECKING:
     from . import DatadogWebhook

@@ -13,12 +13,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
-from empathy_webhooks_core.default_plugins.http import default_verdict
-from empathy_webhooks_core.redaction import redact_text, redact_url
-from empathy_webhooks_core.retry import parse_retry_after
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
+from empathy_webhooks_core.plugin import (
+    Event,
+    Outcome,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    check_url,
+    default_verdict,
+    hookimpl,
+    parse_retry_after,
+    redact_text,
+    redact_url,
+    service_for_url,
+)
 
 from .format import COLORS, build_message, escape_markdown, fit_message, neutralize_mentions
 
@@ -135,9 +144,15 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, DiscordWebhook):
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> DiscordWebhook | None:
+    """A generic webhook pointed at a discord URL is sent as DiscordWebhook sends it."""
+    if service_for_url(url) != "discord":
         return None
+    return DiscordWebhook(webhook_url=url, **options)
+
+
+@hookimpl
+def format_payload(webhook: DiscordWebhook, event: Event) -> OutgoingRequest:
     return _request(webhook, event)
 
 
@@ -218,8 +233,6 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, DiscordWebhook):
-        return None
+    webhook: DiscordWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     return classify(webhook, response)

@@ -10,10 +10,16 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core.chat import chat_message, fit_escaped, utf16_len
-from empathy_webhooks_core.events import Event, format_timestamp
-from empathy_webhooks_core.formatting import Severity
-from empathy_webhooks_core.templating import merge_payload, render_template
+from empathy_webhooks_core.plugin import (
+    Event,
+    Severity,
+    chat_message,
+    fit_escaped,
+    format_timestamp,
+    merge_payload,
+    render_template,
+    utf16_len,
+)
 
 if TYPE_CHECKING:
     from . import DiscordWebhook

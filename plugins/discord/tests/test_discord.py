@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from empathy_webhooks_core import Event, OutgoingRequest, Webhook, WebhookDispatcher
-from empathy_webhooks_core.chat import utf16_len
 from empathy_webhooks_core.delivery import render_request
+from empathy_webhooks_core.plugin import utf16_len
 from empathy_webhooks_core.plugins import Hooks, build_plugin_manager
 from empathy_webhooks_core.testing import FakeClock, ReceivedRequest, Receiver, Reply
 from empathy_webhooks_core.testing.conformance import WebhookConformance, event_strategy

@@ -25,9 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from empathy_webhooks_core import Event
-from empathy_webhooks_core.chat import chat_message
-from empathy_webhooks_core.formatting import Severity, event_title, truncate
+from empathy_webhooks_core.plugin import Event, Severity, chat_message, event_title, truncate
 
 if TYPE_CHECKING:
     from . import EmailWebhook

@@ -20,22 +20,24 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
     Event,
+    EventMatcher,
+    Outcome,
     OutgoingRequest,
     Response,
+    Sender,
     Verdict,
     Webhook,
+    check_url,
+    default_verdict,
     hookimpl,
+    parse_retry_after,
+    redact_text,
+    redact_url,
     secret_field,
+    url_repr,
 )
-from empathy_webhooks_core.default_plugins.http import default_verdict
-from empathy_webhooks_core.redaction import redact_text, redact_url, url_repr
-from empathy_webhooks_core.retry import parse_retry_after
-from empathy_webhooks_core.routing import EventMatcher
-from empathy_webhooks_core.sender import Sender
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
 
 from .format import (
     COMMENT_LIMIT,
@@ -189,9 +191,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, GitHubWebhook):
-        return None
+def format_payload(webhook: GitHubWebhook, event: Event) -> OutgoingRequest:
     if webhook.action_for(event) == "dispatch":
         if webhook.workflow:
             workflow = quote(webhook.workflow, safe="")
@@ -227,10 +227,8 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
-) -> Awaitable[Response] | None:
-    if not isinstance(webhook, GitHubWebhook):
-        return None
+    webhook: GitHubWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Awaitable[Response]:
     return _deliver(webhook, request, session)
 
 
@@ -380,10 +378,8 @@ _STEPS = {
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, GitHubWebhook):
-        return None
+    webhook: GitHubWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     step = getattr(response, "step", "create")
     details = dict(getattr(response, "details", {}) or {})
     status = response.status

@@ -7,11 +7,17 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.findings import finding_basis
-from empathy_webhooks_core.formatting import event_title, first_text, severity_of, truncate
-from empathy_webhooks_core.templating import merge_payload, render_template
-from empathy_webhooks_core.wire import json_bytes
+from empathy_webhooks_core.plugin import (
+    Event,
+    event_title,
+    finding_basis,
+    first_text,
+    json_bytes,
+    merge_payload,
+    render_template,
+    severity_of,
+    truncate,
+)
 
 if TYPE_CHECKING:
     from . import GitHubWebhook

@@ -8,19 +8,19 @@ from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import (
+from empathy_webhooks_core.plugin import (
     Event,
+    Outcome,
     OutgoingRequest,
     Response,
     Verdict,
     Webhook,
+    check_url,
+    default_verdict,
     hookimpl,
     secret_field,
+    url_repr,
 )
-from empathy_webhooks_core.default_plugins.http import default_verdict
-from empathy_webhooks_core.redaction import url_repr
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
 
 from .format import annotation_body, annotation_text, epoch_ms, tags_for
 
@@ -85,9 +85,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, GrafanaWebhook):
-        return None
+def format_payload(webhook: GrafanaWebhook, event: Event) -> OutgoingRequest:
     return OutgoingRequest.json(
         webhook.annotations_url,
         annotation_body(webhook, event),
@@ -97,10 +95,8 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, GrafanaWebhook):
-        return None
+    webhook: GrafanaWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     body = response.json()
     message = body.get("message") if isinstance(body, dict) else None
     if 200 <= response.status < 300:

@@ -6,18 +6,19 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.findings import base_event_type
-from empathy_webhooks_core.formatting import (
+from empathy_webhooks_core.plugin import (
+    Event,
     Severity,
+    base_event_type,
     event_title,
     first_text,
+    json_bytes,
     location,
+    merge_payload,
+    render_template,
     severity_of,
     truncate,
 )
-from empathy_webhooks_core.templating import merge_payload, render_template
-from empathy_webhooks_core.wire import json_bytes
 
 if TYPE_CHECKING:
     from . import GrafanaWebhook

@@ -25,12 +25,22 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
-from empathy_webhooks_core.redaction import redact_text, redact_url
-from empathy_webhooks_core.wire import SECRET_URL, DeliveryError, DeliveryResult, Outcome
+from empathy_webhooks_core.plugin import (
+    DeliveryError,
+    DeliveryResult,
+    Event,
+    Outcome,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    hookimpl,
+    redact_text,
+    redact_url,
+)
 
 if TYPE_CHECKING:
-    from empathy_webhooks_core import WebhookDispatcher
+    from empathy_webhooks_core.plugin import WebhookDispatcher
 
 __all__ = [
     "ATTEMPT_DURATION",
@@ -138,7 +148,7 @@ class OtelPlugin:
         if span.is_recording():
             # Worked out only for a span that is kept: with no SDK (or not sampled) the
             # attempt pays for a no-op span and nothing more.
-            url, host, port = self._shown_url(request)
+            url, host, port = self._shown_url(webhook, request)
             span.set_attributes(
                 {
                     "http.request.method": request.method,
@@ -160,10 +170,11 @@ class OtelPlugin:
         _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         return carrier or None
 
-    def _shown_url(self, request: OutgoingRequest) -> tuple[str, str, int]:
-        """The URL without its secrets (userinfo, query values, a path that is a credential),
-        its host and port; remembered, as every attempt to a webhook has the same URL."""
-        key = (request.url, bool(request.extras.get(SECRET_URL)))
+    def _shown_url(self, webhook: Webhook, request: OutgoingRequest) -> tuple[str, str, int]:
+        """The URL without its secrets (userinfo, query values, a path that is a credential:
+        the webhook's class says `secret_url`), its host and port; remembered, as every
+        attempt to a webhook has the same URL."""
+        key = (request.url, type(webhook).secret_url)
         shown = self._urls.get(key)
         if shown is None:
             if len(self._urls) >= _URLS_KEPT:

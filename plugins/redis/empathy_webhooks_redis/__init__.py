@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from empathy_webhooks_core.plugins import hookimpl
+from empathy_webhooks_core.plugin import hookimpl
 
 from .breaker import RedisCircuitBreaker
 from .store import RedisRateLimiter, RedisStore, open_redis_store

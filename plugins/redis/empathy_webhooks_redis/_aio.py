@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
-from empathy_webhooks_core._log import get_logger
+from empathy_webhooks_core.plugin import get_logger
 
 __all__ = ["checked", "end_tasks", "reraise_dropped_cancel", "wait_event"]
 

@@ -27,9 +27,8 @@ import math
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core._log import get_logger
-from empathy_webhooks_core.breaker import BreakerPolicy, BreakerState
-from empathy_webhooks_core.clock import Clock
+from empathy_webhooks_core.plugin import get_logger
+from empathy_webhooks_core.plugin.store import BreakerPolicy, BreakerState, Clock
 
 from ._aio import checked, wait_event
 

@@ -55,27 +55,22 @@ import redis.asyncio as aioredis
 import redis.connection
 from redis.exceptions import RedisError, ResponseError
 
-from empathy_webhooks_core._log import get_logger
-from empathy_webhooks_core.bounds import check_number
-from empathy_webhooks_core.converter import did_you_mean
-from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.history import (
+from empathy_webhooks_core.plugin import REDACTED, Event, check_number, get_logger
+from empathy_webhooks_core.plugin.store import (
     AttemptRecord,
+    DeadLetter,
+    Delivery,
     DeliveryPage,
     DeliveryQuery,
     DeliveryRecord,
+    RateLimit,
     RawAttempt,
-    page_of,
-)
-from empathy_webhooks_core.ratelimit import RateLimit
-from empathy_webhooks_core.redaction import REDACTED
-from empathy_webhooks_core.stores import (
-    DeadLetter,
-    Delivery,
     SharedStore,
     StoreOpenError,
     UndecodableEvent,
     decode_event,
+    did_you_mean,
+    page_of,
 )
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
@@ -655,7 +650,11 @@ class RedisStore:
                         "c": delivery.enqueued_at,
                         "s": status,
                         "u": record.started_at + record.duration_s,
-                        f"a:{record.attempt}": json.dumps(record.to_dict(), separators=(",", ":")),
+                        # Keyed by its start: a 410's attempt and the one after re-enabling
+                        # share a number, and both are on record.
+                        f"a:{record.started_at!r}": json.dumps(
+                            record.to_dict(), separators=(",", ":")
+                        ),
                     },
                 )
                 pipe.expire(key, ttl)
@@ -1016,7 +1015,7 @@ def _history_record(delivery_id: str, value: dict[str, str]) -> DeliveryRecord |
         if key.startswith("a:"):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 attempts.append(AttemptRecord.from_dict(json.loads(text)))
-    attempts.sort(key=lambda attempt: attempt.attempt)
+    attempts.sort(key=lambda attempt: (attempt.started_at, attempt.attempt))
     created = _float(value.get("c"))
     return DeliveryRecord(
         delivery_id=delivery_id,

@@ -8,8 +8,7 @@ import asyncio
 import pytest
 from empathy_webhooks_redis import RedisStore, open_redis_store
 
-from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
-from empathy_webhooks_core.history import DeliveryRecord
+from empathy_webhooks_core import CustomWebhook, DeliveryRecord, WebhookDispatcher
 from empathy_webhooks_core.testing import Receiver, Reply
 from empathy_webhooks_core.worker import run_worker
 

@@ -7,16 +7,26 @@ The webhook URL is the credential (no header auth): the class declares it so
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
 
-from empathy_webhooks_core import Event, OutgoingRequest, Response, Verdict, Webhook, hookimpl
-from empathy_webhooks_core.default_plugins.http import default_verdict
-from empathy_webhooks_core.redaction import redact_text, redact_url
-from empathy_webhooks_core.retry import parse_retry_after
-from empathy_webhooks_core.webhooks import check_url
-from empathy_webhooks_core.wire import Outcome
+from empathy_webhooks_core.plugin import (
+    Event,
+    Outcome,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    Webhook,
+    check_url,
+    default_verdict,
+    hookimpl,
+    parse_retry_after,
+    redact_text,
+    redact_url,
+    service_for_url,
+)
 
 from .format import build_message, escape_mrkdwn, fit_message
 
@@ -107,9 +117,15 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, SlackWebhook):
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> SlackWebhook | None:
+    """A generic webhook pointed at a slack URL is sent as SlackWebhook sends it."""
+    if service_for_url(url) != "slack":
         return None
+    return SlackWebhook(webhook_url=url, **options)
+
+
+@hookimpl
+def format_payload(webhook: SlackWebhook, event: Event) -> OutgoingRequest:
     return _request(webhook, event)
 
 
@@ -164,8 +180,6 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, SlackWebhook):
-        return None
+    webhook: SlackWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     return classify(webhook, response)

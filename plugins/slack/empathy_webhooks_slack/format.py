@@ -10,9 +10,15 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from empathy_webhooks_core.chat import ChatMessage, chat_message, fit_escaped, utf16_len
-from empathy_webhooks_core.events import Event
-from empathy_webhooks_core.templating import merge_payload, render_template
+from empathy_webhooks_core.plugin import (
+    ChatMessage,
+    Event,
+    chat_message,
+    fit_escaped,
+    merge_payload,
+    render_template,
+    utf16_len,
+)
 
 if TYPE_CHECKING:
     from . import SlackWebhook

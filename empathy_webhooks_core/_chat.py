@@ -15,8 +15,8 @@ from typing import Any
 
 import attrs
 
+from ._formatting import ELLIPSIS, Severity, event_title, human_time, location, severity_of
 from .events import Event
-from .formatting import ELLIPSIS, Severity, event_title, human_time, location, severity_of
 
 __all__ = [
     "ChatMessage",

@@ -23,8 +23,8 @@ from __future__ import annotations
 import aiohttp
 import attrs
 
+from ._netguard import BlockedAddressError, GuardedConnector
 from .default_plugins.http import send
-from .netguard import BlockedAddressError, GuardedConnector
 from .webhooks import Webhook
 from .wire import OutgoingRequest, Response
 

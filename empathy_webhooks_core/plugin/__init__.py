@@ -1,0 +1,149 @@
+"""The plugin API: everything a plugin imports from the core, and nothing else.
+
+    from empathy_webhooks_core.plugin import Event, OutgoingRequest, Webhook, hookimpl
+
+A plugin's package imports core names from here only (a store backend also from
+`empathy_webhooks_core.plugin.store`); its tests may add `empathy_webhooks_core.testing` and the
+modules listed in docs/public-api.md. Every name here is covered by `PLUGIN_API_VERSION`: a
+minor version adds names, only a major version removes or changes one, and a name on its way
+out warns (`DeprecationWarning`) for at least one minor version first (docs/writing-plugins.md).
+`tests/test_plugin_api.py` keeps first-party plugins and examples on this boundary.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from .._bounds import bounded, check_number
+from .._chat import ChatMessage, Fact, chat_message, display_value, fit_escaped, percent, utf16_len
+from .._contract import PLUGIN_API_ATTRIBUTE, PLUGIN_API_VERSION
+from .._findings import (
+    FindingBasis,
+    Lifecycle,
+    base_event_type,
+    finding_basis,
+    finding_identity,
+    finding_key,
+    fit_key,
+    lifecycle_action,
+)
+from .._formatting import (
+    ELLIPSIS,
+    Severity,
+    event_title,
+    first_text,
+    human_time,
+    location,
+    severity_of,
+    truncate,
+    truncate_bytes,
+)
+from .._log import get_logger
+from .._netguard import BlockedAddressError, address_refusal
+from .._pipeline.state import StateContext, state_for
+from .._routing import EventMatcher
+from .._sender import Sender
+from .._templating import merge_payload, render_template
+from ..claims import service_for_url
+from ..default_plugins.http import default_verdict
+from ..delivery import TRANSPORT_ERRORS
+from ..events import Event, format_timestamp
+from ..plugins import hookimpl
+from ..redaction import (
+    MIN_SECRET_LENGTH,
+    REDACTED,
+    redact_text,
+    redact_url,
+    secret_field,
+    url_repr,
+)
+from ..retry import parse_retry_after
+from ..stores.base import KeyValue
+from ..webhooks import Webhook, check_url
+from ..wire import (
+    DeliveryError,
+    DeliveryResult,
+    Outcome,
+    OutgoingRequest,
+    Response,
+    Verdict,
+    json_bytes,
+)
+
+__all__ = [
+    "ELLIPSIS",
+    "MIN_SECRET_LENGTH",
+    "PLUGIN_API_ATTRIBUTE",
+    "PLUGIN_API_VERSION",
+    "REDACTED",
+    "TRANSPORT_ERRORS",
+    "BlockedAddressError",
+    "ChatMessage",
+    "DeliveryError",
+    "DeliveryResult",
+    "Event",
+    "EventMatcher",
+    "Fact",
+    "FindingBasis",
+    "KeyValue",
+    "Lifecycle",
+    "Outcome",
+    "OutgoingRequest",
+    "Response",
+    "Sender",
+    "Severity",
+    "StateContext",
+    "Verdict",
+    "Webhook",
+    "WebhookDispatcher",
+    "address_refusal",
+    "base_event_type",
+    "bounded",
+    "chat_message",
+    "check_number",
+    "check_url",
+    "default_verdict",
+    "display_value",
+    "event_title",
+    "finding_basis",
+    "finding_identity",
+    "finding_key",
+    "first_text",
+    "fit_escaped",
+    "fit_key",
+    "format_timestamp",
+    "get_logger",
+    "hookimpl",
+    "human_time",
+    "json_bytes",
+    "lifecycle_action",
+    "location",
+    "merge_payload",
+    "parse_retry_after",
+    "percent",
+    "redact_text",
+    "redact_url",
+    "render_template",
+    "secret_field",
+    "service_for_url",
+    "severity_of",
+    "state_for",
+    "truncate",
+    "truncate_bytes",
+    "url_repr",
+    "utf16_len",
+]
+
+
+def __getattr__(name: str) -> typing.Any:
+    # The dispatcher is what `dispatcher_started` and `flush` receive: a plugin names it in
+    # annotations, and importing it here eagerly would load the whole pipeline with any plugin.
+    if name == "WebhookDispatcher":
+        from ..dispatcher import WebhookDispatcher
+
+        return WebhookDispatcher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if typing.TYPE_CHECKING:
+    from ..dispatcher import WebhookDispatcher
