@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from typing import Any
 
 import aiohttp
@@ -16,6 +18,7 @@ from .plugins import Hooks, hooks_for
 from .redaction import (
     bounded,
     is_secret_name,
+    redacted_exception,
     register_request_secrets,
     request_secret_values,
 )
@@ -135,6 +138,20 @@ async def attempt(
     request = sign_request(
         webhook, delivery.request, event_id=delivery.event.event_id, timestamp=int(clock.time())
     )
+    if hooks.observes_attempts:
+        return await _observed(hooks, webhook, delivery, request, session)
+    return await _send(hooks, webhook, delivery, request, session)
+
+
+async def _send(
+    hooks: Hooks,
+    webhook: Webhook,
+    delivery: Delivery,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+) -> Attempt:
+    """Deliver the signed request and classify the answer."""
+    assert delivery.request is not None
     timeout = webhook.retry_policy.timeout_seconds
     try:
         state = current_state(webhook, hooks)
@@ -170,6 +187,46 @@ async def attempt(
     return Attempt(verdict, response, request=request)
 
 
+async def _observed(
+    hooks: Hooks,
+    webhook: Webhook,
+    delivery: Delivery,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+) -> Attempt:
+    """An attempt the plugins watch: `before_attempt` may add headers (after signing:
+    signatures cover the body, id and timestamp, never headers), and `after_attempt` is told
+    how it ended, whatever happened, cancellation included."""
+    event, context = delivery.event, delivery.context
+    added = hooks.before_attempt(
+        webhook, event, delivery.delivery_id, delivery.attempts, request, context
+    )
+    if added and webhook.plugin_headers and not type(webhook).rejects_unknown_headers:
+        present = {name.lower() for name in request.headers}
+        added = {name: value for name, value in added.items() if name.lower() not in present}
+        if added:
+            request = request.with_headers(added)
+    started = time.perf_counter()
+    result: Attempt | None = None
+    try:
+        result = await _send(hooks, webhook, delivery, request, session)
+        return result
+    finally:
+        error = result.exception if result is not None else sys.exc_info()[1]
+        hooks.after_attempt(
+            webhook,
+            event,
+            delivery.delivery_id,
+            delivery.attempts,
+            request,
+            context,
+            result.verdict if result is not None else None,
+            result.response if result is not None else None,
+            redacted_exception(error),
+            time.perf_counter() - started,
+        )
+
+
 def render_request(
     webhook: Webhook, event: Event, *, plugin_manager: pluggy.PluginManager | None = None
 ) -> OutgoingRequest:
@@ -179,6 +236,7 @@ def render_request(
     if not isinstance(event, Event):
         raise TypeError(f"expected an Event, got {type(event).__name__}")
     hooks = hooks_for(plugin_manager or get_plugin_manager())
+    webhook = hooks.claimed(webhook)
     delivery = Delivery(webhook_name=webhook.name, event=event)
     render(hooks, webhook, delivery)
     assert delivery.request is not None

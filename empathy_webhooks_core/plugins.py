@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import inspect
 import os
+import re
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -16,6 +20,7 @@ import pluggy
 from . import hookspecs
 from ._log import get_logger
 from ._version import __version__
+from .redaction import redact_text
 from .wire import OutgoingRequest, Response, Verdict
 
 if TYPE_CHECKING:
@@ -60,6 +65,9 @@ AWAITED_HOOKS = frozenset({"flush"})
 #: registered the webhook's type (then those of its registered ancestors' owners, then the
 #: core's defaults), never every plugin's. Plugins need no `isinstance` guard.
 PER_TYPE_HOOKS = ("format_payload", "deliver", "classify_response", "flush", "webhook_state")
+
+# RFC 9110 token characters: what a header a plugin adds (`before_attempt`) may be named.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class PluginContractError(TypeError):
@@ -302,6 +310,7 @@ class Hooks:
         self._routes: dict[type[Any], Route] = {}
         # Asked after every success: the caller object lasts as long as the manager.
         self._on_success = pm.hook.on_success
+        self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -460,6 +469,27 @@ class Hooks:
             backends.update(mapping)
         return backends
 
+    def webhook_for_url(self, url: str, options: Mapping[str, Any]) -> Webhook | None:
+        """The webhook the plugin of `url`'s service makes of it, or None (see `claimed`)."""
+        from .claims import check_claimed
+
+        claimed, plugin = self._first("webhook_for_url", url=url, options=options)
+        if claimed is None:
+            return None
+        try:
+            check_claimed(claimed, plugin, options)
+        except (TypeError, ValueError) as exc:
+            raise self._broken(plugin, "webhook_for_url", str(exc)) from None
+        return claimed  # type: ignore[no-any-return]
+
+    def claimed(self, webhook: Webhook) -> Webhook:
+        """`webhook`, or for a plain `CustomWebhook`/`WebhookConfig` whose URL names a
+        service (`hooks.slack.com`), the webhook that service's plugin makes of it; the same
+        object every time for one webhook."""
+        from .claims import claim
+
+        return claim(self, webhook, self._claims)
+
     def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest:
         cls = type(webhook)
         route = self._routes.get(cls) or self.route(cls)
@@ -536,6 +566,20 @@ class Hooks:
                 )
             return verdict
         raise self._broken("(none)", "classify_response", "returned None, not a Verdict")
+
+    def _first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
+        """A `firstresult` call over every plugin (for hooks asked before a webhook's type is
+        known, like `webhook_for_url`) that also says which plugin answered."""
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            # A wrapper may change the result: let pluggy run the whole chain.
+            return caller(**kwargs), "a hook wrapper"
+        for impl in reversed(impls):
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if result is not None:
+                return result, impl.plugin_name
+        return None, ""
 
     def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call every implementation on its own, in pluggy's order, so one that raises cannot
@@ -648,6 +692,125 @@ class Hooks:
             label = plugin_label(impl.plugin_name, impl.plugin)
             figures.update({f"plugin.{label}.{key}": value for key, value in found.items()})
         return figures
+
+    # -- observing deliveries: per-delivery context and per-attempt hooks -----------------
+    # Checked once per facade, so that with no plugin implementing them emit and every attempt
+    # cost one attribute read more than before.
+
+    @functools.cached_property
+    def _observers(self) -> dict[str, list[Any]]:
+        return {
+            name: self._impls(name)
+            for name in ("delivery_context", "before_attempt", "after_attempt")
+        }
+
+    @functools.cached_property
+    def captures_context(self) -> bool:
+        """Whether any plugin implements `delivery_context`."""
+        return bool(self._observers["delivery_context"])
+
+    @functools.cached_property
+    def observes_attempts(self) -> bool:
+        """Whether any plugin implements `before_attempt` or `after_attempt`."""
+        return bool(self._observers["before_attempt"] or self._observers["after_attempt"])
+
+    def _told(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Every implementation's non-None answer with its plugin's name; one that raises is
+        logged and skipped."""
+        answers = []
+        for impl in self._observers[hook_name]:
+            try:
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed",
+                    hook=hook_name,
+                    plugin=impl.plugin_name,
+                    error=redact_text(f"{type(exc).__name__}: {exc}"),
+                )
+                continue
+            if result is not None:
+                answers.append((impl.plugin_name, result))
+        return answers
+
+    def _strings(self, hook_name: str, answers: list[tuple[str, Any]]) -> dict[str, str]:
+        """The plugins' mappings of strings merged; one that is not such a mapping is a
+        plugin bug, logged and left out."""
+        merged: dict[str, str] = {}
+        for plugin, mapping in answers:
+            if isinstance(mapping, Mapping) and all(
+                isinstance(key, str) and isinstance(value, str) for key, value in mapping.items()
+            ):
+                merged.update(mapping)
+            else:
+                self._broken(
+                    plugin, hook_name, f"returned {_kind_of(mapping)}, not a mapping of strings"
+                )
+        return merged
+
+    def delivery_context(self, webhook: Webhook, event: Event) -> dict[str, str]:
+        answers = self._told("delivery_context", webhook=webhook, event=event)
+        return self._strings("delivery_context", answers) if answers else {}
+
+    def before_attempt(
+        self,
+        webhook: Webhook,
+        event: Event,
+        delivery_id: str,
+        attempt: int,
+        request: OutgoingRequest,
+        context: Mapping[str, str],
+    ) -> dict[str, str]:
+        """The headers the plugins add to this attempt (checked: valid names, no line
+        breaks); an invalid one is that plugin's bug, logged and left out."""
+        answers = self._told(
+            "before_attempt",
+            webhook=webhook,
+            event=event,
+            delivery_id=delivery_id,
+            attempt=attempt,
+            request=request,
+            context=MappingProxyType(context),
+        )
+        if not answers:
+            return {}
+        headers = self._strings("before_attempt", answers)
+        for name, value in list(headers.items()):
+            if not _HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
+                del headers[name]
+                self._broken(
+                    "(a plugin)",
+                    "before_attempt",
+                    f"returned header {name!r}, not a valid header name and value",
+                )
+        return headers
+
+    def after_attempt(
+        self,
+        webhook: Webhook,
+        event: Event,
+        delivery_id: str,
+        attempt: int,
+        request: OutgoingRequest,
+        context: Mapping[str, str],
+        verdict: Verdict | None,
+        response: Response | None,
+        error: BaseException | None,
+        duration_s: float,
+    ) -> None:
+        self._told(
+            "after_attempt",
+            webhook=webhook,
+            event=event,
+            delivery_id=delivery_id,
+            attempt=attempt,
+            request=request,
+            context=MappingProxyType(context),
+            verdict=verdict,
+            response=response,
+            error=error,
+            duration_s=duration_s,
+        )
 
 
 def _is_figure(value: Any) -> bool:
