@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from string import Template
 
+from empathy_webhooks_core._contract import PLUGIN_API_VERSION
 from empathy_webhooks_core._version import compatible_range
 
 __all__ = ["create_plugin", "main", "plugin_names"]
@@ -110,6 +111,10 @@ from empathy_webhooks_core.plugin import (
 )
 
 from .format import TEXT_LIMIT, TITLE_LIMIT, build_payload
+
+#: The plugin API this plugin is written for: the core refuses it, saying why, if it cannot
+#: keep that promise.
+PLUGIN_API = "$api"
 
 __all__ = ["TEXT_LIMIT", "TITLE_LIMIT", "$cls", "build_payload"]
 
@@ -332,7 +337,12 @@ def create_plugin(name: str, dest: Path) -> Path:
     }
     # The core's semver-compatible range, not an open `>=`: a breaking core must not install
     # under a plugin written against this one.
-    values = {**names, "NAME": names["name"].upper(), "core_range": compatible_range()}
+    values = {
+        **names,
+        "NAME": names["name"].upper(),
+        "core_range": compatible_range(),
+        "api": PLUGIN_API_VERSION,
+    }
     for path, template in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(Template(template).substitute(values), encoding="utf-8")

@@ -13,6 +13,7 @@ out warns (`DeprecationWarning`) for at least one minor version first (docs/writ
 from __future__ import annotations
 
 import typing
+import warnings
 
 from .._bounds import bounded, check_number
 from .._chat import ChatMessage, Fact, chat_message, display_value, fit_escaped, percent, utf16_len
@@ -128,6 +129,12 @@ __all__ = [
 ]
 
 
+#: Names on their way out of the plugin API: old name -> (the name that replaces it, the plugin
+#: API version that removes it). Each keeps working, with a DeprecationWarning, for at least one
+#: minor version (docs/writing-plugins.md, section 7); the CHANGELOG lists it under Deprecated.
+_DEPRECATED: dict[str, tuple[str, str]] = {}
+
+
 def __getattr__(name: str) -> typing.Any:
     # The dispatcher is what `dispatcher_started` and `flush` receive: a plugin names it in
     # annotations, and importing it here eagerly would load the whole pipeline with any plugin.
@@ -135,6 +142,15 @@ def __getattr__(name: str) -> typing.Any:
         from ..dispatcher import WebhookDispatcher
 
         return WebhookDispatcher
+    if name in _DEPRECATED:
+        replacement, removed_in = _DEPRECATED[name]
+        warnings.warn(
+            f"{__name__}.{name} is deprecated and will be removed in plugin API {removed_in}; "
+            f"use {__name__}.{replacement}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[replacement]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

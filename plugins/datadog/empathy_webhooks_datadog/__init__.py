@@ -34,6 +34,9 @@ from .format import alert_type, event_body, event_series, metric_name, tags_for,
 from .metrics import MetricBuffer, Queued, make_point
 from .sites import SITES, api_base_url, site_domain
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "SITES",
     "DatadogWebhook",

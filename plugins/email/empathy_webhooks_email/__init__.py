@@ -47,6 +47,9 @@ from .format import (
     subject_for,
 )
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "DEFAULT_PORTS",
     "EmailContent",

@@ -50,6 +50,9 @@ from .format import (
     review_markdown,
 )
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "API_VERSION",
     "COMMENT_LIMIT",

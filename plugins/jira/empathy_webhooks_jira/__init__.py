@@ -46,6 +46,9 @@ from .format import (
     summary,
 )
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "DEFAULT_PRIORITIES",
     "JiraAnswer",

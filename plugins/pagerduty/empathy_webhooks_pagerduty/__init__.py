@@ -27,6 +27,9 @@ from empathy_webhooks_core.plugin import (
 
 from .format import build_body, pagerduty_severity, summary
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = ["DEFAULT_EVENTS_URL", "PagerDutyWebhook", "build_body", "pagerduty_severity", "summary"]
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com"

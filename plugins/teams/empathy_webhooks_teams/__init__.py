@@ -31,6 +31,9 @@ from empathy_webhooks_core.plugin import (
 
 from .format import MESSAGE_LIMIT_BYTES, STYLES, build_message, card_message, fit_message
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "MESSAGE_LIMIT_BYTES",
     "STYLES",
