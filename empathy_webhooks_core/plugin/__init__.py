@@ -41,6 +41,7 @@ from .._formatting import (
 )
 from .._log import get_logger
 from .._netguard import BlockedAddressError, address_refusal
+from .._plugin_kit import LABELS, SecretUrlWebhook, apply_template, labelled_title
 from .._routing import EventMatcher
 from .._sender import Sender
 from .._templating import merge_payload, render_template
@@ -70,6 +71,7 @@ from ..wire import (
 
 __all__ = [
     "ELLIPSIS",
+    "LABELS",
     "MIN_SECRET_LENGTH",
     "PLUGIN_API_ATTRIBUTE",
     "PLUGIN_API_VERSION",
@@ -87,12 +89,14 @@ __all__ = [
     "Outcome",
     "OutgoingRequest",
     "Response",
+    "SecretUrlWebhook",
     "Sender",
     "Severity",
     "Verdict",
     "Webhook",
     "WebhookDispatcher",
     "address_refusal",
+    "apply_template",
     "base_event_type",
     "bounded",
     "chat_message",
@@ -112,6 +116,7 @@ __all__ = [
     "hookimpl",
     "human_time",
     "json_bytes",
+    "labelled_title",
     "lifecycle_action",
     "location",
     "merge_payload",

@@ -59,9 +59,6 @@ DEFAULT_EVENT_METRICS = (
     "error_rate",
     "throughput",
 )
-#: Marks a `Response` that answered the series call of an event delivery, so the verdict can
-#: say which half failed. Never sent anywhere.
-STEP_HEADER = "x-empathy-datadog-step"
 
 
 def _key(name: str, required: bool) -> Any:
@@ -245,7 +242,7 @@ async def _deliver_with_metrics(
     if 200 <= metrics_answer.status < 300:
         buffer.forget_posted(event_id)
         return answer or metrics_answer
-    return attrs.evolve(metrics_answer, headers={**metrics_answer.headers, STEP_HEADER: "series"})
+    return metrics_answer.at_step("series")
 
 
 def _errors(response: Response) -> str:
@@ -290,7 +287,7 @@ def classify_response(
 ) -> Verdict | None:
     if not isinstance(webhook, DatadogWebhook):
         return None
-    if response.header(STEP_HEADER) == "series":
+    if response.step == "series":
         return classify(webhook, response, what="event accepted, but its metrics")
     return classify(webhook, response)
 

@@ -51,7 +51,6 @@ PLUGIN_API = "1.0"
 
 __all__ = [
     "DEFAULT_PRIORITIES",
-    "JiraAnswer",
     "JiraWebhook",
     "build_body",
     "description_adf",
@@ -180,14 +179,6 @@ class JiraWebhook(Webhook):
         return f"Bearer {self.api_token}"
 
 
-@attrs.frozen(kw_only=True)
-class JiraAnswer(Response):
-    """The answer that ends a delivery, with which call it came from and what it did."""
-
-    step: str = "create"
-    details: Mapping[str, Any] = attrs.field(factory=dict)
-
-
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"jira": JiraWebhook}
@@ -229,15 +220,8 @@ def _remember(key: tuple[str, str, str], issue_id: str) -> None:
         _CREATED.popitem(last=False)
 
 
-def _answer(response: Response, step: str, elapsed: float, **details: Any) -> JiraAnswer:
-    return JiraAnswer(
-        status=response.status,
-        headers=response.headers,
-        body=response.body,
-        elapsed_ms=elapsed,
-        step=step,
-        details={key: value for key, value in details.items() if value is not None},
-    )
+def _answer(response: Response, step: str, elapsed: float, **details: Any) -> Response:
+    return response.at_step(step, elapsed_ms=elapsed, **details)
 
 
 async def _deliver(
@@ -285,9 +269,7 @@ async def _deliver(
         return answer
 
 
-def _created(
-    webhook: JiraWebhook, response: Response, elapsed: float, fp: str | None
-) -> JiraAnswer:
+def _created(webhook: JiraWebhook, response: Response, elapsed: float, fp: str | None) -> Response:
     body = response.json() if 200 <= response.status < 300 else None
     if not isinstance(body, dict):
         return _answer(response, "create", elapsed)
@@ -333,8 +315,8 @@ def classify_response(
 ) -> Verdict | None:
     if not isinstance(webhook, JiraWebhook):
         return None
-    step = getattr(response, "step", "create")
-    details = dict(getattr(response, "details", {}) or {})
+    step = response.step or "create"
+    details = dict(response.details)
     status = response.status
     if 200 <= status < 300:
         key = details.get("jira_key")
