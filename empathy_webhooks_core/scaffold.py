@@ -96,17 +96,16 @@ The module is the plugin: its `@hookimpl` functions are found through the entry 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 from empathy_webhooks_core.plugin import (
     Event,
     OutgoingRequest,
     Webhook,
+    apply_template,
     check_url,
     hookimpl,
-    merge_payload,
-    render_template,
     secret_field,
 )
 
@@ -127,7 +126,7 @@ class $cls(Webhook):
 
     url: str = attrs.field(validator=lambda _, __, value: check_url(value))
     # A declared credential: the core masks it in reprs, logs, errors, dead letters and CLI
-    # output. (A webhook whose URL is itself the credential says `secret_url = True`.)
+    # output. (A chat webhook whose URL is itself the credential: subclass SecretUrlWebhook.)
     token: str | None = secret_field(default=None)
 
 
@@ -140,12 +139,8 @@ def webhook_types() -> Mapping[str, type[Webhook]]:
 def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
     if not isinstance(webhook, $cls):
         return None  # not ours: another plugin renders it
-    payload: Any = build_payload(event)
-    override = render_template(webhook, event)
-    if isinstance(override, Mapping):
-        payload = merge_payload(payload, override)
-    elif override is not None:
-        payload = override
+    # The user's template: a dict merged over the payload, a string as its text.
+    payload = apply_template(webhook, event, build_payload(event), text=lambda t: {"text": t})
     headers = {"Authorization": f"Bearer {webhook.token}"} if webhook.token else {}
     return OutgoingRequest.json(webhook.url, payload, headers=headers)
 '''

@@ -41,7 +41,7 @@ from .._formatting import (
 )
 from .._log import get_logger
 from .._netguard import BlockedAddressError, address_refusal
-from .._plugin_kit import LABELS, SecretUrlWebhook, apply_template, labelled_title
+from .._plugin_kit import LABELS, HttpAnswers, SecretUrlWebhook, apply_template, labelled_title
 from .._routing import EventMatcher
 from .._sender import Sender
 from .._templating import merge_payload, render_template
@@ -85,6 +85,7 @@ __all__ = [
     "EventMatcher",
     "Fact",
     "FindingBasis",
+    "HttpAnswers",
     "Lifecycle",
     "Outcome",
     "OutgoingRequest",

@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 from empathy_webhooks_core.plugin import (
     Event,
     Severity,
+    apply_template,
     chat_message,
     json_bytes,
-    merge_payload,
-    render_template,
     truncate,
 )
 
@@ -125,23 +124,23 @@ def _text_message(text: str) -> dict[str, Any]:
     return card_message([{"type": "TextBlock", "text": text, "wrap": True}])
 
 
+def _in_envelope(override: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A bare `AdaptiveCard` template, put in the message envelope it is merged over."""
+    if override.get("type") != "AdaptiveCard":
+        return override
+    return {
+        "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": override}]
+    }
+
+
 def build_message(webhook: TeamsWebhook, event: Event) -> dict[str, Any]:
     """The message for `event`: the user's template for its type if any (a string is the
     card's text; a function's dict or a dict is merged over the message, and a bare
     `AdaptiveCard` is put in its envelope), else the default card; then fitted to
     `webhook.max_message_bytes`."""
-    payload = default_message(event)
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        payload = _text_message(override)
-    elif isinstance(override, Mapping):
-        if override.get("type") == "AdaptiveCard":
-            override = {
-                "attachments": [
-                    {"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": override}
-                ]
-            }
-        payload = merge_payload(payload, override)
+    payload = apply_template(
+        webhook, event, default_message(event), text=_text_message, mapping=_in_envelope
+    )
     return fit_message(payload, webhook.max_message_bytes, chat_message(event).notification)
 
 
