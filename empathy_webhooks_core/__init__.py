@@ -15,22 +15,27 @@ from ._version import __version__
 _EXPORTS = {
     "BlockedAddressError": "netguard",
     "BreakerPolicy": "breaker",
+    "AttemptRecord": "history",
     "ConfigError": "converter",
     "CustomWebhook": "webhooks",
     "DeadLetter": "stores",
     "Delivery": "stores",
     "DeliveryError": "wire",
+    "DeliveryPage": "history",
+    "DeliveryRecord": "history",
     "DeliveryResult": "wire",
     "DeliveryStore": "stores",
     "Event": "events",
     "EventDataError": "events",
     "EventType": "events",
+    "KeyValue": "stores",
     "OutgoingRequest": "wire",
     "Outcome": "wire",
     "PluginContractError": "plugins",
     "QueueFull": "dispatcher",
     "RateLimit": "ratelimit",
     "Response": "wire",
+    "StateContext": "_pipeline.state",
     "RetryPolicy": "retry",
     "ThreadedDispatcher": "sync",
     "USER_AGENT": "dispatcher",
@@ -46,12 +51,14 @@ _EXPORTS = {
     "render_request": "delivery",
     "secret_field": "redaction",
     "sign_request": "signing",
+    "state_for": "_pipeline.state",
     "verify_standard_webhook": "signing",
     "verify_webhook_signature": "signing",
 }
 
 __all__ = [
     "USER_AGENT",
+    "AttemptRecord",
     "BlockedAddressError",
     "BreakerPolicy",
     "ConfigError",
@@ -59,11 +66,14 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryError",
+    "DeliveryPage",
+    "DeliveryRecord",
     "DeliveryResult",
     "DeliveryStore",
     "Event",
     "EventDataError",
     "EventType",
+    "KeyValue",
     "Outcome",
     "OutgoingRequest",
     "PluginContractError",
@@ -71,6 +81,7 @@ __all__ = [
     "RateLimit",
     "Response",
     "RetryPolicy",
+    "StateContext",
     "ThreadedDispatcher",
     "UnknownWebhookError",
     "Verdict",
@@ -85,6 +96,7 @@ __all__ = [
     "render_request",
     "secret_field",
     "sign_request",
+    "state_for",
     "verify_standard_webhook",
     "verify_webhook_signature",
 ]
@@ -106,11 +118,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from ._log import get_logger
     from ._netguard import BlockedAddressError
+    from ._pipeline.state import StateContext, state_for
     from .breaker import BreakerPolicy
     from .converter import ConfigError
     from .delivery import render_request
     from .dispatcher import USER_AGENT, QueueFull, WebhookDispatcher
     from .events import Event, EventDataError, EventType
+    from .history import AttemptRecord, DeliveryPage, DeliveryRecord
     from .monitor import UnknownWebhookError, WebhookMonitor
     from .plugins import PluginContractError, hookimpl
     from .ratelimit import RateLimit
@@ -122,7 +136,7 @@ if TYPE_CHECKING:
         verify_standard_webhook,
         verify_webhook_signature,
     )
-    from .stores import DeadLetter, Delivery, DeliveryStore
+    from .stores import DeadLetter, Delivery, DeliveryStore, KeyValue
     from .sync import ThreadedDispatcher
     from .webhooks import CustomWebhook, Webhook, WebhookConfig
     from .wire import DeliveryError, DeliveryResult, Outcome, OutgoingRequest, Response, Verdict

@@ -4,7 +4,8 @@ A plugin that makes more than the core's single request per delivery (Jira's sea
 create, GitHub's comment listing, Datadog's batched metrics) sends every one of them through a
 `Sender`, never through a session of its own or the dispatcher's shared one. A sender is bound
 to its webhook and to the session the dispatcher chose for that webhook (`deliver`'s `session`
-argument, or `dispatcher.sender_for(webhook)` outside a delivery), so each request:
+argument; outside a delivery, the `sender` of the `StateContext` the webhook's plugin state is
+started with, or `dispatcher.sender_for(webhook)`), so each request:
 
 - honours the webhook's `block_private_addresses`: with it on, the session must be the
   dispatcher's guarded one, and a sender given any other refuses to send

@@ -9,6 +9,7 @@ import aiohttp
 import attrs
 import pluggy
 
+from ._pipeline.state import current_state
 from .clock import Clock
 from .events import Event
 from .plugins import Hooks, hooks_for
@@ -39,6 +40,8 @@ class Attempt:
     verdict: Verdict
     response: Response | None = None
     exception: BaseException | None = None
+    #: The request as sent (signed), for the attempt's history; None when none was sent.
+    request: OutgoingRequest | None = None
 
 
 def render(hooks: Hooks, webhook: Webhook, delivery: Delivery) -> None:
@@ -99,21 +102,26 @@ async def attempt(
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                response = await hooks.deliver(webhook, request, session)
+                state = current_state(webhook, hooks)
+                response = await hooks.deliver(webhook, request, session, state)
         except TimeoutError as exc:
             if not deadline.expired():
                 raise
             raise TimeoutError(f"no answer within {timeout:g} s") from exc
     except TRANSPORT_ERRORS as exc:
-        return Attempt(Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc)
+        return Attempt(
+            Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc, request=request
+        )
     except Exception as exc:
-        return Attempt(Verdict(outcome=Outcome.FAIL, reason=_describe(exc)), exception=exc)
+        return Attempt(
+            Verdict(outcome=Outcome.FAIL, reason=_describe(exc)), exception=exc, request=request
+        )
     try:
         verdict = hooks.classify_response(webhook, delivery.request, response)
     except Exception as exc:
         reason = f"could not classify the answer: {_describe(exc)}"
-        return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), response, exc)
-    return Attempt(verdict, response)
+        return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), response, exc, request)
+    return Attempt(verdict, response, request=request)
 
 
 def render_request(

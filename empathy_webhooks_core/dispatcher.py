@@ -31,6 +31,7 @@ from ._pipeline.failures import Failures
 from ._pipeline.lane import RESUME_WINDOW, Guards, Lane, LaneSnapshot, LaneTable
 from ._pipeline.paging import Pager
 from ._pipeline.sessions import MAX_CONNECTIONS, USER_AGENT, Sessions
+from ._pipeline.state import WebhookStates
 from ._pipeline.work import Workers
 from ._sender import Sender
 from .clock import Clock, SystemClock
@@ -42,6 +43,7 @@ from .events import (
     check_depth,
     data_depth_limit,
 )
+from .history import DeliveryPage, DeliveryQuery, DeliveryRecord, KeepsHistory
 from .monitor import UnknownWebhookError, WebhookMonitor
 from .plugins import Hooks, get_plugin_manager, hooks_for
 from .redaction import redact_text
@@ -103,6 +105,7 @@ class WebhookDispatcher:
         self._store: DeliveryStore | None = None
         self._sessions = Sessions(session, max_connections)
         self._table = LaneTable(self._hooks)
+        self._states = WebhookStates(self._hooks)
         self._lanes = self._table.lanes  # the same dict, for the steps that read it
         self._timers: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
@@ -155,6 +158,15 @@ class WebhookDispatcher:
 
     def _open_lanes(self) -> None:
         self._table.open(self._guards, self._clock, self._workers.start)
+        assert self._store is not None
+        for webhook in self._table.webhooks:
+            if not self._states.holds(webhook):
+                self._states.start(
+                    webhook,
+                    self._clock,
+                    Sender(webhook, self._sessions.for_webhook(webhook)),
+                    self._store,
+                )
 
     def sender_for(self, webhook: Webhook) -> Sender:
         """How a plugin sends `webhook`'s requests outside a delivery (batched metrics): the
@@ -229,6 +241,7 @@ class WebhookDispatcher:
                 resumed = await store.open()
                 self._guards = Guards.of(store)
                 self._failures.open(store)
+                self._workers.history = store if isinstance(store, KeepsHistory) else None
                 self._sessions.open()
                 self._open_lanes()
             except BaseException:
@@ -251,9 +264,11 @@ class WebhookDispatcher:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await self._states.stop()
         store, self._store = self._store, None
         self._guards = Guards()
         self._failures.open(None)
+        self._workers.history = None
         if store is not None:
             try:
                 await store.close()
@@ -292,7 +307,7 @@ class WebhookDispatcher:
         awaitables = [
             awaitable
             for lane in self._lanes.values()
-            for awaitable in self._hooks.flush(lane.webhook, self)
+            for awaitable in self._hooks.flush(lane.webhook, self._states.state(lane.webhook), self)
         ]
         for result in await asyncio.gather(*awaitables, return_exceptions=True):
             if isinstance(result, BaseException):
@@ -314,6 +329,7 @@ class WebhookDispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._states.stop()
         left = sum(lane.pending for lane in self._lanes.values())
         if left and self._store is not None and self._store.remote_workers is False:
             log.warning("closed_with_pending_deliveries", count=left)
@@ -442,9 +458,67 @@ class WebhookDispatcher:
                 await self.replay_dead_letter(letter.dead_letter_id)
         return len(letters)
 
+    # -- attempt history -------------------------------------------------------------------
+
+    async def _history(self) -> KeepsHistory:
+        if not self._started:
+            await self.start()
+        store = self._store
+        if not isinstance(store, KeepsHistory):
+            raise RuntimeError(
+                f"the store {store!r} keeps no attempt history (it does not implement "
+                "empathy_webhooks_core.history.KeepsHistory)"
+            )
+        return store
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        """One delivery's record with its attempts (oldest first), or None when the store
+        does not hold it (never queued, or older than what the store keeps)."""
+        return await (await self._history()).delivery_record(delivery_id)
+
+    async def deliveries(
+        self,
+        *,
+        webhook: str | None = None,
+        status: str | None = None,
+        event_type: str | None = None,
+        event_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> DeliveryPage:
+        """Delivery records, newest first, a page of at most `limit` (1 to 500) at a time;
+        pass the page's `next_cursor` as `cursor` for the next. Filters: the webhook's
+        name, the status (`history.DELIVERY_STATUSES`), the event's type or id, and the
+        time it was queued (epoch seconds, `since` included, `until` not). Raises
+        `ValueError` for a bad status, limit or cursor."""
+        query = DeliveryQuery(
+            webhook=webhook,
+            status=status,
+            event_type=event_type,
+            event_id=event_id,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+        if cursor is not None:
+            query.after()  # a bad cursor is the caller's error, said before any work
+        return await (await self._history()).delivery_records(query)
+
+    async def event(self, event_id: str) -> Event | None:
+        """An event the store still holds a delivery record of, or None."""
+        return await (await self._history()).stored_event(event_id)
+
     def lane_state(self, name: str) -> LaneSnapshot | None:
         """Live figures for the monitor (None when this dispatcher has no such webhook)."""
         return self._table.snapshot(name)
+
+    def plugin_figures(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """The plugins' own figures for webhook `name` (the `webhook_stats` hook), with the
+        identity of the state they describe; None when this dispatcher never started it."""
+        return self._states.figures(name)
 
     def get_webhook_stats(self, name: str) -> dict[str, Any]:
         """This dispatcher's figures for one webhook (see `WebhookMonitor`)."""

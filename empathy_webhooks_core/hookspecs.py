@@ -66,7 +66,7 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 @hookspec(firstresult=True)
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
 ) -> Awaitable[Response] | None:
     """Send one attempt of a request and return the service's answer.
 
@@ -82,6 +82,9 @@ def deliver(
     :param request: what ``format_payload`` returned, with signature headers added.
     :param session: the dispatcher's shared ``aiohttp.ClientSession`` (pooled connections,
         redirects off). Use it rather than opening your own.
+    :param state: what your `webhook_state` made for this webhook (None if you keep none):
+        where a delivery reads and records what outlives it (what was created, what is owed).
+        Leave the parameter out if you do not need it.
     :return: None, or an awaitable resolving to a `Response`.
         Raise ``ConnectionError``, ``TimeoutError`` or an ``aiohttp.ClientError`` for transport
         failures: those are retried. Any other exception is a final failure.
@@ -160,12 +163,56 @@ def dispatcher_started(dispatcher: WebhookDispatcher) -> None:
 
 
 @hookspec
-def flush(webhook: Webhook, dispatcher: WebhookDispatcher) -> Awaitable[None] | None:
+def flush(webhook: Webhook, state: Any, dispatcher: WebhookDispatcher) -> Awaitable[None] | None:
     """Send whatever the webhook has buffered (metrics, digests).
 
-    Called for every webhook when the dispatcher drains and before it closes.
+    Called for every webhook when the dispatcher drains and before it closes (before the
+    webhook's state is closed).
 
     :param webhook: one of the dispatcher's webhooks (every one is offered; flush yours).
-    :param dispatcher: the `WebhookDispatcher` draining or closing.
+    :param state: the webhook's state (what its plugin's `webhook_state` made; None if it
+        keeps none): the buffer to send.
+    :param dispatcher: the `WebhookDispatcher` draining or closing. Kept for plugins written
+        before `state`; new plugins get what they need from the state's `StateContext`.
     :return: None when there is nothing of yours to flush, else an awaitable the core awaits.
+    """
+
+
+@hookspec(firstresult=True)
+def webhook_state(webhook: Webhook) -> Any:
+    """Make the state your plugin keeps for one of your webhooks between deliveries: a buffer,
+    what it created, what it looked up. Never keep such things on the (frozen) webhook or in
+    module globals: the core keeps this object, one per webhook, and hands it to `deliver`,
+    `flush` and `webhook_stats`; plugin code elsewhere gets it with
+    ``state_for(webhook)``.
+
+    Called once per webhook: when a dispatcher starts serving it, or earlier when plugin code
+    asks for it (``state_for``: points queued before any dispatcher started). Must be quick,
+    synchronous and free of I/O. The object may define ``start(context)``, called in the
+    dispatcher's loop with a `StateContext` (the webhook's `Sender`, the dispatcher's clock,
+    and a key-value ``memory`` that is shared by every worker when the store is), and
+    ``close()`` (may be async), called when the last dispatcher serving the webhook stops,
+    after the final `flush`.
+
+    :param webhook: a webhook of the dispatcher. Return None unless it is one of your own
+        classes.
+    :return: your state object for it, or None (first non-None result wins).
+    """
+
+
+@hookspec
+def webhook_stats(webhook: Webhook, state: Any) -> Mapping[str, int | float | str | None] | None:
+    """Add your own figures to a webhook's stats (``get_webhook_stats``, the monitor, the
+    Prometheus collector).
+
+    Called for every plugin whenever stats are read, so it must be quick and must not block.
+    Your keys appear namespaced as ``plugin.<plugin name>.<key>`` (the plugin name is its
+    entry-point name, e.g. ``plugin.datadog.points_sent``); numbers are also exported to
+    Prometheus as ``<prefix>_plugin_<plugin name>_<key>`` with a ``webhook`` label. Figures of
+    one state shared by two dispatchers are counted once.
+
+    :param webhook: the webhook whose stats are read.
+    :param state: its state (what its plugin's `webhook_state` made; None if it keeps none).
+    :return: a mapping of figure names to numbers (or a short text such as a last error, shown
+        by ``get_webhook_stats`` only), or None when you have nothing to add.
     """

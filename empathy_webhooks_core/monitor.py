@@ -45,6 +45,8 @@ STAT_DEFINITIONS = {
     "refused": "deliveries emit refused with QueueFull because max_pending were pending",
     "callback_errors": "times the webhook's on_failure callback raised (each is logged as "
     "on_failure_callback_failed with the webhook and event id)",
+    "plugin.<plugin>.<figure>": "a plugin's own figures (its webhook_stats hook), e.g. "
+    "plugin.datadog.points_sent; present when a plugin reports them",
 }
 
 _SAMPLES = 2048
@@ -152,6 +154,8 @@ _dispatchers: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
 #: The final figures of webhooks whose dispatcher closed, by name, until a new dispatcher
 #: takes the name: `WebhookMonitor()` keeps answering for them after the `async with` ends.
 _retired: dict[str, LaneSnapshot] = {}
+#: The plugins' final figures of those webhooks (see `WebhookDispatcher.plugin_figures`).
+_retired_figures: dict[str, tuple[int, dict[str, Any]]] = {}
 
 
 def track(dispatcher: WebhookDispatcher) -> None:
@@ -161,6 +165,7 @@ def track(dispatcher: WebhookDispatcher) -> None:
 def claim(name: str) -> None:
     """A new dispatcher took `name`: its own figures replace the retired ones."""
     _retired.pop(name, None)
+    _retired_figures.pop(name, None)
 
 
 def retire(dispatcher: WebhookDispatcher) -> None:
@@ -169,6 +174,9 @@ def retire(dispatcher: WebhookDispatcher) -> None:
         state = dispatcher.lane_state(name)
         if state is not None:
             _retired[name] = attrs.evolve(state, in_flight=0)
+        figures = dispatcher.plugin_figures(name)
+        if figures is not None:
+            _retired_figures[name] = figures
     _dispatchers.discard(dispatcher)
 
 
@@ -231,7 +239,30 @@ class WebhookMonitor:
                 live["breaker_state"] = state.breaker_state
             live["disabled"] = live["disabled"] or state.disabled
             live["max_pending"] = max(live["max_pending"], state.max_pending)
-        return combine([state.recorder for state in states], live)
+        return {**combine([state.recorder for state in states], live), **self._figures(name)}
+
+    def _figures(self, name: str) -> dict[str, Any]:
+        """The plugins' figures over the dispatchers that have the webhook: numbers summed
+        (a state two dispatchers share counted once), a text the latest one."""
+        found = {
+            state_id: figures
+            for dispatcher in self._sources()
+            if (pair := dispatcher.plugin_figures(name)) is not None
+            for state_id, figures in [pair]
+        }
+        if self._dispatcher is None and name in _retired_figures:
+            state_id, figures = _retired_figures[name]
+            found.setdefault(state_id, figures)
+        total: dict[str, Any] = {}
+        for figures in found.values():
+            for key, value in figures.items():
+                before = total.get(key)
+                numbers = (int, float)
+                if isinstance(value, numbers) and isinstance(before, numbers):
+                    total[key] = before + value
+                elif value is not None or key not in total:
+                    total[key] = value
+        return total
 
     def all_stats(self) -> dict[str, dict[str, Any]]:
         return {name: self.get_webhook_stats(name) for name in self.webhook_names()}

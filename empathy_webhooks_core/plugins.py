@@ -372,10 +372,14 @@ class Hooks:
         return request
 
     def deliver(
-        self, webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+        self,
+        webhook: Webhook,
+        request: OutgoingRequest,
+        session: aiohttp.ClientSession,
+        state: Any = None,
     ) -> Awaitable[Response]:
         awaitable, plugin = self._first(
-            "deliver", webhook=webhook, request=request, session=session
+            "deliver", webhook=webhook, request=request, session=session, state=state
         )
         if awaitable is None:
             raise LookupError(f"no installed plugin delivers webhooks of kind {webhook.kind!r}")
@@ -454,8 +458,73 @@ class Hooks:
     def dispatcher_started(self, dispatcher: Any) -> None:
         self._each("dispatcher_started", dispatcher=dispatcher)
 
-    def flush(self, webhook: Webhook, dispatcher: Any) -> list[Awaitable[None]]:
-        return [r for r in self._each("flush", webhook=webhook, dispatcher=dispatcher) if r]
+    def flush(self, webhook: Webhook, state: Any, dispatcher: Any) -> list[Awaitable[None]]:
+        return [
+            r for r in self._each("flush", webhook=webhook, state=state, dispatcher=dispatcher) if r
+        ]
+
+    # -- per-webhook plugin state (_pipeline/state.py) -------------------------------------
+
+    def webhook_state(self, webhook: Webhook) -> Any:
+        """The webhook's plugin's state object, or None. A hook that raises is logged, and the
+        webhook runs without state (its plugin sees None)."""
+        try:
+            state, _ = self._first("webhook_state", webhook=webhook)
+        except Exception as exc:
+            log.error(
+                "plugin_hook_failed",
+                hook="webhook_state",
+                webhook=webhook.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return None
+        if inspect.iscoroutine(state):
+            state.close()
+            return None
+        return state
+
+    def webhook_stats(self, webhook: Webhook, state: Any) -> dict[str, Any]:
+        """Every plugin's figures for the webhook, as ``plugin.<name>.<key>``. A plugin that
+        raises or answers something else than a mapping is logged and left out."""
+        figures: dict[str, Any] = {}
+        for impl in self._impls("webhook_stats"):
+            kwargs = {"webhook": webhook, "state": state}
+            try:
+                found = impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed",
+                    hook="webhook_stats",
+                    plugin=impl.plugin_name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            if found is None:
+                continue
+            if not isinstance(found, Mapping) or not all(
+                isinstance(key, str) and _is_figure(value) for key, value in found.items()
+            ):
+                self._broken(
+                    impl.plugin_name,
+                    "webhook_stats",
+                    f"returned {_kind_of(found)}, not a mapping of names to numbers",
+                )
+                continue
+            label = plugin_label(impl.plugin_name, impl.plugin)
+            figures.update({f"plugin.{label}.{key}": value for key, value in found.items()})
+        return figures
+
+
+def _is_figure(value: Any) -> bool:
+    return value is None or isinstance(value, int | float | str)
+
+
+def plugin_label(name: str, plugin: Any) -> str:
+    """A plugin's name in stats: its entry-point name (``datadog``); for a plugin registered
+    otherwise, its module's name without ``empathy_webhooks_``, or its class's name."""
+    if name.isdigit():  # pluggy names an unnamed object by its id
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+    return name.rsplit(".", 1)[-1].removeprefix("empathy_webhooks_")
 
 
 def hooks_for(pm: pluggy.PluginManager) -> Hooks:

@@ -7,11 +7,14 @@
     start_http_server(9100)
 
 Figures are read at scrape time from `WebhookMonitor`, so they always equal what
-`get_webhook_stats` reports; nothing is counted twice.
+`get_webhook_stats` reports; nothing is counted twice. A plugin's own numeric figures
+(`plugin.datadog.points_sent`) become gauges named `<prefix>_plugin_datadog_points_sent`, with
+the `webhook` label.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +33,14 @@ _GAUGES = {
     "in_flight": ("in_flight", "Attempts under way."),
     "dead_letters": ("dead_letters", "Final failures kept for replay."),
 }
+
+
+_NOT_IN_NAMES = re.compile(r"[^a-zA-Z0-9_]+")
+
+
+def _plugin_metric(prefix: str, key: str) -> str:
+    """`plugin.datadog.points_sent` -> `<prefix>_plugin_datadog_points_sent` (a valid name)."""
+    return f"{prefix}_{_NOT_IN_NAMES.sub('_', key).strip('_')}"
 
 
 class WebhookCollector:
@@ -77,6 +88,25 @@ class WebhookCollector:
             disabled.add_metric([webhook], 1 if figures["disabled"] else 0)
         yield state
         yield disabled
+        yield from self._plugin_figures(stats)
+
+    def _plugin_figures(self, stats: dict[str, dict[str, Any]]) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        families: dict[str, Any] = {}
+        for webhook, figures in stats.items():
+            for key, value in figures.items():
+                if not key.startswith("plugin.") or isinstance(value, bool):
+                    continue
+                if not isinstance(value, int | float):
+                    continue  # a text (a last error) is for get_webhook_stats only
+                name = _plugin_metric(self.prefix, key)
+                if name not in families:
+                    families[name] = GaugeMetricFamily(
+                        name, f"The plugin's own figure {key}.", labels=["webhook"]
+                    )
+                families[name].add_metric([webhook], value)
+        yield from families.values()
 
 
 def register_collector(

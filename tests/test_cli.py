@@ -120,6 +120,7 @@ def test_help_documents_the_commands_and_exit_codes() -> None:
         "listen",
         "stats",
         "dead-letters",
+        "deliveries",
         "demo",
         "worker",
         "new-plugin",
@@ -511,9 +512,72 @@ url = "{receiver.url("/flaky")}"
     assert unknown.code == 2 and "no dead letter 'dl_nope'" in unknown.err
 
 
+async def test_deliveries_lists_and_shows_attempts_from_the_sqlite_store(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    config = write(
+        tmp_path / "webhooks.toml",
+        f"""
+store = "sqlite:///{tmp_path / "outbox.db"}"
+[[webhooks]]
+type = "custom"
+name = "flaky"
+url = "{receiver.url("/flaky")}"
+signing_secret = "whsec_cli_history_secret_0123456789"
+{FAST}
+""",
+    )
+    env = {"EMPATHY_WEBHOOKS_LOAD_PLUGINS": ""}
+    receiver.queue(Reply(status=500, body="try later"), Reply(status=200, body="thanks"))
+    sent = await arun("send", "bug_detected", "-c", str(config), env=env)
+    assert sent.code == 0, sent.err
+    assert (await arun("send", "alert", "-c", str(config), env=env)).code == 0
+
+    listed = await arun("deliveries", "list", "--json", "-c", str(config), env=env)
+    assert listed.code == 0, listed.err
+    newest, oldest = listed.json()["deliveries"]
+    assert (newest["event_type"], oldest["event_type"]) == ("alert", "bug_detected")
+    assert oldest["status"] == "delivered" and len(oldest["attempts"]) == 2
+    first = await arun("deliveries", "--json", "--limit", "1", "-c", str(config), env=env)
+    cursor = first.json()["next_cursor"]
+    rest = await arun(
+        "deliveries", "list", "--json", "--cursor", cursor, "-c", str(config), env=env
+    )
+    assert [d["delivery_id"] for d in rest.json()["deliveries"]] == [oldest["delivery_id"]]
+    only = await arun(
+        "deliveries",
+        "list",
+        "--json",
+        "--event-type",
+        "alert",
+        "--since",
+        "1h",
+        "-c",
+        str(config),
+        env=env,
+    )
+    assert [d["delivery_id"] for d in only.json()["deliveries"]] == [newest["delivery_id"]]
+    plain = await arun("--plain", "deliveries", "-c", str(config), env=env)
+    assert "2 deliveries in" in plain.out and oldest["delivery_id"] in plain.out
+
+    shown = await arun("--plain", "deliveries", "show", oldest["delivery_id"], "-c", str(config))
+    assert shown.code == 0, shown.err
+    assert "2 attempt(s)" in shown.out
+    assert "< try later" in shown.out and "< thanks" in shown.out
+    assert "> webhook-signature: ***" in shown.out
+    assert "whsec_cli_history_secret" not in shown.out
+    as_json = await arun("deliveries", "show", oldest["delivery_id"], "--json", "-c", str(config))
+    attempts = as_json.json()["delivery"]["attempts"]
+    assert [(a["status"], a["verdict"]) for a in attempts] == [(500, "retry"), (200, "success")]
+    missing = await arun("deliveries", "show", "dlv_nope", "-c", str(config), env=env)
+    assert missing.code == 1 and "no delivery 'dlv_nope'" in missing.err
+    bad = await arun("deliveries", "list", "--since", "yesterday", "-c", str(config), env=env)
+    assert bad.code == 2 and "is not a time" in bad.err
+
+
 def test_stats_explains_that_the_memory_store_keeps_nothing(tmp_path: Path) -> None:
     write(tmp_path / "webhooks.toml", '[[webhooks]]\ntype = "custom"\nurl = "https://e.x/"\n')
-    for command in (["stats"], ["dead-letters", "list"]):
+    for command in (["stats"], ["dead-letters", "list"], ["deliveries"]):
         result = run(*command, cwd=tmp_path)
         assert result.code == 2
         assert "nothing persists between commands" in result.err

@@ -118,7 +118,9 @@ class Failures:
             name = fallback if isinstance(fallback, str) else fallback.name
             target = self._lanes.get(name)
             if target is not None and target is not lane:
-                backup = Delivery(webhook_name=name, event=delivery.event)
+                backup = Delivery(
+                    webhook_name=name, event=delivery.event, context=dict(delivery.context)
+                )
                 await store.enqueue([backup])
                 if not store.remote_workers:  # else a worker takes it from the store
                     target.enqueue(backup)
@@ -197,7 +199,7 @@ class Failures:
             raise KeyError(
                 f"dead letter {dead_letter_id!r} is for unknown webhook {letter.webhook_name!r}"
             )
-        delivery = Delivery(webhook_name=letter.webhook_name, event=letter.event)
+        delivery = letter.replay_delivery()
         await store.enqueue([delivery])
         lane.dead_letters = max(0, lane.dead_letters - 1)
         if not store.remote_workers:  # else a worker takes it from the store

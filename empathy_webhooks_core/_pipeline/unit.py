@@ -33,7 +33,10 @@ class Delivery:
     """One event on its way to one webhook. Mutable: the pipeline counts its attempts.
 
     `store_ref` is the store's own handle (a row id, a stream entry id); `request` caches the
-    rendered request so every retry sends the same bytes.
+    rendered request so every retry sends the same bytes. `context` is opaque per-delivery
+    text (a trace parent, say) set when the delivery is made: every store keeps it, a worker
+    taking the delivery in another process gets it back unchanged, and so does its dead
+    letter and the delivery a replay makes.
     """
 
     webhook_name: str
@@ -45,3 +48,4 @@ class Delivery:
     enqueued_at: float = attrs.field(factory=time.time)
     store_ref: Any = None
     request: OutgoingRequest | None = attrs.field(default=None, repr=False)
+    context: dict[str, str] = attrs.field(factory=dict)

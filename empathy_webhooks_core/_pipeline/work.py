@@ -15,6 +15,7 @@ import aiohttp
 from .._log import get_logger
 from ..clock import Clock
 from ..delivery import attempt as run_attempt
+from ..history import KeepsHistory, RawAttempt
 from ..plugins import Hooks
 from ..stores import DeliveryStore
 from ..webhooks import Webhook
@@ -25,6 +26,14 @@ from .outcome import Action, decide
 from .unit import Delivery
 
 __all__ = ["Workers"]
+
+#: A delivery's status in its history record after an attempt the decision ended so.
+_STATUS_AFTER = {
+    Action.SUCCEED: "delivered",
+    Action.RETRY: "retrying",
+    Action.FAIL: "failed",
+    Action.DISABLE: "disabled",
+}
 
 log = get_logger()
 
@@ -54,6 +63,8 @@ class Workers:
         self._session_for = session_for
         self._settle = settle
         self._timers = timers
+        #: The store's history, when it keeps one (set once, when the store opens).
+        self.history: KeepsHistory | None = None
 
     def start(self, lane: Lane) -> None:
         """Start the lane's `max_concurrency` workers."""
@@ -76,6 +87,7 @@ class Workers:
         delivery.attempts += 1
         lane.in_flight += 1
         lane.recorder.attempt(retry=delivery.attempts > 1)
+        started, began = self._clock.time(), self._clock.monotonic()
         try:
             result = await run_attempt(
                 self._hooks, webhook, delivery, self._session_for(webhook), self._clock
@@ -107,6 +119,8 @@ class Workers:
             exception=result.exception,
         )
         delivery.rate_limited = decision.rate_limited
+        if self.history is not None:
+            self._note(delivery, result, decision, started, began)
         if decision.action is Action.SUCCEED:
             await self._succeeded(lane, delivery, response, verdict.details)
             return
@@ -131,6 +145,32 @@ class Workers:
             await self._failures.gone(lane, delivery, decision.reason, decision.error)
         else:
             await self._failures.failed(lane, delivery, decision.error)
+
+    def _note(
+        self, delivery: Delivery, result: Any, decision: Any, started: float, began: float
+    ) -> None:
+        """One history record for the attempt, handed to the store without waiting."""
+        assert self.history is not None
+        sent = result.request or delivery.request
+        duration = max(0.0, self._clock.monotonic() - began)
+        action = decision.action
+        self.history.note_attempt(
+            delivery,
+            RawAttempt(
+                attempt=delivery.attempts,
+                started_at=started,
+                duration_s=duration,
+                verdict=result.verdict.outcome.value,
+                reason=None if action is Action.SUCCEED else decision.reason,
+                response=result.response,
+                headers=sent.headers if sent is not None else {},
+                body_bytes=len(sent.body) if sent is not None else 0,
+                next_retry_at=(
+                    started + duration + decision.wait if action is Action.RETRY else None
+                ),
+            ),
+            _STATUS_AFTER[action],
+        )
 
     def _later(self, deadline: float, lane: Lane, delivery: Delivery) -> None:
         # The deadline was fixed by the decision, not when the task first runs.

@@ -31,6 +31,7 @@ _COMMANDS = (
     "listen",
     "stats",
     "dead_letters",
+    "deliveries",
     "demo_cmd",
     "worker",
     "new_plugin",

@@ -41,6 +41,7 @@ from .._formatting import (
 )
 from .._log import get_logger
 from .._netguard import BlockedAddressError, address_refusal
+from .._pipeline.state import StateContext, state_for
 from .._plugin_kit import LABELS, HttpAnswers, SecretUrlWebhook, apply_template, labelled_title
 from .._routing import EventMatcher
 from .._sender import Sender
@@ -58,6 +59,7 @@ from ..redaction import (
     url_repr,
 )
 from ..retry import parse_retry_after
+from ..stores.base import KeyValue
 from ..webhooks import Webhook, check_url
 from ..wire import (
     DeliveryError,
@@ -86,6 +88,7 @@ __all__ = [
     "Fact",
     "FindingBasis",
     "HttpAnswers",
+    "KeyValue",
     "Lifecycle",
     "Outcome",
     "OutgoingRequest",
@@ -93,6 +96,7 @@ __all__ = [
     "SecretUrlWebhook",
     "Sender",
     "Severity",
+    "StateContext",
     "Verdict",
     "Webhook",
     "WebhookDispatcher",
@@ -128,6 +132,7 @@ __all__ = [
     "render_template",
     "secret_field",
     "severity_of",
+    "state_for",
     "truncate",
     "truncate_bytes",
     "url_repr",

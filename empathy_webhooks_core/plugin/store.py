@@ -7,12 +7,23 @@ from __future__ import annotations
 from ..breaker import BreakerPolicy, BreakerState
 from ..clock import Clock
 from ..converter import did_you_mean
+from ..history import (
+    AttemptRecord,
+    DeliveryPage,
+    DeliveryQuery,
+    DeliveryRecord,
+    KeepsHistory,
+    RawAttempt,
+    page_of,
+)
 from ..ratelimit import RateLimit
 from ..stores import (
     DeadLetter,
     Delivery,
     DeliveryStore,
+    HasKeyValue,
     HasWorkerRole,
+    KeyValue,
     PagedStore,
     PendingCounts,
     ReplaysInOneStep,
@@ -27,16 +38,24 @@ from ..stores import (
 )
 
 __all__ = [
+    "AttemptRecord",
     "BreakerPolicy",
     "BreakerState",
     "Clock",
     "DeadLetter",
     "Delivery",
+    "DeliveryPage",
+    "DeliveryQuery",
+    "DeliveryRecord",
     "DeliveryStore",
+    "HasKeyValue",
     "HasWorkerRole",
+    "KeepsHistory",
+    "KeyValue",
     "PagedStore",
     "PendingCounts",
     "RateLimit",
+    "RawAttempt",
     "ReplaysInOneStep",
     "SharedStore",
     "SharesBreakers",
@@ -47,4 +66,5 @@ __all__ = [
     "decode_event",
     "did_you_mean",
     "new_delivery_id",
+    "page_of",
 ]

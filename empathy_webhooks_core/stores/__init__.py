@@ -8,7 +8,9 @@ from .base import (
     DeadLetter,
     Delivery,
     DeliveryStore,
+    HasKeyValue,
     HasWorkerRole,
+    KeyValue,
     PagedStore,
     PendingCounts,
     ReplaysInOneStep,
@@ -27,7 +29,9 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryStore",
+    "HasKeyValue",
     "HasWorkerRole",
+    "KeyValue",
     "MemoryStore",
     "PagedStore",
     "PendingCounts",
@@ -50,6 +54,8 @@ def open_store(spec: Any, backends: dict[str, Any]) -> DeliveryStore:
     a plugin's `store_backends` names (`sqlite:///outbox.db`, `redis://127.0.0.1:6379/0`)."""
     if spec is None or spec == "memory" or spec == "memory://":
         return MemoryStore()
+    if isinstance(spec, str) and spec.lower().startswith("memory://?"):
+        return _memory_store(spec)
     if not isinstance(spec, str):
         if isinstance(spec, DeliveryStore):
             return spec
@@ -68,6 +74,22 @@ def open_store(spec: Any, backends: dict[str, Any]) -> DeliveryStore:
     return store
 
 
+def _memory_store(url: str) -> MemoryStore:
+    """`memory://?history=N`: the memory store keeping the history of the newest N
+    deliveries (0 keeps none)."""
+    import urllib.parse
+
+    options: dict[str, Any] = {}
+    for key, value in urllib.parse.parse_qsl(url.split("?", 1)[1], keep_blank_values=True):
+        if key != "history":
+            raise ValueError(f"{url!r}: unknown option {key!r} (known: history)")
+        try:
+            options["history_limit"] = int(value)
+        except ValueError:
+            raise ValueError(f"{url!r}: history must be a whole number, got {value!r}") from None
+    return MemoryStore(**options)
+
+
 def store_url_problem(
     spec: str, backends: dict[str, Any], plugin_manager: Any = None
 ) -> str | None:
@@ -77,6 +99,12 @@ def store_url_problem(
     from ..converter import did_you_mean
 
     if spec in ("memory", "memory://"):
+        return None
+    if spec.lower().startswith("memory://?"):
+        try:
+            _memory_store(spec)
+        except ValueError as exc:
+            return str(exc)
         return None
     if "://" not in spec:
         # Shown only when it cannot hold credentials (user:password@host) or query tokens.

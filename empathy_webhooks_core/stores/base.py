@@ -25,7 +25,9 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryStore",
+    "HasKeyValue",
     "HasWorkerRole",
+    "KeyValue",
     "PagedStore",
     "PendingCounts",
     "ReplaysInOneStep",
@@ -91,6 +93,10 @@ class DeadLetter:
     error: dict[str, Any]
     attempts: int
     failed_at: float
+    #: The delivery's `context`, given back to the delivery a replay makes.
+    context: dict[str, str] = attrs.field(factory=dict)
+    #: The id of the delivery that failed (empty when the store did not keep it).
+    delivery_id: str = ""
 
     @classmethod
     def from_delivery(cls, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
@@ -102,6 +108,14 @@ class DeadLetter:
             error=error,
             attempts=delivery.attempts,
             failed_at=time.time(),
+            context=dict(delivery.context),
+            delivery_id=delivery.delivery_id,
+        )
+
+    def replay_delivery(self) -> Delivery:
+        """The fresh delivery a replay queues (attempts start over, the context is kept)."""
+        return Delivery(
+            webhook_name=self.webhook_name, event=self.event, context=dict(self.context)
         )
 
     @classmethod
@@ -160,6 +174,8 @@ class DeadLetter:
             "error": self.error,
             "attempts": self.attempts,
             "failed_at": self.failed_at,
+            "context": dict(self.context),
+            "delivery_id": self.delivery_id,
         }
 
 
@@ -286,6 +302,37 @@ class StopsConsuming(Protocol):
 
 
 @runtime_checkable
+class KeyValue(Protocol):
+    """A small memory of strings by key, each kept for a time (a plugin's per-webhook memory:
+    what it created, what it looked up). Values are short strings; keys are namespaced by the
+    caller. What a store gives is shared by every process using the store."""
+
+    async def get(self, key: str) -> str | None:
+        """The value kept for `key`, or None (never kept, deleted, or expired)."""
+        ...
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        """Keep `value` for `key` for `ttl_seconds`, replacing any value."""
+        ...
+
+    async def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        """Keep `value` only if `key` holds nothing: True if it was kept (a claim)."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class HasKeyValue(Protocol):
+    """A store that keeps plugins' key-value memory (the Redis store: shared by every worker;
+    SQLite: in its file). Without it the core keeps that memory in the process."""
+
+    def key_value(self, namespace: str) -> KeyValue:
+        """The memory under `namespace` (keys of other namespaces are never seen)."""
+        ...
+
+
+@runtime_checkable
 class SharedStore(
     DeliveryStore,
     SharesRateLimits,
@@ -293,6 +340,7 @@ class SharedStore(
     ReplaysInOneStep,
     HasWorkerRole,
     StopsConsuming,
+    HasKeyValue,
     Protocol,
 ):
     """Every capability a store shared by many processes offers (the Redis store)."""

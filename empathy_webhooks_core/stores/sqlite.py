@@ -56,6 +56,15 @@ import attrs
 
 from .._bounds import check_number
 from .._log import get_logger
+from ..events import Event
+from ..history import (
+    AttemptRecord,
+    DeliveryPage,
+    DeliveryQuery,
+    DeliveryRecord,
+    RawAttempt,
+    page_of,
+)
 from .base import (
     DeadLetter,
     Delivery,
@@ -91,7 +100,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     state TEXT NOT NULL DEFAULT 'queued',
     created_at REAL NOT NULL,
     delivered_at REAL,
-    owner TEXT
+    owner TEXT,
+    context_json TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_delivered_at
     ON deliveries (delivered_at) WHERE state = 'delivered';
@@ -105,7 +115,33 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     attempts INTEGER NOT NULL,
     failed_at REAL NOT NULL,
     replaying INTEGER NOT NULL DEFAULT 0,
-    replaying_by TEXT
+    replaying_by TEXT,
+    context_json TEXT
+);
+CREATE TABLE IF NOT EXISTS history (
+    delivery_id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    webhook_name TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    dead_letter_id TEXT
+);
+CREATE INDEX IF NOT EXISTS history_newest ON history (created_at, delivery_id);
+CREATE INDEX IF NOT EXISTS history_event ON history (event_id);
+CREATE INDEX IF NOT EXISTS history_final ON history (updated_at)
+    WHERE status IN ('delivered', 'failed');
+CREATE TABLE IF NOT EXISTS history_attempts (
+    delivery_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    record_json TEXT NOT NULL,
+    PRIMARY KEY (delivery_id, attempt)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_events (
+    event_id TEXT PRIMARY KEY,
+    event_json TEXT NOT NULL,
+    created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS owners (
     owner TEXT PRIMARY KEY,
@@ -113,12 +149,20 @@ CREATE TABLE IF NOT EXISTS owners (
     pid INTEGER NOT NULL,
     alive_until REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS plugin_memory (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
 
-# Files made before several processes could share one lack these columns.
+# Files made before several processes could share one lack `owner` and `replaying_by`;
+# files made before deliveries carried a context lack `context_json` (NULL: no context).
 _MIGRATIONS = (
     ("deliveries", "owner", "ALTER TABLE deliveries ADD COLUMN owner TEXT"),
     ("dead_letters", "replaying_by", "ALTER TABLE dead_letters ADD COLUMN replaying_by TEXT"),
+    ("deliveries", "context_json", "ALTER TABLE deliveries ADD COLUMN context_json TEXT"),
+    ("dead_letters", "context_json", "ALTER TABLE dead_letters ADD COLUMN context_json TEXT"),
 )
 
 _INDEXES = """
@@ -130,7 +174,19 @@ CREATE INDEX IF NOT EXISTS deliveries_claimed
 
 _INSERT = (
     "INSERT INTO deliveries (id, delivery_id, webhook_name, event_id, event_json, attempts,"
-    " created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, owner, context_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_HISTORY_ROW = (
+    "INSERT OR IGNORE INTO history (delivery_id, event_id, webhook_name, event_type, status,"
+    " created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)"
+)
+_HISTORY_EVENT = (
+    "INSERT OR IGNORE INTO history_events (event_id, event_json, created_at) VALUES (?, ?, ?)"
+)
+_HISTORY_SELECT = (
+    "SELECT delivery_id, event_id, webhook_name, event_type, status, created_at, updated_at,"
+    " dead_letter_id FROM history"
 )
 
 _Op = tuple[str, Any, "asyncio.Future[Any] | None"]
@@ -328,7 +384,7 @@ class SQLiteStore:
             by_kind: dict[str, list[int]] = {}
             for index, (kind, _, _) in enumerate(batch):
                 by_kind.setdefault(kind, []).append(index)
-            for kind in ("enqueue", "attempt", "delivered"):
+            for kind in ("enqueue", "attempt", "delivered", "history"):
                 indexes = by_kind.pop(kind, [])
                 if indexes:
                     self._grouped(conn, kind, [batch[i][1] for i in indexes], indexes, results)
@@ -475,7 +531,11 @@ class SQLiteStore:
             next_id += 1
         if not self.remote_workers and not self._registered:
             self._register(conn, time.time())
-        conn.executemany(_INSERT, rows)
+        conn.executemany(_INSERT, [row[:9] for row in rows])
+        # row: id, delivery_id, webhook, event_id, event_json, attempts, created_at, owner,
+        # context, event_type
+        conn.executemany(_HISTORY_ROW, [(r[1], r[3], r[2], r[9], r[6], r[6]) for r in rows])
+        conn.executemany(_HISTORY_EVENT, [(r[3], r[4], r[6]) for r in rows])
         if self._replaying:
             for row in rows:
                 key = (row[2], row[3])
@@ -520,9 +580,9 @@ class SQLiteStore:
             if limit <= 0:
                 continue
             page = conn.execute(
-                "SELECT id, delivery_id, webhook_name, event_json, attempts, created_at"
-                " FROM deliveries WHERE state = 'queued' AND owner IS NULL AND webhook_name = ?"
-                " ORDER BY id LIMIT ?",
+                "SELECT id, delivery_id, webhook_name, event_json, attempts, created_at,"
+                " context_json FROM deliveries WHERE state = 'queued' AND owner IS NULL"
+                " AND webhook_name = ? ORDER BY id LIMIT ?",
                 (name, limit),
             ).fetchall()
             if len(page) < limit:
@@ -568,11 +628,87 @@ class SQLiteStore:
         self._registered = False
         return int(count)
 
+    def _do_history(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        # row: delivery_id, event_id, webhook, event_type, status, created_at, updated_at,
+        # attempt, record_json. The record exists unless the row was queued by an older
+        # version: then it is made here (without its event, which that version kept only
+        # in the row).
+        conn.executemany(
+            "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (delivery_id) DO UPDATE SET status = excluded.status,"
+            " updated_at = excluded.updated_at",
+            [row[:7] for row in rows],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO history_attempts (delivery_id, attempt, record_json)"
+            " VALUES (?, ?, ?)",
+            [(row[0], row[7], row[8]) for row in rows],
+        )
+
+    def _do_history_get(self, conn: sqlite3.Connection, delivery_id: str) -> Any:
+        row = conn.execute(_HISTORY_SELECT + " WHERE delivery_id = ?", (delivery_id,)).fetchone()
+        if row is None:
+            return None
+        return row, self._attempt_rows(conn, [delivery_id])
+
+    def _do_history_list(self, conn: sqlite3.Connection, query: DeliveryQuery) -> Any:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("webhook_name", query.webhook),
+            ("status", query.status),
+            ("event_type", query.event_type),
+            ("event_id", query.event_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.since is not None:
+            where.append("created_at >= ?")
+            args.append(query.since)
+        if query.until is not None:
+            where.append("created_at < ?")
+            args.append(query.until)
+        after = query.after()
+        if after is not None:
+            where.append("(created_at < ? OR (created_at = ? AND delivery_id < ?))")
+            args += [after[0], after[0], after[1]]
+        sql = _HISTORY_SELECT
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, delivery_id DESC LIMIT ?"
+        rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
+        return rows, self._attempt_rows(conn, [row[0] for row in rows])
+
+    @staticmethod
+    def _attempt_rows(conn: sqlite3.Connection, ids: list[str]) -> list[Any]:
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))  # placeholders only: the ids are parameters
+        return conn.execute(
+            "SELECT delivery_id, record_json FROM history_attempts"  # noqa: S608
+            f" WHERE delivery_id IN ({marks}) ORDER BY delivery_id, attempt",
+            ids,
+        ).fetchall()
+
+    def _do_history_event(self, conn: sqlite3.Connection, event_id: str) -> Any:
+        row = conn.execute(
+            "SELECT event_json FROM history_events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else row[0]
+
     def _do_dead(self, conn: sqlite3.Connection, payload: tuple[Any, ...]) -> None:
         store_ref, delivery_id, row = payload
         conn.execute(
+            "UPDATE history SET status = 'failed', dead_letter_id = ?, updated_at = ?"
+            " WHERE delivery_id = ?",
+            (row[0], row[7], delivery_id),
+        )
+        conn.execute(
             "INSERT INTO dead_letters (dead_letter_id, delivery_id, webhook_name, event_id,"
-            " event_json, error_json, attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " event_json, error_json, attempts, failed_at, context_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
         if store_ref is not None:
@@ -582,8 +718,8 @@ class SQLiteStore:
 
     def _do_list_dead(self, conn: sqlite3.Connection, webhook_name: str | None) -> list[Any]:
         sql = (
-            "SELECT dead_letter_id, webhook_name, event_json, error_json, attempts, failed_at"
-            " FROM dead_letters WHERE replaying = 0"
+            "SELECT dead_letter_id, webhook_name, event_json, error_json, attempts, failed_at,"
+            " context_json, delivery_id FROM dead_letters WHERE replaying = 0"
         )
         if webhook_name is None:
             return conn.execute(sql + " ORDER BY failed_at").fetchall()
@@ -594,10 +730,11 @@ class SQLiteStore:
     def _do_take_dead(self, conn: sqlite3.Connection, dead_letter_id: str) -> Any:
         row = conn.execute(
             "SELECT dead_letter_id, webhook_name, event_json, error_json, attempts, failed_at,"
-            " event_id FROM dead_letters WHERE dead_letter_id = ? AND replaying = 0",
+            " context_json, delivery_id, event_id FROM dead_letters"
+            " WHERE dead_letter_id = ? AND replaying = 0",
             (dead_letter_id,),
         ).fetchone()
-        if row is not None and not self._letter(row[:6]).replayable:
+        if row is not None and not self._letter(row[:8]).replayable:
             return ("unreplayable", row)
         if row is not None:
             if not self._registered:
@@ -606,11 +743,37 @@ class SQLiteStore:
                 "UPDATE dead_letters SET replaying = 1, replaying_by = ? WHERE dead_letter_id = ?",
                 (self.owner, dead_letter_id),
             )
-            self._replaying.add((row[1], row[6]))
+            self._replaying.add((row[1], row[8]))
         return row
 
     def _do_prune(self, conn: sqlite3.Connection, now: float) -> int:
         return self._prune(conn, now)
+
+    def _do_kv_get(self, conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute(
+            "SELECT value FROM plugin_memory WHERE key = ? AND expires_at > ?", (key, time.time())
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _do_kv_set(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> None:
+        key, value, ttl = payload
+        conn.execute(
+            "INSERT OR REPLACE INTO plugin_memory (key, value, expires_at) VALUES (?, ?, ?)",
+            (key, value, time.time() + ttl),
+        )
+
+    def _do_kv_add(self, conn: sqlite3.Connection, payload: tuple[str, str, float]) -> bool:
+        key, value, ttl = payload
+        now = time.time()
+        conn.execute("DELETE FROM plugin_memory WHERE key = ? AND expires_at <= ?", (key, now))
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO plugin_memory (key, value, expires_at) VALUES (?, ?, ?)",
+            (key, value, now + ttl),
+        )
+        return cursor.rowcount == 1
+
+    def _do_kv_delete(self, conn: sqlite3.Connection, key: str) -> None:
+        conn.execute("DELETE FROM plugin_memory WHERE key = ?", (key,))
 
     def _do_count(self, conn: sqlite3.Connection, _: Any) -> dict[str, int]:
         counts = dict(conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state"))
@@ -624,12 +787,40 @@ class SQLiteStore:
         ).fetchall()
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> int:
+        conn.execute(
+            "DELETE FROM plugin_memory WHERE key IN (SELECT key FROM plugin_memory"
+            " WHERE expires_at <= ? LIMIT ?)",
+            (now, _PRUNE_CHUNK),
+        )
         cursor = conn.execute(
             "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
             " WHERE state = 'delivered' AND delivered_at < ? LIMIT ?)",
             (now - self.retention_seconds, _PRUNE_CHUNK),
         )
+        self._prune_history(conn, now)
         return cursor.rowcount
+
+    def _prune_history(self, conn: sqlite3.Connection, now: float) -> int:
+        """The history of deliveries that ended (delivered or failed) longer ago than the
+        retention goes, with its attempts, and the events no record refers to any more."""
+        gone = [
+            row[0]
+            for row in conn.execute(
+                "SELECT delivery_id FROM history WHERE status IN ('delivered', 'failed')"
+                " AND updated_at < ? LIMIT ?",
+                (now - self.retention_seconds, _PRUNE_CHUNK),
+            )
+        ]
+        if not gone:
+            return 0
+        conn.executemany("DELETE FROM history WHERE delivery_id = ?", [(i,) for i in gone])
+        conn.executemany("DELETE FROM history_attempts WHERE delivery_id = ?", [(i,) for i in gone])
+        conn.execute(
+            "DELETE FROM history_events WHERE created_at < ? AND NOT EXISTS"
+            " (SELECT 1 FROM history WHERE history.event_id = history_events.event_id)",
+            (now - self.retention_seconds,),
+        )
+        return len(gone)
 
     # -- the DeliveryStore interface -------------------------------------------------------
 
@@ -736,6 +927,8 @@ class SQLiteStore:
                     delivery.attempts,
                     now,
                     owner,
+                    _context_json(delivery.context),
+                    event.event_type,
                 ]
             )
         await self._call("enqueue", rows)
@@ -750,7 +943,7 @@ class SQLiteStore:
         while wanted:
             rows = await self._call("take", wanted)
             bad: list[tuple[Any, ...]] = []
-            for row_id, delivery_id, webhook_name, event_json, attempts, created_at in rows:
+            for row_id, delivery_id, webhook_name, event_json, attempts, created_at, ctx in rows:
                 try:
                     event = decode_event(event_json)
                 except UndecodableEvent as exc:
@@ -764,6 +957,7 @@ class SQLiteStore:
                         attempts=attempts,
                         enqueued_at=created_at,
                         store_ref=row_id,
+                        context=_context(ctx),
                     )
                 )
             if not bad:
@@ -825,6 +1019,7 @@ class SQLiteStore:
             json.dumps(letter.error, default=str),
             letter.attempts,
             letter.failed_at,
+            _context_json(letter.context),
         )
 
     async def dead_letters(self, webhook_name: str | None = None) -> list[DeadLetter]:
@@ -840,11 +1035,20 @@ class SQLiteStore:
                 f"dead letter {dead_letter_id!r} holds an event that could not be decoded, so "
                 "it cannot be replayed as it is; its stored text is in error['stored_event']"
             )
-        return None if row is None else self._letter(row[:6])
+        return None if row is None else self._letter(row[:8])
 
     @staticmethod
     def _letter(row: Sequence[Any]) -> DeadLetter:
-        dead_letter_id, webhook_name, event_json, error_json, attempts, failed_at = row
+        (
+            dead_letter_id,
+            webhook_name,
+            event_json,
+            error_json,
+            attempts,
+            failed_at,
+            context_json,
+            delivery_id,
+        ) = row
         # A letter stays listable whatever it holds: one bad letter never hides the others.
         try:
             error = json.loads(error_json)
@@ -875,7 +1079,55 @@ class SQLiteStore:
             error=error,
             attempts=attempts,
             failed_at=failed_at,
+            context=_context(context_json),
+            delivery_id=delivery_id or "",
         )
+
+    # -- attempt history (`history.KeepsHistory`) ------------------------------------------
+
+    def note_attempt(self, delivery: Delivery, attempt: RawAttempt, status: str) -> None:
+        """Written with the next commit, nobody waiting (as the attempt counts are)."""
+        if self._thread is None:
+            log.warning("history_not_recorded", store=str(self.path), reason="store not open")
+            return
+        record = attempt.record(delivery.delivery_id)
+        event = delivery.event
+        self._post(
+            "history",
+            [
+                (
+                    delivery.delivery_id,
+                    event.event_id,
+                    delivery.webhook_name,
+                    event.event_type,
+                    status,
+                    delivery.enqueued_at,
+                    attempt.started_at + attempt.duration_s,
+                    attempt.attempt,
+                    json.dumps(record.to_dict(), separators=(",", ":")),
+                )
+            ],
+        )
+
+    async def delivery_record(self, delivery_id: str) -> DeliveryRecord | None:
+        found = await self._call("history_get", delivery_id)
+        if found is None:
+            return None
+        row, attempts = found
+        return _history_records([row], attempts)[0]
+
+    async def delivery_records(self, query: DeliveryQuery) -> DeliveryPage:
+        rows, attempts = await self._call("history_list", query)
+        return page_of(_history_records(rows, attempts), query)
+
+    async def stored_event(self, event_id: str) -> Event | None:
+        text = await self._call("history_event", event_id)
+        if text is None:
+            return None
+        try:
+            return decode_event(text)
+        except UndecodableEvent:
+            return None
 
     # -- operations ------------------------------------------------------------------------
 
@@ -888,6 +1140,10 @@ class SQLiteStore:
         """Rows by state (`queued`, `delivered`) and the number of dead letters."""
         return dict(await self._call("count"))
 
+    def key_value(self, namespace: str) -> SQLiteKeyValue:
+        """Plugins' memory for one webhook, in this file: shared by every process using it."""
+        return SQLiteKeyValue(self, namespace)
+
     async def pending_counts(self) -> dict[str, dict[str, int]]:
         """Per webhook: rows queued (waiting or under way, in any process) and, of those,
         rows attempted at least once (`PendingCounts`)."""
@@ -896,6 +1152,82 @@ class SQLiteStore:
             name: {"pending": int(count), "retrying": int(retrying or 0)}
             for name, count, retrying in rows
         }
+
+
+def _history_records(rows: list[Any], attempts: list[Any]) -> list[DeliveryRecord]:
+    by_delivery: dict[str, list[AttemptRecord]] = {}
+    for delivery_id, record_json in attempts:
+        try:
+            by_delivery.setdefault(delivery_id, []).append(
+                AttemptRecord.from_dict(json.loads(record_json))
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # one unreadable attempt never hides the delivery nor its others
+    return [
+        DeliveryRecord(
+            delivery_id=delivery_id,
+            event_id=event_id,
+            webhook=webhook,
+            event_type=event_type,
+            status=status,
+            created_at=created_at,
+            updated_at=updated_at,
+            attempts=tuple(by_delivery.get(delivery_id, ())),
+            dead_letter_id=dead_letter_id,
+        )
+        for (
+            delivery_id,
+            event_id,
+            webhook,
+            event_type,
+            status,
+            created_at,
+            updated_at,
+            dead_letter_id,
+        ) in rows
+    ]
+
+
+def _context_json(context: Mapping[str, str]) -> str | None:
+    """A delivery's context as stored: NULL when empty (most deliveries), JSON otherwise."""
+    return json.dumps(context, separators=(",", ":")) if context else None
+
+
+def _context(stored: str | None) -> dict[str, str]:
+    """The context a row kept. Text that does not decode to an object gives an empty context
+    rather than stop the delivery: it is opaque metadata, not the event."""
+    if not stored:
+        return {}
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+@attrs.frozen
+class SQLiteKeyValue:
+    """`KeyValue` in the store's `plugin_memory` table (expired rows pruned with the rest)."""
+
+    store: SQLiteStore = attrs.field(repr=False)
+    namespace: str
+
+    async def get(self, key: str) -> str | None:
+        found = await self.store._call("kv_get", self.namespace + key)
+        return None if found is None else str(found)
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        await self.store._call("kv_set", (self.namespace + key, value, float(ttl_seconds)))
+
+    async def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        return bool(
+            await self.store._call("kv_add", (self.namespace + key, value, float(ttl_seconds)))
+        )
+
+    async def delete(self, key: str) -> None:
+        await self.store._call("kv_delete", self.namespace + key)
 
 
 def open_sqlite_store(url: str) -> SQLiteStore:

@@ -7,7 +7,8 @@ and are kept out of reprs and logs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Sequence
+import warnings
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import aiohttp
@@ -24,14 +25,35 @@ from empathy_webhooks_core.plugin import (
     bounded,
     check_url,
     hookimpl,
+    json_bytes,
     parse_retry_after,
     redact_url,
     secret_field,
+    state_for,
+    truncate,
     url_repr,
 )
 
-from .format import alert_type, event_body, event_series, metric_name, tags_for, title
-from .metrics import MetricBuffer, Queued, make_point
+from .format import (
+    TEXT_LIMIT,
+    alert_type,
+    clean_tags,
+    event_body,
+    event_series,
+    metric_name,
+    tags_for,
+    title,
+    wrap_text,
+)
+from .metrics import (
+    EVENT_MAX_AGE,
+    METRIC_MAX_AGE,
+    DatadogState,
+    Queued,
+    is_late,
+    make_point,
+    original_tag,
+)
 from .sites import SITES, api_base_url, site_domain
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
@@ -39,6 +61,7 @@ PLUGIN_API = "1.0"
 
 __all__ = [
     "SITES",
+    "DatadogState",
     "DatadogWebhook",
     "alert_type",
     "api_base_url",
@@ -126,7 +149,6 @@ class DatadogWebhook(Webhook):
         default=10.0, validator=bounded(above=0, at_most=3600)
     )
     metrics_max_buffer: int = attrs.field(default=100_000, validator=_positive)
-    _metrics: MetricBuffer = attrs.field(factory=MetricBuffer, init=False, repr=False, eq=False)
 
     @property
     def api_url(self) -> str:
@@ -169,10 +191,14 @@ class DatadogWebhook(Webhook):
         Points go to `/api/v2/series` in batches of up to 500 KB and `metrics_batch_size`
         points: as soon as that many are waiting, every `metrics_flush_interval` seconds, and
         on the dispatcher's `drain()` and close. Safe from any thread. `timestamp` defaults
-        to now (POSIX seconds; Datadog keeps points up to 1 h old and 10 min ahead);
-        `metric_type` is `gauge`, `count`, `rate` or `unspecified`. Raises `ValueError` for
-        an invalid name or value. `metrics_stats()` counts what was sent and what was dropped.
+        to now (POSIX seconds; Datadog keeps points up to 1 h old and 10 min ahead: a point
+        older than that when it is sent goes out stamped now with an `original_timestamp:`
+        tag, counted as late); `metric_type` is `gauge`, `count`, `rate` or `unspecified`.
+        Raises `ValueError` for an invalid name or value. The webhook's stats
+        (`get_webhook_stats`: `plugin.datadog.points_sent`, `points_dropped`, `points_late`)
+        count what was sent, dropped and late.
         """
+        state = _state(self)
         point = make_point(
             metric,
             value,
@@ -181,15 +207,37 @@ class DatadogWebhook(Webhook):
             metric_type,
             interval,
             host or self.host,
-            self._metrics.now(),
+            state.now(),
         )
-        self._metrics.add(self, point)
+        state.add(point)
         return Queued()
 
     def metrics_stats(self) -> dict[str, Any]:
-        """Points buffered, sent and dropped (after retries), batches sent and failed, and the
-        last batch error (no secrets)."""
-        return self._metrics.stats()
+        """Deprecated: read `get_webhook_stats(name)` (`plugin.datadog.points_sent`, ...).
+
+        Points buffered, sent, dropped (after retries) and late, batches sent and failed, and
+        the last batch error (no secrets), of the webhook's state (its last one, once closed).
+        """
+        warnings.warn(
+            "DatadogWebhook.metrics_stats() is deprecated: the figures are in "
+            "get_webhook_stats(name) as plugin.datadog.points_sent, points_dropped, ...",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        state = state_for(self, make=False)
+        return (state if isinstance(state, DatadogState) else DatadogState(self)).stats()
+
+
+def _state(webhook: DatadogWebhook) -> DatadogState:
+    state = state_for(webhook)
+    if not isinstance(state, DatadogState):
+        # The process's plugin manager has no datadog plugin (EMPATHY_WEBHOOKS_LOAD_PLUGINS
+        # leaves it out) and no dispatcher made the state with its own.
+        raise RuntimeError(
+            "the datadog plugin is not loaded, so nothing can send this webhook's metrics: "
+            "load it, or start a dispatcher with this webhook first"
+        )
+    return state
 
 
 @hookimpl
@@ -213,34 +261,99 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 
 @hookimpl
+def webhook_state(webhook: Webhook) -> DatadogState | None:
+    return DatadogState(webhook) if isinstance(webhook, DatadogWebhook) else None
+
+
+@hookimpl
+def webhook_stats(webhook: Webhook, state: Any) -> Mapping[str, Any] | None:
+    return state.stats() if isinstance(state, DatadogState) else None
+
+
+@hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
 ) -> Awaitable[Response] | None:
-    if not isinstance(webhook, DatadogWebhook) or not request.extras.get("series"):
-        return None  # a plain event: the core's HTTP delivery sends it
-    return _deliver_with_metrics(webhook, request, session)
+    if not isinstance(webhook, DatadogWebhook):
+        return None
+    if not isinstance(state, DatadogState):  # no state made (a plugin manager without us)
+        state = DatadogState(webhook)
+    return _deliver(webhook, request, session, state)
 
 
-async def _deliver_with_metrics(
-    webhook: DatadogWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+def _late_event(request: OutgoingRequest, now: float) -> OutgoingRequest | None:
+    """The event request stamped `now` if Datadog would drop it as too old, its time kept in
+    the text (first, so no truncation cuts it) and a tag; None when it is on time."""
+    body = request.json_body()
+    happened = body.get("date_happened") if isinstance(body, dict) else None
+    if isinstance(happened, bool) or not isinstance(happened, int | float):
+        return None
+    if not is_late(happened, now, EVENT_MAX_AGE):
+        return None
+    tag = original_tag(happened)
+    note = (
+        f"Sent late: this happened at {tag.split(':', 1)[1]}, older than Datadog accepts "
+        "for an event (18 hours), so it is stamped with the time it was sent."
+    )
+    text = str(body.get("text") or "")
+    if text.startswith("%%%") and text.endswith("%%%"):
+        inner = text.removeprefix("%%%").removesuffix("%%%").strip()
+        body["text"] = wrap_text(f"{note}\n\n{inner}")
+    else:
+        body["text"] = truncate(f"{note}\n\n{text}".strip(), TEXT_LIMIT)
+    body["date_happened"] = int(now)
+    tags = body.get("tags") if isinstance(body.get("tags"), list) else []
+    body["tags"] = clean_tags([*tags[:99], tag])
+    return attrs.evolve(request, body=json_bytes(body))
+
+
+def _late_series(payload: Mapping[str, Any], now: float) -> tuple[dict[str, Any], int]:
+    """The event's gauges with every point too old for Datadog stamped `now` and tagged with
+    its time; and how many points that was."""
+    series = []
+    late = 0
+    for entry in payload.get("series", []):
+        on_time = [p for p in entry["points"] if not is_late(p["timestamp"], now, METRIC_MAX_AGE)]
+        old = [p for p in entry["points"] if is_late(p["timestamp"], now, METRIC_MAX_AGE)]
+        if on_time:
+            series.append({**entry, "points": on_time})
+        for point in old:
+            tags = clean_tags([*entry.get("tags", [])[:99], original_tag(point["timestamp"])])
+            series.append({**entry, "points": [{**point, "timestamp": int(now)}], "tags": tags})
+            late += 1
+    return {"series": series}, late
+
+
+async def _deliver(
+    webhook: DatadogWebhook,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+    state: DatadogState,
 ) -> Response:
     """Post the event, then its gauges. Gauges overwrite by timestamp, so resending them is
-    harmless; the event is not, so once accepted a retry skips it and sends only the gauges."""
+    harmless; the event is not, so once accepted a retry skips it and sends only the gauges.
+    Either, too old for Datadog by now (a retry after an outage, a replayed dead letter), is
+    stamped with the time it is sent, its own time kept, and counted as late."""
     sender = Sender(webhook, session)
+    now = state.now()
     event_id = str(request.extras.get("event_id"))
-    buffer = webhook._metrics
     answer: Response | None = None
-    if not buffer.event_posted(event_id):
-        answer = await sender.send(request)
+    if not state.event_posted(event_id):
+        late = _late_event(request, now)
+        answer = await sender.send(late or request)
         if not 200 <= answer.status < 300:
             return answer
-        buffer.mark_posted(event_id)
-    series = OutgoingRequest.json(
-        webhook.series_url, request.extras["series"], headers=webhook.auth_headers()
-    )
+        if late is not None:
+            state.events_late += 1
+        if not request.extras.get("series"):
+            return answer
+        state.mark_posted(event_id)
+    payload, late_points = _late_series(request.extras["series"], now)
+    series = OutgoingRequest.json(webhook.series_url, payload, headers=webhook.auth_headers())
     metrics_answer = await sender.send(series)
     if 200 <= metrics_answer.status < 300:
-        buffer.forget_posted(event_id)
+        state.forget_posted(event_id)
+        state.points_late += late_points
         return answer or metrics_answer
     return metrics_answer.at_step("series")
 
@@ -293,14 +406,7 @@ def classify_response(
 
 
 @hookimpl
-def dispatcher_started(dispatcher: Any) -> None:
-    for webhook in dispatcher.webhooks:
-        if isinstance(webhook, DatadogWebhook):
-            webhook._metrics.attach(webhook, dispatcher)
-
-
-@hookimpl
-def flush(webhook: Webhook, dispatcher: Any) -> Awaitable[None] | None:
-    if not isinstance(webhook, DatadogWebhook):
+def flush(webhook: Webhook, state: Any) -> Awaitable[None] | None:
+    if not isinstance(state, DatadogState):
         return None
-    return webhook._metrics.flush(webhook, dispatcher)
+    return state.flush()

@@ -1,9 +1,16 @@
-"""`send_metric`'s buffer: points kept per webhook, sent in batches to `/api/v2/series`.
+"""The plugin's per-webhook state (`DatadogState`, kept by the core: the `webhook_state` hook):
+`send_metric`'s buffer, sent in batches to `/api/v2/series`, the events whose metrics are still
+owed, and the figures `webhook_stats` reports.
 
-Points arrive synchronously from any thread; the buffer wakes the dispatcher's loop to send
+Points arrive synchronously from any thread; the state wakes the dispatcher's loop to send
 them, either when a batch is full or after `metrics_flush_interval` seconds (on the dispatcher's
 clock), and always on `drain()` and close (the core's `flush` hook). A failed batch is retried
 under the webhook's retry policy, then counted as dropped and logged; never dropped silently.
+
+Datadog drops, silently, metric points more than an hour old and events more than 18 hours old
+(it answers 202 all the same). A point or event that old when it is sent (a batch held by an
+outage, a retried or replayed delivery) goes out stamped now, its original time kept (a tag
+`original_timestamp:<ISO time>`; for an event also a line in its text), and is counted as late.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Awaitable, Generator, Iterable
+from collections.abc import Generator, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.plugin import (
@@ -28,11 +36,21 @@ from empathy_webhooks_core.plugin import (
 )
 
 if TYPE_CHECKING:
-    from empathy_webhooks_core.plugin import WebhookDispatcher
+    from empathy_webhooks_core.plugin import StateContext
 
     from . import DatadogWebhook
 
-__all__ = ["MAX_PAYLOAD_BYTES", "METRIC_TYPES", "MetricBuffer", "Point", "batches"]
+__all__ = [
+    "EVENT_MAX_AGE",
+    "LATE_MARGIN",
+    "MAX_PAYLOAD_BYTES",
+    "METRIC_MAX_AGE",
+    "METRIC_TYPES",
+    "DatadogState",
+    "Point",
+    "batches",
+    "original_tag",
+]
 
 #: Datadog's limit for one v2 series payload (uncompressed, we do not compress).
 MAX_PAYLOAD_BYTES = 512_000
@@ -41,12 +59,44 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,199}$")
 #: Event ids whose Datadog event was accepted while their metrics were not yet: a retry then
 #: sends only the metrics, so the event is not posted twice.
 _POSTED_MEMORY = 10_000
+#: Datadog's v2 series takes points "not more than 10 minutes in the future or more than 1
+#: hour in the past"; older ones are accepted (202) and dropped.
+METRIC_MAX_AGE = 3600
+#: Datadog's v1 events: `date_happened` "limited to events no older than 18 hours".
+EVENT_MAX_AGE = 18 * 3600
+#: Re-stamped a little before the limit: the request still has to reach Datadog.
+LATE_MARGIN = 300
 
 log = get_logger()
 
 # (metric, type, tags, interval, host), timestamp, value
 SeriesKey = tuple[str, int, tuple[str, ...], int | None, str | None]
 Point = tuple[SeriesKey, int, float]
+
+
+def original_tag(timestamp: float) -> str:
+    """`original_timestamp:2023-11-14T22:13:20Z`: the time a late point or event really had."""
+    moment = datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"original_timestamp:{moment}"
+
+
+def is_late(timestamp: float, now: float, max_age: float) -> bool:
+    return now - timestamp > max_age - LATE_MARGIN
+
+
+def restamp(points: list[Point], now: float) -> tuple[list[Point], list[Point]]:
+    """The points Datadog still takes as they are, and those too old for it: stamped `now`,
+    their time kept in a tag (the last of at most 100, Datadog's limit)."""
+    on_time: list[Point] = []
+    late: list[Point] = []
+    for key, timestamp, value in points:
+        if not is_late(timestamp, now, METRIC_MAX_AGE):
+            on_time.append((key, timestamp, value))
+            continue
+        metric, kind, tags, interval, host = key
+        tagged = (*tags[:99], original_tag(timestamp))
+        late.append(((metric, kind, tagged, interval, host), int(now), value))
+    return on_time, late
 
 
 class Queued:
@@ -149,20 +199,25 @@ def batches(
     return [{"series": series} for series in payloads]
 
 
-class MetricBuffer:
-    """One webhook's pending points and its link to the dispatcher that sends them."""
+class DatadogState:
+    """One webhook's pending points, the events whose metrics are still owed, and its
+    figures. Made by the `webhook_state` hook; the core starts it with a `StateContext` when a
+    dispatcher serves the webhook (the sender and clock it sends with) and closes it after."""
 
-    def __init__(self) -> None:
+    def __init__(self, webhook: DatadogWebhook) -> None:
+        self._webhook = webhook
         self._lock = threading.Lock()
         self._points: list[Point] = []
         self._urgent_requested = False
-        self._dispatcher: WebhookDispatcher | None = None
+        self._context: StateContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._posted: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.points_sent = 0
         self.points_dropped = 0
+        self.points_late = 0
+        self.events_late = 0
         self.batches_sent = 0
         self.batches_failed = 0
         self.last_error: str | None = None
@@ -170,10 +225,11 @@ class MetricBuffer:
     # -- from any thread -------------------------------------------------------------------
 
     def now(self) -> float:
-        dispatcher = self._dispatcher
-        return dispatcher.clock.time() if dispatcher is not None else time.time()
+        context = self._context
+        return context.clock.time() if context is not None else time.time()
 
-    def add(self, webhook: DatadogWebhook, point: Point) -> None:
+    def add(self, point: Point) -> None:
+        webhook = self._webhook
         with self._lock:
             self._points.append(point)
             overflow = len(self._points) - webhook.metrics_max_buffer
@@ -189,9 +245,9 @@ class MetricBuffer:
             if urgent:
                 self._urgent_requested = True
         if wake:
-            self._wake(webhook, urgent)
+            self._wake(urgent)
 
-    def _wake(self, webhook: DatadogWebhook, urgent: bool) -> None:
+    def _wake(self, urgent: bool) -> None:
         loop = self._loop
         if loop is None:
             return  # sent when a dispatcher starts, or on its drain
@@ -200,10 +256,10 @@ class MetricBuffer:
         except RuntimeError:
             running = None
         if running is loop:
-            self._schedule(webhook, urgent)
+            self._schedule(urgent)
             return
         try:
-            loop.call_soon_threadsafe(self._schedule, webhook, urgent)
+            loop.call_soon_threadsafe(self._schedule, urgent)
         except RuntimeError:
             pass  # that loop is closed; the points wait for the next dispatcher
 
@@ -212,10 +268,13 @@ class MetricBuffer:
             return len(self._points)
 
     def stats(self) -> dict[str, Any]:
+        """What `webhook_stats` reports (as `plugin.datadog.<key>`)."""
         return {
             "points_buffered": self.pending(),
             "points_sent": self.points_sent,
             "points_dropped": self.points_dropped,
+            "points_late": self.points_late,
+            "events_late": self.events_late,
             "batches_sent": self.batches_sent,
             "batches_failed": self.batches_failed,
             "last_error": self.last_error,
@@ -223,23 +282,52 @@ class MetricBuffer:
 
     # -- in the dispatcher's loop ----------------------------------------------------------
 
-    def attach(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> None:
+    def start(self, context: StateContext) -> None:
+        """The core's call when a dispatcher starts serving the webhook."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._timer = None
             self._flushes = set()
-        self._dispatcher, self._loop = dispatcher, loop
+        self._context, self._loop = context, loop
         if self.pending():
-            self._schedule(webhook, urgent=self.pending() >= webhook.metrics_batch_size)
+            self._schedule(urgent=self.pending() >= self._webhook.metrics_batch_size)
 
-    def _schedule(self, webhook: DatadogWebhook, urgent: bool) -> None:
-        dispatcher = self._dispatcher
-        if dispatcher is None or not _is_open(dispatcher, webhook):
+    async def close(self) -> None:
+        """The core's call when no dispatcher serves the webhook any more (after its final
+        flush): stop the timer, let sends under way end. Points still waiting (a close
+        without drain) are counted as dropped and logged, never lost silently."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        running = [task for task in self._flushes if task is not timer]
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        with self._lock:
+            left, self._points = len(self._points), []
+            if left:
+                self.points_dropped += left
+                self.last_error = "dispatcher closed without a drain: points not sent"
+        if left:
+            log.warning(
+                "datadog_metrics_dropped",
+                webhook=self._webhook.name,
+                points=left,
+                attempts=0,
+                reason="the dispatcher closed without a drain",
+            )
+        self._context = self._loop = None
+
+    def _is_open(self) -> bool:
+        context = self._context
+        return context is not None and not context.sender.session.closed
+
+    def _schedule(self, urgent: bool) -> None:
+        if not self._is_open():
             return
         if urgent:
-            self._spawn(self._flush(webhook, dispatcher))
+            self._spawn(self._flush())
         elif self._timer is None and self.pending():
-            self._timer = self._spawn(self._flush_later(webhook, dispatcher))
+            self._timer = self._spawn(self._flush_later())
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -247,58 +335,56 @@ class MetricBuffer:
         task.add_done_callback(self._flushes.discard)
         return task
 
-    async def _flush_later(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> None:
+    async def _flush_later(self) -> None:
+        assert self._context is not None
         try:
-            await dispatcher.clock.sleep(webhook.metrics_flush_interval)
+            await self._context.clock.sleep(self._webhook.metrics_flush_interval)
         finally:
             # Cleared before sending, so a drain cancels only a sleeping timer, never a send.
             self._timer = None
-        await self._flush(webhook, dispatcher)
+        await self._flush()
 
-    def flush(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> Awaitable[None]:
+    async def flush(self) -> None:
         """The core's `flush` hook (drain and close): wait for sends under way, send the rest."""
-        if self._dispatcher is None or self._loop is not asyncio.get_running_loop():
-            self.attach(webhook, dispatcher)
-        return self._flush_all(webhook, dispatcher)
-
-    async def _flush_all(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> None:
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
         running = [task for task in self._flushes if task is not timer]
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        await self._flush(webhook, dispatcher)
+        await self._flush()
 
-    async def _flush(self, webhook: DatadogWebhook, dispatcher: WebhookDispatcher) -> None:
+    async def _flush(self) -> None:
         with self._lock:
             points, self._points = self._points, []
             self._urgent_requested = False
         if not points:
             return
-        payloads = batches(points, max_points=webhook.metrics_batch_size)
-        for payload in payloads:
-            count = sum(len(entry["points"]) for entry in payload["series"])
-            await self._send_batch(webhook, dispatcher, payload, count)
+        on_time, late = restamp(points, self.now())
+        # Late points go in batches of their own, so what was accepted late can be counted.
+        for group, is_late_group in ((on_time, False), (late, True)):
+            for payload in batches(group, max_points=self._webhook.metrics_batch_size):
+                count = sum(len(entry["points"]) for entry in payload["series"])
+                if await self._send_batch(payload, count) and is_late_group:
+                    self.points_late += count
 
-    async def _send_batch(
-        self,
-        webhook: DatadogWebhook,
-        dispatcher: WebhookDispatcher,
-        payload: dict[str, Any],
-        count: int,
-    ) -> None:
+    async def _send_batch(self, payload: dict[str, Any], count: int) -> bool:
         from . import classify
 
+        webhook = self._webhook
+        context = self._context
         request = OutgoingRequest.json(webhook.series_url, payload, headers=webhook.auth_headers())
         policy = webhook.retry_policy
-        reason = "not sent"
+        reason = "not sent: no dispatcher serves the webhook"
+        attempt = 0
         for attempt in range(1, policy.max_attempts + 1):
+            if context is None:
+                break
             retry_after = None
             try:
-                # The dispatcher's session for this webhook: guarded when it blocks private
+                # The dispatcher's sender for this webhook: guarded when it blocks private
                 # addresses, like every other request the webhook makes.
-                response = await dispatcher.sender_for(webhook).send(request)
+                response = await context.sender.send(request)
             except TRANSPORT_ERRORS as exc:
                 reason = redact_text(f"{type(exc).__name__}: {exc}")
             except BlockedAddressError as exc:  # refused again on any retry: final
@@ -312,13 +398,13 @@ class MetricBuffer:
                 if verdict.outcome is Outcome.SUCCESS:
                     self.points_sent += count
                     self.batches_sent += 1
-                    return
+                    return True
                 reason = verdict.reason or f"HTTP {response.status}"
                 if verdict.outcome is not Outcome.RETRY:
                     break
                 retry_after = verdict.retry_after
             if attempt < policy.max_attempts:
-                await dispatcher.clock.sleep(policy.wait_before_retry(attempt, retry_after))
+                await context.clock.sleep(policy.wait_before_retry(attempt, retry_after))
         self.batches_failed += 1
         self.points_dropped += count
         self.last_error = reason
@@ -329,6 +415,7 @@ class MetricBuffer:
             attempts=attempt,
             reason=reason,
         )
+        return False
 
     # -- events whose metrics are still owed -----------------------------------------------
 
@@ -345,10 +432,3 @@ class MetricBuffer:
     def forget_posted(self, event_id: str) -> None:
         with self._lock:
             self._posted.pop(event_id, None)
-
-
-def _is_open(dispatcher: WebhookDispatcher, webhook: DatadogWebhook) -> bool:
-    try:
-        return not dispatcher.sender_for(webhook).session.closed
-    except RuntimeError:  # not started, or closed
-        return False

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from empathy_webhooks_core import Event, Outcome, Response, WebhookDispatcher
+from empathy_webhooks_core.clock import FakeClock
 from empathy_webhooks_core.delivery import render_request
 from empathy_webhooks_core.events import MAX_SAFE_INTEGER
 from empathy_webhooks_core.plugins import build_plugin_manager
@@ -115,6 +116,14 @@ def webhook(receiver: Receiver, **options: Any) -> DatadogWebhook:
 
 
 WHEN = datetime(2025, 11, 25, 14, 30, 5, 123000, tzinfo=UTC)
+
+
+def soon_after_when() -> FakeClock:
+    """A dispatcher clock a minute after `WHEN`: the fixed-time events are sent on time (on
+    the real clock they would be too old for Datadog, and re-stamped)."""
+    return FakeClock(wall=WHEN.timestamp() + 60)
+
+
 PERFORMANCE = {
     "endpoint": "/api/users",
     "service": "api",
@@ -133,7 +142,9 @@ async def test_the_reference_performance_event_and_its_metrics(datadog: Receiver
         event_type="performance_issue", data=PERFORMANCE, user_id="developer_123", timestamp=WHEN
     )
     hook = webhook(datadog, events=["performance_issue", "prediction", "error"])
-    async with WebhookDispatcher(webhooks=[hook], plugin_manager=pm) as dispatcher:
+    async with WebhookDispatcher(
+        webhooks=[hook], plugin_manager=pm, clock=soon_after_when()
+    ) as dispatcher:
         await dispatcher.emit_event(event)
         await dispatcher.drain()
         stats = dispatcher.get_webhook_stats(hook.name)
@@ -198,7 +209,9 @@ async def test_an_event_without_numbers_is_one_request(datadog: Receiver, pm: An
         empathy_level=4,
         timestamp=WHEN,
     )
-    async with WebhookDispatcher(webhooks=[hook], plugin_manager=pm) as dispatcher:
+    async with WebhookDispatcher(
+        webhooks=[hook], plugin_manager=pm, clock=soon_after_when()
+    ) as dispatcher:
         await dispatcher.emit_event(event)
     [request] = datadog.requests
     assert request.header("DD-APPLICATION-KEY") is None

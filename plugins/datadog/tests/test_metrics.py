@@ -15,7 +15,7 @@ from empathy_webhooks_datadog.metrics import batches, make_point
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from empathy_webhooks_core import WebhookDispatcher
+from empathy_webhooks_core import WebhookDispatcher, WebhookMonitor, state_for
 from empathy_webhooks_core.clock import FakeClock
 from empathy_webhooks_core.plugins import build_plugin_manager
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
@@ -50,6 +50,14 @@ def points(receiver: Receiver) -> list[tuple[str, int, float, tuple[str, ...]]]:
     ]
 
 
+def figures(webhook: DatadogWebhook) -> dict[str, Any]:
+    """The plugin's figures as `get_webhook_stats` shows them (`plugin.datadog.<key>`), read
+    through the process's monitor, which keeps them once the dispatcher has closed."""
+    stats = WebhookMonitor().get_webhook_stats(webhook.name)
+    prefix = "plugin.datadog."
+    return {k.removeprefix(prefix): v for k, v in stats.items() if k.startswith(prefix)}
+
+
 def hook(receiver: Receiver, **options: Any) -> DatadogWebhook:
     options.setdefault("retry_policy", FAST)
     return DatadogWebhook(api_key=API_KEY, base_url=receiver.url(""), **options)
@@ -57,7 +65,10 @@ def hook(receiver: Receiver, **options: Any) -> DatadogWebhook:
 
 async def test_the_reference_calls_need_no_await_and_flush_on_close(datadog: Receiver) -> None:
     datadog_webhook = hook(datadog)
-    async with WebhookDispatcher(webhooks=[datadog_webhook], plugin_manager=PM):
+    # The points' fixed times are on time for Datadog on this clock (on the real one they are
+    # too old, and would be re-stamped: see test_late_data.py).
+    clock = FakeClock(wall=1_700_000_030)
+    async with WebhookDispatcher(webhooks=[datadog_webhook], plugin_manager=PM, clock=clock):
         datadog_webhook.send_metric(
             metric="empathy.prediction.confidence",
             value=0.87,
@@ -89,10 +100,12 @@ async def test_the_reference_calls_need_no_await_and_flush_on_close(datadog: Rec
             },
         ]
     }
-    assert datadog_webhook.metrics_stats() == {
+    assert figures(datadog_webhook) == {
         "points_buffered": 0,
         "points_sent": 2,
         "points_dropped": 0,
+        "points_late": 0,
+        "events_late": 0,
         "batches_sent": 1,
         "batches_failed": 0,
         "last_error": None,
@@ -101,13 +114,18 @@ async def test_the_reference_calls_need_no_await_and_flush_on_close(datadog: Rec
 
 async def test_many_points_go_in_few_requests_and_none_is_lost(datadog: Receiver) -> None:
     datadog_webhook = hook(datadog, metrics_batch_size=1000)
-    async with WebhookDispatcher(webhooks=[datadog_webhook], plugin_manager=PM) as dispatcher:
+    clock = FakeClock(wall=1_700_000_000)
+    async with WebhookDispatcher(
+        webhooks=[datadog_webhook], plugin_manager=PM, clock=clock
+    ) as dispatcher:
         for n in range(5000):
             await datadog_webhook.send_metric(  # awaiting is allowed too
                 "empathy.load", n, tags=[f"shard:{n % 4}"], timestamp=1_700_000_000 + n
             )
         await dispatcher.drain()
-        assert datadog_webhook.metrics_stats()["points_sent"] == 5000
+        assert dispatcher.get_webhook_stats(datadog_webhook.name)["plugin.datadog.points_sent"] == (
+            5000
+        )
     assert 5 <= len(datadog.requests) <= 6
     received = points(datadog)
     assert sorted(value for _, _, value, _ in received) == [float(n) for n in range(5000)]
@@ -186,7 +204,7 @@ async def test_points_sent_before_start_and_from_other_threads_arrive(datadog: R
         ("worker:3",): 200,
         (): 1,
     }
-    assert datadog_webhook.metrics_stats()["points_sent"] == 801
+    assert figures(datadog_webhook)["points_sent"] == 801
 
 
 async def test_a_failing_batch_is_retried_then_counted_as_dropped(datadog: Receiver) -> None:
@@ -201,7 +219,7 @@ async def test_a_failing_batch_is_retried_then_counted_as_dropped(datadog: Recei
         datadog_webhook.send_metric("empathy.c", 3)
         await dispatcher.drain()
     assert len(datadog.requests) == 4  # a 400 is not retried
-    stats = datadog_webhook.metrics_stats()
+    stats = figures(datadog_webhook)
     assert (stats["points_sent"], stats["points_dropped"], stats["batches_failed"]) == (1, 2, 1)
     assert stats["last_error"] == "metrics rejected (HTTP 400): Invalid metric"
 
@@ -216,14 +234,16 @@ def test_send_metric_refuses_what_datadog_would_drop() -> None:
         datadog_webhook.send_metric("empathy.a", "12")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="metric_type"):
         datadog_webhook.send_metric("empathy.a", 1, metric_type="histogram")
-    assert datadog_webhook.metrics_stats()["points_buffered"] == 0
+    assert state_for(datadog_webhook).stats()["points_buffered"] == 0
 
 
 def test_a_buffer_with_no_dispatcher_is_bounded() -> None:
     datadog_webhook = DatadogWebhook(api_key=API_KEY, metrics_max_buffer=10)
     for n in range(25):
         datadog_webhook.send_metric("empathy.a", n)
-    stats = datadog_webhook.metrics_stats()
+    # No dispatcher, so no get_webhook_stats: the deprecated `metrics_stats()` still answers.
+    with pytest.deprecated_call(match="get_webhook_stats"):
+        stats = datadog_webhook.metrics_stats()
     assert (stats["points_buffered"], stats["points_dropped"]) == (10, 15)
 
 
@@ -272,7 +292,7 @@ async def test_with_the_guard_on_metric_batches_never_reach_a_loopback_datadog(
         webhook.send_metric("empathy.guarded", 1.0, timestamp=1_700_000_000)
         webhook.send_metric("empathy.guarded", 2.0, timestamp=1_700_000_001)
     assert datadog.requests == []
-    stats = webhook.metrics_stats()
+    stats = figures(webhook)
     assert (stats["points_sent"], stats["points_dropped"]) == (0, 2)
     assert (stats["batches_sent"], stats["batches_failed"]) == (0, 1)
     assert stats["last_error"].startswith("BlockedAddressError: refused to connect to 127.0.0.1")

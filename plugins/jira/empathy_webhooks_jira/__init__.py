@@ -9,10 +9,7 @@ token (a Jira Data Center personal access token).
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import collections
-import weakref
 from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -45,6 +42,7 @@ from .format import (
     search_jql,
     summary,
 )
+from .state import JiraState
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
 PLUGIN_API = "1.0"
@@ -59,15 +57,6 @@ __all__ = [
 ]
 
 _SEVERITIES = frozenset(DEFAULT_PRIORITIES)
-#: Issue ids this process created, per (site, project, fingerprint): passed to the search as
-#: `reconcileIssues` because Jira Cloud's JQL search is only eventually consistent.
-_CREATED: collections.OrderedDict[tuple[str, str, str], list[str]] = collections.OrderedDict()
-_CREATED_MAX = 1024
-#: One delivery per finding at a time in this process, so two events of one finding emitted
-#: together cannot both miss the search and both create.
-_LOCKS: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
-    weakref.WeakValueDictionary()
-)
 
 
 def _required(name: str, hint: str) -> Any:
@@ -202,22 +191,17 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 
 @hookimpl
+def webhook_state(webhook: Webhook) -> JiraState | None:
+    return JiraState() if isinstance(webhook, JiraWebhook) else None
+
+
+@hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
 ) -> Awaitable[Response] | None:
     if not isinstance(webhook, JiraWebhook):
         return None
-    return _deliver(webhook, request, session)
-
-
-def _remember(key: tuple[str, str, str], issue_id: str) -> None:
-    ids = _CREATED.setdefault(key, [])
-    if issue_id not in ids:
-        ids.append(issue_id)
-        del ids[:-50]  # Jira reconciles at most 50 issues per search
-    _CREATED.move_to_end(key)
-    while len(_CREATED) > _CREATED_MAX:
-        _CREATED.popitem(last=False)
+    return _deliver(webhook, request, session, state if isinstance(state, JiraState) else None)
 
 
 def _answer(response: Response, step: str, elapsed: float, **details: Any) -> Response:
@@ -225,25 +209,27 @@ def _answer(response: Response, step: str, elapsed: float, **details: Any) -> Re
 
 
 async def _deliver(
-    webhook: JiraWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    webhook: JiraWebhook,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+    state: JiraState | None,
 ) -> Response:
     sender = Sender(webhook, session)
     fp = request.extras.get("fingerprint")
     if not fp:
         created = await sender.send(request)
         return _created(webhook, created, created.elapsed_ms, None)
-    key = (webhook.url, webhook.project, str(fp))
-    lock = _LOCKS.get(key)
-    if lock is None:
-        lock = _LOCKS[key] = asyncio.Lock()
-    async with lock:
+    state = state or JiraState()  # no state made: nothing remembered, the search still runs
+    key = f"{webhook.project}:{fp}"
+    async with state.lock(key):
         search: dict[str, Any] = {
             "jql": request.extras["jql"],
             "fields": ["summary", "status"],
             "maxResults": 1,
         }
-        if webhook.api_version == 3 and _CREATED.get(key):
-            search["reconcileIssues"] = [int(i) if i.isdigit() else i for i in _CREATED[key]]
+        known = await state.created(key) if webhook.api_version == 3 else []
+        if known:
+            search["reconcileIssues"] = [int(i) if i.isdigit() else i for i in known]
         found = await sender.send(
             OutgoingRequest.json(webhook.search_url, search, headers=request.headers)
         )
@@ -265,7 +251,7 @@ async def _deliver(
         answer = _created(webhook, created, found.elapsed_ms + created.elapsed_ms, fp)
         issue_id = answer.details.get("jira_id")
         if issue_id:
-            _remember(key, str(issue_id))
+            await state.remember(key, str(issue_id))
         return answer
 
 

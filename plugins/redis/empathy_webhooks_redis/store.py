@@ -17,6 +17,14 @@ Keys (all under the prefix, `empathy:` by default, so several deployments share 
   window, updated by a Lua script, so a rate limit holds across every worker.
 - `<prefix>breaker:{<webhook>}:*`: the webhook's circuit breaker, shared by every worker
   (see `breaker.py`).
+- `<prefix>history:<delivery id>`: the delivery's attempt history (a hash: its webhook,
+  event, status, times, and one field per attempt, masked), `<prefix>history:event:<id>` the
+  event and `<prefix>history:of:<event id>` its deliveries; each expires `history_ttl`
+  seconds (a day by default) after its last write. `<prefix>history:index` (a sorted set by
+  the time each delivery was queued) lists them newest first; entries older than the TTL
+  are trimmed as new ones come.
+- `<prefix>kv:<namespace><key>`: plugins' per-webhook memory (`key_value`, e.g. the issues
+  Jira created per finding), plain strings with a TTL, shared by every worker.
 
 Durability is the server's: with `appendonly yes` an acknowledged XADD survives a Redis
 restart; without persistence it survives worker crashes, not a server crash. A server that
@@ -49,20 +57,32 @@ from redis.exceptions import RedisError, ResponseError
 
 from empathy_webhooks_core.plugin import REDACTED, Event, check_number, get_logger
 from empathy_webhooks_core.plugin.store import (
+    AttemptRecord,
     DeadLetter,
     Delivery,
+    DeliveryPage,
+    DeliveryQuery,
+    DeliveryRecord,
     RateLimit,
+    RawAttempt,
     SharedStore,
     StoreOpenError,
     UndecodableEvent,
     decode_event,
     did_you_mean,
+    page_of,
 )
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
 from .breaker import BREAKER_SYNC, RedisCircuitBreaker
 
-__all__ = ["RedisCircuitBreaker", "RedisRateLimiter", "RedisStore", "open_redis_store"]
+__all__ = [
+    "RedisCircuitBreaker",
+    "RedisKeyValue",
+    "RedisRateLimiter",
+    "RedisStore",
+    "open_redis_store",
+]
 
 log = get_logger()
 
@@ -186,7 +206,17 @@ class _Fault:
             self.cleared = time.monotonic()
 
 
-_OPTIONS = ("role", "prefix", "visibility_timeout", "window", "consumer", "consumer_expiry")
+_OPTIONS = (
+    "role",
+    "prefix",
+    "visibility_timeout",
+    "window",
+    "consumer",
+    "consumer_expiry",
+    "history_ttl",
+)
+#: Seconds a delivery's history is kept after its last change, by default.
+DEFAULT_HISTORY_TTL = 86_400.0
 
 
 class RedisRateLimiter:
@@ -244,6 +274,7 @@ class RedisStore:
         window: int = DEFAULT_WINDOW,
         consumer: str | None = None,
         consumer_expiry: float | None = None,
+        history_ttl: float = DEFAULT_HISTORY_TTL,
     ) -> None:
         if role not in ("producer", "worker"):
             raise ValueError(f"role must be 'producer' or 'worker', got {role!r}")
@@ -263,11 +294,19 @@ class RedisStore:
             else max(600.0, 10 * self.visibility_timeout)
         )
         check_number("consumer_expiry", self.consumer_expiry, above=0, at_most=30 * 86_400)
+        check_number("history_ttl", history_ttl, at_least=1, at_most=365 * 86_400)
+        self.history_ttl = int(history_ttl)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.stream = f"{prefix}deliveries"
         self.dead_key = f"{prefix}dead"
         self.attempts_key = f"{prefix}attempts"
         self.replaying_key = f"{prefix}replaying"
+        self.history_index = f"{prefix}history:index"
+        # Attempts noted and not written yet (`note_attempt` never waits), and the task
+        # writing them.
+        self._notes: list[tuple[Delivery, AttemptRecord, str]] = []
+        self._notes_task: asyncio.Task[None] | None = None
+        self._history_fault = _Fault("redis_history_failed")
         self.replay_lease = DEFAULT_REPLAY_LEASE
         # Letters this process took for replay, by (webhook, event id): `enqueue` deletes
         # each in the transaction that adds its delivery.
@@ -307,6 +346,7 @@ class RedisStore:
             visibility_timeout=self.visibility_timeout,
             window=self.window,
             consumer_expiry=self.consumer_expiry,
+            history_ttl=self.history_ttl,
         )
 
     @property
@@ -370,6 +410,7 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.stop_consuming()
+        await self._history_written()
         tasks, self._tasks = self._tasks, []
         self._closing.set()
         for breaker in self._breakers:
@@ -400,6 +441,8 @@ class RedisStore:
             # NOMKSTREAM: a stream is only made with its group (`ensure_group`), never by an
             # XADD after the server lost its data, which would leave it without one.
             pipe.xadd(self.stream, entries[-1], nomkstream=True)
+        # After every XADD: the answers' first len(deliveries) are the entry ids.
+        self._queue_history(pipe, deliveries, encoded)
         for dead_letter_id in replayed:
             pipe.hdel(self.dead_key, dead_letter_id)
             pipe.hdel(self.replaying_key, dead_letter_id)
@@ -454,6 +497,9 @@ class RedisStore:
         pipe = self.redis.pipeline(transaction=True)
         if dead is not None:
             pipe.hset(self.dead_key, dead[0], dead[1])
+            key = self._history_key(delivery.delivery_id)
+            pipe.hset(key, mapping={"s": "failed", "dl": dead[0], "u": time.time()})
+            pipe.expire(key, self.history_ttl)
         if delivery.store_ref is not None:
             pipe.xack(self.stream, GROUP, delivery.store_ref)
             pipe.xdel(self.stream, delivery.store_ref)
@@ -516,7 +562,7 @@ class RedisStore:
             return None
         letter = _letter(dead_letter_id, value)
         _refuse_unreplayable(letter)
-        delivery = Delivery(webhook_name=letter.webhook_name, event=letter.event)
+        delivery = letter.replay_delivery()
         fields = [
             item for pair in _entry(delivery, letter.event.to_json()).items() for item in pair
         ]
@@ -527,7 +573,167 @@ class RedisStore:
         if entry_id is None:
             return None
         delivery.store_ref = entry_id
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            self._queue_history(pipe, [delivery], {})
+            await pipe.execute()
+        except RedisError as exc:
+            self._history_fault.failed(exc, stream=self.stream)
         return delivery
+
+    # -- attempt history (`history.KeepsHistory`) ------------------------------------------
+
+    def _history_key(self, delivery_id: str) -> str:
+        return f"{self.prefix}history:{delivery_id}"
+
+    def _queue_history(
+        self, pipe: Any, deliveries: Sequence[Delivery], encoded: dict[int, str]
+    ) -> None:
+        """Add to `pipe` the new deliveries' records, their events, and the index."""
+        ttl = self.history_ttl
+        now = time.time()
+        index: dict[str, float] = {}
+        for delivery in deliveries:
+            event = delivery.event
+            key = self._history_key(delivery.delivery_id)
+            pipe.hset(
+                key,
+                mapping={
+                    "w": delivery.webhook_name,
+                    "e": event.event_id,
+                    "t": event.event_type,
+                    "s": "pending",
+                    "c": delivery.enqueued_at,
+                    "u": now,
+                },
+            )
+            pipe.expire(key, ttl)
+            text = encoded.get(id(event)) or event.to_json()
+            pipe.set(f"{self.prefix}history:event:{event.event_id}", text, ex=ttl)
+            of = f"{self.prefix}history:of:{event.event_id}"
+            pipe.sadd(of, delivery.delivery_id)
+            pipe.expire(of, ttl)
+            index[delivery.delivery_id] = delivery.enqueued_at
+        pipe.zadd(self.history_index, index)
+        # What expired leaves the index as new records come (no sweeper needed).
+        pipe.zremrangebyscore(self.history_index, "-inf", now - ttl)
+
+    def note_attempt(self, delivery: Delivery, attempt: RawAttempt, status: str) -> None:
+        """Queued for a task that writes what accumulated in one round trip: the attempt
+        never waits for Redis, and a burst of attempts costs one pipeline."""
+        if self._redis is None:
+            log.warning("history_not_recorded", stream=self.stream, reason="store not open")
+            return
+        # Masked now, while the registry knows the request's credentials.
+        self._notes.append((delivery, attempt.record(delivery.delivery_id), status))
+        if self._notes_task is None or self._notes_task.done():
+            self._notes_task = asyncio.create_task(
+                self._write_notes(), name=f"redis-history:{self.consumer}"
+            )
+
+    async def _write_notes(self) -> None:
+        while self._notes:
+            notes, self._notes = self._notes, []
+            pipe = self.redis.pipeline(transaction=False)
+            ttl = self.history_ttl
+            for delivery, record, status in notes:
+                key = self._history_key(delivery.delivery_id)
+                event = delivery.event
+                pipe.hset(
+                    key,
+                    mapping={
+                        # The fields a record queued elsewhere already has, set again so
+                        # a record whose key expired mid-retry is whole.
+                        "w": delivery.webhook_name,
+                        "e": event.event_id,
+                        "t": event.event_type,
+                        "c": delivery.enqueued_at,
+                        "s": status,
+                        "u": record.started_at + record.duration_s,
+                        f"a:{record.attempt}": json.dumps(record.to_dict(), separators=(",", ":")),
+                    },
+                )
+                pipe.expire(key, ttl)
+                pipe.zadd(self.history_index, {delivery.delivery_id: delivery.enqueued_at})
+            try:
+                await pipe.execute()
+            except RedisError as exc:
+                # History never costs a delivery: said once per outage, and the attempts
+                # of that moment are not on record.
+                self._history_fault.failed(exc, stream=self.stream, lost=len(notes))
+            else:
+                self._history_fault.ok(stream=self.stream)
+
+    async def _history_written(self) -> None:
+        """Wait for the attempts noted so far to be written (reads see them)."""
+        task = self._notes_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+
+    async def delivery_record(self, delivery_id: str) -> DeliveryRecord | None:
+        await self._history_written()
+        value: Any = await self.redis.hgetall(self._history_key(delivery_id))
+        return _history_record(delivery_id, value)
+
+    async def delivery_records(self, query: DeliveryQuery) -> DeliveryPage:
+        await self._history_written()
+        after = query.after()
+        wanted = query.limit + 1
+        found: list[DeliveryRecord] = []
+        if query.event_id is not None:
+            ids: Any = await self.redis.smembers(f"{self.prefix}history:of:{query.event_id}")
+            for record in await self._records(sorted(ids)):
+                if query.matches(record):
+                    found.append(record)
+            return page_of(found, query)
+        top = "+inf" if after is None else after[0]
+        if query.until is not None:
+            top = min(float(top), query.until) if top != "+inf" else query.until
+        bottom: Any = "-inf" if query.since is None else query.since
+        offset = 0
+        chunk = max(wanted, 100)
+        while len(found) < wanted:
+            page: Any = await self.redis.zrevrangebyscore(
+                self.history_index, top, bottom, start=offset, num=chunk, withscores=True
+            )
+            if not page:
+                break
+            offset += len(page)
+            ids = [
+                member for member, score in page if after is None or (float(score), member) < after
+            ]
+            for record in await self._records(ids):
+                if query.matches(record) and (
+                    after is None or (record.created_at, record.delivery_id) < after
+                ):
+                    found.append(record)
+            if len(page) < chunk:
+                break
+        return page_of(found, query)
+
+    async def _records(self, ids: Sequence[str]) -> list[DeliveryRecord]:
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for delivery_id in ids:
+            pipe.hgetall(self._history_key(delivery_id))
+        values = await pipe.execute()
+        records = []
+        for delivery_id, value in zip(ids, values, strict=True):
+            record = _history_record(delivery_id, value)
+            if record is not None:  # expired: its index entry is trimmed later
+                records.append(record)
+        return records
+
+    async def stored_event(self, event_id: str) -> Event | None:
+        await self._history_written()
+        text: Any = await self.redis.get(f"{self.prefix}history:event:{event_id}")
+        if text is None:
+            return None
+        try:
+            return decode_event(text)
+        except UndecodableEvent:
+            return None
 
     async def pending_counts(self) -> dict[str, dict[str, int]]:
         """Per webhook: entries in the stream, that is every delivery not finished yet,
@@ -569,6 +775,10 @@ class RedisStore:
 
     async def breaker_script(self, *, keys: list[str], args: list[Any]) -> Any:
         return await self._breaker_sync(keys=keys, args=args)
+
+    def key_value(self, namespace: str) -> RedisKeyValue:
+        """Plugins' memory for one webhook, in Redis: every worker reads what another wrote."""
+        return RedisKeyValue(self, f"{self.prefix}kv:{namespace}")
 
     @property
     def closing(self) -> asyncio.Event:
@@ -791,6 +1001,38 @@ class RedisStore:
                 self._heartbeat_fault.ok(consumer=self.consumer)
 
 
+def _history_record(delivery_id: str, value: dict[str, str]) -> DeliveryRecord | None:
+    """A delivery's record from its hash, or None when there is none (expired, never
+    queued). An attempt field that does not decode is left out, never the whole record."""
+    if not value or "e" not in value:
+        return None
+    attempts = []
+    for key, text in value.items():
+        if key.startswith("a:"):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                attempts.append(AttemptRecord.from_dict(json.loads(text)))
+    attempts.sort(key=lambda attempt: attempt.attempt)
+    created = _float(value.get("c"))
+    return DeliveryRecord(
+        delivery_id=delivery_id,
+        event_id=value["e"],
+        webhook=value.get("w", ""),
+        event_type=value.get("t", ""),
+        status=value.get("s", "pending"),
+        created_at=created,
+        updated_at=_float(value.get("u")) or created,
+        attempts=tuple(attempts),
+        dead_letter_id=value.get("dl") or None,
+    )
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def _refuse_unreplayable(letter: DeadLetter) -> None:
     if not letter.replayable:
         raise ValueError(
@@ -822,6 +1064,7 @@ def _delivery(entry_id: str, fields: dict[str, str], attempts: Any) -> Delivery:
         attempts=_int(attempts if attempts is not None else fields.get("a", 0)),
         enqueued_at=enqueued_at,
         store_ref=entry_id,
+        context=_context(fields.get("c")),
     )
 
 
@@ -834,20 +1077,39 @@ def _record(letter: DeadLetter) -> str:
             "error": letter.error,
             "attempts": letter.attempts,
             "failed_at": letter.failed_at,
+            "context": letter.context,
+            "delivery_id": letter.delivery_id,
         },
         default=str,
     )
 
 
 def _entry(delivery: Delivery, event_json: str) -> dict[Any, Any]:
-    """A delivery's stream entry."""
-    return {
+    """A delivery's stream entry. `c`, the context, only when there is one."""
+    entry: dict[Any, Any] = {
         "d": delivery.delivery_id,
         "w": delivery.webhook_name,
         "e": event_json,
         "a": delivery.attempts,
         "t": delivery.enqueued_at,
     }
+    if delivery.context:
+        entry["c"] = json.dumps(delivery.context, separators=(",", ":"))
+    return entry
+
+
+def _context(stored: Any) -> dict[str, str]:
+    """The context an entry or a letter kept (JSON text or an object). What does not decode
+    to an object gives an empty context rather than stop the delivery: it is opaque."""
+    value = stored
+    if isinstance(stored, str):
+        try:
+            value = json.loads(stored)
+        except ValueError:
+            return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _letter(dead_letter_id: str, value: str) -> DeadLetter:
@@ -862,6 +1124,8 @@ def _letter(dead_letter_id: str, value: str) -> DeadLetter:
             error=record["error"],
             attempts=record["attempts"],
             failed_at=record["failed_at"],
+            context=_context(record.get("context")),
+            delivery_id=str(record.get("delivery_id") or ""),
         )
     except Exception as exc:
         reason = str(UndecodableEvent(f"{type(exc).__name__}: {exc}"))[:500]
@@ -937,10 +1201,36 @@ def open_redis_store(url: str) -> RedisStore:
             ours["window"] = int(ours["window"])
         if "consumer_expiry" in ours:
             ours["consumer_expiry"] = float(ours["consumer_expiry"])
+        if "history_ttl" in ours:
+            ours["history_ttl"] = float(ours["history_ttl"])
     except ValueError as exc:
         raise ValueError(f"{_safe_url(url)}: {exc}") from None
     plain = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
     return RedisStore(plain, **ours)
+
+
+@attrs.frozen
+class RedisKeyValue:
+    """`KeyValue` in Redis: `SET ... PX` (with `NX` for `add`), keys under a prefix."""
+
+    store: RedisStore = attrs.field(repr=False)
+    prefix: str
+
+    async def get(self, key: str) -> str | None:
+        value = await self.store.redis.get(self.prefix + key)
+        return None if value is None else str(value)
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        await self.store.redis.set(self.prefix + key, value, px=max(1, int(ttl_seconds * 1000)))
+
+    async def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        done = await self.store.redis.set(
+            self.prefix + key, value, px=max(1, int(ttl_seconds * 1000)), nx=True
+        )
+        return bool(done)
+
+    async def delete(self, key: str) -> None:
+        await self.store.redis.delete(self.prefix + key)
 
 
 def _offers_every_shared_capability(store: RedisStore) -> SharedStore:

@@ -1,0 +1,297 @@
+"""Attempt history: what happened to each delivery, attempt by attempt, kept by every store.
+
+"What happened to delivery X, and what did the service answer?" is the first question anyone
+operating webhooks asks. Each attempt leaves one `AttemptRecord` (when, how long, the status
+or the transport error, the verdict, a redacted excerpt of the answer, the request's headers
+with secrets masked, the body's size, when the next attempt goes); each delivery one
+`DeliveryRecord` holding them. The dispatcher reads them back with `delivery()`,
+`deliveries()` (newest first, a page at a time) and `event()`.
+
+Recording stays cheap: the worker hands the store a `RawAttempt` (the values it already
+holds) without awaiting anything; the store masks it at once (`RawAttempt.record`) and keeps
+it (memory) or writes it with its next commit or pipeline (SQLite, Redis). Masking is not put
+off until the record is read: a credential the request carried is known to the redaction
+registry only for a while (its transient values are bounded), so later could be too late.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+from .redaction import bounded, redact_headers
+
+if TYPE_CHECKING:
+    from ._pipeline.unit import Delivery
+    from .events import Event
+    from .wire import Response
+
+__all__ = [
+    "DELIVERY_STATUSES",
+    "MAX_PAGE",
+    "AttemptRecord",
+    "DeliveryPage",
+    "DeliveryQuery",
+    "DeliveryRecord",
+    "KeepsHistory",
+    "RawAttempt",
+]
+
+#: A delivery's status in its record: queued and not tried yet, tried and waiting for its next
+#: attempt, accepted by the service, finally failed (a dead letter), or waiting because its
+#: webhook was disabled (a 410) until `enable_webhook`.
+DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed", "disabled")
+#: The most records one page holds.
+MAX_PAGE = 500
+
+
+@attrs.frozen(kw_only=True)
+class AttemptRecord:
+    """One attempt of one delivery. Nothing in it shows a secret: `error`, `reason` and
+    `response_excerpt` are masked and bounded, secret-named request headers are `***`."""
+
+    delivery_id: str
+    #: 1 for the first attempt.
+    attempt: int
+    #: Epoch seconds when the attempt started.
+    started_at: float
+    duration_s: float
+    #: The answer's status (None when there was no answer).
+    status: int | None
+    #: The transport error when there was no answer (refused, timed out, ...), else None.
+    error: str | None
+    #: The plugin's verdict on the attempt: "success", "retry", "fail" or "gone".
+    verdict: str
+    #: Why it did not succeed, in the verdict's words (None for a success).
+    reason: str | None
+    #: The start of the answer's body, masked and bounded (None when there was no answer).
+    response_excerpt: str | None
+    request_headers: dict[str, str]
+    body_bytes: int
+    #: Epoch seconds of the next attempt when one was scheduled, else None.
+    next_retry_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any]) -> AttemptRecord:
+        return cls(
+            delivery_id=str(value["delivery_id"]),
+            attempt=int(value["attempt"]),
+            started_at=float(value["started_at"]),
+            duration_s=float(value["duration_s"]),
+            status=None if value.get("status") is None else int(value["status"]),
+            error=value.get("error"),
+            verdict=str(value["verdict"]),
+            reason=value.get("reason"),
+            response_excerpt=value.get("response_excerpt"),
+            request_headers={
+                str(k): str(v) for k, v in (value.get("request_headers") or {}).items()
+            },
+            body_bytes=int(value.get("body_bytes") or 0),
+            next_retry_at=(
+                None if value.get("next_retry_at") is None else float(value["next_retry_at"])
+            ),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryRecord:
+    """One delivery (one event to one webhook) and its attempts, oldest first."""
+
+    delivery_id: str
+    event_id: str
+    webhook: str
+    event_type: str
+    #: One of `DELIVERY_STATUSES`.
+    status: str
+    #: Epoch seconds: queued, and last changed.
+    created_at: float
+    updated_at: float
+    attempts: tuple[AttemptRecord, ...] = ()
+    #: The dead letter a failed delivery left (None otherwise, or once it was replayed).
+    dead_letter_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "delivery_id": self.delivery_id,
+            "event_id": self.event_id,
+            "webhook": self.webhook,
+            "event_type": self.event_type,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "dead_letter_id": self.dead_letter_id,
+            "attempts": [a.to_dict() for a in self.attempts],
+        }
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryPage:
+    """A page of delivery records, newest first; `next_cursor` asks for the next page (None
+    on the last one)."""
+
+    items: tuple[DeliveryRecord, ...]
+    next_cursor: str | None = None
+
+
+def _check_status(value: str | None) -> str | None:
+    if value is not None and value not in DELIVERY_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(DELIVERY_STATUSES)}, got {value!r}")
+    return value
+
+
+def _check_limit(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_PAGE}, got {value!r}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryQuery:
+    """What `deliveries()` asks a store for. `since` and `until` bound `created_at` (epoch
+    seconds, `since` included, `until` excluded); `cursor` comes from the previous page."""
+
+    webhook: str | None = None
+    status: str | None = attrs.field(default=None, converter=_check_status)
+    event_type: str | None = None
+    event_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = attrs.field(default=50, converter=_check_limit)
+    cursor: str | None = None
+
+    def after(self) -> tuple[float, str] | None:
+        """The position the cursor names: records strictly older come next."""
+        return decode_cursor(self.cursor) if self.cursor else None
+
+    def matches(self, record: DeliveryRecord) -> bool:
+        """Whether a record passes the filters (the cursor aside)."""
+        return (
+            (self.webhook is None or record.webhook == self.webhook)
+            and (self.status is None or record.status == self.status)
+            and (self.event_type is None or record.event_type == self.event_type)
+            and (self.event_id is None or record.event_id == self.event_id)
+            and (self.since is None or record.created_at >= self.since)
+            and (self.until is None or record.created_at < self.until)
+        )
+
+
+def encode_cursor(record: DeliveryRecord) -> str:
+    """An opaque cursor after `record` (newest first: by `created_at`, then delivery id)."""
+    raw = json.dumps([record.created_at, record.delivery_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The position in a cursor, or `ValueError` for one this module did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, delivery_id = json.loads(raw)
+        return float(created_at), str(delivery_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError("not a cursor this API gave (pass next_cursor as it is)") from None
+
+
+def newest_first(record: DeliveryRecord) -> tuple[float, str]:
+    return (record.created_at, record.delivery_id)
+
+
+def page_of(records: list[DeliveryRecord], query: DeliveryQuery) -> DeliveryPage:
+    """The page `query` asks for out of `records` already filtered, any order."""
+    after = query.after()
+    if after is not None:
+        records = [r for r in records if newest_first(r) < after]
+    records.sort(key=newest_first, reverse=True)
+    items = tuple(records[: query.limit])
+    more = len(records) > query.limit
+    return DeliveryPage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+
+class RawAttempt:
+    """An attempt as the worker knows it (no masking yet, no copy): the store turns it into
+    an `AttemptRecord` (`record`) when it takes it."""
+
+    __slots__ = (
+        "attempt",
+        "body_bytes",
+        "duration_s",
+        "error",
+        "headers",
+        "next_retry_at",
+        "reason",
+        "response",
+        "started_at",
+        "verdict",
+    )
+
+    def __init__(
+        self,
+        *,
+        attempt: int,
+        started_at: float,
+        duration_s: float,
+        verdict: str,
+        reason: str | None,
+        response: Response | None,
+        headers: Mapping[str, str],
+        body_bytes: int,
+        next_retry_at: float | None,
+        error: str | None = None,
+    ) -> None:
+        self.attempt = attempt
+        self.started_at = started_at
+        self.duration_s = duration_s
+        self.verdict = verdict
+        self.reason = reason
+        self.response = response
+        self.headers = headers
+        self.body_bytes = body_bytes
+        self.next_retry_at = next_retry_at
+        self.error = error
+
+    def record(self, delivery_id: str) -> AttemptRecord:
+        """The attempt fit to keep and show: masked and bounded."""
+        response = self.response
+        reason = bounded(self.reason) if self.reason else None
+        return AttemptRecord(
+            delivery_id=delivery_id,
+            attempt=self.attempt,
+            started_at=self.started_at,
+            duration_s=self.duration_s,
+            status=response.status if response is not None else None,
+            error=(bounded(self.error) if self.error else reason) if response is None else None,
+            verdict=self.verdict,
+            reason=reason,
+            response_excerpt=response.excerpt() if response is not None else None,
+            request_headers=redact_headers(self.headers),
+            body_bytes=self.body_bytes,
+            next_retry_at=self.next_retry_at,
+        )
+
+
+@runtime_checkable
+class KeepsHistory(Protocol):
+    """A store that keeps attempt history (every store shipped with the project does).
+
+    `note_attempt` is called by the worker after each attempt, with the delivery's status
+    after it; it must not block nor raise (a store that cannot write logs it and goes on:
+    history never costs a delivery). A store creates a delivery's record when it is queued
+    (`enqueue`) and marks it failed with its dead letter id in `add_dead_letter`.
+    """
+
+    def note_attempt(self, delivery: Delivery, attempt: RawAttempt, status: str) -> None: ...
+
+    async def delivery_record(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    async def delivery_records(self, query: DeliveryQuery) -> DeliveryPage: ...
+
+    async def stored_event(self, event_id: str) -> Event | None:
+        """The event (its envelope) while any of its deliveries' records is kept."""
+        ...
