@@ -12,6 +12,16 @@ an awaitable and the core awaits it; see `deliver`. An `async def` implementatio
 but `flush` is refused when the plugin manager is built. A hook that raises, or returns the
 wrong type, never stops the pipeline: the core logs it and treats the delivery as failed (or
 skips that plugin's listener).
+
+Per-type hooks (`format_payload`, `deliver`, `classify_response`, `flush`) are routed by
+owner: the core calls the implementation of the plugin whose `webhook_types` registered the
+webhook's class (a subclass goes to the owner of its nearest registered ancestor; then to the
+owners of further registered ancestors), then the core's default (the HTTP `deliver` and
+`classify_response`); the first answer other than None wins. No other plugin is asked, so an
+implementation needs no ``isinstance`` guard: it only ever sees its own webhooks. The route is
+resolved once per webhook class. A plugin that implements a per-type hook but registers no
+webhook type is never called for it (a warning at start-up says so). The other hooks are
+broadcast: every plugin's implementation is called.
 """
 
 from __future__ import annotations
@@ -41,7 +51,10 @@ def webhook_types() -> Mapping[str, type[Webhook]] | None:
     equals the plugin's entry-point name and the class's ``kind``.
 
     :return: a mapping of type name to a `Webhook` subclass, or
-        None. Two plugins claiming the same name is an error at start-up.
+        None. The plugin that registers a class owns it: the core calls that plugin's
+        per-type hooks for its webhooks (and for subclasses no other plugin registers). Two
+        plugins claiming the same name, or the same class, is an error at start-up naming
+        both.
     """
 
 
@@ -52,12 +65,13 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
     Called once per delivery, before the first attempt; every retry sends the same request
     (re-signed). Must be synchronous, pure and quick: no I/O, no clock reads beyond the event's
     own timestamp. That makes dry runs (``dispatcher.render``) free and output testable.
+    Per-type: only the plugin that registered the webhook's type is asked (see above).
 
-    :param webhook: the webhook the event is routed to. Return None unless it is one of your
-        own classes (``isinstance(webhook, MyWebhook)``).
+    :param webhook: the webhook the event is routed to: always an instance of a class your
+        plugin registered (or of a subclass of one), never another plugin's.
     :param event: the frozen `Event`.
-    :return: an `OutgoingRequest` with the exact body bytes, or
-        None when the webhook is not yours. First non-None result wins. Honour
+    :return: an `OutgoingRequest` with the exact body bytes (None hands the webhook to the
+        owner of its next registered ancestor class, if any). Honour
         ``webhook.template_for(event)`` so users can override the message without subclassing.
         Respect every size limit of your service by truncating, never by producing a request
         the service rejects.
@@ -70,22 +84,25 @@ def deliver(
 ) -> Awaitable[Response] | None:
     """Send one attempt of a request and return the service's answer.
 
-    The core's HTTP delivery implements this as the ``trylast`` fallback, so an HTTP plugin
-    usually does not. Implement it for a non-HTTP target (email), or for a target that needs
-    several calls per delivery (search before create).
+    Per-type: the core asks the plugin that registered the webhook's type, then falls back to
+    its own HTTP delivery, so an HTTP plugin usually does not implement it. Implement it for a
+    non-HTTP target (email), or for a target that needs several calls per delivery (search
+    before create).
 
-    pluggy cannot await: an ``async def`` implementation would return a coroutine for every
-    webhook, mine or not, and always win. Write a plain function that returns None for
-    webhooks that are not yours, and an awaitable (``return self._send(...)``) for yours.
+    pluggy cannot await: an ``async def`` implementation is refused when the plugin manager is
+    built. Write a plain function that returns an awaitable (``return _send(...)``), or None
+    to let the core's HTTP delivery send this request (a plugin that sends only some requests
+    itself).
 
-    :param webhook: the webhook, already signed-for and rate-limited by the core.
+    :param webhook: one of your plugin's webhooks, already signed-for and rate-limited by the
+        core.
     :param request: what ``format_payload`` returned, with signature headers added.
     :param session: the dispatcher's shared ``aiohttp.ClientSession`` (pooled connections,
         redirects off). Use it rather than opening your own.
     :param state: what your `webhook_state` made for this webhook (None if you keep none):
         where a delivery reads and records what outlives it (what was created, what is owed).
         Leave the parameter out if you do not need it.
-    :return: None, or an awaitable resolving to a `Response`.
+    :return: an awaitable resolving to a `Response`, or None for the core's HTTP delivery.
         Raise ``ConnectionError``, ``TimeoutError`` or an ``aiohttp.ClientError`` for transport
         failures: those are retried. Any other exception is a final failure.
     """
@@ -97,20 +114,22 @@ def classify_response(
 ) -> Verdict | None:
     """Decide what an answer means: delivered, retry, final failure, or endpoint gone.
 
-    The core's default (``trylast``): 2xx delivered; a 429, or a 503 with ``Retry-After``, a
+    Per-type: the core asks the plugin that registered the webhook's type, then falls back to
+    its default: 2xx delivered; a 429, or a 503 with ``Retry-After``, a
     rate limit whatever ``retry_on_status`` says (the whole webhook pauses for the service's
     wait); a status in the webhook's ``retry_policy.retry_on_status`` retried; 410 gone;
     anything else (3xx included) a final failure.
     Implement it when your service speaks otherwise: Slack's plain-text errors, Discord's JSON
     ``retry_after``, GitHub's 403 that is really a rate limit.
 
-    :param webhook: the webhook the attempt was made for (its ``retry_policy`` says which
-        statuses are worth another attempt).
+    :param webhook: one of your plugin's webhooks, the one the attempt was made for (its
+        ``retry_policy`` says which statuses are worth another attempt).
     :param request: the request as sent (the exact body, the signature headers, the
         ``extras`` your ``format_payload`` put there to read back now).
     :param response: the service's answer: status, lower-case headers, at most 64 KiB of
         body, the time it took.
-    :return: a `Verdict`, or None to leave it to others.
+    :return: a `Verdict`, or None to leave this answer to the core's default
+        (``default_plugins.http.default_verdict``).
     """
 
 
@@ -162,19 +181,20 @@ def dispatcher_started(dispatcher: WebhookDispatcher) -> None:
     """
 
 
-@hookspec
+@hookspec(firstresult=True)
 def flush(webhook: Webhook, state: Any, dispatcher: WebhookDispatcher) -> Awaitable[None] | None:
     """Send whatever the webhook has buffered (metrics, digests).
 
-    Called for every webhook when the dispatcher drains and before it closes (before the
-    webhook's state is closed).
+    Called for each webhook when the dispatcher drains and before it closes (before the
+    webhook's state is closed). Per-type, like `deliver`: only the plugin that registered the
+    webhook's type is asked (there is no core default). ``async def`` is allowed here.
 
-    :param webhook: one of the dispatcher's webhooks (every one is offered; flush yours).
-    :param state: the webhook's state (what its plugin's `webhook_state` made; None if it
-        keeps none): the buffer to send.
+    :param webhook: one of your plugin's webhooks (never another plugin's).
+    :param state: the webhook's state (what your `webhook_state` made; None if it keeps
+        none): the buffer to send.
     :param dispatcher: the `WebhookDispatcher` draining or closing. Kept for plugins written
         before `state`; new plugins get what they need from the state's `StateContext`.
-    :return: None when there is nothing of yours to flush, else an awaitable the core awaits.
+    :return: None when there is nothing to flush, else an awaitable the core awaits.
     """
 
 
@@ -194,9 +214,10 @@ def webhook_state(webhook: Webhook) -> Any:
     ``close()`` (may be async), called when the last dispatcher serving the webhook stops,
     after the final `flush`.
 
-    :param webhook: a webhook of the dispatcher. Return None unless it is one of your own
-        classes.
-    :return: your state object for it, or None (first non-None result wins).
+    Per-type, like `deliver`: only the plugin that registered the webhook's type is asked.
+
+    :param webhook: one of your plugin's webhooks (never another plugin's).
+    :return: your state object for it, or None when it needs none.
     """
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
+import attrs
 
 from empathy_webhooks_core import (
     CustomWebhook,
@@ -48,12 +49,24 @@ class CountingState:
         self.closed += 1
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class CountedWebhook(CustomWebhook):
+    """The test plugin's own type: per-type hooks (state, deliver, flush) reach only their
+    owner's webhooks."""
+
+    kind: ClassVar[str] = "counted"
+
+
 class StatePlugin:
-    """Keeps a state for webhooks named `counted*`; counts deliveries through it and reports
-    them, with a text, through `webhook_stats`."""
+    """Keeps a state for its webhooks named `counted*`; counts deliveries through it and
+    reports them, with a text, through `webhook_stats`."""
 
     def __init__(self) -> None:
         self.made: list[CountingState] = []
+
+    @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"counted": CountedWebhook}
 
     @hookimpl
     def webhook_state(self, webhook: Webhook) -> CountingState | None:
@@ -110,7 +123,7 @@ async def test_the_state_is_made_once_started_given_to_the_hooks_and_closed_afte
     plugin = StatePlugin()
     pm = build_plugin_manager(load_entry_points=False, extra_plugins=[plugin, BrokenStats()])
     async with Receiver() as receiver:
-        counted = CustomWebhook(name="counted", url=receiver.url("/a"))
+        counted = CountedWebhook(name="counted", url=receiver.url("/a"))
         plain = CustomWebhook(name="plain", url=receiver.url("/b"))
         dispatcher = WebhookDispatcher([counted, plain], plugin_manager=pm)
         async with dispatcher:
@@ -145,7 +158,7 @@ async def test_a_state_made_before_start_is_the_one_the_dispatcher_starts() -> N
     plugin = StatePlugin()
     pm = build_plugin_manager(load_entry_points=False, extra_plugins=[plugin])
     async with Receiver() as receiver:
-        counted = CustomWebhook(name="counted_early", url=receiver.url("/a"))
+        counted = CountedWebhook(name="counted_early", url=receiver.url("/a"))
         early = state_for(counted, plugin_manager=pm)
         assert isinstance(early, CountingState) and early.contexts == []
         async with WebhookDispatcher([counted], plugin_manager=pm):
@@ -156,7 +169,7 @@ async def test_a_webhook_two_dispatchers_serve_shares_one_state_closed_by_the_la
     plugin = StatePlugin()
     pm = build_plugin_manager(load_entry_points=False, extra_plugins=[plugin])
     async with Receiver() as receiver:
-        counted = CustomWebhook(name="counted_shared", url=receiver.url("/a"))
+        counted = CountedWebhook(name="counted_shared", url=receiver.url("/a"))
         first = WebhookDispatcher([counted], plugin_manager=pm)
         second = WebhookDispatcher([counted], plugin_manager=pm)
         async with first:

@@ -70,9 +70,7 @@ class AcmeChatPlugin:
         return {"acme_chat": AcmeChatWebhook}
 
     @hookimpl
-    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest | None:
-        if not isinstance(webhook, AcmeChatWebhook):
-            return None
+    def format_payload(self, webhook: AcmeChatWebhook, event: Event) -> OutgoingRequest:
         return OutgoingRequest.json(
             webhook.webhook_url,
             {"text": event.event_type},

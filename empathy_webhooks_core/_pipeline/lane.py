@@ -222,8 +222,10 @@ class LaneTable:
         self.waiting.append((webhook, routed))
 
     def _check_type(self, webhook: Webhook) -> None:
-        known = self._hooks.webhook_types()
-        if not any(isinstance(webhook, cls) for cls in known.values()):
+        # Resolves (and caches) which plugin answers this class's per-type hooks, once per
+        # class rather than per attempt.
+        if not self._hooks.route(type(webhook)).owners:
+            known = self._hooks.webhook_types()
             raise LookupError(
                 f"webhook {webhook.name!r} is a {type(webhook).__name__} (kind {webhook.kind!r}), "
                 f"and no loaded plugin provides it (loaded types: {', '.join(sorted(known))}); "

@@ -88,9 +88,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, NtfyWebhook):
-        return None
+def format_payload(webhook: NtfyWebhook, event: Event) -> OutgoingRequest:
     body = build_message(
         event,
         topic=webhook.topic,

@@ -246,9 +246,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, DatadogWebhook):
-        return None
+def format_payload(webhook: DatadogWebhook, event: Event) -> OutgoingRequest:
     body = event_body(webhook, event)
     series = event_series(webhook, event, tags_for(webhook, event))
     # The series body rides in `extras` (plain JSON) for `deliver`; a dry run shows it too.
@@ -261,8 +259,8 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 
 @hookimpl
-def webhook_state(webhook: Webhook) -> DatadogState | None:
-    return DatadogState(webhook) if isinstance(webhook, DatadogWebhook) else None
+def webhook_state(webhook: DatadogWebhook) -> DatadogState:
+    return DatadogState(webhook)
 
 
 @hookimpl
@@ -272,10 +270,11 @@ def webhook_stats(webhook: Webhook, state: Any) -> Mapping[str, Any] | None:
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
+    webhook: DatadogWebhook,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+    state: Any,
 ) -> Awaitable[Response] | None:
-    if not isinstance(webhook, DatadogWebhook):
-        return None
     if not isinstance(state, DatadogState):  # no state made (a plugin manager without us)
         state = DatadogState(webhook)
     return _deliver(webhook, request, session, state)
@@ -396,17 +395,15 @@ def classify(webhook: Webhook, response: Response, what: str = "event") -> Verdi
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, DatadogWebhook):
-        return None
+    webhook: DatadogWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     if response.step == "series":
         return classify(webhook, response, what="event accepted, but its metrics")
     return classify(webhook, response)
 
 
 @hookimpl
-def flush(webhook: Webhook, state: Any) -> Awaitable[None] | None:
+def flush(webhook: DatadogWebhook, state: Any) -> Awaitable[None] | None:
     if not isinstance(state, DatadogState):
         return None
     return state.flush()

@@ -127,9 +127,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, DiscordWebhook):
-        return None
+def format_payload(webhook: DiscordWebhook, event: Event) -> OutgoingRequest:
     return _request(webhook, event)
 
 
@@ -198,8 +196,6 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, DiscordWebhook):
-        return None
+    webhook: DiscordWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     return classify(webhook, response)

@@ -218,9 +218,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, EmailWebhook):
-        return None
+def format_payload(webhook: EmailWebhook, event: Event) -> OutgoingRequest:
     message = build_message(webhook, event)
     # Read back by `deliver`: the envelope is fixed at render time, like the bytes.
     extras: dict[str, Any] = {
@@ -399,19 +397,15 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
-) -> Awaitable[Response] | None:
-    if not isinstance(webhook, EmailWebhook):
-        return None
+    webhook: EmailWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Awaitable[Response]:
     return send_message(webhook, request)
 
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, EmailWebhook):
-        return None
+    webhook: EmailWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     code = response.status
     stage = (response.step or "smtp").upper()
     reply = " ".join(_scrub(response.text(), webhook).split()) or "no text"

@@ -185,9 +185,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, GitHubWebhook):
-        return None
+def format_payload(webhook: GitHubWebhook, event: Event) -> OutgoingRequest:
     if webhook.action_for(event) == "dispatch":
         if webhook.workflow:
             workflow = quote(webhook.workflow, safe="")
@@ -223,10 +221,8 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
-) -> Awaitable[Response] | None:
-    if not isinstance(webhook, GitHubWebhook):
-        return None
+    webhook: GitHubWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Awaitable[Response]:
     return _deliver(webhook, request, session)
 
 
@@ -369,10 +365,8 @@ _STEPS = {
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, GitHubWebhook):
-        return None
+    webhook: GitHubWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     step = response.step or "create"
     details = dict(response.details)
     status = response.status

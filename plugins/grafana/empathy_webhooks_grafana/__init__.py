@@ -88,9 +88,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, GrafanaWebhook):
-        return None
+def format_payload(webhook: GrafanaWebhook, event: Event) -> OutgoingRequest:
     return OutgoingRequest.json(
         webhook.annotations_url,
         annotation_body(webhook, event),
@@ -100,10 +98,8 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, GrafanaWebhook):
-        return None
+    webhook: GrafanaWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     body = response.json()
     message = body.get("message") if isinstance(body, dict) else None
     if 200 <= response.status < 300:

@@ -174,9 +174,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, JiraWebhook):
-        return None
+def format_payload(webhook: JiraWebhook, event: Event) -> OutgoingRequest:
     body = build_body(webhook, event)
     fp = fingerprint(event) if webhook.deduplicate else None
     extras: dict[str, Any] = {"project": webhook.project}
@@ -191,16 +189,14 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 
 @hookimpl
-def webhook_state(webhook: Webhook) -> JiraState | None:
-    return JiraState() if isinstance(webhook, JiraWebhook) else None
+def webhook_state(webhook: JiraWebhook) -> JiraState:
+    return JiraState()
 
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
-) -> Awaitable[Response] | None:
-    if not isinstance(webhook, JiraWebhook):
-        return None
+    webhook: JiraWebhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
+) -> Awaitable[Response]:
     return _deliver(webhook, request, session, state if isinstance(state, JiraState) else None)
 
 
@@ -297,10 +293,8 @@ def _reset_after(value: str | None) -> float | None:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, JiraWebhook):
-        return None
+    webhook: JiraWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     step = response.step or "create"
     details = dict(response.details)
     status = response.status

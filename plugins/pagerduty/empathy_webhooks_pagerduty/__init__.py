@@ -88,9 +88,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, PagerDutyWebhook):
-        return None
+def format_payload(webhook: PagerDutyWebhook, event: Event) -> OutgoingRequest:
     body = build_body(webhook, event)
     return OutgoingRequest.json(
         webhook.enqueue_url,
@@ -113,10 +111,8 @@ def _errors(response: Response) -> str:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, PagerDutyWebhook):
-        return None
+    webhook: PagerDutyWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     status = response.status
     if 200 <= status < 300:
         body = response.json()

@@ -99,9 +99,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, SlackWebhook):
-        return None
+def format_payload(webhook: SlackWebhook, event: Event) -> OutgoingRequest:
     return _request(webhook, event)
 
 
@@ -145,8 +143,6 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, SlackWebhook):
-        return None
+    webhook: SlackWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     return classify(webhook, response)

@@ -76,9 +76,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, TeamsWebhook):
-        return None
+def format_payload(webhook: TeamsWebhook, event: Event) -> OutgoingRequest:
     return _request(webhook, event)
 
 
@@ -138,8 +136,6 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, TeamsWebhook):
-        return None
+    webhook: TeamsWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     return classify(webhook, response)
