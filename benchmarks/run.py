@@ -7,10 +7,11 @@ results table into benchmarks/README.md and the chart benchmarks/results.png.
 
 Sections: `throughput.py` (deliveries/s and sender CPU per delivery, pipeline vs a plain
 aiohttp loop), `queued.py` (emit latency under a backlog, memory per queued delivery, many
-webhooks), `stores.py` (memory, SQLite, Redis workers, a Celery baseline) and, when the file
-exists, `restart.py` (a SQLite store restarted with a large backlog). A section that fails is
-reported as such and the others still run. Machines shared with other work give noisy figures:
-the load average before and after is printed and written with the table.
+webhooks), `stores.py` (memory, SQLite, Redis workers, a Celery baseline), when the file
+exists, `restart.py` (a SQLite store restarted with a large backlog), and `gateway.py` (events
+accepted per second by `empathy-webhooks serve` against a bare aiohttp handler). A section
+that fails is reported as such and the others still run. Machines shared with other work give
+noisy figures: the load average before and after is printed and written with the table.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small counts, for development")
-    parser.add_argument("--only", help="comma-separated: throughput,queued,stores,restart")
+    parser.add_argument("--only", help="comma-separated: throughput,queued,stores,restart,gateway")
     parser.add_argument(
         "--no-write",
         action="store_true",
@@ -124,6 +125,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    import gateway
     import queued
     import stores
     import throughput
@@ -133,6 +135,7 @@ def main() -> None:
         "queued": lambda: queued.run(args.quick),
         "stores": lambda: stores.run(args.quick),
         "restart": lambda: restart_section(args.quick),
+        "gateway": lambda: gateway.run(args.quick),
     }
     chosen = args.only.split(",") if args.only else list(sections)
     info = _report.machine()

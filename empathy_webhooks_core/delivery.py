@@ -133,6 +133,7 @@ def render_request(
     if not isinstance(event, Event):
         raise TypeError(f"expected an Event, got {type(event).__name__}")
     hooks = hooks_for(plugin_manager or get_plugin_manager())
+    webhook = hooks.claimed(webhook)
     delivery = Delivery(webhook_name=webhook.name, event=event)
     render(hooks, webhook, delivery)
     assert delivery.request is not None

@@ -59,6 +59,33 @@ def webhook_types() -> Mapping[str, type[Webhook]] | None:
 
 
 @hookspec(firstresult=True)
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> Webhook | None:
+    """Claim a generic webhook's URL that names your service.
+
+    Called once per webhook object when a plain `CustomWebhook` or `WebhookConfig` (not
+    ``raw=True``; in a config file, a table with a ``url`` and no ``type``) joins a
+    dispatcher or is rendered: the reference's Quick Start points ``WebhookConfig(url=
+    "https://hooks.slack.com/...")`` at Slack and expects a Slack message. The user's object
+    keeps working (``dispatcher.render(it, event)``); what is sent is your webhook's request.
+    When no plugin claims a URL that ``service_for_url`` knows, the core sends the generic
+    envelope and logs one warning naming the plugin to install.
+
+    :param url: the webhook's URL, as the user gave it (a credential for most chat
+        services: never log it).
+    :param options: keyword arguments for your webhook class: every setting all webhooks
+        share (``name``, ``events``, ``filter``, ``retry_policy``, ``rate_limit``,
+        ``templates``, ...), taken from the user's webhook. Keep them all, the name first
+        (statistics, dead letters and fallbacks refer to it).
+    :return: your webhook built from `url` and `options` (``SlackWebhook(webhook_url=url,
+        **options)``), or None when the URL is not your service's
+        (``empathy_webhooks_core.service_for_url(url)`` recognises the first-party
+        services). First non-None result wins. Raise ``ValueError`` saying what is missing
+        when the URL is yours but cannot be used as given (a PagerDuty URL carries no
+        routing key).
+    """
+
+
+@hookspec(firstresult=True)
 def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
     """Turn an event into the request a webhook sends.
 

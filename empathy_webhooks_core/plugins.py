@@ -7,6 +7,7 @@ import importlib.metadata
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -316,6 +317,7 @@ class Hooks:
         #: Each registered class's owning plugin (object and name).
         self._owners: dict[type[Webhook], tuple[Any, str]] = {}
         self._routes: dict[type[Any], Route] = {}
+        self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -474,6 +476,27 @@ class Hooks:
             backends.update(mapping)
         return backends
 
+    def webhook_for_url(self, url: str, options: Mapping[str, Any]) -> Webhook | None:
+        """The webhook the plugin of `url`'s service makes of it, or None (see `claimed`)."""
+        from .claims import check_claimed
+
+        claimed, plugin = self._first("webhook_for_url", url=url, options=options)
+        if claimed is None:
+            return None
+        try:
+            check_claimed(claimed, plugin, options)
+        except (TypeError, ValueError) as exc:
+            raise self._broken(plugin, "webhook_for_url", str(exc)) from None
+        return claimed  # type: ignore[no-any-return]
+
+    def claimed(self, webhook: Webhook) -> Webhook:
+        """`webhook`, or for a plain `CustomWebhook`/`WebhookConfig` whose URL names a
+        service (`hooks.slack.com`), the webhook that service's plugin makes of it; the same
+        object every time for one webhook."""
+        from .claims import claim
+
+        return claim(self, webhook, self._claims)
+
     def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest:
         from .wire import OutgoingRequest
 
@@ -542,6 +565,20 @@ class Hooks:
                 )
             return verdict
         raise self._broken("(none)", "classify_response", "returned None, not a Verdict")
+
+    def _first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
+        """A `firstresult` call over every plugin (for hooks asked before a webhook's type is
+        known, like `webhook_for_url`) that also says which plugin answered."""
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            # A wrapper may change the result: let pluggy run the whole chain.
+            return caller(**kwargs), "a hook wrapper"
+        for impl in reversed(impls):
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if result is not None:
+                return result, impl.plugin_name
+        return None, ""
 
     def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call every implementation on its own, in pluggy's order, so one that raises cannot

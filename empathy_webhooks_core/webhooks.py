@@ -303,6 +303,9 @@ def _method(value: str) -> str:
 class CustomWebhook(Webhook):
     """Any HTTP endpoint: the reference's envelope as JSON, optionally signed.
 
+    A URL that names a service whose plugin is installed (`https://hooks.slack.com/...`) is
+    sent as that plugin formats it, unless `raw=True`.
+
     >>> CustomWebhook(url="https://example.com/hook", events=["*"]).name
     'custom_webhook'
     """
@@ -314,6 +317,10 @@ class CustomWebhook(Webhook):
     headers: Mapping[str, str] = attrs.field(
         factory=dict, converter=_headers, repr=lambda h: repr(masked_headers(h))
     )
+    #: Send the generic envelope even to a URL that names a service (`hooks.slack.com`).
+    #: By default such a webhook is sent as that service's plugin formats it (see
+    #: `empathy_webhooks_core.claims`); a config file's `type = "custom"` means raw.
+    raw: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen(kw_only=True, eq=False)

@@ -30,6 +30,13 @@ from empathy_webhooks_core.stores.sqlite import SQLiteStore
 from empathy_webhooks_core.testing import Receiver
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class CountedWebhook(CustomWebhook):
+    """The test plugin's own webhook type (its plugin owns its per-type hooks)."""
+
+    kind: ClassVar[str] = "counted"
+
+
 class CountingState:
     """What the test plugin keeps per webhook: what the core told it, and what it sent."""
 
@@ -49,17 +56,9 @@ class CountingState:
         self.closed += 1
 
 
-@attrs.frozen(kw_only=True, eq=False)
-class CountedWebhook(CustomWebhook):
-    """The test plugin's own type: per-type hooks (state, deliver, flush) reach only their
-    owner's webhooks."""
-
-    kind: ClassVar[str] = "counted"
-
-
 class StatePlugin:
-    """Keeps a state for its webhooks named `counted*`; counts deliveries through it and
-    reports them, with a text, through `webhook_stats`."""
+    """Keeps a state for its `CountedWebhook`s; counts deliveries through it and reports them,
+    with a text, through `webhook_stats`."""
 
     def __init__(self) -> None:
         self.made: list[CountingState] = []
@@ -70,13 +69,13 @@ class StatePlugin:
 
     @hookimpl
     def webhook_state(self, webhook: Webhook) -> CountingState | None:
-        if not webhook.name.startswith("counted"):
+        if not isinstance(webhook, CountedWebhook):
             return None
         state = CountingState(webhook)
         self.made.append(state)
         return state
 
-    @hookimpl(tryfirst=True)
+    @hookimpl
     def deliver(
         self,
         webhook: Webhook,
@@ -188,6 +187,9 @@ async def test_a_webhook_two_dispatchers_serve_shares_one_state_closed_by_the_la
                     == 2
                 )
             assert state.closed == 0  # the first still serves the webhook
+            # ... and the state goes on with the first's context, whose session is open.
+            assert len(state.contexts) == 3 and state.contexts[-1] is state.contexts[0]
+            assert not state.contexts[-1].sender.session.closed
         assert state.closed == 1
 
 

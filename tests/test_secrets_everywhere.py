@@ -8,10 +8,12 @@ each `user:password` pair a client sends as `Basic`), is searched for in:
   application, and `capture_logs`);
 - `repr` of every webhook, `str`/`repr` of the `DeliveryError` and of its `last_exception`
   (args and formatted traceback included) as `on_failure` received them;
-- dead letters of each store: memory, SQLite (the file's bytes, WAL included) and Redis (every
-  value under the test's key prefix);
-- the CLI's output of `validate`, `render`, `send --json`, `dead-letters list`, `stats` (plain
-  and `--json`).
+- dead letters and attempt history (response excerpts, request headers) of each store: memory,
+  SQLite (the file's bytes, WAL included) and Redis (every value under the test's key prefix);
+- the CLI's output of `validate`, `render`, `send --json`, `dead-letters list`, `stats`,
+  `deliveries` and `deliveries show` (plain and `--json`).
+- the gateway (`empathy-webhooks serve`, a token of its own given through the environment):
+  every answer of its API, `/metrics` and `/openapi.json` included, and its log lines.
 
 Zero hits.
 """
@@ -110,12 +112,15 @@ class Markers:
         "SIGNING",
         "ACME_URL",
         "ACME_TOKEN",
+        "GATEWAY_TOKEN",
     )
 
     def __init__(self) -> None:
         self.values = {
             name: f"mk{name.lower().replace('_', '')}{secrets.token_hex(8)}" for name in self.NAMES
         }
+        # A PagerDuty routing key is refused at construction unless 32 letters and digits.
+        self.values["PAGERDUTY"] = f"mkpagerduty{secrets.token_hex(16)}"[:32]
 
     def __getitem__(self, name: str) -> str:
         return self.values[name]
@@ -149,6 +154,11 @@ class Markers:
 
 CONFIG = """\
 store = "{store}"
+
+[[serve.tokens]]
+name = "ops"
+token = "${{GATEWAY_TOKEN}}"
+scopes = ["admin"]
 
 [[webhooks]]
 type = "slack"
@@ -365,10 +375,11 @@ def write_config(folder: Path, receiver: Receiver, smtp: Any, store: str) -> Pat
 
 async def deliver_all(
     config_path: Path, store: str | None, *, wait_for_callbacks: bool = False
-) -> tuple[list[Webhook], list[DeliveryError], list[Any], bytes]:
+) -> tuple[list[Webhook], list[DeliveryError], list[Any], bytes, str]:
     """Emit one event to every webhook of the file through a real dispatcher on `store`;
-    return the webhooks, the errors `on_failure` got, the dead letters and, for SQLite, the
-    store's file bytes (database and WAL) read before it closes."""
+    return the webhooks, the errors `on_failure` got, the dead letters, for SQLite the
+    store's file bytes (database and WAL) read before it closes, and the attempt history
+    (JSON) the dispatcher reads back."""
     config = load_config(config_path, plugin_manager=get_plugin_manager())
     errors: list[DeliveryError] = []
 
@@ -386,12 +397,15 @@ async def deliver_all(
                     await asyncio.sleep(0.05)
         await d.drain(timeout=60)
         dead = await d.dead_letters()
+        history = (await d.deliveries(limit=500)).items
+        assert len(history) == len(webhooks) and all(r.attempts for r in history), history
+        history_json = json.dumps([r.to_dict() for r in history], default=str)
         if store and store.startswith("sqlite:///"):
             database = Path(store.removeprefix("sqlite:///"))
             files = sorted(database.parent.glob(database.name + "*"))
             store_bytes = b"".join(path.read_bytes() for path in files)
     assert sorted(e.webhook_name for e in errors) == sorted(NAMES), [e.webhook_name for e in errors]
-    return webhooks, errors, dead, store_bytes
+    return webhooks, errors, dead, store_bytes, history_json
 
 
 def error_places(errors: list[DeliveryError]) -> dict[str, str]:
@@ -440,6 +454,43 @@ async def redis_values(url: str, prefix: str) -> str:
     return "\n".join(texts)
 
 
+async def gateway_answers(config_path: Path, token: str) -> dict[str, str]:
+    """Every read route of the gateway after one event to every webhook (all fail: the
+    receiver echoes), and a few errors, each answer's headers and body."""
+    import aiohttp
+
+    from empathy_webhooks_core.gateway import Gateway, running
+
+    config = load_config(config_path, plugin_manager=get_plugin_manager())
+    gateway = Gateway.from_config(config, plugin_manager=get_plugin_manager())
+    answers: dict[str, str] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    async with running(gateway) as url, aiohttp.ClientSession() as session:
+
+        async def call(method: str, path: str, **kwargs: Any) -> None:
+            async with session.request(method, url + path, **kwargs) as response:
+                answers[f"gateway {method} {path} {response.status}"] = (
+                    repr(dict(response.headers)) + await response.text()
+                )
+
+        await call(
+            "POST",
+            "/v1/events",
+            json={"event_type": EVENT_TYPE, "data": EVENT_DATA},
+            headers=headers,
+        )
+        async with asyncio.timeout(60):
+            while len(await gateway.dispatcher.dead_letters()) < len(NAMES):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        for path in ("/v1/webhooks", "/v1/dead-letters", "/metrics", "/openapi.json"):
+            await call("GET", path, headers=headers)
+        for name in NAMES:
+            await call("GET", f"/v1/webhooks/{name}/stats", headers=headers)
+        await call("GET", "/v1/webhooks", headers={"Authorization": f"Bearer {token}x"})
+        await call("POST", "/v1/events", json={"event_type": "x", "data": [token]}, headers=headers)
+    return answers
+
+
 def run_cli(*argv: str) -> str:
     """The command as the console script runs it, in this process: stdout and stderr."""
     from empathy_webhooks_core import cli
@@ -468,11 +519,12 @@ async def test_no_marker_leaves_by_any_path(
         # 1. Memory store, the standard library's logger at DEBUG.
         caplog.set_level(logging.DEBUG, logger="empathy_webhooks")
         with isolated_registry():
-            webhooks, errors, dead, _ = await deliver_all(config, None)
+            webhooks, errors, dead, _, history = await deliver_all(config, None)
         places["stdlib log (memory store)"] = caplog.text
         places["reprs"] = "\n".join(repr(w) + str(w) for w in webhooks)
         places.update({f"{k} (memory)": v for k, v in error_places(errors).items()})
         places["dead letters (memory)"] = json.dumps([d.to_dict() for d in dead], default=str)
+        places["attempt history (memory)"] = history
         assert any("delivery_attempt" in r.getMessage() for r in caplog.records)
 
         # 2. SQLite store, structlog configured by the application (JSON, tracebacks).
@@ -486,11 +538,13 @@ async def test_no_marker_leaves_by_any_path(
             logger_factory=structlog.PrintLoggerFactory(file=out),
         )
         with isolated_registry():
-            _, errors, dead, store_bytes = await deliver_all(config, sqlite_store)
+            _, errors, dead, store_bytes, history = await deliver_all(config, sqlite_store)
         structlog.reset_defaults()
         places["structlog JSON lines (SQLite store)"] = out.getvalue()
         places.update({f"{k} (SQLite)": v for k, v in error_places(errors).items()})
         places["dead letters (SQLite)"] = json.dumps([d.to_dict() for d in dead], default=str)
+        places["attempt history (SQLite)"] = history
+        sqlite_deliveries = [r["delivery_id"] for r in json.loads(history)]
         places["SQLite file and WAL bytes"] = store_bytes.decode("utf-8", "replace")
         assert "delivery_failed" in out.getvalue() and b"dead_letters" in store_bytes
 
@@ -499,16 +553,28 @@ async def test_no_marker_leaves_by_any_path(
             prefix = f"test:i16:{secrets.token_hex(4)}:"
             redis_store = f"redis://127.0.0.1:6379/0?prefix={prefix}&role=worker"
             with isolated_registry(), capture_logs() as entries:
-                _, errors, dead, _ = await deliver_all(config, redis_store, wait_for_callbacks=True)
+                _, errors, dead, _, history = await deliver_all(
+                    config, redis_store, wait_for_callbacks=True
+                )
             places["structlog capture_logs (Redis store)"] = "\n".join(map(repr, entries))
             places.update({f"{k} (Redis)": v for k, v in error_places(errors).items()})
             places["dead letters (Redis)"] = json.dumps([d.to_dict() for d in dead], default=str)
+            places["attempt history (Redis)"] = history
             places["Redis values under the prefix"] = await redis_values(redis_store, prefix)
             assert dead, "the Redis store kept no dead letter"
         else:  # pragma: no cover - CI runs Redis
             pytest.skip("no Redis on 127.0.0.1:6379")
 
-        # 4. The CLI, in this process as the console script runs it (each command its own
+        # 4. The gateway on the SQLite store: its answers and its log lines (request lines
+        # name the token; the webhooks' credentials are in the dead letters it lists).
+        caplog.clear()
+        structlog.reset_defaults()  # capture_logs leaves structlog marked as configured
+        with isolated_registry():
+            places.update(await gateway_answers(config, markers["GATEWAY_TOKEN"]))
+        places["gateway log lines"] = caplog.text
+        assert "gateway_request" in caplog.text and "caller='ops'" in caplog.text
+
+        # 5. The CLI, in this process as the console script runs it (each command its own
         # process would be: a fresh registry of secrets).
         event = [EVENT_TYPE, "--data", json.dumps(EVENT_DATA), "-c", str(config)]
         commands = {
@@ -522,7 +588,13 @@ async def test_no_marker_leaves_by_any_path(
             "dead-letters list --json": ["dead-letters", "list", "--json", "-c", str(config)],
             "stats": ["--plain", "stats", "-c", str(config)],
             "stats --json": ["stats", "--json", "-c", str(config)],
+            "deliveries": ["--plain", "deliveries", "-c", str(config)],
+            "deliveries --json": ["deliveries", "--json", "-c", str(config)],
         }
+        for delivery_id in sqlite_deliveries:
+            show = ["deliveries", "show", delivery_id, "-c", str(config)]
+            commands[f"deliveries show {delivery_id}"] = ["--plain", *show]
+            commands[f"deliveries show {delivery_id} --json"] = [*show, "--json"]
         for label, argv in commands.items():
 
             def one(argv: list[str] = argv) -> str:
@@ -537,12 +609,13 @@ async def test_no_marker_leaves_by_any_path(
     )
     for name in markers.NAMES:
         # (SMTP credentials go to the SMTP server; the others below arrive encoded or in a body)
-        sent_otherwise = ("SIGNING", "URL_PASSWORD", "JIRA")
+        sent_otherwise = ("SIGNING", "URL_PASSWORD", "JIRA", "GATEWAY_TOKEN")
         if not name.startswith("SMTP") and name not in sent_otherwise:
             assert markers[name] in arrived, f"{name} never reached the receiver"
     assert base64.b64encode(f"ops:{markers['URL_PASSWORD']}".encode()).decode() in arrived
     assert base64.b64encode(f"bot@acme.example:{markers['JIRA']}".encode()).decode() in arrived
     assert "exit 1" in places["CLI send --json"], places["CLI send --json"][:500]
     assert "dead_letter_id" in places["CLI dead-letters list --json"]
+    assert "response_excerpt" in places["CLI deliveries --json"]
     leaks = markers.leaks(places)
     assert leaks == [], "\n".join(leaks[:40])

@@ -213,6 +213,8 @@ class LaneTable:
         """Add a webhook (opened by the next `open`). Its name must be unique here."""
         if not isinstance(webhook, Webhook):
             raise TypeError(f"expected a Webhook, got {type(webhook).__name__}")
+        # A generic webhook whose URL names a service goes as that service's plugin sends it.
+        webhook = self._hooks.claimed(webhook)
         names = {w.name for w, _ in self.waiting} | set(self.lanes)
         if webhook.name in names:
             raise ValueError(
@@ -246,6 +248,7 @@ class LaneTable:
             for lane in list(self.lanes.values()):
                 fallback = lane.webhook.fallback
                 if isinstance(fallback, Webhook) and fallback.name not in self.lanes:
+                    fallback = self._hooks.claimed(fallback)
                     if not any(w is fallback for w, _ in self.waiting):
                         self._check_type(fallback)
                         self.waiting.append((fallback, False))

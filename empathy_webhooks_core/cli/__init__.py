@@ -34,6 +34,7 @@ _COMMANDS = (
     "deliveries",
     "demo_cmd",
     "worker",
+    "serve",
     "new_plugin",
 )
 

@@ -17,11 +17,12 @@ from ..webhooks import Webhook
 from ._builder import _Builder
 from ._problems import _MISSING, _join, _kind, _Problems
 from .env import expand_env
+from .serve import ServeConfig, parse_serve
 
 if typing.TYPE_CHECKING:
     import pluggy
 
-TOP_LEVEL_KEYS = ("store", "webhooks")
+TOP_LEVEL_KEYS = ("store", "webhooks", "serve")
 #: How deeply a configuration may nest (tables, inline tables, arrays). A real one uses a
 #: handful of levels; a limit keeps a pathological file a clear error, not a RecursionError.
 MAX_CONFIG_DEPTH = 64
@@ -34,6 +35,8 @@ class Config:
     webhooks: tuple[Webhook, ...]
     store: str | None = None
     source: str | None = None
+    #: `[serve]`: the gateway's settings (`empathy-webhooks serve`), None when absent.
+    serve: ServeConfig | None = None
 
     def webhook(self, name: str) -> Webhook:
         for webhook in self.webhooks:
@@ -61,6 +64,7 @@ def parse_config(
         raise ConfigError([f"{deep}: nested more than {MAX_CONFIG_DEPTH} levels deep"])
     pm = plugin_manager or get_plugin_manager()
     problems = _Problems()
+    raw_serve = data.get("serve")
     data = expand_env(dict(data), os.environ if env is None else env, "", problems)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
@@ -106,9 +110,10 @@ def parse_config(
                 where,
                 f"no webhook named {name!r}{did_you_mean(name, seen)} (webhooks: {known})",
             )
+    serve = parse_serve(raw_serve, data.get("serve"), problems)
     if problems.lines:
         raise ConfigError(problems.redacted())
-    return Config(webhooks=tuple(webhooks), store=store, source=source)
+    return Config(webhooks=tuple(webhooks), store=store, source=source, serve=serve)
 
 
 def load_config(

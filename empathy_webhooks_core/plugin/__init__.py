@@ -46,6 +46,7 @@ from .._plugin_kit import LABELS, HttpAnswers, SecretUrlWebhook, apply_template,
 from .._routing import EventMatcher
 from .._sender import Sender
 from .._templating import merge_payload, render_template
+from ..claims import service_for_url
 from ..default_plugins.http import default_verdict
 from ..delivery import TRANSPORT_ERRORS
 from ..events import Event, format_timestamp
@@ -131,6 +132,7 @@ __all__ = [
     "redact_url",
     "render_template",
     "secret_field",
+    "service_for_url",
     "severity_of",
     "state_for",
     "truncate",

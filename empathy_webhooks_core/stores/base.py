@@ -26,6 +26,7 @@ __all__ = [
     "Delivery",
     "DeliveryStore",
     "HasKeyValue",
+    "HasProducerRole",
     "HasWorkerRole",
     "KeyValue",
     "PagedStore",
@@ -291,6 +292,14 @@ class HasWorkerRole(Protocol):
     """A store opened by producers by default, with a role that takes deliveries for workers."""
 
     def for_worker(self) -> DeliveryStore: ...
+
+
+@runtime_checkable
+class HasProducerRole(Protocol):
+    """A store opened to deliver by default, with a role that only queues (SQLite: rows
+    wait for a process in the worker role)."""
+
+    def for_producer(self) -> DeliveryStore: ...
 
 
 @runtime_checkable

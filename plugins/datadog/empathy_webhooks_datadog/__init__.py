@@ -50,6 +50,7 @@ from .metrics import (
     METRIC_MAX_AGE,
     DatadogState,
     Queued,
+    is_early,
     is_late,
     make_point,
     original_tag,
@@ -192,8 +193,8 @@ class DatadogWebhook(Webhook):
         points: as soon as that many are waiting, every `metrics_flush_interval` seconds, and
         on the dispatcher's `drain()` and close. Safe from any thread. `timestamp` defaults
         to now (POSIX seconds; Datadog keeps points up to 1 h old and 10 min ahead: a point
-        older than that when it is sent goes out stamped now with an `original_timestamp:`
-        tag, counted as late); `metric_type` is `gauge`, `count`, `rate` or `unspecified`.
+        outside that when it is sent goes out stamped now with an `original_timestamp:` tag,
+        counted as late or early); `metric_type` is `gauge`, `count`, `rate` or `unspecified`.
         Raises `ValueError` for an invalid name or value. The webhook's stats
         (`get_webhook_stats`: `plugin.datadog.points_sent`, `points_dropped`, `points_late`)
         count what was sent, dropped and late.
@@ -306,21 +307,25 @@ def _late_event(request: OutgoingRequest, now: float) -> OutgoingRequest | None:
     return attrs.evolve(request, body=json_bytes(body))
 
 
-def _late_series(payload: Mapping[str, Any], now: float) -> tuple[dict[str, Any], int]:
-    """The event's gauges with every point too old for Datadog stamped `now` and tagged with
-    its time; and how many points that was."""
+def _late_series(payload: Mapping[str, Any], now: float) -> tuple[dict[str, Any], int, int]:
+    """The event's gauges with every point Datadog would drop (too old, or too far ahead)
+    stamped `now` and tagged with its time; and how many were late and early."""
     series = []
-    late = 0
+    late = early = 0
     for entry in payload.get("series", []):
-        on_time = [p for p in entry["points"] if not is_late(p["timestamp"], now, METRIC_MAX_AGE)]
-        old = [p for p in entry["points"] if is_late(p["timestamp"], now, METRIC_MAX_AGE)]
-        if on_time:
-            series.append({**entry, "points": on_time})
-        for point in old:
+        kept, moved = [], []
+        for point in entry["points"]:
+            old = is_late(point["timestamp"], now, METRIC_MAX_AGE)
+            if not old and not is_early(point["timestamp"], now):
+                kept.append(point)
+                continue
+            late, early = (late + 1, early) if old else (late, early + 1)
             tags = clean_tags([*entry.get("tags", [])[:99], original_tag(point["timestamp"])])
-            series.append({**entry, "points": [{**point, "timestamp": int(now)}], "tags": tags})
-            late += 1
-    return {"series": series}, late
+            moved.append({**entry, "points": [{**point, "timestamp": int(now)}], "tags": tags})
+        if kept:
+            series.append({**entry, "points": kept})
+        series.extend(moved)
+    return {"series": series}, late, early
 
 
 async def _deliver(
@@ -347,12 +352,13 @@ async def _deliver(
         if not request.extras.get("series"):
             return answer
         state.mark_posted(event_id)
-    payload, late_points = _late_series(request.extras["series"], now)
+    payload, late_points, early_points = _late_series(request.extras["series"], now)
     series = OutgoingRequest.json(webhook.series_url, payload, headers=webhook.auth_headers())
     metrics_answer = await sender.send(series)
     if 200 <= metrics_answer.status < 300:
         state.forget_posted(event_id)
         state.points_late += late_points
+        state.points_early += early_points
         return answer or metrics_answer
     return metrics_answer.at_step("series")
 

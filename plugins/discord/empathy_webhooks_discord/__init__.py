@@ -24,6 +24,7 @@ from empathy_webhooks_core.plugin import (
     hookimpl,
     parse_retry_after,
     redact_text,
+    service_for_url,
 )
 
 from .format import COLORS, build_message, escape_markdown, fit_message, neutralize_mentions
@@ -124,6 +125,14 @@ def _request(webhook: DiscordWebhook, event: Event) -> OutgoingRequest:
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"discord": DiscordWebhook}
+
+
+@hookimpl
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> DiscordWebhook | None:
+    """A generic webhook pointed at a discord URL is sent as DiscordWebhook sends it."""
+    if service_for_url(url) != "discord":
+        return None
+    return DiscordWebhook(webhook_url=url, **options)
 
 
 @hookimpl

@@ -7,7 +7,8 @@ The webhook URL is the credential (no header auth): the class declares it so
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import attrs
 
@@ -22,6 +23,7 @@ from empathy_webhooks_core.plugin import (
     Webhook,
     hookimpl,
     redact_text,
+    service_for_url,
 )
 
 from .format import build_message, escape_mrkdwn, fit_message
@@ -96,6 +98,14 @@ def _request(webhook: SlackWebhook, event: Event) -> OutgoingRequest:
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"slack": SlackWebhook}
+
+
+@hookimpl
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> SlackWebhook | None:
+    """A generic webhook pointed at a slack URL is sent as SlackWebhook sends it."""
+    if service_for_url(url) != "slack":
+        return None
+    return SlackWebhook(webhook_url=url, **options)
 
 
 @hookimpl

@@ -10,6 +10,7 @@ CLI output.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -26,25 +27,61 @@ from empathy_webhooks_core.plugin import (
     hookimpl,
     parse_retry_after,
     redact_text,
+    service_for_url,
 )
 
-from .format import MESSAGE_LIMIT_BYTES, STYLES, build_message, card_message, fit_message
+from .format import (
+    MESSAGE_LIMIT_BYTES,
+    STYLES,
+    TRUNCATED,
+    build_message,
+    card_message,
+    escape_markdown,
+    fit_message,
+)
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
 PLUGIN_API = "1.0"
 
 __all__ = [
+    "MAX_MENTIONS",
     "MESSAGE_LIMIT_BYTES",
     "STYLES",
+    "TRUNCATED",
     "TeamsWebhook",
     "build_message",
     "card_message",
     "classify",
+    "escape_markdown",
     "fit_message",
 ]
 
 _LEGACY_FAILURE = "webhook message delivery failed"
 _LEGACY_STATUS = re.compile(r"HTTP error (\d{3})", re.IGNORECASE)
+
+
+#: Mentions per message at most: each costs room in the 28 KB, and a card pinging more people
+#: than this is a broadcast better sent to a channel.
+MAX_MENTIONS = 20
+_UPN = re.compile(r"[^\s<>@\\]+@[^\s<>@\\]+\.[^\s<>@\\]+")
+_OBJECT_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def _mention_users(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    users = tuple(value)
+    for user in users:
+        if not isinstance(user, str) or not (_UPN.fullmatch(user) or _OBJECT_ID.fullmatch(user)):
+            raise ValueError(
+                "mention_users must list user principal names (adele@contoso.com) or Microsoft "
+                f"Entra object ids (87d349ed-44d7-43e1-9a83-5f2406dee5bd), got {user!r}"
+            )
+    if len(users) > MAX_MENTIONS:
+        raise ValueError(f"mention_users may name at most {MAX_MENTIONS} users, got {len(users)}")
+    return tuple(dict.fromkeys(users))
 
 
 def _max_bytes(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -64,6 +101,9 @@ class TeamsWebhook(SecretUrlWebhook):
 
     #: Teams refuses about 28 KB; legacy connectors were seen failing above ~21 KB.
     max_message_bytes: int = attrs.field(default=MESSAGE_LIMIT_BYTES, validator=_max_bytes)
+    #: Users every message pings (`<at>` mentions): user principal names or Microsoft Entra
+    #: object ids. Text in events never pings anyone; only these do.
+    mention_users: tuple[str, ...] = attrs.field(default=(), converter=_mention_users)
 
 
 def _request(webhook: TeamsWebhook, event: Event) -> OutgoingRequest:
@@ -73,6 +113,14 @@ def _request(webhook: TeamsWebhook, event: Event) -> OutgoingRequest:
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"teams": TeamsWebhook}
+
+
+@hookimpl
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> TeamsWebhook | None:
+    """A generic webhook pointed at a teams URL is sent as TeamsWebhook sends it."""
+    if service_for_url(url) != "teams":
+        return None
+    return TeamsWebhook(webhook_url=url, **options)
 
 
 @hookimpl

@@ -1,0 +1,345 @@
+"""The gateway's application: `Gateway` (the dispatcher, the tokens, the limits, the
+lifecycle) and `build_app`, which gives the aiohttp application with every route.
+
+Every request goes through one middleware, in this order: refused with 503 once the gateway
+is stopping; authenticated (401) and authorised (403) as its handler declares
+(`auth.requires`); rate limited per token (429 with `Retry-After`); answered; and logged with
+the token's name, never the token. Whatever a handler raises becomes a problem details
+answer (`problems.py`); an unexpected exception is logged and answered as a bare 500.
+
+Another application (a console) mounts its routes on the same gateway and reuses all of this:
+
+    app = build_app(gateway)
+    app.add_subapp("/console/", console_app)    # its handlers marked with auth.requires(...)
+
+and a handler reads the caller as `request[TOKEN]`; code that authenticates another way (a
+cookie holding a token) calls `gateway.authenticate(raw_token) -> Token | None`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .._log import get_logger
+from ..config import Config
+from ..config.serve import SCOPES, ServeConfig
+from ..dispatcher import WebhookDispatcher
+from ..redaction import redact_text
+from ..stores import HasProducerRole, HasWorkerRole, MemoryStore, StopsConsuming, open_store
+from .auth import PUBLIC, RateLimiter, Token, TokenTable, bearer, required_scope, retry_after
+from .idempotency import Idempotency
+from .problems import Problem
+
+__all__ = ["DEFAULT_STORE", "GATEWAY", "TOKEN", "Gateway", "build_app", "is_loopback", "running"]
+
+log = get_logger()
+
+#: Where `serve` keeps what it accepted when the configuration names no store: a file, so
+#: accepted events survive a restart.
+DEFAULT_STORE = "sqlite:///empathy-webhooks-gateway.db"
+
+#: Where a handler finds the authenticated caller: `request[TOKEN]` (a `Token`). A typed
+#: request key where aiohttp has them (3.12+), else its name.
+TOKEN: Any = (
+    web.RequestKey("empathy_webhooks_token", Token)
+    if hasattr(web, "RequestKey")
+    else "empathy_webhooks_token"
+)
+#: Every scope: the caller of a gateway configured without tokens (loopback only).
+_ANONYMOUS = Token("anonymous", frozenset(SCOPES))
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Gateway:
+    """A dispatcher behind an HTTP API: its settings, tokens, rate limits, idempotency keys
+    and lifecycle. `workers=False`: this process only queues (workers elsewhere deliver)."""
+
+    def __init__(
+        self,
+        dispatcher: WebhookDispatcher,
+        settings: ServeConfig | None = None,
+        *,
+        workers: bool = True,
+        webhook_types: dict[str, str] | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.settings = settings or ServeConfig()
+        self.workers = workers
+        self.tokens = TokenTable(self.settings.tokens, self.settings.requests_per_minute)
+        self.limiter = RateLimiter()
+        #: Webhook name -> its type's name (`slack`), for `GET /v1/webhooks`.
+        self.webhook_types = dict(webhook_types or {})
+        self._idempotency: Idempotency | None = None
+        self.stopping = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        store: str | None = None,
+        workers: bool = True,
+        plugin_manager: Any = None,
+        **dispatcher_options: Any,
+    ) -> Gateway:
+        """A gateway for a loaded configuration: its webhooks, `[serve]`, and its store
+        (`store` overrides it; SQLite in the current folder when neither names one), opened
+        in the role the gateway plays: delivering, or only queueing (`workers=False`).
+        Raises `ValueError` for a store it cannot use."""
+        from ..plugins import get_plugin_manager, hooks_for
+
+        pm = plugin_manager or get_plugin_manager()
+        hooks = hooks_for(pm)
+        url = store or config.store or DEFAULT_STORE
+        dispatcher = WebhookDispatcher(
+            webhooks=list(config.webhooks),
+            store=_store_for(url, workers, hooks.store_backends()),
+            plugin_manager=pm,
+            **dispatcher_options,
+        )
+        types = hooks.webhook_types()
+        names = {
+            webhook.name: type_name
+            for webhook in config.webhooks
+            for type_name, kind in types.items()
+            if type(webhook) is kind
+        }
+        return cls(dispatcher, config.serve, workers=workers, webhook_types=names)
+
+    def authenticate(self, raw: str) -> Token | None:
+        """The token `raw` is, or None. With no token configured (loopback only) every
+        caller is `anonymous` with every scope."""
+        if not len(self.tokens):
+            return _ANONYMOUS
+        return self.tokens.authenticate(raw)
+
+    @property
+    def idempotency(self) -> Idempotency:
+        if self._idempotency is None:
+            self._idempotency = Idempotency(
+                self.dispatcher.store, self.settings.idempotency_seconds
+            )
+        return self._idempotency
+
+    async def start(self) -> None:
+        await self.dispatcher.start()
+        if not len(self.tokens):
+            log.warning(
+                "gateway_without_tokens",
+                reason="no [[serve.tokens]] configured: every local caller has every scope",
+            )
+
+    def begin_stopping(self) -> None:
+        """New requests are answered 503 from now on."""
+        self.stopping = True
+
+    async def requests_done(self, timeout: float) -> bool:
+        """Wait until no request is under way (or `timeout`); False when some still are."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop_delivering(self, grace: float) -> None:
+        """Stop the workers: take nothing new, give what is under way (and, with a store
+        that pages, what is queued) up to `grace` seconds, then close. A durable store
+        keeps whatever is left for the next start."""
+        dispatcher = self.dispatcher
+        try:
+            if self.workers and isinstance(dispatcher.store, StopsConsuming):
+                await dispatcher.store.stop_consuming()
+        except RuntimeError:  # never started
+            pass
+        try:
+            await dispatcher.close(timeout=grace)
+        except TimeoutError as exc:
+            log.warning("gateway_left_deliveries", reason=str(exc))
+        finally:
+            await dispatcher.close(drain=False)
+
+    def _enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+
+#: Where the application keeps its `Gateway` (`request.config_dict[GATEWAY]`, sub-apps too).
+GATEWAY = web.AppKey("empathy_webhooks_gateway", Gateway)
+
+
+def _store_for(url: str, workers: bool, backends: dict[str, Any]) -> Any:
+    if url in ("memory", "memory://"):
+        if not workers:
+            raise ValueError("without workers the gateway needs a shared store (sqlite, redis)")
+        return MemoryStore()
+    opened = open_store(url, backends)
+    if workers:
+        return opened.for_worker() if isinstance(opened, HasWorkerRole) else opened
+    if isinstance(opened, HasProducerRole):
+        return opened.for_producer()
+    return opened
+
+
+def _caller(request: web.Request, gateway: Gateway, scope: str) -> Token:
+    raw = bearer(request.headers.get("Authorization"))
+    token = gateway.authenticate(raw or "") if (raw or not len(gateway.tokens)) else None
+    if token is None:
+        raise Problem(
+            401,
+            "/problems/unauthorized",
+            "send a valid token: Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": 'Bearer realm="empathy-webhooks"'},
+        )
+    if not token.allows(scope):
+        raise Problem(
+            403,
+            "/problems/forbidden",
+            f"the token {token.name!r} lacks the scope {scope!r} this route needs",
+            headers={
+                "WWW-Authenticate": f'Bearer realm="empathy-webhooks", error="insufficient_scope", '
+                f'scope="{scope}"'
+            },
+        )
+    if token.requests_per_minute:
+        wait = gateway.limiter.take(token.name, token.requests_per_minute)
+        if wait > 0:
+            raise Problem(
+                429,
+                "/problems/rate-limited",
+                f"the token {token.name!r} may make {token.requests_per_minute} requests a "
+                "minute; retry later",
+                headers={"Retry-After": retry_after(wait)},
+            )
+    return token
+
+
+def _from_http_error(exc: web.HTTPException) -> Problem:
+    if exc.status == 404:
+        return Problem(404, "/problems/not-found", "no such route")
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        return Problem(
+            405,
+            "/problems/method-not-allowed",
+            f"this route takes {allowed or 'other methods'}",
+            headers={"Allow": allowed},
+        )
+    if exc.status == 413:
+        return Problem(413, "/problems/too-large", "the request body is too large")
+    return Problem(exc.status, "about:blank", exc.reason)
+
+
+@web.middleware
+async def _gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    gateway = request.config_dict[GATEWAY]
+    started = time.perf_counter()
+    token_name: str | None = None
+    status = 500
+    gateway._enter()
+    try:
+        try:
+            if gateway.stopping and request.path != "/healthz":
+                raise Problem(
+                    503,
+                    "/problems/shutting-down",
+                    "the gateway is shutting down; retry on another one or after its restart",
+                    headers={"Retry-After": "5", "Connection": "close"},
+                )
+            unmatched = request.match_info.http_exception
+            if unmatched is not None:
+                raise _from_http_error(unmatched)
+            scope = required_scope(request.match_info.handler)
+            if scope != PUBLIC:
+                token = _caller(request, gateway, scope)
+                token_name = token.name
+                request[TOKEN] = token
+            response = await handler(request)
+        except Problem as problem:
+            response = problem.response(request.path)
+        except web.HTTPException as exc:
+            response = _from_http_error(exc).response(request.path)
+        except asyncio.CancelledError:
+            status = 499  # the client went away
+            raise
+        except Exception as exc:
+            log.error(
+                "gateway_request_failed",
+                method=request.method,
+                path=request.path,
+                caller=token_name,
+                error=redact_text(f"{type(exc).__name__}: {exc}"),
+            )
+            response = Problem(
+                500, "/problems/server-error", "the gateway failed; see its log"
+            ).response(request.path)
+        status = response.status
+        return response
+    finally:
+        gateway._leave()
+        log.info(
+            "gateway_request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            caller=token_name,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    """The gateway's aiohttp application: every route of `/v1`, health, metrics, OpenAPI.
+    Starting it (aiohttp's startup) starts the dispatcher; its cleanup does not stop it:
+    `serve.run_gateway` (or the caller) stops requests first, then deliveries."""
+    from .routes import add_routes
+
+    app = web.Application(
+        middlewares=[_gateway_middleware],
+        client_max_size=gateway.settings.max_body_bytes,
+    )
+    app[GATEWAY] = gateway
+    add_routes(app, gateway)
+
+    async def on_startup(_: web.Application) -> None:
+        await gateway.start()
+
+    app.on_startup.append(on_startup)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running(gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> Any:
+    """The gateway serving on `host:port` for the block (tests, embedding); yields the base
+    URL. Leaving stops requests, then deliveries, as `SIGTERM` does."""
+    from .serve import start_site, stop_site
+
+    runner, url = await start_site(gateway, host, port)
+    try:
+        yield url
+    finally:
+        await stop_site(gateway, runner)

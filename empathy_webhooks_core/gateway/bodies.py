@@ -1,0 +1,148 @@
+"""Reading request bodies: JSON within the size limit, events checked field by field, every
+mistake named by its JSON path (`$.events[3].empathy_level`) in one 422 answer."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from ..events import Event
+from .problems import Problem
+
+__all__ = ["EVENT_FIELDS", "build_event", "event_fields", "event_problem", "read_json"]
+
+#: What an event body may hold: the reference envelope's fields a producer chooses (the
+#: gateway gives the id and the timestamp).
+EVENT_FIELDS = (
+    "event_type",
+    "data",
+    "user_id",
+    "empathy_level",
+    "severity",
+    "classification",
+    "metadata",
+    "ordering_key",
+)
+_OPTIONAL_STRINGS = ("user_id", "severity", "classification", "ordering_key")
+_ITEM = re.compile(r"\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]")
+
+
+async def read_json(request: web.Request, limit: int) -> tuple[bytes, Any]:
+    """The body's bytes and JSON. 413 past `limit` bytes (declared or read), 415 when it is not
+    declared JSON, 422 when it does not parse."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    if request.content_type not in ("application/json", "application/problem+json"):
+        raise Problem(
+            415,
+            "/problems/unsupported-media-type",
+            f"send the body as application/json, not {request.content_type or 'nothing'}",
+        )
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    try:
+        return bytes(body), json.loads(body)
+    except RecursionError:
+        raise Problem(422, "/problems/invalid-json", "the body nests too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(422, "/problems/invalid-json", f"the body is not JSON: {exc}") from None
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        413, "/problems/too-large", f"the body is larger than this gateway takes ({limit} bytes)"
+    )
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def event_fields(body: Any, path: str, errors: list[dict[str, str]]) -> dict[str, Any] | None:
+    """The keyword arguments of `emit` from one event object, or None after adding what is
+    wrong with it to `errors`."""
+    if not isinstance(body, Mapping):
+        errors.append({"path": path, "message": f"expected an object, got {_kind(body)}"})
+        return None
+    before = len(errors)
+    for key in body:
+        if key not in EVENT_FIELDS:
+            errors.append(
+                {
+                    "path": f"{path}.{key}",
+                    "message": f"unknown field (known: {', '.join(EVENT_FIELDS)})",
+                }
+            )
+    event_type = body.get("event_type")
+    if "event_type" not in body:
+        errors.append({"path": f"{path}.event_type", "message": "required"})
+    elif not isinstance(event_type, str) or not event_type.strip():
+        errors.append({"path": f"{path}.event_type", "message": "expected a non-empty string"})
+    for key in ("data", "metadata"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            errors.append(
+                {"path": f"{path}.{key}", "message": f"expected an object, got {_kind(value)}"}
+            )
+    for key in _OPTIONAL_STRINGS:
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            errors.append(
+                {"path": f"{path}.{key}", "message": f"expected a string, got {_kind(value)}"}
+            )
+    level = body.get("empathy_level")
+    if level is not None and (
+        isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 5
+    ):
+        errors.append(
+            {"path": f"{path}.empathy_level", "message": "expected an integer from 1 to 5"}
+        )
+    if len(errors) > before:
+        return None
+    return {key: body[key] for key in EVENT_FIELDS if key in body}
+
+
+def build_event(fields: dict[str, Any], path: str, errors: list[dict[str, str]]) -> Event | None:
+    """The event, or None after adding why it cannot be built (data that cannot travel,
+    nesting too deep, a control character in the type) to `errors`."""
+    try:
+        return Event(**fields)
+    except (TypeError, ValueError) as exc:
+        errors.append(event_problem(exc, path))
+        return None
+
+
+def event_problem(exc: BaseException, path: str) -> dict[str, str]:
+    """`{path, message}` for an error the event raised: its message starts with the place
+    (`data['a'][0] is ...`), turned into a JSON path (`$.data.a[0]`)."""
+    message = str(exc)
+    for field in ("metadata", "data", "event_type", "empathy_level", "ordering_key"):
+        if message.startswith(field):
+            rest = message[len(field) :]
+            where = f"{path}.{field}"
+            while True:
+                found = _ITEM.match(rest)
+                if found is None:
+                    break
+                key, index = found.groups()
+                where += f"[{index}]" if index is not None else f".{key}"
+                rest = rest[found.end() :]
+            return {"path": where, "message": message}
+    return {"path": path, "message": message}

@@ -1,0 +1,440 @@
+"""The routes: `/v1` (events, webhooks, dead letters), health, metrics and the OpenAPI
+document. Each handler declares the scope it needs (`auth.requires`) and raises `Problem`
+for an error; the middleware in `app.py` does the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from .._pipeline.admission import QueueFull
+from ..events import Event
+from ..history import DELIVERY_STATUSES, MAX_PAGE
+from ..monitor import UnknownWebhookError
+from ..stores import HasKeyValue
+from .app import GATEWAY, TOKEN, Gateway
+from .auth import public, requires
+from .bodies import build_event, event_fields, read_json
+from .problems import Problem
+
+__all__ = ["add_routes"]
+
+#: Dead letters one listing returns at most.
+MAX_LIST = 1000
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _gateway(request: web.Request) -> Gateway:
+    return request.config_dict[GATEWAY]
+
+
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise Problem(
+            422,
+            "/problems/invalid-query",
+            f"{name} must be an integer from {low} to {high}",
+            errors=[{"path": f"query:{name}", "message": f"expected {low} to {high}"}],
+        )
+    return value
+
+
+def _unknown_webhook(gateway: Gateway, name: str) -> Problem:
+    known = ", ".join(gateway.dispatcher.webhook_names()) or "none"
+    return Problem(404, "/problems/not-found", f"no webhook named {name!r} (known: {known})")
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+async def _accept(gateway: Gateway, event: Event) -> dict[str, Any]:
+    refused: list[str] = []
+    try:
+        webhooks = await gateway.dispatcher.emit_event(event)
+    except QueueFull as full:
+        webhooks, refused = full.queued, full.refused
+    return {"event_id": event.event_id, "webhooks": webhooks, "refused": refused}
+
+
+async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Response:
+    """Run `answer(body)` (which returns the 202 body) once per Idempotency-Key."""
+    gateway = _gateway(request)
+    raw, body = await read_json(request, gateway.settings.max_body_bytes)
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return _json(await answer(body), 202)
+    token = request[TOKEN].name
+    replay = await gateway.idempotency.begin(token, route, key, raw)
+    if replay is not None:
+        return _json(replay.body, replay.status, {"Idempotent-Replayed": "true"})
+    try:
+        result = await answer(body)
+    except BaseException:
+        await gateway.idempotency.release(token, route, key)
+        raise
+    await gateway.idempotency.finish(token, route, key, raw, 202, result)
+    return _json(result, 202)
+
+
+@requires("events:write")
+async def post_event(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+
+    async def answer(body: Any) -> dict[str, Any]:
+        errors: list[dict[str, str]] = []
+        fields = event_fields(body, "$", errors)
+        event = build_event(fields, "$", errors) if fields is not None else None
+        if event is None:
+            raise Problem(422, "/problems/invalid-body", _summary(errors), errors=errors)
+        return await _accept(gateway, event)
+
+    return await _idempotent(request, "events", answer)
+
+
+@requires("events:write")
+async def post_events_batch(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    limit = gateway.settings.max_batch
+
+    async def answer(body: Any) -> dict[str, Any]:
+        errors: list[dict[str, str]] = []
+        if not isinstance(body, dict):
+            errors.append({"path": "$", "message": "expected an object with events"})
+            raise Problem(422, "/problems/invalid-body", _summary(errors), errors=errors)
+        for key in body:
+            if key != "events":
+                errors.append({"path": f"$.{key}", "message": "unknown field (known: events)"})
+        items = body.get("events")
+        if not isinstance(items, list) or not 1 <= len(items) <= limit:
+            errors.append(
+                {"path": "$.events", "message": f"expected an array of 1 to {limit} events"}
+            )
+            items = []
+        events: list[Event] = []
+        for index, item in enumerate(items):
+            where = f"$.events[{index}]"
+            fields = event_fields(item, where, errors)
+            event = build_event(fields, where, errors) if fields is not None else None
+            if event is not None:
+                events.append(event)
+        if errors:
+            raise Problem(422, "/problems/invalid-body", _summary(errors), errors=errors)
+        # Together, so a store that commits in groups (SQLite) commits them at once.
+        accepted = await asyncio.gather(*(_accept(gateway, event) for event in events))
+        return {"events": list(accepted)}
+
+    return await _idempotent(request, "events:batch", answer)
+
+
+def _summary(errors: list[dict[str, str]]) -> str:
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{first['path']}: {first['message']}{more}"
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def _no_history(exc: RuntimeError) -> Problem:
+    return Problem(501, "/problems/no-history", str(exc))
+
+
+def _moment(request: web.Request, name: str) -> float | None:
+    """A time filter: epoch seconds, or ISO-8601 with a zone (`2026-11-30T12:00:00Z`)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not math.isfinite(moment.timestamp()):
+        raise Problem(
+            422,
+            "/problems/invalid-query",
+            f"{name} must be epoch seconds or ISO-8601 with a zone (2026-11-30T12:00:00Z)",
+            errors=[{"path": f"query:{name}", "message": "not a time"}],
+        )
+    return moment.timestamp()
+
+
+@requires("read")
+async def get_event(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    event_id = request.match_info["event_id"]
+    try:
+        event = await gateway.dispatcher.event(event_id)
+        if event is None:
+            raise Problem(404, "/problems/not-found", f"no event {event_id!r} on record")
+        page = await gateway.dispatcher.deliveries(event_id=event_id, limit=MAX_PAGE)
+    except RuntimeError as exc:
+        raise _no_history(exc) from None
+    return _json(
+        {
+            "event": event.to_envelope(),
+            "deliveries": [record.to_dict() for record in page.items],
+        }
+    )
+
+
+@requires("read")
+async def list_deliveries(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    query = request.query
+    webhook = _webhook_filter(request)
+    status = query.get("status")
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise Problem(
+            422,
+            "/problems/invalid-query",
+            f"status must be one of {', '.join(DELIVERY_STATUSES)}",
+            errors=[{"path": "query:status", "message": "unknown status"}],
+        )
+    limit = _query_int(request, "limit", 50, 1, MAX_PAGE)
+    try:
+        page = await gateway.dispatcher.deliveries(
+            webhook=webhook,
+            status=status,
+            event_type=query.get("event_type"),
+            since=_moment(request, "since"),
+            until=_moment(request, "until"),
+            limit=limit,
+            cursor=query.get("cursor"),
+        )
+    except ValueError as exc:
+        raise Problem(
+            422,
+            "/problems/invalid-query",
+            str(exc),
+            errors=[{"path": "query:cursor", "message": str(exc)}],
+        ) from None
+    except RuntimeError as exc:
+        raise _no_history(exc) from None
+    return _json(
+        {
+            "deliveries": [record.to_dict() for record in page.items],
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+@requires("read")
+async def get_delivery(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    delivery_id = request.match_info["delivery_id"]
+    try:
+        record = await gateway.dispatcher.delivery(delivery_id)
+    except RuntimeError as exc:
+        raise _no_history(exc) from None
+    if record is None:
+        raise Problem(404, "/problems/not-found", f"no delivery {delivery_id!r} on record")
+    return _json(record.to_dict())
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+
+def _webhook(gateway: Gateway, name: str) -> dict[str, Any]:
+    stats = gateway.dispatcher.get_webhook_stats(name)
+    return {
+        "name": name,
+        "type": gateway.webhook_types.get(name),
+        "disabled": bool(stats.get("disabled")),
+        "breaker_state": stats.get("breaker_state"),
+        "queued": stats.get("queued", 0),
+        "in_flight": stats.get("in_flight", 0),
+        "dead_letters": stats.get("dead_letters", 0),
+        "stats": stats,
+    }
+
+
+@requires("read")
+async def list_webhooks(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    names = gateway.dispatcher.webhook_names()
+    return _json({"webhooks": [_webhook(gateway, name) for name in names]})
+
+
+@requires("read")
+async def webhook_stats(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    name = request.match_info["name"]
+    try:
+        return _json(gateway.dispatcher.get_webhook_stats(name))
+    except UnknownWebhookError:
+        raise _unknown_webhook(gateway, name) from None
+
+
+@requires("admin")
+async def enable_webhook(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    name = request.match_info["name"]
+    if name not in gateway.dispatcher.webhook_names():
+        raise _unknown_webhook(gateway, name)
+    gateway.dispatcher.enable_webhook(name)
+    return _json(_webhook(gateway, name))
+
+
+# -- dead letters ----------------------------------------------------------------------------
+
+
+def _webhook_filter(request: web.Request) -> str | None:
+    name = request.query.get("webhook")
+    if name is not None and name not in _gateway(request).dispatcher.webhook_names():
+        raise _unknown_webhook(_gateway(request), name)
+    return name
+
+
+@requires("read")
+async def list_dead_letters(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    webhook = _webhook_filter(request)
+    limit = _query_int(request, "limit", 100, 1, MAX_LIST)
+    letters = await gateway.dispatcher.dead_letters(webhook)
+    letters.sort(key=lambda letter: letter.failed_at, reverse=True)
+    return _json(
+        {
+            "dead_letters": [letter.to_dict() for letter in letters[:limit]],
+            "total": len(letters),
+        }
+    )
+
+
+@requires("admin")
+async def replay_dead_letter(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    dead_letter_id = request.match_info["dead_letter_id"]
+    try:
+        event = await gateway.dispatcher.replay_dead_letter(dead_letter_id)
+    except KeyError:
+        raise Problem(404, "/problems/not-found", f"no dead letter {dead_letter_id!r}") from None
+    except ValueError as exc:
+        raise Problem(409, "/problems/not-replayable", str(exc)) from None
+    return _json({"dead_letter_id": dead_letter_id, "event_id": event.event_id}, 202)
+
+
+@requires("admin")
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    webhook = _webhook_filter(request)
+    replayed: list[dict[str, str]] = []
+    skipped: list[str] = []
+    for letter in await gateway.dispatcher.dead_letters(webhook):
+        if not letter.replayable or letter.webhook_name not in gateway.dispatcher.webhook_names():
+            skipped.append(letter.dead_letter_id)
+            continue
+        try:
+            event = await gateway.dispatcher.replay_dead_letter(letter.dead_letter_id)
+        except (KeyError, ValueError):  # replayed meanwhile by another caller
+            skipped.append(letter.dead_letter_id)
+            continue
+        replayed.append({"dead_letter_id": letter.dead_letter_id, "event_id": event.event_id})
+    return _json({"replayed": replayed, "skipped": skipped}, 202)
+
+
+# -- operations ------------------------------------------------------------------------------
+
+
+@public
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+@public
+async def readyz(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    dispatcher = gateway.dispatcher
+    if gateway.stopping:
+        raise Problem(503, "/problems/not-ready", "the gateway is stopping")
+    if not dispatcher.running:
+        raise Problem(503, "/problems/not-ready", "the workers are not running")
+    store = dispatcher.store
+    if isinstance(store, HasKeyValue):
+        try:
+            await asyncio.wait_for(store.key_value("gateway:").get("readyz"), 5)
+        except Exception as exc:
+            raise Problem(
+                503,
+                "/problems/not-ready",
+                f"the store does not answer ({type(exc).__name__})",
+            ) from None
+    return _json(
+        {"status": "ready", "store": "ok", "workers": "running" if gateway.workers else "remote"}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    except ImportError:
+        raise Problem(
+            501,
+            "/problems/not-installed",
+            "/metrics needs prometheus-client: pip install 'empathy-webhooks-core[gateway]'",
+        ) from None
+    from ..prometheus import WebhookCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WebhookCollector(_gateway(request).dispatcher.monitor))
+    body = await asyncio.to_thread(generate_latest, registry)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+@public
+async def openapi(request: web.Request) -> web.Response:
+    from .openapi import document
+
+    return _json(document(_gateway(request)))
+
+
+def add_routes(app: web.Application, gateway: Gateway) -> None:
+    # /metrics is read-only figures: behind `read` unless the configuration opens it.
+    async def metrics_route(request: web.Request) -> web.Response:
+        return await metrics(request)
+
+    if gateway.settings.metrics_open:
+        public(metrics_route)
+    else:
+        requires("read")(metrics_route)
+    app.router.add_post("/v1/events", post_event)
+    app.router.add_post("/v1/events:batch", post_events_batch)
+    app.router.add_get("/v1/events/{event_id}", get_event)
+    app.router.add_get("/v1/deliveries", list_deliveries)
+    app.router.add_get("/v1/deliveries/{delivery_id}", get_delivery)
+    app.router.add_get("/v1/webhooks", list_webhooks)
+    app.router.add_get("/v1/webhooks/{name}/stats", webhook_stats)
+    app.router.add_post("/v1/webhooks/{name}/enable", enable_webhook)
+    app.router.add_get("/v1/dead-letters", list_dead_letters)
+    app.router.add_post("/v1/dead-letters/replay", replay_dead_letters)
+    app.router.add_post("/v1/dead-letters/{dead_letter_id}/replay", replay_dead_letter)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_route)
+    app.router.add_get("/openapi.json", openapi)
