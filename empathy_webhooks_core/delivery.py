@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from typing import Any
 
 import aiohttp
@@ -13,7 +15,12 @@ from ._pipeline.state import current_state
 from .clock import Clock
 from .events import Event
 from .plugins import Hooks, hooks_for
-from .redaction import bounded, register_request_secrets, request_secret_values
+from .redaction import (
+    bounded,
+    redacted_exception,
+    register_request_secrets,
+    request_secret_values,
+)
 from .signing import sign_request
 from .stores.base import Delivery
 from .webhooks import Webhook
@@ -95,6 +102,20 @@ async def attempt(
     request = sign_request(
         webhook, delivery.request, event_id=delivery.event.event_id, timestamp=int(clock.time())
     )
+    if hooks.observes_attempts:
+        return await _observed(hooks, webhook, delivery, request, session)
+    return await _send(hooks, webhook, delivery, request, session)
+
+
+async def _send(
+    hooks: Hooks,
+    webhook: Webhook,
+    delivery: Delivery,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+) -> Attempt:
+    """Deliver the signed request and classify the answer."""
+    assert delivery.request is not None
     timeout = webhook.retry_policy.timeout_seconds
     try:
         # Every plugin's deliver, not only the core's HTTP one, ends within the webhook's
@@ -122,6 +143,46 @@ async def attempt(
         reason = f"could not classify the answer: {_describe(exc)}"
         return Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), response, exc, request)
     return Attempt(verdict, response, request=request)
+
+
+async def _observed(
+    hooks: Hooks,
+    webhook: Webhook,
+    delivery: Delivery,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+) -> Attempt:
+    """An attempt the plugins watch: `before_attempt` may add headers (after signing:
+    signatures cover the body, id and timestamp, never headers), and `after_attempt` is told
+    how it ended, whatever happened, cancellation included."""
+    event, context = delivery.event, delivery.context
+    added = hooks.before_attempt(
+        webhook, event, delivery.delivery_id, delivery.attempts, request, context
+    )
+    if added and webhook.plugin_headers and not type(webhook).rejects_unknown_headers:
+        present = {name.lower() for name in request.headers}
+        added = {name: value for name, value in added.items() if name.lower() not in present}
+        if added:
+            request = request.with_headers(added)
+    started = time.perf_counter()
+    result: Attempt | None = None
+    try:
+        result = await _send(hooks, webhook, delivery, request, session)
+        return result
+    finally:
+        error = result.exception if result is not None else sys.exc_info()[1]
+        hooks.after_attempt(
+            webhook,
+            event,
+            delivery.delivery_id,
+            delivery.attempts,
+            request,
+            context,
+            result.verdict if result is not None else None,
+            result.response if result is not None else None,
+            redacted_exception(error),
+            time.perf_counter() - started,
+        )
 
 
 def render_request(

@@ -404,7 +404,7 @@ class WebhookDispatcher:
         check_depth(event, self._max_data_depth)
         if not self._started:
             await self.start()
-        return await admit(event, self._lanes, self.store, webhooks=webhooks)
+        return await admit(event, self._lanes, self.store, webhooks=webhooks, hooks=self._hooks)
 
     def submit(self, delivery: Delivery) -> None:
         """Hand a delivery taken from a shared store (a worker's job) to its webhook's lane."""

@@ -65,6 +65,16 @@ _PLAIN_HEADERS = frozenset(
 )
 
 
+#: Bytes of an answer masked for its excerpt: masked before the cut (so no part of a secret
+#: shows at it), but on a window, not the 64 KiB a failure's excerpt gets: this runs on every
+#: attempt, successes included, and some services echo the whole request back.
+_EXCERPT_WINDOW = 8192
+
+
+def _excerpt(response: Response) -> str:
+    return bounded(response.body[:_EXCERPT_WINDOW].decode("utf-8", errors="replace"))
+
+
 @functools.lru_cache(maxsize=1024)
 def _header_kind(name: str) -> int:
     """0: a secret-named header, 1: one of the core's plain ones, 2: any other. Cached: a
@@ -308,7 +318,7 @@ class RawAttempt:
             error=(bounded(self.error) if self.error else reason) if response is None else None,
             verdict=self.verdict,
             reason=reason,
-            response_excerpt=response.excerpt() if response is not None else None,
+            response_excerpt=_excerpt(response) if response is not None else None,
             request_headers=masked_headers(self.headers),
             body_bytes=self.body_bytes,
             next_retry_at=self.next_retry_at,

@@ -266,3 +266,97 @@ def webhook_stats(webhook: Webhook, state: Any) -> Mapping[str, int | float | st
     :return: a mapping of figure names to numbers (or a short text such as a last error, shown
         by ``get_webhook_stats`` only), or None when you have nothing to add.
     """
+
+
+@hookspec
+def delivery_context(webhook: Webhook, event: Event) -> Mapping[str, str] | None:
+    """Capture what a delivery should carry from the code that emitted it (a trace context).
+
+    Called during ``emit``, in the emitter's own task (its context variables, its current
+    span), once for each delivery being queued, before the delivery is stored. The mappings
+    of every plugin are merged into ``Delivery.context``, which every store keeps with the
+    delivery and gives back unchanged to the worker that makes the attempts, in this process
+    or another one, after a restart too; `before_attempt` and `after_attempt` receive it.
+    Keys are plain strings shared by every plugin: use a name of your own, or a standard one
+    (``traceparent``). Keep it small: it is stored with every delivery.
+
+    When no plugin implements it, emit does nothing more than before. A fallback delivery
+    carries the context of the delivery that failed.
+
+    :param webhook: the webhook the delivery is for.
+    :param event: the event being emitted.
+    :return: a mapping of string keys to string values, or None for nothing to carry.
+    """
+
+
+@hookspec
+def before_attempt(
+    webhook: Webhook,
+    event: Event,
+    delivery_id: str,
+    attempt: int,
+    request: OutgoingRequest,
+    context: Mapping[str, str],
+) -> Mapping[str, str] | None:
+    """Told just before an attempt's request goes to ``deliver``; may add headers to it.
+
+    Called for every attempt that has a request (rendered, signed), in the worker's task.
+    Every plugin's implementation is called; one that raises is logged and the attempt goes
+    on without its headers. Must be synchronous and quick: it is on every attempt's path.
+
+    The headers returned are added to this attempt's request after signing. Signatures cover
+    the body, the event id and the timestamp, never the headers, so they stay valid. A header
+    never replaces one the request already has (the webhook's own, a signature), and none
+    is added at all to a webhook whose class says ``rejects_unknown_headers = True``, or
+    that is configured with ``plugin_headers = false``.
+
+    Every `before_attempt` is followed by one `after_attempt` with the same `delivery_id` and
+    `attempt`, whatever happens (the attempt cancelled included): state kept between the
+    two (an open span) is always released.
+
+    :param webhook: the webhook the attempt is for.
+    :param event: the event being delivered.
+    :param delivery_id: the delivery's id, the same on every attempt and in every process.
+    :param attempt: this attempt's number, 1 for the first.
+    :param request: the signed request about to be sent.
+    :param context: the delivery's ``context``, as `delivery_context` captured it at emit
+        (empty when nothing was captured). Read-only.
+    :return: headers to add to this attempt's request, or None.
+    """
+
+
+@hookspec
+def after_attempt(
+    webhook: Webhook,
+    event: Event,
+    delivery_id: str,
+    attempt: int,
+    request: OutgoingRequest,
+    context: Mapping[str, str],
+    verdict: Verdict | None,
+    response: Response | None,
+    error: BaseException | None,
+    duration_s: float,
+) -> None:
+    """Told when an attempt that `before_attempt` announced has ended, whatever its outcome.
+
+    Called before the core acts on the outcome (schedules the retry, records the success or
+    the dead letter). Every plugin's implementation is called; one that raises is logged and
+    does not affect the others or the delivery. Must be synchronous and quick.
+
+    :param webhook: the webhook the attempt was for.
+    :param event: the event being delivered.
+    :param delivery_id: the delivery's id, as `before_attempt` was given.
+    :param attempt: the attempt's number, as `before_attempt` was given.
+    :param request: the request as sent, the headers `before_attempt` added included.
+    :param context: the delivery's ``context`` (see `delivery_context`).
+    :param verdict: how the attempt went (its ``outcome``: success, retry, fail or gone, and
+        its masked ``reason``); None when the attempt was cancelled before it ended (the
+        dispatcher stopping).
+    :param response: the service's answer, or None when none came (a transport error, a
+        timeout, a cancelled attempt).
+    :param error: the exception that ended the attempt, or None. A redacted copy (its type,
+        its masked text, no traceback), never the original, whose text may hold a URL with
+        its credentials.
+    :param duration_s: the time from `before_attempt` to the end of the attempt, in seconds.
+    """

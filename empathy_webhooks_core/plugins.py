@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import inspect
 import os
+import re
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -18,6 +21,7 @@ from . import hookspecs
 from ._contract import PLUGIN_API_VERSION, api_version_problem
 from ._log import get_logger
 from ._version import __version__
+from .redaction import redact_text
 
 if TYPE_CHECKING:
     import aiohttp
@@ -62,6 +66,9 @@ AWAITED_HOOKS = frozenset({"flush"})
 #: registered the webhook's type (then those of its registered ancestors' owners, then the
 #: core's defaults), never every plugin's. Plugins need no `isinstance` guard.
 PER_TYPE_HOOKS = ("format_payload", "deliver", "classify_response", "flush", "webhook_state")
+
+# RFC 9110 token characters: what a header a plugin adds (`before_attempt`) may be named.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class PluginContractError(TypeError):
@@ -691,6 +698,125 @@ class Hooks:
             label = plugin_label(impl.plugin_name, impl.plugin)
             figures.update({f"plugin.{label}.{key}": value for key, value in found.items()})
         return figures
+
+    # -- observing deliveries: per-delivery context and per-attempt hooks -----------------
+    # Checked once per facade, so that with no plugin implementing them emit and every attempt
+    # cost one attribute read more than before.
+
+    @functools.cached_property
+    def _observers(self) -> dict[str, list[Any]]:
+        return {
+            name: self._impls(name)
+            for name in ("delivery_context", "before_attempt", "after_attempt")
+        }
+
+    @functools.cached_property
+    def captures_context(self) -> bool:
+        """Whether any plugin implements `delivery_context`."""
+        return bool(self._observers["delivery_context"])
+
+    @functools.cached_property
+    def observes_attempts(self) -> bool:
+        """Whether any plugin implements `before_attempt` or `after_attempt`."""
+        return bool(self._observers["before_attempt"] or self._observers["after_attempt"])
+
+    def _told(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Every implementation's non-None answer with its plugin's name; one that raises is
+        logged and skipped."""
+        answers = []
+        for impl in self._observers[hook_name]:
+            try:
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed",
+                    hook=hook_name,
+                    plugin=impl.plugin_name,
+                    error=redact_text(f"{type(exc).__name__}: {exc}"),
+                )
+                continue
+            if result is not None:
+                answers.append((impl.plugin_name, result))
+        return answers
+
+    def _strings(self, hook_name: str, answers: list[tuple[str, Any]]) -> dict[str, str]:
+        """The plugins' mappings of strings merged; one that is not such a mapping is a
+        plugin bug, logged and left out."""
+        merged: dict[str, str] = {}
+        for plugin, mapping in answers:
+            if isinstance(mapping, Mapping) and all(
+                isinstance(key, str) and isinstance(value, str) for key, value in mapping.items()
+            ):
+                merged.update(mapping)
+            else:
+                self._broken(
+                    plugin, hook_name, f"returned {_kind_of(mapping)}, not a mapping of strings"
+                )
+        return merged
+
+    def delivery_context(self, webhook: Webhook, event: Event) -> dict[str, str]:
+        answers = self._told("delivery_context", webhook=webhook, event=event)
+        return self._strings("delivery_context", answers) if answers else {}
+
+    def before_attempt(
+        self,
+        webhook: Webhook,
+        event: Event,
+        delivery_id: str,
+        attempt: int,
+        request: OutgoingRequest,
+        context: Mapping[str, str],
+    ) -> dict[str, str]:
+        """The headers the plugins add to this attempt (checked: valid names, no line
+        breaks); an invalid one is that plugin's bug, logged and left out."""
+        answers = self._told(
+            "before_attempt",
+            webhook=webhook,
+            event=event,
+            delivery_id=delivery_id,
+            attempt=attempt,
+            request=request,
+            context=MappingProxyType(context),
+        )
+        if not answers:
+            return {}
+        headers = self._strings("before_attempt", answers)
+        for name, value in list(headers.items()):
+            if not _HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
+                del headers[name]
+                self._broken(
+                    "(a plugin)",
+                    "before_attempt",
+                    f"returned header {name!r}, not a valid header name and value",
+                )
+        return headers
+
+    def after_attempt(
+        self,
+        webhook: Webhook,
+        event: Event,
+        delivery_id: str,
+        attempt: int,
+        request: OutgoingRequest,
+        context: Mapping[str, str],
+        verdict: Verdict | None,
+        response: Response | None,
+        error: BaseException | None,
+        duration_s: float,
+    ) -> None:
+        self._told(
+            "after_attempt",
+            webhook=webhook,
+            event=event,
+            delivery_id=delivery_id,
+            attempt=attempt,
+            request=request,
+            context=MappingProxyType(context),
+            verdict=verdict,
+            response=response,
+            error=error,
+            duration_s=duration_s,
+        )
 
 
 def _is_figure(value: Any) -> bool:
