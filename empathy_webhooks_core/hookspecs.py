@@ -154,9 +154,11 @@ def classify_response(
     :param request: the request as sent (the exact body, the signature headers, the
         ``extras`` your ``format_payload`` put there to read back now).
     :param response: the service's answer: status, lower-case headers, at most 64 KiB of
-        body, the time it took.
+        body, the time it took, and (from a multi-step ``deliver``) ``step`` and ``details``:
+        which call gave it and what it learnt.
     :return: a `Verdict`, or None to leave this answer to the core's default
-        (``default_plugins.http.default_verdict``).
+        (``default_verdict``; ``HttpAnswers`` in ``empathy_webhooks_core.plugin`` is the same
+        reading, with the service named in each reason, for a plugin to extend).
     """
 
 

@@ -18,6 +18,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
+from ._contract import PLUGIN_API_VERSION, api_version_problem
 from ._log import get_logger
 from ._version import __version__
 from .redaction import redact_text
@@ -38,6 +39,7 @@ __all__ = [
     "PluginContractError",
     "PluginInfo",
     "PluginLoadError",
+    "PluginVersionError",
     "Route",
     "build_plugin_manager",
     "get_plugin_manager",
@@ -94,6 +96,18 @@ def contract_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
                     "awaitable"
                 )
     return problems
+
+
+class PluginVersionError(PluginContractError):
+    """A plugin written for a plugin API version this core does not provide (its `PLUGIN_API`
+    against the core's `PLUGIN_API_VERSION`). The message names both versions."""
+
+
+def check_api_version(plugin: Any, name: str) -> None:
+    """Refuse `plugin` (before it is registered) when it needs another plugin API version."""
+    problem = api_version_problem(plugin, name, PLUGIN_API_VERSION)
+    if problem is not None:
+        raise PluginVersionError(problem)
 
 
 def _check_plugin(pm: pluggy.PluginManager, plugin: Any) -> None:
@@ -166,7 +180,8 @@ def build_plugin_manager(
 ) -> PluginManager:
     """A new plugin manager with the default plugins and every installed entry point.
 
-    A plugin that fails to import or register, or implements a hook the core calls
+    A plugin that fails to import or register, needs a plugin API version this core does not
+    provide (`PluginVersionError`), or implements a hook the core calls
     synchronously as `async def`, is recorded in ``pm.load_errors`` with its name and error,
     logged and skipped (``strict=True`` raises instead). `extra_plugins` are the caller's own
     objects: a broken one raises `PluginContractError` at once.
@@ -209,6 +224,7 @@ def build_plugin_manager(
             dist = entry_point.dist
             try:
                 plugin = entry_point.load()
+                check_api_version(plugin, entry_point.name)
                 pm.register(plugin, name=entry_point.name)
                 _check_plugin(pm, plugin)
             except Exception as exc:
@@ -225,6 +241,7 @@ def build_plugin_manager(
                 dist.version if dist else None,
             )
     for plugin in extra_plugins:
+        check_api_version(plugin, getattr(plugin, "__name__", None) or repr(plugin))
         pm.register(plugin)
         _check_plugin(pm, plugin)
     pm.check_pending()

@@ -57,6 +57,9 @@ from .metrics import (
 )
 from .sites import SITES, api_base_url, site_domain
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "SITES",
     "DatadogState",
@@ -80,9 +83,6 @@ DEFAULT_EVENT_METRICS = (
     "error_rate",
     "throughput",
 )
-#: Marks a `Response` that answered the series call of an event delivery, so the verdict can
-#: say which half failed. Never sent anywhere.
-STEP_HEADER = "x-empathy-datadog-step"
 
 
 def _key(name: str, required: bool) -> Any:
@@ -360,7 +360,7 @@ async def _deliver(
         state.points_late += late_points
         state.points_early += early_points
         return answer or metrics_answer
-    return attrs.evolve(metrics_answer, headers={**metrics_answer.headers, STEP_HEADER: "series"})
+    return metrics_answer.at_step("series")
 
 
 def _errors(response: Response) -> str:
@@ -403,7 +403,7 @@ def classify(webhook: Webhook, response: Response, what: str = "event") -> Verdi
 def classify_response(
     webhook: DatadogWebhook, request: OutgoingRequest, response: Response
 ) -> Verdict:
-    if response.header(STEP_HEADER) == "series":
+    if response.step == "series":
         return classify(webhook, response, what="event accepted, but its metrics")
     return classify(webhook, response)
 

@@ -50,12 +50,14 @@ from .format import (
     review_markdown,
 )
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "API_VERSION",
     "COMMENT_LIMIT",
     "DEFAULT_API_URL",
     "REVIEW_MARKER",
-    "GitHubAnswer",
     "GitHubWebhook",
     "clamp_comment",
     "pr_number",
@@ -177,14 +179,6 @@ class GitHubWebhook(Webhook):
         }
 
 
-@attrs.frozen(kw_only=True)
-class GitHubAnswer(Response):
-    """The answer that ends a delivery, with which call it came from and what it did."""
-
-    step: str = "create"
-    details: Any = attrs.field(factory=dict)
-
-
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"github": GitHubWebhook}
@@ -232,15 +226,8 @@ def deliver(
     return _deliver(webhook, request, session)
 
 
-def _answer(response: Response, step: str, elapsed: float, **details: Any) -> GitHubAnswer:
-    return GitHubAnswer(
-        status=response.status,
-        headers=response.headers,
-        body=response.body,
-        elapsed_ms=elapsed,
-        step=step,
-        details={key: value for key, value in details.items() if value is not None},
-    )
+def _answer(response: Response, step: str, elapsed: float, **details: Any) -> Response:
+    return response.at_step(step, elapsed_ms=elapsed, **details)
 
 
 def _comment_details(response: Response) -> dict[str, Any]:
@@ -380,8 +367,8 @@ _STEPS = {
 def classify_response(
     webhook: GitHubWebhook, request: OutgoingRequest, response: Response
 ) -> Verdict:
-    step = getattr(response, "step", "create")
-    details = dict(getattr(response, "details", {}) or {})
+    step = response.step or "create"
+    details = dict(response.details)
     status = response.status
     if 200 <= status < 300:
         if request.extras.get("action") == "comment":

@@ -36,7 +36,7 @@ from empathy_webhooks_core.plugin import (
 )
 
 from ._client import jira_errors
-from .delivery import JiraAnswer, deliver_finding
+from .delivery import deliver_finding
 from .format import (
     DEFAULT_PRIORITIES,
     acknowledge_comment,
@@ -52,9 +52,11 @@ from .format import (
 )
 from .state import JiraState
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "DEFAULT_PRIORITIES",
-    "JiraAnswer",
     "JiraWebhook",
     "build_body",
     "description_adf",
@@ -293,13 +295,13 @@ def _reset_after(value: str | None) -> float | None:
 def classify_response(
     webhook: JiraWebhook, request: OutgoingRequest, response: Response
 ) -> Verdict:
-    step = getattr(response, "step", "create")
-    details = dict(getattr(response, "details", {}) or {})
+    step = response.step or "create"
+    details = dict(response.details)
     status = response.status
     key = details.get("jira_key")
     if isinstance(key, str):
         details["jira_url"] = webhook.browse_url(key)
-    failure = getattr(response, "failure", None)
+    failure = details.pop("failure", None)
     if failure:
         return Verdict(outcome=Outcome.FAIL, reason=failure, details=details)
     if 200 <= status < 300:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -29,7 +28,7 @@ from .state import JiraState
 if TYPE_CHECKING:
     from . import JiraWebhook
 
-__all__ = ["JiraAnswer", "deliver_finding"]
+__all__ = ["deliver_finding"]
 
 log = get_logger()
 
@@ -37,29 +36,14 @@ log = get_logger()
 _ESSENTIAL = frozenset({"project", "issuetype", "summary"})
 
 
-@attrs.frozen(kw_only=True)
-class JiraAnswer(Response):
-    """The answer that ends a delivery: which call it came from (`step`: search, create,
-    comment, transitions, transition, skip), what the delivery did (`details`), and, when the
-    answer itself is fine but the delivery cannot go on, why (`failure`)."""
-
-    step: str = "create"
-    details: Mapping[str, Any] = attrs.field(factory=dict)
-    failure: str | None = None
-
-
 def _answer(
     response: Response, step: str, elapsed: float, failure: str | None = None, **details: Any
-) -> JiraAnswer:
-    return JiraAnswer(
-        status=response.status,
-        headers=response.headers,
-        body=response.body,
-        elapsed_ms=elapsed,
-        step=step,
-        failure=failure,
-        details={key: value for key, value in details.items() if value is not None},
-    )
+) -> Response:
+    """The answer that ends a delivery, as the call it came from (`step`: search, create,
+    comment, transitions, transition, skip) with what the delivery did (`details`) and, when
+    the answer itself is fine but the delivery cannot go on, why (`failure`, a detail
+    `classify_response` takes out)."""
+    return response.at_step(step, elapsed_ms=elapsed, failure=failure, **details)
 
 
 async def deliver_finding(
@@ -111,7 +95,7 @@ async def deliver_finding(
 
 def _skip(
     jira: JiraClient, action: str, response: Response | None, fp: str | None, why: str
-) -> JiraAnswer:
+) -> Response:
     """A resolve (or acknowledge) with no open ticket: nothing to close, and opening a ticket
     for a finding that is over would be wrong. Not silent: a warning, and `skipped` in the
     delivery's details and the webhook's stats."""
@@ -150,7 +134,7 @@ async def _comment_once(
 
 async def _comment_again(
     jira: JiraClient, request: OutgoingRequest, issue: dict[str, Any], action: str
-) -> JiraAnswer:
+) -> Response:
     """The finding is reported again (or acknowledged) while its ticket is open: a comment,
     not a second ticket."""
     key = str(issue["key"])
@@ -172,7 +156,7 @@ async def _comment_again(
     )
 
 
-async def _resolve(jira: JiraClient, request: OutgoingRequest, issue: dict[str, Any]) -> JiraAnswer:
+async def _resolve(jira: JiraClient, request: OutgoingRequest, issue: dict[str, Any]) -> Response:
     """Comment on the open ticket, then move it through the configured transition."""
     key = str(issue["key"])
     details = _issue_details(issue)
@@ -224,7 +208,7 @@ async def _resolve(jira: JiraClient, request: OutgoingRequest, issue: dict[str, 
     )
 
 
-async def _create(jira: JiraClient, request: OutgoingRequest, fp: str | None) -> JiraAnswer:
+async def _create(jira: JiraClient, request: OutgoingRequest, fp: str | None) -> Response:
     body = json.loads(request.body)
     fields: dict[str, Any] = body.setdefault("fields", {})
     unassigned: tuple[str, str] | None = None
@@ -300,7 +284,7 @@ def _refused_fields(created: Response, fields: dict[str, Any]) -> dict[str, str]
     }
 
 
-def _created(response: Response, elapsed: float, dropped: list[str]) -> JiraAnswer:
+def _created(response: Response, elapsed: float, dropped: list[str]) -> Response:
     body = response.json() if 200 <= response.status < 300 else None
     left_out = sorted(set(dropped)) or None
     if not isinstance(body, dict):
@@ -317,8 +301,8 @@ def _created(response: Response, elapsed: float, dropped: list[str]) -> JiraAnsw
 
 
 async def _note_unassigned(
-    jira: JiraClient, answer: JiraAnswer, key: str, who: str, why: str
-) -> JiraAnswer:
+    jira: JiraClient, answer: Response, key: str, who: str, why: str
+) -> Response:
     """The ticket exists: say on it who it was meant for. A failed note is logged, never a
     reason to retry (that would look for, and comment on, the ticket again)."""
     details = {**answer.details, "assignee_unresolved": who}

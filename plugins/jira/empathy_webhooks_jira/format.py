@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.plugin import (
     Event,
+    apply_template,
     base_event_type,
     finding_basis,
     first_text,
     location,
-    merge_payload,
-    render_template,
     severity_of,
     truncate,
 )
@@ -396,11 +395,12 @@ def build_body(webhook: JiraWebhook, event: Event) -> dict[str, Any]:
         fields["assignee"] = {"accountId": owner}
     # An email or a name is looked up (user search) at delivery: Jira Cloud takes account ids.
     body: dict[str, Any] = {"fields": fields}
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        override = {"fields": {"description": _template_description(webhook, override)}}
-    if isinstance(override, Mapping) and override:
-        body = merge_payload(body, override)
+    body = apply_template(
+        webhook,
+        event,
+        body,
+        text=lambda text: {"fields": {"description": _template_description(webhook, text)}},
+    )
     return _within_limits(webhook, body, fp)
 
 

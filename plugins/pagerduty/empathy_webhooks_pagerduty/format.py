@@ -7,18 +7,17 @@ from typing import TYPE_CHECKING, Any
 from empathy_webhooks_core.plugin import (
     Event,
     Severity,
+    apply_template,
     base_event_type,
-    event_title,
     finding_basis,
     finding_key,
     first_text,
     fit_key,
     format_timestamp,
     json_bytes,
+    labelled_title,
     lifecycle_action,
     location,
-    merge_payload,
-    render_template,
     severity_of,
     truncate,
     truncate_bytes,
@@ -54,7 +53,6 @@ _SEVERITY = {
     Severity.INFO: "info",
 }
 _PD_SEVERITIES = frozenset(_SEVERITY.values())
-_LABELS = {"performance_issue": "Performance"}
 
 
 def pagerduty_severity(event: Event) -> str:
@@ -68,15 +66,7 @@ def pagerduty_severity(event: Event) -> str:
 
 def summary(event: Event) -> str:
     """`Performance: /api/users response time degraded`-style one line."""
-    kind = base_event_type(event)
-    label = _LABELS.get(kind, kind.replace("_", " ").capitalize())
-    title = first_text(event.data, "title", "summary")
-    if title is None and kind == "performance_issue" and event.data.get("endpoint"):
-        issue = first_text(event.data, "issue", "message") or "response time degraded"
-        title = f"{event.data['endpoint']} {issue}"
-    title = title or event_title(event)
-    text = title if title.lower().startswith(label.lower()) else f"{label}: {title}"
-    return truncate(" ".join(text.split()), SUMMARY_LIMIT)
+    return truncate(labelled_title(event), SUMMARY_LIMIT)
 
 
 def _source(webhook: PagerDutyWebhook, event: Event) -> str:
@@ -147,11 +137,7 @@ def build_change_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]
     links = _links(event)
     if links:
         body["links"] = links
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        override = {"payload": {"summary": override}}
-    if override:
-        body = merge_payload(body, override)
+    body = apply_template(webhook, event, body, text=lambda text: {"payload": {"summary": text}})
     payload = body.get("payload")
     if isinstance(payload, dict):
         payload["summary"] = truncate(payload.get("summary") or "Empathy change", SUMMARY_LIMIT)
@@ -205,11 +191,13 @@ def build_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]:
         links = _links(event)
         if links:
             body["links"] = links
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        override = {"payload": {"summary": override}} if action == "trigger" else {}
-    if override:
-        body = merge_payload(body, override)
+    # A string is the alert's summary: only a trigger has one.
+    body = apply_template(
+        webhook,
+        event,
+        body,
+        text=lambda text: {"payload": {"summary": text}} if action == "trigger" else {},
+    )
     return _within_limits(body)
 
 

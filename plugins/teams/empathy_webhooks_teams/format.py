@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any
 from empathy_webhooks_core.plugin import (
     Event,
     Severity,
+    apply_template,
     chat_message,
     fit_escaped,
     json_bytes,
-    merge_payload,
-    render_template,
 )
 
 if TYPE_CHECKING:
@@ -190,6 +189,15 @@ def _text_message(text: str) -> dict[str, Any]:
     return card_message([{"type": "TextBlock", "text": text, "wrap": True}])
 
 
+def _in_envelope(override: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A bare `AdaptiveCard` template, put in the message envelope it is merged over."""
+    if override.get("type") != "AdaptiveCard":
+        return override
+    return {
+        "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": override}]
+    }
+
+
 def mention_entities(users: tuple[str, ...]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The TextBlock naming `users` (`<at>...</at>` tags) and Teams' mention entities that
     make each tag ping its user (a UPN or a Microsoft Entra object id)."""
@@ -229,23 +237,15 @@ def build_message(webhook: TeamsWebhook, event: Event) -> dict[str, Any]:
     card's text, the event's values in it escaped; a function's dict or a dict is merged over
     the message, and a bare `AdaptiveCard` is put in its envelope), else the default card;
     the webhook's `mention_users` added; then fitted to `webhook.max_message_bytes`."""
-    payload = default_message(event)
     template = webhook.template_for(event)
     if isinstance(template, str):
         # The template's own markdown is the user's; the event's values are escaped.
-        override: Any = _EscapingFormatter().format(template, **event.to_envelope())
+        text = _EscapingFormatter().format(template, **event.to_envelope())
+        payload = _text_message(text)
     else:
-        override = render_template(webhook, event)
-    if isinstance(override, str):
-        payload = _text_message(override)
-    elif isinstance(override, Mapping):
-        if override.get("type") == "AdaptiveCard":
-            override = {
-                "attachments": [
-                    {"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": override}
-                ]
-            }
-        payload = merge_payload(payload, override)
+        payload = apply_template(
+            webhook, event, default_message(event), text=_text_message, mapping=_in_envelope
+        )
     payload = _with_mentions(payload, webhook.mention_users)
     return fit_message(payload, webhook.max_message_bytes, chat_message(event).notification)
 
