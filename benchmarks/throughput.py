@@ -3,6 +3,7 @@
     python benchmarks/throughput.py            # 3,000 events x 3 webhooks, best of 3 rounds
     python benchmarks/throughput.py --quick    # small counts, for development
     python benchmarks/throughput.py --profile  # one pipeline run under cProfile: the top costs
+    python benchmarks/throughput.py --hooks    # only the hook dispatch cost per delivery
 
 What a user gets: `CustomWebhook`s with their defaults (circuit breaker on, `max_concurrency`
 10, the in-memory store), unsigned and signed (`signing_secret` set, so both schemes: the
@@ -32,6 +33,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 from _receiver import ReceiverProcess
@@ -163,6 +165,108 @@ def measure(base: str, events: int, webhooks: int, rounds: int) -> dict[str, lis
         runs["plain signed"].append(asyncio.run(plain_loop(base, events, webhooks, keys)))
         runs["pipeline signed"].append(asyncio.run(pipeline(base, events, webhooks, keys)))
     return runs
+
+
+class _Answer:
+    """A canned HTTP answer that needs no event loop: `send` runs to its end in one step."""
+
+    status = 200
+    headers: dict[str, str] = {}
+
+    def __init__(self) -> None:
+        self.content = self
+
+    async def read(self, limit: int) -> bytes:
+        return b""
+
+    async def __aenter__(self) -> _Answer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _Session:
+    def request(self, *args: object, **kwargs: object) -> _Answer:
+        return _Answer()
+
+
+def _run(awaitable: Any) -> Any:
+    """Drive a coroutine that never suspends (the canned session) to its result."""
+    try:
+        awaitable.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the canned send suspended")
+
+
+def hook_dispatch(count: int = 20_000, rounds: int = 5) -> tuple[float, float, float]:
+    """CPU per delivery of the plugin hooks one delivery calls (format_payload, deliver,
+    classify_response), through the core's facade with every installed plugin, and calling
+    the custom plugin's and the core HTTP delivery's functions directly: the difference is
+    the dispatch. Best of `rounds`; also the Python function calls a delivery makes through
+    the facade (cProfile's count: the same on a busy machine)."""
+    import cProfile
+    import pstats
+
+    from empathy_webhooks_core.default_plugins import custom, http
+    from empathy_webhooks_core.events import Event
+    from empathy_webhooks_core.plugins import get_plugin_manager, hooks_for
+    from empathy_webhooks_core.wire import Response
+
+    hooks = hooks_for(get_plugin_manager())
+    webhook = CustomWebhook(name="hook", url="http://127.0.0.1/hook")
+    event = Event(event_type="prediction", data=_data(0))
+    session: Any = _Session()
+    answer = Response(status=200)
+
+    def through_hooks(n: int) -> None:
+        for _ in range(n):
+            request = hooks.format_payload(webhook, event)
+            _run(hooks.deliver(webhook, request, session))
+            hooks.classify_response(webhook, request, answer)
+
+    def direct(n: int) -> None:
+        for _ in range(n):
+            request = custom.format_payload(webhook, event)
+            _run(http.deliver(webhook, request, session))
+            http.classify_response(webhook, request, answer)
+
+    def best(body: Any) -> float:
+        body(200)
+        times = []
+        for _ in range(rounds):
+            cpu = time.process_time()
+            body(count)
+            times.append((time.process_time() - cpu) / count * 1e6)
+        return min(times)
+
+    facade, plain = best(through_hooks), best(direct)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    through_hooks(1000)
+    profiler.disable()
+    calls = sum(cc for cc, *_ in pstats.Stats(profiler).stats.values())  # type: ignore[attr-defined]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    direct(1000)
+    profiler.disable()
+    direct_calls = sum(cc for cc, *_ in pstats.Stats(profiler).stats.values())  # type: ignore[attr-defined]
+    return facade - plain, facade, (calls - direct_calls) / 1000
+
+
+def dispatch_figure(out: list[Figure]) -> None:
+    cost, facade, calls = hook_dispatch()
+    emit(
+        Figure(
+            SECTION,
+            "hook dispatch per delivery (format_payload, deliver, classify_response)",
+            cost,
+            "µs",
+            note=f"{facade:.1f} µs with the hooks' own work; {calls:.0f} extra Python calls",
+        ),
+        out,
+    )
 
 
 def figures(runs: dict[str, list[Run]], events: int, webhooks: int, rounds: int) -> list[Figure]:
@@ -319,7 +423,9 @@ def run(
     rounds = rounds or (2 if quick else 3)
     with ReceiverProcess() as base:
         runs = measure(base, events, webhooks, rounds)
-    return figures(runs, events, webhooks, rounds)
+    out = figures(runs, events, webhooks, rounds)
+    dispatch_figure(out)
+    return out
 
 
 def main() -> None:
@@ -336,7 +442,13 @@ def main() -> None:
         help="profile one pipeline run (cProfile) instead of measuring",
     )
     parser.add_argument("--signed", action="store_true", help="with --profile: sign")
+    parser.add_argument(
+        "--hooks", action="store_true", help="only the hook dispatch cost per delivery"
+    )
     args = parser.parse_args()
+    if args.hooks:
+        dispatch_figure([])
+        return
     if args.profile:
         with ReceiverProcess() as base:
             profile(base, args.events or 3000, args.webhooks, args.signed)

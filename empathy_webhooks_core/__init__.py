@@ -50,6 +50,7 @@ _EXPORTS = {
     "hookimpl": "plugins",
     "render_request": "delivery",
     "secret_field": "redaction",
+    "service_for_url": "claims",
     "sign_request": "signing",
     "state_for": "_pipeline.state",
     "verify_standard_webhook": "signing",
@@ -95,6 +96,7 @@ __all__ = [
     "hookimpl",
     "render_request",
     "secret_field",
+    "service_for_url",
     "sign_request",
     "state_for",
     "verify_standard_webhook",
@@ -120,6 +122,7 @@ if TYPE_CHECKING:
     from ._netguard import BlockedAddressError
     from ._pipeline.state import StateContext, state_for
     from .breaker import BreakerPolicy
+    from .claims import service_for_url
     from .converter import ConfigError
     from .delivery import render_request
     from .dispatcher import USER_AGENT, QueueFull, WebhookDispatcher

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from typing import Any
 
 import aiohttp
@@ -13,7 +15,13 @@ from ._pipeline.state import current_state
 from .clock import Clock
 from .events import Event
 from .plugins import Hooks, hooks_for
-from .redaction import bounded, register_request_secrets, request_secret_values
+from .redaction import (
+    bounded,
+    is_secret_name,
+    redacted_exception,
+    register_request_secrets,
+    request_secret_values,
+)
 from .signing import sign_request
 from .stores.base import Delivery
 from .webhooks import Webhook
@@ -44,6 +52,39 @@ class Attempt:
     request: OutgoingRequest | None = None
 
 
+#: Past this many entries a cache below starts again (a plugin whose URLs or credentials
+#: differ per event must not grow it without end).
+_CACHE_LIMIT = 4096
+_secret_names: dict[str, bool] = {}
+_request_secrets: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+
+def _secret_name(name: str) -> bool:
+    known = _secret_names.get(name)
+    if known is None:
+        if len(_secret_names) >= _CACHE_LIMIT:
+            _secret_names.clear()
+        known = _secret_names[name] = is_secret_name(name)
+    return known
+
+
+def request_secrets(request: OutgoingRequest) -> tuple[str, ...]:
+    """`redaction.request_secret_values(request)`, worked out once per distinct URL and
+    secret-named headers (the same for every delivery of most webhooks: parsing the URL on
+    every render was a measurable part of a delivery's CPU)."""
+    key = (
+        request.url,
+        bool(request.extras.get(SECRET_URL)),
+        *[(k, v) for k, v in request.headers.items() if _secret_name(k)],
+    )
+    values = _request_secrets.get(key)
+    if values is None:
+        if len(_request_secrets) >= _CACHE_LIMIT:
+            _request_secrets.clear()
+        values = _request_secrets[key] = tuple(request_secret_values(request))
+    return values
+
+
 def render(hooks: Hooks, webhook: Webhook, delivery: Delivery) -> None:
     """Render the delivery's request once; every retry sends the same bytes."""
     if delivery.request is not None:
@@ -54,7 +95,9 @@ def render(hooks: Hooks, webhook: Webhook, delivery: Delivery) -> None:
         request = attrs.evolve(request, extras=extras)
     # Credentials the plugin put in the request (a derived `Basic` header, a token in the
     # URL): masked from now on wherever they show, an echo in the answer included.
-    register_request_secrets(request_secret_values(request))
+    secrets = request_secrets(request)
+    if secrets:
+        register_request_secrets(secrets)
     if len(request.body) > webhook.max_payload_bytes:
         raise PayloadTooLarge(
             f"payload is {len(request.body)} bytes, over this webhook's max_payload_bytes "
@@ -95,19 +138,39 @@ async def attempt(
     request = sign_request(
         webhook, delivery.request, event_id=delivery.event.event_id, timestamp=int(clock.time())
     )
+    if hooks.observes_attempts:
+        return await _observed(hooks, webhook, delivery, request, session)
+    return await _send(hooks, webhook, delivery, request, session)
+
+
+async def _send(
+    hooks: Hooks,
+    webhook: Webhook,
+    delivery: Delivery,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+) -> Attempt:
+    """Deliver the signed request and classify the answer."""
+    assert delivery.request is not None
     timeout = webhook.retry_policy.timeout_seconds
     try:
-        # Every plugin's deliver, not only the core's HTTP one, ends within the webhook's
-        # timeout: one that never returns would hold its worker and its delivery forever.
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                state = current_state(webhook, hooks)
-                response = await hooks.deliver(webhook, request, session, state)
-        except TimeoutError as exc:
-            if not deadline.expired():
-                raise
-            raise TimeoutError(f"no answer within {timeout:g} s") from exc
+        state = current_state(webhook, hooks)
+        awaitable, core = hooks.start_delivery(webhook, request, session, state)
+        if core:
+            # The core's HTTP send is bounded by the same timeout (aiohttp's, raising the
+            # same TimeoutError): a second timer per attempt would only cost CPU.
+            response = await awaitable
+        else:
+            # Every plugin's deliver ends within the webhook's timeout too: one that never
+            # returns would hold its worker and its delivery forever.
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline:
+                    response = await awaitable
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    raise
+                raise TimeoutError(f"no answer within {timeout:g} s") from exc
     except TRANSPORT_ERRORS as exc:
         return Attempt(
             Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc, request=request
@@ -124,6 +187,46 @@ async def attempt(
     return Attempt(verdict, response, request=request)
 
 
+async def _observed(
+    hooks: Hooks,
+    webhook: Webhook,
+    delivery: Delivery,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+) -> Attempt:
+    """An attempt the plugins watch: `before_attempt` may add headers (after signing:
+    signatures cover the body, id and timestamp, never headers), and `after_attempt` is told
+    how it ended, whatever happened, cancellation included."""
+    event, context = delivery.event, delivery.context
+    added = hooks.before_attempt(
+        webhook, event, delivery.delivery_id, delivery.attempts, request, context
+    )
+    if added and webhook.plugin_headers and not type(webhook).rejects_unknown_headers:
+        present = {name.lower() for name in request.headers}
+        added = {name: value for name, value in added.items() if name.lower() not in present}
+        if added:
+            request = request.with_headers(added)
+    started = time.perf_counter()
+    result: Attempt | None = None
+    try:
+        result = await _send(hooks, webhook, delivery, request, session)
+        return result
+    finally:
+        error = result.exception if result is not None else sys.exc_info()[1]
+        hooks.after_attempt(
+            webhook,
+            event,
+            delivery.delivery_id,
+            delivery.attempts,
+            request,
+            context,
+            result.verdict if result is not None else None,
+            result.response if result is not None else None,
+            redacted_exception(error),
+            time.perf_counter() - started,
+        )
+
+
 def render_request(
     webhook: Webhook, event: Event, *, plugin_manager: pluggy.PluginManager | None = None
 ) -> OutgoingRequest:
@@ -133,6 +236,7 @@ def render_request(
     if not isinstance(event, Event):
         raise TypeError(f"expected an Event, got {type(event).__name__}")
     hooks = hooks_for(plugin_manager or get_plugin_manager())
+    webhook = hooks.claimed(webhook)
     delivery = Delivery(webhook_name=webhook.name, event=event)
     render(hooks, webhook, delivery)
     assert delivery.request is not None

@@ -16,6 +16,7 @@ best in one place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -38,11 +39,14 @@ from .clock import Clock, SystemClock
 from .delivery import render as render_delivery
 from .events import (
     DEFAULT_MAX_DATA_DEPTH,
+    DETECT,
     MAX_DATA_DEPTH_LIMIT,
     Event,
     check_depth,
+    check_framework_version,
     data_depth_limit,
 )
+from .events import framework_version as stamp_framework_version
 from .history import DeliveryPage, DeliveryQuery, DeliveryRecord, KeepsHistory
 from .monitor import UnknownWebhookError, WebhookMonitor
 from .plugins import Hooks, get_plugin_manager, hooks_for
@@ -91,7 +95,12 @@ class WebhookDispatcher:
         max_connections: int = 100,
         seed: int | None = None,
         max_data_depth: int = DEFAULT_MAX_DATA_DEPTH,
+        framework_version: str | None = DETECT,
     ) -> None:
+        """`framework_version` is what `metadata.framework_version` says in the events
+        `emit` builds: by default the installed Empathy Framework's version (`attune-ai` or
+        `empathy-framework`), left out when neither is installed; None always leaves it out.
+        An event's own `metadata={"framework_version": ...}` wins."""
         check_number(
             "max_connections", max_connections, above=0, at_most=MAX_CONNECTIONS, integer=True
         )
@@ -99,6 +108,7 @@ class WebhookDispatcher:
             "max_data_depth", max_data_depth, at_least=1, at_most=MAX_DATA_DEPTH_LIMIT, integer=True
         )
         self._max_data_depth = max_data_depth
+        self._framework_version = check_framework_version(framework_version)
         self._hooks = hooks_for(plugin_manager or get_plugin_manager())
         self._clock: Clock = clock or SystemClock()
         self._store_spec = store
@@ -374,11 +384,12 @@ class WebhookDispatcher:
             "metadata": metadata,
             "ordering_key": ordering_key,
         }
-        if self._max_data_depth == DEFAULT_MAX_DATA_DEPTH:
+        with contextlib.ExitStack() as settings:
+            if self._framework_version is not DETECT:
+                settings.enter_context(stamp_framework_version(self._framework_version))
+            if self._max_data_depth != DEFAULT_MAX_DATA_DEPTH:
+                settings.enter_context(data_depth_limit(self._max_data_depth))
             event = Event(**fields)
-        else:
-            with data_depth_limit(self._max_data_depth):
-                event = Event(**fields)
         await self.emit_event(event)
         return event
 
@@ -393,7 +404,7 @@ class WebhookDispatcher:
         check_depth(event, self._max_data_depth)
         if not self._started:
             await self.start()
-        return await admit(event, self._lanes, self.store, webhooks=webhooks)
+        return await admit(event, self._lanes, self.store, webhooks=webhooks, hooks=self._hooks)
 
     def submit(self, delivery: Delivery) -> None:
         """Hand a delivery taken from a shared store (a worker's job) to its webhook's lane."""
@@ -406,6 +417,8 @@ class WebhookDispatcher:
         """What `webhook` would send for `event` (a dry run: nothing is sent or queued)."""
         if isinstance(webhook, str):
             webhook = self.webhook(webhook)
+        else:
+            webhook = self._hooks.claimed(webhook)
         delivery = Delivery(webhook_name=webhook.name, event=event)
         render_delivery(self._hooks, webhook, delivery)
         assert delivery.request is not None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import importlib.metadata
 import json
 import math
 import re
@@ -15,7 +17,6 @@ from typing import Any
 
 import attrs
 
-from ._version import __version__
 from .wire import json_bytes
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "EventType",
     "data_depth_limit",
     "format_timestamp",
+    "framework_version",
+    "installed_framework_version",
     "new_event_id",
 ]
 
@@ -48,6 +51,52 @@ _DEPTH_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
 )
 # Control characters: in an event type or id they would end up in a header line.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+#: The Empathy Framework's distributions, newest name first: what `framework_version` reads.
+FRAMEWORK_DISTRIBUTIONS = ("attune-ai", "empathy-framework")
+# What `metadata.framework_version` says for events built now: DETECT (the installed
+# framework's version, or nothing), a version string, or None (left out).
+DETECT: Any = object()
+_FRAMEWORK_VERSION: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "empathy_webhooks_framework_version", default=DETECT
+)
+
+
+@functools.cache
+def installed_framework_version() -> str | None:
+    """The installed Empathy Framework's version (`attune-ai` or `empathy-framework`
+    distribution metadata), or None when neither is installed. Read once per process."""
+    for name in FRAMEWORK_DISTRIBUTIONS:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def check_framework_version(value: Any) -> Any:
+    """`value` if it is DETECT, None or a non-empty one-line string; else ValueError."""
+    if value is DETECT or value is None:
+        return value
+    if not isinstance(value, str) or not value.strip() or _CONTROL.search(value):
+        raise ValueError(
+            "framework_version must be a non-empty string without line breaks, or None to "
+            f"leave it out of the envelope, got {value!r}"
+        )
+    return value
+
+
+@contextlib.contextmanager
+def framework_version(value: Any) -> Iterator[None]:
+    """Build events whose `metadata.framework_version` is `value` (None: left out; DETECT:
+    the installed framework's, as by default). What `WebhookDispatcher(framework_version=)`
+    does; an event's own `metadata["framework_version"]` always wins."""
+    token = _FRAMEWORK_VERSION.set(check_framework_version(value))
+    try:
+        yield
+    finally:
+        _FRAMEWORK_VERSION.reset(token)
 
 
 @contextlib.contextmanager
@@ -216,8 +265,14 @@ def _data(value: Any) -> dict[str, Any]:
 
 
 def _metadata(value: Any) -> dict[str, Any]:
-    checked = _json_object("metadata")(value)
-    return {"framework_version": __version__, **checked}
+    checked: dict[str, Any] = _json_object("metadata")(value)
+    version = _FRAMEWORK_VERSION.get()
+    if version is DETECT:
+        version = installed_framework_version()
+    if version is None or "framework_version" in checked:
+        return checked
+    # First, as the reference's payload shows it.
+    return {"framework_version": version, **checked}
 
 
 def _event_type(value: Any) -> str:
@@ -337,9 +392,12 @@ class Event:
         Read back under the highest nesting limit, so whatever any dispatcher accepted is
         readable by every process, whatever its own settings."""
         token = _DEPTH_LIMIT.set(MAX_DATA_DEPTH_LIMIT)
+        # The metadata as it was sent: nothing added by this process's framework version.
+        version = _FRAMEWORK_VERSION.set(None)
         try:
             return cls._from_envelope(envelope)
         finally:
+            _FRAMEWORK_VERSION.reset(version)
             _DEPTH_LIMIT.reset(token)
 
     @classmethod

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
-from .redaction import bounded, redact_headers
+from .redaction import REDACTED, bounded, is_secret_name, redact_text
 
 if TYPE_CHECKING:
     from ._pipeline.unit import Delivery
@@ -48,6 +49,54 @@ __all__ = [
 DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed", "disabled")
 #: The most records one page holds.
 MAX_PAGE = 500
+
+#: Headers whose values the core itself sets from the event and the clock (ids, type, time,
+#: the content type): kept as they are, sparing each attempt a masking pass over them (the
+#: costly part of a record). Any other header is masked by name and by value.
+_PLAIN_HEADERS = frozenset(
+    {
+        "content-type",
+        "user-agent",
+        "x-empathy-event-id",
+        "x-empathy-event-type",
+        "webhook-id",
+        "webhook-timestamp",
+    }
+)
+
+
+#: Bytes of an answer masked for its excerpt: masked before the cut (so no part of a secret
+#: shows at it), but on a window, not the 64 KiB a failure's excerpt gets: this runs on every
+#: attempt, successes included, and some services echo the whole request back.
+_EXCERPT_WINDOW = 8192
+
+
+def _excerpt(response: Response) -> str:
+    return bounded(response.body[:_EXCERPT_WINDOW].decode("utf-8", errors="replace"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _header_kind(name: str) -> int:
+    """0: a secret-named header, 1: one of the core's plain ones, 2: any other. Cached: a
+    process sends a handful of header names, and the name pattern is the costly part."""
+    if is_secret_name(name):
+        return 0
+    return 1 if name.lower() in _PLAIN_HEADERS else 2
+
+
+def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Request headers fit to keep: secret-named ones (signatures, Authorization, tokens)
+    `***`, every value masked as `redact_headers` does but for the core's own plain ones."""
+    masked = {}
+    for name, value in headers.items():
+        kind = _header_kind(name)
+        if kind == 0:
+            masked[name] = REDACTED
+        elif kind == 1 and len(value) <= 256:
+            masked[name] = value
+        else:
+            masked[name] = redact_text(str(value))
+    return masked
 
 
 @attrs.frozen(kw_only=True)
@@ -269,8 +318,8 @@ class RawAttempt:
             error=(bounded(self.error) if self.error else reason) if response is None else None,
             verdict=self.verdict,
             reason=reason,
-            response_excerpt=response.excerpt() if response is not None else None,
-            request_headers=redact_headers(self.headers),
+            response_excerpt=_excerpt(response) if response is not None else None,
+            request_headers=masked_headers(self.headers),
             body_bytes=self.body_bytes,
             next_retry_at=self.next_retry_at,
         )

@@ -12,6 +12,16 @@ an awaitable and the core awaits it; see `deliver`. An `async def` implementatio
 but `flush` is refused when the plugin manager is built. A hook that raises, or returns the
 wrong type, never stops the pipeline: the core logs it and treats the delivery as failed (or
 skips that plugin's listener).
+
+Per-type hooks (`format_payload`, `deliver`, `classify_response`, `flush`) are routed by
+owner: the core calls the implementation of the plugin whose `webhook_types` registered the
+webhook's class (a subclass goes to the owner of its nearest registered ancestor; then to the
+owners of further registered ancestors), then the core's default (the HTTP `deliver` and
+`classify_response`); the first answer other than None wins. No other plugin is asked, so an
+implementation needs no ``isinstance`` guard: it only ever sees its own webhooks. The route is
+resolved once per webhook class. A plugin that implements a per-type hook but registers no
+webhook type is never called for it (a warning at start-up says so). The other hooks are
+broadcast: every plugin's implementation is called.
 """
 
 from __future__ import annotations
@@ -41,7 +51,37 @@ def webhook_types() -> Mapping[str, type[Webhook]] | None:
     equals the plugin's entry-point name and the class's ``kind``.
 
     :return: a mapping of type name to a `Webhook` subclass, or
-        None. Two plugins claiming the same name is an error at start-up.
+        None. The plugin that registers a class owns it: the core calls that plugin's
+        per-type hooks for its webhooks (and for subclasses no other plugin registers). Two
+        plugins claiming the same name, or the same class, is an error at start-up naming
+        both.
+    """
+
+
+@hookspec(firstresult=True)
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> Webhook | None:
+    """Claim a generic webhook's URL that names your service.
+
+    Called once per webhook object when a plain `CustomWebhook` or `WebhookConfig` (not
+    ``raw=True``; in a config file, a table with a ``url`` and no ``type``) joins a
+    dispatcher or is rendered: the reference's Quick Start points ``WebhookConfig(url=
+    "https://hooks.slack.com/...")`` at Slack and expects a Slack message. The user's object
+    keeps working (``dispatcher.render(it, event)``); what is sent is your webhook's request.
+    When no plugin claims a URL that ``service_for_url`` knows, the core sends the generic
+    envelope and logs one warning naming the plugin to install.
+
+    :param url: the webhook's URL, as the user gave it (a credential for most chat
+        services: never log it).
+    :param options: keyword arguments for your webhook class: every setting all webhooks
+        share (``name``, ``events``, ``filter``, ``retry_policy``, ``rate_limit``,
+        ``templates``, ...), taken from the user's webhook. Keep them all, the name first
+        (statistics, dead letters and fallbacks refer to it).
+    :return: your webhook built from `url` and `options` (``SlackWebhook(webhook_url=url,
+        **options)``), or None when the URL is not your service's
+        (``empathy_webhooks_core.service_for_url(url)`` recognises the first-party
+        services). First non-None result wins. Raise ``ValueError`` saying what is missing
+        when the URL is yours but cannot be used as given (a PagerDuty URL carries no
+        routing key).
     """
 
 
@@ -52,12 +92,13 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
     Called once per delivery, before the first attempt; every retry sends the same request
     (re-signed). Must be synchronous, pure and quick: no I/O, no clock reads beyond the event's
     own timestamp. That makes dry runs (``dispatcher.render``) free and output testable.
+    Per-type: only the plugin that registered the webhook's type is asked (see above).
 
-    :param webhook: the webhook the event is routed to. Return None unless it is one of your
-        own classes (``isinstance(webhook, MyWebhook)``).
+    :param webhook: the webhook the event is routed to: always an instance of a class your
+        plugin registered (or of a subclass of one), never another plugin's.
     :param event: the frozen `Event`.
-    :return: an `OutgoingRequest` with the exact body bytes, or
-        None when the webhook is not yours. First non-None result wins. Honour
+    :return: an `OutgoingRequest` with the exact body bytes (None hands the webhook to the
+        owner of its next registered ancestor class, if any). Honour
         ``webhook.template_for(event)`` so users can override the message without subclassing.
         Respect every size limit of your service by truncating, never by producing a request
         the service rejects.
@@ -70,22 +111,25 @@ def deliver(
 ) -> Awaitable[Response] | None:
     """Send one attempt of a request and return the service's answer.
 
-    The core's HTTP delivery implements this as the ``trylast`` fallback, so an HTTP plugin
-    usually does not. Implement it for a non-HTTP target (email), or for a target that needs
-    several calls per delivery (search before create).
+    Per-type: the core asks the plugin that registered the webhook's type, then falls back to
+    its own HTTP delivery, so an HTTP plugin usually does not implement it. Implement it for a
+    non-HTTP target (email), or for a target that needs several calls per delivery (search
+    before create).
 
-    pluggy cannot await: an ``async def`` implementation would return a coroutine for every
-    webhook, mine or not, and always win. Write a plain function that returns None for
-    webhooks that are not yours, and an awaitable (``return self._send(...)``) for yours.
+    pluggy cannot await: an ``async def`` implementation is refused when the plugin manager is
+    built. Write a plain function that returns an awaitable (``return _send(...)``), or None
+    to let the core's HTTP delivery send this request (a plugin that sends only some requests
+    itself).
 
-    :param webhook: the webhook, already signed-for and rate-limited by the core.
+    :param webhook: one of your plugin's webhooks, already signed-for and rate-limited by the
+        core.
     :param request: what ``format_payload`` returned, with signature headers added.
     :param session: the dispatcher's shared ``aiohttp.ClientSession`` (pooled connections,
         redirects off). Use it rather than opening your own.
     :param state: what your `webhook_state` made for this webhook (None if you keep none):
         where a delivery reads and records what outlives it (what was created, what is owed).
         Leave the parameter out if you do not need it.
-    :return: None, or an awaitable resolving to a `Response`.
+    :return: an awaitable resolving to a `Response`, or None for the core's HTTP delivery.
         Raise ``ConnectionError``, ``TimeoutError`` or an ``aiohttp.ClientError`` for transport
         failures: those are retried. Any other exception is a final failure.
     """
@@ -97,20 +141,24 @@ def classify_response(
 ) -> Verdict | None:
     """Decide what an answer means: delivered, retry, final failure, or endpoint gone.
 
-    The core's default (``trylast``): 2xx delivered; a 429, or a 503 with ``Retry-After``, a
+    Per-type: the core asks the plugin that registered the webhook's type, then falls back to
+    its default: 2xx delivered; a 429, or a 503 with ``Retry-After``, a
     rate limit whatever ``retry_on_status`` says (the whole webhook pauses for the service's
     wait); a status in the webhook's ``retry_policy.retry_on_status`` retried; 410 gone;
     anything else (3xx included) a final failure.
     Implement it when your service speaks otherwise: Slack's plain-text errors, Discord's JSON
     ``retry_after``, GitHub's 403 that is really a rate limit.
 
-    :param webhook: the webhook the attempt was made for (its ``retry_policy`` says which
-        statuses are worth another attempt).
+    :param webhook: one of your plugin's webhooks, the one the attempt was made for (its
+        ``retry_policy`` says which statuses are worth another attempt).
     :param request: the request as sent (the exact body, the signature headers, the
         ``extras`` your ``format_payload`` put there to read back now).
     :param response: the service's answer: status, lower-case headers, at most 64 KiB of
-        body, the time it took.
-    :return: a `Verdict`, or None to leave it to others.
+        body, the time it took, and (from a multi-step ``deliver``) ``step`` and ``details``:
+        which call gave it and what it learnt.
+    :return: a `Verdict`, or None to leave this answer to the core's default
+        (``default_verdict``; ``HttpAnswers`` in ``empathy_webhooks_core.plugin`` is the same
+        reading, with the service named in each reason, for a plugin to extend).
     """
 
 
@@ -162,19 +210,20 @@ def dispatcher_started(dispatcher: WebhookDispatcher) -> None:
     """
 
 
-@hookspec
+@hookspec(firstresult=True)
 def flush(webhook: Webhook, state: Any, dispatcher: WebhookDispatcher) -> Awaitable[None] | None:
     """Send whatever the webhook has buffered (metrics, digests).
 
-    Called for every webhook when the dispatcher drains and before it closes (before the
-    webhook's state is closed).
+    Called for each webhook when the dispatcher drains and before it closes (before the
+    webhook's state is closed). Per-type, like `deliver`: only the plugin that registered the
+    webhook's type is asked (there is no core default). ``async def`` is allowed here.
 
-    :param webhook: one of the dispatcher's webhooks (every one is offered; flush yours).
-    :param state: the webhook's state (what its plugin's `webhook_state` made; None if it
-        keeps none): the buffer to send.
+    :param webhook: one of your plugin's webhooks (never another plugin's).
+    :param state: the webhook's state (what your `webhook_state` made; None if it keeps
+        none): the buffer to send.
     :param dispatcher: the `WebhookDispatcher` draining or closing. Kept for plugins written
         before `state`; new plugins get what they need from the state's `StateContext`.
-    :return: None when there is nothing of yours to flush, else an awaitable the core awaits.
+    :return: None when there is nothing to flush, else an awaitable the core awaits.
     """
 
 
@@ -194,9 +243,10 @@ def webhook_state(webhook: Webhook) -> Any:
     ``close()`` (may be async), called when the last dispatcher serving the webhook stops,
     after the final `flush`.
 
-    :param webhook: a webhook of the dispatcher. Return None unless it is one of your own
-        classes.
-    :return: your state object for it, or None (first non-None result wins).
+    Per-type, like `deliver`: only the plugin that registered the webhook's type is asked.
+
+    :param webhook: one of your plugin's webhooks (never another plugin's).
+    :return: your state object for it, or None when it needs none.
     """
 
 
@@ -215,4 +265,98 @@ def webhook_stats(webhook: Webhook, state: Any) -> Mapping[str, int | float | st
     :param state: its state (what its plugin's `webhook_state` made; None if it keeps none).
     :return: a mapping of figure names to numbers (or a short text such as a last error, shown
         by ``get_webhook_stats`` only), or None when you have nothing to add.
+    """
+
+
+@hookspec
+def delivery_context(webhook: Webhook, event: Event) -> Mapping[str, str] | None:
+    """Capture what a delivery should carry from the code that emitted it (a trace context).
+
+    Called during ``emit``, in the emitter's own task (its context variables, its current
+    span), once for each delivery being queued, before the delivery is stored. The mappings
+    of every plugin are merged into ``Delivery.context``, which every store keeps with the
+    delivery and gives back unchanged to the worker that makes the attempts, in this process
+    or another one, after a restart too; `before_attempt` and `after_attempt` receive it.
+    Keys are plain strings shared by every plugin: use a name of your own, or a standard one
+    (``traceparent``). Keep it small: it is stored with every delivery.
+
+    When no plugin implements it, emit does nothing more than before. A fallback delivery
+    carries the context of the delivery that failed.
+
+    :param webhook: the webhook the delivery is for.
+    :param event: the event being emitted.
+    :return: a mapping of string keys to string values, or None for nothing to carry.
+    """
+
+
+@hookspec
+def before_attempt(
+    webhook: Webhook,
+    event: Event,
+    delivery_id: str,
+    attempt: int,
+    request: OutgoingRequest,
+    context: Mapping[str, str],
+) -> Mapping[str, str] | None:
+    """Told just before an attempt's request goes to ``deliver``; may add headers to it.
+
+    Called for every attempt that has a request (rendered, signed), in the worker's task.
+    Every plugin's implementation is called; one that raises is logged and the attempt goes
+    on without its headers. Must be synchronous and quick: it is on every attempt's path.
+
+    The headers returned are added to this attempt's request after signing. Signatures cover
+    the body, the event id and the timestamp, never the headers, so they stay valid. A header
+    never replaces one the request already has (the webhook's own, a signature), and none
+    is added at all to a webhook whose class says ``rejects_unknown_headers = True``, or
+    that is configured with ``plugin_headers = false``.
+
+    Every `before_attempt` is followed by one `after_attempt` with the same `delivery_id` and
+    `attempt`, whatever happens (the attempt cancelled included): state kept between the
+    two (an open span) is always released.
+
+    :param webhook: the webhook the attempt is for.
+    :param event: the event being delivered.
+    :param delivery_id: the delivery's id, the same on every attempt and in every process.
+    :param attempt: this attempt's number, 1 for the first.
+    :param request: the signed request about to be sent.
+    :param context: the delivery's ``context``, as `delivery_context` captured it at emit
+        (empty when nothing was captured). Read-only.
+    :return: headers to add to this attempt's request, or None.
+    """
+
+
+@hookspec
+def after_attempt(
+    webhook: Webhook,
+    event: Event,
+    delivery_id: str,
+    attempt: int,
+    request: OutgoingRequest,
+    context: Mapping[str, str],
+    verdict: Verdict | None,
+    response: Response | None,
+    error: BaseException | None,
+    duration_s: float,
+) -> None:
+    """Told when an attempt that `before_attempt` announced has ended, whatever its outcome.
+
+    Called before the core acts on the outcome (schedules the retry, records the success or
+    the dead letter). Every plugin's implementation is called; one that raises is logged and
+    does not affect the others or the delivery. Must be synchronous and quick.
+
+    :param webhook: the webhook the attempt was for.
+    :param event: the event being delivered.
+    :param delivery_id: the delivery's id, as `before_attempt` was given.
+    :param attempt: the attempt's number, as `before_attempt` was given.
+    :param request: the request as sent, the headers `before_attempt` added included.
+    :param context: the delivery's ``context`` (see `delivery_context`).
+    :param verdict: how the attempt went (its ``outcome``: success, retry, fail or gone, and
+        its masked ``reason``); None when the attempt was cancelled before it ended (the
+        dispatcher stopping).
+    :param response: the service's answer, or None when none came (a transport error, a
+        timeout, a cancelled attempt).
+    :param error: the exception that ended the attempt, or None. A redacted copy (its type,
+        its masked text, no traceback), never the original, whose text may hold a URL with
+        its credentials.
+    :param duration_s: the time from `before_attempt` to the end of the attempt, in seconds.
     """

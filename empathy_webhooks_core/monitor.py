@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
+import itertools
 import statistics
 import weakref
 from datetime import UTC, datetime
@@ -14,7 +16,14 @@ if TYPE_CHECKING:
     from ._pipeline.lane import LaneSnapshot
     from .dispatcher import WebhookDispatcher
 
-__all__ = ["STAT_DEFINITIONS", "StatsRecorder", "UnknownWebhookError", "WebhookMonitor"]
+__all__ = [
+    "DURATION_BUCKETS",
+    "STAT_DEFINITIONS",
+    "DurationHistogram",
+    "StatsRecorder",
+    "UnknownWebhookError",
+    "WebhookMonitor",
+]
 
 #: What each figure counts (also the documentation of `get_webhook_stats`).
 STAT_DEFINITIONS = {
@@ -51,6 +60,11 @@ STAT_DEFINITIONS = {
 
 _SAMPLES = 2048
 
+#: Upper bounds (seconds) of the attempt-duration histogram Prometheus scrapes
+#: (`empathy_webhooks_attempt_duration_seconds`); the last bucket, +Inf, is implied.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BUCKET_BOUNDS_MS = tuple(bound * 1000 for bound in DURATION_BUCKETS)
+
 
 def _iso(moment: float | None) -> str | None:
     return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat()
@@ -67,6 +81,8 @@ class StatsRecorder:
         self.answered = 0
         self.total_response_ms = 0.0
         self.samples: collections.deque[float] = collections.deque(maxlen=_SAMPLES)
+        #: Answered attempts per `DURATION_BUCKETS` bucket (not cumulative), +Inf last.
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.last_success_at: float | None = None
@@ -84,6 +100,7 @@ class StatsRecorder:
         self.answered += 1
         self.total_response_ms += elapsed_ms
         self.samples.append(elapsed_ms)
+        self.buckets[bisect.bisect_left(_BUCKET_BOUNDS_MS, elapsed_ms)] += 1
 
     def attempt_failed(self, reason: str, now: float) -> None:
         self.last_error = reason
@@ -140,6 +157,27 @@ def combine(recorders: list[StatsRecorder], live: dict[str, Any]) -> dict[str, A
         **({"last_details": dict(max(latest, key=lambda item: item[0])[1])} if latest else {}),
         **live,
     }
+
+
+@attrs.frozen
+class DurationHistogram:
+    """Answered attempts by duration: cumulative counts per upper bound in seconds (the
+    last bound is infinity), their sum in seconds and their count."""
+
+    buckets: tuple[tuple[float, int], ...]
+    sum_seconds: float
+    count: int
+
+
+def histogram(recorders: list[StatsRecorder]) -> DurationHistogram:
+    counts = [sum(column) for column in zip(*(r.buckets for r in recorders), strict=True)]
+    cumulative = list(itertools.accumulate(counts)) if counts else [0] * (len(DURATION_BUCKETS) + 1)
+    bounds = (*DURATION_BUCKETS, float("inf"))
+    return DurationHistogram(
+        buckets=tuple(zip(bounds, cumulative, strict=True)),
+        sum_seconds=sum(r.total_response_ms for r in recorders) / 1000,
+        count=sum(r.answered for r in recorders),
+    )
 
 
 class UnknownWebhookError(KeyError):
@@ -263,6 +301,11 @@ class WebhookMonitor:
                 elif value is not None or key not in total:
                     total[key] = value
         return total
+
+    def duration_histogram(self, name: str) -> DurationHistogram:
+        """Webhook `name`'s answered attempts by duration (what Prometheus scrapes as
+        `empathy_webhooks_attempt_duration_seconds`), summed over its dispatchers."""
+        return histogram([state.recorder for state in self._states(name)])
 
     def all_stats(self) -> dict[str, dict[str, Any]]:
         return {name: self.get_webhook_stats(name) for name in self.webhook_names()}

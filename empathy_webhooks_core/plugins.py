@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import inspect
 import os
+import re
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
 
 from . import hookspecs
+from ._contract import PLUGIN_API_VERSION, api_version_problem
 from ._log import get_logger
 from ._version import __version__
+from .redaction import redact_text
+from .wire import OutgoingRequest, Response, Verdict
 
 if TYPE_CHECKING:
     import aiohttp
 
     from .events import Event
     from .webhooks import Webhook
-    from .wire import DeliveryError, DeliveryResult, OutgoingRequest, Response, Verdict
+    from .wire import DeliveryError, DeliveryResult
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -32,6 +39,8 @@ __all__ = [
     "PluginContractError",
     "PluginInfo",
     "PluginLoadError",
+    "PluginVersionError",
+    "Route",
     "build_plugin_manager",
     "get_plugin_manager",
     "hookimpl",
@@ -54,6 +63,13 @@ log = get_logger()
 #: other hook is called synchronously: pluggy cannot await, and a coroutine returned by a
 #: `firstresult` hook is not None, so it would win for every webhook and never run.
 AWAITED_HOOKS = frozenset({"flush"})
+#: Hooks about one webhook: the core calls only the implementation of the plugin that
+#: registered the webhook's type (then those of its registered ancestors' owners, then the
+#: core's defaults), never every plugin's. Plugins need no `isinstance` guard.
+PER_TYPE_HOOKS = ("format_payload", "deliver", "classify_response", "flush", "webhook_state")
+
+# RFC 9110 token characters: what a header a plugin adds (`before_attempt`) may be named.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class PluginContractError(TypeError):
@@ -76,11 +92,22 @@ def contract_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
                 problems.append(
                     f"plugin {name!r}: its {caller.name} hook is `async def`, but the core "
                     f"calls {caller.name} synchronously (pluggy cannot await; the coroutine "
-                    "would be taken as the answer for every webhook). Make it a plain "
-                    "function; deliver returns an awaitable for its own webhooks, None "
-                    "for others"
+                    "would never run). Make it a plain function; deliver returns an "
+                    "awaitable"
                 )
     return problems
+
+
+class PluginVersionError(PluginContractError):
+    """A plugin written for a plugin API version this core does not provide (its `PLUGIN_API`
+    against the core's `PLUGIN_API_VERSION`). The message names both versions."""
+
+
+def check_api_version(plugin: Any, name: str) -> None:
+    """Refuse `plugin` (before it is registered) when it needs another plugin API version."""
+    problem = api_version_problem(plugin, name, PLUGIN_API_VERSION)
+    if problem is not None:
+        raise PluginVersionError(problem)
 
 
 def _check_plugin(pm: pluggy.PluginManager, plugin: Any) -> None:
@@ -153,7 +180,8 @@ def build_plugin_manager(
 ) -> PluginManager:
     """A new plugin manager with the default plugins and every installed entry point.
 
-    A plugin that fails to import or register, or implements a hook the core calls
+    A plugin that fails to import or register, needs a plugin API version this core does not
+    provide (`PluginVersionError`), or implements a hook the core calls
     synchronously as `async def`, is recorded in ``pm.load_errors`` with its name and error,
     logged and skipped (``strict=True`` raises instead). `extra_plugins` are the caller's own
     objects: a broken one raises `PluginContractError` at once.
@@ -196,6 +224,7 @@ def build_plugin_manager(
             dist = entry_point.dist
             try:
                 plugin = entry_point.load()
+                check_api_version(plugin, entry_point.name)
                 pm.register(plugin, name=entry_point.name)
                 _check_plugin(pm, plugin)
             except Exception as exc:
@@ -212,6 +241,7 @@ def build_plugin_manager(
                 dist.version if dist else None,
             )
     for plugin in extra_plugins:
+        check_api_version(plugin, getattr(plugin, "__name__", None) or repr(plugin))
         pm.register(plugin)
         _check_plugin(pm, plugin)
     pm.check_pending()
@@ -245,18 +275,59 @@ def _kind_of(value: Any) -> str:
     return "None" if value is None else f"a {type(value).__name__}"
 
 
+def _is_core(plugin: Any) -> bool:
+    return getattr(plugin, "__name__", None) in DEFAULT_PLUGINS
+
+
+def _positional(impl: Any, argnames: tuple[str, ...]) -> Callable[..., Any]:
+    """`impl` called with every argument of its hook, in the spec's order: the function itself
+    when it takes them all (the usual case, no extra call), else an adapter (pluggy lets an
+    implementation take fewer)."""
+    function = impl.function
+    if tuple(impl.argnames) == argnames:
+        return function  # type: ignore[no-any-return]
+    index = tuple(argnames.index(name) for name in impl.argnames)
+    return lambda *args: function(*[args[i] for i in index])
+
+
+@attrs.frozen
+class Route:
+    """Who answers the per-type hooks (`PER_TYPE_HOOKS`) for one webhook class, resolved once
+    per class: the plugins that registered it or its nearest registered ancestors (nearest
+    first), then the core's defaults (HTTP `deliver` and `classify_response`). Each hook is a
+    tuple of (function taking the hook's arguments in order, plugin name, whether it is the
+    core's own default); the first that answers other than None wins."""
+
+    #: The owning plugins' names, nearest first; empty when no loaded plugin registered the
+    #: class or an ancestor.
+    owners: tuple[str, ...]
+    format_payload: tuple[tuple[Callable[..., Any], str, bool], ...]
+    deliver: tuple[tuple[Callable[..., Any], str, bool], ...]
+    classify_response: tuple[tuple[Callable[..., Any], str, bool], ...]
+    flush: tuple[tuple[Callable[..., Any], str, bool], ...]
+    webhook_state: tuple[tuple[Callable[..., Any], str, bool], ...]
+
+
 class Hooks:
     """A typed facade over ``pm.hook``: the rest of the core calls these, never pluggy.
 
-    It checks what each plugin returns: a result of the wrong type is that plugin's bug,
-    raised as `PluginContractError` naming the plugin and the hook (a delivery then fails with
-    that reason and is dead-lettered). Implementations run in pluggy's order: `tryfirst`, then
-    plain ones (the last registered first), then `trylast`.
+    Per-type hooks (`PER_TYPE_HOOKS`) go to the plugin that registered the webhook's type
+    (`route`), then to the core's defaults; broadcast hooks (`on_success`, `on_failure`,
+    `dispatcher_started`) go to every plugin, in pluggy's order: `tryfirst`, then plain ones
+    (the last registered first), then `trylast`. It checks what each plugin returns: a result
+    of the wrong type is that plugin's bug, raised as `PluginContractError` naming the plugin
+    and the hook (a delivery then fails with that reason and is dead-lettered).
     """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self._types: dict[str, type[Webhook]] | None = None
+        #: Each registered class's owning plugin (object and name).
+        self._owners: dict[type[Webhook], tuple[Any, str]] = {}
+        self._routes: dict[type[Any], Route] = {}
+        # Asked after every success: the caller object lasts as long as the manager.
+        self._on_success = pm.hook.on_success
+        self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -280,26 +351,16 @@ class Hooks:
             if not (impl.hookwrapper or impl.wrapper)
         ]
 
-    def _first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
-        """A `firstresult` call that also says which plugin answered."""
-        caller = getattr(self.pm.hook, hook_name)
-        impls = caller.get_hookimpls()
-        if any(impl.hookwrapper or impl.wrapper for impl in impls):
-            # A wrapper may change the result: let pluggy run the whole chain.
-            return caller(**kwargs), "a hook wrapper"
-        for impl in reversed(impls):
-            result = impl.function(*[kwargs[name] for name in impl.argnames])
-            if result is not None:
-                return result, impl.plugin_name
-        return None, ""
-
     def _broken(self, plugin: str, hook_name: str, message: str) -> PluginContractError:
         error = PluginContractError(f"plugin {plugin!r}: {hook_name} {message} (a plugin bug)")
         log.error("plugin_contract_broken", plugin=plugin, hook=hook_name, error=str(error))
         return error
 
-    def _mappings(self, hook_name: str, check: Callable[[Any], bool], what: str) -> list[Any]:
-        """Each plugin's mapping from a hook that names things (types, stores)."""
+    def _mappings(
+        self, hook_name: str, check: Callable[[Any], bool], what: str
+    ) -> list[tuple[Any, Mapping[str, Any]]]:
+        """Each plugin's mapping from a hook that names things (types, stores), with the
+        implementation that gave it."""
         found = []
         for impl in self._impls(hook_name):
             mapping = impl.function()  # these hooks take no arguments
@@ -313,46 +374,157 @@ class Hooks:
                     hook_name,
                     f"returned {_kind_of(mapping)}, not a mapping of names to {what}",
                 )
-            found.append(mapping)
+            found.append((impl, mapping))
         return found
 
     def webhook_types(self) -> dict[str, type[Webhook]]:
+        """Every registered webhook type by name. Two plugins registering the same name, or
+        the same class, is an error naming both (the core could not tell whose it is)."""
         if self._types is None:
             from .webhooks import Webhook
 
             types: dict[str, type[Webhook]] = {}
+            owners: dict[type[Webhook], tuple[Any, str]] = {}
+            named: dict[str, str] = {}
             is_type = lambda cls: isinstance(cls, type) and issubclass(cls, Webhook)  # noqa: E731
-            for mapping in self._mappings("webhook_types", is_type, "Webhook classes"):
+            for impl, mapping in self._mappings("webhook_types", is_type, "Webhook classes"):
+                plugin = impl.plugin_name
                 for name, cls in mapping.items():
-                    if name in types and types[name] is not cls:
+                    if name in types and (types[name] is not cls or named[name] != plugin):
                         raise ValueError(
-                            f"two plugins provide webhook type {name!r}: "
-                            f"{types[name].__module__} and {cls.__module__}"
+                            f"two plugins register webhook type {name!r}: {named[name]!r} "
+                            f"({types[name].__module__}.{types[name].__qualname__}) and "
+                            f"{plugin!r} ({cls.__module__}.{cls.__qualname__}); uninstall "
+                            "one, or leave it out with EMPATHY_WEBHOOKS_LOAD_PLUGINS"
+                        )
+                    if cls in owners and owners[cls][0] is not impl.plugin:
+                        raise ValueError(
+                            f"two plugins register webhook class {cls.__qualname__} "
+                            f"({cls.__module__}): {owners[cls][1]!r} and {plugin!r}; the "
+                            "core calls one owner's hooks for a webhook, so uninstall one, "
+                            "or leave it out with EMPATHY_WEBHOOKS_LOAD_PLUGINS"
                         )
                     types[name] = cls
+                    named[name] = plugin
+                    owners[cls] = (impl.plugin, plugin)
+            self._owners = owners
             self._types = types
+            self._warn_unowned()
         return self._types
+
+    def _warn_unowned(self) -> None:
+        """A plugin with per-type hooks but no webhook type of its own: the core never calls
+        them (they would answer for other plugins' webhooks), so say so at start-up."""
+        owning = {id(plugin) for plugin, _ in self._owners.values()}
+        unused: dict[str, list[str]] = {}
+        for hook_name in PER_TYPE_HOOKS:
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                plugin = impl.plugin
+                wrapper = impl.hookwrapper or impl.wrapper
+                if id(plugin) in owning and not wrapper:
+                    continue
+                if _is_core(plugin) and not wrapper:
+                    continue  # the core's defaults, called for every type
+                unused.setdefault(impl.plugin_name, []).append(
+                    f"{hook_name} (a wrapper)" if wrapper else hook_name
+                )
+        for plugin_name, hooks in unused.items():
+            log.warning(
+                "plugin_hooks_never_called",
+                plugin=plugin_name,
+                hooks=", ".join(hooks),
+                error=(
+                    f"plugin {plugin_name!r} implements {', '.join(hooks)}, which the core "
+                    "calls only for webhooks of types their plugin registers (webhook_types), "
+                    "and it registers none (or these are wrappers): they are never called. "
+                    "Register your webhook class; to observe every delivery, use on_success "
+                    "and on_failure"
+                ),
+            )
+
+    def route(self, cls: type[Any]) -> Route:
+        """The per-type hooks for webhooks of class `cls` (resolved once, then cached)."""
+        route = self._routes.get(cls)
+        if route is None:
+            route = self._routes[cls] = self._resolve(cls)
+        return route
+
+    def _resolve(self, cls: type[Any]) -> Route:
+        self.webhook_types()
+        owners: list[tuple[Any, str]] = []
+        for klass in cls.__mro__:
+            owner = self._owners.get(klass)
+            if owner is not None and all(owner[0] is not seen for seen, _ in owners):
+                owners.append(owner)
+        chains = {}
+        for hook_name in PER_TYPE_HOOKS:
+            caller = getattr(self.pm.hook, hook_name)
+            argnames = tuple(caller.spec.argnames)
+            impls = [
+                impl
+                for impl in reversed(caller.get_hookimpls())
+                if not (impl.hookwrapper or impl.wrapper)
+            ]
+            chain = [
+                (_positional(impl, argnames), impl.plugin_name, False)
+                for plugin, _ in owners
+                for impl in impls
+                if impl.plugin is plugin
+            ]
+            owning = {id(plugin) for plugin, _ in self._owners.values()}
+            chain += [
+                (_positional(impl, argnames), impl.plugin_name, True)
+                for impl in impls
+                if _is_core(impl.plugin) and id(impl.plugin) not in owning
+            ]
+            chains[hook_name] = tuple(chain)
+        return Route(owners=tuple(name for _, name in owners), **chains)
 
     def store_backends(self) -> dict[str, Callable[[str], Any]]:
         backends: dict[str, Callable[[str], Any]] = {}
-        for mapping in self._mappings("store_backends", callable, "store factories"):
+        for _, mapping in self._mappings("store_backends", callable, "store factories"):
             backends.update(mapping)
         return backends
 
-    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest:
-        from .wire import OutgoingRequest
+    def webhook_for_url(self, url: str, options: Mapping[str, Any]) -> Webhook | None:
+        """The webhook the plugin of `url`'s service makes of it, or None (see `claimed`)."""
+        from .claims import check_claimed
 
-        request, plugin = self._first("format_payload", webhook=webhook, event=event)
-        if request is None:
-            raise LookupError(
-                f"no installed plugin formats webhooks of type {type(webhook).__name__} "
-                f"(kind {webhook.kind!r}); is its plugin installed and loaded?"
-            )
-        if not isinstance(request, OutgoingRequest):
-            raise self._broken(
-                plugin, "format_payload", f"returned {_kind_of(request)}, not an OutgoingRequest"
-            )
-        return request
+        claimed, plugin = self._first("webhook_for_url", url=url, options=options)
+        if claimed is None:
+            return None
+        try:
+            check_claimed(claimed, plugin, options)
+        except (TypeError, ValueError) as exc:
+            raise self._broken(plugin, "webhook_for_url", str(exc)) from None
+        return claimed  # type: ignore[no-any-return]
+
+    def claimed(self, webhook: Webhook) -> Webhook:
+        """`webhook`, or for a plain `CustomWebhook`/`WebhookConfig` whose URL names a
+        service (`hooks.slack.com`), the webhook that service's plugin makes of it; the same
+        object every time for one webhook."""
+        from .claims import claim
+
+        return claim(self, webhook, self._claims)
+
+    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest:
+        cls = type(webhook)
+        route = self._routes.get(cls) or self.route(cls)
+        for function, plugin, _ in route.format_payload:
+            request = function(webhook, event)
+            if request is None:
+                continue
+            if not isinstance(request, OutgoingRequest):
+                raise self._broken(
+                    plugin,
+                    "format_payload",
+                    f"returned {_kind_of(request)}, not an OutgoingRequest",
+                )
+            return request
+        raise LookupError(
+            f"no installed plugin formats webhooks of type {cls.__name__} "
+            f"(kind {webhook.kind!r}); is its plugin installed and loaded?"
+        )
 
     def deliver(
         self,
@@ -361,20 +533,34 @@ class Hooks:
         session: aiohttp.ClientSession,
         state: Any = None,
     ) -> Awaitable[Response]:
-        awaitable, plugin = self._first(
-            "deliver", webhook=webhook, request=request, session=session, state=state
-        )
-        if awaitable is None:
-            raise LookupError(f"no installed plugin delivers webhooks of kind {webhook.kind!r}")
-        if not inspect.isawaitable(awaitable):
-            raise self._broken(
-                plugin, "deliver", f"returned {_kind_of(awaitable)}, not an awaitable"
-            )
-        return self._answer(awaitable, plugin)
+        return self.start_delivery(webhook, request, session, state)[0]
+
+    def start_delivery(
+        self,
+        webhook: Webhook,
+        request: OutgoingRequest,
+        session: aiohttp.ClientSession,
+        state: Any = None,
+    ) -> tuple[Awaitable[Response], bool]:
+        """`deliver`'s awaitable, and whether the core's own HTTP delivery answered: its send
+        ends within the webhook's timeout by itself and answers a `Response`, so the caller
+        need not bound or check it (a plugin's answer is checked, and bounded by the caller)."""
+        cls = type(webhook)
+        route = self._routes.get(cls) or self.route(cls)
+        for function, plugin, core in route.deliver:
+            awaitable = function(webhook, request, session, state)
+            if awaitable is None:
+                continue
+            if core:
+                return awaitable, True
+            if not inspect.isawaitable(awaitable):
+                raise self._broken(
+                    plugin, "deliver", f"returned {_kind_of(awaitable)}, not an awaitable"
+                )
+            return self._answer(awaitable, plugin), False
+        raise LookupError(f"no installed plugin delivers webhooks of kind {webhook.kind!r}")
 
     async def _answer(self, awaitable: Awaitable[Any], plugin: str) -> Response:
-        from .wire import Response
-
         response = await awaitable
         if not isinstance(response, Response):
             raise self._broken(
@@ -385,18 +571,32 @@ class Hooks:
     def classify_response(
         self, webhook: Webhook, request: OutgoingRequest, response: Response
     ) -> Verdict:
-        from .wire import Verdict
+        cls = type(webhook)
+        route = self._routes.get(cls) or self.route(cls)
+        for function, plugin, _ in route.classify_response:
+            verdict = function(webhook, request, response)
+            if verdict is None:
+                continue
+            if not isinstance(verdict, Verdict):
+                raise self._broken(
+                    plugin, "classify_response", f"returned {_kind_of(verdict)}, not a Verdict"
+                )
+            return verdict
+        raise self._broken("(none)", "classify_response", "returned None, not a Verdict")
 
-        verdict, plugin = self._first(
-            "classify_response", webhook=webhook, request=request, response=response
-        )
-        if not isinstance(verdict, Verdict):
-            raise self._broken(
-                plugin or "(none)",
-                "classify_response",
-                f"returned {_kind_of(verdict)}, not a Verdict",
-            )
-        return verdict
+    def _first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
+        """A `firstresult` call over every plugin (for hooks asked before a webhook's type is
+        known, like `webhook_for_url`) that also says which plugin answered."""
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            # A wrapper may change the result: let pluggy run the whole chain.
+            return caller(**kwargs), "a hook wrapper"
+        for impl in reversed(impls):
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if result is not None:
+                return result, impl.plugin_name
+        return None, ""
 
     def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call every implementation on its own, in pluggy's order, so one that raises cannot
@@ -416,21 +616,12 @@ class Hooks:
             if hook_name not in AWAITED_HOOKS and inspect.iscoroutine(result):
                 self._broken(impl.plugin_name, hook_name, f"returned {_kind_of(result)}")
                 continue
-            if (
-                hook_name in AWAITED_HOOKS
-                and result is not None
-                and not inspect.isawaitable(result)
-            ):
-                self._broken(
-                    impl.plugin_name, hook_name, f"returned {_kind_of(result)}, not an awaitable"
-                )
-                continue
             results.append(result)
         return results
 
     def wants_success(self) -> bool:
         """Whether any plugin listens to `on_success` (the result is built only then)."""
-        return bool(self.pm.hook.on_success.get_hookimpls())
+        return bool(self._on_success.get_hookimpls())
 
     def on_success(self, webhook: Webhook, event: Event, result: DeliveryResult) -> None:
         self._each("on_success", webhook=webhook, event=event, result=result)
@@ -442,25 +633,47 @@ class Hooks:
         self._each("dispatcher_started", dispatcher=dispatcher)
 
     def flush(self, webhook: Webhook, state: Any, dispatcher: Any) -> list[Awaitable[None]]:
-        return [
-            r for r in self._each("flush", webhook=webhook, state=state, dispatcher=dispatcher) if r
-        ]
+        """The webhook's owner's flush (per-type, like `deliver`): an awaitable to await, or
+        none. One that raises or returns something else is logged, never raised."""
+        for function, plugin, _ in self.route(type(webhook)).flush:
+            try:
+                result = function(webhook, state, dispatcher)
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed",
+                    hook="flush",
+                    plugin=plugin,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return []
+            if result is None:
+                continue
+            if not inspect.isawaitable(result):
+                self._broken(plugin, "flush", f"returned {_kind_of(result)}, not an awaitable")
+                return []
+            return [result]
+        return []
 
     # -- per-webhook plugin state (_pipeline/state.py) -------------------------------------
 
     def webhook_state(self, webhook: Webhook) -> Any:
         """The webhook's plugin's state object, or None. A hook that raises is logged, and the
         webhook runs without state (its plugin sees None)."""
-        try:
-            state, _ = self._first("webhook_state", webhook=webhook)
-        except Exception as exc:
-            log.error(
-                "plugin_hook_failed",
-                hook="webhook_state",
-                webhook=webhook.name,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            return None
+        state = None
+        for function, plugin, _ in self.route(type(webhook)).webhook_state:
+            try:
+                state = function(webhook)
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed",
+                    hook="webhook_state",
+                    plugin=plugin,
+                    webhook=webhook.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return None
+            if state is not None:
+                break
         if inspect.iscoroutine(state):
             state.close()
             return None
@@ -496,6 +709,125 @@ class Hooks:
             label = plugin_label(impl.plugin_name, impl.plugin)
             figures.update({f"plugin.{label}.{key}": value for key, value in found.items()})
         return figures
+
+    # -- observing deliveries: per-delivery context and per-attempt hooks -----------------
+    # Checked once per facade, so that with no plugin implementing them emit and every attempt
+    # cost one attribute read more than before.
+
+    @functools.cached_property
+    def _observers(self) -> dict[str, list[Any]]:
+        return {
+            name: self._impls(name)
+            for name in ("delivery_context", "before_attempt", "after_attempt")
+        }
+
+    @functools.cached_property
+    def captures_context(self) -> bool:
+        """Whether any plugin implements `delivery_context`."""
+        return bool(self._observers["delivery_context"])
+
+    @functools.cached_property
+    def observes_attempts(self) -> bool:
+        """Whether any plugin implements `before_attempt` or `after_attempt`."""
+        return bool(self._observers["before_attempt"] or self._observers["after_attempt"])
+
+    def _told(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Every implementation's non-None answer with its plugin's name; one that raises is
+        logged and skipped."""
+        answers = []
+        for impl in self._observers[hook_name]:
+            try:
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                log.error(
+                    "plugin_hook_failed",
+                    hook=hook_name,
+                    plugin=impl.plugin_name,
+                    error=redact_text(f"{type(exc).__name__}: {exc}"),
+                )
+                continue
+            if result is not None:
+                answers.append((impl.plugin_name, result))
+        return answers
+
+    def _strings(self, hook_name: str, answers: list[tuple[str, Any]]) -> dict[str, str]:
+        """The plugins' mappings of strings merged; one that is not such a mapping is a
+        plugin bug, logged and left out."""
+        merged: dict[str, str] = {}
+        for plugin, mapping in answers:
+            if isinstance(mapping, Mapping) and all(
+                isinstance(key, str) and isinstance(value, str) for key, value in mapping.items()
+            ):
+                merged.update(mapping)
+            else:
+                self._broken(
+                    plugin, hook_name, f"returned {_kind_of(mapping)}, not a mapping of strings"
+                )
+        return merged
+
+    def delivery_context(self, webhook: Webhook, event: Event) -> dict[str, str]:
+        answers = self._told("delivery_context", webhook=webhook, event=event)
+        return self._strings("delivery_context", answers) if answers else {}
+
+    def before_attempt(
+        self,
+        webhook: Webhook,
+        event: Event,
+        delivery_id: str,
+        attempt: int,
+        request: OutgoingRequest,
+        context: Mapping[str, str],
+    ) -> dict[str, str]:
+        """The headers the plugins add to this attempt (checked: valid names, no line
+        breaks); an invalid one is that plugin's bug, logged and left out."""
+        answers = self._told(
+            "before_attempt",
+            webhook=webhook,
+            event=event,
+            delivery_id=delivery_id,
+            attempt=attempt,
+            request=request,
+            context=MappingProxyType(context),
+        )
+        if not answers:
+            return {}
+        headers = self._strings("before_attempt", answers)
+        for name, value in list(headers.items()):
+            if not _HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
+                del headers[name]
+                self._broken(
+                    "(a plugin)",
+                    "before_attempt",
+                    f"returned header {name!r}, not a valid header name and value",
+                )
+        return headers
+
+    def after_attempt(
+        self,
+        webhook: Webhook,
+        event: Event,
+        delivery_id: str,
+        attempt: int,
+        request: OutgoingRequest,
+        context: Mapping[str, str],
+        verdict: Verdict | None,
+        response: Response | None,
+        error: BaseException | None,
+        duration_s: float,
+    ) -> None:
+        self._told(
+            "after_attempt",
+            webhook=webhook,
+            event=event,
+            delivery_id=delivery_id,
+            attempt=attempt,
+            request=request,
+            context=MappingProxyType(context),
+            verdict=verdict,
+            response=response,
+            error=error,
+            duration_s=duration_s,
+        )
 
 
 def _is_figure(value: Any) -> bool:

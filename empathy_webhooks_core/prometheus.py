@@ -10,6 +10,13 @@ Figures are read at scrape time from `WebhookMonitor`, so they always equal what
 `get_webhook_stats` reports; nothing is counted twice. A plugin's own numeric figures
 (`plugin.datadog.points_sent`) become gauges named `<prefix>_plugin_datadog_points_sent`, with
 the `webhook` label.
+
+The names follow Prometheus' conventions: counts are counters ending in `_total` (the client
+adds the suffix), durations a histogram in seconds (`empathy_webhooks_attempt_duration_seconds`,
+from which `histogram_quantile` gives any percentile over any window), states gauges. The
+p50/p95/p99 figures of `get_webhook_stats` are not exported: quantiles computed in the process
+cannot be summed across processes. `METRICS` lists every family with its type and labels;
+`docs/metrics.md` documents them (a test keeps the two in step).
 """
 
 from __future__ import annotations
@@ -20,20 +27,51 @@ from typing import Any
 
 from .monitor import WebhookMonitor
 
-__all__ = ["WebhookCollector", "register_collector"]
+__all__ = ["METRICS", "WebhookCollector", "register_collector"]
 
+PREFIX = "empathy_webhooks"
+
+# Each table maps the exported name (after the prefix) to the `get_webhook_stats` key it
+# reads and its help text. Adding a figure is one line in one table.
 _COUNTERS = {
     "delivered": ("delivered_count", "Deliveries the service accepted."),
     "failed": ("failed_count", "Deliveries that finally failed."),
     "attempts": ("attempts", "Requests sent, first attempts and retries alike."),
     "retries": ("retries", "Attempts after the first."),
+    "refused": ("refused", "Deliveries emit refused with QueueFull (max_pending reached)."),
+    "callback_errors": ("callback_errors", "Times the webhook's on_failure callback raised."),
 }
 _GAUGES = {
     "queued": ("queued", "Deliveries waiting in the queue or for a retry."),
     "in_flight": ("in_flight", "Attempts under way."),
     "dead_letters": ("dead_letters", "Final failures kept for replay."),
+    "max_pending": ("max_pending", "Deliveries the webhook may hold before emit refuses more."),
+}
+# Gauges worked out from a figure that is not a number.
+_STATES = {
+    "breaker_open": (
+        lambda figures: 0 if figures["breaker_state"] == "closed" else 1,
+        "1 while the circuit breaker is open or half-open, else 0.",
+    ),
+    "disabled": (
+        lambda figures: 1 if figures["disabled"] else 0,
+        "1 after a 410 Gone, until re-enabled.",
+    ),
+}
+_HISTOGRAMS = {
+    "attempt_duration_seconds": (
+        WebhookMonitor.duration_histogram,
+        "Time from request to answer of each answered attempt.",
+    ),
 }
 
+#: Every fixed family: full name (as scraped: counters with `_total`) -> (type, labels). Plugins'
+#: figures add gauges `<prefix>_plugin_<plugin>_<figure>` beside them.
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{f"{PREFIX}_{name}_total": ("counter", ("webhook",)) for name in _COUNTERS},
+    **{f"{PREFIX}_{name}": ("gauge", ("webhook",)) for name in (*_GAUGES, *_STATES)},
+    **{f"{PREFIX}_{name}": ("histogram", ("webhook",)) for name in _HISTOGRAMS},
+}
 
 _NOT_IN_NAMES = re.compile(r"[^a-zA-Z0-9_]+")
 
@@ -46,12 +84,16 @@ def _plugin_metric(prefix: str, key: str) -> str:
 class WebhookCollector:
     """A prometheus_client collector over a `WebhookMonitor`."""
 
-    def __init__(self, monitor: WebhookMonitor | None = None, prefix: str = "empathy_webhooks"):
+    def __init__(self, monitor: WebhookMonitor | None = None, prefix: str = PREFIX):
         self.monitor = monitor or WebhookMonitor()
         self.prefix = prefix
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
 
         stats = self.monitor.all_stats()
         for name, (key, help_text) in _COUNTERS.items():
@@ -64,30 +106,23 @@ class WebhookCollector:
             for webhook, figures in stats.items():
                 gauge.add_metric([webhook], figures[key])
             yield gauge
-        latency = GaugeMetricFamily(
-            f"{self.prefix}_response_time_ms",
-            "Response time of recent answered attempts, by quantile.",
-            labels=["webhook", "quantile"],
-        )
-        for webhook, figures in stats.items():
-            for quantile in ("50", "95", "99"):
-                value = figures[f"p{quantile}_response_time_ms"]
-                if value is not None:
-                    latency.add_metric([webhook, f"0.{quantile}"], value)
-        yield latency
-        state = GaugeMetricFamily(
-            f"{self.prefix}_breaker_open",
-            "1 while the circuit breaker is open or half-open, else 0.",
-            labels=["webhook"],
-        )
-        disabled = GaugeMetricFamily(
-            f"{self.prefix}_disabled", "1 after a 410 Gone, until re-enabled.", labels=["webhook"]
-        )
-        for webhook, figures in stats.items():
-            state.add_metric([webhook], 0 if figures["breaker_state"] == "closed" else 1)
-            disabled.add_metric([webhook], 1 if figures["disabled"] else 0)
-        yield state
-        yield disabled
+        for name, (value_of, help_text) in _STATES.items():
+            gauge = GaugeMetricFamily(f"{self.prefix}_{name}", help_text, labels=["webhook"])
+            for webhook, figures in stats.items():
+                gauge.add_metric([webhook], value_of(figures))
+            yield gauge
+        for name, (read, help_text) in _HISTOGRAMS.items():
+            histogram = HistogramMetricFamily(
+                f"{self.prefix}_{name}", help_text, labels=["webhook"]
+            )
+            for webhook in stats:
+                durations = read(self.monitor, webhook)
+                histogram.add_metric(
+                    [webhook],
+                    buckets=[(_le(bound), count) for bound, count in durations.buckets],
+                    sum_value=durations.sum_seconds,
+                )
+            yield histogram
         yield from self._plugin_figures(stats)
 
     def _plugin_figures(self, stats: dict[str, dict[str, Any]]) -> Iterator[Any]:
@@ -107,6 +142,10 @@ class WebhookCollector:
                     )
                 families[name].add_metric([webhook], value)
         yield from families.values()
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 def register_collector(

@@ -104,7 +104,12 @@ _AUTH_SCHEME = re.compile(
     re.IGNORECASE,
 )
 #: A secret-named member of a JSON object or Python dict in text: `"X-Api-Key": "value"`.
-_QUOTED_MEMBER = re.compile(r"""(["'])([^"'\n]{1,80}?)\1(\s*[:=]\s*)(["'])((?:\\.|(?!\4).)*)\4""")
+# The value's two alternatives never match the same character (a backslash only as the start
+# of an escape): with overlapping ones, an answer full of escapes (JSON with "\n" in it) made
+# the match backtrack exponentially, and masking 16 KiB of it took a minute.
+_QUOTED_MEMBER = re.compile(
+    r"""(["'])([^"'\n]{1,80}?)\1(\s*[:=]\s*)(["'])((?:\\.|(?!\4)[^\\])*)\4"""
+)
 #: A secret-named header line in text (`X-Webhook-Secret: value`, one per line).
 _HEADER_LINE = re.compile(r"(?m)^([ \t]*[A-Za-z0-9_-]{1,80}[ \t]*:[ \t]*)(\S[^\r\n]*)$")
 #: A credential query parameter in text that is not a whole URL (`/hook?token=...`).

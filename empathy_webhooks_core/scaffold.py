@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from string import Template
 
+from empathy_webhooks_core._contract import PLUGIN_API_VERSION
 from empathy_webhooks_core._version import compatible_range
 
 __all__ = ["create_plugin", "main", "plugin_names"]
@@ -95,21 +96,24 @@ The module is the plugin: its `@hookimpl` functions are found through the entry 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 from empathy_webhooks_core.plugin import (
     Event,
     OutgoingRequest,
     Webhook,
+    apply_template,
     check_url,
     hookimpl,
-    merge_payload,
-    render_template,
     secret_field,
 )
 
 from .format import TEXT_LIMIT, TITLE_LIMIT, build_payload
+
+#: The plugin API this plugin is written for: the core refuses it, saying why, if it cannot
+#: keep that promise.
+PLUGIN_API = "$api"
 
 __all__ = ["TEXT_LIMIT", "TITLE_LIMIT", "$cls", "build_payload"]
 
@@ -122,7 +126,7 @@ class $cls(Webhook):
 
     url: str = attrs.field(validator=lambda _, __, value: check_url(value))
     # A declared credential: the core masks it in reprs, logs, errors, dead letters and CLI
-    # output. (A webhook whose URL is itself the credential says `secret_url = True`.)
+    # output. (A chat webhook whose URL is itself the credential: subclass SecretUrlWebhook.)
     token: str | None = secret_field(default=None)
 
 
@@ -132,15 +136,11 @@ def webhook_types() -> Mapping[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, $cls):
-        return None  # not ours: another plugin renders it
-    payload: Any = build_payload(event)
-    override = render_template(webhook, event)
-    if isinstance(override, Mapping):
-        payload = merge_payload(payload, override)
-    elif override is not None:
-        payload = override
+def format_payload(webhook: $cls, event: Event) -> OutgoingRequest:
+    # The core calls this only for this plugin's own webhooks (the type it registered
+    # above, and subclasses): no isinstance check.
+    # The user's template: a dict merged over the payload, a string as its text.
+    payload = apply_template(webhook, event, build_payload(event), text=lambda t: {"text": t})
     headers = {"Authorization": f"Bearer {webhook.token}"} if webhook.token else {}
     return OutgoingRequest.json(webhook.url, payload, headers=headers)
 '''
@@ -332,7 +332,12 @@ def create_plugin(name: str, dest: Path) -> Path:
     }
     # The core's semver-compatible range, not an open `>=`: a breaking core must not install
     # under a plugin written against this one.
-    values = {**names, "NAME": names["name"].upper(), "core_range": compatible_range()}
+    values = {
+        **names,
+        "NAME": names["name"].upper(),
+        "core_range": compatible_range(),
+        "api": PLUGIN_API_VERSION,
+    }
     for path, template in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(Template(template).substitute(values), encoding="utf-8")

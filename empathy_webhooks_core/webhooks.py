@@ -190,6 +190,10 @@ class Webhook:
     #: Teams webhooks): its `url` / `webhook_url` field is then masked whole, and its path
     #: hidden wherever the URL is shown (`https://hooks.example/***`).
     secret_url: ClassVar[bool] = False
+    #: True when the service refuses a request with a header it does not know: then no
+    #: plugin's header (`before_attempt`: a trace context's `traceparent`) is ever added to
+    #: this webhook's requests, whatever `plugin_headers` says.
+    rejects_unknown_headers: ClassVar[bool] = False
 
     name: str = attrs.field()
     events: tuple[str, ...] = attrs.field(default=("*",), converter=_events)
@@ -219,6 +223,9 @@ class Webhook:
         validator=bounded(above=0, at_most=MAX_PENDING_LIMIT, integer=True),
     )
     block_private_addresses: bool = False
+    #: Let plugins add headers to each attempt (`before_attempt`: the otel plugin's W3C
+    #: `traceparent`); False sends only the webhook's own headers and its signatures.
+    plugin_headers: bool = True
     templates: Mapping[str, Any] = attrs.field(factory=dict, converter=_templates, repr=False)
 
     @name.default
@@ -303,6 +310,9 @@ def _method(value: str) -> str:
 class CustomWebhook(Webhook):
     """Any HTTP endpoint: the reference's envelope as JSON, optionally signed.
 
+    A URL that names a service whose plugin is installed (`https://hooks.slack.com/...`) is
+    sent as that plugin formats it, unless `raw=True`.
+
     >>> CustomWebhook(url="https://example.com/hook", events=["*"]).name
     'custom_webhook'
     """
@@ -314,6 +324,10 @@ class CustomWebhook(Webhook):
     headers: Mapping[str, str] = attrs.field(
         factory=dict, converter=_headers, repr=lambda h: repr(masked_headers(h))
     )
+    #: Send the generic envelope even to a URL that names a service (`hooks.slack.com`).
+    #: By default such a webhook is sent as that service's plugin formats it (see
+    #: `empathy_webhooks_core.claims`); a config file's `type = "custom"` means raw.
+    raw: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen(kw_only=True, eq=False)

@@ -133,6 +133,22 @@ class Response:
     headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
     body: bytes = b""
     elapsed_ms: float = 0.0
+    #: Which call of a multi-step `deliver` gave this answer (Jira's "search" before its
+    #: "create"), for `classify_response` to say what failed; None for a single request.
+    step: str | None = None
+    #: What that call learnt (an issue key, a comment id), for the verdict's details.
+    details: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def at_step(self, step: str, *, elapsed_ms: float | None = None, **details: Any) -> Response:
+        """This answer as `step`'s, with `details` (None values left out): what a multi-step
+        `deliver` returns, so that `classify_response` reads `response.step` and
+        `response.details` typed."""
+        return attrs.evolve(
+            self,
+            step=step,
+            elapsed_ms=self.elapsed_ms if elapsed_ms is None else elapsed_ms,
+            details={key: value for key, value in details.items() if value is not None},
+        )
 
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
@@ -167,9 +183,11 @@ class Outcome(StrEnum):
 
 def _reason(value: Any) -> str | None:
     """A verdict's reason is often built from the answer: masked and bounded."""
+    if value is None:  # every success: no import machinery on the delivery path
+        return None
     from .redaction import bounded
 
-    return None if value is None else bounded(value)
+    return bounded(value)
 
 
 @attrs.frozen(kw_only=True)

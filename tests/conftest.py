@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from empathy_webhooks_core.testing import Receiver
+
+# Hypothesis judges how fast it generates examples; on a loaded machine (CI beside other jobs,
+# xdist on two cores) that says nothing about the code under test, so timing checks are off.
+settings.register_profile(
+    "project", suppress_health_check=[HealthCheck.too_slow], deadline=None, print_blob=True
+)
+settings.load_profile("project")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

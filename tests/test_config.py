@@ -93,7 +93,7 @@ def test_every_problem_is_reported_at_its_place(pm) -> None:
                 "max_concurrency": 0,
             },
             {"type": "slak"},
-            {"url": "https://example.com/e"},
+            {"webhook_url": "https://example.com/e"},  # a bare `url` is a custom webhook
         ],
     }
     assert problems(data, pm) == [
@@ -372,7 +372,7 @@ def test_the_example_file_loads(monkeypatch) -> None:
         "JIRA_API_TOKEN": "jira-token",
         "DATADOG_API_KEY": "dd-key",
         "DATADOG_APP_KEY": "dd-app",
-        "PAGERDUTY_API_KEY": "pd-routing-key",
+        "PAGERDUTY_API_KEY": "pdroutingkey00000000000000000000",
         "API_TOKEN": "api-token",
         "WEBHOOK_SECRET": "whsec-ish",
     }

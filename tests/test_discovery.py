@@ -32,8 +32,6 @@ def webhook_types():
 
 @hookimpl
 def format_payload(webhook, event):
-    if not isinstance(webhook, AcmeWebhook):
-        return None
     return OutgoingRequest.json(webhook.url, {"acme": event.event_type, "id": event.event_id})
 """
 

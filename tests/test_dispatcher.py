@@ -28,7 +28,7 @@ async def test_custom_webhook_sends_the_envelope_exactly(receiver: Receiver) -> 
         url=receiver.url("/webhooks/empathy"),
         headers={"Authorization": "Bearer t0ken-value", "X-Team": "platform"},
     )
-    async with WebhookDispatcher(webhooks=[webhook]) as dispatcher:
+    async with WebhookDispatcher(webhooks=[webhook], framework_version="1.8.0") as dispatcher:
         event = await dispatcher.emit(
             "prediction",
             {"prediction": "Auth deployment may conflict", "confidence": 0.87},
@@ -48,9 +48,8 @@ async def test_custom_webhook_sends_the_envelope_exactly(receiver: Receiver) -> 
             + '","timestamp":"'
             + stamp
             + '","user_id":"developer_123","empathy_level":4,"data":{"prediction":"Auth deployment'
-            ' may conflict","confidence":0.87},"metadata":{"framework_version":"'
-            + __version__
-            + '","model":"claude-sonnet-4.5"}}'
+            ' may conflict","confidence":0.87},"metadata":{"framework_version":"1.8.0"'
+            ',"model":"claude-sonnet-4.5"}}'
         ).encode()
     )
     assert request.header("Content-Type") == "application/json"

@@ -86,9 +86,12 @@ def test_data_is_copied_so_later_mutation_changes_nothing() -> None:
     assert event.data == {"items": [1, 2], "nested": {"a": 1}}
 
 
-def test_metadata_defaults_to_framework_version_and_keeps_extras() -> None:
+def test_metadata_keeps_extras_and_a_given_framework_version() -> None:
+    # By default the installed Empathy Framework's version, else nothing (never this
+    # library's own version): tests/test_framework_version.py.
     event = Event(event_type="prediction", metadata={"model": "claude-sonnet-4.5"})
-    assert event.metadata == {"framework_version": __version__, "model": "claude-sonnet-4.5"}
+    assert event.metadata["model"] == "claude-sonnet-4.5"
+    assert event.metadata.get("framework_version") != __version__
     assert Event(event_type="x", metadata={"framework_version": "1.8.0"}).metadata == {
         "framework_version": "1.8.0"
     }

@@ -110,7 +110,15 @@ async def test_a_410_disables_and_the_record_says_so(
         (attempt,) = record.attempts
         assert (attempt.status, attempt.verdict, attempt.response_excerpt) == (410, "gone", "gone")
         assert (await dispatcher.deliveries(status="disabled")).items == (record,)
-        await dispatcher.close(drain=False)
+        # Re-enabled, it goes again as attempt 1 (the 410's is not held against it): both
+        # attempts are on record.
+        receiver.respond(status=200, body="welcome back")
+        dispatcher.enable_webhook("h")
+        record = await settled(dispatcher, delivery_id, "delivered")
+        assert [(a.attempt, a.status, a.verdict) for a in record.attempts] == [
+            (1, 410, "gone"),
+            (1, 200, "success"),
+        ]
 
 
 async def test_a_refused_connection_is_on_record_with_its_error_and_dead_letter(

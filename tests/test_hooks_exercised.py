@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, ClassVar
+
+import attrs
 
 from empathy_webhooks_core import CustomWebhook, Webhook, WebhookDispatcher, hookimpl
 from empathy_webhooks_core.plugins import build_plugin_manager
@@ -26,11 +28,20 @@ class RecordingStore(MemoryStore):
         return await super().open()
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class BufferedWebhook(CustomWebhook):
+    kind: ClassVar[str] = "buffered"
+
+
 class LifecyclePlugin:
     def __init__(self) -> None:
         self.stores: list[RecordingStore] = []
         self.started: list[tuple[WebhookDispatcher, bool]] = []
         self.flushed: list[str] = []
+
+    @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"buffered": BufferedWebhook}
 
     @hookimpl
     def store_backends(self) -> dict[str, Any]:
@@ -46,10 +57,9 @@ class LifecyclePlugin:
         self.started.append((dispatcher, not dispatcher.session.closed))
 
     @hookimpl
-    def flush(self, webhook: Webhook, dispatcher: WebhookDispatcher) -> Awaitable[None] | None:
-        if webhook.name != "buffered":
-            return None
-
+    def flush(self, webhook: Webhook, dispatcher: WebhookDispatcher) -> Awaitable[None]:
+        # Only ever asked about its own webhooks (the "plain" CustomWebhook goes to the
+        # custom plugin, which has no flush).
         async def send_buffer() -> None:
             await asyncio.sleep(0)
             self.flushed.append(webhook.name)
@@ -63,7 +73,7 @@ async def test_store_backends_dispatcher_started_and_flush_reach_their_plugin() 
     async with Receiver() as receiver:
         receiver.queue(Reply(status=400))
         webhooks = [
-            CustomWebhook(name="buffered", url=receiver.url("/a")),
+            BufferedWebhook(name="buffered", url=receiver.url("/a")),
             CustomWebhook(name="plain", url=receiver.url("/b")),
         ]
         dispatcher = WebhookDispatcher(webhooks, store="memo://team", plugin_manager=pm)

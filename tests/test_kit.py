@@ -138,15 +138,15 @@ class SloppyPlugin:
         return {"sloppy": SloppyWebhook}
 
     @hookimpl
-    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest | None:
-        if not isinstance(webhook, SloppyWebhook):
-            return None
+    def format_payload(self, webhook: SloppyWebhook, event: Event) -> OutgoingRequest:
         text = json.dumps(event.data, ensure_ascii=False)
         return OutgoingRequest.json(webhook.url, {"text": text[:100] if webhook.truncate else text})
 
     @hookimpl
-    def classify_response(self, webhook: Webhook, request: Any, response: Any) -> Verdict | None:
-        if isinstance(webhook, SloppyWebhook) and webhook.accept_everything:
+    def classify_response(
+        self, webhook: SloppyWebhook, request: Any, response: Any
+    ) -> Verdict | None:
+        if webhook.accept_everything:
             return Verdict(outcome=Outcome.SUCCESS)
         return None
 
@@ -257,9 +257,9 @@ class ChatPlugin:
         return {"forgetful_chat": ForgetfulChatWebhook, "declared_chat": DeclaredChatWebhook}
 
     @hookimpl
-    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest | None:
-        if not isinstance(webhook, ForgetfulChatWebhook | DeclaredChatWebhook):
-            return None
+    def format_payload(
+        self, webhook: ForgetfulChatWebhook | DeclaredChatWebhook, event: Event
+    ) -> OutgoingRequest:
         return OutgoingRequest.json(webhook.webhook_url, {"text": event.event_type})
 
 
@@ -313,16 +313,11 @@ class InboxPlugin:
         return {"inbox": InboxWebhook}
 
     @hookimpl
-    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest | None:
-        if not isinstance(webhook, InboxWebhook):
-            return None
+    def format_payload(self, webhook: InboxWebhook, event: Event) -> OutgoingRequest:
         return OutgoingRequest(url=webhook.url, body=f"Subject: {event.event_type}".encode())
 
     @hookimpl
-    def deliver(self, webhook: Webhook, request: OutgoingRequest, session: Any) -> Any:
-        if not isinstance(webhook, InboxWebhook):
-            return None
-
+    def deliver(self, webhook: InboxWebhook, request: OutgoingRequest, session: Any) -> Any:
         async def send() -> Any:
             from empathy_webhooks_core import Response
 
@@ -334,9 +329,7 @@ class InboxPlugin:
         return send()
 
     @hookimpl
-    def classify_response(self, webhook: Webhook, request: Any, response: Any) -> Verdict | None:
-        if not isinstance(webhook, InboxWebhook):
-            return None
+    def classify_response(self, webhook: InboxWebhook, request: Any, response: Any) -> Verdict:
         ok = response.status == 250
         return Verdict(outcome=Outcome.SUCCESS if ok else Outcome.FAIL, reason=response.text())
 

@@ -14,7 +14,7 @@ import sys
 import types
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import attrs
@@ -569,17 +569,27 @@ def test_an_async_plugin_registered_later_is_refused_by_the_dispatcher() -> None
         WebhookDispatcher(plugin_manager=pm)
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class WrongWebhook(CustomWebhook):
+    kind: ClassVar[str] = "wrong"
+
+
 class Wrong:
-    """A plugin whose hooks return the wrong things for its own webhook."""
+    """A plugin whose hooks return the wrong things for its own webhook (a `CustomWebhook`
+    subclass: where it answers None, the custom plugin and the core's HTTP delivery do)."""
 
     def __init__(self, hook: str) -> None:
         self.hook = hook
 
-    @hookimpl(tryfirst=True)
+    @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"wrong": WrongWebhook}
+
+    @hookimpl
     def format_payload(self, webhook: Webhook, event: Event) -> Any:
         return b"{}" if self.hook == "format_payload" else None
 
-    @hookimpl(tryfirst=True)
+    @hookimpl
     def deliver(self, webhook: Webhook, request: OutgoingRequest, session: Any) -> Any:
         if self.hook == "deliver":
             return 200
@@ -591,7 +601,7 @@ class Wrong:
             return answer()
         return None
 
-    @hookimpl(tryfirst=True)
+    @hookimpl
     def classify_response(self, webhook: Webhook, request: Any, response: Response) -> Any:
         return "delivered" if self.hook == "classify_response" else None
 
@@ -612,12 +622,12 @@ async def test_a_wrong_hook_result_fails_the_delivery_loudly(
     pm = build_plugin_manager(load_entry_points=False)
     pm.register(Wrong(hook), name="wrong")
     errors: list[DeliveryError] = []
-    webhook = CustomWebhook(url=receiver.url(), on_failure=lambda w, e, err: errors.append(err))
+    webhook = WrongWebhook(url=receiver.url(), on_failure=lambda w, e, err: errors.append(err))
     async with WebhookDispatcher(webhooks=[webhook], plugin_manager=pm) as dispatcher:
         event = await dispatcher.emit("alert", {})
         await dispatcher.drain()
         [letter] = await dispatcher.dead_letters()
-        assert dispatcher.get_webhook_stats("custom_webhook")["failed_count"] == 1
+        assert dispatcher.get_webhook_stats("wrong_webhook")["failed_count"] == 1
     [error] = errors
     assert error.event_id == event.event_id and error.attempts == 1
     assert f"plugin 'wrong': {reason} (a plugin bug)" in error.reason
@@ -625,8 +635,17 @@ async def test_a_wrong_hook_result_fails_the_delivery_loudly(
     assert any("plugin_contract_broken" in r.getMessage() for r in caplog.records)
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class HangingWebhook(CustomWebhook):
+    kind: ClassVar[str] = "hanging"
+
+
 class NeverAnswers:
-    @hookimpl(tryfirst=True)
+    @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"hanging": HangingWebhook}
+
+    @hookimpl
     def deliver(self, webhook: Webhook, request: OutgoingRequest, session: Any) -> Any:
         return asyncio.Event().wait()  # a plugin's send that hangs forever
 
@@ -634,7 +653,7 @@ class NeverAnswers:
 async def test_a_deliver_that_never_returns_ends_as_a_retried_timeout() -> None:
     pm = build_plugin_manager(load_entry_points=False, extra_plugins=[NeverAnswers()])
     errors: list[DeliveryError] = []
-    webhook = CustomWebhook(
+    webhook = HangingWebhook(
         url="http://127.0.0.1:9/never",
         retry_policy={"max_retries": 1, "timeout_seconds": 0.05, "initial_delay_seconds": 0},
         on_failure=lambda w, e, err: errors.append(err),

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
+import attrs
 
 from empathy_webhooks_core import (
     CustomWebhook,
@@ -27,6 +28,13 @@ from empathy_webhooks_core.plugins import build_plugin_manager
 from empathy_webhooks_core.stores.memory import MemoryStore
 from empathy_webhooks_core.stores.sqlite import SQLiteStore
 from empathy_webhooks_core.testing import Receiver
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class CountedWebhook(CustomWebhook):
+    """The test plugin's own webhook type (its plugin owns its per-type hooks)."""
+
+    kind: ClassVar[str] = "counted"
 
 
 class CountingState:
@@ -49,21 +57,25 @@ class CountingState:
 
 
 class StatePlugin:
-    """Keeps a state for webhooks named `counted*`; counts deliveries through it and reports
-    them, with a text, through `webhook_stats`."""
+    """Keeps a state for its `CountedWebhook`s; counts deliveries through it and reports them,
+    with a text, through `webhook_stats`."""
 
     def __init__(self) -> None:
         self.made: list[CountingState] = []
 
     @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"counted": CountedWebhook}
+
+    @hookimpl
     def webhook_state(self, webhook: Webhook) -> CountingState | None:
-        if not webhook.name.startswith("counted"):
+        if not isinstance(webhook, CountedWebhook):
             return None
         state = CountingState(webhook)
         self.made.append(state)
         return state
 
-    @hookimpl(tryfirst=True)
+    @hookimpl
     def deliver(
         self,
         webhook: Webhook,
@@ -110,7 +122,7 @@ async def test_the_state_is_made_once_started_given_to_the_hooks_and_closed_afte
     plugin = StatePlugin()
     pm = build_plugin_manager(load_entry_points=False, extra_plugins=[plugin, BrokenStats()])
     async with Receiver() as receiver:
-        counted = CustomWebhook(name="counted", url=receiver.url("/a"))
+        counted = CountedWebhook(name="counted", url=receiver.url("/a"))
         plain = CustomWebhook(name="plain", url=receiver.url("/b"))
         dispatcher = WebhookDispatcher([counted, plain], plugin_manager=pm)
         async with dispatcher:
@@ -145,7 +157,7 @@ async def test_a_state_made_before_start_is_the_one_the_dispatcher_starts() -> N
     plugin = StatePlugin()
     pm = build_plugin_manager(load_entry_points=False, extra_plugins=[plugin])
     async with Receiver() as receiver:
-        counted = CustomWebhook(name="counted_early", url=receiver.url("/a"))
+        counted = CountedWebhook(name="counted_early", url=receiver.url("/a"))
         early = state_for(counted, plugin_manager=pm)
         assert isinstance(early, CountingState) and early.contexts == []
         async with WebhookDispatcher([counted], plugin_manager=pm):
@@ -156,7 +168,7 @@ async def test_a_webhook_two_dispatchers_serve_shares_one_state_closed_by_the_la
     plugin = StatePlugin()
     pm = build_plugin_manager(load_entry_points=False, extra_plugins=[plugin])
     async with Receiver() as receiver:
-        counted = CustomWebhook(name="counted_shared", url=receiver.url("/a"))
+        counted = CountedWebhook(name="counted_shared", url=receiver.url("/a"))
         first = WebhookDispatcher([counted], plugin_manager=pm)
         second = WebhookDispatcher([counted], plugin_manager=pm)
         async with first:
@@ -175,6 +187,9 @@ async def test_a_webhook_two_dispatchers_serve_shares_one_state_closed_by_the_la
                     == 2
                 )
             assert state.closed == 0  # the first still serves the webhook
+            # ... and the state goes on with the first's context, whose session is open.
+            assert len(state.contexts) == 3 and state.contexts[-1] is state.contexts[0]
+            assert not state.contexts[-1].sender.session.closed
         assert state.closed == 1
 
 

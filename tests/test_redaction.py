@@ -202,3 +202,14 @@ def test_values_from_rendered_requests_are_kept_for_a_while_not_forever() -> Non
     assert redactor.text(f"echo {values[-1]}") == f"echo {REDACTED}"
     assert redactor.text(f"echo {values[0]}") == f"echo {values[0]}"
     assert redactor.text("echo declared-secret-value") == f"echo {REDACTED}"
+
+
+def test_a_large_answer_full_of_escapes_is_masked_without_backtracking() -> None:
+    # 64 KiB of JSON with an escape on every line: the quoted-member pattern once backtracked
+    # exponentially on it (minutes for 16 KiB); now a member in it is masked at once.
+    lines = "\n".join(f"- line {n}: " + "x" * 1000 for n in range(60))
+    text = json.dumps({"body": lines, "api_token": "tok_zyxwvutsrq"})
+    assert 60_000 < len(text) < 64 * 1024 and "tok_zyxwvutsrq" in text
+    masked = redact_text(text)
+    assert "tok_zyxwvutsrq" not in masked
+    assert masked.startswith('{"body": "- line 0: xxx')

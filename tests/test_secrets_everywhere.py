@@ -8,10 +8,10 @@ each `user:password` pair a client sends as `Basic`), is searched for in:
   application, and `capture_logs`);
 - `repr` of every webhook, `str`/`repr` of the `DeliveryError` and of its `last_exception`
   (args and formatted traceback included) as `on_failure` received them;
-- dead letters of each store: memory, SQLite (the file's bytes, WAL included) and Redis (every
-  value under the test's key prefix);
-- the CLI's output of `validate`, `render`, `send --json`, `dead-letters list`, `stats` (plain
-  and `--json`);
+- dead letters and attempt history (response excerpts, request headers) of each store: memory,
+  SQLite (the file's bytes, WAL included) and Redis (every value under the test's key prefix);
+- the CLI's output of `validate`, `render`, `send --json`, `dead-letters list`, `stats`,
+  `deliveries` and `deliveries show` (plain and `--json`).
 - the gateway (`empathy-webhooks serve`, a token of its own given through the environment):
   every answer of its API, `/metrics` and `/openapi.json` included, and its log lines.
 
@@ -72,9 +72,7 @@ class AcmeChatPlugin:
         return {"acme_chat": AcmeChatWebhook}
 
     @hookimpl
-    def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest | None:
-        if not isinstance(webhook, AcmeChatWebhook):
-            return None
+    def format_payload(self, webhook: AcmeChatWebhook, event: Event) -> OutgoingRequest:
         return OutgoingRequest.json(
             webhook.webhook_url,
             {"text": event.event_type},
@@ -121,6 +119,8 @@ class Markers:
         self.values = {
             name: f"mk{name.lower().replace('_', '')}{secrets.token_hex(8)}" for name in self.NAMES
         }
+        # A PagerDuty routing key is refused at construction unless 32 letters and digits.
+        self.values["PAGERDUTY"] = f"mkpagerduty{secrets.token_hex(16)}"[:32]
 
     def __getitem__(self, name: str) -> str:
         return self.values[name]
@@ -375,10 +375,11 @@ def write_config(folder: Path, receiver: Receiver, smtp: Any, store: str) -> Pat
 
 async def deliver_all(
     config_path: Path, store: str | None, *, wait_for_callbacks: bool = False
-) -> tuple[list[Webhook], list[DeliveryError], list[Any], bytes]:
+) -> tuple[list[Webhook], list[DeliveryError], list[Any], bytes, str]:
     """Emit one event to every webhook of the file through a real dispatcher on `store`;
-    return the webhooks, the errors `on_failure` got, the dead letters and, for SQLite, the
-    store's file bytes (database and WAL) read before it closes."""
+    return the webhooks, the errors `on_failure` got, the dead letters, for SQLite the
+    store's file bytes (database and WAL) read before it closes, and the attempt history
+    (JSON) the dispatcher reads back."""
     config = load_config(config_path, plugin_manager=get_plugin_manager())
     errors: list[DeliveryError] = []
 
@@ -396,12 +397,15 @@ async def deliver_all(
                     await asyncio.sleep(0.05)
         await d.drain(timeout=60)
         dead = await d.dead_letters()
+        history = (await d.deliveries(limit=500)).items
+        assert len(history) == len(webhooks) and all(r.attempts for r in history), history
+        history_json = json.dumps([r.to_dict() for r in history], default=str)
         if store and store.startswith("sqlite:///"):
             database = Path(store.removeprefix("sqlite:///"))
             files = sorted(database.parent.glob(database.name + "*"))
             store_bytes = b"".join(path.read_bytes() for path in files)
     assert sorted(e.webhook_name for e in errors) == sorted(NAMES), [e.webhook_name for e in errors]
-    return webhooks, errors, dead, store_bytes
+    return webhooks, errors, dead, store_bytes, history_json
 
 
 def error_places(errors: list[DeliveryError]) -> dict[str, str]:
@@ -515,11 +519,12 @@ async def test_no_marker_leaves_by_any_path(
         # 1. Memory store, the standard library's logger at DEBUG.
         caplog.set_level(logging.DEBUG, logger="empathy_webhooks")
         with isolated_registry():
-            webhooks, errors, dead, _ = await deliver_all(config, None)
+            webhooks, errors, dead, _, history = await deliver_all(config, None)
         places["stdlib log (memory store)"] = caplog.text
         places["reprs"] = "\n".join(repr(w) + str(w) for w in webhooks)
         places.update({f"{k} (memory)": v for k, v in error_places(errors).items()})
         places["dead letters (memory)"] = json.dumps([d.to_dict() for d in dead], default=str)
+        places["attempt history (memory)"] = history
         assert any("delivery_attempt" in r.getMessage() for r in caplog.records)
 
         # 2. SQLite store, structlog configured by the application (JSON, tracebacks).
@@ -533,11 +538,13 @@ async def test_no_marker_leaves_by_any_path(
             logger_factory=structlog.PrintLoggerFactory(file=out),
         )
         with isolated_registry():
-            _, errors, dead, store_bytes = await deliver_all(config, sqlite_store)
+            _, errors, dead, store_bytes, history = await deliver_all(config, sqlite_store)
         structlog.reset_defaults()
         places["structlog JSON lines (SQLite store)"] = out.getvalue()
         places.update({f"{k} (SQLite)": v for k, v in error_places(errors).items()})
         places["dead letters (SQLite)"] = json.dumps([d.to_dict() for d in dead], default=str)
+        places["attempt history (SQLite)"] = history
+        sqlite_deliveries = [r["delivery_id"] for r in json.loads(history)]
         places["SQLite file and WAL bytes"] = store_bytes.decode("utf-8", "replace")
         assert "delivery_failed" in out.getvalue() and b"dead_letters" in store_bytes
 
@@ -546,10 +553,13 @@ async def test_no_marker_leaves_by_any_path(
             prefix = f"test:i16:{secrets.token_hex(4)}:"
             redis_store = f"redis://127.0.0.1:6379/0?prefix={prefix}&role=worker"
             with isolated_registry(), capture_logs() as entries:
-                _, errors, dead, _ = await deliver_all(config, redis_store, wait_for_callbacks=True)
+                _, errors, dead, _, history = await deliver_all(
+                    config, redis_store, wait_for_callbacks=True
+                )
             places["structlog capture_logs (Redis store)"] = "\n".join(map(repr, entries))
             places.update({f"{k} (Redis)": v for k, v in error_places(errors).items()})
             places["dead letters (Redis)"] = json.dumps([d.to_dict() for d in dead], default=str)
+            places["attempt history (Redis)"] = history
             places["Redis values under the prefix"] = await redis_values(redis_store, prefix)
             assert dead, "the Redis store kept no dead letter"
         else:  # pragma: no cover - CI runs Redis
@@ -578,7 +588,13 @@ async def test_no_marker_leaves_by_any_path(
             "dead-letters list --json": ["dead-letters", "list", "--json", "-c", str(config)],
             "stats": ["--plain", "stats", "-c", str(config)],
             "stats --json": ["stats", "--json", "-c", str(config)],
+            "deliveries": ["--plain", "deliveries", "-c", str(config)],
+            "deliveries --json": ["deliveries", "--json", "-c", str(config)],
         }
+        for delivery_id in sqlite_deliveries:
+            show = ["deliveries", "show", delivery_id, "-c", str(config)]
+            commands[f"deliveries show {delivery_id}"] = ["--plain", *show]
+            commands[f"deliveries show {delivery_id} --json"] = [*show, "--json"]
         for label, argv in commands.items():
 
             def one(argv: list[str] = argv) -> str:
@@ -600,5 +616,6 @@ async def test_no_marker_leaves_by_any_path(
     assert base64.b64encode(f"bot@acme.example:{markers['JIRA']}".encode()).decode() in arrived
     assert "exit 1" in places["CLI send --json"], places["CLI send --json"][:500]
     assert "dead_letter_id" in places["CLI dead-letters list --json"]
+    assert "response_excerpt" in places["CLI deliveries --json"]
     leaks = markers.leaks(places)
     assert leaks == [], "\n".join(leaks[:40])

@@ -4,37 +4,49 @@ large the event). No timing here; `benchmarks/queued.py` measures the bytes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+import attrs
+
+from empathy_webhooks_core import CustomWebhook, Webhook, WebhookDispatcher
 from empathy_webhooks_core.plugins import build_plugin_manager, hookimpl
 from empathy_webhooks_core.testing import Receiver, Reply
 
 FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class SpiedWebhook(CustomWebhook):
+    kind: ClassVar[str] = "spied"
+
+
 class BodySpy:
-    """Sees each request on its way to the core's HTTP delivery, and lets it go on (returning
-    None, the next `deliver` implementation sends it)."""
+    """Sees each request of its own webhooks (`SpiedWebhook`, a `CustomWebhook` rendered by the
+    custom plugin) on its way to the core's HTTP delivery, and lets it go on (returning None,
+    the core's `deliver` sends it)."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
 
-    @hookimpl(tryfirst=True)
+    @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"spied": SpiedWebhook}
+
+    @hookimpl
     def deliver(self, webhook: Any, request: Any, session: Any) -> None:
         self.sent.append((webhook.name, request.body))
         return None
 
 
-def _dispatcher(webhooks: list[CustomWebhook], spy: BodySpy) -> WebhookDispatcher:
+def _dispatcher(webhooks: list[SpiedWebhook], spy: BodySpy) -> WebhookDispatcher:
     return WebhookDispatcher(
         webhooks=webhooks, plugin_manager=build_plugin_manager(extra_plugins=[spy])
     )
 
 
-def _ten(receiver: Receiver, **options: Any) -> list[CustomWebhook]:
+def _ten(receiver: Receiver, **options: Any) -> list[SpiedWebhook]:
     return [
-        CustomWebhook(name=f"hook{n}", url=receiver.url(f"/hook{n}"), **options) for n in range(10)
+        SpiedWebhook(name=f"hook{n}", url=receiver.url(f"/hook{n}"), **options) for n in range(10)
     ]
 
 
@@ -51,7 +63,7 @@ async def test_one_event_to_ten_webhooks_sends_one_shared_body(receiver: Receive
 async def test_signing_does_not_copy_the_shared_body(receiver: Receiver) -> None:
     spy = BodySpy()
     webhooks = [
-        CustomWebhook(name=f"hook{n}", url=receiver.url(f"/hook{n}"), signing_secret=f"s{n}" * 8)
+        SpiedWebhook(name=f"hook{n}", url=receiver.url(f"/hook{n}"), signing_secret=f"s{n}" * 8)
         for n in range(10)
     ]
     async with _dispatcher(webhooks, spy) as dispatcher:
@@ -66,7 +78,7 @@ async def test_signing_does_not_copy_the_shared_body(receiver: Receiver) -> None
 async def test_a_retry_sends_the_same_body_object(receiver: Receiver) -> None:
     receiver.queue(Reply(status=503))
     spy = BodySpy()
-    webhook = CustomWebhook(name="hook", url=receiver.url(), retry_policy=FAST)
+    webhook = SpiedWebhook(name="hook", url=receiver.url(), retry_policy=FAST)
     async with _dispatcher([webhook], spy) as dispatcher:
         event = await dispatcher.emit("prediction", {"prediction": "retried"})
     assert [r.answered for r in receiver.requests] == [503, 200]

@@ -23,7 +23,7 @@ WEBHOOKS: dict[str, Any] = {
     "datadog": lambda: DatadogWebhook(api_key="k" * 32, base_url=BASE),
     "github": lambda: GitHubWebhook(token="ghp_x", repository="a/b", api_url=BASE),
     "grafana": lambda: GrafanaWebhook(url=BASE, api_key="glsa_x"),
-    "jira": lambda: JiraWebhook(url=BASE, api_token="t0ken", project="EMP"),
+    "jira": lambda: JiraWebhook(url=BASE, email="bot@acme.io", api_token="t0ken", project="EMP"),
 }
 
 

@@ -26,6 +26,12 @@ def _jira() -> Callable[[ReceivedRequest], Reply]:
     def handle(request: ReceivedRequest) -> Reply:
         if "/search" in request.path:
             return Reply(status=200, body={"issues": [], "isLast": True, "total": 0})
+        # The create screen's metadata, read once before the first create.
+        if request.path.endswith("/createmeta/EMP/issuetypes"):
+            return Reply(status=200, body={"issueTypes": [{"id": "10001", "name": "Bug"}]})
+        if "/createmeta/" in request.path:
+            names = ("project", "issuetype", "summary", "description", "priority", "labels")
+            return Reply(status=200, body={"fields": [{"fieldId": name} for name in names]})
         if request.method == "POST" and request.path.endswith("/issue"):
             number = next(numbers)
             return Reply(
@@ -150,7 +156,7 @@ STANDINS: tuple[StandIn, ...] = (
         lambda: _pagerduty,
         lambda r: {
             "name": "pagerduty_webhook",
-            "api_key": "R0UT1NGKEYDEMO00000000000000000",
+            "api_key": "demo0r0ut1ngkey00000000000000000",
             "events_url": r.url(""),
             "events": ["alert"],
             # The reference's `filter=lambda event: event.severity == "high"`, declaratively.

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from .._log import get_logger
 from ..events import Event
 from ..monitor import UnknownWebhookError
+from ..plugins import Hooks
 from ..stores import DeliveryStore
 from .lane import Lane
 from .unit import Delivery
@@ -47,6 +48,7 @@ async def admit(
     store: DeliveryStore,
     *,
     webhooks: Iterable[str] | None = None,
+    hooks: Hooks | None = None,
 ) -> list[str]:
     """Queue `event` for each lane that wants it (of those named by `webhooks`, if given).
     Returns the names it was queued for; raises `QueueFull` after queueing the others."""
@@ -72,6 +74,11 @@ async def admit(
             wanting = [lane for lane in wanting if lane.webhook.name not in full]
     if wanting:
         deliveries = [Delivery(webhook_name=lane.webhook.name, event=event) for lane in wanting]
+        if hooks is not None and hooks.captures_context:
+            # Here, in the emitter's task: what a plugin captures (its current span) is the
+            # emitter's, carried by the store to whichever worker makes the attempts.
+            for lane, delivery in zip(wanting, deliveries, strict=True):
+                delivery.context = hooks.delivery_context(lane.webhook, event)
         await store.enqueue(deliveries)
         if not store.remote_workers:
             for lane, delivery in zip(wanting, deliveries, strict=True):

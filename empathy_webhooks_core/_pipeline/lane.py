@@ -68,6 +68,9 @@ class Lane:
         self.enabled = asyncio.Event()
         self.enabled.set()
         self.gate = asyncio.Lock()
+        # Workers in (or waiting for) the gate's slow path: while there are none, a worker
+        # that may go at once need not take the lock (nobody is ahead of it).
+        self.at_gate = 0
         self.breaker_changed = asyncio.Event()
         self.pending = 0
         self.in_flight = 0
@@ -135,6 +138,24 @@ class Lane:
 
         Workers pass one at a time (the lock), so waiting deliveries keep their order.
         """
+        if (
+            not self.at_gate
+            and self.limiter is None
+            and self.enabled.is_set()
+            and self.paused_until <= self.clock.monotonic()
+            and self.breaker.wait_time() == 0
+        ):
+            # Nothing to wait for and nobody waiting: what the locked loop below would do,
+            # without the lock (no await in between, so no other worker can interleave).
+            self.breaker.before_attempt()
+            return
+        self.at_gate += 1
+        try:
+            await self._pass_gate_in_turn()
+        finally:
+            self.at_gate -= 1
+
+    async def _pass_gate_in_turn(self) -> None:
         async with self.gate:
             while True:
                 await self.enabled.wait()
@@ -213,6 +234,8 @@ class LaneTable:
         """Add a webhook (opened by the next `open`). Its name must be unique here."""
         if not isinstance(webhook, Webhook):
             raise TypeError(f"expected a Webhook, got {type(webhook).__name__}")
+        # A generic webhook whose URL names a service goes as that service's plugin sends it.
+        webhook = self._hooks.claimed(webhook)
         names = {w.name for w, _ in self.waiting} | set(self.lanes)
         if webhook.name in names:
             raise ValueError(
@@ -222,8 +245,10 @@ class LaneTable:
         self.waiting.append((webhook, routed))
 
     def _check_type(self, webhook: Webhook) -> None:
-        known = self._hooks.webhook_types()
-        if not any(isinstance(webhook, cls) for cls in known.values()):
+        # Resolves (and caches) which plugin answers this class's per-type hooks, once per
+        # class rather than per attempt.
+        if not self._hooks.route(type(webhook)).owners:
+            known = self._hooks.webhook_types()
             raise LookupError(
                 f"webhook {webhook.name!r} is a {type(webhook).__name__} (kind {webhook.kind!r}), "
                 f"and no loaded plugin provides it (loaded types: {', '.join(sorted(known))}); "
@@ -244,6 +269,7 @@ class LaneTable:
             for lane in list(self.lanes.values()):
                 fallback = lane.webhook.fallback
                 if isinstance(fallback, Webhook) and fallback.name not in self.lanes:
+                    fallback = self._hooks.claimed(fallback)
                     if not any(w is fallback for w, _ in self.waiting):
                         self._check_type(fallback)
                         self.waiting.append((fallback, False))

@@ -47,6 +47,10 @@ class Decision:
     error: DeliveryError | None = None
 
 
+#: The decision after most successes (no rate-limited attempt before): frozen, so shared.
+_SUCCEEDED = Decision(action=Action.SUCCEED, rate_limited=0)
+
+
 def protocol_of(delivery: Delivery) -> str:
     """What a status code belongs to, from the request's scheme: "HTTP", "SMTP", ..."""
     url = delivery.request.url if delivery.request is not None else ""
@@ -95,6 +99,8 @@ def decide(
     """
     rate_limited = delivery.rate_limited
     if verdict.outcome is Outcome.SUCCESS:
+        if not rate_limited:
+            return _SUCCEEDED
         return Decision(action=Action.SUCCEED, rate_limited=rate_limited)
     reason = verdict.reason or "failed"
     pause = verdict.outcome is Outcome.RETRY and verdict.pause_webhook

@@ -15,6 +15,7 @@ asked for again, when a new one is made.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 import weakref
@@ -89,7 +90,11 @@ class ClosingState(Protocol):
 @attrs.define(eq=False)
 class _Entry:
     state: Any
-    holders: set[int] = attrs.field(factory=set)
+    #: The dispatchers (by id) serving the webhook: the context each started the state with,
+    #: and its loop, so the state can go back to one still running when another stops.
+    holders: dict[int, tuple[StateContext | None, asyncio.AbstractEventLoop]] = attrs.field(
+        factory=dict
+    )
     closed: bool = False
 
 
@@ -145,6 +150,13 @@ def current_state(webhook: Webhook, hooks: Hooks) -> Any:
     return _entry(webhook, hooks).state
 
 
+def _start(state: StartingState, context: StateContext) -> None:
+    try:
+        state.start(context)
+    except Exception as exc:
+        _plugin_failed("start", context.webhook, exc)
+
+
 def _plugin_failed(what: str, webhook: Webhook, exc: BaseException) -> None:
     log.error(
         "plugin_state_failed",
@@ -168,11 +180,12 @@ class WebhookStates:
 
     def start(self, webhook: Webhook, clock: Clock, sender: Sender, store: DeliveryStore) -> None:
         entry = _entry(webhook, self._hooks)
-        with _lock:
-            entry.holders.add(id(self))
         self._held[webhook.name] = (webhook, entry)
         state = entry.state
+        loop = asyncio.get_running_loop()
         if not isinstance(state, StartingState):
+            with _lock:
+                entry.holders[id(self)] = (None, loop)
             return
         namespace = f"{webhook.kind}:{webhook.name}:"
         memory = (
@@ -180,10 +193,10 @@ class WebhookStates:
             if isinstance(store, HasKeyValue)
             else self._memory.key_value(namespace)
         )
-        try:
-            state.start(StateContext(webhook=webhook, clock=clock, sender=sender, memory=memory))
-        except Exception as exc:
-            _plugin_failed("start", webhook, exc)
+        context = StateContext(webhook=webhook, clock=clock, sender=sender, memory=memory)
+        with _lock:
+            entry.holders[id(self)] = (context, loop)
+        _start(state, context)
 
     def holds(self, webhook: Webhook) -> bool:
         held = self._held.get(webhook.name)
@@ -201,10 +214,24 @@ class WebhookStates:
         that raises is logged; the others are still closed. Their figures stay readable."""
         for webhook, entry in self._held.values():
             with _lock:
-                entry.holders.discard(id(self))
-                if entry.holders or entry.closed:
-                    continue
-                entry.closed = True
+                if entry.holders.pop(id(self), None) is None:
+                    continue  # stopped already (a failed start, then a close)
+                others = list(entry.holders.values())
+                last = not others and not entry.closed
+                if last:
+                    entry.closed = True
+            if others:
+                # Another dispatcher still serves the webhook: the state goes on with its
+                # context (its session stays open when ours closes), in its loop.
+                context, loop = others[-1]
+                if context is not None and isinstance(entry.state, StartingState):
+                    if loop is asyncio.get_running_loop():
+                        _start(entry.state, context)
+                    else:
+                        loop.call_soon_threadsafe(_start, entry.state, context)
+                continue
+            if not last:
+                continue
             if not isinstance(entry.state, ClosingState):
                 continue
             try:

@@ -13,6 +13,11 @@ A file holds an optional `store` URL and one `[[webhooks]]` table per webhook::
     retry_policy = { max_retries = 5, initial_delay_seconds = 1 }
     rate_limit = { max_requests_per_minute = 60 }
 
+A table may give just a `url` and no `type`: a generic webhook, which a URL that names a
+service (`https://hooks.slack.com/...`) turns into that service's webhook when the service's
+plugin is installed (one warning names the plugin to install when it is not). `type =
+"custom"` sends the generic envelope whatever the URL names.
+
 Every other key of a webhook table is a field of its type's class. Every problem is reported
 at once, each with its exact place (`webhooks[2].retry_policy.max_retries: expected an
 integer, got 'three'`); unknown keys and types get a did-you-mean. Error text never shows

@@ -241,6 +241,13 @@ class _Builder:
             return _MISSING
         kind = table.get("type")
         installed = ", ".join(sorted(self.types)) or "none"
+        if kind is None and "url" in table and "custom" in self.types:
+            # A bare URL: a generic webhook, which a URL naming a service (hooks.slack.com)
+            # turns into that service's webhook when it joins a dispatcher (claims.py).
+            return self.build(self.types["custom"], table, path)
+        if kind == "custom" and "raw" not in table:
+            # Written out, "custom" means the generic envelope, whatever the URL names.
+            table = {**table, "raw": True}
         if kind is None:
             self.problems.add(
                 _join(path, "type"), f"required key is missing (installed types: {installed})"

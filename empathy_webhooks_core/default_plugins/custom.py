@@ -32,9 +32,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, CustomWebhook):
-        return None
+def format_payload(webhook: CustomWebhook, event: Event) -> OutgoingRequest:
     headers = {
         **webhook.headers,
         EVENT_ID_HEADER: event.event_id,

@@ -45,13 +45,17 @@ def deliver(webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientS
     return send(request, session, webhook.retry_policy.timeout_seconds)
 
 
+#: Frozen, so every delivered attempt shares one (no verdict built per success).
+_DELIVERED = Verdict(outcome=Outcome.SUCCESS)
+
+
 def default_verdict(webhook: Webhook, response: Response) -> Verdict:
     """The generic rule every source agrees on: 2xx done; a rate-limit answer (429, or 503
     with `Retry-After`) waits the service's time and tries again whatever `retry_on_status`
     says; listed statuses retried; 410 gone; everything else, 3xx included, final."""
     status = response.status
     if 200 <= status < 300:
-        return Verdict(outcome=Outcome.SUCCESS)
+        return _DELIVERED
     if status == 410:
         return Verdict(outcome=Outcome.GONE, reason="endpoint gone (410)")
     if 300 <= status < 400:

@@ -13,6 +13,7 @@ out warns (`DeprecationWarning`) for at least one minor version first (docs/writ
 from __future__ import annotations
 
 import typing
+import warnings
 
 from .._bounds import bounded, check_number
 from .._chat import ChatMessage, Fact, chat_message, display_value, fit_escaped, percent, utf16_len
@@ -41,9 +42,11 @@ from .._formatting import (
 from .._log import get_logger
 from .._netguard import BlockedAddressError, address_refusal
 from .._pipeline.state import StateContext, state_for
+from .._plugin_kit import LABELS, HttpAnswers, SecretUrlWebhook, apply_template, labelled_title
 from .._routing import EventMatcher
 from .._sender import Sender
 from .._templating import merge_payload, render_template
+from ..claims import service_for_url
 from ..default_plugins.http import default_verdict
 from ..delivery import TRANSPORT_ERRORS
 from ..events import Event, format_timestamp
@@ -71,6 +74,7 @@ from ..wire import (
 
 __all__ = [
     "ELLIPSIS",
+    "LABELS",
     "MIN_SECRET_LENGTH",
     "PLUGIN_API_ATTRIBUTE",
     "PLUGIN_API_VERSION",
@@ -84,11 +88,13 @@ __all__ = [
     "EventMatcher",
     "Fact",
     "FindingBasis",
+    "HttpAnswers",
     "KeyValue",
     "Lifecycle",
     "Outcome",
     "OutgoingRequest",
     "Response",
+    "SecretUrlWebhook",
     "Sender",
     "Severity",
     "StateContext",
@@ -96,6 +102,7 @@ __all__ = [
     "Webhook",
     "WebhookDispatcher",
     "address_refusal",
+    "apply_template",
     "base_event_type",
     "bounded",
     "chat_message",
@@ -115,6 +122,7 @@ __all__ = [
     "hookimpl",
     "human_time",
     "json_bytes",
+    "labelled_title",
     "lifecycle_action",
     "location",
     "merge_payload",
@@ -124,6 +132,7 @@ __all__ = [
     "redact_url",
     "render_template",
     "secret_field",
+    "service_for_url",
     "severity_of",
     "state_for",
     "truncate",
@@ -133,6 +142,12 @@ __all__ = [
 ]
 
 
+#: Names on their way out of the plugin API: old name -> (the name that replaces it, the plugin
+#: API version that removes it). Each keeps working, with a DeprecationWarning, for at least one
+#: minor version (docs/writing-plugins.md, section 7); the CHANGELOG lists it under Deprecated.
+_DEPRECATED: dict[str, tuple[str, str]] = {}
+
+
 def __getattr__(name: str) -> typing.Any:
     # The dispatcher is what `dispatcher_started` and `flush` receive: a plugin names it in
     # annotations, and importing it here eagerly would load the whole pipeline with any plugin.
@@ -140,6 +155,15 @@ def __getattr__(name: str) -> typing.Any:
         from ..dispatcher import WebhookDispatcher
 
         return WebhookDispatcher
+    if name in _DEPRECATED:
+        replacement, removed_in = _DEPRECATED[name]
+        warnings.warn(
+            f"{__name__}.{name} is deprecated and will be removed in plugin API {removed_in}; "
+            f"use {__name__}.{replacement}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[replacement]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

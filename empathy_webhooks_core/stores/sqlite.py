@@ -32,6 +32,12 @@ loop never blocks on disk and no lock is needed around the connection. The threa
 whatever operations queued up while it was busy and runs them in one transaction (group
 commit): many concurrent `emit` calls share a commit, and each still waits for its own.
 Marks (`delivered`, attempt counts) are not waited for: they ride the next commit.
+
+Attempt history (`history.py`) lives in three more tables: `history` (a row per delivery, made
+with its `deliveries` row, its status kept current), `history_attempts` (one masked record per
+attempt, written like the marks: with the next commit, nobody waiting) and `history_events`
+(each event's envelope once). Deliveries that ended (delivered or failed) longer ago than the
+retention are pruned from them with the delivered rows.
 """
 
 from __future__ import annotations
@@ -134,9 +140,9 @@ CREATE INDEX IF NOT EXISTS history_final ON history (updated_at)
     WHERE status IN ('delivered', 'failed');
 CREATE TABLE IF NOT EXISTS history_attempts (
     delivery_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
+    started_at REAL NOT NULL,
     record_json TEXT NOT NULL,
-    PRIMARY KEY (delivery_id, attempt)
+    PRIMARY KEY (delivery_id, started_at)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_events (
     event_id TEXT PRIMARY KEY,
@@ -630,9 +636,11 @@ class SQLiteStore:
 
     def _do_history(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         # row: delivery_id, event_id, webhook, event_type, status, created_at, updated_at,
-        # attempt, record_json. The record exists unless the row was queued by an older
-        # version: then it is made here (without its event, which that version kept only
-        # in the row).
+        # started_at, record_json. Attempts are keyed by their start, not their number: a
+        # 410's attempt is not counted against the delivery, so the one after re-enabling
+        # has the same number, and both are on record. The delivery's record exists unless
+        # its row was queued by an older version: then it is made here (without its event,
+        # which that version kept only in the row).
         conn.executemany(
             "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -641,7 +649,7 @@ class SQLiteStore:
             [row[:7] for row in rows],
         )
         conn.executemany(
-            "INSERT OR REPLACE INTO history_attempts (delivery_id, attempt, record_json)"
+            "INSERT OR REPLACE INTO history_attempts (delivery_id, started_at, record_json)"
             " VALUES (?, ?, ?)",
             [(row[0], row[7], row[8]) for row in rows],
         )
@@ -688,7 +696,7 @@ class SQLiteStore:
         marks = ", ".join("?" * len(ids))  # placeholders only: the ids are parameters
         return conn.execute(
             "SELECT delivery_id, record_json FROM history_attempts"  # noqa: S608
-            f" WHERE delivery_id IN ({marks}) ORDER BY delivery_id, attempt",
+            f" WHERE delivery_id IN ({marks}) ORDER BY delivery_id, started_at",
             ids,
         ).fetchall()
 
@@ -1103,7 +1111,7 @@ class SQLiteStore:
                     status,
                     delivery.enqueued_at,
                     attempt.started_at + attempt.duration_s,
-                    attempt.attempt,
+                    attempt.started_at,
                     json.dumps(record.to_dict(), separators=(",", ":")),
                 )
             ],

@@ -3,6 +3,7 @@
 - `Receiver`, `Reply`: a real HTTP server on 127.0.0.1 that records requests and fakes a
   service's answers (faults included).
 - `assert_sent_json`, `assert_sent_count`, `assert_header`, `sent_json`: what a webhook sent.
+- `LoopbackResolver`: a vendor's real host name (`hooks.slack.com`) resolved to a receiver.
 - `FakeClock`: time that moves only when a test says so.
 - `empathy_webhooks_core.testing.conformance.WebhookConformance`: the suite every plugin runs.
 - The pytest plugin (loaded automatically): fixtures `webhook_receiver`, `webhook_dispatcher`,
@@ -21,9 +22,11 @@ if TYPE_CHECKING:
     from ..clock import FakeClock
     from .assertions import assert_header, assert_sent_count, assert_sent_json, sent_json
     from .receiver import ReceivedRequest, Receiver, Reply
+    from .resolver import LoopbackResolver
 
 __all__ = [
     "FakeClock",
+    "LoopbackResolver",
     "ReceivedRequest",
     "Receiver",
     "Reply",
@@ -35,6 +38,7 @@ __all__ = [
 
 _WHERE = {
     "FakeClock": "..clock",
+    "LoopbackResolver": ".resolver",
     "ReceivedRequest": ".receiver",
     "Receiver": ".receiver",
     "Reply": ".receiver",

@@ -685,6 +685,18 @@ class WebhookConformance:
         assert webhook.kind in types, f"no plugin declares type {webhook.kind!r}: {sorted(types)}"
         assert isinstance(webhook, types[webhook.kind])
 
+    def test_the_core_routes_the_webhook_to_its_plugin(self) -> None:
+        """Its per-type hooks are asked of the plugin that registered the type, first."""
+        pm = self.build_plugin_manager()
+        webhook = self.make_webhook("http://127.0.0.1:9/conformance")
+        owners = hooks_for(pm).route(type(webhook)).owners
+        assert owners, f"no loaded plugin registered {type(webhook).__name__} or an ancestor"
+        if self.plugin is not None:
+            assert owners[0] == pm.get_name(self.plugin), (
+                f"{type(webhook).__name__} is routed to {owners[0]!r}, not to the plugin under "
+                "test: does another plugin register the same class?"
+            )
+
     @pytest.mark.parametrize(
         "event_type", [*(member.value for member in EventType), UNKNOWN_EVENT_TYPE]
     )

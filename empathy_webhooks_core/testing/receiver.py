@@ -17,6 +17,7 @@ import collections
 import inspect
 import json
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -103,8 +104,12 @@ class Receiver:
     faults from `faults()` (seeded), then the default `respond()` answer.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
+        #: A server context (e.g. from ``trustme``) makes it an https receiver.
+        self.ssl_context = ssl_context
         self.port: int | None = None
         self.requests: list[ReceivedRequest] = []
         self.handler: Handler | None = None
@@ -122,7 +127,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
         await site.start()
         server = site._server
         assert server is not None
@@ -143,7 +148,8 @@ class Receiver:
     def url(self, path: str = "/hook") -> str:
         if self.port is None:
             raise RuntimeError("the receiver has not started")
-        return f"http://{self.host}:{self.port}{path}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}{path}"
 
     # -- behaviour -------------------------------------------------------------------------
 

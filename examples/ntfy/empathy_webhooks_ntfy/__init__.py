@@ -16,16 +16,18 @@ from empathy_webhooks_core.plugin import (
     Event,
     OutgoingRequest,
     Webhook,
+    apply_template,
     check_url,
     hookimpl,
-    merge_payload,
     redact_url,
-    render_template,
     secret_field,
     truncate_bytes,
 )
 
 from .format import MESSAGE_LIMIT_BYTES, TITLE_LIMIT, build_message, priority_for
+
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
 
 __all__ = ["MESSAGE_LIMIT_BYTES", "TITLE_LIMIT", "NtfyWebhook", "build_message", "priority_for"]
 
@@ -86,9 +88,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, NtfyWebhook):
-        return None
+def format_payload(webhook: NtfyWebhook, event: Event) -> OutgoingRequest:
     body = build_message(
         event,
         topic=webhook.topic,
@@ -96,10 +96,11 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
         tags=webhook.tags,
         markdown=webhook.markdown,
     )
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        body["message"] = truncate_bytes(override, MESSAGE_LIMIT_BYTES)
-    elif isinstance(override, dict):
-        body = merge_payload(body, override)
+    body = apply_template(
+        webhook,
+        event,
+        body,
+        text=lambda text: {"message": truncate_bytes(text, MESSAGE_LIMIT_BYTES)},
+    )
     headers = {"Authorization": f"Bearer {webhook.token}"} if webhook.token else {}
     return OutgoingRequest.json(webhook.publish_url, body, headers=headers)

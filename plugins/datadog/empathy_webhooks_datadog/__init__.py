@@ -50,11 +50,15 @@ from .metrics import (
     METRIC_MAX_AGE,
     DatadogState,
     Queued,
+    is_early,
     is_late,
     make_point,
     original_tag,
 )
 from .sites import SITES, api_base_url, site_domain
+
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
 
 __all__ = [
     "SITES",
@@ -79,9 +83,6 @@ DEFAULT_EVENT_METRICS = (
     "error_rate",
     "throughput",
 )
-#: Marks a `Response` that answered the series call of an event delivery, so the verdict can
-#: say which half failed. Never sent anywhere.
-STEP_HEADER = "x-empathy-datadog-step"
 
 
 def _key(name: str, required: bool) -> Any:
@@ -192,8 +193,8 @@ class DatadogWebhook(Webhook):
         points: as soon as that many are waiting, every `metrics_flush_interval` seconds, and
         on the dispatcher's `drain()` and close. Safe from any thread. `timestamp` defaults
         to now (POSIX seconds; Datadog keeps points up to 1 h old and 10 min ahead: a point
-        older than that when it is sent goes out stamped now with an `original_timestamp:`
-        tag, counted as late); `metric_type` is `gauge`, `count`, `rate` or `unspecified`.
+        outside that when it is sent goes out stamped now with an `original_timestamp:` tag,
+        counted as late or early); `metric_type` is `gauge`, `count`, `rate` or `unspecified`.
         Raises `ValueError` for an invalid name or value. The webhook's stats
         (`get_webhook_stats`: `plugin.datadog.points_sent`, `points_dropped`, `points_late`)
         count what was sent, dropped and late.
@@ -246,9 +247,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, DatadogWebhook):
-        return None
+def format_payload(webhook: DatadogWebhook, event: Event) -> OutgoingRequest:
     body = event_body(webhook, event)
     series = event_series(webhook, event, tags_for(webhook, event))
     # The series body rides in `extras` (plain JSON) for `deliver`; a dry run shows it too.
@@ -261,8 +260,8 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 
 @hookimpl
-def webhook_state(webhook: Webhook) -> DatadogState | None:
-    return DatadogState(webhook) if isinstance(webhook, DatadogWebhook) else None
+def webhook_state(webhook: DatadogWebhook) -> DatadogState:
+    return DatadogState(webhook)
 
 
 @hookimpl
@@ -272,10 +271,11 @@ def webhook_stats(webhook: Webhook, state: Any) -> Mapping[str, Any] | None:
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
+    webhook: DatadogWebhook,
+    request: OutgoingRequest,
+    session: aiohttp.ClientSession,
+    state: Any,
 ) -> Awaitable[Response] | None:
-    if not isinstance(webhook, DatadogWebhook):
-        return None
     if not isinstance(state, DatadogState):  # no state made (a plugin manager without us)
         state = DatadogState(webhook)
     return _deliver(webhook, request, session, state)
@@ -307,21 +307,25 @@ def _late_event(request: OutgoingRequest, now: float) -> OutgoingRequest | None:
     return attrs.evolve(request, body=json_bytes(body))
 
 
-def _late_series(payload: Mapping[str, Any], now: float) -> tuple[dict[str, Any], int]:
-    """The event's gauges with every point too old for Datadog stamped `now` and tagged with
-    its time; and how many points that was."""
+def _late_series(payload: Mapping[str, Any], now: float) -> tuple[dict[str, Any], int, int]:
+    """The event's gauges with every point Datadog would drop (too old, or too far ahead)
+    stamped `now` and tagged with its time; and how many were late and early."""
     series = []
-    late = 0
+    late = early = 0
     for entry in payload.get("series", []):
-        on_time = [p for p in entry["points"] if not is_late(p["timestamp"], now, METRIC_MAX_AGE)]
-        old = [p for p in entry["points"] if is_late(p["timestamp"], now, METRIC_MAX_AGE)]
-        if on_time:
-            series.append({**entry, "points": on_time})
-        for point in old:
+        kept, moved = [], []
+        for point in entry["points"]:
+            old = is_late(point["timestamp"], now, METRIC_MAX_AGE)
+            if not old and not is_early(point["timestamp"], now):
+                kept.append(point)
+                continue
+            late, early = (late + 1, early) if old else (late, early + 1)
             tags = clean_tags([*entry.get("tags", [])[:99], original_tag(point["timestamp"])])
-            series.append({**entry, "points": [{**point, "timestamp": int(now)}], "tags": tags})
-            late += 1
-    return {"series": series}, late
+            moved.append({**entry, "points": [{**point, "timestamp": int(now)}], "tags": tags})
+        if kept:
+            series.append({**entry, "points": kept})
+        series.extend(moved)
+    return {"series": series}, late, early
 
 
 async def _deliver(
@@ -348,14 +352,15 @@ async def _deliver(
         if not request.extras.get("series"):
             return answer
         state.mark_posted(event_id)
-    payload, late_points = _late_series(request.extras["series"], now)
+    payload, late_points, early_points = _late_series(request.extras["series"], now)
     series = OutgoingRequest.json(webhook.series_url, payload, headers=webhook.auth_headers())
     metrics_answer = await sender.send(series)
     if 200 <= metrics_answer.status < 300:
         state.forget_posted(event_id)
         state.points_late += late_points
+        state.points_early += early_points
         return answer or metrics_answer
-    return attrs.evolve(metrics_answer, headers={**metrics_answer.headers, STEP_HEADER: "series"})
+    return metrics_answer.at_step("series")
 
 
 def _errors(response: Response) -> str:
@@ -396,17 +401,15 @@ def classify(webhook: Webhook, response: Response, what: str = "event") -> Verdi
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, DatadogWebhook):
-        return None
-    if response.header(STEP_HEADER) == "series":
+    webhook: DatadogWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
+    if response.step == "series":
         return classify(webhook, response, what="event accepted, but its metrics")
     return classify(webhook, response)
 
 
 @hookimpl
-def flush(webhook: Webhook, state: Any) -> Awaitable[None] | None:
+def flush(webhook: DatadogWebhook, state: Any) -> Awaitable[None] | None:
     if not isinstance(state, DatadogState):
         return None
     return state.flush()

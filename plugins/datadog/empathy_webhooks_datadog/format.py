@@ -10,16 +10,15 @@ from typing import TYPE_CHECKING, Any
 from empathy_webhooks_core.plugin import (
     Event,
     Severity,
+    apply_template,
     base_event_type,
-    event_title,
     finding_key,
     first_text,
     fit_key,
     json_bytes,
+    labelled_title,
     lifecycle_action,
     location,
-    merge_payload,
-    render_template,
     severity_of,
     truncate,
 )
@@ -56,7 +55,6 @@ METRIC_NAME_LIMIT = 200
 
 _MARK_OPEN = "%%% \n"
 _MARK_CLOSE = "\n %%%"
-_LABELS = {"performance_issue": "Performance"}
 _SEVERITY_TAG = {
     Severity.CRITICAL: "critical",
     Severity.HIGH: "high",
@@ -78,15 +76,7 @@ _METRIC_CHARS = re.compile(r"[^A-Za-z0-9_.]+")
 
 def title(event: Event) -> str:
     """`Performance: /api/users response time degraded`, at most 100 characters."""
-    kind = base_event_type(event)
-    label = _LABELS.get(kind, kind.replace("_", " ").capitalize())
-    text = first_text(event.data, "title", "summary")
-    if text is None and kind == "performance_issue" and event.data.get("endpoint"):
-        issue = first_text(event.data, "issue", "message") or "response time degraded"
-        text = f"{event.data['endpoint']} {issue}"
-    text = " ".join((text or event_title(event)).split())
-    full = text if text.lower().startswith(label.lower()) else f"{label}: {text}"
-    return truncate(full, TITLE_LIMIT)
+    return truncate(labelled_title(event), TITLE_LIMIT)
 
 
 def alert_type(event: Event) -> str:
@@ -187,11 +177,7 @@ def event_body(webhook: DatadogWebhook, event: Event) -> dict[str, Any]:
     host = first_text(event.data, "host", "hostname") or webhook.host
     if host:
         body["host"] = host
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        override = {"text": override}
-    if override:
-        body = merge_payload(body, override)
+    body = apply_template(webhook, event, body, text=lambda text: {"text": text})
     return _within_limits(body)
 
 

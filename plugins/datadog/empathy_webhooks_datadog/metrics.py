@@ -7,10 +7,11 @@ them, either when a batch is full or after `metrics_flush_interval` seconds (on 
 clock), and always on `drain()` and close (the core's `flush` hook). A failed batch is retried
 under the webhook's retry policy, then counted as dropped and logged; never dropped silently.
 
-Datadog drops, silently, metric points more than an hour old and events more than 18 hours old
-(it answers 202 all the same). A point or event that old when it is sent (a batch held by an
-outage, a retried or replayed delivery) goes out stamped now, its original time kept (a tag
-`original_timestamp:<ISO time>`; for an event also a line in its text), and is counted as late.
+Datadog drops, silently, metric points more than an hour old (or ten minutes ahead) and events
+more than 18 hours old (it answers 202 all the same). A point or event that old when it is sent
+(a batch held by an outage, a retried or replayed delivery) goes out stamped now, its original
+time kept (a tag `original_timestamp:<ISO time>`; for an event also a line in its text), and is
+counted as late (a point too far ahead: as early).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "LATE_MARGIN",
     "MAX_PAYLOAD_BYTES",
     "METRIC_MAX_AGE",
+    "METRIC_MAX_AHEAD",
     "METRIC_TYPES",
     "DatadogState",
     "Point",
@@ -62,6 +64,8 @@ _POSTED_MEMORY = 10_000
 #: Datadog's v2 series takes points "not more than 10 minutes in the future or more than 1
 #: hour in the past"; older ones are accepted (202) and dropped.
 METRIC_MAX_AGE = 3600
+#: ... and dropped as well when more than 10 minutes ahead of Datadog's clock.
+METRIC_MAX_AHEAD = 600
 #: Datadog's v1 events: `date_happened` "limited to events no older than 18 hours".
 EVENT_MAX_AGE = 18 * 3600
 #: Re-stamped a little before the limit: the request still has to reach Datadog.
@@ -84,19 +88,30 @@ def is_late(timestamp: float, now: float, max_age: float) -> bool:
     return now - timestamp > max_age - LATE_MARGIN
 
 
-def restamp(points: list[Point], now: float) -> tuple[list[Point], list[Point]]:
-    """The points Datadog still takes as they are, and those too old for it: stamped `now`,
-    their time kept in a tag (the last of at most 100, Datadog's limit)."""
+def is_early(timestamp: float, now: float) -> bool:
+    """A metric point too far in the future for Datadog (a clock ahead, a wrong unit)."""
+    return timestamp - now > METRIC_MAX_AHEAD - LATE_MARGIN
+
+
+def restamp(points: list[Point], now: float) -> tuple[list[Point], list[Point], list[Point]]:
+    """The points Datadog takes as they are; those too old for it; those too far ahead. The
+    last two stamped `now`, their time kept in a tag (the last of at most 100, Datadog's
+    limit)."""
     on_time: list[Point] = []
     late: list[Point] = []
+    early: list[Point] = []
     for key, timestamp, value in points:
-        if not is_late(timestamp, now, METRIC_MAX_AGE):
+        if is_late(timestamp, now, METRIC_MAX_AGE):
+            group = late
+        elif is_early(timestamp, now):
+            group = early
+        else:
             on_time.append((key, timestamp, value))
             continue
         metric, kind, tags, interval, host = key
         tagged = (*tags[:99], original_tag(timestamp))
-        late.append(((metric, kind, tagged, interval, host), int(now), value))
-    return on_time, late
+        group.append(((metric, kind, tagged, interval, host), int(now), value))
+    return on_time, late, early
 
 
 class Queued:
@@ -217,6 +232,7 @@ class DatadogState:
         self.points_sent = 0
         self.points_dropped = 0
         self.points_late = 0
+        self.points_early = 0
         self.events_late = 0
         self.batches_sent = 0
         self.batches_failed = 0
@@ -274,6 +290,7 @@ class DatadogState:
             "points_sent": self.points_sent,
             "points_dropped": self.points_dropped,
             "points_late": self.points_late,
+            "points_early": self.points_early,
             "events_late": self.events_late,
             "batches_sent": self.batches_sent,
             "batches_failed": self.batches_failed,
@@ -360,13 +377,13 @@ class DatadogState:
             self._urgent_requested = False
         if not points:
             return
-        on_time, late = restamp(points, self.now())
-        # Late points go in batches of their own, so what was accepted late can be counted.
-        for group, is_late_group in ((on_time, False), (late, True)):
+        on_time, late, early = restamp(points, self.now())
+        # Re-stamped points go in batches of their own, so what was accepted can be counted.
+        for group, counter in ((on_time, None), (late, "points_late"), (early, "points_early")):
             for payload in batches(group, max_points=self._webhook.metrics_batch_size):
                 count = sum(len(entry["points"]) for entry in payload["series"])
-                if await self._send_batch(payload, count) and is_late_group:
-                    self.points_late += count
+                if await self._send_batch(payload, count) and counter is not None:
+                    setattr(self, counter, getattr(self, counter) + count)
 
     async def _send_batch(self, payload: dict[str, Any], count: int) -> bool:
         from . import classify

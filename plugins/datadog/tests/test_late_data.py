@@ -48,7 +48,7 @@ class Datadog:
             return Reply(status=202, body={"status": "ok", "event": {"id": 1}})
         for entry in body["series"]:
             for point in entry["points"]:
-                if now - point["timestamp"] <= HOUR:
+                if -600 <= now - point["timestamp"] <= HOUR:
                     self.kept_points.append(
                         (entry["metric"], point["timestamp"], tuple(entry["tags"]))
                     )
@@ -183,6 +183,26 @@ async def test_late_custom_metric_points_are_restamped_in_batches_of_their_own(
     ]
     assert len(datadog.kept_points) == 2
     assert (stats["plugin.datadog.points_sent"], stats["plugin.datadog.points_late"]) == (2, 1)
+
+
+async def test_points_too_far_ahead_are_restamped_and_counted_as_early(
+    datadog: Datadog, clock: FakeClock
+) -> None:
+    """A producer whose clock runs an hour fast (or that sends milliseconds as seconds'
+    worth of the future): Datadog would drop the points more than 10 minutes ahead."""
+    webhook = hook(datadog)
+    async with WebhookDispatcher([webhook], plugin_manager=PM, clock=clock) as dispatcher:
+        now = int(clock.time())
+        webhook.send_metric("empathy.skewed", 1, timestamp=now + 3600)
+        webhook.send_metric("empathy.skewed", 2, timestamp=now + 60)  # within Datadog's 10 min
+        await dispatcher.drain(timeout=5)
+        stats = dispatcher.get_webhook_stats("datadog_webhook")
+    on_time, early = (r.json()["series"] for r in datadog.receiver.requests)
+    assert on_time[0]["points"] == [{"timestamp": now + 60, "value": 2.0}]
+    assert early[0]["points"] == [{"timestamp": now, "value": 1.0}]
+    assert early[0]["tags"] == ["original_timestamp:2025-11-25T15:31:05Z"]
+    assert len(datadog.kept_points) == 2
+    assert (stats["plugin.datadog.points_early"], stats["plugin.datadog.points_late"]) == (1, 0)
 
 
 async def test_the_late_counts_reach_prometheus(datadog: Datadog, clock: FakeClock) -> None:

@@ -105,6 +105,7 @@ async def test_the_reference_calls_need_no_await_and_flush_on_close(datadog: Rec
         "points_sent": 2,
         "points_dropped": 0,
         "points_late": 0,
+        "points_early": 0,
         "events_late": 0,
         "batches_sent": 1,
         "batches_failed": 0,
@@ -114,13 +115,14 @@ async def test_the_reference_calls_need_no_await_and_flush_on_close(datadog: Rec
 
 async def test_many_points_go_in_few_requests_and_none_is_lost(datadog: Receiver) -> None:
     datadog_webhook = hook(datadog, metrics_batch_size=1000)
-    clock = FakeClock(wall=1_700_000_000)
+    # Every point within the hour Datadog takes as is (on this clock).
+    clock = FakeClock(wall=1_700_002_500)
     async with WebhookDispatcher(
         webhooks=[datadog_webhook], plugin_manager=PM, clock=clock
     ) as dispatcher:
         for n in range(5000):
             await datadog_webhook.send_metric(  # awaiting is allowed too
-                "empathy.load", n, tags=[f"shard:{n % 4}"], timestamp=1_700_000_000 + n
+                "empathy.load", n, tags=[f"shard:{n % 4}"], timestamp=1_700_000_000 + n // 2
             )
         await dispatcher.drain()
         assert dispatcher.get_webhook_stats(datadog_webhook.name)["plugin.datadog.points_sent"] == (

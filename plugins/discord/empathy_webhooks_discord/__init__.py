@@ -15,20 +15,22 @@ import attrs
 
 from empathy_webhooks_core.plugin import (
     Event,
-    Outcome,
+    HttpAnswers,
     OutgoingRequest,
     Response,
+    SecretUrlWebhook,
     Verdict,
     Webhook,
-    check_url,
-    default_verdict,
     hookimpl,
     parse_retry_after,
     redact_text,
-    redact_url,
+    service_for_url,
 )
 
 from .format import COLORS, build_message, escape_markdown, fit_message, neutralize_mentions
+
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
 
 __all__ = [
     "COLORS",
@@ -43,14 +45,6 @@ __all__ = [
 
 #: Discord's "ping nobody": the default `allowed_mentions`.
 NO_MENTIONS: Mapping[str, Any] = {"parse": []}
-
-
-def _shown_url(url: str) -> str:
-    return redact_url(url, secret_path=True)
-
-
-def _check_webhook_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check_url(value, "webhook_url")
 
 
 def _check_username(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -86,7 +80,7 @@ def _thread_id(value: Any) -> str | None:
 
 
 @attrs.frozen(kw_only=True, eq=False)
-class DiscordWebhook(Webhook):
+class DiscordWebhook(SecretUrlWebhook):
     """A Discord channel webhook.
 
     `allowed_mentions` defaults to `{"parse": []}`: no message pings anyone. To ping a role
@@ -98,10 +92,7 @@ class DiscordWebhook(Webhook):
     """
 
     kind: ClassVar[str] = "discord"
-    #: The webhook URL (`/api/webhooks/{id}/{token}`) is the credential.
-    secret_url: ClassVar[bool] = True
 
-    webhook_url: str = attrs.field(validator=_check_webhook_url)
     username: str | None = attrs.field(default=None, validator=_check_username)
     avatar_url: str | None = None
     #: Post into this thread of the channel (Discord unarchives it).
@@ -114,12 +105,6 @@ class DiscordWebhook(Webhook):
     @mentions.default
     def _default_mentions(self) -> Mapping[str, Any]:
         return _mentions(self.allowed_mentions)
-
-    @property
-    def url(self) -> str:
-        """The webhook URL fit to show (its token masked), for callbacks that log
-        `webhook.url` as the reference's `on_failure` example does."""
-        return _shown_url(self.webhook_url)
 
     @property
     def execute_url(self) -> str:
@@ -143,9 +128,15 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, DiscordWebhook):
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> DiscordWebhook | None:
+    """A generic webhook pointed at a discord URL is sent as DiscordWebhook sends it."""
+    if service_for_url(url) != "discord":
         return None
+    return DiscordWebhook(webhook_url=url, **options)
+
+
+@hookimpl
+def format_payload(webhook: DiscordWebhook, event: Event) -> OutgoingRequest:
     return _request(webhook, event)
 
 
@@ -187,47 +178,33 @@ def _retry_after(response: Response) -> float | None:
     return parse_retry_after(response.header("retry-after"))
 
 
-def classify(webhook: Webhook, response: Response) -> Verdict:
-    """What Discord's answer means. 2xx delivered (the message id in the details); 429
-    retried after the body's `retry_after` (preferred: it is fractional) or `Retry-After`,
-    the whole webhook paused; 5xx retried; 404 and 401 (unknown webhook, invalid token)
-    disable the webhook, since retrying them gets the sender restricted; other 4xx final."""
-    status = response.status
-    if 200 <= status < 300:
+class _DiscordAnswers(HttpAnswers):
+    def describe(self, response: Response) -> str:
+        return _describe(response)
+
+    def retry_after(self, response: Response) -> float | None:
+        return _retry_after(response)
+
+    def success_details(self, response: Response) -> dict[str, str]:
         body = response.json()
         message_id = body.get("id") if isinstance(body, Mapping) else None
-        details = {"message_id": str(message_id)} if message_id else {}
-        return Verdict(outcome=Outcome.SUCCESS, details=details)
-    if status == 429:
-        return Verdict(
-            outcome=Outcome.RETRY,
-            reason="rate limited by Discord (HTTP 429)",
-            retry_after=_retry_after(response),
-            pause_webhook=True,
-        )
-    if status in webhook.retry_policy.retry_on_status:
-        return Verdict(
-            outcome=Outcome.RETRY,
-            reason=f"Discord unavailable (HTTP {status})",
-            retry_after=parse_retry_after(response.header("retry-after")),
-        )
-    if status in (401, 404):
-        return Verdict(
-            outcome=Outcome.GONE,
-            reason=f"Discord says the webhook is gone: {_describe(response)} (HTTP {status})",
-        )
-    if 300 <= status < 400:
-        return default_verdict(webhook, response)
-    return Verdict(
-        outcome=Outcome.FAIL,
-        reason=f"Discord refused the message: {_describe(response)} (HTTP {status})",
-    )
+        return {"message_id": str(message_id)} if message_id else {}
+
+
+#: 404 and 401 (unknown webhook, invalid token) disable the webhook: retrying them gets the
+#: sender restricted.
+_ANSWERS = _DiscordAnswers(service="Discord", gone=frozenset({401, 404, 410}))
+
+
+def classify(webhook: Webhook, response: Response) -> Verdict:
+    """What Discord's answer means: the core's usual reading (`HttpAnswers`) with Discord's
+    error text, the message id of a 2xx in the details, the body's fractional `retry_after`
+    preferred to `Retry-After`, and 401 and 404 disabling the webhook."""
+    return _ANSWERS.classify(webhook, response)
 
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, DiscordWebhook):
-        return None
+    webhook: DiscordWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     return classify(webhook, response)

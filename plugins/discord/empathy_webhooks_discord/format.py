@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 from empathy_webhooks_core.plugin import (
     Event,
     Severity,
+    apply_template,
     chat_message,
     fit_escaped,
     format_timestamp,
-    merge_payload,
-    render_template,
     utf16_len,
 )
 
@@ -150,12 +149,10 @@ def build_message(webhook: DiscordWebhook, event: Event) -> dict[str, Any]:
         payload.pop("embeds")
         payload["content"] = template.format(**_mention_safe_tree(event.to_envelope()))
     elif template is not None:
-        override = render_template(webhook, event)
-        if isinstance(override, str):
-            payload.pop("embeds")
-            payload["content"] = override
-        elif isinstance(override, Mapping):
-            payload = merge_payload(payload, override)
+        # A function's string is the message's text, in place of the embed.
+        payload = apply_template(
+            webhook, event, payload, text=lambda text: {"embeds": None, "content": text}
+        )
     return fit_message(payload, chat_message(event).notification)
 
 

@@ -47,6 +47,9 @@ from .format import (
     subject_for,
 )
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "DEFAULT_PORTS",
     "EmailContent",
@@ -68,10 +71,6 @@ TlsMode = Literal["tls", "starttls", "none"]
 #: with STARTTLS, and a plain relay.
 DEFAULT_PORTS: dict[str, int] = {"tls": 465, "starttls": 587, "none": 25}
 
-#: A `Response` header saying which SMTP step answered (`auth`, `mail`, `rcpt`, `data`, ...).
-STAGE_HEADER = "x-smtp-stage"
-#: A `Response` header listing recipients the server refused while accepting the others.
-REFUSED_HEADER = "x-smtp-refused-recipients"
 
 # ASCII only: internationalised addresses would need SMTPUTF8, which many relays lack (an
 # IDN domain works in its punycode form).
@@ -219,9 +218,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, EmailWebhook):
-        return None
+def format_payload(webhook: EmailWebhook, event: Event) -> OutgoingRequest:
     message = build_message(webhook, event)
     # Read back by `deliver`: the envelope is fixed at render time, like the bytes.
     extras: dict[str, Any] = {
@@ -253,14 +250,16 @@ def _answer(
     text: str,
     stage: str,
     started: float,
-    headers: dict[str, str] | None = None,
+    refused: str | None = None,
 ) -> Response:
-    return Response(
+    """The SMTP server's answer, as the `stage` that gave it (`auth`, `mail`, `rcpt`, `data`,
+    ...), with the recipients it refused while accepting the others."""
+    answer = Response(
         status=code,
-        headers={STAGE_HEADER: stage, **(headers or {})},
         body=_scrub(text, webhook).encode("utf-8", "replace"),
         elapsed_ms=(time.perf_counter() - started) * 1000,
     )
+    return answer.at_step(stage, refused_recipients=refused)
 
 
 def _refused(exc: aiosmtplib.SMTPRecipientsRefused) -> tuple[int, str]:
@@ -391,39 +390,31 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
     refused = {
         address: f"{answer.code} {answer.message}" for address, answer in (errors or {}).items()
     }
-    headers = {}
-    if refused:
-        # The others got it: retrying would send them a second copy.
-        headers[REFUSED_HEADER] = _scrub(
-            "; ".join(f"{address}: {text}" for address, text in refused.items()), webhook
-        )
-    return _answer(webhook, 250, reply, "data", started, headers)
+    # The others got it: retrying would send them a second copy, so it is a detail.
+    shown = "; ".join(f"{address}: {text}" for address, text in refused.items())
+    return _answer(webhook, 250, reply, "data", started, _scrub(shown, webhook) or None)
 
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
-) -> Awaitable[Response] | None:
-    if not isinstance(webhook, EmailWebhook):
-        return None
+    webhook: EmailWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Awaitable[Response]:
     return send_message(webhook, request)
 
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, EmailWebhook):
-        return None
+    webhook: EmailWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     code = response.status
-    stage = (response.header(STAGE_HEADER) or "smtp").upper()
+    stage = (response.step or "smtp").upper()
     reply = " ".join(_scrub(response.text(), webhook).split()) or "no text"
     if 200 <= code < 300:
         details = {"smtp_reply": f"{code} {reply}"}
         message = request.extras.get("message_id")
         if message:
             details["message_id"] = str(message)
-        refused = response.header(REFUSED_HEADER)
+        refused = response.details.get("refused_recipients")
         if refused:
             details["refused_recipients"] = refused
         return Verdict(outcome=Outcome.SUCCESS, details=details)

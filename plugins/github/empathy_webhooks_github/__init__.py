@@ -50,12 +50,14 @@ from .format import (
     review_markdown,
 )
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "API_VERSION",
     "COMMENT_LIMIT",
     "DEFAULT_API_URL",
     "REVIEW_MARKER",
-    "GitHubAnswer",
     "GitHubWebhook",
     "clamp_comment",
     "pr_number",
@@ -177,23 +179,13 @@ class GitHubWebhook(Webhook):
         }
 
 
-@attrs.frozen(kw_only=True)
-class GitHubAnswer(Response):
-    """The answer that ends a delivery, with which call it came from and what it did."""
-
-    step: str = "create"
-    details: Any = attrs.field(factory=dict)
-
-
 @hookimpl
 def webhook_types() -> dict[str, type[Webhook]]:
     return {"github": GitHubWebhook}
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, GitHubWebhook):
-        return None
+def format_payload(webhook: GitHubWebhook, event: Event) -> OutgoingRequest:
     if webhook.action_for(event) == "dispatch":
         if webhook.workflow:
             workflow = quote(webhook.workflow, safe="")
@@ -229,22 +221,13 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession
-) -> Awaitable[Response] | None:
-    if not isinstance(webhook, GitHubWebhook):
-        return None
+    webhook: GitHubWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+) -> Awaitable[Response]:
     return _deliver(webhook, request, session)
 
 
-def _answer(response: Response, step: str, elapsed: float, **details: Any) -> GitHubAnswer:
-    return GitHubAnswer(
-        status=response.status,
-        headers=response.headers,
-        body=response.body,
-        elapsed_ms=elapsed,
-        step=step,
-        details={key: value for key, value in details.items() if value is not None},
-    )
+def _answer(response: Response, step: str, elapsed: float, **details: Any) -> Response:
+    return response.at_step(step, elapsed_ms=elapsed, **details)
 
 
 def _comment_details(response: Response) -> dict[str, Any]:
@@ -382,12 +365,10 @@ _STEPS = {
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, GitHubWebhook):
-        return None
-    step = getattr(response, "step", "create")
-    details = dict(getattr(response, "details", {}) or {})
+    webhook: GitHubWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
+    step = response.step or "create"
+    details = dict(response.details)
     status = response.status
     if 200 <= status < 300:
         if request.extras.get("action") == "comment":

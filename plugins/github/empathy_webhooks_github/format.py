@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.plugin import (
     Event,
+    apply_template,
     event_title,
     finding_basis,
     first_text,
     json_bytes,
-    merge_payload,
-    render_template,
     severity_of,
     truncate,
 )
@@ -213,11 +212,7 @@ def comment_body(webhook: GitHubWebhook, event: Event) -> dict[str, Any]:
     """`{"body": markdown}` for a PR comment (user template applied, limit enforced)."""
     text = review_markdown(event) if is_review(event) else generic_markdown(event)
     body: dict[str, Any] = {"body": text}
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        body = {"body": override}
-    elif isinstance(override, Mapping) and override:
-        body = merge_payload(body, override)
+    body = apply_template(webhook, event, body, text=lambda text: {"body": text})
     markdown = str(body.get("body") or "").strip() or text
     marker = marker_for(webhook, event) if webhook.update_comment else None
     body["body"] = clamp_comment(markdown, marker)
@@ -246,22 +241,17 @@ def _cut_json_text(text: str, limit_bytes: int) -> str:
 def dispatch_body(webhook: GitHubWebhook, event: Event) -> dict[str, Any]:
     """repository_dispatch `{"event_type", "client_payload"}`, or workflow_dispatch
     `{"ref", "inputs"}` when the webhook names a workflow."""
-    override = render_template(webhook, event)
     if webhook.workflow:
         body: dict[str, Any] = {"ref": webhook.workflow_ref}
         if webhook.workflow_input:
             payload = json.dumps(_client_payload(event, WORKFLOW_INPUT_CHARS), ensure_ascii=False)
             body["inputs"] = {webhook.workflow_input: payload}
-        if isinstance(override, Mapping) and override:
-            body = merge_payload(body, override)
-        return body
+        # A workflow dispatch has no text: a string template (a comment's) leaves it as it is.
+        return apply_template(webhook, event, body, text=lambda text: {})
     body = {
         "event_type": webhook.dispatch_event_type or event.event_type,
         "client_payload": _client_payload(event, CLIENT_PAYLOAD_BYTES),
     }
-    if isinstance(override, str):
-        body["event_type"] = override
-    elif isinstance(override, Mapping) and override:
-        body = merge_payload(body, override)
+    body = apply_template(webhook, event, body, text=lambda text: {"event_type": text})
     body["event_type"] = str(body.get("event_type") or event.event_type)[:DISPATCH_EVENT_TYPE_LIMIT]
     return body

@@ -24,6 +24,9 @@ from empathy_webhooks_core.plugin import (
 
 from .format import annotation_body, annotation_text, epoch_ms, tags_for
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = ["GrafanaWebhook", "annotation_body", "annotation_text", "epoch_ms", "tags_for"]
 
 _PATH = "/api/annotations"
@@ -85,9 +88,7 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, GrafanaWebhook):
-        return None
+def format_payload(webhook: GrafanaWebhook, event: Event) -> OutgoingRequest:
     return OutgoingRequest.json(
         webhook.annotations_url,
         annotation_body(webhook, event),
@@ -97,10 +98,8 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, GrafanaWebhook):
-        return None
+    webhook: GrafanaWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     body = response.json()
     message = body.get("message") if isinstance(body, dict) else None
     if 200 <= response.status < 300:

@@ -9,13 +9,11 @@ from typing import TYPE_CHECKING, Any
 from empathy_webhooks_core.plugin import (
     Event,
     Severity,
-    base_event_type,
-    event_title,
+    apply_template,
     first_text,
     json_bytes,
+    labelled_title,
     location,
-    merge_payload,
-    render_template,
     severity_of,
     truncate,
 )
@@ -33,7 +31,6 @@ TAG_LIMIT = 100
 MAX_TAGS = 50
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_LABELS = {"performance_issue": "Performance"}
 _SEVERITY_TAG = {
     Severity.CRITICAL: "critical",
     Severity.HIGH: "high",
@@ -76,14 +73,8 @@ def _unique_tags(tags: list[Any]) -> list[str]:
 
 
 def title(event: Event) -> str:
-    kind = base_event_type(event)
-    label = _LABELS.get(kind, kind.replace("_", " ").capitalize())
-    text = first_text(event.data, "title", "summary")
-    if text is None and kind == "performance_issue" and event.data.get("endpoint"):
-        issue = first_text(event.data, "issue", "message") or "response time degraded"
-        text = f"{event.data['endpoint']} {issue}"
-    text = " ".join((text or event_title(event)).split())
-    return text if text.lower().startswith(label.lower()) else f"{label}: {text}"
+    """`Performance: /api/users response time degraded`: the annotation's first line."""
+    return labelled_title(event)
 
 
 def _scalar(value: Any) -> str:
@@ -129,11 +120,7 @@ def annotation_body(webhook: GrafanaWebhook, event: Event) -> dict[str, Any]:
         body["dashboardUID"] = webhook.dashboard_uid
     if webhook.panel_id is not None:
         body["panelId"] = webhook.panel_id
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        override = {"text": override}
-    if override:
-        body = merge_payload(body, override)
+    body = apply_template(webhook, event, body, text=lambda text: {"text": text})
     body["text"] = truncate(body.get("text") or title(event), TEXT_LIMIT)
     if isinstance(body.get("tags"), list):
         body["tags"] = _unique_tags(body["tags"])

@@ -1,10 +1,11 @@
 """Jira: findings (`bug_detected`, `security_vulnerability`) become Jira issues, once each.
 
-A delivery is two calls: a JQL search for an open issue carrying the finding's fingerprint
-label, then the create (REST API v3) only if none is found. The same search on a retry finds the
-issue a timed-out create made, so a finding is never ticketed twice. Jira Cloud authenticates
-with the account email and an API token (Basic); without an email the token is sent as a Bearer
-token (a Jira Data Center personal access token).
+A delivery searches (JQL) for an open issue carrying the finding's fingerprint label, then
+creates the issue only if none is found; a finding reported again comments on its open issue,
+and a resolved finding comments on it and moves it through a transition ("Done"); see
+`delivery`. Jira Cloud (`*.atlassian.net`) authenticates an API token only with the account's
+email (Basic); a Data Center personal access token is sent as a Bearer token when asked for
+with `auth="bearer"`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -22,31 +24,39 @@ from empathy_webhooks_core.plugin import (
     Outcome,
     OutgoingRequest,
     Response,
-    Sender,
     Verdict,
     Webhook,
     check_url,
     default_verdict,
     hookimpl,
+    lifecycle_action,
     parse_retry_after,
-    redact_text,
     secret_field,
     url_repr,
 )
 
+from ._client import jira_errors
+from .delivery import deliver_finding
 from .format import (
     DEFAULT_PRIORITIES,
+    acknowledge_comment,
+    assignee,
     build_body,
     description_adf,
     fingerprint,
+    is_account_id,
+    repeat_comment,
+    resolve_comment,
     search_jql,
     summary,
 )
 from .state import JiraState
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = [
     "DEFAULT_PRIORITIES",
-    "JiraAnswer",
     "JiraWebhook",
     "build_body",
     "description_adf",
@@ -55,6 +65,7 @@ __all__ = [
 ]
 
 _SEVERITIES = frozenset(DEFAULT_PRIORITIES)
+_AUTH_SCHEMES = ("basic", "bearer")
 
 
 def _required(name: str, hint: str) -> Any:
@@ -97,6 +108,14 @@ def _labels(value: Any) -> tuple[str, ...]:
     return tuple(str(item) for item in (value or ()))
 
 
+def _auth(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value not in _AUTH_SCHEMES:
+        raise ValueError(
+            f"auth must be 'basic' (email with api_token) or 'bearer' (a Jira Data Center "
+            f"personal access token), got {value!r}"
+        )
+
+
 def _api_version(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in (2, 3):
         raise ValueError(
@@ -122,18 +141,32 @@ class JiraWebhook(Webhook):
     project: str = attrs.field(validator=_required("project", "the Jira project key"))
     issue_type: str = "Bug"
     events: tuple[str, ...] = attrs.field(
-        default=("bug_detected", "security_vulnerability"),
+        default=(
+            "bug_detected",
+            "security_vulnerability",
+            "bug_detected_resolved",
+            "security_vulnerability_resolved",
+        ),
         converter=_events,
     )
-    #: The Atlassian account email: given, the token goes as Basic auth (Jira Cloud).
+    #: The Atlassian account's email: the token goes as Basic auth `email:api_token` (Jira
+    #: Cloud's only way for API tokens, and the default everywhere).
     email: str | None = None
+    #: "basic" (default: `email` with `api_token`) or "bearer" (`api_token` is a Jira Data
+    #: Center personal access token; refused for Jira Cloud hosts, which answer 401).
+    auth: str | None = attrs.field(default=None, validator=_auth)
     #: Severity (critical/high/medium/low/info) -> Jira priority name; None leaves it unset.
     priorities: Mapping[str, str | None] = attrs.field(
         factory=lambda: dict(DEFAULT_PRIORITIES), converter=_priorities
     )
     labels: tuple[str, ...] = attrs.field(default=("ai-detected",), converter=_labels)
-    #: Account id to assign to when the event names no owner.
+    #: Who to assign to when the event names no owner: an account id, or an email looked up
+    #: with Jira's user search (once per webhook).
     assignee: str | None = None
+    #: The transition (or target status) name that closes a ticket when its finding resolves.
+    resolve_transition: str = attrs.field(
+        default="Done", validator=_required("resolve_transition", "a Jira transition name")
+    )
     #: Search for an open issue of the same finding before creating one.
     deduplicate: bool = True
     #: 3 for Jira Cloud (ADF descriptions); 2 for Jira Data Center (wiki-markup descriptions).
@@ -159,19 +192,42 @@ class JiraWebhook(Webhook):
     def browse_url(self, key: str) -> str:
         return f"{self.url}/browse/{key}"
 
+    @property
+    def is_cloud(self) -> bool:
+        """Whether `url` is a Jira Cloud site (`<site>.atlassian.net`)."""
+        host = (urlsplit(self.url).hostname or "").lower()
+        return host == "atlassian.net" or host.endswith(".atlassian.net")
+
     def _authorization(self) -> str:
-        if self.email:
-            pair = f"{self.email}:{self.api_token}".encode()
-            return "Basic " + base64.b64encode(pair).decode("ascii")
-        return f"Bearer {self.api_token}"
-
-
-@attrs.frozen(kw_only=True)
-class JiraAnswer(Response):
-    """The answer that ends a delivery, with which call it came from and what it did."""
-
-    step: str = "create"
-    details: Mapping[str, Any] = attrs.field(factory=dict)
+        # Checked here because this runs at construction: a configuration Jira can only
+        # answer with 401 is refused before the first event. The token is never quoted.
+        host = urlsplit(self.url).hostname
+        if not isinstance(self.api_token, str) or not self.api_token.strip():
+            return ""  # api_token's own check says what is missing
+        if self.auth == "bearer":
+            if self.email:
+                raise ValueError(
+                    'email is for Basic auth; with auth="bearer" the api_token (a Jira Data '
+                    "Center personal access token) is sent alone: drop one of them"
+                )
+            if self.is_cloud:
+                raise ValueError(
+                    f"Jira Cloud ({host}) does not take API tokens as Bearer tokens (it answers "
+                    '401): drop auth="bearer" and set email to the Atlassian account\'s email'
+                )
+            return f"Bearer {self.api_token}"
+        if not self.email:
+            if self.is_cloud:
+                raise ValueError(
+                    f"Jira Cloud ({host}) takes an API token only with the Atlassian account's "
+                    'email (Basic auth): set email (e.g. email=os.getenv("JIRA_EMAIL"))'
+                )
+            raise ValueError(
+                "email is required with api_token (Basic auth); for a Jira Data Center "
+                'personal access token set auth="bearer"'
+            )
+        pair = f"{self.email}:{self.api_token}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 @hookimpl
@@ -180,14 +236,26 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, JiraWebhook):
-        return None
+def format_payload(webhook: JiraWebhook, event: Event) -> OutgoingRequest:
     body = build_body(webhook, event)
     fp = fingerprint(event) if webhook.deduplicate else None
-    extras: dict[str, Any] = {"project": webhook.project}
+    action = lifecycle_action(event)
+    extras: dict[str, Any] = {
+        "project": webhook.project,
+        "event_id": event.event_id,
+        "action": action,
+        # What goes on the open ticket instead of a second one (a dry run shows it too).
+        "comment": {
+            "resolve": resolve_comment,
+            "acknowledge": acknowledge_comment,
+            "trigger": repeat_comment,
+        }[action](event),
+    }
     if fp:
         extras.update(fingerprint=fp, jql=search_jql(webhook.project, fp))
+    owner = assignee(webhook, event)
+    if owner and webhook.api_version == 3 and not is_account_id(owner):
+        extras["assignee_lookup"] = owner
     return OutgoingRequest.json(
         webhook.create_url,
         body,
@@ -197,104 +265,17 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
 
 @hookimpl
-def webhook_state(webhook: Webhook) -> JiraState | None:
-    return JiraState() if isinstance(webhook, JiraWebhook) else None
+def webhook_state(webhook: JiraWebhook) -> JiraState:
+    return JiraState()
 
 
 @hookimpl
 def deliver(
-    webhook: Webhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
-) -> Awaitable[Response] | None:
-    if not isinstance(webhook, JiraWebhook):
-        return None
-    return _deliver(webhook, request, session, state if isinstance(state, JiraState) else None)
-
-
-def _answer(response: Response, step: str, elapsed: float, **details: Any) -> JiraAnswer:
-    return JiraAnswer(
-        status=response.status,
-        headers=response.headers,
-        body=response.body,
-        elapsed_ms=elapsed,
-        step=step,
-        details={key: value for key, value in details.items() if value is not None},
+    webhook: JiraWebhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
+) -> Awaitable[Response]:
+    return deliver_finding(
+        webhook, request, session, state if isinstance(state, JiraState) else None
     )
-
-
-async def _deliver(
-    webhook: JiraWebhook,
-    request: OutgoingRequest,
-    session: aiohttp.ClientSession,
-    state: JiraState | None,
-) -> Response:
-    sender = Sender(webhook, session)
-    fp = request.extras.get("fingerprint")
-    if not fp:
-        created = await sender.send(request)
-        return _created(webhook, created, created.elapsed_ms, None)
-    state = state or JiraState()  # no state made: nothing remembered, the search still runs
-    key = f"{webhook.project}:{fp}"
-    async with state.lock(key):
-        search: dict[str, Any] = {
-            "jql": request.extras["jql"],
-            "fields": ["summary", "status"],
-            "maxResults": 1,
-        }
-        known = await state.created(key) if webhook.api_version == 3 else []
-        if known:
-            search["reconcileIssues"] = [int(i) if i.isdigit() else i for i in known]
-        found = await sender.send(
-            OutgoingRequest.json(webhook.search_url, search, headers=request.headers)
-        )
-        if not 200 <= found.status < 300:
-            return _answer(found, "search", found.elapsed_ms)
-        body = found.json()
-        issues = body.get("issues") if isinstance(body, dict) else None
-        if isinstance(issues, list) and issues and isinstance(issues[0], dict):
-            issue = issues[0]
-            return _answer(
-                found,
-                "search",
-                found.elapsed_ms,
-                jira_key=issue.get("key"),
-                jira_id=str(issue["id"]) if issue.get("id") is not None else None,
-                deduplicated=True,
-            )
-        created = await sender.send(request)
-        answer = _created(webhook, created, found.elapsed_ms + created.elapsed_ms, fp)
-        issue_id = answer.details.get("jira_id")
-        if issue_id:
-            await state.remember(key, str(issue_id))
-        return answer
-
-
-def _created(
-    webhook: JiraWebhook, response: Response, elapsed: float, fp: str | None
-) -> JiraAnswer:
-    body = response.json() if 200 <= response.status < 300 else None
-    if not isinstance(body, dict):
-        return _answer(response, "create", elapsed)
-    return _answer(
-        response,
-        "create",
-        elapsed,
-        jira_key=body.get("key"),
-        jira_id=str(body["id"]) if body.get("id") is not None else None,
-        created=True,
-    )
-
-
-def _errors(response: Response) -> str:
-    """Jira's `{"errorMessages": [...], "errors": {"field": "message"}}`, as one line."""
-    body = response.json()
-    if not isinstance(body, dict):
-        return redact_text(response.excerpt(300))
-    parts = [str(message) for message in body.get("errorMessages") or []]
-    errors = body.get("errors")
-    if isinstance(errors, dict):
-        parts.extend(f"{field}: {message}" for field, message in errors.items())
-    # Services echo input back; what reaches reasons and logs must not carry a credential.
-    return redact_text("; ".join(parts) or response.excerpt(300))
 
 
 def _reset_after(value: str | None) -> float | None:
@@ -312,24 +293,33 @@ def _reset_after(value: str | None) -> float | None:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, JiraWebhook):
-        return None
-    step = getattr(response, "step", "create")
-    details = dict(getattr(response, "details", {}) or {})
+    webhook: JiraWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
+    step = response.step or "create"
+    details = dict(response.details)
     status = response.status
+    key = details.get("jira_key")
+    if isinstance(key, str):
+        details["jira_url"] = webhook.browse_url(key)
+    failure = details.pop("failure", None)
+    if failure:
+        return Verdict(outcome=Outcome.FAIL, reason=failure, details=details)
     if 200 <= status < 300:
-        key = details.get("jira_key")
-        if isinstance(key, str):
-            details["jira_url"] = webhook.browse_url(key)
         return Verdict(outcome=Outcome.SUCCESS, details=details)
-    what = "the duplicate search" if step == "search" else "the issue"
-    if status in (429, 503) or status >= 500:
+    what = {
+        "search": "the duplicate search",
+        "comment": f"the comment on {key}",
+        "transitions": f"the transitions of {key}",
+        "transition": f"the transition of {key}",
+    }.get(step, "the issue")
+    if status in (429, 503) or status >= 500 or (status == 409 and step == "transition"):
         retry_after = parse_retry_after(response.header("retry-after"))
         if retry_after is None and status == 429:
             retry_after = _reset_after(response.header("x-ratelimit-reset"))
-        reason = "rate limited by Jira" if status == 429 else "Jira unavailable"
+        reason = {
+            429: "rate limited by Jira",
+            409: f"Jira is already transitioning {key}",
+        }.get(status, "Jira unavailable")
         return Verdict(
             outcome=Outcome.RETRY,
             reason=f"{reason} (HTTP {status})",
@@ -338,23 +328,28 @@ def classify_response(
         )
     if status == 400:
         return Verdict(
-            outcome=Outcome.FAIL, reason=f"Jira refused {what} (HTTP 400): {_errors(response)}"
+            outcome=Outcome.FAIL,
+            reason=f"Jira refused {what} (HTTP 400): {jira_errors(response)}",
+            details=details,
         )
     if status == 401:
         return Verdict(
             outcome=Outcome.FAIL,
-            reason="Jira refused the credentials (HTTP 401): check email and api_token "
-            "(Jira Cloud needs the account email; Data Center a personal access token)",
+            reason="Jira refused the credentials (HTTP 401): Jira Cloud takes an API token only "
+            "with the account's email (Basic auth: set email); Jira Data Center a personal "
+            'access token with auth="bearer"',
         )
     if status == 403:
         return Verdict(
             outcome=Outcome.FAIL,
-            reason=f"no permission for {what} (HTTP 403): {_errors(response)}",
+            reason=f"no permission for {what} (HTTP 403): {jira_errors(response)}",
+            details=details,
         )
     if status == 404:
         return Verdict(
             outcome=Outcome.FAIL,
             reason=f"not found (HTTP 404) for {what}: is url the Jira site and "
-            f"{webhook.project!r} a project key? {_errors(response)}",
+            f"{webhook.project!r} a project key? {jira_errors(response)}",
+            details=details,
         )
     return default_verdict(webhook, response)

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.plugin import (
     Event,
+    apply_template,
     base_event_type,
     finding_basis,
     first_text,
     location,
-    merge_payload,
-    render_template,
     severity_of,
     truncate,
 )
@@ -36,15 +35,23 @@ __all__ = [
     "LABEL_LIMIT",
     "SUMMARY_LIMIT",
     "SUMMARY_PREFIX",
+    "acknowledge_comment",
+    "assignee",
     "build_body",
+    "comment_body",
     "description_adf",
     "description_wiki",
     "fingerprint",
+    "is_account_id",
     "label_of",
     "labels",
+    "repeat_comment",
+    "resolve_comment",
     "search_jql",
     "slug",
     "summary",
+    "text_adf",
+    "unassigned_comment",
 ]
 
 #: Jira refuses longer summaries ("Summary can't exceed 255 characters.").
@@ -75,6 +82,14 @@ _ASSIGNEE_KEYS = (
     "assignee",
     "file_owner",
     "owner",
+    "assignee_email",
+    "owner_email",
+)
+#: Atlassian account ids: the legacy 24 hex digits (`5b10ac8d82e05b22cc7d4ef5`) or
+#: `<prefix>:<uuid>` (`557058:f58131cb-...`, `qm:<uuid>:<hex>` for service-desk customers).
+_ACCOUNT_ID = re.compile(
+    r"(?i)^(?:[0-9a-f]{24}|[0-9a-z]+:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+    r"[0-9a-f]{12}(?::[0-9a-z]+)?)$"
 )
 _CATEGORY = {"security_vulnerability": "security", "bug_detected": "bug"}
 #: C0 controls but tab and newline: not allowed in Jira text and invisible anyway.
@@ -165,12 +180,24 @@ def priority(webhook: JiraWebhook, event: Event) -> str | None:
     return webhook.priorities.get(severity_of(event).name.lower())
 
 
+def is_account_id(value: str) -> bool:
+    """Whether `value` has the shape of an Atlassian account id (else it is an email or a
+    name, looked up with Jira's user search before the create)."""
+    return bool(_ACCOUNT_ID.match(value.strip()))
+
+
 def assignee(webhook: JiraWebhook, event: Event) -> str | None:
-    """The account id of who should own it: the event's (the file owner), else the webhook's."""
+    """Who should own it: the event's (the file owner), else the webhook's; an account id, an
+    email or a name (`{"accountId": ...}` and `{"email": ...}` mappings are read too)."""
     for key in _ASSIGNEE_KEYS:
         value = event.data.get(key)
         if isinstance(value, Mapping):
-            value = value.get("accountId") or value.get("account_id")
+            value = (
+                value.get("accountId")
+                or value.get("account_id")
+                or value.get("email")
+                or value.get("emailAddress")
+            )
         if isinstance(value, str) and value.strip():
             return value.strip()
     return webhook.assignee
@@ -279,12 +306,62 @@ def description_wiki(event: Event, limit: int = DESCRIPTION_LIMIT) -> str:
     return truncate(text.strip(), limit)
 
 
+def text_adf(text: str, limit: int = DESCRIPTION_LIMIT) -> dict[str, Any]:
+    """Plain text as an ADF document: blank lines separate paragraphs, line breaks are kept."""
+    content = [_paragraph(*_inline(part)) for part in _clean(text).split("\n\n") if part.strip()]
+    doc = {"version": 1, "type": "doc", "content": content or [_paragraph(_text(" "))]}
+    return _fit(doc, limit)
+
+
 def _template_description(webhook: JiraWebhook, text: str) -> Any:
     if webhook.api_version == 2:
         return truncate(text, DESCRIPTION_LIMIT)
-    content = [_paragraph(*_inline(part)) for part in _clean(text).split("\n\n") if part.strip()]
-    doc = {"version": 1, "type": "doc", "content": content or [_paragraph(_text(" "))]}
-    return _fit(doc, DESCRIPTION_LIMIT)
+    return text_adf(text)
+
+
+def comment_body(webhook: JiraWebhook, text: str) -> dict[str, Any]:
+    """The body of `POST /issue/{key}/comment`: ADF in REST API v3 (a plain string is refused
+    there), wiki markup in v2."""
+    if webhook.api_version == 2:
+        return {"body": truncate(text, DESCRIPTION_LIMIT)}
+    return {"body": text_adf(text)}
+
+
+def _when(event: Event) -> str:
+    return event.timestamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def repeat_comment(event: Event) -> str:
+    """What a second report of an open finding adds to its ticket."""
+    text = f"Empathy Framework reported this finding again ({_when(event)}): {issue_title(event)}"
+    issue = first_text(event.data, *_ISSUE_KEYS)
+    if issue and _one_line(issue) != finding_name(event):
+        text += "\n\n" + _clean(issue).strip()
+    return text
+
+
+def resolve_comment(event: Event) -> str:
+    """What a resolved finding says on its ticket before the ticket is transitioned."""
+    text = f"Empathy Framework reports this finding resolved ({_when(event)}): {issue_title(event)}"
+    why = first_text(event.data, "resolution", "reason", "message", "details")
+    if why and _one_line(why) != finding_name(event):
+        text += "\n\n" + _clean(why).strip()
+    return text
+
+
+def acknowledge_comment(event: Event) -> str:
+    """What an acknowledgement of an open finding adds to its ticket."""
+    return (
+        f"Empathy Framework: this finding was acknowledged ({_when(event)}): {issue_title(event)}"
+    )
+
+
+def unassigned_comment(who: str, why: str) -> str:
+    """The note left on a ticket created unassigned because `who` could not be assigned."""
+    return (
+        f"Empathy Framework meant to assign this ticket to {who}, but {why}. "
+        "Please assign it by hand."
+    )
 
 
 def search_jql(project: str, fp: str) -> str:
@@ -312,18 +389,22 @@ def build_body(webhook: JiraWebhook, event: Event) -> dict[str, Any]:
         fields["priority"] = {"name": name}
     fields["labels"] = labels(webhook, event, fp)
     owner = assignee(webhook, event)
-    if owner:
+    if owner and webhook.api_version == 2:
+        fields["assignee"] = {"name": owner}  # Data Center has user names, not account ids
+    elif owner and is_account_id(owner):
         fields["assignee"] = {"accountId": owner}
+    # An email or a name is looked up (user search) at delivery: Jira Cloud takes account ids.
     body: dict[str, Any] = {"fields": fields}
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        override = {"fields": {"description": _template_description(webhook, override)}}
-    if isinstance(override, Mapping) and override:
-        body = merge_payload(body, override)
-    return _within_limits(body, fp)
+    body = apply_template(
+        webhook,
+        event,
+        body,
+        text=lambda text: {"fields": {"description": _template_description(webhook, text)}},
+    )
+    return _within_limits(webhook, body, fp)
 
 
-def _within_limits(body: dict[str, Any], fp: str | None) -> dict[str, Any]:
+def _within_limits(webhook: JiraWebhook, body: dict[str, Any], fp: str | None) -> dict[str, Any]:
     """Templates may produce anything: cut what Jira would refuse, keep the fingerprint."""
     fields = body.get("fields")
     if not isinstance(fields, dict):
@@ -337,7 +418,10 @@ def _within_limits(body: dict[str, Any], fp: str | None) -> dict[str, Any]:
     if fp and fp not in cleaned:
         cleaned.append(fp)
     fields["labels"] = list(dict.fromkeys(label for label in cleaned if label))
-    description = fields.get("description")
-    if isinstance(description, str):
-        fields["description"] = truncate(description, DESCRIPTION_LIMIT)
+    for name in ("description", "environment"):
+        # REST API v3 refuses a plain string in a rich-text field: a template's string is
+        # converted, as a string template's description is.
+        value = fields.get(name)
+        if isinstance(value, str):
+            fields[name] = _template_description(webhook, value)
     return body

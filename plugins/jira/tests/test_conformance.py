@@ -17,7 +17,8 @@ TOKEN = "ATATT3xFfGF0-conformance-token-0123"
 class TestJiraConformance(WebhookConformance):
     plugin = empathy_webhooks_jira
     secrets = (TOKEN,)
-    requests_per_delivery = 2  # the de-duplicating search, then the create
+    # the de-duplicating search, the create screen's issue types and fields (once), the create
+    requests_per_delivery = 4
 
     def make_webhook(self, url: str) -> Webhook:
         return JiraWebhook(
@@ -27,6 +28,11 @@ class TestJiraConformance(WebhookConformance):
     def success_reply(self, request: ReceivedRequest) -> Reply:
         if request.path.endswith(("/search/jql", "/search")):
             return Reply(status=200, body={"issues": []})
+        if request.path.endswith("/issuetypes"):
+            return Reply(status=200, body={"issueTypes": [{"id": "1", "name": "Bug"}], "total": 1})
+        if "/createmeta/" in request.path:
+            names = ["project", "issuetype", "summary", "description", "priority", "labels"]
+            return Reply(status=200, body={"fields": [{"fieldId": n} for n in names], "total": 6})
         return Reply(status=201, body={"id": "10001", "key": "EMP-1"})
 
     def failure_reply(self, request: ReceivedRequest) -> Reply:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+import aiohttp.abc
 import attrs
 import empathy_webhooks_jira as plugin
 import pytest
@@ -24,6 +28,7 @@ TOKEN = "ATATT3xFfGF0-jira-api-token-123456"
 PAT = "NjA1ODY3-datacenter-pat-abcdef"
 FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
 WHEN = datetime(2025, 11, 25, 14, 30, tzinfo=UTC)
+ALICE_ID = "5b10ac8d82e05b22cc7d4ef5"
 BASIC = "Basic " + base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
 
 SQL_INJECTION = {
@@ -111,7 +116,6 @@ def webhook(jira: Any, **options: Any) -> JiraWebhook:
         "api_token": TOKEN,
         "project": "EMP",
         "issue_type": "Bug",
-        "events": ["bug_detected", "security_vulnerability"],
         "retry_policy": FAST,
     }
     settings.update(options)
@@ -134,7 +138,14 @@ async def test_the_reference_ticket_is_searched_for_then_created(jira: Any) -> N
         event = await dispatcher.emit("security_vulnerability", SQL_INJECTION, severity="high")
         await dispatcher.drain()
         stats = dispatcher.get_webhook_stats(hook.name)
-    search, create = jira.receiver.requests
+    assert jira.calls() == [
+        "POST /rest/api/3/search/jql",
+        # The create screen's fields, read once per webhook: priority is sent only if there.
+        "GET /rest/api/3/issue/createmeta/EMP/issuetypes",
+        "GET /rest/api/3/issue/createmeta/EMP/issuetypes/10001",
+        "POST /rest/api/3/issue",
+    ]
+    search, types, fields, create = jira.receiver.requests
     assert (search.method, search.path) == ("POST", "/rest/api/3/search/jql")
     assert search.json() == {
         "jql": 'project = "EMP" AND labels = "empathy-fp-4a66462834d255e2" '
@@ -144,11 +155,11 @@ async def test_the_reference_ticket_is_searched_for_then_created(jira: Any) -> N
     }
     assert (create.method, create.path, create.answered) == ("POST", "/rest/api/3/issue", 201)
     assert create.json() == REFERENCE_TICKET
-    for request in (search, create):
+    for request in (search, types, fields, create):
         assert request.header("Authorization") == BASIC
         assert request.header("Accept") == "application/json"
-        assert request.header("Content-Type") == "application/json"
         assert request.header("User-Agent").startswith("empathy-webhooks/")
+    assert search.header("Content-Type") == create.header("Content-Type") == "application/json"
     assert seen.details == [
         {
             "jira_key": "EMP-1",
@@ -220,7 +231,9 @@ async def test_a_bug_gets_its_own_intro_priority_and_assignee(jira: Any) -> None
     ],
 )
 def test_priority_follows_severity(severity: str, expected: str) -> None:
-    hook = JiraWebhook(url="https://acme.atlassian.net", api_token=TOKEN, project="EMP")
+    hook = JiraWebhook(
+        url="https://acme.atlassian.net", email=EMAIL, api_token=TOKEN, project="EMP"
+    )
     body = render_request(hook, finding(), plugin_manager=manager())
     assert body.json_body()["fields"]["priority"] == {"name": "High"}
     event = attrs.evolve(finding(), severity=severity)
@@ -232,6 +245,7 @@ def test_priority_follows_severity(severity: str, expected: str) -> None:
 def test_priorities_are_configurable_and_can_be_left_to_jira() -> None:
     hook = JiraWebhook(
         url="https://acme.atlassian.net",
+        email=EMAIL,
         api_token=TOKEN,
         project="EMP",
         priorities={"high": "P1", "medium": None},
@@ -244,7 +258,11 @@ def test_priorities_are_configurable_and_can_be_left_to_jira() -> None:
     assert "priority" not in medium
     with pytest.raises(ValueError, match="priorities keys are severities"):
         JiraWebhook(
-            url="https://x.atlassian.net", api_token=TOKEN, project="E", priorities={"urgent": "P0"}
+            url="https://x.atlassian.net",
+            email=EMAIL,
+            api_token=TOKEN,
+            project="E",
+            priorities={"urgent": "P0"},
         )
 
 
@@ -280,18 +298,30 @@ async def test_the_same_finding_emitted_twice_makes_one_ticket(jira: Any) -> Non
         await dispatcher.drain()
         stats = dispatcher.get_webhook_stats(hook.name)
     assert len(jira.issues) == 1
-    assert [r.path for r in jira.receiver.requests] == [
-        "/rest/api/3/search/jql",
-        "/rest/api/3/issue",
-        "/rest/api/3/search/jql",
+    assert jira.calls() == [
+        "POST /rest/api/3/search/jql",
+        "GET /rest/api/3/issue/createmeta/EMP/issuetypes",
+        "GET /rest/api/3/issue/createmeta/EMP/issuetypes/10001",
+        "POST /rest/api/3/issue",
+        "POST /rest/api/3/search/jql",
+        # The second report is a comment on the open ticket, not a second ticket.
+        "POST /rest/api/3/issue/EMP-1/comment",
     ]
     assert seen.details[1] == {
         "jira_key": "EMP-1",
         "jira_id": "10001",
         "deduplicated": True,
+        "commented": True,
         "jira_url": f"{jira.url()}/browse/EMP-1",
     }
+    [comment] = jira.issue("EMP-1")["comments"]
+    assert (comment["type"], comment["version"]) == ("doc", 1)  # ADF, as v3 requires
+    said = [paragraph["content"][0]["text"] for paragraph in comment["content"]]
+    assert said[0].startswith("Empathy Framework reported this finding again (")
+    assert said[0].endswith(" UTC): SQL injection in auth.py:45")
+    assert said[1:] == ["Still concatenating input"]
     assert stats["details"]["deduplicated"] == 1 and stats["details"]["created"] == 1
+    assert stats["details"]["commented"] == 1
     assert stats["last_details"]["jira_key"] == "EMP-1"
     assert stats["last_details"]["deduplicated"] is True
 
@@ -355,9 +385,12 @@ async def test_a_timeout_after_jira_created_the_issue_then_a_retry_makes_one_tic
     assert len(jira.issues) == 1
     assert [(r.path, r.answered) for r in jira.receiver.requests] == [
         ("/rest/api/3/search/jql", 200),
+        ("/rest/api/3/issue/createmeta/EMP/issuetypes", 200),
+        ("/rest/api/3/issue/createmeta/EMP/issuetypes/10001", 200),
         ("/rest/api/3/issue", None),
         ("/rest/api/3/search/jql", 200),
     ]
+    assert jira.issue("EMP-1")["comments"] == []  # its own ticket: nothing "again" to say
     assert seen.details == [
         {
             "jira_key": "EMP-1",
@@ -410,7 +443,12 @@ async def test_deduplication_can_be_turned_off(jira: Any) -> None:
         await dispatcher.emit("security_vulnerability", SQL_INJECTION)
         await dispatcher.drain()
         await dispatcher.emit("security_vulnerability", SQL_INJECTION)
-    assert [r.path for r in jira.receiver.requests] == ["/rest/api/3/issue"] * 2
+    assert jira.calls() == [
+        "GET /rest/api/3/issue/createmeta/EMP/issuetypes",
+        "GET /rest/api/3/issue/createmeta/EMP/issuetypes/10001",
+        "POST /rest/api/3/issue",
+        "POST /rest/api/3/issue",
+    ]
     assert not any(
         label.startswith("empathy-fp-") for label in jira.creates[0].json()["fields"]["labels"]
     )
@@ -420,11 +458,17 @@ async def test_deduplication_can_be_turned_off(jira: Any) -> None:
 
 
 async def test_data_center_uses_a_bearer_token_and_api_v2(jira: Any) -> None:
-    hook = webhook(jira, email=None, api_token=PAT, api_version=2)
+    jira.cloud = False
+    hook = webhook(jira, email=None, auth="bearer", api_token=PAT, api_version=2)
     async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
         await dispatcher.emit("security_vulnerability", SQL_INJECTION, severity="high")
-    search, create = jira.receiver.requests
-    assert (search.path, create.path) == ("/rest/api/2/search", "/rest/api/2/issue")
+    assert jira.calls() == [
+        "POST /rest/api/2/search",
+        "GET /rest/api/2/issue/createmeta/EMP/issuetypes",  # Data Center pages as `values`
+        "GET /rest/api/2/issue/createmeta/EMP/issuetypes/10001",
+        "POST /rest/api/2/issue",
+    ]
+    create = jira.creates[0]
     assert create.header("Authorization") == f"Bearer {PAT}"
     assert create.answered == 201
     assert create.json()["fields"]["description"] == (
@@ -474,7 +518,7 @@ async def test_a_rate_limit_is_waited_out_then_delivered(jira: Any) -> None:
         await dispatcher.emit("security_vulnerability", SQL_INJECTION)
         await dispatcher.drain()
         stats = dispatcher.get_webhook_stats(hook.name)
-    assert [r.answered for r in jira.receiver.requests] == [429, 429, 200, 201]
+    assert [r.answered for r in jira.receiver.requests] == [429, 429, 200, 200, 200, 201]
     assert len(jira.issues) == 1
     assert stats["retries"] == 2 and stats["delivered_count"] == 1
 
@@ -483,6 +527,7 @@ async def test_a_rate_limit_is_waited_out_then_delivered(jira: Any) -> None:
 
 
 async def test_templates_override_the_body_without_subclassing(jira: Any) -> None:
+    jira.screen.add("components")
     hook = webhook(
         jira,
         templates={
@@ -524,13 +569,22 @@ async def test_a_dry_run_renders_the_create_request_and_sends_nothing(jira: Any)
 
 def test_configuration_is_checked_at_construction() -> None:
     with pytest.raises(ValueError, match="api_token is required"):
-        JiraWebhook(url="https://acme.atlassian.net", api_token=None, project="EMP")
+        JiraWebhook(url="https://acme.atlassian.net", email=EMAIL, api_token=None, project="EMP")
     with pytest.raises(ValueError, match="url must be an http"):
-        JiraWebhook(url="acme.atlassian.net", api_token=TOKEN, project="EMP")
+        JiraWebhook(url="acme.atlassian.net", email=EMAIL, api_token=TOKEN, project="EMP")
     with pytest.raises(ValueError, match="api_version"):
-        JiraWebhook(url="https://a.atlassian.net", api_token=TOKEN, project="E", api_version=4)
-    hook = JiraWebhook(url="https://acme.atlassian.net/", api_token=TOKEN, project="EMP")
-    assert hook.events == ("bug_detected", "security_vulnerability")
+        JiraWebhook(
+            url="https://a.atlassian.net", email=EMAIL, api_token=TOKEN, project="E", api_version=4
+        )
+    hook = JiraWebhook(
+        url="https://acme.atlassian.net/", email=EMAIL, api_token=TOKEN, project="EMP"
+    )
+    assert hook.events == (
+        "bug_detected",
+        "security_vulnerability",
+        "bug_detected_resolved",
+        "security_vulnerability_resolved",
+    )
     assert hook.name == "jira_webhook"
     assert TOKEN not in repr(hook)
 
@@ -540,13 +594,455 @@ def test_the_entry_point_provides_the_jira_type() -> None:
     assert types["jira"] is JiraWebhook
 
 
+# -- Jira Cloud authentication ----------------------------------------------------------------
+
+
+class _ToLoopback(aiohttp.abc.AbstractResolver):
+    """Resolves every host to 127.0.0.1, so a real `*.atlassian.net` URL reaches the fake."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+def test_a_cloud_site_needs_the_accounts_email_and_never_a_bearer_token() -> None:
+    with pytest.raises(ValueError) as refused:
+        JiraWebhook(url="https://acme.atlassian.net", api_token=TOKEN, project="EMP")
+    assert str(refused.value) == (
+        "Jira Cloud (acme.atlassian.net) takes an API token only with the Atlassian account's "
+        'email (Basic auth): set email (e.g. email=os.getenv("JIRA_EMAIL"))'
+    )
+    with pytest.raises(ValueError, match=r"does not take API tokens as Bearer") as bearer:
+        JiraWebhook(url="https://acme.atlassian.net", auth="bearer", api_token=TOKEN, project="E")
+    with pytest.raises(ValueError, match=r'personal access token set auth="bearer"') as other:
+        JiraWebhook(url="https://jira.acme.io", api_token=PAT, project="EMP")
+    with pytest.raises(ValueError, match="email is for Basic auth"):
+        JiraWebhook(
+            url="https://jira.acme.io", auth="bearer", email=EMAIL, api_token=PAT, project="E"
+        )
+    with pytest.raises(ValueError, match="auth must be 'basic'"):
+        JiraWebhook(
+            url="https://jira.acme.io", auth="token", email=EMAIL, api_token=PAT, project="E"
+        )
+    for error in (refused.value, bearer.value, other.value):
+        assert TOKEN not in str(error) and PAT not in str(error)
+    cloud = JiraWebhook(url="https://acme.atlassian.net", email=EMAIL, api_token=TOKEN, project="E")
+    assert cloud.is_cloud and cloud.authorization == BASIC
+    center = JiraWebhook(url="https://jira.acme.io", auth="bearer", api_token=PAT, project="E")
+    assert not center.is_cloud and center.authorization == f"Bearer {PAT}"
+
+
+async def test_a_cloud_site_gets_the_api_token_as_basic_email_token(jira: Any) -> None:
+    """The real site name, resolved to the loopback fake: Basic auth on every call."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=_ToLoopback()))
+    port = jira.url().rsplit(":", 1)[1]
+    hook = webhook(jira, url=f"http://acme.atlassian.net:{port}")
+    assert hook.is_cloud
+    try:
+        async with WebhookDispatcher(
+            webhooks=[hook], plugin_manager=manager(), session=session
+        ) as dispatcher:
+            await dispatcher.emit("security_vulnerability", SQL_INJECTION)
+            await dispatcher.drain()
+            stats = dispatcher.get_webhook_stats(hook.name)
+    finally:
+        await session.close()
+    assert stats["delivered_count"] == 1
+    assert {r.header("Host") for r in jira.receiver.requests} == {f"acme.atlassian.net:{port}"}
+    assert {r.header("Authorization") for r in jira.receiver.requests} == {BASIC}
+    assert [i["key"] for i in jira.issues] == ["EMP-1"]
+
+
+async def test_jira_cloud_refuses_a_bearer_api_token_and_the_reason_says_why(jira: Any) -> None:
+    failures: list[DeliveryError] = []
+    hook = webhook(
+        jira, email=None, auth="bearer", on_failure=lambda w, e, err: failures.append(err)
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("security_vulnerability", SQL_INJECTION)
+    [error] = failures
+    assert jira.receiver.requests[0].header("Authorization") == f"Bearer {TOKEN}"
+    assert (error.status, error.attempts) == (401, 1)
+    assert error.reason == (
+        "Jira refused the credentials (HTTP 401): Jira Cloud takes an API token only with the "
+        "account's email (Basic auth: set email); Jira Data Center a personal access token "
+        'with auth="bearer"'
+    )
+    assert TOKEN not in str(error) and jira.issues == []
+
+
+# -- assignees ---------------------------------------------------------------------------------
+
+
+async def test_an_email_assignee_is_looked_up_once_for_two_tickets(jira: Any) -> None:
+    seen = Successes()
+    hook = webhook(jira, assignee="alice@acme.io")
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit("security_vulnerability", SQL_INJECTION)
+        await dispatcher.drain()
+        # A second finding, its owner given in the event in another case: the cache answers.
+        await dispatcher.emit(
+            "bug_detected", {"title": "Leak", "owner": {"email": "ALICE@acme.io"}}
+        )
+        await dispatcher.drain()
+    lookups = [r for r in jira.receiver.requests if r.path == "/rest/api/3/user/search"]
+    assert [dict(r.query) for r in lookups] == [{"query": "alice@acme.io", "maxResults": "20"}]
+    assert [c.json()["fields"]["assignee"] for c in jira.creates] == [
+        {"accountId": ALICE_ID},
+        {"accountId": ALICE_ID},
+    ]
+    assert [c.answered for c in jira.creates] == [201, 201]
+    assert sum("createmeta" in call for call in jira.calls()) == 2  # read once, not per ticket
+    assert all("assignee_unresolved" not in details for details in seen.details)
+
+
+async def test_two_tickets_for_one_owner_delivered_at_once_share_one_lookup(jira: Any) -> None:
+    hook = webhook(jira, assignee="alice@acme.io")
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await asyncio.gather(
+            dispatcher.emit("bug_detected", {"title": "Leak"}),
+            dispatcher.emit("bug_detected", {"title": "Race"}),
+        )
+        await dispatcher.drain()
+    assert jira.calls().count("GET /rest/api/3/user/search") == 1
+    assert sum("createmeta" in call for call in jira.calls()) == 2
+    assert [c.json()["fields"]["assignee"] for c in jira.creates] == [{"accountId": ALICE_ID}] * 2
+
+
+async def test_an_email_hidden_by_profile_visibility_still_finds_its_only_match(
+    jira: Any,
+) -> None:
+    jira.users[0]["hide_email"] = True
+    hook = webhook(jira, assignee="alice@acme.io")
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("bug_detected", {"title": "Leak"})
+    assert jira.creates[0].json()["fields"]["assignee"] == {"accountId": ALICE_ID}
+
+
+async def test_an_assignee_nobody_matches_gets_an_unassigned_ticket_and_a_comment(
+    jira: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    seen = Successes()
+    hook = webhook(jira, assignee="bob@acme.io")
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit("security_vulnerability", SQL_INJECTION)
+        await dispatcher.drain()
+        stats = dispatcher.get_webhook_stats(hook.name)
+    [create] = jira.creates
+    assert create.answered == 201 and "assignee" not in create.json()["fields"]
+    assert jira.calls()[-1] == "POST /rest/api/3/issue/EMP-1/comment"
+    assert jira.issue("EMP-1")["comments"] == [
+        {
+            "version": 1,
+            "type": "doc",
+            "content": [
+                {
+                    "type": "paragraph",
+                    "content": [
+                        text(
+                            "Empathy Framework meant to assign this ticket to bob@acme.io, but "
+                            "no active Jira user matches it. Please assign it by hand."
+                        )
+                    ],
+                }
+            ],
+        }
+    ]
+    assert seen.details[0]["assignee_unresolved"] == "bob@acme.io"
+    assert seen.details[0]["created"] is True
+    assert stats["details"]["assignee_unresolved"] == 1
+    assert "jira_ticket_unassigned" in caplog.text and "bob@acme.io" in caplog.text
+
+
+async def test_a_failing_user_search_still_creates_the_ticket(jira: Any) -> None:
+    jira.browse_users = False
+    hook = webhook(jira, assignee="alice@acme.io")
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("security_vulnerability", SQL_INJECTION)
+    assert [c.answered for c in jira.creates] == [201]
+    [note] = jira.issue("EMP-1")["comments"]
+    said = note["content"][0]["content"][0]["text"]
+    assert said.startswith(
+        "Empathy Framework meant to assign this ticket to alice@acme.io, but Jira's user search "
+        "answered HTTP 403"
+    )
+
+
+async def test_an_unknown_account_id_is_dropped_on_a_retry_and_noted(jira: Any) -> None:
+    seen = Successes()
+    ghost = "5b10ac8d82e05b22cc7d0000"
+    hook = webhook(jira)
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit("security_vulnerability", {**SQL_INJECTION, "assignee": ghost})
+    first, second = jira.creates
+    assert first.json()["fields"]["assignee"] == {"accountId": ghost}
+    assert (
+        first.answered == 400
+    )  # Jira Cloud: {"errors": {"assignee": "User '...' does not exist."}}
+    assert "assignee" not in second.json()["fields"] and second.answered == 201
+    assert jira.calls().count("GET /rest/api/3/user/search") == 0  # an account id is used as is
+    [note] = jira.issue("EMP-1")["comments"]
+    assert note["content"][0]["content"][0]["text"] == (
+        f"Empathy Framework meant to assign this ticket to {ghost}, but Jira refused the "
+        f"assignee (User '{ghost}' does not exist.). Please assign it by hand."
+    )
+    assert seen.details[0]["fields_left_out"] == ["assignee"]
+
+
+# -- fields the create screen lacks, string descriptions ---------------------------------------
+
+
+async def test_priority_is_left_out_when_the_create_screen_has_none(jira: Any) -> None:
+    jira.screen.discard("priority")
+    jira.page_size = 3  # the field list comes in pages, as Cloud's does
+    seen = Successes()
+    hook = webhook(jira)
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit("security_vulnerability", SQL_INJECTION, severity="critical")
+        await dispatcher.drain()
+        await dispatcher.emit("bug_detected", {"title": "Leak"}, severity="high")
+        await dispatcher.drain()
+    assert [c.answered for c in jira.creates] == [201, 201]
+    assert all("priority" not in c.json()["fields"] for c in jira.creates)
+    assert all("labels" in c.json()["fields"] for c in jira.creates)  # on a later page
+    pages = [dict(r.query) for r in jira.receiver.requests if r.path.endswith("/10001")]
+    assert [page["startAt"] for page in pages] == ["0", "3", "6"]  # read once, every page
+    assert seen.details[0]["fields_left_out"] == ["priority"]
+
+
+async def test_without_create_metadata_a_refused_field_is_dropped_once_and_remembered(
+    jira: Any,
+) -> None:
+    jira.screen.discard("priority")
+    jira.createmeta_allowed = False
+    failures: list[DeliveryError] = []
+    hook = webhook(jira, on_failure=lambda w, e, err: failures.append(err))
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("security_vulnerability", SQL_INJECTION)
+        await dispatcher.drain()
+        await dispatcher.emit("bug_detected", {"title": "Leak"})
+        await dispatcher.drain()
+    first, retried, second = jira.creates
+    assert first.json()["fields"]["priority"] == {"name": "High"}
+    assert first.answered == 400
+    assert "priority" not in retried.json()["fields"] and retried.answered == 201
+    assert "priority" not in second.json()["fields"] and second.answered == 201
+    assert failures == []
+    # The metadata is asked for once: a 403 is not asked again for every ticket.
+    assert sum("createmeta" in call for call in jira.calls()) == 1
+
+
+async def test_a_templates_plain_string_description_is_sent_as_adf(jira: Any) -> None:
+    hook = webhook(
+        jira,
+        templates={
+            "bug_detected": lambda event: {
+                "fields": {"description": f"Found by {event.user_id}\n\nSee the logs."}
+            }
+        },
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("bug_detected", {"title": "Leak"}, user_id="dev_1")
+    [create] = jira.creates
+    assert create.json()["fields"]["description"] == {
+        "version": 1,
+        "type": "doc",
+        "content": [
+            {"type": "paragraph", "content": [text("Found by dev_1")]},
+            {"type": "paragraph", "content": [text("See the logs.")]},
+        ],
+    }
+    assert create.answered == 201
+
+
+async def test_the_fake_answers_as_jira_cloud_does_to_what_it_refuses(jira: Any) -> None:
+    """The fake's refusals, straight from the wire: what the plugin is tested against."""
+    url = f"{jira.url()}/rest/api/3/issue"
+    fields = {"project": {"key": "EMP"}, "summary": "x", "issuetype": {"name": "Bug"}}
+    jira.screen.discard("priority")
+    async with aiohttp.ClientSession(headers={"Authorization": BASIC}) as session:
+        plain = {**fields, "description": "plain text", "priority": {"name": "High"}}
+        async with session.post(url, json={"fields": plain}) as answer:
+            assert answer.status == 400
+            assert await answer.json() == {
+                "errorMessages": [],
+                "errors": {
+                    "description": "Operation value must be an Atlassian Document (see the "
+                    "Atlassian Document Format)",
+                    "priority": "Field 'priority' cannot be set. It is not on the appropriate "
+                    "screen, or unknown.",
+                },
+            }
+        async with session.post(
+            url, json={"fields": fields}, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as answer:
+            assert answer.status == 401
+        async with session.get(
+            f"{jira.url()}/rest/api/3/user/search", params={"query": "alice@"}
+        ) as answer:
+            assert [user["accountId"] for user in await answer.json()] == [ALICE_ID]
+
+
+# -- lifecycle: repeat, resolve ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_type", "resolved_type", "extra"),
+    [
+        ("bug_detected", "bug_detected", {"status": "resolved"}),
+        ("security_vulnerability", "security_vulnerability_resolved", {}),
+    ],
+)
+async def test_a_resolved_finding_comments_on_and_transitions_its_ticket(
+    jira: Any, event_type: str, resolved_type: str, extra: dict[str, Any]
+) -> None:
+    seen = Successes()
+    hook = webhook(jira)
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit(event_type, SQL_INJECTION)
+        await dispatcher.drain()
+        await dispatcher.emit(
+            resolved_type, {**SQL_INJECTION, **extra, "resolution": "Parameterized in #412"}
+        )
+        await dispatcher.drain()
+        stats = dispatcher.get_webhook_stats(hook.name)
+    assert jira.calls()[4:] == [
+        "POST /rest/api/3/search/jql",
+        "POST /rest/api/3/issue/EMP-1/comment",
+        "GET /rest/api/3/issue/EMP-1/transitions",
+        "POST /rest/api/3/issue/EMP-1/transitions",
+    ]
+    assert jira.receiver.requests[-1].json() == {"transition": {"id": "31"}}
+    assert jira.receiver.requests[-1].answered == 204
+    assert len(jira.issues) == 1 and jira.issue("EMP-1")["status"] == "Done"
+    [comment] = jira.issue("EMP-1")["comments"]
+    said = [paragraph["content"][0]["text"] for paragraph in comment["content"]]
+    assert said[1:] == ["Parameterized in #412"]
+    assert said[0].startswith("Empathy Framework reports this finding resolved (")
+    assert said[0].endswith("): SQL injection in auth.py:45")
+    assert seen.details[1] == {
+        "jira_key": "EMP-1",
+        "jira_id": "10001",
+        "commented": True,
+        "resolved": True,
+        "transition": "Done",
+        "jira_url": f"{jira.url()}/browse/EMP-1",
+    }
+    assert stats["details"]["resolved"] == 1
+
+
+async def test_a_resolve_with_no_open_ticket_creates_nothing_and_says_so(
+    jira: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    seen = Successes()
+    hook = webhook(jira)
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit("security_vulnerability_resolved", SQL_INJECTION)
+        await dispatcher.drain()
+        stats = dispatcher.get_webhook_stats(hook.name)
+    assert jira.calls() == ["POST /rest/api/3/search/jql"]
+    assert jira.issues == []
+    assert seen.details == [
+        {
+            "skipped": "no open ticket has this finding's label",
+            "fingerprint": "empathy-fp-4a66462834d255e2",
+        }
+    ]
+    assert stats["details"]["skipped"] == 1
+    assert "jira_resolve_without_ticket" in caplog.text
+    assert "empathy-fp-4a66462834d255e2" in caplog.text
+
+
+async def test_an_acknowledgement_comments_and_a_resolve_without_deduplication_is_skipped(
+    jira: Any,
+) -> None:
+    seen = Successes()
+    hook = webhook(jira)
+    blind = webhook(jira, name="blind_jira", deduplicate=False)
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit("bug_detected", SQL_INJECTION)
+        await dispatcher.drain()
+        await dispatcher.emit("bug_detected", {**SQL_INJECTION, "status": "acknowledged"})
+        await dispatcher.drain()
+    [comment] = jira.issue("EMP-1")["comments"]
+    assert comment["content"][0]["content"][0]["text"].startswith(
+        "Empathy Framework: this finding was acknowledged ("
+    )
+    assert jira.issue("EMP-1")["status"] == "To Do"
+    assert seen.details[1]["commented"] is True
+    sent = len(jira.receiver.requests)
+    async with WebhookDispatcher(webhooks=[blind], plugin_manager=manager(seen)) as dispatcher:
+        await dispatcher.emit("bug_detected_resolved", SQL_INJECTION)
+        await dispatcher.drain()
+    assert len(jira.receiver.requests) == sent and len(jira.issues) == 1
+    assert seen.details[2] == {"skipped": "deduplicate is off, so no ticket can be found"}
+
+
+async def test_a_resolve_names_the_transitions_there_are_when_its_own_is_missing(
+    jira: Any,
+) -> None:
+    jira.workflow = [("11", "To Do", "new"), ("41", "Resolve Issue", "done")]
+    failures: list[DeliveryError] = []
+    hook = webhook(jira, on_failure=lambda w, e, err: failures.append(err))
+    custom = webhook(jira, name="custom_jira", resolve_transition="resolve issue")
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("bug_detected", SQL_INJECTION)
+        await dispatcher.drain()
+        await dispatcher.emit("bug_detected_resolved", SQL_INJECTION)
+        await dispatcher.drain()
+        dead = await dispatcher.dead_letters()
+    [error] = failures
+    assert error.reason == (
+        "EMP-1 has no transition named 'Done' (available: 'Resolve Issue'); set "
+        "resolve_transition to one of them"
+    )
+    assert len(dead) == 1 and jira.issue("EMP-1")["status"] == "To Do"
+    async with WebhookDispatcher(webhooks=[custom], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("bug_detected_resolved", SQL_INJECTION)
+        await dispatcher.drain()
+    assert jira.issue("EMP-1")["status"] == "Resolve Issue"
+    assert jira.receiver.requests[-1].json() == {"transition": {"id": "41"}}
+
+
+async def test_a_transition_that_fails_is_retried_without_a_second_comment(jira: Any) -> None:
+    hook = webhook(jira)
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("bug_detected", SQL_INJECTION)
+        await dispatcher.drain()
+        jira.transition_unavailable = 1
+        await dispatcher.emit("bug_detected", {**SQL_INJECTION, "status": "fixed"})
+        await dispatcher.drain()
+        stats = dispatcher.get_webhook_stats(hook.name)
+    posts = [r.answered for r in jira.receiver.requests if r.path.endswith("/transitions")]
+    assert posts == [200, 503, 200, 204]
+    assert len(jira.issue("EMP-1")["comments"]) == 1
+    assert jira.issue("EMP-1")["status"] == "Done"
+    assert stats["retries"] == 1
+
+
 # -- the conformance suite ---------------------------------------------------------------------
 
 
 class TestJiraConformance(WebhookConformance):
     plugin = plugin
     secrets = (TOKEN,)
-    requests_per_delivery = 2  # the duplicate search, then the create
+    # the duplicate search, the create screen's issue types and fields (once), the create
+    requests_per_delivery = 4
 
     def make_webhook(self, url: str) -> JiraWebhook:
         return JiraWebhook(url=url, email=EMAIL, api_token=TOKEN, project="EMP", events=["*"])
@@ -554,6 +1050,11 @@ class TestJiraConformance(WebhookConformance):
     def success_reply(self, request: ReceivedRequest) -> Reply:
         if request.path.endswith("/search/jql"):
             return Reply(status=200, body={"issues": [], "isLast": True})
+        if request.path.endswith("/issuetypes"):
+            return Reply(status=200, body={"issueTypes": [{"id": "1", "name": "Bug"}], "total": 1})
+        if "/createmeta/" in request.path:
+            names = ["project", "issuetype", "summary", "description", "priority", "labels"]
+            return Reply(status=200, body={"fields": [{"fieldId": n} for n in names], "total": 6})
         return Reply(status=201, body={"id": "10001", "key": "EMP-1", "self": "x"})
 
     def failure_reply(self, request: ReceivedRequest) -> Reply:

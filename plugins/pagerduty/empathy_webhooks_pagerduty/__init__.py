@@ -6,6 +6,8 @@ the body, as PagerDuty requires, and is kept out of reprs and logs.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -22,22 +24,67 @@ from empathy_webhooks_core.plugin import (
     hookimpl,
     redact_url,
     secret_field,
+    service_for_url,
     url_repr,
 )
 
-from .format import build_body, pagerduty_severity, summary
+from .format import build_body, build_change_body, is_change, pagerduty_severity, summary
 
-__all__ = ["DEFAULT_EVENTS_URL", "PagerDutyWebhook", "build_body", "pagerduty_severity", "summary"]
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
+__all__ = [
+    "DEFAULT_CHANGE_EVENT_TYPES",
+    "DEFAULT_EVENTS_URL",
+    "ROUTING_KEY",
+    "PagerDutyWebhook",
+    "build_body",
+    "build_change_body",
+    "is_change",
+    "pagerduty_severity",
+    "summary",
+]
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com"
 _ENQUEUE_PATH = "/v2/enqueue"
+_CHANGE_PATH = "/v2/change/enqueue"
+ROUTING_KEY_LENGTH = 32
+#: PagerDuty's answer to anything else: "Length of 'routing_key' is incorrect (should be 32
+#: characters)"; keys are letters and digits.
+ROUTING_KEY = re.compile(r"[A-Za-z0-9]{32}")
+#: Event types sent as Change Events by default (a deploy is a change, not an alert).
+DEFAULT_CHANGE_EVENT_TYPES = ("deployment",)
 
 
 def _routing_key(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # Checked now: PagerDuty would refuse every event with a 400 at send time. The message
+    # never shows the key, not even a part of it.
     if value is None:
         raise ValueError("api_key (the Events API v2 routing key) is required; is it set?")
     if not isinstance(value, str) or not value.strip():
         raise ValueError("api_key must be a non-empty string (the Events API v2 routing key)")
+    if not ROUTING_KEY.fullmatch(value):
+        stripped = value.strip()
+        if ROUTING_KEY.fullmatch(stripped):
+            problem = "it has spaces or a line break around it"
+        elif len(value) != ROUTING_KEY_LENGTH:
+            problem = f"it has {len(value)} characters"
+        else:
+            problem = "it has other characters"
+        raise ValueError(
+            f"api_key must be a PagerDuty routing key: {ROUTING_KEY_LENGTH} letters and digits "
+            f"(an Events API v2 integration key, or a ruleset key starting with R); {problem} "
+            "(the key is not shown)"
+        )
+
+
+def _event_types(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    names = tuple(value)
+    if any(not isinstance(name, str) or not name.strip() for name in names):
+        raise ValueError(f"change_event_types must list event type names, got {value!r}")
+    return names
 
 
 def _events_url(value: Any) -> str:
@@ -47,9 +94,11 @@ def _events_url(value: Any) -> str:
 
 @attrs.frozen(kw_only=True, eq=False)
 class PagerDutyWebhook(Webhook):
-    """Sends `trigger` (or `acknowledge` / `resolve`) alert events with a stable `dedup_key`.
+    """Sends `trigger` (or `acknowledge` / `resolve`) alert events with a stable `dedup_key`,
+    and changes (deployments: `change_event_types`, or `data["change"] = True`) as Change
+    Events, which PagerDuty shows beside incidents and which page no one.
 
-    >>> PagerDutyWebhook(api_key="R0UT1NGKEY", events=["alert"]).enqueue_url
+    >>> PagerDutyWebhook(api_key="0123456789abcdef0123456789abcdef").enqueue_url
     'https://events.pagerduty.com/v2/enqueue'
     """
 
@@ -62,10 +111,20 @@ class PagerDutyWebhook(Webhook):
     group: str | None = None
     client: str | None = "Empathy Framework"
     client_url: str | None = None
+    #: Event types sent to Change Events (`/v2/change/enqueue`) rather than as alerts; any
+    #: event with `data["change"] = True` goes there too (`False` keeps it an alert).
+    change_event_types: tuple[str, ...] = attrs.field(
+        default=DEFAULT_CHANGE_EVENT_TYPES, converter=_event_types
+    )
 
     @property
     def enqueue_url(self) -> str:
         return self.events_url
+
+    @property
+    def change_url(self) -> str:
+        """Where change events go: the events host's `/v2/change/enqueue`."""
+        return self.events_url[: -len(_ENQUEUE_PATH)] + _CHANGE_PATH
 
     @property
     def url(self) -> str:
@@ -85,9 +144,29 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, PagerDutyWebhook):
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> PagerDutyWebhook | None:
+    """A generic webhook pointed at a pagerduty URL is sent as PagerDutyWebhook sends it."""
+    if service_for_url(url) != "pagerduty":
         return None
+    # The routing key travels in the body and a URL cannot carry it: the generic envelope
+    # would be refused (400), so say what to write instead.
+    raise ValueError(
+        f"webhook {options.get('name')!r} posts to PagerDuty's Events API, which needs a "
+        "routing key the URL cannot carry: use PagerDutyWebhook(api_key=...) (in a config "
+        'file: type = "pagerduty" with api_key), or raw=True (type = "custom") to send the '
+        "generic envelope anyway"
+    )
+
+
+@hookimpl
+def format_payload(webhook: PagerDutyWebhook, event: Event) -> OutgoingRequest:
+    if is_change(webhook, event):
+        return OutgoingRequest.json(
+            webhook.change_url,
+            build_change_body(webhook, event),
+            headers={"Accept": "application/json"},
+            extras={"event_action": "change"},
+        )
     body = build_body(webhook, event)
     return OutgoingRequest.json(
         webhook.enqueue_url,
@@ -110,10 +189,8 @@ def _errors(response: Response) -> str:
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, PagerDutyWebhook):
-        return None
+    webhook: PagerDutyWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     status = response.status
     if 200 <= status < 300:
         body = response.json()

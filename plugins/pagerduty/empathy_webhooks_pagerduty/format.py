@@ -7,18 +7,17 @@ from typing import TYPE_CHECKING, Any
 from empathy_webhooks_core.plugin import (
     Event,
     Severity,
+    apply_template,
     base_event_type,
-    event_title,
     finding_basis,
     finding_key,
     first_text,
     fit_key,
     format_timestamp,
     json_bytes,
+    labelled_title,
     lifecycle_action,
     location,
-    merge_payload,
-    render_template,
     severity_of,
     truncate,
     truncate_bytes,
@@ -33,6 +32,8 @@ __all__ = [
     "FIELD_LIMIT",
     "SUMMARY_LIMIT",
     "build_body",
+    "build_change_body",
+    "is_change",
     "pagerduty_severity",
 ]
 
@@ -52,7 +53,6 @@ _SEVERITY = {
     Severity.INFO: "info",
 }
 _PD_SEVERITIES = frozenset(_SEVERITY.values())
-_LABELS = {"performance_issue": "Performance"}
 
 
 def pagerduty_severity(event: Event) -> str:
@@ -66,15 +66,7 @@ def pagerduty_severity(event: Event) -> str:
 
 def summary(event: Event) -> str:
     """`Performance: /api/users response time degraded`-style one line."""
-    kind = base_event_type(event)
-    label = _LABELS.get(kind, kind.replace("_", " ").capitalize())
-    title = first_text(event.data, "title", "summary")
-    if title is None and kind == "performance_issue" and event.data.get("endpoint"):
-        issue = first_text(event.data, "issue", "message") or "response time degraded"
-        title = f"{event.data['endpoint']} {issue}"
-    title = title or event_title(event)
-    text = title if title.lower().startswith(label.lower()) else f"{label}: {title}"
-    return truncate(" ".join(text.split()), SUMMARY_LIMIT)
+    return truncate(labelled_title(event), SUMMARY_LIMIT)
 
 
 def _source(webhook: PagerDutyWebhook, event: Event) -> str:
@@ -107,8 +99,57 @@ def _details(event: Event) -> dict[str, Any]:
     return details
 
 
+def is_change(webhook: PagerDutyWebhook, event: Event) -> bool:
+    """Whether `event` goes to Change Events: `data["change"]` says so when it is a boolean;
+    otherwise a trigger whose type (without `_resolved`) is in `change_event_types`. A
+    ruleset key (`R...`) takes no change events: everything goes as an alert then."""
+    if webhook.api_key.startswith("R"):
+        return False
+    flag = event.data.get("change")
+    if isinstance(flag, bool):
+        return flag
+    return base_event_type(event) in webhook.change_event_types and (
+        lifecycle_action(event) == "trigger"
+    )
+
+
+def _links(event: Event) -> list[dict[str, str]]:
+    return [
+        {"href": href, "text": "Details"}
+        for href in [first_text(event.data, "url", "link", "dashboard_url")]
+        if href and href.startswith(("https://", "http://"))
+    ]
+
+
+def build_change_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]:
+    """The Change Events body (`POST /v2/change/enqueue`): the routing key, a payload of
+    summary, source, timestamp and custom details, and links; nothing else is allowed (no
+    action, dedup key or severity: a change opens no alert)."""
+    body: dict[str, Any] = {
+        "routing_key": webhook.api_key,
+        "payload": {
+            "summary": summary(event),
+            "source": _source(webhook, event),
+            "timestamp": format_timestamp(event.timestamp),
+            "custom_details": _details(event),
+        },
+    }
+    links = _links(event)
+    if links:
+        body["links"] = links
+    body = apply_template(webhook, event, body, text=lambda text: {"payload": {"summary": text}})
+    payload = body.get("payload")
+    if isinstance(payload, dict):
+        payload["summary"] = truncate(payload.get("summary") or "Empathy change", SUMMARY_LIMIT)
+        if "source" in payload:
+            payload["source"] = truncate(payload["source"], FIELD_LIMIT)
+        if len(json_bytes(body)) > EVENT_BYTES_LIMIT:
+            payload["custom_details"] = {"truncated": True}
+    return body
+
+
 def build_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]:
-    """The Events API v2 body for `event` (user template applied, limits enforced)."""
+    """The Events API v2 alert body for `event` (user template applied, limits enforced)."""
     action = lifecycle_action(event)
     if action != "trigger" and not finding_basis(event).names_the_alert:
         # Its key would be its own event id, or a place alone (which no trigger with a text
@@ -147,18 +188,16 @@ def build_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]:
             body["client"] = webhook.client
         if webhook.client_url:
             body["client_url"] = webhook.client_url
-        links = [
-            {"href": href, "text": "Details"}
-            for href in [first_text(event.data, "url", "link", "dashboard_url")]
-            if href and href.startswith(("https://", "http://"))
-        ]
+        links = _links(event)
         if links:
             body["links"] = links
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        override = {"payload": {"summary": override}} if action == "trigger" else {}
-    if override:
-        body = merge_payload(body, override)
+    # A string is the alert's summary: only a trigger has one.
+    body = apply_template(
+        webhook,
+        event,
+        body,
+        text=lambda text: {"payload": {"summary": text}} if action == "trigger" else {},
+    )
     return _within_limits(body)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import empathy_webhooks_pagerduty as plugin
+import jsonschema
 import pytest
 from empathy_webhooks_pagerduty import PagerDutyWebhook
 from hypothesis import HealthCheck, given, settings
@@ -25,9 +26,61 @@ FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
 WHEN = datetime(2025, 11, 25, 14, 30, 5, 123000, tzinfo=UTC)
 
 
+#: The Events API v2 change event, as PagerDuty documents it (developer docs "Send a Change
+#: Event"): a routing key, a payload of summary (required, at most 1024 characters), source,
+#: timestamp and custom details, and links; nothing else.
+CHANGE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["routing_key", "payload"],
+    "additionalProperties": False,
+    "properties": {
+        "routing_key": {"type": "string", "pattern": "^[A-Za-z0-9]{32}$"},
+        "payload": {
+            "type": "object",
+            "required": ["summary"],
+            "additionalProperties": False,
+            "properties": {
+                "summary": {"type": "string", "minLength": 1, "maxLength": 1024},
+                "source": {"type": "string"},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "custom_details": {"type": "object"},
+            },
+        },
+        "links": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["href"],
+                "additionalProperties": False,
+                "properties": {"href": {"type": "string"}, "text": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def change_problems(body: Any) -> list[str]:
+    checker = jsonschema.Draft202012Validator(
+        CHANGE_EVENT_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    return [f"{error.json_path}: {error.message}" for error in checker.iter_errors(body)]
+
+
 def fake_pagerduty(request: ReceivedRequest) -> Reply:
     """Answers as the Events API v2 does, validating what PagerDuty validates."""
     body = request.json()
+    if request.path == "/v2/change/enqueue":
+        problems = change_problems(body)
+        if problems:
+            return Reply(
+                status=400,
+                body={
+                    "status": "invalid event",
+                    "message": "Event object is invalid",
+                    "errors": problems,
+                },
+            )
+        return Reply(status=202, body={"status": "success", "message": "Change event processed"})
     errors = []
     if len(body.get("routing_key", "")) != 32:
         errors.append("Length of 'routing_key' is incorrect (should be 32 characters)")
@@ -238,11 +291,13 @@ async def test_the_reference_filter_sends_only_high_severity(pagerduty: Receiver
 
 async def test_a_400_is_final_and_reports_pagerdutys_errors(pagerduty: Receiver) -> None:
     failures: list[Any] = []
+    # A template that blanks what PagerDuty requires (a short key is refused at once now).
     hook = PagerDutyWebhook(
-        api_key="short-key",
+        api_key=KEY,
         events_url=pagerduty.url(""),
         retry_policy=FAST,
         on_failure=lambda webhook, event, error: failures.append(error),
+        templates={"alert": {"payload": {"source": ""}}},
     )
     async with WebhookDispatcher(webhooks=[hook], plugin_manager=manager()) as d:
         await d.emit("alert", {"message": "x"})
@@ -252,10 +307,9 @@ async def test_a_400_is_final_and_reports_pagerdutys_errors(pagerduty: Receiver)
     [error] = failures
     assert error.status == 400
     assert error.reason == (
-        "invalid event (HTTP 400): Event object is invalid; "
-        "Length of 'routing_key' is incorrect (should be 32 characters)"
+        "invalid event (HTTP 400): Event object is invalid; 'payload.source' is missing or blank"
     )
-    assert "short-key" not in str(error)
+    assert KEY not in str(error)
     assert stats["failed_count"] == 1 and stats["dead_letters"] == 1
 
 
@@ -390,3 +444,167 @@ def test_huge_custom_details_are_cut_to_fit() -> None:
 
 
 PM = manager()
+
+
+# -- routing keys are checked when the webhook is made ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("0123456789abcdef0123456789abcde", "it has 31 characters"),
+        ("0123456789abcdef0123456789abcdef0", "it has 33 characters"),
+        ("0123456789abcdef-0123456789abcde", "it has other characters"),
+        ("0123456789abcdef0123456789abcdef\n", "it has spaces or a line break around it"),
+    ],
+)
+def test_a_routing_key_that_pagerduty_would_refuse_is_refused_at_once(
+    key: str, problem: str
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        PagerDutyWebhook(api_key=key)
+    message = str(raised.value)
+    assert message.startswith("api_key must be a PagerDuty routing key: 32 letters and digits")
+    assert problem in message
+    assert key.strip()[:8] not in message and key.strip()[-8:] not in message
+
+
+def test_a_routing_key_problem_in_a_config_file_names_its_place_and_hides_the_key() -> None:
+    from empathy_webhooks_core.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            {"webhooks": [{"type": "pagerduty", "api_key": "${PD_KEY}"}]},
+            env={"PD_KEY": "tooshortkey"},
+            plugin_manager=manager(),
+        )
+    [line] = raised.value.problems
+    assert line.startswith("webhooks[0].api_key: must be a PagerDuty routing key")
+    assert "tooshortkey" not in line
+
+
+def test_ruleset_and_integration_keys_are_accepted() -> None:
+    for key in (KEY, "R0123456789ABCDEF0123456789ABCDE"):
+        assert PagerDutyWebhook(api_key=key).routing_key == key
+
+
+# -- changes go to Change Events --------------------------------------------------------------
+
+
+def deployment(**data: Any) -> Event:
+    return Event(
+        event_type="deployment",
+        data={
+            "title": "auth-service v2.1 deployed to production",
+            "service": "auth-service",
+            "version": "2.1.0",
+            "url": "https://ci.example.com/deploys/42",
+            **data,
+        },
+        user_id="developer_123",
+        timestamp=WHEN,
+    )
+
+
+async def test_a_deployment_is_a_change_event_matching_the_change_schema(
+    pagerduty: Receiver,
+) -> None:
+    successes = Successes()
+    async with WebhookDispatcher(
+        webhooks=[webhook(pagerduty)], plugin_manager=manager(successes)
+    ) as d:
+        await d.emit_event(deployment())
+        await d.drain()
+        stats = d.get_webhook_stats("pagerduty_webhook")
+    [request] = pagerduty.requests
+    assert request.path == "/v2/change/enqueue"
+    body = request.json()
+    assert change_problems(body) == []
+    assert body == {
+        "routing_key": KEY,
+        "payload": {
+            "summary": "Deployment: auth-service v2.1 deployed to production",
+            "source": "auth-service",
+            "timestamp": "2025-11-25T14:30:05.123Z",
+            "custom_details": {
+                "title": "auth-service v2.1 deployed to production",
+                "service": "auth-service",
+                "version": "2.1.0",
+                "url": "https://ci.example.com/deploys/42",
+                "event_type": "deployment",
+                "event_id": body["payload"]["custom_details"]["event_id"],
+                "user_id": "developer_123",
+            },
+        },
+        "links": [{"href": "https://ci.example.com/deploys/42", "text": "Details"}],
+    }
+    assert stats["delivered_count"] == 1
+    assert successes.details == [{"event_action": "change"}]
+
+
+@pytest.mark.parametrize(
+    ("event", "options", "path"),
+    [
+        (Event(event_type="deployment_risk", data={"risk": "high"}), {}, "/v2/enqueue"),
+        (
+            Event(event_type="deployment_risk", data={"risk": "high", "change": True}),
+            {},
+            "/v2/change/enqueue",
+        ),
+        # A failed deploy is a problem: PagerDuty lists "Deployment failed" among alerts.
+        (Event(event_type="deployment", data={"change": False}), {}, "/v2/enqueue"),
+        (
+            Event(event_type="config_change", data={"title": "TLS cert rotated"}),
+            {"change_event_types": ["config_change"]},
+            "/v2/change/enqueue",
+        ),
+        (Event(event_type="deployment"), {"change_event_types": []}, "/v2/enqueue"),
+        # A ruleset key takes no change events: PagerDuty would refuse them.
+        (
+            Event(event_type="deployment"),
+            {"api_key": "R0123456789ABCDEF0123456789ABCDE"},
+            "/v2/enqueue",
+        ),
+    ],
+)
+def test_which_events_are_changes(event: Event, options: dict[str, Any], path: str) -> None:
+    hook = PagerDutyWebhook(**{"api_key": KEY, **options})
+    request = render_request(hook, event, plugin_manager=manager())
+    assert request.url == f"https://events.pagerduty.com{path}"
+    body = request.json_body()
+    if path == "/v2/change/enqueue":
+        assert change_problems(body) == []
+    else:
+        assert body["event_action"] == "trigger"
+
+
+def test_change_event_limits_and_templates_keep_to_the_schema() -> None:
+    hook = PagerDutyWebhook(
+        api_key=KEY,
+        source="x" * 2000,
+        templates={"release": lambda event: {"payload": {"summary": "r" * 5000}}},
+        change_event_types=("deployment", "release"),
+    )
+    huge = {"title": "t" * 5000, "blob": "b" * (600 * 1024)}
+    for event in (
+        Event(event_type="deployment", data=huge),
+        Event(event_type="release", data={"title": "v3"}),
+    ):
+        body = render_request(hook, event, plugin_manager=manager()).json_body()
+        assert change_problems(body) == [], event.event_type
+        assert len(json.dumps(body)) <= 512 * 1024
+
+
+def test_change_event_types_from_a_config_file() -> None:
+    from empathy_webhooks_core.config import parse_config
+
+    config = parse_config(
+        {
+            "webhooks": [
+                {"type": "pagerduty", "api_key": KEY, "change_event_types": ["release"]},
+            ]
+        },
+        env={},
+        plugin_manager=manager(),
+    )
+    assert config.webhooks[0].change_event_types == ("release",)

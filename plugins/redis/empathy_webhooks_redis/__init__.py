@@ -15,6 +15,9 @@ from empathy_webhooks_core.plugin import hookimpl
 from .breaker import RedisCircuitBreaker
 from .store import RedisRateLimiter, RedisStore, open_redis_store
 
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
+
 __all__ = ["RedisCircuitBreaker", "RedisRateLimiter", "RedisStore", "open_redis_store"]
 
 

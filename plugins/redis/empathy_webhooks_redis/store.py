@@ -650,7 +650,11 @@ class RedisStore:
                         "c": delivery.enqueued_at,
                         "s": status,
                         "u": record.started_at + record.duration_s,
-                        f"a:{record.attempt}": json.dumps(record.to_dict(), separators=(",", ":")),
+                        # Keyed by its start: a 410's attempt and the one after re-enabling
+                        # share a number, and both are on record.
+                        f"a:{record.started_at!r}": json.dumps(
+                            record.to_dict(), separators=(",", ":")
+                        ),
                     },
                 )
                 pipe.expire(key, ttl)
@@ -1011,7 +1015,7 @@ def _history_record(delivery_id: str, value: dict[str, str]) -> DeliveryRecord |
         if key.startswith("a:"):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 attempts.append(AttemptRecord.from_dict(json.loads(text)))
-    attempts.sort(key=lambda attempt: attempt.attempt)
+    attempts.sort(key=lambda attempt: (attempt.started_at, attempt.attempt))
     created = _float(value.get("c"))
     return DeliveryRecord(
         delivery_id=delivery_id,

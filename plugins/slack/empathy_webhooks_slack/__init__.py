@@ -7,26 +7,29 @@ The webhook URL is the credential (no header auth): the class declares it so
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
 
 from empathy_webhooks_core.plugin import (
     Event,
+    HttpAnswers,
     Outcome,
     OutgoingRequest,
     Response,
+    SecretUrlWebhook,
     Verdict,
     Webhook,
-    check_url,
-    default_verdict,
     hookimpl,
-    parse_retry_after,
     redact_text,
-    redact_url,
+    service_for_url,
 )
 
 from .format import build_message, escape_mrkdwn, fit_message
+
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
 
 __all__ = [
     "DEAD_DESTINATION_ERRORS",
@@ -68,16 +71,8 @@ MESSAGE_ERRORS = frozenset(
 _ERROR_WORD = re.compile(r"[a-z][a-z0-9_]{1,63}")
 
 
-def _shown_url(url: str) -> str:
-    return redact_url(url, secret_path=True)
-
-
-def _check_webhook_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check_url(value, "webhook_url")
-
-
 @attrs.frozen(kw_only=True, eq=False)
-class SlackWebhook(Webhook):
+class SlackWebhook(SecretUrlWebhook):
     """A Slack incoming webhook.
 
     `channel`, `username`, `icon_emoji` and `icon_url` are sent when set, but only legacy
@@ -89,20 +84,11 @@ class SlackWebhook(Webhook):
     """
 
     kind: ClassVar[str] = "slack"
-    #: The webhook URL is the credential.
-    secret_url: ClassVar[bool] = True
 
-    webhook_url: str = attrs.field(validator=_check_webhook_url)
     channel: str | None = None
     username: str | None = None
     icon_emoji: str | None = None
     icon_url: str | None = None
-
-    @property
-    def url(self) -> str:
-        """The webhook URL fit to show (its token masked), for callbacks that log
-        `webhook.url` as the reference's `on_failure` example does."""
-        return _shown_url(self.webhook_url)
 
 
 def _request(webhook: SlackWebhook, event: Event) -> OutgoingRequest:
@@ -115,9 +101,15 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, SlackWebhook):
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> SlackWebhook | None:
+    """A generic webhook pointed at a slack URL is sent as SlackWebhook sends it."""
+    if service_for_url(url) != "slack":
         return None
+    return SlackWebhook(webhook_url=url, **options)
+
+
+@hookimpl
+def format_payload(webhook: SlackWebhook, event: Event) -> OutgoingRequest:
     return _request(webhook, event)
 
 
@@ -131,49 +123,36 @@ def _error_code(text: str) -> str | None:
     return stripped if _ERROR_WORD.fullmatch(stripped) and stripped != "ok" else None
 
 
+class _SlackAnswers(HttpAnswers):
+    def describe(self, response: Response) -> str:
+        code = _error_code(response.text())
+        return code or redact_text(response.excerpt(200)).strip() or "no error text"
+
+
+_ANSWERS = _SlackAnswers(service="Slack")
+
+
 def classify(webhook: Webhook, response: Response) -> Verdict:
-    """What Slack's answer means. 200 `ok` delivered; 429 retried after `Retry-After`, the
-    whole webhook paused; statuses in the retry policy (5xx, 408) retried; an error string
+    """What Slack's answer means: the core's usual reading (`HttpAnswers`: 2xx delivered, 429
+    retried after `Retry-After` with the webhook paused, the retry policy's statuses retried,
+    others final), plus Slack's error strings: one in a 200 answer is a final failure, and one
     that means the destination is gone (`channel_is_archived`, `no_service`, ...) disables
-    the webhook; any other error string (`invalid_blocks`, `no_text`, ...) is a final failure
-    whose reason carries it."""
-    status = response.status
+    the webhook instead of failing the message."""
     text = response.text()
     code = _error_code(text)
-    what = code or redact_text(response.excerpt(200)).strip() or "no error text"
-    if 200 <= status < 300:
-        if code is not None and text.strip() != "ok":
-            return Verdict(outcome=Outcome.FAIL, reason=f"Slack refused the message: {code}")
-        return Verdict(outcome=Outcome.SUCCESS)
-    if status == 429:
-        return Verdict(
-            outcome=Outcome.RETRY,
-            reason="rate limited by Slack (HTTP 429)",
-            retry_after=parse_retry_after(response.header("retry-after")),
-            pause_webhook=True,
-        )
-    if status in webhook.retry_policy.retry_on_status:
-        return Verdict(
-            outcome=Outcome.RETRY,
-            reason=f"Slack unavailable: {what} (HTTP {status})",
-            retry_after=parse_retry_after(response.header("retry-after")),
-        )
-    if code in DEAD_DESTINATION_ERRORS:
+    if 200 <= response.status < 300 and code is not None and text.strip() != "ok":
+        return Verdict(outcome=Outcome.FAIL, reason=f"Slack refused the message: {code}")
+    verdict = _ANSWERS.classify(webhook, response)
+    if verdict.outcome in (Outcome.FAIL, Outcome.GONE) and code in DEAD_DESTINATION_ERRORS:
         return Verdict(
             outcome=Outcome.GONE,
-            reason=f"Slack says the destination is gone: {code} (HTTP {status})",
+            reason=f"Slack says the destination is gone: {code} (HTTP {response.status})",
         )
-    if 300 <= status < 400:
-        return default_verdict(webhook, response)
-    return Verdict(
-        outcome=Outcome.FAIL, reason=f"Slack refused the message: {what} (HTTP {status})"
-    )
+    return verdict
 
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, SlackWebhook):
-        return None
+    webhook: SlackWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     return classify(webhook, response)

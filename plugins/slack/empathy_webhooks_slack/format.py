@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 from empathy_webhooks_core.plugin import (
     ChatMessage,
     Event,
+    apply_template,
     chat_message,
     fit_escaped,
-    merge_payload,
-    render_template,
     utf16_len,
 )
 
@@ -146,12 +145,10 @@ def build_message(webhook: SlackWebhook, event: Event) -> dict[str, Any]:
         payload = {k: v for k, v in payload.items() if k not in ("text", "blocks")}
         payload["text"] = text
     elif template is not None:
-        override = render_template(webhook, event)
-        if isinstance(override, str):
-            payload.pop("blocks", None)
-            payload["text"] = override
-        elif isinstance(override, Mapping):
-            payload = merge_payload(payload, override)
+        # A function's string is the message's text, in place of the blocks.
+        payload = apply_template(
+            webhook, event, payload, text=lambda text: {"blocks": None, "text": text}
+        )
     return fit_message(payload, notification)
 
 

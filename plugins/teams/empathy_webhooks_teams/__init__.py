@@ -10,34 +10,49 @@ CLI output.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
 
 from empathy_webhooks_core.plugin import (
     Event,
+    HttpAnswers,
     Outcome,
     OutgoingRequest,
     Response,
+    SecretUrlWebhook,
     Verdict,
     Webhook,
-    check_url,
-    default_verdict,
     hookimpl,
     parse_retry_after,
     redact_text,
-    redact_url,
+    service_for_url,
 )
 
-from .format import MESSAGE_LIMIT_BYTES, STYLES, build_message, card_message, fit_message
+from .format import (
+    MESSAGE_LIMIT_BYTES,
+    STYLES,
+    TRUNCATED,
+    build_message,
+    card_message,
+    escape_markdown,
+    fit_message,
+)
+
+#: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
+PLUGIN_API = "1.0"
 
 __all__ = [
+    "MAX_MENTIONS",
     "MESSAGE_LIMIT_BYTES",
     "STYLES",
+    "TRUNCATED",
     "TeamsWebhook",
     "build_message",
     "card_message",
     "classify",
+    "escape_markdown",
     "fit_message",
 ]
 
@@ -45,12 +60,28 @@ _LEGACY_FAILURE = "webhook message delivery failed"
 _LEGACY_STATUS = re.compile(r"HTTP error (\d{3})", re.IGNORECASE)
 
 
-def _shown_url(url: str) -> str:
-    return redact_url(url, secret_path=True)
+#: Mentions per message at most: each costs room in the 28 KB, and a card pinging more people
+#: than this is a broadcast better sent to a channel.
+MAX_MENTIONS = 20
+_UPN = re.compile(r"[^\s<>@\\]+@[^\s<>@\\]+\.[^\s<>@\\]+")
+_OBJECT_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
-def _check_webhook_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check_url(value, "webhook_url")
+def _mention_users(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    users = tuple(value)
+    for user in users:
+        if not isinstance(user, str) or not (_UPN.fullmatch(user) or _OBJECT_ID.fullmatch(user)):
+            raise ValueError(
+                "mention_users must list user principal names (adele@contoso.com) or Microsoft "
+                f"Entra object ids (87d349ed-44d7-43e1-9a83-5f2406dee5bd), got {user!r}"
+            )
+    if len(users) > MAX_MENTIONS:
+        raise ValueError(f"mention_users may name at most {MAX_MENTIONS} users, got {len(users)}")
+    return tuple(dict.fromkeys(users))
 
 
 def _max_bytes(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -59,7 +90,7 @@ def _max_bytes(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> No
 
 
 @attrs.frozen(kw_only=True, eq=False)
-class TeamsWebhook(Webhook):
+class TeamsWebhook(SecretUrlWebhook):
     """A Teams Workflows webhook (or a legacy connector URL, until they stop working).
 
     >>> TeamsWebhook(webhook_url="https://prod-1.westus.logic.azure.com/workflows/abc/x?sig=s3cr3tsig").url
@@ -67,18 +98,12 @@ class TeamsWebhook(Webhook):
     """
 
     kind: ClassVar[str] = "teams"
-    #: The URL (its `sig`, its workflow id) is the credential.
-    secret_url: ClassVar[bool] = True
 
-    webhook_url: str = attrs.field(validator=_check_webhook_url)
     #: Teams refuses about 28 KB; legacy connectors were seen failing above ~21 KB.
     max_message_bytes: int = attrs.field(default=MESSAGE_LIMIT_BYTES, validator=_max_bytes)
-
-    @property
-    def url(self) -> str:
-        """The webhook URL fit to show (path and query masked), for callbacks that log
-        `webhook.url` as the reference's `on_failure` example does."""
-        return _shown_url(self.webhook_url)
+    #: Users every message pings (`<at>` mentions): user principal names or Microsoft Entra
+    #: object ids. Text in events never pings anyone; only these do.
+    mention_users: tuple[str, ...] = attrs.field(default=(), converter=_mention_users)
 
 
 def _request(webhook: TeamsWebhook, event: Event) -> OutgoingRequest:
@@ -91,9 +116,15 @@ def webhook_types() -> dict[str, type[Webhook]]:
 
 
 @hookimpl
-def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
-    if not isinstance(webhook, TeamsWebhook):
+def webhook_for_url(url: str, options: Mapping[str, Any]) -> TeamsWebhook | None:
+    """A generic webhook pointed at a teams URL is sent as TeamsWebhook sends it."""
+    if service_for_url(url) != "teams":
         return None
+    return TeamsWebhook(webhook_url=url, **options)
+
+
+@hookimpl
+def format_payload(webhook: TeamsWebhook, event: Event) -> OutgoingRequest:
     return _request(webhook, event)
 
 
@@ -116,6 +147,14 @@ def _retry(status: int, reason: str, response: Response) -> Verdict:
     )
 
 
+class _TeamsAnswers(HttpAnswers):
+    def describe(self, response: Response) -> str:
+        return _describe(response)
+
+
+_ANSWERS = _TeamsAnswers(service="Teams")
+
+
 def classify(webhook: Webhook, response: Response) -> Verdict:
     """What Teams' answer means. 202 (Workflows) or 200 `1` (legacy) delivered; a legacy
     200 "Webhook message delivery failed ... HTTP error N" is that error (429 and 5xx retried,
@@ -132,29 +171,19 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
         if inner == 429 or (inner is not None and inner >= 500):
             return _retry(inner, reason, response)
         return Verdict(outcome=Outcome.FAIL, reason=reason)
-    if status == 429:
-        return _retry(status, "rate limited by Teams (HTTP 429)", response)
-    if status in webhook.retry_policy.retry_on_status:
-        return _retry(status, f"Teams unavailable: {_describe(response)} (HTTP {status})", response)
-    if status == 404:
-        return Verdict(
-            outcome=Outcome.GONE,
-            reason=f"Teams says the webhook is gone (deleted or turned off) (HTTP {status})",
-        )
-    if status == 413:
-        return Verdict(outcome=Outcome.FAIL, reason="Teams refused the message as too large")
-    if 300 <= status < 400:
-        return default_verdict(webhook, response)
-    return Verdict(
-        outcome=Outcome.FAIL,
-        reason=f"Teams refused the message: {_describe(response)} (HTTP {status})",
-    )
+    if status not in webhook.retry_policy.retry_on_status:
+        if status == 404:
+            return Verdict(
+                outcome=Outcome.GONE,
+                reason=f"Teams says the webhook is gone (deleted or turned off) (HTTP {status})",
+            )
+        if status == 413:
+            return Verdict(outcome=Outcome.FAIL, reason="Teams refused the message as too large")
+    return _ANSWERS.classify(webhook, response)
 
 
 @hookimpl
 def classify_response(
-    webhook: Webhook, request: OutgoingRequest, response: Response
-) -> Verdict | None:
-    if not isinstance(webhook, TeamsWebhook):
-        return None
+    webhook: TeamsWebhook, request: OutgoingRequest, response: Response
+) -> Verdict:
     return classify(webhook, response)

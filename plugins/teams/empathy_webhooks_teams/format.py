@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.plugin import (
     Event,
     Severity,
+    apply_template,
     chat_message,
+    fit_escaped,
     json_bytes,
-    merge_payload,
-    render_template,
-    truncate,
 )
 
 if TYPE_CHECKING:
@@ -24,9 +25,12 @@ __all__ = [
     "CARD_VERSION",
     "MESSAGE_LIMIT_BYTES",
     "STYLES",
+    "TRUNCATED",
     "build_message",
     "card_message",
+    "escape_markdown",
     "fit_message",
+    "mention_entities",
 ]
 
 #: Teams refuses messages above about 28 KB, all elements included.
@@ -53,6 +57,65 @@ _FACT_TITLE_LIMIT = 100
 _FACT_VALUE_LIMIT = 1000
 #: Keys whose string values are prose that may be shortened to fit (never types or URLs).
 _SHRINKABLE = frozenset({"text", "value", "title", "fallbackText", "speak", "altText", "summary"})
+#: What ends a shortened text: visible, so a reader knows there was more.
+TRUNCATED = "…truncated"
+#: The element holding the mentions: never shortened (a cut `<at>` tag pings no one).
+MENTIONS_ID = "mentions"
+
+# Adaptive Cards read TextBlock and Fact text as CommonMark (a subset): bold, italic, lists,
+# links. Event text is escaped with CommonMark's backslash escapes so it shows as written:
+# a `[link](https://...)` in an alert is text, not a clickable phishing link. `<` stops `<at>`
+# mention tags and HTML, `{` the `{{DATE(...)}}` functions.
+_MARKUP = str.maketrans({char: "\\" + char for char in "\\*`~[]<>{}"})
+# An underscore inside a word (`developer_123`, `a_b.py`) never emphasises in CommonMark:
+# only those at a word's edge are escaped, so names read as written.
+_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# List items and headings start a line and are followed by a space (`1.9.0` is no list).
+_LINE_START = re.compile(r"(?m)^([ \t]*)([-+]|#{1,6})(?=[ \t]|$)")
+_ORDERED = re.compile(r"(?m)^([ \t]*\d{1,9})([.)])(?=[ \t]|$)")
+# Bare URLs are linked by Teams too: an escaped colon or dot breaks the pattern.
+_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(?=//)")
+_WWW = re.compile(r"(?i)\b(www)\.")
+
+
+def escape_markdown(text: str) -> str:
+    """`text` shown as written in a TextBlock or Fact: markdown, links, bare URLs, mention
+    tags and date functions all made inert with backslash escapes."""
+    text = text.translate(_MARKUP)
+    if "_" in text:
+        text = _UNDERSCORE.sub(_escaped, text)
+    if "\n" in text or text[:1] in "-+#0123456789 \t":
+        text = _LINE_START.sub(_escaped_last, text)
+        text = _ORDERED.sub(_escaped_last, text)
+    if "://" in text:
+        text = _SCHEME.sub(lambda found: found.group(1) + "\\:", text)
+    if "www" in text.lower():
+        text = _WWW.sub(lambda found: found.group(1) + "\\.", text)
+    return text
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return "\\" + found.group(0)
+
+
+def _escaped_last(found: re.Match[str]) -> str:
+    return found.group(1) + "\\" + found.group(2)
+
+
+class _EscapingFormatter(string.Formatter):
+    """`str.format` whose every replacement field is escaped: a string template's own
+    markdown is the user's, the event's values in it are text."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return escape_markdown(format(value, format_spec))
+
+
+def _fit(text: str, limit: int) -> str:
+    return fit_escaped(text, limit, escape_markdown, ellipsis=TRUNCATED)
+
+
+def _plain(text: str, limit: int) -> str:
+    return fit_escaped(text, limit, ellipsis=TRUNCATED)
 
 
 def card_message(body: list[dict[str, Any]], **card: Any) -> dict[str, Any]:
@@ -84,7 +147,7 @@ def default_message(event: Event) -> dict[str, Any]:
             "items": [
                 {
                     "type": "TextBlock",
-                    "text": truncate(" ".join(message.title.split()), _HEADING_LIMIT),
+                    "text": _fit(" ".join(message.title.split()), _HEADING_LIMIT),
                     "size": "Large",
                     "weight": "Bolder",
                     "color": color,
@@ -92,7 +155,7 @@ def default_message(event: Event) -> dict[str, Any]:
                 },
                 {
                     "type": "TextBlock",
-                    "text": truncate(message.context, _CONTEXT_LIMIT),
+                    "text": _fit(message.context, _CONTEXT_LIMIT),
                     "size": "Small",
                     "isSubtle": True,
                     "spacing": "None",
@@ -103,18 +166,19 @@ def default_message(event: Event) -> dict[str, Any]:
     ]
     if message.summary:
         body.append(
-            {"type": "TextBlock", "text": truncate(message.summary, _SUMMARY_LIMIT), "wrap": True}
+            {"type": "TextBlock", "text": _fit(message.summary, _SUMMARY_LIMIT), "wrap": True}
         )
     facts = [
         {
-            "title": truncate(fact.label, _FACT_TITLE_LIMIT),
-            "value": truncate(fact.value, _FACT_VALUE_LIMIT),
+            "title": _fit(fact.label, _FACT_TITLE_LIMIT),
+            "value": _fit(fact.value, _FACT_VALUE_LIMIT),
         }
         for fact in message.details
     ]
     if facts:
         body.append({"type": "FactSet", "facts": facts})
-    card: dict[str, Any] = {"fallbackText": truncate(message.notification, 500)}
+    # Shown where a card cannot render: plain text, not markdown.
+    card: dict[str, Any] = {"fallbackText": _plain(message.notification, 500)}
     if message.link:
         card["actions"] = [{"type": "Action.OpenUrl", "title": "Open", "url": message.link}]
     card["msteams"] = {"width": "Full"}
@@ -125,23 +189,64 @@ def _text_message(text: str) -> dict[str, Any]:
     return card_message([{"type": "TextBlock", "text": text, "wrap": True}])
 
 
+def _in_envelope(override: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A bare `AdaptiveCard` template, put in the message envelope it is merged over."""
+    if override.get("type") != "AdaptiveCard":
+        return override
+    return {
+        "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": override}]
+    }
+
+
+def mention_entities(users: tuple[str, ...]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The TextBlock naming `users` (`<at>...</at>` tags) and Teams' mention entities that
+    make each tag ping its user (a UPN or a Microsoft Entra object id)."""
+    entities: list[dict[str, Any]] = [
+        {"type": "mention", "text": f"<at>{user}</at>", "mentioned": {"id": user, "name": user}}
+        for user in users
+    ]
+    block = {
+        "type": "TextBlock",
+        "id": MENTIONS_ID,
+        "text": " ".join(entity["text"] for entity in entities),
+        "wrap": True,
+    }
+    return block, entities
+
+
+def _with_mentions(payload: dict[str, Any], users: tuple[str, ...]) -> dict[str, Any]:
+    if not users:
+        return payload
+    block, entities = mention_entities(users)
+    for attachment in payload.get("attachments") or []:
+        content = attachment.get("content") if isinstance(attachment, dict) else None
+        if not isinstance(content, dict) or content.get("type") != "AdaptiveCard":
+            continue
+        body = content.setdefault("body", [])
+        if isinstance(body, list):
+            body.insert(1 if body else 0, block)
+        msteams = content.setdefault("msteams", {})
+        if isinstance(msteams, dict):
+            msteams["entities"] = [*(msteams.get("entities") or []), *entities]
+        break
+    return payload
+
+
 def build_message(webhook: TeamsWebhook, event: Event) -> dict[str, Any]:
     """The message for `event`: the user's template for its type if any (a string is the
-    card's text; a function's dict or a dict is merged over the message, and a bare
-    `AdaptiveCard` is put in its envelope), else the default card; then fitted to
-    `webhook.max_message_bytes`."""
-    payload = default_message(event)
-    override = render_template(webhook, event)
-    if isinstance(override, str):
-        payload = _text_message(override)
-    elif isinstance(override, Mapping):
-        if override.get("type") == "AdaptiveCard":
-            override = {
-                "attachments": [
-                    {"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": override}
-                ]
-            }
-        payload = merge_payload(payload, override)
+    card's text, the event's values in it escaped; a function's dict or a dict is merged over
+    the message, and a bare `AdaptiveCard` is put in its envelope), else the default card;
+    the webhook's `mention_users` added; then fitted to `webhook.max_message_bytes`."""
+    template = webhook.template_for(event)
+    if isinstance(template, str):
+        # The template's own markdown is the user's; the event's values are escaped.
+        text = _EscapingFormatter().format(template, **event.to_envelope())
+        payload = _text_message(text)
+    else:
+        payload = apply_template(
+            webhook, event, default_message(event), text=_text_message, mapping=_in_envelope
+        )
+    payload = _with_mentions(payload, webhook.mention_users)
     return fit_message(payload, webhook.max_message_bytes, chat_message(event).notification)
 
 
@@ -150,9 +255,13 @@ def _size(value: Any) -> int:
 
 
 def _shrinkable(value: Any, found: list[tuple[Any, Any]]) -> None:
-    """Every (container, key) holding prose that may be cut."""
+    """Every (container, key) holding prose that may be cut (never the mentions)."""
     if isinstance(value, dict):
+        if value.get("id") == MENTIONS_ID:
+            return
         for key, item in value.items():
+            if key == "msteams":
+                continue
             if key in _SHRINKABLE and isinstance(item, str):
                 found.append((value, key))
             else:
@@ -162,27 +271,54 @@ def _shrinkable(value: Any, found: list[tuple[Any, Any]]) -> None:
             _shrinkable(item, found)
 
 
+def _cut(text: str, keep: int) -> str:
+    """`text` shortened to about `keep` characters, ending in the `…truncated` marker; never
+    in the middle of a backslash escape (a stray backslash would show, or escape the marker)."""
+    head = text[: max(keep - len(TRUNCATED), 0)].rstrip()
+    if (len(head) - len(head.rstrip("\\"))) % 2:
+        head = head[:-1]
+    return head + TRUNCATED
+
+
+def _cut_to_size(text: str, size: int) -> str:
+    """`text` cut (see `_cut`) so its JSON encoding takes at most `size` bytes."""
+    low, high = 0, len(text)
+    while low < high:  # the most characters that fit
+        middle = (low + high + 1) // 2
+        if _size(_cut(text, middle)) <= size:
+            low = middle
+        else:
+            high = middle - 1
+    return _cut(text, low)
+
+
 def fit_message(payload: dict[str, Any], limit: int, notification: str) -> dict[str, Any]:
-    """`payload` cut to at most `limit` bytes of JSON: the longest texts are shortened first
-    (with an ellipsis), never types, versions or URLs; when that is not enough (a template
-    with thousands of elements), the card becomes its notification line."""
+    """`payload` cut to at most `limit` bytes of JSON: the longest texts are shortened first,
+    all to one common length (ending in `…truncated`), never types, versions, URLs or
+    mentions; when that is not enough (a template with thousands of elements), the card
+    becomes its notification line. A few passes over the message, whatever its size."""
     # A copy: texts are cut in place, and a template's dict must stay as the user wrote it.
     payload = json.loads(json_bytes(payload))
-    for _ in range(200):
-        over = _size(payload) - limit
-        if over <= 0:
+    floor = _size(TRUNCATED) + 8
+    for _ in range(4):
+        total = _size(payload)
+        if total <= limit:
             return payload
         spots: list[tuple[Any, Any]] = []
         _shrinkable(payload, spots)
-        if not spots:
-            break
-        container, key = max(spots, key=lambda spot: _size(spot[0][spot[1]]))
-        text = container[key]
-        encoded = _size(text)
-        if encoded <= 16:
-            break
-        room = encoded - over
-        # Aim straight at the room when this text alone can make it, else halve and go on.
-        keep = int(len(text) * room / encoded) - 1 if room > encoded // 2 else len(text) // 2
-        container[key] = truncate(text, max(keep, 1))
-    return _text_message(truncate(notification, 1000))
+        sizes = [_size(container[key]) for container, key in spots]
+        room = limit - (total - sum(sizes))
+        # The largest common cap that makes the texts fit the room left by everything else.
+        low, high = 0, max(sizes, default=0)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if sum(min(size, middle) for size in sizes) <= room:
+                low = middle
+            else:
+                high = middle - 1
+        if low < floor:
+            break  # cutting texts cannot make it: the structure alone is too big
+        for (container, key), size in zip(spots, sizes, strict=True):
+            if size > low:
+                container[key] = _cut_to_size(container[key], low)
+    return _text_message(_fit(notification, 1000))

@@ -326,10 +326,10 @@ def test_a_template_card_is_fitted_too(texts: list[str], limit: int) -> None:
     assert card["body"] == [{"type": "TextBlock", "text": t or "-"} for t in texts]  # untouched
 
 
-def test_huge_values_are_cut_with_an_ellipsis_keeping_the_card() -> None:
+def test_huge_values_are_cut_with_a_visible_marker_keeping_the_card() -> None:
     event = Event(event_type="bug_detected", data={"title": "é" * 40_000, "fix": "x" * 40_000})
     content = hook().render(event).json_body()["attachments"][0]["content"]
-    assert content["body"][1]["text"].endswith("…")
+    assert content["body"][1]["text"].endswith("…truncated")
     assert [f["title"] for f in content["body"][2]["facts"]] == ["Severity", "Suggested fix"]
 
 

@@ -1,0 +1,186 @@
+"""URLs that name their service: a generic webhook pointed at Slack is sent as Slack expects.
+
+The reference's Quick Start gives `WebhookConfig(url="https://hooks.slack.com/...")` and
+promises a Slack message; Slack refuses the generic envelope (400 `invalid_payload`). So a
+plain `CustomWebhook` / `WebhookConfig` whose URL names a service is offered to the plugins
+(`webhook_for_url`), and the plugin of that service turns it into its own webhook, keeping the
+user's name, events, filter, retry policy and every other common setting. When no installed
+plugin claims such a URL, the webhook is sent as it is (the user asked for that URL) and one
+warning says which plugin to install. `raw=True` (config: `type = "custom"`) opts out.
+
+The table below is what the core knows of the first-party plugins' URLs: plugins use
+`service_for_url` to recognise their own, and the core to name the plugin to install.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from ._log import get_logger
+
+if TYPE_CHECKING:
+    from .plugins import Hooks
+    from .webhooks import Webhook
+
+__all__ = ["SERVICE_URLS", "ServiceURL", "claim", "common_options", "service_for_url"]
+
+log = get_logger()
+
+
+@attrs.frozen
+class ServiceURL:
+    """The URLs of one service: hosts (a leading `*.` matches any subdomain) and, when the
+    host alone does not say it, the path's start."""
+
+    plugin: str
+    hosts: tuple[str, ...]
+    path_prefixes: tuple[str, ...] = ("/",)
+
+    def matches(self, host: str, path: str) -> bool:
+        for pattern in self.hosts:
+            if pattern.startswith("*."):
+                hit = host.endswith(pattern[1:]) and host != pattern[2:]
+            else:
+                hit = host == pattern
+            if hit:
+                return path.startswith(self.path_prefixes)
+        return False
+
+
+SERVICE_URLS: tuple[ServiceURL, ...] = (
+    ServiceURL("slack", ("hooks.slack.com", "hooks.slack-gov.com")),
+    ServiceURL(
+        "teams",
+        (
+            # Teams Workflows (Power Automate / Logic Apps HTTP triggers)...
+            "*.logic.azure.com",
+            "*.powerautomate.com",
+            "*.powerplatform.com",
+            # ...and the retired Office 365 connectors, while they still answer.
+            "*.webhook.office.com",
+        ),
+    ),
+    ServiceURL("teams", ("outlook.office.com", "outlook.office365.com"), ("/webhook",)),
+    ServiceURL(
+        "discord",
+        ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com"),
+        ("/api/webhooks/", "/api/v10/webhooks/", "/api/v9/webhooks/"),
+    ),
+    ServiceURL("pagerduty", ("events.pagerduty.com", "events.eu.pagerduty.com")),
+)
+
+
+def service_for_url(url: str) -> str | None:
+    """The plugin whose service `url` names (`"slack"` for `https://hooks.slack.com/...`),
+    or None. Only https URLs name a service (a test's `http://127.0.0.1` never does).
+
+    >>> service_for_url("https://hooks.slack.com/services/T0/B0/x")
+    'slack'
+    >>> service_for_url("https://example.com/hook") is None
+    True
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme != "https" or not host:
+        return None
+    path = parts.path or "/"
+    for service in SERVICE_URLS:
+        if service.matches(host, path):
+            return service.plugin
+    return None
+
+
+def common_options(webhook: Webhook) -> dict[str, Any]:
+    """The settings every webhook has (name, events, filter, retry policy, ...), as keyword
+    arguments for another webhook class: what a claiming plugin builds its webhook from."""
+    from .webhooks import Webhook
+
+    options: dict[str, Any] = {}
+    for field in attrs.fields(Webhook):
+        if not field.init:
+            continue
+        value = getattr(webhook, field.name)
+        if field.name == "signing_secret" and not value:
+            continue  # left out means unsigned; an empty tuple would be refused as None
+        options[field.alias or field.name] = value
+    return options
+
+
+def _ignored(webhook: Any) -> list[str]:
+    """The generic webhook's own settings a service's webhook does not send."""
+    ignored = []
+    if getattr(webhook, "method", "POST") != "POST":
+        ignored.append(f"method {webhook.method}")
+    extra = [
+        name
+        for name, value in getattr(webhook, "headers", {}).items()
+        if not (name.lower() == "content-type" and value.lower().startswith("application/json"))
+    ]
+    if extra:
+        ignored.append("headers " + ", ".join(sorted(extra)))
+    return ignored
+
+
+def claim(hooks: Hooks, webhook: Webhook, cache: weakref.WeakKeyDictionary[Any, Any]) -> Webhook:
+    """`webhook` as the plugin of its URL's service would send it, or `webhook` itself."""
+    from .webhooks import CustomWebhook, WebhookConfig
+
+    if type(webhook) not in (CustomWebhook, WebhookConfig) or webhook.raw:  # type: ignore[attr-defined]
+        return webhook
+    found = cache.get(webhook)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    url: str = webhook.url  # type: ignore[attr-defined]
+    claimed = hooks.webhook_for_url(url, common_options(webhook))
+    if claimed is None:
+        claimed = webhook
+        service = service_for_url(url)
+        if service is not None:
+            # Sent as asked (the generic envelope), which the service will most likely
+            # refuse: say so once, with what to install.
+            hint = getattr(hooks.pm, "install_hint", None)
+            log.warning(
+                "webhook_url_names_a_service_without_its_plugin",
+                webhook=webhook.name,
+                plugin=service,
+                error=(
+                    f"webhook {webhook.name!r} posts to a {service} URL, but no loaded plugin "
+                    f"formats {service} messages, so it is sent the generic envelope, which "
+                    f"{service} refuses; install the plugin: "
+                    f"{hint(service) if hint else f'pip install empathy-webhooks-{service}'} "
+                    "(or pass raw=True to send the envelope on purpose)"
+                ),
+            )
+    else:
+        ignored = _ignored(webhook)
+        if ignored:
+            log.warning(
+                "claimed_webhook_ignores_settings",
+                webhook=webhook.name,
+                plugin=claimed.kind,
+                error=(
+                    f"webhook {webhook.name!r} is sent as a {claimed.kind} message; its "
+                    f"{' and '.join(ignored)} are not used (pass raw=True to send the "
+                    "generic request as configured)"
+                ),
+            )
+    cache[webhook] = claimed
+    return claimed
+
+
+def check_claimed(claimed: Any, plugin: str, options: Mapping[str, Any]) -> None:
+    """Refuse a claiming plugin's answer that is not a webhook keeping the user's name."""
+    from .webhooks import Webhook
+
+    if not isinstance(claimed, Webhook):
+        raise TypeError(f"returned a {type(claimed).__name__}, not a Webhook")
+    if claimed.name != options.get("name"):
+        raise ValueError(f"returned a webhook named {claimed.name!r}, not {options.get('name')!r}")
