@@ -14,7 +14,7 @@ from ._formatting import event_title, first_text
 from ._templating import merge_payload, render_template
 from .default_plugins.http import default_verdict
 from .events import Event
-from .redaction import redact_text, redact_url
+from .redaction import redact_text, redact_url, register_secrets
 from .retry import parse_retry_after
 from .webhooks import Webhook, check_url
 from .wire import Outcome, Response, Verdict
@@ -142,6 +142,10 @@ class HttpAnswers:
         status = response.status
         if 200 <= status < 300:
             return Verdict(outcome=Outcome.SUCCESS, details=self.success_details(response))
+        # A failure's reason quotes the answer, which may echo the webhook's own credential
+        # (a chat service repeating its URL). The dispatcher registers it when the webhook
+        # joins; a plugin calling this on its own must not depend on that having happened.
+        register_secrets(webhook.secret_values())
         if status == 429:
             return Verdict(
                 outcome=Outcome.RETRY,
