@@ -610,7 +610,7 @@ class Hooks:
                     "plugin_hook_failed",
                     hook=hook_name,
                     plugin=impl.plugin_name,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=redact_text(f"{type(exc).__name__}: {exc}"),
                 )
                 continue
             if hook_name not in AWAITED_HOOKS and inspect.iscoroutine(result):
@@ -643,7 +643,7 @@ class Hooks:
                     "plugin_hook_failed",
                     hook="flush",
                     plugin=plugin,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=redact_text(f"{type(exc).__name__}: {exc}"),
                 )
                 return []
             if result is None:
@@ -669,7 +669,7 @@ class Hooks:
                     hook="webhook_state",
                     plugin=plugin,
                     webhook=webhook.name,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=redact_text(f"{type(exc).__name__}: {exc}"),
                 )
                 return None
             if state is not None:
@@ -692,7 +692,7 @@ class Hooks:
                     "plugin_hook_failed",
                     hook="webhook_stats",
                     plugin=impl.plugin_name,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=redact_text(f"{type(exc).__name__}: {exc}"),
                 )
                 continue
             if found is None:
