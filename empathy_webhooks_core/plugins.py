@@ -268,6 +268,19 @@ def reset_plugin_manager() -> None:
         _pm = None
 
 
+def _hook_failed(hook: str, plugin: str, exc: Exception, **context: Any) -> None:
+    """Log a plugin hook that raised. The core keeps going (one plugin cannot silence the rest
+    or stop a delivery), so this line is how its author learns; the exception text is redacted
+    because a plugin may put a URL or token in it."""
+    log.error(
+        "plugin_hook_failed",
+        hook=hook,
+        plugin=plugin,
+        **context,
+        error=redact_text(f"{type(exc).__name__}: {exc}"),
+    )
+
+
 def _kind_of(value: Any) -> str:
     if inspect.iscoroutine(value):
         value.close()  # never awaited: close it, so Python does not warn about it later
@@ -606,12 +619,7 @@ class Hooks:
             try:
                 result = impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:
-                log.error(
-                    "plugin_hook_failed",
-                    hook=hook_name,
-                    plugin=impl.plugin_name,
-                    error=redact_text(f"{type(exc).__name__}: {exc}"),
-                )
+                _hook_failed(hook_name, impl.plugin_name, exc)
                 continue
             if hook_name not in AWAITED_HOOKS and inspect.iscoroutine(result):
                 self._broken(impl.plugin_name, hook_name, f"returned {_kind_of(result)}")
@@ -639,12 +647,7 @@ class Hooks:
             try:
                 result = function(webhook, state, dispatcher)
             except Exception as exc:
-                log.error(
-                    "plugin_hook_failed",
-                    hook="flush",
-                    plugin=plugin,
-                    error=redact_text(f"{type(exc).__name__}: {exc}"),
-                )
+                _hook_failed("flush", plugin, exc)
                 return []
             if result is None:
                 continue
@@ -664,13 +667,7 @@ class Hooks:
             try:
                 state = function(webhook)
             except Exception as exc:
-                log.error(
-                    "plugin_hook_failed",
-                    hook="webhook_state",
-                    plugin=plugin,
-                    webhook=webhook.name,
-                    error=redact_text(f"{type(exc).__name__}: {exc}"),
-                )
+                _hook_failed("webhook_state", plugin, exc, webhook=webhook.name)
                 return None
             if state is not None:
                 break
@@ -688,12 +685,7 @@ class Hooks:
             try:
                 found = impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:
-                log.error(
-                    "plugin_hook_failed",
-                    hook="webhook_stats",
-                    plugin=impl.plugin_name,
-                    error=redact_text(f"{type(exc).__name__}: {exc}"),
-                )
+                _hook_failed("webhook_stats", impl.plugin_name, exc)
                 continue
             if found is None:
                 continue
@@ -739,12 +731,7 @@ class Hooks:
             try:
                 result = impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:
-                log.error(
-                    "plugin_hook_failed",
-                    hook=hook_name,
-                    plugin=impl.plugin_name,
-                    error=redact_text(f"{type(exc).__name__}: {exc}"),
-                )
+                _hook_failed(hook_name, impl.plugin_name, exc)
                 continue
             if result is not None:
                 answers.append((impl.plugin_name, result))
