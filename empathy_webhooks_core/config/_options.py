@@ -7,7 +7,8 @@ validation). The hooks here add what a configuration file needs on top of that:
   table with three mistakes reports three (the class's `__init__` stops at the first);
 - unknown keys and `Literal` choices get a did-you-mean;
 - a credential field's value is never echoed: a wrong-typed one is described by its kind,
-  and every string a credential field holds is remembered so that no problem line shows it.
+  and every string a credential field holds is handed to `remember_secret`, so that the
+  reader can keep it out of every problem line.
 
 Each class's exception group is walked into `Problem`s placed relative to its table, in
 the order the table wrote its keys, and raised as one `Invalid`.
@@ -90,12 +91,14 @@ def key_of(field: attrs.Attribute[Any]) -> str:
 class OptionTables:
     """A copy of the project's converter whose attrs classes are structured field by field.
 
-    `secrets` collects every string a credential field was given, for the caller to hide.
-    Subclasses change how one field's value is built by overriding `builder`.
+    Each class's structuring function is generated once and kept for the process, so a hook
+    holds no state of one configuration: `remember_secret` is how a credential field's
+    string is handed to whoever reads the configuration now. Subclasses change how one
+    field's value is built by overriding `builder`.
     """
 
-    def __init__(self, secrets: set[str]) -> None:
-        self.secrets = secrets
+    def __init__(self, remember_secret: Callable[[str], None]) -> None:
+        self.remember_secret = remember_secret
         self.converter = converter.copy()
         self.converter.register_structure_hook_factory(attrs.has, self._class_hook)
 
@@ -138,7 +141,7 @@ class OptionTables:
 
         def hook(value: Any, _: Any) -> Any:
             if secret and isinstance(value, str):
-                self.secrets.add(value)
+                self.remember_secret(value)
             built = build(value)
             _check(field, built)
             return built

@@ -15,7 +15,10 @@ whose environment variable is unset was already reported and is not judged again
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -27,6 +30,11 @@ from ._problems import _join, _kind, _Problems
 from .filters import _compile_filter
 
 __all__ = ["WebhookTables"]
+
+#: The configuration being read in this context: the hooks below are generated once per
+#: class for the process, so what belongs to one reading (installed types, secrets seen,
+#: problems) is found here rather than held by them.
+_reading: ContextVar[WebhookTables] = ContextVar("_reading")
 
 _ON_FAILURE = (
     "takes a Python function and cannot be set in a configuration file; "
@@ -42,7 +50,6 @@ class WebhookTables:
         self.types = types
         self.pm = pm
         self.problems = problems
-        self.options = _WebhookOptions(self)
         #: Fallbacks named by string, checked once every webhook's name is known.
         self.fallback_names: list[tuple[str, str]] = []
 
@@ -50,7 +57,8 @@ class WebhookTables:
         """The webhook `table` at `path` describes, or None with its problems reported."""
         webhook: Webhook | None
         try:
-            webhook, found = self.webhook(table), []
+            with self._reading():
+                webhook, found = self.webhook(table), []
         except Invalid as exc:
             webhook, found = None, exc.problems
         # Keys holding a place whose variable is unset: already reported, not judged again.
@@ -71,8 +79,16 @@ class WebhookTables:
     def webhook(self, table: Any) -> Webhook:
         """The webhook a table describes, or `Invalid` with its problems relative to it."""
         cls, table = self._class_for(table)
-        built: Webhook = self.options.structure(table, cls)
+        built: Webhook = _options().structure(table, cls)
         return built
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        token = _reading.set(self)
+        try:
+            yield
+        finally:
+            _reading.reset(token)
 
     def _class_for(self, table: Any) -> tuple[type[Webhook], dict[str, Any]]:
         if not isinstance(table, Mapping):
@@ -134,31 +150,39 @@ class WebhookTables:
     def _unset_within(self, where: str) -> bool:
         return any(_at_or_under(p, where) for p in self.problems.unset)
 
-    # The fields a file writes differently from Python code.
-    def filter(self, value: Any) -> Any:
-        found = _Problems()
-        compiled = _compile_filter(value, "", found)
-        if found.placed:
-            raise Invalid([Problem(path, message) for path, message in found.placed])
-        return compiled
 
-    def fallback(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, Mapping):
-            return self.webhook(value)
-        raise Invalid.one(f"expected a webhook's name or a webhook table, got {_kind(value)}")
+# The fields a file writes differently from Python code.
+def _filter(value: Any) -> Any:
+    found = _Problems()
+    compiled = _compile_filter(value, "", found)
+    if found.placed:
+        raise Invalid([Problem(path, message) for path, message in found.placed])
+    return compiled
 
-    def signing_secret(self, value: Any) -> Any:
-        if isinstance(value, str) or (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            self.problems.secrets.update([value] if isinstance(value, str) else value)
-            return value
-        raise Invalid.one(f"expected a string or a list of strings, got {_kind(value)}")
 
-    def on_failure(self, value: Any) -> Any:
-        raise Invalid.one(_ON_FAILURE)
+def _fallback(value: Any) -> Any:
+    if isinstance(value, str):
+        return value  # checked once every webhook's name is known
+    if isinstance(value, Mapping):
+        return _reading.get().webhook(value)
+    raise Invalid.one(f"expected a webhook's name or a webhook table, got {_kind(value)}")
+
+
+def _signing_secret(value: Any) -> Any:
+    if isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    ):
+        _reading.get().problems.secrets.update([value] if isinstance(value, str) else value)
+        return value
+    raise Invalid.one(f"expected a string or a list of strings, got {_kind(value)}")
+
+
+def _on_failure(value: Any) -> Any:
+    raise Invalid.one(_ON_FAILURE)
+
+
+def _remember_secret(value: str) -> None:
+    _reading.get().problems.secrets.add(value)
 
 
 def _at_or_under(path: str, place: str) -> bool:
@@ -169,20 +193,26 @@ def _at_type(message: str) -> Invalid:
     return Invalid([Problem("type", message)])
 
 
+_SPECIAL: dict[str, Callable[[Any], Any]] = {
+    "filter": _filter,
+    "fallback": _fallback,
+    "signing_secret": _signing_secret,
+    "on_failure": _on_failure,
+}
+
+
 class _WebhookOptions(OptionTables):
     """The option converter, with the webhook fields' own hooks."""
-
-    def __init__(self, tables: WebhookTables) -> None:
-        super().__init__(tables.problems.secrets)
-        self.special: dict[str, Callable[[Any], Any]] = {
-            "filter": tables.filter,
-            "fallback": tables.fallback,
-            "signing_secret": tables.signing_secret,
-            "on_failure": tables.on_failure,
-        }
 
     def builder(
         self, cls: type, field: attrs.Attribute[Any], tp: Any, secret: bool
     ) -> Callable[[Any], Any]:
-        special = self.special.get(key_of(field)) if issubclass(cls, Webhook) else None
+        special = _SPECIAL.get(key_of(field)) if issubclass(cls, Webhook) else None
         return special or super().builder(cls, field, tp, secret)
+
+
+@functools.cache
+def _options() -> _WebhookOptions:
+    """Made on first use (not at import), then kept: generating a class's structuring
+    function costs far more than running it."""
+    return _WebhookOptions(_remember_secret)
