@@ -5,7 +5,7 @@ in any problem, the exception or the CLI's output."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import attrs
 import pytest
@@ -16,7 +16,11 @@ from empathy_webhooks_core.plugins import build_plugin_manager
 
 from .test_cli import run, write
 
+if TYPE_CHECKING:
+    from decimal import Decimal
+
 MARKER = "marker-secret-7f3a9c"
+T = TypeVar("T")
 
 
 def _token(_: Any, __: Any, value: Any) -> None:
@@ -42,10 +46,20 @@ class VaultWebhook(Webhook):
     options: VaultOptions = attrs.field(factory=VaultOptions)
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class BoxWebhook(Webhook, Generic[T]):
+    """A generic class, and an annotation only a type checker can resolve."""
+
+    kind: ClassVar[str] = "box"
+    url: str
+    item: T | None = None
+    amount: Decimal | None = None
+
+
 class VaultPlugin:
     @hookimpl
     def webhook_types(self) -> dict[str, type[Webhook]]:
-        return {"vault": VaultWebhook}
+        return {"vault": VaultWebhook, "box": BoxWebhook}
 
 
 @pytest.fixture
@@ -209,4 +223,15 @@ retry_policy = {{ jitter = 5, max_retrys = 1 }}
         "webhooks[1].signing_secret: expected a string or a list of strings, got an integer",
         "webhooks[1].retry_policy.jitter: must be a fraction from 0 to 1, got 5.0",
         "webhooks[1].retry_policy: unknown key 'max_retrys' (did you mean 'max_retries'?)",
+    ]
+
+
+def test_a_plugin_class_cattrs_cannot_type_still_loads_from_a_table(pm) -> None:
+    pm.register(VaultPlugin())
+    table = {"type": "box", "url": "https://b.example/", "item": [1], "amount": "1.5"}
+    (box,) = parse_config({"webhooks": [table]}, env={}, plugin_manager=pm).webhooks
+    assert isinstance(box, BoxWebhook)
+    assert (box.item, box.amount) == ([1], "1.5")  # the class's own checks judge them
+    assert problems({"webhooks": [{**table, "itme": 1}]}, pm) == [
+        "webhooks[0]: unknown key 'itme' (did you mean 'item'?)"
     ]

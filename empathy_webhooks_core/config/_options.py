@@ -113,17 +113,26 @@ class OptionTables:
             f.name: override(struct_hook=self._field_hook(cls, f, hints.get(f.name, f.type)))
             for f in fields
         }
-        # From the fields themselves: every field has its own hook, so no annotation needs
-        # resolving (a plugin's may not resolve at all).
-        generated: Hook = make_dict_structure_fn_from_attrs(
-            list(attrs.fields(cls)),
-            cls,
-            self.converter,
-            _cattrs_forbid_extra_keys=True,
-            _cattrs_detailed_validation=True,
-            _cattrs_use_alias=True,
-            **overrides,
-        )
+        try:
+            # From the fields themselves: every field has its own hook, so no annotation
+            # needs resolving (a plugin's may not resolve at all), nor a generic's parameters.
+            generated: Hook = make_dict_structure_fn_from_attrs(
+                list(attrs.fields(cls)),
+                cls,
+                self.converter,
+                {p.__name__: Any for p in getattr(cls, "__parameters__", ())},
+                _cattrs_forbid_extra_keys=True,
+                _cattrs_detailed_validation=True,
+                _cattrs_use_alias=True,
+                **overrides,
+            )
+        except Exception as exc:  # a class cattrs cannot handle: one line, not a traceback
+            unreadable = f"{cls.__name__} cannot be read from a table ({type(exc).__name__}: {exc})"
+
+            def refuse(table: Any, _: Any) -> Any:
+                raise Invalid.one(unreadable)
+
+            return refuse
 
         def structure(table: Any, _: Any) -> Any:
             if not isinstance(table, Mapping):
