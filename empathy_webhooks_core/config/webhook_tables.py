@@ -57,8 +57,7 @@ class WebhookTables:
         """The webhook `table` at `path` describes, or None with its problems reported."""
         webhook: Webhook | None
         try:
-            with self._reading():
-                webhook, found = self.webhook(table), []
+            webhook, found = self.webhook(table), []
         except Invalid as exc:
             webhook, found = None, exc.problems
         # Keys holding a place whose variable is unset: already reported, not judged again.
@@ -79,7 +78,8 @@ class WebhookTables:
     def webhook(self, table: Any) -> Webhook:
         """The webhook a table describes, or `Invalid` with its problems relative to it."""
         cls, table = self._class_for(table)
-        built: Webhook = _options().structure(table, cls)
+        with self._reading():
+            built: Webhook = _options().structure(table, cls)
         return built
 
     @contextmanager
