@@ -4,6 +4,7 @@ in any problem, the exception or the CLI's output."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -235,3 +236,26 @@ def test_a_plugin_class_cattrs_cannot_type_still_loads_from_a_table(pm) -> None:
     assert problems({"webhooks": [{**table, "itme": 1}]}, pm) == [
         "webhooks[0]: unknown key 'itme' (did you mean 'item'?)"
     ]
+
+
+def test_readings_in_threads_keep_their_secrets_apart(pm) -> None:
+    # The structuring hooks are shared by the process; what one reading remembers as secret
+    # (to hide) must stay with it, even while another thread reads another configuration.
+    pm.register(VaultPlugin())
+    parse_config(  # generate the hooks before the threads race
+        {"webhooks": [{"type": "vault", "url": "https://v.example/", "token": "tok_x"}]},
+        env={},
+        plugin_manager=pm,
+    )
+
+    def read(marker: str) -> list[str]:
+        lines = []
+        for index in range(20):
+            table = {"type": "vault", "url": "https://v.example/", "token": f"{marker}-{index}"}
+            lines += problems({"webhooks": [table]}, pm)
+        return lines
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(read, ["first-secret", "second-secret"]))
+    for lines in results:
+        assert lines == ["webhooks[0].token: must start with 'tok_', got ***"] * 20
