@@ -15,7 +15,7 @@ class _Problems:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        #: The same problems as (place, message), for a caller that places them further.
+        #: What `add` recorded, as (place, message): for a caller that places it further.
         self.placed: list[tuple[str, str]] = []
         self.secrets: set[str] = set()
         # Places whose variable is missing: already reported, so not judged again.
