@@ -15,12 +15,15 @@ class _Problems:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        #: What `add` recorded, as (place, message): for a caller that places it further.
+        self.placed: list[tuple[str, str]] = []
         self.secrets: set[str] = set()
         # Places whose variable is missing: already reported, so not judged again.
         self.unset: set[str] = set()
 
     def add(self, path: str, message: str) -> None:
         self.lines.append(f"{path}: {message}" if path else message)
+        self.placed.append((path, message))
 
     def extend(self, lines: Iterable[str]) -> None:
         self.lines.extend(lines)

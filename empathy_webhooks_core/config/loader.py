@@ -14,10 +14,10 @@ import attrs
 
 from ..converter import ConfigError, did_you_mean
 from ..webhooks import Webhook
-from ._builder import _Builder
-from ._problems import _MISSING, _join, _kind, _Problems
+from ._problems import _join, _kind, _Problems
 from .env import expand_env
 from .serve import ServeConfig, parse_serve
+from .webhook_tables import WebhookTables
 
 if typing.TYPE_CHECKING:
     import pluggy
@@ -86,13 +86,13 @@ def parse_config(
     elif not isinstance(raw, list):
         problems.add("webhooks", f"expected a list of [[webhooks]] tables, got {_kind(raw)}")
         raw = []
-    builder = _Builder(hooks_for(pm).webhook_types(), pm, problems)
+    tables = WebhookTables(hooks_for(pm).webhook_types(), pm, problems)
     webhooks: list[Webhook] = []
     seen: dict[str, int] = {}
     for index, table in enumerate(raw):
         path = f"webhooks[{index}]"
-        webhook = builder.webhook(table, path)
-        if webhook is _MISSING:
+        webhook = tables.webhook_at(table, path)
+        if webhook is None:
             continue
         if webhook.name in seen:
             problems.add(
@@ -103,7 +103,7 @@ def parse_config(
             continue
         seen[webhook.name] = index
         webhooks.append(webhook)
-    for name, where in builder.fallback_names:
+    for name, where in tables.fallback_names:
         if name not in seen:
             known = ", ".join(seen) or "none"
             problems.add(

@@ -1,0 +1,218 @@
+"""`[[webhooks]]` tables into webhooks.
+
+`type` chooses the class (an installed plugin's webhook type, or `custom` for a bare `url`);
+the project's cattrs converter then structures the table field by field (`_options.py`),
+with hooks for the fields a file writes differently from Python code:
+
+- `filter`: a table of conditions, compiled into an `EventFilter` (`filters.py`);
+- `fallback`: another webhook's name (checked once every name is known) or a webhook table;
+- `signing_secret`: a string or a list of strings, each remembered as a secret;
+- `on_failure`: a Python function, so refused with a pointer to dead letters.
+
+Every problem of every table is collected in one pass, each with its exact place; a place
+whose environment variable is unset was already reported and is not judged again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import attrs
+
+from ..converter import did_you_mean
+from ..webhooks import Webhook
+from ._options import Invalid, OptionTables, Problem, key_of, under
+from ._problems import _join, _kind, _Problems
+from .filters import _compile_filter
+
+__all__ = ["WebhookTables"]
+
+#: The configuration being read in this context: the hooks below are generated once per
+#: class for the process, so what belongs to one reading (installed types, secrets seen,
+#: problems) is found here rather than held by them.
+_reading: ContextVar[WebhookTables] = ContextVar("_reading")
+
+_ON_FAILURE = (
+    "takes a Python function and cannot be set in a configuration file; "
+    "failed deliveries are kept as dead letters (`empathy-webhooks dead-letters`)"
+)
+
+
+class WebhookTables:
+    """Builds webhooks from their tables for one configuration, collecting every problem
+    into `problems` (with the secret values no line may show)."""
+
+    def __init__(self, types: Mapping[str, type[Webhook]], pm: Any, problems: _Problems) -> None:
+        self.types = types
+        self.pm = pm
+        self.problems = problems
+        #: Fallbacks named by string, checked once every webhook's name is known.
+        self.fallback_names: list[tuple[str, str]] = []
+
+    def webhook_at(self, table: Any, path: str) -> Webhook | None:
+        """The webhook `table` at `path` describes, or None with its problems reported."""
+        webhook: Webhook | None
+        try:
+            webhook, found = self.webhook(table), []
+        except Invalid as exc:
+            webhook, found = None, exc.problems
+        # Keys holding a place whose variable is unset: already reported, not judged again.
+        unset = (
+            [_join(path, str(k)) for k in table if self._unset_within(_join(path, str(k)))]
+            if isinstance(table, Mapping)
+            else []
+        )
+        for problem in found:
+            where = under(path, problem.path)
+            if (problem.whole and unset) or any(_at_or_under(where, u) for u in unset):
+                continue
+            self.problems.add(where, problem.message)
+        if isinstance(table, Mapping) and self._resolves(table):
+            self._name_fallbacks(table, path)
+        return None if unset else webhook
+
+    def webhook(self, table: Any) -> Webhook:
+        """The webhook a table describes, or `Invalid` with its problems relative to it."""
+        cls, table = self._class_for(table)
+        with self._reading():
+            built: Webhook = _options().structure(table, cls)
+        return built
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        token = _reading.set(self)
+        try:
+            yield
+        finally:
+            _reading.reset(token)
+
+    def _class_for(self, table: Any) -> tuple[type[Webhook], dict[str, Any]]:
+        if not isinstance(table, Mapping):
+            raise Invalid.one(f"expected a table of options, got {_kind(table)}")
+        kind = table.get("type")
+        rest = {k: v for k, v in table.items() if k != "type"}
+        installed = ", ".join(sorted(self.types)) or "none"
+        if kind is None and "url" in table and "custom" in self.types:
+            # A bare URL: a generic webhook, which a URL naming a service (hooks.slack.com)
+            # turns into that service's webhook when it joins a dispatcher (claims.py).
+            return self.types["custom"], rest
+        if kind == "custom" and "raw" not in table:
+            # Written out, "custom" means the generic envelope, whatever the URL names.
+            rest["raw"] = True
+        if kind is None:
+            raise _at_type(f"required key is missing (installed types: {installed})")
+        if not isinstance(kind, str):
+            raise _at_type(f"expected a string, got {_kind(kind)}")
+        cls = self.types.get(kind)
+        if cls is None:
+            raise _at_type(self._unknown_type(kind, installed))
+        return cls, rest
+
+    def _unknown_type(self, kind: str, installed: str) -> str:
+        failed = next((e for e in getattr(self.pm, "load_errors", []) if e.name == kind), None)
+        if failed is not None:
+            return (
+                f"the {kind!r} plugin is installed but failed to load ({failed.error}); "
+                f"installed types: {installed}"
+            )
+        hint = (
+            self.pm.install_hint(kind)
+            if hasattr(self.pm, "install_hint")
+            else f"pip install empathy-webhooks-{kind}"
+        )
+        return (
+            f"unknown webhook type {kind!r}{did_you_mean(kind, self.types)}; "
+            f"installed types: {installed} (a plugin adds its type: {hint})"
+        )
+
+    def _resolves(self, table: Mapping[str, Any]) -> bool:
+        try:
+            self._class_for(table)
+        except Invalid:
+            return False
+        return True
+
+    def _name_fallbacks(self, table: Mapping[str, Any], path: str) -> None:
+        """Remember each fallback given by name, down a chain of fallback tables."""
+        where = _join(path, "fallback")
+        value = table.get("fallback")
+        if self._unset_within(where):
+            return
+        if isinstance(value, str):
+            self.fallback_names.append((value, where))
+        elif isinstance(value, Mapping) and self._resolves(value):
+            self._name_fallbacks(value, where)
+
+    def _unset_within(self, where: str) -> bool:
+        return any(_at_or_under(p, where) for p in self.problems.unset)
+
+
+# The fields a file writes differently from Python code.
+def _filter(value: Any) -> Any:
+    found = _Problems()
+    compiled = _compile_filter(value, "", found)
+    if found.placed:
+        raise Invalid([Problem(path, message) for path, message in found.placed])
+    return compiled
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, str):
+        return value  # checked once every webhook's name is known
+    if isinstance(value, Mapping):
+        return _reading.get().webhook(value)
+    raise Invalid.one(f"expected a webhook's name or a webhook table, got {_kind(value)}")
+
+
+def _signing_secret(value: Any) -> Any:
+    if isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    ):
+        _reading.get().problems.secrets.update([value] if isinstance(value, str) else value)
+        return value
+    raise Invalid.one(f"expected a string or a list of strings, got {_kind(value)}")
+
+
+def _on_failure(value: Any) -> Any:
+    raise Invalid.one(_ON_FAILURE)
+
+
+def _remember_secret(value: str) -> None:
+    _reading.get().problems.secrets.add(value)
+
+
+def _at_or_under(path: str, place: str) -> bool:
+    return path == place or path.startswith((f"{place}.", f"{place}["))
+
+
+def _at_type(message: str) -> Invalid:
+    return Invalid([Problem("type", message)])
+
+
+_SPECIAL: dict[str, Callable[[Any], Any]] = {
+    "filter": _filter,
+    "fallback": _fallback,
+    "signing_secret": _signing_secret,
+    "on_failure": _on_failure,
+}
+
+
+class _WebhookOptions(OptionTables):
+    """The option converter, with the webhook fields' own hooks."""
+
+    def builder(
+        self, cls: type, field: attrs.Attribute[Any], tp: Any, secret: bool
+    ) -> Callable[[Any], Any]:
+        special = _SPECIAL.get(key_of(field)) if issubclass(cls, Webhook) else None
+        return special or super().builder(cls, field, tp, secret)
+
+
+@functools.cache
+def _options() -> _WebhookOptions:
+    """Made on first use (not at import), then kept: generating a class's structuring
+    function costs far more than running it."""
+    return _WebhookOptions(_remember_secret)
