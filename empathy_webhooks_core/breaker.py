@@ -11,6 +11,7 @@ import attrs
 
 from ._bounds import bounded
 from .clock import Clock
+from .converter import structure
 
 __all__ = [
     "MAX_BREAKER_SECONDS",
@@ -60,7 +61,6 @@ class BreakerPolicy:
             return cls(enabled=False)
         if isinstance(value, cls):
             return value
-        from .converter import structure
 
         return structure(value, cls, path="circuit_breaker")
 

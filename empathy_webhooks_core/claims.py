@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._log import get_logger
+from .webhooks import CustomWebhook, Webhook, WebhookConfig
 
 if TYPE_CHECKING:
     from .plugins import Hooks
-    from .webhooks import Webhook
 
 __all__ = ["SERVICE_URLS", "ServiceURL", "claim", "common_options", "service_for_url"]
 
@@ -101,7 +101,6 @@ def service_for_url(url: str) -> str | None:
 def common_options(webhook: Webhook) -> dict[str, Any]:
     """The settings every webhook has (name, events, filter, retry policy, ...), as keyword
     arguments for another webhook class: what a claiming plugin builds its webhook from."""
-    from .webhooks import Webhook
 
     options: dict[str, Any] = {}
     for field in attrs.fields(Webhook):
@@ -131,7 +130,6 @@ def _ignored(webhook: Any) -> list[str]:
 
 def claim(hooks: Hooks, webhook: Webhook, cache: weakref.WeakKeyDictionary[Any, Any]) -> Webhook:
     """`webhook` as the plugin of its URL's service would send it, or `webhook` itself."""
-    from .webhooks import CustomWebhook, WebhookConfig
 
     if type(webhook) not in (CustomWebhook, WebhookConfig) or webhook.raw:  # type: ignore[attr-defined]
         return webhook
@@ -178,7 +176,6 @@ def claim(hooks: Hooks, webhook: Webhook, cache: weakref.WeakKeyDictionary[Any, 
 
 def check_claimed(claimed: Any, plugin: str, options: Mapping[str, Any]) -> None:
     """Refuse a claiming plugin's answer that is not a webhook keeping the user's name."""
-    from .webhooks import Webhook
 
     if not isinstance(claimed, Webhook):
         raise TypeError(f"returned a {type(claimed).__name__}, not a Webhook")

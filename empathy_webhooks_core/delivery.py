@@ -14,7 +14,7 @@ import pluggy
 from ._pipeline.state import current_state
 from .clock import Clock
 from .events import Event
-from .plugins import Hooks, hooks_for
+from .plugins import Hooks, get_plugin_manager, hooks_for
 from .redaction import (
     bounded,
     is_secret_name,
@@ -231,7 +231,6 @@ def render_request(
     webhook: Webhook, event: Event, *, plugin_manager: pluggy.PluginManager | None = None
 ) -> OutgoingRequest:
     """What `webhook` would send for `event`: a dry run, nothing sent or queued."""
-    from .plugins import get_plugin_manager
 
     if not isinstance(event, Event):
         raise TypeError(f"expected an Event, got {type(event).__name__}")

@@ -36,6 +36,7 @@ from ._pipeline.state import WebhookStates
 from ._pipeline.work import Workers
 from ._sender import Sender
 from .clock import Clock, SystemClock
+from .config import load_config
 from .delivery import render as render_delivery
 from .events import (
     DEFAULT_MAX_DATA_DEPTH,
@@ -150,7 +151,6 @@ class WebhookDispatcher:
     ) -> WebhookDispatcher:
         """A dispatcher for a `webhooks.toml` file: its webhooks and its `store` (unless
         `store=` is given). Raises `ConfigError` listing every problem of the file."""
-        from .config import load_config
 
         pm = plugin_manager or get_plugin_manager()
         config = load_config(path, plugin_manager=pm)

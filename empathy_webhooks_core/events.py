@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from ._bounds import check_number
 from .wire import json_bytes
 
 __all__ = [
@@ -103,7 +104,6 @@ def framework_version(value: Any) -> Iterator[None]:
 def data_depth_limit(limit: int) -> Iterator[None]:
     """Build events under another nesting limit (what `WebhookDispatcher(max_data_depth=)`
     does). `limit` is 1 to `MAX_DATA_DEPTH_LIMIT`."""
-    from ._bounds import check_number
 
     check_number("max_data_depth", limit, at_least=1, at_most=MAX_DATA_DEPTH_LIMIT, integer=True)
     token = _DEPTH_LIMIT.set(limit)

@@ -21,6 +21,7 @@ from . import hookspecs
 from ._contract import PLUGIN_API_VERSION, api_version_problem
 from ._log import get_logger
 from ._version import __version__
+from .claims import check_claimed, claim
 from .redaction import redact_text
 from .wire import OutgoingRequest, Response, Verdict
 
@@ -501,7 +502,6 @@ class Hooks:
 
     def webhook_for_url(self, url: str, options: Mapping[str, Any]) -> Webhook | None:
         """The webhook the plugin of `url`'s service makes of it, or None (see `claimed`)."""
-        from .claims import check_claimed
 
         claimed, plugin = self._first("webhook_for_url", url=url, options=options)
         if claimed is None:
@@ -516,7 +516,6 @@ class Hooks:
         """`webhook`, or for a plain `CustomWebhook`/`WebhookConfig` whose URL names a
         service (`hooks.slack.com`), the webhook that service's plugin makes of it; the same
         object every time for one webhook."""
-        from .claims import claim
 
         return claim(self, webhook, self._claims)
 

@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import attrs
 
 from .clock import Clock
+from .converter import structure
 
 __all__ = ["Limiter", "RateLimit", "RateLimiter"]
 
@@ -66,7 +67,6 @@ class RateLimit:
     def coerce(cls, value: RateLimit | Mapping[str, Any] | None) -> RateLimit | None:
         if value is None or isinstance(value, cls):
             return value
-        from .converter import structure
 
         return structure(value, cls, path="rate_limit")
 

@@ -11,6 +11,7 @@ from typing import Any, TypeGuard
 import attrs
 
 from ._bounds import bounded, check_number
+from .converter import structure
 
 __all__ = [
     "DEFAULT_RETRY_ON_STATUS",
@@ -100,7 +101,6 @@ class RetryPolicy:
             return cls()
         if isinstance(value, cls):
             return value
-        from .converter import structure
 
         return structure(value, cls, path="retry_policy")
 
