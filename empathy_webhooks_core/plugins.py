@@ -22,14 +22,15 @@ from ._contract import PLUGIN_API_VERSION, api_version_problem
 from ._log import get_logger
 from ._version import __version__
 from .claims import check_claimed, claim
+from .converter import did_you_mean
 from .redaction import redact_text
+from .webhooks import Webhook
 from .wire import OutgoingRequest, Response, Verdict
 
 if TYPE_CHECKING:
     import aiohttp
 
     from .events import Event
-    from .webhooks import Webhook
     from .wire import DeliveryError, DeliveryResult
 
 __all__ = [
@@ -207,8 +208,6 @@ def build_plugin_manager(
             pm.left_out = [name for name in installed if name not in allowed]
             pm.unknown_in_load_plugins = sorted(allowed - set(installed))
             for name in pm.unknown_in_load_plugins:
-                from .converter import did_you_mean
-
                 log.warning(
                     "load_plugins_names_unknown_plugin",
                     plugin=name,
@@ -395,8 +394,6 @@ class Hooks:
         """Every registered webhook type by name. Two plugins registering the same name, or
         the same class, is an error naming both (the core could not tell whose it is)."""
         if self._types is None:
-            from .webhooks import Webhook
-
             types: dict[str, type[Webhook]] = {}
             owners: dict[type[Webhook], tuple[Any, str]] = {}
             named: dict[str, str] = {}

@@ -28,6 +28,7 @@ import pluggy
 from .._log import get_logger
 from .._sender import Sender
 from ..clock import Clock
+from ..plugins import get_plugin_manager, hooks_for
 from ..redaction import redact_text
 from ..stores.base import HasKeyValue, KeyValue
 from ..stores.memory import InProcessKeyValue
@@ -130,7 +131,6 @@ def state_for(
     keeps no state. With `make=False` nothing is made: the webhook's latest state, even one
     closed since (to read its figures), or None. Safe from any thread.
     """
-    from ..plugins import get_plugin_manager, hooks_for
 
     with _lock:
         entry = _entries.get(webhook)

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from ..converter import ConfigError, did_you_mean
+from ..plugins import get_plugin_manager, hooks_for
 from ..webhooks import Webhook
 from ._problems import _join, _kind, _Problems
 from .env import expand_env
@@ -57,7 +58,6 @@ def parse_config(
 
     Raises `ConfigError` whose `problems` list every mistake, each with its place.
     """
-    from ..plugins import get_plugin_manager, hooks_for
 
     deep = _too_deep(data)
     if deep is not None:

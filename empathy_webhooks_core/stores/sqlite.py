@@ -62,6 +62,7 @@ import attrs
 
 from .._bounds import check_number
 from .._log import get_logger
+from ..converter import did_you_mean
 from ..events import Event
 from ..history import (
     AttemptRecord,
@@ -1266,8 +1267,6 @@ def open_sqlite_store(url: str) -> SQLiteStore:
         elif key in ("synchronous", "role"):
             options[key] = value
         else:
-            from ..converter import did_you_mean
-
             known = ("retention", "synchronous", "lease", "poll", "role")
             raise ValueError(
                 f"{url!r}: unknown option {key!r}{did_you_mean(key, known)}"
