@@ -715,11 +715,16 @@ class Hooks:
     # cost one attribute read more than before.
 
     @functools.cached_property
-    def _observers(self) -> dict[str, list[Any]]:
-        return {
-            name: self._impls(name)
-            for name in ("delivery_context", "before_attempt", "after_attempt")
-        }
+    def _observers(self) -> dict[str, list[tuple[Callable[..., Any], str]]]:
+        # Each implementation as a function of the spec's arguments in order, and its
+        # plugin's name: called on every attempt, so no keyword mapping is built per call.
+        observers = {}
+        for name in ("delivery_context", "before_attempt", "after_attempt"):
+            argnames = tuple(getattr(self.pm.hook, name).spec.argnames)
+            observers[name] = [
+                (_positional(impl, argnames), impl.plugin_name) for impl in self._impls(name)
+            ]
+        return observers
 
     @functools.cached_property
     def captures_context(self) -> bool:
@@ -731,23 +736,23 @@ class Hooks:
         """Whether any plugin implements `before_attempt` or `after_attempt`."""
         return bool(self._observers["before_attempt"] or self._observers["after_attempt"])
 
-    def _told(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Every implementation's non-None answer with its plugin's name; one that raises is
-        logged and skipped."""
+    def _told(self, hook_name: str, *args: Any) -> list[tuple[str, Any]]:
+        """Every implementation's non-None answer with its plugin's name (`args`: the spec's
+        arguments in order); one that raises is logged and skipped."""
         answers = []
-        for impl in self._observers[hook_name]:
+        for function, plugin in self._observers[hook_name]:
             try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                result = function(*args)
             except Exception as exc:
                 log.error(
                     "plugin_hook_failed",
                     hook=hook_name,
-                    plugin=impl.plugin_name,
+                    plugin=plugin,
                     error=redact_text(f"{type(exc).__name__}: {exc}"),
                 )
                 continue
             if result is not None:
-                answers.append((impl.plugin_name, result))
+                answers.append((plugin, result))
         return answers
 
     def _strings(self, hook_name: str, answers: list[tuple[str, Any]]) -> dict[str, str]:
@@ -766,7 +771,7 @@ class Hooks:
         return merged
 
     def delivery_context(self, webhook: Webhook, event: Event) -> dict[str, str]:
-        answers = self._told("delivery_context", webhook=webhook, event=event)
+        answers = self._told("delivery_context", webhook, event)
         return self._strings("delivery_context", answers) if answers else {}
 
     def before_attempt(
@@ -782,12 +787,12 @@ class Hooks:
         breaks); an invalid one is that plugin's bug, logged and left out."""
         answers = self._told(
             "before_attempt",
-            webhook=webhook,
-            event=event,
-            delivery_id=delivery_id,
-            attempt=attempt,
-            request=request,
-            context=MappingProxyType(context),
+            webhook,
+            event,
+            delivery_id,
+            attempt,
+            request,
+            MappingProxyType(context),
         )
         if not answers:
             return {}
@@ -817,16 +822,16 @@ class Hooks:
     ) -> None:
         self._told(
             "after_attempt",
-            webhook=webhook,
-            event=event,
-            delivery_id=delivery_id,
-            attempt=attempt,
-            request=request,
-            context=MappingProxyType(context),
-            verdict=verdict,
-            response=response,
-            error=error,
-            duration_s=duration_s,
+            webhook,
+            event,
+            delivery_id,
+            attempt,
+            request,
+            MappingProxyType(context),
+            verdict,
+            response,
+            error,
+            duration_s,
         )
 
 
