@@ -6,6 +6,7 @@ import functools
 import importlib
 import importlib.metadata
 import inspect
+import operator
 import os
 import re
 import threading
@@ -287,7 +288,13 @@ def _positional(impl: Any, argnames: tuple[str, ...]) -> Callable[..., Any]:
     if tuple(impl.argnames) == argnames:
         return function  # type: ignore[no-any-return]
     index = tuple(argnames.index(name) for name in impl.argnames)
-    return lambda *args: function(*[args[i] for i in index])
+    if not index:
+        return lambda *args: function()
+    if len(index) == 1:
+        (only,) = index
+        return lambda *args: function(args[only])
+    pick = operator.itemgetter(*index)  # one C call per attempt, not a list built in Python
+    return lambda *args: function(*pick(args))
 
 
 @attrs.frozen
@@ -328,6 +335,7 @@ class Hooks:
         # Asked after every success: the caller object lasts as long as the manager.
         self._on_success = pm.hook.on_success
         self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
+        self._broadcasts: dict[str, tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]]] = {}
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -598,23 +606,42 @@ class Hooks:
                 return result, impl.plugin_name
         return None, ""
 
+    def _broadcast(self, hook_name: str) -> tuple[tuple[str, ...], list[tuple[Any, str]]]:
+        """The spec's argument names, and each implementation in pluggy's order as a function
+        of them in order with its plugin's name; prepared again whenever the implementations
+        change (`on_success` is broadcast after every delivery)."""
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        cached = self._broadcasts.get(hook_name)
+        if cached is None or cached[0] != impls:
+            argnames = tuple(caller.spec.argnames)
+            prepared = [
+                (_positional(impl, argnames), impl.plugin_name)
+                for impl in reversed(impls)
+                if not (impl.hookwrapper or impl.wrapper)
+            ]
+            cached = self._broadcasts[hook_name] = (impls, argnames, prepared)
+        return cached[1], cached[2]
+
     def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call every implementation on its own, in pluggy's order, so one that raises cannot
         silence the rest."""
         results = []
-        for impl in self._impls(hook_name):
+        argnames, prepared = self._broadcast(hook_name)
+        args = [kwargs[name] for name in argnames]
+        for function, plugin in prepared:
             try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                result = function(*args)
             except Exception as exc:
                 log.error(
                     "plugin_hook_failed",
                     hook=hook_name,
-                    plugin=impl.plugin_name,
+                    plugin=plugin,
                     error=redact_text(f"{type(exc).__name__}: {exc}"),
                 )
                 continue
             if hook_name not in AWAITED_HOOKS and inspect.iscoroutine(result):
-                self._broken(impl.plugin_name, hook_name, f"returned {_kind_of(result)}")
+                self._broken(plugin, hook_name, f"returned {_kind_of(result)}")
                 continue
             results.append(result)
         return results

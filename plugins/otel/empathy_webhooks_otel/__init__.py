@@ -101,7 +101,7 @@ class OtelPlugin:
 
     def __init__(self, *, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
-        self._own_tracer_provider = tracer_provider is not None
+        self._tracer_is_real = tracer_provider is not None
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
         self._deliveries = meter.create_counter(
             DELIVERIES, unit="{delivery}", description="Deliveries that reached a final outcome."
@@ -179,11 +179,14 @@ class OtelPlugin:
     def _tracing(self) -> bool:
         """Whether spans can be real: a tracer provider given to this plugin, or a global one
         the application set (until then the API hands out a proxy whose spans are no-ops)."""
-        if self._own_tracer_provider:
+        if self._tracer_is_real:
             return True
-        return not isinstance(
-            trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
-        )
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            return False
+        # The global provider is set once for the process: from now on it is real.
+        self._tracer_is_real = True
+        return True
 
     def _shown_url(self, webhook: Webhook, request: OutgoingRequest) -> tuple[str, str, int]:
         """The URL without its secrets (userinfo, query values, a path that is a credential:
