@@ -56,9 +56,16 @@ def _rss() -> int:
     return pages * resource.getpagesize()
 
 
-async def _stalled(base: str, count: int) -> WebhookDispatcher:
-    """A started dispatcher whose `count` webhooks never get an answer, its workers all busy."""
-    hooks = [CustomWebhook(name=f"stall{n}", url=f"{base}/stall/{n}") for n in range(count)]
+async def _stalled(base: str, count: int, holds: int | None = None) -> WebhookDispatcher:
+    """A started dispatcher whose `count` webhooks never get an answer, its workers all busy.
+
+    `holds`: the deliveries each webhook must hold at once (its `max_pending`, when more than
+    the default): `max_pending` counts every delivery a webhook holds, the ones its stalled
+    workers have in flight included, so a user who means to keep N queued configures it so."""
+    options = {} if holds is None else {"max_pending": holds}
+    hooks = [
+        CustomWebhook(name=f"stall{n}", url=f"{base}/stall/{n}", **options) for n in range(count)
+    ]
     dispatcher = WebhookDispatcher(webhooks=hooks)
     await dispatcher.start()
     workers = hooks[0].max_concurrency
@@ -76,7 +83,10 @@ async def emit_latency(
     which tells how much of the tail is the collector walking the backlog; and the p99 of the
     CPU time an emit took (`time.thread_time_ns`), which a machine busy with other work does
     not inflate: a wall-clock tail far above it is the scheduler, not the code."""
-    dispatcher = await _stalled(base, 1)
+    # Held at once: the stalled workers' deliveries, the backlog, and both sample runs (the
+    # default max_pending, 100,000, is exactly the backlog: the samples would be refused).
+    workers = CustomWebhook(url=base).max_concurrency
+    dispatcher = await _stalled(base, 1, holds=workers + queued + 2 * samples)
     for n in range(queued):
         await dispatcher.emit("prediction", _data(n), user_id="bench", empathy_level=4)
 

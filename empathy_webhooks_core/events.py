@@ -139,9 +139,12 @@ def new_event_id() -> str:
 
 def format_timestamp(moment: datetime) -> str:
     """ISO-8601 in UTC with millisecond precision and a `Z`, as receivers expect."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    moment = moment.astimezone(UTC)
+    if moment.year >= 1000:
+        # What strftime gives, without its format parsing (once per event): isoformat cuts
+        # to milliseconds as `// 1000` does.
+        return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _now() -> datetime:
@@ -215,19 +218,38 @@ def _check_json(value: Any, where: str, walk: _Walk | None = None, depth: int = 
         walk.enter(value, where, depth)
         out = {}
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise EventDataError(
-                    f"{_shown(where)} has a key {key!r} of type {type(key).__name__}; "
-                    "JSON keys are strings"
-                )
-            _check_json(key, f"{where} key {key!r}")
-            out[key] = _check_json(item, _path(where, key), walk, depth + 1)
+            if type(key) is not str or not key.isascii():
+                if not isinstance(key, str):
+                    raise EventDataError(
+                        f"{_shown(where)} has a key {key!r} of type {type(key).__name__}; "
+                        "JSON keys are strings"
+                    )
+                _check_json(key, f"{where} key {key!r}")
+            # Plain values are taken as they are without a call or a path built for them:
+            # they were most of an emit's work (the same rules as below, in line).
+            kind = type(item)
+            if (
+                item is None
+                or kind is bool
+                or (kind is str and item.isascii())
+                or (kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER)
+                or (kind is float and math.isfinite(item))
+            ):
+                out[key] = item
+            else:
+                out[key] = _check_json(item, _path(where, key), walk, depth + 1)
         walk.open.discard(id(value))
         return out
     if isinstance(value, list | tuple):
         walk.enter(value, where, depth)
         copied = [
-            _check_json(item, f"{where}[{index}]", walk, depth + 1)
+            item
+            if item is None
+            or (kind := type(item)) is bool
+            or (kind is str and item.isascii())
+            or (kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER)
+            or (kind is float and math.isfinite(item))
+            else _check_json(item, f"{where}[{index}]", walk, depth + 1)
             for index, item in enumerate(value)
         ]
         walk.open.discard(id(value))

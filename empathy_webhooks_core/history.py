@@ -72,6 +72,8 @@ _EXCERPT_WINDOW = 8192
 
 
 def _excerpt(response: Response) -> str:
+    if not response.body:  # most successes: nothing to decode or mask
+        return ""
     return bounded(response.body[:_EXCERPT_WINDOW].decode("utf-8", errors="replace"))
 
 

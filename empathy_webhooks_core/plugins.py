@@ -6,6 +6,7 @@ import functools
 import importlib
 import importlib.metadata
 import inspect
+import operator
 import os
 import re
 import threading
@@ -300,7 +301,13 @@ def _positional(impl: Any, argnames: tuple[str, ...]) -> Callable[..., Any]:
     if tuple(impl.argnames) == argnames:
         return function  # type: ignore[no-any-return]
     index = tuple(argnames.index(name) for name in impl.argnames)
-    return lambda *args: function(*[args[i] for i in index])
+    if not index:
+        return lambda *args: function()
+    if len(index) == 1:
+        (only,) = index
+        return lambda *args: function(args[only])
+    pick = operator.itemgetter(*index)  # one C call per attempt, not a list built in Python
+    return lambda *args: function(*pick(args))
 
 
 @attrs.frozen
@@ -341,6 +348,7 @@ class Hooks:
         # Asked after every success: the caller object lasts as long as the manager.
         self._on_success = pm.hook.on_success
         self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
+        self._broadcasts: dict[str, tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]]] = {}
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -607,18 +615,37 @@ class Hooks:
                 return result, impl.plugin_name
         return None, ""
 
+    def _broadcast(self, hook_name: str) -> tuple[tuple[str, ...], list[tuple[Any, str]]]:
+        """The spec's argument names, and each implementation in pluggy's order as a function
+        of them in order with its plugin's name; prepared again whenever the implementations
+        change (`on_success` is broadcast after every delivery)."""
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        cached = self._broadcasts.get(hook_name)
+        if cached is None or cached[0] != impls:
+            argnames = tuple(caller.spec.argnames)
+            prepared = [
+                (_positional(impl, argnames), impl.plugin_name)
+                for impl in reversed(impls)
+                if not (impl.hookwrapper or impl.wrapper)
+            ]
+            cached = self._broadcasts[hook_name] = (impls, argnames, prepared)
+        return cached[1], cached[2]
+
     def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call every implementation on its own, in pluggy's order, so one that raises cannot
         silence the rest."""
         results = []
-        for impl in self._impls(hook_name):
+        argnames, prepared = self._broadcast(hook_name)
+        args = [kwargs[name] for name in argnames]
+        for function, plugin in prepared:
             try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                result = function(*args)
             except Exception as exc:
-                _hook_failed(hook_name, impl.plugin_name, exc)
+                _hook_failed(hook_name, plugin, exc)
                 continue
             if hook_name not in AWAITED_HOOKS and inspect.iscoroutine(result):
-                self._broken(impl.plugin_name, hook_name, f"returned {_kind_of(result)}")
+                self._broken(plugin, hook_name, f"returned {_kind_of(result)}")
                 continue
             results.append(result)
         return results
@@ -703,11 +730,16 @@ class Hooks:
     # cost one attribute read more than before.
 
     @functools.cached_property
-    def _observers(self) -> dict[str, list[Any]]:
-        return {
-            name: self._impls(name)
-            for name in ("delivery_context", "before_attempt", "after_attempt")
-        }
+    def _observers(self) -> dict[str, list[tuple[Callable[..., Any], str]]]:
+        # Each implementation as a function of the spec's arguments in order, and its
+        # plugin's name: called on every attempt, so no keyword mapping is built per call.
+        observers = {}
+        for name in ("delivery_context", "before_attempt", "after_attempt"):
+            argnames = tuple(getattr(self.pm.hook, name).spec.argnames)
+            observers[name] = [
+                (_positional(impl, argnames), impl.plugin_name) for impl in self._impls(name)
+            ]
+        return observers
 
     @functools.cached_property
     def captures_context(self) -> bool:
@@ -719,18 +751,18 @@ class Hooks:
         """Whether any plugin implements `before_attempt` or `after_attempt`."""
         return bool(self._observers["before_attempt"] or self._observers["after_attempt"])
 
-    def _told(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Every implementation's non-None answer with its plugin's name; one that raises is
-        logged and skipped."""
+    def _told(self, hook_name: str, *args: Any) -> list[tuple[str, Any]]:
+        """Every implementation's non-None answer with its plugin's name (`args`: the spec's
+        arguments in order); one that raises is logged and skipped."""
         answers = []
-        for impl in self._observers[hook_name]:
+        for function, plugin in self._observers[hook_name]:
             try:
-                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                result = function(*args)
             except Exception as exc:
-                _hook_failed(hook_name, impl.plugin_name, exc)
+                _hook_failed(hook_name, plugin, exc)
                 continue
             if result is not None:
-                answers.append((impl.plugin_name, result))
+                answers.append((plugin, result))
         return answers
 
     def _strings(self, hook_name: str, answers: list[tuple[str, Any]]) -> dict[str, str]:
@@ -749,7 +781,7 @@ class Hooks:
         return merged
 
     def delivery_context(self, webhook: Webhook, event: Event) -> dict[str, str]:
-        answers = self._told("delivery_context", webhook=webhook, event=event)
+        answers = self._told("delivery_context", webhook, event)
         return self._strings("delivery_context", answers) if answers else {}
 
     def before_attempt(
@@ -765,12 +797,12 @@ class Hooks:
         breaks); an invalid one is that plugin's bug, logged and left out."""
         answers = self._told(
             "before_attempt",
-            webhook=webhook,
-            event=event,
-            delivery_id=delivery_id,
-            attempt=attempt,
-            request=request,
-            context=MappingProxyType(context),
+            webhook,
+            event,
+            delivery_id,
+            attempt,
+            request,
+            MappingProxyType(context),
         )
         if not answers:
             return {}
@@ -800,16 +832,16 @@ class Hooks:
     ) -> None:
         self._told(
             "after_attempt",
-            webhook=webhook,
-            event=event,
-            delivery_id=delivery_id,
-            attempt=attempt,
-            request=request,
-            context=MappingProxyType(context),
-            verdict=verdict,
-            response=response,
-            error=error,
-            duration_s=duration_s,
+            webhook,
+            event,
+            delivery_id,
+            attempt,
+            request,
+            MappingProxyType(context),
+            verdict,
+            response,
+            error,
+            duration_s,
         )
 
 

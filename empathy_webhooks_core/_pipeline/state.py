@@ -143,10 +143,11 @@ def state_for(
 
 def current_state(webhook: Webhook, hooks: Hooks) -> Any:
     """The live state of `webhook` (made with `hooks` if none): what `deliver` is given."""
-    with _lock:
-        entry = _entries.get(webhook)
-        if entry is not None and not entry.closed:
-            return entry.state
+    # Read without the lock first (asked on every attempt; a dict read is atomic): the lock
+    # is for making or replacing an entry, which `_entry` does under it.
+    entry = _entries.get(webhook)
+    if entry is not None and not entry.closed:
+        return entry.state
     return _entry(webhook, hooks).state
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import aiohttp
@@ -13,6 +14,12 @@ from ..wire import Outcome, OutgoingRequest, Response, Verdict
 
 #: How much of an answer's body is read: enough for error text, never a whole download.
 MAX_RESPONSE_BYTES = 64 * 1024
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    # Frozen, and the same for every attempt of a webhook: one per distinct timeout.
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 async def send(
@@ -27,7 +34,7 @@ async def send(
             data=request.body,
             headers=dict(request.headers),
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            timeout=_timeout(timeout_seconds),
         ) as answer:
             body = await answer.content.read(MAX_RESPONSE_BYTES)
             return Response(

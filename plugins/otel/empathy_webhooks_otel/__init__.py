@@ -101,6 +101,7 @@ class OtelPlugin:
 
     def __init__(self, *, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
+        self._tracer_is_real = tracer_provider is not None
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
         self._deliveries = meter.create_counter(
             DELIVERIES, unit="{delivery}", description="Deliveries that reached a final outcome."
@@ -141,6 +142,11 @@ class OtelPlugin:
         request: OutgoingRequest,
         context: Mapping[str, str],
     ) -> Mapping[str, str] | None:
+        if not context and not self._tracing():
+            # No SDK and no emitter's context to pass on: the span would be an invalid no-op
+            # and no header would be added, so none is started. Asked on every attempt (one
+            # lookup), so an SDK configured later is used from then on.
+            return None
         # The emit's context as the parent, or none: never the worker task's own context,
         # which holds whatever span was current when the dispatcher started.
         parent = _PROPAGATOR.extract(context) if context else Context()
@@ -169,6 +175,18 @@ class OtelPlugin:
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         return carrier or None
+
+    def _tracing(self) -> bool:
+        """Whether spans can be real: a tracer provider given to this plugin, or a global one
+        the application set (until then the API hands out a proxy whose spans are no-ops)."""
+        if self._tracer_is_real:
+            return True
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            return False
+        # The global provider is set once for the process: from now on it is real.
+        self._tracer_is_real = True
+        return True
 
     def _shown_url(self, webhook: Webhook, request: OutgoingRequest) -> tuple[str, str, int]:
         """The URL without its secrets (userinfo, query values, a path that is a credential:

@@ -208,3 +208,34 @@ async def test_the_emitters_trace_survives_a_sqlite_restart(
     assert {span.parent.span_id for span in spans if span.parent} == {emitted.span_id}
     trace_id, parent_id, _ = parse_traceparent(receiver.requests[-1].header("traceparent"))
     assert (trace_id, parent_id) == (emitted.trace_id, spans[-1].context.span_id)
+
+
+async def test_without_an_sdk_only_the_emitters_own_context_travels(receiver: Receiver) -> None:
+    # The global providers, as the entry point's plugin uses them, with no SDK set: attempts
+    # start no span (the fast path), add no header, yet a context the emitter holds (taken
+    # from an incoming request, no SDK needed) still reaches the receiver.
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from empathy_webhooks_core import WebhookDispatcher
+
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    plugin = empathy_webhooks_otel.OtelPlugin()
+    pm = build_plugin_manager(env={"EMPATHY_WEBHOOKS_LOAD_PLUGINS": ""}, extra_plugins=[plugin])
+    hook = CustomWebhook(name="plain", url=receiver.url("/hook"))
+    incoming = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    async with WebhookDispatcher(webhooks=[hook], plugin_manager=pm) as dispatcher:
+        await dispatcher.emit("alert", {"n": 1})
+        with trace.use_span(NonRecordingSpan(incoming)):
+            await dispatcher.emit("alert", {"n": 2})
+        await dispatcher.drain(timeout=10)
+    sent = {
+        request.json()["data"]["n"]: request.header("traceparent") for request in receiver.requests
+    }
+    assert sent[1] is None
+    assert parse_traceparent(sent[2]) == (incoming.trace_id, incoming.span_id, 1)
