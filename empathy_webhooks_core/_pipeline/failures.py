@@ -132,7 +132,7 @@ class Failures:
         tell on_failure."""
         lane.enabled.clear()
         delivery.attempts -= 1  # the refused attempt is not held against the delivery
-        lane.queue.put_nowait(delivery)
+        lane.put(delivery)
         lane.outcomes[delivery.delivery_id] = "requeued"
         log.error(
             "webhook_disabled",

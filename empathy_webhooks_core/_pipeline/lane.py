@@ -77,7 +77,11 @@ class Lane:
         # Ordering keys with a delivery under way, and the ones waiting behind it in emit order.
         self.chains: dict[str, collections.deque[Delivery]] = {}
         self.dead_letters = 0
+        # Workers start when the lane has work and stop after WORKER_IDLE_SECONDS without
+        # any, so a thousand quiet webhooks hold no tasks (`spawn` is set by `Workers.start`).
         self.workers: list[asyncio.Task[None]] = []
+        self.idle = 0
+        self.spawn: Callable[[], None] | None = None
         # Deliveries whose outcome is recorded in the store ("final") or that went back to
         # the queue ("requeued") but are not settled yet: a worker error after that point must
         # not dead-letter them a second time.
@@ -108,7 +112,22 @@ class Lane:
                 waiting.append(delivery)
                 return
             self.chains[key] = collections.deque()
+        self.put(delivery)
+
+    def put(self, delivery: Delivery) -> None:
+        """Hand a delivery to the workers, starting one when none is free to take it."""
         self.queue.put_nowait(delivery)
+        self.wake()
+
+    def wake(self) -> None:
+        """Start a worker when queued deliveries outnumber the idle workers (a woken worker
+        counts as idle until it runs), up to `max_concurrency`."""
+        if (
+            self.spawn is not None
+            and self.queue.qsize() > self.idle
+            and len(self.workers) < self.webhook.max_concurrency
+        ):
+            self.spawn()
 
     def settle(self, delivery: Delivery) -> None:
         """A delivery reached its final outcome: release the next one of its ordering key."""
@@ -117,7 +136,7 @@ class Lane:
         if key is not None and key in self.chains:
             waiting = self.chains[key]
             if waiting:
-                self.queue.put_nowait(waiting.popleft())
+                self.put(waiting.popleft())
             else:
                 del self.chains[key]
         self.pending -= 1

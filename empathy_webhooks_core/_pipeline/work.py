@@ -37,6 +37,10 @@ _STATUS_AFTER = {
 
 log = get_logger()
 
+#: How long a lane's worker waits for a delivery before it stops (the lane starts another
+#: when work comes): an idle webhook holds no task, a busy one keeps its workers.
+WORKER_IDLE_SECONDS = 30.0
+
 
 class Workers:
     """The workers of one dispatcher's lanes. `store` gives the open store, `session_for` a
@@ -67,13 +71,33 @@ class Workers:
         self.history: KeepsHistory | None = None
 
     def start(self, lane: Lane) -> None:
-        """Start the lane's `max_concurrency` workers."""
-        for _ in range(lane.webhook.max_concurrency):
+        """Let the lane start workers as work arrives (up to its `max_concurrency`), and
+        start them for what it already holds."""
+
+        def spawn() -> None:
             lane.workers.append(asyncio.create_task(self._work(lane)))
+
+        lane.spawn = spawn
+        lane.wake()
 
     async def _work(self, lane: Lane) -> None:
         while True:
-            delivery = await lane.queue.get()
+            try:
+                delivery = lane.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                lane.idle += 1
+                try:
+                    async with asyncio.timeout(WORKER_IDLE_SECONDS):
+                        delivery = await lane.queue.get()
+                except TimeoutError:
+                    # Nothing came for a while: stop, unless a delivery arrived as the time
+                    # ran out (nothing awaits between this check and leaving the list).
+                    if lane.queue.empty():
+                        lane.workers.remove(asyncio.current_task())  # type: ignore[arg-type]
+                        return
+                    continue
+                finally:
+                    lane.idle -= 1
             try:
                 await lane.pass_gate()
                 await self._attempt(lane, delivery)
@@ -177,7 +201,7 @@ class Workers:
 
         async def requeue() -> None:
             await self._clock.sleep(deadline - self._clock.monotonic())
-            lane.queue.put_nowait(delivery)
+            lane.put(delivery)
 
         task = asyncio.create_task(requeue())
         self._timers.add(task)
