@@ -56,9 +56,11 @@ def session_of(request: web.Request) -> Session | None:
 
 def _same_origin(request: web.Request) -> bool:
     """A browser sends Origin with every POST; one naming another site is a forgery even
-    when it somehow carries the token. No Origin (older clients): the CSRF token decides."""
+    when it somehow carries the token. No Origin (older clients), or `null` (what Chromium
+    sends for a form on a page with `Referrer-Policy: no-referrer`): the CSRF token and the
+    SameSite=Strict cookie decide."""
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     return origin == f"{request.scheme}://{request.host}"
 

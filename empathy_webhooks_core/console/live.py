@@ -24,7 +24,7 @@ from .views import read_filters
 __all__ = ["stream"]
 
 #: Seconds between two looks at the store, and between two keep-alive comments.
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 #: The newest deliveries each look takes: a row older than these no longer changes live.
 WINDOW = 100
