@@ -278,3 +278,49 @@ async def test_the_console_command_serves_on_loopback_with_a_token_for_the_run(
             proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert token not in err.decode()  # the log never shows it
+
+
+async def test_over_https_the_session_cookie_is_secure(tmp_path: Path, receiver: Receiver) -> None:
+    import ssl
+
+    import trustme
+    from aiohttp import web
+
+    from empathy_webhooks_core.config import load_config
+    from empathy_webhooks_core.gateway import Gateway, build_app
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    gateway = Gateway.from_config(load_config(console_config(tmp_path, receiver.url())))
+    runner = web.AppRunner(build_app(gateway), handle_signals=False, shutdown_timeout=2)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
+        await site.start()
+        url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+        connector = aiohttp.TCPConnector(ssl=client_context, force_close=True)
+        async with aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector
+        ) as session:
+            async with session.get(f"{url}/login") as page:
+                form_csrf = csrf_of(await page.text())
+                assert "secure" in page.headers["Set-Cookie"].lower()
+            async with session.post(
+                f"{url}/login",
+                data={"csrf": form_csrf, "token": TOKENS["reader"]},
+                allow_redirects=False,
+            ) as answer:
+                assert answer.status == 303
+                cookie = next(
+                    value
+                    for value in answer.headers.getall("Set-Cookie")
+                    if value.startswith("ew_console_session=")
+                )
+        attributes = {part.strip().lower() for part in cookie.split(";")}
+        assert {"secure", "httponly", "samesite=strict"} <= attributes
+    finally:
+        await runner.cleanup()
+        await gateway.stop_delivering(1)
