@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # never a glob, which would also match the *.egg-info folders an editable install leaves.
 PLUGIN_PACKAGES := $(foreach d,$(PLUGIN_DIRS),$(d)empathy_webhooks_$(notdir $(patsubst %/,%,$(d))))
 
-.PHONY: install demo test lint typecheck pytest bench docs clean
+.PHONY: install chromium demo test lint typecheck pytest bench docs clean console-screenshots
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard examples/*/pyproject.toml)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -19,7 +19,16 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard example
 	$(BIN)/python -m pip install -q -e ".[dev]" $(foreach d,$(PLUGIN_DIRS),-e $(d)) $(foreach d,$(EXAMPLE_DIRS),-e $(d))
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) chromium
+
+# The console's browser tests drive Debian's Chromium (Playwright's own browser download is
+# not used). Installed with apt-get when missing, if there is apt-get and we are root;
+# otherwise those tests skip and say why.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium for the console's browser tests (apt-get)"; \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 demo: install
 	$(BIN)/empathy-webhooks demo
@@ -38,6 +47,11 @@ pytest: install
 	$(BIN)/python -m pytest -q -n auto --maxschedchunk 1
 
 test: lint typecheck pytest
+
+# The console's screenshots in docs/console.md: the browser tests, saving each screenshot
+# into docs/images/console/ as well as their temporary folder.
+console-screenshots: install
+	EMPATHY_WEBHOOKS_SCREENSHOTS=$(CURDIR)/docs/images/console $(BIN)/python -m pytest -q -p no:xdist tests/test_console_browser.py
 
 # The documentation site (MkDocs + mkdocstrings) in build/site; every warning is an error.
 docs: install

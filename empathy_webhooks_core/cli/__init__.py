@@ -35,6 +35,7 @@ _COMMANDS = (
     "demo_cmd",
     "worker",
     "serve",
+    "console_cmd",
     "new_plugin",
 )
 

@@ -1,10 +1,12 @@
-"""`empathy-webhooks serve`: the gateway, an authenticated HTTP API that emits events."""
+"""`empathy-webhooks serve`: the gateway, an authenticated HTTP API that emits events, and
+its console (web pages at `/`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ._common import EXIT_OK, CliError, Output, add_config_option, configure_logging, load
@@ -16,7 +18,8 @@ def register(subparsers: Any) -> None:
         "serve",
         help="run the HTTP gateway: any service emits events with a bearer token",
         description="Serve the HTTP API (/v1/events, /v1/webhooks, /v1/dead-letters, /metrics, "
-        "/openapi.json) on 127.0.0.1:8787 unless [serve] or --host/--port say otherwise. "
+        "/openapi.json) and the console (web pages at /) on 127.0.0.1:8787 unless [serve] or "
+        "--host/--port say otherwise. "
         "Events are kept in the configured store (SQLite by default) and delivered by "
         "in-process workers unless --no-workers. SIGTERM stops it gracefully.",
     )
@@ -37,7 +40,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from ..config.serve import MIN_TOKEN_CHARS, ServeConfig, hash_token
+    from ..config.serve import MIN_TOKEN_CHARS, hash_token
 
     if args.hash_token:
         token = sys.stdin.readline().strip()
@@ -46,6 +49,21 @@ def run(args: argparse.Namespace, out: Output) -> int:
         out.line(hash_token(token))
         return EXIT_OK
     config, pm = load(args)
+    return serve_config(args, out, config, pm)
+
+
+def serve_config(
+    args: argparse.Namespace,
+    out: Output,
+    config: Any,
+    pm: Any,
+    *,
+    announce: Callable[[str], None] | None = None,
+) -> int:
+    """Serve `config`'s gateway (and its console) until SIGTERM; `announce(url)` is called
+    once it listens (the `console` command prints its login link there)."""
+    from ..config.serve import ServeConfig
+
     settings = config.serve or ServeConfig()
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
@@ -62,7 +80,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             ]
         )
     store_url = args.store or config.store or DEFAULT_STORE
-    workers = not args.no_workers
+    workers = not getattr(args, "no_workers", False)
     try:
         gateway = Gateway.from_config(config, store=store_url, workers=workers, plugin_manager=pm)
     except (ValueError, TypeError) as exc:
@@ -77,6 +95,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
             f"gateway listening on {url} ({len(config.webhooks)} webhook(s), store "
             f"{shown_store(store_url)}, {mode}, {len(settings.tokens)} token(s); SIGTERM stops)"
         )
+        if announce is not None:
+            announce(url)
+        else:
+            out.line(f"console: {url}/ (log in with a read or admin token)")
         sys.stdout.flush()
 
     from ..stores import StoreOpenError

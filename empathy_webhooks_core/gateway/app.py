@@ -312,10 +312,11 @@ async def _gateway_middleware(request: web.Request, handler: Handler) -> web.Str
         )
 
 
-def build_app(gateway: Gateway) -> web.Application:
-    """The gateway's aiohttp application: every route of `/v1`, health, metrics, OpenAPI.
-    Starting it (aiohttp's startup) starts the dispatcher; its cleanup does not stop it:
-    `serve.run_gateway` (or the caller) stops requests first, then deliveries."""
+def build_app(gateway: Gateway, *, console: bool = True) -> web.Application:
+    """The gateway's aiohttp application: every route of `/v1`, health, metrics, OpenAPI,
+    and the console's pages at `/` (unless `console=False`). Starting it (aiohttp's
+    startup) starts the dispatcher; its cleanup does not stop it: `serve.run_gateway` (or
+    the caller) stops requests first, then deliveries."""
     from .routes import add_routes
 
     app = web.Application(
@@ -324,6 +325,10 @@ def build_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY] = gateway
     add_routes(app, gateway)
+    if console:
+        from ..console import add_console
+
+        add_console(app, gateway)
 
     async def on_startup(_: web.Application) -> None:
         await gateway.start()

@@ -20,6 +20,8 @@ from ..stores import HasKeyValue
 from .app import GATEWAY, TOKEN, Gateway
 from .auth import public, requires
 from .bodies import build_event, event_fields, read_json
+from .operations import enable_webhook as enable
+from .operations import replay_all, replay_one, unknown_webhook, webhook_summary
 from .problems import Problem
 
 __all__ = ["add_routes"]
@@ -57,11 +59,6 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
             errors=[{"path": f"query:{name}", "message": f"expected {low} to {high}"}],
         )
     return value
-
-
-def _unknown_webhook(gateway: Gateway, name: str) -> Problem:
-    known = ", ".join(gateway.dispatcher.webhook_names()) or "none"
-    return Problem(404, "/problems/not-found", f"no webhook named {name!r} (known: {known})")
 
 
 # -- events ----------------------------------------------------------------------------------
@@ -258,25 +255,11 @@ async def get_delivery(request: web.Request) -> web.Response:
 # -- webhooks --------------------------------------------------------------------------------
 
 
-def _webhook(gateway: Gateway, name: str) -> dict[str, Any]:
-    stats = gateway.dispatcher.get_webhook_stats(name)
-    return {
-        "name": name,
-        "type": gateway.webhook_types.get(name),
-        "disabled": bool(stats.get("disabled")),
-        "breaker_state": stats.get("breaker_state"),
-        "queued": stats.get("queued", 0),
-        "in_flight": stats.get("in_flight", 0),
-        "dead_letters": stats.get("dead_letters", 0),
-        "stats": stats,
-    }
-
-
 @requires("read")
 async def list_webhooks(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     names = gateway.dispatcher.webhook_names()
-    return _json({"webhooks": [_webhook(gateway, name) for name in names]})
+    return _json({"webhooks": [webhook_summary(gateway, name) for name in names]})
 
 
 @requires("read")
@@ -286,17 +269,15 @@ async def webhook_stats(request: web.Request) -> web.Response:
     try:
         return _json(gateway.dispatcher.get_webhook_stats(name))
     except UnknownWebhookError:
-        raise _unknown_webhook(gateway, name) from None
+        raise unknown_webhook(gateway, name) from None
 
 
 @requires("admin")
 async def enable_webhook(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     name = request.match_info["name"]
-    if name not in gateway.dispatcher.webhook_names():
-        raise _unknown_webhook(gateway, name)
-    gateway.dispatcher.enable_webhook(name)
-    return _json(_webhook(gateway, name))
+    enable(gateway, name)
+    return _json(webhook_summary(gateway, name))
 
 
 # -- dead letters ----------------------------------------------------------------------------
@@ -305,7 +286,7 @@ async def enable_webhook(request: web.Request) -> web.Response:
 def _webhook_filter(request: web.Request) -> str | None:
     name = request.query.get("webhook")
     if name is not None and name not in _gateway(request).dispatcher.webhook_names():
-        raise _unknown_webhook(_gateway(request), name)
+        raise unknown_webhook(_gateway(request), name)
     return name
 
 
@@ -328,31 +309,14 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 async def replay_dead_letter(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     dead_letter_id = request.match_info["dead_letter_id"]
-    try:
-        event = await gateway.dispatcher.replay_dead_letter(dead_letter_id)
-    except KeyError:
-        raise Problem(404, "/problems/not-found", f"no dead letter {dead_letter_id!r}") from None
-    except ValueError as exc:
-        raise Problem(409, "/problems/not-replayable", str(exc)) from None
+    event = await replay_one(gateway, dead_letter_id)
     return _json({"dead_letter_id": dead_letter_id, "event_id": event.event_id}, 202)
 
 
 @requires("admin")
 async def replay_dead_letters(request: web.Request) -> web.Response:
     gateway = _gateway(request)
-    webhook = _webhook_filter(request)
-    replayed: list[dict[str, str]] = []
-    skipped: list[str] = []
-    for letter in await gateway.dispatcher.dead_letters(webhook):
-        if not letter.replayable or letter.webhook_name not in gateway.dispatcher.webhook_names():
-            skipped.append(letter.dead_letter_id)
-            continue
-        try:
-            event = await gateway.dispatcher.replay_dead_letter(letter.dead_letter_id)
-        except (KeyError, ValueError):  # replayed meanwhile by another caller
-            skipped.append(letter.dead_letter_id)
-            continue
-        replayed.append({"dead_letter_id": letter.dead_letter_id, "event_id": event.event_id})
+    replayed, skipped = await replay_all(gateway, _webhook_filter(request))
     return _json({"replayed": replayed, "skipped": skipped}, 202)
 
 

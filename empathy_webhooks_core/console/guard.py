@@ -1,0 +1,126 @@
+"""Who may see a console page and what every answer carries.
+
+`page(scope)` wraps a console handler: it finds the session from its cookie (no session: a
+GET goes to the login page, anything else gets 401), refuses a POST whose CSRF token or
+Origin is wrong (403) and a session whose token lacks `scope` (403), then puts the security
+headers on the answer. The gateway's own middleware sees these handlers as public: the
+console authenticates with its cookie, not with a bearer token.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from ..gateway.auth import public
+from .session import SESSION_COOKIE, Session
+
+__all__ = ["CSP", "SESSION", "form_value", "page", "secure", "session_of"]
+
+#: Nothing inline, nothing from elsewhere: the page's own script and style files only.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+#: Where a handler finds the caller's session (None on the public pages when logged out).
+SESSION: Any = (
+    web.RequestKey("empathy_webhooks_console_session", object)
+    if hasattr(web, "RequestKey")
+    else "empathy_webhooks_console_session"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def secure(headers: MutableMapping[str, str]) -> None:
+    """Put the console's security headers on an answer (before it is sent)."""
+    for name, value in _HEADERS.items():
+        headers.setdefault(name, value)
+
+
+def session_of(request: web.Request) -> Session | None:
+    return request.get(SESSION)
+
+
+def _same_origin(request: web.Request) -> bool:
+    """A browser sends Origin with every POST; one naming another site is a forgery even
+    when it somehow carries the token. No Origin (older clients), or `null` (what Chromium
+    sends for a form on a page with `Referrer-Policy: no-referrer`): the CSRF token and the
+    SameSite=Strict cookie decide."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return True
+    return origin == f"{request.scheme}://{request.host}"
+
+
+async def form_value(request: web.Request, name: str) -> str | None:
+    """A text field of the posted form (None when absent or a file)."""
+    value = (await request.post()).get(name)
+    return value if isinstance(value, str) else None
+
+
+def page(scope: str | None) -> Callable[[Handler], Handler]:
+    """Guard a console handler: `scope` None for the pages open to anyone (login, static
+    files), else the scope a session's token needs (`read`, `admin`, or `any`)."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            from .render import refuse
+
+            console_sessions = request.config_dict[_console_key()].sessions
+            session = console_sessions.get(request.cookies.get(SESSION_COOKIE))
+            request[SESSION] = session
+            response: web.StreamResponse
+            if scope is None:
+                response = await handler(request)
+            elif session is None:
+                if request.method == "GET" and not request.path.endswith("/live"):
+                    target = "/login?next=" + quote(request.path_qs, safe="")
+                    response = web.Response(status=303, headers={"Location": target})
+                else:
+                    response = refuse(request, 401, "Your session has ended: log in again.")
+            elif request.method == "POST" and not (
+                _same_origin(request) and session.csrf_matches(await form_value(request, "csrf"))
+            ):
+                response = refuse(
+                    request,
+                    403,
+                    "This form has expired or did not come from this console: reload the "
+                    "page and try again.",
+                )
+            elif not session.can(scope):
+                response = refuse(
+                    request,
+                    403,
+                    f"The token {session.token.name!r} cannot do this: it needs the "
+                    f"{scope!r} scope. Log in with an admin token.",
+                )
+            else:
+                response = await handler(request)
+            if not response.prepared:
+                secure(response.headers)
+            return response
+
+        public(guarded)
+        return guarded
+
+    return wrap
+
+
+def _console_key() -> Any:
+    from .app import CONSOLE
+
+    return CONSOLE
