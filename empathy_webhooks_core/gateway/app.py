@@ -35,6 +35,7 @@ from ..redaction import redact_text
 from ..stores import HasProducerRole, HasWorkerRole, MemoryStore, StopsConsuming, open_store
 from .auth import PUBLIC, RateLimiter, Token, TokenTable, bearer, required_scope, retry_after
 from .idempotency import Idempotency
+from .intake import Intake
 from .problems import Problem
 
 __all__ = ["DEFAULT_STORE", "GATEWAY", "TOKEN", "Gateway", "build_app", "is_loopback", "running"]
@@ -85,6 +86,8 @@ class Gateway:
         self.workers = workers
         self.tokens = TokenTable(self.settings.tokens, self.settings.requests_per_minute)
         self.limiter = RateLimiter()
+        #: Where `POST /v1/events` admits events: grouped, so concurrent ones share a commit.
+        self.intake = Intake(dispatcher)
         #: Webhook name -> its type's name (`slack`), for `GET /v1/webhooks`.
         self.webhook_types = dict(webhook_types or {})
         self._idempotency: Idempotency | None = None
