@@ -87,6 +87,15 @@ class _Logger:
         the application's processors decide)."""
         return structlog.is_configured() or self._stdlib.isEnabledFor(_LEVELS[level])
 
+    def plain(self, level: str) -> logging.Logger | None:
+        """The standard library logger a line at `level` goes to, when it goes there (the
+        application has not configured structlog) and is wanted; else None. For the rare
+        caller that writes one fixed line very often and renders it itself, exactly as this
+        logger's processors would (`key=repr(value)`, `event` first, values masked)."""
+        if structlog.is_configured() or not self._stdlib.isEnabledFor(_LEVELS[level]):
+            return None
+        return self._stdlib
+
     def bind(self, **context: Any) -> _Logger:
         return _Logger(self._name, {**self._context, **context})
 

@@ -30,6 +30,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import functools
 import json
 import re
 import sys
@@ -120,7 +121,15 @@ _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
 
 def is_secret_name(name: Any) -> bool:
     """Whether a header name or key holds a credential (see `SECRET_NAME`)."""
-    return isinstance(name, str) and bool(SECRET_NAME.search(name))
+    return isinstance(name, str) and _secret_name(name)
+
+
+# Every log line asks this of each of its keys, and every recorded attempt of each header: a
+# handful of names asked again and again (the gateway's access line: six keys per request).
+# Bounded, as header names come from the services we call.
+@functools.lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name))
 
 
 def _is_secret_query_key(key: str) -> bool:

@@ -67,7 +67,7 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
 async def _accept(gateway: Gateway, event: Event) -> dict[str, Any]:
     refused: list[str] = []
     try:
-        webhooks = await gateway.dispatcher.emit_event(event)
+        webhooks = await gateway.intake.admit(event)
     except QueueFull as full:
         webhooks, refused = full.queued, full.refused
     return {"event_id": event.event_id, "webhooks": webhooks, "refused": refused}
@@ -136,7 +136,7 @@ async def post_events_batch(request: web.Request) -> web.Response:
                 events.append(event)
         if errors:
             raise Problem(422, "/problems/invalid-body", _summary(errors), errors=errors)
-        # Together, so a store that commits in groups (SQLite) commits them at once.
+        # Together (one group of the intake), so the store commits them at once.
         accepted = await asyncio.gather(*(_accept(gateway, event) for event in events))
         return {"events": list(accepted)}
 
