@@ -90,6 +90,10 @@ DEFAULT_RETENTION = 3600.0
 DEFAULT_LEASE = 30.0
 #: Seconds between two looks for rows other processes queued or left.
 DEFAULT_POLL = 0.5
+#: Seconds a mark (delivered, an attempt count, an attempt's history) waits for a commit
+#: to ride before it is committed on its own. A crash in that time means at most one more
+#: delivery of what it marked (at least once, as for any mark not yet committed).
+_MARK_DELAY = 0.05
 #: The most operations one transaction takes; more wait for the next commit.
 _MAX_BATCH = 4096
 #: Rows one prune pass deletes, so a large backlog never holds the writer for long.
@@ -279,6 +283,9 @@ class SQLiteStore:
         #: This process's name on its claims (one per open store).
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        # Marks made on the event loop, not handed to the writer yet (`_post`).
+        self._marks: list[tuple[str, list[Any]]] = []
+        self._marks_timer: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -319,14 +326,33 @@ class SQLiteStore:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         future: asyncio.Future[Any] = self._loop.create_future()
+        self._flush_marks()  # ahead of it, in the same transaction: reads see them
         self._ops.put((kind, payload, future))
         return await future
 
-    def _post(self, kind: str, payload: Any) -> None:
-        """An operation nobody waits for (marks): it rides the next commit."""
-        if self._thread is None:
+    def _post(self, kind: str, payload: list[Any]) -> None:
+        """An operation nobody waits for (marks): it rides the next commit, or is committed
+        on its own `_MARK_DELAY` seconds after the first mark that found none waiting."""
+        if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
-        self._ops.put((kind, payload, None))
+        if not self._marks:
+            self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
+        self._marks.append((kind, payload))
+
+    def _flush_marks(self) -> None:
+        """Hand the marks gathered on the event loop to the writer, one operation per kind:
+        the writer wakes once for many deliveries' marks, not once per mark."""
+        if self._marks_timer is not None:
+            self._marks_timer.cancel()
+            self._marks_timer = None
+        marks, self._marks = self._marks, []
+        if not marks:
+            return
+        merged: dict[str, list[Any]] = {}
+        for kind, payload in marks:
+            merged.setdefault(kind, []).extend(payload)
+        for kind, rows in merged.items():
+            self._ops.put((kind, rows, None))
 
     def _run(self) -> None:
         assert self._conn is not None and self._loop is not None
@@ -390,9 +416,17 @@ class SQLiteStore:
             by_kind: dict[str, list[int]] = {}
             for index, (kind, _, _) in enumerate(batch):
                 by_kind.setdefault(kind, []).append(index)
-            for kind in ("enqueue", "attempt", "delivered", "history"):
-                indexes = by_kind.pop(kind, [])
-                if indexes:
+            grouped = [
+                (kind, by_kind.pop(kind))
+                for kind in ("enqueue", "attempt", "delivered", "history")
+                if kind in by_kind
+            ]
+            registered, replaying = self._registered, set(self._replaying)
+            if grouped and self._savepoint(conn, self._all_grouped, (batch, grouped))[1]:
+                # Something failed: again kind by kind, then payload by payload, so only
+                # the culprit fails; what the rolled back statements noted here is undone.
+                self._registered, self._replaying = registered, replaying
+                for kind, indexes in grouped:
                     self._grouped(conn, kind, [batch[i][1] for i in indexes], indexes, results)
             for kind, indexes in by_kind.items():
                 for index in indexes:
@@ -422,6 +456,13 @@ class SQLiteStore:
             return None, exc
         conn.execute("RELEASE op")
         return result, None
+
+    def _all_grouped(self, conn: sqlite3.Connection, work: tuple[list[_Op], Any]) -> None:
+        """Every grouped kind's payloads at once, under one savepoint (the usual case)."""
+        batch, grouped = work
+        for kind, indexes in grouped:
+            merged = [item for i in indexes for item in batch[i][1]]
+            getattr(self, f"_do_{kind}")(conn, merged)
 
     def _grouped(
         self,
