@@ -200,7 +200,17 @@ _HISTORY_SELECT = (
 )
 
 _Op = tuple[str, Any, "asyncio.Future[Any] | None"]
+#: The operations a transaction runs first, each kind's payloads merged: new rows, then marks.
+_GROUPED = ("enqueue", "attempt", "delivered", "history")
 _STOP = "stop"
+#: An operation carrying several (marks, and the operation they go with).
+_BUNDLE = "bundle"
+
+
+def _resolve_all(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """A transaction's answers, handed to the event loop in one call (one wake-up)."""
+    for future, result, error in answers:
+        _resolve(future, result, error)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -326,8 +336,12 @@ class SQLiteStore:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._flush_marks()  # ahead of it, in the same transaction: reads see them
-        self._ops.put((kind, payload, future))
+        if self._marks:
+            # The marks made so far go with it, in one hand-over, so they are in its
+            # transaction: what it reads or writes comes after them.
+            self._ops.put((_BUNDLE, [*self._marked(), (kind, payload, future)], None))
+        else:
+            self._ops.put((kind, payload, future))
         return await future
 
     def _post(self, kind: str, payload: list[Any]) -> None:
@@ -340,19 +354,21 @@ class SQLiteStore:
         self._marks.append((kind, payload))
 
     def _flush_marks(self) -> None:
-        """Hand the marks gathered on the event loop to the writer, one operation per kind:
-        the writer wakes once for many deliveries' marks, not once per mark."""
+        """Hand the marks gathered on the event loop to the writer, in one hand-over: the
+        writer wakes once for many deliveries' marks, not once per mark."""
+        if self._marks:
+            self._ops.put((_BUNDLE, self._marked(), None))
+
+    def _marked(self) -> list[_Op]:
+        """The marks gathered so far, one operation per kind, and none left."""
         if self._marks_timer is not None:
             self._marks_timer.cancel()
             self._marks_timer = None
         marks, self._marks = self._marks, []
-        if not marks:
-            return
         merged: dict[str, list[Any]] = {}
         for kind, payload in marks:
             merged.setdefault(kind, []).extend(payload)
-        for kind, rows in merged.items():
-            self._ops.put((kind, rows, None))
+        return [(kind, rows, None) for kind, rows in merged.items()]
 
     def _run(self) -> None:
         assert self._conn is not None and self._loop is not None
@@ -366,10 +382,17 @@ class SQLiteStore:
                 first = self._ops.get(timeout=wait)
             except queue.Empty:
                 first = None
-            batch: list[_Op] = [] if first is None else [first]
-            while len(batch) < _MAX_BATCH:
+            batch: list[_Op] = []
+            op = first
+            while op is not None:
+                if op[0] == _BUNDLE:
+                    batch += op[1]
+                else:
+                    batch.append(op)
+                if len(batch) >= _MAX_BATCH:
+                    break
                 try:
-                    batch.append(self._ops.get_nowait())
+                    op = self._ops.get_nowait()
                 except queue.Empty:
                     break
             stops = [op for op in batch if op[0] == _STOP]
@@ -389,11 +412,14 @@ class SQLiteStore:
             )
             if ops or due:
                 results = self._transaction(conn, ops)
+                answers = []
                 for (_, _, future), (result, error) in zip(ops, results, strict=True):
                     if future is not None:
-                        loop.call_soon_threadsafe(_resolve, future, result, error)
+                        answers.append((future, result, error))
                     elif error is not None:
                         _stdlib_log.error("sqlite store write failed: %s", error)
+                if answers:
+                    loop.call_soon_threadsafe(_resolve_all, answers)
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
@@ -402,13 +428,21 @@ class SQLiteStore:
                 loop.call_soon_threadsafe(_resolve, future, None, None)
 
     def _transaction(
-        self, conn: sqlite3.Connection, batch: list[_Op]
+        self, conn: sqlite3.Connection, batch: list[_Op], careful: bool = False
     ) -> list[tuple[Any, BaseException | None]]:
         """Run a batch in one transaction. Rows go in first (all at once), then attempt counts
         and marks (each kind at once), then the rest in arrival order: a mark never precedes
-        the insert of its row, because `enqueue` returned (committed) before it was made."""
+        the insert of its row, because `enqueue` returned (committed) before it was made.
+
+        A batch of rows and marks only (an emit burst) runs without savepoints: each
+        statement call gives the GIL up and must win it back from the event loop, which is
+        what an `emit` waits for. If anything in it fails, the whole transaction is rolled
+        back and the batch run again `careful`ly, so that only the culprit fails."""
         results: list[tuple[Any, BaseException | None]] = [(None, None)] * len(batch)
         now = time.time()
+        fast = not careful and all(op[0] in _GROUPED for op in batch)
+        # What the statements note on this side, put back if they are rolled back.
+        noted = (self._registered, set(self._replaying), self._renew_at, self._last_prune)
         try:
             conn.execute("BEGIN IMMEDIATE")
             if self._registered and now >= self._renew_at:
@@ -416,16 +450,13 @@ class SQLiteStore:
             by_kind: dict[str, list[int]] = {}
             for index, (kind, _, _) in enumerate(batch):
                 by_kind.setdefault(kind, []).append(index)
-            grouped = [
-                (kind, by_kind.pop(kind))
-                for kind in ("enqueue", "attempt", "delivered", "history")
-                if kind in by_kind
-            ]
-            registered, replaying = self._registered, set(self._replaying)
-            if grouped and self._savepoint(conn, self._all_grouped, (batch, grouped))[1]:
+            grouped = [(kind, by_kind.pop(kind)) for kind in _GROUPED if kind in by_kind]
+            if fast:
+                self._all_grouped(conn, (batch, grouped))
+            elif grouped and self._savepoint(conn, self._all_grouped, (batch, grouped))[1]:
                 # Something failed: again kind by kind, then payload by payload, so only
                 # the culprit fails; what the rolled back statements noted here is undone.
-                self._registered, self._replaying = registered, replaying
+                self._registered, self._replaying = noted[0], set(noted[1])
                 for kind, indexes in grouped:
                     self._grouped(conn, kind, [batch[i][1] for i in indexes], indexes, results)
             for kind, indexes in by_kind.items():
@@ -440,6 +471,9 @@ class SQLiteStore:
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            self._registered, self._replaying, self._renew_at, self._last_prune = noted
+            if fast and isinstance(exc, Exception):
+                return self._transaction(conn, batch, careful=True)
             return [(None, exc)] * len(batch)
         return results
 
