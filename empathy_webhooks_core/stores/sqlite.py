@@ -31,7 +31,8 @@ Every statement runs on one dedicated writer thread that owns the connection, so
 loop never blocks on disk and no lock is needed around the connection. The thread takes
 whatever operations queued up while it was busy and runs them in one transaction (group
 commit): many concurrent `emit` calls share a commit, and each still waits for its own.
-Marks (`delivered`, attempt counts) are not waited for: they ride the next commit.
+Marks (`delivered`, attempt counts, attempt history) are not waited for: they are gathered on
+the event loop and ride the next commit, or are committed together 50 ms after the first.
 
 Attempt history (`history.py`) lives in three more tables: `history` (a row per delivery, made
 with its `deliveries` row, its status kept current), `history_attempts` (one masked record per
