@@ -998,6 +998,7 @@ class RedisStore:
                     await wait_event(self._room, claim_every)
                     continue
                 entries: list[tuple[str, dict[str, str]]] = []
+                fresh = False
                 if time.monotonic() >= next_claim:
                     cursor, entries = await self._claim_idle(cursor, free)
                     if cursor == "0-0":
@@ -1016,9 +1017,10 @@ class RedisStore:
                         )
                     )
                     entries = answer[0][1] if answer else []
+                    fresh = True
                 if entries:
                     # Even when stopping: these are ours now, so the lanes deliver them.
-                    await self._submit(entries)
+                    await self._submit(entries, fresh)
                 self._consume_fault.ok(consumer=self.consumer)
             except Exception as exc:
                 if _no_group(exc):
@@ -1068,9 +1070,15 @@ class RedisStore:
             log.warning("deliveries_reclaimed", count=len(claimed), consumer=self.consumer)
         return next_cursor, claimed
 
-    async def _submit(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        ids = [fields.get("d") or entry_id for entry_id, fields in entries]
-        counted = await checked(self.redis.hmget(self.attempts_key, ids))
+    async def _submit(self, entries: list[tuple[str, dict[str, str]]], fresh: bool) -> None:
+        """Hand entries to the lanes. `fresh`: read with `>`, never handed out before, so no
+        worker has counted an attempt of theirs (a count is written only by the worker that
+        holds the entry): their count is the entry's own, without a round trip to look."""
+        if fresh:
+            counted: list[Any] = [None] * len(entries)
+        else:
+            ids = [fields.get("d") or entry_id for entry_id, fields in entries]
+            counted = await checked(self.redis.hmget(self.attempts_key, ids))
         for (entry_id, fields), attempts in zip(entries, counted, strict=True):
             if entry_id in self._held:
                 continue  # reclaimed from ourselves: still under way here
