@@ -236,6 +236,8 @@ end
 return m
 """
 
+#: The most emits one enqueue script call carries (each a few deliveries, usually one).
+_ADD_MAX = 64
 #: The most attempts and acknowledgements one write-behind call carries (a Lua `unpack`
 #: takes a few thousand values at most); more go in further calls.
 _WRITE_BEHIND_MAX = 1000
@@ -389,6 +391,9 @@ class RedisStore:
         # Deliveries that succeeded, not acknowledged yet, and the future their
         # `mark_delivered` calls wait on (resolved when the call carrying them returns).
         self._acks: list[Delivery] = []
+        # Emits waiting for the next `_add` call, and the task making those calls.
+        self._emits: list[tuple[list[Delivery], asyncio.Future[None]]] = []
+        self._adder: asyncio.Task[None] | None = None
         self._acked: asyncio.Future[None] | None = None
         # The task writing both (`_write_behind`).
         self._writer: asyncio.Task[None] | None = None
@@ -511,8 +516,35 @@ class RedisStore:
             self._redis = None
 
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
+        """Add the deliveries; returns once they are in the stream. Emits made while another
+        call is under way go together in the next one (a group commit: concurrent emits,
+        as from a web server's handlers, share a round trip), each still waiting for its own."""
         if not deliveries:
             return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        _quiet(future)
+        self._emits.append((list(deliveries), future))
+        if self._adder is None or self._adder.done():
+            self._adder = asyncio.create_task(self._add_emits(), name="redis-enqueue")
+        await checked(asyncio.shield(future))
+
+    async def _add_emits(self) -> None:
+        while self._emits:
+            emits, self._emits = self._emits[:_ADD_MAX], self._emits[_ADD_MAX:]
+            try:
+                await self._add([d for deliveries, _ in emits for d in deliveries])
+            except BaseException as exc:
+                for _, future in emits:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for _, future in emits:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _add(self, deliveries: Sequence[Delivery]) -> None:
         replayed = [
             self._replays[key]
             for key in {(d.webhook_name, d.event.event_id) for d in deliveries}
