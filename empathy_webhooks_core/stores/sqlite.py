@@ -31,7 +31,8 @@ Every statement runs on one dedicated writer thread that owns the connection, so
 loop never blocks on disk and no lock is needed around the connection. The thread takes
 whatever operations queued up while it was busy and runs them in one transaction (group
 commit): many concurrent `emit` calls share a commit, and each still waits for its own.
-Marks (`delivered`, attempt counts) are not waited for: they ride the next commit.
+Marks (`delivered`, attempt counts, attempt history) are not waited for: they are gathered on
+the event loop and ride the next commit, or are committed together 50 ms after the first.
 
 Attempt history (`history.py`) lives in three more tables: `history` (a row per delivery, made
 with its `deliveries` row, its status kept current), `history_attempts` (one masked record per
@@ -91,6 +92,10 @@ DEFAULT_RETENTION = 3600.0
 DEFAULT_LEASE = 30.0
 #: Seconds between two looks for rows other processes queued or left.
 DEFAULT_POLL = 0.5
+#: Seconds a mark (delivered, an attempt count, an attempt's history) waits for a commit
+#: to ride before it is committed on its own. A crash in that time means at most one more
+#: delivery of what it marked (at least once, as for any mark not yet committed).
+_MARK_DELAY = 0.05
 #: The most operations one transaction takes; more wait for the next commit.
 _MAX_BATCH = 4096
 #: Rows one prune pass deletes, so a large backlog never holds the writer for long.
@@ -197,7 +202,17 @@ _HISTORY_SELECT = (
 )
 
 _Op = tuple[str, Any, "asyncio.Future[Any] | None"]
+#: The operations a transaction runs first, each kind's payloads merged: new rows, then marks.
+_GROUPED = ("enqueue", "attempt", "delivered", "history")
 _STOP = "stop"
+#: An operation carrying several (marks, and the operation they go with).
+_BUNDLE = "bundle"
+
+
+def _resolve_all(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """A transaction's answers, handed to the event loop in one call (one wake-up)."""
+    for future, result, error in answers:
+        _resolve(future, result, error)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -280,6 +295,9 @@ class SQLiteStore:
         #: This process's name on its claims (one per open store).
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        # Marks made on the event loop, not handed to the writer yet (`_post`).
+        self._marks: list[tuple[str, list[Any]]] = []
+        self._marks_timer: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -320,14 +338,39 @@ class SQLiteStore:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._ops.put((kind, payload, future))
+        if self._marks:
+            # The marks made so far go with it, in one hand-over, so they are in its
+            # transaction: what it reads or writes comes after them.
+            self._ops.put((_BUNDLE, [*self._marked(), (kind, payload, future)], None))
+        else:
+            self._ops.put((kind, payload, future))
         return await future
 
-    def _post(self, kind: str, payload: Any) -> None:
-        """An operation nobody waits for (marks): it rides the next commit."""
-        if self._thread is None:
+    def _post(self, kind: str, payload: list[Any]) -> None:
+        """An operation nobody waits for (marks): it rides the next commit, or is committed
+        on its own `_MARK_DELAY` seconds after the first mark that found none waiting."""
+        if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
-        self._ops.put((kind, payload, None))
+        if not self._marks:
+            self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
+        self._marks.append((kind, payload))
+
+    def _flush_marks(self) -> None:
+        """Hand the marks gathered on the event loop to the writer, in one hand-over: the
+        writer wakes once for many deliveries' marks, not once per mark."""
+        if self._marks:
+            self._ops.put((_BUNDLE, self._marked(), None))
+
+    def _marked(self) -> list[_Op]:
+        """The marks gathered so far, one operation per kind, and none left."""
+        if self._marks_timer is not None:
+            self._marks_timer.cancel()
+            self._marks_timer = None
+        marks, self._marks = self._marks, []
+        merged: dict[str, list[Any]] = {}
+        for kind, payload in marks:
+            merged.setdefault(kind, []).extend(payload)
+        return [(kind, rows, None) for kind, rows in merged.items()]
 
     def _run(self) -> None:
         assert self._conn is not None and self._loop is not None
@@ -341,10 +384,17 @@ class SQLiteStore:
                 first = self._ops.get(timeout=wait)
             except queue.Empty:
                 first = None
-            batch: list[_Op] = [] if first is None else [first]
-            while len(batch) < _MAX_BATCH:
+            batch: list[_Op] = []
+            op = first
+            while op is not None:
+                if op[0] == _BUNDLE:
+                    batch += op[1]
+                else:
+                    batch.append(op)
+                if len(batch) >= _MAX_BATCH:
+                    break
                 try:
-                    batch.append(self._ops.get_nowait())
+                    op = self._ops.get_nowait()
                 except queue.Empty:
                     break
             stops = [op for op in batch if op[0] == _STOP]
@@ -364,11 +414,14 @@ class SQLiteStore:
             )
             if ops or due:
                 results = self._transaction(conn, ops)
+                answers = []
                 for (_, _, future), (result, error) in zip(ops, results, strict=True):
                     if future is not None:
-                        loop.call_soon_threadsafe(_resolve, future, result, error)
+                        answers.append((future, result, error))
                     elif error is not None:
                         _stdlib_log.error("sqlite store write failed: %s", error)
+                if answers:
+                    loop.call_soon_threadsafe(_resolve_all, answers)
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
@@ -377,13 +430,21 @@ class SQLiteStore:
                 loop.call_soon_threadsafe(_resolve, future, None, None)
 
     def _transaction(
-        self, conn: sqlite3.Connection, batch: list[_Op]
+        self, conn: sqlite3.Connection, batch: list[_Op], careful: bool = False
     ) -> list[tuple[Any, BaseException | None]]:
         """Run a batch in one transaction. Rows go in first (all at once), then attempt counts
         and marks (each kind at once), then the rest in arrival order: a mark never precedes
-        the insert of its row, because `enqueue` returned (committed) before it was made."""
+        the insert of its row, because `enqueue` returned (committed) before it was made.
+
+        A batch of rows and marks only (an emit burst) runs without savepoints: each
+        statement call gives the GIL up and must win it back from the event loop, which is
+        what an `emit` waits for. If anything in it fails, the whole transaction is rolled
+        back and the batch run again `careful`ly, so that only the culprit fails."""
         results: list[tuple[Any, BaseException | None]] = [(None, None)] * len(batch)
         now = time.time()
+        fast = not careful and all(op[0] in _GROUPED for op in batch)
+        # What the statements note on this side, put back if they are rolled back.
+        noted = (self._registered, set(self._replaying), self._renew_at, self._last_prune)
         try:
             conn.execute("BEGIN IMMEDIATE")
             if self._registered and now >= self._renew_at:
@@ -391,9 +452,14 @@ class SQLiteStore:
             by_kind: dict[str, list[int]] = {}
             for index, (kind, _, _) in enumerate(batch):
                 by_kind.setdefault(kind, []).append(index)
-            for kind in ("enqueue", "attempt", "delivered", "history"):
-                indexes = by_kind.pop(kind, [])
-                if indexes:
+            grouped = [(kind, by_kind.pop(kind)) for kind in _GROUPED if kind in by_kind]
+            if fast:
+                self._all_grouped(conn, (batch, grouped))
+            elif grouped and self._savepoint(conn, self._all_grouped, (batch, grouped))[1]:
+                # Something failed: again kind by kind, then payload by payload, so only
+                # the culprit fails; what the rolled back statements noted here is undone.
+                self._registered, self._replaying = noted[0], set(noted[1])
+                for kind, indexes in grouped:
                     self._grouped(conn, kind, [batch[i][1] for i in indexes], indexes, results)
             for kind, indexes in by_kind.items():
                 for index in indexes:
@@ -407,6 +473,9 @@ class SQLiteStore:
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            self._registered, self._replaying, self._renew_at, self._last_prune = noted
+            if fast and isinstance(exc, Exception):
+                return self._transaction(conn, batch, careful=True)
             return [(None, exc)] * len(batch)
         return results
 
@@ -423,6 +492,13 @@ class SQLiteStore:
             return None, exc
         conn.execute("RELEASE op")
         return result, None
+
+    def _all_grouped(self, conn: sqlite3.Connection, work: tuple[list[_Op], Any]) -> None:
+        """Every grouped kind's payloads at once, under one savepoint (the usual case)."""
+        batch, grouped = work
+        for kind, indexes in grouped:
+            merged = [item for i in indexes for item in batch[i][1]]
+            getattr(self, f"_do_{kind}")(conn, merged)
 
     def _grouped(
         self,

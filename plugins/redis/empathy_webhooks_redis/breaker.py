@@ -3,9 +3,11 @@
 The lanes ask the breaker synchronously (`wait_time()`, `before_attempt()`, `record()`), so
 each worker keeps a local mirror of the shared state. One small task per breaker and worker
 keeps it in step: it pushes the outcomes recorded since its last call and reads the shared
-state back in one Lua script, at once after each `record()` and every `SYNC_INTERVAL` while
-the webhook is busy. A worker therefore stops sending within about one round trip (one
-interval at worst) after another worker opened the breaker.
+state back in one Lua script, at once after a failure or a probe's result, and every
+`SYNC_INTERVAL` while the webhook is busy (successes ride that one: they never open a
+breaker, and a call per success would cost a round trip per delivery). A worker therefore
+stops sending within about one round trip after it saw a failure itself, and within one
+interval after another worker opened the breaker.
 
 Keys (the `{<webhook>}` hash tag keeps one breaker's keys together on a Redis Cluster):
 
@@ -211,7 +213,11 @@ class RedisCircuitBreaker:
                 self._open_deadline = self._clock.monotonic() + self.policy.open_seconds
                 self.times_opened += 1
         elif success:
+            # Told with the next sync (every SYNC_INTERVAL while busy): a success never
+            # opens a breaker, and a sync per success would cost each worker a script call
+            # per delivery, more with every worker added.
             self._ok += 1
+            return
         else:
             self._fail += 1
         self._wake.set()

@@ -159,6 +159,89 @@ end
 return removed
 """
 
+# One emit's deliveries, in one call: each XADDed (NOMKSTREAM: nil when the stream is gone)
+# with its history record, the event kept once for the history, and a replay's letter deleted
+# with them, atomically. The event's JSON travels once however many webhooks it goes to.
+# KEYS: stream, history index, dead, replaying, then a history key per delivery, then per
+# event its `history:event:` and `history:of:` keys. ARGV: ttl, now, trim-before, n, e, m,
+# then 8 per delivery (delivery id, webhook, event number, attempts, queued at, context or
+# '', event id, event type), then each event's JSON, then the m letters' ids.
+# Returns the entry ids (nil where the stream was gone).
+_ENQUEUE = """
+local ttl, now = ARGV[1], ARGV[2]
+local n, e, m = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local events = 6 + 8 * n
+local ids = {}
+for i = 1, n do
+  local o = 6 + 8 * (i - 1)
+  local ev = tonumber(ARGV[o + 3])
+  local json = ARGV[events + ev]
+  local id
+  if ARGV[o + 6] == '' then
+    id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', ARGV[o + 1], 'w', ARGV[o + 2],
+      'e', json, 'a', ARGV[o + 4], 't', ARGV[o + 5])
+  else
+    id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', ARGV[o + 1], 'w', ARGV[o + 2],
+      'e', json, 'a', ARGV[o + 4], 't', ARGV[o + 5], 'c', ARGV[o + 6])
+  end
+  ids[i] = id
+  local h = KEYS[4 + i]
+  redis.call('HSET', h, 'w', ARGV[o + 2], 'e', ARGV[o + 7], 't', ARGV[o + 8], 's', 'pending',
+    'c', ARGV[o + 5], 'u', now)
+  redis.call('EXPIRE', h, ttl)
+  redis.call('SADD', KEYS[4 + n + e + ev], ARGV[o + 1])
+  redis.call('ZADD', KEYS[2], ARGV[o + 5], ARGV[o + 1])
+end
+for j = 1, e do
+  redis.call('SET', KEYS[4 + n + j], ARGV[events + j], 'EX', ttl)
+  redis.call('EXPIRE', KEYS[4 + n + e + j], ttl)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+for k = 1, m do
+  redis.call('HDEL', KEYS[3], ARGV[events + e + k])
+  redis.call('HDEL', KEYS[4], ARGV[events + e + k])
+end
+return ids
+"""
+
+# What a worker writes behind its deliveries, in one call: attempts noted (history) and the
+# deliveries that succeeded (XACK, XDEL, their attempt counts dropped). History is written
+# with pcall: a history key in the way never holds back an acknowledgement.
+# KEYS: stream, attempts, history index, then a history key per note. ARGV: group, ttl, n, m,
+# then 9 per note (delivery id, webhook, event id, event type, queued at, status, updated,
+# attempt field, attempt JSON), then 2 per acknowledgement (entry id, delivery id).
+_WRITE_BEHIND = """
+local group, ttl = ARGV[1], ARGV[2]
+local n, m = tonumber(ARGV[3]), tonumber(ARGV[4])
+local o = 4
+for i = 1, n do
+  local h = KEYS[3 + i]
+  redis.pcall('HSET', h, 'w', ARGV[o + 2], 'e', ARGV[o + 3], 't', ARGV[o + 4],
+    'c', ARGV[o + 5], 's', ARGV[o + 6], 'u', ARGV[o + 7], ARGV[o + 8], ARGV[o + 9])
+  redis.pcall('EXPIRE', h, ttl)
+  redis.pcall('ZADD', KEYS[3], ARGV[o + 5], ARGV[o + 1])
+  o = o + 9
+end
+if m > 0 then
+  local ids, dids = {}, {}
+  for j = 1, m do
+    ids[j] = ARGV[o + 1]
+    dids[j] = ARGV[o + 2]
+    o = o + 2
+  end
+  redis.call('XACK', KEYS[1], group, unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
+  redis.call('HDEL', KEYS[2], unpack(dids))
+end
+return m
+"""
+
+#: The most emits one enqueue script call carries (each a few deliveries, usually one).
+_ADD_MAX = 64
+#: The most attempts and acknowledgements one write-behind call carries (a Lua `unpack`
+#: takes a few thousand values at most); more go in further calls.
+_WRITE_BEHIND_MAX = 1000
+
 #: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
 #: considered abandoned (its process died) and listed again.
 DEFAULT_REPLAY_LEASE = 60.0
@@ -305,7 +388,15 @@ class RedisStore:
         # Attempts noted and not written yet (`note_attempt` never waits), and the task
         # writing them.
         self._notes: list[tuple[Delivery, AttemptRecord, str]] = []
-        self._notes_task: asyncio.Task[None] | None = None
+        # Deliveries that succeeded, not acknowledged yet, and the future their
+        # `mark_delivered` calls wait on (resolved when the call carrying them returns).
+        self._acks: list[Delivery] = []
+        # Emits waiting for the next `_add` call, and the task making those calls.
+        self._emits: list[tuple[list[Delivery], asyncio.Future[None]]] = []
+        self._adder: asyncio.Task[None] | None = None
+        self._acked: asyncio.Future[None] | None = None
+        # The task writing both (`_write_behind`).
+        self._writer: asyncio.Task[None] | None = None
         self._history_fault = _Fault("redis_history_failed")
         self.replay_lease = DEFAULT_REPLAY_LEASE
         # Letters this process took for replay, by (webhook, event id): `enqueue` deletes
@@ -317,6 +408,8 @@ class RedisStore:
         self._take: Any = None
         self._requeue: Any = None
         self._forget: Any = None
+        self._enqueue: Any = None
+        self._write_behind_script: Any = None
         self._held: dict[str, Delivery] = {}
         self._room = asyncio.Event()
         self._dispatcher: Any = None
@@ -377,6 +470,8 @@ class RedisStore:
         self._take = self._redis.register_script(_TAKE)
         self._requeue = self._redis.register_script(_REQUEUE)
         self._forget = self._redis.register_script(_FORGET_CONSUMERS)
+        self._enqueue = self._redis.register_script(_ENQUEUE)
+        self._write_behind_script = self._redis.register_script(_WRITE_BEHIND)
         self._closing.clear()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
@@ -421,32 +516,74 @@ class RedisStore:
             self._redis = None
 
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
+        """Add the deliveries; returns once they are in the stream. Emits made while another
+        call is under way go together in the next one (a group commit: concurrent emits,
+        as from a web server's handlers, share a round trip), each still waiting for its own."""
         if not deliveries:
             return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        _quiet(future)
+        self._emits.append((list(deliveries), future))
+        if self._adder is None or self._adder.done():
+            self._adder = asyncio.create_task(self._add_emits(), name="redis-enqueue")
+        await checked(asyncio.shield(future))
+
+    async def _add_emits(self) -> None:
+        while self._emits:
+            emits, self._emits = self._emits[:_ADD_MAX], self._emits[_ADD_MAX:]
+            try:
+                await self._add([d for deliveries, _ in emits for d in deliveries])
+            except BaseException as exc:
+                for _, future in emits:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for _, future in emits:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _add(self, deliveries: Sequence[Delivery]) -> None:
         replayed = [
             self._replays[key]
             for key in {(d.webhook_name, d.event.event_id) for d in deliveries}
             if key in self._replays
         ]
-        # A replay's letter goes in the same MULTI/EXEC as its delivery's XADD.
-        pipe = self.redis.pipeline(transaction=bool(replayed))
-        encoded: dict[int, str] = {}
-        entries = []
+        # One script call (one round trip, one command to encode and parse) for the whole
+        # emit, history included; a replay's letter is deleted in it, atomically.
+        ttl = self.history_ttl
+        now = time.time()
+        numbers: dict[int, int] = {}
+        texts: list[str] = []
+        events: list[Event] = []
+        keys = [self.stream, self.history_index, self.dead_key, self.replaying_key]
+        args: list[Any] = [ttl, now, now - ttl, len(deliveries), 0, len(replayed)]
         for delivery in deliveries:
             event = delivery.event
-            text = encoded.get(id(event))
-            if text is None:
-                text = encoded[id(event)] = event.to_json()
-            entries.append(_entry(delivery, text))
-            # NOMKSTREAM: a stream is only made with its group (`ensure_group`), never by an
-            # XADD after the server lost its data, which would leave it without one.
-            pipe.xadd(self.stream, entries[-1], nomkstream=True)
-        # After every XADD: the answers' first len(deliveries) are the entry ids.
-        self._queue_history(pipe, deliveries, encoded)
-        for dead_letter_id in replayed:
-            pipe.hdel(self.dead_key, dead_letter_id)
-            pipe.hdel(self.replaying_key, dead_letter_id)
-        answers = await pipe.execute()
+            number = numbers.get(id(event))
+            if number is None:
+                texts.append(event.to_json())
+                events.append(event)
+                number = numbers[id(event)] = len(texts)
+            keys.append(self._history_key(delivery.delivery_id))
+            context = delivery.context
+            args += [
+                delivery.delivery_id,
+                delivery.webhook_name,
+                number,
+                delivery.attempts,
+                delivery.enqueued_at,
+                json.dumps(context, separators=(",", ":")) if context else "",
+                event.event_id,
+                event.event_type,
+            ]
+        args[4] = len(texts)
+        keys += [f"{self.prefix}history:event:{event.event_id}" for event in events]
+        keys += [f"{self.prefix}history:of:{event.event_id}" for event in events]
+        args += texts
+        args += replayed
+        answers: Any = await self._enqueue(keys=keys, args=args)
         for delivery, entry_id in zip(deliveries, answers, strict=False):
             delivery.store_ref = entry_id
         for _ in range(3):
@@ -458,7 +595,9 @@ class RedisStore:
             await self._recreate_group("enqueue")
             pipe = self.redis.pipeline(transaction=False)
             for i in missing:
-                pipe.xadd(self.stream, entries[i], nomkstream=True)
+                delivery = deliveries[i]
+                text = texts[numbers[id(delivery.event)] - 1]
+                pipe.xadd(self.stream, _entry(delivery, text), nomkstream=True)
             for i, entry_id in zip(missing, await pipe.execute(), strict=True):
                 deliveries[i].store_ref = entry_id
         else:
@@ -482,7 +621,10 @@ class RedisStore:
         # Delivered whatever happens here: if the acknowledgement cannot be written, the entry
         # stays pending and goes out again after the visibility timeout (at least once).
         try:
-            await self._finish(delivery, None)
+            if delivery.store_ref is None:
+                await self._finish(delivery, None)
+            else:
+                await self._acknowledged(delivery)
         except RedisError as exc:
             self._mark_fault.failed(
                 exc,
@@ -492,6 +634,18 @@ class RedisStore:
             )
         else:
             self._mark_fault.ok(stream=self.stream)
+
+    async def _acknowledged(self, delivery: Delivery) -> None:
+        """Until the write-behind call carrying this delivery's acknowledgement returns (with
+        whatever else finished meanwhile: one round trip for many deliveries)."""
+        self._acks.append(delivery)
+        if self._acked is None:
+            self._acked = asyncio.get_running_loop().create_future()
+            _quiet(self._acked)
+        acked = self._acked
+        self._write_soon()
+        # Shielded: a cancelled lane worker leaves the write (and the others') to finish.
+        await checked(asyncio.shield(acked))
 
     async def _finish(self, delivery: Delivery, dead: tuple[str, str] | None) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -619,58 +773,81 @@ class RedisStore:
         pipe.zremrangebyscore(self.history_index, "-inf", now - ttl)
 
     def note_attempt(self, delivery: Delivery, attempt: RawAttempt, status: str) -> None:
-        """Queued for a task that writes what accumulated in one round trip: the attempt
-        never waits for Redis, and a burst of attempts costs one pipeline."""
+        """Queued for the write-behind task, which writes what accumulated in one call: the
+        attempt never waits for Redis, and a burst of attempts costs one round trip."""
         if self._redis is None:
             log.warning("history_not_recorded", stream=self.stream, reason="store not open")
             return
         # Masked now, while the registry knows the request's credentials.
         self._notes.append((delivery, attempt.record(delivery.delivery_id), status))
-        if self._notes_task is None or self._notes_task.done():
-            self._notes_task = asyncio.create_task(
-                self._write_notes(), name=f"redis-history:{self.consumer}"
+        self._write_soon()
+
+    def _write_soon(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(
+                self._write_behind(), name=f"redis-write-behind:{self.consumer}"
             )
 
-    async def _write_notes(self) -> None:
-        while self._notes:
+    async def _write_behind(self) -> None:
+        """Write the attempts noted and acknowledge the deliveries finished since the last
+        call, in one script call, until nothing is left; each call takes what came in while
+        the one before was under way (a group commit: one round trip for many deliveries)."""
+        while self._notes or self._acks:
             notes, self._notes = self._notes, []
-            pipe = self.redis.pipeline(transaction=False)
-            ttl = self.history_ttl
-            for delivery, record, status in notes:
-                key = self._history_key(delivery.delivery_id)
-                event = delivery.event
-                pipe.hset(
-                    key,
-                    mapping={
-                        # The fields a record queued elsewhere already has, set again so
-                        # a record whose key expired mid-retry is whole.
-                        "w": delivery.webhook_name,
-                        "e": event.event_id,
-                        "t": event.event_type,
-                        "c": delivery.enqueued_at,
-                        "s": status,
-                        "u": record.started_at + record.duration_s,
-                        # Keyed by its start: a 410's attempt and the one after re-enabling
-                        # share a number, and both are on record.
-                        f"a:{record.started_at!r}": json.dumps(
-                            record.to_dict(), separators=(",", ":")
-                        ),
-                    },
-                )
-                pipe.expire(key, ttl)
-                pipe.zadd(self.history_index, {delivery.delivery_id: delivery.enqueued_at})
+            acks, self._acks = self._acks, []
+            done, self._acked = self._acked, None
             try:
-                await pipe.execute()
-            except RedisError as exc:
-                # History never costs a delivery: said once per outage, and the attempts
-                # of that moment are not on record.
-                self._history_fault.failed(exc, stream=self.stream, lost=len(notes))
+                for start in range(0, max(len(notes), len(acks)), _WRITE_BEHIND_MAX):
+                    await self._write_some(
+                        notes[start : start + _WRITE_BEHIND_MAX],
+                        acks[start : start + _WRITE_BEHIND_MAX],
+                    )
+            except BaseException as exc:
+                if notes:
+                    # History never costs a delivery: said once per outage, and the
+                    # attempts of that moment are not on record.
+                    self._history_fault.failed(exc, stream=self.stream, lost=len(notes))
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
             else:
-                self._history_fault.ok(stream=self.stream)
+                if notes:
+                    self._history_fault.ok(stream=self.stream)
+                if done is not None and not done.done():
+                    done.set_result(None)
+            finally:
+                for delivery in acks:
+                    self._release(delivery)
+
+    async def _write_some(
+        self, notes: list[tuple[Delivery, AttemptRecord, str]], acks: list[Delivery]
+    ) -> None:
+        keys = [self.stream, self.attempts_key, self.history_index]
+        args: list[Any] = [GROUP, self.history_ttl, len(notes), len(acks)]
+        for delivery, record, status in notes:
+            event = delivery.event
+            keys.append(self._history_key(delivery.delivery_id))
+            args += [
+                delivery.delivery_id,
+                delivery.webhook_name,
+                event.event_id,
+                event.event_type,
+                delivery.enqueued_at,
+                status,
+                record.started_at + record.duration_s,
+                # Keyed by its start: a 410's attempt and the one after re-enabling share
+                # a number, and both are on record.
+                f"a:{record.started_at!r}",
+                json.dumps(record.to_dict(), separators=(",", ":")),
+            ]
+        for delivery in acks:
+            args += [delivery.store_ref, delivery.delivery_id]
+        await self._write_behind_script(keys=keys, args=args)
 
     async def _history_written(self) -> None:
         """Wait for the attempts noted so far to be written (reads see them)."""
-        task = self._notes_task
+        task = self._writer
         if task is not None and not task.done():
             await asyncio.shield(task)
 
@@ -853,6 +1030,7 @@ class RedisStore:
                     await wait_event(self._room, claim_every)
                     continue
                 entries: list[tuple[str, dict[str, str]]] = []
+                fresh = False
                 if time.monotonic() >= next_claim:
                     cursor, entries = await self._claim_idle(cursor, free)
                     if cursor == "0-0":
@@ -871,9 +1049,10 @@ class RedisStore:
                         )
                     )
                     entries = answer[0][1] if answer else []
+                    fresh = True
                 if entries:
                     # Even when stopping: these are ours now, so the lanes deliver them.
-                    await self._submit(entries)
+                    await self._submit(entries, fresh)
                 self._consume_fault.ok(consumer=self.consumer)
             except Exception as exc:
                 if _no_group(exc):
@@ -923,9 +1102,15 @@ class RedisStore:
             log.warning("deliveries_reclaimed", count=len(claimed), consumer=self.consumer)
         return next_cursor, claimed
 
-    async def _submit(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        ids = [fields.get("d") or entry_id for entry_id, fields in entries]
-        counted = await checked(self.redis.hmget(self.attempts_key, ids))
+    async def _submit(self, entries: list[tuple[str, dict[str, str]]], fresh: bool) -> None:
+        """Hand entries to the lanes. `fresh`: read with `>`, never handed out before, so no
+        worker has counted an attempt of theirs (a count is written only by the worker that
+        holds the entry): their count is the entry's own, without a round trip to look."""
+        if fresh:
+            counted: list[Any] = [None] * len(entries)
+        else:
+            ids = [fields.get("d") or entry_id for entry_id, fields in entries]
+            counted = await checked(self.redis.hmget(self.attempts_key, ids))
         for (entry_id, fields), attempts in zip(entries, counted, strict=True):
             if entry_id in self._held:
                 continue  # reclaimed from ourselves: still under way here
@@ -1028,6 +1213,12 @@ def _history_record(delivery_id: str, value: dict[str, str]) -> DeliveryRecord |
         attempts=tuple(attempts),
         dead_letter_id=value.get("dl") or None,
     )
+
+
+def _quiet(future: asyncio.Future[Any]) -> None:
+    """A failure nobody is left to await (its waiters were cancelled) is not reported as
+    never retrieved: the fault was logged where it happened."""
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def _float(value: Any) -> float:
