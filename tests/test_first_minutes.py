@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ._cli_kit import completed
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECTS = [
     ROOT,
@@ -313,9 +315,9 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    return subprocess.run(
-        [CLI, *args], capture_output=True, text=True, env=_env(env), cwd=cwd, timeout=60
-    )
+    """The CLI in this process, with the core's own types only (see tests/_cli_kit.py); the
+    real console script runs in `_listen`, the closed-pipe and the worker tests below."""
+    return completed(*args, env=env, cwd=cwd)
 
 
 async def _listen(*args: str, posts: list[dict[str, str]]) -> tuple[int, list[str], list[int]]:
