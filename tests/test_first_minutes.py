@@ -689,36 +689,6 @@ def test_new_plugin_warns_when_the_name_is_an_installed_type(tmp_path: Path) -> 
     assert (tmp_path / "empathy-webhooks-custom").is_dir()
 
 
-def test_the_generated_plugin_tests_raise_no_warning(tmp_path: Path) -> None:
-    from empathy_webhooks_core.scaffold import create_plugin
-
-    root = create_plugin("acme", tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    env.pop("PYTEST_ADDOPTS", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-W",
-            "error",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            "not slow",
-            "tests",
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "warning" not in done.stdout.lower(), done.stdout
-
-
 def test_the_readme_names_the_clis_real_default_store(tmp_path: Path) -> None:
     import re
 
