@@ -93,7 +93,9 @@ def test_generated_package_imports_and_renders(tmp_path: Path, monkeypatch) -> N
             del sys.modules[name]
 
 
-def test_generated_tests_pass_and_lint_clean(tmp_path: Path) -> None:
+def test_generated_tests_pass_raise_no_warning_and_lint_clean(tmp_path: Path) -> None:
+    """One run of the generated suite, warnings as errors (it also stands for what was
+    test_first_minutes' test_the_generated_plugin_tests_raise_no_warning, which ran it again)."""
     root = create_plugin("my-service", tmp_path)
     env = {**os.environ, "PYTHONPATH": str(root)}
     env.pop("PYTEST_ADDOPTS", None)
@@ -103,6 +105,8 @@ def test_generated_tests_pass_and_lint_clean(tmp_path: Path) -> None:
             "-m",
             "pytest",
             "-q",
+            "-W",
+            "error",
             "-p",
             "no:cacheprovider",
             "-c",
@@ -120,6 +124,7 @@ def test_generated_tests_pass_and_lint_clean(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     # Everything passes but the entry-point check, which needs the distribution installed.
     assert "1 skipped" in run.stdout and " failed" not in run.stdout, run.stdout
+    assert "warning" not in run.stdout.lower(), run.stdout
     lint = subprocess.run(
         [
             sys.executable,

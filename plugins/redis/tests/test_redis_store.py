@@ -15,11 +15,10 @@ from empathy_webhooks_redis.breaker import POLL
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
 from empathy_webhooks_core.breaker import BreakerState
-from empathy_webhooks_core.clock import SystemClock
 from empathy_webhooks_core.plugins import Hooks, get_plugin_manager
 from empathy_webhooks_core.ratelimit import RateLimit
 from empathy_webhooks_core.stores import Delivery, open_store
-from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+from empathy_webhooks_core.testing import FakeClock, ReceivedRequest, Receiver, Reply
 from empathy_webhooks_core.worker import run_worker
 
 FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
@@ -270,14 +269,26 @@ async def test_the_shared_breaker_opens_for_every_worker_and_lets_one_probe_thro
     for store in (first, second, producer):
         await store.open()
     try:
+        open_seconds = 30.0
         hook = CustomWebhook(
             name="h",
             url="http://127.0.0.1:9/",
-            circuit_breaker={"min_attempts": 4, "failure_rate": 0.5, "open_seconds": 0.2},
+            circuit_breaker={"min_attempts": 4, "failure_rate": 0.5, "open_seconds": open_seconds},
         )
-        clock = SystemClock()
+        # Time moves only when the test says so, on both sides: each worker's mirror reads a
+        # FakeClock, and the shared open deadline (in Redis server time) is moved back by the
+        # same amount. The open time therefore never runs out because the machine was slow,
+        # which, with the real clock and a 0.2 s open time, made a worker take the probe early.
+        clock = FakeClock()
         one = first.make_circuit_breaker(hook, clock)
         two = second.make_circuit_breaker(hook, clock)
+
+        async def let_time_pass(seconds: float) -> None:
+            # The shared deadline first: a mirror reading it before the clock moves already
+            # sees less time left, never more.
+            await first.redis.hincrby(one.keys[1], "open_until", -int(seconds * 1_000_000))
+            await clock.advance(seconds)
+
         for breaker in (one, two):
             await breaker.sync()
             assert breaker.wait_time() == 0 and breaker.state is BreakerState.CLOSED
@@ -293,35 +304,51 @@ async def test_the_shared_breaker_opens_for_every_worker_and_lets_one_probe_thro
         await one.sync()
         for breaker in (one, two):
             assert breaker.state is BreakerState.OPEN and breaker.times_opened == 1
-            assert 0 < (breaker.wait_time() or 0) <= 0.2
+            assert 0 < (breaker.wait_time() or 0) <= open_seconds
+
+        # Not yet: most of the open time gone, both still wait out the rest.
+        await let_time_pass(open_seconds - 10)
+        for breaker in (one, two):
+            await breaker.sync()
+            assert breaker.state is BreakerState.OPEN
+            assert 0 < (breaker.wait_time() or 0) <= 10
 
         # Half-open: whoever asks first takes the probe; the other waits for its result.
-        async with asyncio.timeout(5):
-            while one.wait_time() != POLL:  # noqa: ASYNC110 - the open time runs out
-                await asyncio.sleep(0.01)
+        await let_time_pass(10)
+        for breaker in (one, two):
+            await breaker.sync()
+            assert breaker.state is BreakerState.HALF_OPEN
+        assert one.wait_time() == POLL  # one asks for the probe...
         await one.sync()
-        assert one.wait_time() == 0
-        # Two waits: its mirror may still hold a sliver of open time (its deadline came from
-        # its own last read) or say half-open; either way it does not send.
-        assert (two.wait_time() or 0) > 0
+        assert one.wait_time() == 0  # ...and has it
+        assert two.wait_time() == POLL  # two asks too...
         await two.sync()
-        assert two.wait_time() == POLL  # the probe is one's
+        assert two.wait_time() == POLL  # ...but the probe is one's
         one.before_attempt()
         assert one.wait_time() is None and one.current_state() is BreakerState.HALF_OPEN
+        assert two.wait_time() == POLL
         one.record(False)  # the probe failed: open again, for both
         assert one.state is BreakerState.OPEN
         await one.sync()
         await two.sync()
         assert (one.times_opened, two.times_opened) == (2, 2)
-        assert two.state is BreakerState.OPEN
+        for breaker in (one, two):
+            assert breaker.state is BreakerState.OPEN
+            assert 0 < (breaker.wait_time() or 0) <= open_seconds
 
-        async with asyncio.timeout(5):
-            while two.wait_time() != POLL:  # noqa: ASYNC110 - the open time runs out
-                await asyncio.sleep(0.01)
+        # The open time runs out again; this time two asks first and its probe succeeds:
+        # closed, for both.
+        await let_time_pass(open_seconds)
+        for breaker in (one, two):
+            await breaker.sync()
+        assert two.wait_time() == POLL
         await two.sync()
         assert two.wait_time() == 0
+        assert one.wait_time() == POLL
+        await one.sync()
+        assert one.wait_time() == POLL  # the probe is two's
         two.before_attempt()
-        two.record(True)  # the probe succeeded: closed, for both
+        two.record(True)
         await two.sync()
         await one.sync()
         assert one.state is two.state is BreakerState.CLOSED
