@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,10 +48,14 @@ async def only_delivery(dispatcher: WebhookDispatcher) -> str:
     return record.delivery_id
 
 
-def closed_port() -> int:
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port that refuses connections for the whole test: bound, never listening. (A port
+    merely closed after binding could be taken by another test's server in the meantime,
+    which then answered this test's delivery.)"""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
 
 
 async def test_a_500_then_a_200_is_two_attempts_on_record(
@@ -122,11 +126,11 @@ async def test_a_410_disables_and_the_record_says_so(
 
 
 async def test_a_refused_connection_is_on_record_with_its_error_and_dead_letter(
-    store_for: Callable[[], object],
+    store_for: Callable[[], object], refused_port: int
 ) -> None:
     hook = CustomWebhook(
         name="h",
-        url=f"http://127.0.0.1:{closed_port()}/h",
+        url=f"http://127.0.0.1:{refused_port}/h",
         retry_policy={**FAST, "max_retries": 1},
     )
     async with WebhookDispatcher(webhooks=[hook], store=store_for()) as dispatcher:

@@ -157,9 +157,10 @@ async def test_a_rate_limit_holds_across_two_worker_processes(
     assert {r.header("X-Worker") for r in webhook_receiver.delivered} == {"a", "b"}
     # Never more than `limit` requests within one window at the receiver. The allowance
     # covers the trip from the limiter (in Redis) to the receiver, which on a loaded two-core
-    # machine varies by more than 50 ms; two workers each keeping their own limit would put
-    # 20 within a fraction of a window, so the test keeps its power.
-    slack = 0.25
+    # machine varied by more than 250 ms (2 failures in 7 runs at load 7-18 with 0.25 s); two
+    # workers each keeping their own limit would put 20 within a few milliseconds, so even
+    # this wide allowance keeps the test's power.
+    slack = 0.6
     for first, last in zip(arrivals, arrivals[limit:], strict=False):
         assert last - first >= window - slack, "more than the limit within one window"
 
