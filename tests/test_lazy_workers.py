@@ -9,7 +9,7 @@ import pytest
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
 from empathy_webhooks_core._pipeline import work
-from empathy_webhooks_core.testing import Receiver, Reply
+from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
 
 
 def _workers(dispatcher: WebhookDispatcher) -> dict[str, int]:
@@ -30,16 +30,24 @@ async def test_quiet_webhooks_hold_no_workers(receiver: Receiver) -> None:
 
 
 async def test_a_burst_starts_up_to_max_concurrency_workers(receiver: Receiver) -> None:
-    receiver.queue(*[Reply(status=200, delay=0.2)] * 6)
+    release = asyncio.Event()
+
+    async def hold(_: ReceivedRequest) -> Reply:
+        await release.wait()  # every answer waits: the workers stay busy until released
+        return Reply(status=200)
+
+    receiver.handler = hold
     webhook = CustomWebhook(name="burst", url=receiver.url(), max_concurrency=4)
     async with WebhookDispatcher(webhooks=[webhook]) as dispatcher:
         for n in range(6):
             await dispatcher.emit("alert", {"n": n})
         assert _workers(dispatcher) == {"burst": 4}
-        async with asyncio.timeout(10):
-            while len(receiver.requests) < 4:  # noqa: ASYNC110 - four sent at once
-                await asyncio.sleep(0.01)
-        assert len(receiver.requests) == 4  # the other two wait for a free worker
+        try:
+            await receiver.wait_for(4)
+            await asyncio.sleep(0.05)  # room for a fifth request, were one sent
+            assert len(receiver.requests) == 4  # the other two wait for a free worker
+        finally:
+            release.set()
         await dispatcher.drain()
     assert len(receiver.delivered) == 6
 
