@@ -27,7 +27,7 @@ import pluggy
 from . import monitor as monitor_module
 from ._bounds import check_number
 from ._log import get_logger
-from ._pipeline.admission import QueueFull, admit
+from ._pipeline.admission import Held, QueueFull, admit, admit_many
 from ._pipeline.failures import Failures
 from ._pipeline.lane import RESUME_WINDOW, Guards, Lane, LaneSnapshot, LaneTable
 from ._pipeline.paging import Pager
@@ -405,6 +405,34 @@ class WebhookDispatcher:
         if not self._started:
             await self.start()
         return await admit(event, self._lanes, self.store, webhooks=webhooks, hooks=self._hooks)
+
+    async def emit_events(
+        self, events: Sequence[Event], *, held: Held | None = None
+    ) -> list[list[str] | Exception]:
+        """Queue several built events with one store write, so a durable store commits them
+        together: how a gateway admits the events of concurrent requests. One result per
+        event, in order: the webhooks it was routed to, or the exception `emit_event` would
+        have raised for it alone (`TypeError`, `EventDataError`, `QueueFull`, the store's
+        error); one event's error never fails the others. With `held`, the deliveries wait
+        there until `held.release()` instead of going to the workers at once."""
+        if not self._started:
+            await self.start()
+        results: list[list[str] | Exception] = []
+        valid: list[Event] = []
+        for event in events:
+            try:
+                if not isinstance(event, Event):
+                    raise TypeError(f"expected an Event, got {type(event).__name__}")
+                check_depth(event, self._max_data_depth)
+            except (TypeError, ValueError) as exc:
+                results.append(exc)
+                continue
+            results.append([])
+            valid.append(event)
+        admitted = iter(
+            await admit_many(valid, self._lanes, self.store, hooks=self._hooks, held=held)
+        )
+        return [next(admitted) if isinstance(r, list) else r for r in results]
 
     def submit(self, delivery: Delivery) -> None:
         """Hand a delivery taken from a shared store (a worker's job) to its webhook's lane."""

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
+from empathy_webhooks_core import CustomWebhook, Event, QueueFull, WebhookDispatcher
+from empathy_webhooks_core._pipeline.admission import Held
+from empathy_webhooks_core.gateway import intake as intake_module
 from empathy_webhooks_core.gateway.intake import Intake
 from empathy_webhooks_core.testing import Receiver
 
@@ -94,3 +97,100 @@ async def test_concurrent_requests_are_each_answered_with_their_event(
         request.json()["event_id"]: request.json()["data"]["n"] for request in receiver.delivered
     }
     assert sent == {answer["event_id"]: n for n, answer in enumerate(answers)}
+
+
+async def test_emit_events_answers_each_event_as_emit_event_would(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    hook = CustomWebhook(name="hook", url=receiver.url(), max_pending=3)
+    dispatcher = WebhookDispatcher(webhooks=[hook], store=f"sqlite:///{tmp_path / 'outbox.db'}")
+    events = [Event(event_type="prediction", data={"n": n}) for n in range(5)]
+    not_an_event: Any = "prediction"
+    async with dispatcher:
+        held = Held()
+        results = await dispatcher.emit_events([events[0], not_an_event, *events[1:]], held=held)
+        # max_pending counts the deliveries of the events before in the same group.
+        assert results[0] == ["hook"]
+        assert isinstance(results[1], TypeError)
+        assert results[2:4] == [["hook"], ["hook"]]
+        for refused, event in zip(results[4:], events[3:], strict=True):
+            assert isinstance(refused, QueueFull)
+            assert refused.event is event and refused.refused == ["hook"]
+        # The three admitted are on record (committed) before any of them is sent.
+        for event in events[:3]:
+            assert await dispatcher.event(event.event_id) is not None
+        try:
+            assert len(held) == 3
+            assert receiver.requests == []
+        finally:
+            held.release()
+        await receiver.wait_for(3, delivered=True)
+    assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == [0, 1, 2]
+
+
+async def test_deliveries_held_during_a_burst_are_counted_and_delivered_after_it(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No quiet moment ever ends the burst here, nor a timer: only `release` does.
+    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
+    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
+    hook = CustomWebhook(name="hook", url=receiver.url(), max_pending=20)
+    dispatcher = WebhookDispatcher(webhooks=[hook], store=f"sqlite:///{tmp_path / 'outbox.db'}")
+    intake = Intake(dispatcher)
+    events = [Event(event_type="prediction", data={"n": n}) for n in range(25)]
+    async with dispatcher:
+        try:
+            answers = await asyncio.gather(
+                *(intake.admit(event) for event in events), return_exceptions=True
+            )
+            # Held deliveries count against max_pending, and show as queued, as queued
+            # ones do; none is sent.
+            assert answers[:20] == [["hook"]] * 20
+            assert all(isinstance(answer, QueueFull) for answer in answers[20:])
+            assert intake.held == 20
+            assert dispatcher.lane_state("hook").queued == 20  # type: ignore[union-attr]
+            assert receiver.requests == []
+            # drain waits for held deliveries (they are pending) until they are released.
+            draining = asyncio.create_task(dispatcher.drain())
+            await asyncio.sleep(0.05)
+            assert not draining.done()
+        finally:
+            intake.release()
+        await draining
+        assert intake.held == 0
+    assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == list(range(20))
+
+
+async def test_a_stopping_gateway_delivers_what_its_last_burst_held(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
+    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
+    config = write_config(
+        tmp_path, config_text(receiver.url(), store=f"sqlite:///{tmp_path / 'outbox.db'}")
+    )
+    async with gateway_at(config) as (gateway, url), aiohttp.ClientSession() as session:
+        for n in range(5):
+            async with session.post(
+                f"{url}/v1/events",
+                json={"event_type": "prediction", "data": {"n": n}},
+                headers=auth("writer"),
+            ) as answer:
+                assert answer.status == 202
+        assert gateway.intake.held == 5
+    # Leaving stops as SIGTERM does: the held deliveries went to the workers, which drained.
+    assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == list(range(5))
+
+
+async def test_held_deliveries_go_out_once_the_burst_is_over(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    dispatcher = _dispatcher(tmp_path, receiver)
+    intake = Intake(dispatcher)
+    async with dispatcher:
+        await asyncio.gather(
+            *(intake.admit(Event(event_type="prediction", data={"n": n})) for n in range(10))
+        )
+        # Nobody releases them by hand: the quiet moment after the burst does.
+        await receiver.wait_for(10, delivered=True)
+        assert intake.held == 0

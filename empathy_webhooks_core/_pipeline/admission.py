@@ -15,7 +15,7 @@ from ..stores import DeliveryStore
 from .lane import Lane
 from .unit import Delivery
 
-__all__ = ["QueueFull", "admit"]
+__all__ = ["Held", "QueueFull", "admit", "admit_many"]
 
 log = get_logger()
 
@@ -95,3 +95,105 @@ async def admit(
             )
         raise QueueFull(event, full, queued)
     return queued
+
+
+class Held:
+    """Deliveries made durable but not handed to their lanes yet: how a gateway keeps its event
+    loop for intake while a burst of requests lasts. Each one counts in its lane's `pending`
+    from the start, so `max_pending` holds and `drain` waits for it; `release()` hands them
+    all over, in the order they were admitted (ordering keys keep emit order). Whoever holds
+    deliveries must release them: the rows are in the store meanwhile, so a crash loses
+    nothing, but a live process that never released would not deliver them."""
+
+    def __init__(self) -> None:
+        self._deliveries: list[tuple[Lane, Delivery]] = []
+
+    def __len__(self) -> int:
+        return len(self._deliveries)
+
+    def hold(self, lane: Lane, delivery: Delivery) -> None:
+        lane.pending += 1
+        self._deliveries.append((lane, delivery))
+
+    def release(self) -> None:
+        held, self._deliveries = self._deliveries, []
+        for lane, delivery in held:
+            lane.pending -= 1  # counted again by `enqueue`
+            lane.enqueue(delivery)
+
+
+async def admit_many(
+    events: Sequence[Event],
+    lanes: Mapping[str, Lane],
+    store: DeliveryStore,
+    *,
+    hooks: Hooks | None = None,
+    held: Held | None = None,
+) -> list[list[str] | Exception]:
+    """`admit` for several events with ONE `store.enqueue`, so a durable store commits them in
+    one transaction (one wake-up of its writer, one answer back) instead of one per event.
+
+    Each event's result is what `admit` would return or raise for it alone: the webhooks it
+    was queued for, `QueueFull`, or the store's error. If the grouped write fails, every event
+    is written again on its own, so only the one that fails gets the error. With `held`, the
+    deliveries go there instead of to the lanes (see `Held`)."""
+    local = not store.remote_workers
+    # Deliveries given to each lane by the events before in this group: `max_pending`
+    # counts them (they are not in `lane.pending` until the write succeeds).
+    added: dict[str, int] = {}
+    plans: list[tuple[Event, list[Lane], list[Delivery], dict[str, int]]] = []
+    captures = hooks is not None and hooks.captures_context
+    for event in events:
+        wanting = [lane for lane in lanes.values() if lane.wants(event)]
+        full: dict[str, int] = {}
+        if local:
+            for lane in wanting:
+                name = lane.webhook.name
+                if lane.pending + added.get(name, 0) >= lane.webhook.max_pending:
+                    full[name] = lane.webhook.max_pending
+                    lane.recorder.refused += 1
+            if full:
+                wanting = [lane for lane in wanting if lane.webhook.name not in full]
+            for lane in wanting:
+                added[lane.webhook.name] = added.get(lane.webhook.name, 0) + 1
+        deliveries = [Delivery(webhook_name=lane.webhook.name, event=event) for lane in wanting]
+        if captures:
+            assert hooks is not None
+            for lane, delivery in zip(wanting, deliveries, strict=True):
+                delivery.context = hooks.delivery_context(lane.webhook, event)
+        plans.append((event, wanting, deliveries, full))
+    written: list[Exception | None] = [None] * len(plans)
+    try:
+        await store.enqueue([delivery for plan in plans for delivery in plan[2]])
+    except Exception:
+        # Which event's write failed? Each on its own: only that one gets the error.
+        for index, plan in enumerate(plans):
+            try:
+                await store.enqueue(plan[2])
+            except Exception as exc:
+                written[index] = exc
+    results: list[list[str] | Exception] = []
+    for (event, wanting, deliveries, full), error in zip(plans, written, strict=True):
+        if error is not None:
+            results.append(error)
+            continue
+        if local:
+            for lane, delivery in zip(wanting, deliveries, strict=True):
+                if held is not None:
+                    held.hold(lane, delivery)
+                else:
+                    lane.enqueue(delivery)
+        queued = [lane.webhook.name for lane in wanting]
+        if full:
+            for name, limit in full.items():
+                log.error(
+                    "queue_full",
+                    webhook=name,
+                    event_id=event.event_id,
+                    max_pending=limit,
+                    queued_for=queued,
+                )
+            results.append(QueueFull(event, full, queued))
+        else:
+            results.append(queued)
+    return results

@@ -170,6 +170,7 @@ class Gateway:
         that pages, what is queued) up to `grace` seconds, then close. A durable store
         keeps whatever is left for the next start."""
         dispatcher = self.dispatcher
+        self.intake.release()  # what the last burst left held goes to the workers now
         try:
             if self.workers and isinstance(dispatcher.store, StopsConsuming):
                 await dispatcher.store.stop_consuming()

@@ -42,13 +42,23 @@ async def read_json(request: web.Request, limit: int) -> tuple[bytes, Any]:
             "/problems/unsupported-media-type",
             f"send the body as application/json, not {request.content_type or 'nothing'}",
         )
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        body += chunk
+    if request.content_length is not None:
+        # Declared within the limit: one read (aiohttp stops at its own limit, the same one).
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(limit) from None
         if len(body) > limit:
             raise _too_large(limit)
+    else:
+        chunks = bytearray()
+        async for chunk in request.content.iter_chunked(65536):
+            chunks += chunk
+            if len(chunks) > limit:
+                raise _too_large(limit)
+        body = bytes(chunks)
     try:
-        return bytes(body), json.loads(body)
+        return body, json.loads(body)
     except RecursionError:
         raise Problem(422, "/problems/invalid-json", "the body nests too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -1,62 +1,125 @@
-"""Admitting the events of concurrent requests in groups, so the store commits them together.
+"""Admitting the events of concurrent requests in groups, and delivery after the burst.
 
-A `202` means the event is durable: each request waits for its event's commit. A durable store
-(SQLite) commits whatever operations it has been handed when its writer wakes, so how many
-events share a commit depends on how closely their operations arrive. Left alone, concurrent
-requests hand theirs over one at a time, interleaved with socket reads and writes and with
-deliveries, and the writer wakes for nearly every one: a commit (and a wake-up of the writer
-thread, which then competes for the interpreter) per event or two.
+A `202` means the event is durable: each request waits for its event's commit. Handing the
+store one write per request costs a commit, a wake-up of the store's writer thread (which
+then competes for the interpreter) and an answer back per event. `Intake` is a group commit:
+the events of the requests that arrive while a group is being written wait, then go as the
+next group with ONE `WebhookDispatcher.emit_events` (one store write, one transaction). A
+request that finds nothing under way goes in the next turn of the event loop (no added
+latency when the gateway is idle); under load a request waits at most for one commit before
+its own. What an event's admission raises (`QueueFull`, a store error) reaches that event's
+request only. A request cancelled before its group is written queues nothing.
 
-`Intake` is the classic group commit: while one group of events is being admitted (queued and
-committed), requests that arrive wait at a gate; when the group is done, the gate opens and
-every request waiting behind it admits its event in the same turn of the event loop, one right
-after the other, so the store gets them at once and commits them together. A request that
-finds nothing under way goes at once (no added latency when the gateway is idle); under load a
-request waits at most for one commit before its own.
-
-What an event's admission raises (`QueueFull`, a store error) reaches that event's request
-only. A request cancelled while it waits at the gate queues nothing.
+Delivery after the burst: the workers deliver on the same event loop as the intake, and
+under a burst of requests they took half of it (a delivery costs about what an accepted event
+does), so callers waited on deliveries. While requests keep arriving, admitted deliveries
+are therefore held (durable in the store, counted in their lane's `pending`, so
+`max_pending` and `drain` see them) and handed to the workers once the gateway has had no
+event to admit for `QUIET_SECONDS`, or once the oldest has waited `MAX_HOLD_SECONDS`: a
+burst is answered first and delivered right after, and a steady stream of requests never
+holds a delivery longer than that. A gateway answering one request at a time hands each
+delivery over `QUIET_SECONDS` after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from .._pipeline.admission import Held
 from ..dispatcher import WebhookDispatcher
 from ..events import Event
 
-__all__ = ["Intake"]
+__all__ = ["MAX_HOLD_SECONDS", "QUIET_SECONDS", "Intake"]
+
+#: No event to admit for this long ends a burst: the held deliveries go to the workers.
+QUIET_SECONDS = 0.02
+#: The longest a delivery is held while requests keep coming.
+MAX_HOLD_SECONDS = 1.0
 
 
 class Intake:
     """`await intake.admit(event)`: `dispatcher.emit_event(event)`, grouped with the events of
-    concurrent requests (see the module docstring)."""
+    concurrent requests, its delivery held while a burst lasts (see the module docstring).
+    `hold=False`: deliveries go to the workers as soon as they are queued."""
 
-    def __init__(self, dispatcher: WebhookDispatcher) -> None:
+    def __init__(self, dispatcher: WebhookDispatcher, *, hold: bool = True) -> None:
         self._dispatcher = dispatcher
-        #: Admissions of the current group not finished yet.
-        self._under_way = 0
-        #: The requests waiting for the next group, each on its own future (so cancelling one
-        #: never cancels the others).
-        self._waiting: list[asyncio.Future[None]] = []
+        #: The events waiting for the next group, each with its request's future (its own:
+        #: cancelling one request never cancels the others).
+        self._waiting: list[tuple[Event, asyncio.Future[list[str]]]] = []
+        #: Writes the groups, one after the other, while there are any.
+        self._writer: asyncio.Task[None] | None = None
+        self._held = Held() if hold else None
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._quiet_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def held(self) -> int:
+        """Deliveries admitted and not handed to the workers yet."""
+        return len(self._held) if self._held is not None else 0
 
     async def admit(self, event: Event) -> list[str]:
         """Queue `event` durably; the names of the webhooks it was routed to (as
         `WebhookDispatcher.emit_event`, whose exceptions it raises)."""
-        if self._under_way:
-            gate = asyncio.get_running_loop().create_future()
-            self._waiting.append(gate)
-            await gate
-        self._under_way += 1
-        try:
-            return await self._dispatcher.emit_event(event)
-        finally:
-            self._under_way -= 1
-            if not self._under_way:
-                self._open_gate()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[str]] = loop.create_future()
+        self._busy()
+        self._waiting.append((event, future))
+        if self._writer is None:
+            self._writer = loop.create_task(self._write_groups())
+        return await future
 
-    def _open_gate(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for gate in waiting:
-            if not gate.done():  # a request cancelled while it waited
-                gate.set_result(None)
+    async def _write_groups(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                # A request cancelled while it waited queues nothing.
+                group = [(event, future) for event, future in group if not future.done()]
+                if not group:
+                    continue
+                try:
+                    results = await self._dispatcher.emit_events(
+                        [event for event, _ in group], held=self._held
+                    )
+                except Exception as exc:  # not an event's own error: every request hears it
+                    results = [exc] * len(group)
+                self._hold_started()
+                for (_, future), result in zip(group, results, strict=True):
+                    if future.done():  # its request went away meanwhile: the event is queued
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._writer = None
+            self._quiet()
+
+    # -- holding deliveries during a burst -------------------------------------------------
+
+    def _hold_started(self) -> None:
+        if self._held is not None and len(self._held) and self._hold_timer is None:
+            loop = asyncio.get_running_loop()
+            self._hold_timer = loop.call_later(MAX_HOLD_SECONDS, self.release)
+
+    def _quiet(self) -> None:
+        """Nothing to write: unless an event arrives within `QUIET_SECONDS`, the held
+        deliveries go to the workers."""
+        if self._held is not None and len(self._held) and self._quiet_timer is None:
+            loop = asyncio.get_running_loop()
+            self._quiet_timer = loop.call_later(QUIET_SECONDS, self.release)
+
+    def _busy(self) -> None:
+        """An event arrived: the burst goes on."""
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
+
+    def release(self) -> None:
+        """Hand every held delivery to the workers now."""
+        for timer in (self._hold_timer, self._quiet_timer):
+            if timer is not None:
+                timer.cancel()
+        self._hold_timer = self._quiet_timer = None
+        if self._held is not None:
+            self._held.release()
