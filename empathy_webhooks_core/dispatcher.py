@@ -478,6 +478,11 @@ class WebhookDispatcher:
         return self._lanes[name].enabled.is_set()
 
     @property
+    def closed(self) -> bool:
+        """Closed: it takes no event and starts no worker any more."""
+        return self._closed
+
+    @property
     def running(self) -> bool:
         """Started, not closed, and no webhook's worker has ended (a gateway's `/readyz`)."""
         return (

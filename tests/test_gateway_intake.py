@@ -194,3 +194,23 @@ async def test_held_deliveries_go_out_once_the_burst_is_over(
         # Nobody releases them by hand: the quiet moment after the burst does.
         await receiver.wait_for(10, delivered=True)
         assert intake.held == 0
+
+
+async def test_held_deliveries_of_a_dispatcher_closed_without_draining_wait_in_the_store(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
+    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
+    dispatcher = _dispatcher(tmp_path, receiver)
+    intake = Intake(dispatcher)
+    await dispatcher.start()
+    await asyncio.gather(
+        *(intake.admit(Event(event_type="prediction", data={"n": n})) for n in range(4))
+    )
+    await dispatcher.close(drain=False)
+    intake.release()  # too late: nothing starts on a closed dispatcher
+    assert receiver.requests == []
+    # Committed before each 202: the next start on the same file delivers them.
+    async with _dispatcher(tmp_path, receiver) as again:
+        await again.drain(timeout=30)
+    assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == [0, 1, 2, 3]

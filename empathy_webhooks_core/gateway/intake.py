@@ -121,5 +121,7 @@ class Intake:
             if timer is not None:
                 timer.cancel()
         self._hold_timer = self._quiet_timer = None
-        if self._held is not None:
+        if self._held is not None and not self._dispatcher.closed:
+            # Closed without draining: they stay queued in the store for the next start
+            # (and in `closed_with_pending_deliveries`, as they count in `pending`).
             self._held.release()
