@@ -14,8 +14,9 @@ Two servers, each in its own process, answered by the same client in this proces
 
 The gateway's note also says how much of the delivery kept up: the share of events
 delivered by the time the last one was accepted, and the server's CPU per event once every
-event was delivered (workers that fall behind move CPU out of the timed run; this puts it
-back in view).
+event was delivered, and how long after the last 202 that was (the gateway holds deliveries
+while a burst of requests lasts, up to a second at a time, so workers that wait move CPU out
+of the timed run; these put it back in view).
 
 Rounds alternate bare / gateway so drift on the machine hits both alike; the best of each is
 kept. Latency is each request's time from send to answer, p50 and p99 of the best round. On
@@ -74,6 +75,9 @@ class Run:
     # say how much, so a faster intake bought by slower delivery shows.
     delivered_share: float = 1.0
     cpu_all_us: float = 0.0
+    # Gateway only: seconds from the last 202 until every event was delivered (the gateway
+    # holds deliveries while a burst of requests lasts: this is what that costs them).
+    catch_up_s: float = 0.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -104,12 +108,14 @@ def _delivered(
     """Fill in `run`'s delivery figures: the receiver had `start` requests before this server
     started, and gets `total` plus the warm-up's `CONCURRENCY` from it."""
     expected = total + CONCURRENCY
+    began = time.monotonic()
     run.delivered_share = min(1.0, max(0, receiver.count() - start - CONCURRENCY) / total)
     deadline = time.monotonic() + 120
     while receiver.count() - start < expected and time.monotonic() < deadline:
         time.sleep(0.05)
     if receiver.count() - start < expected:
         raise RuntimeError(f"the gateway did not deliver its {expected} events within 120 s")
+    run.catch_up_s = time.monotonic() - began
     run.cpu_all_us = (_cpu_seconds(proc.pid) - before) / total * 1e6
 
 
@@ -258,7 +264,7 @@ def run(quick: bool = False, total: int | None = None, rounds: int | None = None
             note=f"p50 {best.p50_ms:.1f} ms, p99 {best.p99_ms:.1f} ms, "
             f"server CPU {best.cpu_us:.0f} µs/event, delivery included; "
             f"{best.delivered_share:.0%} delivered by the last 202, "
-            f"{best.cpu_all_us:.0f} µs/event once all were",
+            f"{best.cpu_all_us:.0f} µs/event once all were ({best.catch_up_s:.1f} s after it)",
         ),
         out,
     )
