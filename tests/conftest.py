@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 from empathy_webhooks_core.testing import Receiver
 
-from ._wheels import build_core_wheel
+from ._once import build_core_wheel, once_per_run
 
 # Hypothesis judges how fast it generates examples; on a loaded machine (CI beside other jobs,
 # xdist on two cores) that says nothing about the code under test, so timing checks are off.
@@ -38,12 +37,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture(scope="session")
 def core_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The core's wheel, built once per run and shared by every xdist worker of the run (their
-    base temporary folders are siblings); a plain `pytest` builds it in its own."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    return build_core_wheel(base / "core-wheel")
+    """The core's wheel, built once per run (tests/_once.py)."""
+    [wheel] = once_per_run(tmp_path_factory, "core-wheel", build_core_wheel).glob("*.whl")
+    return wheel
 
 
 #: Retry quickly in tests: the schedule's shape is tested with a fake clock elsewhere.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ._wheels import IGNORE, PIP_WHEEL, ROOT, clean_env
+from ._once import IGNORE, PIP_WHEEL, ROOT, clean_env
 
 # Its own steps time out after 300 s; under xdist on a loaded machine the whole can pass 120 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -61,7 +61,7 @@ def test_example_wheel_installs_is_discovered_delivers_and_uninstalls(
     tmp_path: Path, core_wheel: Path
 ) -> None:
     # Built from a copy, so the build leaves nothing in the work tree; the core's wheel is the
-    # run's shared one (tests/_wheels.py).
+    # run's shared one (tests/_once.py).
     example = shutil.copytree(EXAMPLE, tmp_path / "src" / "ntfy", ignore=IGNORE)
     wheels = tmp_path / "wheels"
     _run(*PIP_WHEEL, "-w", wheels, example)

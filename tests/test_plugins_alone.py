@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ._wheels import IGNORE, PIP_WHEEL, ROOT, clean_env
+from ._once import IGNORE, PIP_WHEEL, ROOT, clean_env
 
 # Its own steps time out after 300 s; under xdist on a loaded machine the whole can pass 120 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -60,7 +60,7 @@ def _run(*args: str | Path) -> str:
 
 def test_each_chat_plugin_alone_with_the_core(tmp_path: Path, core_wheel: Path) -> None:
     # Built from copies, so the builds leave nothing in the work tree; the core's wheel is the
-    # run's shared one (tests/_wheels.py).
+    # run's shared one (tests/_once.py).
     sources = [
         shutil.copytree(ROOT / "plugins" / name, tmp_path / "src" / name, ignore=IGNORE)
         for name in PLUGINS
