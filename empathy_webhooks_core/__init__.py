@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _renderer
 from ._version import __version__
 
 _EXPORTS = {
@@ -115,6 +116,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
+
+
+def _render_request(webhook: Webhook, event: Event) -> OutgoingRequest:
+    render: _renderer.Renderer = __getattr__("render_request")
+    return render(webhook, event)
+
+
+# `Webhook.render` runs the plugins, which `webhooks.py` may not import (see `_renderer`): the
+# package, run before any of its modules, binds the renderer, loaded on first use like every name.
+_renderer.bind_renderer(_render_request)
 
 
 if TYPE_CHECKING:

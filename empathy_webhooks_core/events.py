@@ -22,6 +22,7 @@ from .wire import json_bytes
 
 __all__ = [
     "DEFAULT_MAX_DATA_DEPTH",
+    "EVENT_FIELDS",
     "MAX_DATA_DEPTH_LIMIT",
     "MAX_SAFE_INTEGER",
     "Event",
@@ -46,6 +47,18 @@ MAX_DATA_DEPTH_LIMIT = 256
 MAX_SAFE_INTEGER = 2**53 - 1
 #: The longest event type: it travels in a header, which receivers cap at about 8 KB.
 MAX_EVENT_TYPE_CHARS = 1024
+#: The envelope's fields a producer chooses, in the envelope's order: what an event given as
+#: JSON may hold (the gateway's bodies; the CLI's also `event_id` and `timestamp`, for a replay).
+EVENT_FIELDS = (
+    "event_type",
+    "data",
+    "user_id",
+    "empathy_level",
+    "severity",
+    "classification",
+    "metadata",
+    "ordering_key",
+)
 
 _DEPTH_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
     "empathy_webhooks_data_depth", default=DEFAULT_MAX_DATA_DEPTH

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._bounds import bounded
+from ._renderer import bound_renderer
 from ._signing_keys import standard_key
 from .breaker import BreakerPolicy
 from .events import Event
@@ -266,11 +267,10 @@ class Webhook:
     ) -> OutgoingRequest:
         """What this webhook would send for `event` (an `Event`, or an event type with its
         data and fields): a dry run through the installed plugins; nothing is sent."""
-        from .delivery import render_request
-
         if isinstance(event, str):
             event = Event(event_type=event, data=data, **fields)
-        return render_request(self, event)
+        # Rendering runs the plugins, above this module: the package binds who does it.
+        return bound_renderer()(self, event)
 
     def describe(self) -> str:
         """A one-line description for listings; never includes secrets."""

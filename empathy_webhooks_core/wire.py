@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from .redaction import bounded, redact_headers, redact_text, redact_url, redacted_exception
+
 __all__ = [
     "DeliveryError",
     "DeliveryResult",
@@ -61,14 +63,10 @@ def _frozen_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
 def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Headers fit for a log line or a repr: values of secret-named headers (see
     `redaction.SECRET_NAME`) replaced by `***`, registered secrets masked in the others."""
-    from .redaction import redact_headers
-
     return redact_headers(headers)
 
 
 def _request_repr(request: OutgoingRequest) -> str:
-    from .redaction import redact_text, redact_url
-
     url = redact_url(request.url, secret_path=bool(request.extras.get(SECRET_URL)))
     return redact_text(
         f"OutgoingRequest(method={request.method!r}, url={url!r}, "
@@ -165,8 +163,6 @@ class Response:
 
     def excerpt(self, limit: int = BODY_EXCERPT_CHARS) -> str:
         """The start of the body, secrets masked (before cutting, so no part of one shows)."""
-        from .redaction import bounded
-
         return bounded(self.text(), limit)
 
 
@@ -183,10 +179,8 @@ class Outcome(StrEnum):
 
 def _reason(value: Any) -> str | None:
     """A verdict's reason is often built from the answer: masked and bounded."""
-    if value is None:  # every success: no import machinery on the delivery path
+    if value is None:  # every success
         return None
-    from .redaction import bounded
-
     return bounded(value)
 
 
@@ -249,8 +243,6 @@ class DeliveryError(Exception):
         last_exception: BaseException | None = None,
         protocol: str = "HTTP",
     ) -> None:
-        from .redaction import bounded, redacted_exception
-
         self.reason = bounded(reason)
         self.protocol = protocol
         self.webhook_name = webhook_name
@@ -262,8 +254,6 @@ class DeliveryError(Exception):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        from .redaction import redact_text
-
         return redact_text(self._text())
 
     def _text(self) -> str:
@@ -276,7 +266,6 @@ class DeliveryError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe summary, as dead-letter records keep it (masked and bounded)."""
-        from .redaction import bounded
 
         def masked(text: str | None) -> str | None:
             return bounded(text) if text is not None else None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from empathy_webhooks_core.testing import Receiver
+
+from ._once import build_core_wheel, once_per_run
 
 # Hypothesis judges how fast it generates examples; on a loaded machine (CI beside other jobs,
 # xdist on two cores) that says nothing about the code under test, so timing checks are off.
@@ -30,6 +33,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 async def receiver() -> AsyncIterator[Receiver]:
     async with Receiver() as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def core_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The core's wheel, built once per run (tests/_once.py)."""
+    [wheel] = once_per_run(tmp_path_factory, "core-wheel", build_core_wheel).glob("*.whl")
+    return wheel
 
 
 #: Retry quickly in tests: the schedule's shape is tested with a fake clock elsewhere.

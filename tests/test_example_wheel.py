@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from ._once import IGNORE, PIP_WHEEL, ROOT, clean_env
+
 # Its own steps time out after 300 s; under xdist on a loaded machine the whole can pass 120 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ntfy"
 
 # Runs inside the fresh venv: discover the plugin, deliver one event to a loopback receiver.
@@ -42,56 +43,29 @@ async def main():
 asyncio.run(main())
 """
 
-LIST = """
-from empathy_webhooks_core.plugins import build_plugin_manager, plugin_infos
-for info in plugin_infos(build_plugin_manager()):
-    print(info.name, info.distribution, info.version, ",".join(info.webhook_types))
-"""
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "EMPATHY_"))}
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    return env
-
 
 def _run(*args: str | Path, timeout: float = 300) -> str:
     done = subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, env=_env(), timeout=timeout
+        [str(a) for a in args], capture_output=True, text=True, env=clean_env(), timeout=timeout
     )
     assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
 
-def _list_plugins(python: Path, bin_dir: Path) -> str:
-    """`empathy-webhooks plugins` once the CLI is importable; until then the same listing
-    through the plugin manager (the CLI's own tests cover the CLI)."""
-    cli_ready = subprocess.run(
-        [str(bin_dir / "empathy-webhooks"), "--help"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=60,
-    )
-    if cli_ready.returncode == 0 and "plugins" in cli_ready.stdout:
-        return _run(bin_dir / "empathy-webhooks", "plugins")
-    return _run(python, "-c", LIST)
+def _list_plugins(bin_dir: Path) -> str:
+    """What `empathy-webhooks plugins` lists: the installed core's console script."""
+    return _run(bin_dir / "empathy-webhooks", "plugins")
 
 
-def test_example_wheel_installs_is_discovered_delivers_and_uninstalls(tmp_path: Path) -> None:
-    # Built from copies, so the builds leave nothing in the work tree.
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "tests")
-    core = tmp_path / "src" / "core"
-    core.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, core / name)
-    shutil.copytree(ROOT / "empathy_webhooks_core", core / "empathy_webhooks_core", ignore=ignore)
-    example = shutil.copytree(EXAMPLE, tmp_path / "src" / "ntfy", ignore=ignore)
+def test_example_wheel_installs_is_discovered_delivers_and_uninstalls(
+    tmp_path: Path, core_wheel: Path
+) -> None:
+    # Built from a copy, so the build leaves nothing in the work tree; the core's wheel is the
+    # run's shared one (tests/_once.py).
+    example = shutil.copytree(EXAMPLE, tmp_path / "src" / "ntfy", ignore=IGNORE)
     wheels = tmp_path / "wheels"
-    # No build isolation: the dev install brings setuptools>=77 (what every pyproject.toml asks
-    # for), so pip does not make a fresh build environment per project (~7 s each under load).
-    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    _run(*pip_wheel, "-w", wheels, core, example)
+    _run(*PIP_WHEEL, "-w", wheels, example)
+    shutil.copy(core_wheel, wheels)
     built = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
     assert built == ["empathy_webhooks_core", "empathy_webhooks_ntfy"]
 
@@ -103,7 +77,7 @@ def test_example_wheel_installs_is_discovered_delivers_and_uninstalls(tmp_path: 
     # The core's own dependencies come from the package index (pip's cache keeps this quick).
     _run(*pip, "install", "-q", "--no-compile", *sorted(wheels.glob("*.whl")))
 
-    listed = _list_plugins(python, bin_dir)
+    listed = _list_plugins(bin_dir)
     assert "ntfy" in listed and "empathy-webhooks-ntfy" in listed, listed
 
     delivered = json.loads(_run(python, "-c", DELIVER).strip().splitlines()[-1])
@@ -114,9 +88,9 @@ def test_example_wheel_installs_is_discovered_delivers_and_uninstalls(tmp_path: 
     assert delivered["event_id"] in delivered["body"]["message"]
 
     _run(*pip, "uninstall", "-y", "-q", "empathy-webhooks-ntfy")
-    listed = _list_plugins(python, bin_dir)
+    listed = _list_plugins(bin_dir)
     assert "ntfy" not in listed, listed
     gone = subprocess.run(
-        [str(python), "-c", DELIVER], capture_output=True, text=True, env=_env(), timeout=60
+        [str(python), "-c", DELIVER], capture_output=True, text=True, env=clean_env(), timeout=60
     )
     assert gone.returncode != 0 and "KeyError: 'ntfy'" in gone.stderr, gone.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ._cli_kit import completed
+from ._once import once_per_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECTS = [
@@ -179,10 +180,7 @@ def test_the_readme_quick_start_is_the_demo_then_the_tests() -> None:
 # -- the install's output ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def setuptools_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The build backend every pyproject.toml asks for (setuptools>=77), on its own."""
-    target = tmp_path_factory.mktemp("setuptools")
+def _install_setuptools(target: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "setuptools>=77"],
         capture_output=True,
@@ -191,7 +189,13 @@ def setuptools_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     if done.returncode != 0:
         pytest.skip(f"cannot install setuptools>=77: {done.stderr[-500:]}")
-    return target
+
+
+@pytest.fixture(scope="session")
+def setuptools_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The build backend every pyproject.toml asks for (setuptools>=77), on its own: installed
+    once per run (tests/_once.py)."""
+    return once_per_run(tmp_path_factory, "setuptools", _install_setuptools)
 
 
 # pip's hook runner hands every warning the backend raises back to the user, even with -q (as

@@ -4,7 +4,6 @@ discovered and delivers; uninstalled, it is gone. Slow (a venv and wheels)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from ._once import IGNORE, PIP_WHEEL, ROOT, clean_env
+
 # Its own steps time out after 300 s; under xdist on a loaded machine the whole can pass 120 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Runs inside the fresh venv: the loaded types, then one delivery through the named type.
 PROBE = """
@@ -52,31 +51,23 @@ PLUGINS = {
 
 
 def _run(*args: str | Path) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "EMPATHY_"))}
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     done = subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, env=env, timeout=300
+        [str(a) for a in args], capture_output=True, text=True, env=clean_env(), timeout=300
     )
     assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
 
-def test_each_chat_plugin_alone_with_the_core(tmp_path: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "tests")
-    core = tmp_path / "src" / "core"
-    core.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, core / name)
-    shutil.copytree(ROOT / "empathy_webhooks_core", core / "empathy_webhooks_core", ignore=ignore)
+def test_each_chat_plugin_alone_with_the_core(tmp_path: Path, core_wheel: Path) -> None:
+    # Built from copies, so the builds leave nothing in the work tree; the core's wheel is the
+    # run's shared one (tests/_once.py).
     sources = [
-        shutil.copytree(ROOT / "plugins" / name, tmp_path / "src" / name, ignore=ignore)
+        shutil.copytree(ROOT / "plugins" / name, tmp_path / "src" / name, ignore=IGNORE)
         for name in PLUGINS
     ]
     wheels = tmp_path / "wheels"
-    # No build isolation: the dev install brings setuptools>=77 (what every pyproject.toml asks
-    # for), so pip does not make a fresh build environment per project (~7 s each under load).
-    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    _run(*pip_wheel, "-w", wheels, core, *sources)
+    _run(*PIP_WHEEL, "-w", wheels, *sources)
+    shutil.copy(core_wheel, wheels)
 
     python = tmp_path / "venv" / "bin" / "python"
     venv.create(tmp_path / "venv", with_pip=False)

@@ -15,8 +15,9 @@ from typing import Any
 import attrs
 
 from ..config import Config, ConfigError, load_config
-from ..events import Event, EventDataError
-from ..plugins import PluginManager, get_plugin_manager, hookimpl
+from ..converter import did_you_mean
+from ..events import EVENT_FIELDS, Event, EventDataError
+from ..plugins import PluginManager, get_plugin_manager, hookimpl, hooks_for
 from ..redaction import redact_text, redact_url, redact_value, register_secrets, url_secrets
 
 __all__ = [
@@ -196,7 +197,7 @@ def load(args: argparse.Namespace) -> tuple[Config, PluginManager]:
         raise CliError([f"{path}: {len(exc.problems)} problem(s)", *exc.problems]) from None
     override = getattr(args, "store", None)
     if override:
-        from ..plugins import hooks_for
+        # The stores only for --store: about 10 ms that every other command skips.
         from ..stores import store_url_problem
 
         problem = store_url_problem(override, hooks_for(pm).store_backends(), pm)
@@ -255,24 +256,12 @@ def event_from_args(
         raise CliError(f"error: {exc}") from None
 
 
-_EVENT_KEYS = (
-    "event_type",
-    "data",
-    "user_id",
-    "empathy_level",
-    "severity",
-    "classification",
-    "metadata",
-    "ordering_key",
-    "event_id",
-    "timestamp",
-)
+#: A JSON event may also carry its id and timestamp (a replay of what was sent keeps both).
+_EVENT_KEYS = (*EVENT_FIELDS, "event_id", "timestamp")
 
 
 def event_from_object(obj: Any, where: str) -> Event:
     """An event from one JSON object (a line of a JSON-lines file, or an envelope)."""
-    from ..converter import did_you_mean
-
     if not isinstance(obj, dict):
         raise CliError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     unknown = [key for key in obj if key not in _EVENT_KEYS]

@@ -10,23 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ..events import Event
+from ..events import EVENT_FIELDS, Event
 from .problems import Problem
 
 __all__ = ["EVENT_FIELDS", "build_event", "event_fields", "event_problem", "read_json"]
 
-#: What an event body may hold: the reference envelope's fields a producer chooses (the
-#: gateway gives the id and the timestamp).
-EVENT_FIELDS = (
-    "event_type",
-    "data",
-    "user_id",
-    "empathy_level",
-    "severity",
-    "classification",
-    "metadata",
-    "ordering_key",
-)
 _OPTIONAL_STRINGS = ("user_id", "severity", "classification", "ordering_key")
 _ITEM = re.compile(r"\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]")
 
