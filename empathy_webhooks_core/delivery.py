@@ -72,11 +72,16 @@ def request_secrets(request: OutgoingRequest) -> tuple[str, ...]:
     """`redaction.request_secret_values(request)`, worked out once per distinct URL and
     secret-named headers (the same for every delivery of most webhooks: parsing the URL on
     every render was a measurable part of a delivery's CPU)."""
-    key = (
-        request.url,
-        bool(request.extras.get(SECRET_URL)),
-        *[(k, v) for k, v in request.headers.items() if _secret_name(k)],
-    )
+    # Asked on every render and attempt: the known names looked up inline, no call each.
+    parts: list[Any] = [request.url, bool(request.extras.get(SECRET_URL))]
+    names = _secret_names
+    for name, value in request.headers.items():
+        secret = names.get(name)
+        if secret is None:
+            secret = _secret_name(name)
+        if secret:
+            parts.append((name, value))
+    key = tuple(parts)
     values = _request_secrets.get(key)
     if values is None:
         if len(_request_secrets) >= _CACHE_LIMIT:
