@@ -18,6 +18,7 @@ from ..delivery import attempt as run_attempt
 from ..delivery import request_secrets
 from ..history import KeepsHistory, RawAttempt
 from ..plugins import Hooks
+from ..redaction import request_secrets_known
 from ..stores import DeliveryStore
 from ..webhooks import Webhook
 from ..wire import DeliveryResult, Outcome
@@ -196,7 +197,11 @@ class Workers:
                 ),
                 # Credentials in the request known to the redaction registry only for a
                 # while: masked now. Without them the memory store masks when read.
-                transient=rendered is not None and bool(request_secrets(rendered)),
+                transient=(
+                    rendered is not None
+                    and request_secrets_known()
+                    and bool(request_secrets(rendered))
+                ),
             ),
             _STATUS_AFTER[action],
         )
