@@ -357,7 +357,11 @@ class RawAttempt:
             self.reason,
             response.status if response is not None else None,
             response.body if response is not None else None,
-            self.headers,  # the request's own (read-only): kept, not copied
+            # Names and values as tuples of strings: with nothing but strings and numbers
+            # in it, the collector stops tracking the whole tuple (a memory store keeps
+            # 10,000 deliveries' history, which every full collection would walk).
+            tuple(self.headers),
+            tuple(self.headers.values()),
             self.body_bytes,
             self.next_retry_at,
             self.error,
@@ -373,8 +377,8 @@ def record_of(delivery_id: str, kept: KeptAttempt) -> AttemptRecord:
     """The record of an attempt kept by `RawAttempt.kept`: masked and bounded."""
     if isinstance(kept, AttemptRecord):
         return kept
-    (attempt, started_at, duration_s, verdict, reason, status, body, headers) = kept[:8]
-    body_bytes, next_retry_at, error = kept[8:]
+    (attempt, started_at, duration_s, verdict, reason, status, body, names, values) = kept[:9]
+    body_bytes, next_retry_at, error = kept[9:]
     return _attempt_record(
         delivery_id,
         attempt,
@@ -384,7 +388,7 @@ def record_of(delivery_id: str, kept: KeptAttempt) -> AttemptRecord:
         reason,
         status,
         body,
-        headers,
+        dict(zip(names, values, strict=True)),
         body_bytes,
         next_retry_at,
         error,

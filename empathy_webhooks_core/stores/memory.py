@@ -48,7 +48,8 @@ class _Entry:
         self.status = "pending"
         self.created_at = delivery.enqueued_at
         self.updated_at = now
-        self.attempts: list[KeptAttempt] = []
+        # A tuple, not a list: one container less per delivery for the collector to track.
+        self.attempts: tuple[KeptAttempt, ...] = ()
         self.dead_letter_id: str | None = None
 
     def record(self) -> DeliveryRecord:
@@ -67,10 +68,9 @@ class _Entry:
     def _attempts(self) -> tuple[AttemptRecord, ...]:
         # Masked when first read, and kept so (a record is read again as it was read first).
         attempts = self.attempts
-        for index, kept in enumerate(attempts):
-            if not isinstance(kept, AttemptRecord):
-                attempts[index] = record_of(self.delivery_id, kept)
-        return tuple(attempts)  # type: ignore[arg-type]
+        if not all(isinstance(kept, AttemptRecord) for kept in attempts):
+            attempts = self.attempts = tuple(record_of(self.delivery_id, a) for a in attempts)
+        return attempts  # type: ignore[return-value]
 
 
 #: Entries an in-process memory keeps at most; the oldest go first beyond it, so a plugin
@@ -196,7 +196,7 @@ class MemoryStore:
             return
         now = attempt.started_at + attempt.duration_s
         entry = self._entry(delivery, now)
-        entry.attempts.append(attempt.kept(delivery.delivery_id))
+        entry.attempts = (*entry.attempts, attempt.kept(delivery.delivery_id))
         entry.status = status
         entry.updated_at = now
 
