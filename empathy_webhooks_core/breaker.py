@@ -137,10 +137,12 @@ class CircuitBreaker:
             else:
                 self._open(now)
             return
-        self._results.append((now, success))
+        results = self._results
+        results.append((now, success))
         if not success:
             self._failures += 1
-        self._trim(now)
+        if results[0][0] < now - self.policy.window_seconds:
+            self._trim(now)
         if self.state is BreakerState.CLOSED and len(self._results) >= self.policy.min_attempts:
             if self._failures / len(self._results) >= self.policy.failure_rate:
                 self._open(now)

@@ -8,10 +8,14 @@ with secrets masked, the body's size, when the next attempt goes); each delivery
 `deliveries()` (newest first, a page at a time) and `event()`.
 
 Recording stays cheap: the worker hands the store a `RawAttempt` (the values it already
-holds) without awaiting anything; the store masks it at once (`RawAttempt.record`) and keeps
-it (memory) or writes it with its next commit or pipeline (SQLite, Redis). Masking is not put
-off until the record is read: a credential the request carried is known to the redaction
-registry only for a while (its transient values are bounded), so later could be too late.
+holds) without awaiting anything; a durable store masks it at once (`RawAttempt.record`) and
+writes it with its next commit or pipeline (SQLite, Redis). The memory store keeps what
+`RawAttempt.kept` gives: most attempts as a compact tuple of plain values, masked only when a
+record is read (most are never read, and masking was a large part of a delivery's CPU), and
+the record itself, masked now, when later could be too late or too costly to keep: a request
+carrying credentials the redaction registry knows only for a while (its transient values are
+bounded), or an answer too long to keep whole. Registered secrets are never forgotten, so a
+record masked when read masks at least what it would have when written.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ __all__ = [
     "DeliveryQuery",
     "DeliveryRecord",
     "KeepsHistory",
+    "KeptAttempt",
     "RawAttempt",
+    "record_of",
 ]
 
 #: A delivery's status in its record: queued and not tried yet, tried and waiting for its next
@@ -71,10 +77,15 @@ _PLAIN_HEADERS = frozenset(
 _EXCERPT_WINDOW = 8192
 
 
-def _excerpt(response: Response) -> str:
-    if not response.body:  # most successes: nothing to decode or mask
+def _excerpt(body: bytes) -> str:
+    if not body:  # most successes: nothing to decode or mask
         return ""
-    return bounded(response.body[:_EXCERPT_WINDOW].decode("utf-8", errors="replace"))
+    return bounded(body[:_EXCERPT_WINDOW].decode("utf-8", errors="replace"))
+
+
+#: The longest answer body an attempt kept for masking later holds (longer ones are masked
+#: and cut at once: a memory store keeps 10,000 deliveries' history by default).
+_KEPT_BODY_BYTES = 512
 
 
 @functools.lru_cache(maxsize=1024)
@@ -279,6 +290,7 @@ class RawAttempt:
         "reason",
         "response",
         "started_at",
+        "transient",
         "verdict",
     )
 
@@ -295,7 +307,11 @@ class RawAttempt:
         body_bytes: int,
         next_retry_at: float | None,
         error: str | None = None,
+        transient: bool = True,
     ) -> None:
+        """`transient` is False when the request carried no credential the redaction
+        registry knows only for a while (`redaction.register_request_secrets`): then the
+        values may be masked later, when read (`kept`)."""
         self.attempt = attempt
         self.started_at = started_at
         self.duration_s = duration_s
@@ -306,25 +322,110 @@ class RawAttempt:
         self.body_bytes = body_bytes
         self.next_retry_at = next_retry_at
         self.error = error
+        self.transient = transient
 
     def record(self, delivery_id: str) -> AttemptRecord:
         """The attempt fit to keep and show: masked and bounded."""
         response = self.response
-        reason = bounded(self.reason) if self.reason else None
-        return AttemptRecord(
-            delivery_id=delivery_id,
-            attempt=self.attempt,
-            started_at=self.started_at,
-            duration_s=self.duration_s,
-            status=response.status if response is not None else None,
-            error=(bounded(self.error) if self.error else reason) if response is None else None,
-            verdict=self.verdict,
-            reason=reason,
-            response_excerpt=_excerpt(response) if response is not None else None,
-            request_headers=masked_headers(self.headers),
-            body_bytes=self.body_bytes,
-            next_retry_at=self.next_retry_at,
+        return _attempt_record(
+            delivery_id,
+            self.attempt,
+            self.started_at,
+            self.duration_s,
+            self.verdict,
+            self.reason,
+            response.status if response is not None else None,
+            response.body if response is not None else None,
+            self.headers,
+            self.body_bytes,
+            self.next_retry_at,
+            self.error,
         )
+
+    def kept(self, delivery_id: str) -> KeptAttempt:
+        """What a store holding records in memory keeps (`record_of` makes the record): the
+        values as a tuple, masked when read, or the record masked now when the request
+        carried `transient` credentials or the answer is long."""
+        response = self.response
+        if self.transient or (response is not None and len(response.body) > _KEPT_BODY_BYTES):
+            return self.record(delivery_id)
+        return (
+            self.attempt,
+            self.started_at,
+            self.duration_s,
+            self.verdict,
+            self.reason,
+            response.status if response is not None else None,
+            response.body if response is not None else None,
+            # Names and values as tuples of strings: with nothing but strings and numbers
+            # in it, the collector stops tracking the whole tuple (a memory store keeps
+            # 10,000 deliveries' history, which every full collection would walk).
+            tuple(self.headers),
+            tuple(self.headers.values()),
+            self.body_bytes,
+            self.next_retry_at,
+            self.error,
+        )
+
+
+#: An attempt as the memory store keeps it: its record, or the values `RawAttempt.kept`
+#: gave to make it from when read.
+KeptAttempt = AttemptRecord | tuple[Any, ...]
+
+
+def record_of(delivery_id: str, kept: KeptAttempt) -> AttemptRecord:
+    """The record of an attempt kept by `RawAttempt.kept`: masked and bounded."""
+    if isinstance(kept, AttemptRecord):
+        return kept
+    (attempt, started_at, duration_s, verdict, reason, status, body, names, values) = kept[:9]
+    body_bytes, next_retry_at, error = kept[9:]
+    return _attempt_record(
+        delivery_id,
+        attempt,
+        started_at,
+        duration_s,
+        verdict,
+        reason,
+        status,
+        body,
+        dict(zip(names, values, strict=True)),
+        body_bytes,
+        next_retry_at,
+        error,
+    )
+
+
+def _attempt_record(
+    delivery_id: str,
+    attempt: int,
+    started_at: float,
+    duration_s: float,
+    verdict: str,
+    reason: str | None,
+    status: int | None,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    body_bytes: int,
+    next_retry_at: float | None,
+    error: str | None,
+) -> AttemptRecord:
+    """`status` and `body` are None when there was no answer."""
+    reason = bounded(reason) if reason else None
+    answered = status is not None
+    return AttemptRecord(
+        delivery_id=delivery_id,
+        attempt=attempt,
+        started_at=started_at,
+        duration_s=duration_s,
+        status=status,
+        error=None if answered else (bounded(error) if error else reason),
+        verdict=verdict,
+        reason=reason,
+        response_excerpt=_excerpt(body or b"") if answered else None,
+        request_headers=masked_headers(headers),
+        body_bytes=body_bytes,
+        next_retry_at=next_retry_at,
+    )
 
 
 @runtime_checkable

@@ -644,7 +644,11 @@ class Hooks:
             except Exception as exc:
                 _hook_failed(hook_name, plugin, exc)
                 continue
-            if hook_name not in AWAITED_HOOKS and inspect.iscoroutine(result):
+            if (
+                result is not None
+                and hook_name not in AWAITED_HOOKS
+                and inspect.iscoroutine(result)
+            ):
                 self._broken(plugin, hook_name, f"returned {_kind_of(result)}")
                 continue
             results.append(result)

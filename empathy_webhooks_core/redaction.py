@@ -62,6 +62,7 @@ __all__ = [
     "register_request_secrets",
     "register_secrets",
     "request_secret_values",
+    "request_secrets_known",
     "secret_field",
     "secret_repr",
     "url_repr",
@@ -382,6 +383,12 @@ def register_request_secrets(values: Iterable[Any]) -> None:
     """Remember credentials found in a rendered request for a while (the most recent 512), so
     an echo of them in the answer is masked without the registry growing with every event."""
     _registry.add_transient(values)
+
+
+def request_secrets_known() -> bool:
+    """Whether any credential `register_request_secrets` gave is remembered now (without
+    one, no request carried any: a record may be masked later, when read)."""
+    return bool(_registry._transient)
 
 
 def redact_text(text: str) -> str:

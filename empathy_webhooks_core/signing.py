@@ -117,7 +117,35 @@ def sign_request(
             ).decode("ascii")
             for s in secrets
         )
-    return request.with_headers(headers)
+    return _with_signatures(request, headers)
+
+
+#: Whether a request's header names (as a tuple, in order) include one the signatures set,
+#: whatever its case: asked per attempt, the same answer for every request of a webhook.
+_collides: dict[tuple[str, ...], bool] = {}
+_SIGNATURE_NAMES = frozenset(
+    {X_SIGNATURE.lower(), "webhook-id", "webhook-timestamp", "webhook-signature"}
+)
+
+
+def _with_signatures(request: OutgoingRequest, signatures: dict[str, str]) -> OutgoingRequest:
+    """`request.with_headers(signatures)`, without its per-call lower-casing and `evolve`
+    when no header of the request has a signature's name (the case of nearly every one)."""
+    names = tuple(request.headers)
+    collides = _collides.get(names)
+    if collides is None:
+        if len(_collides) >= _KEYS_LIMIT:
+            _collides.clear()
+        collides = _collides[names] = any(name.lower() in _SIGNATURE_NAMES for name in names)
+    if collides or type(request) is not OutgoingRequest:
+        return request.with_headers(signatures)
+    return OutgoingRequest(
+        url=request.url,
+        method=request.method,
+        headers={**request.headers, **signatures},
+        body=request.body,
+        extras=request.extras,
+    )
 
 
 # -- receiving --------------------------------------------------------------------------------

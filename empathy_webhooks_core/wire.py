@@ -56,8 +56,12 @@ def json_bytes(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+#: Read-only and empty: shared by every value given none (most requests' `extras`).
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
 def _frozen_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
-    return MappingProxyType(dict(value or {}))
+    return MappingProxyType(dict(value)) if value else _EMPTY
 
 
 def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -247,3 +247,49 @@ async def test_sqlite_history_survives_a_restart_and_is_pruned_by_the_retention(
         assert kept is not None and kept.status == "retrying" and len(kept.attempts) == 1
         assert await second.event(waiting.event_id) == waiting
         await second.close(drain=False)
+
+
+def test_an_attempt_kept_in_memory_is_masked_in_time() -> None:
+    """The memory store keeps most attempts unmasked and masks them when read; one whose
+    request carried a credential known only for a while is masked at once, so an echo of it
+    stays masked after the registry has forgotten it."""
+    from empathy_webhooks_core.history import AttemptRecord, RawAttempt, record_of
+    from empathy_webhooks_core.redaction import (
+        isolated_registry,
+        register_request_secrets,
+        register_secrets,
+    )
+    from empathy_webhooks_core.wire import Response
+
+    def raw(echo: str, *, transient: bool) -> RawAttempt:
+        return RawAttempt(
+            attempt=1,
+            started_at=1.0,
+            duration_s=0.1,
+            verdict="success",
+            reason=None,
+            response=Response(status=200, body=f"you sent {echo}".encode()),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {echo}"},
+            body_bytes=2,
+            next_retry_at=None,
+            transient=transient,
+        )
+
+    with isolated_registry():
+        transient = "per-request-credential-5f1c9e7a"
+        register_request_secrets([transient])
+        kept = raw(transient, transient=True).kept("dlv_1")
+        assert isinstance(kept, AttemptRecord)
+        register_request_secrets(f"other-request-credential-{n:04d}" for n in range(600))
+        record = record_of("dlv_1", kept)
+        assert transient not in str(record.to_dict())
+        assert record.response_excerpt == "you sent ***"
+
+        lasting = "registered-for-good-8a2d4b6c"
+        register_secrets([lasting])
+        kept = raw(lasting, transient=False).kept("dlv_2")
+        assert not isinstance(kept, AttemptRecord)  # masked when read
+        record = record_of("dlv_2", kept)
+        assert lasting not in str(record.to_dict())
+        assert record.response_excerpt == "you sent ***"
+        assert record.request_headers["Authorization"] == "***"

@@ -150,7 +150,8 @@ class Lane:
     def record(self, success: bool) -> None:
         """Tell the breaker how an attempt went, and wake a gate waiting on a probe."""
         self.breaker.record(success)
-        self.breaker_changed.set()
+        if self.at_gate:  # only a worker at the gate can be waiting on a probe's result
+            self.breaker_changed.set()
 
     async def pass_gate(self) -> None:
         """Wait until this lane may send: enabled, not paused, breaker and rate limit allow.

@@ -15,8 +15,10 @@ import aiohttp
 from .._log import get_logger
 from ..clock import Clock
 from ..delivery import attempt as run_attempt
+from ..delivery import request_secrets
 from ..history import KeepsHistory, RawAttempt
 from ..plugins import Hooks
+from ..redaction import request_secrets_known
 from ..stores import DeliveryStore
 from ..webhooks import Webhook
 from ..wire import DeliveryResult, Outcome
@@ -175,7 +177,8 @@ class Workers:
     ) -> None:
         """One history record for the attempt, handed to the store without waiting."""
         assert self.history is not None
-        sent = result.request or delivery.request
+        rendered = delivery.request
+        sent = result.request or rendered
         duration = max(0.0, self._clock.monotonic() - began)
         action = decision.action
         self.history.note_attempt(
@@ -191,6 +194,13 @@ class Workers:
                 body_bytes=len(sent.body) if sent is not None else 0,
                 next_retry_at=(
                     started + duration + decision.wait if action is Action.RETRY else None
+                ),
+                # Credentials in the request known to the redaction registry only for a
+                # while: masked now. Without them the memory store masks when read.
+                transient=(
+                    rendered is not None
+                    and request_secrets_known()
+                    and bool(request_secrets(rendered))
                 ),
             ),
             _STATUS_AFTER[action],

@@ -31,20 +31,37 @@ def webhook_types() -> dict[str, type[Webhook]]:
     return {"custom": CustomWebhook}
 
 
+#: Each webhook's own headers with the JSON content type in front unless it sets one: the
+#: same for every event (webhooks compare by identity). Bounded, as webhooks may be made
+#: and dropped while a process runs.
+_BASE_HEADERS: dict[CustomWebhook, tuple[dict[str, str], dict[str, str]]] = {}
+_BASE_LIMIT = 4096
+
+
+def _base_headers(webhook: CustomWebhook) -> tuple[dict[str, str], dict[str, str]]:
+    """The headers before the event's own: for the envelope, and for a template's body."""
+    base = _BASE_HEADERS.get(webhook)
+    if base is None:
+        own = dict(webhook.headers)
+        typed = own
+        if not any(key.lower() == "content-type" for key in own):
+            typed = {"Content-Type": "application/json", **own}
+        if len(_BASE_HEADERS) >= _BASE_LIMIT:
+            _BASE_HEADERS.clear()
+        base = _BASE_HEADERS[webhook] = (typed, own)
+    return base
+
+
 @hookimpl
 def format_payload(webhook: CustomWebhook, event: Event) -> OutgoingRequest:
-    headers = {
-        **webhook.headers,
-        EVENT_ID_HEADER: event.event_id,
-        EVENT_TYPE_HEADER: event.event_type,
-    }
+    typed, own = _base_headers(webhook)
     if webhook.template_for(event) is None:
         # The common case: the envelope, encoded once per event however many webhooks get it.
-        if not any(key.lower() == "content-type" for key in headers):
-            headers = {"Content-Type": "application/json", **headers}
+        headers = {**typed, EVENT_ID_HEADER: event.event_id, EVENT_TYPE_HEADER: event.event_type}
         return OutgoingRequest(
             url=webhook.url, method=webhook.method, headers=headers, body=event.envelope_bytes()
         )
+    headers = {**own, EVENT_ID_HEADER: event.event_id, EVENT_TYPE_HEADER: event.event_type}
     return OutgoingRequest.json(
         webhook.url, render_body(webhook, event), method=webhook.method, headers=headers
     )

@@ -14,8 +14,10 @@ from ..history import (
     DeliveryPage,
     DeliveryQuery,
     DeliveryRecord,
+    KeptAttempt,
     RawAttempt,
     page_of,
+    record_of,
 )
 from .base import DeadLetter, Delivery
 
@@ -46,7 +48,8 @@ class _Entry:
         self.status = "pending"
         self.created_at = delivery.enqueued_at
         self.updated_at = now
-        self.attempts: list[AttemptRecord] = []
+        # A tuple, not a list: one container less per delivery for the collector to track.
+        self.attempts: tuple[KeptAttempt, ...] = ()
         self.dead_letter_id: str | None = None
 
     def record(self) -> DeliveryRecord:
@@ -58,9 +61,16 @@ class _Entry:
             status=self.status,
             created_at=self.created_at,
             updated_at=self.updated_at,
-            attempts=tuple(self.attempts),
+            attempts=self._attempts(),
             dead_letter_id=self.dead_letter_id,
         )
+
+    def _attempts(self) -> tuple[AttemptRecord, ...]:
+        # Masked when first read, and kept so (a record is read again as it was read first).
+        attempts = self.attempts
+        if not all(isinstance(kept, AttemptRecord) for kept in attempts):
+            attempts = self.attempts = tuple(record_of(self.delivery_id, a) for a in attempts)
+        return attempts  # type: ignore[return-value]
 
 
 #: Entries an in-process memory keeps at most; the oldest go first beyond it, so a plugin
@@ -186,7 +196,7 @@ class MemoryStore:
             return
         now = attempt.started_at + attempt.duration_s
         entry = self._entry(delivery, now)
-        entry.attempts.append(attempt.record(delivery.delivery_id))
+        entry.attempts = (*entry.attempts, attempt.kept(delivery.delivery_id))
         entry.status = status
         entry.updated_at = now
 

@@ -14,6 +14,7 @@ give it providers of its own, leave it out (``EMPATHY_WEBHOOKS_LOAD_PLUGINS``) a
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
+from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -102,6 +104,8 @@ class OtelPlugin:
     def __init__(self, *, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
         self._tracer_is_real = tracer_provider is not None
+        # A provider named by the environment is made by the API when first asked for.
+        self._provider_from_env = OTEL_PYTHON_TRACER_PROVIDER in os.environ
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
         self._deliveries = meter.create_counter(
             DELIVERIES, unit="{delivery}", description="Deliveries that reached a final outcome."
@@ -181,6 +185,10 @@ class OtelPlugin:
         the application set (until then the API hands out a proxy whose spans are no-ops)."""
         if self._tracer_is_real:
             return True
+        if getattr(trace, "_TRACER_PROVIDER", self) is None and not self._provider_from_env:
+            # None set yet (the API's own global: `get_tracer_provider` would read the
+            # environment on every attempt to tell us so).
+            return False
         provider = trace.get_tracer_provider()
         if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
             return False
