@@ -46,7 +46,9 @@ class _Entry:
         self.status = "pending"
         self.created_at = delivery.enqueued_at
         self.updated_at = now
-        self.attempts: list[AttemptRecord] = []
+        # Made by the first attempt: a queued delivery holds no list of its own (one object
+        # fewer per delivery for memory and for the garbage collector to walk).
+        self.attempts: list[AttemptRecord] | None = None
         self.dead_letter_id: str | None = None
 
     def record(self) -> DeliveryRecord:
@@ -58,7 +60,7 @@ class _Entry:
             status=self.status,
             created_at=self.created_at,
             updated_at=self.updated_at,
-            attempts=tuple(self.attempts),
+            attempts=tuple(self.attempts) if self.attempts else (),
             dead_letter_id=self.dead_letter_id,
         )
 
@@ -141,8 +143,13 @@ class MemoryStore:
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
         if self.history_limit:
             now = time.time()
+            history = self._history
             for delivery in deliveries:
-                self._entry(delivery, now)
+                # What `_entry` does, in line: this runs for every delivery `emit` queues.
+                if delivery.delivery_id not in history:
+                    history[delivery.delivery_id] = _Entry(delivery, now)
+            while len(history) > self.history_limit:
+                history.popitem(last=False)  # the oldest go: the history is bounded
 
     def _entry(self, delivery: Delivery, now: float) -> _Entry:
         history = self._history
@@ -186,6 +193,8 @@ class MemoryStore:
             return
         now = attempt.started_at + attempt.duration_s
         entry = self._entry(delivery, now)
+        if entry.attempts is None:
+            entry.attempts = []
         entry.attempts.append(attempt.record(delivery.delivery_id))
         entry.status = status
         entry.updated_at = now
