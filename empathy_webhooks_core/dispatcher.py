@@ -384,12 +384,17 @@ class WebhookDispatcher:
             "metadata": metadata,
             "ordering_key": ordering_key,
         }
-        with contextlib.ExitStack() as settings:
-            if self._framework_version is not DETECT:
-                settings.enter_context(stamp_framework_version(self._framework_version))
-            if self._max_data_depth != DEFAULT_MAX_DATA_DEPTH:
-                settings.enter_context(data_depth_limit(self._max_data_depth))
+        if self._framework_version is DETECT and self._max_data_depth == DEFAULT_MAX_DATA_DEPTH:
+            # The defaults are what `Event` reads when no setting says otherwise: built
+            # directly, without entering a context per emit.
             event = Event(**fields)
+        else:
+            with contextlib.ExitStack() as settings:
+                if self._framework_version is not DETECT:
+                    settings.enter_context(stamp_framework_version(self._framework_version))
+                if self._max_data_depth != DEFAULT_MAX_DATA_DEPTH:
+                    settings.enter_context(data_depth_limit(self._max_data_depth))
+                event = Event(**fields)
         await self.emit_event(event)
         return event
 
@@ -401,7 +406,8 @@ class WebhookDispatcher:
         """
         if not isinstance(event, Event):
             raise TypeError(f"expected an Event, got {type(event).__name__}")
-        check_depth(event, self._max_data_depth)
+        if event._depth_limit > self._max_data_depth:  # built under a higher limit
+            check_depth(event, self._max_data_depth)
         if not self._started:
             await self.start()
         return await admit(event, self._lanes, self.store, webhooks=webhooks, hooks=self._hooks)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import contextvars
 import functools
 import importlib.metadata
 import json
 import math
+import os
 import re
-import secrets
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -145,9 +146,32 @@ class EventDataError(TypeError, ValueError):
     """Event data that cannot travel as JSON. The message names the offending key."""
 
 
+# Event ids are made a batch at a time: one `os.urandom` call (a system call) for 64 ids
+# rather than one per emit. A forked child drops the batch it inherited, so two processes
+# never hand out the same id.
+_ID_BATCH = 64
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_ids: list[str] = []
+os.register_at_fork(after_in_child=_ids.clear)
+
+
+def _id_batch() -> list[str]:
+    raw = os.urandom(16 * _ID_BATCH)
+    # What `secrets.token_urlsafe(16)` gives: URL-safe base64 without its padding.
+    encode = binascii.b2a_base64
+    return [
+        "evt_" + encode(raw[at : at + 16], newline=False)[:22].translate(_URLSAFE).decode()
+        for at in range(0, len(raw), 16)
+    ]
+
+
 def new_event_id() -> str:
     """`evt_` and 22 random URL-safe characters (128 bits): unique without coordination."""
-    return "evt_" + secrets.token_urlsafe(16)
+    while True:
+        try:
+            return _ids.pop()  # atomic under the GIL, as `extend` is: threads may share it
+        except IndexError:
+            _ids.extend(_id_batch())
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -229,28 +253,7 @@ def _check_json(value: Any, where: str, walk: _Walk | None = None, depth: int = 
         walk = _Walk(_DEPTH_LIMIT.get())
     if isinstance(value, Mapping):
         walk.enter(value, where, depth)
-        out = {}
-        for key, item in value.items():
-            if type(key) is not str or not key.isascii():
-                if not isinstance(key, str):
-                    raise EventDataError(
-                        f"{_shown(where)} has a key {key!r} of type {type(key).__name__}; "
-                        "JSON keys are strings"
-                    )
-                _check_json(key, f"{where} key {key!r}")
-            # Plain values are taken as they are without a call or a path built for them:
-            # they were most of an emit's work (the same rules as below, in line).
-            kind = type(item)
-            if (
-                item is None
-                or kind is bool
-                or (kind is str and item.isascii())
-                or (kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER)
-                or (kind is float and math.isfinite(item))
-            ):
-                out[key] = item
-            else:
-                out[key] = _check_json(item, _path(where, key), walk, depth + 1)
+        out = _copy_mapping(value, where, walk, depth, walk.limit)
         walk.open.discard(id(value))
         return out
     if isinstance(value, list | tuple):
@@ -273,6 +276,40 @@ def _check_json(value: Any, where: str, walk: _Walk | None = None, depth: int = 
     )
 
 
+def _copy_mapping(
+    value: Mapping[Any, Any], where: str, walk: _Walk | None, depth: int, limit: int
+) -> dict[str, Any]:
+    """The loop of `_check_json` for a mapping (already entered in `walk`). With `walk` None,
+    `value` is an event's `data` or `metadata` itself (depth 1, nothing open): the walk is
+    made only when a nested dict or list needs it, so a flat object costs one pass."""
+    out = {}
+    for key, item in value.items():
+        if type(key) is not str or not key.isascii():
+            if not isinstance(key, str):
+                raise EventDataError(
+                    f"{_shown(where)} has a key {key!r} of type {type(key).__name__}; "
+                    "JSON keys are strings"
+                )
+            _check_json(key, f"{where} key {key!r}")
+        # Plain values are taken as they are without a call or a path built for them:
+        # they were most of an emit's work (the same rules as `_check_json`, in line).
+        kind = type(item)
+        if (
+            item is None
+            or kind is bool
+            or (kind is str and item.isascii())
+            or (kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER)
+            or (kind is float and math.isfinite(item))
+        ):
+            out[key] = item
+        else:
+            if walk is None:
+                walk = _Walk(limit)
+                walk.enter(value, where, depth)
+            out[key] = _check_json(item, _path(where, key), walk, depth + 1)
+    return out
+
+
 def check_depth(event: Event, limit: int) -> None:
     """Raise `EventDataError` naming the path if `event`'s data or metadata nests deeper than
     `limit` (for an event built under a higher limit than the dispatcher's)."""
@@ -282,35 +319,23 @@ def check_depth(event: Event, limit: int) -> None:
     _check_json(event.metadata, "metadata", _Walk(limit))
 
 
-def _json_object(name: str) -> Any:
-    def convert(value: Any) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise EventDataError(
-                f"{name} must be a JSON object (a dict), got {type(value).__name__}"
-            )
-        return _check_json(value, name)  # type: ignore[no-any-return]
-
-    return convert
+def _json_object(name: str, value: Any, limit: int) -> dict[str, Any]:
+    """`data` or `metadata` (not None) as a plain-JSON copy, else `EventDataError`."""
+    if type(value) is not dict and not isinstance(value, Mapping):
+        raise EventDataError(f"{name} must be a JSON object (a dict), got {type(value).__name__}")
+    return _copy_mapping(value, name, None, 1, limit)
 
 
-def _data(value: Any) -> dict[str, Any]:
-    return _json_object("data")(value)  # type: ignore[no-any-return]
-
-
-def _metadata(value: Any) -> dict[str, Any]:
-    checked: dict[str, Any] = _json_object("metadata")(value)
-    version = _FRAMEWORK_VERSION.get()
-    if version is DETECT:
-        version = installed_framework_version()
-    if version is None or "framework_version" in checked:
-        return checked
-    # First, as the reference's payload shows it.
-    return {"framework_version": version, **checked}
+# Event types already found valid (most programs use a handful): checked again by a set
+# lookup instead of a strip and a regular expression per emit. Bounded, so a program that
+# makes up a type per event holds no more than this many.
+_VALID_TYPES: set[str] = set()
+_VALID_TYPES_KEPT = 1024
 
 
 def _event_type(value: Any) -> str:
+    if type(value) is str and value in _VALID_TYPES:
+        return value
     if isinstance(value, EventType):
         return value.value
     if not isinstance(value, str) or not value.strip():
@@ -323,6 +348,8 @@ def _event_type(value: Any) -> str:
             f"event_type must be at most {MAX_EVENT_TYPE_CHARS} characters, without line "
             f"breaks, NUL or other control characters, got {value[:80]!r}"
         )
+    if type(value) is str and len(_VALID_TYPES) < _VALID_TYPES_KEPT:
+        _VALID_TYPES.add(value)
     return value
 
 
@@ -339,22 +366,40 @@ def _timestamp(value: Any) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-def _level(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+def _check_event_id(value: Any) -> None:
+    if (
+        not isinstance(value, str)
+        or not value
+        or "." in value
+        or len(value) > 255
+        or _CONTROL.search(value)
+    ):
+        raise ValueError(
+            "event_id must be a non-empty string of at most 255 chars without '.' "
+            "or control characters"
+        )
+
+
+def _check_level(value: Any) -> None:
+    # An int subclass from 1 to 5 passes; a bool does not.
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5
+    ):
         raise ValueError(f"empathy_level must be an integer from 1 to 5, got {value!r}")
 
 
-def _optional_str(name: str) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
-
-    return check
+def _check_optional_str(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
 
 
-@attrs.frozen(kw_only=True)
+# What `Event()` is given when the caller leaves out `event_id` or `timestamp` (None is a
+# value, and refused, for both).
+_MADE_HERE: Any = object()
+_set = object.__setattr__
+
+
+@attrs.frozen(kw_only=True, init=False)
 class Event:
     """One thing that happened, as the framework reports it.
 
@@ -362,40 +407,88 @@ class Event:
     the first attempt sent.
     """
 
-    event_type: str = attrs.field(converter=_event_type)
-    data: dict[str, Any] = attrs.field(factory=dict, converter=_data)
+    # The checks and conversions are `__init__`'s, in one pass (it runs on every emit): the
+    # fields below give the defaults their documented meaning for `attrs.fields`/`evolve`.
+    event_type: str
+    data: dict[str, Any] = attrs.field(factory=dict)
     event_id: str = attrs.field(factory=new_event_id)
-    timestamp: datetime = attrs.field(factory=_now, converter=_timestamp)
-    user_id: str | None = attrs.field(default=None, validator=_optional_str("user_id"))
-    empathy_level: int | None = attrs.field(default=None, validator=_level)
-    severity: str | None = attrs.field(default=None, validator=_optional_str("severity"))
-    classification: str | None = attrs.field(
-        default=None, validator=_optional_str("classification")
-    )
-    metadata: dict[str, Any] = attrs.field(factory=dict, converter=_metadata)
-    ordering_key: str | None = attrs.field(default=None, validator=_optional_str("ordering_key"))
+    timestamp: datetime = attrs.field(factory=_now)
+    user_id: str | None = None
+    empathy_level: int | None = None
+    severity: str | None = None
+    classification: str | None = None
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    ordering_key: str | None = None
     # The nesting limit the data was checked against (a dispatcher with a lower one checks again).
     _depth_limit: int = attrs.field(
-        factory=_DEPTH_LIMIT.get, init=False, repr=False, eq=False, hash=False
+        default=DEFAULT_MAX_DATA_DEPTH, init=False, repr=False, eq=False, hash=False
     )
-    # The envelope's JSON, encoded once: an event fanned out to several webhooks shares it.
-    _envelope_bytes: list[bytes] = attrs.field(
-        factory=list, init=False, repr=False, eq=False, hash=False, alias="_envelope_bytes"
+    # The envelope's JSON, encoded once (None until asked): an event fanned out to several
+    # webhooks shares it. Bytes in a slot rather than a list: one object fewer per queued
+    # event for the garbage collector to walk.
+    _envelope: bytes | None = attrs.field(
+        default=None, init=False, repr=False, eq=False, hash=False
     )
 
-    @event_id.validator
-    def _check_id(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if (
-            not isinstance(value, str)
-            or not value
-            or "." in value
-            or len(value) > 255
-            or _CONTROL.search(value)
+    def __init__(
+        self,
+        *,
+        event_type: str,
+        data: Mapping[str, Any] | None = None,
+        event_id: str = _MADE_HERE,
+        timestamp: datetime | str = _MADE_HERE,
+        user_id: str | None = None,
+        empathy_level: int | None = None,
+        severity: str | None = None,
+        classification: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        ordering_key: str | None = None,
+    ) -> None:
+        """Check and convert every field (in this order: event type, data, timestamp,
+        metadata, then the id, user id, level, severity, classification and ordering key),
+        raising the first problem found, as attrs' converters and validators did."""
+        limit = _DEPTH_LIMIT.get()
+        _set(self, "event_type", _event_type(event_type))
+        _set(self, "data", _json_object("data", data, limit) if data is not None else {})
+        if timestamp is _MADE_HERE:
+            now = datetime.now(UTC)
+            # Kept at the wire's millisecond precision, as `_timestamp` does.
+            _set(self, "timestamp", now.replace(microsecond=now.microsecond // 1000 * 1000))
+        else:
+            _set(self, "timestamp", _timestamp(timestamp))
+        checked = _json_object("metadata", metadata, limit) if metadata is not None else {}
+        version = _FRAMEWORK_VERSION.get()
+        if version is DETECT:
+            version = installed_framework_version()
+        if version is not None and "framework_version" not in checked:
+            # First, as the reference's payload shows it.
+            checked = {"framework_version": version, **checked}
+        _set(self, "metadata", checked)
+        if event_id is _MADE_HERE:
+            event_id = new_event_id()
+        else:
+            _check_event_id(event_id)
+        if not (
+            (user_id is None or type(user_id) is str)
+            and (empathy_level is None or (type(empathy_level) is int and 1 <= empathy_level <= 5))
+            and (severity is None or type(severity) is str)
+            and (classification is None or type(classification) is str)
+            and (ordering_key is None or type(ordering_key) is str)
         ):
-            raise ValueError(
-                "event_id must be a non-empty string of at most 255 chars without '.' "
-                "or control characters"
-            )
+            # Something other than the plain types: the checks one by one, in order.
+            _check_optional_str("user_id", user_id)
+            _check_level(empathy_level)
+            _check_optional_str("severity", severity)
+            _check_optional_str("classification", classification)
+            _check_optional_str("ordering_key", ordering_key)
+        _set(self, "event_id", event_id)
+        _set(self, "user_id", user_id)
+        _set(self, "empathy_level", empathy_level)
+        _set(self, "severity", severity)
+        _set(self, "classification", classification)
+        _set(self, "ordering_key", ordering_key)
+        _set(self, "_depth_limit", limit)
+        _set(self, "_envelope", None)
 
     def to_envelope(self) -> dict[str, Any]:
         """The reference's "Webhook Payload": what `CustomWebhook` sends, key for key."""
@@ -416,9 +509,11 @@ class Event:
 
     def envelope_bytes(self) -> bytes:
         """The envelope as compact UTF-8 JSON: the exact body `CustomWebhook` sends."""
-        if not self._envelope_bytes:
-            self._envelope_bytes.append(json_bytes(self.to_envelope()))
-        return self._envelope_bytes[0]
+        body = self._envelope
+        if body is None:
+            body = json_bytes(self.to_envelope())
+            _set(self, "_envelope", body)
+        return body
 
     @classmethod
     def from_envelope(cls, envelope: Mapping[str, Any]) -> Event:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from enum import IntEnum
 
 import pytest
 
 from empathy_webhooks_core import Event, EventDataError, EventType, __version__
+from empathy_webhooks_core.events import new_event_id
 
 
 def test_the_ten_reference_event_types_are_named_constants() -> None:
@@ -132,3 +135,36 @@ def test_events_are_frozen() -> None:
     event = Event(event_type="alert")
     with pytest.raises(AttributeError):
         event.event_type = "other"  # type: ignore[misc]
+
+
+def test_an_int_subclass_level_passes_and_other_fields_are_checked_in_order() -> None:
+    class Level(IntEnum):
+        HIGH = 4
+
+    assert Event(event_type="alert", empathy_level=Level.HIGH).empathy_level == 4
+    # The first problem in field order is the one raised, whichever path checked it.
+    with pytest.raises(TypeError, match="user_id must be a string or None, got int"):
+        Event(event_type="alert", user_id=3, severity=4)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="severity must be a string or None, got int"):
+        Event(event_type="alert", empathy_level=2, severity=4)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="event_id must be a non-empty string"):
+        Event(event_type="alert", event_id=None, user_id=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_hands_out_the_parents_event_ids() -> None:
+    new_event_id()  # the parent now holds a batch of ids made ahead
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        try:
+            os.write(write_end, " ".join(new_event_id() for _ in range(100)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = set(pipe.read().decode().split())
+    os.waitpid(pid, 0)
+    parent = {new_event_id() for _ in range(100)}
+    assert len(child) == 100
+    assert not parent & child

@@ -88,7 +88,11 @@ class Lane:
         self.outcomes: dict[str, str] = {}
 
     def wants(self, event: Event) -> bool:
-        return self.routed and self.matcher(event.event_type) and passes_filter(self.webhook, event)
+        return (
+            self.routed
+            and self.matcher(event.event_type)
+            and (self.webhook.filter is None or passes_filter(self.webhook, event))
+        )
 
     @property
     def resume_window(self) -> int:

@@ -151,8 +151,13 @@ class MemoryStore:
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
         if self.history_limit:
             now = time.time()
+            history = self._history
             for delivery in deliveries:
-                self._entry(delivery, now)
+                # What `_entry` does, in line: this runs for every delivery `emit` queues.
+                if delivery.delivery_id not in history:
+                    history[delivery.delivery_id] = _Entry(delivery, now)
+            while len(history) > self.history_limit:
+                history.popitem(last=False)  # the oldest go: the history is bounded
 
     def _entry(self, delivery: Delivery, now: float) -> _Entry:
         history = self._history
