@@ -186,16 +186,48 @@ CREATE INDEX IF NOT EXISTS deliveries_claimed
 
 _INSERT = (
     "INSERT INTO deliveries (id, delivery_id, webhook_name, event_id, event_json, attempts,"
-    " created_at, owner, context_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, owner, context_json) VALUES "
 )
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 _HISTORY_ROW = (
     "INSERT OR IGNORE INTO history (delivery_id, event_id, webhook_name, event_type, status,"
-    " created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)"
+    " created_at, updated_at) VALUES "
 )
-_HISTORY_EVENT = (
-    "INSERT OR IGNORE INTO history_events (event_id, event_json, created_at) VALUES (?, ?, ?)"
+_HISTORY_ROW_ROW = "(?, ?, ?, ?, 'pending', ?, ?)"
+_HISTORY_EVENT = "INSERT OR IGNORE INTO history_events (event_id, event_json, created_at) VALUES "
+_HISTORY_EVENT_ROW = "(?, ?, ?)"
+_HISTORY_NOTE = (
+    "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
+    " created_at, updated_at) VALUES "
 )
+_HISTORY_NOTE_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+_HISTORY_NOTE_END = (
+    " ON CONFLICT (delivery_id) DO UPDATE SET status = excluded.status,"
+    " updated_at = excluded.updated_at"
+)
+_HISTORY_ATTEMPT = (
+    "INSERT OR REPLACE INTO history_attempts (delivery_id, started_at, record_json) VALUES "
+)
+_HISTORY_ATTEMPT_ROW = "(?, ?, ?)"
+# The marks of a batch in one statement: the rows' new values joined by row id (a rowid
+# lookup each); the delivery id guards against a row id given again after its row went.
+_DELIVERED = (
+    "UPDATE deliveries SET state = 'delivered', delivered_at = v.column1,"
+    " attempts = v.column2 FROM (VALUES "
+)
+_DELIVERED_ROW = "(?, ?, ?, ?)"
+_DELIVERED_END = ") AS v WHERE deliveries.id = v.column3 AND deliveries.delivery_id = v.column4"
+# (Not `(id, delivery_id) IN (VALUES ...)`: SQLite scans the table for that.)
+_DELIVERED_DELETE = "DELETE FROM deliveries WHERE id IN (SELECT v.column1 FROM (VALUES "
+_DELIVERED_DELETE_ROW = "(?, ?)"
+_DELIVERED_DELETE_END = (
+    ") AS v JOIN deliveries AS d ON d.id = v.column1 AND d.delivery_id = v.column2)"
+)
+#: The most rows one multi-row statement carries; a batch is cut into powers of two up to
+#: this, so a few statement texts (all in the connection's statement cache) serve any size.
+_ROWS_PER_STATEMENT = 64
+
 _HISTORY_SELECT = (
     "SELECT delivery_id, event_id, webhook_name, event_type, status, created_at, updated_at,"
     " dead_letter_id FROM history"
@@ -222,6 +254,31 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _insert_rows(
+    conn: sqlite3.Connection,
+    head: str,
+    row: str,
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+) -> None:
+    """`rows` through `head` + `row` repeated + `tail`, many rows per statement.
+
+    Why not `executemany`: each row's step gives the GIL up and must win it back from the
+    event loop (up to the switch interval, 5 ms, when the loop is busy), so a batch of a few
+    hundred rows in six statements could wait a long time for the GIL alone, and the emits
+    waiting for the commit with it. One statement per chunk steps once. Chunk sizes are
+    powers of two, so the statement texts stay few and cached."""
+    start, count = 0, len(rows)
+    while start < count:
+        size = min(_ROWS_PER_STATEMENT, 1 << ((count - start).bit_length() - 1))
+        chunk = rows[start : start + size]
+        conn.execute(
+            head + ", ".join([row] * size) + tail,
+            [value for values in chunk for value in values],
+        )
+        start += size
 
 
 @functools.cache
@@ -614,11 +671,18 @@ class SQLiteStore:
             next_id += 1
         if not self.remote_workers and not self._registered:
             self._register(conn, time.time())
-        conn.executemany(_INSERT, [row[:9] for row in rows])
+        _insert_rows(conn, _INSERT, _INSERT_ROW, [row[:9] for row in rows])
         # row: id, delivery_id, webhook, event_id, event_json, attempts, created_at, owner,
         # context, event_type
-        conn.executemany(_HISTORY_ROW, [(r[1], r[3], r[2], r[9], r[6], r[6]) for r in rows])
-        conn.executemany(_HISTORY_EVENT, [(r[3], r[4], r[6]) for r in rows])
+        _insert_rows(
+            conn,
+            _HISTORY_ROW,
+            _HISTORY_ROW_ROW,
+            [(r[1], r[3], r[2], r[9], r[6], r[6]) for r in rows],
+        )
+        # Each event once, however many webhooks it goes to.
+        events = {r[3]: (r[3], r[4], r[6]) for r in rows}
+        _insert_rows(conn, _HISTORY_EVENT, _HISTORY_EVENT_ROW, list(events.values()))
         if self._replaying:
             for row in rows:
                 key = (row[2], row[3])
@@ -640,16 +704,15 @@ class SQLiteStore:
     ) -> None:
         # The delivery id guards against a row id given again after its row was deleted.
         if self.retention_seconds == 0:
-            conn.executemany(
-                "DELETE FROM deliveries WHERE id = ? AND delivery_id = ?",
+            _insert_rows(
+                conn,
+                _DELIVERED_DELETE,
+                _DELIVERED_DELETE_ROW,
                 [(r[2], r[3]) for r in rows],
+                _DELIVERED_DELETE_END,
             )
         else:
-            conn.executemany(
-                "UPDATE deliveries SET state = 'delivered', delivered_at = ?, attempts = ?"
-                " WHERE id = ? AND delivery_id = ?",
-                rows,
-            )
+            _insert_rows(conn, _DELIVERED, _DELIVERED_ROW, rows, _DELIVERED_END)
 
     def _do_open(self, conn: sqlite3.Connection, _: Any) -> None:
         self._release_dead_owners(conn, time.time())
@@ -718,17 +781,11 @@ class SQLiteStore:
         # has the same number, and both are on record. The delivery's record exists unless
         # its row was queued by an older version: then it is made here (without its event,
         # which that version kept only in the row).
-        conn.executemany(
-            "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (delivery_id) DO UPDATE SET status = excluded.status,"
-            " updated_at = excluded.updated_at",
-            [row[:7] for row in rows],
+        _insert_rows(
+            conn, _HISTORY_NOTE, _HISTORY_NOTE_ROW, [row[:7] for row in rows], _HISTORY_NOTE_END
         )
-        conn.executemany(
-            "INSERT OR REPLACE INTO history_attempts (delivery_id, started_at, record_json)"
-            " VALUES (?, ?, ?)",
-            [(row[0], row[7], row[8]) for row in rows],
+        _insert_rows(
+            conn, _HISTORY_ATTEMPT, _HISTORY_ATTEMPT_ROW, [(row[0], row[7], row[8]) for row in rows]
         )
 
     def _do_history_get(self, conn: sqlite3.Connection, delivery_id: str) -> Any:

@@ -164,33 +164,43 @@ return removed
 # with them, atomically. The event's JSON travels once however many webhooks it goes to.
 # KEYS: stream, history index, dead, replaying, then a history key per delivery, then per
 # event its `history:event:` and `history:of:` keys. ARGV: ttl, now, trim-before, n, e, m,
-# then 8 per delivery (delivery id, webhook, event number, attempts, queued at, context or
-# '', event id, event type), then each event's JSON, then the m letters' ids.
+# the deliveries' fields as one JSON array of strings (8 per delivery: delivery id, webhook,
+# event number, attempts, queued at, context or '', event id, event type), then each event's
+# JSON, then the m letters' ids. The fields go as one argument, not eight each: the client
+# encodes every argument in Python, which cost more than the script itself.
 # Returns the entry ids (nil where the stream was gone).
 _ENQUEUE = """
 local ttl, now = ARGV[1], ARGV[2]
 local n, e, m = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local events = 6 + 8 * n
+local f = cjson.decode(ARGV[7])
+local events = 7
 local ids = {}
+local index = {}
 for i = 1, n do
-  local o = 6 + 8 * (i - 1)
-  local ev = tonumber(ARGV[o + 3])
+  local o = 8 * (i - 1)
+  local ev = tonumber(f[o + 3])
   local json = ARGV[events + ev]
   local id
-  if ARGV[o + 6] == '' then
-    id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', ARGV[o + 1], 'w', ARGV[o + 2],
-      'e', json, 'a', ARGV[o + 4], 't', ARGV[o + 5])
+  if f[o + 6] == '' then
+    id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', f[o + 1], 'w', f[o + 2],
+      'e', json, 'a', f[o + 4], 't', f[o + 5])
   else
-    id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', ARGV[o + 1], 'w', ARGV[o + 2],
-      'e', json, 'a', ARGV[o + 4], 't', ARGV[o + 5], 'c', ARGV[o + 6])
+    id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', f[o + 1], 'w', f[o + 2],
+      'e', json, 'a', f[o + 4], 't', f[o + 5], 'c', f[o + 6])
   end
   ids[i] = id
   local h = KEYS[4 + i]
-  redis.call('HSET', h, 'w', ARGV[o + 2], 'e', ARGV[o + 7], 't', ARGV[o + 8], 's', 'pending',
-    'c', ARGV[o + 5], 'u', now)
+  redis.call('HSET', h, 'w', f[o + 2], 'e', f[o + 7], 't', f[o + 8], 's', 'pending',
+    'c', f[o + 5], 'u', now)
   redis.call('EXPIRE', h, ttl)
-  redis.call('SADD', KEYS[4 + n + e + ev], ARGV[o + 1])
-  redis.call('ZADD', KEYS[2], ARGV[o + 5], ARGV[o + 1])
+  redis.call('SADD', KEYS[4 + n + e + ev], f[o + 1])
+  index[#index + 1] = f[o + 5]
+  index[#index + 1] = f[o + 1]
+  -- The index in one ZADD per 500 deliveries (`unpack` takes a few thousand values at most).
+  if #index >= 1000 or i == n then
+    redis.call('ZADD', KEYS[2], unpack(index))
+    index = {}
+  end
 end
 for j = 1, e do
   redis.call('SET', KEYS[4 + n + j], ARGV[events + j], 'EX', ttl)
@@ -208,26 +218,30 @@ return ids
 # deliveries that succeeded (XACK, XDEL, their attempt counts dropped). History is written
 # with pcall: a history key in the way never holds back an acknowledgement.
 # KEYS: stream, attempts, history index, then a history key per note. ARGV: group, ttl, n, m,
-# then 9 per note (delivery id, webhook, event id, event type, queued at, status, updated,
-# attempt field, attempt JSON), then 2 per acknowledgement (entry id, delivery id).
+# the notes as one JSON array of strings (9 per note: delivery id, webhook, event id, event
+# type, queued at, status, updated, attempt field, attempt JSON), the acknowledgements as
+# another (2 each: entry id, delivery id); one argument each, as for `_ENQUEUE`.
 _WRITE_BEHIND = """
 local group, ttl = ARGV[1], ARGV[2]
 local n, m = tonumber(ARGV[3]), tonumber(ARGV[4])
-local o = 4
-for i = 1, n do
-  local h = KEYS[3 + i]
-  redis.pcall('HSET', h, 'w', ARGV[o + 2], 'e', ARGV[o + 3], 't', ARGV[o + 4],
-    'c', ARGV[o + 5], 's', ARGV[o + 6], 'u', ARGV[o + 7], ARGV[o + 8], ARGV[o + 9])
-  redis.pcall('EXPIRE', h, ttl)
-  redis.pcall('ZADD', KEYS[3], ARGV[o + 5], ARGV[o + 1])
-  o = o + 9
+if n > 0 then
+  local f = cjson.decode(ARGV[5])
+  local o = 0
+  for i = 1, n do
+    local h = KEYS[3 + i]
+    redis.pcall('HSET', h, 'w', f[o + 2], 'e', f[o + 3], 't', f[o + 4],
+      'c', f[o + 5], 's', f[o + 6], 'u', f[o + 7], f[o + 8], f[o + 9])
+    redis.pcall('EXPIRE', h, ttl)
+    redis.pcall('ZADD', KEYS[3], f[o + 5], f[o + 1])
+    o = o + 9
+  end
 end
 if m > 0 then
+  local a = cjson.decode(ARGV[6])
   local ids, dids = {}, {}
   for j = 1, m do
-    ids[j] = ARGV[o + 1]
-    dids[j] = ARGV[o + 2]
-    o = o + 2
+    ids[j] = a[2 * j - 1]
+    dids[j] = a[2 * j]
   end
   redis.call('XACK', KEYS[1], group, unpack(ids))
   redis.call('XDEL', KEYS[1], unpack(ids))
@@ -558,7 +572,8 @@ class RedisStore:
         texts: list[str] = []
         events: list[Event] = []
         keys = [self.stream, self.history_index, self.dead_key, self.replaying_key]
-        args: list[Any] = [ttl, now, now - ttl, len(deliveries), 0, len(replayed)]
+        args: list[Any] = [ttl, now, now - ttl, len(deliveries), 0, len(replayed), ""]
+        fields: list[str] = []
         for delivery in deliveries:
             event = delivery.event
             number = numbers.get(id(event))
@@ -568,17 +583,20 @@ class RedisStore:
                 number = numbers[id(event)] = len(texts)
             keys.append(self._history_key(delivery.delivery_id))
             context = delivery.context
-            args += [
+            # Strings, numbers as redis-py would send them (repr), so the script stores
+            # exactly the same text (a JSON number would become a Lua double).
+            fields += [
                 delivery.delivery_id,
                 delivery.webhook_name,
-                number,
-                delivery.attempts,
-                delivery.enqueued_at,
+                str(number),
+                repr(delivery.attempts),
+                repr(delivery.enqueued_at),
                 json.dumps(context, separators=(",", ":")) if context else "",
                 event.event_id,
                 event.event_type,
             ]
         args[4] = len(texts)
+        args[6] = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
         keys += [f"{self.prefix}history:event:{event.event_id}" for event in events]
         keys += [f"{self.prefix}history:of:{event.event_id}" for event in events]
         args += texts
@@ -824,25 +842,34 @@ class RedisStore:
         self, notes: list[tuple[Delivery, AttemptRecord, str]], acks: list[Delivery]
     ) -> None:
         keys = [self.stream, self.attempts_key, self.history_index]
-        args: list[Any] = [GROUP, self.history_ttl, len(notes), len(acks)]
+        fields: list[str] = []
         for delivery, record, status in notes:
             event = delivery.event
             keys.append(self._history_key(delivery.delivery_id))
-            args += [
+            fields += [
                 delivery.delivery_id,
                 delivery.webhook_name,
                 event.event_id,
                 event.event_type,
-                delivery.enqueued_at,
+                repr(delivery.enqueued_at),
                 status,
-                record.started_at + record.duration_s,
+                repr(record.started_at + record.duration_s),
                 # Keyed by its start: a 410's attempt and the one after re-enabling share
                 # a number, and both are on record.
                 f"a:{record.started_at!r}",
                 json.dumps(record.to_dict(), separators=(",", ":")),
             ]
+        acked: list[str] = []
         for delivery in acks:
-            args += [delivery.store_ref, delivery.delivery_id]
+            acked += [str(delivery.store_ref), delivery.delivery_id]
+        args: list[Any] = [
+            GROUP,
+            self.history_ttl,
+            len(notes),
+            len(acks),
+            json.dumps(fields, ensure_ascii=False, separators=(",", ":")),
+            json.dumps(acked, ensure_ascii=False, separators=(",", ":")),
+        ]
         await self._write_behind_script(keys=keys, args=args)
 
     async def _history_written(self) -> None:
