@@ -160,6 +160,28 @@ def emit(url: str, body: dict[str, Any]) -> str:
         return str(json.load(answer)["event_id"])
 
 
+def settled(url: str, event_id: str, *, deadline: float = 15.0) -> None:
+    """Wait until every delivery of `event_id` has its final state on record (delivered, or
+    failed with its dead letter, or disabled): a page shows what is there when it loads, and
+    the gateway delivers a burst's events a moment after answering."""
+    request = urllib.request.Request(
+        f"{url}/v1/events/{event_id}",
+        headers={"Authorization": f"Bearer {TOKENS['reader']}"},
+    )
+    give_up = time.monotonic() + deadline
+    while True:
+        with urllib.request.urlopen(request) as answer:
+            deliveries = json.load(answer)["deliveries"]
+        if deliveries and all(
+            d["status"] in ("delivered", "disabled")
+            or (d["status"] == "failed" and d["dead_letter_id"])
+            for d in deliveries
+        ):
+            return
+        assert time.monotonic() < give_up, f"not settled within {deadline} s: {deliveries}"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def tab(browser: Any, tmp_path: Path) -> Iterator[Tab]:
     opened = Tab(browser, tmp_path)
@@ -269,6 +291,7 @@ def test_replay_a_dead_letter_and_enable_a_gone_webhook(tab: Tab, tmp_path: Path
     with Served(make) as served:
         tab.log_in(served.url, TOKENS["admin"])
         event_id = emit(served.url, {"event_type": "alert", "data": {"disk": "95%"}})
+        settled(served.url, event_id)
         page.goto(f"{served.url}/deliveries?webhook=hook&status=failed")
         expect(page.locator("#delivery-rows .status-failed")).to_have_count(1)
         page.goto(f"{served.url}/dead-letters")
