@@ -85,16 +85,22 @@ async def admit(
                 lane.enqueue(delivery)
     queued = [lane.webhook.name for lane in wanting]
     if full:
-        for name, limit in full.items():
-            log.error(
-                "queue_full",
-                webhook=name,
-                event_id=event.event_id,
-                max_pending=limit,
-                queued_for=queued,
-            )
-        raise QueueFull(event, full, queued)
+        raise _refused(event, full, queued)
     return queued
+
+
+def _refused(event: Event, full: dict[str, int], queued: list[str]) -> QueueFull:
+    """The `QueueFull` for webhooks that refused `event`, each refusal logged (loud: the
+    event does not reach them)."""
+    for name, limit in full.items():
+        log.error(
+            "queue_full",
+            webhook=name,
+            event_id=event.event_id,
+            max_pending=limit,
+            queued_for=queued,
+        )
+    return QueueFull(event, full, queued)
 
 
 class Held:
@@ -184,16 +190,5 @@ async def admit_many(
                 else:
                     lane.enqueue(delivery)
         queued = [lane.webhook.name for lane in wanting]
-        if full:
-            for name, limit in full.items():
-                log.error(
-                    "queue_full",
-                    webhook=name,
-                    event_id=event.event_id,
-                    max_pending=limit,
-                    queued_for=queued,
-                )
-            results.append(QueueFull(event, full, queued))
-        else:
-            results.append(queued)
+        results.append(_refused(event, full, queued) if full else queued)
     return results
