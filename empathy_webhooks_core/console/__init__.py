@@ -2,14 +2,19 @@
 webhook's health, every delivery and its attempts, and to replay dead letters.
 
 Server-rendered (Jinja2, autoescaped) with one small script of our own for live updates
-(Server-Sent Events) and local times. One module per job: `app` (its state and routes),
-`session` (who is logged in), `guard` (sessions, CSRF, scopes and security headers on every
-page), `login`, `views` (the pages), `actions` (replay, enable), `live` (the SSE stream),
-`charts` (the overview's SVG bars), `render` (templates), `assets` (script and style).
+(Server-Sent Events) and local times. One module per job: `app` (its routes), `keys` (its
+state and where a request keeps it), `session` (who is logged in), `guard` (sessions, CSRF
+and scopes on every page), `headers` (the security headers), `login`, `views` (the pages),
+`actions` (replay, enable), `live` (the SSE stream), `charts` (the overview's SVG bars),
+`render` (templates), `assets` (script and style).
 """
 
 from __future__ import annotations
 
+# The gateway first: the console is part of the gateway's application (`gateway.app` mounts
+# it) and imports the gateway's lower modules, so the packages load in one order,
+# gateway -> console, whichever of the two a program imports first.
+from .. import gateway as _gateway  # noqa: F401
 from .app import CONSOLE, Console, add_console
 
 __all__ = ["CONSOLE", "Console", "add_console"]

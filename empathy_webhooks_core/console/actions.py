@@ -8,8 +8,8 @@ from aiohttp import web
 
 from ..gateway import operations
 from ..gateway.problems import Problem
-from .app import CONSOLE
 from .guard import form_value, page, session_of
+from .keys import CONSOLE
 
 __all__ = ["enable", "replay_letter", "replay_webhook_letters"]
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import jinja2
 from aiohttp import web
 
-from .session import Session, SessionTable
+from . import actions, assets, live, login, views
+from .keys import CONSOLE, Console
+from .render import environment
 
 if TYPE_CHECKING:
     from ..gateway.app import Gateway
@@ -19,37 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["CONSOLE", "Console", "add_console"]
 
 
-class Console:
-    """One console: the gateway it shows, its sessions, its templates, and the one-line
-    notice each session sees after an action (replayed, enabled, refused)."""
-
-    def __init__(self, gateway: Gateway, env: jinja2.Environment) -> None:
-        self.gateway = gateway
-        self.sessions = SessionTable()
-        self.env = env
-        self._notices: dict[str, tuple[str, str]] = {}
-
-    def __repr__(self) -> str:
-        return f"Console({self.sessions!r})"
-
-    def notify(self, session: Session, kind: str, text: str) -> None:
-        """Show `text` on the session's next page (`kind`: `ok` or `error`)."""
-        self._notices[session.session_id] = (kind, text)
-
-    def take_notice(self, session: Session | None) -> tuple[str, str] | None:
-        if session is None:
-            return None
-        return self._notices.pop(session.session_id, None)
-
-
-CONSOLE = web.AppKey("empathy_webhooks_console", Console)
-
-
 def add_console(app: web.Application, gateway: Gateway) -> Console:
     """Mount the console's routes on the gateway's application `app`."""
-    from . import actions, assets, live, login, views
-    from .render import environment
-
     console = Console(gateway, environment())
     app[CONSOLE] = console
     router = app.router

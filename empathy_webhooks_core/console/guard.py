@@ -10,48 +10,20 @@ console authenticates with its cookie, not with a bearer token.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
 
 from ..gateway.auth import public
-from .session import SESSION_COOKIE, Session
+from .headers import CSP, secure
+from .keys import CONSOLE, SESSION, session_of
+from .render import refuse
+from .session import SESSION_COOKIE
 
 __all__ = ["CSP", "SESSION", "form_value", "page", "secure", "session_of"]
 
-#: Nothing inline, nothing from elsewhere: the page's own script and style files only.
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-#: Where a handler finds the caller's session (None on the public pages when logged out).
-SESSION: Any = (
-    web.RequestKey("empathy_webhooks_console_session", object)
-    if hasattr(web, "RequestKey")
-    else "empathy_webhooks_console_session"
-)
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def secure(headers: MutableMapping[str, str]) -> None:
-    """Put the console's security headers on an answer (before it is sent)."""
-    for name, value in _HEADERS.items():
-        headers.setdefault(name, value)
-
-
-def session_of(request: web.Request) -> Session | None:
-    return request.get(SESSION)
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -78,9 +50,7 @@ def page(scope: str | None) -> Callable[[Handler], Handler]:
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
-            from .render import refuse
-
-            console_sessions = request.config_dict[_console_key()].sessions
+            console_sessions = request.config_dict[CONSOLE].sessions
             session = console_sessions.get(request.cookies.get(SESSION_COOKIE))
             request[SESSION] = session
             response: web.StreamResponse
@@ -118,9 +88,3 @@ def page(scope: str | None) -> Callable[[Handler], Handler]:
         return guarded
 
     return wrap
-
-
-def _console_key() -> Any:
-    from .app import CONSOLE
-
-    return CONSOLE

@@ -16,8 +16,8 @@ import time
 
 from aiohttp import web
 
-from .app import CONSOLE
 from .guard import page, secure, session_of
+from .keys import CONSOLE
 from .render import render_fragment
 from .views import read_filters
 

@@ -14,6 +14,7 @@ import secrets
 from aiohttp import web
 
 from .guard import form_value, page, session_of
+from .keys import CONSOLE
 from .render import render
 from .session import SESSION_COOKIE
 
@@ -39,8 +40,6 @@ def set_cookie(response: web.StreamResponse, request: web.Request, name: str, va
 
 
 def _form(request: web.Request, status: int = 200, error: str | None = None) -> web.Response:
-    from .app import CONSOLE
-
     gateway = request.config_dict[CONSOLE].gateway
     form_token = secrets.token_urlsafe(32)
     response = render(
@@ -65,8 +64,6 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 @page(None)
 async def log_in(request: web.Request) -> web.StreamResponse:
-    from .app import CONSOLE
-
     console = request.config_dict[CONSOLE]
     gateway = console.gateway
     presented = await form_value(request, "csrf")
@@ -104,8 +101,6 @@ async def log_in(request: web.Request) -> web.StreamResponse:
 
 @page("any")
 async def log_out(request: web.Request) -> web.StreamResponse:
-    from .app import CONSOLE
-
     session = session_of(request)
     if session is not None:
         request.config_dict[CONSOLE].sessions.close(session.session_id)

@@ -12,7 +12,8 @@ import jinja2
 from aiohttp import web
 
 from ..redaction import redact_value
-from .guard import secure, session_of
+from .headers import secure
+from .keys import CONSOLE, session_of
 
 __all__ = ["environment", "pretty_json", "refuse", "render", "render_fragment"]
 
@@ -59,8 +60,6 @@ def environment() -> jinja2.Environment:
 
 
 def _context(request: web.Request, context: dict[str, Any]) -> dict[str, Any]:
-    from .app import CONSOLE
-
     console = request.config_dict[CONSOLE]
     session = session_of(request)
     notice = console.take_notice(session)
@@ -75,15 +74,11 @@ def _context(request: web.Request, context: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_fragment(request: web.Request, name: str, **context: Any) -> str:
-    from .app import CONSOLE
-
     env = request.config_dict[CONSOLE].env
     return str(env.get_template(name).render(**context))
 
 
 def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
-    from .app import CONSOLE
-
     env = request.config_dict[CONSOLE].env
     html = env.get_template(name).render(**_context(request, context))
     response = web.Response(status=status, text=html, content_type="text/html", charset="utf-8")

@@ -13,9 +13,9 @@ from aiohttp import web
 from ..gateway.operations import webhook_summary
 from ..history import DELIVERY_STATUSES, MAX_PAGE
 from ..redaction import bounded, redact_text
-from .app import CONSOLE
 from .charts import HOUR, hour_chart
 from .guard import page
+from .keys import CONSOLE
 from .render import pretty_json, refuse, render
 
 __all__ = ["dead_letters", "deliveries", "event", "overview"]

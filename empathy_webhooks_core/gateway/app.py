@@ -19,8 +19,6 @@ cookie holding a token) calls `gateway.authenticate(raw_token) -> Token | None`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,15 +28,20 @@ from aiohttp import web
 from .._log import get_logger
 from ..config import Config
 from ..config.serve import SCOPES, ServeConfig
+from ..console.app import add_console
 from ..dispatcher import WebhookDispatcher
+from ..plugins import get_plugin_manager, hooks_for
 from ..redaction import redact_text
 from ..stores import HasProducerRole, HasWorkerRole, MemoryStore, StopsConsuming, open_store
 from .auth import PUBLIC, RateLimiter, Token, TokenTable, bearer, required_scope, retry_after
 from .idempotency import Idempotency
 from .intake import Intake
+from .keys import GATEWAY, TOKEN
+from .net import is_loopback
 from .problems import Problem
+from .routes import add_routes
 
-__all__ = ["DEFAULT_STORE", "GATEWAY", "TOKEN", "Gateway", "build_app", "is_loopback", "running"]
+__all__ = ["DEFAULT_STORE", "GATEWAY", "TOKEN", "Gateway", "build_app", "is_loopback"]
 
 log = get_logger()
 
@@ -46,27 +49,10 @@ log = get_logger()
 #: accepted events survive a restart.
 DEFAULT_STORE = "sqlite:///empathy-webhooks-gateway.db"
 
-#: Where a handler finds the authenticated caller: `request[TOKEN]` (a `Token`). A typed
-#: request key where aiohttp has them (3.12+), else its name.
-TOKEN: Any = (
-    web.RequestKey("empathy_webhooks_token", Token)
-    if hasattr(web, "RequestKey")
-    else "empathy_webhooks_token"
-)
 #: Every scope: the caller of a gateway configured without tokens (loopback only).
 _ANONYMOUS = Token("anonymous", frozenset(SCOPES))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Gateway:
@@ -110,8 +96,6 @@ class Gateway:
         (`store` overrides it; SQLite in the current folder when neither names one), opened
         in the role the gateway plays: delivering, or only queueing (`workers=False`).
         Raises `ValueError` for a store it cannot use."""
-        from ..plugins import get_plugin_manager, hooks_for
-
         pm = plugin_manager or get_plugin_manager()
         hooks = hooks_for(pm)
         url = store or config.store or DEFAULT_STORE
@@ -191,10 +175,6 @@ class Gateway:
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()
-
-
-#: Where the application keeps its `Gateway` (`request.config_dict[GATEWAY]`, sub-apps too).
-GATEWAY = web.AppKey("empathy_webhooks_gateway", Gateway)
 
 
 def _store_for(url: str, workers: bool, backends: dict[str, Any]) -> Any:
@@ -348,8 +328,6 @@ def build_app(gateway: Gateway, *, console: bool = True) -> web.Application:
     and the console's pages at `/` (unless `console=False`). Starting it (aiohttp's
     startup) starts the dispatcher; its cleanup does not stop it: `serve.run_gateway` (or
     the caller) stops requests first, then deliveries."""
-    from .routes import add_routes
-
     app = web.Application(
         middlewares=[_gateway_middleware],
         client_max_size=gateway.settings.max_body_bytes,
@@ -357,8 +335,6 @@ def build_app(gateway: Gateway, *, console: bool = True) -> web.Application:
     app[GATEWAY] = gateway
     add_routes(app, gateway)
     if console:
-        from ..console import add_console
-
         add_console(app, gateway)
 
     async def on_startup(_: web.Application) -> None:
@@ -366,16 +342,3 @@ def build_app(gateway: Gateway, *, console: bool = True) -> web.Application:
 
     app.on_startup.append(on_startup)
     return app
-
-
-@contextlib.asynccontextmanager
-async def running(gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> Any:
-    """The gateway serving on `host:port` for the block (tests, embedding); yields the base
-    URL. Leaving stops requests, then deliveries, as `SIGTERM` does."""
-    from .serve import start_site, stop_site
-
-    runner, url = await start_site(gateway, host, port)
-    try:
-        yield url
-    finally:
-        await stop_site(gateway, runner)

@@ -4,11 +4,13 @@ the same way from both. Each raises `Problem` for what the caller must be told."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..events import Event
-from .app import Gateway
 from .problems import Problem
+
+if TYPE_CHECKING:
+    from .app import Gateway
 
 __all__ = ["enable_webhook", "replay_all", "replay_one", "unknown_webhook", "webhook_summary"]
 

@@ -8,7 +8,7 @@ import asyncio
 import json
 import math
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -16,13 +16,18 @@ from .._pipeline.admission import QueueFull
 from ..events import Event
 from ..history import DELIVERY_STATUSES, MAX_PAGE
 from ..monitor import UnknownWebhookError
+from ..prometheus import WebhookCollector
 from ..stores import HasKeyValue
-from .app import GATEWAY, TOKEN, Gateway
 from .auth import public, requires
 from .bodies import build_event, event_fields, read_json
+from .keys import GATEWAY, TOKEN
+from .openapi import document
 from .operations import enable_webhook as enable
 from .operations import replay_all, replay_one, unknown_webhook, webhook_summary
 from .problems import Problem
+
+if TYPE_CHECKING:
+    from .app import Gateway
 
 __all__ = ["add_routes"]
 
@@ -352,6 +357,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    # Imported here on purpose: prometheus-client is an optional extra, and its absence is
+    # a 501 for this route, not a gateway that cannot start.
     try:
         from prometheus_client import CollectorRegistry, generate_latest
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -361,8 +368,6 @@ async def metrics(request: web.Request) -> web.Response:
             "/problems/not-installed",
             "/metrics needs prometheus-client: pip install 'empathy-webhooks-core[gateway]'",
         ) from None
-    from ..prometheus import WebhookCollector
-
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WebhookCollector(_gateway(request).dispatcher.monitor))
     body = await asyncio.to_thread(generate_latest, registry)
@@ -373,8 +378,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 @public
 async def openapi(request: web.Request) -> web.Response:
-    from .openapi import document
-
     return _json(document(_gateway(request)))
 
 

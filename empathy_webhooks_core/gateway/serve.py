@@ -13,13 +13,15 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from .._log import get_logger
 from .app import Gateway, build_app
+from .net import is_loopback
 
-__all__ = ["run_gateway", "start_site", "stop_site"]
+__all__ = ["run_gateway", "running", "start_site", "stop_site"]
 
 log = get_logger()
 
@@ -29,8 +31,6 @@ async def start_site(
 ) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner and the base URL (with the port chosen, for 0).
     Raises `ValueError` for an address other than loopback when no token is configured."""
-    from .app import is_loopback
-
     if not is_loopback(host) and not len(gateway.tokens):
         raise ValueError(
             f"refusing to listen on {host} without a token: configure [[serve.tokens]] or "
@@ -99,3 +99,14 @@ async def run_gateway(
         loop = asyncio.get_running_loop()
         for sig in own:
             loop.remove_signal_handler(sig)
+
+
+@contextlib.asynccontextmanager
+async def running(gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> Any:
+    """The gateway serving on `host:port` for the block (tests, embedding); yields the base
+    URL. Leaving stops requests, then deliveries, as `SIGTERM` does."""
+    runner, url = await start_site(gateway, host, port)
+    try:
+        yield url
+    finally:
+        await stop_site(gateway, runner)
