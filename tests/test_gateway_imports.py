@@ -1,8 +1,8 @@
 """Every module of the gateway and the console imports on its own, in a fresh interpreter.
 
-Their imports read one way (gateway.app -> routes, console, serve -> keys), all at the top of
-each module; a cycle shows up as an ImportError only for the module a program happens to
-import first, so each one is tried first here."""
+Their imports read one way (serve -> app -> routes -> keys; console -> the gateway's modules),
+at the top of each module but for the documented lazy ones; a cycle shows up as an ImportError
+only for the module a program happens to import first, so each one is tried first here."""
 
 from __future__ import annotations
 

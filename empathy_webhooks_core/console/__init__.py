@@ -11,10 +11,6 @@ and scopes on every page), `headers` (the security headers), `login`, `views` (t
 
 from __future__ import annotations
 
-# The gateway first: the console is part of the gateway's application (`gateway.app` mounts
-# it) and imports the gateway's lower modules, so the packages load in one order,
-# gateway -> console, whichever of the two a program imports first.
-from .. import gateway as _gateway  # noqa: F401
 from .app import CONSOLE, Console, add_console
 
 __all__ = ["CONSOLE", "Console", "add_console"]
