@@ -83,6 +83,14 @@ class Intake:
                     )
                 except Exception as exc:  # not an event's own error: every request hears it
                     results = [exc] * len(group)
+                except BaseException:
+                    # The writer itself was cancelled (the loop shutting down): no request
+                    # may wait forever for an answer that will not come.
+                    for _, future in group + self._waiting:
+                        if not future.done():
+                            future.set_exception(RuntimeError("the gateway is stopping"))
+                    self._waiting = []
+                    raise
                 self._hold_started()
                 for (_, future), result in zip(group, results, strict=True):
                     if future.done():  # its request went away meanwhile: the event is queued
