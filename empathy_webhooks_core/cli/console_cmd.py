@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from ..config.serve import ServeConfig, TokenConfig, hash_token
 from ._common import CliError, Output, add_config_option, load
 
 __all__ = ["register", "run"]
@@ -38,7 +39,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from ..config.serve import ServeConfig, TokenConfig, hash_token
+    # The gateway loads only for the commands that serve it (see serve.run).
     from ..gateway import is_loopback
     from .serve import serve_config
 

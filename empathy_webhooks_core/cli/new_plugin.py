@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ..plugins import get_plugin_manager, hooks_for
 from ._common import EXIT_OK, CliError, Output
 
 
@@ -27,7 +28,6 @@ def register(subparsers: Any) -> None:
 def clash(name: str) -> str | None:
     """Why plugin `name` would collide with one already installed (its entry-point name or its
     webhook type), or None."""
-    from ..plugins import get_plugin_manager, hooks_for
     from ..scaffold import plugin_names
 
     pm = get_plugin_manager()

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..converter import did_you_mean
 from ..events import Event
 from ._common import (
     EXIT_FAILED,
@@ -90,8 +91,6 @@ def select(webhooks: list[Any], names: list[str] | None, source: str | None) -> 
     known = {w.name for w in webhooks}
     for name in names:
         if name not in known:
-            from ..converter import did_you_mean
-
             raise CliError(
                 f"error: no webhook named {name!r}{did_you_mean(name, known)} in {source}"
             )

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..config.serve import MIN_TOKEN_CHARS, ServeConfig, hash_token
 from ._common import EXIT_OK, CliError, Output, add_config_option, configure_logging, load
 from ._store import shown_store
 
@@ -40,8 +41,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from ..config.serve import MIN_TOKEN_CHARS, hash_token
-
     if args.hash_token:
         token = sys.stdin.readline().strip()
         if len(token) < MIN_TOKEN_CHARS:
@@ -62,11 +61,11 @@ def serve_config(
 ) -> int:
     """Serve `config`'s gateway (and its console) until SIGTERM; `announce(url)` is called
     once it listens (the `console` command prints its login link there)."""
-    from ..config.serve import ServeConfig
-
     settings = config.serve or ServeConfig()
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    # The gateway (aiohttp.web, the console, about 150 ms) loads only for the command that
+    # serves it: every other command, `--help` included, starts without it.
     from ..gateway import Gateway, is_loopback, run_gateway
     from ..gateway.app import DEFAULT_STORE
 

@@ -74,6 +74,8 @@ def parse_config(
         problems.add("store", f"expected a URL string (sqlite:///outbox.db), got {_kind(store)}")
         store = None
     elif store is not None:
+        # Not a cycle: the stores (about 13 ms) load only for a configuration that names one,
+        # so every CLI command on a configuration without `store` starts without them.
         from ..stores import store_url_problem
 
         problem = store_url_problem(store, hooks_for(pm).store_backends(), pm)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
+from ..converter import did_you_mean
 from .base import (
     DeadLetter,
     Delivery,
@@ -65,8 +67,6 @@ def open_store(spec: Any, backends: dict[str, Any]) -> DeliveryStore:
     scheme = spec.split(":", 1)[0].lower()
     factory = backends.get(scheme)
     if factory is None:
-        from ..converter import did_you_mean
-
         known = ", ".join(sorted({"memory", *backends})) or "memory"
         raise ValueError(
             f"no store for {scheme!r} URLs{did_you_mean(scheme, {'memory', *backends})} "
@@ -79,8 +79,6 @@ def open_store(spec: Any, backends: dict[str, Any]) -> DeliveryStore:
 def _memory_store(url: str) -> MemoryStore:
     """`memory://?history=N`: the memory store keeping the history of the newest N
     deliveries (0 keeps none)."""
-    import urllib.parse
-
     options: dict[str, Any] = {}
     for key, value in urllib.parse.parse_qsl(url.split("?", 1)[1], keep_blank_values=True):
         if key != "history":
@@ -98,8 +96,6 @@ def store_url_problem(
     """What is wrong with a store URL, found without opening it (no file, no connection):
     not a URL, an unknown scheme (with the plugin to install or allow), or an option the store
     refuses."""
-    from ..converter import did_you_mean
-
     if spec in ("memory", "memory://"):
         return None
     if spec.lower().startswith("memory://?"):
