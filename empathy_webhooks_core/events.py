@@ -11,6 +11,8 @@ import json
 import math
 import os
 import re
+import struct
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -146,32 +148,27 @@ class EventDataError(TypeError, ValueError):
     """Event data that cannot travel as JSON. The message names the offending key."""
 
 
-# Event ids are made a batch at a time: one `os.urandom` call (a system call) for 64 ids
-# rather than one per emit. A forked child drops the batch it inherited, so two processes
-# never hand out the same id.
-_ID_BATCH = 64
+# Event ids' random bytes are read a batch at a time: one `os.urandom` call (a system call) for
+# 16 ids rather than one per emit, and each id is encoded when it is handed out. Encoding the
+# whole batch at once made every 64th emit 20 µs slower than the others: the largest part of
+# emit's p99 with a backlog queued (issue 20). A forked child drops the batch it inherited, so
+# two processes never hand out the same id.
+_ID_BATCH = 16
+_SPLIT_IDS = struct.Struct("16s" * _ID_BATCH).unpack  # the batch cut in 16-byte ids, in C
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-_ids: list[str] = []
-os.register_at_fork(after_in_child=_ids.clear)
-
-
-def _id_batch() -> list[str]:
-    raw = os.urandom(16 * _ID_BATCH)
-    # What `secrets.token_urlsafe(16)` gives: URL-safe base64 without its padding.
-    encode = binascii.b2a_base64
-    return [
-        "evt_" + encode(raw[at : at + 16], newline=False)[:22].translate(_URLSAFE).decode()
-        for at in range(0, len(raw), 16)
-    ]
+_random_ids: list[bytes] = []
+os.register_at_fork(after_in_child=_random_ids.clear)
 
 
 def new_event_id() -> str:
     """`evt_` and 22 random URL-safe characters (128 bits): unique without coordination."""
-    while True:
-        try:
-            return _ids.pop()  # atomic under the GIL, as `extend` is: threads may share it
-        except IndexError:
-            _ids.extend(_id_batch())
+    try:
+        raw = _random_ids.pop()  # atomic under the GIL, as `extend` is: threads may share it
+    except IndexError:
+        raw, *rest = _SPLIT_IDS(os.urandom(16 * _ID_BATCH))
+        _random_ids.extend(rest)
+    # What `secrets.token_urlsafe(16)` gives: URL-safe base64 without its padding.
+    return "evt_" + binascii.b2a_base64(raw, newline=False)[:22].translate(_URLSAFE).decode()
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -186,6 +183,9 @@ def format_timestamp(moment: datetime) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_from_timestamp = datetime.fromtimestamp
 
 
 def _path(parent: str, key: object) -> str:
@@ -451,9 +451,11 @@ class Event:
         _set(self, "event_type", _event_type(event_type))
         _set(self, "data", _json_object("data", data, limit) if data is not None else {})
         if timestamp is _MADE_HERE:
-            now = datetime.now(UTC)
-            # Kept at the wire's millisecond precision, as `_timestamp` does.
-            _set(self, "timestamp", now.replace(microsecond=now.microsecond // 1000 * 1000))
+            # Now, kept at the wire's millisecond precision as `_timestamp` does; made from
+            # the whole milliseconds rather than with `now().replace(microsecond=...)`, whose
+            # keyword parsing was a tenth of an emit's work. A float of whole milliseconds
+            # always rounds back to exactly them.
+            _set(self, "timestamp", _from_timestamp(time.time_ns() // 1_000_000 / 1000, UTC))
         else:
             _set(self, "timestamp", _timestamp(timestamp))
         checked = _json_object("metadata", metadata, limit) if metadata is not None else {}
