@@ -374,27 +374,35 @@ class WebhookDispatcher:
         Raises `QueueFull` when a webhook it is routed to already holds `max_pending`
         deliveries; the event is still queued for every other webhook (see `QueueFull`).
         """
-        fields: dict[str, Any] = {
-            "event_type": event_type,
-            "data": data,
-            "user_id": user_id,
-            "empathy_level": empathy_level,
-            "severity": severity,
-            "classification": classification,
-            "metadata": metadata,
-            "ordering_key": ordering_key,
-        }
         if self._framework_version is DETECT and self._max_data_depth == DEFAULT_MAX_DATA_DEPTH:
             # The defaults are what `Event` reads when no setting says otherwise: built
-            # directly, without entering a context per emit.
-            event = Event(**fields)
+            # directly, without entering a context per emit (nor a dict of the fields).
+            event = Event(
+                event_type=event_type,
+                data=data,
+                user_id=user_id,
+                empathy_level=empathy_level,
+                severity=severity,
+                classification=classification,
+                metadata=metadata,
+                ordering_key=ordering_key,
+            )
         else:
             with contextlib.ExitStack() as settings:
                 if self._framework_version is not DETECT:
                     settings.enter_context(stamp_framework_version(self._framework_version))
                 if self._max_data_depth != DEFAULT_MAX_DATA_DEPTH:
                     settings.enter_context(data_depth_limit(self._max_data_depth))
-                event = Event(**fields)
+                event = Event(
+                    event_type=event_type,
+                    data=data,
+                    user_id=user_id,
+                    empathy_level=empathy_level,
+                    severity=severity,
+                    classification=classification,
+                    metadata=metadata,
+                    ordering_key=ordering_key,
+                )
         await self.emit_event(event)
         return event
 

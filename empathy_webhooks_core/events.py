@@ -11,6 +11,8 @@ import json
 import math
 import os
 import re
+import struct
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -146,32 +148,27 @@ class EventDataError(TypeError, ValueError):
     """Event data that cannot travel as JSON. The message names the offending key."""
 
 
-# Event ids are made a batch at a time: one `os.urandom` call (a system call) for 64 ids
-# rather than one per emit. A forked child drops the batch it inherited, so two processes
-# never hand out the same id.
-_ID_BATCH = 64
+# Event ids' random bytes are read a batch at a time: one `os.urandom` call (a system call) for
+# 16 ids rather than one per emit, and each id is encoded when it is handed out. Encoding the
+# whole batch at once made every 64th emit 20 µs slower than the others: the largest part of
+# emit's p99 with a backlog queued (issue 20). A forked child drops the batch it inherited, so
+# two processes never hand out the same id.
+_ID_BATCH = 16
+_SPLIT_IDS = struct.Struct("16s" * _ID_BATCH).unpack  # the batch cut in 16-byte ids, in C
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-_ids: list[str] = []
-os.register_at_fork(after_in_child=_ids.clear)
-
-
-def _id_batch() -> list[str]:
-    raw = os.urandom(16 * _ID_BATCH)
-    # What `secrets.token_urlsafe(16)` gives: URL-safe base64 without its padding.
-    encode = binascii.b2a_base64
-    return [
-        "evt_" + encode(raw[at : at + 16], newline=False)[:22].translate(_URLSAFE).decode()
-        for at in range(0, len(raw), 16)
-    ]
+_random_ids: list[bytes] = []
+os.register_at_fork(after_in_child=_random_ids.clear)
 
 
 def new_event_id() -> str:
     """`evt_` and 22 random URL-safe characters (128 bits): unique without coordination."""
-    while True:
-        try:
-            return _ids.pop()  # atomic under the GIL, as `extend` is: threads may share it
-        except IndexError:
-            _ids.extend(_id_batch())
+    try:
+        raw = _random_ids.pop()  # atomic under the GIL, as `extend` is: threads may share it
+    except IndexError:
+        raw, *rest = _SPLIT_IDS(os.urandom(16 * _ID_BATCH))
+        _random_ids.extend(rest)
+    # What `secrets.token_urlsafe(16)` gives: URL-safe base64 without its padding.
+    return "evt_" + binascii.b2a_base64(raw, newline=False)[:22].translate(_URLSAFE).decode()
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -186,6 +183,9 @@ def format_timestamp(moment: datetime) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_from_timestamp = datetime.fromtimestamp
 
 
 def _path(parent: str, key: object) -> str:
@@ -448,14 +448,16 @@ class Event:
         metadata, then the id, user id, level, severity, classification and ordering key),
         raising the first problem found, as attrs' converters and validators did."""
         limit = _DEPTH_LIMIT.get()
-        _set(self, "event_type", _event_type(event_type))
-        _set(self, "data", _json_object("data", data, limit) if data is not None else {})
+        _set_event_type(self, _event_type(event_type))
+        _set_data(self, _json_object("data", data, limit) if data is not None else {})
         if timestamp is _MADE_HERE:
-            now = datetime.now(UTC)
-            # Kept at the wire's millisecond precision, as `_timestamp` does.
-            _set(self, "timestamp", now.replace(microsecond=now.microsecond // 1000 * 1000))
+            # Now, kept at the wire's millisecond precision as `_timestamp` does; made from
+            # the whole milliseconds rather than with `now().replace(microsecond=...)`, whose
+            # keyword parsing was a tenth of an emit's work. A float of whole milliseconds
+            # always rounds back to exactly them.
+            _set_timestamp(self, _from_timestamp(time.time_ns() // 1_000_000 / 1000, UTC))
         else:
-            _set(self, "timestamp", _timestamp(timestamp))
+            _set_timestamp(self, _timestamp(timestamp))
         checked = _json_object("metadata", metadata, limit) if metadata is not None else {}
         version = _FRAMEWORK_VERSION.get()
         if version is DETECT:
@@ -463,7 +465,7 @@ class Event:
         if version is not None and "framework_version" not in checked:
             # First, as the reference's payload shows it.
             checked = {"framework_version": version, **checked}
-        _set(self, "metadata", checked)
+        _set_metadata(self, checked)
         if event_id is _MADE_HERE:
             event_id = new_event_id()
         else:
@@ -481,14 +483,14 @@ class Event:
             _check_optional_str("severity", severity)
             _check_optional_str("classification", classification)
             _check_optional_str("ordering_key", ordering_key)
-        _set(self, "event_id", event_id)
-        _set(self, "user_id", user_id)
-        _set(self, "empathy_level", empathy_level)
-        _set(self, "severity", severity)
-        _set(self, "classification", classification)
-        _set(self, "ordering_key", ordering_key)
-        _set(self, "_depth_limit", limit)
-        _set(self, "_envelope", None)
+        _set_event_id(self, event_id)
+        _set_user_id(self, user_id)
+        _set_empathy_level(self, empathy_level)
+        _set_severity(self, severity)
+        _set_classification(self, classification)
+        _set_ordering_key(self, ordering_key)
+        _set_depth_limit(self, limit)
+        _set_envelope(self, None)
 
     def to_envelope(self) -> dict[str, Any]:
         """The reference's "Webhook Payload": what `CustomWebhook` sends, key for key."""
@@ -552,3 +554,23 @@ class Event:
         envelope = self.to_envelope()
         envelope["ordering_key"] = self.ordering_key
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+
+
+def _slot_setter(name: str) -> Any:
+    """The setter of `Event`'s slot `name`: how `__init__` sets the fields of a frozen event,
+    about twice as fast as `object.__setattr__` (twelve times per emit)."""
+    return Event.__dict__[name].__set__
+
+
+_set_event_type = _slot_setter("event_type")
+_set_data = _slot_setter("data")
+_set_timestamp = _slot_setter("timestamp")
+_set_metadata = _slot_setter("metadata")
+_set_event_id = _slot_setter("event_id")
+_set_user_id = _slot_setter("user_id")
+_set_empathy_level = _slot_setter("empathy_level")
+_set_severity = _slot_setter("severity")
+_set_classification = _slot_setter("classification")
+_set_ordering_key = _slot_setter("ordering_key")
+_set_depth_limit = _slot_setter("_depth_limit")
+_set_envelope = _slot_setter("_envelope")

@@ -62,28 +62,34 @@ async def admit(
                 f"(known: {', '.join(lanes)})"
             )
         wanting = [lane for lane in wanting if lane.webhook.name in names]
+    # One pass over the lanes that want it (this runs on every emit): refused, or given a
+    # delivery. Deliveries live in this process's memory until they end: past max_pending a
+    # webhook refuses more (loudly), and the others keep theirs.
+    local = not store.remote_workers
+    context_of = hooks.delivery_context if hooks is not None and hooks.captures_context else None
     full: dict[str, int] = {}
-    if not store.remote_workers:
-        # Deliveries live in this process's memory until they end: past max_pending a
-        # webhook refuses more (loudly), and the others keep theirs.
-        for lane in wanting:
-            if lane.pending >= lane.webhook.max_pending:
-                full[lane.webhook.name] = lane.webhook.max_pending
-                lane.recorder.refused += 1
-        if full:
-            wanting = [lane for lane in wanting if lane.webhook.name not in full]
-    if wanting:
-        deliveries = [Delivery(webhook_name=lane.webhook.name, event=event) for lane in wanting]
-        if hooks is not None and hooks.captures_context:
+    taking: list[Lane] = []
+    deliveries: list[Delivery] = []
+    queued: list[str] = []
+    for lane in wanting:
+        webhook = lane.webhook
+        if local and lane.pending >= webhook.max_pending:
+            full[webhook.name] = webhook.max_pending
+            lane.recorder.refused += 1
+            continue
+        delivery = Delivery(webhook_name=webhook.name, event=event)
+        if context_of is not None:
             # Here, in the emitter's task: what a plugin captures (its current span) is the
             # emitter's, carried by the store to whichever worker makes the attempts.
-            for lane, delivery in zip(wanting, deliveries, strict=True):
-                delivery.context = hooks.delivery_context(lane.webhook, event)
+            delivery.context = context_of(webhook, event)
+        taking.append(lane)
+        deliveries.append(delivery)
+        queued.append(webhook.name)
+    if deliveries:
         await store.enqueue(deliveries)
-        if not store.remote_workers:
-            for lane, delivery in zip(wanting, deliveries, strict=True):
-                lane.enqueue(delivery)
-    queued = [lane.webhook.name for lane in wanting]
+        if local:
+            for index, lane in enumerate(taking):
+                lane.enqueue(deliveries[index])
     if full:
         raise _refused(event, full, queued)
     return queued
