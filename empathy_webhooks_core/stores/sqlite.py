@@ -1246,7 +1246,7 @@ class SQLiteStore:
                     delivery.enqueued_at,
                     attempt.started_at + attempt.duration_s,
                     attempt.started_at,
-                    json.dumps(record.to_dict(), separators=(",", ":")),
+                    record.to_json(),
                 )
             ],
         )

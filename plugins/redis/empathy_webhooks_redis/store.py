@@ -857,7 +857,7 @@ class RedisStore:
                 # Keyed by its start: a 410's attempt and the one after re-enabling share
                 # a number, and both are on record.
                 f"a:{record.started_at!r}",
-                json.dumps(record.to_dict(), separators=(",", ":")),
+                record.to_json(),
             ]
         acked: list[str] = []
         for delivery in acks:
