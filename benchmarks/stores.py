@@ -1,13 +1,18 @@
 """Deliveries per second through each store, and through a Celery baseline, on one workload.
 
-    python benchmarks/stores.py            # 2,000 events; best of 2 in-process, 1 otherwise
+    python benchmarks/stores.py            # 2,000 events; best of 2 rounds for every row
     python benchmarks/stores.py --quick    # 600 events
     python benchmarks/stores.py --rounds 3 # best of 3 for every row
 
 The workload: N events emitted by 8 concurrent producers (as a web server would) to one
 `CustomWebhook` with its defaults (breaker on, `max_concurrency` 10, unsigned) at a receiver
 in its own process, timed from the first emit until the receiver has answered every delivery.
-Rows:
+Every row is the best of the same number of rounds, and a round runs memory, SQLite and the
+Redis rows one after the other, so drift on a shared machine hits them alike. Beside each
+row, the CPU time per delivery of the processes doing the work (the least of the rounds):
+this process for memory and SQLite (`time.process_time()`), the worker processes (and,
+apart, this producing process) for Redis, read from `/proc` around the timed part, so their
+start-up is not counted. Rows:
 
 * memory: the default store, emit and delivery in this process;
 * SQLite with default settings (`sqlite:///file`: WAL, synchronous NORMAL), in this process;
@@ -28,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import itertools
 import json
 import multiprocessing
@@ -41,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -57,6 +60,9 @@ PRODUCERS = 8
 #: How long the producer's emits took in each Redis run (s): shown, so a slow producer is told
 #: apart from slow workers.
 EMITTED: list[float] = []
+#: CPU seconds per delivery of each run, by row: [(the workers' or this process's, this
+#: process's when it only produced)].
+CPU: dict[str, list[tuple[float, float | None]]] = {}
 
 
 def _hook(base: str) -> CustomWebhook:
@@ -95,18 +101,31 @@ async def _emit_all(dispatcher: WebhookDispatcher, events: int) -> None:
     await asyncio.gather(*(producer(p) for p in range(PRODUCERS)))
 
 
-async def embedded(base: str, events: int, store: str | None) -> float:
+async def embedded(base: str, events: int, store: str | None, row: str = "") -> float:
     """Emit and deliver in this process (memory, SQLite)."""
     dispatcher = WebhookDispatcher(webhooks=[_hook(base)], store=store)
     await dispatcher.start()
     first = await answered(base)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await _emit_all(dispatcher, events)
     await dispatcher.drain()
     elapsed = time.perf_counter() - started
+    CPU.setdefault(row, []).append(((time.process_time() - cpu) / events, None))
     await dispatcher.close()
     assert await answered(base) - first == events
     return events / elapsed
+
+
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """User and system CPU the processes used so far (Linux `/proc`), None elsewhere."""
+    total = 0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def _delete_prefix(prefix: str) -> None:
@@ -156,11 +175,18 @@ async def redis_workers(base: str, events: int, workers: int) -> float:
                 raise TimeoutError(f"{workers} Redis workers did not all start within 60 s")
             await asyncio.sleep(0.05)
         first = await answered(base)
-        started = time.perf_counter()
+        pids = [proc.pid for proc in procs if proc.pid is not None]
+        started, cpu, workers_cpu = time.perf_counter(), time.process_time(), _cpu_seconds(pids)
         await _emit_all(producer, events)
         EMITTED.append(time.perf_counter() - started)
         await _until_answered(base, first + events)
         elapsed = time.perf_counter() - started
+        produced = (time.process_time() - cpu) / events
+        after = _cpu_seconds(pids)
+        if workers_cpu is not None and after is not None:
+            CPU.setdefault(f"redis {workers}", []).append(
+                ((after - workers_cpu) / events, produced)
+            )
     finally:
         for proc in procs:
             proc.terminate()  # SIGTERM: the worker's graceful stop
@@ -294,6 +320,22 @@ def _runs(rates: list[float]) -> str:
     return "runs " + ", ".join(f"{rate:,.0f}" for rate in rates)
 
 
+def _cpu_note(row: str, whose: str = "CPU") -> str:
+    """The least CPU per delivery of a row's rounds, in µs (empty when not measured)."""
+    runs = CPU.get(row)
+    if not runs:
+        return ""
+    note = f"{whose} {min(own for own, _ in runs) * 1e6:,.0f} µs/delivery"
+    produced = [p for _, p in runs if p is not None]
+    if produced:
+        note += f", producer {min(produced) * 1e6:,.0f} µs"
+    return note
+
+
+def _redis_label(workers: int) -> str:
+    return f"Redis store, {workers} worker process{'es' if workers > 1 else ''}"
+
+
 def _redis_up() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as sock:
@@ -305,21 +347,18 @@ def _redis_up() -> bool:
 
 def run(quick: bool = False, events: int | None = None, rounds: int | None = None) -> list[Figure]:
     events = events or (600 if quick else 2000)
-    # The rows in other processes (Redis workers, Celery) take most of the time: one round of
-    # each keeps `make bench` under 5 minutes; --rounds sets every row's.
-    spawned = rounds or 1
+    # Every row gets the same number of rounds: a row measured fewer times than the one it is
+    # compared with would be judged by a worse draw on a noisy machine.
     rounds = rounds or 2
     out: list[Figure] = []
     results: dict[str, float] = {}
     tmp = tempfile.mkdtemp(prefix="empathy-bench-")
     counter = iter(range(10_000))
+    CPU.clear()
     heading(
         f"Durable stores: {events:,} events, one webhook with its defaults, {PRODUCERS} "
-        f"concurrent producers, best of {rounds} in this process, of {spawned} in others"
+        f"concurrent producers, best of {rounds} interleaved rounds for every row"
     )
-
-    def best(make: Callable[[], Awaitable[float]], times: int = rounds) -> float:
-        return max(asyncio.run(make()) for _ in range(times))  # type: ignore[arg-type]
 
     def row(label: str, value: float | None, kind: str = "store", note: str = "") -> None:
         if value is not None:
@@ -336,18 +375,40 @@ def run(quick: bool = False, events: int | None = None, rounds: int | None = Non
             out,
         )
 
+    def notes(*parts: str) -> str:
+        return "; ".join(part for part in parts if part)
+
     try:
         with ReceiverProcess() as base:
             # An untimed warm-up: the receiver's and this process's first requests are slower.
-            asyncio.run(embedded(base, min(events, 300), None))
-            # Alternated, so drift on the machine hits both alike; the best of each is kept.
-            memory, sqlite = [], []
+            asyncio.run(embedded(base, min(events, 300), None, "warm-up"))
+            redis = _redis_up()
+            # Alternated, so drift on the machine hits every row alike; the best of each is kept.
+            memory: list[float] = []
+            sqlite: list[float] = []
+            spread: dict[int, list[float]] = {1: [], 2: [], 4: []}
+            emitted: dict[int, list[float]] = {1: [], 2: [], 4: []}
             for _ in range(rounds):
-                memory.append(asyncio.run(embedded(base, events, None)))
+                memory.append(asyncio.run(embedded(base, events, None, "memory")))
                 db = f"sqlite:///{tmp}/o{next(counter)}.db"
-                sqlite.append(asyncio.run(embedded(base, events, db)))
-            row("memory store", max(memory), kind="plain", note=_runs(memory))
-            row("SQLite store (default settings)", max(sqlite), note=_runs(sqlite))
+                sqlite.append(asyncio.run(embedded(base, events, db, "sqlite")))
+                if not redis:
+                    continue
+                for workers in spread:
+                    EMITTED.clear()
+                    spread[workers].append(asyncio.run(redis_workers(base, events, workers)))
+                    emitted[workers] += EMITTED
+            row(
+                "memory store",
+                max(memory),
+                kind="plain",
+                note=notes(_runs(memory), _cpu_note("memory")),
+            )
+            row(
+                "SQLite store (default settings)",
+                max(sqlite),
+                note=notes(_runs(sqlite), _cpu_note("sqlite")),
+            )
             ratio = results["SQLite store (default settings)"] / results["memory store"]
             emit(
                 Figure(
@@ -355,16 +416,21 @@ def run(quick: bool = False, events: int | None = None, rounds: int | None = Non
                 ),
                 out,
             )
-            if not _redis_up():
+            if not redis:
                 why = "no Redis server answers on 127.0.0.1:6379"
                 row("Redis store, worker processes", None, note=why)
                 return out
-            for workers in (1, 2, 4):
-                label = f"Redis store, {workers} worker process{'es' if workers > 1 else ''}"
-                EMITTED.clear()
-                rate = best(functools.partial(redis_workers, base, events, workers), spawned)
-                row(label, rate, note=f"of which emitting took {min(EMITTED):.2f} s")
-            one = results["Redis store, 1 worker process"]
+            for workers, rates in spread.items():
+                row(
+                    _redis_label(workers),
+                    max(rates),
+                    note=notes(
+                        _runs(rates),
+                        f"emitting took {min(emitted[workers]):.2f} s",
+                        _cpu_note(f"redis {workers}", "workers' CPU"),
+                    ),
+                )
+            one = results[_redis_label(1)]
             ratio = one / results["memory store"]
             emit(
                 Figure(
@@ -377,10 +443,7 @@ def run(quick: bool = False, events: int | None = None, rounds: int | None = Non
                 ),
                 out,
             )
-            series = [
-                results[f"Redis store, {w} worker process{'es' if w > 1 else ''}"]
-                for w in (1, 2, 4)
-            ]
+            series = [results[_redis_label(w)] for w in spread]
             worst = min(b / a for a, b in itertools.pairwise(series))
             emit(
                 Figure(
@@ -401,13 +464,13 @@ def run(quick: bool = False, events: int | None = None, rounds: int | None = Non
             with CeleryWorker() as worker:
                 rates = [
                     asyncio.run(celery_run(base, events, worker, warm=n == 0))
-                    for n in range(spawned)
+                    for n in range(rounds)
                 ]
             row(
                 "Celery baseline (prefork, concurrency 2)",
                 max(rates),
                 kind="baseline",
-                note="requests, retries, acks late",
+                note=notes(_runs(rates), "requests, retries, acks late"),
             )
             redis_best = max(series)
             ratio = redis_best / max(rates)
@@ -436,7 +499,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        help="best of this many for every row (default: 2 in this process, 1 in others)",
+        help="best of this many interleaved rounds for every row (default 2)",
     )
     parser.add_argument("--quick", action="store_true", help="small counts, for development")
     args = parser.parse_args()

@@ -32,7 +32,10 @@ loop never blocks on disk and no lock is needed around the connection. The threa
 whatever operations queued up while it was busy and runs them in one transaction (group
 commit): many concurrent `emit` calls share a commit, and each still waits for its own.
 Marks (`delivered`, attempt counts, attempt history) are not waited for: they are gathered on
-the event loop and ride the next commit, or are committed together 50 ms after the first.
+the event loop and committed together 50 ms after the first, or sooner with any read or write
+that must see them (every operation but an emit's rows, which need not). Many deliveries' marks
+in one transaction touch each page of the tables and indexes they change once, not once per
+emit's commit: a commit's cost is mostly the pages it writes.
 
 Attempt history (`history.py`) lives in three more tables: `history` (a row per delivery, made
 with its `deliveries` row, its status kept current), `history_attempts` (one masked record per
@@ -92,9 +95,10 @@ DEFAULT_RETENTION = 3600.0
 DEFAULT_LEASE = 30.0
 #: Seconds between two looks for rows other processes queued or left.
 DEFAULT_POLL = 0.5
-#: Seconds a mark (delivered, an attempt count, an attempt's history) waits for a commit
-#: to ride before it is committed on its own. A crash in that time means at most one more
-#: delivery of what it marked (at least once, as for any mark not yet committed).
+#: Seconds a mark (delivered, an attempt count, an attempt's history) waits before it is
+#: committed (with the others made meanwhile), unless a read or a write other than an emit's
+#: takes it sooner. A crash in that time means at most one more delivery of what it marked
+#: (at least once, as for any mark not yet committed).
 _MARK_DELAY = 0.05
 #: The most operations one transaction takes; more wait for the next commit.
 _MAX_BATCH = 4096
@@ -395,17 +399,19 @@ class SQLiteStore:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         future: asyncio.Future[Any] = self._loop.create_future()
-        if self._marks:
+        if self._marks and kind != "enqueue":
             # The marks made so far go with it, in one hand-over, so they are in its
-            # transaction: what it reads or writes comes after them.
+            # transaction: what it reads or writes comes after them. Not with an emit's
+            # rows (nothing there reads them): they wait for their timer, so a burst of
+            # emits commits only new rows and the marks go in few, larger transactions.
             self._ops.put((_BUNDLE, [*self._marked(), (kind, payload, future)], None))
         else:
             self._ops.put((kind, payload, future))
         return await future
 
     def _post(self, kind: str, payload: list[Any]) -> None:
-        """An operation nobody waits for (marks): it rides the next commit, or is committed
-        on its own `_MARK_DELAY` seconds after the first mark that found none waiting."""
+        """An operation nobody waits for (marks): committed `_MARK_DELAY` seconds after the
+        first mark that found none waiting, or sooner with the next operation but an enqueue."""
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         if not self._marks:
@@ -1246,7 +1252,7 @@ class SQLiteStore:
                     delivery.enqueued_at,
                     attempt.started_at + attempt.duration_s,
                     attempt.started_at,
-                    json.dumps(record.to_dict(), separators=(",", ":")),
+                    record.to_json(),
                 )
             ],
         )

@@ -384,6 +384,8 @@ class RedisStore:
         self.prefix = prefix
         self.visibility_timeout = float(visibility_timeout)
         self.window = int(window)
+        #: The fewest free places in the window worth a read (see `_consume`).
+        self._read_at_least = max(1, self.window // 4)
         #: A consumer idle this long holding no entry is a worker that died: forgotten.
         self.consumer_expiry = float(
             consumer_expiry
@@ -402,13 +404,11 @@ class RedisStore:
         # Attempts noted and not written yet (`note_attempt` never waits), and the task
         # writing them.
         self._notes: list[tuple[Delivery, AttemptRecord, str]] = []
-        # Deliveries that succeeded, not acknowledged yet, and the future their
-        # `mark_delivered` calls wait on (resolved when the call carrying them returns).
+        # Deliveries that succeeded, not acknowledged yet (written behind, as the notes).
         self._acks: list[Delivery] = []
         # Emits waiting for the next `_add` call, and the task making those calls.
         self._emits: list[tuple[list[Delivery], asyncio.Future[None]]] = []
         self._adder: asyncio.Task[None] | None = None
-        self._acked: asyncio.Future[None] | None = None
         # The task writing both (`_write_behind`).
         self._writer: asyncio.Task[None] | None = None
         self._history_fault = _Fault("redis_history_failed")
@@ -636,34 +636,23 @@ class RedisStore:
             self._mark_fault.ok(stream=self.stream)
 
     async def mark_delivered(self, delivery: Delivery) -> None:
-        # Delivered whatever happens here: if the acknowledgement cannot be written, the entry
-        # stays pending and goes out again after the visibility timeout (at least once).
+        """Delivered whatever happens here. The acknowledgement is written behind, not waited
+        for: the lane worker goes on to its next delivery, and the write-behind call carries
+        every acknowledgement made while the one before was under way (one round trip for
+        many deliveries). The entry stays held by this worker (refreshed, counted in its
+        window, waited for when it stops) until the call returns; if it cannot be written,
+        the entry stays pending and goes out again after the visibility timeout (at least
+        once), as it would after a crash at that moment."""
+        if delivery.store_ref is not None:
+            self._acks.append(delivery)
+            self._write_soon()
+            return
         try:
-            if delivery.store_ref is None:
-                await self._finish(delivery, None)
-            else:
-                await self._acknowledged(delivery)
+            await self._finish(delivery, None)
         except RedisError as exc:
-            self._mark_fault.failed(
-                exc,
-                stream=self.stream,
-                event_id=delivery.event.event_id,
-                reason="delivered, but not acknowledged: it may be delivered again",
-            )
+            self._mark_fault.failed(exc, stream=self.stream, event_id=delivery.event.event_id)
         else:
             self._mark_fault.ok(stream=self.stream)
-
-    async def _acknowledged(self, delivery: Delivery) -> None:
-        """Until the write-behind call carrying this delivery's acknowledgement returns (with
-        whatever else finished meanwhile: one round trip for many deliveries)."""
-        self._acks.append(delivery)
-        if self._acked is None:
-            self._acked = asyncio.get_running_loop().create_future()
-            _quiet(self._acked)
-        acked = self._acked
-        self._write_soon()
-        # Shielded: a cancelled lane worker leaves the write (and the others') to finish.
-        await checked(asyncio.shield(acked))
 
     async def _finish(self, delivery: Delivery, dead: tuple[str, str] | None) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -813,7 +802,6 @@ class RedisStore:
         while self._notes or self._acks:
             notes, self._notes = self._notes, []
             acks, self._acks = self._acks, []
-            done, self._acked = self._acked, None
             try:
                 for start in range(0, max(len(notes), len(acks)), _WRITE_BEHIND_MAX):
                     await self._write_some(
@@ -825,15 +813,21 @@ class RedisStore:
                     # History never costs a delivery: said once per outage, and the
                     # attempts of that moment are not on record.
                     self._history_fault.failed(exc, stream=self.stream, lost=len(notes))
-                if done is not None and not done.done():
-                    done.set_exception(exc)
+                if acks:
+                    self._mark_fault.failed(
+                        exc,
+                        stream=self.stream,
+                        event_id=acks[0].event.event_id,
+                        count=len(acks),
+                        reason="delivered, but not acknowledged: they may be delivered again",
+                    )
                 if not isinstance(exc, Exception):
                     raise
             else:
                 if notes:
                     self._history_fault.ok(stream=self.stream)
-                if done is not None and not done.done():
-                    done.set_result(None)
+                if acks:
+                    self._mark_fault.ok(stream=self.stream)
             finally:
                 for delivery in acks:
                     self._release(delivery)
@@ -857,7 +851,7 @@ class RedisStore:
                 # Keyed by its start: a 410's attempt and the one after re-enabling share
                 # a number, and both are on record.
                 f"a:{record.started_at!r}",
-                json.dumps(record.to_dict(), separators=(",", ":")),
+                record.to_json(),
             ]
         acked: list[str] = []
         for delivery in acks:
@@ -1051,8 +1045,11 @@ class RedisStore:
                     )
                     joined = True
                 free = self.window - len(self._held)
-                if free <= 0:
-                    # Backpressure: read no further ahead than the lanes can send.
+                if free < self._read_at_least:
+                    # Backpressure: read no further ahead than the lanes can send. And with a
+                    # full window, wait for a quarter of it to be free rather than read the
+                    # few entries each acknowledgement frees (a round trip per few
+                    # deliveries): the lanes still hold three quarters of a window of work.
                     self._room.clear()
                     await wait_event(self._room, claim_every)
                     continue
