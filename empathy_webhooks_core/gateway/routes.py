@@ -46,7 +46,9 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _gateway(request: web.Request) -> Gateway:
-    return request.config_dict[GATEWAY]
+    # The application these routes were added to (`request.app`) holds the gateway: one
+    # look-up, where `config_dict` builds a chain of the applications on every call.
+    return request.app[GATEWAY]
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
