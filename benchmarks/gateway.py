@@ -2,6 +2,7 @@
 
     python benchmarks/gateway.py            # 3,000 requests per run, best of 2 rounds
     python benchmarks/gateway.py --quick    # small counts, for development
+    python benchmarks/gateway.py --instructions   # instructions per request (callgrind)
 
 Two servers, each in its own process, answered by the same client in this process (aiohttp,
 `CONCURRENCY` requests in flight, the same JSON event per request):
@@ -22,6 +23,14 @@ Rounds alternate bare / gateway so drift on the machine hits both alike; the bes
 kept. Latency is each request's time from send to answer, p50 and p99 of the best round. On
 2 cores the client, the server, the workers and the receiver share the CPUs: the ratio is
 what matters. The suite never times anything; this is run by hand or by `run.py`.
+
+`--instructions` counts instead of timing, for comparing two versions on a shared machine
+where the clock is noise: each server runs under valgrind's callgrind with its counting off
+until it listens and has answered a warm-up, then the user-space instructions it executes
+(every thread) for the measured requests are divided by their number. The gateway is counted
+twice: queueing only (`--no-workers`: the intake alone) and with its workers, counted until
+every event is delivered (intake and delivery). The kernel's work (sockets, waking threads)
+is not in these counts; the CPU figures above include it. Needs valgrind; not run by `run.py`.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -153,9 +163,9 @@ def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _wait_line(proc: subprocess.Popen[str], pattern: str) -> str:
+def _wait_line(proc: subprocess.Popen[str], pattern: str, timeout: float = 60) -> str:
     assert proc.stdout is not None
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -166,10 +176,10 @@ def _wait_line(proc: subprocess.Popen[str], pattern: str) -> str:
     raise RuntimeError(f"the server did not start (no line matching {pattern!r})")
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(proc: subprocess.Popen[str], timeout: float = 60) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(60)
+        proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
 
@@ -187,8 +197,8 @@ def bare_run(total: int) -> Run:
         _stop(proc)
 
 
-def gateway_run(total: int, receiver: ReceiverProcess, folder: Path) -> Run:
-    token = secrets.token_urlsafe(24)
+def _gateway_config(receiver: ReceiverProcess, folder: Path, token: str) -> Path:
+    """A configuration for `serve`: a fresh SQLite file, `token`, one webhook to `receiver`."""
     db = folder / f"gateway-{secrets.token_hex(4)}.db"
     config = folder / "webhooks.toml"
     config.write_text(
@@ -199,6 +209,12 @@ def gateway_run(total: int, receiver: ReceiverProcess, folder: Path) -> Run:
         f'[[webhooks]]\ntype = "custom"\nname = "hook"\nurl = "{receiver.base}/hook"\n'
         "max_pending = 1000000\n"
     )
+    return config
+
+
+def gateway_run(total: int, receiver: ReceiverProcess, folder: Path) -> Run:
+    token = secrets.token_urlsafe(24)
+    config = _gateway_config(receiver, folder, token)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -224,6 +240,142 @@ def gateway_run(total: int, receiver: ReceiverProcess, folder: Path) -> Run:
         return run
     finally:
         _stop(proc)
+
+
+def _callgrind(argv: list[str], folder: Path, name: str) -> tuple[list[str], Path]:
+    """`argv` run under callgrind, counting nothing until `callgrind_control -i on`."""
+    out = folder / f"callgrind.{name}"
+    command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    return command + argv, out
+
+
+def _counted(out: Path) -> int:
+    """The instructions a callgrind run counted: its `totals:` line (its `summary:` line
+    says 0 when counting started switched off)."""
+    found = re.findall(r"^totals: (\d+)", out.read_text(), re.MULTILINE)
+    if not found:
+        raise RuntimeError(f"no totals in {out}")
+    return sum(int(count) for count in found)
+
+
+def _count_requests(
+    argv: list[str],
+    folder: Path,
+    name: str,
+    total: int,
+    token: str | None = None,
+    delivered_to: ReceiverProcess | None = None,
+) -> float:
+    """Instructions per request of the server `argv` starts (it prints `listening on URL `);
+    with `delivered_to`, counted until that receiver has every event (the warm-up's are
+    delivered before counting starts)."""
+    command, out = _callgrind(argv, folder, name)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        url = _wait_line(proc, r"listening on (http://\S+) ", timeout=600)
+        _wait_listening(url)
+        start = delivered_to.count() if delivered_to is not None else 0
+        warm_up = CONCURRENCY * 2
+        asyncio.run(_load(f"{url}/v1/events", token, warm_up))  # (and its own warm-up)
+        if delivered_to is not None:
+            _wait_count(delivered_to, start + warm_up + CONCURRENCY)
+        _callgrind_control(proc, "on")
+        asyncio.run(_load(f"{url}/v1/events", token, total))
+        if delivered_to is not None:
+            _wait_count(delivered_to, start + warm_up + total + 2 * CONCURRENCY)
+        _callgrind_control(proc, "off")
+    finally:
+        _stop(proc, timeout=600)
+    return _counted(out) / (total + CONCURRENCY)  # `_load` warms CONCURRENCY up first
+
+
+def _wait_listening(url: str) -> None:
+    """Until `url`'s port takes connections (run_app says nothing once it listens)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _callgrind_control(proc: subprocess.Popen[str], instrumentation: str) -> None:
+    subprocess.run(
+        ["callgrind_control", "-i", instrumentation, str(proc.pid)], check=True, capture_output=True
+    )
+
+
+def _wait_count(receiver: ReceiverProcess, expected: int) -> None:
+    deadline = time.monotonic() + 600
+    while receiver.count() < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the receiver did not get {expected} requests within 600 s")
+        time.sleep(0.1)
+
+
+def instructions(total: int | None = None) -> list[Figure]:
+    total = total or 1000
+    heading(
+        f"Gateway intake, instructions per request (callgrind): POST /v1/events, {total:,} "
+        f"requests, {CONCURRENCY} in flight, after a warm-up"
+    )
+    out: list[Figure] = []
+    receiver = ReceiverProcess()
+    with receiver, tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        port = free_port()
+        bare_script = BARE.replace(
+            'print("ready", flush=True)',
+            'print(f"listening on http://127.0.0.1:{sys.argv[1]} ", flush=True)',
+        )
+        bare = _count_requests(
+            [sys.executable, "-c", bare_script, str(port)], folder, "bare", total
+        )
+        intake = _count_gateway(receiver, folder, total, workers=False)
+        both = _count_gateway(receiver, folder, total, workers=True)
+    emit(Figure(SECTION, "bare aiohttp handler", bare / 1000, "k instructions/request"), out)
+    emit(
+        Figure(
+            SECTION, "gateway, queueing only (--no-workers)", intake / 1000, "k instructions/event"
+        ),
+        out,
+    )
+    emit(
+        Figure(
+            SECTION, "gateway with workers, until delivered", both / 1000, "k instructions/event"
+        ),
+        out,
+    )
+    emit(Figure(SECTION, "gateway queueing only / bare handler", intake / bare, "x"), out)
+    return out
+
+
+def _count_gateway(receiver: ReceiverProcess, folder: Path, total: int, *, workers: bool) -> float:
+    token = secrets.token_urlsafe(24)
+    config = _gateway_config(receiver, folder, token)
+    argv = [
+        sys.executable,
+        "-c",
+        "from empathy_webhooks_core.cli import main; main()",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+    ]
+    if not workers:
+        return _count_requests([*argv, "--no-workers"], folder, "intake", total, token)
+    return _count_requests(argv, folder, "workers", total, token, receiver)
 
 
 def run(quick: bool = False, total: int | None = None, rounds: int | None = None) -> list[Figure]:
@@ -284,8 +436,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--requests", type=int)
     parser.add_argument("--rounds", type=int)
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions (callgrind), not time"
+    )
     args = parser.parse_args()
-    run(args.quick, args.requests, args.rounds)
+    if args.instructions:
+        instructions(args.requests)
+    else:
+        run(args.quick, args.requests, args.rounds)
 
 
 if __name__ == "__main__":

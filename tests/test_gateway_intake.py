@@ -14,6 +14,7 @@ from empathy_webhooks_core import CustomWebhook, Event, QueueFull, WebhookDispat
 from empathy_webhooks_core._pipeline.admission import Held
 from empathy_webhooks_core.gateway import intake as intake_module
 from empathy_webhooks_core.gateway.intake import Intake
+from empathy_webhooks_core.gateway.routes import _accepted, _json
 from empathy_webhooks_core.testing import Receiver
 
 from ._gateway_kit import auth, config_text, gateway_at, write_config
@@ -214,3 +215,24 @@ async def test_held_deliveries_of_a_dispatcher_closed_without_draining_wait_in_t
     async with _dispatcher(tmp_path, receiver) as again:
         await again.drain(timeout=30)
     assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("webhooks", "refused"),
+    [
+        (["hook"], []),
+        ([], ["full"]),
+        (['q"uote', "back\\slash", "ctrl\x01\n", "ünïcode ✓", "\u2028"], ["a", "b"]),
+    ],
+)
+def test_the_accepted_answer_is_the_json_of_its_fields(
+    webhooks: list[str], refused: list[str]
+) -> None:
+    """`POST /v1/events` puts its 202 together directly: the very bytes (and headers) the
+    generic JSON answer gives for the same fields."""
+    event = Event(event_type="prediction")
+    direct = _accepted(event, webhooks, refused)
+    generic = _json({"event_id": event.event_id, "webhooks": webhooks, "refused": refused}, 202)
+    assert direct.body == generic.body
+    assert direct.status == generic.status == 202
+    assert dict(direct.headers) == dict(generic.headers)

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -353,13 +354,40 @@ class Outcomes:
             pm.unregister(self)
 
 
+class _LineFormatter(logging.Formatter):
+    """`%(asctime)s %(levelname)s %(message)s`, the same text as `logging.Formatter` with
+    that format, made with less work: the date and time are formatted once a second (the
+    milliseconds are added to each line), and the line is put together directly. `serve`
+    writes one per request, and the stock formatter's `strftime` and `%`-style template
+    were about half of that line's cost. A record with an exception or a stack goes through
+    the stock formatter."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self._second: int | None = None
+        self._stamp = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        record.message = record.getMessage()
+        second = int(record.created)
+        if second != self._second:
+            # `formatTime` without a datefmt: the converter (local time) and the
+            # default format, to the second; the same for every record of that second.
+            self._stamp = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        record.asctime = f"{self._stamp},{int(record.msecs):03d}"  # default_msec_format
+        return f"{record.asctime} {record.levelname} {record.message}"
+
+
 def configure_logging(verbosity: int) -> None:
     """`-v` shows the library's retry and failure lines on stderr, `-vv` every attempt.
     The CLI is the only place that configures logging."""
     if verbosity <= 0:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(_LineFormatter())
     # That format shows no caller, thread or process, which a record otherwise looks up for
     # every line (the logging HOWTO's "Optimization" settings): `serve` logs every request,
     # and a request's log line was a sixth of the gateway's CPU per accepted event.

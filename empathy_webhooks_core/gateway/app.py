@@ -238,60 +238,65 @@ def _from_http_error(exc: web.HTTPException) -> Problem:
     return Problem(exc.status, "about:blank", exc.reason)
 
 
-@web.middleware
-async def _gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    gateway = request.config_dict[GATEWAY]
-    started = time.perf_counter()
-    token_name: str | None = None
-    status = 500
-    gateway._enter()
-    try:
+def _middleware(gateway: Gateway) -> Any:
+    """The one middleware of `gateway`'s application (see the module docstring): the
+    gateway is bound here, not looked up through the request's chain of applications."""
+
+    @web.middleware
+    async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        token_name: str | None = None
+        status = 500
+        gateway._enter()
         try:
-            if gateway.stopping and request.path != "/healthz":
-                raise Problem(
-                    503,
-                    "/problems/shutting-down",
-                    "the gateway is shutting down; retry on another one or after its restart",
-                    headers={"Retry-After": "5", "Connection": "close"},
+            try:
+                if gateway.stopping and request.path != "/healthz":
+                    raise Problem(
+                        503,
+                        "/problems/shutting-down",
+                        "the gateway is shutting down; retry on another one or after its restart",
+                        headers={"Retry-After": "5", "Connection": "close"},
+                    )
+                unmatched = request.match_info.http_exception
+                if unmatched is not None:
+                    raise _from_http_error(unmatched)
+                scope = required_scope(request.match_info.handler)
+                if scope != PUBLIC:
+                    token = _caller(request, gateway, scope)
+                    token_name = token.name
+                    request[TOKEN] = token
+                response = await handler(request)
+            except Problem as problem:
+                response = problem.response(request.path)
+            except web.HTTPException as exc:
+                response = _from_http_error(exc).response(request.path)
+            except asyncio.CancelledError:
+                status = 499  # the client went away
+                raise
+            except Exception as exc:
+                log.error(
+                    "gateway_request_failed",
+                    method=request.method,
+                    path=request.path,
+                    caller=token_name,
+                    error=redact_text(f"{type(exc).__name__}: {exc}"),
                 )
-            unmatched = request.match_info.http_exception
-            if unmatched is not None:
-                raise _from_http_error(unmatched)
-            scope = required_scope(request.match_info.handler)
-            if scope != PUBLIC:
-                token = _caller(request, gateway, scope)
-                token_name = token.name
-                request[TOKEN] = token
-            response = await handler(request)
-        except Problem as problem:
-            response = problem.response(request.path)
-        except web.HTTPException as exc:
-            response = _from_http_error(exc).response(request.path)
-        except asyncio.CancelledError:
-            status = 499  # the client went away
-            raise
-        except Exception as exc:
-            log.error(
-                "gateway_request_failed",
-                method=request.method,
-                path=request.path,
-                caller=token_name,
-                error=redact_text(f"{type(exc).__name__}: {exc}"),
+                response = Problem(
+                    500, "/problems/server-error", "the gateway failed; see its log"
+                ).response(request.path)
+            status = response.status
+            return response
+        finally:
+            gateway._leave()
+            _log_request(
+                request.method,
+                request.path,
+                status,
+                token_name,
+                round((time.perf_counter() - started) * 1000, 2),
             )
-            response = Problem(
-                500, "/problems/server-error", "the gateway failed; see its log"
-            ).response(request.path)
-        status = response.status
-        return response
-    finally:
-        gateway._leave()
-        _log_request(
-            request.method,
-            request.path,
-            status,
-            token_name,
-            round((time.perf_counter() - started) * 1000, 2),
-        )
+
+    return gateway_middleware
 
 
 def _log_request(
@@ -328,7 +333,7 @@ def build_app(gateway: Gateway, *, console: bool = True) -> web.Application:
     startup) starts the dispatcher; its cleanup does not stop it: `serve.run_gateway` (or
     the caller) stops requests first, then deliveries."""
     app = web.Application(
-        middlewares=[_gateway_middleware],
+        middlewares=[_middleware(gateway)],
         client_max_size=gateway.settings.max_body_bytes,
     )
     app[GATEWAY] = gateway

@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 from datetime import datetime
+from json.encoder import encode_basestring as _json_string
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -45,7 +46,9 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _gateway(request: web.Request) -> Gateway:
-    return request.config_dict[GATEWAY]
+    # The application these routes were added to (`request.app`) holds the gateway: one
+    # look-up, where `config_dict` builds a chain of the applications on every call.
+    return request.app[GATEWAY]
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -69,13 +72,42 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
 # -- events ----------------------------------------------------------------------------------
 
 
-async def _accept(gateway: Gateway, event: Event) -> dict[str, Any]:
-    refused: list[str] = []
+async def _admit(gateway: Gateway, event: Event) -> tuple[list[str], list[str]]:
+    """The webhooks `event` was queued for, and those that refused it (`max_pending`)."""
     try:
-        webhooks = await gateway.intake.admit(event)
+        return await gateway.intake.admit(event), []
     except QueueFull as full:
-        webhooks, refused = full.queued, full.refused
+        return full.queued, full.refused
+
+
+async def _accept(gateway: Gateway, event: Event) -> dict[str, Any]:
+    webhooks, refused = await _admit(gateway, event)
     return {"event_id": event.event_id, "webhooks": webhooks, "refused": refused}
+
+
+def _names(names: list[str]) -> str:
+    return "[" + ",".join(map(_json_string, names)) + "]"
+
+
+def _accepted(event: Event, webhooks: list[str], refused: list[str]) -> web.Response:
+    """The 202 of `POST /v1/events`: the bytes `_json(_accept(...), 202)` gives, put
+    together directly (the same string encoder `json.dumps` uses), as it is the answer
+    to every event accepted."""
+    body = (
+        f'{{"event_id":{_json_string(event.event_id)},"webhooks":{_names(webhooks)},'
+        f'"refused":{_names(refused)}}}'
+    )
+    return web.Response(status=202, body=body.encode("utf-8"), content_type="application/json")
+
+
+def _event(body: Any) -> Event:
+    """The event a `POST /v1/events` body describes, or a 422 naming what is wrong."""
+    errors: list[dict[str, str]] = []
+    fields = event_fields(body, "$", errors)
+    event = build_event(fields, "$", errors) if fields is not None else None
+    if event is None:
+        raise Problem(422, "/problems/invalid-body", _summary(errors), errors=errors)
+    return event
 
 
 async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Response:
@@ -101,14 +133,15 @@ async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Resp
 @requires("events:write")
 async def post_event(request: web.Request) -> web.Response:
     gateway = _gateway(request)
+    if "Idempotency-Key" not in request.headers:
+        # The common case, without the idempotency bookkeeping: what `_idempotent` does
+        # for a request without the header, with the answer made directly.
+        _, body = await read_json(request, gateway.settings.max_body_bytes)
+        event = _event(body)
+        return _accepted(event, *await _admit(gateway, event))
 
     async def answer(body: Any) -> dict[str, Any]:
-        errors: list[dict[str, str]] = []
-        fields = event_fields(body, "$", errors)
-        event = build_event(fields, "$", errors) if fields is not None else None
-        if event is None:
-            raise Problem(422, "/problems/invalid-body", _summary(errors), errors=errors)
-        return await _accept(gateway, event)
+        return await _accept(gateway, _event(body))
 
     return await _idempotent(request, "events", answer)
 
