@@ -234,7 +234,7 @@ async def _observed(
             context,
             result.verdict if result is not None else None,
             result.response if result is not None else None,
-            redacted_exception(error),
+            redacted_exception(error) if error is not None else None,
             time.perf_counter() - started,
         )
 
