@@ -174,11 +174,10 @@ class Lane:
         if self.at_gate:  # only a worker at the gate can be waiting on a probe's result
             self.breaker_changed.set()
 
-    async def pass_gate(self) -> None:
-        """Wait until this lane may send: enabled, not paused, breaker and rate limit allow.
-
-        Workers pass one at a time (the lock), so waiting deliveries keep their order.
-        """
+    def pass_now(self) -> bool:
+        """Pass the gate at once if nothing is to be waited for and nobody waits (True), what
+        `pass_gate`'s locked loop would do, without the lock or a coroutine; else False (and
+        the worker awaits `pass_gate`)."""
         if (
             not self.at_gate
             and self.limiter is None
@@ -186,9 +185,17 @@ class Lane:
             and self.paused_until <= self.clock.monotonic()
             and self.breaker.wait_time() == 0
         ):
-            # Nothing to wait for and nobody waiting: what the locked loop below would do,
-            # without the lock (no await in between, so no other worker can interleave).
+            # No await in between, so no other worker can interleave.
             self.breaker.before_attempt()
+            return True
+        return False
+
+    async def pass_gate(self) -> None:
+        """Wait until this lane may send: enabled, not paused, breaker and rate limit allow.
+
+        Workers pass one at a time (the lock), so waiting deliveries keep their order.
+        """
+        if self.pass_now():
             return
         self.at_gate += 1
         try:

@@ -94,7 +94,8 @@ class Workers:
                     return
                 delivery = waited
             try:
-                await lane.pass_gate()
+                if not lane.pass_now():  # the usual case passes with no coroutine made
+                    await lane.pass_gate()
                 await self._attempt(lane, delivery)
             except asyncio.CancelledError:
                 raise

@@ -249,8 +249,10 @@ class OtelPlugin:
         error: BaseException | None,
         duration_s: float,
     ) -> None:
-        outcome = verdict.outcome.value if verdict is not None else "cancelled"
+        # Each part only when it can be kept: with no SDK an attempt costs two checks.
+        outcome = None
         if self._meter_is_real or self._metering():
+            outcome = verdict.outcome.value if verdict is not None else "cancelled"
             self._duration.record(
                 duration_s, {"empathy.webhook": webhook.name, "empathy.outcome": outcome}
             )
@@ -259,6 +261,8 @@ class OtelPlugin:
         span = self._spans.pop((delivery_id, attempt), None)
         if span is None:
             return
+        if outcome is None:
+            outcome = verdict.outcome.value if verdict is not None else "cancelled"
         span.set_attribute("empathy.outcome", outcome)
         if response is not None:
             span.set_attribute("http.response.status_code", response.status)
