@@ -242,13 +242,18 @@ class OtelPlugin:
     def after_attempt(
         self,
         webhook: Webhook,
+        event: Event,
         delivery_id: str,
         attempt: int,
+        request: OutgoingRequest,
+        context: Mapping[str, str],
         verdict: Verdict | None,
         response: Response | None,
         error: BaseException | None,
         duration_s: float,
     ) -> None:
+        # Every argument of the spec, in its order, though three go unused: the core then
+        # calls this directly rather than through an adapter that picks them (every attempt).
         # Each part only when it can be kept: with no SDK an attempt costs two checks.
         outcome = None
         if self._meter_is_real or self._metering():
@@ -279,7 +284,8 @@ class OtelPlugin:
     # -- metrics ------------------------------------------------------------------------------
 
     @hookimpl
-    def on_success(self, webhook: Webhook, result: DeliveryResult) -> None:
+    def on_success(self, webhook: Webhook, event: Event, result: DeliveryResult) -> None:
+        # The spec's arguments in order (`event` unused): called directly, after every delivery.
         if self._meter_is_real or self._metering():
             self._deliveries.add(
                 1, {"empathy.webhook": webhook.name, "empathy.outcome": "delivered"}
