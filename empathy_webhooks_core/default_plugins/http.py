@@ -6,6 +6,8 @@ import functools
 import time
 
 import aiohttp
+
+# aiohttp's own dependencies and the types of its API (its request's URL and headers).
 from multidict import CIMultiDict
 from yarl import URL
 
