@@ -142,10 +142,12 @@ def attempt(
     except Exception as exc:
         reason = f"could not render the payload: {_describe(exc)}"
         return _ready(Attempt(Verdict(outcome=Outcome.FAIL, reason=reason), exception=exc))
-    assert delivery.request is not None
-    request = sign_request(
-        webhook, delivery.request, event_id=delivery.event.event_id, timestamp=int(clock.time())
-    )
+    request = delivery.request
+    assert request is not None
+    if webhook.signs:  # else no clock read, no call: the request goes as rendered
+        request = sign_request(
+            webhook, request, event_id=delivery.event.event_id, timestamp=int(clock.time())
+        )
     if hooks.observes_attempts:
         return _observed(hooks, webhook, delivery, request, session)
     return _send(hooks, webhook, delivery, request, session)
@@ -234,7 +236,7 @@ async def _observed(
             context,
             result.verdict if result is not None else None,
             result.response if result is not None else None,
-            redacted_exception(error),
+            redacted_exception(error) if error is not None else None,
             time.perf_counter() - started,
         )
 

@@ -73,6 +73,10 @@ PER_TYPE_HOOKS = ("format_payload", "deliver", "classify_response", "flush", "we
 
 # RFC 9110 token characters: what a header a plugin adds (`before_attempt`) may be named.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: What observers are shown of a delivery without context (most): one read-only empty
+#: mapping shared by every attempt, rather than a proxy made twice per attempt.
+_NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
+_SUCCESS_ARGS = ("webhook", "event", "result")
 
 
 class PluginContractError(TypeError):
@@ -635,9 +639,14 @@ class Hooks:
     def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call every implementation on its own, in pluggy's order, so one that raises cannot
         silence the rest."""
-        results = []
         argnames, prepared = self._broadcast(hook_name)
-        args = [kwargs[name] for name in argnames]
+        return self._each_of(hook_name, prepared, [kwargs[name] for name in argnames])
+
+    def _each_of(
+        self, hook_name: str, prepared: list[tuple[Any, str]], args: Iterable[Any]
+    ) -> list[Any]:
+        """`_each` with the implementations prepared and `args` in the spec's order."""
+        results = []
         for function, plugin in prepared:
             try:
                 result = function(*args)
@@ -659,7 +668,13 @@ class Hooks:
         return bool(self._on_success.get_hookimpls())
 
     def on_success(self, webhook: Webhook, event: Event, result: DeliveryResult) -> None:
-        self._each("on_success", webhook=webhook, event=event, result=result)
+        # Told after every delivery: when the spec's order is this call's (it is), no keyword
+        # mapping is built to be read back in that order.
+        argnames, prepared = self._broadcast("on_success")
+        if argnames == _SUCCESS_ARGS:
+            self._each_of("on_success", prepared, (webhook, event, result))
+        else:
+            self._each("on_success", webhook=webhook, event=event, result=result)
 
     def on_failure(self, webhook: Webhook, event: Event, error: DeliveryError) -> None:
         self._each("on_failure", webhook=webhook, event=event, error=error)
@@ -806,7 +821,7 @@ class Hooks:
             delivery_id,
             attempt,
             request,
-            MappingProxyType(context),
+            MappingProxyType(context) if context else _NO_CONTEXT,
         )
         if not answers:
             return {}
@@ -841,7 +856,7 @@ class Hooks:
             delivery_id,
             attempt,
             request,
-            MappingProxyType(context),
+            MappingProxyType(context) if context else _NO_CONTEXT,
             verdict,
             response,
             error,

@@ -24,7 +24,11 @@ USER_AGENT = (
 
 class Sessions:
     """The shared session (given, or opened by `open` and then closed by `close`) and the
-    guarded one, opened on first use."""
+    guarded one, opened on first use.
+
+    The sessions this opens keep no cookies (`DummyCookieJar`): a webhook sender has no
+    business replaying to one receiver what another (or the same) set, and a jar is work on
+    every request and answer. A session the user gives keeps its own jar."""
 
     def __init__(self, session: aiohttp.ClientSession | None, max_connections: int) -> None:
         self._session = session
@@ -43,6 +47,7 @@ class Sessions:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 headers={"User-Agent": USER_AGENT},
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     def for_webhook(self, webhook: Webhook) -> aiohttp.ClientSession:
@@ -53,6 +58,7 @@ class Sessions:
             self._guarded = aiohttp.ClientSession(
                 connector=guarded_connector(self._max_connections),
                 headers={"User-Agent": USER_AGENT},
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._guarded
 

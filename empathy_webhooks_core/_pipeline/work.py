@@ -29,12 +29,13 @@ from .unit import Delivery
 
 __all__ = ["Workers"]
 
-#: A delivery's status in its history record after an attempt the decision ended so.
+#: A delivery's status in its history record after an attempt the decision ended so (by the
+#: action's value: an enum member as a key costs a Python-level `__hash__` per look-up).
 _STATUS_AFTER = {
-    Action.SUCCEED: "delivered",
-    Action.RETRY: "retrying",
-    Action.FAIL: "failed",
-    Action.DISABLE: "disabled",
+    Action.SUCCEED.value: "delivered",
+    Action.RETRY.value: "retrying",
+    Action.FAIL.value: "failed",
+    Action.DISABLE.value: "disabled",
 }
 
 log = get_logger()
@@ -83,37 +84,61 @@ class Workers:
         lane.wake()
 
     async def _work(self, lane: Lane) -> None:
+        queue = lane.queue
         while True:
+            if queue:
+                delivery = queue.popleft()
+            else:
+                waited = await self._wait(lane)
+                if waited is None:
+                    return
+                delivery = waited
             try:
-                delivery = lane.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                lane.idle += 1
-                try:
-                    async with asyncio.timeout(WORKER_IDLE_SECONDS):
-                        delivery = await lane.queue.get()
-                except TimeoutError:
-                    # Nothing came for a while: stop, unless a delivery arrived as the time
-                    # ran out (nothing awaits between this check and leaving the list).
-                    if lane.queue.empty():
-                        lane.workers.remove(asyncio.current_task())  # type: ignore[arg-type]
-                        return
-                    continue
-                finally:
-                    lane.idle -= 1
-            try:
-                await lane.pass_gate()
+                if not lane.pass_now():  # the usual case passes with no coroutine made
+                    await lane.pass_gate()
                 await self._attempt(lane, delivery)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not kill the lane, nor lose the delivery
                 await self._failures.worker_failed(lane, delivery, exc)
 
+    async def _wait(self, lane: Lane) -> Delivery | None:
+        """Wait, idle, for the lane's next delivery and take it; None when nothing came for
+        `WORKER_IDLE_SECONDS` (this worker then leaves the lane's list and stops)."""
+        queue = lane.queue
+        lane.idle += 1
+        try:
+            async with asyncio.timeout(WORKER_IDLE_SECONDS):
+                while not queue:  # another worker may take it between the wake and this one
+                    waiter = asyncio.get_running_loop().create_future()
+                    lane.waiters.append(waiter)
+                    try:
+                        await waiter
+                    except BaseException:
+                        # Woken, then cancelled (or timed out) before it ran: the wake goes
+                        # to the next idle worker, so the delivery is not left waiting.
+                        if waiter.cancel():
+                            lane.waiters.remove(waiter)
+                        elif queue:
+                            lane.wake_waiter()
+                        raise
+        except TimeoutError:
+            # Nothing came for a while: stop, unless a delivery arrived as the time ran out
+            # (nothing awaits between this check and leaving the list).
+            if not queue:
+                lane.workers.remove(asyncio.current_task())  # type: ignore[arg-type]
+                return None
+        finally:
+            lane.idle -= 1
+        return queue.popleft()
+
     async def _attempt(self, lane: Lane, delivery: Delivery) -> None:
         webhook = lane.webhook
         delivery.attempts += 1
         lane.in_flight += 1
-        lane.recorder.attempt(retry=delivery.attempts > 1)
-        started, began = self._clock.time(), self._clock.monotonic()
+        lane.recorder.attempt(delivery.attempts > 1)
+        clock = self._clock
+        started, began = clock.time(), clock.monotonic()
         try:
             result = await run_attempt(
                 self._hooks, webhook, delivery, self._session_for(webhook), self._clock
@@ -135,18 +160,19 @@ class Workers:
                 reason=verdict.reason,
                 elapsed_ms=round(response.elapsed_ms, 2) if response is not None else None,
             )
+        now = clock.monotonic()
         decision = decide(
             verdict,
             delivery,
             webhook.retry_policy,
-            now=self._clock.monotonic(),
+            now=now,
             rng=self._rng,
             response=response,
             exception=result.exception,
         )
         delivery.rate_limited = decision.rate_limited
         if self.history is not None:
-            self._note(delivery, result, decision, started, began)
+            self._note(delivery, result, decision, started, max(0.0, now - began))
         if decision.action is Action.SUCCEED:
             await self._succeeded(lane, delivery, response, verdict.details)
             return
@@ -173,13 +199,12 @@ class Workers:
             await self._failures.failed(lane, delivery, decision.error)
 
     def _note(
-        self, delivery: Delivery, result: Any, decision: Any, started: float, began: float
+        self, delivery: Delivery, result: Any, decision: Any, started: float, duration: float
     ) -> None:
         """One history record for the attempt, handed to the store without waiting."""
         assert self.history is not None
         rendered = delivery.request
         sent = result.request or rendered
-        duration = max(0.0, self._clock.monotonic() - began)
         action = decision.action
         self.history.note_attempt(
             delivery,
@@ -187,7 +212,8 @@ class Workers:
                 attempt=delivery.attempts,
                 started_at=started,
                 duration_s=duration,
-                verdict=result.verdict.outcome.value,
+                # `_value_`: the member's own attribute, where `.value` is a property call.
+                verdict=result.verdict.outcome._value_,
                 reason=None if action is Action.SUCCEED else decision.reason,
                 response=result.response,
                 headers=sent.headers if sent is not None else {},
@@ -203,7 +229,7 @@ class Workers:
                     and bool(request_secrets(rendered))
                 ),
             ),
-            _STATUS_AFTER[action],
+            _STATUS_AFTER[action._value_],
         )
 
     def _later(self, deadline: float, lane: Lane, delivery: Delivery) -> None:

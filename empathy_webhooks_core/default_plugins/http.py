@@ -7,6 +7,10 @@ import time
 
 import aiohttp
 
+# aiohttp's own dependencies and the types of its API (its request's URL and headers).
+from multidict import CIMultiDict
+from yarl import URL
+
 from ..plugins import hookimpl
 from ..retry import parse_retry_after
 from ..webhooks import Webhook
@@ -22,6 +26,28 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=seconds)
 
 
+#: Past this many URLs the parsed ones below start again (a plugin whose URLs differ per
+#: event must not grow it without end).
+_URLS_KEPT = 4096
+_urls: dict[str, URL | str] = {}
+
+
+def _url(text: str) -> URL | str:
+    """`text` parsed once (yarl URLs are immutable): aiohttp parsed the same string again on
+    every attempt of a webhook. One that does not parse is handed on as it is, so that aiohttp
+    refuses it as it always has (`InvalidUrlClientError`, a transport error)."""
+    url = _urls.get(text)
+    if url is None:
+        if len(_urls) >= _URLS_KEPT:
+            _urls.clear()
+        try:
+            url = URL(text)
+        except (TypeError, ValueError):
+            url = text
+        _urls[text] = url
+    return url
+
+
 async def send(
     request: OutgoingRequest, session: aiohttp.ClientSession, timeout_seconds: float
 ) -> Response:
@@ -30,9 +56,11 @@ async def send(
     try:
         async with session.request(
             request.method,
-            request.url,
+            _url(request.url),
             data=request.body,
-            headers=dict(request.headers),
+            # A multidict already: aiohttp merges it with the session's headers as it is,
+            # rather than converting a dict first.
+            headers=CIMultiDict(request.headers),
             allow_redirects=False,
             timeout=_timeout(timeout_seconds),
         ) as answer:
