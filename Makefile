@@ -44,11 +44,15 @@ typecheck: install
 # subprocesses, servers and sockets. One test at a time per worker (--maxschedchunk 1), so the
 # slow tests, which tests/conftest.py hands out first, never leave one worker busy at the end.
 #
-# Bytecode caches are written (into the venv, not the tree) even where the environment sets
-# PYTHONDONTWRITEBYTECODE, as this machine and many CI images do: without them each xdist worker
-# and each pytest a test starts re-rewrites the asserts of ~450 modules (pytest, hypothesis,
-# the packages), about 10 s of CPU per worker and 3 s per pytest subprocess, every run.
-PYTEST_ENV := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX="$(CURDIR)/$(VENV)/pycache"
+# Bytecode caches are written even where the environment sets PYTHONDONTWRITEBYTECODE, as this
+# machine and many CI images do: without them each xdist worker and each pytest a test starts
+# re-rewrites the asserts of ~450 modules (pytest, hypothesis, the packages), about 10 s of CPU
+# per worker and 3 s per pytest subprocess, every run. They go where Python puts them by
+# default: the venv's own (pip compiled every installed module at `make install`) and
+# __pycache__ beside the tree's sources (ignored by git, removed by `make clean`). A
+# PYTHONPYCACHEPREFIX would ignore pip's and compile ~3,200 modules again (the standard
+# library's too) on the first run of a fresh clone, each xdist worker racing the other.
+PYTEST_ENV := PYTHONDONTWRITEBYTECODE=
 pytest: install
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n auto --maxschedchunk 1
 
