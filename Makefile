@@ -40,15 +40,24 @@ lint: install
 typecheck: install
 	$(BIN)/mypy empathy_webhooks_core $(PLUGIN_PACKAGES)
 
-# The whole suite on one worker per core (pytest-xdist): most of its time is spent waiting on
-# subprocesses, servers and sockets. One test at a time per worker (--maxschedchunk 1), so the
-# slow tests, which tests/conftest.py hands out first, never leave one worker busy at the end.
+# The whole suite on one worker per core (pytest-xdist, -n auto). A worker more than the cores
+# (-n 3 on 2) would fill the time a worker waits, but measured there is little: what its tests
+# spend truly idle (sleeping, waiting on a socket) is ~20 s in all, and the rest of a worker's
+# time off the CPU was waiting for a core. A third worker adds its own start-up and collection
+# (~2.5 s of CPU); back to back at the same load it was no faster (147.7 s against 125.8 s; an
+# earlier pair, at unequal load, the other way). One test at a time per worker
+# (--maxschedchunk 1), so the slow tests, which tests/conftest.py hands out first, never leave
+# one worker busy at the end.
 #
-# Bytecode caches are written (into the venv, not the tree) even where the environment sets
-# PYTHONDONTWRITEBYTECODE, as this machine and many CI images do: without them each xdist worker
-# and each pytest a test starts re-rewrites the asserts of ~450 modules (pytest, hypothesis,
-# the packages), about 10 s of CPU per worker and 3 s per pytest subprocess, every run.
-PYTEST_ENV := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX="$(CURDIR)/$(VENV)/pycache"
+# Bytecode caches are written even where the environment sets PYTHONDONTWRITEBYTECODE, as this
+# machine and many CI images do: without them each xdist worker and each pytest a test starts
+# re-rewrites the asserts of ~450 modules (pytest, hypothesis, the packages), about 10 s of CPU
+# per worker and 3 s per pytest subprocess, every run. They go where Python puts them by
+# default: the venv's own (pip compiled every installed module at `make install`) and
+# __pycache__ beside the tree's sources (ignored by git, removed by `make clean`). A
+# PYTHONPYCACHEPREFIX would ignore pip's and compile ~3,200 modules again (the standard
+# library's too) on the first run of a fresh clone, each xdist worker racing the other.
+PYTEST_ENV := PYTHONDONTWRITEBYTECODE=
 pytest: install
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n auto --maxschedchunk 1
 

@@ -199,37 +199,69 @@ def setuptools_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # pip's hook runner hands every warning the backend raises back to the user, even with -q (as
-# BuildBackendWarning); the backend's log lines it keeps to itself.
-BUILD_EDITABLE = """
-import json, sys, warnings
+# BuildBackendWarning); the backend's log lines it keeps to itself. pip runs the hook in a fresh
+# process per project: here one process imports the backend, then forks a child per project,
+# each a fresh copy of it that has built nothing (setuptools' import paid once, not 13 times).
+# argv: the folder the wheels and the warnings go to, then the projects.
+BUILD_EDITABLE = r"""
+import json, os, sys, traceback, warnings
+out, projects = sys.argv[1], sys.argv[2:]
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     from setuptools import build_meta
-    build_meta.build_editable(sys.argv[1])
-print(json.dumps([f"{w.category.__name__}: {w.message}" for w in caught]))
+on_import = [f"{w.category.__name__}: {w.message}" for w in caught]
+for number, project in enumerate(projects):
+    wheels = os.path.join(out, str(number))
+    os.mkdir(wheels)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.chdir(project)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                build_meta.build_editable(wheels)
+            said = on_import + [f"{w.category.__name__}: {w.message}" for w in caught]
+        except BaseException:
+            said = {"error": traceback.format_exc()}
+        with open(os.path.join(wheels, "warnings.json"), "w") as f:
+            json.dump(said, f)
+        os._exit(0)
+    os.waitpid(pid, 0)
 """
+
+
+@pytest.fixture(scope="session")
+def editable_builds(setuptools_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each project's editable wheel and the warnings its build raised, in <folder>/<index>/,
+    built once per run (tests/_once.py)."""
+
+    def build(folder: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env["PYTHONPATH"] = str(setuptools_path)
+        done = subprocess.run(
+            [sys.executable, "-c", BUILD_EDITABLE, str(folder), *map(str, PROJECTS)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    return once_per_run(tmp_path_factory, "editable-builds", build)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.name)
 def test_an_editable_install_prints_no_setuptools_warning(
-    project: Path, setuptools_path: Path, tmp_path: Path
+    project: Path, editable_builds: Path
 ) -> None:
     """What pip runs for each of `make install`'s `pip install -e` (a dozen warnings on the
     first `make demo` before)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = str(setuptools_path)
-    done = subprocess.run(
-        [sys.executable, "-c", BUILD_EDITABLE, str(tmp_path)],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert list(tmp_path.glob("*.editable-*.whl"))
-    assert json.loads(done.stdout.splitlines()[-1]) == []
+    wheels = editable_builds / str(PROJECTS.index(project))
+    said = json.loads((wheels / "warnings.json").read_text())
+    assert isinstance(said, list), said["error"]
+    assert list(wheels.glob("*.editable-*.whl"))
+    assert said == []
 
 
 # -- the documentation's code, run as written ----------------------------------------------------

@@ -78,6 +78,35 @@ async def test_assertion_messages_show_what_arrived() -> None:
             assert_header(receiver, "x-a", "1")
 
 
+async def test_stop_ends_a_stall_past_its_grace_and_lets_a_short_one_answer() -> None:
+    """Stopping gives a stalled answer the grace aiohttp gives any handler: one due within it
+    is still sent; one that would outlast it ends unanswered at once, as the grace's end
+    would have ended it."""
+    import asyncio
+
+    import aiohttp
+
+    receiver = await Receiver().start()
+    receiver.queue(Reply(status=201, delay=1.0), Reply(status=202, delay=3600))
+
+    async def post(session: aiohttp.ClientSession) -> int | str:
+        try:
+            async with session.post(receiver.url(), data=b"{}") as answer:
+                return answer.status
+        except aiohttp.ClientError as exc:
+            return type(exc).__name__
+
+    async with aiohttp.ClientSession() as session:
+        short = asyncio.create_task(post(session))
+        await receiver.wait_for(1)
+        long = asyncio.create_task(post(session))
+        await receiver.wait_for(2)
+        await receiver.stop()
+        assert await short == 201
+        assert isinstance(await long, str)  # the connection closed without an answer
+    assert [r.answered for r in receiver.requests] == [201, None]
+
+
 def _received(body: Any) -> Any:
     from empathy_webhooks_core.testing import ReceivedRequest
 

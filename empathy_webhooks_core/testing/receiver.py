@@ -26,6 +26,9 @@ from aiohttp import web
 
 __all__ = ["ReceivedRequest", "Receiver", "Reply"]
 
+#: How long `stop()` lets a handler still running finish before aiohttp cancels it.
+_STOP_GRACE = 2.0
+
 
 @attrs.frozen(kw_only=True)
 class Reply:
@@ -119,6 +122,7 @@ class Receiver:
         self._fault_table: list[tuple[float, Reply]] = []
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
+        self._stopping = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -127,8 +131,9 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # A handler still running when the test closes the receiver (one made to hang) is
         # cancelled after a short grace, not aiohttp's 60 s: the test is over by then.
+        self._stopping.clear()
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+            app, access_log=None, handle_signals=False, shutdown_timeout=_STOP_GRACE
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
@@ -140,6 +145,7 @@ class Receiver:
 
     async def stop(self) -> None:
         if self._runner is not None:
+            self._stopping.set()  # ends at once the stalls the grace would only cut short
             await self._runner.cleanup()
             self._runner = None
 
@@ -229,10 +235,9 @@ class Receiver:
         choice = self._choose(received)
         reply = await choice if inspect.isawaitable(choice) else choice
         assert isinstance(reply, Reply)
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        cut_short = bool(reply.delay) and await self._stall(reply.delay)
         client_gone = request.transport is None or request.transport.is_closing()
-        if reply.reset or client_gone:
+        if reply.reset or client_gone or cut_short:
             self.requests[index] = attrs.evolve(received, answered=None)
             await self._notify()
             if request.transport is not None:
@@ -242,6 +247,23 @@ class Receiver:
         await self._notify()
         payload, headers = reply.encoded()
         return web.Response(status=reply.status, body=payload, headers=headers)
+
+    async def _stall(self, delay: float) -> bool:
+        """Wait `delay` seconds before answering; True if the receiver stopped meanwhile and
+        the stall would outlast the stop's grace. aiohttp would cancel such a handler at the
+        grace's end, unanswered; it ends now instead, just as unanswered, and the test does
+        not wait the grace out."""
+        loop = asyncio.get_running_loop()
+        wake = loop.time() + delay
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        except TimeoutError:
+            return False
+        left = wake - loop.time()
+        if left > _STOP_GRACE:
+            return True
+        await asyncio.sleep(left)  # it would have answered within the grace: it still does
+        return False
 
     async def _notify(self) -> None:
         async with self._arrived:
