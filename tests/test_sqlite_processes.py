@@ -158,3 +158,59 @@ async def test_a_live_process_keeps_its_rows_and_a_hung_one_loses_them_after_its
         a.send_signal(signal.SIGKILL)
         await a.wait()
         await finish(b)
+
+
+OPEN_TOGETHER = r"""
+import asyncio, multiprocessing, sys
+from pathlib import Path
+from empathy_webhooks_core.stores.sqlite import SQLiteStore
+
+def open_once(path, barrier, results):
+    async def main():
+        store = SQLiteStore(path)
+        barrier.wait()  # every process opens the new file at the same moment
+        try:
+            await store.open()
+            await store.close()
+            results.put("ok")
+        except Exception as exc:
+            results.put(f"{type(exc).__name__}: {exc}")
+    asyncio.run(main())
+
+context = multiprocessing.get_context("fork")
+folder, rounds, processes = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+for n in range(rounds):
+    barrier, results = context.Barrier(processes), context.Queue()
+    started = [
+        context.Process(target=open_once, args=(folder / f"outbox{n}.db", barrier, results))
+        for _ in range(processes)
+    ]
+    for process in started:
+        process.start()
+    for process in started:
+        process.join()
+    for _ in started:
+        print(results.get(timeout=30), flush=True)
+"""
+
+
+async def test_processes_that_open_one_new_file_together_all_open(tmp_path: Path) -> None:
+    # SQLite answers a journal-mode switch with "database is locked" at once, not after the
+    # busy timeout, while another process switches the same new file: a service whose
+    # processes start together (a gateway and its workers) failed one open in ~25 before.
+    script = tmp_path / "open_together.py"
+    script.write_text(OPEN_TOGETHER)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        str(tmp_path),
+        "50",
+        "4",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(child.communicate(), 120)
+    assert child.returncode == 0, err.decode()
+    answers = out.decode().split("\n")[:-1]
+    assert len(answers) == 200
+    assert [a for a in answers if a != "ok"] == []

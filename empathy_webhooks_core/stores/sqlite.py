@@ -102,6 +102,28 @@ DEFAULT_POLL = 0.5
 _MARK_DELAY = 0.05
 #: The most operations one transaction takes; more wait for the next commit.
 _MAX_BATCH = 4096
+
+#: How long a statement waits for another process's lock before "database is locked".
+_BUSY_SECONDS = 5.0
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """`PRAGMA journal_mode=WAL`, waiting for other processes as every other statement does.
+
+    SQLite does not call the busy handler for a journal-mode switch: a process opening a new
+    file while another process opening it too is switching it fails at once with "database
+    is locked" (1 open in 25 with four processes starting together). Tried again until the
+    same deadline as any other lock."""
+    deadline = time.monotonic() + _BUSY_SECONDS
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
 #: Rows one prune pass deletes, so a large backlog never holds the writer for long.
 _PRUNE_CHUNK = 10_000
 
@@ -995,8 +1017,8 @@ class SQLiteStore:
         except (OSError, sqlite3.Error) as exc:
             raise self._open_error(exc) from None
         try:
-            conn.execute("PRAGMA busy_timeout=5000")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
+            mode = _switch_to_wal(conn)
             if str(mode).lower() != "wal":
                 raise StoreOpenError(
                     f"cannot open the SQLite store {self.path}: it could not switch to WAL "
