@@ -71,6 +71,8 @@ __all__ = [
 ]
 
 log = get_logger()
+#: The context an event is built in when every setting is the default: nothing to enter.
+_NO_SETTINGS = contextlib.nullcontext()
 
 
 class WebhookDispatcher:
@@ -374,9 +376,7 @@ class WebhookDispatcher:
         Raises `QueueFull` when a webhook it is routed to already holds `max_pending`
         deliveries; the event is still queued for every other webhook (see `QueueFull`).
         """
-        if self._framework_version is DETECT and self._max_data_depth == DEFAULT_MAX_DATA_DEPTH:
-            # The defaults are what `Event` reads when no setting says otherwise: built
-            # directly, without entering a context per emit (nor a dict of the fields).
+        with self._event_settings():
             event = Event(
                 event_type=event_type,
                 data=data,
@@ -387,24 +387,21 @@ class WebhookDispatcher:
                 metadata=metadata,
                 ordering_key=ordering_key,
             )
-        else:
-            with contextlib.ExitStack() as settings:
-                if self._framework_version is not DETECT:
-                    settings.enter_context(stamp_framework_version(self._framework_version))
-                if self._max_data_depth != DEFAULT_MAX_DATA_DEPTH:
-                    settings.enter_context(data_depth_limit(self._max_data_depth))
-                event = Event(
-                    event_type=event_type,
-                    data=data,
-                    user_id=user_id,
-                    empathy_level=empathy_level,
-                    severity=severity,
-                    classification=classification,
-                    metadata=metadata,
-                    ordering_key=ordering_key,
-                )
         await self.emit_event(event)
         return event
+
+    def _event_settings(self) -> contextlib.AbstractContextManager[object]:
+        """What `Event` reads while this dispatcher builds one: its framework version and data
+        depth. With the defaults (what `Event` reads when no setting says otherwise) one shared
+        do-nothing context, not a stack entered per emit."""
+        if self._framework_version is DETECT and self._max_data_depth == DEFAULT_MAX_DATA_DEPTH:
+            return _NO_SETTINGS
+        settings = contextlib.ExitStack()
+        if self._framework_version is not DETECT:
+            settings.enter_context(stamp_framework_version(self._framework_version))
+        if self._max_data_depth != DEFAULT_MAX_DATA_DEPTH:
+            settings.enter_context(data_depth_limit(self._max_data_depth))
+        return settings
 
     async def emit_event(self, event: Event, *, webhooks: Iterable[str] | None = None) -> list[str]:
         """Queue an already built event. Returns the names of the webhooks it was routed to.
