@@ -12,6 +12,7 @@ import pytest
 
 from empathy_webhooks_core import CustomWebhook, Event, QueueFull, WebhookDispatcher
 from empathy_webhooks_core._pipeline.admission import Held
+from empathy_webhooks_core.config import ConfigError, load_config
 from empathy_webhooks_core.gateway import intake as intake_module
 from empathy_webhooks_core.gateway.intake import Intake
 from empathy_webhooks_core.gateway.routes import _accepted, _json
@@ -236,3 +237,69 @@ def test_the_accepted_answer_is_the_json_of_its_fields(
     assert direct.body == generic.body
     assert direct.status == generic.status == 202
     assert dict(direct.headers) == dict(generic.headers)
+
+
+async def test_a_gateway_set_to_hold_nothing_hands_each_delivery_over_at_once(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the default hold, no quiet moment nor timer would ever release these: only
+    # `hold_max_seconds = 0` sends them while the gateway is still up.
+    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
+    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
+    config = write_config(
+        tmp_path,
+        config_text(
+            receiver.url(),
+            store=f"sqlite:///{tmp_path / 'outbox.db'}",
+            serve="hold_max_seconds = 0",
+        ),
+    )
+    async with gateway_at(config) as (gateway, url), aiohttp.ClientSession() as session:
+        for n in range(5):
+            async with session.post(
+                f"{url}/v1/events",
+                json={"event_type": "prediction", "data": {"n": n}},
+                headers=auth("writer"),
+            ) as answer:
+                assert answer.status == 202
+        assert gateway.intake.held == 0
+        await receiver.wait_for(5, delivered=True)
+    assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == list(range(5))
+
+
+async def test_the_hold_times_come_from_serve(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module's defaults would hold for an hour: the configured 50 ms quiet ends it.
+    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
+    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
+    serve = "hold_quiet_seconds = 0.05\nhold_max_seconds = 30"
+    config = write_config(tmp_path, config_text(receiver.url(), serve=serve))
+    async with gateway_at(config) as (_, url), aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{url}/v1/events", json={"event_type": "prediction"}, headers=auth("writer")
+        ) as answer:
+            assert answer.status == 202
+        await receiver.wait_for(1, delivered=True)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("hold_quiet_seconds = 0", "serve.hold_quiet_seconds: expected more than 0, up to 10"),
+        ("hold_quiet_seconds = 11", "serve.hold_quiet_seconds: expected more than 0, up to 10"),
+        ("hold_max_seconds = -1", "serve.hold_max_seconds: expected 0 (never hold) to 60"),
+        ("hold_max_seconds = inf", "serve.hold_max_seconds: expected 0 (never hold) to 60"),
+        ("hold_max_seconds = nan", "serve.hold_max_seconds: expected 0 (never hold) to 60"),
+    ],
+)
+def test_hold_times_out_of_range_are_refused_with_their_place(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    config = write_config(tmp_path, config_text("http://127.0.0.1:9/hook", serve=setting))
+    with pytest.raises(ConfigError) as error:
+        load_config(config)
+    assert [p for p in error.value.problems if p.startswith("serve.hold")] == [
+        p for p in error.value.problems if p.startswith(message)
+    ]
+    assert any(p.startswith(message) for p in error.value.problems), error.value.problems

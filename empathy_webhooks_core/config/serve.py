@@ -88,6 +88,11 @@ class ServeConfig:
     shutdown_grace_seconds: float = 10.0
     #: The rate limit of a token that sets none (None: unlimited).
     requests_per_minute: int | None = None
+    #: While requests keep coming, accepted deliveries wait (durable, counted as queued)
+    #: until no event arrived for `hold_quiet_seconds`, or for at most `hold_max_seconds`
+    #: (0: never held). None: the gateway's defaults, 0.02 s and 1 s (gateway/intake.py).
+    hold_quiet_seconds: float | None = None
+    hold_max_seconds: float | None = None
 
 
 def parse_serve(
@@ -169,3 +174,7 @@ def _check_numbers(config: ServeConfig, path: str, problems: _Problems) -> None:
         problems.add(f"{path}.shutdown_grace_seconds", "expected 0 to 3600")
     if config.requests_per_minute is not None and config.requests_per_minute < 1:
         problems.add(f"{path}.requests_per_minute", "expected 1 or more")
+    if config.hold_quiet_seconds is not None and not 0 < config.hold_quiet_seconds <= 10:
+        problems.add(f"{path}.hold_quiet_seconds", "expected more than 0, up to 10 (seconds)")
+    if config.hold_max_seconds is not None and not 0 <= config.hold_max_seconds <= 60:
+        problems.add(f"{path}.hold_max_seconds", "expected 0 (never hold) to 60 (seconds)")

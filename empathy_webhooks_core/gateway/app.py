@@ -72,7 +72,11 @@ class Gateway:
         self.tokens = TokenTable(self.settings.tokens, self.settings.requests_per_minute)
         self.limiter = RateLimiter()
         #: Where `POST /v1/events` admits events: grouped, so concurrent ones share a commit.
-        self.intake = Intake(dispatcher)
+        self.intake = Intake(
+            dispatcher,
+            quiet_seconds=self.settings.hold_quiet_seconds,
+            max_hold_seconds=self.settings.hold_max_seconds,
+        )
         #: Webhook name -> its type's name (`slack`), for `GET /v1/webhooks`.
         self.webhook_types = dict(webhook_types or {})
         self._idempotency: Idempotency | None = None

@@ -18,7 +18,9 @@ are therefore held (durable in the store, counted in their lane's `pending`, so
 event to admit for `QUIET_SECONDS`, or once the oldest has waited `MAX_HOLD_SECONDS`: a
 burst is answered first and delivered right after, and a steady stream of requests never
 holds a delivery longer than that. A gateway answering one request at a time hands each
-delivery over `QUIET_SECONDS` after it.
+delivery over `QUIET_SECONDS` after it. Both are `[serve]` settings (`hold_quiet_seconds`,
+`hold_max_seconds`; `hold_max_seconds = 0` holds nothing): a team that wants every alert
+sent the moment it is accepted, even during a burst, trades intake speed for that.
 """
 
 from __future__ import annotations
@@ -40,10 +42,23 @@ MAX_HOLD_SECONDS = 1.0
 class Intake:
     """`await intake.admit(event)`: `dispatcher.emit_event(event)`, grouped with the events of
     concurrent requests, its delivery held while a burst lasts (see the module docstring).
-    `hold=False`: deliveries go to the workers as soon as they are queued."""
+    `hold=False` (or `max_hold_seconds=0`): deliveries go to the workers as soon as they are
+    queued."""
 
-    def __init__(self, dispatcher: WebhookDispatcher, *, hold: bool = True) -> None:
+    def __init__(
+        self,
+        dispatcher: WebhookDispatcher,
+        *,
+        hold: bool = True,
+        quiet_seconds: float | None = None,
+        max_hold_seconds: float | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
+        #: `[serve] hold_quiet_seconds` and `hold_max_seconds`; None: the module's defaults.
+        self._quiet_seconds = quiet_seconds
+        self._max_hold_seconds = max_hold_seconds
+        if max_hold_seconds == 0:
+            hold = False  # holding for at most no time is not holding
         #: The events waiting for the next group, each with its request's future (its own:
         #: cancelling one request never cancels the others).
         self._waiting: list[tuple[Event, asyncio.Future[list[str]]]] = []
@@ -108,14 +123,20 @@ class Intake:
     def _hold_started(self) -> None:
         if self._held is not None and len(self._held) and self._hold_timer is None:
             loop = asyncio.get_running_loop()
-            self._hold_timer = loop.call_later(MAX_HOLD_SECONDS, self.release)
+            longest = self._max_hold_seconds
+            self._hold_timer = loop.call_later(
+                MAX_HOLD_SECONDS if longest is None else longest, self.release
+            )
 
     def _quiet(self) -> None:
         """Nothing to write: unless an event arrives within `QUIET_SECONDS`, the held
         deliveries go to the workers."""
         if self._held is not None and len(self._held) and self._quiet_timer is None:
             loop = asyncio.get_running_loop()
-            self._quiet_timer = loop.call_later(QUIET_SECONDS, self.release)
+            quiet = self._quiet_seconds
+            self._quiet_timer = loop.call_later(
+                QUIET_SECONDS if quiet is None else quiet, self.release
+            )
 
     def _busy(self) -> None:
         """An event arrived: the burst goes on."""
