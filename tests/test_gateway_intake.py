@@ -163,6 +163,17 @@ async def test_deliveries_held_during_a_burst_are_counted_and_delivered_after_it
     assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == list(range(20))
 
 
+async def post_events(session: aiohttp.ClientSession, url: str, count: int) -> None:
+    """POST `count` events one after the other (data `{"n": 0}`, ...), each accepted."""
+    for n in range(count):
+        async with session.post(
+            f"{url}/v1/events",
+            json={"event_type": "prediction", "data": {"n": n}},
+            headers=auth("writer"),
+        ) as answer:
+            assert answer.status == 202
+
+
 async def test_a_stopping_gateway_delivers_what_its_last_burst_held(
     tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -172,13 +183,7 @@ async def test_a_stopping_gateway_delivers_what_its_last_burst_held(
         tmp_path, config_text(receiver.url(), store=f"sqlite:///{tmp_path / 'outbox.db'}")
     )
     async with gateway_at(config) as (gateway, url), aiohttp.ClientSession() as session:
-        for n in range(5):
-            async with session.post(
-                f"{url}/v1/events",
-                json={"event_type": "prediction", "data": {"n": n}},
-                headers=auth("writer"),
-            ) as answer:
-                assert answer.status == 202
+        await post_events(session, url, 5)
         assert gateway.intake.held == 5
     # Leaving stops as SIGTERM does: the held deliveries went to the workers, which drained.
     assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == list(range(5))
@@ -255,13 +260,7 @@ async def test_a_gateway_set_to_hold_nothing_hands_each_delivery_over_at_once(
         ),
     )
     async with gateway_at(config) as (gateway, url), aiohttp.ClientSession() as session:
-        for n in range(5):
-            async with session.post(
-                f"{url}/v1/events",
-                json={"event_type": "prediction", "data": {"n": n}},
-                headers=auth("writer"),
-            ) as answer:
-                assert answer.status == 202
+        await post_events(session, url, 5)
         assert gateway.intake.held == 0
         await receiver.wait_for(5, delivered=True)
     assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == list(range(5))
