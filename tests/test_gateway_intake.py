@@ -13,7 +13,6 @@ import pytest
 from empathy_webhooks_core import CustomWebhook, Event, QueueFull, WebhookDispatcher
 from empathy_webhooks_core._pipeline.admission import Held
 from empathy_webhooks_core.config import ConfigError, load_config
-from empathy_webhooks_core.gateway import intake as intake_module
 from empathy_webhooks_core.gateway.intake import Intake
 from empathy_webhooks_core.gateway.routes import _accepted, _json
 from empathy_webhooks_core.testing import Receiver
@@ -24,6 +23,10 @@ from ._gateway_kit import auth, config_text, gateway_at, write_config
 def _dispatcher(tmp_path: Path, receiver: Receiver) -> WebhookDispatcher:
     hook = CustomWebhook(name="hook", url=receiver.url())
     return WebhookDispatcher(webhooks=[hook], store=f"sqlite:///{tmp_path / 'outbox.db'}")
+
+
+#: `[serve]` holding deliveries longer than any of these tests runs (the longest allowed).
+HOLD_LONG = "hold_quiet_seconds = 10\nhold_max_seconds = 60"
 
 
 async def test_each_event_of_a_group_gets_its_own_answer(
@@ -131,14 +134,12 @@ async def test_emit_events_answers_each_event_as_emit_event_would(
 
 
 async def test_deliveries_held_during_a_burst_are_counted_and_delivered_after_it(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, receiver: Receiver
 ) -> None:
     # No quiet moment ever ends the burst here, nor a timer: only `release` does.
-    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
-    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
     hook = CustomWebhook(name="hook", url=receiver.url(), max_pending=20)
     dispatcher = WebhookDispatcher(webhooks=[hook], store=f"sqlite:///{tmp_path / 'outbox.db'}")
-    intake = Intake(dispatcher)
+    intake = Intake(dispatcher, quiet_seconds=3600, max_hold_seconds=3600)
     events = [Event(event_type="prediction", data={"n": n}) for n in range(25)]
     async with dispatcher:
         try:
@@ -175,12 +176,11 @@ async def post_events(session: aiohttp.ClientSession, url: str, count: int) -> N
 
 
 async def test_a_stopping_gateway_delivers_what_its_last_burst_held(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, receiver: Receiver
 ) -> None:
-    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
-    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
     config = write_config(
-        tmp_path, config_text(receiver.url(), store=f"sqlite:///{tmp_path / 'outbox.db'}")
+        tmp_path,
+        config_text(receiver.url(), store=f"sqlite:///{tmp_path / 'outbox.db'}", serve=HOLD_LONG),
     )
     async with gateway_at(config) as (gateway, url), aiohttp.ClientSession() as session:
         await post_events(session, url, 5)
@@ -204,12 +204,10 @@ async def test_held_deliveries_go_out_once_the_burst_is_over(
 
 
 async def test_held_deliveries_of_a_dispatcher_closed_without_draining_wait_in_the_store(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, receiver: Receiver
 ) -> None:
-    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
-    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
     dispatcher = _dispatcher(tmp_path, receiver)
-    intake = Intake(dispatcher)
+    intake = Intake(dispatcher, quiet_seconds=3600, max_hold_seconds=3600)
     await dispatcher.start()
     await asyncio.gather(
         *(intake.admit(Event(event_type="prediction", data={"n": n})) for n in range(4))
@@ -245,18 +243,16 @@ def test_the_accepted_answer_is_the_json_of_its_fields(
 
 
 async def test_a_gateway_set_to_hold_nothing_hands_each_delivery_over_at_once(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, receiver: Receiver
 ) -> None:
-    # With the default hold, no quiet moment nor timer would ever release these: only
-    # `hold_max_seconds = 0` sends them while the gateway is still up.
-    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
-    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
+    # No quiet moment would release these while the gateway is up: only
+    # `hold_max_seconds = 0` sends them.
     config = write_config(
         tmp_path,
         config_text(
             receiver.url(),
             store=f"sqlite:///{tmp_path / 'outbox.db'}",
-            serve="hold_max_seconds = 0",
+            serve="hold_quiet_seconds = 10\nhold_max_seconds = 0",
         ),
     )
     async with gateway_at(config) as (gateway, url), aiohttp.ClientSession() as session:
@@ -266,20 +262,16 @@ async def test_a_gateway_set_to_hold_nothing_hands_each_delivery_over_at_once(
     assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == list(range(5))
 
 
-async def test_the_hold_times_come_from_serve(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The module's defaults would hold for an hour: the configured 50 ms quiet ends it.
-    monkeypatch.setattr(intake_module, "QUIET_SECONDS", 3600.0)
-    monkeypatch.setattr(intake_module, "MAX_HOLD_SECONDS", 3600.0)
-    serve = "hold_quiet_seconds = 0.05\nhold_max_seconds = 30"
-    config = write_config(tmp_path, config_text(receiver.url(), serve=serve))
-    async with gateway_at(config) as (_, url), aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{url}/v1/events", json={"event_type": "prediction"}, headers=auth("writer")
-        ) as answer:
-            assert answer.status == 202
-        await receiver.wait_for(1, delivered=True)
+async def test_the_hold_times_come_from_serve(tmp_path: Path, receiver: Receiver) -> None:
+    config = write_config(tmp_path, config_text(receiver.url(), serve=HOLD_LONG))
+    async with gateway_at(config) as (gateway, url), aiohttp.ClientSession() as session:
+        await post_events(session, url, 1)
+        # Well past the default quiet (0.02 s), well within the configured one (10 s).
+        await asyncio.sleep(0.3)
+        assert gateway.intake.held == 1
+        assert receiver.requests == []
+    # Stopping hands it to the workers, which deliver it before the gateway ends.
+    assert len(receiver.delivered) == 1
 
 
 @pytest.mark.parametrize(
@@ -298,7 +290,5 @@ def test_hold_times_out_of_range_are_refused_with_their_place(
     config = write_config(tmp_path, config_text("http://127.0.0.1:9/hook", serve=setting))
     with pytest.raises(ConfigError) as error:
         load_config(config)
-    assert [p for p in error.value.problems if p.startswith("serve.hold")] == [
-        p for p in error.value.problems if p.startswith(message)
-    ]
-    assert any(p.startswith(message) for p in error.value.problems), error.value.problems
+    (problem,) = [p for p in error.value.problems if p.startswith("serve.hold")]
+    assert problem.startswith(message), problem

@@ -42,6 +42,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_IDEMPOTENCY_SECONDS = 24 * 3600.0
+#: During a burst of requests (gateway/intake.py): no event to admit for this long ends the
+#: burst, and the held deliveries go to the workers; none is held longer than the other.
+DEFAULT_HOLD_QUIET_SECONDS = 0.02
+DEFAULT_HOLD_MAX_SECONDS = 1.0
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _ONLY_ENV = re.compile(r"\s*\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}\s*")
 #: Shortest token accepted from the environment: a guessable token is no protection.
@@ -90,9 +94,9 @@ class ServeConfig:
     requests_per_minute: int | None = None
     #: While requests keep coming, accepted deliveries wait (durable, counted as queued)
     #: until no event arrived for `hold_quiet_seconds`, or for at most `hold_max_seconds`
-    #: (0: never held). None: the gateway's defaults, 0.02 s and 1 s (gateway/intake.py).
-    hold_quiet_seconds: float | None = None
-    hold_max_seconds: float | None = None
+    #: (0: never held).
+    hold_quiet_seconds: float = DEFAULT_HOLD_QUIET_SECONDS
+    hold_max_seconds: float = DEFAULT_HOLD_MAX_SECONDS
 
 
 def parse_serve(
@@ -174,7 +178,7 @@ def _check_numbers(config: ServeConfig, path: str, problems: _Problems) -> None:
         problems.add(f"{path}.shutdown_grace_seconds", "expected 0 to 3600")
     if config.requests_per_minute is not None and config.requests_per_minute < 1:
         problems.add(f"{path}.requests_per_minute", "expected 1 or more")
-    if config.hold_quiet_seconds is not None and not 0 < config.hold_quiet_seconds <= 10:
+    if not 0 < config.hold_quiet_seconds <= 10:
         problems.add(f"{path}.hold_quiet_seconds", "expected more than 0, up to 10 (seconds)")
-    if config.hold_max_seconds is not None and not 0 <= config.hold_max_seconds <= 60:
+    if not 0 <= config.hold_max_seconds <= 60:
         problems.add(f"{path}.hold_max_seconds", "expected 0 (never hold) to 60 (seconds)")

@@ -15,12 +15,12 @@ under a burst of requests they took half of it (a delivery costs about what an a
 does), so callers waited on deliveries. While requests keep arriving, admitted deliveries
 are therefore held (durable in the store, counted in their lane's `pending`, so
 `max_pending` and `drain` see them) and handed to the workers once the gateway has had no
-event to admit for `QUIET_SECONDS`, or once the oldest has waited `MAX_HOLD_SECONDS`: a
+event to admit for `hold_quiet_seconds`, or once the oldest has waited `hold_max_seconds`: a
 burst is answered first and delivered right after, and a steady stream of requests never
 holds a delivery longer than that. A gateway answering one request at a time hands each
-delivery over `QUIET_SECONDS` after it. Both are `[serve]` settings (`hold_quiet_seconds`,
-`hold_max_seconds`; `hold_max_seconds = 0` holds nothing): a team that wants every alert
-sent the moment it is accepted, even during a burst, trades intake speed for that.
+delivery over `hold_quiet_seconds` after it. Both are `[serve]` settings (0.02 s and 1 s by
+default; `hold_max_seconds = 0` holds nothing): a team that wants every alert sent the moment
+it is accepted, even during a burst, trades intake speed for that.
 """
 
 from __future__ import annotations
@@ -28,43 +28,34 @@ from __future__ import annotations
 import asyncio
 
 from .._pipeline.admission import Held
+from ..config.serve import DEFAULT_HOLD_MAX_SECONDS, DEFAULT_HOLD_QUIET_SECONDS
 from ..dispatcher import WebhookDispatcher
 from ..events import Event
 
-__all__ = ["MAX_HOLD_SECONDS", "QUIET_SECONDS", "Intake"]
-
-#: No event to admit for this long ends a burst: the held deliveries go to the workers.
-QUIET_SECONDS = 0.02
-#: The longest a delivery is held while requests keep coming.
-MAX_HOLD_SECONDS = 1.0
+__all__ = ["Intake"]
 
 
 class Intake:
     """`await intake.admit(event)`: `dispatcher.emit_event(event)`, grouped with the events of
     concurrent requests, its delivery held while a burst lasts (see the module docstring).
-    `hold=False` (or `max_hold_seconds=0`): deliveries go to the workers as soon as they are
-    queued."""
+    `max_hold_seconds=0`: deliveries go to the workers as soon as they are queued."""
 
     def __init__(
         self,
         dispatcher: WebhookDispatcher,
         *,
-        hold: bool = True,
-        quiet_seconds: float | None = None,
-        max_hold_seconds: float | None = None,
+        quiet_seconds: float = DEFAULT_HOLD_QUIET_SECONDS,
+        max_hold_seconds: float = DEFAULT_HOLD_MAX_SECONDS,
     ) -> None:
         self._dispatcher = dispatcher
-        #: `[serve] hold_quiet_seconds` and `hold_max_seconds`; None: the module's defaults.
         self._quiet_seconds = quiet_seconds
         self._max_hold_seconds = max_hold_seconds
-        if max_hold_seconds == 0:
-            hold = False  # holding for at most no time is not holding
         #: The events waiting for the next group, each with its request's future (its own:
         #: cancelling one request never cancels the others).
         self._waiting: list[tuple[Event, asyncio.Future[list[str]]]] = []
         #: Writes the groups, one after the other, while there are any.
         self._writer: asyncio.Task[None] | None = None
-        self._held = Held() if hold else None
+        self._held = Held() if max_hold_seconds > 0 else None
         self._hold_timer: asyncio.TimerHandle | None = None
         self._quiet_timer: asyncio.TimerHandle | None = None
 
@@ -123,20 +114,14 @@ class Intake:
     def _hold_started(self) -> None:
         if self._held is not None and len(self._held) and self._hold_timer is None:
             loop = asyncio.get_running_loop()
-            longest = self._max_hold_seconds
-            self._hold_timer = loop.call_later(
-                MAX_HOLD_SECONDS if longest is None else longest, self.release
-            )
+            self._hold_timer = loop.call_later(self._max_hold_seconds, self.release)
 
     def _quiet(self) -> None:
-        """Nothing to write: unless an event arrives within `QUIET_SECONDS`, the held
+        """Nothing to write: unless an event arrives within `quiet_seconds`, the held
         deliveries go to the workers."""
         if self._held is not None and len(self._held) and self._quiet_timer is None:
             loop = asyncio.get_running_loop()
-            quiet = self._quiet_seconds
-            self._quiet_timer = loop.call_later(
-                QUIET_SECONDS if quiet is None else quiet, self.release
-            )
+            self._quiet_timer = loop.call_later(self._quiet_seconds, self.release)
 
     def _busy(self) -> None:
         """An event arrived: the burst goes on."""
