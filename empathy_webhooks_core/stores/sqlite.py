@@ -103,6 +103,8 @@ _MARK_DELAY = 0.05
 #: The most operations one transaction takes; more wait for the next commit.
 _MAX_BATCH = 4096
 
+#: Rows one prune pass deletes, so a large backlog never holds the writer for long.
+_PRUNE_CHUNK = 10_000
 #: How long a statement waits for another process's lock before "database is locked".
 _BUSY_SECONDS = 5.0
 
@@ -123,9 +125,6 @@ def _switch_to_wal(conn: sqlite3.Connection) -> str:
                 raise
             time.sleep(0.005)
 
-
-#: Rows one prune pass deletes, so a large backlog never holds the writer for long.
-_PRUNE_CHUNK = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
