@@ -75,6 +75,13 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 # W3C Trace Context only (traceparent, tracestate), never the global propagator's baggage:
 # baggage may hold what the application means for itself, not for a third party's endpoint.
 _PROPAGATOR = TraceContextTextMapPropagator()
+#: The meter providers that record nothing: the no-op one, and the API's stand-in until an
+#: SDK is set. The stand-in's class is private to opentelemetry-api: should a release rename
+#: it, metrics go through whatever provider there is (as before this check), never an error.
+_UNREAL_METER_PROVIDERS: tuple[type, ...] = (
+    metrics.NoOpMeterProvider,
+    *[t for t in [getattr(metrics_api, "_ProxyMeterProvider", None)] if isinstance(t, type)],
+)
 #: Shown (secret-free) URLs remembered at most; past it the memory starts over.
 _URLS_KEPT = 1024
 
@@ -216,7 +223,7 @@ class OtelPlugin:
         if getattr(metrics_api, "_METER_PROVIDER", self) is None and not self._meter_from_env:
             return False
         provider = metrics.get_meter_provider()
-        if isinstance(provider, metrics.NoOpMeterProvider | metrics_api._ProxyMeterProvider):
+        if isinstance(provider, _UNREAL_METER_PROVIDERS):
             return False
         # The global provider is set once for the process (the API's proxies now forward
         # to it): from now on it is real.

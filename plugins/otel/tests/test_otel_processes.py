@@ -187,3 +187,59 @@ def test_without_the_plugin_nothing_changes_and_opentelemetry_is_never_imported(
     assert "otel" in loaded["plugins"] and loaded["opentelemetry"]
     assert loaded["headers"] == without["headers"]
     assert "traceparent" not in loaded["headers"]
+
+
+GLOBAL_METERS = r"""
+import asyncio, json, sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+from empathy_webhooks_otel import ATTEMPT_DURATION, DELIVERIES
+
+
+async def main(url):
+    # The entry point's plugin, made before the application sets its SDK.
+    async with WebhookDispatcher(webhooks=[CustomWebhook(name="h", url=url)]) as dispatcher:
+        await dispatcher.emit("prediction", {"n": -1})
+        await dispatcher.drain()
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        for n in range(3):
+            await dispatcher.emit("prediction", {"n": n})
+        await dispatcher.drain()
+    found = {}
+    for resource in reader.get_metrics_data().resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points = metric.data.data_points
+                if metric.name == DELIVERIES:
+                    found["deliveries"] = sum(point.value for point in points)
+                if metric.name == ATTEMPT_DURATION:
+                    found["attempts"] = sum(point.count for point in points)
+    print(json.dumps(found))
+
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_metrics_reach_a_global_sdk_set_after_the_dispatcher_started(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # The plugin skips metric work while no SDK can record it; an application that sets its
+    # global meter provider later (the usual order) must still get every delivery counted.
+    script = tmp_path / "meters.py"
+    script.write_text(GLOBAL_METERS)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        receiver.url("/h"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+    )
+    out, err = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode == 0, err.decode()
+    assert json.loads(out.decode().strip().splitlines()[-1]) == {"deliveries": 3, "attempts": 3}
+    assert len(receiver.delivered) == 4
