@@ -212,20 +212,25 @@ def _gateway_config(receiver: ReceiverProcess, folder: Path, token: str) -> Path
     return config
 
 
+def _serve_argv(config: Path) -> list[str]:
+    """`empathy-webhooks serve` on `config`, on a free port (it prints the one it got)."""
+    return [
+        sys.executable,
+        "-c",
+        "from empathy_webhooks_core.cli import main; main()",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+    ]
+
+
 def gateway_run(total: int, receiver: ReceiverProcess, folder: Path) -> Run:
     token = secrets.token_urlsafe(24)
     config = _gateway_config(receiver, folder, token)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from empathy_webhooks_core.cli import main; main()",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            "0",
-        ],
+        _serve_argv(config),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -363,16 +368,7 @@ def instructions(total: int | None = None) -> list[Figure]:
 def _count_gateway(receiver: ReceiverProcess, folder: Path, total: int, *, workers: bool) -> float:
     token = secrets.token_urlsafe(24)
     config = _gateway_config(receiver, folder, token)
-    argv = [
-        sys.executable,
-        "-c",
-        "from empathy_webhooks_core.cli import main; main()",
-        "serve",
-        "--config",
-        str(config),
-        "--port",
-        "0",
-    ]
+    argv = _serve_argv(config)
     if not workers:
         return _count_requests([*argv, "--no-workers"], folder, "intake", total, token)
     return _count_requests(argv, folder, "workers", total, token, receiver)
