@@ -314,7 +314,9 @@ class TestDeclaredChatConformance(ForgetfulChatSuite):
         ("test_repr_hides_secrets", "repr(rendered request)"),
         ("test_cli_render_and_validate_hide_secrets", "CLI render/validate output"),
         ("test_secrets_stay_out_of_logs_and_errors", "dead letter"),
-        ("test_garbled_answer_stays_small_and_hides_secrets", "str(error.last_exception)"),
+        # Not test_garbled_answer_stays_small_and_hides_secrets: aiohttp's error quoted the
+        # malformed status line (and the secrets it echoed); the core's own transport never
+        # quotes an answer, so there is no leak on that path left for the suite to catch.
     ],
 )
 def test_suite_catches_a_chat_url_not_declared_secret(check: str, where: str) -> None:

@@ -11,6 +11,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from .._transport import Target, Transport, target
 from ..plugins import hookimpl
 from ..retry import parse_retry_after
 from ..webhooks import Webhook
@@ -29,34 +30,55 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
 #: Past this many URLs the parsed ones below start again (a plugin whose URLs differ per
 #: event must not grow it without end).
 _URLS_KEPT = 4096
-_urls: dict[str, URL | str] = {}
+_urls: dict[str, tuple[URL | str, Target | None]] = {}
 
 
-def _url(text: str) -> URL | str:
-    """`text` parsed once (yarl URLs are immutable): aiohttp parsed the same string again on
-    every attempt of a webhook. One that does not parse is handed on as it is, so that aiohttp
-    refuses it as it always has (`InvalidUrlClientError`, a transport error)."""
-    url = _urls.get(text)
-    if url is None:
+def _url(text: str) -> tuple[URL | str, Target | None]:
+    """`text` parsed once (yarl URLs are immutable), with where the core's own transport
+    sends it (None: aiohttp does). One that does not parse is handed on as it is, so that
+    aiohttp refuses it as it always has (`InvalidUrlClientError`, a transport error)."""
+    parsed = _urls.get(text)
+    if parsed is None:
         if len(_urls) >= _URLS_KEPT:
             _urls.clear()
         try:
             url = URL(text)
         except (TypeError, ValueError):
-            url = text
-        _urls[text] = url
-    return url
+            parsed = (text, None)
+        else:
+            parsed = (url, target(url))
+        _urls[text] = parsed
+    return parsed
 
 
 async def send(
     request: OutgoingRequest, session: aiohttp.ClientSession, timeout_seconds: float
 ) -> Response:
-    """One HTTP attempt. Redirects are never followed: a 3xx comes back as the answer."""
+    """One HTTP attempt. Redirects are never followed: a 3xx comes back as the answer.
+
+    Through the core's own transport when `session` is one the dispatcher opened and the
+    request is one it takes (`_transport.py`); through `session` otherwise."""
     started = time.perf_counter()
+    url, where = _url(request.url)
+    if where is not None and (transport := Transport.of(session)) is not None:
+        head = transport.head(where, request.method, request.headers, request.body)
+        if head is not None:
+            try:
+                status, headers, body = await transport.request(
+                    where, head, request.body, timeout_seconds
+                )
+            except TimeoutError as exc:
+                raise TimeoutError(f"no answer within {timeout_seconds:g} s") from exc
+            return Response(
+                status=status,
+                headers=headers,
+                body=body,
+                elapsed_ms=(time.perf_counter() - started) * 1000,
+            )
     try:
         async with session.request(
             request.method,
-            _url(request.url),
+            url,
             data=request.body,
             # A multidict already: aiohttp merges it with the session's headers as it is,
             # rather than converting a dict first.
