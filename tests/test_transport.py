@@ -9,6 +9,7 @@ dispatcher-level tests use the dispatcher as users do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
@@ -43,7 +44,14 @@ class RawServer:
     """A loopback HTTP/1.1 server that answers the n-th request with the n-th script entry
     (exact bytes, HANG or DROP; the last entry repeats), and counts connections."""
 
-    def __init__(self, *script: bytes | str, close_after: bool = False, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        *script: bytes | str,
+        close_after: bool = False,
+        delay: float = 0.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.host = host
         self.script = list(script) or [OK]
         self.close_after = close_after  # close each connection after its answer
         self.delay = delay  # before each answer: keeps connections busy
@@ -61,10 +69,11 @@ class RawServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -183,6 +192,29 @@ async def test_a_requests_own_user_agent_and_accept_win(sessions: Sessions) -> N
         assert not any(line.startswith(("User-Agent", "Accept:")) for line in lines)
         # bytes without a type: aiohttp's default, kept
         assert "Content-Type: application/octet-stream" in lines
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+async def test_an_ipv6_host_is_bracketed_in_the_host_header(sessions: Sessions) -> None:
+    async with RawServer(host="::1") as server:
+        assert (await post(sessions, server.url())).body == b"ok"
+        assert head_lines(server.requests[0])[1] == f"Host: [::1]:{server.port}"
+
+
+async def test_a_url_with_user_info_is_still_sent_through_aiohttp(sessions: Sessions) -> None:
+    # The lean client does not take it; aiohttp turns the user info into Basic auth as ever.
+    async with RawServer() as server:
+        url = server.url().replace("http://", "http://user:pw@")
+        assert (await post(sessions, url)).body == b"ok"
+        assert "Authorization: Basic dXNlcjpwdw==" in head_lines(server.requests[0])
 
 
 @pytest.mark.parametrize(
@@ -333,6 +365,8 @@ class IdleClosingServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         self.listener.close()
         self.close_now.set()
         self.thread.join(10)
