@@ -60,6 +60,7 @@ class RawServer:
         self.open = 0
         self.most_open = 0
         self.closed = asyncio.Event()  # set whenever a connection ends
+        self.received = asyncio.Event()  # set when a request has come
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -107,6 +108,7 @@ class RawServer:
                         length = int(value)
                 body = await reader.readexactly(length)
                 self.requests.append(head + body)
+                self.received.set()
                 step = self.script[min(len(self.requests), len(self.script)) - 1]
                 if step == DROP:
                     return
@@ -482,6 +484,18 @@ async def test_closing_the_dispatcher_closes_its_sockets() -> None:
             assert server.open > 0
         await server.wait_all_closed()
         assert server.open == 0
+
+
+async def test_closing_without_drain_cancels_a_request_in_flight_and_closes_its_socket() -> None:
+    async with RawServer(HANG) as server:
+        webhook = CustomWebhook(url=server.url(), retry_policy={**FAST, "timeout_seconds": 30})
+        dispatcher = WebhookDispatcher(webhooks=[webhook])
+        await dispatcher.start()
+        await dispatcher.emit("alert", {})
+        await asyncio.wait_for(server.received.wait(), 10)
+        await dispatcher.close(drain=False)
+        await server.wait_all_closed()
+        assert (server.connections, server.open) == (1, 0)
 
 
 # -- TLS --------------------------------------------------------------------------------------
