@@ -84,9 +84,20 @@ def _data(n: int) -> dict[str, object]:
     }
 
 
-async def pipeline(base: str, events: int, webhooks: int, keys: list[str] | None) -> Run:
-    """emit → lanes → HTTP until drained, with every default left as it is."""
-    dispatcher = WebhookDispatcher(webhooks=_webhooks(base, keys, webhooks))
+async def pipeline(
+    base: str, events: int, webhooks: int, keys: list[str] | None, *, on_aiohttp: bool = False
+) -> Run:
+    """emit → lanes → HTTP until drained, with every default left as it is. `on_aiohttp`: the
+    same, on an aiohttp session given to the dispatcher (as a user who passes `session=` gets),
+    so the requests go through aiohttp's client as the plain loop's do."""
+    session = None
+    if on_aiohttp:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=CONNECTIONS),
+            headers={"User-Agent": USER_AGENT},
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+    dispatcher = WebhookDispatcher(webhooks=_webhooks(base, keys, webhooks), session=session)
     await dispatcher.start()
     gc.collect()
     cpu, started = time.process_time(), time.perf_counter()
@@ -98,6 +109,8 @@ async def pipeline(base: str, events: int, webhooks: int, keys: list[str] | None
         dispatcher.get_webhook_stats(name)["delivered_count"] for name in dispatcher.webhook_names()
     )
     await dispatcher.close()
+    if session is not None:
+        await session.close()
     assert delivered == events * webhooks, delivered
     return Run(delivered / elapsed, cpu / delivered * 1e6)
 
@@ -168,6 +181,9 @@ def measure(base: str, events: int, webhooks: int, rounds: int) -> dict[str, lis
         runs["pipeline"].append(asyncio.run(pipeline(base, events, webhooks, None)))
         runs["plain signed"].append(asyncio.run(plain_loop(base, events, webhooks, keys)))
         runs["pipeline signed"].append(asyncio.run(pipeline(base, events, webhooks, keys)))
+        runs["pipeline on aiohttp"].append(
+            asyncio.run(pipeline(base, events, webhooks, None, on_aiohttp=True))
+        )
     return runs
 
 
@@ -354,6 +370,24 @@ def figures(runs: dict[str, list[Run]], events: int, webhooks: int, rounds: int)
             ),
             out,
         )
+    # Not a goal: what the pipeline's own work costs over aiohttp's client, for anyone who
+    # passes their own session (and to show how much of the figures above is the transport).
+    cpu_plain = min(r.cpu_us for r in runs["plain"])
+    on_aiohttp = runs["pipeline on aiohttp"]
+    cpu_aiohttp = min(r.cpu_us for r in on_aiohttp)
+    emit(
+        Figure(
+            SECTION,
+            "CPU per delivery, pipeline on a given aiohttp session, unsigned",
+            cpu_aiohttp,
+            "µs",
+            note=(
+                f"{cpu_aiohttp / cpu_plain:.2f} x the plain loop; "
+                f"{max(r.rate for r in on_aiohttp):,.0f} deliveries/s at best"
+            ),
+        ),
+        out,
+    )
     return out
 
 
