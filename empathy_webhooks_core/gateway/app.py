@@ -195,7 +195,7 @@ def _store_for(url: str, workers: bool, backends: dict[str, Any]) -> Any:
 
 def _caller(request: web.Request, gateway: Gateway, scope: str) -> Token:
     raw = bearer(request.headers.get("Authorization"))
-    token = gateway.authenticate(raw or "") if (raw or not len(gateway.tokens)) else None
+    token = gateway.authenticate(raw) if raw else (None if len(gateway.tokens) else _ANONYMOUS)
     if token is None:
         raise Problem(
             401,
