@@ -86,6 +86,8 @@ async def _accept(gateway: Gateway, event: Event) -> dict[str, Any]:
 
 
 def _names(names: list[str]) -> str:
+    if not names:  # `refused`, nearly always
+        return "[]"
     return "[" + ",".join(map(_json_string, names)) + "]"
 
 
