@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -174,6 +175,35 @@ async def test_too_large_invalid_and_unknown_fields(tmp_path: Path, receiver: Re
             session, "POST", f"{url}/v1/events:batch", json={"events": [{"event_type": "a"}] * 6}
         )
         assert status == 422 and body["errors"][0]["path"] == "$.events"
+
+
+async def test_a_body_that_arrives_after_its_headers(config: Path, receiver: Receiver) -> None:
+    """The body is read whole whether it came in with the headers (taken from the buffer at
+    once) or in pieces after the handler started (read as it comes)."""
+    body = json.dumps({"event_type": "split", "data": {"n": 1, "text": "é" * 40}}).encode()
+    async with gateway_at(config) as (_, url):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        for pause in (None, 0.05):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            head = (
+                f"POST /v1/events HTTP/1.1\r\nHost: gateway\r\n"
+                f"Authorization: Bearer {TOKENS['writer']}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+            if pause is None:
+                writer.write(head + body)
+            else:
+                writer.write(head + body[:10])
+                await writer.drain()
+                await asyncio.sleep(pause)  # the handler has started with part of the body
+                writer.write(body[10:])
+            await writer.drain()
+            answer = await reader.read()
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 202 "), answer
+        await receiver.wait_for(2, delivered=True)
+    assert [r.json()["data"] for r in receiver.delivered] == [{"n": 1, "text": "é" * 40}] * 2
 
 
 async def test_rate_limit_per_token(tmp_path: Path, receiver: Receiver) -> None:

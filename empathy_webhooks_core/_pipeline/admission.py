@@ -156,23 +156,29 @@ async def admit_many(
     plans: list[tuple[Event, list[Lane], list[Delivery], dict[str, int]]] = []
     captures = hooks is not None and hooks.captures_context
     for event in events:
-        wanting = [lane for lane in lanes.values() if lane.wants(event)]
+        # One pass over the lanes per event (this runs for every accepted event): refused,
+        # or given a delivery, counted for the events after it in this group.
+        wanting: list[Lane] = []
+        deliveries: list[Delivery] = []
         full: dict[str, int] = {}
-        if local:
-            for lane in wanting:
-                name = lane.webhook.name
-                if lane.pending + added.get(name, 0) >= lane.webhook.max_pending:
-                    full[name] = lane.webhook.max_pending
+        for lane in lanes.values():
+            if not lane.wants(event):
+                continue
+            webhook = lane.webhook
+            name = webhook.name
+            if local:
+                before = added.get(name, 0)
+                if lane.pending + before >= webhook.max_pending:
+                    full[name] = webhook.max_pending
                     lane.recorder.refused += 1
-            if full:
-                wanting = [lane for lane in wanting if lane.webhook.name not in full]
-            for lane in wanting:
-                added[lane.webhook.name] = added.get(lane.webhook.name, 0) + 1
-        deliveries = [Delivery(webhook_name=lane.webhook.name, event=event) for lane in wanting]
-        if captures:
-            assert hooks is not None
-            for lane, delivery in zip(wanting, deliveries, strict=True):
-                delivery.context = hooks.delivery_context(lane.webhook, event)
+                    continue
+                added[name] = before + 1
+            delivery = Delivery(webhook_name=name, event=event)
+            if captures:
+                assert hooks is not None
+                delivery.context = hooks.delivery_context(webhook, event)
+            wanting.append(lane)
+            deliveries.append(delivery)
         plans.append((event, wanting, deliveries, full))
     written: list[Exception | None] = [None] * len(plans)
     try:

@@ -19,8 +19,8 @@ cookie holding a token) calls `gateway.authenticate(raw_token) -> Token | None`.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 from aiohttp import web
@@ -195,7 +195,7 @@ def _store_for(url: str, workers: bool, backends: dict[str, Any]) -> Any:
 
 def _caller(request: web.Request, gateway: Gateway, scope: str) -> Token:
     raw = bearer(request.headers.get("Authorization"))
-    token = gateway.authenticate(raw or "") if (raw or not len(gateway.tokens)) else None
+    token = gateway.authenticate(raw) if raw else (None if len(gateway.tokens) else _ANONYMOUS)
     if token is None:
         raise Problem(
             401,
@@ -248,7 +248,7 @@ def _middleware(gateway: Gateway) -> Any:
 
     @web.middleware
     async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
+        started = perf_counter()
         token_name: str | None = None
         status = 500
         gateway._enter()
@@ -261,10 +261,11 @@ def _middleware(gateway: Gateway) -> Any:
                         "the gateway is shutting down; retry on another one or after its restart",
                         headers={"Retry-After": "5", "Connection": "close"},
                     )
-                unmatched = request.match_info.http_exception
+                match_info = request.match_info
+                unmatched = match_info.http_exception
                 if unmatched is not None:
                     raise _from_http_error(unmatched)
-                scope = required_scope(request.match_info.handler)
+                scope = required_scope(match_info.handler)
                 if scope != PUBLIC:
                     token = _caller(request, gateway, scope)
                     token_name = token.name
@@ -297,7 +298,7 @@ def _middleware(gateway: Gateway) -> Any:
                 request.path,
                 status,
                 token_name,
-                round((time.perf_counter() - started) * 1000, 2),
+                round((perf_counter() - started) * 1000, 2),
             )
 
     return gateway_middleware
@@ -308,15 +309,18 @@ def _log_request(
 ) -> None:
     """The access line: `gateway_request` with the method, path, status, token name, time."""
     plain = log.plain("info")
-    if plain is None:  # structlog is configured (its processors decide), or nobody listens
-        log.info(
-            "gateway_request",
-            method=method,
-            path=path,
-            status=status,
-            caller=caller,
-            duration_ms=duration_ms,
-        )
+    if plain is None:
+        # structlog is configured (its processors decide), or nobody listens: then the
+        # line is not made at all.
+        if log.enabled_for("info"):
+            log.info(
+                "gateway_request",
+                method=method,
+                path=path,
+                status=status,
+                caller=caller,
+                duration_ms=duration_ms,
+            )
         return
     # The text the library's processors make of that call (masked, `key=repr(value)`), made
     # directly: a line per request, and going through them was a sixth of the CPU an
