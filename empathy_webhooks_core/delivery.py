@@ -15,7 +15,7 @@ import pluggy
 from ._pipeline.state import current_state
 from .clock import Clock
 from .events import Event
-from .plugins import Hooks, get_plugin_manager, hooks_for
+from .plugins import AttemptWatchers, Hooks, get_plugin_manager, hooks_for
 from .redaction import (
     bounded,
     is_secret_name,
@@ -149,7 +149,9 @@ def attempt(
             webhook, request, event_id=delivery.event.event_id, timestamp=int(clock.time())
         )
     if hooks.observes_attempts:
-        return _observed(hooks, webhook, delivery, request, session)
+        watchers = hooks.attempt_watchers(delivery.context)
+        if watchers is not None:
+            return _observed(hooks, watchers, webhook, delivery, request, session)
     return _send(hooks, webhook, delivery, request, session)
 
 
@@ -203,17 +205,18 @@ async def _send(
 
 async def _observed(
     hooks: Hooks,
+    watchers: AttemptWatchers,
     webhook: Webhook,
     delivery: Delivery,
     request: OutgoingRequest,
     session: aiohttp.ClientSession,
 ) -> Attempt:
-    """An attempt the plugins watch: `before_attempt` may add headers (after signing:
+    """An attempt `watchers` watch: `before_attempt` may add headers (after signing:
     signatures cover the body, id and timestamp, never headers), and `after_attempt` is told
     how it ended, whatever happened, cancellation included."""
     event, context = delivery.event, delivery.context
     added = hooks.before_attempt(
-        webhook, event, delivery.delivery_id, delivery.attempts, request, context
+        webhook, event, delivery.delivery_id, delivery.attempts, request, context, watchers
     )
     if added and webhook.plugin_headers and not type(webhook).rejects_unknown_headers:
         present = {name.lower() for name in request.headers}
@@ -238,6 +241,7 @@ async def _observed(
             result.response if result is not None else None,
             redacted_exception(error) if error is not None else None,
             time.perf_counter() - started,
+            watchers,
         )
 
 

@@ -315,6 +315,15 @@ def _positional(impl: Any, argnames: tuple[str, ...]) -> Callable[..., Any]:
 
 
 @attrs.frozen
+class AttemptWatchers:
+    """The `before_attempt` and `after_attempt` implementations that watch one attempt, each
+    as (function of the spec's arguments in order, plugin name)."""
+
+    before: list[tuple[Callable[..., Any], str]]
+    after: list[tuple[Callable[..., Any], str]]
+
+
+@attrs.frozen
 class Route:
     """Who answers the per-type hooks (`PER_TYPE_HOOKS`) for one webhook class, resolved once
     per class: the plugins that registered it or its nearest registered ancestors (nearest
@@ -353,6 +362,7 @@ class Hooks:
         self._on_success = pm.hook.on_success
         self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
         self._broadcasts: dict[str, tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]]] = {}
+        self._success_plan: tuple[list[Any], list[tuple[Any, str]], tuple[Any, ...]] | None = None
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -664,12 +674,44 @@ class Hooks:
         return results
 
     def wants_success(self) -> bool:
-        """Whether any plugin listens to `on_success` (the result is built only then)."""
-        return bool(self._on_success.get_hookimpls())
+        """Whether any plugin listens to `on_success` now (the result is built only then)."""
+        return bool(self.success_listeners())
 
-    def on_success(self, webhook: Webhook, event: Event, result: DeliveryResult) -> None:
-        # Told after every delivery: when the spec's order is this call's (it is), no keyword
-        # mapping is built to be read back in that order.
+    def success_listeners(self) -> list[tuple[Any, str]]:
+        """The `on_success` implementations to tell of a success now, in pluggy's order:
+        all but those of plugins whose `observing` says False. Empty: no result to build."""
+        # Asked after every delivery: the plan is made again only when the implementations
+        # change (a plugin registered since), and a plugin without a probe costs no call.
+        impls = self._on_success.get_hookimpls()
+        plan = self._success_plan
+        if plan is None or plan[0] != impls:
+            prepared = self._broadcast("on_success")[1]
+            probes = self._probes
+            probed = tuple((entry, probes.get(entry[1])) for entry in prepared)
+            if all(probe is None for _, probe in probed):
+                probed = ()  # nobody to ask: every listener, as prepared
+            plan = self._success_plan = (impls, prepared, probed)
+        if not plan[2]:
+            return plan[1]
+        listening = []
+        for entry, probe in plan[2]:
+            if probe is None or self._asked(probe, entry[1]):
+                listening.append(entry)
+        return listening
+
+    def on_success(
+        self,
+        webhook: Webhook,
+        event: Event,
+        result: DeliveryResult,
+        listeners: list[tuple[Any, str]] | None = None,
+    ) -> None:
+        """Tell `listeners` (`success_listeners`, asked just before; every implementation
+        when None)."""
+        if listeners is not None:
+            # Prepared as functions of the spec's arguments in order: no keyword mapping.
+            self._each_of("on_success", listeners, (webhook, event, result))
+            return
         argnames, prepared = self._broadcast("on_success")
         if argnames == _SUCCESS_ARGS:
             self._each_of("on_success", prepared, (webhook, event, result))
@@ -770,11 +812,64 @@ class Hooks:
         """Whether any plugin implements `before_attempt` or `after_attempt`."""
         return bool(self._observers["before_attempt"] or self._observers["after_attempt"])
 
-    def _told(self, hook_name: str, *args: Any) -> list[tuple[str, Any]]:
-        """Every implementation's non-None answer with its plugin's name (`args`: the spec's
-        arguments in order); one that raises is logged and skipped."""
+    @functools.cached_property
+    def _probes(self) -> dict[str, Callable[[], Any]]:
+        """Each plugin's `observing` implementation, by the plugin's name."""
+        return {impl.plugin_name: impl.function for impl in self._impls("observing")}
+
+    @functools.cached_property
+    def _attempt_watch(self) -> tuple[AttemptWatchers, tuple[tuple[Any, str], ...], int]:
+        """Every attempt observer; the `observing` probes of their plugins; how many plugins
+        observe attempts."""
+        every = AttemptWatchers(self._observers["before_attempt"], self._observers["after_attempt"])
+        plugins = dict.fromkeys(plugin for _, plugin in (*every.before, *every.after))
+        probes = self._probes
+        probed = tuple((probes[plugin], plugin) for plugin in plugins if plugin in probes)
+        return every, probed, len(plugins)
+
+    def _asked(self, probe: Callable[[], Any], plugin: str) -> bool:
+        """A plugin's `observing` answer: False only when it says so (one that raises is
+        logged and counts as observing: nothing recorded is lost to a plugin bug)."""
+        try:
+            return probe() is not False
+        except Exception as exc:
+            _hook_failed("observing", plugin, exc)
+            return True
+
+    def attempt_watchers(self, context: Mapping[str, str]) -> AttemptWatchers | None:
+        """Who watches an attempt of a delivery with `context`, asked once before it (the
+        same watchers get `before_attempt` and `after_attempt`): every observer, less those
+        of plugins whose `observing` says False now (unless the delivery carries a context);
+        None when that leaves none, and the attempt goes unwatched."""
+        every, probed, count = self._attempt_watch
+        if context or not probed:
+            return every
+        quiet: list[str] | None = None
+        for probe, plugin in probed:
+            try:  # `_asked`, in line: once per attempt
+                watching = probe() is not False
+            except Exception as exc:
+                _hook_failed("observing", plugin, exc)
+                watching = True
+            if not watching:
+                if quiet is None:
+                    quiet = []
+                quiet.append(plugin)
+        if quiet is None:
+            return every
+        if len(quiet) == count:
+            return None
+        return AttemptWatchers(
+            [entry for entry in every.before if entry[1] not in quiet],
+            [entry for entry in every.after if entry[1] not in quiet],
+        )
+
+    def _told_by(
+        self, hook_name: str, observers: list[tuple[Callable[..., Any], str]], args: Any
+    ) -> list[tuple[str, Any]]:
+        """`_told` with the implementations to call given."""
         answers = []
-        for function, plugin in self._observers[hook_name]:
+        for function, plugin in observers:
             try:
                 result = function(*args)
             except Exception as exc:
@@ -800,7 +895,9 @@ class Hooks:
         return merged
 
     def delivery_context(self, webhook: Webhook, event: Event) -> dict[str, str]:
-        answers = self._told("delivery_context", webhook, event)
+        answers = self._told_by(
+            "delivery_context", self._observers["delivery_context"], (webhook, event)
+        )
         return self._strings("delivery_context", answers) if answers else {}
 
     def before_attempt(
@@ -811,17 +908,22 @@ class Hooks:
         attempt: int,
         request: OutgoingRequest,
         context: Mapping[str, str],
+        watchers: AttemptWatchers | None = None,
     ) -> dict[str, str]:
         """The headers the plugins add to this attempt (checked: valid names, no line
-        breaks); an invalid one is that plugin's bug, logged and left out."""
-        answers = self._told(
+        breaks); an invalid one is that plugin's bug, logged and left out. `watchers`: the
+        attempt's (`attempt_watchers`); every observer when None."""
+        answers = self._told_by(
             "before_attempt",
-            webhook,
-            event,
-            delivery_id,
-            attempt,
-            request,
-            MappingProxyType(context) if context else _NO_CONTEXT,
+            self._observers["before_attempt"] if watchers is None else watchers.before,
+            (
+                webhook,
+                event,
+                delivery_id,
+                attempt,
+                request,
+                MappingProxyType(context) if context else _NO_CONTEXT,
+            ),
         )
         if not answers:
             return {}
@@ -848,19 +950,24 @@ class Hooks:
         response: Response | None,
         error: BaseException | None,
         duration_s: float,
+        watchers: AttemptWatchers | None = None,
     ) -> None:
-        self._told(
+        """Tell the attempt's `watchers` (those `before_attempt` was given) how it ended."""
+        self._told_by(
             "after_attempt",
-            webhook,
-            event,
-            delivery_id,
-            attempt,
-            request,
-            MappingProxyType(context) if context else _NO_CONTEXT,
-            verdict,
-            response,
-            error,
-            duration_s,
+            self._observers["after_attempt"] if watchers is None else watchers.after,
+            (
+                webhook,
+                event,
+                delivery_id,
+                attempt,
+                request,
+                MappingProxyType(context) if context else _NO_CONTEXT,
+                verdict,
+                response,
+                error,
+                duration_s,
+            ),
         )
 
 

@@ -253,7 +253,8 @@ class Workers:
             lane.recorder.last_details = (self._clock.time(), dict(details))
         await self._store().mark_delivered(delivery)
         lane.outcomes[delivery.delivery_id] = "final"
-        if self._hooks.wants_success():
+        listeners = self._hooks.success_listeners()
+        if listeners:
             result = DeliveryResult(
                 webhook_name=lane.webhook.name,
                 event_id=delivery.event.event_id,
@@ -262,5 +263,5 @@ class Workers:
                 elapsed_ms=response.elapsed_ms if response is not None else 0.0,
                 details=details,
             )
-            self._hooks.on_success(lane.webhook, delivery.event, result)
+            self._hooks.on_success(lane.webhook, delivery.event, result, listeners)
         self._settle(lane, delivery)
