@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import attrs
@@ -44,8 +44,10 @@ class PayloadTooLarge(ValueError):
     """A rendered request over the webhook's `max_payload_bytes`: refused, never sent."""
 
 
-@attrs.frozen
-class Attempt:
+class Attempt(NamedTuple):
+    """How one attempt went. A named tuple, not an attrs class: one is made per attempt, and
+    a frozen attrs class sets each field through `object.__setattr__`."""
+
     verdict: Verdict
     response: Response | None = None
     exception: BaseException | None = None
@@ -58,6 +60,7 @@ class Attempt:
 _CACHE_LIMIT = 4096
 _secret_names: dict[str, bool] = {}
 _request_secrets: dict[tuple[Any, ...], tuple[str, ...]] = {}
+_secret_headers: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def _secret_name(name: str) -> bool:
@@ -73,16 +76,18 @@ def request_secrets(request: OutgoingRequest) -> tuple[str, ...]:
     """`redaction.request_secret_values(request)`, worked out once per distinct URL and
     secret-named headers (the same for every delivery of most webhooks: parsing the URL on
     every render was a measurable part of a delivery's CPU)."""
-    # Asked on every render and attempt: the known names looked up inline, no call each.
-    parts: list[Any] = [request.url, bool(request.extras.get(SECRET_URL))]
-    names = _secret_names
-    for name, value in request.headers.items():
-        secret = names.get(name)
-        if secret is None:
-            secret = _secret_name(name)
-        if secret:
-            parts.append((name, value))
-    key = tuple(parts)
+    headers = request.headers
+    # Which headers are secret-named, once per set of names (a webhook's requests share
+    # theirs): most have none, and the key is then the URL alone.
+    names = tuple(headers)
+    secret = _secret_headers.get(names)
+    if secret is None:
+        if len(_secret_headers) >= _CACHE_LIMIT:
+            _secret_headers.clear()
+        secret = _secret_headers[names] = tuple(name for name in names if _secret_name(name))
+    key: tuple[Any, ...] = (request.url, bool(request.extras.get(SECRET_URL)))
+    if secret:
+        key += tuple((name, headers[name]) for name in secret)
     values = _request_secrets.get(key)
     if values is None:
         if len(_request_secrets) >= _CACHE_LIMIT:
@@ -170,7 +175,8 @@ async def _send(
     assert delivery.request is not None
     timeout = webhook.retry_policy.timeout_seconds
     try:
-        state = current_state(webhook, hooks)
+        # A type whose plugin keeps no state (most) has None: no look-up per attempt.
+        state = current_state(webhook, hooks) if hooks.keeps_state(webhook) else None
         awaitable, core = hooks.start_delivery(webhook, request, session, state)
         if core:
             # The core's HTTP send is bounded by the same timeout (aiohttp's, raising the

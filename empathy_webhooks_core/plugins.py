@@ -566,6 +566,13 @@ class Hooks:
     ) -> Awaitable[Response]:
         return self.start_delivery(webhook, request, session, state)[0]
 
+    def keeps_state(self, webhook: Webhook) -> bool:
+        """Whether a plugin may keep state for `webhook` (one on its route implements
+        `webhook_state`); when not, its state is always None."""
+        cls = type(webhook)
+        route = self._routes.get(cls) or self.route(cls)
+        return bool(route.webhook_state)
+
     def start_delivery(
         self,
         webhook: Webhook,
