@@ -136,10 +136,12 @@ def attempt(
     delivery: Delivery,
     session: aiohttp.ClientSession,
     clock: Clock,
+    quiet: tuple[str, ...] = (),
 ) -> Awaitable[Attempt]:
     """Make one attempt; awaiting the result says how it went, and never raises (but for
     cancellation). Rendering and signing happen in this call: what is awaited is the send
-    itself, one coroutine less on the path of every answer that resumes the worker."""
+    itself, one coroutine less on the path of every answer that resumes the worker. `quiet`:
+    the plugins not watching it (`Hooks.quiet`)."""
     try:
         render(hooks, webhook, delivery)
     except PayloadTooLarge as exc:
@@ -154,7 +156,7 @@ def attempt(
             webhook, request, event_id=delivery.event.event_id, timestamp=int(clock.time())
         )
     if hooks.observes_attempts:
-        watchers = hooks.attempt_watchers(delivery.context)
+        watchers = hooks.attempt_watchers(delivery.context, quiet)
         if watchers is not None:
             return _observed(hooks, watchers, webhook, delivery, request, session)
     return _send(hooks, webhook, delivery, request, session)

@@ -372,13 +372,13 @@ def observing() -> bool | None:
     metrics client not configured yet): return False while nothing would be kept, True (or
     None) once it would. Without this hook, those hooks of yours are always called.
 
-    Called, for each plugin that implements it, before each attempt that some plugin watches
-    (your answer holds for the whole attempt: a `before_attempt` you were given is always
-    followed by its `after_attempt`) and before each success is told (`on_success`). Your
-    answer applies to your own hooks only. It is asked every time, never remembered, so
-    answering True from the next attempt on is enough for nothing to be missed once something
-    records (an SDK set while the dispatcher runs). Must be synchronous and quick: a couple of
-    attribute reads, no I/O, no lock. One that raises is logged and taken as True.
+    Called, for each plugin that implements it, once before each attempt. Your answer holds
+    for that attempt (a `before_attempt` you were given is always followed by its
+    `after_attempt`) and, if it succeeds, for telling its success (`on_success`). It applies
+    to your own hooks only. It is asked every time, never remembered, so answering True from
+    the next attempt on is enough for nothing to be missed once something records (an SDK set
+    while the dispatcher runs). Must be synchronous and quick: a couple of attribute reads, no
+    I/O, no lock. One that raises is logged and taken as True.
 
     Not covered: the attempts of a delivery that carries a context (`delivery_context`
     captured one at emit) are watched whatever you answer, so the emitter's context always

@@ -362,7 +362,8 @@ class Hooks:
         self._on_success = pm.hook.on_success
         self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
         self._broadcasts: dict[str, tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]]] = {}
-        self._success_plan: tuple[list[Any], list[tuple[Any, str]], tuple[Any, ...]] | None = None
+        #: The `on_success` implementations prepared, a `quiet` answer, and what it leaves.
+        self._listening: tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]] | None = None
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -682,29 +683,27 @@ class Hooks:
 
     def wants_success(self) -> bool:
         """Whether any plugin listens to `on_success` now (the result is built only then)."""
-        return bool(self.success_listeners())
+        return bool(self.success_listeners(self.quiet() if self.asks_observing else ()))
 
-    def success_listeners(self) -> list[tuple[Any, str]]:
-        """The `on_success` implementations to tell of a success now, in pluggy's order:
-        all but those of plugins whose `observing` says False. Empty: no result to build."""
-        # Asked after every delivery: the plan is made again only when the implementations
-        # change (a plugin registered since), and a plugin without a probe costs no call.
+    def success_listeners(self, quiet: tuple[str, ...] = ()) -> list[tuple[Any, str]]:
+        """The `on_success` implementations to tell of a success, in pluggy's order: all but
+        those of the `quiet` plugins (`quiet()`, asked before the attempt that succeeded).
+        Empty: no result to build."""
+        # Asked after every delivery: the implementations are checked against those prepared
+        # (a plugin registered since is told), and what `quiet` leaves is kept for the next.
         impls = self._on_success.get_hookimpls()
-        plan = self._success_plan
-        if plan is None or plan[0] != impls:
+        cached = self._broadcasts.get("on_success")
+        if cached is not None and cached[0] == impls:
+            prepared = cached[2]
+        else:
             prepared = self._broadcast("on_success")[1]
-            probes = self._probes
-            probed = tuple((entry, probes.get(entry[1])) for entry in prepared)
-            if all(probe is None for _, probe in probed):
-                probed = ()  # nobody to ask: every listener, as prepared
-            plan = self._success_plan = (impls, prepared, probed)
-        if not plan[2]:
-            return plan[1]
-        listening = []
-        for entry, probe in plan[2]:
-            if probe is None or self._asked(probe, entry[1]):
-                listening.append(entry)
-        return listening
+        if not quiet:
+            return prepared
+        left = self._listening
+        if left is None or left[0] is not prepared or left[1] != quiet:
+            listening = [entry for entry in prepared if entry[1] not in quiet]
+            left = self._listening = (prepared, quiet, listening)
+        return left[2]
 
     def on_success(
         self,
@@ -825,50 +824,54 @@ class Hooks:
         return {impl.plugin_name: impl.function for impl in self._impls("observing")}
 
     @functools.cached_property
-    def _attempt_watch(self) -> tuple[AttemptWatchers, tuple[tuple[Any, str], ...], int]:
-        """Every attempt observer; the `observing` probes of their plugins; how many plugins
-        observe attempts."""
-        every = AttemptWatchers(self._observers["before_attempt"], self._observers["after_attempt"])
-        plugins = dict.fromkeys(plugin for _, plugin in (*every.before, *every.after))
-        probes = self._probes
-        probed = tuple((probes[plugin], plugin) for plugin in plugins if plugin in probes)
-        return every, probed, len(plugins)
+    def asks_observing(self) -> bool:
+        """Whether any plugin implements `observing` (without one, nobody is ever quiet)."""
+        return bool(self._probes)
 
-    def _asked(self, probe: Callable[[], Any], plugin: str) -> bool:
-        """A plugin's `observing` answer: False only when it says so (one that raises is
-        logged and counts as observing: nothing recorded is lost to a plugin bug)."""
-        try:
-            return probe() is not False
-        except Exception as exc:
-            _hook_failed("observing", plugin, exc)
-            return True
-
-    def attempt_watchers(self, context: Mapping[str, str]) -> AttemptWatchers | None:
-        """Who watches an attempt of a delivery with `context`, asked once before it (the
-        same watchers get `before_attempt` and `after_attempt`): every observer, less those
-        of plugins whose `observing` says False now (unless the delivery carries a context);
-        None when that leaves none, and the attempt goes unwatched."""
-        every, probed, count = self._attempt_watch
-        if context or not probed:
-            return every
-        quiet: list[str] | None = None
-        for probe, plugin in probed:
-            try:  # `_asked`, in line: once per attempt
+    def quiet(self) -> tuple[str, ...]:
+        """The plugins whose `observing` says False now. Asked once before each attempt (when
+        `asks_observing`): the answer holds for the attempt's `before_attempt` and
+        `after_attempt`, and for telling its success. One that raises is logged and counts as
+        observing: nothing recorded is lost to a plugin bug."""
+        quiet: tuple[str, ...] = ()
+        for plugin, probe in self._probes.items():
+            try:
                 watching = probe() is not False
             except Exception as exc:
                 _hook_failed("observing", plugin, exc)
                 watching = True
             if not watching:
-                if quiet is None:
-                    quiet = []
-                quiet.append(plugin)
-        if quiet is None:
+                quiet += (plugin,)
+        return quiet
+
+    @functools.cached_property
+    def _attempt_watch(self) -> tuple[AttemptWatchers, tuple[str, ...]]:
+        """Every attempt observer, and the plugins they belong to."""
+        every = AttemptWatchers(self._observers["before_attempt"], self._observers["after_attempt"])
+        plugins = tuple(dict.fromkeys(plugin for _, plugin in (*every.before, *every.after)))
+        return every, plugins
+
+    def attempt_watchers(
+        self, context: Mapping[str, str], quiet: tuple[str, ...] = ()
+    ) -> AttemptWatchers | None:
+        """Who watches an attempt of a delivery with `context` (the same watchers get
+        `before_attempt` and `after_attempt`): every observer but those of the `quiet`
+        plugins (`quiet()`), unless the delivery carries a context; None when that leaves
+        none, and the attempt goes unwatched."""
+        every, plugins = self._attempt_watch
+        if context or not quiet:
             return every
-        if len(quiet) == count:
-            return None
+        for plugin in plugins:  # a loop, not a comprehension: no function made per attempt
+            if plugin not in quiet:
+                break
+        else:
+            return None  # every plugin watching attempts is quiet
+        watching = [plugin for plugin in plugins if plugin not in quiet]
+        if len(watching) == len(plugins):
+            return every
         return AttemptWatchers(
-            [entry for entry in every.before if entry[1] not in quiet],
-            [entry for entry in every.after if entry[1] not in quiet],
+            [entry for entry in every.before if entry[1] in watching],
+            [entry for entry in every.after if entry[1] in watching],
         )
 
     def _told_by(

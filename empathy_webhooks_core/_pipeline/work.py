@@ -138,11 +138,13 @@ class Workers:
         delivery.attempts += 1
         lane.in_flight += 1
         recorder.attempt(delivery.attempts > 1)
-        clock = self._clock
+        clock, hooks = self._clock, self._hooks
+        # The plugins that have nothing to observe now: for the attempt and its success.
+        quiet = hooks.quiet() if hooks.asks_observing else ()
         started, began = clock.time(), clock.monotonic()
         try:
             result = await run_attempt(
-                self._hooks, webhook, delivery, self._session_for(webhook), clock
+                hooks, webhook, delivery, self._session_for(webhook), clock, quiet
             )
         finally:
             lane.in_flight -= 1
@@ -212,7 +214,7 @@ class Workers:
             # The wall time the attempt ended, from the readings taken (no third clock call).
             recorder.success(started + duration)
             await self._store().mark_delivered(delivery)
-            self._succeeded(lane, delivery, response, verdict.details, started + duration)
+            self._succeeded(lane, delivery, response, verdict.details, started + duration, quiet)
             return
         assert decision.reason is not None
         recorder.attempt_failed(decision.reason, clock.time())
@@ -254,6 +256,7 @@ class Workers:
         response: Any,
         details: Mapping[str, Any],
         ended: float,
+        quiet: tuple[str, ...],
     ) -> None:
         """The rest of a success, once the store has it: figures, listeners, settle. Not a
         coroutine: nothing here waits (one frame less on every delivery's path)."""
@@ -263,7 +266,7 @@ class Workers:
                 recorder.details[key] += 1
             recorder.last_details = (ended, dict(details))
         lane.outcomes[delivery.delivery_id] = "final"
-        listeners = self._hooks.success_listeners()
+        listeners = self._hooks.success_listeners(quiet)
         if listeners:
             result = DeliveryResult(
                 webhook_name=lane.webhook.name,

@@ -146,7 +146,7 @@ class OtelPlugin:
     # Optional: a core older than the `observing` hook loads the plugin and calls every hook.
     @hookimpl(optionalhook=True)
     def observing(self) -> bool:
-        # Asked by the core before each attempt and success: with no SDK (spans no-ops,
+        # Asked by the core before each attempt (for it and its success): with no SDK (spans no-ops,
         # instruments proxies that record nothing) the attempt and success hooks are left
         # out. Asked every time, so an SDK set later counts from the next attempt on; an
         # emitter's context still travels (the core watches every delivery that has one).
