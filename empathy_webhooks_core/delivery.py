@@ -23,7 +23,7 @@ from .redaction import (
     register_request_secrets,
     request_secret_values,
 )
-from .signing import sign_request
+from .signing import signed_request
 from .stores.base import Delivery
 from .webhooks import Webhook
 from .wire import SECRET_URL, Outcome, OutgoingRequest, Response, Verdict
@@ -152,9 +152,7 @@ def attempt(
     request = delivery.request
     assert request is not None
     if webhook.signs:  # else no clock read, no call: the request goes as rendered
-        request = sign_request(
-            webhook, request, event_id=delivery.event.event_id, timestamp=int(clock.time())
-        )
+        request = signed_request(webhook, request, delivery.event.event_id, int(clock.time()))
     if hooks.observes_attempts:
         watchers = hooks.attempt_watchers(delivery.context, quiet)
         if watchers is not None:

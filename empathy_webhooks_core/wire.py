@@ -127,6 +127,20 @@ class OutgoingRequest:
         return attrs.evolve(self, headers=headers)
 
 
+def with_added_headers(request: OutgoingRequest, headers: dict[str, str]) -> OutgoingRequest:
+    """A copy of a plain `OutgoingRequest` whose headers are `headers`, a dict made for it and
+    handed over (no one else keeps it): frozen as the class's converter would, without copying
+    it again. For the core's signing, on every attempt."""
+    copy: OutgoingRequest = object.__new__(OutgoingRequest)
+    _set = object.__setattr__
+    _set(copy, "url", request.url)
+    _set(copy, "method", request.method)
+    _set(copy, "headers", MappingProxyType(headers) if headers else _EMPTY)
+    _set(copy, "body", request.body)
+    _set(copy, "extras", request.extras)
+    return copy
+
+
 @attrs.frozen(kw_only=True)
 class Response:
     """What came back from one attempt. Header names are lower-case."""
