@@ -175,9 +175,7 @@ async def _send(
     assert delivery.request is not None
     timeout = webhook.retry_policy.timeout_seconds
     try:
-        # A type whose plugin keeps no state (most) has None: no look-up per attempt.
-        state = current_state(webhook, hooks) if hooks.keeps_state(webhook) else None
-        awaitable, core = hooks.start_delivery(webhook, request, session, state)
+        awaitable, core = hooks.start_delivery(webhook, request, session, state_of=current_state)
         if core:
             # The core's HTTP send is bounded by the same timeout (aiohttp's, raising the
             # same TimeoutError): a second timer per attempt would only cost CPU.

@@ -567,25 +567,24 @@ class Hooks:
     ) -> Awaitable[Response]:
         return self.start_delivery(webhook, request, session, state)[0]
 
-    def keeps_state(self, webhook: Webhook) -> bool:
-        """Whether a plugin may keep state for `webhook` (one on its route implements
-        `webhook_state`); when not, its state is always None."""
-        cls = type(webhook)
-        route = self._routes.get(cls) or self.route(cls)
-        return bool(route.webhook_state)
-
     def start_delivery(
         self,
         webhook: Webhook,
         request: OutgoingRequest,
         session: aiohttp.ClientSession,
         state: Any = None,
+        state_of: Callable[[Webhook, Hooks], Any] | None = None,
     ) -> tuple[Awaitable[Response], bool]:
         """`deliver`'s awaitable, and whether the core's own HTTP delivery answered: its send
         ends within the webhook's timeout by itself and answers a `Response`, so the caller
-        need not bound or check it (a plugin's answer is checked, and bounded by the caller)."""
+        need not bound or check it (a plugin's answer is checked, and bounded by the caller).
+        With `state_of`, the state is `state_of(webhook, hooks)` when the webhook's type may
+        keep one, else None."""
         cls = type(webhook)
         route = self._routes.get(cls) or self.route(cls)
+        if state_of is not None and route.webhook_state:
+            # Looked up only for a type whose plugin may keep state (most keep none).
+            state = state_of(webhook, self)
         for function, plugin, core in route.deliver:
             awaitable = function(webhook, request, session, state)
             if awaitable is None:

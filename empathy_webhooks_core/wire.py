@@ -152,8 +152,9 @@ class Response:
     #: Which call of a multi-step `deliver` gave this answer (Jira's "search" before its
     #: "create"), for `classify_response` to say what failed; None for a single request.
     step: str | None = None
-    #: What that call learnt (an issue key, a comment id), for the verdict's details.
-    details: Mapping[str, Any] = attrs.field(factory=dict)
+    #: What that call learnt (an issue key, a comment id), for the verdict's details. The
+    #: default is one shared empty mapping (read-only): no dict made per answer.
+    details: Mapping[str, Any] = attrs.field(default=_EMPTY)
 
     def at_step(self, step: str, *, elapsed_ms: float | None = None, **details: Any) -> Response:
         """This answer as `step`'s, with `details` (None values left out): what a multi-step
