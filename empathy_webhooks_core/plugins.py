@@ -904,9 +904,18 @@ class Hooks:
         return merged
 
     def delivery_context(self, webhook: Webhook, event: Event) -> dict[str, str]:
-        answers = self._told_by(
-            "delivery_context", self._observers["delivery_context"], (webhook, event)
-        )
+        # `_told_by` in line: asked for every delivery emit queues, and most answer None.
+        answers = None
+        for function, plugin in self._observers["delivery_context"]:
+            try:
+                result = function(webhook, event)
+            except Exception as exc:
+                _hook_failed("delivery_context", plugin, exc)
+                continue
+            if result is not None:
+                if answers is None:
+                    answers = []
+                answers.append((plugin, result))
         return self._strings("delivery_context", answers) if answers else {}
 
     def before_attempt(
