@@ -28,6 +28,10 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+# The states as module names: read on every attempt, where `BreakerState.X` is a global
+# and an attribute look-up each.
+_CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+
 #: The longest window or open time (a day): a breaker that stays open longer is a webhook
 #: switched off without anyone deciding it.
 MAX_BREAKER_SECONDS = 86_400.0
@@ -111,27 +115,29 @@ class CircuitBreaker:
     def wait_time(self) -> float | None:
         """0 if an attempt may go now; seconds until the next probe when open; None while a
         half-open probe is out (wait for its result)."""
-        if not self.policy.enabled or self.state is BreakerState.CLOSED:
+        state = self.state
+        if state is _CLOSED or not self.policy.enabled:
             return 0.0
-        if self.state is BreakerState.OPEN:
+        if state is _OPEN:
             remaining = self._opened_at + self.policy.open_seconds - self._clock.monotonic()
             if remaining > 0:
                 return remaining
-            self.state = BreakerState.HALF_OPEN
+            self.state = _HALF_OPEN
         return None if self._probe_in_flight else 0.0
 
     def before_attempt(self) -> None:
-        if self.state is BreakerState.HALF_OPEN:
+        if self.state is _HALF_OPEN:
             self._probe_in_flight = True
 
     def record(self, success: bool) -> None:
-        if not self.policy.enabled:
+        policy = self.policy
+        if not policy.enabled:
             return
         now = self._clock.monotonic()
-        if self.state is BreakerState.HALF_OPEN and self._probe_in_flight:
+        if self._probe_in_flight and self.state is _HALF_OPEN:
             self._probe_in_flight = False
             if success:
-                self.state = BreakerState.CLOSED
+                self.state = _CLOSED
                 self._results.clear()
                 self._failures = 0
             else:
@@ -141,10 +147,11 @@ class CircuitBreaker:
         results.append((now, success))
         if not success:
             self._failures += 1
-        if results[0][0] < now - self.policy.window_seconds:
+        if results[0][0] < now - policy.window_seconds:
             self._trim(now)
-        if self.state is BreakerState.CLOSED and len(self._results) >= self.policy.min_attempts:
-            if self._failures / len(self._results) >= self.policy.failure_rate:
+        # With no failure in the window the rate is 0, below any threshold (most attempts).
+        if self._failures and self.state is _CLOSED and len(results) >= policy.min_attempts:
+            if self._failures / len(results) >= policy.failure_rate:
                 self._open(now)
 
     def _open(self, now: float) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import attrs
@@ -15,7 +15,7 @@ import pluggy
 from ._pipeline.state import current_state
 from .clock import Clock
 from .events import Event
-from .plugins import Hooks, get_plugin_manager, hooks_for
+from .plugins import AttemptWatchers, Hooks, get_plugin_manager, hooks_for
 from .redaction import (
     bounded,
     is_secret_name,
@@ -23,7 +23,7 @@ from .redaction import (
     register_request_secrets,
     request_secret_values,
 )
-from .signing import sign_request
+from .signing import signed_request
 from .stores.base import Delivery
 from .webhooks import Webhook
 from .wire import SECRET_URL, Outcome, OutgoingRequest, Response, Verdict
@@ -44,8 +44,10 @@ class PayloadTooLarge(ValueError):
     """A rendered request over the webhook's `max_payload_bytes`: refused, never sent."""
 
 
-@attrs.frozen
-class Attempt:
+class Attempt(NamedTuple):
+    """How one attempt went. A named tuple, not an attrs class: one is made per attempt, and
+    a frozen attrs class sets each field through `object.__setattr__`."""
+
     verdict: Verdict
     response: Response | None = None
     exception: BaseException | None = None
@@ -58,6 +60,7 @@ class Attempt:
 _CACHE_LIMIT = 4096
 _secret_names: dict[str, bool] = {}
 _request_secrets: dict[tuple[Any, ...], tuple[str, ...]] = {}
+_secret_headers: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def _secret_name(name: str) -> bool:
@@ -73,16 +76,18 @@ def request_secrets(request: OutgoingRequest) -> tuple[str, ...]:
     """`redaction.request_secret_values(request)`, worked out once per distinct URL and
     secret-named headers (the same for every delivery of most webhooks: parsing the URL on
     every render was a measurable part of a delivery's CPU)."""
-    # Asked on every render and attempt: the known names looked up inline, no call each.
-    parts: list[Any] = [request.url, bool(request.extras.get(SECRET_URL))]
-    names = _secret_names
-    for name, value in request.headers.items():
-        secret = names.get(name)
-        if secret is None:
-            secret = _secret_name(name)
-        if secret:
-            parts.append((name, value))
-    key = tuple(parts)
+    headers = request.headers
+    # Which headers are secret-named, once per set of names (a webhook's requests share
+    # theirs): most have none, and the key is then the URL alone.
+    names = tuple(headers)
+    secret = _secret_headers.get(names)
+    if secret is None:
+        if len(_secret_headers) >= _CACHE_LIMIT:
+            _secret_headers.clear()
+        secret = _secret_headers[names] = tuple(name for name in names if _secret_name(name))
+    key: tuple[Any, ...] = (request.url, bool(request.extras.get(SECRET_URL)))
+    if secret:
+        key += tuple((name, headers[name]) for name in secret)
     values = _request_secrets.get(key)
     if values is None:
         if len(_request_secrets) >= _CACHE_LIMIT:
@@ -131,10 +136,12 @@ def attempt(
     delivery: Delivery,
     session: aiohttp.ClientSession,
     clock: Clock,
+    quiet: tuple[str, ...] = (),
 ) -> Awaitable[Attempt]:
     """Make one attempt; awaiting the result says how it went, and never raises (but for
     cancellation). Rendering and signing happen in this call: what is awaited is the send
-    itself, one coroutine less on the path of every answer that resumes the worker."""
+    itself, one coroutine less on the path of every answer that resumes the worker. `quiet`:
+    the plugins not watching it (`Hooks.quiet`)."""
     try:
         render(hooks, webhook, delivery)
     except PayloadTooLarge as exc:
@@ -145,11 +152,11 @@ def attempt(
     request = delivery.request
     assert request is not None
     if webhook.signs:  # else no clock read, no call: the request goes as rendered
-        request = sign_request(
-            webhook, request, event_id=delivery.event.event_id, timestamp=int(clock.time())
-        )
+        request = signed_request(webhook, request, delivery.event.event_id, int(clock.time()))
     if hooks.observes_attempts:
-        return _observed(hooks, webhook, delivery, request, session)
+        watchers = hooks.attempt_watchers(delivery.context, quiet)
+        if watchers is not None:
+            return _observed(hooks, watchers, webhook, delivery, request, session)
     return _send(hooks, webhook, delivery, request, session)
 
 
@@ -168,8 +175,7 @@ async def _send(
     assert delivery.request is not None
     timeout = webhook.retry_policy.timeout_seconds
     try:
-        state = current_state(webhook, hooks)
-        awaitable, core = hooks.start_delivery(webhook, request, session, state)
+        awaitable, core = hooks.start_delivery(webhook, request, session, state_of=current_state)
         if core:
             # The core's HTTP send is bounded by the same timeout (aiohttp's, raising the
             # same TimeoutError): a second timer per attempt would only cost CPU.
@@ -203,17 +209,18 @@ async def _send(
 
 async def _observed(
     hooks: Hooks,
+    watchers: AttemptWatchers,
     webhook: Webhook,
     delivery: Delivery,
     request: OutgoingRequest,
     session: aiohttp.ClientSession,
 ) -> Attempt:
-    """An attempt the plugins watch: `before_attempt` may add headers (after signing:
+    """An attempt `watchers` watch: `before_attempt` may add headers (after signing:
     signatures cover the body, id and timestamp, never headers), and `after_attempt` is told
     how it ended, whatever happened, cancellation included."""
     event, context = delivery.event, delivery.context
     added = hooks.before_attempt(
-        webhook, event, delivery.delivery_id, delivery.attempts, request, context
+        webhook, event, delivery.delivery_id, delivery.attempts, request, context, watchers
     )
     if added and webhook.plugin_headers and not type(webhook).rejects_unknown_headers:
         present = {name.lower() for name in request.headers}
@@ -238,6 +245,7 @@ async def _observed(
             result.response if result is not None else None,
             redacted_exception(error) if error is not None else None,
             time.perf_counter() - started,
+            watchers,
         )
 
 

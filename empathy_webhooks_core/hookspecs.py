@@ -360,3 +360,30 @@ def after_attempt(
         its credentials.
     :param duration_s: the time from `before_attempt` to the end of the attempt, in seconds.
     """
+
+
+@hookspec
+def observing() -> bool | None:
+    """Say whether your observing hooks have anything to do right now; while they have not,
+    the core leaves them out, so watching deliveries costs nothing while nothing records.
+
+    For a plugin whose `before_attempt`, `after_attempt` and `on_success` only record what
+    something else may keep (an OpenTelemetry plugin before the application sets its SDK, a
+    metrics client not configured yet): return False while nothing would be kept, True (or
+    None) once it would. Without this hook, those hooks of yours are always called.
+
+    Called, for each plugin that implements it, once before each attempt. Your answer holds
+    for that attempt (a `before_attempt` you were given is always followed by its
+    `after_attempt`) and, if it succeeds, for telling its success (`on_success`). It applies
+    to your own hooks only. It is asked every time, never remembered, so answering True from
+    the next attempt on is enough for nothing to be missed once something records (an SDK set
+    while the dispatcher runs). Must be synchronous and quick: a couple of attribute reads, no
+    I/O, no lock. One that raises is logged and taken as True.
+
+    Not covered: the attempts of a delivery that carries a context (`delivery_context`
+    captured one at emit) are watched whatever you answer, so the emitter's context always
+    travels with them; `delivery_context`, `on_failure` and the other hooks are always
+    called.
+
+    :return: False when your observing hooks have nothing to do now; True or None otherwise.
+    """

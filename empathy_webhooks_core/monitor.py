@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import bisect
 import collections
 import itertools
 import statistics
 import weakref
+from bisect import bisect_left
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +100,7 @@ class StatsRecorder:
         self.answered += 1
         self.total_response_ms += elapsed_ms
         self.samples.append(elapsed_ms)
-        self.buckets[bisect.bisect_left(_BUCKET_BOUNDS_MS, elapsed_ms)] += 1
+        self.buckets[bisect_left(_BUCKET_BOUNDS_MS, elapsed_ms)] += 1
 
     def attempt_failed(self, reason: str, now: float) -> None:
         self.last_error = reason

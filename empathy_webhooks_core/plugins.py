@@ -315,6 +315,15 @@ def _positional(impl: Any, argnames: tuple[str, ...]) -> Callable[..., Any]:
 
 
 @attrs.frozen
+class AttemptWatchers:
+    """The `before_attempt` and `after_attempt` implementations that watch one attempt, each
+    as (function of the spec's arguments in order, plugin name)."""
+
+    before: list[tuple[Callable[..., Any], str]]
+    after: list[tuple[Callable[..., Any], str]]
+
+
+@attrs.frozen
 class Route:
     """Who answers the per-type hooks (`PER_TYPE_HOOKS`) for one webhook class, resolved once
     per class: the plugins that registered it or its nearest registered ancestors (nearest
@@ -353,6 +362,8 @@ class Hooks:
         self._on_success = pm.hook.on_success
         self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
         self._broadcasts: dict[str, tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]]] = {}
+        #: The `on_success` implementations prepared, a `quiet` answer, and what it leaves.
+        self._listening: tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]] | None = None
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -562,12 +573,18 @@ class Hooks:
         request: OutgoingRequest,
         session: aiohttp.ClientSession,
         state: Any = None,
+        state_of: Callable[[Webhook, Hooks], Any] | None = None,
     ) -> tuple[Awaitable[Response], bool]:
         """`deliver`'s awaitable, and whether the core's own HTTP delivery answered: its send
         ends within the webhook's timeout by itself and answers a `Response`, so the caller
-        need not bound or check it (a plugin's answer is checked, and bounded by the caller)."""
+        need not bound or check it (a plugin's answer is checked, and bounded by the caller).
+        With `state_of`, the state is `state_of(webhook, hooks)` when the webhook's type may
+        keep one, else None."""
         cls = type(webhook)
         route = self._routes.get(cls) or self.route(cls)
+        if state_of is not None and route.webhook_state:
+            # Looked up only for a type whose plugin may keep state (most keep none).
+            state = state_of(webhook, self)
         for function, plugin, core in route.deliver:
             awaitable = function(webhook, request, session, state)
             if awaitable is None:
@@ -664,12 +681,42 @@ class Hooks:
         return results
 
     def wants_success(self) -> bool:
-        """Whether any plugin listens to `on_success` (the result is built only then)."""
-        return bool(self._on_success.get_hookimpls())
+        """Whether any plugin listens to `on_success` now (the result is built only then)."""
+        return bool(self.success_listeners(self.quiet() if self.asks_observing else ()))
 
-    def on_success(self, webhook: Webhook, event: Event, result: DeliveryResult) -> None:
-        # Told after every delivery: when the spec's order is this call's (it is), no keyword
-        # mapping is built to be read back in that order.
+    def success_listeners(self, quiet: tuple[str, ...] = ()) -> list[tuple[Any, str]]:
+        """The `on_success` implementations to tell of a success, in pluggy's order: all but
+        those of the `quiet` plugins (`quiet()`, asked before the attempt that succeeded).
+        Empty: no result to build."""
+        # Asked after every delivery: the implementations are checked against those prepared
+        # (a plugin registered since is told), and what `quiet` leaves is kept for the next.
+        impls = self._on_success.get_hookimpls()
+        cached = self._broadcasts.get("on_success")
+        if cached is not None and cached[0] == impls:
+            prepared = cached[2]
+        else:
+            prepared = self._broadcast("on_success")[1]
+        if not quiet:
+            return prepared
+        left = self._listening
+        if left is None or left[0] is not prepared or left[1] != quiet:
+            listening = [entry for entry in prepared if entry[1] not in quiet]
+            left = self._listening = (prepared, quiet, listening)
+        return left[2]
+
+    def on_success(
+        self,
+        webhook: Webhook,
+        event: Event,
+        result: DeliveryResult,
+        listeners: list[tuple[Any, str]] | None = None,
+    ) -> None:
+        """Tell `listeners` (`success_listeners`, asked just before; every implementation
+        when None)."""
+        if listeners is not None:
+            # Prepared as functions of the spec's arguments in order: no keyword mapping.
+            self._each_of("on_success", listeners, (webhook, event, result))
+            return
         argnames, prepared = self._broadcast("on_success")
         if argnames == _SUCCESS_ARGS:
             self._each_of("on_success", prepared, (webhook, event, result))
@@ -770,11 +817,68 @@ class Hooks:
         """Whether any plugin implements `before_attempt` or `after_attempt`."""
         return bool(self._observers["before_attempt"] or self._observers["after_attempt"])
 
-    def _told(self, hook_name: str, *args: Any) -> list[tuple[str, Any]]:
-        """Every implementation's non-None answer with its plugin's name (`args`: the spec's
-        arguments in order); one that raises is logged and skipped."""
+    @functools.cached_property
+    def _probes(self) -> dict[str, Callable[[], Any]]:
+        """Each plugin's `observing` implementation, by the plugin's name."""
+        return {impl.plugin_name: impl.function for impl in self._impls("observing")}
+
+    @functools.cached_property
+    def asks_observing(self) -> bool:
+        """Whether any plugin implements `observing` (without one, nobody is ever quiet)."""
+        return bool(self._probes)
+
+    def quiet(self) -> tuple[str, ...]:
+        """The plugins whose `observing` says False now. Asked once before each attempt (when
+        `asks_observing`): the answer holds for the attempt's `before_attempt` and
+        `after_attempt`, and for telling its success. One that raises is logged and counts as
+        observing: nothing recorded is lost to a plugin bug."""
+        quiet: tuple[str, ...] = ()
+        for plugin, probe in self._probes.items():
+            try:
+                watching = probe() is not False
+            except Exception as exc:
+                _hook_failed("observing", plugin, exc)
+                watching = True
+            if not watching:
+                quiet += (plugin,)
+        return quiet
+
+    @functools.cached_property
+    def _attempt_watch(self) -> tuple[AttemptWatchers, tuple[str, ...]]:
+        """Every attempt observer, and the plugins they belong to."""
+        every = AttemptWatchers(self._observers["before_attempt"], self._observers["after_attempt"])
+        plugins = tuple(dict.fromkeys(plugin for _, plugin in (*every.before, *every.after)))
+        return every, plugins
+
+    def attempt_watchers(
+        self, context: Mapping[str, str], quiet: tuple[str, ...] = ()
+    ) -> AttemptWatchers | None:
+        """Who watches an attempt of a delivery with `context` (the same watchers get
+        `before_attempt` and `after_attempt`): every observer but those of the `quiet`
+        plugins (`quiet()`), unless the delivery carries a context; None when that leaves
+        none, and the attempt goes unwatched."""
+        every, plugins = self._attempt_watch
+        if context or not quiet:
+            return every
+        for plugin in plugins:  # a loop, not a comprehension: no function made per attempt
+            if plugin not in quiet:
+                break
+        else:
+            return None  # every plugin watching attempts is quiet
+        watching = [plugin for plugin in plugins if plugin not in quiet]
+        if len(watching) == len(plugins):
+            return every
+        return AttemptWatchers(
+            [entry for entry in every.before if entry[1] in watching],
+            [entry for entry in every.after if entry[1] in watching],
+        )
+
+    def _told_by(
+        self, hook_name: str, observers: list[tuple[Callable[..., Any], str]], args: Any
+    ) -> list[tuple[str, Any]]:
+        """`_told` with the implementations to call given."""
         answers = []
-        for function, plugin in self._observers[hook_name]:
+        for function, plugin in observers:
             try:
                 result = function(*args)
             except Exception as exc:
@@ -800,7 +904,18 @@ class Hooks:
         return merged
 
     def delivery_context(self, webhook: Webhook, event: Event) -> dict[str, str]:
-        answers = self._told("delivery_context", webhook, event)
+        # `_told_by` in line: asked for every delivery emit queues, and most answer None.
+        answers = None
+        for function, plugin in self._observers["delivery_context"]:
+            try:
+                result = function(webhook, event)
+            except Exception as exc:
+                _hook_failed("delivery_context", plugin, exc)
+                continue
+            if result is not None:
+                if answers is None:
+                    answers = []
+                answers.append((plugin, result))
         return self._strings("delivery_context", answers) if answers else {}
 
     def before_attempt(
@@ -811,17 +926,22 @@ class Hooks:
         attempt: int,
         request: OutgoingRequest,
         context: Mapping[str, str],
+        watchers: AttemptWatchers | None = None,
     ) -> dict[str, str]:
         """The headers the plugins add to this attempt (checked: valid names, no line
-        breaks); an invalid one is that plugin's bug, logged and left out."""
-        answers = self._told(
+        breaks); an invalid one is that plugin's bug, logged and left out. `watchers`: the
+        attempt's (`attempt_watchers`); every observer when None."""
+        answers = self._told_by(
             "before_attempt",
-            webhook,
-            event,
-            delivery_id,
-            attempt,
-            request,
-            MappingProxyType(context) if context else _NO_CONTEXT,
+            self._observers["before_attempt"] if watchers is None else watchers.before,
+            (
+                webhook,
+                event,
+                delivery_id,
+                attempt,
+                request,
+                MappingProxyType(context) if context else _NO_CONTEXT,
+            ),
         )
         if not answers:
             return {}
@@ -848,19 +968,24 @@ class Hooks:
         response: Response | None,
         error: BaseException | None,
         duration_s: float,
+        watchers: AttemptWatchers | None = None,
     ) -> None:
-        self._told(
+        """Tell the attempt's `watchers` (those `before_attempt` was given) how it ended."""
+        self._told_by(
             "after_attempt",
-            webhook,
-            event,
-            delivery_id,
-            attempt,
-            request,
-            MappingProxyType(context) if context else _NO_CONTEXT,
-            verdict,
-            response,
-            error,
-            duration_s,
+            self._observers["after_attempt"] if watchers is None else watchers.after,
+            (
+                webhook,
+                event,
+                delivery_id,
+                attempt,
+                request,
+                MappingProxyType(context) if context else _NO_CONTEXT,
+                verdict,
+                response,
+                error,
+                duration_s,
+            ),
         )
 
 

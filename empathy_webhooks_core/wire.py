@@ -127,6 +127,20 @@ class OutgoingRequest:
         return attrs.evolve(self, headers=headers)
 
 
+def with_added_headers(request: OutgoingRequest, headers: dict[str, str]) -> OutgoingRequest:
+    """A copy of a plain `OutgoingRequest` whose headers are `headers`, a dict made for it and
+    handed over (no one else keeps it): frozen as the class's converter would, without copying
+    it again. For the core's signing, on every attempt."""
+    copy: OutgoingRequest = object.__new__(OutgoingRequest)
+    _set = object.__setattr__
+    _set(copy, "url", request.url)
+    _set(copy, "method", request.method)
+    _set(copy, "headers", MappingProxyType(headers) if headers else _EMPTY)
+    _set(copy, "body", request.body)
+    _set(copy, "extras", request.extras)
+    return copy
+
+
 @attrs.frozen(kw_only=True)
 class Response:
     """What came back from one attempt. Header names are lower-case."""
@@ -138,8 +152,9 @@ class Response:
     #: Which call of a multi-step `deliver` gave this answer (Jira's "search" before its
     #: "create"), for `classify_response` to say what failed; None for a single request.
     step: str | None = None
-    #: What that call learnt (an issue key, a comment id), for the verdict's details.
-    details: Mapping[str, Any] = attrs.field(factory=dict)
+    #: What that call learnt (an issue key, a comment id), for the verdict's details. The
+    #: default is one shared empty mapping (read-only): no dict made per answer.
+    details: Mapping[str, Any] = attrs.field(default=_EMPTY)
 
     def at_step(self, step: str, *, elapsed_ms: float | None = None, **details: Any) -> Response:
         """This answer as `step`'s, with `details` (None values left out): what a multi-step

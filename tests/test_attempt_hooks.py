@@ -252,3 +252,79 @@ async def test_a_fallback_delivery_carries_the_failed_ones_context(receiver: Rec
         ("/primary", "req-7"),
         ("/backup", "req-7"),
     ]
+
+
+class Switchable:
+    """A third-party plugin that records attempts and successes only while switched on (a
+    metrics client the application configures later), saying so through `observing`."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.asked = 0
+        self.broken = False
+        self.before: list[int] = []
+        self.after: list[str | None] = []
+        self.succeeded: list[str] = []
+
+    @hookimpl
+    def observing(self) -> bool:
+        self.asked += 1
+        if self.broken:
+            raise RuntimeError("probe bug")
+        return self.on
+
+    @hookimpl
+    def delivery_context(self, event: Event) -> Mapping[str, str] | None:
+        # Only what the emitter holds: most emits carry nothing.
+        request_id = REQUEST_ID.get()
+        return None if request_id == "none" else {"request-id": request_id}
+
+    @hookimpl
+    def before_attempt(self, attempt: int) -> Mapping[str, str]:
+        self.before.append(attempt)
+        return {"X-Watched": str(attempt)}
+
+    @hookimpl
+    def after_attempt(self, verdict: Verdict | None) -> None:
+        self.after.append(verdict.outcome.value if verdict is not None else None)
+
+    @hookimpl
+    def on_success(self, event: Event) -> None:
+        self.succeeded.append(event.data["n"])
+
+
+async def test_a_plugin_turns_observing_off_and_on(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin = Switchable()
+    hook = CustomWebhook(name="sw", url=receiver.url())
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    async with _dispatcher(plugin, hook) as dispatcher:
+        await dispatcher.emit("alert", {"n": "off"})
+        await dispatcher.drain(timeout=10)
+        # Off: delivered as ever, and none of its attempt or success hooks ran.
+        assert plugin.asked >= 1
+        assert (plugin.before, plugin.after, plugin.succeeded) == ([], [], [])
+        plugin.on = True  # asked every time: the very next attempt is watched
+        await dispatcher.emit("alert", {"n": "on"})
+        await dispatcher.drain(timeout=10)
+        assert (plugin.before, plugin.after, plugin.succeeded) == ([1], ["success"], ["on"])
+        plugin.on = False
+        token = REQUEST_ID.set("req-9")
+        try:
+            # Off, but the delivery carries the emitter's context: watched, so it travels.
+            await dispatcher.emit("alert", {"n": "context"})
+        finally:
+            REQUEST_ID.reset(token)
+        await dispatcher.emit("alert", {"n": "off again"})
+        await dispatcher.drain(timeout=10)
+        assert (plugin.before, plugin.after) == ([1, 1], ["success", "success"])
+        assert plugin.succeeded == ["on"]  # the success of a context's delivery: not told
+        plugin.broken = True  # a probe that raises counts as observing, and is logged
+        await dispatcher.emit("alert", {"n": "broken probe"})
+        await dispatcher.drain(timeout=10)
+        assert dispatcher.get_webhook_stats("sw")["delivered_count"] == 5
+    sent = {r.json()["data"]["n"]: r.header("X-Watched") for r in receiver.requests}
+    assert sent == {"off": None, "on": "1", "context": "1", "off again": None, "broken probe": "1"}
+    assert plugin.succeeded == ["on", "broken probe"]
+    assert "observing" in caplog.text and "probe bug" in caplog.text

@@ -31,11 +31,17 @@ def store_for(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], ob
 
 
 async def settled(dispatcher: WebhookDispatcher, delivery_id: str, status: str) -> DeliveryRecord:
-    """The record once it reaches `status` (SQLite writes history with its next commit)."""
+    """The record once it reaches `status` (SQLite writes history with its next commit); a
+    failed one once its dead letter is on it too (written by a commit of its own, which may
+    come after the attempt's)."""
     async with asyncio.timeout(10):
         while True:
             record = await dispatcher.delivery(delivery_id)
-            if record is not None and record.status == status:
+            if (
+                record is not None
+                and record.status == status
+                and (status != "failed" or record.dead_letter_id is not None)
+            ):
                 return record
             await asyncio.sleep(0.01)
 

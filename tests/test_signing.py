@@ -19,6 +19,7 @@ from empathy_webhooks_core.clock import FakeClock
 from empathy_webhooks_core.receiving import verification_middleware, verified_handler
 from empathy_webhooks_core.signing import (
     WebhookVerificationError,
+    sign_request,
     standard_key,
     standard_signature,
     verify_request,
@@ -28,6 +29,7 @@ from empathy_webhooks_core.signing import (
     x_signature,
 )
 from empathy_webhooks_core.testing import Receiver, Reply
+from empathy_webhooks_core.wire import OutgoingRequest
 
 # -- Standard Webhooks published vectors (targets.md §10) ------------------------------------
 
@@ -216,6 +218,32 @@ def test_x_signature_is_hex_hmac_of_the_exact_body() -> None:
     body = b'{"event_type":"alert"}'
     assert x_signature(body, "s3cret") == hmac.new(b"s3cret", body, "sha256").hexdigest()
     assert reference_receiver_fixed(body, x_signature(body, "s3cret"), "s3cret")
+
+
+@pytest.mark.parametrize("secrets", [("s3cret",), ("s3cret", "whsec_dGVzdHNlY3JldHRlc3Q=")])
+def test_a_signed_request_is_the_request_with_its_signature_headers_and_nothing_else(
+    secrets: tuple[str, ...],
+) -> None:
+    webhook = CustomWebhook(name="h", url="http://127.0.0.1/h", signing_secret=secrets)
+    request = OutgoingRequest(
+        url="http://127.0.0.1/h?x=1",
+        method="PUT",
+        headers={"X-Own": "1"},
+        body=b'{"n":1}',
+        extras={"fingerprint": "abc"},
+    )
+    signed = sign_request(webhook, request, event_id="evt_1", timestamp=1_700_000_000)
+    added = {k: v for k, v in signed.headers.items() if k not in request.headers}
+    # Every field as it was (method, URL, body, extras, the request's own headers) plus the
+    # signature headers: what `with_headers` would give.
+    assert signed == request.with_headers(added)
+    assert list(signed.headers)[:1] == ["X-Own"]
+    assert added["X-Signature"] == ",".join(x_signature(b'{"n":1}', s) for s in secrets)
+    assert added["webhook-signature"] == " ".join(
+        standard_signature("evt_1", 1_700_000_000, b'{"n":1}', s) for s in secrets
+    )
+    for secret in secrets:
+        assert verify_request(b'{"n":1}', signed.headers, secret, now=1_700_000_000)
 
 
 def test_verify_webhook_signature_accepts_bytes_str_and_rotation_lists() -> None:

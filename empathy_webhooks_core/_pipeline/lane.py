@@ -178,11 +178,13 @@ class Lane:
         """Pass the gate at once if nothing is to be waited for and nobody waits (True), what
         `pass_gate`'s locked loop would do, without the lock or a coroutine; else False (and
         the worker awaits `pass_gate`)."""
+        paused_until = self.paused_until
         if (
             not self.at_gate
             and self.limiter is None
             and self.enabled.is_set()
-            and self.paused_until <= self.clock.monotonic()
+            # Never paused (0.0, most lanes): no clock read.
+            and (not paused_until or paused_until <= self.clock.monotonic())
             and self.breaker.wait_time() == 0
         ):
             # No await in between, so no other worker can interleave.

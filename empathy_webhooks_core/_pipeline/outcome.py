@@ -18,7 +18,7 @@ from ..retry import RetryPolicy
 from ..wire import DeliveryError, Outcome, Response, Verdict
 from .unit import Delivery
 
-__all__ = ["Action", "Decision", "decide", "delivery_error", "protocol_of"]
+__all__ = ["SUCCEEDED", "Action", "Decision", "decide", "delivery_error", "protocol_of"]
 
 
 class Action(enum.Enum):
@@ -47,8 +47,9 @@ class Decision:
     error: DeliveryError | None = None
 
 
-#: The decision after most successes (no rate-limited attempt before): frozen, so shared.
-_SUCCEEDED = Decision(action=Action.SUCCEED, rate_limited=0)
+#: The decision after most successes (no rate-limited attempt before): frozen, so shared
+#: (the worker takes it without calling `decide` when the verdict is a success).
+SUCCEEDED = Decision(action=Action.SUCCEED, rate_limited=0)
 
 
 def protocol_of(delivery: Delivery) -> str:
@@ -100,7 +101,7 @@ def decide(
     rate_limited = delivery.rate_limited
     if verdict.outcome is Outcome.SUCCESS:
         if not rate_limited:
-            return _SUCCEEDED
+            return SUCCEEDED
         return Decision(action=Action.SUCCEED, rate_limited=rate_limited)
     reason = verdict.reason or "failed"
     pause = verdict.outcome is Outcome.RETRY and verdict.pause_webhook

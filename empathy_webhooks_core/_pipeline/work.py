@@ -24,7 +24,7 @@ from ..webhooks import Webhook
 from ..wire import DeliveryResult, Outcome
 from .failures import Failures
 from .lane import Lane
-from .outcome import Action, decide
+from .outcome import SUCCEEDED, Action, decide
 from .unit import Delivery
 
 __all__ = ["Workers"]
@@ -134,21 +134,25 @@ class Workers:
 
     async def _attempt(self, lane: Lane, delivery: Delivery) -> None:
         webhook = lane.webhook
+        recorder = lane.recorder
         delivery.attempts += 1
         lane.in_flight += 1
-        lane.recorder.attempt(delivery.attempts > 1)
-        clock = self._clock
+        recorder.attempt(delivery.attempts > 1)
+        clock, hooks = self._clock, self._hooks
+        # The plugins that have nothing to observe now: for the attempt and its success.
+        quiet = hooks.quiet() if hooks.asks_observing else ()
         started, began = clock.time(), clock.monotonic()
         try:
             result = await run_attempt(
-                self._hooks, webhook, delivery, self._session_for(webhook), self._clock
+                hooks, webhook, delivery, self._session_for(webhook), clock, quiet
             )
         finally:
             lane.in_flight -= 1
         verdict, response = result.verdict, result.response
         if response is not None:
-            lane.recorder.answer(response.elapsed_ms)
-        lane.record(verdict.outcome not in (Outcome.RETRY, Outcome.GONE))
+            recorder.answer(response.elapsed_ms)
+        outcome = verdict.outcome
+        lane.record(outcome is not Outcome.RETRY and outcome is not Outcome.GONE)
         if log.enabled_for("debug"):  # per-attempt lines are built only when seen
             log.debug(
                 "delivery_attempt",
@@ -156,29 +160,65 @@ class Workers:
                 event_id=delivery.event.event_id,
                 attempt=delivery.attempts,
                 status=response.status if response is not None else None,
-                outcome=verdict.outcome.value,
+                outcome=outcome.value,
                 reason=verdict.reason,
                 elapsed_ms=round(response.elapsed_ms, 2) if response is not None else None,
             )
         now = clock.monotonic()
-        decision = decide(
-            verdict,
-            delivery,
-            webhook.retry_policy,
-            now=now,
-            rng=self._rng,
-            response=response,
-            exception=result.exception,
-        )
-        delivery.rate_limited = decision.rate_limited
-        if self.history is not None:
-            self._note(delivery, result, decision, started, max(0.0, now - began))
-        if decision.action is Action.SUCCEED:
-            await self._succeeded(lane, delivery, response, verdict.details)
+        if outcome is Outcome.SUCCESS and not delivery.rate_limited:
+            decision = SUCCEEDED  # what `decide` answers, without the call (most attempts)
+        else:
+            decision = decide(
+                verdict,
+                delivery,
+                webhook.retry_policy,
+                now=now,
+                rng=self._rng,
+                response=response,
+                exception=result.exception,
+            )
+            delivery.rate_limited = decision.rate_limited
+        action = decision.action
+        duration = now - began if now > began else 0.0
+        history = self.history
+        if history is not None:
+            # One record of the attempt, handed to the store without waiting.
+            rendered = delivery.request
+            sent = result.request or rendered
+            history.note_attempt(
+                delivery,
+                RawAttempt(
+                    attempt=delivery.attempts,
+                    started_at=started,
+                    duration_s=duration,
+                    # `_value_`: the member's own attribute, where `.value` is a property.
+                    verdict=outcome._value_,
+                    reason=None if action is Action.SUCCEED else decision.reason,
+                    response=response,
+                    headers=sent.headers if sent is not None else {},
+                    body_bytes=len(sent.body) if sent is not None else 0,
+                    next_retry_at=(
+                        started + duration + decision.wait if action is Action.RETRY else None
+                    ),
+                    # Credentials in the request known to the redaction registry only for a
+                    # while: masked now. Without them the memory store masks when read.
+                    transient=(
+                        rendered is not None
+                        and request_secrets_known()
+                        and bool(request_secrets(rendered))
+                    ),
+                ),
+                _STATUS_AFTER[action._value_],
+            )
+        if action is Action.SUCCEED:
+            # The wall time the attempt ended, from the readings taken (no third clock call).
+            recorder.success(started + duration)
+            await self._store().mark_delivered(delivery)
+            self._succeeded(lane, delivery, response, verdict.details, started + duration, quiet)
             return
         assert decision.reason is not None
-        lane.recorder.attempt_failed(decision.reason, self._clock.time())
-        if decision.action is Action.RETRY:
+        recorder.attempt_failed(decision.reason, clock.time())
+        if action is Action.RETRY:
             if decision.pause_lane:
                 lane.pause(decision.wait)
             log.info(
@@ -193,44 +233,10 @@ class Workers:
             self._later(decision.retry_at, lane, delivery)
             return
         assert decision.error is not None
-        if decision.action is Action.DISABLE:
+        if action is Action.DISABLE:
             await self._failures.gone(lane, delivery, decision.reason, decision.error)
         else:
             await self._failures.failed(lane, delivery, decision.error)
-
-    def _note(
-        self, delivery: Delivery, result: Any, decision: Any, started: float, duration: float
-    ) -> None:
-        """One history record for the attempt, handed to the store without waiting."""
-        assert self.history is not None
-        rendered = delivery.request
-        sent = result.request or rendered
-        action = decision.action
-        self.history.note_attempt(
-            delivery,
-            RawAttempt(
-                attempt=delivery.attempts,
-                started_at=started,
-                duration_s=duration,
-                # `_value_`: the member's own attribute, where `.value` is a property call.
-                verdict=result.verdict.outcome._value_,
-                reason=None if action is Action.SUCCEED else decision.reason,
-                response=result.response,
-                headers=sent.headers if sent is not None else {},
-                body_bytes=len(sent.body) if sent is not None else 0,
-                next_retry_at=(
-                    started + duration + decision.wait if action is Action.RETRY else None
-                ),
-                # Credentials in the request known to the redaction registry only for a
-                # while: masked now. Without them the memory store masks when read.
-                transient=(
-                    rendered is not None
-                    and request_secrets_known()
-                    and bool(request_secrets(rendered))
-                ),
-            ),
-            _STATUS_AFTER[action._value_],
-        )
 
     def _later(self, deadline: float, lane: Lane, delivery: Delivery) -> None:
         # The deadline was fixed by the decision, not when the task first runs.
@@ -243,17 +249,25 @@ class Workers:
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
-    async def _succeeded(
-        self, lane: Lane, delivery: Delivery, response: Any, details: Mapping[str, Any]
+    def _succeeded(
+        self,
+        lane: Lane,
+        delivery: Delivery,
+        response: Any,
+        details: Mapping[str, Any],
+        ended: float,
+        quiet: tuple[str, ...],
     ) -> None:
-        lane.recorder.success(self._clock.time())
-        for key in details:
-            lane.recorder.details[key] += 1
+        """The rest of a success, once the store has it: figures, listeners, settle. Not a
+        coroutine: nothing here waits (one frame less on every delivery's path)."""
         if details:
-            lane.recorder.last_details = (self._clock.time(), dict(details))
-        await self._store().mark_delivered(delivery)
+            recorder = lane.recorder
+            for key in details:
+                recorder.details[key] += 1
+            recorder.last_details = (ended, dict(details))
         lane.outcomes[delivery.delivery_id] = "final"
-        if self._hooks.wants_success():
+        listeners = self._hooks.success_listeners(quiet)
+        if listeners:
             result = DeliveryResult(
                 webhook_name=lane.webhook.name,
                 event_id=delivery.event.event_id,
@@ -262,5 +276,5 @@ class Workers:
                 elapsed_ms=response.elapsed_ms if response is not None else 0.0,
                 details=details,
             )
-            self._hooks.on_success(lane.webhook, delivery.event, result)
+            self._hooks.on_success(lane.webhook, delivery.event, result, listeners)
         self._settle(lane, delivery)

@@ -2,7 +2,8 @@
 to every attempt (across stores and processes) and on to the receiver, and delivery metrics.
 
 Built on the core's hooks only (`delivery_context`, `before_attempt`, `after_attempt`,
-`on_success`, `on_failure`, `dispatcher_started`), and on the OpenTelemetry *API* only: the
+`on_success`, `on_failure`, `dispatcher_started`, and `observing`, which leaves the attempt and
+success hooks out while no SDK records), and on the OpenTelemetry *API* only: the
 application installs and configures the SDK and its exporters. Without them every span and
 instrument is a no-op and no header is added (the API propagates a context only when one is
 valid).
@@ -121,6 +122,7 @@ class OtelPlugin:
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
         self._meter_is_real = meter_provider is not None
         self._meter_from_env = OTEL_PYTHON_METER_PROVIDER in os.environ
+        self._from_env = self._provider_from_env or self._meter_from_env
         self._deliveries = meter.create_counter(
             DELIVERIES, unit="{delivery}", description="Deliveries that reached a final outcome."
         )
@@ -140,6 +142,23 @@ class OtelPlugin:
         self._spans: dict[tuple[str, int], Span] = {}
         self._dispatchers: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
         self._urls: dict[tuple[str, bool], tuple[str, str, int]] = {}
+
+    # Optional: a core older than the `observing` hook loads the plugin and calls every hook.
+    @hookimpl(optionalhook=True)
+    def observing(self) -> bool:
+        # Asked by the core before each attempt (for it and its success): with no SDK (spans no-ops,
+        # instruments proxies that record nothing) the attempt and success hooks are left
+        # out. Asked every time, so an SDK set later counts from the next attempt on; an
+        # emitter's context still travels (the core watches every delivery that has one).
+        if self._tracer_is_real or self._meter_is_real:
+            return True
+        if (
+            getattr(trace, "_TRACER_PROVIDER", self) is None
+            and getattr(metrics_api, "_METER_PROVIDER", self) is None
+            and not self._from_env
+        ):
+            return False  # neither provider set yet: what `_tracing` and `_metering` say
+        return self._tracing() or self._metering()
 
     # -- traces -------------------------------------------------------------------------------
 
@@ -327,3 +346,4 @@ after_attempt = _plugin.after_attempt
 on_success = _plugin.on_success
 on_failure = _plugin.on_failure
 dispatcher_started = _plugin.dispatcher_started
+observing = _plugin.observing
