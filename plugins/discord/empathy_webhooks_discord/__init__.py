@@ -30,7 +30,7 @@ from empathy_webhooks_core.plugin import (
 from .format import COLORS, build_message, escape_markdown, fit_message, neutralize_mentions
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.0"
+PLUGIN_API = "1.1"
 
 __all__ = [
     "COLORS",

@@ -25,7 +25,7 @@ from empathy_webhooks_core.plugin import (
 from .format import annotation_body, annotation_text, epoch_ms, tags_for
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.0"
+PLUGIN_API = "1.1"
 
 __all__ = ["GrafanaWebhook", "annotation_body", "annotation_text", "epoch_ms", "tags_for"]
 
