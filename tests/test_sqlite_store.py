@@ -313,6 +313,54 @@ async def test_rows_that_cannot_be_decoded_go_to_dead_letters_and_the_rest_is_de
         assert len(await dispatcher.dead_letters()) == 4
 
 
+async def test_a_file_whose_history_kept_events_apart_delivers_reads_and_prunes_them(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A file written by the version that kept each event in `history_events` (its history
+    rows have no `event_json`): its pending row is delivered, its event is still found by id
+    after the file is brought up to date, and the retention prunes it with its record."""
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    old = Event(event_type="prediction", data={"n": 1})
+    now = time.time()
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE history DROP COLUMN event_json")
+        conn.execute(
+            "INSERT INTO deliveries (delivery_id, webhook_name, event_id, event_json, attempts,"
+            " created_at) VALUES ('dlv_old', 'h', ?, ?, 0, ?)",
+            (old.event_id, old.to_json(), now),
+        )
+        conn.execute(
+            "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
+            " created_at, updated_at) VALUES ('dlv_old', ?, 'h', 'prediction', 'pending', ?, ?)",
+            (old.event_id, now, now),
+        )
+        conn.execute(
+            "INSERT INTO history_events (event_id, event_json, created_at) VALUES (?, ?, ?)",
+            (old.event_id, old.to_json(), now),
+        )
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    store = SQLiteStore(db, retention_seconds=60)
+    async with WebhookDispatcher(webhooks=[hook], store=store) as dispatcher:
+        await receiver.wait_for(1)
+        new = await dispatcher.emit("prediction", {"n": 2})
+        await dispatcher.drain()
+        assert sorted(r.event_id or "" for r in receiver.delivered) == sorted(
+            [old.event_id, new.event_id]
+        )
+        assert await dispatcher.event(old.event_id) == old
+        assert await dispatcher.event(new.event_id) == new
+        # A read takes the marks made so far with it: the answer is on record.
+        record = await dispatcher.delivery("dlv_old")
+        assert record is not None and record.status == "delivered"
+        await store.prune(now=time.time() + 61)
+        assert await dispatcher.event(old.event_id) is None
+        assert await dispatcher.event(new.event_id) is None
+        assert await dispatcher.delivery("dlv_old") is None
+    assert rows(db, "SELECT count(*) FROM history_events") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM history") == [(0,)]
+
+
 async def test_open_errors_name_the_file(tmp_path: Path) -> None:
     from empathy_webhooks_core.stores import StoreOpenError
 

@@ -37,11 +37,12 @@ that must see them (every operation but an emit's rows, which need not). Many de
 in one transaction touch each page of the tables and indexes they change once, not once per
 emit's commit: a commit's cost is mostly the pages it writes.
 
-Attempt history (`history.py`) lives in three more tables: `history` (a row per delivery, made
-with its `deliveries` row, its status kept current), `history_attempts` (one masked record per
-attempt, written like the marks: with the next commit, nobody waiting) and `history_events`
-(each event's envelope once). Deliveries that ended (delivered or failed) longer ago than the
-retention are pruned from them with the delivered rows.
+Attempt history (`history.py`) lives in two more tables: `history` (a row per delivery, made
+with its `deliveries` row, its status kept current, with the event's envelope) and
+`history_attempts` (one masked record per attempt, written like the marks: with the next
+commit, nobody waiting). Deliveries that ended (delivered or failed) longer ago than the
+retention are pruned from them with the delivered rows. Files written before kept each event's
+envelope once in a third table, `history_events`: it is still read, and pruned, for them.
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ CREATE TABLE IF NOT EXISTS history (
     status TEXT NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    dead_letter_id TEXT
+    dead_letter_id TEXT,
+    event_json TEXT
 );
 CREATE INDEX IF NOT EXISTS history_newest ON history (created_at, delivery_id);
 CREATE INDEX IF NOT EXISTS history_event ON history (event_id);
@@ -194,12 +196,15 @@ CREATE TABLE IF NOT EXISTS plugin_memory (
 """
 
 # Files made before several processes could share one lack `owner` and `replaying_by`;
-# files made before deliveries carried a context lack `context_json` (NULL: no context).
+# files made before deliveries carried a context lack `context_json` (NULL: no context);
+# files made before history rows carried their event lack `history.event_json` (NULL: the
+# event is in `history_events`, where those versions kept it).
 _MIGRATIONS = (
     ("deliveries", "owner", "ALTER TABLE deliveries ADD COLUMN owner TEXT"),
     ("dead_letters", "replaying_by", "ALTER TABLE dead_letters ADD COLUMN replaying_by TEXT"),
     ("deliveries", "context_json", "ALTER TABLE deliveries ADD COLUMN context_json TEXT"),
     ("dead_letters", "context_json", "ALTER TABLE dead_letters ADD COLUMN context_json TEXT"),
+    ("history", "event_json", "ALTER TABLE history ADD COLUMN event_json TEXT"),
 )
 
 _INDEXES = """
@@ -215,13 +220,14 @@ _INSERT = (
 )
 _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
+# The event's envelope rides in its history row. A table of events keyed by their (random)
+# ids cost a write to a random page of its key's index per event, about a third of the pages
+# a delivery wrote; the `history_event` index on the same ids serves the look-ups by event id.
 _HISTORY_ROW = (
     "INSERT OR IGNORE INTO history (delivery_id, event_id, webhook_name, event_type, status,"
-    " created_at, updated_at) VALUES "
+    " created_at, updated_at, event_json) VALUES "
 )
-_HISTORY_ROW_ROW = "(?, ?, ?, ?, 'pending', ?, ?)"
-_HISTORY_EVENT = "INSERT OR IGNORE INTO history_events (event_id, event_json, created_at) VALUES "
-_HISTORY_EVENT_ROW = "(?, ?, ?)"
+_HISTORY_ROW_ROW = "(?, ?, ?, ?, 'pending', ?, ?, ?)"
 _HISTORY_NOTE = (
     "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
     " created_at, updated_at) VALUES "
@@ -705,11 +711,8 @@ class SQLiteStore:
             conn,
             _HISTORY_ROW,
             _HISTORY_ROW_ROW,
-            [(r[1], r[3], r[2], r[9], r[6], r[6]) for r in rows],
+            [(r[1], r[3], r[2], r[9], r[6], r[6], r[4]) for r in rows],
         )
-        # Each event once, however many webhooks it goes to.
-        events = {r[3]: (r[3], r[4], r[6]) for r in rows}
-        _insert_rows(conn, _HISTORY_EVENT, _HISTORY_EVENT_ROW, list(events.values()))
         if self._replaying:
             for row in rows:
                 key = (row[2], row[3])
@@ -863,8 +866,13 @@ class SQLiteStore:
 
     def _do_history_event(self, conn: sqlite3.Connection, event_id: str) -> Any:
         row = conn.execute(
-            "SELECT event_json FROM history_events WHERE event_id = ?", (event_id,)
+            "SELECT event_json FROM history WHERE event_id = ? AND event_json IS NOT NULL LIMIT 1",
+            (event_id,),
         ).fetchone()
+        if row is None:  # queued by a version that kept events apart
+            row = conn.execute(
+                "SELECT event_json FROM history_events WHERE event_id = ?", (event_id,)
+            ).fetchone()
         return None if row is None else row[0]
 
     def _do_dead(self, conn: sqlite3.Connection, payload: tuple[Any, ...]) -> None:
@@ -984,6 +992,7 @@ class SQLiteStore:
             return 0
         conn.executemany("DELETE FROM history WHERE delivery_id = ?", [(i,) for i in gone])
         conn.executemany("DELETE FROM history_attempts WHERE delivery_id = ?", [(i,) for i in gone])
+        # Events kept apart by earlier versions (none in a file made by this one).
         conn.execute(
             "DELETE FROM history_events WHERE created_at < ? AND NOT EXISTS"
             " (SELECT 1 FROM history WHERE history.event_id = history_events.event_id)",
