@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -313,27 +314,47 @@ async def test_rows_that_cannot_be_decoded_go_to_dead_letters_and_the_rest_is_de
         assert len(await dispatcher.dead_letters()) == 4
 
 
-async def test_a_file_whose_history_kept_events_apart_delivers_reads_and_prunes_them(
+async def test_a_file_whose_history_kept_events_and_attempts_apart_is_read_and_pruned(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    """A file written by the version that kept each event in `history_events` (its history
-    rows have no `event_json`): its pending row is delivered, its event is still found by id
-    after the file is brought up to date, and the retention prunes it with its record."""
+    """A file written by the build that kept each event in `history_events` (its history
+    rows have no `event_json`) and each attempt as JSON in `history_attempts`: its pending
+    row is delivered, its event and its earlier attempt are still found after the file is
+    brought up to date, beside the attempt made now, and the retention prunes them all."""
     db = tmp_path / "outbox.db"
     await _prepared(db)
     old = Event(event_type="prediction", data={"n": 1})
     now = time.time()
     with sqlite3.connect(db) as conn:
         conn.execute("ALTER TABLE history DROP COLUMN event_json")
+        conn.execute("DROP TABLE attempts")
         conn.execute(
             "INSERT INTO deliveries (delivery_id, webhook_name, event_id, event_json, attempts,"
-            " created_at) VALUES ('dlv_old', 'h', ?, ?, 0, ?)",
+            " created_at) VALUES ('dlv_old', 'h', ?, ?, 1, ?)",
             (old.event_id, old.to_json(), now),
         )
         conn.execute(
             "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
-            " created_at, updated_at) VALUES ('dlv_old', ?, 'h', 'prediction', 'pending', ?, ?)",
+            " created_at, updated_at) VALUES ('dlv_old', ?, 'h', 'prediction', 'retrying', ?, ?)",
             (old.event_id, now, now),
+        )
+        earlier = {
+            "delivery_id": "dlv_old",
+            "attempt": 1,
+            "started_at": now,
+            "duration_s": 0.01,
+            "status": 503,
+            "error": None,
+            "verdict": "retry",
+            "reason": "HTTP 503",
+            "response_excerpt": "busy",
+            "request_headers": {"Content-Type": "application/json"},
+            "body_bytes": 10,
+            "next_retry_at": now + 1,
+        }
+        conn.execute(
+            "INSERT INTO history_attempts (delivery_id, started_at, record_json) VALUES (?, ?, ?)",
+            ("dlv_old", now, json.dumps(earlier)),
         )
         conn.execute(
             "INSERT INTO history_events (event_id, event_json, created_at) VALUES (?, ?, ?)",
@@ -353,12 +374,21 @@ async def test_a_file_whose_history_kept_events_apart_delivers_reads_and_prunes_
         # A read takes the marks made so far with it: the answer is on record.
         record = await dispatcher.delivery("dlv_old")
         assert record is not None and record.status == "delivered"
+        assert [(a.attempt, a.status, a.response_excerpt) for a in record.attempts] == [
+            (1, 503, "busy"),
+            (2, 200, ""),
+        ]
+        (fresh,) = (await dispatcher.deliveries(event_id=new.event_id)).items
+        assert [(a.attempt, a.status) for a in fresh.attempts] == [(1, 200)]
+        assert fresh.attempts[0].request_headers["Content-Type"] == "application/json"
         await store.prune(now=time.time() + 61)
         assert await dispatcher.event(old.event_id) is None
         assert await dispatcher.event(new.event_id) is None
         assert await dispatcher.delivery("dlv_old") is None
     assert rows(db, "SELECT count(*) FROM history_events") == [(0,)]
     assert rows(db, "SELECT count(*) FROM history") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM history_attempts") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM attempts") == [(0,)]
 
 
 async def test_open_errors_name_the_file(tmp_path: Path) -> None:

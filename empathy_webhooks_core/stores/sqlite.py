@@ -38,11 +38,12 @@ in one transaction touch each page of the tables and indexes they change once, n
 emit's commit: a commit's cost is mostly the pages it writes.
 
 Attempt history (`history.py`) lives in two more tables: `history` (a row per delivery, made
-with its `deliveries` row, its status kept current, with the event's envelope) and
-`history_attempts` (one masked record per attempt, written like the marks: with the next
+with its `deliveries` row, its status kept current, with the event's envelope) and `attempts`
+(one masked record per attempt, a column per field, written like the marks: with the next
 commit, nobody waiting). Deliveries that ended (delivered or failed) longer ago than the
-retention are pruned from them with the delivered rows. Files written before kept each event's
-envelope once in a third table, `history_events`: it is still read, and pruned, for them.
+retention are pruned from them with the delivered rows. Files written by earlier builds kept
+each event's envelope once in `history_events` and each attempt as JSON in
+`history_attempts`: both are still read, and pruned, for them.
 """
 
 from __future__ import annotations
@@ -177,6 +178,21 @@ CREATE TABLE IF NOT EXISTS history_attempts (
     record_json TEXT NOT NULL,
     PRIMARY KEY (delivery_id, started_at)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    attempt INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    status INTEGER,
+    error TEXT,
+    verdict TEXT NOT NULL,
+    reason TEXT,
+    response_excerpt TEXT,
+    request_headers TEXT NOT NULL,
+    body_bytes INTEGER NOT NULL,
+    next_retry_at REAL,
+    PRIMARY KEY (delivery_id, started_at)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_events (
     event_id TEXT PRIMARY KEY,
     event_json TEXT NOT NULL,
@@ -237,10 +253,17 @@ _HISTORY_NOTE_END = (
     " ON CONFLICT (delivery_id) DO UPDATE SET status = excluded.status,"
     " updated_at = excluded.updated_at"
 )
-_HISTORY_ATTEMPT = (
-    "INSERT OR REPLACE INTO history_attempts (delivery_id, started_at, record_json) VALUES "
+# An attempt's fields in columns: encoding a record as one JSON object (its floats written
+# out as text, its keys every time) cost more than the rest of noting the attempt.
+_ATTEMPT_COLUMNS = (
+    "delivery_id, started_at, attempt, duration_s, status, error, verdict, reason,"
+    " response_excerpt, request_headers, body_bytes, next_retry_at"
 )
-_HISTORY_ATTEMPT_ROW = "(?, ?, ?)"
+_HISTORY_ATTEMPT = f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) VALUES "  # noqa: S608
+_HISTORY_ATTEMPT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: An attempt's request headers as kept: compact JSON, one encoder made once.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+_ATTEMPT_FIELDS = tuple(name.strip() for name in _ATTEMPT_COLUMNS.split(","))
 # The marks of a batch in one statement: the rows' new values joined by row id (a rowid
 # lookup each); the delivery id guards against a row id given again after its row went.
 _DELIVERED = (
@@ -806,17 +829,15 @@ class SQLiteStore:
 
     def _do_history(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         # row: delivery_id, event_id, webhook, event_type, status, created_at, updated_at,
-        # started_at, record_json. Attempts are keyed by their start, not their number: a
-        # 410's attempt is not counted against the delivery, so the one after re-enabling
-        # has the same number, and both are on record. The delivery's record exists unless
-        # its row was queued by an older version: then it is made here (without its event,
-        # which that version kept only in the row).
+        # then the attempt's `_ATTEMPT_COLUMNS`. Attempts are keyed by their start, not
+        # their number: a 410's attempt is not counted against the delivery, so the one
+        # after re-enabling has the same number, and both are on record. The delivery's
+        # record exists unless its row was queued by an older version: then it is made here
+        # (without its event, which that version kept only in the row).
         _insert_rows(
             conn, _HISTORY_NOTE, _HISTORY_NOTE_ROW, [row[:7] for row in rows], _HISTORY_NOTE_END
         )
-        _insert_rows(
-            conn, _HISTORY_ATTEMPT, _HISTORY_ATTEMPT_ROW, [(row[0], row[7], row[8]) for row in rows]
-        )
+        _insert_rows(conn, _HISTORY_ATTEMPT, _HISTORY_ATTEMPT_ROW, [row[7:] for row in rows])
 
     def _do_history_get(self, conn: sqlite3.Connection, delivery_id: str) -> Any:
         row = conn.execute(_HISTORY_SELECT + " WHERE delivery_id = ?", (delivery_id,)).fetchone()
@@ -854,15 +875,16 @@ class SQLiteStore:
         return rows, self._attempt_rows(conn, [row[0] for row in rows])
 
     @staticmethod
-    def _attempt_rows(conn: sqlite3.Connection, ids: list[str]) -> list[Any]:
+    def _attempt_rows(conn: sqlite3.Connection, ids: list[str]) -> tuple[list[Any], list[Any]]:
+        """The attempts of deliveries `ids`: rows of `attempts`, and the JSON records earlier
+        builds kept in `history_attempts`."""
         if not ids:
-            return []
-        marks = ", ".join("?" * len(ids))  # placeholders only: the ids are parameters
-        return conn.execute(
-            "SELECT delivery_id, record_json FROM history_attempts"  # noqa: S608
-            f" WHERE delivery_id IN ({marks}) ORDER BY delivery_id, started_at",
-            ids,
-        ).fetchall()
+            return [], []
+        # Placeholders and constant column names only: the ids are parameters.
+        where = f" WHERE delivery_id IN ({', '.join('?' * len(ids))})"
+        columns = f"SELECT {_ATTEMPT_COLUMNS} FROM attempts{where}"  # noqa: S608
+        kept_as_json = f"SELECT delivery_id, record_json FROM history_attempts{where}"  # noqa: S608
+        return conn.execute(columns, ids).fetchall(), conn.execute(kept_as_json, ids).fetchall()
 
     def _do_history_event(self, conn: sqlite3.Connection, event_id: str) -> Any:
         row = conn.execute(
@@ -991,6 +1013,7 @@ class SQLiteStore:
         if not gone:
             return 0
         conn.executemany("DELETE FROM history WHERE delivery_id = ?", [(i,) for i in gone])
+        conn.executemany("DELETE FROM attempts WHERE delivery_id = ?", [(i,) for i in gone])
         conn.executemany("DELETE FROM history_attempts WHERE delivery_id = ?", [(i,) for i in gone])
         # Events kept apart by earlier versions (none in a file made by this one).
         conn.execute(
@@ -1281,8 +1304,19 @@ class SQLiteStore:
                     status,
                     delivery.enqueued_at,
                     attempt.started_at + attempt.duration_s,
-                    attempt.started_at,
-                    record.to_json(),
+                    # `_ATTEMPT_COLUMNS`
+                    record.delivery_id,
+                    record.started_at,
+                    record.attempt,
+                    record.duration_s,
+                    record.status,
+                    record.error,
+                    record.verdict,
+                    record.reason,
+                    record.response_excerpt,
+                    _compact_json(record.request_headers),
+                    record.body_bytes,
+                    record.next_retry_at,
                 )
             ],
         )
@@ -1332,15 +1366,27 @@ class SQLiteStore:
         }
 
 
-def _history_records(rows: list[Any], attempts: list[Any]) -> list[DeliveryRecord]:
+def _history_records(
+    rows: list[Any], attempts: tuple[list[Any], list[Any]]
+) -> list[DeliveryRecord]:
+    columns, kept_as_json = attempts
     by_delivery: dict[str, list[AttemptRecord]] = {}
-    for delivery_id, record_json in attempts:
+    for values in columns:
+        try:
+            fields = dict(zip(_ATTEMPT_FIELDS, values, strict=True))
+            fields["request_headers"] = json.loads(fields["request_headers"])
+            by_delivery.setdefault(values[0], []).append(AttemptRecord.from_dict(fields))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # one unreadable attempt never hides the delivery nor its others
+    for delivery_id, record_json in kept_as_json:
         try:
             by_delivery.setdefault(delivery_id, []).append(
                 AttemptRecord.from_dict(json.loads(record_json))
             )
-        except (ValueError, KeyError, TypeError):
-            continue  # one unreadable attempt never hides the delivery nor its others
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    for kept in by_delivery.values():
+        kept.sort(key=_started)
     return [
         DeliveryRecord(
             delivery_id=delivery_id,
@@ -1364,6 +1410,10 @@ def _history_records(rows: list[Any], attempts: list[Any]) -> list[DeliveryRecor
             dead_letter_id,
         ) in rows
     ]
+
+
+def _started(record: AttemptRecord) -> float:
+    return record.started_at
 
 
 def _context_json(context: Mapping[str, str]) -> str | None:
