@@ -391,6 +391,56 @@ async def test_a_file_whose_history_kept_events_and_attempts_apart_is_read_and_p
     assert rows(db, "SELECT count(*) FROM attempts") == [(0,)]
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json", "X-Note": "a: b"},
+        {},
+        {"X-Odd: Name": "v", "X-Next": "w"},  # a name that would split its line
+        {"X-Folded": "one\r\ntwo", "X-Cr": "three\r"},  # line breaks in values
+        {"{X": "1"},  # a name that starts like JSON
+    ],
+)
+async def test_an_attempt_reads_back_with_its_request_headers_as_they_were(
+    tmp_path: Path, headers: dict[str, str]
+) -> None:
+    """However odd the (already masked) names and values, the record shows them unchanged,
+    across a restart."""
+    from empathy_webhooks_core.history import RawAttempt
+    from empathy_webhooks_core.wire import Response
+
+    db = tmp_path / "outbox.db"
+    delivery = Delivery(webhook_name="h", event=Event(event_type="prediction", data={}))
+    store = SQLiteStore(db)
+    await store.open()
+    await store.enqueue([delivery])
+    started = time.time()
+    attempt = RawAttempt(
+        attempt=1,
+        started_at=started,
+        duration_s=0.01,
+        verdict="success",
+        reason=None,
+        response=Response(status=200, body=b"ok"),
+        headers=headers,
+        body_bytes=2,
+        next_retry_at=None,
+        transient=False,
+    )
+    store.note_attempt(delivery, attempt, "delivered")
+    await store.close()
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        record = await store.delivery_record(delivery.delivery_id)
+    finally:
+        await store.close()
+    assert record is not None and record.status == "delivered"
+    (kept,) = record.attempts
+    assert kept.request_headers == headers  # nothing secret in them: masking keeps them
+    assert (kept.status, kept.started_at, kept.response_excerpt) == (200, started, "ok")
+
+
 async def test_open_errors_name_the_file(tmp_path: Path) -> None:
     from empathy_webhooks_core.stores import StoreOpenError
 

@@ -261,8 +261,6 @@ _ATTEMPT_COLUMNS = (
 )
 _HISTORY_ATTEMPT = f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) VALUES "  # noqa: S608
 _HISTORY_ATTEMPT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-#: An attempt's request headers as kept: compact JSON, one encoder made once.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 _ATTEMPT_FIELDS = tuple(name.strip() for name in _ATTEMPT_COLUMNS.split(","))
 # The marks of a batch in one statement: the rows' new values joined by row id (a rowid
 # lookup each); the delivery id guards against a row id given again after its row went.
@@ -1314,7 +1312,7 @@ class SQLiteStore:
                     record.verdict,
                     record.reason,
                     record.response_excerpt,
-                    _compact_json(record.request_headers),
+                    _headers_text(record.request_headers),
                     record.body_bytes,
                     record.next_retry_at,
                 )
@@ -1374,7 +1372,7 @@ def _history_records(
     for values in columns:
         try:
             fields = dict(zip(_ATTEMPT_FIELDS, values, strict=True))
-            fields["request_headers"] = json.loads(fields["request_headers"])
+            fields["request_headers"] = _headers(fields["request_headers"])
             by_delivery.setdefault(values[0], []).append(AttemptRecord.from_dict(fields))
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # one unreadable attempt never hides the delivery nor its others
@@ -1410,6 +1408,40 @@ def _history_records(
             dead_letter_id,
         ) in rows
     ]
+
+
+def _headers_text(headers: Mapping[str, str]) -> str:
+    """An attempt's request headers as kept: `Name: value` lines, as on the wire (a third of
+    the instructions of encoding them as JSON), or JSON, which starts with `{`, when a name
+    holds `: ` or starts with `{`, or a name or value holds a line break: what the lines
+    could not give back."""
+    text = "\r\n".join(map(": ".join, headers.items()))
+    last = len(headers) - 1
+    if (
+        text.count("\r\n") != max(last, 0)
+        or ": ".join(headers).count(": ") != max(last, 0)
+        or text.startswith("{")
+    ):
+        return json.dumps(headers, separators=(",", ":"))
+    return text
+
+
+def _headers(text: str) -> dict[str, str]:
+    """The headers `_headers_text` kept."""
+    if text.startswith("{"):
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("stored request headers are not an object")
+        return value
+    if not text:
+        return {}
+    headers = {}
+    for line in text.split("\r\n"):
+        name, sep, value = line.partition(": ")
+        if not sep:
+            raise ValueError("a stored request header line without a name")
+        headers[name] = value
+    return headers
 
 
 def _started(record: AttemptRecord) -> float:
