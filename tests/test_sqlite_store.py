@@ -391,6 +391,31 @@ async def test_a_file_whose_history_kept_events_and_attempts_apart_is_read_and_p
     assert rows(db, "SELECT count(*) FROM attempts") == [(0,)]
 
 
+async def test_a_row_queued_without_its_record_gets_one_with_its_event_when_taken(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A queued row whose history record was never committed (its process died within the
+    marks' delay of queuing it, or an older version queued it) is on record, with its
+    event, once a process takes it."""
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    event = Event(event_type="prediction", data={"n": 7})
+    _insert_pending(db, [event.to_json()])
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        await receiver.wait_for(1)
+        await dispatcher.drain()
+        assert await dispatcher.event(event.event_id) == event
+        record = await dispatcher.delivery("dlv_0")
+    assert record is not None
+    assert (record.status, record.event_id, record.event_type) == (
+        "delivered",
+        event.event_id,
+        "prediction",
+    )
+    assert [a.status for a in record.attempts] == [200]
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -31,19 +31,20 @@ Every statement runs on one dedicated writer thread that owns the connection, so
 loop never blocks on disk and no lock is needed around the connection. The thread takes
 whatever operations queued up while it was busy and runs them in one transaction (group
 commit): many concurrent `emit` calls share a commit, and each still waits for its own.
-Marks (`delivered`, attempt counts, attempt history) are not waited for: they are gathered on
+Marks (`delivered`, attempt counts, history records) are not waited for: they are gathered on
 the event loop and committed together 50 ms after the first, or sooner with any read or write
 that must see them (every operation but an emit's rows, which need not). Many deliveries' marks
 in one transaction touch each page of the tables and indexes they change once, not once per
 emit's commit: a commit's cost is mostly the pages it writes.
 
-Attempt history (`history.py`) lives in two more tables: `history` (a row per delivery, made
-with its `deliveries` row, its status kept current, with the event's envelope) and `attempts`
-(one masked record per attempt, a column per field, written like the marks: with the next
-commit, nobody waiting). Deliveries that ended (delivered or failed) longer ago than the
-retention are pruned from them with the delivered rows. Files written by earlier builds kept
-each event's envelope once in `history_events` and each attempt as JSON in
-`history_attempts`: both are still read, and pruned, for them.
+Attempt history (`history.py`) lives in two more tables, written like the marks: `history` (a
+row per delivery with the event's envelope, made when its row is queued, its status kept
+current) and `attempts` (one masked record per attempt, a column per field). A row queued
+without its record committed (its process died within the marks' delay, or an older version
+queued it) gets one when a process takes it. Deliveries that ended (delivered or failed)
+longer ago than the retention are pruned from them with the delivered rows. Files written by
+earlier builds kept each event's envelope once in `history_events` and each attempt as JSON
+in `history_attempts`: both are still read, and pruned, for them.
 """
 
 from __future__ import annotations
@@ -287,7 +288,7 @@ _HISTORY_SELECT = (
 
 _Op = tuple[str, Any, "asyncio.Future[Any] | None"]
 #: The operations a transaction runs first, each kind's payloads merged: new rows, then marks.
-_GROUPED = ("enqueue", "attempt", "delivered", "history")
+_GROUPED = ("enqueue", "history_new", "attempt", "delivered", "history")
 _STOP = "stop"
 #: An operation carrying several (marks, and the operation they go with).
 _BUNDLE = "bundle"
@@ -725,15 +726,9 @@ class SQLiteStore:
             next_id += 1
         if not self.remote_workers and not self._registered:
             self._register(conn, time.time())
-        _insert_rows(conn, _INSERT, _INSERT_ROW, [row[:9] for row in rows])
         # row: id, delivery_id, webhook, event_id, event_json, attempts, created_at, owner,
-        # context, event_type
-        _insert_rows(
-            conn,
-            _HISTORY_ROW,
-            _HISTORY_ROW_ROW,
-            [(r[1], r[3], r[2], r[9], r[6], r[6], r[4]) for r in rows],
-        )
+        # context, event_type (for the history record, posted apart: `enqueue`)
+        _insert_rows(conn, _INSERT, _INSERT_ROW, [row[:9] for row in rows])
         if self._replaying:
             for row in rows:
                 key = (row[2], row[3])
@@ -744,6 +739,10 @@ class SQLiteStore:
                         key,
                     )
                     self._replaying.discard(key)
+
+    def _do_history_new(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        # Ignored where the record exists (a row taken again after a crash or a release).
+        _insert_rows(conn, _HISTORY_ROW, _HISTORY_ROW_ROW, rows)
 
     def _do_attempt(self, conn: sqlite3.Connection, rows: list[tuple[int, int, str]]) -> None:
         conn.executemany(
@@ -1133,12 +1132,18 @@ class SQLiteStore:
         await self._call("enqueue", rows)
         for delivery, row in zip(deliveries, rows, strict=True):
             delivery.store_ref = row[0]
+        # The records are written like the marks, not in the emit's commit: that commit then
+        # writes the new rows' pages only, and a few hundred records share each page of the
+        # history's table and indexes. Any read takes them first; a crash before they are
+        # committed leaves rows that `take_pending` gives their record again.
+        self._post("history_new", [(r[1], r[3], r[2], r[9], r[6], r[6], r[4]) for r in rows])
 
     async def take_pending(self, wanted: Mapping[str, int]) -> Sequence[Delivery]:
         """Claim up to `wanted[name]` unclaimed queued rows per webhook, oldest first (see
         `PagedStore`). Rows whose event cannot be decoded go to the dead letters instead."""
         wanted = {name: limit for name, limit in wanted.items() if limit > 0}
         deliveries: list[Delivery] = []
+        records: list[tuple[Any, ...]] = []
         while wanted:
             rows = await self._call("take", wanted)
             bad: list[tuple[Any, ...]] = []
@@ -1159,6 +1164,9 @@ class SQLiteStore:
                         context=_context(ctx),
                     )
                 )
+                kind = event.event_type
+                record = (delivery_id, event.event_id, webhook_name, kind, created_at, created_at)
+                records.append((*record, event_json))
             if not bad:
                 break
             await self._dead_letter_undecodable(bad)
@@ -1168,6 +1176,10 @@ class SQLiteStore:
             for row in bad:
                 short[row[2]] = short.get(row[2], 0) + 1
             wanted = short
+        if records:
+            # The record of a row whose own was never committed (its process died within
+            # `_MARK_DELAY` of queuing it) or that an older version queued without one.
+            self._post("history_new", records)
         return deliveries
 
     async def _dead_letter_undecodable(self, bad: list[tuple[Any, ...]]) -> None:
