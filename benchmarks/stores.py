@@ -3,6 +3,7 @@
     python benchmarks/stores.py            # 2,000 events; best of 2 rounds for every row
     python benchmarks/stores.py --quick    # 600 events
     python benchmarks/stores.py --rounds 3 # best of 3 for every row
+    python benchmarks/stores.py --embedded # the memory and SQLite rows only (no Redis, Celery)
 
 The workload: N events emitted by 8 concurrent producers (as a web server would) to one
 `CustomWebhook` with its defaults (breaker on, `max_concurrency` 10, unsigned) at a receiver
@@ -345,7 +346,12 @@ def _redis_up() -> bool:
         return False
 
 
-def run(quick: bool = False, events: int | None = None, rounds: int | None = None) -> list[Figure]:
+def run(
+    quick: bool = False,
+    events: int | None = None,
+    rounds: int | None = None,
+    embedded_only: bool = False,
+) -> list[Figure]:
     events = events or (600 if quick else 2000)
     # Every row gets the same number of rounds: a row measured fewer times than the one it is
     # compared with would be judged by a worse draw on a noisy machine.
@@ -382,7 +388,8 @@ def run(quick: bool = False, events: int | None = None, rounds: int | None = Non
         with ReceiverProcess() as base:
             # An untimed warm-up: the receiver's and this process's first requests are slower.
             asyncio.run(embedded(base, min(events, 300), None, "warm-up"))
-            redis = _redis_up()
+            # The embedded rows alone leave the shared Redis (and the machine) to others.
+            redis = not embedded_only and _redis_up()
             # Alternated, so drift on the machine hits every row alike; the best of each is kept.
             memory: list[float] = []
             sqlite: list[float] = []
@@ -416,6 +423,8 @@ def run(quick: bool = False, events: int | None = None, rounds: int | None = Non
                 ),
                 out,
             )
+            if embedded_only:
+                return out
             if not redis:
                 why = "no Redis server answers on 127.0.0.1:6379"
                 row("Redis store, worker processes", None, note=why)
@@ -502,9 +511,14 @@ def main() -> None:
         help="best of this many interleaved rounds for every row (default 2)",
     )
     parser.add_argument("--quick", action="store_true", help="small counts, for development")
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="only the rows that emit and deliver in this process (memory, SQLite)",
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        run(args.quick, args.events, args.rounds)
+        run(args.quick, args.events, args.rounds, args.embedded)
 
 
 if __name__ == "__main__":

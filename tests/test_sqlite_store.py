@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -311,6 +312,158 @@ async def test_rows_that_cannot_be_decoded_go_to_dead_letters_and_the_rest_is_de
             await dispatcher.replay_dead_letter(deep.dead_letter_id)
         assert await dispatcher.replay_dead_letters() == 4  # listed; none of them sent
         assert len(await dispatcher.dead_letters()) == 4
+
+
+async def test_a_file_whose_history_kept_events_and_attempts_apart_is_read_and_pruned(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A file written by the build that kept each event in `history_events` (its history
+    rows have no `event_json`) and each attempt as JSON in `history_attempts`: its pending
+    row is delivered, its event and its earlier attempt are still found after the file is
+    brought up to date, beside the attempt made now, and the retention prunes them all."""
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    old = Event(event_type="prediction", data={"n": 1})
+    now = time.time()
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE history DROP COLUMN event_json")
+        conn.execute("DROP TABLE attempts")
+        conn.execute(
+            "INSERT INTO deliveries (delivery_id, webhook_name, event_id, event_json, attempts,"
+            " created_at) VALUES ('dlv_old', 'h', ?, ?, 1, ?)",
+            (old.event_id, old.to_json(), now),
+        )
+        conn.execute(
+            "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
+            " created_at, updated_at) VALUES ('dlv_old', ?, 'h', 'prediction', 'retrying', ?, ?)",
+            (old.event_id, now, now),
+        )
+        earlier = {
+            "delivery_id": "dlv_old",
+            "attempt": 1,
+            "started_at": now,
+            "duration_s": 0.01,
+            "status": 503,
+            "error": None,
+            "verdict": "retry",
+            "reason": "HTTP 503",
+            "response_excerpt": "busy",
+            "request_headers": {"Content-Type": "application/json"},
+            "body_bytes": 10,
+            "next_retry_at": now + 1,
+        }
+        conn.execute(
+            "INSERT INTO history_attempts (delivery_id, started_at, record_json) VALUES (?, ?, ?)",
+            ("dlv_old", now, json.dumps(earlier)),
+        )
+        conn.execute(
+            "INSERT INTO history_events (event_id, event_json, created_at) VALUES (?, ?, ?)",
+            (old.event_id, old.to_json(), now),
+        )
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    store = SQLiteStore(db, retention_seconds=60)
+    async with WebhookDispatcher(webhooks=[hook], store=store) as dispatcher:
+        await receiver.wait_for(1)
+        new = await dispatcher.emit("prediction", {"n": 2})
+        await dispatcher.drain()
+        assert sorted(r.event_id or "" for r in receiver.delivered) == sorted(
+            [old.event_id, new.event_id]
+        )
+        assert await dispatcher.event(old.event_id) == old
+        assert await dispatcher.event(new.event_id) == new
+        # A read takes the marks made so far with it: the answer is on record.
+        record = await dispatcher.delivery("dlv_old")
+        assert record is not None and record.status == "delivered"
+        assert [(a.attempt, a.status, a.response_excerpt) for a in record.attempts] == [
+            (1, 503, "busy"),
+            (2, 200, ""),
+        ]
+        (fresh,) = (await dispatcher.deliveries(event_id=new.event_id)).items
+        assert [(a.attempt, a.status) for a in fresh.attempts] == [(1, 200)]
+        assert fresh.attempts[0].request_headers["Content-Type"] == "application/json"
+        await store.prune(now=time.time() + 61)
+        assert await dispatcher.event(old.event_id) is None
+        assert await dispatcher.event(new.event_id) is None
+        assert await dispatcher.delivery("dlv_old") is None
+    assert rows(db, "SELECT count(*) FROM history_events") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM history") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM history_attempts") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM attempts") == [(0,)]
+
+
+async def test_a_row_queued_without_its_record_gets_one_with_its_event_when_taken(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A queued row whose history record was never committed (its process died within the
+    marks' delay of queuing it, or an older version queued it) is on record, with its
+    event, once a process takes it."""
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    event = Event(event_type="prediction", data={"n": 7})
+    _insert_pending(db, [event.to_json()])
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        await receiver.wait_for(1)
+        await dispatcher.drain()
+        assert await dispatcher.event(event.event_id) == event
+        record = await dispatcher.delivery("dlv_0")
+    assert record is not None
+    assert (record.status, record.event_id, record.event_type) == (
+        "delivered",
+        event.event_id,
+        "prediction",
+    )
+    assert [a.status for a in record.attempts] == [200]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json", "X-Note": "a: b"},
+        {},
+        {"X-Odd: Name": "v", "X-Next": "w"},  # a name that would split its line
+        {"X-Folded": "one\r\ntwo", "X-Cr": "three\r"},  # line breaks in values
+        {"{X": "1"},  # a name that starts like JSON
+    ],
+)
+async def test_an_attempt_reads_back_with_its_request_headers_as_they_were(
+    tmp_path: Path, headers: dict[str, str]
+) -> None:
+    """However odd the (already masked) names and values, the record shows them unchanged,
+    across a restart."""
+    from empathy_webhooks_core.history import RawAttempt
+    from empathy_webhooks_core.wire import Response
+
+    db = tmp_path / "outbox.db"
+    delivery = Delivery(webhook_name="h", event=Event(event_type="prediction", data={}))
+    store = SQLiteStore(db)
+    await store.open()
+    await store.enqueue([delivery])
+    started = time.time()
+    attempt = RawAttempt(
+        attempt=1,
+        started_at=started,
+        duration_s=0.01,
+        verdict="success",
+        reason=None,
+        response=Response(status=200, body=b"ok"),
+        headers=headers,
+        body_bytes=2,
+        next_retry_at=None,
+        transient=False,
+    )
+    store.note_attempt(delivery, attempt, "delivered")
+    await store.close()
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        record = await store.delivery_record(delivery.delivery_id)
+    finally:
+        await store.close()
+    assert record is not None and record.status == "delivered"
+    (kept,) = record.attempts
+    assert kept.request_headers == headers  # nothing secret in them: masking keeps them
+    assert (kept.status, kept.started_at, kept.response_excerpt) == (200, started, "ok")
 
 
 async def test_open_errors_name_the_file(tmp_path: Path) -> None:

@@ -31,17 +31,20 @@ Every statement runs on one dedicated writer thread that owns the connection, so
 loop never blocks on disk and no lock is needed around the connection. The thread takes
 whatever operations queued up while it was busy and runs them in one transaction (group
 commit): many concurrent `emit` calls share a commit, and each still waits for its own.
-Marks (`delivered`, attempt counts, attempt history) are not waited for: they are gathered on
+Marks (`delivered`, attempt counts, history records) are not waited for: they are gathered on
 the event loop and committed together 50 ms after the first, or sooner with any read or write
 that must see them (every operation but an emit's rows, which need not). Many deliveries' marks
 in one transaction touch each page of the tables and indexes they change once, not once per
 emit's commit: a commit's cost is mostly the pages it writes.
 
-Attempt history (`history.py`) lives in three more tables: `history` (a row per delivery, made
-with its `deliveries` row, its status kept current), `history_attempts` (one masked record per
-attempt, written like the marks: with the next commit, nobody waiting) and `history_events`
-(each event's envelope once). Deliveries that ended (delivered or failed) longer ago than the
-retention are pruned from them with the delivered rows.
+Attempt history (`history.py`) lives in two more tables, written like the marks: `history` (a
+row per delivery with the event's envelope, made when its row is queued, its status kept
+current) and `attempts` (one masked record per attempt, a column per field). A row queued
+without its record committed (its process died within the marks' delay, or an older version
+queued it) gets one when a process takes it. Deliveries that ended (delivered or failed)
+longer ago than the retention are pruned from them with the delivered rows. Files written by
+earlier builds kept each event's envelope once in `history_events` and each attempt as JSON
+in `history_attempts`: both are still read, and pruned, for them.
 """
 
 from __future__ import annotations
@@ -163,7 +166,8 @@ CREATE TABLE IF NOT EXISTS history (
     status TEXT NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    dead_letter_id TEXT
+    dead_letter_id TEXT,
+    event_json TEXT
 );
 CREATE INDEX IF NOT EXISTS history_newest ON history (created_at, delivery_id);
 CREATE INDEX IF NOT EXISTS history_event ON history (event_id);
@@ -173,6 +177,21 @@ CREATE TABLE IF NOT EXISTS history_attempts (
     delivery_id TEXT NOT NULL,
     started_at REAL NOT NULL,
     record_json TEXT NOT NULL,
+    PRIMARY KEY (delivery_id, started_at)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    attempt INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    status INTEGER,
+    error TEXT,
+    verdict TEXT NOT NULL,
+    reason TEXT,
+    response_excerpt TEXT,
+    request_headers TEXT NOT NULL,
+    body_bytes INTEGER NOT NULL,
+    next_retry_at REAL,
     PRIMARY KEY (delivery_id, started_at)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_events (
@@ -194,12 +213,15 @@ CREATE TABLE IF NOT EXISTS plugin_memory (
 """
 
 # Files made before several processes could share one lack `owner` and `replaying_by`;
-# files made before deliveries carried a context lack `context_json` (NULL: no context).
+# files made before deliveries carried a context lack `context_json` (NULL: no context);
+# files made before history rows carried their event lack `history.event_json` (NULL: the
+# event is in `history_events`, where those versions kept it).
 _MIGRATIONS = (
     ("deliveries", "owner", "ALTER TABLE deliveries ADD COLUMN owner TEXT"),
     ("dead_letters", "replaying_by", "ALTER TABLE dead_letters ADD COLUMN replaying_by TEXT"),
     ("deliveries", "context_json", "ALTER TABLE deliveries ADD COLUMN context_json TEXT"),
     ("dead_letters", "context_json", "ALTER TABLE dead_letters ADD COLUMN context_json TEXT"),
+    ("history", "event_json", "ALTER TABLE history ADD COLUMN event_json TEXT"),
 )
 
 _INDEXES = """
@@ -215,13 +237,14 @@ _INSERT = (
 )
 _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
+# The event's envelope rides in its history row. A table of events keyed by their (random)
+# ids cost a write to a random page of its key's index per event, about a third of the pages
+# a delivery wrote; the `history_event` index on the same ids serves the look-ups by event id.
 _HISTORY_ROW = (
     "INSERT OR IGNORE INTO history (delivery_id, event_id, webhook_name, event_type, status,"
-    " created_at, updated_at) VALUES "
+    " created_at, updated_at, event_json) VALUES "
 )
-_HISTORY_ROW_ROW = "(?, ?, ?, ?, 'pending', ?, ?)"
-_HISTORY_EVENT = "INSERT OR IGNORE INTO history_events (event_id, event_json, created_at) VALUES "
-_HISTORY_EVENT_ROW = "(?, ?, ?)"
+_HISTORY_ROW_ROW = "(?, ?, ?, ?, 'pending', ?, ?, ?)"
 _HISTORY_NOTE = (
     "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
     " created_at, updated_at) VALUES "
@@ -231,10 +254,15 @@ _HISTORY_NOTE_END = (
     " ON CONFLICT (delivery_id) DO UPDATE SET status = excluded.status,"
     " updated_at = excluded.updated_at"
 )
-_HISTORY_ATTEMPT = (
-    "INSERT OR REPLACE INTO history_attempts (delivery_id, started_at, record_json) VALUES "
+# An attempt's fields in columns: encoding a record as one JSON object (its floats written
+# out as text, its keys every time) cost more than the rest of noting the attempt.
+_ATTEMPT_COLUMNS = (
+    "delivery_id, started_at, attempt, duration_s, status, error, verdict, reason,"
+    " response_excerpt, request_headers, body_bytes, next_retry_at"
 )
-_HISTORY_ATTEMPT_ROW = "(?, ?, ?)"
+_HISTORY_ATTEMPT = f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) VALUES "  # noqa: S608
+_HISTORY_ATTEMPT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ATTEMPT_FIELDS = tuple(name.strip() for name in _ATTEMPT_COLUMNS.split(","))
 # The marks of a batch in one statement: the rows' new values joined by row id (a rowid
 # lookup each); the delivery id guards against a row id given again after its row went.
 _DELIVERED = (
@@ -260,7 +288,7 @@ _HISTORY_SELECT = (
 
 _Op = tuple[str, Any, "asyncio.Future[Any] | None"]
 #: The operations a transaction runs first, each kind's payloads merged: new rows, then marks.
-_GROUPED = ("enqueue", "attempt", "delivered", "history")
+_GROUPED = ("enqueue", "history_new", "attempt", "delivered", "history")
 _STOP = "stop"
 #: An operation carrying several (marks, and the operation they go with).
 _BUNDLE = "bundle"
@@ -698,18 +726,9 @@ class SQLiteStore:
             next_id += 1
         if not self.remote_workers and not self._registered:
             self._register(conn, time.time())
-        _insert_rows(conn, _INSERT, _INSERT_ROW, [row[:9] for row in rows])
         # row: id, delivery_id, webhook, event_id, event_json, attempts, created_at, owner,
-        # context, event_type
-        _insert_rows(
-            conn,
-            _HISTORY_ROW,
-            _HISTORY_ROW_ROW,
-            [(r[1], r[3], r[2], r[9], r[6], r[6]) for r in rows],
-        )
-        # Each event once, however many webhooks it goes to.
-        events = {r[3]: (r[3], r[4], r[6]) for r in rows}
-        _insert_rows(conn, _HISTORY_EVENT, _HISTORY_EVENT_ROW, list(events.values()))
+        # context, event_type (for the history record, posted apart: `enqueue`)
+        _insert_rows(conn, _INSERT, _INSERT_ROW, [row[:9] for row in rows])
         if self._replaying:
             for row in rows:
                 key = (row[2], row[3])
@@ -720,6 +739,10 @@ class SQLiteStore:
                         key,
                     )
                     self._replaying.discard(key)
+
+    def _do_history_new(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        # Ignored where the record exists (a row taken again after a crash or a release).
+        _insert_rows(conn, _HISTORY_ROW, _HISTORY_ROW_ROW, rows)
 
     def _do_attempt(self, conn: sqlite3.Connection, rows: list[tuple[int, int, str]]) -> None:
         conn.executemany(
@@ -803,17 +826,15 @@ class SQLiteStore:
 
     def _do_history(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         # row: delivery_id, event_id, webhook, event_type, status, created_at, updated_at,
-        # started_at, record_json. Attempts are keyed by their start, not their number: a
-        # 410's attempt is not counted against the delivery, so the one after re-enabling
-        # has the same number, and both are on record. The delivery's record exists unless
-        # its row was queued by an older version: then it is made here (without its event,
-        # which that version kept only in the row).
+        # then the attempt's `_ATTEMPT_COLUMNS`. Attempts are keyed by their start, not
+        # their number: a 410's attempt is not counted against the delivery, so the one
+        # after re-enabling has the same number, and both are on record. The delivery's
+        # record exists unless its row was queued by an older version: then it is made here
+        # (without its event, which that version kept only in the row).
         _insert_rows(
             conn, _HISTORY_NOTE, _HISTORY_NOTE_ROW, [row[:7] for row in rows], _HISTORY_NOTE_END
         )
-        _insert_rows(
-            conn, _HISTORY_ATTEMPT, _HISTORY_ATTEMPT_ROW, [(row[0], row[7], row[8]) for row in rows]
-        )
+        _insert_rows(conn, _HISTORY_ATTEMPT, _HISTORY_ATTEMPT_ROW, [row[7:] for row in rows])
 
     def _do_history_get(self, conn: sqlite3.Connection, delivery_id: str) -> Any:
         row = conn.execute(_HISTORY_SELECT + " WHERE delivery_id = ?", (delivery_id,)).fetchone()
@@ -851,20 +872,26 @@ class SQLiteStore:
         return rows, self._attempt_rows(conn, [row[0] for row in rows])
 
     @staticmethod
-    def _attempt_rows(conn: sqlite3.Connection, ids: list[str]) -> list[Any]:
+    def _attempt_rows(conn: sqlite3.Connection, ids: list[str]) -> tuple[list[Any], list[Any]]:
+        """The attempts of deliveries `ids`: rows of `attempts`, and the JSON records earlier
+        builds kept in `history_attempts`."""
         if not ids:
-            return []
-        marks = ", ".join("?" * len(ids))  # placeholders only: the ids are parameters
-        return conn.execute(
-            "SELECT delivery_id, record_json FROM history_attempts"  # noqa: S608
-            f" WHERE delivery_id IN ({marks}) ORDER BY delivery_id, started_at",
-            ids,
-        ).fetchall()
+            return [], []
+        # Placeholders and constant column names only: the ids are parameters.
+        where = f" WHERE delivery_id IN ({', '.join('?' * len(ids))})"
+        columns = f"SELECT {_ATTEMPT_COLUMNS} FROM attempts{where}"  # noqa: S608
+        kept_as_json = f"SELECT delivery_id, record_json FROM history_attempts{where}"  # noqa: S608
+        return conn.execute(columns, ids).fetchall(), conn.execute(kept_as_json, ids).fetchall()
 
     def _do_history_event(self, conn: sqlite3.Connection, event_id: str) -> Any:
         row = conn.execute(
-            "SELECT event_json FROM history_events WHERE event_id = ?", (event_id,)
+            "SELECT event_json FROM history WHERE event_id = ? AND event_json IS NOT NULL LIMIT 1",
+            (event_id,),
         ).fetchone()
+        if row is None:  # queued by a version that kept events apart
+            row = conn.execute(
+                "SELECT event_json FROM history_events WHERE event_id = ?", (event_id,)
+            ).fetchone()
         return None if row is None else row[0]
 
     def _do_dead(self, conn: sqlite3.Connection, payload: tuple[Any, ...]) -> None:
@@ -983,7 +1010,9 @@ class SQLiteStore:
         if not gone:
             return 0
         conn.executemany("DELETE FROM history WHERE delivery_id = ?", [(i,) for i in gone])
+        conn.executemany("DELETE FROM attempts WHERE delivery_id = ?", [(i,) for i in gone])
         conn.executemany("DELETE FROM history_attempts WHERE delivery_id = ?", [(i,) for i in gone])
+        # Events kept apart by earlier versions (none in a file made by this one).
         conn.execute(
             "DELETE FROM history_events WHERE created_at < ? AND NOT EXISTS"
             " (SELECT 1 FROM history WHERE history.event_id = history_events.event_id)",
@@ -1103,12 +1132,18 @@ class SQLiteStore:
         await self._call("enqueue", rows)
         for delivery, row in zip(deliveries, rows, strict=True):
             delivery.store_ref = row[0]
+        # The records are written like the marks, not in the emit's commit: that commit then
+        # writes the new rows' pages only, and a few hundred records share each page of the
+        # history's table and indexes. Any read takes them first; a crash before they are
+        # committed leaves rows that `take_pending` gives their record again.
+        self._post("history_new", [(r[1], r[3], r[2], r[9], r[6], r[6], r[4]) for r in rows])
 
     async def take_pending(self, wanted: Mapping[str, int]) -> Sequence[Delivery]:
         """Claim up to `wanted[name]` unclaimed queued rows per webhook, oldest first (see
         `PagedStore`). Rows whose event cannot be decoded go to the dead letters instead."""
         wanted = {name: limit for name, limit in wanted.items() if limit > 0}
         deliveries: list[Delivery] = []
+        records: list[tuple[Any, ...]] = []
         while wanted:
             rows = await self._call("take", wanted)
             bad: list[tuple[Any, ...]] = []
@@ -1129,6 +1164,9 @@ class SQLiteStore:
                         context=_context(ctx),
                     )
                 )
+                kind = event.event_type
+                record = (delivery_id, event.event_id, webhook_name, kind, created_at, created_at)
+                records.append((*record, event_json))
             if not bad:
                 break
             await self._dead_letter_undecodable(bad)
@@ -1138,6 +1176,10 @@ class SQLiteStore:
             for row in bad:
                 short[row[2]] = short.get(row[2], 0) + 1
             wanted = short
+        if records:
+            # The record of a row whose own was never committed (its process died within
+            # `_MARK_DELAY` of queuing it) or that an older version queued without one.
+            self._post("history_new", records)
         return deliveries
 
     async def _dead_letter_undecodable(self, bad: list[tuple[Any, ...]]) -> None:
@@ -1272,8 +1314,19 @@ class SQLiteStore:
                     status,
                     delivery.enqueued_at,
                     attempt.started_at + attempt.duration_s,
-                    attempt.started_at,
-                    record.to_json(),
+                    # `_ATTEMPT_COLUMNS`
+                    record.delivery_id,
+                    record.started_at,
+                    record.attempt,
+                    record.duration_s,
+                    record.status,
+                    record.error,
+                    record.verdict,
+                    record.reason,
+                    record.response_excerpt,
+                    _headers_text(record.request_headers),
+                    record.body_bytes,
+                    record.next_retry_at,
                 )
             ],
         )
@@ -1323,15 +1376,27 @@ class SQLiteStore:
         }
 
 
-def _history_records(rows: list[Any], attempts: list[Any]) -> list[DeliveryRecord]:
+def _history_records(
+    rows: list[Any], attempts: tuple[list[Any], list[Any]]
+) -> list[DeliveryRecord]:
+    columns, kept_as_json = attempts
     by_delivery: dict[str, list[AttemptRecord]] = {}
-    for delivery_id, record_json in attempts:
+    for values in columns:
+        try:
+            fields = dict(zip(_ATTEMPT_FIELDS, values, strict=True))
+            fields["request_headers"] = _headers(fields["request_headers"])
+            by_delivery.setdefault(values[0], []).append(AttemptRecord.from_dict(fields))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # one unreadable attempt never hides the delivery nor its others
+    for delivery_id, record_json in kept_as_json:
         try:
             by_delivery.setdefault(delivery_id, []).append(
                 AttemptRecord.from_dict(json.loads(record_json))
             )
-        except (ValueError, KeyError, TypeError):
-            continue  # one unreadable attempt never hides the delivery nor its others
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    for kept in by_delivery.values():
+        kept.sort(key=_started)
     return [
         DeliveryRecord(
             delivery_id=delivery_id,
@@ -1355,6 +1420,44 @@ def _history_records(rows: list[Any], attempts: list[Any]) -> list[DeliveryRecor
             dead_letter_id,
         ) in rows
     ]
+
+
+def _headers_text(headers: Mapping[str, str]) -> str:
+    """An attempt's request headers as kept: `Name: value` lines, as on the wire (a third of
+    the instructions of encoding them as JSON), or JSON, which starts with `{`, when a name
+    holds `: ` or starts with `{`, or a name or value holds a line break: what the lines
+    could not give back."""
+    text = "\r\n".join(map(": ".join, headers.items()))
+    last = len(headers) - 1
+    if (
+        text.count("\r\n") != max(last, 0)
+        or ": ".join(headers).count(": ") != max(last, 0)
+        or text.startswith("{")
+    ):
+        return json.dumps(headers, separators=(",", ":"))
+    return text
+
+
+def _headers(text: str) -> dict[str, str]:
+    """The headers `_headers_text` kept."""
+    if text.startswith("{"):
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("stored request headers are not an object")
+        return value
+    if not text:
+        return {}
+    headers = {}
+    for line in text.split("\r\n"):
+        name, sep, value = line.partition(": ")
+        if not sep:
+            raise ValueError("a stored request header line without a name")
+        headers[name] = value
+    return headers
+
+
+def _started(record: AttemptRecord) -> float:
+    return record.started_at
 
 
 def _context_json(context: Mapping[str, str]) -> str | None:
