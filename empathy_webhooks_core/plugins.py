@@ -364,6 +364,8 @@ class Hooks:
         self._broadcasts: dict[str, tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]]] = {}
         #: The `on_success` implementations prepared, a `quiet` answer, and what it leaves.
         self._listening: tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]] | None = None
+        #: Plugins whose `observing` answered something other than a bool or None (said once).
+        self._observing_reported: set[str] = set()
         self._check_plugins()
 
     def _check_plugins(self) -> None:
@@ -835,13 +837,26 @@ class Hooks:
         quiet: tuple[str, ...] = ()
         for plugin, probe in self._probes.items():
             try:
-                watching = probe() is not False
+                answer = probe()
             except Exception as exc:
                 _hook_failed("observing", plugin, exc)
-                watching = True
-            if not watching:
+                continue
+            if answer is False:
                 quiet += (plugin,)
+            elif answer is not None and answer is not True:
+                self._wrong_observing(plugin, answer)
         return quiet
+
+    def _wrong_observing(self, plugin: str, answer: Any) -> None:
+        # Taken as observing (nothing lost); said once per plugin, as it is asked every attempt.
+        reported = self._observing_reported
+        if plugin not in reported:
+            reported.add(plugin)
+            self._broken(
+                plugin, "observing", f"returned {_kind_of(answer)}, not True, False or None"
+            )
+        elif inspect.iscoroutine(answer):
+            answer.close()
 
     @functools.cached_property
     def _attempt_watch(self) -> tuple[AttemptWatchers, tuple[str, ...]]:

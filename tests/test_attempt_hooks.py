@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -328,3 +330,46 @@ async def test_a_plugin_turns_observing_off_and_on(
     assert sent == {"off": None, "on": "1", "context": "1", "off again": None, "broken probe": "1"}
     assert plugin.succeeded == ["on", "broken probe"]
     assert "observing" in caplog.text and "probe bug" in caplog.text
+
+
+class WrongAnswer(Switchable):
+    """`observing` that answers neither a bool nor None: first a string, then a coroutine."""
+
+    answers: list[Any]
+
+    @hookimpl
+    def observing(self) -> Any:
+        self.asked += 1
+        answer = self.answers.pop(0) if self.answers else "yes"
+        if answer == "coroutine":
+
+            async def never_awaited() -> bool:
+                return False
+
+            return never_awaited()
+        return answer
+
+
+async def test_an_observing_answer_of_the_wrong_kind_is_said_once_and_taken_as_observing(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin = WrongAnswer()
+    plugin.answers = ["coroutine", "yes", "coroutine"]
+    hook = CustomWebhook(name="wrong", url=receiver.url())
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a coroutine left unclosed would warn
+        async with _dispatcher(plugin, hook) as dispatcher:
+            for n in range(3):
+                await dispatcher.emit("alert", {"n": n})
+                await dispatcher.drain(timeout=10)
+            assert dispatcher.get_webhook_stats("wrong")["delivered_count"] == 3
+        gc.collect()
+    # Watched every time (nothing recorded is lost to the bug), and said once.
+    assert (plugin.before, plugin.succeeded) == ([1, 1, 1], [0, 1, 2])
+    lines = [r.getMessage() for r in caplog.records if "observing" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert (
+        "plugin_contract_broken" in lines[0]
+        and "a coroutine (is the hook `async def`?)" in lines[0]
+    )
