@@ -200,9 +200,7 @@ class MemoryStore:
         if not self.history_limit:
             return
         now = attempt.started_at + attempt.duration_s
-        entry = self._history.get(delivery.delivery_id)  # queued by `enqueue`: almost always
-        if entry is None:
-            entry = self._entry(delivery, now)
+        entry = self._entry(delivery, now)
         entry.attempts = (*entry.attempts, attempt.kept(delivery.delivery_id))
         entry.status = status
         entry.updated_at = now
