@@ -358,8 +358,6 @@ class Hooks:
         #: Each registered class's owning plugin (object and name).
         self._owners: dict[type[Webhook], tuple[Any, str]] = {}
         self._routes: dict[type[Any], Route] = {}
-        # Asked after every success: the caller object lasts as long as the manager.
-        self._on_success = pm.hook.on_success
         self._claims: weakref.WeakKeyDictionary[Webhook, Webhook] = weakref.WeakKeyDictionary()
         self._broadcasts: dict[str, tuple[list[Any], tuple[str, ...], list[tuple[Any, str]]]] = {}
         #: The `on_success` implementations prepared, a `quiet` answer, and what it leaves.
@@ -690,14 +688,9 @@ class Hooks:
         """The `on_success` implementations to tell of a success, in pluggy's order: all but
         those of the `quiet` plugins (`quiet()`, asked before the attempt that succeeded).
         Empty: no result to build."""
-        # Asked after every delivery: the implementations are checked against those prepared
-        # (a plugin registered since is told), and what `quiet` leaves is kept for the next.
-        impls = self._on_success.get_hookimpls()
-        cached = self._broadcasts.get("on_success")
-        if cached is not None and cached[0] == impls:
-            prepared = cached[2]
-        else:
-            prepared = self._broadcast("on_success")[1]
+        # Prepared again when the implementations change (a plugin registered since is told);
+        # what `quiet` leaves is kept for the next.
+        prepared = self._broadcast("on_success")[1]
         if not quiet:
             return prepared
         left = self._listening
