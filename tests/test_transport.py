@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import os
+import re
 import socket
 import ssl
 import subprocess
 import sys
 import textwrap
 import threading
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +27,11 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+from yarl import URL
 
 from empathy_webhooks_core import CustomWebhook, DeliveryError, WebhookDispatcher
 from empathy_webhooks_core._pipeline.sessions import USER_AGENT, Sessions
-from empathy_webhooks_core._transport import MalformedAnswerError
+from empathy_webhooks_core._transport import MalformedAnswerError, target
 from empathy_webhooks_core.default_plugins.http import MAX_RESPONSE_BYTES, send
 from empathy_webhooks_core.delivery import TRANSPORT_ERRORS
 from empathy_webhooks_core.wire import OutgoingRequest
@@ -178,7 +182,8 @@ async def test_the_request_on_the_wire_and_one_kept_alive_connection_for_many() 
         assert headers["Content-Type"] == "application/json"
         body = server.requests[0].split(b"\r\n\r\n", 1)[1]
         assert headers["Content-Length"] == str(len(body))
-        assert "accept-encoding" not in names  # no decompression asked for or needed
+        # What aiohttp asked for; the answer's body is decoded (test below).
+        assert headers["Accept-Encoding"] == "gzip, deflate"
 
 
 async def test_a_requests_own_user_agent_and_accept_win(sessions: Sessions) -> None:
@@ -330,6 +335,109 @@ async def test_malformed_and_endless_answers_are_transport_errors(
         await server.wait_all_closed()  # the connection is not kept
 
 
+def encoded(coding: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        coding,
+        len(body),
+        body,
+    )
+
+
+def raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        encoded(b"gzip", gzip.compress(b"invalid_payload")),
+        encoded(b"x-gzip", gzip.compress(b"invalid_payload")),
+        encoded(b"deflate", zlib.compress(b"invalid_payload")),
+        encoded(b"deflate", raw_deflate(b"invalid_payload")),
+        # Chunked, the compressed bytes split across chunks.
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(
+            b"%x\r\n%s\r\n" % (len(part), part)
+            for packed in [gzip.compress(b"invalid_payload")]
+            for part in (packed[:10], packed[10:])
+        )
+        + b"0\r\n\r\n",
+    ],
+)
+async def test_a_compressed_answer_is_read_decoded(sessions: Sessions, answer: bytes) -> None:
+    # A 200 whose body says it failed (Slack's words): plugins judge the words, not gzip.
+    async with RawServer(answer, OK) as server:
+        assert (await post(sessions, server.url())).body == b"invalid_payload"
+        assert (await post(sessions, server.url())).body == b"ok"
+        assert server.connections == 1  # read to its end: the connection carries the next
+
+
+async def test_a_compressed_answer_is_decoded_up_to_the_cap_only(sessions: Sessions) -> None:
+    bomb = gzip.compress(b"\0" * (64 * MAX_RESPONSE_BYTES))  # 4 MiB in ~4 KiB
+    async with RawServer(encoded(b"gzip", bomb), OK) as server:
+        response = await post(sessions, server.url())
+        assert response.body == b"\0" * MAX_RESPONSE_BYTES
+        assert (await post(sessions, server.url())).body == b"ok"
+        assert server.connections == 2  # the rest not read: the connection is not reused
+
+
+@pytest.mark.parametrize(
+    ("answer", "text"),
+    [
+        (encoded(b"br", b"\x1b\x0e"), "encoding not asked for ('br')"),
+        (encoded(b"gzip", b"\x1f\x8b not gzip at all"), "gzip body is corrupt"),
+    ],
+)
+async def test_an_answer_that_cannot_be_decoded_is_a_transport_error(
+    sessions: Sessions, answer: bytes, text: str
+) -> None:
+    async with RawServer(answer) as server:
+        with pytest.raises(MalformedAnswerError, match=re.escape(text)) as caught:
+            await post(sessions, server.url())
+        assert isinstance(caught.value, TRANSPORT_ERRORS)
+
+
+async def test_interim_answers_count_towards_the_head_limit() -> None:
+    """1xx answers sent one by one, without end: refused once they pass the head's limit,
+    not waited on until the timeout."""
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: <" + b"a" * 4000 + b">\r\n\r\n"
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            for _ in range(1000):
+                writer.write(hint)
+                await writer.drain()
+                await asyncio.sleep(0.005)  # each its own segment
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    owned = Sessions(None, 10)
+    owned.open()
+    try:
+        request = OutgoingRequest(url=f"http://127.0.0.1:{port}/hook", body=b"{}")
+        with pytest.raises(MalformedAnswerError, match="head exceeds"):
+            await send(request, owned.shared, 30)
+    finally:
+        await owned.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_explicit_port_0_is_refused_not_sent_to_the_schemes_port(
+    sessions: Sessions,
+) -> None:
+    assert target(URL("http://127.0.0.1:0/hook")) is None  # aiohttp takes it, and refuses
+    assert target(URL("http://127.0.0.1/hook")) is not None
+    with pytest.raises(TRANSPORT_ERRORS):
+        await post(sessions, "http://127.0.0.1:0/hook")
+
+
 async def test_a_body_cut_short_by_the_server_is_a_transport_error(sessions: Sessions) -> None:
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"
     async with RawServer(answer, close_after=True) as server:
@@ -468,6 +576,27 @@ async def test_the_connection_limit_is_never_exceeded_and_waiters_are_served() -
             await owned.close()
         assert [a.status for a in answers] == [200] * 7
         assert server.most_open == 2 and len(server.requests) == 7
+
+
+async def test_a_waiter_that_loses_its_turn_keeps_its_place_in_line() -> None:
+    """Limit 1: W1 is woken by a connection to another host going idle, closes it to make
+    room, and that wakes W2 too; W2 finds no room and waits again, before W3, not after."""
+    async with RawServer(OK, delay=0.05) as other, RawServer(OK, delay=0.05) as server:
+        owned = Sessions(None, 1)
+        owned.open()
+        try:
+            first = asyncio.create_task(post(owned, other.url("/W0")))
+            await other.received.wait()  # W0 holds the only connection
+            queued = []
+            for name in ("W1", "W2", "W3"):
+                queued.append(asyncio.create_task(post(owned, server.url(f"/{name}"))))
+                await asyncio.sleep(0.005)  # in this order
+            answers = await asyncio.gather(first, *queued)
+        finally:
+            await owned.close()
+    assert [a.status for a in answers] == [200] * 4
+    paths = [head_lines(r)[0].split()[1] for r in server.requests]
+    assert paths == ["/W1", "/W2", "/W3"]
 
 
 async def test_closing_the_dispatcher_closes_its_sockets() -> None:

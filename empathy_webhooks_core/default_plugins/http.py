@@ -11,14 +11,15 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from .._transport import Target, Transport, target
+from .._transport import MAX_BODY_BYTES, Target, Transport, target
 from ..plugins import hookimpl
 from ..retry import parse_retry_after
 from ..webhooks import Webhook
 from ..wire import Outcome, OutgoingRequest, Response, Verdict
 
-#: How much of an answer's body is read: enough for error text, never a whole download.
-MAX_RESPONSE_BYTES = 64 * 1024
+#: How much of an answer's body is read: enough for error text, never a whole download (the
+#: core's transport keeps the same).
+MAX_RESPONSE_BYTES = MAX_BODY_BYTES
 
 
 @functools.lru_cache(maxsize=64)
@@ -60,41 +61,40 @@ async def send(
     request is one it takes (`_transport.py`); through `session` otherwise."""
     started = time.perf_counter()
     url, where = _url(request.url)
-    if where is not None and (transport := Transport.of(session)) is not None:
-        head = transport.head(where, request.method, request.headers, request.body)
-        if head is not None:
-            try:
-                status, headers, body = await transport.request(
-                    where, head, request.body, timeout_seconds
-                )
-            except TimeoutError as exc:
-                raise TimeoutError(f"no answer within {timeout_seconds:g} s") from exc
-            return Response(
-                status=status,
-                headers=headers,
-                body=body,
-                elapsed_ms=(time.perf_counter() - started) * 1000,
-            )
+    transport = Transport.of(session) if where is not None else None
+    head = (
+        transport.head(where, request.method, request.headers, request.body)
+        if transport is not None and where is not None
+        else None
+    )
     try:
-        async with session.request(
-            request.method,
-            url,
-            data=request.body,
-            # A multidict already: aiohttp merges it with the session's headers as it is,
-            # rather than converting a dict first.
-            headers=CIMultiDict(request.headers),
-            allow_redirects=False,
-            timeout=_timeout(timeout_seconds),
-        ) as answer:
-            body = await answer.content.read(MAX_RESPONSE_BYTES)
-            return Response(
-                status=answer.status,
-                headers={k.lower(): v for k, v in answer.headers.items()},
-                body=body,
-                elapsed_ms=(time.perf_counter() - started) * 1000,
+        if head is not None:
+            assert transport is not None and where is not None
+            status, headers, body = await transport.request(
+                where, head, request.body, timeout_seconds
             )
+        else:
+            async with session.request(
+                request.method,
+                url,
+                data=request.body,
+                # A multidict already: aiohttp merges it with the session's headers as it
+                # is, rather than converting a dict first.
+                headers=CIMultiDict(request.headers),
+                allow_redirects=False,
+                timeout=_timeout(timeout_seconds),
+            ) as answer:
+                body = await answer.content.read(MAX_RESPONSE_BYTES)
+                status = answer.status
+                headers = {k.lower(): v for k, v in answer.headers.items()}
     except TimeoutError as exc:
         raise TimeoutError(f"no answer within {timeout_seconds:g} s") from exc
+    return Response(
+        status=status,
+        headers=headers,
+        body=body,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+    )
 
 
 @hookimpl(trylast=True)
