@@ -7,7 +7,6 @@ import contextlib
 import contextvars
 import functools
 import importlib.metadata
-import json
 import math
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Any
 import attrs
 
 from ._bounds import check_number
+from .wire import json_bytes, json_text
 
 __all__ = [
     "DEFAULT_MAX_DATA_DEPTH",
@@ -197,10 +197,6 @@ def _now() -> datetime:
 
 _from_timestamp = datetime.fromtimestamp
 
-#: `wire.json_bytes`'s encoding (compact, UTF-8 as is), as text, from one encoder made once:
-#: `json.dumps` with those arguments builds a new `JSONEncoder` per call, which was more
-#: than half the cost of encoding an envelope (once per event).
-_envelope_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _path(parent: str, key: object) -> str:
@@ -528,7 +524,7 @@ class Event:
         """The envelope as compact UTF-8 JSON: the exact body `CustomWebhook` sends."""
         body = self._envelope
         if body is None:
-            body = _envelope_json(self.to_envelope()).encode("utf-8")
+            body = json_bytes(self.to_envelope())
             _set(self, "_envelope", body)
         return body
 
@@ -568,7 +564,7 @@ class Event:
             return self.envelope_bytes().decode("utf-8")  # encoded once, shared with delivery
         envelope = self.to_envelope()
         envelope["ordering_key"] = self.ordering_key
-        return _envelope_json(envelope)
+        return json_text(envelope)
 
 
 def _slot_setter(name: str) -> Any:

@@ -20,6 +20,7 @@ __all__ = [
     "Response",
     "Verdict",
     "json_bytes",
+    "json_text",
 ]
 
 #: Header names whose values are credentials, kept for compatibility: the rule the core
@@ -51,9 +52,14 @@ BODY_EXCERPT_CHARS = 500
 SECRET_URL = "secret_url"  # noqa: S105 - a key name, not a secret
 
 
+#: Compact JSON text, UTF-8 as is, from one encoder made once: `json.dumps` with arguments
+#: builds a new `JSONEncoder` per call, more than half the cost of encoding an envelope.
+json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def json_bytes(payload: Any) -> bytes:
     """Compact UTF-8 JSON: what every JSON target sends, so signatures cover exact bytes."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json_text(payload).encode("utf-8")
 
 
 #: Read-only and empty: shared by every value given none (most requests' `extras`).
