@@ -16,15 +16,6 @@ from .problems import Problem
 __all__ = ["EVENT_FIELDS", "build_event", "event_fields", "event_problem", "read_json"]
 
 _OPTIONAL_STRINGS = ("user_id", "severity", "classification", "ordering_key")
-#: Each field's type as JSON decodes it when it is right (None is right for all but the type):
-#: what `_plain` asks. A field missing here is never plain, so it always takes the full check.
-_PLAIN_TYPES: dict[str, type] = {
-    "event_type": str,
-    "data": dict,
-    "metadata": dict,
-    "empathy_level": int,
-    **dict.fromkeys(_OPTIONAL_STRINGS, str),
-}
 _ITEM = re.compile(r"\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]")
 
 
@@ -92,8 +83,6 @@ def _kind(value: Any) -> str:
 def event_fields(body: Any, path: str, errors: list[dict[str, str]]) -> dict[str, Any] | None:
     """The keyword arguments of `emit` from one event object, or None after adding what is
     wrong with it to `errors`."""
-    if type(body) is dict and _plain(body):
-        return body
     if not isinstance(body, Mapping):
         errors.append({"path": path, "message": f"expected an object, got {_kind(body)}"})
         return None
@@ -133,21 +122,6 @@ def event_fields(body: Any, path: str, errors: list[dict[str, str]]) -> dict[str
     if len(errors) > before:
         return None
     return {key: body[key] for key in EVENT_FIELDS if key in body}
-
-
-def _plain(body: dict[str, Any]) -> bool:
-    """Whether `body` (a JSON object as `json.loads` gives it) is an event with nothing to
-    report: the checks of `event_fields` on the exact types JSON decodes to, with no message
-    made. The answer to most requests; any doubt goes to the full check, which names it."""
-    for key, value in body.items():  # one pass over what was sent (an event sends few fields)
-        kind = _PLAIN_TYPES.get(key)
-        if kind is None or (value is not None and type(value) is not kind):
-            return False
-    event_type = body.get("event_type")
-    level = body.get("empathy_level")
-    return (
-        type(event_type) is str and bool(event_type.strip()) and (level is None or 1 <= level <= 5)
-    )
 
 
 def build_event(fields: dict[str, Any], path: str, errors: list[dict[str, str]]) -> Event | None:

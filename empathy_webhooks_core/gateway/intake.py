@@ -69,8 +69,7 @@ class Intake:
         `WebhookDispatcher.emit_event`, whose exceptions it raises)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[str]] = loop.create_future()
-        if self._quiet_timer is not None:
-            self._busy()
+        self._busy()
         self._waiting.append((event, future))
         if self._writer is None:
             self._writer = loop.create_task(self._write_groups())

@@ -140,12 +140,7 @@ async def post_event(request: web.Request) -> web.Response:
         # for a request without the header, with the answer made directly.
         _, body = await read_json(request, gateway.settings.max_body_bytes)
         event = _event(body)
-        # `_admit`'s work without its coroutine (one await fewer on every accepted event).
-        try:
-            webhooks = await gateway.intake.admit(event)
-        except QueueFull as full:
-            return _accepted(event, full.queued, full.refused)
-        return _accepted(event, webhooks, [])
+        return _accepted(event, *await _admit(gateway, event))
 
     async def answer(body: Any) -> dict[str, Any]:
         return await _accept(gateway, _event(body))
