@@ -198,7 +198,6 @@ def _now() -> datetime:
 _from_timestamp = datetime.fromtimestamp
 
 
-
 def _path(parent: str, key: object) -> str:
     return f"{parent}[{key!r}]"
 
@@ -359,6 +358,7 @@ def _event_type(value: Any) -> str:
             f"event_type must be at most {MAX_EVENT_TYPE_CHARS} characters, without line "
             f"breaks, NUL or other control characters, got {value[:80]!r}"
         )
+    _check_unicode("event_type", value)
     if type(value) is str and len(_VALID_TYPES) < _VALID_TYPES_KEPT:
         _VALID_TYPES.add(value)
     return value
@@ -402,6 +402,20 @@ def _check_level(value: Any) -> None:
 def _check_optional_str(name: str, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
+    if value is not None:
+        _check_unicode(name, value)
+
+
+def _check_unicode(name: str, value: str) -> None:
+    """Text every store and receiver can take: a lone surrogate (what a bad decode leaves)
+    cannot be encoded as UTF-8, so the event could be accepted and then never sent."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{name} holds text that is not valid Unicode ({exc.reason})"
+            ) from None
 
 
 # What `Event()` is given when the caller leaves out `event_id` or `timestamp` (None is a
@@ -482,11 +496,14 @@ class Event:
         else:
             _check_event_id(event_id)
         if not (
-            (user_id is None or type(user_id) is str)
+            # ASCII text needs no further check; other text takes the slow path's.
+            (user_id is None or (type(user_id) is str and user_id.isascii()))
             and (empathy_level is None or (type(empathy_level) is int and 1 <= empathy_level <= 5))
-            and (severity is None or type(severity) is str)
-            and (classification is None or type(classification) is str)
-            and (ordering_key is None or type(ordering_key) is str)
+            and (severity is None or (type(severity) is str and severity.isascii()))
+            and (
+                classification is None or (type(classification) is str and classification.isascii())
+            )
+            and (ordering_key is None or (type(ordering_key) is str and ordering_key.isascii()))
         ):
             # Something other than the plain types: the checks one by one, in order.
             _check_optional_str("user_id", user_id)

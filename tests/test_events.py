@@ -6,6 +6,7 @@ import os
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from enum import IntEnum
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,18 @@ def test_non_json_data_is_refused_naming_the_key() -> None:
         Event(event_type="alert", data={"title": "bad \ud800 half"})
     with pytest.raises(EventDataError, match="key 1 of type int"):
         Event(event_type="alert", data={1: "x"})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    "field", ["event_type", "user_id", "severity", "classification", "ordering_key"]
+)
+def test_text_that_cannot_be_encoded_is_refused_in_every_string_field(field: str) -> None:
+    # A lone surrogate (what a bad decode leaves): accepted, it could never be stored or sent.
+    fields: dict[str, Any] = {"event_type": "alert", field: "bad \ud800 half"}
+    with pytest.raises(ValueError, match=f"^{field} holds text that is not valid Unicode"):
+        Event(**fields)
+    fields[field] = "José ✓"  # any real text is fine
+    assert getattr(Event(**fields), field) == "José ✓"
 
 
 def test_data_is_copied_so_later_mutation_changes_nothing() -> None:

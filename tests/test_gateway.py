@@ -155,6 +155,12 @@ async def test_too_large_invalid_and_unknown_fields(tmp_path: Path, receiver: Re
             session, "POST", events, json={"event_type": "x", "data": {"deep": [1, 2**60]}}
         )
         assert status == 422 and body["errors"][0]["path"] == "$.data.deep[1]"
+        for field in ("event_type", "user_id"):  # a lone surrogate: 422 naming it, not a 500
+            text = b'{"event_type":"x","%s":"a\\ud800"}' % field.encode()
+            status, body, _ = await call(
+                session, "POST", events, data=text, headers={"Content-Type": "application/json"}
+            )
+            assert status == 422 and body["errors"][0]["path"] == f"$.{field}", body
         status, body, _ = await call(session, "POST", events, data=b"{not json")
         assert status == 415  # not declared JSON
         status, body, _ = await call(

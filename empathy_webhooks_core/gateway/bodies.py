@@ -138,7 +138,16 @@ def event_problem(exc: BaseException, path: str) -> dict[str, str]:
     """`{path, message}` for an error the event raised: its message starts with the place
     (`data['a'][0] is ...`), turned into a JSON path (`$.data.a[0]`)."""
     message = str(exc)
-    for field in ("metadata", "data", "event_type", "empathy_level", "ordering_key"):
+    for field in (
+        "metadata",
+        "data",
+        "event_type",
+        "empathy_level",
+        "ordering_key",
+        "user_id",
+        "severity",
+        "classification",
+    ):
         if message.startswith(field):
             rest = message[len(field) :]
             where = f"{path}.{field}"
