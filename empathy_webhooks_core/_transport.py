@@ -456,7 +456,9 @@ class Transport:
         lines = len(parts) + 1
         if text.count("\n") != lines or text.count("\r") != lines or "\0" in text:
             _refuse_injection(headers)
-        return text.encode("utf-8")
+        # As aiohttp writes a head: text decoded with `surrogateescape` (bytes that were not
+        # UTF-8) goes back out as those bytes, rather than failing every attempt.
+        return text.encode("utf-8", "surrogateescape")
 
     async def request(
         self, where: Target, head: bytes, body: bytes, timeout: float

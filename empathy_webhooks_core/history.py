@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
-from .redaction import REDACTED, bounded, is_secret_name, redact_text
+from .redaction import REDACTED, bounded, is_secret_name, redact_text, storable
 
 if TYPE_CHECKING:
     from ._pipeline.unit import Delivery
@@ -447,7 +447,9 @@ def _attempt_record(
         verdict=verdict,
         reason=reason,
         response_excerpt=_excerpt(body or b"") if answered else None,
-        request_headers=masked_headers(headers),
+        request_headers={
+            storable(name): storable(value) for name, value in masked_headers(headers).items()
+        },
         body_bytes=body_bytes,
         next_retry_at=next_retry_at,
     )

@@ -65,6 +65,7 @@ __all__ = [
     "request_secrets_known",
     "secret_field",
     "secret_repr",
+    "storable",
     "url_repr",
     "url_secrets",
     "webhook_redactor",
@@ -406,8 +407,21 @@ def bounded(text: Any, limit: int = EXCERPT_CHARS) -> str:
     characters (masking first, so no part of a secret is left at the cut)."""
     text = str(text)
     # A bound on the work too: 64 KiB is what the HTTP delivery reads of a body.
-    text = redact_text(text[: 64 * 1024])
+    text = storable(redact_text(text[: 64 * 1024]))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def storable(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (lone surrogates: an answer's header bytes decoded
+    with `surrogateescape`, a plugin's careless decode) replaced by `?`: a store writing it
+    as text would otherwise fail the whole write, the attempt's record with it."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 # -- URLs ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import structlog
 from empathy_webhooks_core._log import get_logger
 from empathy_webhooks_core.redaction import (
     REDACTED,
+    bounded,
     redact_processor,
     redact_text,
     redact_url,
@@ -213,3 +214,12 @@ def test_a_large_answer_full_of_escapes_is_masked_without_backtracking() -> None
     masked = redact_text(text)
     assert "tok_zyxwvutsrq" not in masked
     assert masked.startswith('{"body": "- line 0: xxx')
+
+
+def test_text_kept_from_an_answer_is_always_storable_as_utf8() -> None:
+    # A lone surrogate (an answer's header bytes decoded with surrogateescape) would fail a
+    # store's text write, and the attempt's record with it.
+    kept = bounded("rejected: x-error=\udcff")
+    assert kept == "rejected: x-error=?"
+    assert kept.encode("utf-8")
+    assert bounded("José ✓") == "José ✓"

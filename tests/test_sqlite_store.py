@@ -528,3 +528,28 @@ async def test_resumed_deliveries_are_never_refused_by_max_pending(
     assert sorted(r.event_id or "" for r in receiver.delivered) == sorted(
         e.event_id for e in events
     )
+
+
+async def test_text_utf8_cannot_encode_in_an_attempt_keeps_the_attempt_on_record(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A header value holding a lone surrogate (bytes decoded with `surrogateescape`, as an
+    answer's headers are): it goes out as its bytes, and its attempt stays on record, with the
+    character shown as `?`, instead of failing the whole history write."""
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), headers={"X-Team": "ops\udcff"})
+    store = SQLiteStore(tmp_path / "o.db")
+    async with WebhookDispatcher(webhooks=[hook], store=store) as dispatcher:
+        await dispatcher.emit("prediction", {"n": 1})
+        await dispatcher.drain(timeout=10)
+        (record,) = (await dispatcher.deliveries()).items
+        async with asyncio.timeout(10):
+            while record.status != "delivered":
+                await asyncio.sleep(0.01)
+                found = await dispatcher.delivery(record.delivery_id)
+                assert found is not None
+                record = found
+    assert [(a.attempt, a.status) for a in record.attempts] == [(1, 200)]
+    assert record.attempts[0].request_headers["X-Team"] == "ops?"
+    (request,) = receiver.requests
+    # The receiver (aiohttp) decodes the byte back the same way.
+    assert request.header("X-Team") == "ops\udcff"
