@@ -447,12 +447,17 @@ def _attempt_record(
         verdict=verdict,
         reason=reason,
         response_excerpt=_excerpt(body or b"") if answered else None,
-        request_headers={
-            storable(name): storable(value) for name, value in masked_headers(headers).items()
-        },
+        request_headers=_storable_headers(masked_headers(headers)),
         body_bytes=body_bytes,
         next_retry_at=next_retry_at,
     )
+
+
+def _storable_headers(headers: dict[str, str]) -> dict[str, str]:
+    # Nearly always ASCII: asked of all the text at once (C loops), not of each string.
+    if "".join(headers).isascii() and "".join(headers.values()).isascii():
+        return headers
+    return {storable(name): storable(value) for name, value in headers.items()}
 
 
 @runtime_checkable
