@@ -367,6 +367,32 @@ class RawAttempt:
             self.error,
         )
 
+    def columns(self, delivery_id: str) -> tuple[Any, ...]:
+        """`record`'s values in the order of `AttemptRecord`'s fields, without making the
+        record: what a store writing a row per attempt (SQLite) needs, masked and bounded as
+        `record` masks them."""
+        response = self.response
+        reason = bounded(self.reason) if self.reason else None
+        if response is None:
+            status = excerpt = None
+            error = bounded(self.error) if self.error else reason
+        else:
+            status, error, excerpt = response.status, None, _excerpt(response.body or b"")
+        return (
+            delivery_id,
+            self.attempt,
+            self.started_at,
+            self.duration_s,
+            status,
+            error,
+            self.verdict,
+            reason,
+            excerpt,
+            _storable_headers(masked_headers(self.headers)),
+            self.body_bytes,
+            self.next_retry_at,
+        )
+
     def kept(self, delivery_id: str) -> KeptAttempt:
         """What a store holding records in memory keeps (`record_of` makes the record): the
         values as a tuple, masked when read, or the record masked now when the request

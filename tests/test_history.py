@@ -300,3 +300,64 @@ def test_an_attempt_kept_in_memory_is_masked_in_time() -> None:
         assert lasting not in str(record.to_dict())
         assert record.response_excerpt == "you sent ***"
         assert record.request_headers["Authorization"] == "***"
+
+
+async def test_sqlite_record_made_by_the_first_attempt_keeps_the_event_and_queue_time(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A delivery attempted before its record (queued with the marks) was written gets its
+    record from the attempt's note: one row, with the event and the time it was queued, the
+    same as a record written first and updated after."""
+    import sqlite3
+
+    db = tmp_path / "outbox.db"
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    async with WebhookDispatcher(webhooks=[hook], store=f"sqlite:///{db}") as dispatcher:
+        event = await dispatcher.emit("prediction", {"n": 1})
+        await dispatcher.drain()
+        (record,) = (await dispatcher.deliveries(event_id=event.event_id)).items
+        assert record.status == "delivered"
+        assert [a.status for a in record.attempts] == [200]
+        assert await dispatcher.event(event.event_id) == event
+    with sqlite3.connect(db) as conn:
+        ((queued_at,),) = conn.execute("SELECT created_at FROM deliveries").fetchall()
+        rows = conn.execute("SELECT created_at, event_json, status FROM history").fetchall()
+    assert rows == [(queued_at, event.to_json(), "delivered")]
+    assert record.created_at == queued_at
+
+
+@pytest.mark.parametrize(
+    "answer, error, reason",
+    [
+        (b"accepted, token=sk_live_0123456789abcdef0123", None, None),
+        (None, "connection refused by 127.0.0.1:9", "connection refused"),
+        (b"", None, "server error 503, retrying"),
+    ],
+)
+def test_an_attempts_columns_are_its_records_fields(
+    answer: bytes | None, error: str | None, reason: str | None
+) -> None:
+    """`RawAttempt.columns` (what SQLite writes) is `record` (what the others keep), field
+    for field, masked the same way."""
+    import attrs
+
+    from empathy_webhooks_core.history import AttemptRecord, RawAttempt
+    from empathy_webhooks_core.wire import Response
+
+    raw = RawAttempt(
+        attempt=2,
+        started_at=10.0,
+        duration_s=0.25,
+        verdict="success" if reason is None else "retry",
+        reason=reason,
+        response=None if answer is None else Response(status=503, body=answer),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer abc.def.ghi"},
+        body_bytes=42,
+        next_retry_at=None if reason is None else 12.0,
+        error=error,
+    )
+    record = raw.record("dlv_7")
+    assert raw.columns("dlv_7") == tuple(
+        getattr(record, field.name) for field in attrs.fields(AttemptRecord)
+    )
+    assert "abc.def.ghi" not in str(raw.columns("dlv_7"))

@@ -245,11 +245,14 @@ _HISTORY_ROW = (
     " created_at, updated_at, event_json) VALUES "
 )
 _HISTORY_ROW_ROW = "(?, ?, ?, ?, 'pending', ?, ?, ?)"
+# An attempt's note makes the delivery's record when the record queued with its row is not
+# written yet (it went with the marks, and the attempt came first: most deliveries), so one
+# row is written instead of a row and its update; else the event is NULL here and left alone.
 _HISTORY_NOTE = (
     "INSERT INTO history (delivery_id, event_id, webhook_name, event_type, status,"
-    " created_at, updated_at) VALUES "
+    " created_at, updated_at, event_json) VALUES "
 )
-_HISTORY_NOTE_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+_HISTORY_NOTE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
 _HISTORY_NOTE_END = (
     " ON CONFLICT (delivery_id) DO UPDATE SET status = excluded.status,"
     " updated_at = excluded.updated_at"
@@ -257,7 +260,7 @@ _HISTORY_NOTE_END = (
 # An attempt's fields in columns: encoding a record as one JSON object (its floats written
 # out as text, its keys every time) cost more than the rest of noting the attempt.
 _ATTEMPT_COLUMNS = (
-    "delivery_id, started_at, attempt, duration_s, status, error, verdict, reason,"
+    "delivery_id, attempt, started_at, duration_s, status, error, verdict, reason,"
     " response_excerpt, request_headers, body_bytes, next_retry_at"
 )
 _HISTORY_ATTEMPT = f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) VALUES "  # noqa: S608
@@ -407,6 +410,9 @@ class SQLiteStore:
         self._ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         # Marks made on the event loop, not handed to the writer yet (`_post`).
         self._marks: list[tuple[str, list[Any]]] = []
+        # Records of queued deliveries not handed to the writer yet, by delivery id: an
+        # attempt noted before they go takes its delivery's record (`note_attempt`).
+        self._unwritten: dict[str, tuple[Any, ...]] = {}
         self._marks_timer: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -448,7 +454,7 @@ class SQLiteStore:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         future: asyncio.Future[Any] = self._loop.create_future()
-        if self._marks and kind != "enqueue":
+        if (self._marks or self._unwritten) and kind != "enqueue":
             # The marks made so far go with it, in one hand-over, so they are in its
             # transaction: what it reads or writes comes after them. Not with an emit's
             # rows (nothing there reads them): they wait for their timer, so a burst of
@@ -463,14 +469,25 @@ class SQLiteStore:
         first mark that found none waiting, or sooner with the next operation but an enqueue."""
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
-        if not self._marks:
+        if self._marks_timer is None:
             self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
         self._marks.append((kind, payload))
+
+    def _post_records(self, records: Sequence[tuple[Any, ...]]) -> None:
+        """New deliveries' records (`_HISTORY_ROW`), written with the marks (`_post`)."""
+        if self._thread is None or self._loop is None:
+            raise RuntimeError("the SQLite store is not open")
+        if self._marks_timer is None:
+            self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
+        unwritten = self._unwritten
+        for record in records:
+            unwritten[record[0]] = record
 
     def _flush_marks(self) -> None:
         """Hand the marks gathered on the event loop to the writer, in one hand-over: the
         writer wakes once for many deliveries' marks, not once per mark."""
-        if self._marks:
+        self._marks_timer = None
+        if self._marks or self._unwritten:
             self._ops.put((_BUNDLE, self._marked(), None))
 
     def _marked(self) -> list[_Op]:
@@ -480,6 +497,9 @@ class SQLiteStore:
             self._marks_timer = None
         marks, self._marks = self._marks, []
         merged: dict[str, list[Any]] = {}
+        if self._unwritten:
+            merged["history_new"] = list(self._unwritten.values())
+            self._unwritten = {}
         for kind, payload in marks:
             merged.setdefault(kind, []).extend(payload)
         return [(kind, rows, None) for kind, rows in merged.items()]
@@ -826,15 +846,16 @@ class SQLiteStore:
 
     def _do_history(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         # row: delivery_id, event_id, webhook, event_type, status, created_at, updated_at,
-        # then the attempt's `_ATTEMPT_COLUMNS`. Attempts are keyed by their start, not
+        # event_json (None but for a record made here), then the attempt's
+        # `_ATTEMPT_COLUMNS`. Attempts are keyed by their start, not
         # their number: a 410's attempt is not counted against the delivery, so the one
         # after re-enabling has the same number, and both are on record. The delivery's
         # record exists unless its row was queued by an older version: then it is made here
         # (without its event, which that version kept only in the row).
         _insert_rows(
-            conn, _HISTORY_NOTE, _HISTORY_NOTE_ROW, [row[:7] for row in rows], _HISTORY_NOTE_END
+            conn, _HISTORY_NOTE, _HISTORY_NOTE_ROW, [row[:8] for row in rows], _HISTORY_NOTE_END
         )
-        _insert_rows(conn, _HISTORY_ATTEMPT, _HISTORY_ATTEMPT_ROW, [row[7:] for row in rows])
+        _insert_rows(conn, _HISTORY_ATTEMPT, _HISTORY_ATTEMPT_ROW, [row[8:] for row in rows])
 
     def _do_history_get(self, conn: sqlite3.Connection, delivery_id: str) -> Any:
         row = conn.execute(_HISTORY_SELECT + " WHERE delivery_id = ?", (delivery_id,)).fetchone()
@@ -1136,7 +1157,7 @@ class SQLiteStore:
         # writes the new rows' pages only, and a few hundred records share each page of the
         # history's table and indexes. Any read takes them first; a crash before they are
         # committed leaves rows that `take_pending` gives their record again.
-        self._post("history_new", [(r[1], r[3], r[2], r[9], r[6], r[6], r[4]) for r in rows])
+        self._post_records([(r[1], r[3], r[2], r[9], r[6], r[6], r[4]) for r in rows])
 
     async def take_pending(self, wanted: Mapping[str, int]) -> Sequence[Delivery]:
         """Claim up to `wanted[name]` unclaimed queued rows per webhook, oldest first (see
@@ -1179,7 +1200,7 @@ class SQLiteStore:
         if records:
             # The record of a row whose own was never committed (its process died within
             # `_MARK_DELAY` of queuing it) or that an older version queued without one.
-            self._post("history_new", records)
+            self._post_records(records)
         return deliveries
 
     async def _dead_letter_undecodable(self, bad: list[tuple[Any, ...]]) -> None:
@@ -1301,35 +1322,26 @@ class SQLiteStore:
         if self._thread is None:
             log.warning("history_not_recorded", store=str(self.path), reason="store not open")
             return
-        record = attempt.record(delivery.delivery_id)
-        event = delivery.event
-        self._post(
-            "history",
-            [
-                (
-                    delivery.delivery_id,
-                    event.event_id,
-                    delivery.webhook_name,
-                    event.event_type,
-                    status,
-                    delivery.enqueued_at,
-                    attempt.started_at + attempt.duration_s,
-                    # `_ATTEMPT_COLUMNS`
-                    record.delivery_id,
-                    record.started_at,
-                    record.attempt,
-                    record.duration_s,
-                    record.status,
-                    record.error,
-                    record.verdict,
-                    record.reason,
-                    record.response_excerpt,
-                    _headers_text(record.request_headers),
-                    record.body_bytes,
-                    record.next_retry_at,
-                )
-            ],
-        )
+        delivery_id = delivery.delivery_id
+        ended = attempt.started_at + attempt.duration_s
+        new = self._unwritten.pop(delivery_id, None)
+        if new is None:
+            event = delivery.event
+            record: tuple[Any, ...] = (
+                delivery_id,
+                event.event_id,
+                delivery.webhook_name,
+                event.event_type,
+                status,
+                delivery.enqueued_at,
+                ended,
+                None,
+            )
+        else:  # the record queued with the row, not written yet: made by this note
+            record = (*new[:4], status, new[4], ended, new[6])
+        columns = attempt.columns(delivery_id)
+        headers = _headers_text(columns[9])
+        self._post("history", [(*record, *columns[:9], headers, *columns[10:])])
 
     async def delivery_record(self, delivery_id: str) -> DeliveryRecord | None:
         found = await self._call("history_get", delivery_id)
