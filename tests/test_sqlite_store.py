@@ -553,3 +553,68 @@ async def test_text_utf8_cannot_encode_in_an_attempt_keeps_the_attempt_on_record
     (request,) = receiver.requests
     # The receiver (aiohttp) decodes the byte back the same way.
     assert request.header("X-Team") == "ops\udcff"
+
+
+async def test_rows_written_from_the_event_loop_carry_the_ids_sqlite_gave_them(
+    tmp_path: Path,
+) -> None:
+    """An emit's rows are written by the event loop's own connection, SQLite choosing the ids;
+    each delivery's handle is its row's id, as the marks and the dead letters need."""
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        for n in range(3):  # one event to three webhooks, three times
+            event = Event(event_type="prediction", data={"n": n})
+            batch = [Delivery(webhook_name=name, event=event) for name in ("a", "b", "c")]
+            await store.enqueue(batch)
+        stored = dict(rows(db, "SELECT delivery_id, id FROM deliveries"))
+    finally:
+        await store.close()
+    assert len(stored) == 9
+    assert sorted(stored.values()) == list(range(1, 10))
+
+
+async def test_an_emit_waits_for_another_writer_instead_of_failing(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """While another connection (another process) holds the file's write lock, an emit is
+    written by the writer thread once the lock is free: never lost, never an error."""
+    db = tmp_path / "outbox.db"
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the write lock, held
+        emitting = asyncio.create_task(dispatcher.emit("prediction", {"n": 1}))
+        await asyncio.sleep(0.2)
+        assert not emitting.done()  # waiting for the lock, not refused
+        other.execute("COMMIT")
+        other.close()
+        event = await emitting
+        await dispatcher.drain()
+    assert receiver.delivered_event_ids() == {event.event_id: 1}
+    ((state, owner),) = rows(db, "SELECT state, owner FROM deliveries")
+    assert state == "delivered" and owner is not None
+
+
+async def test_emits_from_the_event_loop_do_not_grow_the_wal_without_bound(
+    tmp_path: Path,
+) -> None:
+    """The event loop's connection never checkpoints (a checkpoint syncs the disk); the writer
+    thread does, every few hundred of its commits, so a process that only queues (a
+    producer) keeps the WAL file bounded."""
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db, role="producer")
+    await store.open()
+    try:
+        for n in range(1500):
+            await store.enqueue(
+                [Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))]
+            )
+        await store.counts()  # through the writer: after the checkpoints asked for so far
+    finally:
+        wal = (db.parent / (db.name + "-wal")).stat().st_size
+        await store.close()
+    frames = (wal - 32) // (4096 + 24)
+    assert frames < 1500  # one commit per emit, each at least a page: 1500 without
+    assert rows(db, "SELECT count(*) FROM deliveries") == [(1500,)]
