@@ -318,7 +318,8 @@ async def test_a_file_whose_history_kept_events_and_attempts_apart_is_read_and_p
     tmp_path: Path, receiver: Receiver
 ) -> None:
     """A file written by the build that kept each event in `history_events` (its history
-    rows have no `event_json`) and each attempt as JSON in `history_attempts`: its pending
+    rows have no `event_json`, nor `first_` columns) and each attempt as JSON in
+    `history_attempts`: its pending
     row is delivered, its event and its earlier attempt are still found after the file is
     brought up to date, beside the attempt made now, and the retention prunes them all."""
     db = tmp_path / "outbox.db"
@@ -327,6 +328,10 @@ async def test_a_file_whose_history_kept_events_and_attempts_apart_is_read_and_p
     now = time.time()
     with sqlite3.connect(db) as conn:
         conn.execute("ALTER TABLE history DROP COLUMN event_json")
+        for (column,) in conn.execute(
+            "SELECT name FROM pragma_table_info('history') WHERE name LIKE 'first%'"
+        ).fetchall():  # nor its first attempt's columns
+            conn.execute(f"ALTER TABLE history DROP COLUMN {column}")
         conn.execute("DROP TABLE attempts")
         conn.execute(
             "INSERT INTO deliveries (delivery_id, webhook_name, event_id, event_json, attempts,"
