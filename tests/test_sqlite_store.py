@@ -623,3 +623,23 @@ async def test_emits_from_the_event_loop_do_not_grow_the_wal_without_bound(
     frames = (wal - 32) // (4096 + 24)
     assert frames < 1500  # one commit per emit, each at least a page: 1500 without
     assert rows(db, "SELECT count(*) FROM deliveries") == [(1500,)]
+
+
+async def test_many_emits_at_once_each_get_their_own_row_and_id(tmp_path: Path) -> None:
+    """A burst (hundreds of tasks emitting in one turn of the loop): the first tasks' rows are
+    written by the loop, the others' committed together by the writer thread; every delivery
+    has its row, and its handle is that row's id."""
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        deliveries = [
+            Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+            for n in range(300)
+        ]
+        await asyncio.gather(*(store.enqueue([delivery]) for delivery in deliveries))
+        stored = dict(rows(db, "SELECT delivery_id, id FROM deliveries"))
+    finally:
+        await store.close()
+    assert {d.delivery_id: d.store_ref for d in deliveries} == stored
+    assert len(set(stored.values())) == 300

@@ -115,6 +115,12 @@ _MAX_BATCH = 4096
 #: The most rows an emit writes from the event loop (`_insert_now`); more go through the
 #: writer thread.
 _MAX_NOW = 64
+#: Tasks whose emits are written from the event loop in one turn of it. A task emitting one
+#: event after another (a producer, a request handler) is written at once each time: it
+#: waits for every commit. The emits of more tasks in the same turn (thousands gathered at
+#: once) go through the writer thread, which commits them together: a commit per batch there
+#: instead of one per emit here.
+_NOW_TASKS_PER_TURN = 16
 #: Emits written from the event loop between two checkpoints the writer thread runs (the
 #: loop's own connection never checkpoints: a checkpoint syncs the file to disk).
 _CHECKPOINT_EVERY = 300
@@ -473,6 +479,8 @@ class SQLiteStore:
         self._now_conn: sqlite3.Connection | None = None
         self._since_checkpoint = 0
         self._checkpoint_due = False
+        # Tasks whose emits the loop wrote in its current turn (`_insert_now`).
+        self._this_turn: set[asyncio.Task[Any] | None] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         # Dead letters taken for replay whose new delivery is not committed yet: the row that
         # enqueues the replay deletes the letter in the same transaction, so a crash between
@@ -1297,6 +1305,14 @@ class SQLiteStore:
             or (not self.remote_workers and not self._registered)
         ):
             return False
+        turn = self._this_turn
+        task = asyncio.current_task()
+        if task not in turn:
+            if len(turn) >= _NOW_TASKS_PER_TURN:
+                return False
+            if not turn and self._loop is not None:
+                self._loop.call_soon(turn.clear)  # in the loop's next turn
+            turn.add(task)
         try:
             cursor = conn.execute(
                 _INSERT + ", ".join([_INSERT_ROW] * count),
