@@ -643,3 +643,21 @@ async def test_many_emits_at_once_each_get_their_own_row_and_id(tmp_path: Path) 
         await store.close()
     assert {d.delivery_id: d.store_ref for d in deliveries} == stored
     assert len(set(stored.values())) == 300
+
+
+def test_wide_rows_are_cut_to_what_an_older_sqlite_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite before 3.32 (still shipped by some distributions) takes at most 999 parameters
+    a statement: the store's multi-row statements carry fewer rows when they are wide."""
+    from empathy_webhooks_core.stores import sqlite as sqlite_store
+
+    conn = sqlite3.connect(":memory:")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    conn.execute(f"CREATE TABLE t ({', '.join(f'c{n}' for n in range(19))})")
+    head, row = "INSERT INTO t VALUES ", "(" + ", ".join(["?"] * 19) + ")"
+    wide = [tuple(range(19))] * 300
+    monkeypatch.setattr(sqlite_store, "_MAX_PARAMETERS", 32_766)
+    with pytest.raises(sqlite3.OperationalError, match="too many SQL variables"):
+        sqlite_store._insert_rows(conn, head, row, wide)
+    monkeypatch.setattr(sqlite_store, "_MAX_PARAMETERS", 999)
+    sqlite_store._insert_rows(conn, head, row, wide)
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (300,)

@@ -340,7 +340,11 @@ _DELIVERED_DELETE_END = (
 )
 #: The most rows one multi-row statement carries; a batch is cut into powers of two up to
 #: this, so a few statement texts (all in the connection's statement cache) serve any size.
-_ROWS_PER_STATEMENT = 64
+_ROWS_PER_STATEMENT = 256
+#: The most parameters one statement may carry: 32,766 since SQLite 3.32, 999 before (some
+#: Linux distributions still ship such a library). A statement carries fewer rows than
+#: `_ROWS_PER_STATEMENT` when its rows are wide enough to pass it.
+_MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 _HISTORY_SELECT = (
     "SELECT delivery_id, event_id, webhook_name, event_type, status, created_at, updated_at,"  # noqa: S608
@@ -385,8 +389,10 @@ def _insert_rows(
     waiting for the commit with it. One statement per chunk steps once. Chunk sizes are
     powers of two, so the statement texts stay few and cached."""
     start, count = 0, len(rows)
+    fits = min(_ROWS_PER_STATEMENT, _MAX_PARAMETERS // max(1, row.count("?")))
+    most = 1 << (fits.bit_length() - 1)  # a power of two: few statement texts, all cached
     while start < count:
-        size = min(_ROWS_PER_STATEMENT, 1 << ((count - start).bit_length() - 1))
+        size = min(most, 1 << ((count - start).bit_length() - 1))
         chunk = rows[start : start + size]
         conn.execute(
             head + ", ".join([row] * size) + tail,
