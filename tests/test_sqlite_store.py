@@ -661,3 +661,26 @@ def test_wide_rows_are_cut_to_what_an_older_sqlite_takes(monkeypatch: pytest.Mon
     monkeypatch.setattr(sqlite_store, "_MAX_PARAMETERS", 999)
     sqlite_store._insert_rows(conn, head, row, wide)
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (300,)
+
+
+async def test_an_emit_cancelled_while_its_row_goes_in_is_still_delivered(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """An emit cancelled (a request's timeout) while its row waited for the write lock: the
+    row, once written, is this process's, which no lane had been given; it is released and
+    taken again, so the event is delivered instead of waiting for the process to end."""
+    db = tmp_path / "outbox.db"
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    async with WebhookDispatcher(webhooks=[hook], store=url(db, "poll=0.05")) as dispatcher:
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        emitting = asyncio.create_task(dispatcher.emit("prediction", {"n": 1}))
+        await asyncio.sleep(0.2)
+        emitting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await emitting
+        other.execute("COMMIT")
+        other.close()
+        await receiver.wait_for(1)
+    assert rows(db, "SELECT state FROM deliveries") == [("delivered",)]
+    assert len(receiver.delivered) == 1

@@ -931,6 +931,16 @@ class SQLiteStore:
                 )
         return taken
 
+    def _do_release_rows(self, conn: sqlite3.Connection, delivery_ids: list[str]) -> None:
+        for start in range(0, len(delivery_ids), 500):
+            some = delivery_ids[start : start + 500]
+            conn.execute(
+                "UPDATE deliveries SET owner = NULL WHERE owner = ? AND state = 'queued'"  # noqa: S608
+                f" AND delivery_id IN ({', '.join('?' * len(some))})",
+                (self.owner, *some),
+            )
+        self._empty_at.clear()
+
     def _do_release(self, conn: sqlite3.Connection, _: Any) -> int:
         """Closing: what this process still holds goes back to the others at once."""
         count = conn.execute(
@@ -1280,7 +1290,16 @@ class SQLiteStore:
                 ]
             )
         if not self._insert_now(rows):
-            await self._call("enqueue", rows)
+            try:
+                await self._call("enqueue", rows)
+            except asyncio.CancelledError:
+                # The emit was cancelled while its rows went in: they may be committed, owned
+                # by this process, which would never hand them to a lane (the emit did not
+                # return). Released after the write, this process's paging takes them like
+                # any row nobody holds; if they were not written, nothing matches.
+                if not self.remote_workers:
+                    self._ops.put(("release_rows", [row[1] for row in rows], None))
+                raise
         for delivery, row in zip(deliveries, rows, strict=True):
             delivery.store_ref = row[0]
         # The records are written like the marks, not in the emit's commit: that commit then
