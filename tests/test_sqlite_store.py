@@ -686,15 +686,16 @@ async def test_an_emit_cancelled_while_its_row_goes_in_is_still_delivered(
     assert len(receiver.delivered) == 1
 
 
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
 async def test_a_producer_emitting_event_after_event_lets_the_deliveries_run(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, store: str
 ) -> None:
-    """A task emitting many events one after another (a backfill) yields to the loop at each
-    emit, as it did when every emit waited for the writer thread: the lanes' workers deliver
+    """A task emitting many events one after another (a backfill), to a store that writes at
+    once, yields to the loop once its lane has work for all its workers: they deliver
     meanwhile, and an emit past `max_pending` events in all is not refused."""
-    db = tmp_path / "outbox.db"
     hook = CustomWebhook(name="h", url=receiver.url("/h"), max_pending=50)
-    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+    where = None if store == "memory" else url(tmp_path / "outbox.db")
+    async with WebhookDispatcher(webhooks=[hook], store=where) as dispatcher:
         for n in range(300):
             await dispatcher.emit("prediction", {"n": n})
         await dispatcher.drain()

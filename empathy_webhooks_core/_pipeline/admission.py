@@ -5,6 +5,7 @@ deliver: they take it from the store)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 
 from .._log import get_logger
@@ -86,6 +87,15 @@ async def admit(
         deliveries.append(delivery)
         queued.append(webhook.name)
     if deliveries:
+        if local and any(lane.pending >= 2 * lane.webhook.max_concurrency for lane in taking):
+            # A lane has work enough for all its workers: one turn of the loop first, so they
+            # run. Where the store writes at once (memory, SQLite from the loop) an emit never
+            # waits, and a task emitting event after event (a backfill) would keep the loop to
+            # itself, its lanes' workers idle and, past `max_pending`, its events refused.
+            # Not every emit: a turn under load lasts a while, and a producer waiting for one
+            # each time would leave the workers short of work. Before the write: a
+            # cancellation here keeps nothing.
+            await asyncio.sleep(0)
         await store.enqueue(deliveries)
         if local:
             for index, lane in enumerate(taking):

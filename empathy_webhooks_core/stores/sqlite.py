@@ -1289,11 +1289,6 @@ class SQLiteStore:
                     event.event_type,
                 ]
             )
-        # One turn of the loop first, as waiting for the writer thread always gave: a task
-        # emitting event after event (a backfill) would otherwise keep the loop to itself
-        # (rows written at once never wait), its lanes' workers idle, timers late, and past
-        # `max_pending` its events refused. Before the write: cancelled here, nothing is kept.
-        await asyncio.sleep(0)
         if not self._insert_now(rows):
             try:
                 await self._call("enqueue", rows)
