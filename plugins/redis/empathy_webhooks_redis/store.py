@@ -216,7 +216,10 @@ return ids
 
 # What a worker writes behind its deliveries, in one call: attempts noted (history) and the
 # deliveries that succeeded (XACK, XDEL, their attempt counts dropped). History is written
-# with pcall: a history key in the way never holds back an acknowledgement.
+# with pcall: a history key in the way never holds back an acknowledgement. A record that is
+# still there (the usual case: `_ENQUEUE` made it, with its index entry) gets the attempt,
+# status and time only; one that is gone (the server lost its data while a worker held the
+# delivery) is made again whole, index entry included, so it is listed as before.
 # KEYS: stream, attempts, history index, then a history key per note. ARGV: group, ttl, n, m,
 # the notes as one JSON array of strings (9 per note: delivery id, webhook, event id, event
 # type, queued at, status, updated, attempt field, attempt JSON), the acknowledgements as
@@ -229,10 +232,15 @@ if n > 0 then
   local o = 0
   for i = 1, n do
     local h = KEYS[3 + i]
-    redis.pcall('HSET', h, 'w', f[o + 2], 'e', f[o + 3], 't', f[o + 4],
-      'c', f[o + 5], 's', f[o + 6], 'u', f[o + 7], f[o + 8], f[o + 9])
-    redis.pcall('EXPIRE', h, ttl)
-    redis.pcall('ZADD', KEYS[3], f[o + 5], f[o + 1])
+    local kept = redis.pcall('EXPIRE', h, ttl)
+    if kept == 1 then
+      redis.pcall('HSET', h, 's', f[o + 6], 'u', f[o + 7], f[o + 8], f[o + 9])
+    else
+      redis.pcall('HSET', h, 'w', f[o + 2], 'e', f[o + 3], 't', f[o + 4],
+        'c', f[o + 5], 's', f[o + 6], 'u', f[o + 7], f[o + 8], f[o + 9])
+      redis.pcall('EXPIRE', h, ttl)
+      redis.pcall('ZADD', KEYS[3], f[o + 5], f[o + 1])
+    end
     o = o + 9
   end
 end
@@ -255,6 +263,14 @@ _ADD_MAX = 64
 #: The most attempts and acknowledgements one write-behind call carries (a Lua `unpack`
 #: takes a few thousand values at most); more go in further calls.
 _WRITE_BEHIND_MAX = 1000
+#: While deliveries this worker holds are still under way, a write-behind call waits up to
+#: this long for them, or until `_GATHER_ENOUGH` acknowledgements are waiting, so that one
+#: call carries many (each call costs a round trip, a script run and its encoding, whatever
+#: it carries; without the wait a busy worker wrote every few deliveries). It delays only
+#: the acknowledgement and the history record, never a send; a crash within it sends those
+#: deliveries again, as any crash before the acknowledgement does (at least once).
+_GATHER_SECONDS = 0.005
+_GATHER_ENOUGH = 64
 
 #: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
 #: considered abandoned (its process died) and listed again.
@@ -409,8 +425,10 @@ class RedisStore:
         # Emits waiting for the next `_add` call, and the task making those calls.
         self._emits: list[tuple[list[Delivery], asyncio.Future[None]]] = []
         self._adder: asyncio.Task[None] | None = None
-        # The task writing both (`_write_behind`).
+        # The task writing both (`_write_behind`), and what tells it to write now rather
+        # than wait for more (`_GATHER_SECONDS`).
         self._writer: asyncio.Task[None] | None = None
+        self._gathered = asyncio.Event()
         self._history_fault = _Fault("redis_history_failed")
         self.replay_lease = DEFAULT_REPLAY_LEASE
         # Letters this process took for replay, by (webhook, event id): `enqueue` deletes
@@ -794,12 +812,23 @@ class RedisStore:
             self._writer = asyncio.create_task(
                 self._write_behind(), name=f"redis-write-behind:{self.consumer}"
             )
+        elif len(self._acks) >= _GATHER_ENOUGH or not self._more_to_come():
+            self._gathered.set()
+
+    def _more_to_come(self) -> bool:
+        """Deliveries held here and not finished yet: their acknowledgements may share the
+        next write-behind call."""
+        return len(self._held) > len(self._acks)
 
     async def _write_behind(self) -> None:
         """Write the attempts noted and acknowledge the deliveries finished since the last
         call, in one script call, until nothing is left; each call takes what came in while
-        the one before was under way (a group commit: one round trip for many deliveries)."""
+        the one before was under way, and what comes within `_GATHER_SECONDS` while other
+        deliveries are still under way here (a group commit: one round trip for many)."""
         while self._notes or self._acks:
+            if self._more_to_come() and len(self._acks) < _GATHER_ENOUGH:
+                self._gathered.clear()
+                await wait_event(self._gathered, _GATHER_SECONDS)
             notes, self._notes = self._notes, []
             acks, self._acks = self._acks, []
             try:
@@ -870,6 +899,7 @@ class RedisStore:
         """Wait for the attempts noted so far to be written (reads see them)."""
         task = self._writer
         if task is not None and not task.done():
+            self._gathered.set()  # a reader waits: write what there is now
             await asyncio.shield(task)
 
     async def delivery_record(self, delivery_id: str) -> DeliveryRecord | None:

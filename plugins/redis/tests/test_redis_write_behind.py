@@ -1,0 +1,110 @@
+"""What a worker writes behind its deliveries (acknowledgements, attempt history), against a
+real Redis (a key prefix of each test's own)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from empathy_webhooks_redis import RedisStore, open_redis_store
+from empathy_webhooks_redis.store import GROUP, _delivery
+
+from empathy_webhooks_core import Event
+from empathy_webhooks_core.plugin.store import Delivery, DeliveryQuery, RawAttempt
+
+
+def _attempt(status_code: int = 200) -> RawAttempt:
+    return RawAttempt(
+        attempt=1,
+        started_at=time.time(),
+        duration_s=0.001,
+        verdict="success",
+        reason=None,
+        response=None,
+        headers={"Content-Type": "application/json"},
+        body_bytes=2,
+        next_retry_at=None,
+        transient=False,
+    )
+
+
+async def _taken(producer: RedisStore, worker: RedisStore, count: int) -> list[Delivery]:
+    """`count` deliveries queued by the producer and read by the worker (held, as its
+    consumer loop would hold them), without a dispatcher."""
+    events = [Event(event_type="t", data={"n": n}) for n in range(count)]
+    await producer.enqueue([Delivery(webhook_name="h", event=event) for event in events])
+    await worker.redis.xgroup_createconsumer(worker.stream, GROUP, worker.consumer)
+    answer = await worker.redis.xreadgroup(
+        GROUP, worker.consumer, {worker.stream: ">"}, count=count
+    )
+    taken = [_delivery(entry_id, fields, None) for entry_id, fields in answer[0][1]]
+    for delivery in taken:
+        worker._held[delivery.store_ref] = delivery
+    return taken
+
+
+async def test_an_acknowledgement_goes_while_other_deliveries_are_still_held(
+    redis_url: str,
+) -> None:
+    producer = open_redis_store(redis_url)
+    worker = producer.for_worker()
+    await producer.open()
+    await worker.open()
+    try:
+        done, waiting = await _taken(producer, worker, 2)
+        worker.note_attempt(done, _attempt(), "delivered")
+        await worker.mark_delivered(done)
+        # `waiting` stays held (a slow send, a retry's back-off): the write-behind call does
+        # not wait for it, only briefly for company.
+        async with asyncio.timeout(10):
+            while await worker.redis.xlen(worker.stream) != 1:  # noqa: ASYNC110 - state is in Redis
+                await asyncio.sleep(0.01)
+        pending = await worker.redis.xpending_range(worker.stream, GROUP, "-", "+", 10)
+        assert [entry["message_id"] for entry in pending] == [waiting.store_ref]
+        assert worker.held == 1
+        record = await worker.delivery_record(done.delivery_id)
+        assert record is not None and record.status == "delivered"
+        assert [attempt.attempt for attempt in record.attempts] == [1]
+    finally:
+        await worker.close()
+        await producer.close()
+
+
+async def test_an_attempt_on_a_record_that_is_gone_writes_it_again_whole(redis_url: str) -> None:
+    producer = open_redis_store(redis_url)
+    worker = producer.for_worker()
+    await producer.open()
+    await worker.open()
+    try:
+        kept, lost = await _taken(producer, worker, 2)
+        before = await worker.delivery_record(kept.delivery_id)
+        assert before is not None and before.status == "pending"
+        # The server lost the second record and its index entry (its data went while the
+        # worker held the delivery): the attempt brings back the whole record, listed.
+        await worker.redis.delete(worker._history_key(lost.delivery_id))
+        await worker.redis.zrem(worker.history_index, lost.delivery_id)
+        for delivery in (kept, lost):
+            worker.note_attempt(delivery, _attempt(), "delivered")
+            await worker.mark_delivered(delivery)
+        for delivery in (kept, lost):
+            record = await worker.delivery_record(delivery.delivery_id)
+            assert record is not None
+            assert (record.webhook, record.event_id, record.event_type, record.status) == (
+                "h",
+                delivery.event.event_id,
+                "t",
+                "delivered",
+            )
+            assert record.created_at == pytest.approx(delivery.enqueued_at)
+            assert len(record.attempts) == 1
+            assert await worker.redis.ttl(worker._history_key(delivery.delivery_id)) > 0
+        page = await worker.delivery_records(DeliveryQuery(limit=10))
+        assert {record.delivery_id for record in page.items} == {
+            kept.delivery_id,
+            lost.delivery_id,
+        }
+        assert await worker.redis.xlen(worker.stream) == 0
+    finally:
+        await worker.close()
+        await producer.close()
