@@ -74,6 +74,7 @@ from empathy_webhooks_core.plugin.store import (
 )
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
+from ._packed import PackedScript
 from .breaker import BREAKER_SYNC, RedisCircuitBreaker
 
 __all__ = [
@@ -502,8 +503,8 @@ class RedisStore:
         self._take = self._redis.register_script(_TAKE)
         self._requeue = self._redis.register_script(_REQUEUE)
         self._forget = self._redis.register_script(_FORGET_CONSUMERS)
-        self._enqueue = self._redis.register_script(_ENQUEUE)
-        self._write_behind_script = self._redis.register_script(_WRITE_BEHIND)
+        self._enqueue = PackedScript(self._redis, _ENQUEUE)
+        self._write_behind_script = PackedScript(self._redis, _WRITE_BEHIND)
         self._closing.clear()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()

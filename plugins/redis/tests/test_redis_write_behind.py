@@ -1,17 +1,44 @@
-"""What a worker writes behind its deliveries (acknowledgements, attempt history), against a
-real Redis (a key prefix of each test's own)."""
+"""What a worker writes behind its deliveries (acknowledgements, attempt history) and the packed
+script calls that carry it, against a real Redis (a key prefix of each test's own)."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 
 import pytest
 from empathy_webhooks_redis import RedisStore, open_redis_store
+from empathy_webhooks_redis._packed import PackedScript, pack
 from empathy_webhooks_redis.store import GROUP, _delivery
+from redis.asyncio.connection import Connection
+from redis.exceptions import ResponseError
 
 from empathy_webhooks_core import Event
 from empathy_webhooks_core.plugin.store import Delivery, DeliveryQuery, RawAttempt
+
+
+def test_a_packed_command_is_the_bytes_redis_py_would_send() -> None:
+    args = ["EVALSHA", "0" * 40, 2, "k:1", "clé ☃", 1.5, 0.1, 1e300, -7, "", "a\r\nb"]
+    assert pack(args) == b"".join(Connection().pack_command(*args))
+
+
+async def test_a_script_the_server_has_not_seen_is_loaded_and_run(redis_url: str) -> None:
+    store = open_redis_store(redis_url)
+    await store.open()
+    try:
+        # A text no one loaded before (its own SHA1): the first EVALSHA meets NOSCRIPT.
+        script = PackedScript(
+            store.redis, f"-- {secrets.token_hex(8)}\nreturn {{KEYS[1], ARGV[1]}}"
+        )
+        assert await script(keys=["k"], args=[3]) == ["k", "3"]
+        assert await script(keys=["k"], args=["é"]) == ["k", "é"]
+        # An error reply raises, as it does through redis-py.
+        failing = PackedScript(store.redis, "return redis.error_reply('no such thing')")
+        with pytest.raises(ResponseError, match="no such thing"):
+            await failing(keys=[], args=[])
+    finally:
+        await store.close()
 
 
 def _attempt(status_code: int = 200) -> RawAttempt:
