@@ -559,7 +559,10 @@ class RedisStore:
         self._emits.append((list(deliveries), future))
         if self._adder is None or self._adder.done():
             self._adder = asyncio.create_task(self._add_emits(), name="redis-enqueue")
-        await checked(asyncio.shield(future))
+        # The future is this emit's own: awaited bare (no `shield`, a tenth of a producer's
+        # CPU), a cancelled emit cancels only it, and `_add_emits` skips a future that is
+        # done. Its deliveries go in with the call either way, as they did.
+        await checked(future)
 
     async def _add_emits(self) -> None:
         while self._emits:
@@ -1300,21 +1303,24 @@ def _int(value: Any) -> int:
 
 def _delivery(entry_id: str, fields: dict[str, str], attempts: Any) -> Delivery:
     """The delivery a stream entry holds, or `UndecodableEvent` saying what is wrong."""
-    missing = [key for key in ("d", "w", "e") if not fields.get(key)]
-    if missing:
+    delivery_id, webhook, stored = fields.get("d"), fields.get("w"), fields.get("e")
+    if not (delivery_id and webhook and stored):
+        missing = [key for key in ("d", "w", "e") if not fields.get(key)]
         raise UndecodableEvent(f"the entry lacks the field(s) {', '.join(missing)}")
+    queued = fields.get("t")
     try:
-        enqueued_at = float(fields.get("t", time.time()))
+        enqueued_at = time.time() if queued is None else float(queued)
     except ValueError:
         enqueued_at = time.time()
+    context = fields.get("c")
     return Delivery(
-        webhook_name=fields["w"],
-        event=decode_event(fields["e"]),
-        delivery_id=fields["d"],
+        webhook_name=webhook,
+        event=decode_event(stored),
+        delivery_id=delivery_id,
         attempts=_int(attempts if attempts is not None else fields.get("a", 0)),
         enqueued_at=enqueued_at,
         store_ref=entry_id,
-        context=_context(fields.get("c")),
+        context=_context(context) if context else {},
     )
 
 

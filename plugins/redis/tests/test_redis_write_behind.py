@@ -1,5 +1,6 @@
-"""What a worker writes behind its deliveries (acknowledgements, attempt history) and the packed
-script calls that carry it, against a real Redis (a key prefix of each test's own)."""
+"""What a worker writes behind its deliveries (acknowledgements, attempt history), a producer's
+shared enqueue call, and the packed script calls that carry both, against a real Redis (a key
+prefix of each test's own)."""
 
 from __future__ import annotations
 
@@ -134,4 +135,30 @@ async def test_an_attempt_on_a_record_that_is_gone_writes_it_again_whole(redis_u
         assert await worker.redis.xlen(worker.stream) == 0
     finally:
         await worker.close()
+        await producer.close()
+
+
+async def test_a_cancelled_emit_leaves_the_others_sharing_its_call_unharmed(
+    redis_url: str,
+) -> None:
+    producer = open_redis_store(redis_url)
+    await producer.open()
+    try:
+        deliveries = [
+            Delivery(webhook_name="h", event=Event(event_type="t", data={"n": n})) for n in range(3)
+        ]
+        tasks = [asyncio.create_task(producer.enqueue([delivery])) for delivery in deliveries]
+        await asyncio.sleep(0)  # all three wait on the same call now
+        tasks[1].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], asyncio.CancelledError)
+        # The call went ahead for all three (the cancelled one's delivery is in the stream,
+        # as it was before an emit could be cancelled: at least once).
+        assert await producer.redis.xlen(producer.stream) == 3
+        assert deliveries[0].store_ref and deliveries[2].store_ref
+        # And a later emit is not held up by the cancelled one.
+        await producer.enqueue([Delivery(webhook_name="h", event=Event(event_type="t"))])
+        assert await producer.redis.xlen(producer.stream) == 4
+    finally:
         await producer.close()
