@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-__all__ = ["PackedScript", "pack"]
+__all__ = ["PackedScript", "call", "pack"]
 
 
 def pack(args: Sequence[str | int | float]) -> bytes:
@@ -43,6 +43,12 @@ class PackedScript:
         except NoScriptError:
             await self._client.script_load(self._script.script)
             return await _run(self._client, packed)
+
+
+async def call(client: aioredis.Redis, args: Sequence[str | int | float]) -> Any:
+    """Any command, packed here; its reply as the parser gives it (no redis-py response
+    callback: a caller reads the raw shape, which depends on the protocol)."""
+    return await _run(client, pack(args))
 
 
 async def _run(client: aioredis.Redis, packed: bytes) -> Any:

@@ -162,3 +162,28 @@ async def test_a_cancelled_emit_leaves_the_others_sharing_its_call_unharmed(
         assert await producer.redis.xlen(producer.stream) == 4
     finally:
         await producer.close()
+
+
+@pytest.mark.parametrize("protocol", ["&protocol=2", "&protocol=3"])
+async def test_a_read_hands_out_the_new_entries_whole_with_either_protocol(
+    redis_url: str, protocol: str
+) -> None:
+    producer = open_redis_store(redis_url + protocol)
+    worker = producer.for_worker()
+    await producer.open()
+    await worker.open()
+    try:
+        events = [Event(event_type="t", data={"n": n}) for n in range(3)]
+        queued = [Delivery(webhook_name="h", event=event) for event in events]
+        await producer.enqueue(queued)
+        await worker.redis.xgroup_createconsumer(worker.stream, GROUP, worker.consumer)
+        entries = await worker._read_new(2)
+        entries += await worker._read_new(10)
+        assert [entry_id for entry_id, _ in entries] == [d.store_ref for d in queued]
+        taken = [_delivery(entry_id, fields, None) for entry_id, fields in entries]
+        assert [d.event.event_id for d in taken] == [event.event_id for event in events]
+        assert [d.delivery_id for d in taken] == [d.delivery_id for d in queued]
+        assert await worker._read_new(10) == []  # nothing new: one block, then empty
+    finally:
+        await worker.close()
+        await producer.close()
