@@ -1,12 +1,14 @@
-"""Scripts called with their command packed here, on one of the client's pooled connections.
+"""Commands packed here and sent on one of the client's pooled connections.
 
-For the calls made once per batch of deliveries (a producer's enqueue, a worker's
-write-behind), whose arguments run to dozens: redis-py checks and encodes each argument on
-its own and goes through its general call path (observability, response callbacks), which
-cost more of the producer's CPU than the rest of the enqueue. Here the arguments, all text
-or integers, are packed in one pass, and the call still goes through the pool's connection,
-its retry policy and its parser: authentication, TLS, the database, timeouts and what a
-reply means (an error reply raises, `NOSCRIPT` included) are redis-py's, as for any command.
+For the calls made once per batch of deliveries (a producer's enqueue script, a worker's
+write-behind script and its XREADGROUP), whose arguments run to dozens: redis-py checks and
+encodes each argument on its own and goes through its general call path (observability,
+response callbacks), which cost more of the producer's CPU than the rest of the enqueue.
+Here the arguments, all text or numbers, are packed in one pass, and the call still goes
+through the pool's connection, its retry policy and its parser: authentication, TLS, the
+database, timeouts and what a reply means (an error reply raises, `NOSCRIPT` included) are
+redis-py's, as for any command. Replies come as the parser gives them (no redis-py reply
+callback), so a caller reads their shape itself.
 """
 
 from __future__ import annotations
