@@ -4,6 +4,7 @@
     python benchmarks/stores.py --quick    # 600 events
     python benchmarks/stores.py --rounds 3 # best of 3 for every row
     python benchmarks/stores.py --embedded # the memory and SQLite rows only (no Redis, Celery)
+    python benchmarks/stores.py --redis-only # the memory and Redis rows only (no SQLite, Celery)
 
 The workload: N events emitted by 8 concurrent producers (as a web server would) to one
 `CustomWebhook` with its defaults (breaker on, `max_concurrency` 10, unsigned) at a receiver
@@ -64,6 +65,9 @@ EMITTED: list[float] = []
 #: CPU seconds per delivery of each run, by row: [(the workers' or this process's, this
 #: process's when it only produced)].
 CPU: dict[str, list[tuple[float, float | None]]] = {}
+#: CPU seconds per delivery the Redis server used in each Redis run, by row (its `INFO cpu`:
+#: a shared server counts whatever else it served meanwhile too).
+SERVER_CPU: dict[str, list[float]] = {}
 
 
 def _hook(base: str) -> CustomWebhook:
@@ -147,6 +151,20 @@ def _worker_process(url: str, base: str) -> None:
     asyncio.run(run_worker([_hook(base)], url))
 
 
+async def _server_cpu() -> float | None:
+    """CPU seconds the Redis server has used so far (`INFO cpu`), None when not told."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS)
+    try:
+        info = await client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    except Exception:
+        return None
+    finally:
+        await client.aclose()
+
+
 async def _consumers(url: str) -> int:
     import redis.asyncio as aioredis
 
@@ -177,6 +195,7 @@ async def redis_workers(base: str, events: int, workers: int) -> float:
             await asyncio.sleep(0.05)
         first = await answered(base)
         pids = [proc.pid for proc in procs if proc.pid is not None]
+        server_cpu = await _server_cpu()
         started, cpu, workers_cpu = time.perf_counter(), time.process_time(), _cpu_seconds(pids)
         await _emit_all(producer, events)
         EMITTED.append(time.perf_counter() - started)
@@ -187,6 +206,11 @@ async def redis_workers(base: str, events: int, workers: int) -> float:
         if workers_cpu is not None and after is not None:
             CPU.setdefault(f"redis {workers}", []).append(
                 ((after - workers_cpu) / events, produced)
+            )
+        server_after = await _server_cpu()
+        if server_cpu is not None and server_after is not None:
+            SERVER_CPU.setdefault(f"redis {workers}", []).append(
+                (server_after - server_cpu) / events
             )
     finally:
         for proc in procs:
@@ -330,6 +354,9 @@ def _cpu_note(row: str, whose: str = "CPU") -> str:
     produced = [p for _, p in runs if p is not None]
     if produced:
         note += f", producer {min(produced) * 1e6:,.0f} µs"
+    server = SERVER_CPU.get(row)
+    if server:
+        note += f", Redis server {min(server) * 1e6:,.0f} µs"
     return note
 
 
@@ -351,6 +378,7 @@ def run(
     events: int | None = None,
     rounds: int | None = None,
     embedded_only: bool = False,
+    redis_only: bool = False,
 ) -> list[Figure]:
     events = events or (600 if quick else 2000)
     # Every row gets the same number of rounds: a row measured fewer times than the one it is
@@ -361,6 +389,7 @@ def run(
     tmp = tempfile.mkdtemp(prefix="empathy-bench-")
     counter = iter(range(10_000))
     CPU.clear()
+    SERVER_CPU.clear()
     heading(
         f"Durable stores: {events:,} events, one webhook with its defaults, {PRODUCERS} "
         f"concurrent producers, best of {rounds} interleaved rounds for every row"
@@ -397,8 +426,9 @@ def run(
             emitted: dict[int, list[float]] = {1: [], 2: [], 4: []}
             for _ in range(rounds):
                 memory.append(asyncio.run(embedded(base, events, None, "memory")))
-                db = f"sqlite:///{tmp}/o{next(counter)}.db"
-                sqlite.append(asyncio.run(embedded(base, events, db, "sqlite")))
+                if not redis_only:
+                    db = f"sqlite:///{tmp}/o{next(counter)}.db"
+                    sqlite.append(asyncio.run(embedded(base, events, db, "sqlite")))
                 if not redis:
                     continue
                 for workers in spread:
@@ -411,18 +441,24 @@ def run(
                 kind="plain",
                 note=notes(_runs(memory), _cpu_note("memory")),
             )
-            row(
-                "SQLite store (default settings)",
-                max(sqlite),
-                note=notes(_runs(sqlite), _cpu_note("sqlite")),
-            )
-            ratio = results["SQLite store (default settings)"] / results["memory store"]
-            emit(
-                Figure(
-                    SECTION, "SQLite / memory", ratio, "x", goal=">= 0.6 x", passed=ratio >= 0.6
-                ),
-                out,
-            )
+            if sqlite:
+                row(
+                    "SQLite store (default settings)",
+                    max(sqlite),
+                    note=notes(_runs(sqlite), _cpu_note("sqlite")),
+                )
+                ratio = results["SQLite store (default settings)"] / results["memory store"]
+                emit(
+                    Figure(
+                        SECTION,
+                        "SQLite / memory",
+                        ratio,
+                        "x",
+                        goal=">= 0.6 x",
+                        passed=ratio >= 0.6,
+                    ),
+                    out,
+                )
             if embedded_only:
                 return out
             if not redis:
@@ -466,7 +502,7 @@ def run(
                 ),
                 out,
             )
-            missing = _celery_missing()
+            missing = "not asked for (--redis-only)" if redis_only else _celery_missing()
             if missing:
                 row("Celery baseline (prefork, concurrency 2)", None, note=missing)
                 return out
@@ -516,9 +552,14 @@ def main() -> None:
         action="store_true",
         help="only the rows that emit and deliver in this process (memory, SQLite)",
     )
+    parser.add_argument(
+        "--redis-only",
+        action="store_true",
+        help="only the memory row (for the ratios) and the Redis rows: no SQLite, no Celery",
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        run(args.quick, args.events, args.rounds, args.embedded)
+        run(args.quick, args.events, args.rounds, args.embedded, args.redis_only)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ from empathy_webhooks_core.plugin.store import (
 )
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
+from ._packed import PackedScript, call
 from .breaker import BREAKER_SYNC, RedisCircuitBreaker
 
 __all__ = [
@@ -164,20 +165,20 @@ return removed
 # with them, atomically. The event's JSON travels once however many webhooks it goes to.
 # KEYS: stream, history index, dead, replaying, then a history key per delivery, then per
 # event its `history:event:` and `history:of:` keys. ARGV: ttl, now, trim-before, n, e, m,
-# the deliveries' fields as one JSON array of strings (8 per delivery: delivery id, webhook,
-# event number, attempts, queued at, context or '', event id, event type), then each event's
-# JSON, then the m letters' ids. The fields go as one argument, not eight each: the client
-# encodes every argument in Python, which cost more than the script itself.
+# the deliveries' fields (8 per delivery: delivery id, webhook, event number, attempts, queued
+# at, context or '', event id, event type), then each event's JSON, then the m letters' ids.
+# Plain arguments, packed in one pass (`_packed`; redis-py's per-argument encoding once made a
+# single JSON argument the cheaper choice, at the cost of a cjson parse in the script).
 # Returns the entry ids (nil where the stream was gone).
 _ENQUEUE = """
 local ttl, now = ARGV[1], ARGV[2]
 local n, e, m = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local f = cjson.decode(ARGV[7])
-local events = 7
+local f = ARGV
+local events = 6 + 8 * n
 local ids = {}
 local index = {}
 for i = 1, n do
-  local o = 8 * (i - 1)
+  local o = 6 + 8 * (i - 1)
   local ev = tonumber(f[o + 3])
   local json = ARGV[events + ev]
   local id
@@ -216,32 +217,36 @@ return ids
 
 # What a worker writes behind its deliveries, in one call: attempts noted (history) and the
 # deliveries that succeeded (XACK, XDEL, their attempt counts dropped). History is written
-# with pcall: a history key in the way never holds back an acknowledgement.
+# with pcall: a history key in the way never holds back an acknowledgement. A record that is
+# still there (the usual case: `_ENQUEUE` made it, with its index entry) gets the attempt,
+# status and time only; one that is gone (the server lost its data while a worker held the
+# delivery) is made again whole, index entry included, so it is listed as before.
 # KEYS: stream, attempts, history index, then a history key per note. ARGV: group, ttl, n, m,
-# the notes as one JSON array of strings (9 per note: delivery id, webhook, event id, event
-# type, queued at, status, updated, attempt field, attempt JSON), the acknowledgements as
-# another (2 each: entry id, delivery id); one argument each, as for `_ENQUEUE`.
+# then 9 per note (delivery id, webhook, event id, event type, queued at, status, updated,
+# attempt field, attempt JSON), then 2 per acknowledgement (entry id, delivery id). Plain
+# arguments, packed in one pass (`_packed`): as one JSON text the attempt's own JSON was
+# escaped in Python and parsed again by the script, the larger part of the script's time.
 _WRITE_BEHIND = """
 local group, ttl = ARGV[1], ARGV[2]
 local n, m = tonumber(ARGV[3]), tonumber(ARGV[4])
-if n > 0 then
-  local f = cjson.decode(ARGV[5])
-  local o = 0
-  for i = 1, n do
-    local h = KEYS[3 + i]
-    redis.pcall('HSET', h, 'w', f[o + 2], 'e', f[o + 3], 't', f[o + 4],
-      'c', f[o + 5], 's', f[o + 6], 'u', f[o + 7], f[o + 8], f[o + 9])
+local o = 4
+for i = 1, n do
+  local h = KEYS[3 + i]
+  if redis.pcall('EXPIRE', h, ttl) == 1 then
+    redis.pcall('HSET', h, 's', ARGV[o + 6], 'u', ARGV[o + 7], ARGV[o + 8], ARGV[o + 9])
+  else
+    redis.pcall('HSET', h, 'w', ARGV[o + 2], 'e', ARGV[o + 3], 't', ARGV[o + 4],
+      'c', ARGV[o + 5], 's', ARGV[o + 6], 'u', ARGV[o + 7], ARGV[o + 8], ARGV[o + 9])
     redis.pcall('EXPIRE', h, ttl)
-    redis.pcall('ZADD', KEYS[3], f[o + 5], f[o + 1])
-    o = o + 9
+    redis.pcall('ZADD', KEYS[3], ARGV[o + 5], ARGV[o + 1])
   end
+  o = o + 9
 end
 if m > 0 then
-  local a = cjson.decode(ARGV[6])
   local ids, dids = {}, {}
   for j = 1, m do
-    ids[j] = a[2 * j - 1]
-    dids[j] = a[2 * j]
+    ids[j] = ARGV[o + 2 * j - 1]
+    dids[j] = ARGV[o + 2 * j]
   end
   redis.call('XACK', KEYS[1], group, unpack(ids))
   redis.call('XDEL', KEYS[1], unpack(ids))
@@ -255,6 +260,14 @@ _ADD_MAX = 64
 #: The most attempts and acknowledgements one write-behind call carries (a Lua `unpack`
 #: takes a few thousand values at most); more go in further calls.
 _WRITE_BEHIND_MAX = 1000
+#: While deliveries this worker holds are still under way, a write-behind call waits up to
+#: this long for them, or until `_GATHER_ENOUGH` acknowledgements are waiting, so that one
+#: call carries many (each call costs a round trip, a script run and its encoding, whatever
+#: it carries; without the wait a busy worker wrote every few deliveries). It delays only
+#: the acknowledgement and the history record, never a send; a crash within it sends those
+#: deliveries again, as any crash before the acknowledgement does (at least once).
+_GATHER_SECONDS = 0.005
+_GATHER_ENOUGH = 64
 
 #: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
 #: considered abandoned (its process died) and listed again.
@@ -409,8 +422,10 @@ class RedisStore:
         # Emits waiting for the next `_add` call, and the task making those calls.
         self._emits: list[tuple[list[Delivery], asyncio.Future[None]]] = []
         self._adder: asyncio.Task[None] | None = None
-        # The task writing both (`_write_behind`).
+        # The task writing both (`_write_behind`), and what tells it to write now rather
+        # than wait for more (`_GATHER_SECONDS`).
         self._writer: asyncio.Task[None] | None = None
+        self._gathered = asyncio.Event()
         self._history_fault = _Fault("redis_history_failed")
         self.replay_lease = DEFAULT_REPLAY_LEASE
         # Letters this process took for replay, by (webhook, event id): `enqueue` deletes
@@ -484,8 +499,8 @@ class RedisStore:
         self._take = self._redis.register_script(_TAKE)
         self._requeue = self._redis.register_script(_REQUEUE)
         self._forget = self._redis.register_script(_FORGET_CONSUMERS)
-        self._enqueue = self._redis.register_script(_ENQUEUE)
-        self._write_behind_script = self._redis.register_script(_WRITE_BEHIND)
+        self._enqueue = PackedScript(self._redis, _ENQUEUE)
+        self._write_behind_script = PackedScript(self._redis, _WRITE_BEHIND)
         self._closing.clear()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
@@ -540,7 +555,10 @@ class RedisStore:
         self._emits.append((list(deliveries), future))
         if self._adder is None or self._adder.done():
             self._adder = asyncio.create_task(self._add_emits(), name="redis-enqueue")
-        await checked(asyncio.shield(future))
+        # The future is this emit's own: awaited bare (no `shield`, a tenth of a producer's
+        # CPU), a cancelled emit cancels only it, and `_add_emits` skips a future that is
+        # done. Its deliveries go in with the call either way, as they did.
+        await checked(future)
 
     async def _add_emits(self) -> None:
         while self._emits:
@@ -572,7 +590,7 @@ class RedisStore:
         texts: list[str] = []
         events: list[Event] = []
         keys = [self.stream, self.history_index, self.dead_key, self.replaying_key]
-        args: list[Any] = [ttl, now, now - ttl, len(deliveries), 0, len(replayed), ""]
+        args: list[Any] = [ttl, now, now - ttl, len(deliveries), 0, len(replayed)]
         fields: list[str] = []
         for delivery in deliveries:
             event = delivery.event
@@ -596,7 +614,7 @@ class RedisStore:
                 event.event_type,
             ]
         args[4] = len(texts)
-        args[6] = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        args += fields
         keys += [f"{self.prefix}history:event:{event.event_id}" for event in events]
         keys += [f"{self.prefix}history:of:{event.event_id}" for event in events]
         args += texts
@@ -794,12 +812,23 @@ class RedisStore:
             self._writer = asyncio.create_task(
                 self._write_behind(), name=f"redis-write-behind:{self.consumer}"
             )
+        elif len(self._acks) >= _GATHER_ENOUGH or not self._more_to_come():
+            self._gathered.set()
+
+    def _more_to_come(self) -> bool:
+        """Deliveries held here and not finished yet: their acknowledgements may share the
+        next write-behind call."""
+        return len(self._held) > len(self._acks)
 
     async def _write_behind(self) -> None:
         """Write the attempts noted and acknowledge the deliveries finished since the last
         call, in one script call, until nothing is left; each call takes what came in while
-        the one before was under way (a group commit: one round trip for many deliveries)."""
+        the one before was under way, and what comes within `_GATHER_SECONDS` while other
+        deliveries are still under way here (a group commit: one round trip for many)."""
         while self._notes or self._acks:
+            if self._more_to_come() and len(self._acks) < _GATHER_ENOUGH:
+                self._gathered.clear()
+                await wait_event(self._gathered, _GATHER_SECONDS)
             notes, self._notes = self._notes, []
             acks, self._acks = self._acks, []
             try:
@@ -856,20 +885,14 @@ class RedisStore:
         acked: list[str] = []
         for delivery in acks:
             acked += [str(delivery.store_ref), delivery.delivery_id]
-        args: list[Any] = [
-            GROUP,
-            self.history_ttl,
-            len(notes),
-            len(acks),
-            json.dumps(fields, ensure_ascii=False, separators=(",", ":")),
-            json.dumps(acked, ensure_ascii=False, separators=(",", ":")),
-        ]
+        args: list[Any] = [GROUP, self.history_ttl, len(notes), len(acks), *fields, *acked]
         await self._write_behind_script(keys=keys, args=args)
 
     async def _history_written(self) -> None:
         """Wait for the attempts noted so far to be written (reads see them)."""
         task = self._writer
         if task is not None and not task.done():
+            self._gathered.set()  # a reader waits: write what there is now
             await asyncio.shield(task)
 
     async def delivery_record(self, delivery_id: str) -> DeliveryRecord | None:
@@ -1063,16 +1086,7 @@ class RedisStore:
                         next_forget = time.monotonic() + self.consumer_expiry / 2
                         await self.forget_dead_consumers()
                 if not entries:
-                    answer: Any = await checked(
-                        self.redis.xreadgroup(
-                            GROUP,
-                            self.consumer,
-                            {self.stream: ">"},
-                            count=free,
-                            block=self._block_ms,
-                        )
-                    )
-                    entries = answer[0][1] if answer else []
+                    entries = await checked(self._read_new(free))
                     fresh = True
                 if entries:
                     # Even when stopping: these are ours now, so the lanes deliver them.
@@ -1092,6 +1106,36 @@ class RedisStore:
                 # Redis restarting or unreachable: keep trying, the entries wait in the stream.
                 self._consume_fault.failed(exc, consumer=self.consumer)
                 await wait_event(self._stop_taking, min(1.0, claim_every))
+
+    async def _read_new(self, count: int) -> list[tuple[str, dict[str, str]]]:
+        """Up to `count` entries never handed out, waiting up to one block for the first.
+
+        One packed command, its reply read as the parser gives it: redis-py's call path and
+        reply callback cost more than the read itself for the few entries a busy worker's
+        read finds. The reply is nil, or the stream's entries: RESP3 (redis-py's default
+        since 8) as a map, RESP2 as [[stream, entries]]; each entry [id, fields], the fields
+        a flat list. An entry without fields (deleted while pending; never one read with
+        `>`) is left, as `_claim_idle` leaves it."""
+        reply: Any = await call(
+            self.redis,
+            [
+                "XREADGROUP",
+                "GROUP",
+                GROUP,
+                self.consumer,
+                "COUNT",
+                count,
+                "BLOCK",
+                self._block_ms,
+                "STREAMS",
+                self.stream,
+                ">",
+            ],
+        )
+        if not reply:
+            return []
+        found = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        return [(entry_id, _fields(flat)) for entry_id, flat in found or () if flat]
 
     async def forget_dead_consumers(self) -> list[str]:
         """Remove from the group the consumers of workers that died: idle longer than
@@ -1214,6 +1258,14 @@ class RedisStore:
                 self._heartbeat_fault.ok(consumer=self.consumer)
 
 
+def _fields(flat: Any) -> dict[str, str]:
+    """A stream entry's fields from the reply's flat list (or a map, should a protocol give
+    one)."""
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _history_record(delivery_id: str, value: dict[str, str]) -> DeliveryRecord | None:
     """A delivery's record from its hash, or None when there is none (expired, never
     queued). An attempt field that does not decode is left out, never the whole record."""
@@ -1269,21 +1321,24 @@ def _int(value: Any) -> int:
 
 def _delivery(entry_id: str, fields: dict[str, str], attempts: Any) -> Delivery:
     """The delivery a stream entry holds, or `UndecodableEvent` saying what is wrong."""
-    missing = [key for key in ("d", "w", "e") if not fields.get(key)]
-    if missing:
+    delivery_id, webhook, stored = fields.get("d"), fields.get("w"), fields.get("e")
+    if not (delivery_id and webhook and stored):
+        missing = [key for key in ("d", "w", "e") if not fields.get(key)]
         raise UndecodableEvent(f"the entry lacks the field(s) {', '.join(missing)}")
+    queued = fields.get("t")
     try:
-        enqueued_at = float(fields.get("t", time.time()))
+        enqueued_at = time.time() if queued is None else float(queued)
     except ValueError:
         enqueued_at = time.time()
+    context = fields.get("c")
     return Delivery(
-        webhook_name=fields["w"],
-        event=decode_event(fields["e"]),
-        delivery_id=fields["d"],
+        webhook_name=webhook,
+        event=decode_event(stored),
+        delivery_id=delivery_id,
         attempts=_int(attempts if attempts is not None else fields.get("a", 0)),
         enqueued_at=enqueued_at,
         store_ref=entry_id,
-        context=_context(fields.get("c")),
+        context=_context(context) if context else {},
     )
 
 
