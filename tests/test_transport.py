@@ -351,15 +351,15 @@ def raw_deflate(data: bytes) -> bytes:
 @pytest.mark.parametrize(
     "answer",
     [
-        encoded(b"gzip", gzip.compress(b"invalid_payload")),
-        encoded(b"x-gzip", gzip.compress(b"invalid_payload")),
+        encoded(b"gzip", gzip.compress(b"invalid_payload", mtime=0)),
+        encoded(b"x-gzip", gzip.compress(b"invalid_payload", mtime=0)),
         encoded(b"deflate", zlib.compress(b"invalid_payload")),
         encoded(b"deflate", raw_deflate(b"invalid_payload")),
         # Chunked, the compressed bytes split across chunks.
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
         + b"".join(
             b"%x\r\n%s\r\n" % (len(part), part)
-            for packed in [gzip.compress(b"invalid_payload")]
+            for packed in [gzip.compress(b"invalid_payload", mtime=0)]
             for part in (packed[:10], packed[10:])
         )
         + b"0\r\n\r\n",
