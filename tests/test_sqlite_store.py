@@ -700,3 +700,25 @@ async def test_a_producer_emitting_event_after_event_lets_the_deliveries_run(
             await dispatcher.emit("prediction", {"n": n})
         await dispatcher.drain()
     assert len(receiver.delivered) == 300
+
+
+async def test_emits_gathered_at_once_never_hold_more_than_max_pending(
+    receiver: Receiver,
+) -> None:
+    """Emits that yield a turn before queueing (their lane has work for all its workers) are
+    checked against `max_pending` after it: a burst gathered at once is held to the bound, the
+    rest refused loudly. (The memory store: a store whose write waits lets the emits waiting
+    for it all pass the check, a bound overshot by at most the emits in flight.)"""
+    from empathy_webhooks_core import QueueFull
+
+    receiver.respond(status=200, delay=0.5)  # every delivery stays under way meanwhile
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), max_pending=30)
+    async with WebhookDispatcher(webhooks=[hook]) as dispatcher:
+        answers = await asyncio.gather(
+            *(dispatcher.emit("prediction", {"n": n}) for n in range(100)),
+            return_exceptions=True,
+        )
+        refused = [a for a in answers if isinstance(a, QueueFull)]
+        assert len(answers) - len(refused) == 30
+        assert len(refused) == 70
+        await dispatcher.close(drain=False)

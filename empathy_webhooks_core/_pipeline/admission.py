@@ -63,10 +63,20 @@ async def admit(
                 f"(known: {', '.join(lanes)})"
             )
         wanting = [lane for lane in wanting if lane.webhook.name in names]
+    local = not store.remote_workers
+    if local and any(lane.pending >= 2 * lane.webhook.max_concurrency for lane in wanting):
+        # A lane has work enough for all its workers: one turn of the loop first, so they run.
+        # Where the store writes at once (memory, SQLite from the loop) an emit never waits,
+        # and a task emitting event after event (a backfill) would keep the loop to itself,
+        # its lanes' workers idle and, past `max_pending`, its events refused. Not every emit:
+        # a turn under load lasts a while, and a producer waiting for one each time would
+        # leave the workers short of work. Before the checks below, so `max_pending` is held
+        # to what the lanes hold after it, and before the write: cancelled here, nothing is
+        # kept.
+        await asyncio.sleep(0)
     # One pass over the lanes that want it (this runs on every emit): refused, or given a
     # delivery. Deliveries live in this process's memory until they end: past max_pending a
     # webhook refuses more (loudly), and the others keep theirs.
-    local = not store.remote_workers
     context_of = hooks.delivery_context if hooks is not None and hooks.captures_context else None
     full: dict[str, int] = {}
     taking: list[Lane] = []
@@ -87,15 +97,6 @@ async def admit(
         deliveries.append(delivery)
         queued.append(webhook.name)
     if deliveries:
-        if local and any(lane.pending >= 2 * lane.webhook.max_concurrency for lane in taking):
-            # A lane has work enough for all its workers: one turn of the loop first, so they
-            # run. Where the store writes at once (memory, SQLite from the loop) an emit never
-            # waits, and a task emitting event after event (a backfill) would keep the loop to
-            # itself, its lanes' workers idle and, past `max_pending`, its events refused.
-            # Not every emit: a turn under load lasts a while, and a producer waiting for one
-            # each time would leave the workers short of work. Before the write: a
-            # cancellation here keeps nothing.
-            await asyncio.sleep(0)
         await store.enqueue(deliveries)
         if local:
             for index, lane in enumerate(taking):
