@@ -351,8 +351,13 @@ class RawAttempt:
 
     def record(self, delivery_id: str) -> AttemptRecord:
         """The attempt fit to keep and show: masked and bounded."""
+        return _record_of_values(self.columns(delivery_id))
+
+    def columns(self, delivery_id: str) -> tuple[Any, ...]:
+        """`record`'s values in the order of `AttemptRecord`'s fields, without making the
+        record: what a store writing a row per attempt (SQLite) needs."""
         response = self.response
-        return _attempt_record(
+        return _attempt_values(
             delivery_id,
             self.attempt,
             self.started_at,
@@ -365,32 +370,6 @@ class RawAttempt:
             self.body_bytes,
             self.next_retry_at,
             self.error,
-        )
-
-    def columns(self, delivery_id: str) -> tuple[Any, ...]:
-        """`record`'s values in the order of `AttemptRecord`'s fields, without making the
-        record: what a store writing a row per attempt (SQLite) needs, masked and bounded as
-        `record` masks them."""
-        response = self.response
-        reason = bounded(self.reason) if self.reason else None
-        if response is None:
-            status = excerpt = None
-            error = bounded(self.error) if self.error else reason
-        else:
-            status, error, excerpt = response.status, None, _excerpt(response.body or b"")
-        return (
-            delivery_id,
-            self.attempt,
-            self.started_at,
-            self.duration_s,
-            status,
-            error,
-            self.verdict,
-            reason,
-            excerpt,
-            _storable_headers(masked_headers(self.headers)),
-            self.body_bytes,
-            self.next_retry_at,
         )
 
     def kept(self, delivery_id: str) -> KeptAttempt:
@@ -446,7 +425,12 @@ def record_of(delivery_id: str, kept: KeptAttempt) -> AttemptRecord:
     )
 
 
-def _attempt_record(
+def _attempt_record(*values: Any) -> AttemptRecord:
+    """The record of an attempt's raw values (`_attempt_values`)."""
+    return _record_of_values(_attempt_values(*values))
+
+
+def _attempt_values(
     delivery_id: str,
     attempt: int,
     started_at: float,
@@ -459,21 +443,58 @@ def _attempt_record(
     body_bytes: int,
     next_retry_at: float | None,
     error: str | None,
-) -> AttemptRecord:
-    """`status` and `body` are None when there was no answer."""
+) -> tuple[Any, ...]:
+    """An attempt's values masked and bounded, in the order of `AttemptRecord`'s fields: the
+    one place an attempt is made fit to keep. `status` and `body` are None when there was no
+    answer."""
     reason = bounded(reason) if reason else None
-    answered = status is not None
+    if status is None:
+        excerpt = None
+        error = bounded(error) if error else reason
+    else:
+        excerpt, error = _excerpt(body or b""), None
+    return (
+        delivery_id,
+        attempt,
+        started_at,
+        duration_s,
+        status,
+        error,
+        verdict,
+        reason,
+        excerpt,
+        _storable_headers(masked_headers(headers)),
+        body_bytes,
+        next_retry_at,
+    )
+
+
+def _record_of_values(values: tuple[Any, ...]) -> AttemptRecord:
+    (
+        delivery_id,
+        attempt,
+        started_at,
+        duration_s,
+        status,
+        error,
+        verdict,
+        reason,
+        excerpt,
+        headers,
+        body_bytes,
+        next_retry_at,
+    ) = values
     return AttemptRecord(
         delivery_id=delivery_id,
         attempt=attempt,
         started_at=started_at,
         duration_s=duration_s,
         status=status,
-        error=None if answered else (bounded(error) if error else reason),
+        error=error,
         verdict=verdict,
         reason=reason,
-        response_excerpt=_excerpt(body or b"") if answered else None,
-        request_headers=_storable_headers(masked_headers(headers)),
+        response_excerpt=excerpt,
+        request_headers=headers,
         body_bytes=body_bytes,
         next_retry_at=next_retry_at,
     )
