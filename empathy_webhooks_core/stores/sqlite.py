@@ -1180,16 +1180,20 @@ class SQLiteStore:
         lock (another writer holds it: the rows go through the writer thread) and never
         checkpoints (the writer thread does). None if it cannot be opened: the writer takes
         every write, as before."""
+        conn = None
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error:
-            return None
-        try:
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA wal_autocheckpoint=0")
-        except sqlite3.Error:
-            conn.close()
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            log.warning(
+                "sqlite_loop_connection_unavailable",
+                store=str(self.path),
+                reason=f"{type(exc).__name__}: {exc}; emits go through the writer thread",
+            )
             return None
         return conn
 
