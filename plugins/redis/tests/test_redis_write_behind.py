@@ -5,8 +5,10 @@ prefix of each test's own)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from empathy_webhooks_redis import RedisStore, open_redis_store
@@ -57,6 +59,20 @@ def _attempt(status_code: int = 200) -> RawAttempt:
     )
 
 
+@contextlib.asynccontextmanager
+async def _pair(url: str) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """A producer and a worker on the same keys, open, closed afterwards."""
+    producer = open_redis_store(url)
+    worker = producer.for_worker()
+    await producer.open()
+    await worker.open()
+    try:
+        yield producer, worker
+    finally:
+        await worker.close()
+        await producer.close()
+
+
 async def _taken(producer: RedisStore, worker: RedisStore, count: int) -> list[Delivery]:
     """`count` deliveries queued by the producer and read by the worker (held, as its
     consumer loop would hold them), without a dispatcher."""
@@ -75,11 +91,7 @@ async def _taken(producer: RedisStore, worker: RedisStore, count: int) -> list[D
 async def test_an_acknowledgement_goes_while_other_deliveries_are_still_held(
     redis_url: str,
 ) -> None:
-    producer = open_redis_store(redis_url)
-    worker = producer.for_worker()
-    await producer.open()
-    await worker.open()
-    try:
+    async with _pair(redis_url) as (producer, worker):
         done, waiting = await _taken(producer, worker, 2)
         worker.note_attempt(done, _attempt(), "delivered")
         await worker.mark_delivered(done)
@@ -94,17 +106,10 @@ async def test_an_acknowledgement_goes_while_other_deliveries_are_still_held(
         record = await worker.delivery_record(done.delivery_id)
         assert record is not None and record.status == "delivered"
         assert [attempt.attempt for attempt in record.attempts] == [1]
-    finally:
-        await worker.close()
-        await producer.close()
 
 
 async def test_an_attempt_on_a_record_that_is_gone_writes_it_again_whole(redis_url: str) -> None:
-    producer = open_redis_store(redis_url)
-    worker = producer.for_worker()
-    await producer.open()
-    await worker.open()
-    try:
+    async with _pair(redis_url) as (producer, worker):
         kept, lost = await _taken(producer, worker, 2)
         before = await worker.delivery_record(kept.delivery_id)
         assert before is not None and before.status == "pending"
@@ -133,9 +138,6 @@ async def test_an_attempt_on_a_record_that_is_gone_writes_it_again_whole(redis_u
             lost.delivery_id,
         }
         assert await worker.redis.xlen(worker.stream) == 0
-    finally:
-        await worker.close()
-        await producer.close()
 
 
 async def test_a_cancelled_emit_leaves_the_others_sharing_its_call_unharmed(
@@ -168,11 +170,7 @@ async def test_a_cancelled_emit_leaves_the_others_sharing_its_call_unharmed(
 async def test_a_read_hands_out_the_new_entries_whole_with_either_protocol(
     redis_url: str, protocol: str
 ) -> None:
-    producer = open_redis_store(redis_url + protocol)
-    worker = producer.for_worker()
-    await producer.open()
-    await worker.open()
-    try:
+    async with _pair(redis_url + protocol) as (producer, worker):
         events = [Event(event_type="t", data={"n": n}) for n in range(3)]
         queued = [Delivery(webhook_name="h", event=event) for event in events]
         await producer.enqueue(queued)
@@ -184,6 +182,3 @@ async def test_a_read_hands_out_the_new_entries_whole_with_either_protocol(
         assert [d.event.event_id for d in taken] == [event.event_id for event in events]
         assert [d.delivery_id for d in taken] == [d.delivery_id for d in queued]
         assert await worker._read_new(10) == []  # nothing new: one block, then empty
-    finally:
-        await worker.close()
-        await producer.close()
