@@ -188,6 +188,10 @@ class AttemptRecord:
         )
 
 
+#: `AttemptRecord`'s fields in order: the order of `_attempt_values` and of SQLite's columns.
+_RECORD_FIELDS = tuple(field.name for field in attrs.fields(AttemptRecord))
+
+
 @attrs.frozen(kw_only=True)
 class DeliveryRecord:
     """One delivery (one event to one webhook) and its attempts, oldest first."""
@@ -470,34 +474,7 @@ def _attempt_values(
 
 
 def _record_of_values(values: tuple[Any, ...]) -> AttemptRecord:
-    (
-        delivery_id,
-        attempt,
-        started_at,
-        duration_s,
-        status,
-        error,
-        verdict,
-        reason,
-        excerpt,
-        headers,
-        body_bytes,
-        next_retry_at,
-    ) = values
-    return AttemptRecord(
-        delivery_id=delivery_id,
-        attempt=attempt,
-        started_at=started_at,
-        duration_s=duration_s,
-        status=status,
-        error=error,
-        verdict=verdict,
-        reason=reason,
-        response_excerpt=excerpt,
-        request_headers=headers,
-        body_bytes=body_bytes,
-        next_retry_at=next_retry_at,
-    )
+    return AttemptRecord(**dict(zip(_RECORD_FIELDS, values, strict=True)))
 
 
 def _storable_headers(headers: dict[str, str]) -> dict[str, str]:

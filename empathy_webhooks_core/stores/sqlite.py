@@ -307,10 +307,8 @@ _HISTORY_NOTE_END = (
 )
 # An attempt's fields in columns: encoding a record as one JSON object (its floats written
 # out as text, its keys every time) cost more than the rest of noting the attempt.
-_ATTEMPT_COLUMNS = (
-    "delivery_id, attempt, started_at, duration_s, status, error, verdict, reason,"
-    " response_excerpt, request_headers, body_bytes, next_retry_at"
-)
+# Named as `AttemptRecord`'s fields, in their order: the order `RawAttempt.columns` gives.
+_ATTEMPT_COLUMNS = ", ".join(field.name for field in attrs.fields(AttemptRecord))
 _HISTORY_ATTEMPT = f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) VALUES "  # noqa: S608
 _HISTORY_ATTEMPT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _ATTEMPT_FIELDS = tuple(name.strip() for name in _ATTEMPT_COLUMNS.split(","))
