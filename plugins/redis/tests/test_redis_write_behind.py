@@ -1,6 +1,6 @@
-"""What a worker writes behind its deliveries (acknowledgements, attempt history), a producer's
-shared enqueue call, and the packed script calls that carry both, against a real Redis (a key
-prefix of each test's own)."""
+"""What a worker writes behind its deliveries (acknowledgements, attempt history), how it reads
+while busy, a producer's shared enqueue call, and the packed script calls that carry both,
+against a real Redis (a key prefix of each test's own)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from empathy_webhooks_redis import RedisStore, open_redis_store
+from empathy_webhooks_redis import store as redis_store
 from empathy_webhooks_redis._packed import PackedScript, pack
 from empathy_webhooks_redis.store import GROUP, _delivery
 from redis.asyncio.connection import Connection
@@ -182,3 +183,65 @@ async def test_a_read_hands_out_the_new_entries_whole_with_either_protocol(
         assert [d.event.event_id for d in taken] == [event.event_id for event in events]
         assert [d.delivery_id for d in taken] == [d.delivery_id for d in queued]
         assert await worker._read_new(10) == []  # nothing new: one block, then empty
+
+
+class _Lanes:
+    """A dispatcher stand-in whose lanes take every delivery and finish none on their own."""
+
+    def __init__(self) -> None:
+        self.taken: list[Delivery] = []
+
+    def submit(self, delivery: Delivery) -> None:
+        self.taken.append(delivery)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30):
+        while not condition():  # noqa: ASYNC110 - the state is the consumer task's
+            await asyncio.sleep(0.01)
+
+
+async def test_a_busy_worker_reads_again_once_nearly_done_not_once_per_emit(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the held deliveries falling to a sixteenth of the window, or a stop, end a wait.
+    monkeypatch.setattr(redis_store, "_READ_LINGER", 600.0)
+    async with _pair(redis_url) as (producer, worker):
+        reads: list[int] = []
+        read = worker._read_new
+
+        async def counted(count: int) -> list[tuple[str, dict[str, str]]]:
+            entries = await read(count)
+            if entries:
+                reads.append(len(entries))
+            return entries
+
+        worker._read_new = counted  # type: ignore[method-assign]
+        lanes = _Lanes()
+        await producer.enqueue(
+            [
+                Delivery(webhook_name="h", event=Event(event_type="t", data={"n": n}))
+                for n in range(20)
+            ]
+        )
+        worker.start_consuming(lanes)
+        await _until(lambda: len(lanes.taken) == 20)
+        # 20 under way, more than 16 (the default window's sixteenth): emits made one by one
+        # wait in the stream instead of being read one by one.
+        later = [Delivery(webhook_name="h", event=Event(event_type="t")) for _ in range(5)]
+        for delivery in later:
+            await producer.enqueue([delivery])
+        await asyncio.sleep(0.3)
+        assert len(lanes.taken) == 20
+        # Down to 16 under way: the next read takes the five at once, in their order.
+        for delivery in lanes.taken[:4]:
+            await worker.mark_delivered(delivery)
+        await _until(lambda: len(lanes.taken) == 25)
+        assert reads == [20, 5]
+        assert [d.delivery_id for d in lanes.taken[20:]] == [d.delivery_id for d in later]
+        # 21 under way, waiting again: a stop ends the wait, the consumer is not cancelled.
+        consumer = worker._consumer_task
+        assert consumer is not None
+        await worker.stop_consuming()
+        assert consumer.done() and not consumer.cancelled()
+        assert worker.held == 21
