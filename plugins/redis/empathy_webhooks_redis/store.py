@@ -219,28 +219,26 @@ return ids
 # deliveries that succeeded (XACK, XDEL, their attempt counts dropped). History is written
 # with pcall: a history key in the way never holds back an acknowledgement. A record that is
 # still there (the usual case: `_ENQUEUE` made it, with its index entry) gets the attempt,
-# status and time only; one that is gone (the server lost its data while a worker held the
-# delivery) is made again whole, index entry included, so it is listed as before.
-# KEYS: stream, attempts, history index, then a history key per note. ARGV: group, ttl, n, m,
-# then 9 per note (delivery id, webhook, event id, event type, queued at, status, updated,
-# attempt field, attempt JSON), then 2 per acknowledgement (entry id, delivery id). Plain
-# arguments, packed in one pass (`_packed`): as one JSON text the attempt's own JSON was
-# escaped in Python and parsed again by the script, the larger part of the script's time.
+# status and time only, so only those travel; the notes whose record is gone (the server lost
+# its data while a worker held the delivery) are returned, and `_REWRITE_HISTORY` makes them
+# again whole. KEYS: stream, attempts, then a history key per note. ARGV: group, ttl, n, m,
+# then 4 per note (status, updated, attempt field, attempt JSON), then 2 per acknowledgement
+# (entry id, delivery id). Plain arguments, packed in one pass (`_packed`): as one JSON text
+# the attempt's own JSON was escaped in Python and parsed again by the script, the larger
+# part of the script's time. Returns the numbers (from 1) of the notes whose record is gone.
 _WRITE_BEHIND = """
 local group, ttl = ARGV[1], ARGV[2]
 local n, m = tonumber(ARGV[3]), tonumber(ARGV[4])
 local o = 4
+local gone = {}
 for i = 1, n do
-  local h = KEYS[3 + i]
+  local h = KEYS[2 + i]
   if redis.pcall('EXPIRE', h, ttl) == 1 then
-    redis.pcall('HSET', h, 's', ARGV[o + 6], 'u', ARGV[o + 7], ARGV[o + 8], ARGV[o + 9])
+    redis.pcall('HSET', h, 's', ARGV[o + 1], 'u', ARGV[o + 2], ARGV[o + 3], ARGV[o + 4])
   else
-    redis.pcall('HSET', h, 'w', ARGV[o + 2], 'e', ARGV[o + 3], 't', ARGV[o + 4],
-      'c', ARGV[o + 5], 's', ARGV[o + 6], 'u', ARGV[o + 7], ARGV[o + 8], ARGV[o + 9])
-    redis.pcall('EXPIRE', h, ttl)
-    redis.pcall('ZADD', KEYS[3], ARGV[o + 5], ARGV[o + 1])
+    gone[#gone + 1] = i
   end
-  o = o + 9
+  o = o + 4
 end
 if m > 0 then
   local ids, dids = {}, {}
@@ -252,7 +250,25 @@ if m > 0 then
   redis.call('XDEL', KEYS[1], unpack(ids))
   redis.call('HDEL', KEYS[2], unpack(dids))
 end
-return m
+return gone
+"""
+
+# The records `_WRITE_BEHIND` found gone, made again whole (with pcall, as there), index entry
+# included, so they are listed as before. KEYS: history index, then a history key per record.
+# ARGV: ttl, then 9 per record (delivery id, webhook, event id, event type, queued at, status,
+# updated, attempt field, attempt JSON).
+_REWRITE_HISTORY = """
+local ttl = ARGV[1]
+local o = 1
+for i = 2, #KEYS do
+  local h = KEYS[i]
+  redis.pcall('HSET', h, 'w', ARGV[o + 2], 'e', ARGV[o + 3], 't', ARGV[o + 4],
+    'c', ARGV[o + 5], 's', ARGV[o + 6], 'u', ARGV[o + 7], ARGV[o + 8], ARGV[o + 9])
+  redis.pcall('EXPIRE', h, ttl)
+  redis.pcall('ZADD', KEYS[1], ARGV[o + 5], ARGV[o + 1])
+  o = o + 9
+end
+return 0
 """
 
 #: The most emits one enqueue script call carries (each a few deliveries, usually one).
@@ -450,6 +466,7 @@ class RedisStore:
         self._forget: Any = None
         self._enqueue: Any = None
         self._write_behind_script: Any = None
+        self._rewrite_history: Any = None
         self._held: dict[str, Delivery] = {}
         self._room = asyncio.Event()
         # Set when the held deliveries fall to `_low_water` (or the worker stops): ends a
@@ -515,6 +532,7 @@ class RedisStore:
         self._forget = self._redis.register_script(_FORGET_CONSUMERS)
         self._enqueue = PackedScript(self._redis, _ENQUEUE)
         self._write_behind_script = PackedScript(self._redis, _WRITE_BEHIND)
+        self._rewrite_history = PackedScript(self._redis, _REWRITE_HISTORY)
         self._closing.clear()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
@@ -845,9 +863,10 @@ class RedisStore:
                 await wait_event(self._gathered, _GATHER_SECONDS)
             notes, self._notes = self._notes, []
             acks, self._acks = self._acks, []
+            gone: list[tuple[Delivery, AttemptRecord, str]] = []
             try:
                 for start in range(0, max(len(notes), len(acks)), _WRITE_BEHIND_MAX):
-                    await self._write_some(
+                    gone += await self._write_some(
                         notes[start : start + _WRITE_BEHIND_MAX],
                         acks[start : start + _WRITE_BEHIND_MAX],
                     )
@@ -867,40 +886,55 @@ class RedisStore:
                 if not isinstance(exc, Exception):
                     raise
             else:
-                if notes:
-                    self._history_fault.ok(stream=self.stream)
                 if acks:
                     self._mark_fault.ok(stream=self.stream)
+                if notes and await self._written_again(gone):
+                    self._history_fault.ok(stream=self.stream)
             finally:
                 for delivery in acks:
                     self._release(delivery)
 
     async def _write_some(
         self, notes: list[tuple[Delivery, AttemptRecord, str]], acks: list[Delivery]
-    ) -> None:
-        keys = [self.stream, self.attempts_key, self.history_index]
+    ) -> list[tuple[Delivery, AttemptRecord, str]]:
+        """One write-behind call; returns the notes whose record was gone (not written)."""
+        keys = [self.stream, self.attempts_key]
         fields: list[str] = []
+        for delivery, record, status in notes:
+            keys.append(self._history_key(delivery.delivery_id))
+            fields += _attempt_fields(record, status)
+        acked: list[str] = []
+        for delivery in acks:
+            acked += [str(delivery.store_ref), delivery.delivery_id]
+        args: list[Any] = [GROUP, self.history_ttl, len(notes), len(acks), *fields, *acked]
+        gone: Any = await self._write_behind_script(keys=keys, args=args)
+        return [notes[int(number) - 1] for number in gone or ()]
+
+    async def _written_again(self, notes: list[tuple[Delivery, AttemptRecord, str]]) -> bool:
+        """Make the records that were gone again whole, with their attempt; False when that
+        failed (said once per outage). Their deliveries are acknowledged already: a failure
+        here costs history only."""
+        if not notes:
+            return True
+        keys = [self.history_index]
+        args: list[Any] = [self.history_ttl]
         for delivery, record, status in notes:
             event = delivery.event
             keys.append(self._history_key(delivery.delivery_id))
-            fields += [
+            args += [
                 delivery.delivery_id,
                 delivery.webhook_name,
                 event.event_id,
                 event.event_type,
                 repr(delivery.enqueued_at),
-                status,
-                repr(record.started_at + record.duration_s),
-                # Keyed by its start: a 410's attempt and the one after re-enabling share
-                # a number, and both are on record.
-                f"a:{record.started_at!r}",
-                record.to_json(),
+                *_attempt_fields(record, status),
             ]
-        acked: list[str] = []
-        for delivery in acks:
-            acked += [str(delivery.store_ref), delivery.delivery_id]
-        args: list[Any] = [GROUP, self.history_ttl, len(notes), len(acks), *fields, *acked]
-        await self._write_behind_script(keys=keys, args=args)
+        try:
+            await self._rewrite_history(keys=keys, args=args)
+        except RedisError as exc:
+            self._history_fault.failed(exc, stream=self.stream, lost=len(notes))
+            return False
+        return True
 
     async def _history_written(self) -> None:
         """Wait for the attempts noted so far to be written (reads see them)."""
@@ -1284,6 +1318,18 @@ class RedisStore:
                 self._heartbeat_fault.failed(exc, consumer=self.consumer)
             else:
                 self._heartbeat_fault.ok(consumer=self.consumer)
+
+
+def _attempt_fields(record: AttemptRecord, status: str) -> list[str]:
+    """What an attempt writes in its delivery's history hash: the status, the time, and the
+    attempt, keyed by its start (a 410's attempt and the one after re-enabling share a
+    number, and both are on record)."""
+    return [
+        status,
+        repr(record.started_at + record.duration_s),
+        f"a:{record.started_at!r}",
+        record.to_json(),
+    ]
 
 
 def _fields(flat: Any) -> dict[str, str]:
