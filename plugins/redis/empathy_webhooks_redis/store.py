@@ -583,7 +583,6 @@ class RedisStore:
         if not deliveries:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        _quiet(future)
         self._emits.append((list(deliveries), future))
         if self._adder is None or self._adder.done():
             self._adder = asyncio.create_task(self._add_emits(), name="redis-enqueue")
@@ -600,7 +599,7 @@ class RedisStore:
             except BaseException as exc:
                 for _, future in emits:
                     if not future.done():
-                        future.set_exception(exc)
+                        _fail(future, exc)
                 if not isinstance(exc, Exception):
                     raise
             else:
@@ -1365,10 +1364,12 @@ def _history_record(delivery_id: str, value: dict[str, str]) -> DeliveryRecord |
     )
 
 
-def _quiet(future: asyncio.Future[Any]) -> None:
-    """A failure nobody is left to await (its waiters were cancelled) is not reported as
-    never retrieved: the fault was logged where it happened."""
-    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    """Fail an emit's future, marked as retrieved at once: a failure nobody is left to await
+    is not reported as never retrieved, and an emit awaiting it still raises it. (Done on
+    failure only: a done-callback on every emit's future cost ~0.7 µs of each emit.)"""
+    future.set_exception(exc)
+    future.exception()
 
 
 def _float(value: Any) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -164,6 +165,38 @@ async def test_a_cancelled_emit_leaves_the_others_sharing_its_call_unharmed(
         await producer.enqueue([Delivery(webhook_name="h", event=Event(event_type="t"))])
         assert await producer.redis.xlen(producer.stream) == 4
     finally:
+        await producer.close()
+
+
+async def test_a_failed_enqueue_fails_every_emit_sharing_it_and_is_never_left_unretrieved(
+    redis_url: str,
+) -> None:
+    producer = open_redis_store(redis_url)
+    await producer.open()
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(str(context.get("message"))))
+    try:
+        # The stream's key holds a string: the script's XADD meets WRONGTYPE.
+        await producer.redis.delete(producer.stream)
+        await producer.redis.set(producer.stream, "not a stream")
+        tasks = [
+            asyncio.create_task(
+                producer.enqueue([Delivery(webhook_name="h", event=Event(event_type="t"))])
+            )
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0)  # all three wait on the same call now
+        tasks[1].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[1], asyncio.CancelledError)
+        for result in (results[0], results[2]):
+            assert isinstance(result, ResponseError) and "WRONGTYPE" in str(result)
+        del tasks, results
+        gc.collect()
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
         await producer.close()
 
 
