@@ -108,7 +108,12 @@ async def test_a_worker_sends_the_bytes_the_memory_store_would_send(
     redis_url: str, webhook_receiver: Receiver
 ) -> None:
     hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), retry_policy=FAST)
-    data = {"text": "Déploiement ☃ \u2028", "ratio": 0.1 + 0.2, "big": 2**53 - 1, "n": [1.5e300, None]}
+    data = {
+        "text": "Déploiement ☃ \u2028",
+        "ratio": 0.1 + 0.2,
+        "big": 2**53 - 1,
+        "n": [1.5e300, None],
+    }
     async with WebhookDispatcher(webhooks=[hook], store=redis_url) as producer:
         plain = await producer.emit("prediction", data, empathy_level=4, severity="high")
         ordered = await producer.emit("prediction", data, ordering_key="user-7")
