@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +13,7 @@ import redis.asyncio as aioredis
 from empathy_webhooks_redis import RedisStore, open_redis_store
 from empathy_webhooks_redis._aio import checked
 from empathy_webhooks_redis.breaker import POLL
+from empathy_webhooks_redis.store import _delivery
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
 from empathy_webhooks_core.breaker import BreakerState
@@ -100,6 +102,46 @@ async def test_a_producer_only_adds_to_the_stream_and_a_worker_delivers(
         assert await client.xlen(store.stream) == 0
     finally:
         await client.aclose()
+
+
+async def test_a_worker_sends_the_bytes_the_memory_store_would_send(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    hook = CustomWebhook(name="h", url=webhook_receiver.url("/h"), retry_policy=FAST)
+    data = {
+        "text": "Déploiement ☃ \u2028",
+        "ratio": 0.1 + 0.2,
+        "big": 2**53 - 1,
+        "n": [1.5e300, None],
+    }
+    async with WebhookDispatcher(webhooks=[hook], store=redis_url) as producer:
+        plain = await producer.emit("prediction", data, empathy_level=4, severity="high")
+        ordered = await producer.emit("prediction", data, ordering_key="user-7")
+    async with worker([hook], redis_url):
+        await until(webhook_receiver, lambda: len(webhook_receiver.delivered) >= 2)
+    sent = {request.event_id: request.body for request in webhook_receiver.delivered}
+    # The envelope's bytes, as the producer's event encodes them (what the memory store
+    # sends); the ordering key is kept in the stream, never sent.
+    assert sent[plain.event_id] == plain.envelope_bytes()
+    assert sent[ordered.event_id] == ordered.envelope_bytes()
+    assert b"user-7" not in sent[ordered.event_id]
+
+
+def test_a_worker_sends_a_marked_text_as_it_is_and_encodes_any_other_again() -> None:
+    event = Event(event_type="t", data={"n": 1})
+    canonical = event.envelope_bytes()
+    # Valid, but not as this version encodes it (a space): only a producer's mark says the
+    # text is exactly the envelope's bytes.
+    spaced = canonical.decode().replace('"n":1', '"n": 1')
+    fields = {"d": "d1", "w": "h", "e": spaced, "a": "0", "t": "1.5"}
+    assert _delivery("1-0", {**fields, "b": "1"}, None).event.envelope_bytes() == spaced.encode()
+    for unmarked in ({**fields, "b": "0"}, fields):  # an older producer's entry has no mark
+        assert _delivery("1-0", unmarked, None).event.envelope_bytes() == canonical
+    # A text with an ordering key is never sent as it is, whatever its mark.
+    with_key = json.dumps({**json.loads(canonical), "ordering_key": "k"})
+    marked = _delivery("1-0", {**fields, "e": with_key, "b": "1"}, None)
+    assert marked.event.ordering_key == "k"
+    assert marked.event.envelope_bytes() == canonical
 
 
 async def test_dead_letters_live_in_redis_and_replay_through_the_workers(

@@ -1,17 +1,19 @@
-"""What a worker writes behind its deliveries (acknowledgements, attempt history), a producer's
-shared enqueue call, and the packed script calls that carry both, against a real Redis (a key
-prefix of each test's own)."""
+"""What a worker writes behind its deliveries (acknowledgements, attempt history), how it reads
+while busy, a producer's shared enqueue call, and the packed script calls that carry both,
+against a real Redis (a key prefix of each test's own)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from empathy_webhooks_redis import RedisStore, open_redis_store
+from empathy_webhooks_redis import store as redis_store
 from empathy_webhooks_redis._packed import PackedScript, pack
 from empathy_webhooks_redis.store import GROUP, _delivery
 from redis.asyncio.connection import Connection
@@ -166,6 +168,38 @@ async def test_a_cancelled_emit_leaves_the_others_sharing_its_call_unharmed(
         await producer.close()
 
 
+async def test_a_failed_enqueue_fails_every_emit_sharing_it_and_is_never_left_unretrieved(
+    redis_url: str,
+) -> None:
+    producer = open_redis_store(redis_url)
+    await producer.open()
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(str(context.get("message"))))
+    try:
+        # The stream's key holds a string: the script's XADD meets WRONGTYPE.
+        await producer.redis.delete(producer.stream)
+        await producer.redis.set(producer.stream, "not a stream")
+        tasks = [
+            asyncio.create_task(
+                producer.enqueue([Delivery(webhook_name="h", event=Event(event_type="t"))])
+            )
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0)  # all three wait on the same call now
+        tasks[1].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[1], asyncio.CancelledError)
+        for result in (results[0], results[2]):
+            assert isinstance(result, ResponseError) and "WRONGTYPE" in str(result)
+        del tasks, results
+        gc.collect()
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
+        await producer.close()
+
+
 @pytest.mark.parametrize("protocol", ["&protocol=2", "&protocol=3"])
 async def test_a_read_hands_out_the_new_entries_whole_with_either_protocol(
     redis_url: str, protocol: str
@@ -182,3 +216,65 @@ async def test_a_read_hands_out_the_new_entries_whole_with_either_protocol(
         assert [d.event.event_id for d in taken] == [event.event_id for event in events]
         assert [d.delivery_id for d in taken] == [d.delivery_id for d in queued]
         assert await worker._read_new(10) == []  # nothing new: one block, then empty
+
+
+class _Lanes:
+    """A dispatcher stand-in whose lanes take every delivery and finish none on their own."""
+
+    def __init__(self) -> None:
+        self.taken: list[Delivery] = []
+
+    def submit(self, delivery: Delivery) -> None:
+        self.taken.append(delivery)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30):
+        while not condition():  # noqa: ASYNC110 - the state is the consumer task's
+            await asyncio.sleep(0.01)
+
+
+async def test_a_busy_worker_reads_again_once_nearly_done_not_once_per_emit(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the held deliveries falling to a sixteenth of the window, or a stop, end a wait.
+    monkeypatch.setattr(redis_store, "_READ_LINGER", 600.0)
+    async with _pair(redis_url) as (producer, worker):
+        reads: list[int] = []
+        read = worker._read_new
+
+        async def counted(count: int) -> list[tuple[str, dict[str, str]]]:
+            entries = await read(count)
+            if entries:
+                reads.append(len(entries))
+            return entries
+
+        worker._read_new = counted  # type: ignore[method-assign]
+        lanes = _Lanes()
+        await producer.enqueue(
+            [
+                Delivery(webhook_name="h", event=Event(event_type="t", data={"n": n}))
+                for n in range(20)
+            ]
+        )
+        worker.start_consuming(lanes)
+        await _until(lambda: len(lanes.taken) == 20)
+        # 20 under way, more than 16 (the default window's sixteenth): emits made one by one
+        # wait in the stream instead of being read one by one.
+        later = [Delivery(webhook_name="h", event=Event(event_type="t")) for _ in range(5)]
+        for delivery in later:
+            await producer.enqueue([delivery])
+        await asyncio.sleep(0.3)
+        assert len(lanes.taken) == 20
+        # Down to 16 under way: the next read takes the five at once, in their order.
+        for delivery in lanes.taken[:4]:
+            await worker.mark_delivered(delivery)
+        await _until(lambda: len(lanes.taken) == 25)
+        assert reads == [20, 5]
+        assert [d.delivery_id for d in lanes.taken[20:]] == [d.delivery_id for d in later]
+        # 21 under way, waiting again: a stop ends the wait, the consumer is not cancelled.
+        consumer = worker._consumer_task
+        assert consumer is not None
+        await worker.stop_consuming()
+        assert consumer.done() and not consumer.cancelled()
+        assert worker.held == 21
