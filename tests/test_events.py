@@ -181,3 +181,23 @@ def test_a_forked_child_never_hands_out_the_parents_event_ids() -> None:
     parent = {new_event_id() for _ in range(100)}
     assert len(child) == 100
     assert not parent & child
+
+
+def test_a_stored_envelope_the_store_vouches_for_is_sent_as_it_was_stored() -> None:
+    """`decode_event(..., envelope_bytes=True)`: the decoded event sends the stored bytes
+    themselves (no second encoding); without the mark, or with an ordering key (whose stored
+    text carries the key), it encodes again, and the bytes are what the original would send."""
+    from empathy_webhooks_core.plugin.store import decode_event
+
+    original = Event(event_type="alert", data={"text": "Überlast ✓", "ratio": 0.1 + 0.2})
+    stored = original.to_json().encode("utf-8")
+    vouched = decode_event(stored, envelope_bytes=True)
+    assert vouched.envelope_bytes() is stored
+    plain = decode_event(stored)
+    assert plain.envelope_bytes() == stored and plain.envelope_bytes() is not stored
+
+    keyed = Event(event_type="alert", data={"n": 1}, ordering_key="db-1")
+    text = keyed.to_json()
+    decoded = decode_event(text, envelope_bytes=True)
+    assert b"ordering_key" not in decoded.envelope_bytes()
+    assert decoded.envelope_bytes() == keyed.envelope_bytes()

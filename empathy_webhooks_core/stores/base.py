@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 from .._pipeline.unit import Delivery, new_delivery_id
-from ..events import Event
+from ..events import Event, keep_envelope_bytes
 from ..wire import BODY_EXCERPT_CHARS
 
 if TYPE_CHECKING:
@@ -60,8 +60,14 @@ UNDECODABLE_EVENT_TYPE = "undecodable_delivery"
 _EVENT_ID = re.compile(r'"event_id"\s*:\s*"([^"\\.]{1,255})"')
 
 
-def decode_event(stored: str | bytes) -> Event:
+def decode_event(stored: str | bytes, *, envelope_bytes: bool = False) -> Event:
     """The event a store kept (`Event.to_json()`), or `UndecodableEvent` saying why not.
+
+    `envelope_bytes=True` says `stored` is exactly the event's `envelope_bytes()` as the
+    process that stored it encoded them (the store marked it so when it wrote it): the event
+    keeps them, and a delivery sends those bytes as they are instead of encoding the decoded
+    event again. Ignored for an event with an ordering key (its stored text carries the key,
+    which the envelope does not).
 
     Whatever decoding raises is caught, `RecursionError` included: one bad entry must never
     stop a store from handing out the others, nor a restart from getting past it.
@@ -70,7 +76,11 @@ def decode_event(stored: str | bytes) -> Event:
         envelope = json.loads(stored)
         if not isinstance(envelope, dict):
             raise ValueError(f"a JSON {type(envelope).__name__}, not an object")
-        return Event.from_envelope(envelope)
+        event = Event.from_envelope(envelope)
+        if envelope_bytes and event.ordering_key is None:
+            body = stored.encode("utf-8") if isinstance(stored, str) else stored
+            keep_envelope_bytes(event, body)
+        return event
     except RecursionError:
         raise UndecodableEvent(
             "nested deeper than this process can decode (RecursionError)"

@@ -1408,9 +1408,8 @@ def _delivery(entry_id: str, fields: dict[str, str], attempts: Any) -> Delivery:
     except ValueError:
         enqueued_at = time.time()
     context = fields.get("c")
-    event = decode_event(stored)
-    if fields.get("b") == "1" and event.ordering_key is None:
-        _keep_envelope(event, stored)
+    # b=1: the producer stored the event's envelope bytes themselves (`_stored`).
+    event = decode_event(stored, envelope_bytes=fields.get("b") == "1")
     return Delivery(
         webhook_name=webhook,
         event=event,
@@ -1438,13 +1437,6 @@ def _record(letter: DeadLetter) -> str:
     )
 
 
-#: `Event` keeps its envelope's bytes, once encoded, in this slot (`envelope_bytes()`).
-_ENVELOPE_SLOT = "_envelope"
-#: Checked once: were the slot ever renamed, workers encode every event again, as before,
-#: rather than fail (the Redis tests check that a marked text is sent as it is).
-_KEEPS_ENVELOPE = _ENVELOPE_SLOT in getattr(Event, "__slots__", ())
-
-
 def _stored(event: Event) -> tuple[str, str]:
     """The event's text for the stream, and the entry's mark `b`: "1" when the text is
     exactly the envelope's bytes as this producer encoded them (an event without an ordering
@@ -1455,13 +1447,6 @@ def _stored(event: Event) -> tuple[str, str]:
     if event.ordering_key is None:
         return event.envelope_bytes().decode("utf-8"), "1"
     return event.to_json(), "0"
-
-
-def _keep_envelope(event: Event, text: str) -> None:
-    """Give a decoded event its envelope's bytes: the text a producer marked as exactly them,
-    which is what the memory store would send for the same event."""
-    if _KEEPS_ENVELOPE:
-        object.__setattr__(event, _ENVELOPE_SLOT, text.encode("utf-8"))
 
 
 def _entry(delivery: Delivery) -> dict[Any, Any]:
