@@ -739,6 +739,67 @@ async def test_a_producers_rows_have_no_owner_whichever_writer_wrote_them(tmp_pa
     ]
 
 
+async def test_emits_of_one_turn_share_one_commit_and_each_returns_after_it(
+    tmp_path: Path,
+) -> None:
+    """Emits made in the same turn of the event loop (concurrent producers) are written in
+    one statement: one commit, not one each. Each returns only once its row is committed,
+    in emit order, with the id SQLite gave it."""
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        wal = db.parent / (db.name + "-wal")
+        await store.enqueue(
+            [Delivery(webhook_name="h", event=Event(event_type="prediction", data={}))]
+        )
+        before = wal.stat().st_size
+        deliveries = [
+            Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+            for n in range(8)
+        ]
+        seen: list[list[tuple[object, ...]]] = []
+
+        async def emit(delivery: Delivery) -> None:
+            await store.enqueue([delivery])
+            seen.append(
+                rows(db, f"SELECT id FROM deliveries WHERE delivery_id = '{delivery.delivery_id}'")
+            )
+
+        await asyncio.gather(*(emit(delivery) for delivery in deliveries))
+        frames = (wal.stat().st_size - before) // (4096 + 24)
+    finally:
+        await store.close()
+    assert seen == [[(delivery.store_ref,)] for delivery in deliveries]
+    assert [d.store_ref for d in deliveries] == list(range(2, 10))
+    assert frames <= 3  # one commit: the table's last page and its index's (8 commits: 16)
+
+
+async def test_an_emit_cancelled_while_its_turn_waits_to_be_written_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """An emit cancelled before its turn's rows are written is left out of them (nothing of
+    it is kept); the others of the turn are written."""
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        kept, dropped = (
+            Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+            for n in range(2)
+        )
+        emits = [asyncio.create_task(store.enqueue([d])) for d in (kept, dropped)]
+        await asyncio.sleep(0)  # both joined the turn's rows, not written yet
+        emits[1].cancel()
+        await emits[0]
+        with pytest.raises(asyncio.CancelledError):
+            await emits[1]
+        await store.counts()  # anything the writer thread was handed is written by now
+    finally:
+        await store.close()
+    assert rows(db, "SELECT delivery_id FROM deliveries") == [(kept.delivery_id,)]
+
+
 def test_wide_rows_are_cut_to_what_an_older_sqlite_takes(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite before 3.32 (still shipped by some distributions) takes at most 999 parameters
     a statement: the store's multi-row statements carry fewer rows when they are wide."""

@@ -27,14 +27,16 @@ its rows released to the others. So no delivery is sent by two live processes at
 none is stranded by a process that died. A process checks for new rows every `poll`
 seconds, cheaply: `PRAGMA data_version` tells whether anyone else committed since.
 
-An emit's rows are written from the event loop, on a connection of its own, in one statement
-that is its own transaction: a write to the WAL, which the OS holds, without an fsync and
-without waiting for a lock (`_insert_now`). Every other statement runs on one dedicated
-writer thread that owns its connection, and so do an emit's rows whenever they cannot be
-written at once: the file's write lock is held (by the writer's marks, by another process),
-`synchronous=full` (whose commit waits for the disk), more than 64 rows, a replay. The thread
+An emit's rows are written from the event loop, on a connection of its own, with those of
+the other emits made in the same turn of the loop, in one statement that is its own
+transaction, in the loop's next turn (`_flush_group`): a write to the WAL, which the OS
+holds, without an fsync and without waiting for a lock (`_insert_now`); each emit returns
+once it is committed. Every other statement runs on one dedicated writer thread that owns
+its connection, and so do an emit's rows whenever they cannot be written at once: the
+file's write lock is held (by the writer's marks, by another process), `synchronous=full`
+(whose commit waits for the disk), more than 64 rows in the turn, a replay. The thread
 takes whatever operations queued up while it was busy and runs them in one transaction (group
-commit), and checkpoints the WAL every few hundred emits written from the loop. Why emits
+commit), and checkpoints the WAL every few hundred commits made from the loop. Why emits
 skip the thread: a commit there waits for the thread to win the GIL from a busy event loop,
 twice, which cost an emit about 1.5 ms under load, against tens of µs written at once.
 Marks (`delivered`, attempt counts, history records) are not waited for: they are gathered on
@@ -112,16 +114,11 @@ _MARK_DELAY = 0.05
 #: The most operations one transaction takes; more wait for the next commit.
 _MAX_BATCH = 4096
 
-#: The most rows an emit writes from the event loop (`_insert_now`); more go through the
-#: writer thread.
+#: The most rows the event loop writes in one statement (`_flush_group`): an emit that
+#: would take a group past it goes through the writer thread (a burst of thousands of emits
+#: in one turn of the loop is committed there in batches, the loop left to other work).
 _MAX_NOW = 64
-#: Tasks whose emits are written from the event loop in one turn of it. A task emitting one
-#: event after another (a producer, a request handler) is written at once each time: it
-#: waits for every commit. The emits of more tasks in the same turn (thousands gathered at
-#: once) go through the writer thread, which commits them together: a commit per batch there
-#: instead of one per emit here.
-_NOW_TASKS_PER_TURN = 16
-#: Emits written from the event loop between two checkpoints the writer thread runs (the
+#: Commits made from the event loop between two checkpoints the writer thread runs (the
 #: loop's own connection never checkpoints: a checkpoint syncs the file to disk).
 _CHECKPOINT_EVERY = 300
 
@@ -516,6 +513,29 @@ def _pid_runs(pid: int) -> bool:
     return True
 
 
+class _Member:
+    """One emit's rows in a `_Group`, the future it waits on, and whether they were handed
+    to be written (after which a cancelled emit must release them)."""
+
+    __slots__ = ("future", "handed", "rows")
+
+    def __init__(self, rows: list[list[Any]], future: asyncio.Future[Any]) -> None:
+        self.rows = rows
+        self.future = future
+        self.handed = False
+
+
+class _Group:
+    """Emits written together from the event loop (`SQLiteStore._flush_group`)."""
+
+    __slots__ = ("count", "members")
+
+    def __init__(self) -> None:
+        self.members: list[_Member] = []
+        #: Rows, of all the members.
+        self.count = 0
+
+
 class SQLiteStore:
     """A durable outbox in one SQLite file (see the module docstring for the guarantees).
 
@@ -575,8 +595,8 @@ class SQLiteStore:
         self._now_conn: sqlite3.Connection | None = None
         self._since_checkpoint = 0
         self._checkpoint_due = False
-        # Tasks whose emits the loop wrote in its current turn (`_insert_now`).
-        self._this_turn: set[asyncio.Task[Any] | None] = set()
+        # The emits waiting to be written together from the event loop (`_flush_group`).
+        self._group: _Group | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Dead letters taken for replay whose new delivery is not committed yet: the row that
         # enqueues the replay deletes the letter in the same transaction, so a crash between
@@ -1355,6 +1375,8 @@ class SQLiteStore:
     async def close(self) -> None:
         if self._thread is None:
             return
+        if self._group is not None:  # emits waiting for their commit: before the release
+            self._flush_group(self._group)
         now_conn, self._now_conn = self._now_conn, None
         if now_conn is not None:
             now_conn.close()
@@ -1392,17 +1414,11 @@ class SQLiteStore:
                     event.event_type,
                 ]
             )
-        if not self._insert_now(rows):
-            try:
-                await self._call("enqueue", rows)
-            except asyncio.CancelledError:
-                # The emit was cancelled while its rows went in: they may be committed, owned
-                # by this process, which would never hand them to a lane (the emit did not
-                # return). Released after the write, this process's paging takes them like
-                # any row nobody holds; if they were not written, nothing matches.
-                if not self.remote_workers:
-                    self._ops.put(("release_rows", [row[1] for row in rows], None))
-                raise
+        group = self._group_for(len(rows))
+        if group is None:
+            await self._enqueue_through_writer(rows)
+        else:
+            await self._enqueue_in_group(group, rows)
         for delivery, row in zip(deliveries, rows, strict=True):
             delivery.store_ref = row[0]
         # The records are written like the marks, not in the emit's commit: that commit then
@@ -1411,9 +1427,84 @@ class SQLiteStore:
         # committed leaves rows that `take_pending` gives their record again.
         self._post_records([(r[1], r[3], r[2], r[9], r[6], r[6], r[4], True) for r in rows])
 
+    async def _enqueue_through_writer(self, rows: list[list[Any]]) -> None:
+        try:
+            await self._call("enqueue", rows)
+        except asyncio.CancelledError:
+            # The emit was cancelled while its rows went in: they may be committed, owned by
+            # this process, which would never hand them to a lane (the emit did not return).
+            # Released after the write, this process's paging takes them like any row nobody
+            # holds; if they were not written, nothing matches.
+            self._release_cancelled(rows)
+            raise
+
+    async def _enqueue_in_group(self, group: _Group, rows: list[list[Any]]) -> None:
+        assert self._loop is not None  # `_group_for` gives a group only to an open store
+        member = _Member(rows, self._loop.create_future())
+        group.members.append(member)
+        group.count += len(rows)
+        try:
+            await member.future
+        except asyncio.CancelledError:
+            # Cancelled before the group was written, its rows are left out of it: nothing
+            # to release. After, as through the writer thread.
+            if member.handed:
+                self._release_cancelled(rows)
+            raise
+
+    def _release_cancelled(self, rows: list[list[Any]]) -> None:
+        if not self.remote_workers:
+            self._ops.put(("release_rows", [row[1] for row in rows], None))
+
+    def _group_for(self, count: int) -> _Group | None:
+        """The group of emits written together from the event loop that rows join, opened
+        if none is (`_flush_group`); None when they go through the writer thread: no loop
+        connection (synchronous=full), a replay's row (it deletes its letter in the same
+        transaction), this process not registered as an owner yet, or more rows than
+        `_MAX_NOW` with the group's."""
+        if (
+            self._now_conn is None
+            or self._loop is None
+            or self._replaying
+            or (not self.remote_workers and not self._registered)
+        ):
+            return None
+        group = self._group
+        if group is None:
+            if count > _MAX_NOW:
+                return None
+            group = self._group = _Group()
+            self._loop.call_soon(self._flush_group, group)
+        elif group.count + count > _MAX_NOW:
+            return None
+        return group
+
+    def _flush_group(self, group: _Group) -> None:
+        """Write the rows of the emits made since the group opened (this turn of the event
+        loop, and the next until this runs) in one statement: one commit for all of them,
+        where a commit per emit cost three times as much for eight emits (a commit's cost is
+        mostly the pages it writes: the table's and its index's last ones, the same for all
+        of them). Each emit waits for the commit, as before; emits cancelled meanwhile are
+        left out (nothing of theirs is written). When the loop cannot write them at once,
+        the writer thread does, each emit's rows an operation of its own."""
+        if self._group is group:
+            self._group = None
+        members = [member for member in group.members if not member.future.done()]
+        if not members:
+            return
+        for member in members:
+            member.handed = True
+        rows = members[0].rows if len(members) == 1 else [r for m in members for r in m.rows]
+        if self._insert_now(rows):
+            for member in members:
+                member.future.set_result(None)
+            return
+        for member in members:
+            self._ops.put(("enqueue", member.rows, member.future))
+
     def _insert_now(self, rows: list[list[Any]]) -> bool:
-        """Write an emit's rows from the event loop, in one statement that is a transaction
-        of its own; False, with nothing written, when they must go through the writer thread.
+        """Write emits' rows from the event loop, in one statement that is a transaction of
+        its own; False, with nothing written, when they must go through the writer thread.
 
         Why: an emit waits for its commit, and a commit by the writer thread waits for the
         thread to win the GIL from a busy event loop, twice (to start, and to hand back the
@@ -1425,29 +1516,15 @@ class SQLiteStore:
         rows. Ids are given by SQLite under the write lock (one past the largest, row after
         row), so no other process can pick the same ones."""
         conn = self._now_conn
-        count = len(rows)
-        if (
-            conn is None
-            or count > _MAX_NOW
-            or self._replaying  # a replay's row deletes its letter in the same transaction
-            or (not self.remote_workers and not self._registered)
-        ):
+        if conn is None:
             return False
-        turn = self._this_turn
-        task = asyncio.current_task()
-        if task not in turn:
-            if len(turn) >= _NOW_TASKS_PER_TURN:
-                return False
-            if not turn and self._loop is not None:
-                self._loop.call_soon(turn.clear)  # in the loop's next turn
-            turn.add(task)
         try:
             cursor = conn.execute(*_now_statement(rows))
         except sqlite3.Error:
             return False
         last = cursor.lastrowid
         assert last is not None  # the last row's id: set by every INSERT that ran
-        first = last - count + 1
+        first = last - len(rows) + 1
         for offset, row in enumerate(rows):
             row[0] = first + offset
         self._since_checkpoint += 1
