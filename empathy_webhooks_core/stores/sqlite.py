@@ -587,6 +587,9 @@ class SQLiteStore:
         # Records of queued deliveries not handed to the writer yet, by delivery id: an
         # attempt noted before they go takes its delivery's record (`note_attempt`).
         self._unwritten: dict[str, tuple[Any, ...]] = {}
+        # The same for the rows this process queued (`enqueue`'s lists, kept as they are):
+        # most are taken by their first attempt's note before they are handed over.
+        self._unwritten_new: dict[str, list[Any]] = {}
         self._marks_timer: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -639,7 +642,7 @@ class SQLiteStore:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         future: asyncio.Future[Any] = self._loop.create_future()
-        if (self._marks or self._unwritten) and kind != "enqueue":
+        if (self._marks or self._unwritten or self._unwritten_new) and kind != "enqueue":
             # The marks made so far go with it, in one hand-over, so they are in its
             # transaction: what it reads or writes comes after them. Not with an emit's
             # rows (nothing there reads them): they wait for their timer, so a burst of
@@ -664,8 +667,8 @@ class SQLiteStore:
             rows.append(row)
 
     def _post_records(self, records: Sequence[tuple[Any, ...]]) -> None:
-        """Deliveries' records (`_HISTORY_ROW`, then whether the delivery is new), written
-        with the marks (`_post`)."""
+        """The records of rows taken from the file (`_HISTORY_ROW`'s values; they may exist
+        already), written with the marks (`_post`)."""
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         if self._marks_timer is None:
@@ -674,11 +677,20 @@ class SQLiteStore:
         for record in records:
             unwritten[record[0]] = record
 
+    def _post_new_records(self, rows: list[list[Any]]) -> None:
+        """The records of rows this process just queued (`enqueue`'s lists): written with
+        the marks, or made by their first attempt's note if it comes first."""
+        if self._marks_timer is None and self._loop is not None:
+            self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
+        unwritten = self._unwritten_new
+        for row in rows:
+            unwritten[row[1]] = row
+
     def _flush_marks(self) -> None:
         """Hand the marks gathered on the event loop to the writer, in one hand-over: the
         writer wakes once for many deliveries' marks, not once per mark."""
         self._marks_timer = None
-        if self._marks or self._unwritten:
+        if self._marks or self._unwritten or self._unwritten_new:
             self._ops.put((_BUNDLE, self._marked(), None))
 
     def _marked(self) -> list[_Op]:
@@ -688,9 +700,14 @@ class SQLiteStore:
             self._marks_timer = None
         marks, self._marks = self._marks, {}
         ops: list[_Op] = [(kind, rows, None) for kind, rows in marks.items()]
-        if self._unwritten:
-            ops.append(("history_new", [record[:7] for record in self._unwritten.values()], None))
-            self._unwritten = {}
+        if self._unwritten or self._unwritten_new:
+            # (delivery_id, event_id, webhook, event_type, created_at twice, event_json)
+            records = [record[:7] for record in self._unwritten.values()]
+            records += [
+                (r[1], r[3], r[2], r[9], r[6], r[6], r[4]) for r in self._unwritten_new.values()
+            ]
+            ops.append(("history_new", records, None))
+            self._unwritten, self._unwritten_new = {}, {}
         return ops
 
     def _run(self) -> None:
@@ -1433,7 +1450,7 @@ class SQLiteStore:
         # writes the new rows' pages only, and a few hundred records share each page of the
         # history's table and indexes. Any read takes them first; a crash before they are
         # committed leaves rows that `take_pending` gives their record again.
-        self._post_records([(r[1], r[3], r[2], r[9], r[6], r[6], r[4], True) for r in rows])
+        self._post_new_records(rows)
 
     async def _enqueue_through_writer(self, rows: list[list[Any]]) -> None:
         try:
@@ -1599,7 +1616,7 @@ class SQLiteStore:
                 kind = event.event_type
                 record = (delivery_id, event.event_id, webhook_name, kind, created_at, created_at)
                 # Not new: its record may exist (a row taken again after a crash).
-                records.append((*record, event_json, False))
+                records.append((*record, event_json))
             if not bad:
                 break
             await self._dead_letter_undecodable(bad)
@@ -1736,6 +1753,15 @@ class SQLiteStore:
             return
         delivery_id = delivery.delivery_id
         ended = attempt.started_at + attempt.duration_s
+        columns = attempt.columns(delivery_id)
+        headers = _headers_text(columns[9])
+        row = self._unwritten_new.pop(delivery_id, None)
+        if row is not None:
+            # A new delivery whose record, queued with its row, is not written yet: made by
+            # this note, with the attempt in its own columns.
+            first = (row[1], row[3], row[2], row[9], status, row[6], ended, row[4])
+            self._post("history_first", (*first, *columns[1:9], headers, *columns[10:]))
+            return
         new = self._unwritten.pop(delivery_id, None)
         if new is None:
             event = delivery.event
@@ -1749,14 +1775,9 @@ class SQLiteStore:
                 ended,
                 None,
             )
-        else:  # the record queued with the row, not written yet: made by this note
+        else:  # the record of a row taken, not written yet: made by this note
             record = (*new[:4], status, new[4], ended, new[6])
-        columns = attempt.columns(delivery_id)
-        headers = _headers_text(columns[9])
-        if new is not None and new[7]:  # a new delivery: the attempt rides in its record
-            self._post("history_first", (*record, *columns[1:9], headers, *columns[10:]))
-        else:
-            self._post("history", (*record, *columns[:9], headers, *columns[10:]))
+        self._post("history", (*record, *columns[:9], headers, *columns[10:]))
 
     async def delivery_record(self, delivery_id: str) -> DeliveryRecord | None:
         found = await self._call("history_get", delivery_id)
