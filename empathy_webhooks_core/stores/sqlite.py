@@ -470,6 +470,8 @@ def _now_statement(rows: Sequence[Sequence[Any]]) -> tuple[str, Sequence[Any]]:
     first = rows[0]
     if len(rows) == 1 and first[8] is None and first[7] is not None:
         return _NOW_ONE, first[1:8]  # most emits: one row, owned, without a context
+    if all(row[8] is None and row[7] is not None for row in rows):  # most groups of emits
+        return _now_sql(len(rows), (7,)), [value for row in rows for value in row[1:8]]
     pattern = (first[7] is None, first[8] is None)
     if len(rows) > 1 and any((row[7] is None, row[8] is None) != pattern for row in rows):
         # Rows that disagree (contexts given to some deliveries only): Nones bound.
