@@ -802,6 +802,34 @@ async def test_an_emit_cancelled_while_its_turn_waits_to_be_written_leaves_nothi
     assert rows(db, "SELECT delivery_id FROM deliveries") == [(kept.delivery_id,)]
 
 
+async def test_emits_whose_turn_the_loop_cannot_write_are_written_by_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever goes wrong writing a turn's emits from the event loop (it runs apart from
+    them, in the loop's next turn), none is left waiting: the writer thread writes them."""
+    from empathy_webhooks_core.stores import sqlite as sqlite_store
+
+    def broken(rows: object) -> object:
+        raise RuntimeError("not from the loop")
+
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        monkeypatch.setattr(sqlite_store, "_now_statement", broken)
+        deliveries = [
+            Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+            for n in range(8)
+        ]
+        await asyncio.wait_for(
+            asyncio.gather(*(store.enqueue([delivery]) for delivery in deliveries)), 10
+        )
+        stored = dict(rows(db, "SELECT delivery_id, id FROM deliveries"))
+    finally:
+        await store.close()
+    assert {d.delivery_id: d.store_ref for d in deliveries} == stored
+
+
 def test_wide_rows_are_cut_to_what_an_older_sqlite_takes(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite before 3.32 (still shipped by some distributions) takes at most 999 parameters
     a statement: the store's multi-row statements carry fewer rows when they are wide."""

@@ -1576,7 +1576,10 @@ class SQLiteStore:
             return False
         try:
             cursor = conn.execute(*_now_statement(rows))
-        except sqlite3.Error:
+        except Exception:
+            # Whatever it is (a lock, or anything else: this runs apart from the emits when
+            # it writes a group, and none may be left waiting), the writer thread tries the
+            # rows, and an emit that cannot be written gets the reason from there.
             return False
         last = cursor.lastrowid
         assert last is not None  # the last row's id: set by every INSERT that ran
