@@ -645,6 +645,191 @@ async def test_many_emits_at_once_each_get_their_own_row_and_id(tmp_path: Path) 
     assert len(set(stored.values())) == 300
 
 
+async def test_rows_with_and_without_nulls_keep_every_value_through_either_writer(
+    tmp_path: Path,
+) -> None:
+    """Values that are None are written as NULL in the statement's text rather than bound
+    (cheaper), rows grouped by where their Nones are: whatever the mix in one emit, one
+    burst or one batch of first attempts, each row keeps its own values, NULLs included."""
+    from empathy_webhooks_core.history import RawAttempt
+    from empathy_webhooks_core.wire import Response
+
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        event = Event(event_type="prediction", data={"n": 0})
+        mixed = [  # one emit, from the event loop: contexts on some deliveries only
+            Delivery(webhook_name="a", event=event),
+            Delivery(webhook_name="b", event=event, context={"trace": "t-b"}),
+            Delivery(webhook_name="c", event=event),
+        ]
+        await store.enqueue(mixed)
+        burst = [  # hundreds at once: most go through the writer thread together
+            Delivery(
+                webhook_name="h",
+                event=Event(event_type="prediction", data={"n": n}),
+                context={"trace": f"t-{n}"} if n % 3 == 0 else {},
+            )
+            for n in range(300)
+        ]
+        await asyncio.gather(*(store.enqueue([delivery]) for delivery in burst))
+        started = time.time()
+        for n, delivery in enumerate(mixed + burst):  # first attempts, marks of one batch
+            failed = n % 2 == 1
+            store.note_attempt(
+                delivery,
+                RawAttempt(
+                    attempt=1,
+                    started_at=started + n,
+                    duration_s=0.5,
+                    verdict="retry" if failed else "success",
+                    reason=f"HTTP 503 #{n}" if failed else None,
+                    response=Response(status=503 if failed else 200, body=b"no" if failed else b""),
+                    headers={"Content-Type": "application/json"},
+                    body_bytes=n,
+                    next_retry_at=started + n + 9 if failed else None,
+                    transient=False,
+                ),
+                "retrying" if failed else "delivered",
+            )
+        records = {d.delivery_id: await store.delivery_record(d.delivery_id) for d in mixed + burst}
+        stored = {
+            delivery_id: (owner, context)
+            for delivery_id, owner, context in rows(
+                db, "SELECT delivery_id, owner, context_json FROM deliveries"
+            )
+        }
+    finally:
+        await store.close()
+    for n, delivery in enumerate(mixed + burst):
+        owner, context = stored[delivery.delivery_id]
+        assert owner == store.owner
+        assert context == (
+            json.dumps(delivery.context, separators=(",", ":")) if delivery.context else None
+        )
+        record = records[delivery.delivery_id]
+        assert record is not None
+        (attempt,) = record.attempts
+        failed = n % 2 == 1
+        assert record.status == ("retrying" if failed else "delivered")
+        assert (attempt.status, attempt.reason, attempt.next_retry_at, attempt.body_bytes) == (
+            (503, f"HTTP 503 #{n}", started + n + 9, n) if failed else (200, None, None, n)
+        )
+        assert attempt.error is None and attempt.started_at == started + n
+
+
+async def test_a_producers_rows_have_no_owner_whichever_writer_wrote_them(tmp_path: Path) -> None:
+    """A producer's rows are nobody's (NULL, written in the text), for a worker to claim."""
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db, role="producer")
+    await store.open()
+    try:
+        one = Delivery(webhook_name="h", event=Event(event_type="prediction", data={}))
+        await store.enqueue([one])
+        burst = [
+            Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+            for n in range(100)
+        ]
+        await asyncio.gather(*(store.enqueue([delivery]) for delivery in burst))
+    finally:
+        await store.close()
+    assert rows(db, "SELECT count(*), count(owner), count(context_json) FROM deliveries") == [
+        (101, 0, 0)
+    ]
+
+
+async def test_emits_of_one_turn_share_one_commit_and_each_returns_after_it(
+    tmp_path: Path,
+) -> None:
+    """Emits made in the same turn of the event loop (concurrent producers) are written in
+    one statement: one commit, not one each (the first of them alone, as emits came one at
+    a time until then). Each returns only once its row is committed, in emit order, with
+    the id SQLite gave it."""
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        wal = db.parent / (db.name + "-wal")
+        await store.enqueue(
+            [Delivery(webhook_name="h", event=Event(event_type="prediction", data={}))]
+        )
+        before = wal.stat().st_size
+        deliveries = [
+            Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+            for n in range(8)
+        ]
+        seen: list[list[tuple[object, ...]]] = []
+
+        async def emit(delivery: Delivery) -> None:
+            await store.enqueue([delivery])
+            seen.append(
+                rows(db, f"SELECT id FROM deliveries WHERE delivery_id = '{delivery.delivery_id}'")
+            )
+
+        await asyncio.gather(*(emit(delivery) for delivery in deliveries))
+        frames = (wal.stat().st_size - before) // (4096 + 24)
+    finally:
+        await store.close()
+    assert seen == [[(delivery.store_ref,)] for delivery in deliveries]
+    assert [d.store_ref for d in deliveries] == list(range(2, 10))
+    # Two commits, each the table's last page and its index's (a commit each: 16 frames).
+    assert frames <= 4
+
+
+async def test_an_emit_cancelled_while_its_turn_waits_to_be_written_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """An emit cancelled before its turn's rows are written is left out of them (nothing of
+    it is kept); the others of the turn are written."""
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        kept, dropped = (
+            Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+            for n in range(2)
+        )
+        emits = [asyncio.create_task(store.enqueue([d])) for d in (kept, dropped)]
+        await asyncio.sleep(0)  # both joined the turn's rows, not written yet
+        emits[1].cancel()
+        await emits[0]
+        with pytest.raises(asyncio.CancelledError):
+            await emits[1]
+        await store.counts()  # anything the writer thread was handed is written by now
+    finally:
+        await store.close()
+    assert rows(db, "SELECT delivery_id FROM deliveries") == [(kept.delivery_id,)]
+
+
+async def test_emits_whose_turn_the_loop_cannot_write_are_written_by_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever goes wrong writing a turn's emits from the event loop (it runs apart from
+    them, in the loop's next turn), none is left waiting: the writer thread writes them."""
+    from empathy_webhooks_core.stores import sqlite as sqlite_store
+
+    def broken(rows: object) -> object:
+        raise RuntimeError("not from the loop")
+
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        monkeypatch.setattr(sqlite_store, "_now_statement", broken)
+        deliveries = [
+            Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+            for n in range(8)
+        ]
+        await asyncio.wait_for(
+            asyncio.gather(*(store.enqueue([delivery]) for delivery in deliveries)), 10
+        )
+        stored = dict(rows(db, "SELECT delivery_id, id FROM deliveries"))
+    finally:
+        await store.close()
+    assert {d.delivery_id: d.store_ref for d in deliveries} == stored
+
+
 def test_wide_rows_are_cut_to_what_an_older_sqlite_takes(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite before 3.32 (still shipped by some distributions) takes at most 999 parameters
     a statement: the store's multi-row statements carry fewer rows when they are wide."""

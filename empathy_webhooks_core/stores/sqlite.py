@@ -27,14 +27,16 @@ its rows released to the others. So no delivery is sent by two live processes at
 none is stranded by a process that died. A process checks for new rows every `poll`
 seconds, cheaply: `PRAGMA data_version` tells whether anyone else committed since.
 
-An emit's rows are written from the event loop, on a connection of its own, in one statement
-that is its own transaction: a write to the WAL, which the OS holds, without an fsync and
-without waiting for a lock (`_insert_now`). Every other statement runs on one dedicated
-writer thread that owns its connection, and so do an emit's rows whenever they cannot be
-written at once: the file's write lock is held (by the writer's marks, by another process),
-`synchronous=full` (whose commit waits for the disk), more than 64 rows, a replay. The thread
+An emit's rows are written from the event loop, on a connection of its own, with those of
+the other emits made in the same turn of the loop, in one statement that is its own
+transaction, in the loop's next turn (`_flush_group`): a write to the WAL, which the OS
+holds, without an fsync and without waiting for a lock (`_insert_now`); each emit returns
+once it is committed. Every other statement runs on one dedicated writer thread that owns
+its connection, and so do an emit's rows whenever they cannot be written at once: the
+file's write lock is held (by the writer's marks, by another process), `synchronous=full`
+(whose commit waits for the disk), more than 64 rows in the turn, a replay. The thread
 takes whatever operations queued up while it was busy and runs them in one transaction (group
-commit), and checkpoints the WAL every few hundred emits written from the loop. Why emits
+commit), and checkpoints the WAL every few hundred commits made from the loop. Why emits
 skip the thread: a commit there waits for the thread to win the GIL from a busy event loop,
 twice, which cost an emit about 1.5 ms under load, against tens of µs written at once.
 Marks (`delivered`, attempt counts, history records) are not waited for: they are gathered on
@@ -112,16 +114,11 @@ _MARK_DELAY = 0.05
 #: The most operations one transaction takes; more wait for the next commit.
 _MAX_BATCH = 4096
 
-#: The most rows an emit writes from the event loop (`_insert_now`); more go through the
-#: writer thread.
+#: The most rows the event loop writes in one statement (`_flush_group`): an emit that
+#: would take a group past it goes through the writer thread (a burst of thousands of emits
+#: in one turn of the loop is committed there in batches, the loop left to other work).
 _MAX_NOW = 64
-#: Tasks whose emits are written from the event loop in one turn of it. A task emitting one
-#: event after another (a producer, a request handler) is written at once each time: it
-#: waits for every commit. The emits of more tasks in the same turn (thousands gathered at
-#: once) go through the writer thread, which commits them together: a commit per batch there
-#: instead of one per emit here.
-_NOW_TASKS_PER_TURN = 16
-#: Emits written from the event loop between two checkpoints the writer thread runs (the
+#: Commits made from the event loop between two checkpoints the writer thread runs (the
 #: loop's own connection never checkpoints: a checkpoint syncs the file to disk).
 _CHECKPOINT_EVERY = 300
 
@@ -343,6 +340,11 @@ _ROWS_PER_STATEMENT = 256
 #: Linux distributions still ship such a library). A statement carries fewer rows than
 #: `_ROWS_PER_STATEMENT` when its rows are wide enough to pass it.
 _MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+#: Statements the writer's connection keeps prepared (sqlite3's default is 128): a
+#: multi-row statement's text for each power of two up to `_ROWS_PER_STATEMENT`, for each
+#: kind of row and each place its rows hold NULLs at (`_null_row`). Preparing a few hundred
+#: rows' text again costs more than the rows.
+_STATEMENT_CACHE = 512
 
 _HISTORY_SELECT = (
     "SELECT delivery_id, event_id, webhook_name, event_type, status, created_at, updated_at,"  # noqa: S608
@@ -378,6 +380,8 @@ def _insert_rows(
     row: str,
     rows: Sequence[Sequence[Any]],
     tail: str = "",
+    *,
+    any_order: bool = False,
 ) -> None:
     """`rows` through `head` + `row` repeated + `tail`, many rows per statement.
 
@@ -385,18 +389,105 @@ def _insert_rows(
     event loop (up to the switch interval, 5 ms, when the loop is busy), so a batch of a few
     hundred rows in six statements could wait a long time for the GIL alone, and the emits
     waiting for the commit with it. One statement per chunk steps once. Chunk sizes are
-    powers of two, so the statement texts stay few and cached."""
+    powers of two, so the statement texts stay few and cached.
+
+    `any_order`: the rows may be written in any order (no two of them touch the same row), so
+    rows holding None are written apart, grouped by where their Nones are, with `NULL` in the
+    text instead of a bound None (`_null_row`)."""
+    if not any_order:
+        _insert_chunks(conn, head, row, rows, tail, None)
+        return
+    plain: list[Sequence[Any]] = []
+    with_nulls: dict[tuple[int, ...], list[Sequence[Any]]] = {}
+    for values in rows:
+        if None in values:
+            nulls = tuple(i for i, value in enumerate(values) if value is None)
+            with_nulls.setdefault(nulls, []).append(values)
+        else:
+            plain.append(values)
+    if plain:
+        _insert_chunks(conn, head, row, plain, tail, None)
+    for nulls, some in with_nulls.items():
+        _insert_chunks(conn, head, _null_row(row, nulls), some, tail, nulls)
+
+
+def _insert_chunks(
+    conn: sqlite3.Connection,
+    head: str,
+    row: str,
+    rows: Sequence[Sequence[Any]],
+    tail: str,
+    nulls: tuple[int, ...] | None,
+) -> None:
+    """`_insert_rows`' statements; `nulls`: the rows' None values are in the text as `NULL`
+    (at these positions, where the rows all hold None), so they are left out of the values."""
     start, count = 0, len(rows)
     fits = min(_ROWS_PER_STATEMENT, _MAX_PARAMETERS // max(1, row.count("?")))
     most = 1 << (fits.bit_length() - 1)  # a power of two: few statement texts, all cached
     while start < count:
         size = min(most, 1 << ((count - start).bit_length() - 1))
         chunk = rows[start : start + size]
-        conn.execute(
-            head + ", ".join([row] * size) + tail,
-            [value for values in chunk for value in values],
-        )
+        if nulls is None:
+            values = [value for values in chunk for value in values]
+        else:
+            values = [value for values in chunk for value in values if value is not None]
+        conn.execute(head + ", ".join([row] * size) + tail, values)
         start += size
+
+
+@functools.cache
+def _null_row(row: str, nulls: tuple[int, ...]) -> str:
+    """`row` (a `(?, ..., ?)` of placeholders, maybe with constants) with `NULL` for its
+    placeholders at positions `nulls`.
+
+    Why: sqlite3 binds a None only after its adapter look-up for it fails (attribute look-ups,
+    one formatting an AttributeError it then drops): about 0.25 µs (3,000 instructions) per
+    None, with the GIL held, and a delivery's first attempt holds three (no error, reason nor
+    next attempt), its row one (no context). A NULL in the text costs nothing per row; the
+    positions a batch's rows hold None at are a handful, so the texts stay few and cached
+    (the writer's cache is sized for them: `_STATEMENT_CACHE`)."""
+    parts = row.split("?")
+    text = [parts[0]]
+    for position, after in enumerate(parts[1:]):
+        text.append("NULL" if position in nulls else "?")
+        text.append(after)
+    return "".join(text)
+
+
+# An emit's rows written from the event loop (`_insert_now`): the ids are left to SQLite.
+_INSERT_NOW = (
+    "INSERT INTO deliveries (delivery_id, webhook_name, event_id, event_json, attempts,"
+    " created_at, owner, context_json) VALUES "
+)
+_INSERT_NOW_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _now_statement(rows: Sequence[Sequence[Any]]) -> tuple[str, Sequence[Any]]:
+    """`_insert_now`'s statement and values for rows (`enqueue`'s lists, the id not given
+    yet): no id (SQLite gives one past the largest, as for a NULL one), and `NULL` in the
+    text for an owner (a producer's rows) or a context (most rows) that is None, when every
+    row agrees, rather than a bound None (`_null_row` says why)."""
+    first = rows[0]
+    if len(rows) == 1 and first[8] is None and first[7] is not None:
+        return _NOW_ONE, first[1:8]  # most emits: one row, owned, without a context
+    if all(row[8] is None and row[7] is not None for row in rows):  # most groups of emits
+        return _now_sql(len(rows), (7,)), [value for row in rows for value in row[1:8]]
+    pattern = (first[7] is None, first[8] is None)
+    if len(rows) > 1 and any((row[7] is None, row[8] is None) != pattern for row in rows):
+        # Rows that disagree (contexts given to some deliveries only): Nones bound.
+        return _now_sql(len(rows), ()), [value for row in rows for value in row[1:9]]
+    nulls = tuple(position for position, null in zip((6, 7), pattern, strict=True) if null)
+    # Only the owner and the context can be None: the other values are strings and numbers.
+    values = [value for row in rows for value in row[1:9] if value is not None]
+    return _now_sql(len(rows), nulls), values
+
+
+@functools.cache
+def _now_sql(count: int, nulls: tuple[int, ...]) -> str:
+    return _INSERT_NOW + ", ".join([_null_row(_INSERT_NOW_ROW, nulls)] * count)
+
+
+_NOW_ONE = _now_sql(1, (7,))
 
 
 @functools.cache
@@ -422,6 +513,29 @@ def _pid_runs(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+class _Member:
+    """One emit's rows in a `_Group`, the future it waits on, and whether they were handed
+    to be written (after which a cancelled emit must release them)."""
+
+    __slots__ = ("future", "handed", "rows")
+
+    def __init__(self, rows: list[list[Any]], future: asyncio.Future[Any]) -> None:
+        self.rows = rows
+        self.future = future
+        self.handed = False
+
+
+class _Group:
+    """Emits written together from the event loop (`SQLiteStore._flush_group`)."""
+
+    __slots__ = ("count", "members")
+
+    def __init__(self) -> None:
+        self.members: list[_Member] = []
+        #: Rows, of all the members.
+        self.count = 0
 
 
 class SQLiteStore:
@@ -471,10 +585,13 @@ class SQLiteStore:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         # Marks made on the event loop, not handed to the writer yet (`_post`).
-        self._marks: list[tuple[str, list[Any]]] = []
+        self._marks: dict[str, list[Any]] = {}
         # Records of queued deliveries not handed to the writer yet, by delivery id: an
         # attempt noted before they go takes its delivery's record (`note_attempt`).
         self._unwritten: dict[str, tuple[Any, ...]] = {}
+        # The same for the rows this process queued (`enqueue`'s lists, kept as they are):
+        # most are taken by their first attempt's note before they are handed over.
+        self._unwritten_new: dict[str, list[Any]] = {}
         self._marks_timer: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -483,8 +600,12 @@ class SQLiteStore:
         self._now_conn: sqlite3.Connection | None = None
         self._since_checkpoint = 0
         self._checkpoint_due = False
-        # Tasks whose emits the loop wrote in its current turn (`_insert_now`).
-        self._this_turn: set[asyncio.Task[Any] | None] = set()
+        # The emits waiting to be written together from the event loop (`_flush_group`).
+        self._group: _Group | None = None
+        # Whether emits come one at a time, and the task that emitted in this turn of the
+        # loop (`_written_alone`).
+        self._alone = True
+        self._turn_task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Dead letters taken for replay whose new delivery is not committed yet: the row that
         # enqueues the replay deletes the letter in the same transaction, so a crash between
@@ -523,7 +644,7 @@ class SQLiteStore:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         future: asyncio.Future[Any] = self._loop.create_future()
-        if (self._marks or self._unwritten) and kind != "enqueue":
+        if (self._marks or self._unwritten or self._unwritten_new) and kind != "enqueue":
             # The marks made so far go with it, in one hand-over, so they are in its
             # transaction: what it reads or writes comes after them. Not with an emit's
             # rows (nothing there reads them): they wait for their timer, so a burst of
@@ -533,18 +654,23 @@ class SQLiteStore:
             self._ops.put((kind, payload, future))
         return await future
 
-    def _post(self, kind: str, payload: list[Any]) -> None:
-        """An operation nobody waits for (marks): committed `_MARK_DELAY` seconds after the
-        first mark that found none waiting, or sooner with the next operation but an enqueue."""
+    def _post(self, kind: str, row: Any) -> None:
+        """A row of an operation nobody waits for (marks): committed `_MARK_DELAY` seconds
+        after the first mark that found none waiting, or sooner with the next operation but
+        an enqueue. Gathered by kind as they come: one operation per kind, nothing to merge."""
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         if self._marks_timer is None:
             self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
-        self._marks.append((kind, payload))
+        rows = self._marks.get(kind)
+        if rows is None:
+            self._marks[kind] = [row]
+        else:
+            rows.append(row)
 
     def _post_records(self, records: Sequence[tuple[Any, ...]]) -> None:
-        """Deliveries' records (`_HISTORY_ROW`, then whether the delivery is new), written
-        with the marks (`_post`)."""
+        """The records of rows taken from the file (`_HISTORY_ROW`'s values; they may exist
+        already), written with the marks (`_post`)."""
         if self._thread is None or self._loop is None:
             raise RuntimeError("the SQLite store is not open")
         if self._marks_timer is None:
@@ -553,11 +679,20 @@ class SQLiteStore:
         for record in records:
             unwritten[record[0]] = record
 
+    def _post_new_records(self, rows: list[list[Any]]) -> None:
+        """The records of rows this process just queued (`enqueue`'s lists): written with
+        the marks, or made by their first attempt's note if it comes first."""
+        if self._marks_timer is None and self._loop is not None:
+            self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
+        unwritten = self._unwritten_new
+        for row in rows:
+            unwritten[row[1]] = row
+
     def _flush_marks(self) -> None:
         """Hand the marks gathered on the event loop to the writer, in one hand-over: the
         writer wakes once for many deliveries' marks, not once per mark."""
         self._marks_timer = None
-        if self._marks or self._unwritten:
+        if self._marks or self._unwritten or self._unwritten_new:
             self._ops.put((_BUNDLE, self._marked(), None))
 
     def _marked(self) -> list[_Op]:
@@ -565,14 +700,17 @@ class SQLiteStore:
         if self._marks_timer is not None:
             self._marks_timer.cancel()
             self._marks_timer = None
-        marks, self._marks = self._marks, []
-        merged: dict[str, list[Any]] = {}
-        if self._unwritten:
-            merged["history_new"] = [record[:7] for record in self._unwritten.values()]
-            self._unwritten = {}
-        for kind, payload in marks:
-            merged.setdefault(kind, []).extend(payload)
-        return [(kind, rows, None) for kind, rows in merged.items()]
+        marks, self._marks = self._marks, {}
+        ops: list[_Op] = [(kind, rows, None) for kind, rows in marks.items()]
+        if self._unwritten or self._unwritten_new:
+            # (delivery_id, event_id, webhook, event_type, created_at twice, event_json)
+            records = [record[:7] for record in self._unwritten.values()]
+            records += [
+                (r[1], r[3], r[2], r[9], r[6], r[6], r[4]) for r in self._unwritten_new.values()
+            ]
+            ops.append(("history_new", records, None))
+            self._unwritten, self._unwritten_new = {}, {}
+        return ops
 
     def _run(self) -> None:
         assert self._conn is not None and self._loop is not None
@@ -842,7 +980,8 @@ class SQLiteStore:
             self._register(conn, time.time())
         # row: id, delivery_id, webhook, event_id, event_json, attempts, created_at, owner,
         # context, event_type (for the history record, posted apart: `enqueue`)
-        _insert_rows(conn, _INSERT, _INSERT_ROW, [row[:9] for row in rows])
+        # Each row with its own id: any order. Most hold None (no context).
+        _insert_rows(conn, _INSERT, _INSERT_ROW, [row[:9] for row in rows], any_order=True)
         if self._replaying:
             for row in rows:
                 key = (row[2], row[3])
@@ -969,7 +1108,10 @@ class SQLiteStore:
     def _do_history_first(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         # row: the record (`_do_history`'s first eight values), then the attempt's
         # `_ATTEMPT_COLUMNS` but its delivery id.
-        _insert_rows(conn, _HISTORY_FIRST, _HISTORY_FIRST_ROW, rows, _HISTORY_NOTE_END)
+        # One row per delivery (its first attempt): any order. A success holds three Nones.
+        _insert_rows(
+            conn, _HISTORY_FIRST, _HISTORY_FIRST_ROW, rows, _HISTORY_NOTE_END, any_order=True
+        )
 
     def _do_history_get(self, conn: sqlite3.Connection, delivery_id: str) -> Any:
         row = conn.execute(_HISTORY_SELECT + " WHERE delivery_id = ?", (delivery_id,)).fetchone()
@@ -1200,7 +1342,12 @@ class SQLiteStore:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             # Autocommit mode: transactions are begun and committed explicitly by the writer.
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=_STATEMENT_CACHE,
+            )
         except (OSError, sqlite3.Error) as exc:
             raise self._open_error(exc) from None
         try:
@@ -1254,6 +1401,8 @@ class SQLiteStore:
     async def close(self) -> None:
         if self._thread is None:
             return
+        if self._group is not None:  # emits waiting for their commit: before the release
+            self._flush_group(self._group)
         now_conn, self._now_conn = self._now_conn, None
         if now_conn is not None:
             now_conn.close()
@@ -1291,28 +1440,127 @@ class SQLiteStore:
                     event.event_type,
                 ]
             )
-        if not self._insert_now(rows):
-            try:
-                await self._call("enqueue", rows)
-            except asyncio.CancelledError:
-                # The emit was cancelled while its rows went in: they may be committed, owned
-                # by this process, which would never hand them to a lane (the emit did not
-                # return). Released after the write, this process's paging takes them like
-                # any row nobody holds; if they were not written, nothing matches.
-                if not self.remote_workers:
-                    self._ops.put(("release_rows", [row[1] for row in rows], None))
-                raise
+        if not self._written_alone(rows):
+            group = self._group_for(len(rows))
+            if group is None:
+                await self._enqueue_through_writer(rows)
+            else:
+                await self._enqueue_in_group(group, rows)
         for delivery, row in zip(deliveries, rows, strict=True):
             delivery.store_ref = row[0]
         # The records are written like the marks, not in the emit's commit: that commit then
         # writes the new rows' pages only, and a few hundred records share each page of the
         # history's table and indexes. Any read takes them first; a crash before they are
         # committed leaves rows that `take_pending` gives their record again.
-        self._post_records([(r[1], r[3], r[2], r[9], r[6], r[6], r[4], True) for r in rows])
+        self._post_new_records(rows)
+
+    async def _enqueue_through_writer(self, rows: list[list[Any]]) -> None:
+        try:
+            await self._call("enqueue", rows)
+        except asyncio.CancelledError:
+            # The emit was cancelled while its rows went in: they may be committed, owned by
+            # this process, which would never hand them to a lane (the emit did not return).
+            # Released after the write, this process's paging takes them like any row nobody
+            # holds; if they were not written, nothing matches.
+            self._release_cancelled(rows)
+            raise
+
+    async def _enqueue_in_group(self, group: _Group, rows: list[list[Any]]) -> None:
+        assert self._loop is not None  # `_group_for` gives a group only to an open store
+        member = _Member(rows, self._loop.create_future())
+        group.members.append(member)
+        group.count += len(rows)
+        try:
+            await member.future
+        except asyncio.CancelledError:
+            # Cancelled before the group was written, its rows are left out of it: nothing
+            # to release. After, as through the writer thread.
+            if member.handed:
+                self._release_cancelled(rows)
+            raise
+
+    def _release_cancelled(self, rows: list[list[Any]]) -> None:
+        if not self.remote_workers:
+            self._ops.put(("release_rows", [row[1] for row in rows], None))
+
+    def _loop_may_write(self) -> bool:
+        """Whether the event loop may write an emit's rows: not without its connection
+        (synchronous=full), nor a replay's row (it deletes its letter in the same
+        transaction), nor before this process is registered as an owner."""
+        return not (
+            self._now_conn is None
+            or self._loop is None
+            or self._replaying
+            or (not self.remote_workers and not self._registered)
+        )
+
+    def _written_alone(self, rows: list[list[Any]]) -> bool:
+        """Write an emit's rows at once from the event loop, when emits come one at a time
+        (the last group held one, and no other task emitted in this turn of the loop): a
+        group would cost a lone emitter a turn of the loop and a future (about 4 µs an emit)
+        for nothing to share. False, nothing written, when they go with a group or through
+        the writer thread; a second task emitting in the same turn turns groups back on."""
+        if not self._alone or self._group is not None or len(rows) > _MAX_NOW:
+            return False
+        if not self._loop_may_write():
+            return False
+        assert self._loop is not None
+        task = asyncio.current_task()
+        if self._turn_task is None:
+            self._turn_task = task
+            self._loop.call_soon(self._next_turn)
+        elif self._turn_task is not task:
+            self._alone = False
+            return False
+        return self._insert_now(rows)
+
+    def _next_turn(self) -> None:
+        self._turn_task = None
+
+    def _group_for(self, count: int) -> _Group | None:
+        """The group of emits written together from the event loop that rows join, opened
+        if none is (`_flush_group`); None when they go through the writer thread
+        (`_loop_may_write`, or more rows than `_MAX_NOW` with the group's)."""
+        if not self._loop_may_write():
+            return None
+        assert self._loop is not None
+        group = self._group
+        if group is None:
+            if count > _MAX_NOW:
+                return None
+            group = self._group = _Group()
+            self._loop.call_soon(self._flush_group, group)
+        elif group.count + count > _MAX_NOW:
+            return None
+        return group
+
+    def _flush_group(self, group: _Group) -> None:
+        """Write the rows of the emits made since the group opened (this turn of the event
+        loop, and the next until this runs) in one statement: one commit for all of them,
+        where a commit per emit cost three times as much for eight emits (a commit's cost is
+        mostly the pages it writes: the table's and its index's last ones, the same for all
+        of them). Each emit waits for the commit, as before; emits cancelled meanwhile are
+        left out (nothing of theirs is written). When the loop cannot write them at once,
+        the writer thread does, each emit's rows an operation of its own."""
+        if self._group is group:
+            self._group = None
+        members = [member for member in group.members if not member.future.done()]
+        self._alone = len(members) <= 1
+        if not members:
+            return
+        for member in members:
+            member.handed = True
+        rows = members[0].rows if len(members) == 1 else [r for m in members for r in m.rows]
+        if self._insert_now(rows):
+            for member in members:
+                member.future.set_result(None)
+            return
+        for member in members:
+            self._ops.put(("enqueue", member.rows, member.future))
 
     def _insert_now(self, rows: list[list[Any]]) -> bool:
-        """Write an emit's rows from the event loop, in one statement that is a transaction
-        of its own; False, with nothing written, when they must go through the writer thread.
+        """Write emits' rows from the event loop, in one statement that is a transaction of
+        its own; False, with nothing written, when they must go through the writer thread.
 
         Why: an emit waits for its commit, and a commit by the writer thread waits for the
         thread to win the GIL from a busy event loop, twice (to start, and to hand back the
@@ -1324,32 +1572,18 @@ class SQLiteStore:
         rows. Ids are given by SQLite under the write lock (one past the largest, row after
         row), so no other process can pick the same ones."""
         conn = self._now_conn
-        count = len(rows)
-        if (
-            conn is None
-            or count > _MAX_NOW
-            or self._replaying  # a replay's row deletes its letter in the same transaction
-            or (not self.remote_workers and not self._registered)
-        ):
+        if conn is None:
             return False
-        turn = self._this_turn
-        task = asyncio.current_task()
-        if task not in turn:
-            if len(turn) >= _NOW_TASKS_PER_TURN:
-                return False
-            if not turn and self._loop is not None:
-                self._loop.call_soon(turn.clear)  # in the loop's next turn
-            turn.add(task)
         try:
-            cursor = conn.execute(
-                _INSERT + ", ".join([_INSERT_ROW] * count),
-                [value for row in rows for value in row[:9]],
-            )
-        except sqlite3.Error:
+            cursor = conn.execute(*_now_statement(rows))
+        except Exception:
+            # Whatever it is (a lock, or anything else: this runs apart from the emits when
+            # it writes a group, and none may be left waiting), the writer thread tries the
+            # rows, and an emit that cannot be written gets the reason from there.
             return False
         last = cursor.lastrowid
         assert last is not None  # the last row's id: set by every INSERT that ran
-        first = last - count + 1
+        first = last - len(rows) + 1
         for offset, row in enumerate(rows):
             row[0] = first + offset
         self._since_checkpoint += 1
@@ -1387,7 +1621,7 @@ class SQLiteStore:
                 kind = event.event_type
                 record = (delivery_id, event.event_id, webhook_name, kind, created_at, created_at)
                 # Not new: its record may exist (a row taken again after a crash).
-                records.append((*record, event_json, False))
+                records.append((*record, event_json))
             if not bad:
                 break
             await self._dead_letter_undecodable(bad)
@@ -1425,13 +1659,13 @@ class SQLiteStore:
 
     async def record_attempt(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
-            self._post("attempt", [(delivery.attempts, delivery.store_ref, delivery.delivery_id)])
+            self._post("attempt", (delivery.attempts, delivery.store_ref, delivery.delivery_id))
 
     async def mark_delivered(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
             self._post(
                 "delivered",
-                [(time.time(), delivery.attempts, delivery.store_ref, delivery.delivery_id)],
+                (time.time(), delivery.attempts, delivery.store_ref, delivery.delivery_id),
             )
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
@@ -1524,6 +1758,15 @@ class SQLiteStore:
             return
         delivery_id = delivery.delivery_id
         ended = attempt.started_at + attempt.duration_s
+        columns = attempt.columns(delivery_id)
+        headers = _headers_text(columns[9])
+        row = self._unwritten_new.pop(delivery_id, None)
+        if row is not None:
+            # A new delivery whose record, queued with its row, is not written yet: made by
+            # this note, with the attempt in its own columns.
+            first = (row[1], row[3], row[2], row[9], status, row[6], ended, row[4])
+            self._post("history_first", (*first, *columns[1:9], headers, *columns[10:]))
+            return
         new = self._unwritten.pop(delivery_id, None)
         if new is None:
             event = delivery.event
@@ -1537,14 +1780,9 @@ class SQLiteStore:
                 ended,
                 None,
             )
-        else:  # the record queued with the row, not written yet: made by this note
+        else:  # the record of a row taken, not written yet: made by this note
             record = (*new[:4], status, new[4], ended, new[6])
-        columns = attempt.columns(delivery_id)
-        headers = _headers_text(columns[9])
-        if new is not None and new[7]:  # a new delivery: the attempt rides in its record
-            self._post("history_first", [(*record, *columns[1:9], headers, *columns[10:])])
-        else:
-            self._post("history", [(*record, *columns[:9], headers, *columns[10:])])
+        self._post("history", (*record, *columns[:9], headers, *columns[10:]))
 
     async def delivery_record(self, delivery_id: str) -> DeliveryRecord | None:
         found = await self._call("history_get", delivery_id)
@@ -1651,15 +1889,18 @@ def _headers_text(headers: Mapping[str, str]) -> str:
     the instructions of encoding them as JSON), or JSON, which starts with `{`, when a name
     holds `: ` or starts with `{`, or a name or value holds a line break: what the lines
     could not give back."""
-    text = "\r\n".join(map(": ".join, headers.items()))
-    last = len(headers) - 1
-    if (
-        text.count("\r\n") != max(last, 0)
-        or ": ".join(headers).count(": ") != max(last, 0)
-        or text.startswith("{")
-    ):
+    text = "\r\n".join([f"{name}: {value}" for name, value in headers.items()])
+    if headers and (text.count("\r\n") != len(headers) - 1 or not _names_fit_lines(tuple(headers))):
         return json.dumps(headers, separators=(",", ":"))
     return text
+
+
+@functools.lru_cache(maxsize=256)
+def _names_fit_lines(names: tuple[str, ...]) -> bool:
+    """Whether header names can start `Name: value` lines that read back as they were: none
+    holds `: `, and the first does not start with `{` (JSON's). Cached: a process sends a
+    handful of sets of names, and this was a third of making the lines."""
+    return ": ".join(names).count(": ") == len(names) - 1 and not names[0].startswith("{")
 
 
 def _headers(text: str) -> dict[str, str]:
