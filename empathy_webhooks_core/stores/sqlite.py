@@ -600,6 +600,9 @@ class SQLiteStore:
         self._now_conn: sqlite3.Connection | None = None
         self._since_checkpoint = 0
         self._checkpoint_due = False
+        # Commits the event loop made since it asked the writer for a checkpoint that has
+        # not run yet (None when none is asked for): see `_loop_may_write`.
+        self._unchecked: int | None = None
         # The emits waiting to be written together from the event loop (`_flush_group`).
         self._group: _Group | None = None
         # Whether emits come one at a time, and the task that emitted in this turn of the
@@ -768,6 +771,7 @@ class SQLiteStore:
             if self._checkpoint_due:
                 self._checkpoint_due = False
                 self._checkpoint(conn)
+                self._unchecked = None
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
@@ -1486,12 +1490,17 @@ class SQLiteStore:
     def _loop_may_write(self) -> bool:
         """Whether the event loop may write an emit's rows: not without its connection
         (synchronous=full), nor a replay's row (it deletes its letter in the same
-        transaction), nor before this process is registered as an owner."""
+        transaction), nor before this process is registered as an owner, nor while the
+        checkpoint it asked for is a whole interval overdue: the writer thread, starved of
+        the CPU by a busy loop, had not run it, and the WAL grew by every commit meanwhile
+        (to over 2,500 pages in 1,500 emits on a loaded machine). Through the writer, emits
+        queue behind that checkpoint, so the WAL stays within about two intervals' commits."""
         return not (
             self._now_conn is None
             or self._loop is None
             or self._replaying
             or (not self.remote_workers and not self._registered)
+            or (self._unchecked is not None and self._unchecked >= _CHECKPOINT_EVERY)
         )
 
     def _written_alone(self, rows: list[list[Any]]) -> bool:
@@ -1587,8 +1596,12 @@ class SQLiteStore:
         for offset, row in enumerate(rows):
             row[0] = first + offset
         self._since_checkpoint += 1
+        if self._unchecked is not None:
+            self._unchecked += 1
         if self._since_checkpoint >= _CHECKPOINT_EVERY:
             self._since_checkpoint = 0
+            if self._unchecked is None:
+                self._unchecked = 0
             self._ops.put(("checkpoint", None, None))
         return True
 
