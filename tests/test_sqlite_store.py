@@ -627,6 +627,52 @@ async def test_emits_from_the_event_loop_do_not_grow_the_wal_without_bound(
     assert rows(db, "SELECT count(*) FROM deliveries") == [(1500,)]
 
 
+async def test_emits_queue_behind_a_checkpoint_the_writer_has_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer thread that cannot run the checkpoint the loop asked for (here: held inside
+    it; in life: starved of the CPU) does not leave the loop growing the WAL: half an
+    interval later, emits go through the writer, behind the checkpoint, and return once it
+    has run. Every emit's row is there."""
+    import threading
+
+    from empathy_webhooks_core.stores import sqlite as sqlite_module
+
+    inside, release = threading.Event(), threading.Event()
+    checkpoint = SQLiteStore._checkpoint
+
+    def held(conn: sqlite3.Connection) -> None:
+        inside.set()
+        release.wait(30)
+        checkpoint(conn)
+
+    monkeypatch.setattr(SQLiteStore, "_checkpoint", staticmethod(held))
+    every = sqlite_module._CHECKPOINT_EVERY
+    db = tmp_path / "outbox.db"
+    store = SQLiteStore(db, role="producer")
+    await store.open()
+
+    def delivery(n: int) -> Delivery:
+        return Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+
+    try:
+        for n in range(every):  # one emit at a time: a commit each, the last asks
+            await store.enqueue([delivery(n)])
+        assert await asyncio.to_thread(inside.wait, 30)
+        for n in range(every, every + every // 2):  # still written from the loop
+            await store.enqueue([delivery(n)])
+        behind = asyncio.ensure_future(store.enqueue([delivery(-1)]))
+        await asyncio.sleep(0.2)
+        assert not behind.done()  # waiting for the writer, behind the checkpoint
+        release.set()
+        await asyncio.wait_for(behind, 30)
+        await store.enqueue([delivery(-2)])
+    finally:
+        release.set()
+        await store.close()
+    assert rows(db, "SELECT count(*) FROM deliveries") == [(every + every // 2 + 2,)]
+
+
 async def test_many_emits_at_once_each_get_their_own_row_and_id(tmp_path: Path) -> None:
     """A burst (hundreds of tasks emitting in one turn of the loop): the first tasks' rows are
     written by the loop, the others' committed together by the writer thread; every delivery

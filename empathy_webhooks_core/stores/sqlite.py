@@ -600,9 +600,10 @@ class SQLiteStore:
         self._now_conn: sqlite3.Connection | None = None
         self._since_checkpoint = 0
         self._checkpoint_due = False
-        # Commits the event loop made since it asked the writer for a checkpoint that has
-        # not run yet (None when none is asked for): see `_loop_may_write`.
-        self._unchecked: int | None = None
+        # Checkpoints the event loop asked for, and those the writer thread ran (or tried):
+        # each counter written by one thread only, so neither can lose the other's update.
+        self._checkpoints_asked = 0
+        self._checkpoints_done = 0
         # The emits waiting to be written together from the event loop (`_flush_group`).
         self._group: _Group | None = None
         # Whether emits come one at a time, and the task that emitted in this turn of the
@@ -661,10 +662,9 @@ class SQLiteStore:
         """A row of an operation nobody waits for (marks): committed `_MARK_DELAY` seconds
         after the first mark that found none waiting, or sooner with the next operation but
         an enqueue. Gathered by kind as they come: one operation per kind, nothing to merge."""
-        if self._thread is None or self._loop is None:
+        if self._thread is None:
             raise RuntimeError("the SQLite store is not open")
-        if self._marks_timer is None:
-            self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
+        self._arm_marks_timer()
         rows = self._marks.get(kind)
         if rows is None:
             self._marks[kind] = [row]
@@ -674,10 +674,9 @@ class SQLiteStore:
     def _post_records(self, records: Sequence[tuple[Any, ...]]) -> None:
         """The records of rows taken from the file (`_HISTORY_ROW`'s values; they may exist
         already), written with the marks (`_post`)."""
-        if self._thread is None or self._loop is None:
+        if self._thread is None:
             raise RuntimeError("the SQLite store is not open")
-        if self._marks_timer is None:
-            self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
+        self._arm_marks_timer()
         unwritten = self._unwritten
         for record in records:
             unwritten[record[0]] = record
@@ -685,11 +684,16 @@ class SQLiteStore:
     def _post_new_records(self, rows: list[list[Any]]) -> None:
         """The records of rows this process just queued (`enqueue`'s lists): written with
         the marks, or made by their first attempt's note if it comes first."""
-        if self._marks_timer is None and self._loop is not None:
-            self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
+        self._arm_marks_timer()
         unwritten = self._unwritten_new
         for row in rows:
             unwritten[row[1]] = row
+
+    def _arm_marks_timer(self) -> None:
+        """Have the marks written `_MARK_DELAY` seconds after the first that found none
+        waiting (`_flush_marks`)."""
+        if self._marks_timer is None and self._loop is not None:
+            self._marks_timer = self._loop.call_later(_MARK_DELAY, self._flush_marks)
 
     def _flush_marks(self) -> None:
         """Hand the marks gathered on the event loop to the writer, in one hand-over: the
@@ -708,9 +712,7 @@ class SQLiteStore:
         if self._unwritten or self._unwritten_new:
             # (delivery_id, event_id, webhook, event_type, created_at twice, event_json)
             records = [record[:7] for record in self._unwritten.values()]
-            records += [
-                (r[1], r[3], r[2], r[9], r[6], r[6], r[4]) for r in self._unwritten_new.values()
-            ]
+            records += [(*_row_record(r), r[6], r[6], r[4]) for r in self._unwritten_new.values()]
             ops.append(("history_new", records, None))
             self._unwritten, self._unwritten_new = {}, {}
         return ops
@@ -743,11 +745,13 @@ class SQLiteStore:
             stops = [op for op in batch if op[0] == _STOP]
             stopping = bool(stops)
             ops = []
+            asked = 0
             for op in batch:
                 if op[0] == _STOP:
                     continue
                 if op[0] == "checkpoint":
                     self._checkpoint_due = True
+                    asked += 1
                     continue
                 if op[0] == "take" and self._nothing_to_take(conn, op[1]):
                     if op[2] is not None:
@@ -771,7 +775,7 @@ class SQLiteStore:
             if self._checkpoint_due:
                 self._checkpoint_due = False
                 self._checkpoint(conn)
-                self._unchecked = None
+            self._checkpoints_done += asked
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
@@ -1491,17 +1495,27 @@ class SQLiteStore:
         """Whether the event loop may write an emit's rows: not without its connection
         (synchronous=full), nor a replay's row (it deletes its letter in the same
         transaction), nor before this process is registered as an owner, nor while the
-        checkpoint it asked for is a whole interval overdue: the writer thread, starved of
+        checkpoint it asked for is half an interval overdue: the writer thread, starved of
         the CPU by a busy loop, had not run it, and the WAL grew by every commit meanwhile
         (to over 2,500 pages in 1,500 emits on a loaded machine). Through the writer, emits
-        queue behind that checkpoint, so the WAL stays within about two intervals' commits."""
+        queue behind that checkpoint, so the WAL stays within about one and a half
+        intervals' commits."""
         return not (
             self._now_conn is None
             or self._loop is None
             or self._replaying
             or (not self.remote_workers and not self._registered)
-            or (self._unchecked is not None and self._unchecked >= _CHECKPOINT_EVERY)
+            or self._checkpoint_overdue()
         )
+
+    def _checkpoint_overdue(self) -> bool:
+        """Whether the loop made half an interval (`_CHECKPOINT_EVERY`) of commits since it
+        asked for the oldest checkpoint the writer thread has not run yet."""
+        unchecked = self._checkpoints_asked - self._checkpoints_done
+        if unchecked <= 0:
+            return False
+        since = (unchecked - 1) * _CHECKPOINT_EVERY + self._since_checkpoint
+        return since >= _CHECKPOINT_EVERY // 2
 
     def _written_alone(self, rows: list[list[Any]]) -> bool:
         """Write an emit's rows at once from the event loop, when emits come one at a time
@@ -1596,12 +1610,9 @@ class SQLiteStore:
         for offset, row in enumerate(rows):
             row[0] = first + offset
         self._since_checkpoint += 1
-        if self._unchecked is not None:
-            self._unchecked += 1
         if self._since_checkpoint >= _CHECKPOINT_EVERY:
             self._since_checkpoint = 0
-            if self._unchecked is None:
-                self._unchecked = 0
+            self._checkpoints_asked += 1
             self._ops.put(("checkpoint", None, None))
         return True
 
@@ -1777,7 +1788,7 @@ class SQLiteStore:
         if row is not None:
             # A new delivery whose record, queued with its row, is not written yet: made by
             # this note, with the attempt in its own columns.
-            first = (row[1], row[3], row[2], row[9], status, row[6], ended, row[4])
+            first = (*_row_record(row), status, row[6], ended, row[4])
             self._post("history_first", (*first, *columns[1:9], headers, *columns[10:]))
             return
         new = self._unwritten.pop(delivery_id, None)
@@ -1895,6 +1906,12 @@ def _history_records(
             *_,
         ) in rows
     ]
+
+
+def _row_record(row: Sequence[Any]) -> tuple[Any, ...]:
+    """The head of a new delivery's history record from its `enqueue` row: delivery id,
+    event id, webhook, event type (the row's created_at and event JSON follow it there)."""
+    return row[1], row[3], row[2], row[9]
 
 
 def _headers_text(headers: Mapping[str, str]) -> str:
