@@ -1444,9 +1444,8 @@ def _stored(event: Event) -> tuple[str, str]:
     the event it decoded again (a tenth of a worker's CPU per delivery); "0" when the text
     carries the ordering key too. An entry without the mark (an older producer's) is encoded
     again, as before."""
-    if event.ordering_key is None:
-        return event.envelope_bytes().decode("utf-8"), "1"
-    return event.to_json(), "0"
+    # Without an ordering key, `to_json()` is the envelope's bytes, decoded.
+    return event.to_json(), "1" if event.ordering_key is None else "0"
 
 
 def _entry(delivery: Delivery) -> dict[Any, Any]:
