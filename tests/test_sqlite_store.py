@@ -607,7 +607,7 @@ async def test_emits_from_the_event_loop_do_not_grow_the_wal_without_bound(
 ) -> None:
     """The event loop's connection never checkpoints (a checkpoint syncs the disk); the writer
     thread does, every few hundred of its commits, so a process that only queues (a
-    producer) keeps the WAL file bounded; and while a checkpoint asked for is a whole
+    producer) keeps the WAL file bounded; and while a checkpoint asked for is half an
     interval overdue (the thread starved of the CPU), emits go through the thread, behind
     it, instead of growing the WAL further (this failed about once in 25 runs before)."""
     db = tmp_path / "outbox.db"
