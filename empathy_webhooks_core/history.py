@@ -376,13 +376,21 @@ class RawAttempt:
             self.error,
         )
 
+    @property
+    def may_wait(self) -> bool:
+        """Whether masking may wait until later (when read, or in a store's writer thread):
+        the request carried no `transient` credential and the answer is not long (a long
+        one is cut at once rather than held)."""
+        response = self.response
+        return not self.transient and (response is None or len(response.body) <= _KEPT_BODY_BYTES)
+
     def kept(self, delivery_id: str) -> KeptAttempt:
         """What a store holding records in memory keeps (`record_of` makes the record): the
         values as a tuple, masked when read, or the record masked now when the request
         carried `transient` credentials or the answer is long."""
-        response = self.response
-        if self.transient or (response is not None and len(response.body) > _KEPT_BODY_BYTES):
+        if not self.may_wait:
             return self.record(delivery_id)
+        response = self.response
         return (
             self.attempt,
             self.started_at,

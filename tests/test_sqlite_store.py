@@ -471,6 +471,71 @@ async def test_an_attempt_reads_back_with_its_request_headers_as_they_were(
     assert (kept.status, kept.started_at, kept.response_excerpt) == (200, started, "ok")
 
 
+@pytest.mark.parametrize("long_answer", [False, True])
+async def test_a_first_attempt_is_masked_in_time_whether_now_or_by_the_writer(
+    tmp_path: Path, long_answer: bool
+) -> None:
+    """Most first attempts are masked by the writer thread with the next commit; one whose
+    request carried a credential known only for a while, or whose answer is long, is masked
+    when noted. Either way the record is masked after the registry has forgotten the
+    credential, and no secret reaches the file."""
+    from empathy_webhooks_core.history import RawAttempt
+    from empathy_webhooks_core.redaction import (
+        isolated_registry,
+        register_request_secrets,
+        register_secrets,
+    )
+    from empathy_webhooks_core.wire import Response
+
+    db = tmp_path / "outbox.db"
+    padding = " " * 600 if long_answer else ""
+
+    def attempt(echo: str, *, transient: bool) -> RawAttempt:
+        return RawAttempt(
+            attempt=1,
+            started_at=time.time(),
+            duration_s=0.01,
+            verdict="success",
+            reason=None,
+            response=Response(status=200, body=f"you sent {echo}{padding}".encode()),
+            headers={"Content-Type": "application/json", "X-Token-Echo": echo},
+            body_bytes=2,
+            next_retry_at=None,
+            transient=transient,
+        )
+
+    transient = "per-request-credential-77c2e1d0"
+    lasting = "registered-for-good-3b9f0a6e"
+    brief, kept = (
+        Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+        for n in range(2)
+    )
+    with isolated_registry():
+        register_secrets([lasting])
+        store = SQLiteStore(db)
+        await store.open()
+        try:
+            await store.enqueue([brief, kept])
+            register_request_secrets([transient])
+            store.note_attempt(brief, attempt(transient, transient=True), "delivered")
+            store.note_attempt(kept, attempt(lasting, transient=False), "delivered")
+            # The registry forgets the request's credential before anything is written.
+            register_request_secrets(f"other-request-credential-{n:04d}" for n in range(600))
+            records = [await store.delivery_record(d.delivery_id) for d in (brief, kept)]
+        finally:
+            await store.close()
+    for record, secret in zip(records, (transient, lasting), strict=True):
+        assert record is not None and record.status == "delivered"
+        (noted,) = record.attempts
+        assert (noted.response_excerpt or "").startswith("you sent ***")
+        assert noted.request_headers["X-Token-Echo"] == "***"
+        assert secret not in str(record.to_dict())
+    stored = await asyncio.to_thread(
+        lambda: b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
+    )
+    assert transient.encode() not in stored and lasting.encode() not in stored
+
+
 async def test_open_errors_name_the_file(tmp_path: Path) -> None:
     from empathy_webhooks_core.stores import StoreOpenError
 

@@ -353,7 +353,15 @@ _HISTORY_SELECT = (
 
 _Op = tuple[str, Any, "asyncio.Future[Any] | None"]
 #: The operations a transaction runs first, each kind's payloads merged: new rows, then marks.
-_GROUPED = ("enqueue", "history_new", "history_first", "attempt", "delivered", "history")
+_GROUPED = (
+    "enqueue",
+    "history_new",
+    "history_first",
+    "first_attempt",
+    "attempt",
+    "delivered",
+    "history",
+)
 _STOP = "stop"
 #: An operation carrying several (marks, and the operation they go with).
 _BUNDLE = "bundle"
@@ -1121,6 +1129,11 @@ class SQLiteStore:
             conn, _HISTORY_FIRST, _HISTORY_FIRST_ROW, rows, _HISTORY_NOTE_END, any_order=True
         )
 
+    def _do_first_attempt(self, conn: sqlite3.Connection, notes: list[tuple[Any, ...]]) -> None:
+        # note: a new row (`enqueue`'s list), its first attempt (a `RawAttempt` whose
+        # masking may wait) and the delivery's status after it (`note_attempt`).
+        self._do_history_first(conn, [_first_record(*note) for note in notes])
+
     def _do_history_get(self, conn: sqlite3.Connection, delivery_id: str) -> Any:
         row = conn.execute(_HISTORY_SELECT + " WHERE delivery_id = ?", (delivery_id,)).fetchone()
         if row is None:
@@ -1781,16 +1794,21 @@ class SQLiteStore:
             log.warning("history_not_recorded", store=str(self.path), reason="store not open")
             return
         delivery_id = delivery.delivery_id
-        ended = attempt.started_at + attempt.duration_s
-        columns = attempt.columns(delivery_id)
-        headers = _headers_text(columns[9])
         row = self._unwritten_new.pop(delivery_id, None)
         if row is not None:
             # A new delivery whose record, queued with its row, is not written yet: made by
-            # this note, with the attempt in its own columns.
-            first = (*_row_record(row), status, row[6], ended, row[4])
-            self._post("history_first", (*first, *columns[1:9], headers, *columns[10:]))
+            # this note, with the attempt in its own columns (`_first_record`). Masked and
+            # encoded by the writer thread, a batch at a time, when masking may wait (as the
+            # memory store masks when read): on the event loop that was a tenth of a
+            # delivery's CPU in this store, and the loop is what a busy process waits for.
+            if attempt.may_wait:
+                self._post("first_attempt", (row, attempt, status))
+            else:
+                self._post("history_first", _first_record(row, attempt, status))
             return
+        ended = attempt.started_at + attempt.duration_s
+        columns = attempt.columns(delivery_id)
+        headers = _headers_text(columns[9])
         new = self._unwritten.pop(delivery_id, None)
         if new is None:
             event = delivery.event
@@ -1906,6 +1924,23 @@ def _history_records(
             *_,
         ) in rows
     ]
+
+
+def _first_record(row: Sequence[Any], attempt: RawAttempt, status: str) -> tuple[Any, ...]:
+    """A new delivery's history record made by its first attempt (`_HISTORY_FIRST`'s
+    values), from its `enqueue` row: the attempt masked and bounded, in its own columns."""
+    columns = attempt.columns(row[1])
+    ended = attempt.started_at + attempt.duration_s
+    return (
+        *_row_record(row),
+        status,
+        row[6],
+        ended,
+        row[4],
+        *columns[1:9],
+        _headers_text(columns[9]),
+        *columns[10:],
+    )
 
 
 def _row_record(row: Sequence[Any]) -> tuple[Any, ...]:
