@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import multiprocessing
@@ -117,6 +118,13 @@ async def _emit_all(dispatcher: WebhookDispatcher, events: int) -> None:
     await asyncio.gather(*(producer(p) for p in range(PRODUCERS)))
 
 
+def _collected() -> None:
+    """Collect the garbage the earlier runs left (their dispatchers, stores, connections)
+    before the clock starts: else a full collection of it lands in whichever run comes next
+    (a later round ran 10 to 20% slower, in any row), and that run pays for the others."""
+    gc.collect()
+
+
 async def embedded(base: str, events: int, store: str | None, row: str = "") -> float:
     """Emit and deliver in this process (memory, SQLite)."""
     dispatcher = WebhookDispatcher(webhooks=[_hook(base)], store=store)
@@ -124,6 +132,7 @@ async def embedded(base: str, events: int, store: str | None, row: str = "") -> 
     await _emit_all(dispatcher, WARM_UP)  # untimed, as for the worker processes
     await dispatcher.drain()
     first = await answered(base)
+    _collected()
     started, cpu = time.perf_counter(), time.process_time()
     await _emit_all(dispatcher, events)
     await dispatcher.drain()
@@ -214,6 +223,7 @@ async def redis_workers(base: str, events: int, workers: int) -> float:
         await _until_answered(base, first + WARM_UP)
         first = await answered(base)
         pids = [proc.pid for proc in procs if proc.pid is not None]
+        _collected()
         server_cpu = await _server_cpu()
         # time.monotonic(): the receiver's reading of its last answer ends the run.
         started, cpu, workers_cpu = time.monotonic(), time.process_time(), _cpu_seconds(pids)
@@ -353,6 +363,7 @@ async def celery_run(base: str, events: int, worker: CeleryWorker, warm: bool) -
         except TimeoutError:
             raise RuntimeError(f"the Celery worker delivered nothing:\n{worker.output()}") from None
     first = await answered(base)
+    _collected()
     started = time.monotonic()
     # Publishing blocks (kombu is synchronous), as it would in a web handler.
     await asyncio.to_thread(publish, events, 0)
