@@ -8,8 +8,9 @@ with secrets masked, the body's size, when the next attempt goes); each delivery
 `deliveries()` (newest first, a page at a time) and `event()`.
 
 Recording stays cheap: the worker hands the store a `RawAttempt` (the values it already
-holds) without awaiting anything; a durable store masks it at once (`RawAttempt.record`) and
-writes it with its next commit or pipeline (SQLite, Redis). The memory store keeps what
+holds) without awaiting anything; a durable store masks it before it writes it with its next
+commit or pipeline (Redis at once, `RawAttempt.record`; SQLite in its writer thread, when
+masking may wait, `RawAttempt.may_wait`). The memory store keeps what
 `RawAttempt.kept` gives: most attempts as a compact tuple of plain values, masked only when a
 record is read (most are never read, and masking was a large part of a delivery's CPU), and
 the record itself, masked now, when later could be too late or too costly to keep: a request

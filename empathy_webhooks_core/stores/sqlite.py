@@ -47,7 +47,10 @@ emit's commit: a commit's cost is mostly the pages it writes.
 
 Attempt history (`history.py`) lives in two more tables, written like the marks: `history` (a
 row per delivery with the event's envelope, made when its row is queued, its status kept
-current) and `attempts` (one masked record per attempt, a column per field). A row queued
+current) and `attempts` (one masked record per attempt, a column per field). A delivery's
+first attempt is masked by the writer thread, with the marks, unless the request carried a
+credential the redaction registry knows only for a while or the answer is long: those are
+masked when noted (`RawAttempt.may_wait`). Nothing unmasked is written. A row queued
 without its record committed (its process died within the marks' delay, or an older version
 queued it) gets one when a process takes it. Deliveries that ended (delivered or failed)
 longer ago than the retention are pruned from them with the delivered rows. Files written by
