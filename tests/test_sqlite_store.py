@@ -536,6 +536,51 @@ async def test_a_first_attempt_is_masked_in_time_whether_now_or_by_the_writer(
     assert transient.encode() not in stored and lasting.encode() not in stored
 
 
+async def test_an_attempt_that_cannot_be_masked_loses_only_its_own_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Masked in the writer thread with the others of its batch, an attempt whose values
+    cannot be made fit to keep (a header name that is not text, which no shipped plugin
+    makes) is logged by its delivery id, without its values, and the other records of the
+    batch are written."""
+    from empathy_webhooks_core.history import RawAttempt
+    from empathy_webhooks_core.wire import Response
+
+    def attempt(headers: dict[str, object]) -> RawAttempt:
+        return RawAttempt(
+            attempt=1,
+            started_at=time.time(),
+            duration_s=0.01,
+            verdict="success",
+            reason=None,
+            response=Response(status=200, body=b"ok"),
+            headers=headers,  # type: ignore[arg-type]
+            body_bytes=2,
+            next_retry_at=None,
+            transient=False,
+        )
+
+    odd, fine = (
+        Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
+        for n in range(2)
+    )
+    store = SQLiteStore(tmp_path / "outbox.db")
+    await store.open()
+    try:
+        await store.enqueue([odd, fine])
+        store.note_attempt(odd, attempt({731_906_522: "sk_live_4f0b2d9c71e3a8"}), "delivered")
+        store.note_attempt(fine, attempt({"Content-Type": "application/json"}), "delivered")
+        kept = await store.delivery_record(fine.delivery_id)
+        lost = await store.delivery_record(odd.delivery_id)
+    finally:
+        await store.close()
+    assert kept is not None and [a.status for a in kept.attempts] == [200]
+    # The odd one's record is the one its row made, without the attempt.
+    assert lost is None or lost.attempts == []
+    (line,) = [r.getMessage() for r in caplog.records if "could not record" in r.getMessage()]
+    assert odd.delivery_id in line and "Error" in line and "sk_live" not in line
+
+
 async def test_open_errors_name_the_file(tmp_path: Path) -> None:
     from empathy_webhooks_core.stores import StoreOpenError
 

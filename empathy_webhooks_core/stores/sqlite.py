@@ -1135,7 +1135,20 @@ class SQLiteStore:
     def _do_first_attempt(self, conn: sqlite3.Connection, notes: list[tuple[Any, ...]]) -> None:
         # note: a new row (`enqueue`'s list), its first attempt (a `RawAttempt` whose
         # masking may wait) and the delivery's status after it (`note_attempt`).
-        self._do_history_first(conn, [_first_record(*note) for note in notes])
+        rows = []
+        for note in notes:
+            try:
+                rows.append(_first_record(*note))
+            except Exception as exc:
+                # One attempt that cannot be made fit to keep (a header name that is not
+                # text) loses its own record, said so, never the batch's others. The
+                # exception's type only: its text may hold what masking did not get to mask.
+                _stdlib_log.error(
+                    "sqlite store could not record the attempt of delivery %s: %s",
+                    note[0][1],
+                    type(exc).__name__,
+                )
+        self._do_history_first(conn, rows)
 
     def _do_history_get(self, conn: sqlite3.Connection, delivery_id: str) -> Any:
         row = conn.execute(_HISTORY_SELECT + " WHERE delivery_id = ?", (delivery_id,)).fetchone()
