@@ -42,7 +42,7 @@ from empathy_webhooks_core import (
 from empathy_webhooks_core.config import load_config, parse_config
 from empathy_webhooks_core.events import MAX_SAFE_INTEGER
 from empathy_webhooks_core.plugins import Hooks, build_plugin_manager, get_plugin_manager
-from empathy_webhooks_core.stores import MemoryStore
+from empathy_webhooks_core.stores import Delivery, MemoryStore
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
 from empathy_webhooks_core.wire import Outcome, OutgoingRequest, Response
 
@@ -703,6 +703,33 @@ async def test_an_unexpected_worker_error_dead_letters_the_delivery_and_tells_on
     assert letter.error["reason"] == error.reason
     assert (stats["failed_count"], stats["dead_letters"], stats["queued"]) == (1, 1, 0)
     assert receiver.requests == []
+
+
+class UnrecordingStore(MemoryStore):
+    """A store that cannot record a delivery as delivered (its backend went away)."""
+
+    async def mark_delivered(self, delivery: Delivery) -> None:
+        raise ConnectionError("outbox unreachable")
+
+
+async def test_a_delivery_the_store_cannot_mark_is_still_a_success_said_loudly(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service said yes: no dead letter, no on_failure (which told the team a delivered
+    alert had failed, and a replay sent it twice), the success counted; the store's failure
+    is logged with the delivery's ids."""
+    failures: list[DeliveryError] = []
+    webhook = CustomWebhook(url=receiver.url(), on_failure=lambda w, e, err: failures.append(err))
+    async with WebhookDispatcher(webhooks=[webhook], store=UnrecordingStore()) as dispatcher:
+        event = await dispatcher.emit("alert", {"service": "checkout"})
+        await dispatcher.drain(timeout=30)
+        letters = await dispatcher.dead_letters()
+        stats = dispatcher.get_webhook_stats("custom_webhook")
+    assert len(receiver.requests) == 1
+    assert (letters, failures) == ([], [])
+    assert (stats["delivered_count"], stats["failed_count"], stats["dead_letters"]) == (1, 0, 0)
+    [line] = [r.getMessage() for r in caplog.records if "delivered_not_recorded" in r.getMessage()]
+    assert event.event_id in line and "outbox unreachable" in line
 
 
 def listener(name: str, seen: list[str], **order: bool) -> Any:

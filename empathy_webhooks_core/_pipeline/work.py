@@ -22,7 +22,7 @@ from ..redaction import request_secrets_known
 from ..stores import DeliveryStore
 from ..webhooks import Webhook
 from ..wire import DeliveryResult, Outcome
-from .failures import Failures
+from .failures import Failures, summary
 from .lane import Lane
 from .outcome import SUCCEEDED, Action, decide
 from .unit import Delivery
@@ -213,7 +213,20 @@ class Workers:
         if action is Action.SUCCEED:
             # The wall time the attempt ended, from the readings taken (no third clock call).
             recorder.success(started + duration)
-            await self._store().mark_delivered(delivery)
+            try:
+                await self._store().mark_delivered(delivery)
+            except Exception as exc:
+                # The service said yes: the delivery succeeded, whatever the store says. Not
+                # a dead letter nor an on_failure (that told the team a delivered alert had
+                # failed, and a replay sent it twice). Said loudly; the store still holds it
+                # pending, so it may be sent again after a restart: at least once.
+                log.error(
+                    "delivered_not_recorded",
+                    webhook=webhook.name,
+                    event_id=delivery.event.event_id,
+                    delivery_id=delivery.delivery_id,
+                    error=summary(exc),
+                )
             self._succeeded(lane, delivery, response, verdict.details, started + duration, quiet)
             return
         assert decision.reason is not None
