@@ -6,15 +6,18 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
+from empathy_webhooks_core.history import RawAttempt
 from empathy_webhooks_core.plugins import Hooks, get_plugin_manager
 from empathy_webhooks_core.stores import Delivery, open_store
 from empathy_webhooks_core.stores.sqlite import SQLiteStore, open_sqlite_store
 from empathy_webhooks_core.testing import Receiver, Reply
+from empathy_webhooks_core.wire import Response
 
 from ._cli_kit import completed
 
@@ -421,6 +424,28 @@ async def test_a_row_queued_without_its_record_gets_one_with_its_event_when_take
     assert [a.status for a in record.attempts] == [200]
 
 
+def _success(
+    headers: Mapping[str, object],
+    *,
+    body: bytes = b"ok",
+    transient: bool = False,
+    started_at: float | None = None,
+) -> RawAttempt:
+    """A first attempt answered 200 with `body`, as the worker notes it."""
+    return RawAttempt(
+        attempt=1,
+        started_at=time.time() if started_at is None else started_at,
+        duration_s=0.01,
+        verdict="success",
+        reason=None,
+        response=Response(status=200, body=body),
+        headers=headers,  # type: ignore[arg-type]
+        body_bytes=2,
+        next_retry_at=None,
+        transient=transient,
+    )
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -436,28 +461,13 @@ async def test_an_attempt_reads_back_with_its_request_headers_as_they_were(
 ) -> None:
     """However odd the (already masked) names and values, the record shows them unchanged,
     across a restart."""
-    from empathy_webhooks_core.history import RawAttempt
-    from empathy_webhooks_core.wire import Response
-
     db = tmp_path / "outbox.db"
     delivery = Delivery(webhook_name="h", event=Event(event_type="prediction", data={}))
     store = SQLiteStore(db)
     await store.open()
     await store.enqueue([delivery])
     started = time.time()
-    attempt = RawAttempt(
-        attempt=1,
-        started_at=started,
-        duration_s=0.01,
-        verdict="success",
-        reason=None,
-        response=Response(status=200, body=b"ok"),
-        headers=headers,
-        body_bytes=2,
-        next_retry_at=None,
-        transient=False,
-    )
-    store.note_attempt(delivery, attempt, "delivered")
+    store.note_attempt(delivery, _success(headers, started_at=started), "delivered")
     await store.close()
     store = SQLiteStore(db)
     await store.open()
@@ -479,30 +489,18 @@ async def test_a_first_attempt_is_masked_in_time_whether_now_or_by_the_writer(
     request carried a credential known only for a while, or whose answer is long, is masked
     when noted. Either way the record is masked after the registry has forgotten the
     credential, and no secret reaches the file."""
-    from empathy_webhooks_core.history import RawAttempt
     from empathy_webhooks_core.redaction import (
         isolated_registry,
         register_request_secrets,
         register_secrets,
     )
-    from empathy_webhooks_core.wire import Response
 
     db = tmp_path / "outbox.db"
     padding = " " * 600 if long_answer else ""
 
     def attempt(echo: str, *, transient: bool) -> RawAttempt:
-        return RawAttempt(
-            attempt=1,
-            started_at=time.time(),
-            duration_s=0.01,
-            verdict="success",
-            reason=None,
-            response=Response(status=200, body=f"you sent {echo}{padding}".encode()),
-            headers={"Content-Type": "application/json", "X-Token-Echo": echo},
-            body_bytes=2,
-            next_retry_at=None,
-            transient=transient,
-        )
+        headers = {"Content-Type": "application/json", "X-Token-Echo": echo}
+        return _success(headers, body=f"you sent {echo}{padding}".encode(), transient=transient)
 
     transient = "per-request-credential-77c2e1d0"
     lasting = "registered-for-good-3b9f0a6e"
@@ -543,23 +541,6 @@ async def test_an_attempt_that_cannot_be_masked_loses_only_its_own_record(
     cannot be made fit to keep (a header name that is not text, which no shipped plugin
     makes) is logged by its delivery id, without its values, and the other records of the
     batch are written."""
-    from empathy_webhooks_core.history import RawAttempt
-    from empathy_webhooks_core.wire import Response
-
-    def attempt(headers: dict[str, object]) -> RawAttempt:
-        return RawAttempt(
-            attempt=1,
-            started_at=time.time(),
-            duration_s=0.01,
-            verdict="success",
-            reason=None,
-            response=Response(status=200, body=b"ok"),
-            headers=headers,  # type: ignore[arg-type]
-            body_bytes=2,
-            next_retry_at=None,
-            transient=False,
-        )
-
     odd, fine = (
         Delivery(webhook_name="h", event=Event(event_type="prediction", data={"n": n}))
         for n in range(2)
@@ -568,8 +549,8 @@ async def test_an_attempt_that_cannot_be_masked_loses_only_its_own_record(
     await store.open()
     try:
         await store.enqueue([odd, fine])
-        store.note_attempt(odd, attempt({731_906_522: "sk_live_4f0b2d9c71e3a8"}), "delivered")
-        store.note_attempt(fine, attempt({"Content-Type": "application/json"}), "delivered")
+        store.note_attempt(odd, _success({731_906_522: "sk_live_4f0b2d9c71e3a8"}), "delivered")
+        store.note_attempt(fine, _success({"Content-Type": "application/json"}), "delivered")
         kept = await store.delivery_record(fine.delivery_id)
         lost = await store.delivery_record(odd.delivery_id)
     finally:
@@ -809,9 +790,6 @@ async def test_rows_with_and_without_nulls_keep_every_value_through_either_write
     """Values that are None are written as NULL in the statement's text rather than bound
     (cheaper), rows grouped by where their Nones are: whatever the mix in one emit, one
     burst or one batch of first attempts, each row keeps its own values, NULLs included."""
-    from empathy_webhooks_core.history import RawAttempt
-    from empathy_webhooks_core.wire import Response
-
     db = tmp_path / "outbox.db"
     store = SQLiteStore(db)
     await store.open()
