@@ -415,7 +415,13 @@ class WebhookDispatcher:
             check_depth(event, self._max_data_depth)
         if not self._started:
             await self.start()
-        return await admit(event, self._lanes, self.store, webhooks=webhooks, hooks=self._hooks)
+        try:
+            return await admit(event, self._lanes, self.store, webhooks=webhooks, hooks=self._hooks)
+        except BaseException:
+            # A write that failed (or was cancelled) released what it had counted in its
+            # lanes' `pending`: `drain` may be waiting for just that to reach zero.
+            self._wake()
+            raise
 
     async def emit_events(
         self, events: Sequence[Event], *, held: Held | None = None
@@ -440,9 +446,12 @@ class WebhookDispatcher:
                 continue
             results.append([])
             valid.append(event)
-        admitted = iter(
-            await admit_many(valid, self._lanes, self.store, hooks=self._hooks, held=held)
-        )
+        try:
+            admitted = iter(
+                await admit_many(valid, self._lanes, self.store, hooks=self._hooks, held=held)
+            )
+        finally:
+            self._wake()  # a failed write released what it counted (see `emit_event`)
         return [next(admitted) if isinstance(r, list) else r for r in results]
 
     def submit(self, delivery: Delivery) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import types
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -440,6 +441,65 @@ async def test_a_full_webhook_refuses_loudly_and_the_others_still_get_the_event(
         slow_ns = [r.json()["data"]["n"] for r in slow_receiver.delivered]
         fast_ns = [r.json()["data"]["n"] for r in fast_receiver.delivered]
         assert (sorted(slow_ns), sorted(fast_ns)) == ([0, 1, 2, 3], [0, 1, 2, 3])
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def local_store(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """Each store shipped whose deliveries a dispatcher holds in its own lanes (with Redis,
+    workers in other processes hold them, and `max_pending` does not apply to `emit`)."""
+    return None if request.param == "memory" else f"sqlite:///{tmp_path / 'outbox.db'}"
+
+
+async def test_max_pending_holds_for_emits_made_at_the_same_time(local_store: str | None) -> None:
+    """100 emits at once to a webhook with max_pending 10 whose answers are held: 10 are
+    accepted and 90 refused, whatever the store. A durable store's write takes a while (a
+    group commit, a round trip), and each emit used to pass the check while none of the
+    others was counted yet: SQLite accepted all 100."""
+    gate = Gate()
+    async with Receiver() as receiver:
+        receiver.handler = gate
+        hook = CustomWebhook(name="slow", url=receiver.url(), max_pending=10)
+        async with WebhookDispatcher(webhooks=[hook], store=local_store) as dispatcher:
+            results = await asyncio.gather(
+                *(dispatcher.emit("alert", {"n": n}) for n in range(100)), return_exceptions=True
+            )
+            refused = [r for r in results if isinstance(r, QueueFull)]
+            assert (len(refused), len(results) - len(refused)) == (90, 10)
+            stats = dispatcher.get_webhook_stats("slow")
+            assert (stats["refused"], stats["queued"] + stats["in_flight"]) == (90, 10)
+            gate.open.set()
+            await dispatcher.drain(timeout=30)
+        assert len(receiver.delivered) == 10
+
+
+class FailingWrites(MemoryStore):
+    """A store whose writes fail: nothing is queued."""
+
+    async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
+        await asyncio.sleep(0)
+        raise OSError("disk full")
+
+
+async def test_a_failed_write_counts_nothing_and_leaves_drain_free(receiver: Receiver) -> None:
+    """What an emit counts against max_pending while its write is under way is given back
+    when the write fails or is cancelled: later emits are not refused for it, and `drain`,
+    already waiting, returns."""
+    hook = CustomWebhook(name="h", url=receiver.url(), max_pending=1)
+    async with WebhookDispatcher(webhooks=[hook], store=FailingWrites()) as dispatcher:
+        draining = asyncio.create_task(dispatcher.drain(timeout=10))
+        for _ in range(3):
+            with pytest.raises(OSError, match="disk full"):
+                await dispatcher.emit("alert", {})
+        emitting = asyncio.create_task(dispatcher.emit("alert", {}))
+        await asyncio.sleep(0)
+        emitting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await emitting
+        await draining
+        assert dispatcher.get_webhook_stats("h")["refused"] == 0
+        results = await dispatcher.emit_events([Event(event_type="alert", data={})])
+        assert [type(r).__name__ for r in results] == ["OSError"]
+        assert dispatcher.get_webhook_stats("h")["queued"] == 0
 
 
 def test_the_threaded_dispatcher_pushes_back_the_same_way() -> None:

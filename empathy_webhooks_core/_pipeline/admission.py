@@ -97,13 +97,35 @@ async def admit(
         deliveries.append(delivery)
         queued.append(webhook.name)
     if deliveries:
-        await store.enqueue(deliveries)
+        if local:
+            # Counted from now, not from when the write returns: emits waiting for their
+            # writes at the same time (SQLite's group commit, a Redis round trip) each passed
+            # the check above while none of them was counted, and 100 emits at once to a
+            # webhook with `max_pending` 10 were all accepted.
+            _reserve(taking)
+        try:
+            await store.enqueue(deliveries)
+        except BaseException:
+            if local:
+                _release(taking)  # the caller wakes `drain` (`WebhookDispatcher._wake`)
+            raise
         if local:
             for index, lane in enumerate(taking):
+                lane.pending -= 1  # the reservation, counted again by `enqueue`
                 lane.enqueue(deliveries[index])
     if full:
         raise _refused(event, full, queued)
     return queued
+
+
+def _reserve(lanes: Iterable[Lane]) -> None:
+    for lane in lanes:
+        lane.pending += 1
+
+
+def _release(lanes: Iterable[Lane]) -> None:
+    for lane in lanes:
+        lane.pending -= 1
 
 
 def _refused(event: Event, full: dict[str, int], queued: list[str]) -> QueueFull:
@@ -161,9 +183,6 @@ async def admit_many(
     is written again on its own, so only the one that fails gets the error. With `held`, the
     deliveries go there instead of to the lanes (see `Held`)."""
     local = not store.remote_workers
-    # Deliveries given to each lane by the events before in this group: `max_pending`
-    # counts them (they are not in `lane.pending` until the write succeeds).
-    added: dict[str, int] = {}
     plans: list[tuple[Event, list[Lane], list[Delivery], dict[str, int]]] = []
     captures = hooks is not None and hooks.captures_context
     for event in events:
@@ -178,12 +197,13 @@ async def admit_many(
             webhook = lane.webhook
             name = webhook.name
             if local:
-                before = added.get(name, 0)
-                if lane.pending + before >= webhook.max_pending:
+                if lane.pending >= webhook.max_pending:
                     full[name] = webhook.max_pending
                     lane.recorder.refused += 1
                     continue
-                added[name] = before + 1
+                # Reserved until the write returns (see `admit`): the events after this one
+                # in the group, and other groups written meanwhile, count it.
+                lane.pending += 1
             delivery = Delivery(webhook_name=name, event=event)
             if captures:
                 assert hooks is not None
@@ -193,16 +213,24 @@ async def admit_many(
         plans.append((event, wanting, deliveries, full))
     written: list[Exception | None] = [None] * len(plans)
     try:
-        await store.enqueue([delivery for plan in plans for delivery in plan[2]])
-    except Exception:
-        # Which event's write failed? Each on its own: only that one gets the error.
-        for index, plan in enumerate(plans):
-            try:
-                await store.enqueue(plan[2])
-            except Exception as exc:
-                written[index] = exc
+        try:
+            await store.enqueue([delivery for plan in plans for delivery in plan[2]])
+        except Exception:
+            # Which event's write failed? Each on its own: only that one gets the error.
+            for index, plan in enumerate(plans):
+                try:
+                    await store.enqueue(plan[2])
+                except Exception as exc:
+                    written[index] = exc
+    except BaseException:
+        if local:
+            for plan in plans:
+                _release(plan[1])
+        raise
     results: list[list[str] | Exception] = []
     for (event, wanting, deliveries, full), error in zip(plans, written, strict=True):
+        if local:
+            _release(wanting)  # the reservations: counted again below if written
         if error is not None:
             results.append(error)
             continue
