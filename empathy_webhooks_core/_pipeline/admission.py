@@ -110,8 +110,8 @@ async def admit(
                 _release(taking)  # the caller wakes `drain` (`WebhookDispatcher._wake`)
             raise
         if local:
+            _release(taking)  # the reservations, counted again by `enqueue`
             for index, lane in enumerate(taking):
-                lane.pending -= 1  # the reservation, counted again by `enqueue`
                 lane.enqueue(deliveries[index])
     if full:
         raise _refused(event, full, queued)

@@ -28,17 +28,18 @@ none is stranded by a process that died. A process checks for new rows every `po
 seconds, cheaply: `PRAGMA data_version` tells whether anyone else committed since.
 
 An emit's rows are written from the event loop, on a connection of its own, with those of
-the other emits made in the same turn of the loop, in one statement that is its own
-transaction, in the loop's next turn (`_flush_group`): a write to the WAL, which the OS
-holds, without an fsync and without waiting for a lock (`_insert_now`); each emit returns
-once it is committed. Every other statement runs on one dedicated writer thread that owns
-its connection, and so do an emit's rows whenever they cannot be written at once: the
-file's write lock is held (by the writer's marks, by another process), `synchronous=full`
-(whose commit waits for the disk), more than 64 rows in the turn, a replay. The thread
-takes whatever operations queued up while it was busy and runs them in one transaction (group
-commit), and checkpoints the WAL every few hundred commits made from the loop. Why emits
-skip the thread: a commit there waits for the thread to win the GIL from a busy event loop,
-twice, which cost an emit about 1.5 ms under load, against tens of µs written at once.
+the other emits made while their group is open, in one statement that is its own
+transaction, two turns of the loop after the first of them (`_flush_group`): a write to the
+WAL, which the OS holds, without an fsync and without waiting for a lock (`_insert_now`);
+each emit returns once it is committed. Every other statement runs on one dedicated writer
+thread that owns its connection, and so do an emit's rows whenever they cannot be written at
+once: the file's write lock is held (by the writer's marks, by another process),
+`synchronous=full` (whose commit waits for the disk), more than 64 rows in the group, a
+replay. The thread takes whatever operations queued up while it was busy and runs them in
+one transaction (group commit), and checkpoints the WAL every few hundred commits made from
+the loop. Why emits skip the thread: a commit there waits for the thread to win the GIL from
+a busy event loop, twice, which cost an emit about 1.5 ms under load, against tens of µs
+written at once.
 Marks (`delivered`, attempt counts, history records) are not waited for: they are gathered on
 the event loop and committed together 50 ms after the first, or sooner with any read or write
 that must see them (every operation but an emit's rows, which need not). Many deliveries' marks
@@ -356,14 +357,7 @@ _HISTORY_SELECT = (
 
 _Op = tuple[str, Any, "asyncio.Future[Any] | None"]
 #: The operations a transaction runs first, each kind's payloads merged: new rows, then marks.
-_GROUPED = (
-    "enqueue",
-    "history_new",
-    "history_first",
-    "attempt",
-    "delivered",
-    "history",
-)
+_GROUPED = ("enqueue", "history_new", "history_first", "attempt", "delivered", "history")
 _STOP = "stop"
 #: An operation carrying several (marks, and the operation they go with).
 _BUNDLE = "bundle"
@@ -1136,8 +1130,8 @@ class SQLiteStore:
     def _masked(ops: list[_Op]) -> list[_Op]:
         """`ops` with the first attempts noted for masking here (`first_attempt`) made into
         their records (`history_first`), before the transaction takes the write lock: the
-        masking was half of a marks transaction (7 ms for 50 ms of deliveries), and the
-        event loop's emits wait for the lock meanwhile."""
+        masking took about 1 ms of a marks transaction's 5 to 8 ms (every 50 ms under load),
+        and the event loop's emits, and other processes', wait for the lock meanwhile."""
         if not any(op[0] == "first_attempt" for op in ops):
             return ops
         return [
