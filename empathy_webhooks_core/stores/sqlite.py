@@ -130,6 +130,18 @@ _CHECKPOINT_EVERY = 300
 _PRUNE_CHUNK = 10_000
 #: How long a statement waits for another process's lock before "database is locked".
 _BUSY_SECONDS = 5.0
+#: Seconds between two looks at whether the path still names the file this process opened
+#: (one `stat`, by the writer thread): a file deleted or replaced under a running process.
+_FILE_CHECK_SECONDS = 1.0
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The file `path` names now (device and inode), or None when there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _switch_to_wal(conn: sqlite3.Connection) -> str:
@@ -630,6 +642,12 @@ class SQLiteStore:
         self._empty_at: dict[str, int] = {}
         self._version = -1
         self._unknown_checked = False
+        # The file opened (`_file_identity`), and when the writer looks again whether the
+        # path still names it (`_follow_file`).
+        self._file: tuple[int, int] | None = None
+        self._opened = self.path
+        self._file_check_at = 0.0
+        self._file_failed = False
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, retention_seconds={self.retention_seconds:g})"
@@ -729,6 +747,8 @@ class SQLiteStore:
             wait = self.prune_interval
             if self._registered:
                 wait = min(wait, max(0.01, self._renew_at - time.time()))
+            # An idle process, too, notices within a second that its file was replaced.
+            wait = min(wait, max(0.01, self._file_check_at - time.monotonic()))
             try:
                 first = self._ops.get(timeout=wait)
             except queue.Empty:
@@ -746,6 +766,8 @@ class SQLiteStore:
                     op = self._ops.get_nowait()
                 except queue.Empty:
                     break
+            if time.monotonic() >= self._file_check_at:
+                conn = self._follow_file(conn)
             stops = [op for op in batch if op[0] == _STOP]
             stopping = bool(stops)
             ops = []
@@ -787,6 +809,102 @@ class SQLiteStore:
         for _, _, future in stops:
             if future is not None:
                 loop.call_soon_threadsafe(_resolve, future, None, None)
+
+    def _follow_file(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """The writer's connection, on a new file if the path no longer names the one opened.
+
+        A file deleted or replaced under a running process (`rm outbox.db*`, a backup
+        restored) stays open here: without this, this process would go on writing to a file
+        nobody else can see, so a producer's emits would return and never be delivered, and
+        rows others queue in the new file would never be taken. Reopened (made again if
+        missing), said once as an error; the rows nobody held and the dead letters of the
+        old file are carried over. What processes held stays theirs, delivered from memory."""
+        self._file_check_at = time.monotonic() + _FILE_CHECK_SECONDS
+        if self._file is None or _file_identity(self._opened) == self._file:
+            return conn
+        if self.path.absolute() != self._opened:
+            return conn  # the process changed directory: the path names another place now
+        old_file = self._file
+        try:
+            new = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            self._file = old_file
+            if not self._file_failed:
+                self._file_failed = True
+                log.error("sqlite_file_replaced", store=str(self.path), reason=str(exc))
+            return conn
+        self._file_failed = False
+        # The event loop's emits go through this thread until its connection is on the new
+        # file (`_reopen_now`), so none is written to the old one after the carry-over.
+        old_now, self._now_conn = self._now_conn, None
+        carried = letters = 0
+        try:
+            carried, letters = self._carry_over(conn, new)
+        except sqlite3.Error as exc:
+            _stdlib_log.error("sqlite store could not carry rows to the new file: %s", exc)
+        self._registered, self._swept, self._version = False, False, -1
+        self._empty_at.clear()
+        # Registered again in the new file with this process's next write or claim.
+        self._check_owners_at = 0.0
+        log.error(
+            "sqlite_file_replaced",
+            store=str(self.path),
+            owner=self.owner,
+            carried_rows=carried,
+            carried_dead_letters=letters,
+            reason="the file was deleted or replaced while this process had it open; now "
+            "using the file at that path (made again if it was missing), with the queued "
+            "rows nobody held and the dead letters of the old one; deliveries under way "
+            "are still delivered",
+        )
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        self._conn = new
+        if old_now is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._reopen_now, old_now)
+        return new
+
+    @staticmethod
+    def _carry_over(old: sqlite3.Connection, new: sqlite3.Connection) -> tuple[int, int]:
+        """Copy the old file's queued rows nobody holds (a producer's: no one else will ever
+        see them) and its dead letters to the new file, but those it has already."""
+        rows = old.execute(
+            "SELECT delivery_id, webhook_name, event_id, event_json, attempts, created_at,"
+            " context_json FROM deliveries WHERE state = 'queued' AND owner IS NULL ORDER BY id"
+        ).fetchall()
+        letters = old.execute(
+            "SELECT dead_letter_id, delivery_id, webhook_name, event_id, event_json,"
+            " error_json, attempts, failed_at, context_json FROM dead_letters"
+        ).fetchall()
+        new.execute("BEGIN IMMEDIATE")
+        try:
+            have = {row[0] for row in new.execute("SELECT delivery_id FROM deliveries")}
+            rows = [row for row in rows if row[0] not in have]
+            new.executemany(
+                "INSERT INTO deliveries (delivery_id, webhook_name, event_id, event_json,"
+                " attempts, created_at, context_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            before = new.total_changes
+            new.executemany(
+                "INSERT OR IGNORE INTO dead_letters (dead_letter_id, delivery_id, webhook_name,"
+                " event_id, event_json, error_json, attempts, failed_at, context_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                letters,
+            )
+            letters_added = new.total_changes - before
+            new.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                new.execute("ROLLBACK")
+            raise
+        return len(rows), int(letters_added)
+
+    def _reopen_now(self, old: sqlite3.Connection) -> None:
+        """On the event loop: its connection, on the file the writer follows now."""
+        old.close()
+        if self._thread is not None and self._now_conn is None:
+            self._now_conn = self._connect_now()
 
     @staticmethod
     def _checkpoint(conn: sqlite3.Connection) -> None:
@@ -1399,6 +1517,10 @@ class SQLiteStore:
         except (OSError, sqlite3.Error) as exc:
             conn.close()
             raise self._open_error(exc) from None
+        # Absolute: a relative path names another file once the process changes directory.
+        self._opened = self.path.absolute()
+        self._file = _file_identity(self._opened)
+        self._file_check_at = time.monotonic() + _FILE_CHECK_SECONDS
         return conn
 
     def _open_error(self, exc: BaseException) -> StoreOpenError:
@@ -1439,6 +1561,9 @@ class SQLiteStore:
         thread, self._thread = self._thread, None
         await asyncio.to_thread(thread.join)
         self._conn = None
+        now_conn, self._now_conn = self._now_conn, None
+        if now_conn is not None:  # reopened meanwhile on a replaced file (`_reopen_now`)
+            now_conn.close()
 
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
