@@ -553,9 +553,10 @@ class RedisStore:
         return True
 
     async def _recreate_group(self, where: str) -> None:
-        """The group was lost (NOGROUP): make it again, and say so once."""
+        """The group was lost (NOGROUP): make it again, and say so once: an error, since
+        whatever was queued at that moment is gone for good."""
         if await self.ensure_group():
-            log.warning(
+            log.error(
                 "redis_group_recreated",
                 stream=self.stream,
                 found_by=where,
