@@ -195,6 +195,16 @@ async def _send(
         return Attempt(
             Verdict(outcome=Outcome.RETRY, reason=_describe(exc)), exception=exc, request=request
         )
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # the worker itself is being cancelled (the dispatcher stopping)
+        # A plugin's send that awaited something cancelled elsewhere (a client closed under
+        # it): not ours to obey. Re-raised, it ended the worker and lost the delivery, silently.
+        reason = "CancelledError: the plugin's send was cancelled, though the delivery was not"
+        return Attempt(
+            Verdict(outcome=Outcome.RETRY, reason=reason), exception=exc, request=request
+        )
     except Exception as exc:
         return Attempt(
             Verdict(outcome=Outcome.FAIL, reason=_describe(exc)), exception=exc, request=request

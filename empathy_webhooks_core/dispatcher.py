@@ -296,9 +296,15 @@ class WebhookDispatcher:
         """
         if not self._started:
             return
-        await self._flush()
+
+        flushed = False
 
         async def idle() -> None:
+            nonlocal flushed
+            # The flush is inside the timeout: a plugin's flush that never returns (a batch
+            # endpoint that hangs) made `drain(timeout)`, and `close`, wait forever.
+            await self._flush()
+            flushed = True
             assert self._changed is not None
             while not self._idle():
                 self._changed.clear()
@@ -308,7 +314,10 @@ class WebhookDispatcher:
             await asyncio.wait_for(idle(), timeout)
         except TimeoutError:
             pending = sum(lane.pending for lane in self._lanes.values())
-            raise TimeoutError(f"{pending} deliveries still pending after {timeout:g} s") from None
+            text = f"{pending} deliveries still pending after {timeout:g} s"
+            if not flushed:
+                text += " (a plugin's flush had not returned)"
+            raise TimeoutError(text) from None
 
     def _idle(self) -> bool:
         return (self._pager is None or self._pager.paged_out) and all(

@@ -5,6 +5,7 @@ a worker's unexpected error, which ends like any final failure: never silently d
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import traceback
 from collections.abc import Callable, Mapping
@@ -78,10 +79,21 @@ class Failures:
         """The webhook's own `on_failure` first, then every plugin's."""
         callback = webhook.on_failure
         if callback is not None:
+            # An async callback that never returns (a pager's client that hangs) would hold
+            # the worker and leave the delivery unsettled forever (drain never returned): it
+            # gets as long as an attempt does.
+            limit = webhook.retry_policy.timeout_seconds
             try:
                 outcome = callback(webhook, event, error)
                 if inspect.isawaitable(outcome):
-                    await outcome
+                    deadline = asyncio.timeout(limit)
+                    try:
+                        async with deadline:
+                            await outcome
+                    except TimeoutError:
+                        if not deadline.expired():
+                            raise  # the callback's own timeout, said as it is
+                        raise TimeoutError(f"did not return within {limit:g} s") from None
             except Exception as exc:
                 # The user's own failure store or pager did not run: loud, and counted.
                 lane = self._lanes.get(webhook.name)
