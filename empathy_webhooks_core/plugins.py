@@ -653,6 +653,19 @@ class Hooks:
             cached = self._broadcasts[hook_name] = (impls, argnames, prepared)
         return cached[1], cached[2]
 
+    def _listener_failed(self, hook_name: str, plugin: str, exc: Exception, args: Any) -> None:
+        """`_hook_failed` for a hook told about one delivery (its arguments in the spec's
+        order, the webhook and the event first): the line names them, so the failure can be
+        traced to the delivery, and the plugin by a readable name (pluggy names an object
+        registered without one by its id)."""
+        context: dict[str, Any] = {}
+        args = tuple(args)
+        if len(args) >= 2 and isinstance(args[0], Webhook):
+            context = {"webhook": args[0].name, "event_id": getattr(args[1], "event_id", None)}
+        if plugin.isdigit():
+            plugin = plugin_label(plugin, self.pm.get_plugin(plugin))
+        _hook_failed(hook_name, plugin, exc, **context)
+
     def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call every implementation on its own, in pluggy's order, so one that raises cannot
         silence the rest."""
@@ -668,7 +681,7 @@ class Hooks:
             try:
                 result = function(*args)
             except Exception as exc:
-                _hook_failed(hook_name, plugin, exc)
+                self._listener_failed(hook_name, plugin, exc, args)
                 continue
             if (
                 result is not None
@@ -890,7 +903,7 @@ class Hooks:
             try:
                 result = function(*args)
             except Exception as exc:
-                _hook_failed(hook_name, plugin, exc)
+                self._listener_failed(hook_name, plugin, exc, args)
                 continue
             if result is not None:
                 answers.append((plugin, result))
@@ -918,7 +931,7 @@ class Hooks:
             try:
                 result = function(webhook, event)
             except Exception as exc:
-                _hook_failed("delivery_context", plugin, exc)
+                self._listener_failed("delivery_context", plugin, exc, (webhook, event))
                 continue
             if result is not None:
                 if answers is None:
