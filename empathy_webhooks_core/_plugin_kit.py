@@ -111,6 +111,7 @@ class HttpAnswers:
     - 429: retried after `retry_after(response)`, the whole webhook paused (the service says
       "not now", whatever the retry policy lists);
     - a status in the webhook's `retry_on_status` (5xx, 408): retried, `Retry-After` honoured;
+      a 503 not listed there but with a `retry_after(response)` is read as a 429;
     - a status in `gone` (410; Discord adds 401 and 404): the webhook disabled until
       `enable_webhook(name)`, its queue kept;
     - 3xx: final (redirects are never followed), as `default_verdict` says;
@@ -159,6 +160,17 @@ class HttpAnswers:
                 reason=f"{self.service} unavailable: {self.describe(response)} (HTTP {status})",
                 retry_after=self.retry_after(response),
             )
+        if status == 503:
+            # Not listed, but with Retry-After: "not now", as `default_verdict` reads it (a
+            # rate limit); a retry list without 503 must not dead-letter a maintenance window.
+            wait = self.retry_after(response)
+            if wait is not None:
+                return Verdict(
+                    outcome=Outcome.RETRY,
+                    reason=f"{self.service} unavailable: {self.describe(response)} (HTTP 503)",
+                    retry_after=wait,
+                    pause_webhook=True,
+                )
         if status in self.gone:
             return Verdict(
                 outcome=Outcome.GONE,

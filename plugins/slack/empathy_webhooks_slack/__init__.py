@@ -138,6 +138,14 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
     others final), plus Slack's error strings: one in a 200 answer is a final failure, and one
     that means the destination is gone (`channel_is_archived`, `no_service`, ...) disables
     the webhook instead of failing the message."""
+    if 200 <= response.status < 300 and response.body.lstrip()[:1] == b"{":
+        # Slack's API convention, which its workflow triggers on hooks.slack.com follow: HTTP
+        # 200 and `{"ok": false, "error": "..."}` (any error word, known here or not).
+        body = response.json()
+        if isinstance(body, dict) and body.get("ok") is False:
+            error = body.get("error")
+            said = error if isinstance(error, str) and error.strip() else '"ok": false'
+            return Verdict(outcome=Outcome.FAIL, reason=f"Slack refused the message: {said}")
     text = response.text()
     code = _error_code(text)
     if 200 <= response.status < 300 and code is not None and text.strip() != "ok":
