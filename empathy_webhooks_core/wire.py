@@ -10,7 +10,14 @@ from typing import Any
 
 import attrs
 
-from .redaction import bounded, redact_headers, redact_text, redact_url, redacted_exception
+from .redaction import (
+    REDACTED,
+    bounded,
+    redact_headers,
+    redact_text,
+    redact_url,
+    redacted_exception,
+)
 
 __all__ = [
     "DeliveryError",
@@ -209,6 +216,26 @@ def _reason(value: Any) -> str | None:
     return bounded(value)
 
 
+def _details(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A verdict's details are often read from the answer (an id, a key, a link) and shown
+    where its reason is (stats, `on_success`, the console): a string is masked where it shows
+    a secret (an echo of the credential sent) and cut to `BODY_EXCERPT_CHARS`. Only then:
+    a link keeps its fragment, an id its every character."""
+    if not value:
+        return _EMPTY
+    kept = dict(value)
+    for key, item in kept.items():
+        if isinstance(item, str) and item:
+            text = item[: 64 * 1024]  # a bound on the masking's work, as `bounded` has
+            masked = redact_text(text)
+            if masked.count(REDACTED) > text.count(REDACTED):
+                text = masked
+            if len(text) > BODY_EXCERPT_CHARS:
+                text = text[: BODY_EXCERPT_CHARS - 1] + "…"
+            kept[key] = text
+    return MappingProxyType(kept)
+
+
 @attrs.frozen(kw_only=True)
 class Verdict:
     """How one attempt went, as `classify_response` decides.
@@ -224,7 +251,7 @@ class Verdict:
     reason: str | None = attrs.field(default=None, converter=_reason)
     retry_after: float | None = None
     pause_webhook: bool = False
-    details: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_headers)
+    details: Mapping[str, Any] = attrs.field(factory=dict, converter=_details)
 
     @property
     def ok(self) -> bool:
