@@ -14,7 +14,7 @@ from .._log import get_logger
 from ..events import Event
 from ..plugins import Hooks
 from ..redaction import redact_text
-from ..stores import DeliveryStore, ReplaysInOneStep
+from ..stores import DeadLetter, DeliveryStore, ReplaysInOneStep, ReturnsDeadLetters
 from ..webhooks import Webhook
 from ..wire import DeliveryError
 from .lane import Lane
@@ -190,6 +190,22 @@ class Failures:
                     )
         self._settle(lane, delivery)
 
+    async def _give_back(self, letter: DeadLetter) -> None:
+        store = self.store
+        try:
+            if isinstance(store, ReturnsDeadLetters):
+                await store.return_dead_letter(letter)
+            else:  # a store of a plugin's without the capability: a new letter, same event
+                await store.add_dead_letter(letter.replay_delivery(), dict(letter.error))
+        except Exception as exc:
+            log.error(
+                "dead_letter_not_returned",
+                dead_letter_id=letter.dead_letter_id,
+                webhook=letter.webhook_name,
+                event_id=letter.event.event_id,
+                error=summary(exc),
+            )
+
     async def replay(self, dead_letter_id: str) -> Event:
         """Queue a dead letter again as a fresh delivery (attempts start over)."""
         if self._replays_in_one_step is not None:
@@ -207,12 +223,19 @@ class Failures:
         if letter is None:
             raise KeyError(f"no dead letter {dead_letter_id!r}")
         lane = self._lanes.get(letter.webhook_name)
-        if lane is None:
-            raise KeyError(
-                f"dead letter {dead_letter_id!r} is for unknown webhook {letter.webhook_name!r}"
-            )
         delivery = letter.replay_delivery()
-        await store.enqueue([delivery])
+        try:
+            if lane is None:
+                raise KeyError(
+                    f"dead letter {dead_letter_id!r} is for unknown webhook {letter.webhook_name!r}"
+                )
+            await store.enqueue([delivery])
+        except BaseException:
+            # Taken but not queued: the letter goes back, listed as before. It was gone from
+            # the memory store, and hidden from every process sharing a SQLite file until
+            # this one ended.
+            await self._give_back(letter)
+            raise
         lane.dead_letters = max(0, lane.dead_letters - 1)
         if not store.remote_workers:  # else a worker takes it from the store
             lane.enqueue(delivery)

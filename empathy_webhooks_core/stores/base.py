@@ -32,6 +32,7 @@ __all__ = [
     "PagedStore",
     "PendingCounts",
     "ReplaysInOneStep",
+    "ReturnsDeadLetters",
     "SharedStore",
     "SharesBreakers",
     "SharesRateLimits",
@@ -295,6 +296,15 @@ class ReplaysInOneStep(Protocol):
     async def requeue_dead_letter(self, dead_letter_id: str) -> Delivery | None:
         """The new delivery now queued for the letter, or None if there is no such letter."""
         ...
+
+
+@runtime_checkable
+class ReturnsDeadLetters(Protocol):
+    """A store that takes back a dead letter `take_dead_letter` gave out when the replay
+    could not queue it (its webhook unknown to this dispatcher, the store's write failed):
+    listed again as it was, instead of gone (memory) or hidden until this process ends."""
+
+    async def return_dead_letter(self, letter: DeadLetter) -> None: ...
 
 
 @runtime_checkable

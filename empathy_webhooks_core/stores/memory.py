@@ -194,6 +194,9 @@ class MemoryStore:
     async def take_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
         return self._dead.pop(dead_letter_id, None)
 
+    async def return_dead_letter(self, letter: DeadLetter) -> None:
+        self._dead[letter.dead_letter_id] = letter
+
     # -- attempt history (`history.KeepsHistory`) ------------------------------------------
 
     def note_attempt(self, delivery: Delivery, attempt: RawAttempt, status: str) -> None:

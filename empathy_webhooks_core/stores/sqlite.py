@@ -1363,6 +1363,15 @@ class SQLiteStore:
             self._replaying.add((row[1], row[8]))
         return row
 
+    def _do_return_dead(self, conn: sqlite3.Connection, letter: tuple[str, str, str]) -> None:
+        dead_letter_id, webhook_name, event_id = letter
+        conn.execute(
+            "UPDATE dead_letters SET replaying = 0, replaying_by = NULL"
+            " WHERE dead_letter_id = ? AND replaying_by = ?",
+            (dead_letter_id, self.owner),
+        )
+        self._replaying.discard((webhook_name, event_id))
+
     def _do_prune(self, conn: sqlite3.Connection, now: float) -> int:
         return self._prune(conn, now)
 
@@ -1873,6 +1882,12 @@ class SQLiteStore:
                 "it cannot be replayed as it is; its stored text is in error['stored_event']"
             )
         return None if row is None else self._letter(row[:8])
+
+    async def return_dead_letter(self, letter: DeadLetter) -> None:
+        """A letter taken for a replay that did not queue it: listed again, for every process."""
+        await self._call(
+            "return_dead", (letter.dead_letter_id, letter.webhook_name, letter.event.event_id)
+        )
 
     @staticmethod
     def _letter(row: Sequence[Any]) -> DeadLetter:

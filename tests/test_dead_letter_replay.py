@@ -1,0 +1,104 @@
+"""A replay that cannot queue its letter leaves the letter where it was: listed, replayable
+later. Before, the memory store lost it, and a SQLite file hid it from every process until
+the one that tried ended. Real SQLite files, a real receiver on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+from empathy_webhooks_core.stores import Delivery, MemoryStore
+from empathy_webhooks_core.testing import Receiver, Reply
+
+from .conftest import FAST
+
+
+def _hook(receiver: Receiver, name: str) -> CustomWebhook:
+    return CustomWebhook(
+        name=name, url=receiver.url(f"/{name}"), retry_policy={**FAST, "max_retries": 0}
+    )
+
+
+async def _dead_letter(dispatcher: WebhookDispatcher, receiver: Receiver) -> str:
+    receiver.queue(Reply(status=400))
+    await dispatcher.emit("alert", {"n": 1})
+    await dispatcher.drain(timeout=10)
+    [letter] = await dispatcher.dead_letters()
+    return letter.dead_letter_id
+
+
+class _RefusingStore(MemoryStore):
+    """A store whose writes fail for a while (a full disk, a server away)."""
+
+    refuse = False
+
+    async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
+        if self.refuse:
+            raise OSError("disk full")
+        await super().enqueue(deliveries)
+
+
+async def test_a_letter_for_a_webhook_this_dispatcher_does_not_know_stays_listed_sqlite(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    path = tmp_path / "outbox.db"
+    owner = WebhookDispatcher(webhooks=[_hook(receiver, "a")], store=f"sqlite:///{path}")
+    other = WebhookDispatcher(webhooks=[_hook(receiver, "b")], store=f"sqlite:///{path}")
+    await owner.start()
+    await other.start()
+    try:
+        letter_id = await _dead_letter(owner, receiver)
+        with pytest.raises(KeyError, match="unknown webhook 'a'"):
+            await other.replay_dead_letter(letter_id)
+        # Listed in both processes while the one that tried still runs, and replayable by
+        # the dispatcher that knows its webhook.
+        assert [d.dead_letter_id for d in await owner.dead_letters()] == [letter_id]
+        assert [d.dead_letter_id for d in await other.dead_letters()] == [letter_id]
+        replayed = await owner.replay_dead_letter(letter_id)
+        await owner.drain(timeout=10)
+        assert replayed.event_id in receiver.delivered_event_ids()
+        assert await owner.dead_letters() == []
+    finally:
+        await other.close()
+        await owner.close()
+
+
+async def test_a_letter_for_a_webhook_this_dispatcher_does_not_know_stays_listed_memory(
+    receiver: Receiver,
+) -> None:
+    store = MemoryStore()
+    owner = WebhookDispatcher(webhooks=[_hook(receiver, "a")], store=store)
+    other = WebhookDispatcher(webhooks=[_hook(receiver, "b")], store=store)
+    await owner.start()
+    await other.start()
+    try:
+        letter_id = await _dead_letter(owner, receiver)
+        with pytest.raises(KeyError, match="unknown webhook 'a'"):
+            await other.replay_dead_letter(letter_id)
+        assert [d.dead_letter_id for d in await owner.dead_letters()] == [letter_id]
+    finally:
+        await other.close()
+        await owner.close()
+
+
+async def test_a_replay_whose_write_fails_raises_and_keeps_the_letter(receiver: Receiver) -> None:
+    store = _RefusingStore()
+    dispatcher = WebhookDispatcher(webhooks=[_hook(receiver, "a")], store=store)
+    await dispatcher.start()
+    try:
+        letter_id = await _dead_letter(dispatcher, receiver)
+        store.refuse = True
+        with pytest.raises(OSError, match="disk full"):
+            await dispatcher.replay_dead_letter(letter_id)
+        assert [d.dead_letter_id for d in await dispatcher.dead_letters()] == [letter_id]
+        assert dispatcher.get_webhook_stats("a")["dead_letters"] == 1
+        store.refuse = False
+        replayed = await dispatcher.replay_dead_letter(letter_id)
+        await dispatcher.drain(timeout=10)
+        assert replayed.event_id in receiver.delivered_event_ids()
+        assert await dispatcher.dead_letters() == []
+    finally:
+        await dispatcher.close()
