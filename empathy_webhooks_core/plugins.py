@@ -766,11 +766,14 @@ class Hooks:
             except Exception as exc:
                 _hook_failed("webhook_state", plugin, exc, webhook=webhook.name)
                 return None
+            if inspect.iscoroutine(state):
+                # Its plugin would run without the state it meant to make: said, not dropped.
+                state.close()
+                wrong = TypeError("webhook_state returned a coroutine: it must return the object")
+                _hook_failed("webhook_state", plugin, wrong, webhook=webhook.name)
+                return None
             if state is not None:
                 break
-        if inspect.iscoroutine(state):
-            state.close()
-            return None
         return state
 
     def webhook_stats(self, webhook: Webhook, state: Any) -> dict[str, Any]:

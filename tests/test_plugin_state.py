@@ -4,6 +4,7 @@ dispatchers delivering to a loopback receiver, with the memory, SQLite and Redis
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -231,3 +232,39 @@ async def test_sqlite_keeps_plugin_memory_in_its_file_for_every_process(tmp_path
     finally:
         await one.close()
         await two.close()
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class CoroutineStateWebhook(CustomWebhook):
+    kind: ClassVar[str] = "coroutine-state"
+
+
+class CoroutineStatePlugin:
+    """A `webhook_state` that hands back a coroutine: a sync hook calling an async maker."""
+
+    @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"coroutine-state": CoroutineStateWebhook}
+
+    @hookimpl
+    def webhook_state(self, webhook: Webhook) -> Any:
+        async def make() -> CountingState:
+            return CountingState(webhook)
+
+        return make()
+
+
+async def test_a_state_hook_that_returns_a_coroutine_is_said_not_dropped(
+    caplog: Any,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    pm = build_plugin_manager(load_entry_points=False, extra_plugins=[CoroutineStatePlugin()])
+    async with Receiver() as receiver:
+        hook = CoroutineStateWebhook(name="co", url=receiver.url("/co"))
+        async with WebhookDispatcher([hook], plugin_manager=pm) as dispatcher:
+            await dispatcher.emit("alert", {"n": 1})
+            await dispatcher.drain(timeout=10)
+        assert len(receiver.requests) == 1
+    lines = [r.getMessage() for r in caplog.records if "plugin_hook_failed" in r.getMessage()]
+    assert lines and all("webhook_state returned a coroutine" in line for line in lines), lines
+    assert all("webhook='co'" in line or '"webhook": "co"' in line for line in lines), lines
