@@ -142,9 +142,25 @@ def check_url(value: Any, field: str = "url") -> str:
         raise ValueError(f"{field} is required (got None: is its environment variable set?)")
     if not isinstance(value, str):
         raise TypeError(f"{field} must be a string, got {type(value).__name__}")
-    parts = urlsplit(value)
+    # urlsplit drops tabs and line breaks without a word, so the URL checked would not be
+    # the URL sent; and a host with a space, or a port out of range, could never be sent:
+    # each would be found by the first delivery, as a failure, instead of here.
+    if any(ord(char) < 0x20 or char == "\x7f" for char in value):
+        raise ValueError(f"{field} must not contain control characters (a line break, a tab)")
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed `[` of an IPv6 address
+        raise ValueError(f"{field} must be an http:// or https:// URL with a host") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{field} must be an http:// or https:// URL with a host")
+    if any(char.isspace() for char in parts.netloc):
+        raise ValueError(f"{field} must not have a space in its host")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or beyond 65535 (the message would quote the URL)
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{field} must have a port from 1 to 65535")
     return value
 
 
