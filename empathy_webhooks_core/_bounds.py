@@ -28,13 +28,22 @@ def _range(
     kind = "a whole number" if integer else "a finite number"
     parts = []
     if above is not None:
-        parts.append(f"above {above:g}")
+        parts.append(f"above {_shown(above)}")
     if at_least is not None:
-        parts.append(f"from {at_least:g}" if at_most is not None else f"of {at_least:g} or more")
+        parts.append(
+            f"from {_shown(at_least)}" if at_most is not None else f"of {_shown(at_least)} or more"
+        )
     if at_most is not None:
-        parts.append(f"to {at_most:g}" if at_least is not None else f"at most {at_most:g}")
+        parts.append(
+            f"to {_shown(at_most)}" if at_least is not None else f"at most {_shown(at_most)}"
+        )
     joiner = " and " if above is not None and at_most is not None else " "
     return kind + (" " + joiner.join(parts) if parts else "")
+
+
+def _shown(bound: float) -> str:
+    # A limit as the documentation writes it: 67108864, not `:g`'s 6.71089e+07.
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def check_number(

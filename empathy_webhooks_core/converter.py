@@ -32,12 +32,22 @@ def _describe(value: Any) -> str:
     return f"{value!r}" if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
 
 
+class WrongType(TypeError):
+    """A value of another type than expected. `label` and `value` let a reader describe a
+    credential's mistake by its kind only (a header `X-Api-Key = 1234` in a file)."""
+
+    def __init__(self, label: str, value: Any) -> None:
+        super().__init__(f"expected {label}, got {_describe(value)}")
+        self.label = label
+        self.value = value
+
+
 def _strict(kind: type, label: str, accept: tuple[type, ...]) -> Any:
     def hook(value: Any, _: Any) -> Any:
         if isinstance(value, bool) and kind is not bool:
-            raise TypeError(f"expected {label}, got {_describe(value)}")
+            raise WrongType(label, value)
         if not isinstance(value, accept):
-            raise TypeError(f"expected {label}, got {_describe(value)}")
+            raise WrongType(label, value)
         return kind(value)
 
     return hook
@@ -58,6 +68,9 @@ def _format(exc: BaseException, type_: Any) -> str:
         )
     if isinstance(exc, KeyError):
         return "required key is missing"
+    if isinstance(exc, TypeError) and str(exc).endswith("object is not iterable"):
+        # A list's place holding one value (`tokens = 5`): Python's words, not the file's.
+        return "expected a list"
     return str(exc)
 
 

@@ -16,6 +16,7 @@ the order the table wrote its keys, and raised as one `Invalid`.
 
 from __future__ import annotations
 
+import collections.abc
 import re
 import typing
 from collections.abc import Callable, Mapping
@@ -30,8 +31,8 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn_from_attrs, override
 
-from ..converter import ConfigError, converter, did_you_mean
-from ..redaction import is_secret_field
+from ..converter import ConfigError, WrongType, converter, did_you_mean
+from ..redaction import is_secret_field, is_secret_name
 from ._problems import _join, _kind
 
 __all__ = ["Invalid", "OptionTables", "Problem", "under"]
@@ -43,6 +44,8 @@ _SECRET_NAME = re.compile(
 )
 _HIDDEN = "(value hidden)"
 _UnionType = type(int | None)
+_SEQUENCES = (tuple, list, frozenset, set, collections.abc.Sequence, collections.abc.Set)
+_MAPPINGS = (dict, collections.abc.Mapping)
 Hook = Callable[[Any, Any], Any]
 
 
@@ -177,10 +180,14 @@ class OptionTables:
             return _choice(typing.get_args(inner), value, secret)
         if inner is Any or isinstance(inner, str) or inner is object:
             return value
-        if typing.get_origin(inner) in (tuple, list, frozenset, set, typing.Sequence) and (
-            isinstance(value, str)
-        ):
+        origin = typing.get_origin(inner)
+        if origin in (tuple, list, frozenset, set, typing.Sequence) and (isinstance(value, str)):
             value = [value]
+        # Said here, in the file's words: iterating would say "'int' object is not iterable".
+        if origin in _SEQUENCES and not isinstance(value, list | tuple):
+            raise Invalid.one(f"expected a list, got {_kind(value)}")
+        if origin in _MAPPINGS and not isinstance(value, Mapping):
+            raise Invalid.one(f"expected a table, got {_kind(value)}")
         if secret and inner in (str, int, float, bool):
             if not isinstance(value, inner) or isinstance(value, bool) is not (inner is bool):
                 raise Invalid.one(f"expected {_kind(inner())}, got {_kind(value)} {_HIDDEN}")
@@ -273,11 +280,23 @@ def _problems_at(exc: BaseException, path: str) -> list[Problem]:
         return [_split(line, parent) for line in exc.problems]
     if isinstance(exc, IterableValidationError):
         noted, other = exc.group_exceptions()
-        found = [p for sub, note in noted for p in _problems_at(sub, f"{path}[{note.index!r}]")]
+        found = [
+            p
+            for sub, note in noted
+            for p in _problems_at(_hidden(sub, note.index), f"{path}[{note.index!r}]")
+        ]
         return found + [Problem(path, str(sub)) for sub in other]
     if isinstance(exc, KeyError):
         return [Problem(path, "required key is missing")]
     return [Problem(path, str(exc))]
+
+
+def _hidden(exc: BaseException, key: Any) -> BaseException:
+    """A wrong value under a credential's name (a header `X-Api-Key = 1234`), described by its
+    kind only, as a credential field's is."""
+    if isinstance(exc, WrongType) and isinstance(key, str) and is_secret_name(key):
+        return Invalid.one(f"expected {exc.label}, got {_kind(exc.value)} {_HIDDEN}")
+    return exc
 
 
 def _split(line: str, parent: str) -> Problem:

@@ -104,6 +104,22 @@ def parse_serve(
 ) -> ServeConfig | None:
     """`[serve]` from the file: `raw` as written (to refuse a token written in the file) and
     `expanded` after `${NAME}` expansion. Problems are added with their place."""
+    mark = len(problems.lines)
+    config = _parse_serve(raw, expanded, problems, path)
+    # A place whose variable is unset was reported by the expansion: judging the empty string
+    # left there would add a second, misleading line (`port: expected an integer, got ''`).
+    problems.lines[mark:] = [
+        line for line in problems.lines[mark:] if not _at_unset(line, problems.unset)
+    ]
+    return config
+
+
+def _at_unset(line: str, unset: set[str]) -> bool:
+    place = line.partition(": ")[0]
+    return any(place == u or place.startswith((f"{u}.", f"{u}[")) for u in unset)
+
+
+def _parse_serve(raw: Any, expanded: Any, problems: _Problems, path: str) -> ServeConfig | None:
     if expanded is None:
         return None
     if not isinstance(expanded, Mapping):
