@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -179,6 +180,31 @@ def add_event_options(parser: argparse.ArgumentParser, *, data_help: str) -> Non
     parser.add_argument("--severity", help="the event's severity (info, low, ..., critical)")
     parser.add_argument("--classification", help="the event's classification (SENSITIVE, ...)")
     parser.add_argument("--ordering-key", metavar="KEY", help="deliver events of a key in order")
+
+
+def number_option(low: int, high: int, *, integer: bool = False) -> Any:
+    """An argparse `type` for a number from `low` to `high`: NaN, infinities and numbers out
+    of range are a usage error naming the option (`--timeout nan` would wait for nothing,
+    `--port 99999` end in a traceback)."""
+    kind = "a whole number" if integer else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {kind} from {low} to {high}, got {text!r}")
+        return value
+
+    parse.__name__ = kind  # what argparse names in its own messages
+    return parse
+
+
+#: `--timeout`: how long a command waits for its deliveries (a day at most).
+TIMEOUT_SECONDS = number_option(0, 86400)
+#: `--port`: 0 picks a free one.
+PORT = number_option(0, 65535, integer=True)
 
 
 def config_path(args: argparse.Namespace) -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from ..config.serve import ServeConfig, TokenConfig, hash_token
-from ._common import CliError, Output, add_config_option, load
+from ._common import PORT, CliError, Output, add_config_option, load
 
 __all__ = ["register", "run"]
 
@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
         "The configuration's own tokens still work. SIGTERM or Ctrl-C stops it.",
     )
     add_config_option(parser, store=True)
-    parser.add_argument("--port", type=int, help="port (default: [serve] port, 8787; 0: any)")
+    parser.add_argument("--port", type=PORT, help="port (default: [serve] port, 8787; 0: any)")
     parser.add_argument(
         "--no-browser", action="store_true", help="print the link only, open no browser"
     )

@@ -10,6 +10,7 @@ from typing import Any
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
+    TIMEOUT_SECONDS,
     CliError,
     Output,
     add_config_option,
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
         "replay", help="send dead letters again; exits 1 if one fails again"
     )
     replay.add_argument("ids", nargs="*", metavar="ID", help="dead letter ids (default: all)")
-    replay.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
+    replay.add_argument("--timeout", type=TIMEOUT_SECONDS, default=120.0, metavar="SECONDS")
     for sub in (listing, replay):
         sub.add_argument("--webhook", metavar="NAME", help="only this webhook's dead letters")
         add_config_option(sub, store=True)

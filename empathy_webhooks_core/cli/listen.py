@@ -16,7 +16,15 @@ from typing import Any
 
 from .._formatting import truncate
 from ..redaction import REDACTED, is_secret_name, redact_text
-from ._common import EXIT_FAILED, EXIT_OK, CliError, Output, add_json_option
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    PORT,
+    CliError,
+    Output,
+    add_json_option,
+    number_option,
+)
 
 SECRET_ENV = "EMPATHY_WEBHOOKS_SECRET"  # noqa: S105 - a variable name, not a secret
 #: Standard Webhooks: a delivery older (or newer) than this is refused (replay protection).
@@ -34,7 +42,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
+        "--port", type=PORT, default=8000, help="port (default 8000; 0 picks a free one)"
     )
     parser.add_argument(
         "--secret",
@@ -48,9 +56,17 @@ def register(subparsers: Any) -> None:
         help="with --secret: accept unsigned requests too (each marked as such) while signed "
         "ones are still verified, so one listener serves signed and unsigned webhooks",
     )
-    parser.add_argument("--status", type=int, default=200, help="answer valid arrivals with this")
     parser.add_argument(
-        "--count", type=int, metavar="N", help="exit after N arrivals (default: run until Ctrl-C)"
+        "--status",
+        type=number_option(200, 599, integer=True),
+        default=200,
+        help="answer valid arrivals with this (200 to 599)",
+    )
+    parser.add_argument(
+        "--count",
+        type=number_option(1, 10**9, integer=True),
+        metavar="N",
+        help="exit after N arrivals (default: run until Ctrl-C)",
     )
     parser.add_argument(
         "--headers", action="store_true", help="print each arrival's headers (always in --json)"
@@ -180,10 +196,14 @@ def shown_path(path_qs: str, show_secrets: bool = False) -> str:
 
 
 def shown_headers(headers: Mapping[str, str], show_secrets: bool = False) -> dict[str, str]:
-    """Headers as printed: values of secret-named ones masked unless `show_secrets`."""
+    """Headers as printed: values of secret-named ones masked, and credentials in the others
+    (a URL's userinfo), unless `show_secrets`."""
     if show_secrets:
         return dict(headers)
-    return {key: REDACTED if is_secret_name(key) else value for key, value in headers.items()}
+    return {
+        key: REDACTED if is_secret_name(key) else redact_text(value)
+        for key, value in headers.items()
+    }
 
 
 class Listener:
@@ -244,6 +264,7 @@ class Listener:
         when = datetime.now().strftime("%H:%M:%S")
         path = shown_path(request.path_qs, self.show_secrets)
         shown = shown_headers(headers or {}, self.show_secrets)
+        shown_body = summary(body)[2]
         if self.out.json:
             line = {
                 "time": when,
@@ -256,7 +277,8 @@ class Listener:
                 "schemes": checks,
                 "answered": status,
                 "refused": refused,
-                "body": summary(body)[2],
+                # Masked as the text lines are (they pass through `Output.line`).
+                "body": shown_body if self.show_secrets else redact_text(shown_body),
             }
             print(json.dumps(line, ensure_ascii=False), flush=True)
             return
@@ -275,7 +297,7 @@ class Listener:
         if self.headers:
             for key, value in shown.items():
                 self._print(f"    {key}: {value}", style="dim")
-        self._print(f"    {summary(body)[2]}", style="dim")
+        self._print(f"    {shown_body}", style="dim")
 
     def _print(self, text: str, style: str | None = None) -> None:
         if not self.show_secrets:

@@ -12,6 +12,7 @@ from ..events import EventType
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
+    TIMEOUT_SECONDS,
     CliError,
     Output,
     add_config_option,
@@ -33,7 +34,7 @@ def register(subparsers: Any) -> None:
         "--event", action="append", metavar="TYPE", help="only this event type (repeatable)"
     )
     add_config_option(parser)
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument("--timeout", type=TIMEOUT_SECONDS, default=60.0, metavar="SECONDS")
     add_json_option(parser)
     parser.set_defaults(func=run)
 

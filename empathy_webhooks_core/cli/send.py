@@ -15,6 +15,7 @@ from ..events import Event
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
+    TIMEOUT_SECONDS,
     CliError,
     Outcome,
     Output,
@@ -57,7 +58,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=TIMEOUT_SECONDS,
         default=120.0,
         metavar="SECONDS",
         help="give up waiting after this long (default 120; what is left stays pending)",

@@ -11,7 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config.serve import MIN_TOKEN_CHARS, ServeConfig, hash_token
-from ._common import EXIT_OK, CliError, Output, add_config_option, configure_logging, load
+from ._common import (
+    EXIT_OK,
+    PORT,
+    CliError,
+    Output,
+    add_config_option,
+    configure_logging,
+    load,
+)
 from ._store import shown_store
 
 
@@ -27,7 +35,7 @@ def register(subparsers: Any) -> None:
     )
     add_config_option(parser, store=True)
     parser.add_argument("--host", help="address to listen on (default: [serve] host, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default: [serve] port, 8787; 0: any)")
+    parser.add_argument("--port", type=PORT, help="port (default: [serve] port, 8787; 0: any)")
     parser.add_argument(
         "--no-workers",
         action="store_true",
