@@ -147,6 +147,17 @@ def _optional_text(instance: Any, attribute: attrs.Attribute[Any], value: Any) -
         raise TypeError(f"{attribute.name} must be a string or None")
 
 
+def _credential(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _optional_text(instance, attribute, value)
+    # An empty one is what `"${SMTP_PASSWORD}"` gives when the variable is set but empty:
+    # with both empty the relay would be used without authentication, and nothing would say.
+    if value is not None and not value.strip():
+        raise ValueError(
+            f"{attribute.name} is empty (is its environment variable set?); leave both "
+            "username and password out for a relay without authentication"
+        )
+
+
 def _tls_context(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, ssl.SSLContext):
         raise TypeError(f"tls_context must be an ssl.SSLContext, got {type(value).__name__}")
@@ -172,8 +183,8 @@ class EmailWebhook(Webhook):
     port: int = attrs.field(validator=_port)
     sender: str = attrs.field(converter=_sender)
     recipients: tuple[str, ...] = attrs.field(converter=_recipients)
-    username: str | None = secret_field(default=None, validator=_optional_text)
-    password: str | None = secret_field(default=None, validator=_optional_text)
+    username: str | None = secret_field(default=None, validator=_credential)
+    password: str | None = secret_field(default=None, validator=_credential)
     sender_name: str | None = attrs.field(default="Empathy Framework", validator=_optional_text)
     reply_to: str | None = attrs.field(default=None, converter=_reply_to)
     subject_prefix: str = attrs.field(default="[Empathy]", validator=_optional_text)
