@@ -499,6 +499,35 @@ def test_stats_explains_that_the_memory_store_keeps_nothing(tmp_path: Path) -> N
         assert "nothing persists between commands" in result.err
 
 
+def test_reading_commands_refuse_a_store_file_that_does_not_exist(tmp_path: Path) -> None:
+    """A mistyped path was answered with an empty store made on the spot ("0 pending, no
+    dead letters") and left behind, folders and all."""
+    write(tmp_path / "webhooks.toml", '[[webhooks]]\ntype = "custom"\nurl = "https://e.x/"\n')
+    typo = tmp_path / "ops" / "outbox.db"
+    for command in (
+        ["stats"],
+        ["stats", "--json"],
+        ["dead-letters", "list"],
+        ["dead-letters", "replay"],
+        ["deliveries"],
+    ):
+        result = run(*command, "--store", f"sqlite:///{typo}", cwd=tmp_path)
+        assert result.code == 2, (command, result)
+        assert f"there is no store file at {typo}" in result.err, result.err
+        assert "Traceback" not in result.err
+    assert not typo.parent.exists()
+
+
+def test_listen_refuses_an_empty_secret() -> None:
+    """`--secret "$SECRET"` with the variable unset said "verifying with 1 secret" and then
+    refused every signed request."""
+    for secrets in (["--secret", ""], ["--secret", "s3cr3t-value", "--secret", "  "]):
+        result = run("listen", "--port", "0", "--count", "1", *secrets)
+        assert result.code == 2, result
+        assert "--secret is empty (is its environment variable set?)" in result.err
+        assert "s3cr3t-value" not in result.err + result.out
+
+
 async def test_test_sends_a_sample_of_each_subscribed_type(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -595,13 +595,17 @@ def test_a_read_only_folder_is_one_clear_cli_error_with_exit_2(tmp_path: Path) -
     else:
         folder.chmod(0o555)
     try:
-        for command in (["stats"], ["send", "alert", "--no-wait"], ["worker"]):
+        for command in (["send", "alert", "--no-wait"], ["worker"]):
             # In this process (tests/_cli_kit.py): the message, not the start-up, is tested.
             done = completed(*command, "-c", str(config))
             assert done.returncode == 2, (command, done.stdout, done.stderr)
             assert "Traceback" not in done.stderr
             assert f"cannot open the SQLite store {folder / 'outbox.db'}" in done.stderr
             assert f"the folder {folder} is read-only" in done.stderr
+        # A command that only reads has nothing to read: no file was ever made there.
+        done = completed("stats", "-c", str(config))
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        assert f"there is no store file at {folder / 'outbox.db'}" in done.stderr
     finally:
         if root:
             subprocess.run(["chattr", "-i", str(folder)], check=True)

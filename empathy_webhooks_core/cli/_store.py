@@ -8,6 +8,7 @@ from typing import Any
 
 from ..plugins import PluginManager, hooks_for
 from ..stores import PendingCounts, StoreOpenError, open_store
+from ..stores.sqlite import SQLiteStore
 from ._common import CliError, shown_url
 
 MEMORY = (None, "", "memory", "memory://")
@@ -39,6 +40,16 @@ async def open_durable(url: str, pm: PluginManager) -> tuple[Any, list[Any]]:
         store = open_store(url, hooks_for(pm).store_backends())
     except (OSError, ValueError, TypeError) as exc:
         raise CliError(f"error: cannot open the store {shown_store(url)}: {exc}") from None
+    if isinstance(store, SQLiteStore) and not store.path.exists():
+        # Opening makes the file (and its folders): a mistyped path would be answered with
+        # an empty store, "0 pending, no dead letters", about a file nobody ever wrote.
+        raise CliError(
+            [
+                f"error: there is no store file at {store.path}",
+                "Nothing has been queued there: check the path (a relative one is from the "
+                "folder this command runs in).",
+            ]
+        )
     try:
         pending = list(await store.open())
     except StoreOpenError as exc:

@@ -359,6 +359,10 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
 
 def run(args: argparse.Namespace, out: Output) -> int:
     secrets = list(args.secret or [])
+    if any(not secret.strip() for secret in secrets):
+        # `--secret "$SECRET"` with the variable unset: every signed request would be
+        # refused, under a banner that says one secret verifies them.
+        raise CliError("error: --secret is empty (is its environment variable set?)")
     if not secrets and os.environ.get(SECRET_ENV):
         secrets = [os.environ[SECRET_ENV]]
     return asyncio.run(serve(args, out, secrets))
