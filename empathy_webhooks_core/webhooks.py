@@ -17,6 +17,7 @@ from .events import Event
 from .ratelimit import RateLimit
 from .redaction import (
     is_secret_field,
+    is_secret_name,
     redact_text,
     secret_field,
     secret_repr,
@@ -312,7 +313,26 @@ def _headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
             )
         if any(char in item for char in "\r\n\0"):
             raise ValueError(f"header {key!r} has a line break or NUL in its value")
+        if is_secret_name(key) and _no_credential(item):
+            # `"Bearer ${TOKEN}"` with the variable empty, or f"Bearer {os.getenv('TOKEN')}"
+            # with it unset: every request would go out unauthenticated, refused or worse.
+            raise ValueError(
+                f"header {key!r} holds no credential (is its environment variable set?)"
+            )
     return headers
+
+
+#: Authorization schemes: a header holding one of these words alone holds no credential.
+_AUTH_SCHEMES = frozenset({"basic", "bearer", "bot", "digest", "token", "apikey", "key"})
+
+
+def _no_credential(value: str) -> bool:
+    words = value.split()
+    if not words:
+        return True
+    if len(words) == 1 and words[0].lower() in _AUTH_SCHEMES:
+        return True
+    return words[-1] == "None"
 
 
 def _method(value: str) -> str:

@@ -306,3 +306,34 @@ async def test_listen_masks_secret_members_of_the_body_in_every_mode(args: list[
             assert all(mark in text for mark in marks), text
         else:
             assert not any(mark in text for mark in marks), text
+
+
+@pytest.mark.parametrize("value", ["", "Bearer ", "Bearer ${TOK}", "${TOK}"])
+def test_a_secret_named_header_with_no_credential_is_refused(tmp_path: Path, value: str) -> None:
+    # A variable set but empty: every request would have gone out unauthenticated.
+    config = write(
+        tmp_path / "webhooks.toml",
+        f"""
+[[webhooks]]
+type = "custom"
+url = "https://example.invalid/hook"
+headers = {{ Authorization = "{value}" }}
+""",
+    )
+    result = run("validate", "-c", str(config), env={"TOK": ""})
+    assert result.code == 2, result
+    assert "holds no credential (is its environment variable set?)" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_a_header_credential_from_an_unset_getenv_is_refused_in_python() -> None:
+    import os
+
+    from empathy_webhooks_core import CustomWebhook
+
+    with pytest.raises(ValueError, match="'X-Api-Key' holds no credential"):
+        CustomWebhook(url="https://e.x/", headers={"X-Api-Key": str(os.getenv("NOT_SET_AT_ALL"))})
+    with pytest.raises(ValueError, match="'Authorization' holds no credential"):
+        CustomWebhook(url="https://e.x/", headers={"Authorization": "Bearer None"})
+    kept = CustomWebhook(url="https://e.x/", headers={"Authorization": "Bearer t0k", "X-Note": ""})
+    assert kept.headers["X-Note"] == ""
