@@ -73,10 +73,16 @@ NAME_FIELDS = (
     "name",
     "title",
 )
-#: Data fields that say where it was found.
+#: Data fields that say where it was found. `source`, `hostname` and the environment are
+#: where plugins take an alert's source and group from (PagerDuty's `payload.source`, Datadog's
+#: `host` and `env:` tag): left out, "Disk full" on db-1 and on db-2 would share one key.
 PLACE_FIELDS = (
     "service",
     "host",
+    "hostname",
+    "source",
+    "environment",
+    "env",
     "endpoint",
     "component",
     "file",

@@ -143,9 +143,18 @@ def build_change_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]
         payload["summary"] = truncate(payload.get("summary") or "Empathy change", SUMMARY_LIMIT)
         if "source" in payload:
             payload["source"] = truncate(payload["source"], FIELD_LIMIT)
-        if len(json_bytes(body)) > EVENT_BYTES_LIMIT:
-            payload["custom_details"] = {"truncated": True}
+        _shed(body, payload)
     return body
+
+
+def _shed(body: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Over 512 KB PagerDuty refuses the whole event: give up the details, then the links (a
+    huge URL from the data), rather than the page."""
+    if len(json_bytes(body)) > EVENT_BYTES_LIMIT:
+        payload["custom_details"] = {"truncated": True}
+    for extra in ("links", "images"):
+        if len(json_bytes(body)) > EVENT_BYTES_LIMIT:
+            body.pop(extra, None)
 
 
 def build_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]:
@@ -214,6 +223,5 @@ def _within_limits(body: dict[str, Any]) -> dict[str, Any]:
                 payload[field] = truncate(payload[field], FIELD_LIMIT)
         if payload.get("severity") not in _PD_SEVERITIES:
             payload["severity"] = "error"
-        if len(json_bytes(body)) > EVENT_BYTES_LIMIT:
-            payload["custom_details"] = {"truncated": True}
+        _shed(body, payload)
     return body
