@@ -263,7 +263,10 @@ async def _find_comment(
             return answer, None, elapsed
         comments = answer.json()
         for comment in comments if isinstance(comments, list) else []:
-            if isinstance(comment, dict) and marker in str(comment.get("body") or ""):
+            # Ours ends with the marker; one merely quoting it elsewhere is not ours.
+            if isinstance(comment, dict) and str(comment.get("body") or "").rstrip().endswith(
+                marker
+            ):
                 return answer, comment.get("id"), elapsed
         found = _NEXT_LINK.search(answer.header("link") or "")
         url = found.group(1) if found and _same_origin(found.group(1), webhook.api_url) else None

@@ -4,6 +4,7 @@ within GitHub's limits."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,8 @@ _HEADINGS = {
     "security": "### 🔒 Security",
 }
 _REVIEW_KEYS = ("looks_good", "suggestions", "security", "confidence")
+#: `@user` and `@org/team` where GitHub would notify them (not mid-word, as in an email).
+_MENTION = re.compile(r"(?<![\w`/])@(?=[A-Za-z0-9])")
 
 
 def _number(value: Any) -> int | None:
@@ -99,8 +102,12 @@ def marker_for(webhook: GitHubWebhook, event: Event) -> str:
 
 
 def _line(value: Any) -> str:
-    """One list item's text: a single line (a newline would end the Markdown item)."""
-    return " ".join(str(value).split())
+    """Event text as one line of a comment (a newline would end the Markdown item) that
+    pings nobody (`@octocat` notifies its owner: a zero-width space after the `@`) and holds
+    no HTML (an unclosed `<!--` hides the rest of the comment; a marker in it would let
+    another finding's update overwrite this comment)."""
+    text = " ".join(str(value).split()).replace("<", "&lt;")
+    return _MENTION.sub("@\u200b", text)
 
 
 def _items(value: Any) -> list[Any]:
@@ -195,7 +202,9 @@ def generic_markdown(event: Event) -> str:
     lines.extend(f"- **{_line(label)}**: {truncate(value, 500)}" for label, value in facts[:25])
     link = first_text(event.data, "url", "link")
     if link and link.startswith(("https://", "http://")):
-        lines.extend(["", f"[Details]({_line(link)})"])
+        # Parentheses and spaces would end the link early and let the rest add links of its own.
+        href = " ".join(link.split()).replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+        lines.extend(["", f"[Details]({href})"])
     return "\n".join(lines).rstrip()
 
 
