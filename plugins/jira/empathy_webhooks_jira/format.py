@@ -20,9 +20,10 @@ from empathy_webhooks_core.plugin import (
     base_event_type,
     finding_basis,
     first_text,
+    fit_escaped,
     location,
     severity_of,
-    truncate,
+    utf16_len,
 )
 
 if TYPE_CHECKING:
@@ -95,6 +96,12 @@ _CATEGORY = {"security_vulnerability": "security", "bug_detected": "bug"}
 #: C0 controls but tab and newline: not allowed in Jira text and invisible anyway.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _NOT_LABEL = re.compile(r"[^a-z0-9._-]+")
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut (with an ellipsis) to `limit` as Jira counts: Java's `String.length()`, in
+    UTF-16 code units, where an emoji is 2 and 255 code points of them are refused."""
+    return fit_escaped(text, limit, length=utf16_len)
 
 
 def _clean(text: str) -> str:
@@ -262,7 +269,7 @@ def _paragraph(*content: dict[str, Any]) -> dict[str, Any]:
 def _fit(doc: dict[str, Any], limit: int) -> dict[str, Any]:
     """Shorten the longest text until the serialized document fits `limit` characters."""
     for _ in range(20):
-        size = len(json.dumps(doc, ensure_ascii=False))
+        size = utf16_len(json.dumps(doc, ensure_ascii=False))
         if size <= limit:
             break
         texts = [
@@ -271,9 +278,9 @@ def _fit(doc: dict[str, Any], limit: int) -> dict[str, Any]:
             for node in block.get("content", [])
             if node.get("type") == "text"
         ]
-        longest = max(texts, key=lambda node: len(node["text"]))
+        longest = max(texts, key=lambda node: utf16_len(node["text"]))
         # JSON escapes can make a character cost more than one: cut a little extra.
-        keep = max(1, len(longest["text"]) - (size - limit) - 64)
+        keep = max(2, utf16_len(longest["text"]) - (size - limit) - 64)
         longest["text"] = truncate(longest["text"], keep)
     return doc
 

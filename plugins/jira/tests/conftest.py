@@ -190,7 +190,7 @@ class FakeJira:
         summary = fields.get("summary")
         if not summary:
             errors["summary"] = "You must specify a summary of the issue."
-        elif len(summary) > 255:
+        elif len(summary.encode("utf-16-le")) // 2 > 255:  # Java's String.length()
             errors["summary"] = "Summary can't exceed 255 characters."
         elif "\n" in summary:
             errors["summary"] = "The summary is invalid because it contains newline characters."
