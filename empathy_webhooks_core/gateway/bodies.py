@@ -3,6 +3,7 @@ mistake named by its JSON path (`$.events[3].empathy_level`) in one 422 answer."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping
@@ -17,6 +18,10 @@ __all__ = ["EVENT_FIELDS", "build_event", "event_fields", "event_problem", "read
 
 _OPTIONAL_STRINGS = ("user_id", "severity", "classification", "ordering_key")
 _ITEM = re.compile(r"\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]")
+#: How long the rest of a body may take once its headers came: a body trickled, or declared
+#: longer than what is sent, would otherwise hold its request (and a stopping gateway's
+#: grace period) for as long as the client likes.
+BODY_SECONDS = 30.0
 
 
 async def read_json(request: web.Request, limit: int) -> tuple[bytes, Any]:
@@ -30,34 +35,44 @@ async def read_json(request: web.Request, limit: int) -> tuple[bytes, Any]:
             "/problems/unsupported-media-type",
             f"send the body as application/json, not {request.content_type or 'nothing'}",
         )
-    if request.content_length is not None:
-        stream = request.content
-        if stream.is_eof():
-            # All of it came in with the headers (an event is small): taken from the buffer
-            # at once, without `read()`'s loop of awaits for chunks already there.
-            body = stream.read_nowait()
-        else:
-            # Declared within the limit: one read (aiohttp stops at its own limit, the same
-            # one).
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise _too_large(limit) from None
-        if len(body) > limit:
-            raise _too_large(limit)
+    if request.content_length is not None and request.content.is_eof():
+        # All of it came in with the headers (an event is small): taken from the buffer at
+        # once, without `read()`'s loop of awaits for chunks already there.
+        body = request.content.read_nowait()
     else:
-        chunks = bytearray()
-        async for chunk in request.content.iter_chunked(65536):
-            chunks += chunk
-            if len(chunks) > limit:
-                raise _too_large(limit)
-        body = bytes(chunks)
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                body = await _read_rest(request, limit)
+        except TimeoutError:
+            raise Problem(
+                408,
+                "/problems/body-timeout",
+                f"the body did not arrive within {BODY_SECONDS:g} seconds of its headers",
+                headers={"Connection": "close"},
+            ) from None
+    if len(body) > limit:
+        raise _too_large(limit)
     try:
         return body, json.loads(body)
     except RecursionError:
         raise Problem(422, "/problems/invalid-json", "the body nests too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(422, "/problems/invalid-json", f"the body is not JSON: {exc}") from None
+
+
+async def _read_rest(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None:
+        # Declared within the limit: one read (aiohttp stops at its own limit, the same one).
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(limit) from None
+    chunks = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        chunks += chunk
+        if len(chunks) > limit:
+            raise _too_large(limit)
+    return bytes(chunks)
 
 
 def _too_large(limit: int) -> Problem:

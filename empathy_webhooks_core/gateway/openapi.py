@@ -37,6 +37,7 @@ _ERRORS = {
     401: "No valid bearer token",
     403: "The token lacks the scope this route needs",
     404: "No such webhook, event or dead letter",
+    408: "The body did not arrive in time (a trickled or unfinished body)",
     409: "A request with this Idempotency-Key is under way, or the dead letter cannot be replayed",
     413: "The body is larger than the gateway takes",
     415: "The body is not declared application/json",
@@ -44,7 +45,8 @@ _ERRORS = {
     429: "The token's rate limit is reached; retry after `Retry-After` seconds",
     501: "Not available here: prometheus-client is not installed, or the store keeps no "
     "attempt history",
-    503: "The gateway is shutting down (or not ready)",
+    503: "The gateway is shutting down (or not ready), or nothing was queued (the queues are "
+    "full or the store does not answer); retry after `Retry-After` seconds",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
 
@@ -64,7 +66,7 @@ def _problem(status: int) -> dict[str, Any]:
         "description": _ERRORS[status],
         "content": {"application/problem+json": {"schema": _ref("Problem")}},
     }
-    if status in (429,):
+    if status in (429, 503):
         answer["headers"] = _RETRY_AFTER
     return answer
 
@@ -421,7 +423,7 @@ def document(gateway: Any = None) -> dict[str, Any]:
                     202,
                     _replayable(_json(_ref("EventAccepted"), "Queued durably for its webhooks")),
                 ),
-                (409, 413, 415, 422),
+                (408, 409, 413, 415, 422),
                 scope="events:write",
                 tag="events",
                 body=_ref("EventInput"),
@@ -433,7 +435,7 @@ def document(gateway: Any = None) -> dict[str, Any]:
             "post": _operation(
                 f"Emit up to {settings.max_batch} events",
                 (202, _replayable(_json(_ref("EventBatchAccepted"), "Every event queued"))),
-                (409, 413, 415, 422),
+                (408, 409, 413, 415, 422),
                 scope="events:write",
                 tag="events",
                 body=_ref("EventBatchInput"),

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .._log import get_logger
 from .._pipeline.admission import QueueFull
 from ..events import Event
 from ..history import DELIVERY_STATUSES, MAX_PAGE
 from ..monitor import UnknownWebhookError
 from ..prometheus import WebhookCollector
+from ..redaction import redact_value
 from ..stores import HasKeyValue
 from .auth import public, requires
 from .bodies import build_event, event_fields, read_json
@@ -32,8 +34,12 @@ if TYPE_CHECKING:
 
 __all__ = ["add_routes"]
 
+log = get_logger()
+
 #: Dead letters one listing returns at most.
 MAX_LIST = 1000
+#: What a caller told to come back (a full queue, a store that does not answer) waits.
+RETRY_SECONDS = "5"
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -72,16 +78,46 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
 # -- events ----------------------------------------------------------------------------------
 
 
-async def _admit(gateway: Gateway, event: Event) -> tuple[list[str], list[str]]:
-    """The webhooks `event` was queued for, and those that refused it (`max_pending`)."""
+async def _admit(
+    gateway: Gateway, event: Event, *, alone: bool = True
+) -> tuple[list[str], list[str]]:
+    """The webhooks `event` was queued for, and those that refused it (`max_pending`).
+    A 503 when nothing was queued: a 2xx must mean stored, and a caller told to retry
+    loses nothing. `alone=False` (an event of a batch): the batch decides."""
     try:
         return await gateway.intake.admit(event), []
     except QueueFull as full:
+        if alone and not full.queued:
+            raise _queue_full(full.refused) from None
         return full.queued, full.refused
+    except Exception as exc:
+        # The store failed the write (down, locked, unreachable): nothing is queued, so a
+        # retry is safe; a 500 would tell clients (GatewayClient too) not to retry.
+        raise _store_failed(exc, event_id=event.event_id) from None
 
 
-async def _accept(gateway: Gateway, event: Event) -> dict[str, Any]:
-    webhooks, refused = await _admit(gateway, event)
+def _store_failed(exc: Exception, **context: str) -> Problem:
+    log.error("gateway_store_failed", error=f"{type(exc).__name__}: {exc}", **context)
+    return Problem(
+        503,
+        "/problems/store-unavailable",
+        "the store did not answer, so nothing was queued; retry after Retry-After",
+        headers={"Retry-After": RETRY_SECONDS},
+    )
+
+
+def _queue_full(refused: list[str]) -> Problem:
+    return Problem(
+        503,
+        "/problems/queue-full",
+        f"nothing was queued: {', '.join(map(repr, refused))} already hold max_pending "
+        "deliveries; retry after Retry-After",
+        headers={"Retry-After": RETRY_SECONDS},
+    )
+
+
+async def _accept(gateway: Gateway, event: Event, *, alone: bool = True) -> dict[str, Any]:
+    webhooks, refused = await _admit(gateway, event, alone=alone)
     return {"event_id": event.event_id, "webhooks": webhooks, "refused": refused}
 
 
@@ -120,7 +156,12 @@ async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Resp
     if key is None:
         return _json(await answer(body), 202)
     token = request[TOKEN].name
-    replay = await gateway.idempotency.begin(token, route, key, raw)
+    try:
+        replay = await gateway.idempotency.begin(token, route, key, raw)
+    except Problem:
+        raise
+    except Exception as exc:  # the store keeping the keys is down: nothing queued yet
+        raise _store_failed(exc, idempotency_key=key) from None
     if replay is not None:
         return _json(replay.body, replay.status, {"Idempotent-Replayed": "true"})
     try:
@@ -128,7 +169,16 @@ async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Resp
     except BaseException:
         await gateway.idempotency.release(token, route, key)
         raise
-    await gateway.idempotency.finish(token, route, key, raw, 202, result)
+    try:
+        await gateway.idempotency.finish(token, route, key, raw, 202, result)
+    except Exception as exc:
+        # The events are queued: that is the answer. Only a retry within the claim's
+        # lapse is told "in use"; a later one would queue them again, so say so.
+        log.warning(
+            "idempotency_finish_failed",
+            idempotency_key=key,
+            error=f"{type(exc).__name__}: {exc}",
+        )
     return _json(result, 202)
 
 
@@ -177,7 +227,11 @@ async def post_events_batch(request: web.Request) -> web.Response:
         if errors:
             raise Problem(422, "/problems/invalid-body", _summary(errors), errors=errors)
         # Together (one group of the intake), so the store commits them at once.
-        accepted = await asyncio.gather(*(_accept(gateway, event) for event in events))
+        accepted = await asyncio.gather(*(_accept(gateway, event, alone=False) for event in events))
+        if not any(answer["webhooks"] for answer in accepted):
+            refused = sorted({name for answer in accepted for name in answer["refused"]})
+            if refused:  # none of the batch was queued: retrying it whole is safe
+                raise _queue_full(refused)
         return {"events": list(accepted)}
 
     return await _idempotent(request, "events:batch", answer)
@@ -202,9 +256,13 @@ def _moment(request: web.Request, name: str) -> float | None:
     if raw is None:
         return None
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
+        raw = ""  # nan, inf: refused below with the other non-times
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
@@ -217,6 +275,16 @@ def _moment(request: web.Request, name: str) -> float | None:
             errors=[{"path": f"query:{name}", "message": "not a time"}],
         )
     return moment.timestamp()
+
+
+def _shown_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
+    """An envelope as a reader sees it: its data and metadata with secrets masked, as the
+    console shows them (a producer may put a token in them). The other fields are the
+    gateway's own or checked strings; masking them would hide `ordering_key` for its name."""
+    for key in ("data", "metadata"):
+        if envelope.get(key):
+            envelope[key] = redact_value(envelope[key])
+    return envelope
 
 
 @requires("read")
@@ -232,7 +300,7 @@ async def get_event(request: web.Request) -> web.Response:
         raise _no_history(exc) from None
     return _json(
         {
-            "event": event.to_envelope(),
+            "event": _shown_envelope(event.to_envelope()),
             "deliveries": [record.to_dict() for record in page.items],
         }
     )
@@ -337,9 +405,14 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     limit = _query_int(request, "limit", 100, 1, MAX_LIST)
     letters = await gateway.dispatcher.dead_letters(webhook)
     letters.sort(key=lambda letter: letter.failed_at, reverse=True)
+    shown = []
+    for letter in letters[:limit]:
+        item = letter.to_dict()
+        item["event"] = _shown_envelope(item["event"])
+        shown.append(item)
     return _json(
         {
-            "dead_letters": [letter.to_dict() for letter in letters[:limit]],
+            "dead_letters": shown,
             "total": len(letters),
         }
     )
