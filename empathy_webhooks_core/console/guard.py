@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..gateway.auth import public
 from .headers import CSP, secure
@@ -38,8 +39,13 @@ def _same_origin(request: web.Request) -> bool:
 
 
 async def form_value(request: web.Request, name: str) -> str | None:
-    """A text field of the posted form (None when absent or a file)."""
-    value = (await request.post()).get(name)
+    """A text field of the posted form (None when absent, a file, or the form is not one
+    that parses: a hostile body is a refused form, not a server error)."""
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError):  # bad encoding, charset, multipart
+        return None
+    value = form.get(name)
     return value if isinstance(value, str) else None
 
 

@@ -26,8 +26,17 @@ _ATTEMPTS_PER_MINUTE = 30
 
 
 def _safe_next(raw: str | None) -> str:
-    """Where to go after logging in: a path of this console, never another site."""
-    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+    """Where to go after logging in: a path of this console, never another site. Only
+    visible ASCII (what the guard's quoted path is): a browser drops a tab or line break
+    from a URL, so `/<TAB>/evil.example` would go to `//evil.example`, and a line break
+    in the Location header is refused by aiohttp after the answer was chosen."""
+    if (
+        not raw
+        or not raw.startswith("/")
+        or raw.startswith("//")
+        or "\\" in raw
+        or not all("!" <= char <= "~" for char in raw)
+    ):
         return "/"
     return raw
 
