@@ -289,3 +289,24 @@ async def test_console_forms_that_do_not_parse_are_refused_not_a_server_error(
         await page_csrf(session, url)  # still logged in: nothing was done
         async with session.get(f"{url}/dead-letters") as page:
             assert not re.search("Enabled|Replayed", await page.text())
+
+
+def test_the_login_limiter_forgets_addresses_and_stays_bounded() -> None:
+    """A bucket per address that ever tried to log in, kept forever: memory grew with every
+    address. A full bucket is forgotten; under a flood, the least recently used go."""
+    from empathy_webhooks_core.gateway.auth import _MAX_BUCKETS, RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    for _ in range(5):
+        assert limiter.take("console-login:10.0.0.1", 5) == 0.0
+    assert limiter.take("console-login:10.0.0.1", 5) > 0  # exhausted
+    for n in range(3 * _MAX_BUCKETS):
+        now[0] += 0.001
+        limiter.take(f"console-login:192.0.2.{n}", 5)
+        assert len(limiter._buckets) <= _MAX_BUCKETS
+    # Within the same minute, a recent address keeps its state; an old full one is gone.
+    limiter.take("console-login:10.0.0.9", 5)
+    for _ in range(4):
+        limiter.take("console-login:10.0.0.9", 5)
+    assert limiter.take("console-login:10.0.0.9", 5) > 0

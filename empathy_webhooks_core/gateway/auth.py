@@ -102,6 +102,10 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+#: The most buckets a gateway keeps (one per token, one per address trying console logins).
+_MAX_BUCKETS = 10_000
+
+
 class RateLimiter:
     """Requests per minute per token: a token bucket holding a minute's worth of requests,
     refilled continuously. `take(name, rate)` is 0 when a request may go, else the seconds
@@ -115,11 +119,22 @@ class RateLimiter:
         now = self._clock()
         level, at = self._buckets.get(name, (float(per_minute), now))
         level = min(float(per_minute), level + (now - at) * per_minute / 60.0)
+        if len(self._buckets) >= _MAX_BUCKETS and name not in self._buckets:
+            self._forget(now)
         if level >= 1.0:
             self._buckets[name] = (level - 1.0, now)
             return 0.0
         self._buckets[name] = (level, now)
         return (1.0 - level) * 60.0 / per_minute
+
+    def _forget(self, now: float) -> None:
+        """Console logins keep a bucket per client address, so the table would grow with
+        every address that ever tried. A bucket untouched for a minute is full again, the
+        same as none: those go. If addresses are still too many, the least recently used go
+        too (their limit starts over), down to half, so this runs once per many new names."""
+        fresh = [(at, name) for name, (_, at) in self._buckets.items() if now - at < 60.0]
+        keep = {name for _, name in sorted(fresh)[-(_MAX_BUCKETS // 2) :]}
+        self._buckets = {name: v for name, v in self._buckets.items() if name in keep}
 
 
 def retry_after(seconds: float) -> str:
