@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import re
 from collections.abc import Iterable
 
@@ -32,18 +33,47 @@ class EventMatcher:
         return bool(self._globs and self._globs.match(event_type))
 
 
+#: Webhook names whose filter was seen returning None (said once each).
+_SAID_NONE: set[str] = set()
+
+
 def passes_filter(webhook: Webhook, event: Event) -> bool:
-    """The webhook's `filter`, if any. A filter that raises skips this webhook only."""
+    """The webhook's `filter`, if any. A filter that raises or returns an awaitable skips
+    this webhook only, and is logged with the webhook and the event; one that returns None
+    skips it too, said once per webhook (a forgotten `return` drops every event)."""
     if webhook.filter is None:
         return True
     try:
-        return bool(webhook.filter(event))
+        verdict = webhook.filter(event)
     except Exception as exc:
-        log.error(
-            "filter_failed",
-            webhook=webhook.name,
-            event_id=event.event_id,
-            event_type=event.event_type,
-            error=f"{type(exc).__name__}: {exc}",
-        )
-        return False
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        if verdict is True or verdict is False:
+            return verdict
+        if verdict is None:
+            # False, as Python reads it (`lambda e: e.data.get("urgent")` means it), but a
+            # forgotten `return` reads the same and drops every event: said once a webhook.
+            if webhook.name not in _SAID_NONE:
+                _SAID_NONE.add(webhook.name)
+                log.warning(
+                    "filter_returned_none",
+                    webhook=webhook.name,
+                    event_id=event.event_id,
+                    reason="read as False (the event skips this webhook); return a bool, "
+                    "or check the filter has a `return`",
+                )
+            return False
+        if not inspect.isawaitable(verdict):
+            return bool(verdict)
+        # A coroutine (an async filter behind a lambda) is truthy: every event went through.
+        if inspect.iscoroutine(verdict):
+            verdict.close()  # never awaited: no RuntimeWarning left behind
+        error = "the filter returned an awaitable, not a bool (filter must be a plain function)"
+    log.error(
+        "filter_failed",
+        webhook=webhook.name,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        error=error,
+    )
+    return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
@@ -80,11 +81,28 @@ def _secrets(value: Any) -> tuple[str, ...]:
     if isinstance(value, str | bytes):
         value = [value]
     secrets = tuple(s.decode() if isinstance(s, bytes) else s for s in value)
+    if not secrets and value != ():
+        # A rotation list whose variables are all unset (`[s for s in (new, old) if s]`):
+        # as for None, an error, never an unsigned webhook. The empty tuple is what an
+        # unsigned webhook holds, and `attrs.evolve` hands it back.
+        raise ValueError(
+            "signing_secret is an empty list (are its environment variables set?); "
+            "leave signing_secret out for unsigned requests"
+        )
     if any(not isinstance(s, str) or not s for s in secrets):
         raise ValueError("signing_secret must be a non-empty string (or a list of them)")
     for secret in secrets:
         standard_key(secret)  # a whsec_ secret that is not base64 fails here, not per attempt
     return secrets
+
+
+def _filter(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _callable_or_none("filter")(instance, attribute, value)
+    if value is not None and inspect.iscoroutinefunction(value):
+        # Its coroutine is truthy, so every event would pass it (routing does not await).
+        raise TypeError(
+            "filter must be a plain function of the event returning a bool, not async def"
+        )
 
 
 def _callable_or_none(name: str) -> Any:
@@ -215,9 +233,7 @@ class Webhook:
 
     name: str = attrs.field()
     events: tuple[str, ...] = attrs.field(default=("*",), converter=_events)
-    filter: Callable[[Event], bool] | None = attrs.field(
-        default=None, validator=_callable_or_none("filter")
-    )
+    filter: Callable[[Event], bool] | None = attrs.field(default=None, validator=_filter)
     retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy, converter=_retry_policy)
     rate_limit: RateLimit | None = attrs.field(default=None, converter=_rate_limit)
     circuit_breaker: BreakerPolicy = attrs.field(factory=BreakerPolicy, converter=_breaker)
