@@ -111,7 +111,6 @@ class Failures:
         """A final failure: a dead letter, `on_failure` told, the fallback webhook given the
         event, and the delivery settled."""
         webhook = lane.webhook
-        lane.recorder.failure()
         log.warning(
             "delivery_failed",
             webhook=webhook.name,
@@ -124,18 +123,25 @@ class Failures:
         await store.add_dead_letter(delivery, error.to_dict())
         lane.outcomes[delivery.delivery_id] = "final"
         lane.dead_letters += 1
-        await self.tell(webhook, delivery.event, error)
-        fallback = webhook.fallback
-        if fallback is not None:
-            name = fallback if isinstance(fallback, str) else fallback.name
-            target = self._lanes.get(name)
-            if target is not None and target is not lane:
-                backup = Delivery(
-                    webhook_name=name, event=delivery.event, context=dict(delivery.context)
-                )
-                await store.enqueue([backup])
-                if not store.remote_workers:  # else a worker takes it from the store
-                    target.enqueue(backup)
+        try:
+            await self.tell(webhook, delivery.event, error)
+            fallback = webhook.fallback
+            if fallback is not None:
+                name = fallback if isinstance(fallback, str) else fallback.name
+                target = self._lanes.get(name)
+                if target is not None and target is not lane:
+                    backup = Delivery(
+                        webhook_name=name, event=delivery.event, context=dict(delivery.context)
+                    )
+                    await store.enqueue([backup])
+                    if not store.remote_workers:  # else a worker takes it from the store
+                        target.enqueue(backup)
+        except Exception:
+            lane.recorder.failure()  # `worker_failed` settles it, with no await between
+            raise
+        # Counted as it leaves `pending`, with no await between: counted before an async
+        # on_failure ran, it was both failed and still queued, and the figures held it twice.
+        lane.recorder.failure()
         self._settle(lane, delivery)
 
     async def gone(self, lane: Lane, delivery: Delivery, reason: str, error: DeliveryError) -> None:
@@ -180,7 +186,9 @@ class Failures:
             except Exception as second:
                 if lane.outcomes.get(delivery.delivery_id) != "final":
                     # Not even a dead letter could be written: a durable store still holds the
-                    # delivery (it resumes on restart), a memory store does not.
+                    # delivery (it resumes on restart), a memory store does not. It failed all
+                    # the same, and leaves `pending` below: counted, or the figures lose it.
+                    lane.recorder.failure()
                     log.error(
                         "dead_letter_not_recorded",
                         webhook=lane.webhook.name,
