@@ -351,6 +351,18 @@ def _no_credential(value: str) -> bool:
     return words[-1] == "None"
 
 
+def _one_authorization(url: str, headers: Mapping[str, str]) -> None:
+    # Credentials in the URL become an Authorization header of their own: with one in
+    # `headers` too, every attempt failed ("Cannot combine AUTHORIZATION header...").
+    if urlsplit(url).username is None:
+        return
+    if any(name.lower() == "authorization" for name in headers):
+        raise ValueError(
+            "url has credentials (user:password@) and headers set Authorization: only one "
+            "can be sent; keep one of them"
+        )
+
+
 def _method(value: str) -> str:
     method = str(value).upper()
     if method not in ("POST", "PUT", "PATCH"):
@@ -374,7 +386,10 @@ class CustomWebhook(Webhook):
     url: str = attrs.field(validator=lambda _, __, value: check_url(value), repr=url_repr)
     method: str = attrs.field(default="POST", converter=_method)
     headers: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_headers, repr=lambda h: repr(masked_headers(h))
+        factory=dict,
+        converter=_headers,
+        validator=lambda instance, _, value: _one_authorization(instance.url, value),
+        repr=lambda h: repr(masked_headers(h)),
     )
     #: Send the generic envelope even to a URL that names a service (`hooks.slack.com`).
     #: By default such a webhook is sent as that service's plugin formats it (see

@@ -337,3 +337,20 @@ def test_a_header_credential_from_an_unset_getenv_is_refused_in_python() -> None
         CustomWebhook(url="https://e.x/", headers={"Authorization": "Bearer None"})
     kept = CustomWebhook(url="https://e.x/", headers={"Authorization": "Bearer t0k", "X-Note": ""})
     assert kept.headers["X-Note"] == ""
+
+
+def test_credentials_in_the_url_and_an_authorization_header_are_refused(tmp_path: Path) -> None:
+    # aiohttp refuses to send both: every attempt failed, found only at delivery time.
+    config = write(
+        tmp_path / "webhooks.toml",
+        """
+[[webhooks]]
+type = "custom"
+url = "https://ops:pw-m4rker@example.invalid/hook"
+headers = { Authorization = "Bearer t0k-m4rker" }
+""",
+    )
+    result = run("validate", "-c", str(config))
+    assert result.code == 2, result
+    assert "only one can be sent" in result.err
+    assert "m4rker" not in result.err + result.out
