@@ -56,6 +56,7 @@ from .stores import (
     DeadLetter,
     Delivery,
     DeliveryStore,
+    MemoryStore,
     open_store,
 )
 from .webhooks import Webhook, webhook_sequence
@@ -351,9 +352,23 @@ class WebhookDispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._states.stop()
-        left = sum(lane.pending for lane in self._lanes.values())
+        left = {name: lane.pending for name, lane in self._lanes.items() if lane.pending}
         if left and self._store is not None and self._store.remote_workers is False:
-            log.warning("closed_with_pending_deliveries", count=left)
+            if isinstance(self._store, MemoryStore):
+                # Nothing keeps them: said as the loss it is, webhook by webhook.
+                log.error(
+                    "closed_with_pending_deliveries",
+                    count=sum(left.values()),
+                    webhooks=left,
+                    reason="lost: the memory store keeps nothing after close",
+                )
+            else:
+                log.warning(
+                    "closed_with_pending_deliveries",
+                    count=sum(left.values()),
+                    webhooks=left,
+                    reason="kept in the store: delivered when a process opens it again",
+                )
         if self._store is not None:
             await self._store.close()
         await self._sessions.close()

@@ -4,6 +4,8 @@ the one that tried ended. Real SQLite files, a real receiver on loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,3 +104,24 @@ async def test_a_replay_whose_write_fails_raises_and_keeps_the_letter(receiver: 
         assert await dispatcher.dead_letters() == []
     finally:
         await dispatcher.close()
+
+
+async def test_closing_without_drain_names_what_the_memory_store_loses(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It said only a total, as a warning, though a memory store loses them all."""
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    hook = CustomWebhook(
+        name="slow", url=receiver.url("/slow"), rate_limit={"max_requests_per_hour": 1}
+    )
+    dispatcher = WebhookDispatcher(webhooks=[hook])
+    await dispatcher.start()
+    for n in range(3):
+        await dispatcher.emit("alert", {"n": n})
+    await asyncio.sleep(0.2)
+    await dispatcher.close(drain=False)
+    [record] = [r for r in caplog.records if "closed_with_pending_deliveries" in r.getMessage()]
+    assert record.levelno == logging.ERROR
+    line = record.getMessage()
+    assert "count=2" in line and "'slow': 2" in line and "lost" in line
+    assert len(receiver.requests) == 1
