@@ -35,6 +35,7 @@ __all__ = [
     "TITLE_LIMIT",
     "alert_type",
     "clean_tags",
+    "escape_markdown",
     "event_body",
     "event_series",
     "metric_name",
@@ -72,6 +73,20 @@ _ALERT_TYPE = {
 _ALERT_TYPES = frozenset({"error", "warning", "info", "success", "user_update", "recommendation"})
 _TEXT_SKIP = frozenset({"title", "summary", "description", "message", "metrics"})
 _METRIC_CHARS = re.compile(r"[^A-Za-z0-9_.]+")
+#: Said as the last tag when the event had more than Datadog keeps.
+DROPPED_TAG = "empathy_tags_dropped"
+
+# Datadog reads the text between `%%%` markers as markdown, and an `@handle` after whitespace
+# in it as a notification (a user, a Slack channel, PagerDuty). Event data is escaped with
+# markdown's backslash escapes: a `%%%` in it cannot end the block, an escaped `@` follows no
+# whitespace so notifies no one, and links, images and HTML show as written.
+_MARKUP = str.maketrans({char: "\\" + char for char in "\\`*[]<>|~%@"})
+# An underscore inside a word (`developer_123`) never emphasises: only those at an edge are.
+_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# Headings and list items start a line and are followed by a space (`1.9.0` is no list).
+_LINE_START = re.compile(r"(?m)^([ \t]*)(#{1,6}|[-+])(?=[ \t]|$)")
+_ORDERED = re.compile(r"(?m)^([ \t]*\d{1,9})([.)])(?=[ \t]|$)")
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_:-]+")
 
 
 def title(event: Event) -> str:
@@ -86,15 +101,31 @@ def alert_type(event: Event) -> str:
     return _ALERT_TYPE[severity_of(event)]
 
 
+def escape_markdown(text: Any) -> str:
+    """`text` shown as written inside Datadog's `%%%` markdown (see `_MARKUP`)."""
+    text = str(text).translate(_MARKUP)
+    if "_" in text:
+        text = _UNDERSCORE.sub(lambda found: "\\" + found.group(0), text)
+    text = _LINE_START.sub(_escaped_last, text)
+    return _ORDERED.sub(_escaped_last, text)
+
+
+def _escaped_last(found: re.Match[str]) -> str:
+    return found.group(1) + "\\" + found.group(2)
+
+
 def clean_tags(tags: Iterable[Any]) -> list[str]:
     """Unique `key:value` tags Datadog keeps as given: no whitespace or commas (Datadog would
-    split or rewrite them), at most 200 characters each and 100 in all."""
+    split or rewrite them), no trailing colon (Datadog's rule), at most 200 characters each
+    and 100 in all; when more were given, the last says how many were left out."""
     out: list[str] = []
     for tag in tags:
-        clean = re.sub(r"[\s,]+", "_", str(tag)).strip("_")[:TAG_LIMIT]
+        clean = re.sub(r"[\s,]+", "_", str(tag)).strip("_")[:TAG_LIMIT].rstrip(":_")
         if clean and clean not in out:
             out.append(clean)
-    return out[:MAX_TAGS]
+    if len(out) > MAX_TAGS:
+        return [*out[: MAX_TAGS - 1], f"{DROPPED_TAG}:{len(out) - MAX_TAGS + 1}"]
+    return out
 
 
 def tags_for(webhook: DatadogWebhook, event: Event) -> list[str]:
@@ -112,8 +143,10 @@ def tags_for(webhook: DatadogWebhook, event: Event) -> list[str]:
     environment = first_text(event.data, "environment", "env")
     if environment:
         tags.append(f"env:{environment}")
-    tags.extend(_data_tags(event))
+    # The webhook's own tags (what monitors and dashboards filter on) before the event's,
+    # so a flood of data tags can never push them out of the 100 kept.
     tags.extend(webhook.tags)
+    tags.extend(_data_tags(event))
     return clean_tags(tags)
 
 
@@ -133,20 +166,25 @@ def _markdown(event: Event) -> str:
     lines = []
     description = first_text(event.data, "description", "message")
     if description:
-        lines.extend([description, ""])
+        lines.extend([escape_markdown(description), ""])
     for key, value in event.data.items():
         if key not in _TEXT_SKIP and value is not None:
-            lines.append(f"- **{key}**: {truncate(_scalar(value), 300)}")
+            shown = escape_markdown(truncate(_scalar(value), 300))
+            lines.append(f"- **{escape_markdown(key)}**: {shown}")
     where = location(event.data)
-    if where and not any(where in line for line in lines):
-        lines.append(f"- **location**: {where}")
+    if where and not any(escape_markdown(where) in line for line in lines):
+        lines.append(f"- **location**: {escape_markdown(where)}")
     metrics = event.data.get("metrics")
     if isinstance(metrics, dict):
         for key, value in metrics.items():
-            lines.append(f"- **{key}**: {truncate(_scalar(value), 100)}")
-    footer = [f"event `{event.event_id}`"]
+            shown = escape_markdown(truncate(_scalar(value), 100))
+            lines.append(f"- **{escape_markdown(key)}**: {shown}")
+    # A code span shows backslashes as written, and `%%%` or `@` in one still count.
+    event_id = event.event_id
+    shown_id = f"`{event_id}`" if _PLAIN_ID.fullmatch(event_id) else escape_markdown(event_id)
+    footer = [f"event {shown_id}"]
     if event.user_id:
-        footer.append(f"user {event.user_id}")
+        footer.append(f"user {escape_markdown(event.user_id)}")
     if event.empathy_level is not None:
         footer.append(f"level {event.empathy_level}")
     if lines:
@@ -158,7 +196,13 @@ def _markdown(event: Event) -> str:
 def wrap_text(markdown: str) -> str:
     """Markdown inside Datadog's `%%%` markers, the whole at most 4000 characters."""
     room = TEXT_LIMIT - len(_MARK_OPEN) - len(_MARK_CLOSE)
-    return f"{_MARK_OPEN}{truncate(markdown, room)}{_MARK_CLOSE}"
+    text = truncate(markdown, room)
+    if text != markdown:
+        # Never half an escape before the ellipsis: a lone backslash would escape it.
+        head = text[:-1]
+        if (len(head) - len(head.rstrip("\\"))) % 2:
+            text = head[:-1] + text[-1]
+    return f"{_MARK_OPEN}{text}{_MARK_CLOSE}"
 
 
 def event_body(webhook: DatadogWebhook, event: Event) -> dict[str, Any]:
