@@ -53,6 +53,7 @@ __all__ = [
     "summary",
     "text_adf",
     "unassigned_comment",
+    "wiki_text",
 ]
 
 #: Jira refuses longer summaries ("Summary can't exceed 255 characters.").
@@ -96,6 +97,18 @@ _CATEGORY = {"security_vulnerability": "security", "bug_detected": "bug"}
 #: C0 controls but tab and newline: not allowed in Jira text and invisible anyway.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _NOT_LABEL = re.compile(r"[^a-z0-9._-]+")
+# Data Center's v2 text is wiki markup: `[~user]` mentions (and notifies), `[text|url]` links,
+# `!url!` embeds an image, `{code}` opens a macro. Event text is escaped as Jira's renderer
+# reads escapes (its BackslashEscapeRendererComponent): a backslash before one of these.
+_WIKI_SPECIAL = re.compile(r"[-#*_+?^~|%{}\[\]()!@]")
+# The text's own backslash before one of them (or before another: `\\` is a line break)
+# would undo that escape: a zero-width space after it keeps both as written.
+_WIKI_OWN_BACKSLASH = re.compile(r"\\(?=[-#*_+?^~|%{}\[\]()!@\\])")
+# Headings and quotes (`h1. `, `bq. `) start a line and take no escape.
+_WIKI_BLOCK = re.compile(r"(?im)^([ \t]*(?:h[1-6]|bq))\.")
+# Inside `{noformat}` nothing is markup but its own end, in any case.
+_NOFORMAT = re.compile(r"(?i)\{(?=noformat)")
+_ZWSP = "\u200b"
 
 
 def truncate(text: str, limit: int) -> str:
@@ -303,14 +316,27 @@ def description_adf(event: Event, limit: int = DESCRIPTION_LIMIT) -> dict[str, A
     return _fit({"version": 1, "type": "doc", "content": content}, limit)
 
 
+def wiki_text(text: str) -> str:
+    """`text` shown as written in Jira's wiki markup (see `_WIKI_SPECIAL`)."""
+    text = _WIKI_OWN_BACKSLASH.sub("\\\\" + _ZWSP, text)
+    text = _WIKI_SPECIAL.sub(lambda found: "\\" + found.group(0), text)
+    return _WIKI_BLOCK.sub(lambda found: found.group(1) + _ZWSP + ".", text)
+
+
 def description_wiki(event: Event, limit: int = DESCRIPTION_LIMIT) -> str:
-    """The same description in wiki markup, for Jira Data Center's REST API v2."""
+    """The same description in wiki markup, for Jira Data Center's REST API v2; the event's
+    text escaped, the fix shown as written in a `{noformat}` block nothing in it can end."""
     intro, lines, fix = _parts(event)
-    text = intro + "\n\n" + "\n".join(f"*{label}:* {value}" for label, value in lines)
-    if fix:
-        text += "\n\n*Recommended Fix:*\n{noformat}\n" + fix.replace("{noformat}", "") + "\n"
-        text += "{noformat}"
-    return truncate(text.strip(), limit)
+    facts = "\n".join(f"*{label}:* {wiki_text(value)}" for label, value in lines)
+    text = "\n\n".join(part for part in (wiki_text(intro), facts) if part)
+    if not fix:
+        return truncate(text, limit)
+    opening, closing = "\n\n*Recommended Fix:*\n{noformat}\n", "\n{noformat}"
+    code = _NOFORMAT.sub("{" + _ZWSP, fix)
+    # The fix is cut, not the block's end: cut short, an unclosed block swallows the page.
+    frame = utf16_len(opening) + utf16_len(closing)
+    text = truncate(text, max(limit // 2, limit - frame - utf16_len(code)))
+    return text + opening + truncate(code, limit - frame - utf16_len(text)) + closing
 
 
 def text_adf(text: str, limit: int = DESCRIPTION_LIMIT) -> dict[str, Any]:
@@ -330,7 +356,7 @@ def comment_body(webhook: JiraWebhook, text: str) -> dict[str, Any]:
     """The body of `POST /issue/{key}/comment`: ADF in REST API v3 (a plain string is refused
     there), wiki markup in v2."""
     if webhook.api_version == 2:
-        return {"body": truncate(text, DESCRIPTION_LIMIT)}
+        return {"body": truncate(wiki_text(text), DESCRIPTION_LIMIT)}
     return {"body": text_adf(text)}
 
 
