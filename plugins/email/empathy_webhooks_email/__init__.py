@@ -32,6 +32,7 @@ from empathy_webhooks_core.plugin import (
     Verdict,
     Webhook,
     address_refusal,
+    get_logger,
     hookimpl,
     redact_text,
     secret_field,
@@ -80,6 +81,8 @@ _ADDRESS = re.compile(
     r"|\[[0-9A-Fa-f:.]+\])"
 )
 _HOST = re.compile(r"[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?")
+
+log = get_logger()
 
 
 class EmailDeliveryRefused(Exception):
@@ -376,6 +379,11 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
     except aiosmtplib.SMTPConnectResponseError as exc:
         return _answer(webhook, exc.code, exc.message, "connect", started)
     except aiosmtplib.SMTPResponseException as exc:
+        if exc.code < 100:
+            # aiosmtplib's -1: a reply it could not read (too long, no reply code), not the
+            # server's verdict on the message; retried like a broken connection.
+            text = _scrub(" ".join(exc.message.split())[:300], webhook)
+            raise ConnectionError(f"{where}: unreadable reply from the server ({text})") from None
         return _answer(webhook, exc.code, exc.message, "smtp", started)
     except aiosmtplib.SMTPTimeoutError as exc:
         raise TimeoutError(f"no answer from {where} within {timeout:g} s") from exc
@@ -402,8 +410,16 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
         address: f"{answer.code} {answer.message}" for address, answer in (errors or {}).items()
     }
     # The others got it: retrying would send them a second copy, so it is a detail.
-    shown = "; ".join(f"{address}: {text}" for address, text in refused.items())
-    return _answer(webhook, 250, reply, "data", started, _scrub(shown, webhook) or None)
+    shown = _scrub("; ".join(f"{address}: {text}" for address, text in refused.items()), webhook)
+    if shown:
+        # Those recipients never get this alert, and no retry will tell: said loudly.
+        log.warning(
+            "email_recipients_refused",
+            webhook=webhook.name,
+            message_id=request.extras.get("message_id"),
+            refused=shown[:1000],
+        )
+    return _answer(webhook, 250, reply, "data", started, shown or None)
 
 
 @hookimpl
