@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from empathy_webhooks_core.plugin import (
     Severity,
     apply_template,
     first_text,
+    fit_escaped,
     json_bytes,
     labelled_title,
     location,
@@ -106,7 +108,13 @@ def annotation_text(event: Event) -> str:
     if event.empathy_level is not None:
         footer.append(f"level {event.empathy_level}")
     lines.extend(["", " · ".join(footer)])
-    return truncate("\n".join(lines), TEXT_LIMIT)
+    return fit_escaped("\n".join(lines), TEXT_LIMIT, _html)
+
+
+def _html(text: str) -> str:
+    # Grafana shows the text as HTML (sanitised, but links and images kept): the event's
+    # text is escaped so it shows as written.
+    return html.escape(text, quote=False)
 
 
 def annotation_body(webhook: GrafanaWebhook, event: Event) -> dict[str, Any]:
@@ -121,7 +129,7 @@ def annotation_body(webhook: GrafanaWebhook, event: Event) -> dict[str, Any]:
     if webhook.panel_id is not None:
         body["panelId"] = webhook.panel_id
     body = apply_template(webhook, event, body, text=lambda text: {"text": text})
-    body["text"] = truncate(body.get("text") or title(event), TEXT_LIMIT)
+    body["text"] = truncate(body.get("text") or _html(title(event)), TEXT_LIMIT)
     if isinstance(body.get("tags"), list):
         body["tags"] = _unique_tags(body["tags"])
     return body
