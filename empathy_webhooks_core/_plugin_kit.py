@@ -74,6 +74,7 @@ def apply_template(
     *,
     text: Callable[[str], Mapping[str, Any]] | None = None,
     mapping: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    escape: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """`payload` with the user's template for `event` (`Webhook.templates`) laid over it.
 
@@ -81,14 +82,16 @@ def apply_template(
     any other value replaces, None removes a key. A string template (or a function's string)
     goes to `text`, which says where this service puts it, as such a dict:
     `text=lambda s: {"text": s}`. `mapping`, when given, may reshape a dict template before
-    it is merged (Teams puts a bare Adaptive Card in its envelope). With no template, `payload`
-    comes back as a dict unchanged.
+    it is merged (Teams puts a bare Adaptive Card in its envelope). `escape`, for a service
+    that reads text as markup, is applied to each event value a string template puts in its
+    text (`{data[title]}`), not to the template's own text. With no template, `payload` comes
+    back as a dict unchanged.
 
     Raises `TypeError`, naming the event type, for what the plugin cannot use (a string when
     it takes none, a list, a number): the delivery then fails saying so, rather than sending
     the default message as if the template were not there.
     """
-    override = render_template(webhook, event)
+    override = render_template(webhook, event, escape=escape)
     if override is None:
         return dict(payload)
     if isinstance(override, str) and text is not None:

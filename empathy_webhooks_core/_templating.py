@@ -3,7 +3,8 @@ plugin: a template gives a whole value or a partial dict merged over the plugin'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import string
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .events import Event
@@ -12,16 +13,32 @@ from .webhooks import Webhook
 __all__ = ["merge_payload", "render_template"]
 
 
-def render_template(webhook: Webhook, event: Event) -> Any | None:
+class _Escaping(string.Formatter):
+    """`str.format` whose every replacement field goes through `escape`: a string template's
+    own markup is the user's, the event's values in it are text."""
+
+    def __init__(self, escape: Callable[[str], str]) -> None:
+        self._escape = escape
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return self._escape(format(value, format_spec))
+
+
+def render_template(
+    webhook: Webhook, event: Event, *, escape: Callable[[str], str] | None = None
+) -> Any | None:
     """The user's template for this event, evaluated: None when there is none; a function's
-    result; a string formatted with the event's envelope (`"{event_type}: {data[endpoint]}"`);
-    a dict as a copy."""
+    result; a string formatted with the event's envelope (`"{event_type}: {data[endpoint]}"`),
+    each value through `escape` when the service reads the text as markup (a value from the
+    event could otherwise notify, link or end a block); a dict as a copy."""
     template = webhook.template_for(event)
     if template is None:
         return None
     if callable(template):
         return template(event)
     if isinstance(template, str):
+        if escape is not None:
+            return _Escaping(escape).format(template, **event.to_envelope())
         return template.format(**event.to_envelope())
     return dict(template)
 

@@ -221,7 +221,9 @@ def event_body(webhook: DatadogWebhook, event: Event) -> dict[str, Any]:
     host = first_text(event.data, "host", "hostname") or webhook.host
     if host:
         body["host"] = host
-    body = apply_template(webhook, event, body, text=lambda text: {"text": text})
+    body = apply_template(
+        webhook, event, body, text=lambda text: {"text": text}, escape=escape_markdown
+    )
     return _within_limits(body)
 
 

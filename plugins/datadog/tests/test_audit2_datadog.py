@@ -98,3 +98,10 @@ def test_a_tag_never_ends_with_a_colon() -> None:
     event = Event(event_type="alert", data={"service": " ", "tags": ["owner:", ":"]})
     tags = render(hook, event)["tags"]
     assert tags == ["service", "severity:warning", "event_type:alert", "env", "team", "owner"]
+
+
+def test_a_string_template_escapes_the_event_values_not_its_own_markup() -> None:
+    hook = DatadogWebhook(api_key=API_KEY, templates={"alert": "**{data[title]}** @ops-team"})
+    event = Event(event_type="alert", data={"title": "%%% @pagerduty-oncall [x](https://e.x)"})
+    text = render(hook, event)["text"]
+    assert "**\\%\\%\\% \\@pagerduty-oncall \\[x\\](https://e.x)** @ops-team" in text

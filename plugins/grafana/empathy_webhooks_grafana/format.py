@@ -128,7 +128,7 @@ def annotation_body(webhook: GrafanaWebhook, event: Event) -> dict[str, Any]:
         body["dashboardUID"] = webhook.dashboard_uid
     if webhook.panel_id is not None:
         body["panelId"] = webhook.panel_id
-    body = apply_template(webhook, event, body, text=lambda text: {"text": text})
+    body = apply_template(webhook, event, body, text=lambda text: {"text": text}, escape=_html)
     body["text"] = truncate(body.get("text") or _html(title(event)), TEXT_LIMIT)
     if isinstance(body.get("tags"), list):
         body["tags"] = _unique_tags(body["tags"])

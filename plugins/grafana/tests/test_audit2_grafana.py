@@ -38,3 +38,14 @@ def test_a_cut_text_never_ends_in_half_an_entity() -> None:
     event = Event(event_type="alert", data={"title": "x", "description": "<" * 20_000})
     text = render_request(HOOK, event, plugin_manager=PM).json_body()["text"]
     assert len(text) <= 10_000 and text.endswith("&lt;…")
+
+
+def test_a_string_template_escapes_the_event_values_not_its_own_markup() -> None:
+    hook = GrafanaWebhook(
+        url="https://grafana.example.com",
+        api_key="glsa_audit_token_123",
+        templates={"alert": "<b>Deploy</b> {data[title]}"},
+    )
+    event = Event(event_type="alert", data={"title": "<a href='https://evil.example'>x</a>"})
+    body = render_request(hook, event, plugin_manager=PM).json_body()
+    assert body["text"] == "<b>Deploy</b> &lt;a href='https://evil.example'&gt;x&lt;/a&gt;"

@@ -433,6 +433,8 @@ def build_body(webhook: JiraWebhook, event: Event) -> dict[str, Any]:
         event,
         body,
         text=lambda text: {"fields": {"description": _template_description(webhook, text)}},
+        # v2's description is wiki markup; v3's template text becomes plain ADF text.
+        escape=wiki_text if webhook.api_version == 2 else None,
     )
     return _within_limits(webhook, body, fp)
 

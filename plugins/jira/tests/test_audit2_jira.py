@@ -94,3 +94,10 @@ async def test_a_repeat_comment_on_data_center_escapes_the_event_text(jira: Any)
     assert isinstance(comment, str)
     assert comment.startswith("Empathy Framework reported this finding again \\(")
     assert comment.endswith(" UTC\\): Bug in a.py:1\n\nagain \\[\\~jsmith\\] h1. x")
+
+
+def test_a_string_template_escapes_the_event_values_in_v2_wiki_markup() -> None:
+    hook = data_center(templates={"alert": "*Alert:* {data[title]}"})
+    event = Event(event_type="alert", data={"title": "ping [~jsmith] [x|https://evil.example]"})
+    fields = json.loads(hook.render(event).body)["fields"]
+    assert fields["description"] == "*Alert:* ping \\[\\~jsmith\\] \\[x\\|https://evil.example\\]"
