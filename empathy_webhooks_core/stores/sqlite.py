@@ -22,9 +22,11 @@ process's own emits are owned by it from the start; rows nobody owns (queued by 
 released by a process that closed, left by one that died) are claimed a page at a time by
 whichever process has room (`take_pending`), oldest first. An owner's claim is a lease: its
 writer thread renews it every third of `lease` seconds, and a process whose lease ran out
-(hung or killed on another machine), or that no longer runs (same machine, by its pid), has
-its rows released to the others. So no delivery is sent by two live processes at once, and
-none is stranded by a process that died. A process checks for new rows every `poll`
+(hung or killed on another machine: not renewed for `lease` seconds, as measured on each
+process's monotonic clock, so a step of the wall clock ends no live lease), or that no longer
+runs (same machine, by its pid), has its rows released to the others at their next look
+(every quarter `lease`, at most 5 s). So no delivery is sent by two live processes at once,
+and none is stranded by a process that died. A process checks for new rows every `poll`
 seconds, cheaply: `PRAGMA data_version` tells whether anyone else committed since.
 
 An emit's rows are written from the event loop, on a connection of its own, with those of
@@ -633,11 +635,15 @@ class SQLiteStore:
         self._replaying: set[tuple[str, str]] = set()
         self._last_prune = 0.0
         # Claims (writer thread only): whether this owner is registered, when its lease is
-        # renewed next, when the others' are checked next, and per webhook the data version
-        # at which the file had no unclaimed row for it (nothing to look for until it moves).
+        # renewed next, when the others' are checked next (both on the monotonic clock), and
+        # per webhook the data version at which the file had no unclaimed row for it (nothing
+        # to look for until it moves).
         self._registered = False
         self._renew_at = 0.0
         self._check_owners_at = 0.0
+        # Per other owner: the lease end last read, and when (monotonic) it was first read
+        # with that value (`_release_dead_owners`).
+        self._leases_seen: dict[str, tuple[float, float]] = {}
         self._swept = False
         self._empty_at: dict[str, int] = {}
         self._version = -1
@@ -746,7 +752,7 @@ class SQLiteStore:
         while not stopping:
             wait = self.prune_interval
             if self._registered:
-                wait = min(wait, max(0.01, self._renew_at - time.time()))
+                wait = min(wait, max(0.01, self._renew_at - time.monotonic()))
             # An idle process, too, notices within a second that its file was replaced.
             wait = min(wait, max(0.01, self._file_check_at - time.monotonic()))
             try:
@@ -786,7 +792,7 @@ class SQLiteStore:
                 ops.append(op)
             now = time.time()
             due = now - self._last_prune >= self.prune_interval or (
-                self._registered and now >= self._renew_at
+                self._registered and time.monotonic() >= self._renew_at
             )
             if ops or due:
                 ops = self._masked(ops)
@@ -942,7 +948,7 @@ class SQLiteStore:
         noted = (self._registered, set(self._replaying), self._renew_at, self._last_prune)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            if self._registered and now >= self._renew_at:
+            if self._registered and time.monotonic() >= self._renew_at:
                 self._renew(conn, now)
             by_kind: dict[str, list[int]] = {}
             for index, (kind, _, _) in enumerate(batch):
@@ -1020,14 +1026,14 @@ class SQLiteStore:
             (self.owner, _host(), os.getpid(), now + self.lease_seconds),
         )
         self._registered = True
-        self._renew_at = now + self.lease_seconds / 3
+        self._renew_at = time.monotonic() + self.lease_seconds / 3
 
     def _renew(self, conn: sqlite3.Connection, now: float) -> None:
         cursor = conn.execute(
             "UPDATE owners SET alive_until = ? WHERE owner = ?",
             (now + self.lease_seconds, self.owner),
         )
-        self._renew_at = now + self.lease_seconds / 3
+        self._renew_at = time.monotonic() + self.lease_seconds / 3
         if cursor.rowcount == 0:
             # Another process found the lease expired (this one did not renew in time: the
             # machine slept, the process was stopped) and released its rows: what this
@@ -1048,21 +1054,36 @@ class SQLiteStore:
             self._version = conn.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             return False
-        if time.time() >= self._check_owners_at:
+        if time.monotonic() >= self._check_owners_at:
             return False
         return all(self._empty_at.get(name) == self._version for name in wanted)
 
-    def _release_dead_owners(self, conn: sqlite3.Connection, now: float) -> None:
+    def _release_dead_owners(self, conn: sqlite3.Connection) -> None:
         """Give the rows of processes that died (or whose lease ran out) to the living."""
-        self._check_owners_at = now + min(self.lease_seconds / 4, 5.0)
+        mono = time.monotonic()
+        self._check_owners_at = mono + min(self.lease_seconds / 4, 5.0)
         here = _host()
-        dead = [
-            (owner, pid)
-            for owner, host, pid, alive_until in conn.execute(
-                "SELECT owner, host, pid, alive_until FROM owners WHERE owner != ?", (self.owner,)
-            )
-            if alive_until < now or (host == here and not _pid_runs(pid))
-        ]
+        dead: list[tuple[str, int]] = []
+        seen, listed = self._leases_seen, set[str]()
+        for owner, host, pid, alive_until in conn.execute(
+            "SELECT owner, host, pid, alive_until FROM owners WHERE owner != ?", (self.owner,)
+        ):
+            listed.add(owner)
+            last = seen.get(owner)
+            if last is not None and last[0] == alive_until:
+                # Not renewed since it was first read so: over after a lease by this
+                # process's monotonic clock. Compared with the wall clock, a step of it (NTP)
+                # forward ended every live lease at once, and one back kept dead ones as long.
+                # An owner seen for the first time (this process just started) gets a
+                # lease too; a dead one on this machine is found at once by its pid.
+                expired = mono - last[1] >= self.lease_seconds
+            else:
+                expired = False
+                seen[owner] = (alive_until, mono)
+            if expired or (host == here and not _pid_runs(pid)):
+                dead.append((owner, pid))
+        for owner in seen.keys() - listed:
+            del seen[owner]
         released = 0
         for owner, pid in dead:
             count = conn.execute(
@@ -1150,7 +1171,7 @@ class SQLiteStore:
 
     def _do_open(self, conn: sqlite3.Connection, _: Any) -> None:
         now = time.time()
-        self._release_dead_owners(conn, now)
+        self._release_dead_owners(conn)
         if not self.remote_workers and not self._registered:
             # Now, not with the first rows: an emit's rows may be written from the event loop
             # (`_insert_now`), and rows of an owner the file does not list are released.
@@ -1158,8 +1179,8 @@ class SQLiteStore:
 
     def _do_take(self, conn: sqlite3.Connection, wanted: Mapping[str, int]) -> list[Any]:
         now = time.time()
-        if now >= self._check_owners_at:
-            self._release_dead_owners(conn, now)
+        if time.monotonic() >= self._check_owners_at:
+            self._release_dead_owners(conn)
         taken: list[Any] = []
         for name, limit in wanted.items():
             if limit <= 0:
