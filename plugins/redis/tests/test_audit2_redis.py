@@ -1,0 +1,360 @@
+"""Worker processes that die, stall or lose Redis while they hold deliveries: a SIGKILLed
+worker's retries carry their attempt count to the worker that reclaims them, a slow delivery
+is not sent twice at once, SIGTERM leaves nothing behind, the shared rate limit holds across
+three workers, and a Redis blip (a private server restarted with its data) loses nothing.
+Real worker processes, a real receiver on loopback, real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+
+WORKER = r"""
+import asyncio, json, logging, sys
+from empathy_webhooks_core import CustomWebhook
+from empathy_webhooks_core.worker import run_worker
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+url, name, options, grace = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4])
+hook = CustomWebhook(name="h", headers={"X-Worker": name}, **options)
+asyncio.run(run_worker([hook], url, grace_seconds=grace))  # SIGTERM stops it
+"""
+
+
+async def spawn(
+    tmp_path: Path, url: str, name: str, options: dict[str, Any], grace: float = 2.0
+) -> asyncio.subprocess.Process:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        url,
+        name,
+        json.dumps(options),
+        str(grace),
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def prefix_of(url: str) -> str:
+    return url.split("prefix=", 1)[1].split("&", 1)[0]
+
+
+async def consumers(url: str, count: int) -> None:
+    """Until `count` workers have joined the group."""
+    client = aioredis.Redis.from_url(url.split("?", 1)[0])
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    joined = await client.xinfo_consumers(f"{prefix_of(url)}deliveries", "workers")
+                except Exception:
+                    joined = []
+                if len(joined) >= count:
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
+async def until(condition: Any, timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - answers land in the receiver's list
+            await asyncio.sleep(0.02)
+
+
+async def stop_all(procs: list[asyncio.subprocess.Process]) -> list[str]:
+    """SIGTERM each worker still running (SIGKILL after 15 s); their stderr."""
+    logs = []
+    for proc in procs:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 15)
+        except TimeoutError:
+            proc.kill()
+            _, err = await proc.communicate()
+        logs.append(err.decode())
+    return logs
+
+
+async def emit(url: str, hook_url: str, count: int) -> list[str]:
+    hook = CustomWebhook(name="h", url=hook_url)
+    async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
+        return [(await producer.emit("alert", {"n": n})).event_id for n in range(count)]
+
+
+async def test_a_killed_workers_retries_keep_their_count_and_end_as_one_dead_letter(
+    tmp_path: Path, redis_url: str, webhook_receiver: Receiver
+) -> None:
+    """a fails each delivery twice and is killed in its backoff; b reclaims them after the
+    visibility timeout and makes only the attempts left (4 in all), then dead-letters each.
+    A producer lists the letters and replays them: each delivered once."""
+    url = redis_url + "&visibility_timeout=0.6&window=8"
+    failing = True
+
+    def handler(_: ReceivedRequest) -> Reply:
+        return Reply(status=500 if failing else 200)
+
+    webhook_receiver.handler = handler
+    hook_url = webhook_receiver.url("/h")
+    # a's backoff is long: it dies holding every delivery in a retry timer.
+    slow = {"initial_delay_seconds": 0.3, "max_delay_seconds": 30, "backoff_multiplier": 10}
+    fast = {"initial_delay_seconds": 0.01, "max_delay_seconds": 0.01}
+    # No breaker: a's ten failures would open the shared one for b (as they should).
+    a = await spawn(
+        tmp_path, url, "a", {"url": hook_url, "retry_policy": slow, "circuit_breaker": False}
+    )
+    procs = [a]
+    try:
+        await consumers(url, 1)
+        wanted = set(await emit(url, hook_url, 5))
+        await until(lambda: len(webhook_receiver.requests) >= 10)  # two attempts each
+        await asyncio.sleep(0.2)  # a's attempt counts are written
+        a.kill()
+        await a.wait()
+        assert len(webhook_receiver.requests) == 10
+        procs.append(
+            await spawn(
+                tmp_path,
+                url,
+                "b",
+                {"url": hook_url, "retry_policy": fast, "circuit_breaker": False},
+            )
+        )
+        hook = CustomWebhook(name="h", url=hook_url)
+        async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
+            async with asyncio.timeout(20):
+                while len(letters := await producer.dead_letters()) < 5:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # nothing more comes
+            tries: dict[str | None, int] = {}
+            for request in webhook_receiver.requests:
+                tries[request.event_id] = tries.get(request.event_id, 0) + 1
+            # 4 attempts each (max_retries 3): b made the 2 a had left, not a fresh 4.
+            assert tries == dict.fromkeys(wanted, 4)
+            assert {letter.event.event_id for letter in letters} == wanted
+            assert {letter.attempts for letter in letters} == {4}
+            failing = False
+            for letter in letters:
+                await producer.replay_dead_letter(letter.dead_letter_id)
+            await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted)
+            await asyncio.sleep(0.3)
+            assert await producer.dead_letters() == []
+    finally:
+        await stop_all(procs)
+    assert webhook_receiver.delivered_event_ids() == dict.fromkeys(wanted, 1)
+    assert {r.header("X-Worker") for r in webhook_receiver.delivered} == {"b"}
+
+
+async def test_a_delivery_slower_than_the_visibility_timeout_is_not_sent_twice_at_once(
+    tmp_path: Path, redis_url: str, webhook_receiver: Receiver
+) -> None:
+    """Each answer takes 4 visibility timeouts; two other workers keep reclaiming. The
+    heartbeat keeps the entries held: each event arrives once."""
+    url = redis_url + "&visibility_timeout=0.4&window=4"
+
+    async def handler(_: ReceivedRequest) -> Reply:
+        await asyncio.sleep(1.6)
+        return Reply(status=200)
+
+    webhook_receiver.handler = handler
+    hook_url = webhook_receiver.url("/h")
+    options = {"url": hook_url, "retry_policy": {"timeout_seconds": 10}}
+    procs = [await spawn(tmp_path, url, name, options) for name in "abc"]
+    try:
+        await consumers(url, 3)
+        wanted = set(await emit(url, hook_url, 6))
+        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted)
+        await asyncio.sleep(1.0)  # a second sending would have arrived by now
+    finally:
+        logs = await stop_all(procs)
+    assert len(webhook_receiver.requests) == 6
+    assert webhook_receiver.delivered_event_ids() == dict.fromkeys(wanted, 1)
+    assert not any("deliveries_reclaimed" in log for log in logs), logs
+
+
+async def test_sigterm_with_held_deliveries_loses_none(
+    tmp_path: Path, redis_url: str, webhook_receiver: Receiver
+) -> None:
+    """a holds 8 (two answered slowly, six in a long backoff) and is told to stop with a
+    short grace: what it could not finish goes back, and b delivers it."""
+    url = redis_url + "&visibility_timeout=0.5&window=8"
+    seen: dict[str | None, int] = {}
+
+    async def handler(request: ReceivedRequest) -> Reply:
+        seen[request.event_id] = seen.get(request.event_id, 0) + 1
+        if request.header("X-Worker") == "a":
+            if seen[request.event_id] == 1 and len(seen) <= 6:
+                return Reply(status=503)  # retried by a after 30 s: it stops before
+            await asyncio.sleep(3)  # answered after a's grace: cut short
+        return Reply(status=200)
+
+    webhook_receiver.handler = handler
+    hook_url = webhook_receiver.url("/h")
+    slow = {"initial_delay_seconds": 30, "max_delay_seconds": 30, "timeout_seconds": 10}
+    a = await spawn(tmp_path, url, "a", {"url": hook_url, "retry_policy": slow}, grace=0.5)
+    procs = [a]
+    try:
+        await consumers(url, 1)
+        wanted = set(await emit(url, hook_url, 8))
+        await until(lambda: len(webhook_receiver.requests) >= 8)
+        a.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(a.wait(), 10) == 0
+        assert not webhook_receiver.delivered
+        procs.append(await spawn(tmp_path, url, "b", {"url": hook_url}))
+        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted)
+    finally:
+        logs = await stop_all(procs)
+    assert webhook_receiver.delivered_event_ids() == dict.fromkeys(wanted, 1)
+    assert "worker_left_deliveries" in logs[0], logs[0]
+
+
+async def test_the_shared_rate_limit_holds_across_three_workers(
+    tmp_path: Path, redis_url: str, webhook_receiver: Receiver
+) -> None:
+    url = redis_url + "&window=4"
+    limit = 8
+    arrivals: list[tuple[float, str | None]] = []
+
+    def handler(request: ReceivedRequest) -> Reply:
+        arrivals.append((time.monotonic(), request.header("X-Worker")))
+        return Reply(status=200)
+
+    webhook_receiver.handler = handler
+    hook_url = webhook_receiver.url("/h")
+    options = {"url": hook_url, "rate_limit": {"max_requests_per_second": limit}}
+    procs = [await spawn(tmp_path, url, name, options) for name in "abc"]
+    try:
+        await consumers(url, 3)
+        wanted = set(await emit(url, hook_url, 40))
+        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted)
+    finally:
+        await stop_all(procs)
+    assert {worker for _, worker in arrivals} == {"a", "b", "c"}
+    # Per whole second at the receiver: never much more than the limit (one slot's worth of
+    # travel from Redis to the receiver); three workers each with its own limit sent 24.
+    start = arrivals[0][0]
+    per_second: dict[int, int] = {}
+    for moment, _ in arrivals:
+        second = int(moment - start)
+        per_second[second] = per_second.get(second, 0) + 1
+    assert max(per_second.values()) <= limit + 2, per_second
+    assert arrivals[-1][0] - start >= 40 / limit - 1.5
+
+
+class PersistentRedis:
+    """A `redis-server` of this test's own that keeps its data (append-only file) across a
+    kill and a restart: an outage, not a loss."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.proc = subprocess.Popen(
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("the private redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("this test starts its own redis-server, and none is installed")
+    server = PersistentRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+async def test_a_redis_blip_mid_run_loses_nothing_and_is_said_once(
+    tmp_path: Path, persistent_redis: PersistentRedis, webhook_receiver: Receiver
+) -> None:
+    """Redis is down 5 s while two workers hold deliveries (slow answers, retries) and have
+    acknowledgements to write: every event arrives, at most a duplicate each, and each worker
+    says the outage once, not once a retry."""
+    url = persistent_redis.url + "?prefix=blip:&visibility_timeout=1&window=16"
+    answered = 0
+
+    async def handler(_: ReceivedRequest) -> Reply:
+        nonlocal answered
+        answered += 1
+        await asyncio.sleep(0.3)
+        return Reply(status=503 if answered % 3 == 0 else 200)
+
+    webhook_receiver.handler = handler
+    hook_url = webhook_receiver.url("/h")
+    options = {
+        "url": hook_url,
+        "max_concurrency": 4,
+        "retry_policy": {"initial_delay_seconds": 0.2, "max_delay_seconds": 0.5},
+    }
+    procs = [await spawn(tmp_path, url, name, options) for name in "ab"]
+    try:
+        await consumers(url, 2)
+        wanted = set(await emit(url, hook_url, 40))
+        await until(lambda: len(webhook_receiver.delivered) >= 5)
+        persistent_redis.kill()
+        await asyncio.sleep(5)
+        persistent_redis.start()
+        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted, 40)
+        await asyncio.sleep(2)  # what was not acknowledged may come again: let it
+    finally:
+        logs = await stop_all(procs)
+    counts = webhook_receiver.delivered_event_ids()
+    assert set(counts) == wanted
+    assert max(counts.values()) <= 2, counts
+    for log in logs:
+        for line in ("redis_consume_failed", "redis_heartbeat_failed"):
+            assert log.count(line) <= 1, log
+    assert any("redis_consume_failed" in log for log in logs), logs
