@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ from .signing import (
     DEFAULT_TOLERANCE_SECONDS,
     X_SIGNATURE,
     WebhookVerificationError,
+    _secret_list,
+    standard_key,
     verify_standard_webhook_strict,
     verify_webhook_signature,
 )
@@ -41,6 +44,32 @@ __all__ = ["EventHandler", "verification_middleware", "verified_handler"]
 EventHandler = Callable[[web.Request, Any], Any]
 
 log = get_logger()
+
+
+def _check_settings(secret: Any, tolerance: Any, who: str) -> None:
+    """Refuse, when the helper is built, what would verify nothing or everything: a request
+    refused for a bad setting is only a debug line, and a NaN tolerance compares false both
+    ways, so it let a captured request through whatever its age."""
+    try:
+        secrets = _secret_list(secret)
+    except ValueError:  # bytes that are not UTF-8
+        secrets = []
+    if not secrets:
+        raise ValueError(f"{who} needs a signing secret")
+    for item in secrets:
+        try:
+            standard_key(item)
+        except ValueError:
+            raise ValueError(
+                f"{who}: a signing secret starting with 'whsec_' must be base64 after it"
+            ) from None
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, int | float)
+        or not math.isfinite(tolerance)
+        or tolerance < 0
+    ):
+        raise ValueError(f"{who}: tolerance must be a finite number of seconds, 0 or more")
 
 
 def _rejection() -> web.Response:
@@ -90,8 +119,7 @@ def verified_handler(
     requests that carry only `X-Signature` (which has no replay protection). The body size is
     bounded by the application's `client_max_size` (aiohttp's default: 1 MiB).
     """
-    if not secret:
-        raise ValueError("verified_handler needs a signing secret")
+    _check_settings(secret, tolerance, "verified_handler")
 
     async def verified(request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -118,8 +146,7 @@ def verification_middleware(
     """An aiohttp middleware that refuses (401) unsigned or badly signed requests to `paths`
     (every path when None) before any handler runs. Handlers read the verified body with
     `await request.read()` (aiohttp keeps it) or `await request.json()`."""
-    if not secret:
-        raise ValueError("verification_middleware needs a signing secret")
+    _check_settings(secret, tolerance, "verification_middleware")
 
     @web.middleware
     async def middleware(

@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -260,6 +261,10 @@ def _check_standard(
         raise WebhookVerificationError("webhook-timestamp is not a Unix time in seconds")
     timestamp = int(stamp)
     current = time.time() if now is None else now
+    # NaN compares false both ways and infinity admits any age: either would turn replay
+    # protection off without a word, so it is the caller's mistake, said as one.
+    if not (math.isfinite(current) and math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError("tolerance must be a finite number of seconds, 0 or more, and now finite")
     if timestamp < current - tolerance:
         raise WebhookVerificationError("webhook-timestamp is too old")
     if timestamp > current + tolerance:
