@@ -128,14 +128,17 @@ def combine(recorders: list[StatsRecorder], live: dict[str, Any]) -> dict[str, A
     failed = sum(r.failed for r in recorders)
     answered = sum(r.answered for r in recorders)
     total_ms = sum(r.total_response_ms for r in recorders)
-    samples = sorted(s for r in recorders for s in r.samples)
+    # Copied in one C call each (atomic under the GIL): a scrape thread (prometheus_client's
+    # start_http_server) reads while the loop records answers, and iterating the live deque
+    # or Counter raised "mutated during iteration", failing the whole scrape.
+    samples = sorted(s for r in recorders for s in tuple(r.samples))
     errors = [(r.last_error_at, r.last_error) for r in recorders if r.last_error_at is not None]
     successes = [r.last_success_at for r in recorders if r.last_success_at is not None]
     last_error_at, last_error = max(errors) if errors else (None, None)
     total = delivered + failed
     details: collections.Counter[str] = collections.Counter()
     for r in recorders:
-        details.update(r.details)
+        details.update(dict(r.details))
     latest = [r.last_details for r in recorders if r.last_details is not None]
     return {
         "total_sent": total,

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .monitor import WebhookMonitor
+from .redaction import exported_name
 
 __all__ = ["METRICS", "WebhookCollector", "register_collector"]
 
@@ -96,20 +97,23 @@ class WebhookCollector:
         )
 
         stats = self.monitor.all_stats()
+        # A name is the user's to choose, and a scrape leaves the process like a log line: a
+        # webhook named after its Slack URL must not publish the URL's secret path.
+        labels = {webhook: exported_name(webhook) for webhook in stats}
         for name, (key, help_text) in _COUNTERS.items():
             family = CounterMetricFamily(f"{self.prefix}_{name}", help_text, labels=["webhook"])
             for webhook, figures in stats.items():
-                family.add_metric([webhook], figures[key])
+                family.add_metric([labels[webhook]], figures[key])
             yield family
         for name, (key, help_text) in _GAUGES.items():
             gauge = GaugeMetricFamily(f"{self.prefix}_{name}", help_text, labels=["webhook"])
             for webhook, figures in stats.items():
-                gauge.add_metric([webhook], figures[key])
+                gauge.add_metric([labels[webhook]], figures[key])
             yield gauge
         for name, (value_of, help_text) in _STATES.items():
             gauge = GaugeMetricFamily(f"{self.prefix}_{name}", help_text, labels=["webhook"])
             for webhook, figures in stats.items():
-                gauge.add_metric([webhook], value_of(figures))
+                gauge.add_metric([labels[webhook]], value_of(figures))
             yield gauge
         for name, (read, help_text) in _HISTOGRAMS.items():
             histogram = HistogramMetricFamily(
@@ -118,17 +122,22 @@ class WebhookCollector:
             for webhook in stats:
                 durations = read(self.monitor, webhook)
                 histogram.add_metric(
-                    [webhook],
+                    [labels[webhook]],
                     buckets=[(_le(bound), count) for bound, count in durations.buckets],
                     sum_value=durations.sum_seconds,
                 )
             yield histogram
-        yield from self._plugin_figures(stats)
+        yield from self._plugin_figures(stats, labels)
 
-    def _plugin_figures(self, stats: dict[str, dict[str, Any]]) -> Iterator[Any]:
+    def _plugin_figures(
+        self, stats: dict[str, dict[str, Any]], labels: dict[str, str]
+    ) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
         families: dict[str, Any] = {}
+        # Two keys that differ only in characters a name cannot hold (`a-b`, `a_b`) make one
+        # family: its first figure is kept, as a repeated series is an invalid scrape.
+        seen: set[tuple[str, str]] = set()
         for webhook, figures in stats.items():
             for key, value in figures.items():
                 if not key.startswith("plugin.") or isinstance(value, bool):
@@ -136,11 +145,14 @@ class WebhookCollector:
                 if not isinstance(value, int | float):
                     continue  # a text (a last error) is for get_webhook_stats only
                 name = _plugin_metric(self.prefix, key)
+                if (name, labels[webhook]) in seen:
+                    continue
+                seen.add((name, labels[webhook]))
                 if name not in families:
                     families[name] = GaugeMetricFamily(
                         name, f"The plugin's own figure {key}.", labels=["webhook"]
                     )
-                families[name].add_metric([webhook], value)
+                families[name].add_metric([labels[webhook]], value)
         yield from families.values()
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "SECRET_NAME",
     "Redactor",
     "bounded",
+    "exported_name",
     "is_secret_field",
     "is_secret_name",
     "redact_headers",
@@ -395,6 +396,13 @@ def request_secrets_known() -> bool:
 def redact_text(text: str) -> str:
     """`text` with every registered secret and everything credential-shaped masked."""
     return _registry.text(text)
+
+
+def exported_name(name: str) -> str:
+    """A webhook's name as metrics and traces export it: masked when it is written as a URL
+    (a webhook named after its Slack URL would publish the URL's secret path), else as it
+    is: a plain name that shares a word with some secret is never mangled (`ops-***`)."""
+    return redact_text(name) if "://" in name else name
 
 
 def redact_value(value: Any, key: str | None = None) -> Any:

@@ -142,6 +142,7 @@ class OtelPlugin:
         self._spans: dict[tuple[str, int], Span] = {}
         self._dispatchers: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
         self._urls: dict[tuple[str, bool], tuple[str, str, int]] = {}
+        self._names: dict[str, str] = {}
 
     # Optional: a core older than the `observing` hook loads the plugin and calls every hook.
     @hookimpl(optionalhook=True)
@@ -191,7 +192,8 @@ class OtelPlugin:
         # The emit's context as the parent, or none: never the worker task's own context,
         # which holds whatever span was current when the dispatcher started.
         parent = _PROPAGATOR.extract(context) if context else Context()
-        span = self._tracer.start_span(webhook.name, context=parent, kind=SpanKind.CLIENT)
+        name = self._shown_name(webhook.name)
+        span = self._tracer.start_span(name, context=parent, kind=SpanKind.CLIENT)
         if span.is_recording():
             # Worked out only for a span that is kept: with no SDK (or not sampled) the
             # attempt pays for a no-op span and nothing more.
@@ -202,7 +204,7 @@ class OtelPlugin:
                     "url.full": url,
                     "server.address": host,
                     "server.port": port,
-                    "empathy.webhook": webhook.name,
+                    "empathy.webhook": name,
                     "empathy.webhook.type": webhook.kind,
                     "empathy.event.type": event.event_type,
                     "empathy.event.id": event.event_id,
@@ -249,6 +251,18 @@ class OtelPlugin:
         self._meter_is_real = True
         return True
 
+    def _shown_name(self, name: str) -> str:
+        """The webhook's name as exported: the user chose it, and one written as the
+        webhook's Slack URL must not publish the URL's secret path. Remembered, as every
+        attempt of a webhook has the same name."""
+        shown = self._names.get(name)
+        if shown is None:
+            if len(self._names) >= _URLS_KEPT:
+                self._names.clear()
+            # Only a name written as a URL: a plain one sharing a word with a secret stays.
+            shown = self._names[name] = redact_text(name) if "://" in name else name
+        return shown
+
     def _shown_url(self, webhook: Webhook, request: OutgoingRequest) -> tuple[str, str, int]:
         """The URL without its secrets (userinfo, query values, a path that is a credential:
         the webhook's class says `secret_url`), its host and port; remembered, as every
@@ -285,7 +299,8 @@ class OtelPlugin:
         if self._meter_is_real or self._metering():
             outcome = verdict.outcome.value if verdict is not None else "cancelled"
             self._duration.record(
-                duration_s, {"empathy.webhook": webhook.name, "empathy.outcome": outcome}
+                duration_s,
+                {"empathy.webhook": self._shown_name(webhook.name), "empathy.outcome": outcome},
             )
         if not self._spans:
             return
@@ -314,13 +329,16 @@ class OtelPlugin:
         # The spec's arguments in order (`event` unused): called directly, after every delivery.
         if self._meter_is_real or self._metering():
             self._deliveries.add(
-                1, {"empathy.webhook": webhook.name, "empathy.outcome": "delivered"}
+                1,
+                {"empathy.webhook": self._shown_name(webhook.name), "empathy.outcome": "delivered"},
             )
 
     @hookimpl
     def on_failure(self, webhook: Webhook, error: DeliveryError) -> None:
         if self._meter_is_real or self._metering():
-            self._deliveries.add(1, {"empathy.webhook": webhook.name, "empathy.outcome": "failed"})
+            self._deliveries.add(
+                1, {"empathy.webhook": self._shown_name(webhook.name), "empathy.outcome": "failed"}
+            )
 
     @hookimpl
     def dispatcher_started(self, dispatcher: WebhookDispatcher) -> None:
@@ -334,7 +352,10 @@ class OtelPlugin:
                 state = dispatcher.lane_state(name)
                 if state is not None:
                     depths[name] = depths.get(name, 0) + state.queued
-        return [Observation(depth, {"empathy.webhook": name}) for name, depth in depths.items()]
+        return [
+            Observation(depth, {"empathy.webhook": self._shown_name(name)})
+            for name, depth in depths.items()
+        ]
 
 
 # The entry point registers this module: its hooks are those of one instance over the
