@@ -250,15 +250,11 @@ async def test_the_shared_rate_limit_holds_across_three_workers(
     finally:
         await stop_all(procs)
     assert {worker for _, worker in arrivals} == {"a", "b", "c"}
-    # Per whole second at the receiver: never much more than the limit (one slot's worth of
-    # travel from Redis to the receiver); three workers each with its own limit sent 24.
+    # One limit for the three: 40 at 8 a second take 4 s after the first 8 at the least
+    # (three limits of their own would take 1.3 s). Only this bound is asserted: counting
+    # arrivals per second would time the receiver's view of sends a loaded machine delays.
     start = arrivals[0][0]
-    per_second: dict[int, int] = {}
-    for moment, _ in arrivals:
-        second = int(moment - start)
-        per_second[second] = per_second.get(second, 0) + 1
-    assert max(per_second.values()) <= limit + 2, per_second
-    assert arrivals[-1][0] - start >= 40 / limit - 1.5
+    assert arrivals[-1][0] - start >= (40 - limit) / limit - 0.5
 
 
 class PersistentRedis:
