@@ -147,6 +147,8 @@ def verification_middleware(
     (every path when None) before any handler runs. Handlers read the verified body with
     `await request.read()` (aiohttp keeps it) or `await request.json()`."""
     _check_settings(secret, tolerance, "verification_middleware")
+    if isinstance(paths, str):
+        paths = (paths,)  # one path, not the set of its substrings
 
     @web.middleware
     async def middleware(

@@ -310,3 +310,16 @@ def test_the_login_limiter_forgets_addresses_and_stays_bounded() -> None:
     for _ in range(4):
         limiter.take("console-login:10.0.0.9", 5)
     assert limiter.take("console-login:10.0.0.9", 5) > 0
+
+
+def test_notices_of_sessions_that_never_came_back_are_bounded() -> None:
+    from types import SimpleNamespace
+
+    from empathy_webhooks_core.console.keys import _MAX_NOTICES, Console
+
+    console = Console(gateway=None, env=None)  # type: ignore[arg-type]
+    for n in range(_MAX_NOTICES + 500):
+        console.notify(SimpleNamespace(session_id=f"s{n}"), "ok", "replayed")  # type: ignore[arg-type]
+    assert len(console._notices) == _MAX_NOTICES
+    last = SimpleNamespace(session_id=f"s{_MAX_NOTICES + 499}")
+    assert console.take_notice(last) == ("ok", "replayed")  # type: ignore[arg-type]

@@ -383,3 +383,25 @@ def test_the_verifier_refuses_a_tolerance_or_clock_that_turns_replay_protection_
     now = time.time() + now_offset
     assert not verify_standard_webhook(body, headers, secret, tolerance=tolerance, now=now)
     assert not verify_request(body, headers, secret, tolerance=tolerance, now=now)
+
+
+async def test_the_middleware_takes_one_path_as_that_path_not_its_substrings() -> None:
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[verification_middleware("s3cret-value", paths="/hook")])
+    app.router.add_post("/hook", ok)
+    app.router.add_post("/ho", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/hook", data=b"{}") as answer:
+                assert answer.status == 401  # unsigned, on the path named
+            async with session.post(f"http://127.0.0.1:{port}/ho", data=b"{}") as answer:
+                assert answer.status == 200  # not named ("/ho" is only part of "/hook")
+    finally:
+        await runner.cleanup()

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CONSOLE", "SESSION", "Console", "session_of"]
 
+#: Notices kept for sessions that have not shown theirs yet.
+_MAX_NOTICES = 10_000
+
 
 class Console:
     """One console: the gateway it shows, its sessions, its templates, and the one-line
@@ -32,7 +35,12 @@ class Console:
 
     def notify(self, session: Session, kind: str, text: str) -> None:
         """Show `text` on the session's next page (`kind`: `ok` or `error`)."""
+        self._notices.pop(session.session_id, None)  # the newest last, for the bound below
         self._notices[session.session_id] = (kind, text)
+        if len(self._notices) > _MAX_NOTICES:
+            # A session that ended before its next page keeps its notice forever: the oldest
+            # go, so the table cannot grow with every session that ever acted.
+            del self._notices[next(iter(self._notices))]
 
     def take_notice(self, session: Session | None) -> tuple[str, str] | None:
         if session is None:
