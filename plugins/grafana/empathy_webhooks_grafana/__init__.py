@@ -27,7 +27,14 @@ from .format import annotation_body, annotation_text, epoch_ms, tags_for
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
 PLUGIN_API = "1.1"
 
-__all__ = ["GrafanaWebhook", "annotation_body", "annotation_text", "epoch_ms", "tags_for"]
+__all__ = [
+    "MAX_OWN_TAGS",
+    "GrafanaWebhook",
+    "annotation_body",
+    "annotation_text",
+    "epoch_ms",
+    "tags_for",
+]
 
 _PATH = "/api/annotations"
 
@@ -44,12 +51,25 @@ def _token(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise ValueError("api_key must be a non-empty single-line string")
 
 
+#: The webhook's own tags at most: an annotation keeps 50, and up to 6 are the event's own
+#: (`empathy`, its type, severity, service, endpoint, environment), which come first.
+MAX_OWN_TAGS = 44
+
+
 def _tags(value: Sequence[str] | str | None) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         return (value,)
-    return tuple(str(tag) for tag in value)
+    tags = tuple(str(tag) for tag in value)
+    if len(set(tags)) > MAX_OWN_TAGS:
+        # Beyond it some would be left out of every annotation, and a dashboard filtering on
+        # one would show nothing, without a word.
+        raise ValueError(
+            f"tags: at most {MAX_OWN_TAGS} (an annotation keeps 50, 6 are the event's own), "
+            f"got {len(set(tags))}"
+        )
+    return tags
 
 
 def _panel(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -4,7 +4,8 @@ a link or an image in the data shows as written, never as a live link or a fetch
 from __future__ import annotations
 
 import empathy_webhooks_grafana as plugin
-from empathy_webhooks_grafana import GrafanaWebhook
+import pytest
+from empathy_webhooks_grafana import MAX_OWN_TAGS, GrafanaWebhook
 
 from empathy_webhooks_core import Event
 from empathy_webhooks_core.delivery import render_request
@@ -49,3 +50,10 @@ def test_a_string_template_escapes_the_event_values_not_its_own_markup() -> None
     event = Event(event_type="alert", data={"title": "<a href='https://evil.example'>x</a>"})
     body = render_request(hook, event, plugin_manager=PM).json_body()
     assert body["text"] == "<b>Deploy</b> &lt;a href='https://evil.example'&gt;x&lt;/a&gt;"
+
+
+def test_more_own_tags_than_an_annotation_keeps_are_refused_when_built() -> None:
+    own = [f"t{n}" for n in range(MAX_OWN_TAGS)]
+    GrafanaWebhook(url="https://g.example", api_key="glsa_x_123", tags=[*own, *own])
+    with pytest.raises(ValueError, match="tags: at most 44"):
+        GrafanaWebhook(url="https://g.example", api_key="glsa_x_123", tags=[*own, "one more"])
