@@ -7,6 +7,7 @@ Real worker processes, a real receiver on loopback, real Redis."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -42,16 +43,32 @@ async def spawn(
 ) -> asyncio.subprocess.Process:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(script),
-        url,
-        name,
-        json.dumps(options),
-        str(grace),
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    # To a file, read at the end: a pipe nobody reads while the test runs fills up (64 KB of
+    # log lines over an outage's retries) and the worker blocks on its next line.
+    log, stderr = _log_file(tmp_path, name)
+    with stderr:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            url,
+            name,
+            json.dumps(options),
+            str(grace),
+            stderr=stderr,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    _LOGS[proc.pid] = log
+    return proc
+
+
+#: Each worker's stderr file, by pid.
+_LOGS: dict[int, Path] = {}
+_NUMBERS = itertools.count()
+
+
+def _log_file(folder: Path, name: str) -> tuple[Path, Any]:
+    log = folder / f"worker-{name}-{next(_NUMBERS)}.log"
+    return log, log.open("wb")
 
 
 def prefix_of(url: str) -> str:
@@ -88,11 +105,11 @@ async def stop_all(procs: list[asyncio.subprocess.Process]) -> list[str]:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
         try:
-            _, err = await asyncio.wait_for(proc.communicate(), 15)
+            await asyncio.wait_for(proc.wait(), 15)
         except TimeoutError:
             proc.kill()
-            _, err = await proc.communicate()
-        logs.append(err.decode())
+            await proc.wait()
+        logs.append(_LOGS.pop(proc.pid).read_text(errors="replace"))
     return logs
 
 
@@ -168,12 +185,14 @@ async def test_a_killed_workers_retries_keep_their_count_and_end_as_one_dead_let
 async def test_a_delivery_slower_than_the_visibility_timeout_is_not_sent_twice_at_once(
     tmp_path: Path, redis_url: str, webhook_receiver: Receiver
 ) -> None:
-    """Each answer takes 4 visibility timeouts; two other workers keep reclaiming. The
-    heartbeat keeps the entries held: each event arrives once."""
-    url = redis_url + "&visibility_timeout=0.4&window=4"
+    """Each answer takes 3 visibility timeouts; two other workers keep reclaiming. The
+    heartbeat (every third of the timeout) keeps the entries held: each event arrives once.
+    The timeout is 1 s, not less: a loaded machine can hold a heartbeat back by a few tenths
+    of a second, which a timeout that short would count as a dead worker."""
+    url = redis_url + "&visibility_timeout=1&window=4"
 
     async def handler(_: ReceivedRequest) -> Reply:
-        await asyncio.sleep(1.6)
+        await asyncio.sleep(3.0)
         return Reply(status=200)
 
     webhook_receiver.handler = handler
@@ -183,7 +202,7 @@ async def test_a_delivery_slower_than_the_visibility_timeout_is_not_sent_twice_a
     try:
         await consumers(url, 3)
         wanted = set(await emit(url, hook_url, 6))
-        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted)
+        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted, 60)
         await asyncio.sleep(1.0)  # a second sending would have arrived by now
     finally:
         logs = await stop_all(procs)
@@ -249,7 +268,8 @@ async def test_the_shared_rate_limit_holds_across_three_workers(
         await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted)
     finally:
         await stop_all(procs)
-    assert {worker for _, worker in arrivals} == {"a", "b", "c"}
+    # Shared by several (one started late on a loaded machine may have taken none).
+    assert len({worker for _, worker in arrivals}) >= 2
     # One limit for the three: 40 at 8 a second take 4 s after the first 8 at the least
     # (three limits of their own would take 1.3 s). Only this bound is asserted: counting
     # arrivals per second would time the receiver's view of sends a loaded machine delays.
@@ -333,7 +353,16 @@ async def test_a_redis_blip_mid_run_loses_nothing_and_is_said_once(
     options = {
         "url": hook_url,
         "max_concurrency": 4,
-        "retry_policy": {"initial_delay_seconds": 0.2, "max_delay_seconds": 0.5},
+        # Enough retries that no delivery runs out of them: every third answer (of all, not
+        # of each delivery's) is a 503, so one delivery can draw several in a row.
+        "retry_policy": {
+            "initial_delay_seconds": 0.2,
+            "max_delay_seconds": 0.5,
+            "max_retries": 20,
+        },
+        # Off: a third of answers are 503s, and a loaded machine's slow answers can take the
+        # failure rate over half, opening the breaker for 30 s: its wait, not a loss.
+        "circuit_breaker": False,
     }
     procs = [await spawn(tmp_path, url, name, options) for name in "ab"]
     try:
@@ -343,7 +372,7 @@ async def test_a_redis_blip_mid_run_loses_nothing_and_is_said_once(
         persistent_redis.kill()
         await asyncio.sleep(5)
         persistent_redis.start()
-        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted, 40)
+        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted, 60)
         await asyncio.sleep(2)  # what was not acknowledged may come again: let it
     finally:
         logs = await stop_all(procs)
