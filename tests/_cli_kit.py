@@ -104,3 +104,23 @@ def completed(*args: str, env: dict[str, str] | None = None, cwd: Path | None = 
     """`run`, answered as `subprocess.run` would have answered the console script."""
     result = run(*args, env=env, cwd=cwd)
     return subprocess.CompletedProcess([CLI, *args], result.code, result.out, result.err)
+
+
+async def listen(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    """`empathy-webhooks listen --port 0 --count 1 ARGS` as a real process, and the URL it
+    listens on (its first line, in text or JSON)."""
+    proc = await asyncio.create_subprocess_exec(
+        CLI,
+        "listen",
+        "--port",
+        "0",
+        "--count",
+        "1",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    url = json.loads(first)["listening"] if first.startswith("{") else first.split()[2]
+    return proc, url

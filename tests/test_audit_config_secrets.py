@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from ._cli_kit import CLI, Result, environ, run
+from ._cli_kit import CLI, Result, environ, listen, run
 
 SLACK_ONLY = {"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "slack"}
 
@@ -264,25 +263,6 @@ def test_a_timeout_must_be_a_finite_number_of_seconds(
 # -- listen: what it prints ------------------------------------------------------------------
 
 
-async def _listen(*args: str) -> tuple[asyncio.subprocess.Process, str]:
-    cli = str(Path(sys.executable).parent / "empathy-webhooks")
-    proc = await asyncio.create_subprocess_exec(
-        cli,
-        "listen",
-        "--port",
-        "0",
-        "--count",
-        "1",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-    url = json.loads(first)["listening"] if first.startswith("{") else first.split()[2]
-    return proc, url
-
-
 @pytest.mark.parametrize("args", [["--json"], ["--plain"]], ids=["json", "plain"])
 async def test_listen_masks_secret_members_of_the_body_in_every_mode(args: list[str]) -> None:
     # Before: --plain showed "password": "***", --json the password itself.
@@ -291,7 +271,7 @@ async def test_listen_masks_secret_members_of_the_body_in_every_mode(args: list[
     body = {"event_type": "alert", "data": {"password": password, "api_key": api_key, "n": 7}}
     marks = (password, api_key, origin_password)
     for show in (False, True):
-        proc, url = await _listen(*args, "--headers", *(["--show-secrets"] if show else []))
+        proc, url = await listen(*args, "--headers", *(["--show-secrets"] if show else []))
         async with aiohttp.ClientSession() as session:
             await session.post(
                 f"{url}hook",

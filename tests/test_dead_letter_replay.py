@@ -43,35 +43,14 @@ class _RefusingStore(MemoryStore):
         await super().enqueue(deliveries)
 
 
-async def test_a_letter_for_a_webhook_this_dispatcher_does_not_know_stays_listed_sqlite(
-    tmp_path: Path, receiver: Receiver
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+async def test_a_letter_for_a_webhook_this_dispatcher_does_not_know_stays_listed(
+    tmp_path: Path, receiver: Receiver, kind: str
 ) -> None:
-    path = tmp_path / "outbox.db"
-    owner = WebhookDispatcher(webhooks=[_hook(receiver, "a")], store=f"sqlite:///{path}")
-    other = WebhookDispatcher(webhooks=[_hook(receiver, "b")], store=f"sqlite:///{path}")
-    await owner.start()
-    await other.start()
-    try:
-        letter_id = await _dead_letter(owner, receiver)
-        with pytest.raises(KeyError, match="unknown webhook 'a'"):
-            await other.replay_dead_letter(letter_id)
-        # Listed in both processes while the one that tried still runs, and replayable by
-        # the dispatcher that knows its webhook.
-        assert [d.dead_letter_id for d in await owner.dead_letters()] == [letter_id]
-        assert [d.dead_letter_id for d in await other.dead_letters()] == [letter_id]
-        replayed = await owner.replay_dead_letter(letter_id)
-        await owner.drain(timeout=10)
-        assert replayed.event_id in receiver.delivered_event_ids()
-        assert await owner.dead_letters() == []
-    finally:
-        await other.close()
-        await owner.close()
-
-
-async def test_a_letter_for_a_webhook_this_dispatcher_does_not_know_stays_listed_memory(
-    receiver: Receiver,
-) -> None:
-    store = MemoryStore()
+    # Two dispatchers on one store: a SQLite file (two processes), or one memory store object.
+    store: str | MemoryStore = (
+        f"sqlite:///{tmp_path / 'outbox.db'}" if kind == "sqlite" else MemoryStore()
+    )
     owner = WebhookDispatcher(webhooks=[_hook(receiver, "a")], store=store)
     other = WebhookDispatcher(webhooks=[_hook(receiver, "b")], store=store)
     await owner.start()
@@ -80,7 +59,14 @@ async def test_a_letter_for_a_webhook_this_dispatcher_does_not_know_stays_listed
         letter_id = await _dead_letter(owner, receiver)
         with pytest.raises(KeyError, match="unknown webhook 'a'"):
             await other.replay_dead_letter(letter_id)
+        # Listed for both while the one that tried still runs, and replayable by the
+        # dispatcher that knows its webhook.
         assert [d.dead_letter_id for d in await owner.dead_letters()] == [letter_id]
+        assert [d.dead_letter_id for d in await other.dead_letters()] == [letter_id]
+        replayed = await owner.replay_dead_letter(letter_id)
+        await owner.drain(timeout=10)
+        assert replayed.event_id in receiver.delivered_event_ids()
+        assert await owner.dead_letters() == []
     finally:
         await other.close()
         await owner.close()

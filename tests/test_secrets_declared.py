@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
-from pathlib import Path
 from typing import ClassVar
 
 import aiohttp
@@ -21,6 +18,8 @@ from empathy_webhooks_core.redaction import (
     redacted_exception,
     webhook_redactor,
 )
+
+from ._cli_kit import listen
 
 TOKEN = "tok_declared_0123456789abcdef"
 URL = f"https://relay.example.com/hooks/T0/{TOKEN}"
@@ -125,25 +124,6 @@ async def test_the_exception_on_failure_gets_is_a_redacted_copy() -> None:
     for text in (str(copy), repr(copy), repr(copy.args), formatted):
         assert TOKEN not in text
     assert "inner ***" in formatted  # the chained cause is copied the same way
-
-
-async def listen(*args: str) -> tuple[asyncio.subprocess.Process, str]:
-    cli = str(Path(sys.executable).parent / "empathy-webhooks")
-    proc = await asyncio.create_subprocess_exec(
-        cli,
-        "listen",
-        "--port",
-        "0",
-        "--count",
-        "1",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-    url = json.loads(first)["listening"] if first.startswith("{") else first.split()[2]
-    return proc, url
 
 
 @pytest.mark.parametrize("args", [["--json"], ["--headers"]], ids=["json", "text"])
