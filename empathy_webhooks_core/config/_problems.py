@@ -10,6 +10,11 @@ from typing import Any
 _MISSING = object()
 
 
+def _at_or_under(path: str, place: str) -> bool:
+    """Whether `path` is `place` or inside it (`a.b`, `a[0]` are under `a`)."""
+    return path == place or path.startswith((f"{place}.", f"{place}["))
+
+
 class _Problems:
     """Problems found so far, and the secret values no problem line may show."""
 

@@ -32,7 +32,7 @@ import attrs
 
 from ..converter import ConfigError, did_you_mean, structure
 from ..redaction import secret_field
-from ._problems import _Problems
+from ._problems import _at_or_under, _Problems
 
 __all__ = ["SCOPES", "ServeConfig", "TokenConfig", "hash_token", "parse_serve"]
 
@@ -109,14 +109,11 @@ def parse_serve(
     # A place whose variable is unset was reported by the expansion: judging the empty string
     # left there would add a second, misleading line (`port: expected an integer, got ''`).
     problems.lines[mark:] = [
-        line for line in problems.lines[mark:] if not _at_unset(line, problems.unset)
+        line
+        for line in problems.lines[mark:]
+        if not any(_at_or_under(line.partition(": ")[0], u) for u in problems.unset)
     ]
     return config
-
-
-def _at_unset(line: str, unset: set[str]) -> bool:
-    place = line.partition(": ")[0]
-    return any(place == u or place.startswith((f"{u}.", f"{u}[")) for u in unset)
 
 
 def _parse_serve(raw: Any, expanded: Any, problems: _Problems, path: str) -> ServeConfig | None:

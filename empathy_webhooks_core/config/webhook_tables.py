@@ -26,7 +26,7 @@ import attrs
 from ..converter import did_you_mean
 from ..webhooks import Webhook
 from ._options import Invalid, OptionTables, Problem, key_of, under
-from ._problems import _join, _kind, _Problems
+from ._problems import _at_or_under, _join, _kind, _Problems
 from .filters import _compile_filter
 
 __all__ = ["WebhookTables"]
@@ -183,10 +183,6 @@ def _on_failure(value: Any) -> Any:
 
 def _remember_secret(value: str) -> None:
     _reading.get().problems.secrets.add(value)
-
-
-def _at_or_under(path: str, place: str) -> bool:
-    return path == place or path.startswith((f"{place}.", f"{place}["))
 
 
 def _at_type(message: str) -> Invalid:
