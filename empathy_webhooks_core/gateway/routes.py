@@ -19,7 +19,7 @@ from ..events import Event
 from ..history import DELIVERY_STATUSES, MAX_PAGE
 from ..monitor import UnknownWebhookError
 from ..prometheus import WebhookCollector
-from ..redaction import redact_value
+from ..redaction import redact_text, redact_value
 from ..stores import HasKeyValue
 from .auth import public, requires
 from .bodies import build_event, event_fields, read_json
@@ -97,7 +97,8 @@ async def _admit(
 
 
 def _store_failed(exc: Exception, **context: str) -> Problem:
-    log.error("gateway_store_failed", error=f"{type(exc).__name__}: {exc}", **context)
+    # The store's own text (a connection string, a key) is masked as every log line's is.
+    log.error("gateway_store_failed", error=redact_text(f"{type(exc).__name__}: {exc}"), **context)
     return Problem(
         503,
         "/problems/store-unavailable",
@@ -177,7 +178,7 @@ async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Resp
         log.warning(
             "idempotency_finish_failed",
             idempotency_key=key,
-            error=f"{type(exc).__name__}: {exc}",
+            error=redact_text(f"{type(exc).__name__}: {exc}"),
         )
     return _json(result, 202)
 
