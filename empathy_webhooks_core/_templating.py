@@ -10,7 +10,7 @@ from typing import Any
 from .events import Event
 from .webhooks import Webhook
 
-__all__ = ["merge_payload", "render_template"]
+__all__ = ["format_template", "merge_payload", "render_template"]
 
 
 class _Escaping(string.Formatter):
@@ -22,6 +22,17 @@ class _Escaping(string.Formatter):
 
     def format_field(self, value: Any, format_spec: str) -> str:
         return self._escape(format(value, format_spec))
+
+
+def format_template(
+    template: str, values: Mapping[str, Any], *, escape: Callable[[str], str] | None = None
+) -> str:
+    """A string template formatted with `values` (an event's envelope), each replacement
+    field through `escape` when the service reads the text as markup: the template's own
+    markup is the user's, the event's values in it are text."""
+    if escape is None:
+        return template.format(**values)
+    return _Escaping(escape).format(template, **values)
 
 
 def render_template(
@@ -37,9 +48,7 @@ def render_template(
     if callable(template):
         return template(event)
     if isinstance(template, str):
-        if escape is not None:
-            return _Escaping(escape).format(template, **event.to_envelope())
-        return template.format(**event.to_envelope())
+        return format_template(template, event.to_envelope(), escape=escape)
     return dict(template)
 
 

@@ -45,7 +45,7 @@ from .._pipeline.state import StateContext, state_for
 from .._plugin_kit import LABELS, HttpAnswers, SecretUrlWebhook, apply_template, labelled_title
 from .._routing import EventMatcher
 from .._sender import Sender
-from .._templating import merge_payload, render_template
+from .._templating import format_template, merge_payload, render_template
 from ..claims import service_for_url
 from ..default_plugins.http import default_verdict
 from ..delivery import TRANSPORT_ERRORS
@@ -117,6 +117,7 @@ __all__ = [
     "first_text",
     "fit_escaped",
     "fit_key",
+    "format_template",
     "format_timestamp",
     "get_logger",
     "hookimpl",

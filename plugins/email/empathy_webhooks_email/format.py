@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import string
 import unicodedata
 from collections.abc import Mapping
 from email import policy
@@ -25,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from empathy_webhooks_core.plugin import Event, Severity, chat_message, event_title, truncate
+from empathy_webhooks_core.plugin import (
+    Event,
+    Severity,
+    chat_message,
+    event_title,
+    format_template,
+    truncate,
+)
 
 if TYPE_CHECKING:
     from . import EmailWebhook
@@ -201,14 +207,6 @@ def html_from_text(subject: str, text: str) -> str:
     )
 
 
-class _HtmlFormatter(string.Formatter):
-    """`str.format` whose substituted values are HTML-escaped: the template is the user's
-    markup, the event's text is not."""
-
-    def format_field(self, value: Any, format_spec: str) -> str:
-        return html.escape(super().format_field(value, format_spec))
-
-
 def _from_template(webhook: EmailWebhook, event: Event, default: EmailContent) -> EmailContent:
     template = webhook.template_for(event)
     if template is None:
@@ -244,9 +242,8 @@ def _from_template(webhook: EmailWebhook, event: Event, default: EmailContent) -
         raw = str(raw)
         if not formatted:
             return raw
-        if key == "html":
-            return _HtmlFormatter().format(raw, **envelope)
-        return raw.format(**envelope)
+        # The html part's values are escaped: the template is the user's markup, not the event's.
+        return format_template(raw, envelope, escape=html.escape if key == "html" else None)
 
     subject_raw, text, markup = value("subject"), value("text"), value("html")
     subject = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ from empathy_webhooks_core.plugin import (
     apply_template,
     chat_message,
     fit_escaped,
+    format_template,
     json_bytes,
 )
 
@@ -100,14 +100,6 @@ def _escaped(found: re.Match[str]) -> str:
 
 def _escaped_last(found: re.Match[str]) -> str:
     return found.group(1) + "\\" + found.group(2)
-
-
-class _EscapingFormatter(string.Formatter):
-    """`str.format` whose every replacement field is escaped: a string template's own
-    markdown is the user's, the event's values in it are text."""
-
-    def format_field(self, value: Any, format_spec: str) -> str:
-        return escape_markdown(format(value, format_spec))
 
 
 def _fit(text: str, limit: int) -> str:
@@ -240,7 +232,7 @@ def build_message(webhook: TeamsWebhook, event: Event) -> dict[str, Any]:
     template = webhook.template_for(event)
     if isinstance(template, str):
         # The template's own markdown is the user's; the event's values are escaped.
-        text = _EscapingFormatter().format(template, **event.to_envelope())
+        text = format_template(template, event.to_envelope(), escape=escape_markdown)
         payload = _text_message(text)
     else:
         payload = apply_template(
