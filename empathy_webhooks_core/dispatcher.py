@@ -53,6 +53,7 @@ from .monitor import UnknownWebhookError, WebhookMonitor
 from .plugins import Hooks, get_plugin_manager, hooks_for
 from .redaction import redact_text
 from .stores import (
+    ConfirmsHolding,
     DeadLetter,
     Delivery,
     DeliveryStore,
@@ -255,6 +256,7 @@ class WebhookDispatcher:
                 self._guards = Guards.of(store)
                 self._failures.open(store)
                 self._workers.history = store if isinstance(store, KeepsHistory) else None
+                self._workers.holding = store if isinstance(store, ConfirmsHolding) else None
                 self._sessions.open()
                 self._open_lanes()
             except BaseException:
@@ -282,6 +284,7 @@ class WebhookDispatcher:
         self._guards = Guards()
         self._failures.open(None)
         self._workers.history = None
+        self._workers.holding = None
         if store is not None:
             try:
                 await store.close()

@@ -29,9 +29,9 @@ time.time = lambda: _real() + _offset[0]
 signal.signal(signal.SIGUSR1, lambda *_: _offset.__setitem__(0, _offset[0] + 3600.0))
 signal.signal(signal.SIGUSR2, lambda *_: _offset.__setitem__(0, _offset[0] - 3600.0))
 
-async def main(store, hook_url, name, count, concurrency):
+async def main(store, hook_url, name, count, concurrency, webhook="h"):
     hook = CustomWebhook(
-        name="h", url=hook_url, headers={"X-Process": name}, max_concurrency=concurrency,
+        name=webhook, url=hook_url, headers={"X-Process": name}, max_concurrency=concurrency,
         retry_policy={"initial_delay_seconds": 0.01, "max_delay_seconds": 0.05,
                       "timeout_seconds": 30},
         circuit_breaker=False,
@@ -45,12 +45,18 @@ async def main(store, hook_url, name, count, concurrency):
     await asyncio.to_thread(sys.stdin.read)
     await dispatcher.close(timeout=5)
 
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
+asyncio.run(main(*sys.argv[1:4], int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:]))
 """
 
 
 async def spawn(
-    tmp_path: Path, store: str, hook_url: str, name: str, count: int, concurrency: int = 4
+    tmp_path: Path,
+    store: str,
+    hook_url: str,
+    name: str,
+    count: int,
+    concurrency: int = 4,
+    webhook: str = "h",
 ) -> asyncio.subprocess.Process:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -62,6 +68,7 @@ async def spawn(
         name,
         str(count),
         str(concurrency),
+        webhook,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -178,19 +185,57 @@ async def test_a_process_stopped_past_its_lease_says_it_lost_it_once(
     assert log_a.count("sqlite_lease_lost") == 1, log_a
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: a continued process sends the rows still queued in its lanes though "
-    "another process took them over; stopping that needs a check before each attempt (the "
-    "pipeline's), not only the store's lease",
-)
 async def test_a_process_stopped_past_its_lease_sends_nothing_another_took(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     """Only the request a had in flight (sent before b took it over: at least once) may
-    arrive twice; the 11 still queued in its lane were b's to send."""
-    sent_by_a, _ = await stopped_past_its_lease(tmp_path, receiver)
+    arrive twice; the 11 still queued in its lane were b's to send, and a says it left them."""
+    sent_by_a, log_a = await stopped_past_its_lease(tmp_path, receiver)
     assert sent_by_a == 1
+    assert log_a.count("delivery_taken_over") == 11, log_a
+
+
+@pytest.mark.parametrize("other", [None, "another webhook"], ids=["alone", "releasing-only"])
+async def test_a_process_stopped_past_its_lease_that_nobody_took_over_sends_everything_once(
+    tmp_path: Path, receiver: Receiver, other: str | None
+) -> None:
+    """Stopped for three leases with no other process to take its rows (alone), or with one
+    that released them but has no lane for their webhook (they wait, owned by nobody): once
+    continued, a's deliveries are its own still (checked, claimed again) and every event
+    arrives exactly once, all of them from a; none is dropped for being in doubt."""
+    store = f"sqlite:///{tmp_path / 'outbox.db'}?lease=1&poll=0.05"
+    hang = asyncio.Event()
+
+    async def handler(request: ReceivedRequest) -> Reply:
+        await hang.wait()
+        return Reply(status=200)
+
+    receiver.handler = handler
+    a = await spawn(tmp_path, store, receiver.url("/h"), "a", 12, concurrency=1)
+    b = None
+    try:
+        wanted = await emitted(a)
+        if other is not None:
+            b = await spawn(tmp_path, store, receiver.url("/o"), "b", 0, webhook=other)
+            await emitted(b)
+        await until(lambda: len(receiver.requests) >= 1)
+        a.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(3.5)  # b, if there, finds a's lease over and releases its rows
+        a.send_signal(signal.SIGCONT)
+        hang.set()
+        await until(lambda: set(receiver.delivered_event_ids()) >= wanted)
+        await asyncio.sleep(1)  # a duplicate would arrive by now
+    finally:
+        hang.set()
+        a.send_signal(signal.SIGCONT)
+        log_a = await finish(a)
+        log_b = await finish(b) if b is not None else ""
+    assert receiver.delivered_event_ids() == dict.fromkeys(wanted, 1)
+    assert {r.header("X-Process") for r in receiver.requests} == {"a"}
+    assert "delivery_taken_over" not in log_a, log_a
+    if other is not None:
+        assert "sqlite_claims_taken_over" in log_b, log_b
+        assert log_a.count("sqlite_lease_lost") == 1, log_a
 
 
 @pytest.mark.parametrize(

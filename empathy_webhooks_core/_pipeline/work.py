@@ -19,7 +19,7 @@ from ..delivery import request_secrets
 from ..history import KeepsHistory, RawAttempt
 from ..plugins import Hooks
 from ..redaction import request_secrets_known
-from ..stores import DeliveryStore
+from ..stores import ConfirmsHolding, DeliveryStore
 from ..webhooks import Webhook
 from ..wire import DeliveryResult, Outcome
 from .failures import Failures, summary
@@ -72,6 +72,8 @@ class Workers:
         self._timers = timers
         #: The store's history, when it keeps one (set once, when the store opens).
         self.history: KeepsHistory | None = None
+        #: The store, when a claim on a delivery can run out and be taken over (set once).
+        self.holding: ConfirmsHolding | None = None
 
     def start(self, lane: Lane) -> None:
         """Let the lane start workers as work arrives (up to its `max_concurrency`), and
@@ -133,6 +135,13 @@ class Workers:
         return queue.popleft()
 
     async def _attempt(self, lane: Lane, delivery: Delivery) -> None:
+        holding = self.holding
+        if (
+            holding is not None
+            and not holding.surely_held(delivery)
+            and not await self._still_held(lane, delivery, holding)
+        ):
+            return
         webhook = lane.webhook
         recorder = lane.recorder
         delivery.attempts += 1
@@ -250,6 +259,34 @@ class Workers:
             await self._failures.gone(lane, delivery, decision.reason, decision.error)
         else:
             await self._failures.failed(lane, delivery, decision.error)
+
+    async def _still_held(self, lane: Lane, delivery: Delivery, holding: ConfirmsHolding) -> bool:
+        """Whether this process may still send `delivery`, its claim not certain (the process
+        was stopped or cut off past its lease): asked of the store. A copy another process
+        took over leaves the lane, said; one the store cannot tell about is sent."""
+        try:
+            held = await holding.confirm_held(delivery)
+        except Exception as exc:
+            log.warning(
+                "delivery_claim_unconfirmed",
+                webhook=lane.webhook.name,
+                event_id=delivery.event.event_id,
+                delivery_id=delivery.delivery_id,
+                error=summary(exc),
+                reason="sent anyway: a possible duplicate rather than a loss",
+            )
+            return True
+        if not held:
+            log.warning(
+                "delivery_taken_over",
+                webhook=lane.webhook.name,
+                event_id=delivery.event.event_id,
+                delivery_id=delivery.delivery_id,
+                reason="this process's claim ran out (it was stopped or cut off) and another "
+                "process holds or delivered it: left to that one, not sent from here",
+            )
+            self._settle(lane, delivery)
+        return held
 
     def _later(self, deadline: float, lane: Lane, delivery: Delivery) -> None:
         # The deadline was fixed by the decision, not when the task first runs.

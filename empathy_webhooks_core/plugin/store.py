@@ -18,6 +18,7 @@ from ..history import (
 )
 from ..ratelimit import RateLimit
 from ..stores import (
+    ConfirmsHolding,
     DeadLetter,
     Delivery,
     DeliveryStore,
@@ -43,6 +44,7 @@ __all__ = [
     "BreakerPolicy",
     "BreakerState",
     "Clock",
+    "ConfirmsHolding",
     "DeadLetter",
     "Delivery",
     "DeliveryPage",

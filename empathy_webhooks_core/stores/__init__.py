@@ -7,6 +7,7 @@ from typing import Any
 
 from ..converter import did_you_mean
 from .base import (
+    ConfirmsHolding,
     DeadLetter,
     Delivery,
     DeliveryStore,
@@ -30,6 +31,7 @@ from .base import (
 from .memory import MemoryStore
 
 __all__ = [
+    "ConfirmsHolding",
     "DeadLetter",
     "Delivery",
     "DeliveryStore",

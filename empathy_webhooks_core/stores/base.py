@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..webhooks import Webhook
 
 __all__ = [
+    "ConfirmsHolding",
     "DeadLetter",
     "Delivery",
     "DeliveryStore",
@@ -305,6 +306,28 @@ class ReturnsDeadLetters(Protocol):
     listed again as it was, instead of gone (memory) or hidden until this process ends."""
 
     async def return_dead_letter(self, letter: DeadLetter) -> None: ...
+
+
+@runtime_checkable
+class ConfirmsHolding(Protocol):
+    """A store shared by processes whose claim on a delivery can run out while this process
+    is stopped, asleep or cut off (a lease, a visibility timeout), after which another
+    process takes the delivery over. The dispatcher asks before every attempt, so a process
+    that comes back sends nothing another process took (the request already on the wire
+    when it stopped is the one duplicate left: at least once)."""
+
+    def surely_held(self, delivery: Delivery) -> bool:
+        """No I/O, on every attempt: True when this process certainly still holds `delivery`
+        (its claim is current by this process's own monotonic clock). False: the dispatcher
+        asks `confirm_held` before sending."""
+        ...
+
+    async def confirm_held(self, delivery: Delivery) -> bool:
+        """Ask the store. True: `delivery` is still this process's to send (claimed again if
+        nobody holds it). False: another process holds it, or it has ended there (delivered,
+        dead-lettered); the dispatcher drops its copy and says so. Raising means "cannot
+        tell": the delivery is sent (a duplicate rather than a loss)."""
+        ...
 
 
 @runtime_checkable

@@ -640,6 +640,16 @@ class SQLiteStore:
         # to look for until it moves).
         self._registered = False
         self._renew_at = 0.0
+        # The lease this process's last statements renewed (the monotonic time before them),
+        # and whether they found it lost: made known to the event loop once committed.
+        self._lease_from: float | None = None
+        self._lease_lost = False
+        # On the event loop: the rows this process holds (its emits', those it claimed), until
+        # when by its monotonic clock no other process can have taken them (`surely_held`),
+        # and those held when its lease was found lost, each asked about before it is sent.
+        self._held: set[Any] = set()
+        self._sure_until = 0.0
+        self._suspect: set[Any] = set()
         self._check_owners_at = 0.0
         # Per other owner: the lease end last read, and when (monotonic) it was first read
         # with that value (`_release_dead_owners`).
@@ -975,10 +985,32 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._registered, self._replaying, self._renew_at, self._last_prune = noted
+            self._lease_from, self._lease_lost = None, False
             if fast and isinstance(exc, Exception):
                 return self._transaction(conn, batch, careful=True)
             return [(None, exc)] * len(batch)
+        self._lease_committed()
         return results
+
+    def _lease_committed(self) -> None:
+        """Tell the event loop how long its rows are surely its own: a lease renewed at `t` (by
+        this process's monotonic clock, read before the statement) cannot be found expired by
+        another process before `t + lease` by its own (it waits a whole lease from when it
+        first reads the renewed value). A lost lease first marks every row held as suspect."""
+        if self._lease_from is None:
+            return
+        until = self._lease_from + self.lease_seconds
+        lost, self._lease_from, self._lease_lost = self._lease_lost, None, False
+        if lost and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._claims_lost, until)
+        else:
+            self._sure_until = until
+
+    def _claims_lost(self, until: float) -> None:
+        """On the event loop: every row held when the lease was found lost is asked about
+        before it is sent; the rest (claimed from now on) are sure until `until`."""
+        self._suspect |= self._held
+        self._sure_until = until
 
     def _savepoint(
         self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection, Any], Any], payload: Any
@@ -1021,6 +1053,7 @@ class SQLiteStore:
 
     def _register(self, conn: sqlite3.Connection, now: float) -> None:
         """Put this process's lease in the file (on its first claim)."""
+        self._lease_from = time.monotonic()
         conn.execute(
             "INSERT OR REPLACE INTO owners (owner, host, pid, alive_until) VALUES (?, ?, ?, ?)",
             (self.owner, _host(), os.getpid(), now + self.lease_seconds),
@@ -1029,6 +1062,7 @@ class SQLiteStore:
         self._renew_at = time.monotonic() + self.lease_seconds / 3
 
     def _renew(self, conn: sqlite3.Connection, now: float) -> None:
+        self._lease_from = time.monotonic()
         cursor = conn.execute(
             "UPDATE owners SET alive_until = ? WHERE owner = ?",
             (now + self.lease_seconds, self.owner),
@@ -1036,15 +1070,18 @@ class SQLiteStore:
         self._renew_at = time.monotonic() + self.lease_seconds / 3
         if cursor.rowcount == 0:
             # Another process found the lease expired (this one did not renew in time: the
-            # machine slept, the process was stopped) and released its rows: what this
-            # process still holds may be sent by another too. Loud, then carry on.
+            # machine slept, the process was stopped) and released its rows, which it may
+            # have taken and sent. Each one this process still holds is asked about before
+            # it is sent (`confirm_held`). Loud, then carry on.
             log.error(
                 "sqlite_lease_lost",
                 store=str(self.path),
                 owner=self.owner,
                 reason=f"not renewed within {self.lease_seconds:g} s; rows this process held "
-                "were released to other processes and may be delivered twice",
+                "were released to other processes: each is checked before it is sent, and "
+                "the ones another process took are left to it",
             )
+            self._lease_lost = True
             self._register(conn, now)
 
     def _nothing_to_take(self, conn: sqlite3.Connection, wanted: Mapping[str, int]) -> bool:
@@ -1219,6 +1256,29 @@ class SQLiteStore:
                     reason="left in the file for a process that has these webhooks",
                 )
         return taken
+
+    def _do_confirm(self, conn: sqlite3.Connection, row: tuple[int, str]) -> bool:
+        """Whether a row this process held is still its to send (`confirm_held`)."""
+        found = conn.execute(
+            "SELECT owner, state FROM deliveries WHERE id = ? AND delivery_id = ?", row
+        ).fetchone()
+        if found is None:
+            # Gone: delivered with retention 0 or dead-lettered by another process (its
+            # history says so), or not in this file at all (the file was replaced; this
+            # process delivers what it held from memory): sent unless it surely ended.
+            ended = conn.execute(
+                "SELECT status FROM history WHERE delivery_id = ?", (row[1],)
+            ).fetchone()
+            return ended is None or ended[0] not in ("delivered", "failed")
+        owner, state = found
+        if state != "queued" or (owner is not None and owner != self.owner):
+            return False
+        if owner is None:
+            # Released and taken by nobody yet: this process's again.
+            if not self._registered:
+                self._register(conn, time.time())
+            conn.execute("UPDATE deliveries SET owner = ? WHERE id = ?", (self.owner, row[0]))
+        return True
 
     def _do_release_rows(self, conn: sqlite3.Connection, delivery_ids: list[str]) -> None:
         for start in range(0, len(delivery_ids), 500):
@@ -1587,6 +1647,8 @@ class SQLiteStore:
         if not self.remote_workers:
             with contextlib.suppress(Exception):
                 await self._call("release")
+        self._held.clear()
+        self._suspect.clear()
         await self._call(_STOP)
         thread, self._thread = self._thread, None
         await asyncio.to_thread(thread.join)
@@ -1629,6 +1691,8 @@ class SQLiteStore:
                 await self._enqueue_in_group(group, rows)
         for delivery, row in zip(deliveries, rows, strict=True):
             delivery.store_ref = row[0]
+        if owner is not None:
+            self._held.update([row[0] for row in rows])
         # The records are written like the marks, not in the emit's commit: that commit then
         # writes the new rows' pages only, and a few hundred records share each page of the
         # history's table and indexes. Any read takes them first; a crash before they are
@@ -1802,7 +1866,13 @@ class SQLiteStore:
         while wanted:
             rows = await self._call("take", wanted)
             bad: list[tuple[Any, ...]] = []
+            held = self._held
             for row_id, delivery_id, webhook_name, event_json, attempts, created_at, ctx in rows:
+                if row_id in held:
+                    # Released when this process's lease was lost, and claimed again here:
+                    # its copy is still in a lane (asked about before it is sent).
+                    continue
+                held.add(row_id)
                 try:
                     event = decode_event(event_json)
                 except UndecodableEvent as exc:
@@ -1858,12 +1928,28 @@ class SQLiteStore:
             )
             await self._call("dead", (row_id, delivery_id, self._letter_row(letter, delivery_id)))
 
+    def surely_held(self, delivery: Delivery) -> bool:
+        """See `ConfirmsHolding`: within the lease last renewed, and not held when it was lost."""
+        if self._suspect and delivery.store_ref in self._suspect:
+            return False
+        return delivery.store_ref is None or time.monotonic() < self._sure_until
+
+    async def confirm_held(self, delivery: Delivery) -> bool:
+        """See `ConfirmsHolding`: this process's if the file says its owner is this process, or
+        nobody (claimed again), or the row is not in the file and did not end there."""
+        held = bool(await self._call("confirm", (delivery.store_ref, delivery.delivery_id)))
+        self._suspect.discard(delivery.store_ref)
+        if not held:
+            self._held.discard(delivery.store_ref)
+        return held
+
     async def record_attempt(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
             self._post("attempt", (delivery.attempts, delivery.store_ref, delivery.delivery_id))
 
     async def mark_delivered(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
+            self._held.discard(delivery.store_ref)
             self._post(
                 "delivered",
                 (time.time(), delivery.attempts, delivery.store_ref, delivery.delivery_id),
@@ -1873,6 +1959,7 @@ class SQLiteStore:
         letter = DeadLetter.from_delivery(delivery, error)
         row = self._letter_row(letter, delivery.delivery_id)
         await self._call("dead", (delivery.store_ref, delivery.delivery_id, row))
+        self._held.discard(delivery.store_ref)
         return letter
 
     @staticmethod
