@@ -7,6 +7,10 @@ Keys (all under the prefix, `empathy:` by default, so several deployments share 
   group's pending list until that worker XACKs it after a 2xx (then it is XDELeted). A worker
   that dies holding entries stops refreshing them; once idle past the visibility timeout they
   are taken over by another worker (XAUTOCLAIM): at least once, under the same event id.
+  A worker that was only stopped (SIGSTOP, a paused VM, a long pause of its event loop) past
+  the timeout finds on its return that it lost them: its heartbeat refreshes only the entries
+  still pending for its own consumer, and before each attempt it sends only what it is sure
+  it still holds, or what Redis confirms is still its own (`surely_held`, `confirm_held`).
 - `<prefix>attempts`: delivery id -> attempts so far, so a claimed delivery keeps its count.
 - `<prefix>dead`: dead letter id -> JSON, for inspection and replay from any process.
 - `<prefix>replaying`: dead letter id -> server time (s) a replay took it. The letter stays in
@@ -42,6 +46,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import secrets
 import socket
@@ -58,6 +63,7 @@ from redis.exceptions import RedisError, ResponseError
 from empathy_webhooks_core.plugin import REDACTED, Event, check_number, get_logger
 from empathy_webhooks_core.plugin.store import (
     AttemptRecord,
+    ConfirmsHolding,
     DeadLetter,
     Delivery,
     DeliveryPage,
@@ -272,11 +278,45 @@ end
 return 0
 """
 
+# Of the entries ARGV[3..], refresh (XCLAIM to this consumer, resetting their idle time) those
+# still pending for this consumer ARGV[2] of the group ARGV[1], and only those: checked and
+# claimed in one step, so no other worker takes one in between. An entry pending for another
+# consumer was taken over; one pending for nobody ended elsewhere when its delivery's history
+# record (KEYS[1 + i] for ARGV[2 + i]) says delivered or failed. Pending for nobody with no
+# such record, the entry went with the server's data (a restart without persistence,
+# FLUSHALL) and nobody else can send it: still this worker's, sent from memory. Returns the
+# ids that are still this worker's. KEYS: stream, then a history key per entry.
+_REFRESH_HELD = """
+local held = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local mine = false
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1, ARGV[2]) > 0 then
+    -- Nothing comes back for an entry deleted while pending (it leaves the pending list).
+    mine = #redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'JUSTID') > 0
+  elseif #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
+    local status = redis.call('HGET', KEYS[i - 1], 's')
+    mine = status ~= 'delivered' and status ~= 'failed'
+  end
+  if mine then held[#held + 1] = id end
+end
+return held
+"""
+
 #: The most emits one enqueue script call carries (each a few deliveries, usually one).
 _ADD_MAX = 64
 #: The most attempts and acknowledgements one write-behind call carries (a Lua `unpack`
 #: takes a few thousand values at most); more go in further calls.
 _WRITE_BEHIND_MAX = 1000
+#: The most entries one `_REFRESH_HELD` call checks (a longer script holds the server up).
+_REFRESH_MAX = 1000
+#: The share of the visibility timeout after a refresh during which this worker is sure it
+#: still holds an entry, without asking Redis (`surely_held`). The rest (3 s of the default
+#: 30 s) covers what this process's own clock cannot see: the time between that check and
+#: the request leaving (the event loop busy with other work), and a step forward of the
+#: server's wall clock, by which Redis measures an entry's idle time. Clock rates differ by
+#: parts per million, nothing against a tenth.
+_SURE_SHARE = 0.9
 #: While deliveries this worker holds are still under way, a write-behind call waits up to
 #: this long for them, or until `_GATHER_ENOUGH` acknowledgements are waiting, so that one
 #: call carries many (each call costs a round trip, a script run and its encoding, whatever
@@ -468,7 +508,24 @@ class RedisStore:
         self._enqueue: Any = None
         self._write_behind_script: Any = None
         self._rewrite_history: Any = None
+        self._refresh_held_script: Any = None
         self._held: dict[str, Delivery] = {}
+        # Until then (monotonic) every entry in `_held` is surely this worker's: each was
+        # refreshed (read, claimed, heartbeat) no earlier than `_sure_for` before it. A
+        # producer delivers nothing from the stream: always sure.
+        self._sure_for = self.visibility_timeout * _SURE_SHARE
+        self._sure_until = math.inf if role == "producer" else -math.inf
+        # When (monotonic) each call under way that may add entries to `_held` began (the
+        # consumer's read or claim, a `confirm_held`): a heartbeat under way does not cover
+        # what they add, which is fresh only since they began.
+        self._adding: list[float] = []
+        # Entries the heartbeat found no longer this worker's (another worker took them over
+        # or finished them): their copies still in the lanes are not sent.
+        self._lost: set[str] = set()
+        # Entries whose dead letter is being written (their XACK on its way).
+        self._finishing: set[str] = set()
+        # The acknowledgements the write-behind call under way carries.
+        self._acking: list[Delivery] = []
         self._room = asyncio.Event()
         # Set when the held deliveries fall to `_low_water` (or the worker stops): ends a
         # linger (`_linger`) early.
@@ -534,6 +591,7 @@ class RedisStore:
         self._enqueue = PackedScript(self._redis, _ENQUEUE)
         self._write_behind_script = PackedScript(self._redis, _WRITE_BEHIND)
         self._rewrite_history = PackedScript(self._redis, _REWRITE_HISTORY)
+        self._refresh_held_script = self._redis.register_script(_REFRESH_HELD)
         self._closing.clear()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
@@ -719,9 +777,12 @@ class RedisStore:
             pipe.xack(self.stream, GROUP, delivery.store_ref)
             pipe.xdel(self.stream, delivery.store_ref)
         pipe.hdel(self.attempts_key, delivery.delivery_id)
+        ref = str(delivery.store_ref)
+        self._finishing.add(ref)
         try:
             await pipe.execute()
         finally:
+            self._finishing.discard(ref)
             self._release(delivery)
         reraise_dropped_cancel()
 
@@ -865,6 +926,7 @@ class RedisStore:
                 await wait_event(self._gathered, _GATHER_SECONDS)
             notes, self._notes = self._notes, []
             acks, self._acks = self._acks, []
+            self._acking = acks
             gone: list[tuple[Delivery, AttemptRecord, str]] = []
             try:
                 for start in range(0, max(len(notes), len(acks)), _WRITE_BEHIND_MAX):
@@ -893,6 +955,7 @@ class RedisStore:
                 if notes and await self._written_again(gone):
                     self._history_fault.ok(stream=self.stream)
             finally:
+                self._acking = []
                 for delivery in acks:
                     self._release(delivery)
 
@@ -1078,6 +1141,10 @@ class RedisStore:
         self._dispatcher = dispatcher
         self._stop_taking.clear()
         self._closing.clear()
+        if not self._held:
+            # Whatever this worker will hold is read after now. (Entries still held from an
+            # earlier run keep the window their last refresh gave.)
+            self._sure_until = time.monotonic() + self._sure_for
         self._consumer_task = asyncio.create_task(
             self._consume(), name=f"redis-consume:{self.consumer}"
         )
@@ -1101,10 +1168,73 @@ class RedisStore:
         await end_tasks([task], patience=self._block_ms / 1000 + 2.0)
 
     def _release(self, delivery: Delivery) -> None:
-        if self._held.pop(str(delivery.store_ref), None) is not None:
+        ref = str(delivery.store_ref)
+        if self._lost:
+            self._lost.discard(ref)
+        self._let_go(ref)
+
+    def _let_go(self, entry_id: str) -> None:
+        """Count the entry out of this worker's window (it ended here, or is no longer ours)."""
+        if self._held.pop(entry_id, None) is not None:
             self._room.set()
             if len(self._held) <= self._low_water:
                 self._drained.set()
+
+    def surely_held(self, delivery: Delivery) -> bool:
+        """True while, by this process's monotonic clock, less than nine tenths of the
+        visibility timeout (`_SURE_SHARE`) have passed since the start of the call that last
+        refreshed the least recently refreshed entry this worker holds (a read, a claim, a
+        heartbeat): no other worker can have claimed any of them yet. False for an entry the
+        heartbeat found lost, and whenever the heartbeat is late (this process was stopped,
+        its loop held up, or Redis was out of reach). Always True in the producer role and
+        for a delivery without an entry."""
+        lost = self._lost
+        if lost and delivery.store_ref in lost:
+            return False
+        return time.monotonic() < self._sure_until or delivery.store_ref is None
+
+    async def confirm_held(self, delivery: Delivery) -> bool:
+        """Ask Redis whether `delivery`'s entry is still pending for this worker's consumer;
+        if so it is claimed again (its idle time reset) in the same script, and True. False
+        when another consumer holds it, or it ended elsewhere (acknowledged, dead-lettered,
+        deleted): this worker forgets it. An entry that went with the server's data is still
+        this worker's (nobody else can send it). Raises `RedisError` when Redis cannot tell."""
+        if delivery.store_ref is None or self.role != "worker":
+            return True
+        entry_id = str(delivery.store_ref)
+        began = time.monotonic()
+        self._adding.append(began)
+        try:
+            held = await self._refresh_held([entry_id], [self._history_key(delivery.delivery_id)])
+        except ResponseError as exc:
+            if _no_group(exc):
+                return True  # the entries went with the server's data: sent from memory
+            raise
+        finally:
+            self._adding.remove(began)
+        if self._lost:
+            self._lost.discard(entry_id)
+        if held:
+            # Back in the window when the heartbeat had let it go (it is ours again: this
+            # worker reclaimed it after it had been taken over).
+            self._held.setdefault(entry_id, delivery)
+            return True
+        self._let_go(entry_id)
+        return False
+
+    async def _refresh_held(self, ids: list[str], history_keys: list[str]) -> set[str]:
+        """Of `ids` (with their deliveries' history keys), the entries still this worker's,
+        each refreshed (see `_REFRESH_HELD`)."""
+        held: set[str] = set()
+        for start in range(0, len(ids), _REFRESH_MAX):
+            answer: Any = await checked(
+                self._refresh_held_script(
+                    keys=[self.stream, *history_keys[start : start + _REFRESH_MAX]],
+                    args=[GROUP, self.consumer, *ids[start : start + _REFRESH_MAX]],
+                )
+            )
+            held.update(answer)
+        return held
 
     async def _consume(self) -> None:
         claim_every = self.visibility_timeout / 2
@@ -1131,21 +1261,26 @@ class RedisStore:
                     continue
                 entries: list[tuple[str, dict[str, str]]] = []
                 fresh = False
-                if time.monotonic() >= next_claim:
-                    cursor, entries = await self._claim_idle(cursor, free)
-                    if cursor == "0-0":
-                        next_claim = time.monotonic() + claim_every
-                    if time.monotonic() >= next_forget:
-                        next_forget = time.monotonic() + self.consumer_expiry / 2
-                        await self.forget_dead_consumers()
-                if not entries:
-                    entries = await checked(self._read_new(free))
-                    fresh = True
-                if entries:
-                    # Even when stopping: these are ours now, so the lanes deliver them.
-                    await self._submit(entries, fresh)
-                    if fresh:
-                        await self._linger(len(entries))
+                began = time.monotonic()
+                self._adding.append(began)
+                try:
+                    if began >= next_claim:
+                        cursor, entries = await self._claim_idle(cursor, free)
+                        if cursor == "0-0":
+                            next_claim = time.monotonic() + claim_every
+                        if time.monotonic() >= next_forget:
+                            next_forget = time.monotonic() + self.consumer_expiry / 2
+                            await self.forget_dead_consumers()
+                    if not entries:
+                        entries = await checked(self._read_new(free))
+                        fresh = True
+                    if entries:
+                        # Even when stopping: these are ours now, so the lanes deliver them.
+                        await self._submit(entries, fresh)
+                finally:
+                    self._adding.remove(began)
+                if entries and fresh:
+                    await self._linger(len(entries))
                 self._consume_fault.ok(consumer=self.consumer)
             except Exception as exc:
                 if _no_group(exc):
@@ -1244,8 +1379,10 @@ class RedisStore:
             ids = [fields.get("d") or entry_id for entry_id, fields in entries]
             counted = await checked(self.redis.hmget(self.attempts_key, ids))
         for (entry_id, fields), attempts in zip(entries, counted, strict=True):
-            if entry_id in self._held:
-                continue  # reclaimed from ourselves: still under way here
+            if entry_id in self._held or entry_id in self._lost:
+                # Reclaimed from ourselves: its copy is still in the lanes here (one the
+                # heartbeat had let go is confirmed as ours again before it is sent).
+                continue
             try:
                 delivery = _delivery(entry_id, fields, attempts)
             except UndecodableEvent as exc:
@@ -1293,33 +1430,57 @@ class RedisStore:
         await checked(pipe.execute())
 
     async def _heartbeat(self) -> None:
-        """Keep what this worker holds from looking abandoned (a slow retry is not a crash)."""
+        """Keep what this worker holds from looking abandoned (a slow retry is not a crash),
+        and with it how long `surely_held` answers True. Only entries still pending for this
+        worker's consumer are refreshed: one another worker took over (this process was
+        stopped past the visibility timeout) stays that worker's, and is not sent from here."""
         while True:
             await wait_event(self._closing, self.visibility_timeout / 3)
             if self._closing.is_set():
                 return
-            ids = list(self._held)
-            if not ids:
-                continue
-            try:
-                await checked(
-                    self.redis.xclaim(
-                        self.stream,
-                        GROUP,
-                        self.consumer,
-                        min_idle_time=0,
-                        message_ids=list[Any](ids),
-                        justid=True,
+            began = time.monotonic()
+            fresh_since = min(self._adding, default=began)
+            held = dict(self._held)
+            if held:
+                try:
+                    kept = await self._refresh_held(
+                        list(held), [self._history_key(d.delivery_id) for d in held.values()]
                     )
-                )
-            except Exception as exc:
-                if _no_group(exc):
-                    # The entries went with the server's data; the consumer loop recreates
-                    # the group. What this worker holds is still delivered from memory.
+                except Exception as exc:
+                    if _no_group(exc):
+                        # The entries went with the server's data, so no other worker can
+                        # take them; the consumer loop recreates the group. What this
+                        # worker holds is still delivered from memory.
+                        self._sure_until = fresh_since + self._sure_for
+                        continue
+                    self._heartbeat_fault.failed(exc, consumer=self.consumer)
                     continue
-                self._heartbeat_fault.failed(exc, consumer=self.consumer)
-            else:
                 self._heartbeat_fault.ok(consumer=self.consumer)
+                self._lose([entry_id for entry_id in held if entry_id not in kept])
+            self._sure_until = fresh_since + self._sure_for
+
+    def _lose(self, entry_ids: list[str]) -> None:
+        """The heartbeat found these entries no longer this worker's: out of the window, and
+        their copies in the lanes are not sent (`surely_held`). Said once per heartbeat."""
+        if not entry_ids:
+            return
+        # An acknowledgement written while the heartbeat was under way ended the entry here,
+        # not elsewhere.
+        finishing = self._finishing | {str(d.store_ref) for d in self._acking}
+        lost = [e for e in entry_ids if e in self._held and e not in finishing]
+        for entry_id in lost:
+            self._lost.add(entry_id)
+            self._let_go(entry_id)
+        if lost:
+            log.warning(
+                "redis_claims_taken_over",
+                count=len(lost),
+                consumer=self.consumer,
+                stream=self.stream,
+                reason="this worker did not refresh them within the visibility timeout (it "
+                "was stopped, paused or cut off) and another worker took them over or "
+                "finished them: their deliveries are left to it, not sent from here",
+            )
 
 
 def _attempt_fields(record: AttemptRecord, status: str) -> list[str]:
@@ -1604,4 +1765,10 @@ def _offers_every_shared_capability(store: RedisStore) -> SharedStore:
     """Never called: mypy checks here that `RedisStore` is a `SharedStore` (its limiter a
     `Limiter`, its breaker a `Breaker`), so the dispatcher's one check when the store opens
     finds every capability it relies on."""
+    return store
+
+
+def _confirms_holding(store: RedisStore) -> ConfirmsHolding:
+    """Never called: mypy checks here that `RedisStore` is a `ConfirmsHolding`, so the
+    dispatcher checks a worker's claim before each attempt."""
     return store
