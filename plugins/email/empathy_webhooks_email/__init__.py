@@ -5,6 +5,11 @@
 server will get. `deliver` sends those bytes with aiosmtplib and turns the server's answer into
 a `Response` whose status is the SMTP reply code; `classify_response` reads it the SMTP way:
 2xx delivered, 4xx retried, 5xx final (with the server's reply as the reason).
+
+A server may accept some recipients and refuse others at RCPT. The message then went to those
+it accepted: the recipients deferred (4xx) are retried alone, as an MTA does, the plugin's
+per-webhook state (`EmailState`) remembering who has it; recipients refused for good (5xx)
+make the delivery a final failure once nobody is deferred, whose reason names them.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from typing import Any, ClassVar, Literal
 
 import aiohttp
@@ -47,6 +52,7 @@ from .format import (
     message_id,
     subject_for,
 )
+from .state import EmailState, remembered_for
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
 PLUGIN_API = "1.1"
@@ -55,6 +61,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "EmailContent",
     "EmailDeliveryRefused",
+    "EmailState",
     "EmailWebhook",
     "TlsMode",
     "build_message",
@@ -259,21 +266,21 @@ def _scrub(text: str, webhook: EmailWebhook) -> str:
 
 
 def _answer(
-    webhook: EmailWebhook,
-    code: int,
-    text: str,
-    stage: str,
-    started: float,
-    refused: str | None = None,
+    webhook: EmailWebhook, code: int, text: str, stage: str, started: float, **details: Any
 ) -> Response:
     """The SMTP server's answer, as the `stage` that gave it (`auth`, `mail`, `rcpt`, `data`,
-    ...), with the recipients it refused while accepting the others."""
+    ...), with what `classify_response` needs to know of the recipients (`_reach_details`)."""
     answer = Response(
         status=code,
         body=_scrub(text, webhook).encode("utf-8", "replace"),
         elapsed_ms=(time.perf_counter() - started) * 1000,
     )
-    return answer.at_step(stage, refused_recipients=refused)
+    return answer.at_step(stage, **details)
+
+
+def _reach_details(reached: Collection[str], everyone: Collection[str]) -> dict[str, int]:
+    """An answer's details when some recipients have the message: how many, of how many."""
+    return {"reached": len(reached), "recipients": len(everyone)} if reached else {}
 
 
 def _refused(exc: aiosmtplib.SMTPRecipientsRefused) -> tuple[int, str]:
@@ -330,14 +337,34 @@ async def _connect(webhook: EmailWebhook, timeout: float) -> socket.socket:
     raise ConnectionError(f"{where}: cannot connect ({reason})")
 
 
-async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Response:
+async def send_message(
+    webhook: EmailWebhook, request: OutgoingRequest, state: EmailState | None = None
+) -> Response:
     """One SMTP attempt of `request` (what `format_payload` rendered) to the webhook's server.
 
     An answer from the server comes back as a `Response` whose status is its reply code.
     A lost connection raises `ConnectionError` and no answer in time `TimeoutError` (both
     retried by the core); what no retry can fix raises `EmailDeliveryRefused`.
+
+    With `state`, a message an earlier attempt delivered to some of its recipients goes to the
+    others only (the same bytes, To and Cc unchanged: only the envelope differs); without it,
+    every attempt goes to every recipient.
     """
     started = time.perf_counter()
+    everyone = tuple(str(address) for address in request.extras["recipients"])
+    message = str(request.extras.get("message_id") or "")
+    # One recipient has the message or not: nothing to remember, no memory read.
+    if len(everyone) < 2 or not message:
+        state = None
+    reached = await state.reached(message, webhook.name) if state is not None else frozenset()
+    remaining = [address for address in everyone if address not in reached]
+    if not remaining:
+        # An entry naming every recipient is never kept; this is a re-render with fewer
+        # recipients (the webhook changed before a replay): none of them is owed a copy.
+        if state is not None:
+            await state.forget(message, webhook.name)
+        return _answer(webhook, 250, "every recipient already has this message", "data", started)
+    earlier = _reach_details(reached, everyone)
     where = webhook.url
     timeout = webhook.retry_policy.timeout_seconds
     # aiosmtplib owns the socket from here and closes it, whatever happens (closing it here
@@ -347,7 +374,7 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
         errors, reply = await aiosmtplib.send(
             request.body,
             sender=str(request.extras["sender"]),
-            recipients=list(request.extras["recipients"]),
+            recipients=remaining,
             # The host name still names the server for TLS (SNI and certificate checks).
             hostname=webhook.host,
             sock=sock,
@@ -364,27 +391,33 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
             timeout=timeout,
         )
     except aiosmtplib.SMTPAuthenticationError as exc:
-        return _answer(webhook, exc.code, exc.message, "auth", started)
+        return _answer(webhook, exc.code, exc.message, "auth", started, **earlier)
     except aiosmtplib.SMTPRecipientsRefused as exc:
+        if reached:
+            refusals = {r.recipient: (r.code, r.message) for r in exc.recipients}
+            return await _partly_delivered(
+                webhook, request, state, everyone, reached, refusals, started
+            )
         code, text = _refused(exc)
         return _answer(webhook, code, text, "rcpt", started)
     except aiosmtplib.SMTPSenderRefused as exc:
-        return _answer(webhook, exc.code, exc.message, "mail", started)
+        return _answer(webhook, exc.code, exc.message, "mail", started, **earlier)
     except aiosmtplib.SMTPRecipientRefused as exc:
-        return _answer(webhook, exc.code, f"{exc.recipient}: {exc.message}", "rcpt", started)
+        text = f"{exc.recipient}: {exc.message}"
+        return _answer(webhook, exc.code, text, "rcpt", started, **earlier)
     except aiosmtplib.SMTPDataError as exc:
-        return _answer(webhook, exc.code, exc.message, "data", started)
+        return _answer(webhook, exc.code, exc.message, "data", started, **earlier)
     except aiosmtplib.SMTPHeloError as exc:
-        return _answer(webhook, exc.code, exc.message, "helo", started)
+        return _answer(webhook, exc.code, exc.message, "helo", started, **earlier)
     except aiosmtplib.SMTPConnectResponseError as exc:
-        return _answer(webhook, exc.code, exc.message, "connect", started)
+        return _answer(webhook, exc.code, exc.message, "connect", started, **earlier)
     except aiosmtplib.SMTPResponseException as exc:
         if exc.code < 100:
             # aiosmtplib's -1: a reply it could not read (too long, no reply code), not the
             # server's verdict on the message; retried like a broken connection.
             text = _scrub(" ".join(exc.message.split())[:300], webhook)
             raise ConnectionError(f"{where}: unreadable reply from the server ({text})") from None
-        return _answer(webhook, exc.code, exc.message, "smtp", started)
+        return _answer(webhook, exc.code, exc.message, "smtp", started, **earlier)
     except aiosmtplib.SMTPTimeoutError as exc:
         raise TimeoutError(f"no answer from {where} within {timeout:g} s") from exc
     except ssl.SSLCertVerificationError as exc:
@@ -406,27 +439,85 @@ async def send_message(webhook: EmailWebhook, request: OutgoingRequest) -> Respo
     except aiosmtplib.SMTPException as exc:
         # "No suitable authentication method found" and the like: configuration, not luck.
         raise EmailDeliveryRefused(f"{where}: {_scrub(exc.message, webhook)}") from None
-    refused = {
-        address: f"{answer.code} {answer.message}" for address, answer in (errors or {}).items()
-    }
-    # The others got it: retrying would send them a second copy, so it is a detail.
-    shown = _scrub("; ".join(f"{address}: {text}" for address, text in refused.items()), webhook)
-    if shown:
-        # Those recipients never get this alert, and no retry will tell: said loudly.
-        log.warning(
-            "email_recipients_refused",
-            webhook=webhook.name,
-            message_id=request.extras.get("message_id"),
-            refused=shown[:1000],
+    if errors:
+        refusals = {address: (answer.code, answer.message) for address, answer in errors.items()}
+        return await _partly_delivered(
+            webhook, request, state, everyone, reached, refusals, started
         )
-    return _answer(webhook, 250, reply, "data", started, shown or None)
+    if state is not None and reached:
+        await state.forget(message, webhook.name)
+        return _answer(
+            webhook, 250, reply, "data", started, retried_recipients=", ".join(remaining)
+        )
+    return _answer(webhook, 250, reply, "data", started)
+
+
+async def _partly_delivered(
+    webhook: EmailWebhook,
+    request: OutgoingRequest,
+    state: EmailState | None,
+    everyone: tuple[str, ...],
+    reached: frozenset[str],
+    refusals: dict[str, tuple[int, str]],
+    started: float,
+) -> Response:
+    """The answer when some recipients have the message (now or in an earlier attempt) and the
+    server refused the others at RCPT: deferred (4xx), retried for them only, or refused
+    (5xx), which is final once nobody is deferred any more."""
+    reached = reached | {address for address in everyone if address not in refusals}
+    deferred = {a: r for a, r in refusals.items() if 400 <= r[0] < 500}
+    refused = {a: r for a, r in refusals.items() if a not in deferred}
+    message = str(request.extras.get("message_id") or "")
+    if state is not None:
+        # Kept after a final failure too: a replay of the dead letter (the same Message-ID)
+        # then goes only to those who never got it.
+        await state.remember(message, reached, webhook.name)
+
+    def said(group: dict[str, tuple[int, str]]) -> str:
+        text = "; ".join(
+            f"{address}: {code} {' '.join(reply.split())}"
+            for address, (code, reply) in group.items()
+        )
+        return _scrub(text, webhook)
+
+    first = next(iter(deferred.values() or refused.values()))
+    shown_deferred, shown_refused = said(deferred), said(refused)
+    # Said loudly either way: someone did not get an alert the others got.
+    log.warning(
+        "email_recipients_refused",
+        webhook=webhook.name,
+        message_id=message,
+        reached=f"{len(reached)} of {len(everyone)}",
+        deferred=shown_deferred[:1000] or None,
+        refused=shown_refused[:1000] or None,
+        then=(
+            "the deferred recipients alone are tried again, while the retry policy allows"
+            if deferred
+            else "a final failure; not sent again to those who got it"
+        ),
+    )
+    return _answer(
+        webhook,
+        first[0],
+        "; ".join(text for text in (shown_deferred, shown_refused) if text),
+        "rcpt",
+        started,
+        deferred=shown_deferred or None,
+        refused=shown_refused or None,
+        **_reach_details(reached, everyone),
+    )
+
+
+@hookimpl
+def webhook_state(webhook: EmailWebhook) -> EmailState:
+    return EmailState(remembered_for(webhook.retry_policy))
 
 
 @hookimpl
 def deliver(
-    webhook: EmailWebhook, request: OutgoingRequest, session: aiohttp.ClientSession
+    webhook: EmailWebhook, request: OutgoingRequest, session: aiohttp.ClientSession, state: Any
 ) -> Awaitable[Response]:
-    return send_message(webhook, request)
+    return send_message(webhook, request, state if isinstance(state, EmailState) else None)
 
 
 @hookimpl
@@ -436,21 +527,38 @@ def classify_response(
     code = response.status
     stage = (response.step or "smtp").upper()
     reply = " ".join(_scrub(response.text(), webhook).split()) or "no text"
+    found = response.details
+    got = (
+        f"{found['reached']} of {found['recipients']} recipients got it"
+        if found.get("reached")
+        else ""
+    )
     if 200 <= code < 300:
         details = {"smtp_reply": f"{code} {reply}"}
         message = request.extras.get("message_id")
         if message:
             details["message_id"] = str(message)
-        refused = response.details.get("refused_recipients")
-        if refused:
-            details["refused_recipients"] = refused
+        if found.get("retried_recipients"):
+            details["retried_recipients"] = str(found["retried_recipients"])
         return Verdict(outcome=Outcome.SUCCESS, details=details)
+    deferred, refused = found.get("deferred"), found.get("refused")
+    if got and (deferred or refused):
+        # Who has it comes first: the reason is cut at 500 characters, the names may not fit.
+        said = got + (f"; deferred {deferred}" if deferred else "")
+        said += f"; refused {refused}" if refused else ""
+        if deferred:
+            return Verdict(outcome=Outcome.RETRY, reason=f"SMTP {code} at RCPT (transient): {said}")
+        return Verdict(outcome=Outcome.FAIL, reason=f"SMTP {code} at RCPT: {said}")
+    earlier = f"; {got} earlier" if got else ""
     if stage == "AUTH" and not 400 <= code < 500:
         # The server's text only: the password never enters a reason.
         return Verdict(
             outcome=Outcome.FAIL,
-            reason=f"SMTP authentication refused ({code} {reply}); check username and password",
+            reason=f"SMTP authentication refused ({code} {reply}); check username and password"
+            + earlier,
         )
     if 400 <= code < 500:
-        return Verdict(outcome=Outcome.RETRY, reason=f"SMTP {code} at {stage} (transient): {reply}")
-    return Verdict(outcome=Outcome.FAIL, reason=f"SMTP {code} at {stage}: {reply}")
+        return Verdict(
+            outcome=Outcome.RETRY, reason=f"SMTP {code} at {stage} (transient): {reply}{earlier}"
+        )
+    return Verdict(outcome=Outcome.FAIL, reason=f"SMTP {code} at {stage}: {reply}{earlier}")

@@ -5,9 +5,11 @@ no threads and no sleeps::
 
     async with SMTPTestServer() as smtp:
         smtp.queue("451 4.3.0 Try again later")        # the next DATA is refused, then 250
+        smtp.refuse("b@example.com", "450 4.2.0 Greylisted", times=1)  # its next RCPT TO
         webhook = EmailWebhook(host=smtp.host, port=smtp.port, tls_mode="none", ...)
         ...
         message = smtp.messages[0].message             # parsed, with .get_body(("html",))
+        assert smtp.copies("b@example.com") == 1       # accepted messages it was an RCPT of
 
 TLS: ``tls_mode="starttls"`` offers and requires STARTTLS, ``"tls"`` is implicit TLS from
 the first byte; both need `tls_context` (a server context, e.g. from ``trustme``). With
@@ -78,7 +80,10 @@ class _Handler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        reply = self.server.rcpt_replies.get(address)
+        owner = self.server
+        owner.rcpt_requests.append(address)
+        queued = owner.rcpt_queue.get(address)
+        reply = queued.popleft() if queued else owner.rcpt_replies.get(address)
         if reply is not None:
             return reply
         envelope.rcpt_tos.append(address)
@@ -130,6 +135,11 @@ class SMTPTestServer:
         self.replies: deque[str] = deque()
         #: Replies to RCPT TO for given addresses (a refusal such as "550 5.1.1 No such user").
         self.rcpt_replies: dict[str, str] = {}
+        #: Replies to the next RCPT TO of given addresses, in order, before `rcpt_replies`
+        #: (what `refuse` with `times` queues).
+        self.rcpt_queue: dict[str, deque[str]] = {}
+        #: Every RCPT TO address, in the order asked, accepted or not.
+        self.rcpt_requests: list[str] = []
         self.messages: list[ReceivedMessage] = []
         #: DATA commands seen, accepted or not.
         self.data_attempts = 0
@@ -148,6 +158,19 @@ class SMTPTestServer:
     def queue(self, *replies: str) -> None:
         """Answer the next DATA commands with `replies` (e.g. ``"451 4.3.0 Busy"``, `DROP`)."""
         self.replies.extend(replies)
+
+    def refuse(self, address: str, reply: str, times: int | None = None) -> None:
+        """Answer RCPT TO `address` with `reply` (``"450 4.2.1 Mailbox busy"``, ``"550 5.1.1
+        No such user"``): its next `times` RCPT TO commands (then accepted again), or every
+        one when `times` is None. The others of the envelope are accepted as usual."""
+        if times is None:
+            self.rcpt_replies[address] = reply
+        else:
+            self.rcpt_queue.setdefault(address, deque()).extend([reply] * times)
+
+    def copies(self, address: str) -> int:
+        """How many accepted messages had `address` among their envelope recipients."""
+        return sum(address in message.rcpt_tos for message in self.messages)
 
     def _authenticate(
         self, smtp: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any

@@ -414,12 +414,16 @@ async def test_4xx_until_retries_run_out_fails(smtp: SMTPTestServer) -> None:
 
 
 async def test_recipients_refused(smtp: SMTPTestServer) -> None:
-    # One of two refused: the other got it, so a retry would send them a second copy.
+    # One of two refused for good: the other got it (once: not retried), the delivery failed
+    # by name (test_partial_refusals.py has the rest).
     smtp.rcpt_replies["security@example.com"] = "550 5.1.1 No such user"
     recorder = await deliver(webhook_for(smtp), security_event())
     assert [m.rcpt_tos for m in smtp.messages] == [("oncall@example.com",)]
-    assert recorder.successes[0].details["refused_recipients"] == (
-        "security@example.com: 550 5.1.1 No such user"
+    [error] = recorder.failures
+    assert error.attempts == 1 and error.status == 550
+    assert error.reason == (
+        "SMTP 550 at RCPT: 1 of 2 recipients got it; "
+        "refused security@example.com: 550 5.1.1 No such user"
     )
 
     # Every recipient refused: final when permanent, retried when any refusal is transient.
