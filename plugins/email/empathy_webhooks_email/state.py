@@ -20,12 +20,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.plugin import get_logger, redact_text
 
 if TYPE_CHECKING:
-    from empathy_webhooks_core import RetryPolicy
     from empathy_webhooks_core.plugin import KeyValue, StateContext
 
 __all__ = ["MAX_REMEMBERED", "REMEMBERED_AT_LEAST", "EmailState", "remembered_for"]
@@ -39,9 +38,10 @@ MAX_REMEMBERED = 10_000
 log = get_logger()
 
 
-def remembered_for(policy: RetryPolicy) -> float:
+def remembered_for(policy: Any) -> float:
     """Seconds a message's reached recipients are kept: the longest a delivery can spend
-    retrying under `policy` (every wait at its cap, every attempt timing out), or a day."""
+    retrying under `policy` (a webhook's `retry_policy`: every wait at its cap, every attempt
+    timing out), or a day."""
     longest = (
         policy.max_retries * policy.max_delay_seconds * (1 + policy.jitter)
         + policy.max_attempts * policy.timeout_seconds

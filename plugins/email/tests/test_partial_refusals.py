@@ -18,7 +18,6 @@ from empathy_webhooks_email.testing import SMTPTestServer
 
 from empathy_webhooks_core import RetryPolicy, WebhookDispatcher
 from empathy_webhooks_core.delivery import render_request
-from empathy_webhooks_core.stores.sqlite import SQLiteStore
 from empathy_webhooks_core.wire import Outcome
 
 from .test_email import FAST, Recorder, manager, security_event, webhook_for
@@ -219,7 +218,7 @@ async def test_a_restart_on_sqlite_still_sends_to_the_deferred_recipient_only(
     async with SMTPTestServer() as smtp:
         smtp.refuse(SECURITY, BUSY, times=1)
         first = WebhookDispatcher(
-            [three(smtp, retry_policy=policy)], store=SQLiteStore(db), plugin_manager=manager()
+            [three(smtp, retry_policy=policy)], store=f"sqlite:///{db}", plugin_manager=manager()
         )
         await first.emit_event(security_event())
         # The attempt count is written behind the attempt: wait for the file to have it.
@@ -232,7 +231,7 @@ async def test_a_restart_on_sqlite_still_sends_to_the_deferred_recipient_only(
         # A new webhook object, as a new process builds: its state starts empty.
         hook = three(smtp, retry_policy=policy)
         async with WebhookDispatcher(
-            [hook], store=SQLiteStore(db), plugin_manager=manager(recorder)
+            [hook], store=f"sqlite:///{db}", plugin_manager=manager(recorder)
         ) as second:
             await second.drain(timeout=10)
     assert [smtp.copies(address) for address in EVERYONE] == [1, 1, 1]
