@@ -350,10 +350,16 @@ class WebhookDispatcher:
             await self._stop()
 
     async def _stop(self) -> None:
-        tasks = [*self._timers, *(t for lane in self._lanes.values() for t in lane.workers)]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Again until none is left: a worker whose plugin swallowed its cancellation finishes
+        # its attempt first, and may schedule a retry after the first sweep.
+        while tasks := [
+            task
+            for task in (*self._timers, *(t for lane in self._lanes.values() for t in lane.workers))
+            if not task.done()
+        ]:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         await self._states.stop()
         left = {name: lane.pending for name, lane in self._lanes.items() if lane.pending}
         if left and self._store is not None and self._store.remote_workers is False:

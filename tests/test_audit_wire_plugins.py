@@ -8,6 +8,7 @@ counts, how long `drain` takes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -25,7 +26,7 @@ from empathy_webhooks_core.events import Event
 from empathy_webhooks_core.plugins import build_plugin_manager, hookimpl
 from empathy_webhooks_core.testing import Receiver, Reply
 from empathy_webhooks_core.webhooks import Webhook
-from empathy_webhooks_core.wire import OutgoingRequest
+from empathy_webhooks_core.wire import OutgoingRequest, Response
 
 FAST = {"initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
 
@@ -129,6 +130,54 @@ async def test_closing_the_dispatcher_still_cancels_a_send_in_flight(receiver: R
     # The worker's own cancellation still ends it (not taken for a failed attempt).
     assert time.monotonic() - started < 5
     assert dispatcher.get_webhook_stats(webhook.name)["failed_count"] == 0
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class SwallowingWebhook(CustomWebhook):
+    kind: ClassVar[str] = "swallowing"
+
+
+class SwallowedCancellation:
+    """A plugin whose send swallows the worker's cancellation and answers 503 (aiosmtplib and
+    redis-py under Python 3.11's `wait_for` do so when the answer lands with the cancel)."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+        self.started = asyncio.Event()
+
+    @hookimpl
+    def webhook_types(self) -> dict[str, type[Webhook]]:
+        return {"swallowing": SwallowingWebhook}
+
+    @hookimpl
+    def deliver(self, webhook: Webhook, request: OutgoingRequest, session: Any) -> Any:
+        return self._send()
+
+    async def _send(self) -> Response:
+        self.sends += 1
+        self.started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return Response(status=503, body=b"busy", elapsed_ms=1.0)
+
+
+async def test_closing_is_prompt_when_a_plugin_swallows_the_cancellation() -> None:
+    """Before: the worker went on to wait 30 s for its next delivery, `close` with it, and the
+    retry its 503 scheduled after the timers were cancelled was sent after the close."""
+    plugin = SwallowedCancellation()
+    pm = build_plugin_manager(load_entry_points=False, extra_plugins=[plugin])
+    webhook = SwallowingWebhook(
+        name="swallowing", url="http://127.0.0.1:9/never", retry_policy=FAST
+    )
+    dispatcher = WebhookDispatcher(webhooks=[webhook], plugin_manager=pm)
+    await dispatcher.start()
+    await dispatcher.emit("alert", {})
+    await asyncio.wait_for(plugin.started.wait(), 10)
+    started = time.monotonic()
+    await dispatcher.close(drain=False)
+    assert time.monotonic() - started < 5
+    await asyncio.sleep(0.3)  # FAST's retry would have gone by now
+    assert plugin.sends == 1
 
 
 # -- a plugin's flush that never returns ---------------------------------------------------------

@@ -87,6 +87,8 @@ class Workers:
 
     async def _work(self, lane: Lane) -> None:
         queue = lane.queue
+        me = asyncio.current_task()
+        assert me is not None
         while True:
             if queue:
                 delivery = queue.popleft()
@@ -103,6 +105,11 @@ class Workers:
                 raise
             except Exception as exc:  # a bug must not kill the lane, nor lose the delivery
                 await self._failures.worker_failed(lane, delivery, exc)
+            if me.cancelling():
+                # Cancelled (the dispatcher closing) while a plugin's send swallowed it, as
+                # Python 3.11's `wait_for` does when the answer lands with the cancellation:
+                # this worker stops now instead of waiting, idle, for its next delivery.
+                raise asyncio.CancelledError
 
     async def _wait(self, lane: Lane) -> Delivery | None:
         """Wait, idle, for the lane's next delivery and take it; None when nothing came for
