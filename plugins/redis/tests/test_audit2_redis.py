@@ -10,10 +10,7 @@ import asyncio
 import itertools
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from empathy_webhooks_redis.testing import RedisServer
 
 from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
@@ -277,64 +275,17 @@ async def test_the_shared_rate_limit_holds_across_three_workers(
     assert arrivals[-1][0] - start >= (40 - limit) / limit - 0.5
 
 
-class PersistentRedis:
-    """A `redis-server` of this test's own that keeps its data (append-only file) across a
-    kill and a restart: an outage, not a loss."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self.proc = subprocess.Popen(
-            [
-                *(binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise AssertionError("the private redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
 @pytest.fixture
-def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
-    if shutil.which("redis-server") is None:
+def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if not RedisServer.available():
         pytest.skip("this test starts its own redis-server, and none is installed")
-    server = PersistentRedis(tmp_path)
-    server.start()
-    try:
+    # Its data kept across a kill and a restart (append-only file): an outage, not a loss.
+    with RedisServer(tmp_path, "--appendonly", "yes", "--appendfsync", "always") as server:
         yield server
-    finally:
-        server.kill()
 
 
 async def test_a_redis_blip_mid_run_loses_nothing_and_is_said_once(
-    tmp_path: Path, persistent_redis: PersistentRedis, webhook_receiver: Receiver
+    tmp_path: Path, persistent_redis: RedisServer, webhook_receiver: Receiver
 ) -> None:
     """Redis is down 5 s while two workers hold deliveries (slow answers, retries) and have
     acknowledgements to write: every event arrives, at most a duplicate each, and each worker
@@ -369,7 +320,7 @@ async def test_a_redis_blip_mid_run_loses_nothing_and_is_said_once(
         await consumers(url, 2)
         wanted = set(await emit(url, hook_url, 40))
         await until(lambda: len(webhook_receiver.delivered) >= 5)
-        persistent_redis.kill()
+        persistent_redis.stop()
         await asyncio.sleep(5)
         persistent_redis.start()
         await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted, 60)

@@ -8,17 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from empathy_webhooks_redis.testing import RedisServer
 
 from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
 from empathy_webhooks_core.testing import Receiver, Reply
@@ -44,75 +41,15 @@ asyncio.run(run_worker([hook], url, grace_seconds=2))  # SIGTERM stops it
 """
 
 
-class PrivateRedis:
-    """A `redis-server` without persistence that this test may flush and restart."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise AssertionError("the private redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()  # what a crash or a restart without persistence loses: all
-            self.proc.wait()
-            self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if not RedisServer.available():
         reason = "these tests start their own redis-server, and none is installed"
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{reason}; {REQUIRE_ENV}=1, so this is a failure, not a skip")
         pytest.skip(reason)
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
+    with RedisServer(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def spawn_worker(
@@ -170,7 +107,7 @@ Running = tuple[list[asyncio.subprocess.Process], list[WebhookDispatcher]]
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path, private_redis: PrivateRedis, webhook_receiver: Receiver, *, guards: bool
+    tmp_path: Path, private_redis: RedisServer, webhook_receiver: Receiver, *, guards: bool
 ) -> AsyncIterator[Running]:
     """Two worker processes (with a shared rate limit and breaker if asked) and two producers
     in this process."""
@@ -218,14 +155,14 @@ async def emit_when_up(producers: list[WebhookDispatcher], count: int, tag: str)
 
 
 async def test_producers_and_workers_survive_a_flush_and_a_restart_that_lost_the_data(
-    tmp_path: Path, private_redis: PrivateRedis, webhook_receiver: Receiver
+    tmp_path: Path, private_redis: RedisServer, webhook_receiver: Receiver
 ) -> None:
     async with running(tmp_path, private_redis, webhook_receiver, guards=True) as started:
         await flush_and_restart(private_redis, webhook_receiver, started)
 
 
 async def flush_and_restart(
-    private_redis: PrivateRedis, webhook_receiver: Receiver, started: Running
+    private_redis: RedisServer, webhook_receiver: Receiver, started: Running
 ) -> None:
     workers, producers = started
 
@@ -256,14 +193,14 @@ async def flush_and_restart(
 
 
 async def test_bad_entries_go_to_dead_letters_and_the_rest_of_the_batch_is_delivered(
-    tmp_path: Path, private_redis: PrivateRedis, webhook_receiver: Receiver
+    tmp_path: Path, private_redis: RedisServer, webhook_receiver: Receiver
 ) -> None:
     async with running(tmp_path, private_redis, webhook_receiver, guards=True) as started:
         await bad_entries(private_redis, webhook_receiver, started)
 
 
 async def bad_entries(
-    private_redis: PrivateRedis, webhook_receiver: Receiver, started: Running
+    private_redis: RedisServer, webhook_receiver: Receiver, started: Running
 ) -> None:
     workers, producers = started
     client = aioredis.Redis.from_url(private_redis.url, decode_responses=True)
@@ -307,7 +244,7 @@ async def bad_entries(
 
 async def test_a_fault_run_with_a_restart_that_lost_the_data_loses_nothing_emitted_after(
     tmp_path: Path,
-    private_redis: PrivateRedis,
+    private_redis: RedisServer,
     webhook_receiver: Receiver,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -318,7 +255,7 @@ async def test_a_fault_run_with_a_restart_that_lost_the_data_loses_nothing_emitt
 
 
 async def fault_run(
-    private_redis: PrivateRedis,
+    private_redis: RedisServer,
     webhook_receiver: Receiver,
     started: Running,
     capsys: pytest.CaptureFixture[str],

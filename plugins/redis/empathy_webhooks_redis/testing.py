@@ -1,0 +1,97 @@
+"""A `redis-server` of a test's own, on a spare loopback port: to restart, kill, flush or
+configure without touching a Redis anyone else uses.
+
+    with RedisServer(tmp_path) as server:                      # no persistence
+        store = f"{server.url}?prefix=t:"
+        ...
+        server.restart()                                       # everything is gone
+    with RedisServer(tmp_path, "--appendonly", "yes") as server:
+        ...
+        server.stop(); server.start()                          # an outage, data kept
+
+Needs the `redis-server` binary on PATH (`shutil.which`); `RedisServer.available()` says
+whether it is there, so a test can skip (or, in CI, fail) with a clear reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["RedisServer"]
+
+
+class RedisServer:
+    """A private `redis-server`: no snapshots, no append-only file unless `options` ask for
+    one, its files in `folder`. `options` are given to the server as they are
+    (`"--maxmemory", "10mb"`)."""
+
+    def __init__(self, folder: str | Path, *options: str) -> None:
+        self.folder = Path(folder)
+        self.options = options
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("redis-server") is not None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start it and wait until it answers PING."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server is not installed (not on PATH)")
+        # The server binary found on PATH, with this object's own options: no outside input.
+        self.proc = subprocess.Popen(  # noqa: S603
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.folder)),
+                *self.options,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"the private redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        """Kill it (SIGKILL: what a crash loses, it loses; an append-only file keeps the rest)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
