@@ -15,7 +15,8 @@ records) masks the same things the same way:
   URLs are shown without query or userinfo, and without the secret path of chat webhooks.
 * **secret-named headers and keys** (`SECRET_NAME`): `Authorization`, `Proxy-Authorization`,
   `Cookie`, `Set-Cookie`, and any name containing `secret`, `token`, `password`, `api-key`
-  (`apikey`, `api_key`), `signature`, `credential`, or ending in `-key` / `_key`.
+  (`apikey`, `api_key`), `signature`, `credential`, or ending in `-key` / `_key` (but the
+  keys that group or order alerts: `dedup_key`, `aggregation_key`, `ordering_key`, ...).
 * **echoes**: the above found again in text a receiver sent back: a registered value, a
   `Basic`/`Bearer` credential, a base64 blob that decodes to a registered value, a
   secret-named JSON member or header line, a credential query parameter.
@@ -132,7 +133,24 @@ def is_secret_name(name: Any) -> bool:
 # Bounded, as header names come from the services we call.
 @functools.lru_cache(maxsize=4096)
 def _secret_name(name: str) -> bool:
-    return bool(SECRET_NAME.search(name))
+    return bool(SECRET_NAME.search(name)) and name.lower().replace("-", "_") not in _NOT_SECRET
+
+
+#: Names ending in `_key` that name what groups or orders alerts, not a credential: masked,
+#: they hid from a dry run and from logs the very values a user checks (two alerts merged or
+#: apart). `routing_key`, `service_key`, `integration_key` stay secret.
+_NOT_SECRET = frozenset(
+    {
+        "dedup_key",
+        "aggregation_key",
+        "incident_key",
+        "ordering_key",
+        "idempotency_key",
+        "group_key",
+        "partition_key",
+        "sort_key",
+    }
+)
 
 
 def _is_secret_query_key(key: str) -> bool:

@@ -16,9 +16,11 @@ from empathy_webhooks_core._log import get_logger
 from empathy_webhooks_core.redaction import (
     REDACTED,
     bounded,
+    is_secret_name,
     redact_processor,
     redact_text,
     redact_url,
+    redact_value,
     register_secrets,
     url_secrets,
 )
@@ -223,3 +225,23 @@ def test_text_kept_from_an_answer_is_always_storable_as_utf8() -> None:
     assert kept == "rejected: x-error=?"
     assert kept.encode("utf-8")
     assert bounded("José ✓") == "José ✓"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("dedup_key", False),
+        ("aggregation_key", False),
+        ("ordering_key", False),
+        ("Idempotency-Key", False),
+        ("routing_key", True),
+        ("service_key", True),
+        ("integration_key", True),
+        ("X-Api-Key", True),
+    ],
+)
+def test_keys_that_group_alerts_are_not_masked_credentials_are(name: str, secret: bool) -> None:
+    """A dry run and the logs show the key that decides whether two alerts merge; the key
+    that routes to a PagerDuty service stays masked."""
+    assert is_secret_name(name) is secret
+    assert (redact_value({name: "v4lue-shown-or-not"}) == {name: REDACTED}) is secret
