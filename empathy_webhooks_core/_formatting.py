@@ -114,7 +114,13 @@ def location(data: Mapping[str, Any]) -> str | None:
     return file
 
 
-_TITLE_KEYS = ("title", "summary", "name", "message", "prediction", "issue", "description")
+#: Prose first, then the fields that name what was found (`_findings.NAME_FIELDS`): an event
+#: that says only `{"alert": "error budget burn"}` is titled so, not "Alert".
+_TITLE_KEYS = (
+    *("title", "summary", "name", "message", "prediction", "issue", "description"),
+    *("alert", "alert_name", "check", "rule", "test_name", "test", "vulnerability", "cve"),
+    *("error", "metric"),
+)
 
 
 def event_title(event: Event) -> str:

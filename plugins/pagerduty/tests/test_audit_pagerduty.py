@@ -73,3 +73,17 @@ def test_a_reasonable_link_is_kept() -> None:
         hook.render(Event(event_type="alert", data={"title": "Disk full", "url": url})).body
     )
     assert body["links"] == [{"href": url, "text": "Details"}]
+
+
+def test_the_readme_s_alert_pages_with_what_it_is_in_its_summary() -> None:
+    """The README's example names its alert only in an `alert` field: the page said "Alert",
+    the words it named were in the details alone."""
+    hook = PagerDutyWebhook(api_key=KEY)
+    event = Event(
+        event_type="alert",
+        data={"service": "checkout", "alert": "error budget burn"},
+        severity="high",
+    )
+    payload = json.loads(hook.render(event).body)["payload"]
+    assert payload["summary"] == "Alert: error budget burn"
+    assert payload["source"] == "checkout"
