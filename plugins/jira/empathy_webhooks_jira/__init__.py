@@ -11,6 +11,7 @@ with `auth="bearer"`.
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -150,7 +151,9 @@ class JiraWebhook(Webhook):
         converter=_events,
     )
     #: The Atlassian account's email: the token goes as Basic auth `email:api_token` (Jira
-    #: Cloud's only way for API tokens, and the default everywhere).
+    #: Cloud's only way for API tokens, and the default everywhere). Not given, it is read
+    #: from the `JIRA_EMAIL` environment variable, as the reference reads `JIRA_URL` and
+    #: `JIRA_API_TOKEN` (so its snippet works as written); never with `auth="bearer"`.
     email: str | None = None
     #: "basic" (default: `email` with `api_token`) or "bearer" (`api_token` is a Jira Data
     #: Center personal access token; refused for Jira Cloud hosts, which answer 401).
@@ -204,6 +207,9 @@ class JiraWebhook(Webhook):
         host = urlsplit(self.url).hostname
         if not isinstance(self.api_token, str) or not self.api_token.strip():
             return ""  # api_token's own check says what is missing
+        if self.email is None and self.auth != "bearer" and os.environ.get("JIRA_EMAIL"):
+            # Frozen, and this runs inside attrs' __init__: the field is still being made.
+            object.__setattr__(self, "email", os.environ["JIRA_EMAIL"])
         if self.auth == "bearer":
             if self.email:
                 raise ValueError(
@@ -220,11 +226,11 @@ class JiraWebhook(Webhook):
             if self.is_cloud:
                 raise ValueError(
                     f"Jira Cloud ({host}) takes an API token only with the Atlassian account's "
-                    'email (Basic auth): set email (e.g. email=os.getenv("JIRA_EMAIL"))'
+                    "email (Basic auth): set email, or JIRA_EMAIL in the environment"
                 )
             raise ValueError(
-                "email is required with api_token (Basic auth); for a Jira Data Center "
-                'personal access token set auth="bearer"'
+                "email is required with api_token (Basic auth): set email, or JIRA_EMAIL in "
+                'the environment; for a Jira Data Center personal access token set auth="bearer"'
             )
         pair = f"{self.email}:{self.api_token}".encode()
         return "Basic " + base64.b64encode(pair).decode("ascii")

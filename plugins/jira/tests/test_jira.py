@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import socket
 from datetime import UTC, datetime
 from typing import Any
@@ -618,12 +619,42 @@ class _ToLoopback(aiohttp.abc.AbstractResolver):
         return None
 
 
-def test_a_cloud_site_needs_the_accounts_email_and_never_a_bearer_token() -> None:
+async def test_the_reference_snippet_works_as_written_with_jira_email_in_the_environment(
+    jira: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference's `JiraWebhook(url=..., api_token=..., project=..., issue_type=...,
+    events=...)` has no email: read from JIRA_EMAIL, as its URL and token are read from theirs."""
+    monkeypatch.setenv("JIRA_URL", jira.url())
+    monkeypatch.setenv("JIRA_API_TOKEN", TOKEN)
+    monkeypatch.setenv("JIRA_EMAIL", EMAIL)
+    jira_hook = JiraWebhook(
+        url=os.getenv("JIRA_URL"),
+        api_token=os.getenv("JIRA_API_TOKEN"),
+        project="EMP",
+        issue_type="Bug",
+        events=["bug_detected", "security_vulnerability"],
+    )
+    assert jira_hook.email == EMAIL
+    async with WebhookDispatcher(webhooks=[jira_hook], plugin_manager=manager()) as dispatcher:
+        await dispatcher.emit("bug_detected", {"title": "Null dereference", "file": "cart.py"})
+        await dispatcher.drain()
+    [create] = jira.creates
+    assert create.header("Authorization") == BASIC
+    assert create.json()["fields"]["summary"].endswith("Null dereference in cart.py")
+    # A Data Center personal access token never takes the environment's email.
+    bearer = JiraWebhook(url=jira.url(), api_token=PAT, auth="bearer", project="EMP")
+    assert (bearer.email, bearer.authorization) == (None, f"Bearer {PAT}")
+
+
+def test_a_cloud_site_needs_the_accounts_email_and_never_a_bearer_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("JIRA_EMAIL", raising=False)
     with pytest.raises(ValueError) as refused:
         JiraWebhook(url="https://acme.atlassian.net", api_token=TOKEN, project="EMP")
     assert str(refused.value) == (
         "Jira Cloud (acme.atlassian.net) takes an API token only with the Atlassian account's "
-        'email (Basic auth): set email (e.g. email=os.getenv("JIRA_EMAIL"))'
+        "email (Basic auth): set email, or JIRA_EMAIL in the environment"
     )
     with pytest.raises(ValueError, match=r"does not take API tokens as Bearer") as bearer:
         JiraWebhook(url="https://acme.atlassian.net", auth="bearer", api_token=TOKEN, project="E")
