@@ -87,7 +87,7 @@ def _add_store_options(parser: argparse.ArgumentParser, default: Any) -> None:
     # the URL given before the action.
     add_config_option(parser)
     parser.add_argument(
-        "--store", metavar="URL", default=default, help="store URL, overriding the file's"
+        "--store", metavar="URL", default=default, help="store URL, overriding the file's `store`"
     )
     add_json_option(parser)
 

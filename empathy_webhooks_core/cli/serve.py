@@ -109,8 +109,14 @@ def serve_config(
         )
         if announce is not None:
             announce(url)
-        else:
+        elif settings.tokens:
             out.line(f"console: {url}/ (log in with a read or admin token)")
+        else:
+            # No token to log in with: the console stays closed (docs/console.md).
+            out.line(
+                "console: closed (no token configured; `empathy-webhooks console` opens one "
+                "on this store)"
+            )
         sys.stdout.flush()
 
     from ..stores import StoreOpenError
