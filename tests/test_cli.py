@@ -112,8 +112,7 @@ type = "custm"
         "webhooks[2].rate_limit: unknown key 'stratgy' (did you mean 'strategy'?)",
         "webhooks[2].filter: unknown filter key 'clasification' (did you mean 'classification'?)",
         "webhooks[3].type: unknown webhook type 'custm' (did you mean 'custom'?); installed "
-        "types: custom (a plugin adds its type: pip install empathy-webhooks-custm, and add "
-        "custm to EMPATHY_WEBHOOKS_LOAD_PLUGINS (now ''))",
+        "types: custom",
     ]
     assert "314159265" not in result.err and "tok-do-not-print" not in result.err
     as_json = run("validate", "--json", "-c", str(config)).json()

@@ -146,7 +146,7 @@ def test_did_you_mean_wherever_a_name_can_be_mistyped(pm) -> None:
         "'standard-webhooks', got 'standard' (did you mean 'standard-webhooks'?)",
         "webhooks[0].retry_policy: unknown key 'max_retrys' (did you mean 'max_retries'?)",
         "webhooks[2].fallback.type: unknown webhook type 'custm' (did you mean 'custom'?); "
-        "installed types: custom (a plugin adds its type: pip install empathy-webhooks-custm)",
+        "installed types: custom",
         "webhooks[0].fallback: no webhook named 'bakup' (did you mean 'backup'?) "
         "(webhooks: backup)",
     ]

@@ -119,14 +119,18 @@ class WebhookTables:
                 f"the {kind!r} plugin is installed but failed to load ({failed.error}); "
                 f"installed types: {installed}"
             )
+        suggestion = did_you_mean(kind, self.types)
+        if suggestion:
+            # A typo of an installed type: a package named after the typo would not help.
+            return f"unknown webhook type {kind!r}{suggestion}; installed types: {installed}"
         hint = (
             self.pm.install_hint(kind)
             if hasattr(self.pm, "install_hint")
             else f"pip install empathy-webhooks-{kind}"
         )
         return (
-            f"unknown webhook type {kind!r}{did_you_mean(kind, self.types)}; "
-            f"installed types: {installed} (a plugin adds its type: {hint})"
+            f"unknown webhook type {kind!r}; installed types: {installed} "
+            f"(a plugin adds its type: {hint})"
         )
 
     def _resolves(self, table: Mapping[str, Any]) -> bool:
