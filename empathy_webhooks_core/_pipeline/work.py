@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from .._log import get_logger
+from ..breaker import BreakerState
 from ..clock import Clock
 from ..delivery import attempt as run_attempt
 from ..delivery import request_secrets
@@ -98,9 +99,19 @@ class Workers:
                     return
                 delivery = waited
             try:
-                if not lane.pass_now():  # the usual case passes with no coroutine made
-                    await lane.pass_gate()
-                await self._attempt(lane, delivery)
+                # A claim this process may have lost (`ConfirmsHolding`) is asked about before
+                # the gate: a delivery another process took takes no place there (neither a
+                # half-open breaker's one probe nor a rate-limit slot).
+                holding = self.holding
+                if (
+                    holding is None
+                    or holding.surely_held(delivery)
+                    or await self._still_held(lane, delivery, holding)
+                ) and (
+                    # The usual case passes with no coroutine made.
+                    lane.pass_now() or await self._passed_gate(lane, delivery, holding)
+                ):
+                    await self._attempt(lane, delivery)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not kill the lane, nor lose the delivery
@@ -141,14 +152,26 @@ class Workers:
             lane.idle -= 1
         return queue.popleft()
 
+    async def _passed_gate(
+        self, lane: Lane, delivery: Delivery, holding: ConfirmsHolding | None
+    ) -> bool:
+        """Wait at the lane's gate; False when `delivery` is not to be sent after all: its
+        claim ran out while it waited (this process was stopped or cut off meanwhile) and
+        another process took it. The gate may have given it the half-open breaker's one
+        probe, which nothing else would ever answer (the lane then waited for it forever):
+        answered as failed, since nothing showed the endpoint came back, so the breaker
+        opens again and the next delivery is its probe."""
+        await lane.pass_gate()
+        if holding is None or holding.surely_held(delivery):
+            return True
+        probing = lane.breaker.current_state() is BreakerState.HALF_OPEN
+        if await self._still_held(lane, delivery, holding):
+            return True
+        if probing:
+            lane.record(False)
+        return False
+
     async def _attempt(self, lane: Lane, delivery: Delivery) -> None:
-        holding = self.holding
-        if (
-            holding is not None
-            and not holding.surely_held(delivery)
-            and not await self._still_held(lane, delivery, holding)
-        ):
-            return
         webhook = lane.webhook
         recorder = lane.recorder
         delivery.attempts += 1

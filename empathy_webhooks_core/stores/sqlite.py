@@ -647,9 +647,12 @@ class SQLiteStore:
         # On the event loop: the rows this process holds (its emits', those it claimed), until
         # when by its monotonic clock no other process can have taken them (`surely_held`),
         # and those held when its lease was found lost, each asked about before it is sent.
-        self._held: set[Any] = set()
+        # Each by row id and delivery id: SQLite gives a deleted row's id again (the largest
+        # one, and every one once the table empties), and a replaced file starts over at 1,
+        # so a row id alone may name a new row this process must take and send.
+        self._held: set[tuple[Any, str]] = set()
         self._sure_until = 0.0
-        self._suspect: set[Any] = set()
+        self._suspect: set[tuple[Any, str]] = set()
         self._check_owners_at = 0.0
         # Per other owner: the lease end last read, and when (monotonic) it was first read
         # with that value (`_release_dead_owners`).
@@ -1264,12 +1267,20 @@ class SQLiteStore:
         ).fetchone()
         if found is None:
             # Gone: delivered with retention 0 or dead-lettered by another process (its
-            # history says so), or not in this file at all (the file was replaced; this
-            # process delivers what it held from memory): sent unless it surely ended.
+            # history says so, until pruned; a dead letter, until replayed), or not in this
+            # file at all (the file was replaced; this process delivers what it held from
+            # memory): sent unless it surely ended.
             ended = conn.execute(
                 "SELECT status FROM history WHERE delivery_id = ?", (row[1],)
             ).fetchone()
-            return ended is None or ended[0] not in ("delivered", "failed")
+            if ended is not None:
+                return ended[0] not in ("delivered", "failed")
+            return (
+                conn.execute(
+                    "SELECT 1 FROM dead_letters WHERE delivery_id = ? LIMIT 1", (row[1],)
+                ).fetchone()
+                is None
+            )
         owner, state = found
         if state != "queued" or (owner is not None and owner != self.owner):
             return False
@@ -1692,7 +1703,7 @@ class SQLiteStore:
         for delivery, row in zip(deliveries, rows, strict=True):
             delivery.store_ref = row[0]
         if owner is not None:
-            self._held.update([row[0] for row in rows])
+            self._held.update([(d.store_ref, d.delivery_id) for d in deliveries])
         # The records are written like the marks, not in the emit's commit: that commit then
         # writes the new rows' pages only, and a few hundred records share each page of the
         # history's table and indexes. Any read takes them first; a crash before they are
@@ -1868,11 +1879,12 @@ class SQLiteStore:
             bad: list[tuple[Any, ...]] = []
             held = self._held
             for row_id, delivery_id, webhook_name, event_json, attempts, created_at, ctx in rows:
-                if row_id in held:
+                key = (row_id, delivery_id)
+                if key in held:
                     # Released when this process's lease was lost, and claimed again here:
                     # its copy is still in a lane (asked about before it is sent).
                     continue
-                held.add(row_id)
+                held.add(key)
                 try:
                     event = decode_event(event_json)
                 except UndecodableEvent as exc:
@@ -1927,20 +1939,22 @@ class SQLiteStore:
                 reason=letter.error["reason"],
             )
             await self._call("dead", (row_id, delivery_id, self._letter_row(letter, delivery_id)))
+            self._held.discard((row_id, delivery_id))
 
     def surely_held(self, delivery: Delivery) -> bool:
         """See `ConfirmsHolding`: within the lease last renewed, and not held when it was lost."""
-        if self._suspect and delivery.store_ref in self._suspect:
+        if self._suspect and (delivery.store_ref, delivery.delivery_id) in self._suspect:
             return False
         return delivery.store_ref is None or time.monotonic() < self._sure_until
 
     async def confirm_held(self, delivery: Delivery) -> bool:
         """See `ConfirmsHolding`: this process's if the file says its owner is this process, or
         nobody (claimed again), or the row is not in the file and did not end there."""
-        held = bool(await self._call("confirm", (delivery.store_ref, delivery.delivery_id)))
-        self._suspect.discard(delivery.store_ref)
+        key = (delivery.store_ref, delivery.delivery_id)
+        held = bool(await self._call("confirm", key))
+        self._suspect.discard(key)
         if not held:
-            self._held.discard(delivery.store_ref)
+            self._held.discard(key)
         return held
 
     async def record_attempt(self, delivery: Delivery) -> None:
@@ -1949,7 +1963,7 @@ class SQLiteStore:
 
     async def mark_delivered(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
-            self._held.discard(delivery.store_ref)
+            self._held.discard((delivery.store_ref, delivery.delivery_id))
             self._post(
                 "delivered",
                 (time.time(), delivery.attempts, delivery.store_ref, delivery.delivery_id),
@@ -1959,7 +1973,7 @@ class SQLiteStore:
         letter = DeadLetter.from_delivery(delivery, error)
         row = self._letter_row(letter, delivery.delivery_id)
         await self._call("dead", (delivery.store_ref, delivery.delivery_id, row))
-        self._held.discard(delivery.store_ref)
+        self._held.discard((delivery.store_ref, delivery.delivery_id))
         return letter
 
     @staticmethod
