@@ -80,6 +80,7 @@ from empathy_webhooks_core.plugin.store import (
 )
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
+from ._eviction import eviction_risk
 from ._packed import PackedScript, call
 from .breaker import BREAKER_SYNC, RedisCircuitBreaker
 
@@ -317,6 +318,11 @@ _REFRESH_MAX = 1000
 #: server's wall clock, by which Redis measures an entry's idle time. Clock rates differ by
 #: parts per million, nothing against a tenth.
 _SURE_SHARE = 0.9
+#: The longest a claim check (`confirm_held`) waits for Redis, at most; less with a short
+#: visibility timeout. An attempt waits for it: past it the check "cannot tell" and the
+#: delivery is sent (a possible duplicate), rather than every attempt waiting redis-py's
+#: socket timeout (5 s by default) while Redis does not answer.
+_CONFIRM_SECONDS = 2.0
 #: While deliveries this worker holds are still under way, a write-behind call waits up to
 #: this long for them, or until `_GATHER_ENOUGH` acknowledgements are waiting, so that one
 #: call carries many (each call costs a round trip, a script run and its encoding, whatever
@@ -524,6 +530,10 @@ class RedisStore:
         self._lost: set[str] = set()
         # Entries whose dead letter is being written (their XACK on its way).
         self._finishing: set[str] = set()
+        # How long a claim check waits for Redis (`confirm_held`), and until when (monotonic)
+        # none asks, one having gone unanswered: the attempts meanwhile are sent unchecked.
+        self._confirm_seconds = min(_CONFIRM_SECONDS, max(0.5, self.visibility_timeout / 3))
+        self._unanswered_until = -math.inf
         # The acknowledgements the write-behind call under way carries.
         self._acking: list[Delivery] = []
         self._room = asyncio.Event()
@@ -593,8 +603,22 @@ class RedisStore:
         self._rewrite_history = PackedScript(self._redis, _REWRITE_HISTORY)
         self._refresh_held_script = self._redis.register_script(_REFRESH_HELD)
         self._closing.clear()
+        await self._say_eviction()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
+
+    async def _say_eviction(self) -> None:
+        """Once, when the store opens: whether the server may delete this store's keys to make
+        room (`_eviction`), which it would do without an error to anyone."""
+        try:
+            info = await checked(self.redis.info("memory"))
+        except RedisError:
+            return  # INFO refused (an ACL, a managed service): nothing to judge by
+        risk = eviction_risk(info)
+        if risk is not None:
+            level, reason = risk
+            say = log.error if level == "error" else log.warning
+            say("redis_may_evict", store=_safe_url(self.url), reason=reason)
 
     async def ensure_group(self) -> bool:
         """Create the stream's consumer group (and the stream) unless it exists. True when it
@@ -1198,17 +1222,30 @@ class RedisStore:
         if so it is claimed again (its idle time reset) in the same script, and True. False
         when another consumer holds it, or it ended elsewhere (acknowledged, dead-lettered,
         deleted): this worker forgets it. An entry that went with the server's data is still
-        this worker's (nobody else can send it). Raises `RedisError` when Redis cannot tell."""
+        this worker's (nobody else can send it). Raises `RedisError` (or `TimeoutError`, past
+        `_confirm_seconds`) when Redis cannot tell, at once for a while after it could not."""
         if delivery.store_ref is None or self.role != "worker":
             return True
         entry_id = str(delivery.store_ref)
         began = time.monotonic()
+        if began < self._unanswered_until:
+            # Redis left a check unanswered moments ago: not asked again yet, so that each
+            # attempt does not wait in turn for an outage to end.
+            raise RedisError("Redis did not answer the last claim check; not asked again yet")
         self._adding.append(began)
         try:
-            held = await self._refresh_held([entry_id], [self._history_key(delivery.delivery_id)])
+            async with asyncio.timeout(self._confirm_seconds):
+                held = await self._refresh_held(
+                    [entry_id], [self._history_key(delivery.delivery_id)]
+                )
         except ResponseError as exc:
             if _no_group(exc):
                 return True  # the entries went with the server's data: sent from memory
+            raise
+        except (RedisError, OSError, TimeoutError):
+            # Unreachable, or too slow to wait for: the attempt is sent unchecked ("cannot
+            # tell"), and so are the next ones for about a heartbeat's interval.
+            self._unanswered_until = time.monotonic() + self.visibility_timeout / 3
             raise
         finally:
             self._adding.remove(began)
