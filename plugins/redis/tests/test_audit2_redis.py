@@ -185,12 +185,13 @@ async def test_a_delivery_slower_than_the_visibility_timeout_is_not_sent_twice_a
 ) -> None:
     """Each answer takes 3 visibility timeouts; two other workers keep reclaiming. The
     heartbeat (every third of the timeout) keeps the entries held: each event arrives once.
-    The timeout is 1 s, not less: a loaded machine can hold a heartbeat back by a few tenths
-    of a second, which a timeout that short would count as a dead worker."""
-    url = redis_url + "&visibility_timeout=1&window=4"
+    The timeout is 2 s, not less: a loaded machine (the whole suite on both cores) held a
+    heartbeat back by more than the 0.67 s a 1 s timeout leaves, which counts as a dead
+    worker whose request is already on the wire."""
+    url = redis_url + "&visibility_timeout=2&window=4"
 
     async def handler(_: ReceivedRequest) -> Reply:
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(6.0)
         return Reply(status=200)
 
     webhook_receiver.handler = handler
