@@ -117,6 +117,8 @@ DEFAULT_POLL = 0.5
 #: takes it sooner. A crash in that time means at most one more delivery of what it marked
 #: (at least once, as for any mark not yet committed).
 _MARK_DELAY = 0.05
+#: How many rows ended while this process's claim was in doubt are remembered (`_ended`).
+_ENDED_KEPT = 4096
 #: The most operations one transaction takes; more wait for the next commit.
 _MAX_BATCH = 4096
 
@@ -653,6 +655,10 @@ class SQLiteStore:
         self._held: set[tuple[Any, str]] = set()
         self._sure_until = 0.0
         self._suspect: set[tuple[Any, str]] = set()
+        # Rows this process ended (delivered, dead-lettered) while its claim was in doubt: a
+        # take under way may have claimed them again (released, their mark not yet written)
+        # and must not send them a second time. Oldest first, a bounded few.
+        self._ended: dict[tuple[Any, str], None] = {}
         self._check_owners_at = 0.0
         # Per other owner: the lease end last read, and when (monotonic) it was first read
         # with that value (`_release_dead_owners`).
@@ -1660,6 +1666,7 @@ class SQLiteStore:
                 await self._call("release")
         self._held.clear()
         self._suspect.clear()
+        self._ended.clear()
         await self._call(_STOP)
         thread, self._thread = self._thread, None
         await asyncio.to_thread(thread.join)
@@ -1880,7 +1887,7 @@ class SQLiteStore:
             held = self._held
             for row_id, delivery_id, webhook_name, event_json, attempts, created_at, ctx in rows:
                 key = (row_id, delivery_id)
-                if key in held:
+                if key in held or key in self._ended:
                     # Released when this process's lease was lost, and claimed again here:
                     # its copy is still in a lane (asked about before it is sent).
                     continue
@@ -1961,9 +1968,20 @@ class SQLiteStore:
         if delivery.store_ref is not None:
             self._post("attempt", (delivery.attempts, delivery.store_ref, delivery.delivery_id))
 
+    def _let_go(self, delivery: Delivery) -> None:
+        """A held row ended here. While its claim was in doubt it may have been released and
+        a take under way may claim it again: remembered, so that take skips it."""
+        key = (delivery.store_ref, delivery.delivery_id)
+        self._held.discard(key)
+        if self._suspect or time.monotonic() >= self._sure_until:
+            ended = self._ended
+            ended[key] = None
+            if len(ended) > _ENDED_KEPT:
+                del ended[next(iter(ended))]
+
     async def mark_delivered(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
-            self._held.discard((delivery.store_ref, delivery.delivery_id))
+            self._let_go(delivery)
             self._post(
                 "delivered",
                 (time.time(), delivery.attempts, delivery.store_ref, delivery.delivery_id),
@@ -1973,7 +1991,7 @@ class SQLiteStore:
         letter = DeadLetter.from_delivery(delivery, error)
         row = self._letter_row(letter, delivery.delivery_id)
         await self._call("dead", (delivery.store_ref, delivery.delivery_id, row))
-        self._held.discard((delivery.store_ref, delivery.delivery_id))
+        self._let_go(delivery)
         return letter
 
     @staticmethod
