@@ -1710,7 +1710,9 @@ class SQLiteStore:
         for delivery, row in zip(deliveries, rows, strict=True):
             delivery.store_ref = row[0]
         if owner is not None:
-            self._held.update([(d.store_ref, d.delivery_id) for d in deliveries])
+            held = self._held
+            for delivery in deliveries:  # a loop: a comprehension is a frame more per emit
+                held.add((delivery.store_ref, delivery.delivery_id))
         # The records are written like the marks, not in the emit's commit: that commit then
         # writes the new rows' pages only, and a few hundred records share each page of the
         # history's table and indexes. Any read takes them first; a crash before they are
@@ -1974,14 +1976,21 @@ class SQLiteStore:
         key = (delivery.store_ref, delivery.delivery_id)
         self._held.discard(key)
         if self._suspect or time.monotonic() >= self._sure_until:
-            ended = self._ended
-            ended[key] = None
-            if len(ended) > _ENDED_KEPT:
-                del ended[next(iter(ended))]
+            self._ended_here(key)
+
+    def _ended_here(self, key: tuple[Any, str]) -> None:
+        ended = self._ended
+        ended[key] = None
+        if len(ended) > _ENDED_KEPT:
+            del ended[next(iter(ended))]
 
     async def mark_delivered(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
-            self._let_go(delivery)
+            # `_let_go`, in line (every delivery passes here).
+            key = (delivery.store_ref, delivery.delivery_id)
+            self._held.discard(key)
+            if self._suspect or time.monotonic() >= self._sure_until:
+                self._ended_here(key)
             self._post(
                 "delivered",
                 (time.time(), delivery.attempts, delivery.store_ref, delivery.delivery_id),
