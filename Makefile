@@ -42,14 +42,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy empathy_webhooks_core $(PLUGIN_PACKAGES)
 
-# The whole suite on one worker per core (pytest-xdist, -n auto). A worker more than the cores
-# (-n 3 on 2) would fill the time a worker waits, but measured there is little: what its tests
-# spend truly idle (sleeping, waiting on a socket) is ~20 s in all, and the rest of a worker's
-# time off the CPU was waiting for a core. A third worker adds its own start-up and collection
-# (~2.5 s of CPU); back to back at the same load it was no faster (147.7 s against 125.8 s; an
-# earlier pair, at unequal load, the other way). One test at a time per worker
-# (--maxschedchunk 1), so the slow tests, which tests/conftest.py hands out first, never leave
-# one worker busy at the end.
+# The whole suite on one worker more than the cores (pytest-xdist): many tests wait (child
+# processes stopped past a lease, slow answers, private servers starting), and a third worker
+# on 2 cores runs CPU-bound tests meanwhile: 2 min 0-5 s against 2 min 40 s with one worker per
+# core (two runs each, stop 34; before those tests, in stop 31, a third worker gained nothing).
+# One test at a time per worker (--maxschedchunk 1), so the slow tests, which tests/conftest.py
+# hands out first, never leave one worker busy at the end.
 #
 # Bytecode caches are written even where the environment sets PYTHONDONTWRITEBYTECODE, as this
 # machine and many CI images do: without them each xdist worker and each pytest a test starts
@@ -59,9 +57,10 @@ typecheck: install
 # __pycache__ beside the tree's sources (ignored by git, removed by `make clean`). A
 # PYTHONPYCACHEPREFIX would ignore pip's and compile ~3,200 modules again (the standard
 # library's too) on the first run of a fresh clone, each xdist worker racing the other.
+PYTEST_WORKERS := $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1)' 2>/dev/null || echo auto)
 PYTEST_ENV := PYTHONDONTWRITEBYTECODE=
 pytest: install
-	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n auto --maxschedchunk 1
+	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --maxschedchunk 1
 
 # Type checking runs beside the suite: the suite leaves a core idle while it waits on servers and
 # subprocesses, and mypy with a cold cache (a fresh clone) takes half a minute of one core.
