@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sqlite3
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,12 +23,7 @@ from empathy_webhooks_core.plugin.store import Delivery
 from empathy_webhooks_core.stores import MemoryStore
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
 
-
-async def until(condition: object, timeout: float = 20) -> None:
-    assert callable(condition)
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - answers land in the receiver's list
-            await asyncio.sleep(0.02)
+from ._child_kit import emitted, finish, start_child, until
 
 
 def sent(receiver: Receiver, n: int) -> int:
@@ -264,46 +257,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 async def spawn(
     tmp_path: Path, path: Path, hook_url: str, name: str, count: int
 ) -> asyncio.subprocess.Process:
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(script),
-        str(path),
-        hook_url,
-        name,
-        str(count),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-async def emitted(proc: asyncio.subprocess.Process) -> set[str]:
-    assert proc.stdout is not None
-    ids = set()
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-        if not line:
-            assert proc.stderr is not None
-            raise AssertionError(f"the child ended: {(await proc.stderr.read()).decode()}")
-        if line == "all-emitted":
-            return ids
-        ids.add(line.split()[1])
-
-
-async def finish(proc: asyncio.subprocess.Process) -> str:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGCONT)
-        if proc.stdin is not None:
-            proc.stdin.close()
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), 20)
-    except TimeoutError:
-        proc.kill()
-        _, err = await proc.communicate()
-    return err.decode()
+    return await start_child(tmp_path, CHILD, path, hook_url, name, count)
 
 
 @pytest.mark.parametrize(

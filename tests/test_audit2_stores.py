@@ -6,15 +6,15 @@ another process took. Real child processes, a real receiver on loopback."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+
+from ._child_kit import emitted, finish, start_child, until
 
 # A process that emits `count` events and delivers (its own and what it pages in from the
 # file) until its stdin closes. SIGUSR1 moves its wall clock (`time.time`) forward an hour,
@@ -58,54 +58,7 @@ async def spawn(
     concurrency: int = 4,
     webhook: str = "h",
 ) -> asyncio.subprocess.Process:
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(script),
-        store,
-        hook_url,
-        name,
-        str(count),
-        str(concurrency),
-        webhook,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-async def emitted(proc: asyncio.subprocess.Process) -> set[str]:
-    assert proc.stdout is not None
-    ids = set()
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-        if not line:
-            assert proc.stderr is not None
-            raise AssertionError(f"the child ended: {(await proc.stderr.read()).decode()}")
-        if line == "all-emitted":
-            return ids
-        ids.add(line.split()[1])
-
-
-async def finish(proc: asyncio.subprocess.Process) -> str:
-    """Close its stdin (it closes its dispatcher and ends); its log."""
-    if proc.returncode is None and proc.stdin is not None:
-        proc.stdin.close()
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), 20)
-    except TimeoutError:
-        proc.kill()
-        _, err = await proc.communicate()
-    return err.decode()
-
-
-async def until(condition: object, timeout: float = 20) -> None:
-    assert callable(condition)
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - answers land in the receiver's list
-            await asyncio.sleep(0.02)
+    return await start_child(tmp_path, CHILD, store, hook_url, name, count, concurrency, webhook)
 
 
 async def test_a_killed_process_has_its_rows_delivered_by_another_within_its_lease(
