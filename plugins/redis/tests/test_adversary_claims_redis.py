@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,10 +17,11 @@ from empathy_webhooks_redis import RedisStore, open_redis_store
 from empathy_webhooks_redis.store import GROUP
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
-from empathy_webhooks_core.plugin.store import Delivery, RawAttempt
+from empathy_webhooks_core.plugin.store import Delivery
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
 
 from .conftest import REDIS_HOST, REDIS_PORT
+from .test_redis_stopped_worker import _success
 
 
 class Relay:
@@ -170,21 +170,6 @@ async def _held_by(worker: RedisStore, producer: RedisStore) -> Delivery:
     await until(lambda: len(lanes.taken) == 1, 10)
     await worker.stop_consuming()
     return lanes.taken[0]
-
-
-def _success() -> RawAttempt:
-    return RawAttempt(
-        attempt=1,
-        started_at=time.time(),
-        duration_s=0.001,
-        verdict="success",
-        reason=None,
-        response=None,
-        headers={},
-        body_bytes=2,
-        next_retry_at=None,
-        transient=False,
-    )
 
 
 @pytest.mark.xfail(
