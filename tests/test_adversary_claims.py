@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sqlite3
 import time
@@ -327,3 +328,37 @@ async def test_rows_another_process_ended_are_not_sent_again_once_their_history_
     by_b = Counter(r.event_id for r in receiver.requests if r.header("X-Process") == "b")
     assert by_b == dict.fromkeys(wanted, 1), log_b
     assert log_a.count("delivery_taken_over") == 11, log_a
+
+
+async def test_a_page_whose_bad_row_cannot_be_dead_lettered_still_delivers_its_good_rows(
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DEFECT (loss while the worker runs): `take_pending` claimed a page, met an undecodable
+    row, and raised when its dead letter could not be written (a full disk, a broken file):
+    the page's decoded rows were claimed by this process and in no lane, never sent while it
+    lived. Now they are delivered, the failure is said once, and the bad row goes back to
+    the file when the worker closes (not asked for again at every poll)."""
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    path = tmp_path / "outbox.db"
+    hook = CustomWebhook(name="h", url=receiver.url())
+    producer = WebhookDispatcher(webhooks=[hook], store=f"sqlite:///{path}?role=producer")
+    async with producer:
+        events = [await producer.emit("alert", {"n": n}) for n in range(3)]
+    _bad_row(path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            "CREATE TRIGGER no_letters BEFORE INSERT ON dead_letters"
+            " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+        conn.commit()
+    worker = WebhookDispatcher(webhooks=[hook], store=f"sqlite:///{path}?poll=0.05")
+    async with worker:
+        await until(lambda: len(receiver.delivered_event_ids()) == 3, timeout=10)
+        await asyncio.sleep(0.3)  # six more polls
+    assert receiver.delivered_event_ids() == {event.event_id: 1 for event in events}
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("undecodable_delivery_not_dead_lettered" in line for line in said) == 1, said
+    # The bad row waits in the file, nobody's, for a process that can write its letter.
+    assert [(row[1], row[2], row[3]) for row in _rows(path) if row[1] == "bad-delivery"] == [
+        ("bad-delivery", None, "queued")
+    ]

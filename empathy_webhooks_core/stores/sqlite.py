@@ -93,6 +93,7 @@ from ..history import (
     RawAttempt,
     page_of,
 )
+from ..redaction import redact_text
 from .base import (
     DeadLetter,
     Delivery,
@@ -1916,7 +1917,26 @@ class SQLiteStore:
                 records.append((*record, event_json))
             if not bad:
                 break
-            await self._dead_letter_undecodable(bad)
+            try:
+                await self._dead_letter_undecodable(bad)
+            except Exception as exc:
+                # The decoded rows of this take are claimed: returned to the lanes whatever
+                # happens here (raising lost them until this process ended). The bad ones
+                # stay claimed, so no take here asks again (and fails again) every poll; this
+                # process gives them back when it closes, and the next one tries again.
+                left = [row for row in bad if (row[0], row[1]) in self._held]
+                for row in left:
+                    self._held.discard((row[0], row[1]))
+                log.error(
+                    "undecodable_delivery_not_dead_lettered",
+                    store=str(self.path),
+                    count=len(left),
+                    delivery_ids=[row[1] for row in left][:20],
+                    error=redact_text(f"{type(exc).__name__}: {exc}")[:500],
+                    reason="kept in the file until this process closes; the other deliveries "
+                    "of the page go on",
+                )
+                break
             # Ask again for what the bad rows took the place of, so one bad row never
             # makes a page look like the end of the backlog.
             short: dict[str, int] = {}
