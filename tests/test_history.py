@@ -224,6 +224,39 @@ async def test_the_memory_store_keeps_the_newest_deliveries_only(receiver: Recei
         open_store("memory://?size=3", {})
 
 
+async def test_a_queued_delivery_is_on_record_before_its_first_attempt(
+    receiver: Receiver,
+) -> None:
+    """The memory store keeps a queued delivery as its own record until an attempt is noted
+    (no record object made per emit): listed, found by id, pending, and in its place."""
+    gate, arrived = asyncio.Event(), asyncio.Event()
+
+    async def handler(_: object) -> Reply:
+        arrived.set()
+        await gate.wait()
+        return Reply(status=200)
+
+    receiver.handler = handler
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=1)
+    async with WebhookDispatcher(webhooks=[hook]) as dispatcher:
+        try:
+            events = [await dispatcher.emit("prediction", {"n": n}) for n in range(3)]
+            await asyncio.wait_for(arrived.wait(), 10)  # the first is on the wire
+            page = await dispatcher.deliveries(status="pending")
+            assert [r.event_id for r in page.items] == [e.event_id for e in reversed(events)]
+            waiting = page.items[0]
+            assert (waiting.attempts, waiting.webhook) == ((), "h")
+            assert waiting.created_at == waiting.updated_at
+            found = await dispatcher.delivery(waiting.delivery_id)
+            assert found is not None and found.event_id == events[2].event_id
+        finally:
+            gate.set()
+        await dispatcher.drain()
+        page = await dispatcher.deliveries()
+    assert [r.event_id for r in page.items] == [e.event_id for e in reversed(events)]
+    assert all(r.status == "delivered" and len(r.attempts) == 1 for r in page.items)
+
+
 async def test_sqlite_history_survives_a_restart_and_is_pruned_by_the_retention(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -78,6 +78,11 @@ class _Entry:
 MAX_KEYS = 100_000
 
 
+def _kept(value: _Entry | Delivery) -> _Entry:
+    """The record of a history value: a queued delivery's made for the reading."""
+    return value if isinstance(value, _Entry) else _Entry(value, value.enqueued_at)
+
+
 class InProcessKeyValue:
     """`KeyValue` in this process's memory (a dict with expiry times), for stores that do not
     keep one. Namespaces of one instance never see each other's keys."""
@@ -132,7 +137,9 @@ class MemoryStore:
         check_number("history_limit", history_limit, at_least=0, integer=True)
         self.history_limit = history_limit
         self._dead: dict[str, DeadLetter] = {}
-        self._history: OrderedDict[str, _Entry] = OrderedDict()
+        # A queued delivery is its own record until its first attempt is noted (then an
+        # `_Entry`): no object made per emit for it, one fewer for the collector to count.
+        self._history: OrderedDict[str, _Entry | Delivery] = OrderedDict()
         self._memory = InProcessKeyValue()
 
     def __repr__(self) -> str:
@@ -150,12 +157,11 @@ class MemoryStore:
 
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
         if self.history_limit:
-            now = time.time()
             history = self._history
             for delivery in deliveries:
-                # What `_entry` does, in line: this runs for every delivery `emit` queues.
+                # In line: this runs for every delivery `emit` queues.
                 if delivery.delivery_id not in history:
-                    history[delivery.delivery_id] = _Entry(delivery, now)
+                    history[delivery.delivery_id] = delivery
             while len(history) > self.history_limit:
                 history.popitem(last=False)  # the oldest go: the history is bounded
 
@@ -166,6 +172,9 @@ class MemoryStore:
             entry = history[delivery.delivery_id] = _Entry(delivery, now)
             if len(history) > self.history_limit:
                 history.popitem(last=False)  # the oldest goes: the history is bounded
+        elif not isinstance(entry, _Entry):
+            # Queued until now: its record from here on (in its place: the order is kept).
+            entry = history[delivery.delivery_id] = _Entry(entry, entry.enqueued_at)
         return entry
 
     async def record_attempt(self, delivery: Delivery) -> None:
@@ -177,8 +186,8 @@ class MemoryStore:
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
         letter = DeadLetter.from_delivery(delivery, error)
         self._dead[letter.dead_letter_id] = letter
-        entry = self._history.get(delivery.delivery_id)
-        if entry is not None:
+        if delivery.delivery_id in self._history:
+            entry = self._entry(delivery, letter.failed_at)
             entry.status = "failed"
             entry.dead_letter_id = letter.dead_letter_id
             entry.updated_at = letter.failed_at
@@ -210,7 +219,7 @@ class MemoryStore:
 
     async def delivery_record(self, delivery_id: str) -> DeliveryRecord | None:
         entry = self._history.get(delivery_id)
-        return entry.record() if entry is not None else None
+        return _kept(entry).record() if entry is not None else None
 
     async def delivery_records(self, query: DeliveryQuery) -> DeliveryPage:
         after = query.after()
@@ -219,7 +228,7 @@ class MemoryStore:
         candidates = sorted(
             (
                 e
-                for e in self._history.values()
+                for e in map(_kept, self._history.values())
                 if (query.webhook is None or e.webhook == query.webhook)
                 and (query.status is None or e.status == query.status)
                 and (query.event_type is None or e.event.event_type == query.event_type)
