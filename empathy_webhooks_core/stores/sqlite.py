@@ -1996,21 +1996,14 @@ class SQLiteStore:
         key = (delivery.store_ref, delivery.delivery_id)
         self._held.discard(key)
         if self._suspect or time.monotonic() >= self._sure_until:
-            self._ended_here(key)
-
-    def _ended_here(self, key: tuple[Any, str]) -> None:
-        ended = self._ended
-        ended[key] = None
-        if len(ended) > _ENDED_KEPT:
-            del ended[next(iter(ended))]
+            ended = self._ended
+            ended[key] = None
+            if len(ended) > _ENDED_KEPT:
+                del ended[next(iter(ended))]
 
     async def mark_delivered(self, delivery: Delivery) -> None:
         if delivery.store_ref is not None:
-            # `_let_go`, in line (every delivery passes here).
-            key = (delivery.store_ref, delivery.delivery_id)
-            self._held.discard(key)
-            if self._suspect or time.monotonic() >= self._sure_until:
-                self._ended_here(key)
+            self._let_go(delivery)
             self._post(
                 "delivered",
                 (time.time(), delivery.attempts, delivery.store_ref, delivery.delivery_id),
