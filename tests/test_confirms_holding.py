@@ -88,3 +88,38 @@ async def test_a_store_that_cannot_tell_gets_the_delivery_sent_and_said(
     said = [r.getMessage() for r in caplog.records]
     [line] = [text for text in said if "delivery_claim_unconfirmed" in text]
     assert "database is locked" in line
+
+
+class Outage(Claims):
+    """Cannot answer the first `failing` checks (the store out of reach), then answers yes."""
+
+    def __init__(self, failing: int) -> None:
+        super().__init__(held=True)
+        self.failing = failing
+
+    async def confirm_held(self, delivery: Delivery) -> bool:
+        self.asked.append(delivery.event.data["n"])
+        if len(self.asked) <= self.failing:
+            raise ConnectionError("database is locked")
+        return True
+
+
+async def test_an_outage_is_said_once_and_counted_when_the_store_answers_again(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="empathy_webhooks")
+    store = Outage(failing=4)
+    async with WebhookDispatcher(
+        webhooks=[CustomWebhook(name="h", url=receiver.url(), max_concurrency=1)], store=store
+    ) as dispatcher:
+        for n in range(12):
+            await dispatcher.emit("alert", {"n": n})
+        await dispatcher.drain(timeout=10)
+    assert sorted(r.json()["data"]["n"] for r in receiver.requests) == list(range(12))
+    unconfirmed = [r for r in caplog.records if "delivery_claim_unconfirmed" in r.getMessage()]
+    warned = [r for r in unconfirmed if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and "database is locked" in warned[0].getMessage()
+    # Each delivery sent unchecked is still on record, at debug, with its id.
+    assert len(unconfirmed) == 4
+    [again] = [r.getMessage() for r in caplog.records if "answered_again" in r.getMessage()]
+    assert "sent_unconfirmed=4" in again or '"sent_unconfirmed": 4' in again

@@ -75,6 +75,9 @@ class Workers:
         self.history: KeepsHistory | None = None
         #: The store, when a claim on a delivery can run out and be taken over (set once).
         self.holding: ConfirmsHolding | None = None
+        #: By webhook: deliveries sent since the store last could not answer a claim check
+        #: (the warning is said for the first; the rest at debug, counted).
+        self._unconfirmed: dict[str, int] = {}
 
     def start(self, lane: Lane) -> None:
         """Let the lane start workers as work arrives (up to its `max_concurrency`), and
@@ -294,22 +297,37 @@ class Workers:
         """Whether this process may still send `delivery`, its claim not certain (the process
         was stopped or cut off past its lease): asked of the store. A copy another process
         took over leaves the lane, said; one the store cannot tell about is sent."""
+        name = lane.webhook.name
         try:
             held = await holding.confirm_held(delivery)
         except Exception as exc:
-            log.warning(
+            # A store out of reach cannot answer for any delivery: said once a webhook for
+            # as long as it lasts (a line per attempt would bury the log during an outage),
+            # each delivery still at debug, and the count when the store answers again.
+            count = self._unconfirmed.get(name, 0)
+            self._unconfirmed[name] = count + 1
+            (log.debug if count else log.warning)(
                 "delivery_claim_unconfirmed",
-                webhook=lane.webhook.name,
+                webhook=name,
                 event_id=delivery.event.event_id,
                 delivery_id=delivery.delivery_id,
                 error=summary(exc),
                 reason="sent anyway: a possible duplicate rather than a loss",
+                **({} if count else {"more": "said at debug until the store answers again"}),
             )
             return True
+        sent = self._unconfirmed.pop(name, 0)
+        if sent:
+            log.warning(
+                "delivery_claims_answered_again",
+                webhook=name,
+                sent_unconfirmed=sent,
+                reason="deliveries sent while the store could not answer: possible duplicates",
+            )
         if not held:
             log.warning(
                 "delivery_taken_over",
-                webhook=lane.webhook.name,
+                webhook=name,
                 event_id=delivery.event.event_id,
                 delivery_id=delivery.delivery_id,
                 reason="this process's claim ran out (it was stopped or cut off) and another "
