@@ -318,6 +318,18 @@ _REFRESH_MAX = 1000
 #: server's wall clock, by which Redis measures an entry's idle time. Clock rates differ by
 #: parts per million, nothing against a tenth.
 _SURE_SHARE = 0.9
+
+
+def _sure_clock() -> float:
+    """The clock the sure window is timed on. Linux's `CLOCK_BOOTTIME` goes on while the
+    machine sleeps and `time.monotonic()` does not: a worker on a laptop that was suspended
+    past the visibility timeout must know its entries may have been taken over (the server's
+    idle clock went on), not send them again. Monotonic where there is no such clock."""
+    return _clock_gettime(_BOOTTIME)
+
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+_clock_gettime = time.clock_gettime
 #: The longest a claim check (`confirm_held`) waits for Redis, at most; less with a short
 #: visibility timeout. An attempt waits for it: past it the check "cannot tell" and the
 #: delivery is sent (a possible duplicate), rather than every attempt waiting redis-py's
@@ -516,12 +528,12 @@ class RedisStore:
         self._rewrite_history: Any = None
         self._refresh_held_script: Any = None
         self._held: dict[str, Delivery] = {}
-        # Until then (monotonic) every entry in `_held` is surely this worker's: each was
+        # Until then (`_sure_clock`) every entry in `_held` is surely this worker's: each was
         # refreshed (read, claimed, heartbeat) no earlier than `_sure_for` before it. A
         # producer delivers nothing from the stream: always sure.
         self._sure_for = self.visibility_timeout * _SURE_SHARE
         self._sure_until = math.inf if role == "producer" else -math.inf
-        # When (monotonic) each call under way that may add entries to `_held` began (the
+        # When (`_sure_clock`) each call under way that may add entries to `_held` began (the
         # consumer's read or claim, a `confirm_held`): a heartbeat under way does not cover
         # what they add, which is fresh only since they began.
         self._adding: list[float] = []
@@ -530,7 +542,7 @@ class RedisStore:
         self._lost: set[str] = set()
         # Entries whose dead letter is being written (their XACK on its way).
         self._finishing: set[str] = set()
-        # How long a claim check waits for Redis (`confirm_held`), and until when (monotonic)
+        # How long a claim check waits for Redis (`confirm_held`), and until when (`_sure_clock`)
         # none asks, one having gone unanswered: the attempts meanwhile are sent unchecked.
         self._confirm_seconds = min(_CONFIRM_SECONDS, max(0.5, self.visibility_timeout / 3))
         self._unanswered_until = -math.inf
@@ -1168,7 +1180,7 @@ class RedisStore:
         if not self._held:
             # Whatever this worker will hold is read after now. (Entries still held from an
             # earlier run keep the window their last refresh gave.)
-            self._sure_until = time.monotonic() + self._sure_for
+            self._sure_until = _sure_clock() + self._sure_for
         self._consumer_task = asyncio.create_task(
             self._consume(), name=f"redis-consume:{self.consumer}"
         )
@@ -1205,8 +1217,8 @@ class RedisStore:
                 self._drained.set()
 
     def surely_held(self, delivery: Delivery) -> bool:
-        """True while, by this process's monotonic clock, less than nine tenths of the
-        visibility timeout (`_SURE_SHARE`) have passed since the start of the call that last
+        """True while, by this machine's clock (`_sure_clock`, which counts a suspend), less
+        than nine tenths of the visibility timeout (`_SURE_SHARE`) have passed since the start of the call that last
         refreshed the least recently refreshed entry this worker holds (a read, a claim, a
         heartbeat): no other worker can have claimed any of them yet. False for an entry the
         heartbeat found lost, and whenever the heartbeat is late (this process was stopped,
@@ -1215,7 +1227,7 @@ class RedisStore:
         lost = self._lost
         if lost and delivery.store_ref in lost:
             return False
-        return time.monotonic() < self._sure_until or delivery.store_ref is None
+        return _sure_clock() < self._sure_until or delivery.store_ref is None
 
     async def confirm_held(self, delivery: Delivery) -> bool:
         """Ask Redis whether `delivery`'s entry is still pending for this worker's consumer;
@@ -1227,7 +1239,7 @@ class RedisStore:
         if delivery.store_ref is None or self.role != "worker":
             return True
         entry_id = str(delivery.store_ref)
-        began = time.monotonic()
+        began = _sure_clock()
         if began < self._unanswered_until:
             # Redis left a check unanswered moments ago: not asked again yet, so that each
             # attempt does not wait in turn for an outage to end.
@@ -1245,7 +1257,7 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError):
             # Unreachable, or too slow to wait for: the attempt is sent unchecked ("cannot
             # tell"), and so are the next ones for about a heartbeat's interval.
-            self._unanswered_until = time.monotonic() + self.visibility_timeout / 3
+            self._unanswered_until = _sure_clock() + self.visibility_timeout / 3
             raise
         finally:
             self._adding.remove(began)
@@ -1298,10 +1310,10 @@ class RedisStore:
                     continue
                 entries: list[tuple[str, dict[str, str]]] = []
                 fresh = False
-                began = time.monotonic()
+                began = _sure_clock()
                 self._adding.append(began)
                 try:
-                    if began >= next_claim:
+                    if time.monotonic() >= next_claim:
                         cursor, entries = await self._claim_idle(cursor, free)
                         if cursor == "0-0":
                             next_claim = time.monotonic() + claim_every
@@ -1475,7 +1487,7 @@ class RedisStore:
             await wait_event(self._closing, self.visibility_timeout / 3)
             if self._closing.is_set():
                 return
-            began = time.monotonic()
+            began = _sure_clock()
             fresh_since = min(self._adding, default=began)
             held = dict(self._held)
             if held:

@@ -418,3 +418,26 @@ def _success() -> RawAttempt:
         next_retry_at=None,
         transient=False,
     )
+
+
+async def test_a_suspended_machine_is_not_sure_of_what_it_held(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A laptop suspended past the visibility timeout: `time.monotonic()` did not move, but
+    the server's idle clock did, and another worker may have taken the entries over. The
+    sure window is timed on the clock that counts a suspend (`CLOCK_BOOTTIME` on Linux),
+    here moved on by 60 s while the monotonic clock is not, so the worker asks Redis."""
+    from empathy_webhooks_redis import store as module
+
+    slept = 0.0
+    real = module._clock_gettime
+    monkeypatch.setattr(module, "_clock_gettime", lambda clock: real(clock) + slept)
+    async with _workers(redis_url + "&visibility_timeout=30") as (producer, a, b):
+        (delivery,) = await _held_by(a, producer, 1)
+        assert a.surely_held(delivery)
+        before = time.monotonic()
+        slept = 60.0
+        assert time.monotonic() - before < 30
+        assert not a.surely_held(delivery)
+        await b.redis.xclaim(b.stream, GROUP, "b", 0, [delivery.store_ref], justid=True)
+        assert await a.confirm_held(delivery) is False
