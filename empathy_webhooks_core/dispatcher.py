@@ -73,6 +73,8 @@ __all__ = [
 ]
 
 log = get_logger()
+#: How many lost deliveries' event ids `close` names with a memory store (the rest counted).
+_LOST_IDS_SHOWN = 100
 #: The context an event is built in when every setting is the default: nothing to enter.
 _NO_SETTINGS = contextlib.nullcontext()
 
@@ -317,8 +319,12 @@ class WebhookDispatcher:
         try:
             await asyncio.wait_for(idle(), timeout)
         except TimeoutError:
-            pending = sum(lane.pending for lane in self._lanes.values())
-            text = f"{pending} deliveries still pending after {timeout:g} s"
+            left = {name: lane.pending for name, lane in self._lanes.items() if lane.pending}
+            text = f"{sum(left.values())} deliveries still pending after {timeout:g} s"
+            if left:
+                # Which webhook holds them (its rate limit, its open breaker) is the first
+                # thing whoever reads this needs.
+                text += f" ({', '.join(f'{name!r}: {count}' for name, count in left.items())})"
             if not flushed:
                 text += " (a plugin's flush had not returned)"
             raise TimeoutError(text) from None
@@ -364,11 +370,23 @@ class WebhookDispatcher:
         left = {name: lane.pending for name, lane in self._lanes.items() if lane.pending}
         if left and self._store is not None and self._store.remote_workers is False:
             if isinstance(self._store, MemoryStore):
-                # Nothing keeps them: said as the loss it is, webhook by webhook.
+                # Nothing keeps them: said as the loss it is, webhook by webhook, and which
+                # events (a count alone left the team unable to tell which alerts to resend).
+                lost = [
+                    delivery.event.event_id
+                    for lane in self._lanes.values()
+                    for delivery in lane.left()
+                ]
                 log.error(
                     "closed_with_pending_deliveries",
                     count=sum(left.values()),
                     webhooks=left,
+                    event_ids=lost[:_LOST_IDS_SHOWN],
+                    **(
+                        {"event_ids_not_shown": len(lost) - _LOST_IDS_SHOWN}
+                        if len(lost) > _LOST_IDS_SHOWN
+                        else {}
+                    ),
                     reason="lost: the memory store keeps nothing after close",
                 )
             else:
@@ -423,6 +441,13 @@ class WebhookDispatcher:
         await self.emit_event(event)
         return event
 
+    def _check_open(self) -> None:
+        # While `close` stops the workers (after its drain), `_started` is still True: an
+        # event taken then was queued behind workers already cancelled, `emit` returned as
+        # if all was well, and the memory store lost it (a count in a log line at best).
+        if self._closed:
+            raise RuntimeError("this dispatcher is closed (create a new one): nothing was queued")
+
     def _event_settings(self) -> contextlib.AbstractContextManager[object]:
         """What `Event` reads while this dispatcher builds one: its framework version and data
         depth. With the defaults (what `Event` reads when no setting says otherwise) one shared
@@ -446,6 +471,7 @@ class WebhookDispatcher:
             raise TypeError(f"expected an Event, got {type(event).__name__}")
         if event._depth_limit > self._max_data_depth:  # built under a higher limit
             check_depth(event, self._max_data_depth)
+        self._check_open()
         if not self._started:
             await self.start()
         try:
@@ -465,6 +491,7 @@ class WebhookDispatcher:
         have raised for it alone (`TypeError`, `EventDataError`, `QueueFull`, the store's
         error); one event's error never fails the others. With `held`, the deliveries wait
         there until `held.release()` instead of going to the workers at once."""
+        self._check_open()
         if not self._started:
             await self.start()
         results: list[list[str] | Exception] = []
@@ -553,6 +580,7 @@ class WebhookDispatcher:
 
     async def replay_dead_letter(self, dead_letter_id: str) -> Event:
         """Queue a dead letter again as a fresh delivery (attempts start over)."""
+        self._check_open()
         if not self._started:
             await self.start()
         return await self._failures.replay(dead_letter_id)

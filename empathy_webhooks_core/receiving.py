@@ -55,7 +55,10 @@ def _check_settings(secret: Any, tolerance: Any, who: str) -> None:
     except ValueError:  # bytes that are not UTF-8
         secrets = []
     if not secrets:
-        raise ValueError(f"{who} needs a signing secret")
+        raise ValueError(
+            f"{who} needs a signing secret (got none, or only empty or blank ones: is its "
+            "environment variable set?)"
+        )
     for item in secrets:
         try:
             standard_key(item)

@@ -184,7 +184,8 @@ def _as_bytes(payload: Any) -> bytes | None:
 
 
 def _secret_list(secret: Any) -> list[str]:
-    """One secret or several (a receiver mid-rotation); empty and non-string ones dropped."""
+    """One secret or several (a receiver mid-rotation); empty, blank and non-string ones
+    dropped."""
     if isinstance(secret, bytes | bytearray):
         secret = bytes(secret).decode("utf-8", errors="strict")
     if isinstance(secret, str):
@@ -195,7 +196,9 @@ def _secret_list(secret: Any) -> list[str]:
     for item in secret:
         if isinstance(item, bytes | bytearray):
             item = bytes(item).decode("utf-8", errors="strict")
-        if isinstance(item, str) and item:
+        # Blank (only whitespace) is an unset variable padded by a template or a shell, not
+        # a secret: anyone can compute its signatures.
+        if isinstance(item, str) and item.strip():
             found.append(item)
     return found
 

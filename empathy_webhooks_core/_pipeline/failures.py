@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import traceback
 from collections.abc import Callable, Mapping
 
@@ -24,6 +25,10 @@ from .unit import Delivery
 __all__ = ["Failures", "summary"]
 
 log = get_logger()
+
+#: An `on_failure` call (a plain function's whole run) that holds the event loop this long
+#: is said: asyncio's own slow-callback warning, in debug mode only, starts at 0.1 s.
+BLOCKING_CALLBACK_SECONDS = 0.25
 
 
 def summary(exc: BaseException) -> str:
@@ -83,8 +88,12 @@ class Failures:
             # the worker and leave the delivery unsettled forever (drain never returned): it
             # gets as long as an attempt does.
             limit = webhook.retry_policy.timeout_seconds
+            began = time.monotonic()  # real time: an injected clock stands still meanwhile
             try:
-                outcome = callback(webhook, event, error)
+                try:
+                    outcome = callback(webhook, event, error)
+                finally:
+                    self._blocked(webhook, event, time.monotonic() - began)
                 if inspect.isawaitable(outcome):
                     deadline = asyncio.timeout(limit)
                     try:
@@ -106,6 +115,21 @@ class Failures:
                     error=summary(exc),
                 )
         self._hooks.on_failure(webhook, event, error)
+
+    @staticmethod
+    def _blocked(webhook: Webhook, event: Event, seconds: float) -> None:
+        # A plain function runs on the event loop: while it blocks (a synchronous database
+        # write, `requests.post` to a pager), no delivery of any webhook moves, and nothing
+        # said why the alerts were late.
+        if seconds >= BLOCKING_CALLBACK_SECONDS:
+            log.warning(
+                "on_failure_callback_blocked",
+                webhook=webhook.name,
+                event_id=event.event_id,
+                blocked_seconds=round(seconds, 3),
+                reason="the callback ran on the event loop and held every delivery meanwhile: "
+                "make it async def, or move its slow work to asyncio.to_thread",
+            )
 
     async def failed(self, lane: Lane, delivery: Delivery, error: DeliveryError) -> None:
         """A final failure: a dead letter, `on_failure` told, the fallback webhook given the

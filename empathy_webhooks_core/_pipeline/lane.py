@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import attrs
 
+from .._log import get_logger
 from .._routing import EventMatcher, passes_filter
-from ..breaker import Breaker, CircuitBreaker
+from ..breaker import Breaker, BreakerState, CircuitBreaker
 from ..clock import Clock
 from ..events import Event
 from ..monitor import StatsRecorder
@@ -24,6 +25,8 @@ from ..webhooks import Webhook
 from .unit import Delivery
 
 __all__ = ["RESUME_WINDOW", "Guards", "Lane", "LaneSnapshot", "LaneTable"]
+
+log = get_logger()
 
 #: A lane takes at most this many deliveries from a `PagedStore` ahead of sending them (or
 #: twice its `max_concurrency`, if more; never more than its `max_pending`), and asks for more
@@ -90,6 +93,9 @@ class Lane:
         # the queue ("requeued") but are not settled yet: a worker error after that point must
         # not dead-letter them a second time.
         self.outcomes: dict[str, str] = {}
+        # Deliveries a worker or a retry timer held when it was cancelled (the dispatcher
+        # stopping): with the queue and the ordering chains, what `close` leaves unfinished.
+        self.unfinished: list[Delivery] = []
 
     def wants(self, event: Event) -> bool:
         return (
@@ -162,6 +168,18 @@ class Lane:
                 del self.chains[key]
         self.pending -= 1
 
+    def left(self) -> list[Delivery]:
+        """The deliveries not finished (after the workers stopped): queued, waiting behind
+        their ordering key, or held by a worker or retry timer when it was cancelled."""
+        # By id: a worker stopped while telling `on_failure` of a 410 had put its delivery
+        # back in the queue already.
+        found = {
+            delivery.delivery_id: delivery
+            for deliveries in (self.unfinished, self.queue, *self.chains.values())
+            for delivery in deliveries
+        }
+        return list(found.values())
+
     # -- the gate --------------------------------------------------------------------------
 
     def pause(self, seconds: float) -> None:
@@ -170,9 +188,34 @@ class Lane:
 
     def record(self, success: bool) -> None:
         """Tell the breaker how an attempt went, and wake a gate waiting on a probe."""
-        self.breaker.record(success)
+        breaker = self.breaker
+        before = breaker.current_state()
+        breaker.record(success)
+        after = breaker.current_state()
+        if after is not before:
+            self._breaker_moved(before, after)
         if self.at_gate:  # only a worker at the gate can be waiting on a probe's result
             self.breaker_changed.set()
+
+    def _breaker_moved(self, before: BreakerState, after: BreakerState) -> None:
+        # An open breaker holds every delivery of the webhook, new ones included, for
+        # `open_seconds` at a time: said, or alerts stop arriving with nothing in the log
+        # above the per-attempt info lines (the state was only in the figures).
+        name = self.webhook.name
+        if after is BreakerState.OPEN and before is BreakerState.CLOSED:
+            log.warning(
+                "circuit_breaker_opened",
+                webhook=name,
+                pending=self.pending,
+                open_seconds=self.webhook.circuit_breaker.open_seconds,
+                reason="too many failed attempts: deliveries wait (none is dropped) until a "
+                "probe succeeds",
+            )
+        elif after is BreakerState.OPEN:
+            # Once per `open_seconds` while the outage lasts: the opening was the warning.
+            log.info("circuit_breaker_probe_failed", webhook=name, pending=self.pending)
+        elif after is BreakerState.CLOSED:
+            log.warning("circuit_breaker_closed", webhook=name, pending=self.pending)
 
     def pass_now(self) -> bool:
         """Pass the gate at once if nothing is to be waited for and nobody waits (True), what

@@ -20,6 +20,7 @@ from ..delivery import request_secrets
 from ..history import KeepsHistory, RawAttempt
 from ..plugins import Hooks
 from ..redaction import request_secrets_known
+from ..retry import _usable as usable_wait
 from ..stores import ConfirmsHolding, DeliveryStore
 from ..webhooks import Webhook
 from ..wire import DeliveryResult, Outcome
@@ -116,6 +117,7 @@ class Workers:
                 ):
                     await self._attempt(lane, delivery)
             except asyncio.CancelledError:
+                lane.unfinished.append(delivery)  # named by `close`, not only counted
                 raise
             except Exception as exc:  # a bug must not kill the lane, nor lose the delivery
                 await self._failures.worker_failed(lane, delivery, exc)
@@ -276,13 +278,25 @@ class Workers:
         if action is Action.RETRY:
             if decision.pause_lane:
                 lane.pause(decision.wait)
-            log.info(
+            asked = verdict.retry_after
+            capped: dict[str, Any] = {}
+            if usable_wait(asked) and asked > decision.wait:
+                # The service asked for a longer wait than the policy's cap allows: the next
+                # attempt goes before it said it would listen (another 429, likely), so it is
+                # said at WARNING with what was asked.
+                capped = {
+                    "retry_after_asked": round(asked, 3),
+                    "capped": "Retry-After is over the retry policy's cap "
+                    "(max_retry_after_seconds; max_rate_limit_wait_seconds for a rate limit)",
+                }
+            (log.warning if capped else log.info)(
                 "delivery_retry_scheduled",
                 webhook=webhook.name,
                 event_id=delivery.event.event_id,
                 attempt=delivery.attempts,
                 wait_seconds=round(decision.wait, 3),
                 reason=decision.reason,
+                **capped,
             )
             await self._store().record_attempt(delivery)
             self._later(decision.retry_at, lane, delivery)
@@ -340,7 +354,11 @@ class Workers:
         # The deadline was fixed by the decision, not when the task first runs.
 
         async def requeue() -> None:
-            await self._clock.sleep(deadline - self._clock.monotonic())
+            try:
+                await self._clock.sleep(deadline - self._clock.monotonic())
+            except asyncio.CancelledError:
+                lane.unfinished.append(delivery)  # named by `close`, not only counted
+                raise
             lane.put(delivery)
 
         task = asyncio.create_task(requeue())
