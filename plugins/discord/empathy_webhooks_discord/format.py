@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from empathy_webhooks_core.plugin import (
     Event,
@@ -16,6 +17,7 @@ from empathy_webhooks_core.plugin import (
     apply_template,
     chat_message,
     fit_escaped,
+    format_template,
     format_timestamp,
     utf16_len,
 )
@@ -37,9 +39,11 @@ __all__ = [
     "TITLE_LIMIT",
     "USERNAME_LIMIT",
     "build_message",
+    "embed_url_ok",
     "escape_markdown",
     "fit_message",
     "neutralize_mentions",
+    "strip_controls",
 ]
 
 CONTENT_LIMIT = 2000
@@ -72,21 +76,54 @@ _MASS_MENTION = re.compile(r"@(everyone|here)")
 _ZWSP = "\u200b"
 
 
+#: Terminal colour codes (`\x1b[31m`, common in test output) and the other C0/C1 control
+#: characters: invisible or garbage in a chat message, and some services refuse a NUL. Tab and
+#: line breaks stay (a lone `\r` becomes one).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """`text` without terminal escape sequences and control characters (tab and newline
+    kept; `\r\n` and `\r` become `\n`)."""
+    if text.isprintable():
+        return text
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
 def neutralize_mentions(text: str) -> str:
     """`@everyone`, `@here` and `<@id>`-style mentions made inert (a zero-width space after
-    the `@`/`<`), whatever `allowed_mentions` says."""
+    the `@`/`<`), whatever `allowed_mentions` says; control characters and terminal colour
+    codes left out (`strip_controls`)."""
+    text = strip_controls(text)
     return _MASS_MENTION.sub(f"@{_ZWSP}\\1", text).replace("<@", f"<{_ZWSP}@")
 
 
 def escape_markdown(text: str) -> str:
     """Event text shown as written: Discord markdown escaped with backslashes (masked links,
-    bold, spoilers, headings, quotes), and mentions made inert."""
+    bold, spoilers, headings, quotes), mentions made inert, control characters and terminal
+    colour codes left out."""
+    text = strip_controls(text)
     text = _LINE_START.sub(r"\1\\\2", _MARKDOWN.sub(r"\\\1", text))
     return neutralize_mentions(text)
 
 
 def _fit(text: str, limit: int) -> str:
     return fit_escaped(text, limit, escape_markdown, length=utf16_len)
+
+
+def embed_url_ok(url: str) -> bool:
+    """Whether Discord takes `url` as an embed's link: http(s) with a host that has a dot
+    (a domain with its TLD, or an IPv4 address). Discord answers 400 to a bare host name
+    (`http://grafana:3000/...`, `http://localhost/...`), refusing the whole message."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and "." in host.strip(".")
 
 
 def default_embed(event: Event) -> dict[str, Any]:
@@ -99,8 +136,14 @@ def default_embed(event: Event) -> dict[str, Any]:
     }
     if message.summary:
         embed["description"] = _fit(message.summary, DESCRIPTION_LIMIT)
-    if message.link:
+    link_field = None
+    if message.link and embed_url_ok(message.link):
         embed["url"] = message.link
+    elif message.link:
+        # Discord refuses the whole message (400 `{"embeds": ["0"]}`) for an embed URL whose
+        # host has no dot (`http://jenkins:8080/job/1`, common for internal tools): shown as
+        # text instead, so the event is delivered with its link.
+        link_field = {"name": "Link", "value": _fit(message.link, FIELD_VALUE_LIMIT)}
     embed["color"] = COLORS[message.severity]
     fields = []
     for fact in message.details[:FIELDS_LIMIT]:
@@ -110,6 +153,8 @@ def default_embed(event: Event) -> dict[str, Any]:
             fields.append(
                 {"name": _fit(fact.label, FIELD_NAME_LIMIT), "value": value, "inline": short}
             )
+    if link_field is not None:
+        fields = [*fields[: FIELDS_LIMIT - 1], {**link_field, "inline": False}]
     if fields:
         embed["fields"] = fields
     # Footers show no markdown: the text goes as it is, mentions made inert. The time is the
@@ -119,16 +164,6 @@ def default_embed(event: Event) -> dict[str, Any]:
     embed["footer"] = {"text": fit_escaped(who, 300, neutralize_mentions, length=utf16_len)}
     embed["timestamp"] = format_timestamp(event.timestamp)
     return embed
-
-
-def _mention_safe_tree(value: Any) -> Any:
-    if isinstance(value, str):
-        return neutralize_mentions(value)
-    if isinstance(value, Mapping):
-        return {key: _mention_safe_tree(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_mention_safe_tree(item) for item in value]
-    return value
 
 
 def build_message(webhook: DiscordWebhook, event: Event) -> dict[str, Any]:
@@ -147,7 +182,11 @@ def build_message(webhook: DiscordWebhook, event: Event) -> dict[str, Any]:
     template = webhook.template_for(event)
     if isinstance(template, str):
         payload.pop("embeds")
-        payload["content"] = template.format(**_mention_safe_tree(event.to_envelope()))
+        # Each replacement field made mention-safe once formatted: a whole object (`{data}`)
+        # too, whose keys are the event's as much as its values are.
+        payload["content"] = format_template(
+            template, event.to_envelope(), escape=neutralize_mentions
+        )
     elif template is not None:
         # A function's string is the message's text, in place of the embed.
         payload = apply_template(

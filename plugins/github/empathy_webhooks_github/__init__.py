@@ -21,6 +21,8 @@ import aiohttp
 import attrs
 
 from empathy_webhooks_core.plugin import (
+    MIN_SECRET_LENGTH,
+    REDACTED,
     Event,
     EventMatcher,
     Outcome,
@@ -335,6 +337,15 @@ def _message(response: Response) -> str:
     return redact_text("; ".join(part for part in parts if part) or response.excerpt(300))
 
 
+def _masked(webhook: Webhook, text: str) -> str:
+    """`text` with the webhook's own credentials masked, whether or not a dispatcher has
+    registered them yet: `classify_response` may be called on its own."""
+    for value in webhook.secret_values():
+        if len(value) >= MIN_SECRET_LENGTH:
+            text = text.replace(value, REDACTED)
+    return text
+
+
 def rate_limit_wait(response: Response, now: float | None = None) -> float | None:
     """Seconds GitHub asks us to wait, or None when the answer is not a rate limit.
 
@@ -353,7 +364,9 @@ def rate_limit_wait(response: Response, now: float | None = None) -> float | Non
         except ValueError:
             return SECONDARY_LIMIT_WAIT
         return max(0.0, reset - (time.time() if now is None else now))
-    if response.status == 429 or "rate limit" in _message(response).lower():
+    said = _message(response).lower()
+    # "abuse detection mechanism": the older wording of a secondary rate limit.
+    if response.status == 429 or "rate limit" in said or "abuse detection" in said:
         return SECONDARY_LIMIT_WAIT
     return None
 
@@ -387,11 +400,16 @@ def classify_response(
             pause_webhook=True,
         )
     if status >= 500:
-        return Verdict(outcome=Outcome.RETRY, reason=f"GitHub unavailable (HTTP {status})")
+        return Verdict(
+            outcome=Outcome.RETRY,
+            reason=f"GitHub unavailable (HTTP {status}) on {what}",
+            retry_after=parse_retry_after(response.header("retry-after")),
+        )
+    said = _masked(webhook, _message(response))
     if status == 401:
         return Verdict(
             outcome=Outcome.FAIL,
-            reason=f"GitHub refused the token (HTTP 401): {_message(response)}",
+            reason=f"GitHub refused the token (HTTP 401): {said}",
         )
     if status in (403, 404, 410, 422):
         hint = {
@@ -403,6 +421,6 @@ def classify_response(
         }[status]
         return Verdict(
             outcome=Outcome.FAIL,
-            reason=f"{hint} (HTTP {status}) on {what}: {_message(response)}",
+            reason=f"{hint} (HTTP {status}) on {what}: {said}",
         )
     return default_verdict(webhook, response)

@@ -55,8 +55,15 @@ _HEADINGS = {
     "security": "### 🔒 Security",
 }
 _REVIEW_KEYS = ("looks_good", "suggestions", "security", "confidence")
-#: `@user` and `@org/team` where GitHub would notify them (not mid-word, as in an email).
-_MENTION = re.compile(r"(?<![\w`/])@(?=[A-Za-z0-9])")
+#: `@user` and `@org/team` where GitHub would notify them: after anything but a word
+#: character (an email's `ops@acme.io` never mentions). After a backtick too, as the text
+#: cannot know its code span is closed (`` a `@octocat `` pings), and after a slash
+#: (`see dir/@octocat` pings); the zero-width space is invisible in both.
+_MENTION = re.compile(r"(?<!\w)@(?=[A-Za-z0-9])")
+#: Terminal colour codes (`\x1b[31m`, common in test output) and control characters: garbage
+#: or invisible in a comment (whitespace ones are folded to spaces first).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
 
 
 def _number(value: Any) -> int | None:
@@ -106,7 +113,7 @@ def _line(value: Any) -> str:
     pings nobody (`@octocat` notifies its owner: a zero-width space after the `@`) and holds
     no HTML (an unclosed `<!--` hides the rest of the comment; a marker in it would let
     another finding's update overwrite this comment)."""
-    text = " ".join(str(value).split()).replace("<", "&lt;")
+    text = " ".join(_CONTROL.sub("", _ANSI.sub("", str(value))).split()).replace("<", "&lt;")
     return _MENTION.sub("@\u200b", text)
 
 
@@ -191,7 +198,7 @@ def generic_markdown(event: Event) -> str:
     if event.event_type == "code_review_complete":
         heading = "## 🤖 AI Code Review"
     else:
-        heading = f"## 🤖 {event.event_type.replace('_', ' ').capitalize()}"
+        heading = f"## 🤖 {_line(event.event_type.replace('_', ' ').capitalize())}"
     lines = [heading, "", f"**{_line(event_title(event))}**", ""]
     facts = [("Severity", severity_of(event).name.lower())] if event.severity else []
     skip = {*_PR_KEYS, "title", "context", "url", "link"}

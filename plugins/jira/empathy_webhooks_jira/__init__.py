@@ -21,6 +21,8 @@ import aiohttp
 import attrs
 
 from empathy_webhooks_core.plugin import (
+    MIN_SECRET_LENGTH,
+    REDACTED,
     Event,
     Outcome,
     OutgoingRequest,
@@ -297,6 +299,16 @@ def _reset_after(value: str | None) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
+def _masked(webhook: JiraWebhook, text: str) -> str:
+    """`text` with the webhook's own credentials masked (the token, `email:token`, the
+    `Authorization` value), whether or not a dispatcher has registered them yet:
+    `classify_response` may be called on its own."""
+    for value in webhook.secret_values():
+        if len(value) >= MIN_SECRET_LENGTH:
+            text = text.replace(value, REDACTED)
+    return text
+
+
 @hookimpl
 def classify_response(
     webhook: JiraWebhook, request: OutgoingRequest, response: Response
@@ -332,10 +344,11 @@ def classify_response(
             retry_after=retry_after,
             pause_webhook=status == 429,
         )
+    said = _masked(webhook, jira_errors(response)) if status in (400, 403, 404) else ""
     if status == 400:
         return Verdict(
             outcome=Outcome.FAIL,
-            reason=f"Jira refused {what} (HTTP 400): {jira_errors(response)}",
+            reason=f"Jira refused {what} (HTTP 400): {said}",
             details=details,
         )
     if status == 401:
@@ -348,14 +361,14 @@ def classify_response(
     if status == 403:
         return Verdict(
             outcome=Outcome.FAIL,
-            reason=f"no permission for {what} (HTTP 403): {jira_errors(response)}",
+            reason=f"no permission for {what} (HTTP 403): {said}",
             details=details,
         )
     if status == 404:
         return Verdict(
             outcome=Outcome.FAIL,
             reason=f"not found (HTTP 404) for {what}: is url the Jira site and "
-            f"{webhook.project!r} a project key? {jira_errors(response)}",
+            f"{webhook.project!r} a project key? {said}",
             details=details,
         )
     return default_verdict(webhook, response)

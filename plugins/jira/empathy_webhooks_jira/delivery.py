@@ -79,7 +79,12 @@ async def deliver_finding(
             return _answer(found, "search", jira.elapsed)
         body = found.json()
         issues = body.get("issues") if isinstance(body, dict) else None
-        issue = issues[0] if isinstance(issues, list) and issues else None
+        if not isinstance(issues, list):
+            # A 2xx that is not Jira's answer (a proxy's or an SSO login page): read as "no
+            # open ticket", every event of the finding would open one more ticket, or be lost
+            # to a create answered the same way.
+            return _answer(found, "search", jira.elapsed, failure=_not_jira("search", found))
+        issue = issues[0] if issues else None
         if isinstance(issue, dict) and issue.get("key"):
             if action == "resolve":
                 return await _resolve(jira, request, issue)
@@ -284,9 +289,21 @@ def _refused_fields(created: Response, fields: dict[str, Any]) -> dict[str, str]
     }
 
 
+def _not_jira(what: str, response: Response) -> str:
+    return (
+        f"Jira's {what} answered HTTP {response.status} without Jira's JSON (a login page "
+        "or a proxy's answer?): is url the Jira site's base URL?"
+    )
+
+
 def _created(response: Response, elapsed: float, dropped: list[str]) -> Response:
     body = response.json() if 200 <= response.status < 300 else None
     left_out = sorted(set(dropped)) or None
+    if 200 <= response.status < 300 and not (isinstance(body, dict) and body.get("key")):
+        # Jira answers a create with 201 and the new issue's key: without one, nothing says
+        # an issue exists; counted delivered, the finding would be lost without a word.
+        failure = _not_jira("create", response)
+        return _answer(response, "create", elapsed, failure=failure, fields_left_out=left_out)
     if not isinstance(body, dict):
         return _answer(response, "create", elapsed, fields_left_out=left_out)
     return _answer(

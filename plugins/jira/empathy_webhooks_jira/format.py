@@ -96,6 +96,9 @@ _ACCOUNT_ID = re.compile(
 _CATEGORY = {"security_vulnerability": "security", "bug_detected": "bug"}
 #: C0 controls but tab and newline: not allowed in Jira text and invisible anyway.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+#: Terminal colour codes (`\x1b[31m`, common in test output): without its ESC (a control,
+#: removed) the rest (`[31m`) would show in the ticket.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _NOT_LABEL = re.compile(r"[^a-z0-9._-]+")
 # Data Center's v2 text is wiki markup: `[~user]` mentions (and notifies), `[text|url]` links,
 # `!url!` embeds an image, `{code}` opens a macro. Event text is escaped as Jira's renderer
@@ -118,7 +121,7 @@ def truncate(text: str, limit: int) -> str:
 
 
 def _clean(text: str) -> str:
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n").replace("\r", "\n")))
 
 
 def _one_line(text: str) -> str:
@@ -169,9 +172,22 @@ def slug(text: Any) -> str:
     return made[:60].rstrip("-.")
 
 
+def _cut_units(text: str, limit: int) -> str:
+    """`text`'s longest prefix of at most `limit` UTF-16 code units (no ellipsis)."""
+    if utf16_len(text) <= limit:
+        return text
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            return text[:index]
+    return text
+
+
 def label_of(text: Any) -> str:
-    """A label Jira accepts: whitespace (refused by Jira) replaced by `-`, at most 255 chars."""
-    return re.sub(r"\s+", "-", _clean(str(text)).strip())[:LABEL_LIMIT]
+    """A label Jira accepts: whitespace (refused by Jira) replaced by `-`, at most 255
+    characters as Jira counts them (UTF-16 code units: an emoji is 2)."""
+    return _cut_units(re.sub(r"\s+", "-", _clean(str(text)).strip()), LABEL_LIMIT)
 
 
 def labels(webhook: JiraWebhook, event: Event, fp: str | None) -> list[str]:

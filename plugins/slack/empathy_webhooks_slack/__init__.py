@@ -123,6 +123,13 @@ def _error_code(text: str) -> str | None:
     return stripped if _ERROR_WORD.fullmatch(stripped) and stripped != "ok" else None
 
 
+def _is_slack_error(code: str) -> bool:
+    """Whether a word in a 2xx answer is one of Slack's error strings: a known one, or one of
+    their shape (`snake_case`: every error Slack documents has an underscore). A relay or a
+    Slack-compatible service that says `success`, `accepted` or `queued` has delivered."""
+    return code in DEAD_DESTINATION_ERRORS or code in MESSAGE_ERRORS or "_" in code
+
+
 class _SlackAnswers(HttpAnswers):
     def describe(self, response: Response) -> str:
         code = _error_code(response.text())
@@ -148,7 +155,7 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
             return Verdict(outcome=Outcome.FAIL, reason=f"Slack refused the message: {said}")
     text = response.text()
     code = _error_code(text)
-    if 200 <= response.status < 300 and code is not None and text.strip() != "ok":
+    if 200 <= response.status < 300 and code is not None and _is_slack_error(code):
         return Verdict(outcome=Outcome.FAIL, reason=f"Slack refused the message: {code}")
     verdict = _ANSWERS.classify(webhook, response)
     if verdict.outcome in (Outcome.FAIL, Outcome.GONE) and code in DEAD_DESTINATION_ERRORS:

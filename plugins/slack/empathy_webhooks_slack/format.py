@@ -16,6 +16,7 @@ from empathy_webhooks_core.plugin import (
     apply_template,
     chat_message,
     fit_escaped,
+    format_template,
     utf16_len,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "build_message",
     "escape_mrkdwn",
     "fit_message",
+    "strip_controls",
 ]
 
 MAX_BLOCKS = 50
@@ -61,9 +63,27 @@ _CONTEXT_LIMIT = 500
 _PARTIAL_ENTITY = re.compile(r"&[#a-zA-Z0-9]{0,6}$")
 
 
+#: Terminal colour codes (`\x1b[31m`, common in test output) and the other C0/C1 control
+#: characters: invisible or garbage in a chat message, and some services refuse a NUL. Tab and
+#: line breaks stay (a lone `\r` becomes one).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """`text` without terminal escape sequences and control characters (tab and newline
+    kept; `\r\n` and `\r` become `\n`)."""
+    if text.isprintable():
+        return text
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
 def escape_mrkdwn(text: str) -> str:
     """Slack's three control characters escaped, so event text can neither format links nor
-    ping (`<!channel>` arrives as text). Slack has no escape for `*_~`; they stay."""
+    ping (`<!channel>` arrives as text). Slack has no escape for `*_~`; they stay. Control
+    characters and terminal colour codes are left out (`strip_controls`)."""
+    text = strip_controls(text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -115,16 +135,6 @@ def default_message(event: Event) -> tuple[list[dict[str, Any]], str]:
     return blocks, _fit(message.notification, FALLBACK_LIMIT)
 
 
-def _escaped_tree(value: Any) -> Any:
-    if isinstance(value, str):
-        return escape_mrkdwn(value)
-    if isinstance(value, Mapping):
-        return {key: _escaped_tree(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_escaped_tree(item) for item in value]
-    return value
-
-
 def build_message(webhook: SlackWebhook, event: Event) -> dict[str, Any]:
     """The message for `event`: the user's template for its type if any (a function's dict
     or a dict merged over the default; a string sent as the text, with the event's values
@@ -139,9 +149,10 @@ def build_message(webhook: SlackWebhook, event: Event) -> dict[str, Any]:
     payload["blocks"] = blocks
     template = webhook.template_for(event)
     if isinstance(template, str):
-        # The template's own markup (`<!here>`, links) is the user's; the event's values are
-        # escaped so data can never ping or forge a link.
-        text = template.format(**_escaped_tree(event.to_envelope()))
+        # The template's own markup (`<!here>`, links) is the user's; each replacement field
+        # is escaped once formatted, so data can never ping or forge a link: a whole object
+        # (`{data}`) included, whose keys are the event's too (`{"<!channel>": 1}`).
+        text = format_template(template, event.to_envelope(), escape=escape_mrkdwn)
         payload = {k: v for k, v in payload.items() if k not in ("text", "blocks")}
         payload["text"] = text
     elif template is not None:

@@ -31,6 +31,7 @@ __all__ = [
     "escape_markdown",
     "fit_message",
     "mention_entities",
+    "strip_controls",
 ]
 
 #: Teams refuses messages above about 28 KB, all elements included.
@@ -78,10 +79,27 @@ _SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(?=//)")
 _WWW = re.compile(r"(?i)\b(www)\.")
 
 
+#: Terminal colour codes (`\x1b[31m`, common in test output) and the other C0/C1 control
+#: characters: invisible or garbage in a chat message, and some services refuse a NUL. Tab and
+#: line breaks stay (a lone `\r` becomes one).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """`text` without terminal escape sequences and control characters (tab and newline
+    kept; `\r\n` and `\r` become `\n`)."""
+    if text.isprintable():
+        return text
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
 def escape_markdown(text: str) -> str:
     """`text` shown as written in a TextBlock or Fact: markdown, links, bare URLs, mention
-    tags and date functions all made inert with backslash escapes."""
-    text = text.translate(_MARKUP)
+    tags and date functions all made inert with backslash escapes; control characters and
+    terminal colour codes left out (`strip_controls`)."""
+    text = strip_controls(text).translate(_MARKUP)
     if "_" in text:
         text = _UNDERSCORE.sub(_escaped, text)
     if "\n" in text or text[:1] in "-+#0123456789 \t":
@@ -107,7 +125,7 @@ def _fit(text: str, limit: int) -> str:
 
 
 def _plain(text: str, limit: int) -> str:
-    return fit_escaped(text, limit, ellipsis=TRUNCATED)
+    return fit_escaped(text, limit, strip_controls, ellipsis=TRUNCATED)
 
 
 def card_message(body: list[dict[str, Any]], **card: Any) -> dict[str, Any]:
