@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import attrs
@@ -27,6 +28,7 @@ from empathy_webhooks_core.plugin import (
     hookimpl,
     json_bytes,
     parse_retry_after,
+    redact_text,
     redact_url,
     secret_field,
     state_for,
@@ -105,6 +107,13 @@ def _base_url(value: str | None) -> str | None:
     return None if value is None else check_url(value, "base_url").rstrip("/")
 
 
+def _endpoint(base: str, path: str) -> str:
+    """`path` at the end of `base`'s path, before its query (a relay's `?token=`): appended
+    to the whole address it landed in the query, every event posted to the wrong path."""
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path, parts.query, ""))
+
+
 def _tags(value: Sequence[str] | str | None) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -157,7 +166,7 @@ class DatadogWebhook(Webhook):
 
     @property
     def events_url(self) -> str:
-        return f"{self.api_url}/api/v1/events"
+        return _endpoint(self.api_url, "/api/v1/events")
 
     @property
     def url(self) -> str:
@@ -168,7 +177,7 @@ class DatadogWebhook(Webhook):
 
     @property
     def series_url(self) -> str:
-        return f"{self.api_url}/api/v2/series"
+        return _endpoint(self.api_url, "/api/v2/series")
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"DD-API-KEY": self.api_key, "Accept": "application/json"}
@@ -349,6 +358,7 @@ async def _deliver(
             return answer
         if late is not None:
             state.events_late += 1
+        state.note_accepted_errors(accepted_errors(answer), "event", event_id=event_id)
         if not request.extras.get("series"):
             return answer
         state.mark_posted(event_id)
@@ -359,6 +369,11 @@ async def _deliver(
         state.forget_posted(event_id)
         state.points_late += late_points
         state.points_early += early_points
+        if answer is not None:
+            # The delivery's answer is the event's: the gauges' errors would be lost there.
+            state.note_accepted_errors(
+                accepted_errors(metrics_answer), "event metrics", event_id=event_id
+            )
         return answer or metrics_answer
     return metrics_answer.at_step("series")
 
@@ -368,6 +383,24 @@ def _errors(response: Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
         return "; ".join(str(error) for error in body["errors"])
     return response.excerpt(300)
+
+
+#: How much of the errors Datadog listed in an accepted (2xx) answer is kept.
+ACCEPTED_ERRORS_CHARS = 300
+
+
+def accepted_errors(response: Response) -> str | None:
+    """The errors Datadog listed in a 2xx answer (`{"errors": ["..."]}`: the intake accepted
+    the payload but not all of it, the `IntakePayloadAccepted` schema's "non-fatal errors"),
+    masked and cut; None when there are none (`{"errors": []}`, the usual answer)."""
+    if not 200 <= response.status < 300:
+        return None
+    body = response.json()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return None
+    text = redact_text("; ".join(" ".join(str(error).split()) for error in errors))
+    return truncate(text, ACCEPTED_ERRORS_CHARS) or "errors listed without text"
 
 
 def classify(webhook: Webhook, response: Response, what: str = "event") -> Verdict:
@@ -380,6 +413,11 @@ def classify(webhook: Webhook, response: Response, what: str = "event") -> Verdi
         event = body.get("event") if isinstance(body, dict) else None
         if isinstance(event, dict) and event.get("id") is not None:
             details["datadog_event_id"] = str(event["id"])
+        # Accepted, but Datadog says some of it was not taken: kept where it can be seen
+        # (the delivery's details; the state logs and counts it), never a silent success.
+        errors = accepted_errors(response)
+        if errors is not None:
+            details["datadog_errors"] = errors
         return Verdict(outcome=Outcome.SUCCESS, details=details)
     if status == 429:
         retry_after = parse_retry_after(

@@ -79,8 +79,13 @@ Point = tuple[SeriesKey, int, float]
 
 
 def original_tag(timestamp: float) -> str:
-    """`original_timestamp:2023-11-14T22:13:20Z`: the time a late point or event really had."""
-    moment = datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`original_timestamp:2023-11-14T22:13:20Z`: the time a late point or event really had;
+    the number itself for one no date can show (milliseconds given as seconds: the year
+    58000), which used to fail the whole flush and lose every point buffered with it."""
+    try:
+        moment = datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        moment = str(int(timestamp))
     return f"original_timestamp:{moment}"
 
 
@@ -163,6 +168,9 @@ def make_point(
         timestamp = now
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
         raise ValueError(f"timestamp must be POSIX seconds, got {timestamp!r}")
+    if not math.isfinite(timestamp):
+        # int() would raise OverflowError (infinity) or a message naming no argument (NaN).
+        raise ValueError(f"timestamp must be POSIX seconds, got {timestamp!r}")
     if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int)):
         raise ValueError(f"interval must be whole seconds, got {interval!r}")
     return (metric, kind, clean, interval, host), int(timestamp), float(value)
@@ -236,6 +244,9 @@ class DatadogState:
         self.events_late = 0
         self.batches_sent = 0
         self.batches_failed = 0
+        #: 2xx answers (events, their gauges, batches) that listed errors: accepted, not all
+        #: of it kept by Datadog.
+        self.accepted_with_errors = 0
         self.last_error: str | None = None
 
     # -- from any thread -------------------------------------------------------------------
@@ -294,6 +305,7 @@ class DatadogState:
             "events_late": self.events_late,
             "batches_sent": self.batches_sent,
             "batches_failed": self.batches_failed,
+            "accepted_with_errors": self.accepted_with_errors,
             "last_error": self.last_error,
         }
 
@@ -377,10 +389,34 @@ class DatadogState:
             self._urgent_requested = False
         if not points:
             return
-        on_time, late, early = restamp(points, self.now())
-        # Re-stamped points go in batches of their own, so what was accepted can be counted.
-        for group, counter in ((on_time, None), (late, "points_late"), (early, "points_early")):
-            for payload in batches(group, max_points=self._webhook.metrics_batch_size):
+        size = self._webhook.metrics_batch_size
+        try:
+            on_time, late, early = restamp(points, self.now())
+            # Re-stamped points go in batches of their own, so what was accepted can be counted.
+            groups = [
+                (batches(group, max_points=size), counter)
+                for group, counter in (
+                    (on_time, None),
+                    (late, "points_late"),
+                    (early, "points_early"),
+                )
+            ]
+        except Exception as exc:
+            # Taken from the buffer, so counted and said: never lost without a word.
+            reason = redact_text(f"{type(exc).__name__}: {exc}")[:500]
+            self.points_dropped += len(points)
+            self.batches_failed += 1
+            self.last_error = f"points could not be batched: {reason}"
+            log.error(
+                "datadog_metrics_dropped",
+                webhook=self._webhook.name,
+                points=len(points),
+                attempts=0,
+                reason=self.last_error,
+            )
+            return
+        for payloads, counter in groups:
+            for payload in payloads:
                 count = sum(len(entry["points"]) for entry in payload["series"])
                 if await self._send_batch(payload, count) and counter is not None:
                     setattr(self, counter, getattr(self, counter) + count)
@@ -415,6 +451,8 @@ class DatadogState:
                 if verdict.outcome is Outcome.SUCCESS:
                     self.points_sent += count
                     self.batches_sent += 1
+                    errors = verdict.details.get("datadog_errors")
+                    self.note_accepted_errors(errors, "metrics", points=count)
                     return True
                 reason = verdict.reason or f"HTTP {response.status}"
                 if verdict.outcome is not Outcome.RETRY:
@@ -433,6 +471,22 @@ class DatadogState:
             reason=reason,
         )
         return False
+
+    def note_accepted_errors(self, errors: str | None, what: str, **context: Any) -> None:
+        """Datadog accepted `what` (202) but listed errors in its answer: counted, kept as
+        the last error and logged, so points or an event it did not keep are never a silent
+        success."""
+        if not errors:
+            return
+        self.accepted_with_errors += 1
+        self.last_error = f"{what} accepted with errors: {errors}"
+        log.warning(
+            "datadog_accepted_with_errors",
+            webhook=self._webhook.name,
+            what=what,
+            errors=errors,
+            **context,
+        )
 
     # -- events whose metrics are still owed -----------------------------------------------
 

@@ -109,6 +109,7 @@ async def test_the_reference_calls_need_no_await_and_flush_on_close(datadog: Rec
         "events_late": 0,
         "batches_sent": 1,
         "batches_failed": 0,
+        "accepted_with_errors": 0,
         "last_error": None,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -40,8 +41,14 @@ _PATH = "/api/annotations"
 
 
 def _annotations_url(value: Any) -> str:
-    url = check_url(value).rstrip("/")
-    return url if url.endswith(_PATH) else url + _PATH
+    parts = urlsplit(check_url(value))
+    # `/api/annotations` goes at the end of the path, before a query: appended to the whole
+    # address, a browser's `https://grafana.example.com/?orgId=1` became
+    # `...?orgId=1/api/annotations`, every annotation posted to `/`. A fragment is never sent.
+    path = parts.path.rstrip("/")
+    if not path.endswith(_PATH):
+        path += _PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 def _token(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -22,6 +23,7 @@ from empathy_webhooks_core.plugin import (
     check_url,
     default_verdict,
     hookimpl,
+    parse_retry_after,
     redact_url,
     secret_field,
     service_for_url,
@@ -88,8 +90,14 @@ def _event_types(value: Any) -> tuple[str, ...]:
 
 
 def _events_url(value: Any) -> str:
-    url = check_url(value, "events_url").rstrip("/")
-    return url if url.endswith(_ENQUEUE_PATH) else url + _ENQUEUE_PATH
+    parts = urlsplit(check_url(value, "events_url"))
+    # `/v2/enqueue` goes at the end of the path, before a query (a relay's `?token=`):
+    # appended to the whole address it landed in the query, every page posted to the wrong
+    # path. A fragment is never sent.
+    path = parts.path.rstrip("/")
+    if not path.endswith(_ENQUEUE_PATH):
+        path += _ENQUEUE_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -124,7 +132,9 @@ class PagerDutyWebhook(Webhook):
     @property
     def change_url(self) -> str:
         """Where change events go: the events host's `/v2/change/enqueue`."""
-        return self.events_url[: -len(_ENQUEUE_PATH)] + _CHANGE_PATH
+        parts = urlsplit(self.events_url)
+        path = parts.path[: -len(_ENQUEUE_PATH)] + _CHANGE_PATH
+        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
     @property
     def url(self) -> str:
@@ -205,10 +215,12 @@ def classify_response(
         )
     if status == 429:
         # PagerDuty documents no Retry-After: back off by the retry policy and hold the whole
-        # webhook, since the limit is per routing key.
+        # webhook, since the limit is per routing key. One that is sent (PagerDuty's edge, a
+        # proxy) is honoured rather than retried into the same window.
         return Verdict(
             outcome=Outcome.RETRY,
             reason="rate limited by PagerDuty (HTTP 429)",
+            retry_after=parse_retry_after(response.header("retry-after")),
             pause_webhook=True,
         )
     if status >= 500:

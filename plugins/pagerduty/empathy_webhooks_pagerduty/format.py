@@ -53,6 +53,34 @@ _SEVERITY = {
     Severity.INFO: "info",
 }
 _PD_SEVERITIES = frozenset(_SEVERITY.values())
+#: The core scale's other words, for a severity a template sets: "Critical" or "high" is
+#: meant, not PagerDuty's fallback ("error"), which turned a template's critical page into an
+#: error and its low one into an error too.
+_WORDS = {
+    "high": "error",
+    "major": "error",
+    "severe": "error",
+    "medium": "warning",
+    "moderate": "warning",
+    "warn": "warning",
+    "low": "info",
+    "minor": "info",
+    "informational": "info",
+    "notice": "info",
+    "debug": "info",
+    "fatal": "critical",
+    "blocker": "critical",
+    "emergency": "critical",
+    "p1": "critical",
+}
+
+
+def _template_severity(value: Any) -> str:
+    """A severity a template set, as PagerDuty's word; an unknown one pages as `error`."""
+    word = value.strip().lower() if isinstance(value, str) else ""
+    if word in _PD_SEVERITIES:
+        return word
+    return _WORDS.get(word, "error")
 
 
 def pagerduty_severity(event: Event) -> str:
@@ -70,11 +98,13 @@ def summary(event: Event) -> str:
 
 
 def _source(webhook: PagerDutyWebhook, event: Event) -> str:
-    return (
-        first_text(event.data, "source", "host", "hostname", "service")
-        or webhook.source
-        or "empathy-framework"
-    )
+    # Blank text is no source: PagerDuty requires one ("'payload.source' is missing or
+    # blank"), and a page refused for it is a page lost.
+    for key in ("source", "host", "hostname", "service"):
+        text = first_text(event.data, key)
+        if text is not None and text.strip():
+            return text.strip()
+    return (webhook.source or "").strip() or "empathy-framework"
 
 
 def _details(event: Event) -> dict[str, Any]:
@@ -222,6 +252,6 @@ def _within_limits(body: dict[str, Any]) -> dict[str, Any]:
             if field in payload:
                 payload[field] = truncate(payload[field], FIELD_LIMIT)
         if payload.get("severity") not in _PD_SEVERITIES:
-            payload["severity"] = "error"
+            payload["severity"] = _template_severity(payload.get("severity"))
         _shed(body, payload)
     return body
