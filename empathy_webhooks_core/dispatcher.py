@@ -586,13 +586,25 @@ class WebhookDispatcher:
         return await self._failures.replay(dead_letter_id)
 
     async def replay_dead_letters(self, webhook_name: str | None = None) -> int:
-        """Replay every dead letter (of one webhook, or all). Returns how many were queued."""
+        """Replay every dead letter (of one webhook, or all). Returns how many were queued;
+        the letters left (an event that could not be decoded, a webhook this dispatcher does
+        not have) stay listed, and are said (`dead_letters_not_replayed`)."""
         letters = await self.dead_letters(webhook_name)
+        queued = 0
+        left: dict[str, int] = {}
         for letter in letters:
             # A letter whose event could not be decoded cannot be sent: it stays, listed.
-            if letter.webhook_name in self._lanes and letter.replayable:
+            if not letter.replayable:
+                left["undecodable"] = left.get("undecodable", 0) + 1
+            elif letter.webhook_name not in self._lanes:
+                left["unknown webhook"] = left.get("unknown webhook", 0) + 1
+            else:
                 await self.replay_dead_letter(letter.dead_letter_id)
-        return len(letters)
+                queued += 1
+        if left:
+            # Counted as queued, they read as sent to whoever replayed them.
+            log.warning("dead_letters_not_replayed", count=sum(left.values()), why=left)
+        return queued
 
     # -- attempt history -------------------------------------------------------------------
 

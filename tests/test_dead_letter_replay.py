@@ -111,3 +111,33 @@ async def test_closing_without_drain_names_what_the_memory_store_loses(
     line = record.getMessage()
     assert "count=2" in line and "'slow': 2" in line and "lost" in line
     assert len(receiver.requests) == 1
+
+
+async def test_replaying_every_letter_counts_what_was_queued_and_says_what_was_left(
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, `replay_dead_letters` answered how many letters it listed: a letter for a
+    webhook this dispatcher does not have was counted as replayed, and stayed unsent."""
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    store = f"sqlite:///{tmp_path / 'outbox.db'}"
+    owner = WebhookDispatcher(webhooks=[_hook(receiver, "a")], store=store)
+    other = WebhookDispatcher(webhooks=[_hook(receiver, "b")], store=store)
+    await owner.start()
+    await other.start()
+    try:
+        await _dead_letter(owner, receiver)  # webhook a's
+        receiver.queue(Reply(status=400))
+        await other.emit("alert", {"n": 2})
+        await other.drain(timeout=10)
+        assert len(await other.dead_letters()) == 2
+        assert await other.replay_dead_letters() == 1  # b's; a's is not b's to send
+        await other.drain(timeout=10)
+        [left] = await other.dead_letters()
+        assert left.webhook_name == "a"
+    finally:
+        await other.close()
+        await owner.close()
+    [said] = [
+        r.getMessage() for r in caplog.records if "dead_letters_not_replayed" in r.getMessage()
+    ]
+    assert "count=1" in said and "unknown webhook" in said

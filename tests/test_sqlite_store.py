@@ -313,7 +313,7 @@ async def test_rows_that_cannot_be_decoded_go_to_dead_letters_and_the_rest_is_de
     async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
         with pytest.raises(ValueError, match="could not be decoded"):
             await dispatcher.replay_dead_letter(deep.dead_letter_id)
-        assert await dispatcher.replay_dead_letters() == 4  # listed; none of them sent
+        assert await dispatcher.replay_dead_letters() == 0  # none of them can be sent
         assert len(await dispatcher.dead_letters()) == 4
 
 
