@@ -11,7 +11,10 @@ Hooks are called synchronously (pluggy has no async support). Where a hook needs
 an awaitable and the core awaits it; see `deliver`. An `async def` implementation of any hook
 but `flush` is refused when the plugin manager is built. A hook that raises, or returns the
 wrong type, never stops the pipeline: the core logs it and treats the delivery as failed (or
-skips that plugin's listener).
+skips that plugin's listener). An installed plugin that fails to import, implements a function
+marked ``@hookimpl`` that is not a hook (a misspelt name), or whose `webhook_types` raises or
+answers something else than a mapping of classes, is skipped at start-up and reported with its
+name (``empathy-webhooks plugins``); the other plugins load.
 
 Per-type hooks (`format_payload`, `deliver`, `classify_response`, `flush`) are routed by
 owner: the core calls the implementation of the plugin whose `webhook_types` registered the
@@ -81,7 +84,8 @@ def webhook_for_url(url: str, options: Mapping[str, Any]) -> Webhook | None:
         (``empathy_webhooks_core.service_for_url(url)`` recognises the first-party
         services). First non-None result wins. Raise ``ValueError`` saying what is missing
         when the URL is yours but cannot be used as given (a PagerDuty URL carries no
-        routing key).
+        routing key). Any other exception is your bug: it is logged with your plugin's name
+        (the URL masked) and your plugin is passed over for that URL.
     """
 
 
@@ -96,7 +100,8 @@ def format_payload(webhook: Webhook, event: Event) -> OutgoingRequest | None:
 
     :param webhook: the webhook the event is routed to: always an instance of a class your
         plugin registered (or of a subclass of one), never another plugin's.
-    :param event: the frozen `Event`.
+    :param event: the frozen `Event`. Its ``data`` and ``metadata`` are your own copy: a
+        change you make to them shows in your request only, never in another webhook's.
     :return: an `OutgoingRequest` with the exact body bytes (None hands the webhook to the
         owner of its next registered ancestor class, if any). Honour
         ``webhook.template_for(event)`` so users can override the message without subclassing.

@@ -24,9 +24,9 @@ from ._log import get_logger
 from ._version import __version__
 from .claims import check_claimed, claim
 from .converter import did_you_mean
-from .redaction import redact_text
+from .redaction import redact_text, redact_url
 from .webhooks import Webhook
-from .wire import OutgoingRequest, Response, Verdict
+from .wire import Outcome, OutgoingRequest, Response, Verdict
 
 if TYPE_CHECKING:
     import aiohttp
@@ -77,6 +77,9 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: mapping shared by every attempt, rather than a proxy made twice per attempt.
 _NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
 _SUCCESS_ARGS = ("webhook", "event", "result")
+_HOOK_NAMES = tuple(
+    name for name, value in vars(hookspecs).items() if hasattr(value, "empathy_webhooks_spec")
+)
 
 
 class PluginContractError(TypeError):
@@ -89,6 +92,16 @@ def contract_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     name = pm.get_name(plugin) or repr(plugin)
     problems = []
     for caller in pm.get_hookcallers(plugin) or []:
+        if caller.spec is None:
+            # A misspelt hook (pluggy's `check_pending` would refuse the whole manager, and
+            # every other plugin with it): this plugin's problem, named as such.
+            unknown = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
+            if any(not impl.optionalhook for impl in unknown):
+                problems.append(
+                    f"plugin {name!r}: it implements {caller.name!r}, which is not a hook"
+                    f"{did_you_mean(caller.name, _HOOK_NAMES)} (see docs/hooks.md)"
+                )
+            continue
         if caller.name in AWAITED_HOOKS:
             continue
         for impl in caller.get_hookimpls():
@@ -122,6 +135,54 @@ def _check_plugin(pm: pluggy.PluginManager, plugin: Any) -> None:
     if problems:
         pm.unregister(plugin)
         raise PluginContractError("; ".join(problems))
+
+
+#: The hooks that name things (no arguments, asked once per manager), and what each value
+#: of their mapping must be.
+_NAMING_HOOKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "webhook_types": (
+        lambda cls: isinstance(cls, type) and issubclass(cls, Webhook),
+        "Webhook classes",
+    ),
+    "store_backends": (callable, "store factories"),
+}
+
+
+def _naming_problem(hook_name: str, plugin: str, answer: Callable[[], Any]) -> str | None:
+    """What is wrong with what `plugin`'s naming hook (`webhook_types`, `store_backends`)
+    answers, or None. One that raises is the plugin's bug too: said with its name, rather
+    than as a bare exception out of every dispatcher of the process."""
+    check, what = _NAMING_HOOKS[hook_name]
+    try:
+        mapping = answer()
+    except Exception as exc:
+        raised = redact_text(f"{type(exc).__name__}: {exc}")
+        return f"plugin {plugin!r}: {hook_name} raised {raised} (a plugin bug)"
+    if mapping is None:
+        return None
+    if not isinstance(mapping, Mapping) or not all(
+        isinstance(key, str) and check(value) for key, value in mapping.items()
+    ):
+        return (
+            f"plugin {plugin!r}: {hook_name} returned {_kind_of(mapping)}, not a mapping of "
+            f"names to {what} (a plugin bug)"
+        )
+    return None
+
+
+def _check_answers(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+    """Ask an entry point's naming hooks once, as it loads: one that raises or answers
+    something else is a load error of that plugin (skipped), not a failure of every
+    dispatcher later."""
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.name not in _NAMING_HOOKS:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not (impl.hookwrapper or impl.wrapper):
+                problem = _naming_problem(caller.name, name, impl.function)
+                if problem is not None:
+                    pm.unregister(plugin)
+                    raise PluginContractError(problem)
 
 
 @attrs.frozen
@@ -232,7 +293,10 @@ def build_plugin_manager(
                 check_api_version(plugin, entry_point.name)
                 pm.register(plugin, name=entry_point.name)
                 _check_plugin(pm, plugin)
-            except Exception as exc:
+                _check_answers(pm, plugin, entry_point.name)
+            # SystemExit too: a plugin that gives up with `sys.exit()` at import (a missing
+            # library) must not end the application that merely has it installed.
+            except (Exception, SystemExit) as exc:
                 if strict:
                     raise
                 error = PluginLoadError(
@@ -293,6 +357,63 @@ def _kind_of(value: Any) -> str:
     return "None" if value is None else f"a {type(value).__name__}"
 
 
+def _wrong_request_field(request: OutgoingRequest) -> str | None:
+    """What is wrong with the fields of a request a plugin made, or None. `OutgoingRequest`
+    does not check them (it is built once per delivery), and a URL that is not a string
+    crashed the worker: the delivery stayed queued until `close` dropped it."""
+    if type(request.url) is not str:
+        return f"url is {_kind_of(request.url)}, not a str"
+    if type(request.method) is not str:
+        return f"method is {_kind_of(request.method)}, not a str"
+    if not isinstance(request.body, bytes):
+        return (
+            f"body is {_kind_of(request.body)}, not bytes (encode it, or build the request "
+            "with OutgoingRequest.json)"
+        )
+    for name in request.headers:
+        if type(name) is not str:
+            return f"headers hold a name that is {_kind_of(name)}, not a str"
+    return None
+
+
+def _copied(value: Any) -> Any:
+    """A copy of JSON data (an event's data holds only dicts, lists and plain values)."""
+    # Plain values are taken as they are, without a call each: most of an event is them.
+    if type(value) is dict:
+        return {
+            key: _copied(item) if type(item) in _CONTAINERS else item for key, item in value.items()
+        }
+    if type(value) is list:
+        return [_copied(item) if type(item) in _CONTAINERS else item for item in value]
+    return value
+
+
+_CONTAINERS = frozenset({dict, list})
+
+
+def _own_copy(event: Event) -> Event:
+    """`event` with its own `data` and `metadata`: what a plugin's `format_payload` may
+    change without another webhook seeing it. Made field by field (`copy.copy` of a slotted
+    attrs class takes several times as long), without checking again what `Event` checked."""
+    cls = type(event)
+    own = object.__new__(cls)
+    for name in _field_names(cls):
+        object.__setattr__(own, name, getattr(event, name))
+    object.__setattr__(own, "data", _copied(event.data))
+    object.__setattr__(own, "metadata", _copied(event.metadata))
+    return own
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in attrs.fields(cls))
+    return names
+
+
 def _is_core(plugin: Any) -> bool:
     return getattr(plugin, "__name__", None) in DEFAULT_PLUGINS
 
@@ -329,7 +450,8 @@ class Route:
     per class: the plugins that registered it or its nearest registered ancestors (nearest
     first), then the core's defaults (HTTP `deliver` and `classify_response`). Each hook is a
     tuple of (function taking the hook's arguments in order, plugin name, whether it is the
-    core's own default); the first that answers other than None wins."""
+    core's own code: a default, or the owner `custom`); the first that answers other than
+    None wins."""
 
     #: The owning plugins' names, nearest first; empty when no loaded plugin registered the
     #: class or an ancestor.
@@ -388,6 +510,8 @@ class Hooks:
         ]
 
     def _broken(self, plugin: str, hook_name: str, message: str) -> PluginContractError:
+        if plugin.isdigit():  # pluggy names an object registered without a name by its id
+            plugin = plugin_label(plugin, self.pm.get_plugin(plugin))
         error = PluginContractError(f"plugin {plugin!r}: {hook_name} {message} (a plugin bug)")
         log.error("plugin_contract_broken", plugin=plugin, hook=hook_name, error=str(error))
         return error
@@ -399,7 +523,12 @@ class Hooks:
         implementation that gave it."""
         found = []
         for impl in self._impls(hook_name):
-            mapping = impl.function()  # these hooks take no arguments
+            try:
+                mapping = impl.function()  # these hooks take no arguments
+            except Exception as exc:
+                # Named: a bare exception out of every dispatcher said nothing of whose.
+                raised = redact_text(f"{type(exc).__name__}: {exc}")
+                raise self._broken(impl.plugin_name, hook_name, f"raised {raised}") from exc
             if mapping is None:
                 continue
             if not isinstance(mapping, Mapping) or not all(
@@ -500,7 +629,9 @@ class Hooks:
                 if not (impl.hookwrapper or impl.wrapper)
             ]
             chain = [
-                (_positional(impl, argnames), impl.plugin_name, False)
+                # The core's own plugin may own a class too (`custom` owns `CustomWebhook`,
+                # which a third party may subclass): still the core's code, trusted as such.
+                (_positional(impl, argnames), impl.plugin_name, _is_core(plugin))
                 for plugin, _ in owners
                 for impl in impls
                 if impl.plugin is plugin
@@ -523,7 +654,7 @@ class Hooks:
     def webhook_for_url(self, url: str, options: Mapping[str, Any]) -> Webhook | None:
         """The webhook the plugin of `url`'s service makes of it, or None (see `claimed`)."""
 
-        claimed, plugin = self._first("webhook_for_url", url=url, options=options)
+        claimed, plugin = self._claim(url, options)
         if claimed is None:
             return None
         try:
@@ -542,8 +673,17 @@ class Hooks:
     def format_payload(self, webhook: Webhook, event: Event) -> OutgoingRequest:
         cls = type(webhook)
         route = self._routes.get(cls) or self.route(cls)
-        for function, plugin, _ in route.format_payload:
-            request = function(webhook, event)
+        own: Event | None = None
+        for function, plugin, core in route.format_payload:
+            if core:
+                request = function(webhook, event)
+            else:
+                # The event is shared by every webhook it fans out to (and is what `emit`
+                # returned): a plugin that tidies it in place must change its own message
+                # only, never another webhook's alert.
+                if own is None:
+                    own = _own_copy(event)
+                request = function(webhook, own)
             if request is None:
                 continue
             if not isinstance(request, OutgoingRequest):
@@ -552,6 +692,9 @@ class Hooks:
                     "format_payload",
                     f"returned {_kind_of(request)}, not an OutgoingRequest",
                 )
+            wrong = _wrong_request_field(request)
+            if wrong is not None:
+                raise self._broken(plugin, "format_payload", f"returned a request whose {wrong}")
             return request
         raise LookupError(
             f"no installed plugin formats webhooks of type {cls.__name__} "
@@ -604,6 +747,14 @@ class Hooks:
             raise self._broken(
                 plugin, "deliver", f"answered with {_kind_of(response)}, not a Response"
             )
+        if type(response.status) is not int or not isinstance(response.body, bytes):
+            wrong = "status" if type(response.status) is not int else "body"
+            raise self._broken(
+                plugin,
+                "deliver",
+                f"answered with a Response whose {wrong} is {_kind_of(getattr(response, wrong))}"
+                f", not {'an int' if wrong == 'status' else 'bytes'}",
+            )
         return response
 
     def classify_response(
@@ -619,8 +770,46 @@ class Hooks:
                 raise self._broken(
                     plugin, "classify_response", f"returned {_kind_of(verdict)}, not a Verdict"
                 )
+            if not isinstance(verdict.outcome, Outcome):
+                # Verdict does not check it; the worker then failed on it as an internal error.
+                raise self._broken(
+                    plugin,
+                    "classify_response",
+                    f"returned a Verdict whose outcome is {verdict.outcome!r}, not an Outcome "
+                    "(Outcome.SUCCESS, RETRY, FAIL or GONE)",
+                )
             return verdict
         raise self._broken("(none)", "classify_response", "returned None, not a Verdict")
+
+    def _claim(self, url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
+        """`_first` for `webhook_for_url`, where a plugin that raises (but the `ValueError` its
+        spec asks for, "mine, but unusable") is logged and passed over: it is asked about
+        every generic webhook's URL, and its bug must not stop those that are not its own."""
+        impls = self.pm.hook.webhook_for_url.get_hookimpls()
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            return self._first("webhook_for_url", url=url, options=options)
+        for impl in reversed(impls):
+            kwargs = {"url": url, "options": options}
+            try:
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+            except ValueError:
+                raise
+            except Exception as exc:
+                text = f"{type(exc).__name__}: {exc}"
+                if url:  # often the credential itself (a chat webhook's path, a query token)
+                    text = text.replace(url, redact_url(url, secret_path=True))
+                log.error(
+                    "plugin_hook_failed",
+                    hook="webhook_for_url",
+                    plugin=plugin_label(impl.plugin_name, impl.plugin),
+                    webhook=options.get("name"),
+                    error=redact_text(text),
+                    reason="the plugin is passed over for this URL",
+                )
+                continue
+            if result is not None:
+                return result, impl.plugin_name
+        return None, ""
 
     def _first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
         """A `firstresult` call over every plugin (for hooks asked before a webhook's type is
