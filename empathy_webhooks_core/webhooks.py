@@ -89,8 +89,13 @@ def _secrets(value: Any) -> tuple[str, ...]:
             "signing_secret is an empty list (are its environment variables set?); "
             "leave signing_secret out for unsigned requests"
         )
-    if any(not isinstance(s, str) or not s for s in secrets):
-        raise ValueError("signing_secret must be a non-empty string (or a list of them)")
+    # Blank (only whitespace) is an unset variable padded by a template or a shell, not a
+    # secret: anyone can compute its signatures, so it is refused like an empty one.
+    if any(not isinstance(s, str) or not s.strip() for s in secrets):
+        raise ValueError(
+            "signing_secret must be a non-empty string (or a list of them), not blank: is its "
+            "environment variable set?"
+        )
     for secret in secrets:
         standard_key(secret)  # a whsec_ secret that is not base64 fails here, not per attempt
     return secrets
