@@ -203,8 +203,10 @@ class Failures:
         if outcome == "requeued":
             return  # back in its queue: still pending, nothing to settle
         if outcome is None:
-            error = delivery_error(f"internal error: {text}", delivery, exception=exc)
             try:
+                # Built inside: the last resort must not fail on what broke the worker (the
+                # delivery would stay queued, its worker gone, until close lost it).
+                error = delivery_error(f"internal error: {text}", delivery, exception=exc)
                 await self.failed(lane, delivery, error)
                 return
             except Exception as second:

@@ -55,6 +55,8 @@ SUCCEEDED = Decision(action=Action.SUCCEED, rate_limited=0)
 def protocol_of(delivery: Delivery) -> str:
     """What a status code belongs to, from the request's scheme: "HTTP", "SMTP", ..."""
     url = delivery.request.url if delivery.request is not None else ""
+    if not isinstance(url, str):  # a plugin's bug, named elsewhere: never a second error here
+        url = ""
     scheme = url.split(":", 1)[0].upper() if ":" in url else "HTTP"
     return "HTTP" if scheme.startswith("HTTP") else scheme
 
