@@ -9,6 +9,7 @@ limited per address, so the form is no faster an oracle than the API.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 
 from aiohttp import web
@@ -39,6 +40,20 @@ def _safe_next(raw: str | None) -> str:
     ):
         return "/"
     return raw
+
+
+def _client(remote: str | None) -> str:
+    """Whose attempts a login counts against: the address, or for IPv6 its /64, which one
+    subscriber holds whole (2^64 addresses: a limit per address would limit nobody)."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return str(remote)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str) -> None:
@@ -86,7 +101,7 @@ async def log_in(request: web.Request) -> web.StreamResponse:
         )
     ):
         return _form(request, 403, "This form has expired: try again.")
-    if gateway.limiter.take(f"console-login:{request.remote}", _ATTEMPTS_PER_MINUTE) > 0:
+    if gateway.limiter.take(f"console-login:{_client(request.remote)}", _ATTEMPTS_PER_MINUTE) > 0:
         return _form(request, 429, "Too many attempts: wait a minute and try again.")
     raw = (await form_value(request, "token") or "").strip()
     if not len(gateway.tokens):

@@ -11,8 +11,8 @@ signature. One module per job: `app` (the application, its middleware and lifecy
 `routes`, `keys` (where a request finds the gateway and its caller), `net` (addresses),
 `auth` (tokens, scopes, rate limits), `bodies` (reading and checking requests),
 `idempotency`, `problems` (RFC 9457 errors), `openapi`, `serve` (listening, SIGTERM,
-`running`) and `client`. Nothing here is imported by the core: the gateway costs nothing to a
-library user.
+`running`), `connections` (closing those that hold no request) and `client`. Nothing
+here is imported by the core: the gateway costs nothing to a library user.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from ..plugins import get_plugin_manager, hooks_for
 from ..redaction import redact_text
 from ..stores import HasProducerRole, HasWorkerRole, MemoryStore, StopsConsuming, open_store
 from .auth import PUBLIC, RateLimiter, Token, TokenTable, bearer, required_scope, retry_after
+from .connections import Connections
 from .idempotency import Idempotency
 from .intake import Intake
 from .keys import GATEWAY, TOKEN
@@ -82,6 +83,8 @@ class Gateway:
         self._idempotency: Idempotency | None = None
         self.stopping = False
         self.in_flight = 0
+        #: The connections `serve` watches for idleness (`connections.py`), else None.
+        self.connections: Connections | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -170,14 +173,18 @@ class Gateway:
         finally:
             await dispatcher.close(drain=False)
 
-    def _enter(self) -> None:
+    def _enter(self, protocol: Any) -> None:
         self.in_flight += 1
         self._idle.clear()
+        if self.connections is not None:
+            self.connections.begin(protocol)
 
-    def _leave(self) -> None:
+    def _leave(self, protocol: Any) -> None:
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()
+        if self.connections is not None:
+            self.connections.end(protocol)
 
 
 def _store_for(url: str, workers: bool, backends: dict[str, Any]) -> Any:
@@ -194,7 +201,19 @@ def _store_for(url: str, workers: bool, backends: dict[str, Any]) -> Any:
 
 
 def _caller(request: web.Request, gateway: Gateway, scope: str) -> Token:
-    raw = bearer(request.headers.get("Authorization"))
+    headers = request.headers
+    header = headers.get("Authorization")
+    if header is not None and len(headers.getall("Authorization")) > 1:
+        # Which one counts? A proxy in front may have checked the other: refused.
+        raise Problem(
+            401,
+            "/problems/unauthorized",
+            "send one Authorization header, not several",
+            headers={"WWW-Authenticate": 'Bearer realm="empathy-webhooks"'},
+        )
+    if not len(gateway.tokens):
+        _only_local(request)
+    raw = bearer(header)
     token = gateway.authenticate(raw or "") if (raw or not len(gateway.tokens)) else None
     if token is None:
         raise Problem(
@@ -226,6 +245,42 @@ def _caller(request: web.Request, gateway: Gateway, scope: str) -> Token:
     return token
 
 
+def _only_local(request: web.Request) -> None:
+    """A gateway without tokens (loopback only) lets every caller do everything, so it must
+    be called by a program on this machine, not by a web page the operator has open: a
+    page of another site can post to 127.0.0.1 (a form: replay every dead letter), or rename
+    its own host to 127.0.0.1 (DNS rebinding) and read the answers. A browser names that
+    site in `Origin` and in `Host`; a program on this machine names neither."""
+    host = request.headers.get("Host")
+    origin = request.headers.get("Origin")
+    if (host is None or _local_host(host)) and (origin is None or _local_origin(origin)):
+        return
+    raise Problem(
+        403,
+        "/problems/forbidden",
+        "this gateway has no token, so it answers only programs on this machine that call "
+        "it by a loopback name (Host: 127.0.0.1, localhost or [::1]), not web pages: "
+        "configure [[serve.tokens]] to call it otherwise",
+    )
+
+
+def _local_host(host: str) -> bool:
+    """Whether a Host header names this machine: `localhost`, a loopback address, with or
+    without a port."""
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:8787
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    name = name.rstrip(".")
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
+
+
+def _local_origin(origin: str) -> bool:
+    scheme, sep, rest = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and "/" not in rest and _local_host(rest)
+
+
 def _from_http_error(exc: web.HTTPException) -> Problem:
     if exc.status == 404:
         return Problem(404, "/problems/not-found", "no such route")
@@ -242,6 +297,27 @@ def _from_http_error(exc: web.HTTPException) -> Problem:
     return Problem(exc.status, "about:blank", exc.reason)
 
 
+def _gone(request: web.Request) -> bool:
+    """Whether the client's connection is closed."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _failed(request: web.Request, caller: str | None, exc: Exception) -> web.Response:
+    """A mistake in code: logged with its traceback (masked as every line is), a bare 500."""
+    log.exception(
+        "gateway_request_failed",
+        method=request.method,
+        path=request.path,
+        caller=caller,
+        error=redact_text(f"{type(exc).__name__}: {exc}"),
+        exc_info=exc,
+    )
+    return Problem(500, "/problems/server-error", "the gateway failed; see its log").response(
+        request.path
+    )
+
+
 def _middleware(gateway: Gateway) -> Any:
     """The one middleware of `gateway`'s application (see the module docstring): the
     gateway is bound here, not looked up through the request's chain of applications."""
@@ -251,7 +327,8 @@ def _middleware(gateway: Gateway) -> Any:
         started = perf_counter()
         token_name: str | None = None
         status = 500
-        gateway._enter()
+        protocol = request.protocol
+        gateway._enter(protocol)
         try:
             try:
                 if gateway.stopping and request.path != "/healthz":
@@ -278,21 +355,21 @@ def _middleware(gateway: Gateway) -> Any:
             except asyncio.CancelledError:
                 status = 499  # the client went away
                 raise
+            except ConnectionResetError as exc:
+                if not _gone(request):  # the store's connection, say: as any other error
+                    response = _failed(request, token_name, exc)
+                else:
+                    # The client went away while its body was read: no bug, nobody to answer.
+                    response = Problem(400, "about:blank", "the connection was lost").response()
+                    response.force_close()
+                    status = 499
+                    return response
             except Exception as exc:
-                log.error(
-                    "gateway_request_failed",
-                    method=request.method,
-                    path=request.path,
-                    caller=token_name,
-                    error=redact_text(f"{type(exc).__name__}: {exc}"),
-                )
-                response = Problem(
-                    500, "/problems/server-error", "the gateway failed; see its log"
-                ).response(request.path)
+                response = _failed(request, token_name, exc)
             status = response.status
             return response
         finally:
-            gateway._leave()
+            gateway._leave(protocol)
             _log_request(
                 request.method,
                 request.path,

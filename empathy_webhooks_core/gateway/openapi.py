@@ -163,6 +163,31 @@ def _schemas(settings: ServeConfig) -> dict[str, Any]:
                         },
                     },
                 },
+                "events": {
+                    "type": "array",
+                    "description": (
+                        "With /problems/batch-partly-queued: each event of the batch, in "
+                        "order, and whether it was queued (send only those that were not "
+                        "again)."
+                    ),
+                    "items": {
+                        "type": "object",
+                        "required": ["event_id", "webhooks", "refused", "queued"],
+                        "properties": {
+                            "event_id": {"type": "string"},
+                            "webhooks": {"type": "array", "items": {"type": "string"}},
+                            "refused": {"type": "array", "items": {"type": "string"}},
+                            "queued": {"type": "boolean"},
+                            "error": {
+                                "type": "object",
+                                "properties": {
+                                    "type": {"type": "string"},
+                                    "detail": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
             },
         },
         "EventInput": {

@@ -38,6 +38,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "/problems/shutting-down": "The gateway is shutting down",
     "/problems/queue-full": "The webhooks' queues are full; nothing was queued",
     "/problems/store-unavailable": "The store did not take the event; nothing was queued",
+    "/problems/batch-partly-queued": "Only some events of the batch were queued",
     "/problems/body-timeout": "The request body did not arrive in time",
     "/problems/not-ready": "The gateway is not ready",
     "/problems/unsupported-media-type": "The request body must be application/json",
@@ -83,7 +84,12 @@ class Problem(Exception):
         return body
 
     def response(self, instance: str | None = None) -> web.Response:
-        return problem_response(self.status, self.body(instance), self.headers)
+        response = problem_response(self.status, self.body(instance), self.headers)
+        if self.headers.get("Connection", "").lower() == "close":
+            # Closed after this answer indeed (the header alone leaves aiohttp keeping it
+            # open): a body cut off, a gateway stopping.
+            response.force_close()
+        return response
 
 
 def problem_response(

@@ -5,6 +5,7 @@ for an error; the middleware in `app.py` does the rest."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 from datetime import datetime
@@ -15,19 +16,19 @@ from aiohttp import web
 
 from .._log import get_logger
 from .._pipeline.admission import QueueFull
-from ..events import Event
+from ..events import Event, EventDataError
 from ..history import DELIVERY_STATUSES, MAX_PAGE
 from ..monitor import UnknownWebhookError
 from ..prometheus import WebhookCollector
 from ..redaction import redact_text, redact_value
 from ..stores import HasKeyValue
 from .auth import public, requires
-from .bodies import build_event, event_fields, read_json
+from .bodies import build_event, event_fields, event_problem, read_json
 from .keys import GATEWAY, TOKEN
 from .openapi import document
 from .operations import enable_webhook as enable
 from .operations import replay_all, replay_one, unknown_webhook, webhook_summary
-from .problems import Problem
+from .problems import Problem, problem_response
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -78,22 +79,52 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
 # -- events ----------------------------------------------------------------------------------
 
 
-async def _admit(
-    gateway: Gateway, event: Event, *, alone: bool = True
-) -> tuple[list[str], list[str]]:
+#: What admitting an event raises when the code is wrong (the gateway's, the dispatcher's, a
+#: plugin's), not the store: retrying cannot help, so it is a 500 with its traceback logged
+#: (the middleware does both), never a 503 that would pass a bug off as overload and have
+#: every client retry it. Everything else is the store failing the write, whatever its
+#: driver raises (OSError and timeouts, sqlite3.Error, RedisError, "the store is not open"):
+#: 503 with Retry-After. An unknown third-party error is taken for the store's: retrying an
+#: event is safe, giving it up because of a wrong guess is not.
+_CODE_ERRORS: tuple[type[Exception], ...] = (
+    ArithmeticError,
+    AssertionError,
+    AttributeError,
+    ImportError,
+    LookupError,
+    NameError,
+    NotImplementedError,
+    RecursionError,
+    TypeError,
+    ValueError,
+)
+
+
+async def _admit(gateway: Gateway, event: Event) -> tuple[list[str], list[str]]:
     """The webhooks `event` was queued for, and those that refused it (`max_pending`).
     A 503 when nothing was queued: a 2xx must mean stored, and a caller told to retry
-    loses nothing. `alone=False` (an event of a batch): the batch decides."""
+    loses nothing."""
     try:
         return await gateway.intake.admit(event), []
     except QueueFull as full:
-        if alone and not full.queued:
+        if not full.queued:
             raise _queue_full(full.refused) from None
         return full.queued, full.refused
     except Exception as exc:
-        # The store failed the write (down, locked, unreachable): nothing is queued, so a
-        # retry is safe; a 500 would tell clients (GatewayClient too) not to retry.
-        raise _store_failed(exc, event_id=event.event_id) from None
+        raise _not_admitted(exc, event, "$") from None
+
+
+def _not_admitted(exc: Exception, event: Event, path: str) -> Problem:
+    """The answer for an event whose admission raised `exc` (not `QueueFull`): nothing of
+    it is queued. Raises `exc` again when it is a mistake in code (see `_CODE_ERRORS`)."""
+    if isinstance(exc, EventDataError):
+        # The dispatcher's own check refused the event (its `max_data_depth`, when it was
+        # built otherwise): the event's fault, and retrying it cannot help.
+        error = event_problem(exc, path)
+        return Problem(422, "/problems/invalid-body", _summary([error]), errors=[error])
+    if isinstance(exc, _CODE_ERRORS):
+        raise exc
+    return _store_failed(exc, event_id=event.event_id)
 
 
 def _store_failed(exc: Exception, **context: str) -> Problem:
@@ -117,9 +148,10 @@ def _queue_full(refused: list[str]) -> Problem:
     )
 
 
-async def _accept(gateway: Gateway, event: Event, *, alone: bool = True) -> dict[str, Any]:
-    webhooks, refused = await _admit(gateway, event, alone=alone)
-    return {"event_id": event.event_id, "webhooks": webhooks, "refused": refused}
+class _PartlyQueued(Problem):
+    """A batch some of whose events were queued and others not: an error answer (a 2xx
+    would tell a caller that reads only the status that all of it was sent), kept under its
+    Idempotency-Key like a success, so a retry with that key queues nothing twice."""
 
 
 def _names(names: list[str]) -> str:
@@ -129,7 +161,7 @@ def _names(names: list[str]) -> str:
 
 
 def _accepted(event: Event, webhooks: list[str], refused: list[str]) -> web.Response:
-    """The 202 of `POST /v1/events`: the bytes `_json(_accept(...), 202)` gives, put
+    """The 202 of `POST /v1/events`: the bytes `_json({...}, 202)` gives for its fields, put
     together directly (the same string encoder `json.dumps` uses), as it is the answer
     to every event accepted."""
     body = (
@@ -139,11 +171,23 @@ def _accepted(event: Event, webhooks: list[str], refused: list[str]) -> web.Resp
     return web.Response(status=202, body=body.encode("utf-8"), content_type="application/json")
 
 
-def _event(body: Any) -> Event:
+def _building(gateway: Gateway) -> contextlib.AbstractContextManager[object]:
+    """What `Event` reads while the gateway builds one: the dispatcher's own settings (its
+    `max_data_depth`, its framework version), as `emit` builds it, so an event nested
+    deeper than the dispatcher takes is a 422 naming its place here, not a refusal at
+    admission."""
+    return gateway.dispatcher._event_settings()
+
+
+def _event(gateway: Gateway, body: Any) -> Event:
     """The event a `POST /v1/events` body describes, or a 422 naming what is wrong."""
     errors: list[dict[str, str]] = []
     fields = event_fields(body, "$", errors)
-    event = build_event(fields, "$", errors) if fields is not None else None
+    if fields is not None:
+        with _building(gateway):
+            event = build_event(fields, "$", errors)
+    else:
+        event = None
     if event is None:
         raise Problem(422, "/problems/invalid-body", _summary(errors), errors=errors)
     return event
@@ -156,22 +200,48 @@ async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Resp
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return _json(await answer(body), 202)
+    if len(request.headers.getall("Idempotency-Key")) > 1:
+        # Which one would count? A proxy may keep the other: refused, as for any header
+        # whose value is ambiguous.
+        raise Problem(
+            422,
+            "/problems/invalid-body",
+            "send one Idempotency-Key header, not several",
+            errors=[{"path": "header:Idempotency-Key", "message": "sent more than once"}],
+        )
     token = request[TOKEN].name
     try:
         replay = await gateway.idempotency.begin(token, route, key, raw)
     except Problem:
         raise
     except Exception as exc:  # the store keeping the keys is down: nothing queued yet
+        if isinstance(exc, _CODE_ERRORS):
+            raise
         raise _store_failed(exc, idempotency_key=key) from None
     if replay is not None:
-        return _json(replay.body, replay.status, {"Idempotent-Replayed": "true"})
+        headers = {"Idempotent-Replayed": "true"}
+        if replay.status >= 400:  # a batch partly queued (`_PartlyQueued`)
+            return problem_response(replay.status, replay.body, headers)
+        return _json(replay.body, replay.status, headers)
     try:
         result = await answer(body)
+    except _PartlyQueued as partly:
+        # Some events are queued: the key keeps this answer, so a retry with it (which
+        # GatewayClient makes on a 503) is told the same, and sends none of them twice.
+        await _keep(gateway, token, route, key, raw, partly.status, partly.body(request.path))
+        raise
     except BaseException:
         await gateway.idempotency.release(token, route, key)
         raise
+    await _keep(gateway, token, route, key, raw, 202, result)
+    return _json(result, 202)
+
+
+async def _keep(
+    gateway: Gateway, token: str, route: str, key: str, raw: bytes, status: int, body: Any
+) -> None:
     try:
-        await gateway.idempotency.finish(token, route, key, raw, 202, result)
+        await gateway.idempotency.finish(token, route, key, raw, status, body)
     except Exception as exc:
         # The events are queued: that is the answer. Only a retry within the claim's
         # lapse is told "in use"; a later one would queue them again, so say so.
@@ -180,7 +250,6 @@ async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Resp
             idempotency_key=key,
             error=redact_text(f"{type(exc).__name__}: {exc}"),
         )
-    return _json(result, 202)
 
 
 @requires("events:write")
@@ -190,11 +259,13 @@ async def post_event(request: web.Request) -> web.Response:
         # The common case, without the idempotency bookkeeping: what `_idempotent` does
         # for a request without the header, with the answer made directly.
         _, body = await read_json(request, gateway.settings.max_body_bytes)
-        event = _event(body)
+        event = _event(gateway, body)
         return _accepted(event, *await _admit(gateway, event))
 
     async def answer(body: Any) -> dict[str, Any]:
-        return await _accept(gateway, _event(body))
+        event = _event(gateway, body)
+        webhooks, refused = await _admit(gateway, event)
+        return {"event_id": event.event_id, "webhooks": webhooks, "refused": refused}
 
     return await _idempotent(request, "events", answer)
 
@@ -219,23 +290,73 @@ async def post_events_batch(request: web.Request) -> web.Response:
             )
             items = []
         events: list[Event] = []
-        for index, item in enumerate(items):
-            where = f"$.events[{index}]"
-            fields = event_fields(item, where, errors)
-            event = build_event(fields, where, errors) if fields is not None else None
-            if event is not None:
-                events.append(event)
+        with _building(gateway):
+            for index, item in enumerate(items):
+                where = f"$.events[{index}]"
+                fields = event_fields(item, where, errors)
+                event = build_event(fields, where, errors) if fields is not None else None
+                if event is not None:
+                    events.append(event)
         if errors:
             raise Problem(422, "/problems/invalid-body", _summary(errors), errors=errors)
         # Together (one group of the intake), so the store commits them at once.
-        accepted = await asyncio.gather(*(_accept(gateway, event, alone=False) for event in events))
-        if not any(answer["webhooks"] for answer in accepted):
-            refused = sorted({name for answer in accepted for name in answer["refused"]})
-            if refused:  # none of the batch was queued: retrying it whole is safe
-                raise _queue_full(refused)
-        return {"events": list(accepted)}
+        outcomes = await asyncio.gather(
+            *(gateway.intake.admit(event) for event in events), return_exceptions=True
+        )
+        return _batch_answer(events, outcomes)
 
     return await _idempotent(request, "events:batch", answer)
+
+
+def _batch_answer(events: list[Event], outcomes: list[Any]) -> dict[str, Any]:
+    """The 202 body of a batch every event of which was queued (for at least one webhook, or
+    routed to none); else the error: 503 when nothing was queued (retrying all of it is
+    safe), 422 when nothing was and some events cannot be, `_PartlyQueued` for the rest."""
+    accepted: list[dict[str, Any]] = []
+    failed: list[tuple[int, Problem | None]] = []  # None: refused by every webhook it wants
+    refused_by: set[str] = set()
+    for index, (event, outcome) in enumerate(zip(events, outcomes, strict=True)):
+        webhooks: list[str] = []
+        refused: list[str] = []
+        if isinstance(outcome, QueueFull):
+            webhooks, refused = outcome.queued, outcome.refused
+        elif isinstance(outcome, Exception):
+            failed.append((index, _not_admitted(outcome, event, f"$.events[{index}]")))
+        elif isinstance(outcome, BaseException):  # cancelled: the request is going away
+            raise outcome
+        else:
+            webhooks = outcome
+        refused_by.update(refused)
+        if refused and not webhooks:
+            failed.append((index, None))
+        accepted.append({"event_id": event.event_id, "webhooks": webhooks, "refused": refused})
+    if not failed:
+        return {"events": accepted}
+    if len(failed) == len(events):  # nothing of it was queued
+        invalid = [e for _, p in failed if p is not None and p.status == 422 for e in p.errors]
+        if invalid:
+            raise Problem(422, "/problems/invalid-body", _summary(invalid), errors=invalid)
+        if refused_by:
+            raise _queue_full(sorted(refused_by))
+        raise next(p for _, p in failed if p is not None)
+    missing = [index for index, _ in failed]
+    errors = {index: problem for index, problem in failed if problem is not None}
+    shown = []
+    for index, item in enumerate(accepted):
+        item = {**item, "queued": index not in missing}
+        problem = errors.get(index)
+        if problem is not None:
+            item["error"] = {"type": problem.type, "detail": problem.detail}
+        shown.append(item)
+    raise _PartlyQueued(
+        503,
+        "/problems/batch-partly-queued",
+        f"{len(events) - len(missing)} of the {len(events)} events were queued and must not "
+        f"be sent again; events {', '.join(map(str, missing))} (0-based) were not: send only "
+        "those again (events[].queued says which)",
+        headers={"Retry-After": RETRY_SECONDS},
+        extra={"events": shown},
+    )
 
 
 def _summary(errors: list[dict[str, str]]) -> str:

@@ -4,6 +4,9 @@ Stopping: new requests get 503 at once (`Connection: close`, `Retry-After`), tho
 finish (up to the grace period), the listener closes, then the workers stop taking
 deliveries and get the rest of the grace period for what they hold. With a durable store
 whatever is not delivered stays queued, and the next start delivers it.
+
+While it listens, a connection that holds no request for `connections.IDLE_SECONDS` (one
+that never finishes its request's head, or idles between requests) is closed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from .._log import get_logger
+from . import connections
 from .app import Gateway, build_app
 from .net import is_loopback
 
@@ -51,6 +55,10 @@ async def start_site(
         with contextlib.suppress(Exception):
             await gateway.dispatcher.close(drain=False)
         raise
+    # Connections holding no request are closed after a while (connections.py).
+    if gateway.connections is None:
+        gateway.connections = connections.Connections(connections.IDLE_SECONDS)
+    gateway.connections.watch(runner.server)
     bound = runner.addresses[0][1] if runner.addresses else port
     shown = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown}:{bound}"
@@ -65,7 +73,10 @@ async def stop_site(gateway: Gateway, runner: web.AppRunner) -> None:
     log.info("gateway_stopping", in_flight=gateway.in_flight)
     if not await gateway.requests_done(grace):
         log.warning("gateway_requests_cut", in_flight=gateway.in_flight)
+    server = runner.server
     await runner.cleanup()
+    if gateway.connections is not None:
+        await gateway.connections.unwatch(server)
     await gateway.stop_delivering(max(0.0, deadline - time.monotonic()))
     log.info("gateway_stopped")
 
