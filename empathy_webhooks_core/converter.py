@@ -10,22 +10,40 @@ import attrs
 import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
 
-__all__ = ["ConfigError", "converter", "did_you_mean", "structure"]
+__all__ = ["ConfigError", "closest", "converter", "did_you_mean", "structure"]
 
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """Configuration that cannot be used. `problems` holds one line per mistake."""
+    """Configuration that cannot be used. `problems` holds one line per mistake; `warnings`
+    what was found besides that is allowed but probably not meant."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], warnings: list[str] | None = None) -> None:
         self.problems = problems
+        self.warnings = warnings or []
         super().__init__("\n".join(problems))
 
 
+def closest(word: str, choices: Any) -> str | None:
+    """The one of `choices` that `word` most likely meant, or None."""
+    names = [str(choice) for choice in choices]
+    close = difflib.get_close_matches(word, names, n=1)
+    if close:
+        return close[0]
+    if len(word) >= 3:
+        # A shortened name (`repo` for `repository`, `retry` for `retry_policy`) is too far
+        # from the whole for difflib; the one name it begins is what was meant.
+        starting = [name for name in names if name.lower().startswith(word.lower())]
+        if len(starting) == 1:
+            return starting[0]
+    return None
+
+
 def did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    """` (did you mean 'x'?)` for the choice `word` most likely meant, or nothing."""
+    close = closest(word, choices)
+    return f" (did you mean {close!r}?)" if close is not None else ""
 
 
 def _describe(value: Any) -> str:

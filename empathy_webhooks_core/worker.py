@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from ._log import get_logger
@@ -44,13 +45,18 @@ async def run_worker(
     store: str,
     *,
     stop: asyncio.Event | None = None,
+    started: Callable[[], None] | None = None,
     **dispatcher_options: Any,
-) -> None:
+) -> str | None:
     """Deliver for `webhooks` from `store` until `stop` is set (by default SIGINT or SIGTERM).
 
+    `started()` is called once the store is open and the worker delivers (a store that
+    cannot be opened raises before it, so nobody is told a worker runs that never did).
     On stop the worker takes no new deliveries, waits up to `grace_seconds` (a dispatcher
-    option, default 10) for those it holds, then closes. Whatever it still held goes back to
-    the other workers after the store's visibility timeout.
+    option, default 10) for those it holds, then closes. Whatever it still held stays in the
+    store, for the other workers (after the store's visibility timeout) or the next start;
+    what that was is returned (`"3 deliveries still pending after 10 s ('ops': 3)"`), None
+    when it left nothing.
     """
     if store is None or store in ("memory", "memory://"):
         raise ValueError("a worker needs a shared or durable store (redis://..., sqlite:///...)")
@@ -67,11 +73,14 @@ async def run_worker(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
                 own_signals.append(sig)
+    left: str | None = None
     try:
         await dispatcher.start()
         log.info(
             "worker_started", webhooks=dispatcher.webhook_names(), store=repr(dispatcher.store)
         )
+        if started is not None:
+            started()
         await stop.wait()
         log.info("worker_stopping")
         if isinstance(dispatcher.store, StopsConsuming):
@@ -79,9 +88,11 @@ async def run_worker(
         try:
             await dispatcher.close(timeout=grace)
         except TimeoutError as exc:
-            log.warning("worker_left_deliveries", reason=str(exc))
+            left = str(exc)
+            log.warning("worker_left_deliveries", reason=left)
     finally:
         await dispatcher.close(drain=False)
         loop = asyncio.get_running_loop()
         for sig in own_signals:
             loop.remove_signal_handler(sig)
+    return left

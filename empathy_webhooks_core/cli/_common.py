@@ -221,7 +221,12 @@ def load(args: argparse.Namespace) -> tuple[Config, PluginManager]:
     try:
         config = load_config(path, plugin_manager=pm)
     except ConfigError as exc:
-        raise CliError([f"{path}: {len(exc.problems)} problem(s)", *exc.problems]) from None
+        warnings = [f"warning: {warning}" for warning in exc.warnings]
+        raise CliError(
+            [f"{path}: {len(exc.problems)} problem(s)", *exc.problems, *warnings]
+        ) from None
+    for warning in config.warnings:
+        Output.error(f"warning: {warning}")
     override = getattr(args, "store", None)
     if override:
         # The stores only for --store: about 10 ms that every other command skips.

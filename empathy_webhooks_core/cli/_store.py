@@ -74,6 +74,21 @@ def queue_only(store: Any, pm: PluginManager) -> Any:
     return for_producer() if for_producer is not None else opened
 
 
+def new_store_file(url: Any, pm: PluginManager) -> Any:
+    """The file of a SQLite store that does not exist yet (sending makes it, and its
+    folders), or None: queued there, deliveries wait for a worker on that very file, and a
+    mistyped path would leave them where no worker ever looks."""
+    if url in MEMORY or not isinstance(url, str):
+        return None
+    try:
+        opened = open_store(url, hooks_for(pm).store_backends())
+    except (ValueError, TypeError):
+        return None  # said by the command itself, when it opens the store
+    if isinstance(opened, SQLiteStore) and not opened.path.exists():
+        return opened.path
+    return None
+
+
 async def _close_quietly(store: Any) -> None:
     with contextlib.suppress(Exception):
         await store.close()

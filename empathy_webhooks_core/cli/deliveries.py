@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import re
 import time
 from datetime import UTC, datetime
@@ -24,6 +25,10 @@ from ._store import open_durable, shown_store, store_url
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_TIMES = (
+    "give epoch seconds, an ISO 8601 time (2026-11-30T12:00:00Z) or a span back from now "
+    "(30m, 2h, 1d)"
+)
 
 
 def moment(text: str) -> float:
@@ -31,19 +36,19 @@ def moment(text: str) -> float:
     otherwise), or a span back from now: `30m`, `2h`, `1d`."""
     text = text.strip()
     ago = _AGO.match(text)
-    if ago:
-        return time.time() - float(ago.group(1)) * _UNIT[ago.group(2)]
     try:
-        return float(text)
+        seconds = time.time() - float(ago.group(1)) * _UNIT[ago.group(2)] if ago else float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            # `nan` compares false with every time: an empty list, as if nothing was sent.
+            raise argparse.ArgumentTypeError(f"{text!r} is not a time: {_TIMES}")
+        return seconds
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time: give epoch seconds, an ISO 8601 time "
-            "(2026-11-30T12:00:00Z) or a span back from now (30m, 2h, 1d)"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time: {_TIMES}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from .._formatting import truncate
-from ..redaction import REDACTED, is_secret_name, redact_text
+from ..redaction import REDACTED, is_secret_name, redact_text, register_secrets
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -365,4 +365,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise CliError("error: --secret is empty (is its environment variable set?)")
     if not secrets and os.environ.get(SECRET_ENV):
         secrets = [os.environ[SECRET_ENV]]
+    # A sender that echoes its secret (in a body, a header we do not know) never shows it
+    # here either, unless --show-secrets asks for everything.
+    register_secrets(secrets)
     return asyncio.run(serve(args, out, secrets))

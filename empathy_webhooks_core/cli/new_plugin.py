@@ -53,6 +53,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
         created = create_plugin(args.name, Path(args.dest))
     except (ValueError, FileExistsError) as exc:
         raise CliError(f"error: {exc}") from None
+    except OSError as exc:  # --dest in a folder that cannot be made: one line, no traceback
+        where = exc.filename or args.dest
+        raise CliError(
+            f"error: cannot write the plugin to {where}: {exc.strerror or exc}"
+        ) from None
     warning = clash(args.name)
     if warning is not None:
         Output.error(warning)

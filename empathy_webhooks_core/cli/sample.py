@@ -27,7 +27,8 @@ def register(subparsers: Any) -> None:
         help="send a sample of each event type a webhook subscribes to",
         description="Send one sample event of each type the webhook subscribes to (every "
         'reference event type for events = ["*"]) and show each outcome. Exits 1 when a '
-        "delivery failed.",
+        "delivery failed or was still pending, and when the webhook took no sample at all "
+        "(its filter let none through).",
     )
     parser.add_argument("name", metavar="NAME", help="the webhook's name in the configuration")
     parser.add_argument(
@@ -55,6 +56,7 @@ def subscribed_types(events: tuple[str, ...]) -> list[str]:
 def run(args: argparse.Namespace, out: Output) -> int:
     from .._demo.samples import sample_event
     from ._deliver import deliver
+    from .send import nothing_sent
 
     config, pm = load(args)
     try:
@@ -76,4 +78,5 @@ def run(args: argparse.Namespace, out: Output) -> int:
         ["event type", "outcome", "status", "attempts", "detail"],
         [[r.event_type, r.outcome, r.status or "", r.attempts or "", r.detail()] for r in results],
     )
-    return EXIT_FAILED if any(r.outcome in ("failed", "pending") for r in results) else EXIT_OK
+    bad = any(r.outcome in ("failed", "pending") for r in results)
+    return EXIT_FAILED if bad or nothing_sent(results, events, [webhook]) else EXIT_OK

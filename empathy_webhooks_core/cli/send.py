@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config.filters import event_type_doubt
 from ..converter import did_you_mean
 from ..events import Event
 from ._common import (
@@ -34,7 +35,9 @@ def register(subparsers: Any) -> None:
         help="emit an event to the configured webhooks and report per webhook",
         description="Emit an event to the configured webhooks, wait until each delivery "
         "succeeded or finally failed (retries included), and report per webhook. "
-        "Exits 1 when a delivery failed.",
+        "Exits 1 when a delivery failed or was still pending when the wait ended, and when "
+        "no webhook took any of the events (each one skipped it: not subscribed, or filtered "
+        "out).",
         epilog='examples:\n  empathy-webhooks send prediction --data \'{"prediction": "..."}\' '
         "--level 4\n  empathy-webhooks send alert --data @alert.json --severity high\n"
         "  empathy-webhooks send --events-file events.jsonl   # one JSON object per line",
@@ -135,6 +138,7 @@ def report(out: Output, results: list[Outcome], events: list[Event]) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from ._deliver import deliver
+    from ._store import new_store_file
 
     if bool(args.event_type) == bool(args.events_file):
         raise CliError("error: give an EVENT_TYPE or --events-file FILE (one of them)")
@@ -150,6 +154,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             'error: --no-wait needs a durable store (store = "sqlite:///outbox.db" in the '
             "configuration, or --store): with the memory store nothing would deliver the events"
         )
+    fresh = None if args.wait else new_store_file(store, pm)
     results = asyncio.run(
         deliver(
             webhooks,
@@ -162,6 +167,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
             progress=len(events) > 1,
         )
     )
+    if fresh is not None and fresh.exists():
+        Output.error(
+            f"note: {fresh} did not exist: it was made for these events, which wait there "
+            "until `empathy-webhooks worker` runs on this very file"
+        )
     out.data(
         {
             "events": [e.event_id for e in events],
@@ -170,4 +180,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
     )
     report(out, results, events)
     bad = any(r.outcome in ("failed", "pending") for r in results)
-    return EXIT_FAILED if bad else EXIT_OK
+    return EXIT_FAILED if bad or nothing_sent(results, events, webhooks) else EXIT_OK
+
+
+def nothing_sent(results: list[Outcome], events: list[Event], webhooks: list[Any]) -> bool:
+    """Whether no webhook took any event (each skipped it, or none is configured): said on
+    stderr, and not a success, so a script never takes an event sent nowhere for one sent."""
+    if any(r.outcome != "skipped" for r in results):
+        return False
+    if not webhooks:
+        Output.error("nothing was sent: the configuration has no webhooks")
+        return True
+    what = f"{events[0].event_type!r}" if len(events) == 1 else f"any of the {len(events)} events"
+    Output.error(f"nothing was sent: no webhook took {what}")
+    for hint in sorted({h for e in events if (h := event_type_doubt(e.event_type))})[:5]:
+        Output.error(f"note: {hint}")
+    return True

@@ -53,7 +53,7 @@ def target(webhook: Webhook) -> str:
 
 def describe_rate(webhook: Webhook) -> str:
     limit = webhook.rate_limit
-    if limit is None:
+    if limit is None or not limit.windows():
         return "-"
     units = {1.0: "s", 60.0: "min", 3600.0: "h"}
     return ", ".join(f"{count}/{units[seconds]}" for count, seconds in limit.windows())
@@ -73,11 +73,26 @@ def webhook_summary(webhook: Webhook) -> dict[str, Any]:
     }
 
 
-def show(out: Output, source: str | None, store: str | None, webhooks: list[Webhook]) -> None:
+def show(
+    out: Output,
+    source: str | None,
+    store: str | None,
+    webhooks: list[Webhook],
+    warnings: tuple[str, ...] = (),
+) -> None:
     """Print the summary of a valid configuration (JSON with `--json`)."""
     summaries = [webhook_summary(w) for w in webhooks]
-    out.data({"valid": True, "file": source, "store": store, "webhooks": summaries})
-    out.line(f"{source}: valid, {len(summaries)} webhook(s), store {store or 'memory'}")
+    out.data(
+        {
+            "valid": True,
+            "file": source,
+            "store": store,
+            "webhooks": summaries,
+            "warnings": list(warnings),
+        }
+    )
+    warned = f" ({len(warnings)} warning(s) above)" if warnings else ""
+    out.line(f"{source}: valid{warned}, {len(summaries)} webhook(s), store {store or 'memory'}")
     out.table(
         None,
         ["webhook", "type", "events", "filter", "target", "retries", "rate limit", "signed"],
@@ -102,8 +117,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
         config, _ = load(args)
     except CliError as exc:
         if args.json:
-            out.data({"valid": False, "file": str(config_path(args)), "errors": exc.lines[1:]})
+            # After the count: the problems, then the warnings (`load` says them so).
+            lines = exc.lines[1:]
+            errors = [line for line in lines if not line.startswith("warning: ")]
+            warnings = [line.removeprefix("warning: ") for line in lines[len(errors) :]]
+            out.data(
+                {
+                    "valid": False,
+                    "file": str(config_path(args)),
+                    "errors": errors,
+                    "warnings": warnings,
+                }
+            )
         raise
     store = shown_store(config.store) if config.store else None
-    show(out, config.source, store, list(config.webhooks))
+    show(out, config.source, store, list(config.webhooks), config.warnings)
     return EXIT_OK

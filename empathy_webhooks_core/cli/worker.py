@@ -24,20 +24,32 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-async def _serve(webhooks: list[Any], store: str, started: Any = None) -> None:
+async def _serve(webhooks: list[Any], store: str, started: Any = None) -> str | None:
+    """Run the worker until SIGINT or SIGTERM; what it left in the store, if anything."""
     try:
-        from ..worker import run_worker  # type: ignore[import-not-found,unused-ignore]
+        from ..worker import (  # type: ignore[import-not-found,unused-ignore]
+            DEFAULT_GRACE_SECONDS,
+            run_worker,
+        )
     except ImportError:
         raise CliError(
             "error: this installation has no worker (empathy_webhooks_core.worker)"
         ) from None
     stop = asyncio.Event()
+
+    def stopping() -> None:
+        if not stop.is_set():
+            # The grace can last seconds: a worker that says nothing looks like one that hangs.
+            Output.error(
+                f"stopping: finishing the deliveries under way (up to {DEFAULT_GRACE_SECONDS:g} s)"
+            )
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if started is not None:
-        started()
-    await run_worker(webhooks, store, stop=stop)
+        loop.add_signal_handler(sig, stopping)
+    left: str | None = await run_worker(webhooks, store, stop=stop, started=started)
+    return left
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -56,10 +68,23 @@ def run(args: argparse.Namespace, out: Output) -> int:
         f"worker started: {len(config.webhooks)} webhook(s), store {shown_store(store)} "
         "(Ctrl-C stops)"
     )
+    began = False
+
+    def started() -> None:
+        nonlocal began
+        began = True
+        out.line(line)
+
     try:
-        asyncio.run(_serve(list(config.webhooks), store, lambda: out.line(line)))
+        left = asyncio.run(_serve(list(config.webhooks), store, started))
     except StoreOpenError as exc:  # it names the store and what is wrong
         raise CliError(f"error: {exc}") from None
     finally:
-        out.line("worker stopped")
+        if began:
+            out.line("worker stopped")
+    if left:
+        Output.error(
+            f"left in the store: {left}; another worker, or this one started again, delivers "
+            "them (on a shared store, once its visibility timeout has passed)"
+        )
     return EXIT_OK

@@ -31,7 +31,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn_from_attrs, override
 
-from ..converter import ConfigError, WrongType, converter, did_you_mean
+from ..converter import ConfigError, WrongType, closest, converter, did_you_mean
 from ..redaction import is_secret_field, is_secret_name
 from ._problems import _join, _kind
 
@@ -137,13 +137,21 @@ class OptionTables:
 
             return refuse
 
+        # The option tables inside this one (`retry_policy`): an unknown key that is one of
+        # their fields (`timeout_seconds` beside `url`) is answered with where it belongs.
+        nested = {
+            key_of(f): inner
+            for f in fields
+            if attrs.has(inner := _optional(hints.get(f.name, f.type))) and isinstance(inner, type)
+        }
+
         def structure(table: Any, _: Any) -> Any:
             if not isinstance(table, Mapping):
                 raise Invalid.one(f"expected a table of options, got {_kind(table)}")
             try:
                 return generated(table, cls)
             except ClassValidationError as exc:
-                raise Invalid(_class_problems(exc, fields, list(table))) from None
+                raise Invalid(_class_problems(exc, fields, list(table), nested)) from None
 
         return structure
 
@@ -231,7 +239,10 @@ def _without_name(message: str, name: str) -> str:
 
 
 def _class_problems(
-    exc: ClassValidationError, fields: list[attrs.Attribute[Any]], keys: list[Any]
+    exc: ClassValidationError,
+    fields: list[attrs.Attribute[Any]],
+    keys: list[Any],
+    nested: Mapping[str, type] | None = None,
 ) -> list[Problem]:
     """Every problem cattrs gathered for one table, in the order the table wrote its keys
     (missing keys after them, then what the class's own check found)."""
@@ -251,7 +262,7 @@ def _class_problems(
         if isinstance(sub, ForbiddenExtraKeysError):
             known = [key_of(f) for f in fields if not key_of(f).startswith("_")]
             ranked.extend(
-                (rank(k), Problem("", f"unknown key {k!r}{did_you_mean(str(k), known)}"))
+                (rank(k), Problem("", f"unknown key {k!r}{_suggest(str(k), known, nested)}"))
                 for k in sub.extra_fields
             )
         elif isinstance(sub, TypeError | ValueError):
@@ -260,6 +271,20 @@ def _class_problems(
             ranked.append((last + 1, Problem("", f"{type(sub).__name__}: {sub}", whole=True)))
     ranked.sort(key=lambda item: item[0])
     return [problem for _, problem in ranked]
+
+
+def _suggest(key: str, known: list[str], nested: Mapping[str, type] | None) -> str:
+    """A did-you-mean among the table's own keys, else among the fields of the option
+    tables inside it (`timeout` beside `url` belongs in `retry_policy`)."""
+    here = did_you_mean(key, known)
+    if here or not nested:
+        return here
+    for table, option_class in nested.items():
+        inner = [key_of(f) for f in attrs.fields(option_class) if f.init]
+        meant = closest(key, inner)
+        if meant is not None:
+            return f" (did you mean {table}.{meant}? write {table} = {{ {meant} = ... }})"
+    return ""
 
 
 def _placed(message: str, names: list[str]) -> Problem:

@@ -23,8 +23,11 @@ class _Problems:
         #: What `add` recorded, as (place, message): for a caller that places it further.
         self.placed: list[tuple[str, str]] = []
         self.secrets: set[str] = set()
-        # Places whose variable is missing: already reported, so not judged again.
+        # Places whose `${...}` could not be expanded: already reported, so not judged again.
         self.unset: set[str] = set()
+        #: What is allowed but probably not meant (a filter that can never match): said,
+        #: never refused.
+        self.warnings: list[str] = []
 
     def add(self, path: str, message: str) -> None:
         self.lines.append(f"{path}: {message}" if path else message)
@@ -33,11 +36,17 @@ class _Problems:
     def extend(self, lines: Iterable[str]) -> None:
         self.lines.extend(lines)
 
-    def redacted(self) -> list[str]:
+    def warn(self, path: str, message: str) -> None:
+        line = f"{path}: {message}" if path else message
+        if line not in self.warnings:
+            self.warnings.append(line)
+
+    def redacted(self, lines: Iterable[str] | None = None) -> list[str]:
+        """The problem lines (or `lines`) with every secret value seen masked."""
         # Longest first, so a secret containing another is masked whole.
         secrets = sorted((s for s in self.secrets if len(s) >= 3), key=len, reverse=True)
         out = []
-        for line in self.lines:
+        for line in self.lines if lines is None else lines:
             for secret in secrets:
                 line = line.replace(repr(secret), "***").replace(secret, "***")
             out.append(line)
@@ -52,6 +61,8 @@ def _kind(value: Any) -> str:
     """A value's kind for error text: never the value itself (it may be a secret)."""
     if isinstance(value, bool):
         return "true or false"
+    if value is None:
+        return "null"
     names = {
         str: "a string",
         int: "an integer",

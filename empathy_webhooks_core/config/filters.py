@@ -9,19 +9,25 @@ equality is case-insensitive and `gt`/`gte`/`lt`/`lte` compare ranks (info < low
 high < critical) as the plugins read them, so `severity = { gte = "high" }` passes high and
 critical events (and, without an explicit severity, security and compliance findings).
 A value that is missing or of another kind fails a comparison instead of raising.
+
+An operand that no event can hold is refused: `empathy_level` is a whole number from 1 to 5,
+and `event_type`, `severity`, `classification` and `user_id` are text, so `empathy_level = {
+gt = "3" }` or `severity = 3` would never pass. What only looks mistaken is a warning
+(`filter_doubts`): a severity word no plugin knows, an event type one letter off a known one.
 """
 
 from __future__ import annotations
 
+import difflib
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-from .._formatting import Severity, severity_of
+from .._formatting import _SEVERITY_WORDS, Severity, severity_of
 from ..converter import ConfigError, did_you_mean
-from ..events import Event
+from ..events import Event, EventType
 from ._problems import _MISSING, _join, _kind, _Problems
 
 _EVENT_FIELDS = ("event_type", "severity", "classification", "user_id", "empathy_level")
@@ -71,6 +77,8 @@ class _Condition:
     operand: Any
     getter: Callable[[Event], Any] = attrs.field(eq=False, repr=False)
     severity: bool = False
+    #: Where the filter table wrote it (`severity.in`), for a warning about it.
+    where: str = attrs.field(default="", eq=False, repr=False)
 
     def __call__(self, event: Event) -> bool:
         if self.severity and self.op in _ORDER_OPS:
@@ -225,16 +233,108 @@ def _conditions(
                 where, f"unknown operator {op!r}{did_you_mean(op, _OPERATORS)}; operators: {_ops()}"
             )
             continue
-        checked = _operand(
-            op,
-            operand,
-            f"{where}.{op}" if isinstance(value, Mapping) else where,
-            problems,
-            severity,
-        )
-        if checked is not _MISSING:
-            built.append(_Condition(subject, op, checked, getter, severity))
+        operand_where = f"{where}.{op}" if isinstance(value, Mapping) else where
+        checked = _operand(op, operand, operand_where, problems, severity)
+        if checked is not _MISSING and _fits(subject, op, checked, operand_where, problems):
+            built.append(_Condition(subject, op, checked, getter, severity, operand_where))
     return built
+
+
+#: The event fields whose value is text, and what `empathy_level` may be.
+_TEXT_FIELDS = ("event_type", "severity", "classification", "user_id")
+_LEVELS = range(1, 6)
+
+
+def _fits(subject: str, op: str, operand: Any, where: str, problems: _Problems) -> bool:
+    """Whether an event field could ever hold `operand` (a list's every item): a condition
+    that compares `empathy_level` with text, or `severity` with a number, never passes."""
+    if op == "exists" or subject not in (*_TEXT_FIELDS, "empathy_level"):
+        return True
+    items = list(operand) if op in ("in", "not_in") else [operand]
+    if subject == "empathy_level":
+        wrong = [i for i in items if isinstance(i, bool) or not isinstance(i, int)]
+        if wrong:
+            problems.add(
+                where,
+                f"empathy_level is a whole number from 1 to 5, got {_kind(wrong[0])}"
+                + (f" ({wrong[0]!r})" if isinstance(wrong[0], str) else ""),
+            )
+            return False
+        outside = [i for i in items if i not in _LEVELS]
+        if outside and op in ("eq", "in", "gt", "gte", "lt", "lte"):
+            problems.add(where, f"empathy_level is a whole number from 1 to 5, got {outside[0]!r}")
+            return False
+        return True
+    if subject == "severity" and op in _ORDER_OPS:
+        return True  # a rank, already checked against the severity scale
+    wrong = [i for i in items if not isinstance(i, str)]
+    if wrong:
+        number = isinstance(wrong[0], int | float) and not isinstance(wrong[0], bool)
+        hint = f' (in quotes: "{wrong[0]}")' if number else ""
+        problems.add(where, f"{subject} is text: expected a string, got {_kind(wrong[0])}{hint}")
+        return False
+    return True
+
+
+_EVENT_TYPES = tuple(t.value for t in EventType)
+
+
+def filter_doubts(compiled: EventFilter) -> list[tuple[str, str]]:
+    """What in a compiled filter is allowed but probably not meant, as (place relative to the
+    filter, message): a severity word the plugins do not know (it passes only events that
+    say exactly that word), an event type a letter or two off one the framework sends."""
+    found: list[tuple[str, str]] = []
+    for condition in compiled.all_of:
+        if condition.op not in ("eq", "ne", "in", "not_in"):
+            continue
+        items = list(condition.operand) if condition.op in ("in", "not_in") else [condition.operand]
+        for item in items:
+            if not isinstance(item, str):
+                continue
+            if condition.subject == "severity" and item.strip().lower() not in _SEVERITY_WORDS:
+                found.append(
+                    (
+                        condition.where,
+                        f"{item!r} is not a severity the plugins know"
+                        f"{did_you_mean(item.lower(), _SEVERITY_RANKS)}; only an event whose "
+                        f"severity is exactly {item!r} matches it",
+                    )
+                )
+            elif condition.subject == "event_type":
+                doubt = event_type_doubt(item)
+                if doubt:
+                    found.append((condition.where, doubt))
+    for option in compiled.any_of:
+        found.extend(filter_doubts(option))
+    return found
+
+
+def event_type_doubt(name: str) -> str | None:
+    """A warning for an event type of one's own that is close to one the framework sends
+    (`alrt`), or None: any name may be emitted, so it is never refused."""
+    if name in _EVENT_TYPES or any(c in name for c in "*?["):
+        return None
+    # Letters off only (`alrt`), never a name that merely begins one (`test`, `security`):
+    # those are names of one's own, and a warning about each would teach users to skip them.
+    close = difflib.get_close_matches(name, _EVENT_TYPES, n=1, cutoff=0.8)
+    if not close:
+        return None
+    return f"{name!r} is not an event type the framework sends (did you mean {close[0]!r}?)"
+
+
+def allows_event_types(compiled: EventFilter, subscribed: Callable[[str], bool]) -> bool:
+    """Whether an event the webhook subscribes to (`subscribed(event_type)`) could pass the
+    filter, as far as its `event_type` conditions say."""
+    for condition in compiled.all_of:
+        if condition.subject != "event_type":
+            continue
+        if condition.op == "eq" and not subscribed(condition.operand):
+            return False
+        if condition.op == "in" and not any(subscribed(item) for item in condition.operand):
+            return False
+    return not compiled.any_of or any(
+        allows_event_types(option, subscribed) for option in compiled.any_of
+    )
 
 
 def _ops() -> str:
@@ -250,6 +350,9 @@ def _operand(op: str, operand: Any, where: str, problems: _Problems, severity: b
     if op in ("in", "not_in"):
         if not isinstance(operand, list):
             problems.add(where, f"expected a list, got {_kind(operand)}")
+            return _MISSING
+        if op == "in" and not operand:
+            problems.add(where, "an empty list: no event would pass")
             return _MISSING
         if severity:
             operand = [o.lower() if isinstance(o, str) else o for o in operand]

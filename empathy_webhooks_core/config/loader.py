@@ -3,6 +3,7 @@ the store URL, every problem reported at once with its place."""
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 import typing
@@ -38,6 +39,9 @@ class Config:
     source: str | None = None
     #: `[serve]`: the gateway's settings (`empathy-webhooks serve`), None when absent.
     serve: ServeConfig | None = None
+    #: What is allowed but probably not meant, one line each with its place (an event type
+    #: one letter off a known one, no webhooks at all); secrets masked.
+    warnings: tuple[str, ...] = ()
 
     def webhook(self, name: str) -> Webhook:
         for webhook in self.webhooks:
@@ -112,10 +116,67 @@ def parse_config(
                 where,
                 f"no webhook named {name!r}{did_you_mean(name, seen)} (webhooks: {known})",
             )
+    if not problems.lines:
+        _check_fallbacks(webhooks, problems)
+    if not raw and not problems.lines:
+        problems.warn("webhooks", "no [[webhooks]] tables: no event will be sent anywhere")
     serve = parse_serve(raw_serve, data.get("serve"), problems)
     if problems.lines:
-        raise ConfigError(problems.redacted())
-    return Config(webhooks=tuple(webhooks), store=store, source=source, serve=serve)
+        raise ConfigError(problems.redacted(), problems.redacted(problems.warnings))
+    return Config(
+        webhooks=tuple(webhooks),
+        store=store,
+        source=source,
+        serve=serve,
+        warnings=tuple(problems.redacted(problems.warnings)),
+    )
+
+
+def _check_fallbacks(webhooks: list[Webhook], problems: _Problems) -> None:
+    """Every fallback leads somewhere that ends. A fallback table named as another webhook
+    would hand failures to that other one (the dispatcher knows webhooks by name), and a
+    chain that comes back to where it started would send a failed event around forever."""
+    places: dict[str, str] = {}
+    follows: dict[str, str] = {}
+    for index, top in enumerate(webhooks):
+        places[top.name] = f"webhooks[{index}]"
+    for index, top in enumerate(webhooks):
+        webhook, path = top, f"webhooks[{index}]"
+        while webhook.fallback is not None:
+            fallback, where = webhook.fallback, _join(path, "fallback")
+            name = fallback if isinstance(fallback, str) else fallback.name
+            if name == webhook.name:
+                problems.add(where, f"{name!r} is this webhook itself; a fallback is another one")
+                break
+            follows[webhook.name] = name
+            if isinstance(fallback, str):
+                break
+            if name in places:
+                problems.add(
+                    _join(where, "name"),
+                    f"{name!r} is already the name of {places[name]}, which would receive the "
+                    "failures instead of this table; give the fallback table its own name (or "
+                    f'name the one meant: fallback = "{name}")',
+                )
+                break
+            places[name] = where
+            webhook, path = fallback, where
+    reported: set[str] = set()
+    for start in places:
+        chain = [start]
+        while chain[-1] in follows and follows[chain[-1]] not in chain:
+            chain.append(follows[chain[-1]])
+        loop = follows.get(chain[-1])
+        if loop is None or loop in reported:
+            continue
+        cycle = chain[chain.index(loop) :]
+        reported.update(cycle)
+        problems.add(
+            _join(places[cycle[0]], "fallback"),
+            f"the fallbacks go round in a circle ({' -> '.join([*cycle, cycle[0]])}): an event "
+            "that fails at each would be sent around forever; end the chain with a webhook "
+            "that has no fallback",
+        )
 
 
 def load_config(
@@ -124,14 +185,20 @@ def load_config(
     env: Mapping[str, str] | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
 ) -> Config:
-    """Read and build a `webhooks.toml`. Raises `ConfigError` (one line per problem)."""
+    """Read and build a `webhooks.toml` (or a `.json` file of the same shape). Raises
+    `ConfigError` (one line per problem)."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        # utf-8-sig: a byte order mark (some Windows editors write one) is not TOML's error.
+        text = file.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError([f"{file}: no such configuration file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{file}: cannot read it ({type(exc).__name__}: {exc})"]) from None
+    if file.suffix.lower() == ".json":
+        return parse_config(
+            _json_tables(text, file), env=env, plugin_manager=plugin_manager, source=str(file)
+        )
     line = _too_deep_line(text)
     if line is not None:
         raise ConfigError(
@@ -147,6 +214,35 @@ def load_config(
     except RecursionError:  # our scan above missed a way to nest: still one clear line
         raise ConfigError([f"{file}: nested too deeply to read"]) from None
     return parse_config(data, env=env, plugin_manager=plugin_manager, source=str(file))
+
+
+def _json_tables(text: str, file: Path) -> dict[str, Any]:
+    """A `.json` configuration: the same shape as the TOML file. What JSON allows and TOML
+    does not is refused, as TOML refuses it: a key given twice (`json` keeps the last one
+    without a word, so the first `signing_secret` would vanish), NaN and infinities."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        table: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in table:
+                raise ValueError(f"the key {key!r} is given twice in one object")
+            table[key] = value
+        return table
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number a configuration may hold")
+
+    try:
+        data = json.loads(text, object_pairs_hook=unique, parse_constant=no_constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"{file}: not valid JSON: {exc}"]) from None
+    except ValueError as exc:
+        raise ConfigError([f"{file}: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{file}: nested too deeply to read"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file}: expected a JSON object at the top, got {_kind(data)}"])
+    return data
 
 
 def _too_deep(data: Any) -> str | None:

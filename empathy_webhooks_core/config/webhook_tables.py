@@ -16,18 +16,25 @@ whose environment variable is unset was already reported and is not judged again
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import attrs
 
-from ..converter import did_you_mean
+from .._routing import EventMatcher
+from ..converter import closest
 from ..webhooks import Webhook
 from ._options import Invalid, OptionTables, Problem, key_of, under
 from ._problems import _at_or_under, _join, _kind, _Problems
-from .filters import _compile_filter
+from .filters import (
+    EventFilter,
+    _compile_filter,
+    allows_event_types,
+    event_type_doubt,
+    filter_doubts,
+)
 
 __all__ = ["WebhookTables"]
 
@@ -73,7 +80,46 @@ class WebhookTables:
             self.problems.add(where, problem.message)
         if isinstance(table, Mapping) and self._resolves(table):
             self._name_fallbacks(table, path)
-        return None if unset else webhook
+        if unset:
+            return None
+        if webhook is not None:
+            self._judge(webhook, path)
+        return webhook
+
+    def _judge(self, webhook: Webhook, path: str) -> None:
+        """What only the whole webhook shows. A filter that no subscribed event can pass is
+        a problem; an event type or a severity that only looks mistyped, and a rate_limit
+        table that limits nothing, are warnings. Down a chain of fallback tables."""
+        if any(ord(char) < 0x20 or char == "\x7f" for char in webhook.name):
+            # A line break in a name starts a line of its own in every listing and log.
+            self.problems.add(
+                _join(path, "name"), "must not contain control characters (a line break, a tab)"
+            )
+        if webhook.rate_limit is not None and not webhook.rate_limit.windows():
+            self.problems.warn(
+                _join(path, "rate_limit"),
+                "no limit given (max_requests_per_second, max_requests_per_minute or "
+                "max_requests_per_hour): nothing is limited",
+            )
+        for name in webhook.events:
+            doubt = event_type_doubt(name)
+            if doubt:
+                self.problems.warn(
+                    _join(path, "events"), f"{doubt}; it is kept (any name may be emitted)"
+                )
+        compiled = webhook.filter
+        if isinstance(compiled, EventFilter):
+            where = _join(path, "filter")
+            for place, message in filter_doubts(compiled):
+                self.problems.warn(under(where, place), message)
+            if not allows_event_types(compiled, EventMatcher(webhook.events)):
+                self.problems.add(
+                    where,
+                    f"no event can pass it: its event_type conditions allow none of the "
+                    f"events the webhook subscribes to ({', '.join(webhook.events)})",
+                )
+        if isinstance(webhook.fallback, Webhook):
+            self._judge(webhook.fallback, _join(path, "fallback"))
 
     def webhook(self, table: Any) -> Webhook:
         """The webhook a table describes, or `Invalid` with its problems relative to it."""
@@ -119,19 +165,33 @@ class WebhookTables:
                 f"the {kind!r} plugin is installed but failed to load ({failed.error}); "
                 f"installed types: {installed}"
             )
-        suggestion = did_you_mean(kind, self.types)
-        if suggestion:
+        meant = _type_meant(kind, self.types)
+        if meant is not None:
             # A typo of an installed type: a package named after the typo would not help.
-            return f"unknown webhook type {kind!r}{suggestion}; installed types: {installed}"
-        hint = (
-            self.pm.install_hint(kind)
-            if hasattr(self.pm, "install_hint")
-            else f"pip install empathy-webhooks-{kind}"
+            return (
+                f"unknown webhook type {kind!r} (did you mean {meant!r}?); "
+                f"installed types: {installed}"
+            )
+        # A typo of a plugin that is installed but left out (EMPATHY_WEBHOOKS_LOAD_PLUGINS):
+        # answered with that plugin's own hint, not an install line named after the typo.
+        meant = _type_meant(
+            kind, [name for name in getattr(self.pm, "left_out", []) if name != kind]
         )
+        if meant is not None:
+            return (
+                f"unknown webhook type {kind!r} (did you mean {meant!r}?); installed types: "
+                f"{installed} ({meant!r} is a plugin's type: {self._install_hint(meant)})"
+            )
         return (
             f"unknown webhook type {kind!r}; installed types: {installed} "
-            f"(a plugin adds its type: {hint})"
+            f"(a plugin adds its type: {self._install_hint(kind)})"
         )
+
+    def _install_hint(self, kind: str) -> str:
+        if hasattr(self.pm, "install_hint"):
+            hint: str = self.pm.install_hint(kind)
+            return hint
+        return f"pip install empathy-webhooks-{kind}"
 
     def _resolves(self, table: Mapping[str, Any]) -> bool:
         try:
@@ -155,6 +215,22 @@ class WebhookTables:
         return any(_at_or_under(p, where) for p in self.problems.unset)
 
 
+#: What the reference's Python names a generic webhook, and what users call one.
+_GENERIC = frozenset({"", "config", "custom", "generic", "http", "https"})
+
+
+def _type_meant(kind: str, types: Iterable[str]) -> str | None:
+    """The type `kind` most likely means: a class name as Python code writes it
+    (`SlackWebhook`, `WebhookConfig`), a generic word (`http`) for `custom`, or a typo."""
+    types = list(types)
+    bare = kind.lower().replace("-", "").replace("_", "")
+    bare = bare.removesuffix("webhook").removeprefix("webhook")
+    if bare in _GENERIC and "custom" in types:
+        return "custom"
+    by_bare = {name.replace("-", "").replace("_", ""): name for name in types}
+    return by_bare.get(bare) or closest(kind, types)
+
+
 # The fields a file writes differently from Python code.
 def _filter(value: Any) -> Any:
     found = _Problems()
@@ -176,7 +252,15 @@ def _signing_secret(value: Any) -> Any:
     if isinstance(value, str) or (
         isinstance(value, list) and all(isinstance(v, str) for v in value)
     ):
-        _reading.get().problems.secrets.update([value] if isinstance(value, str) else value)
+        secrets = [value] if isinstance(value, str) else value
+        _reading.get().problems.secrets.update(secrets)
+        if any(not secret.strip() for secret in secrets):
+            # `"${SECRET}"` with the variable set to "" (or a space): said as what it
+            # most likely is, not as "must be a non-empty string".
+            raise Invalid.one(
+                "is empty or blank (is its environment variable set?); leave signing_secret "
+                "out for unsigned requests"
+            )
         return value
     raise Invalid.one(f"expected a string or a list of strings, got {_kind(value)}")
 
