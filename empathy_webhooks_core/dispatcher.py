@@ -160,6 +160,10 @@ class WebhookDispatcher:
 
         pm = plugin_manager or get_plugin_manager()
         config = load_config(path, plugin_manager=pm)
+        for warning in config.warnings:
+            # What `validate` prints (a likely typo, a filter word it does not know): said to
+            # a program too, which would otherwise run with it unseen.
+            log.warning("config_warning", file=str(path), warning=warning)
         options.setdefault("store", config.store)
         return cls(webhooks=list(config.webhooks), plugin_manager=pm, **options)
 

@@ -628,3 +628,19 @@ def test_send_no_wait_says_when_it_made_the_store_file(tmp_path: Path) -> None:
     ]
     again = run("send", "alert", "--no-wait", "--store", store, "-c", str(config))
     assert again.code == 0 and again.err == ""
+
+
+def test_from_config_says_the_file_s_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A program that loads its file with `from_config` sees what `validate` would print."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    path = tmp_path / "webhooks.toml"
+    path.write_text(
+        '[[webhooks]]\nname = "ops"\nurl = "http://127.0.0.1:9/h"\nevents = ["alrt"]\n'
+    )
+    WebhookDispatcher.from_config(path)
+    [said] = [r.getMessage() for r in caplog.records if "config_warning" in r.getMessage()]
+    assert "'alrt' is not an event type" in said and "did you mean 'alert'" in said
