@@ -284,3 +284,24 @@ async def test_a_retry_after_over_the_cap_is_capped_and_said() -> None:
         assert garbage["wait_seconds"] == 2  # the backoff: neither forever nor at once
         assert dispatcher.get_webhook_stats("limited")["delivered_count"] == 1
         await dispatcher.close()
+
+
+async def test_fallbacks_that_go_round_are_refused_at_start() -> None:
+    """c falls back to d and d to c: before, a failed event went round them for ever (a new
+    delivery and a dead letter each lap). The config file refused it; the Python API did not."""
+    c = CustomWebhook(name="c", url="http://127.0.0.1:9/c", fallback="d")
+    d = CustomWebhook(name="d", url="http://127.0.0.1:9/d", fallback="c")
+    e = CustomWebhook(name="e", url="http://127.0.0.1:9/e", fallback="c")
+    dispatcher = WebhookDispatcher(webhooks=[e, c, d])
+    with pytest.raises(ValueError, match=r"fallbacks go round \(c -> d -> c\)"):
+        await dispatcher.start()
+    await dispatcher.close()
+    # A chain that ends, and a webhook that is its own fallback (skipped), still start.
+    chain = WebhookDispatcher(
+        webhooks=[
+            CustomWebhook(name="a", url="http://127.0.0.1:9/a", fallback="b"),
+            CustomWebhook(name="b", url="http://127.0.0.1:9/b", fallback="b"),
+        ]
+    )
+    await chain.start()
+    await chain.close()

@@ -371,6 +371,29 @@ class LaneTable:
                         f"webhook {lane.webhook.name!r} names fallback {fallback!r}, "
                         "which is not one of this dispatcher's webhooks"
                     )
+        self._check_fallbacks()
+
+    def _check_fallbacks(self) -> None:
+        """Refuse fallbacks that go round (a to b to a): a failed event would be sent round
+        them for ever, each lap a new delivery and dead letter. (A webhook that is its own
+        fallback is skipped when it fails, as it always was.)"""
+        for start in self.lanes:
+            seen = [start]
+            name = start
+            while True:
+                fallback = self.lanes[name].webhook.fallback
+                if fallback is None:
+                    break
+                name = fallback if isinstance(fallback, str) else fallback.name
+                if name == seen[-1] or name not in self.lanes:
+                    break
+                if name in seen:
+                    loop = " -> ".join([*seen[seen.index(name) :], name])
+                    raise ValueError(
+                        f"the webhooks' fallbacks go round ({loop}): a failed event would be "
+                        "sent round them for ever; end the chain with a webhook without one"
+                    )
+                seen.append(name)
 
     def unopen(self) -> list[asyncio.Task[None]]:
         """Put every lane's webhook back to waiting (a failed start); returns the workers to
