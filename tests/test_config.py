@@ -106,8 +106,8 @@ def test_every_problem_is_reported_at_its_place(pm) -> None:
         "got 'sliding' (did you mean 'sliding_window'?)",
         "webhooks[2]: unknown key 'evnts' (did you mean 'events'?)",
         "webhooks[2].max_concurrency: must be a whole number above 0 and at most 1000, got 0",
-        "webhooks[3].type: unknown webhook type 'slak'; installed types: custom "
-        "(a plugin adds its type: pip install empathy-webhooks-slak)",
+        "webhooks[3].type: unknown webhook type 'slak' (did you mean 'slack'?); installed "
+        "types: custom ('slack' is a plugin's type: pip install empathy-webhooks-slack)",
         "webhooks[4].type: required key is missing (installed types: custom)",
     ]
 
@@ -394,3 +394,23 @@ def test_the_example_file_loads(monkeypatch) -> None:
     assert audit.filter(Event(event_type="prediction", data={"confidence": 0.9}))
     assert not audit.filter(Event(event_type="prediction", data={"confidence": 0.2}))
     assert audit.rate_limit is not None and audit.rate_limit.max_requests_per_hour == 1000
+
+
+def test_the_published_types_are_the_project_s_plugins_types() -> None:
+    """The list an unknown type's message draws its install line from is true: each name is a
+    type its `empathy-webhooks-<name>` distribution registers (installed in this workspace)."""
+    from importlib.metadata import distribution
+
+    from empathy_webhooks_core.config.webhook_tables import PUBLISHED_TYPES
+    from empathy_webhooks_core.plugins import get_plugin_manager, hooks_for
+
+    types = hooks_for(get_plugin_manager()).webhook_types()
+    for name in PUBLISHED_TYPES:
+        assert name in types
+        assert distribution(f"empathy-webhooks-{name}").metadata["Name"]
+
+
+def test_an_unknown_type_never_suggests_a_package_named_after_it(pm) -> None:
+    [said] = problems({"webhooks": [{"type": "acme-pager", "url": "https://x.example/"}]}, pm)
+    assert "pip install" not in said
+    assert "install the package that provides it" in said and "empathy-webhooks-slack" in said

@@ -182,9 +182,23 @@ class WebhookTables:
                 f"unknown webhook type {kind!r} (did you mean {meant!r}?); installed types: "
                 f"{installed} ({meant!r} is a plugin's type: {self._install_hint(meant)})"
             )
+        # A typo of one of the project's own plugins, not installed: the real package. An
+        # install line named after the typo would send the user to a name anyone may publish.
+        meant = _type_meant(kind, [name for name in PUBLISHED_TYPES if name not in self.types])
+        if meant is not None and meant != kind:
+            return (
+                f"unknown webhook type {kind!r} (did you mean {meant!r}?); installed types: "
+                f"{installed} ({meant!r} is a plugin's type: {self._install_hint(meant)})"
+            )
+        if kind in PUBLISHED_TYPES:
+            return (
+                f"unknown webhook type {kind!r}; installed types: {installed} "
+                f"(a plugin adds its type: {self._install_hint(kind)})"
+            )
         return (
-            f"unknown webhook type {kind!r}; installed types: {installed} "
-            f"(a plugin adds its type: {self._install_hint(kind)})"
+            f"unknown webhook type {kind!r}; installed types: {installed} (a plugin adds its "
+            "type: install the package that provides it; the project's own are "
+            f"{', '.join(f'empathy-webhooks-{name}' for name in PUBLISHED_TYPES)})"
         )
 
     def _install_hint(self, kind: str) -> str:
@@ -217,6 +231,20 @@ class WebhookTables:
 
 #: What the reference's Python names a generic webhook, and what users call one.
 _GENERIC = frozenset({"", "config", "custom", "generic", "http", "https"})
+
+
+#: The webhook types of the plugins this project publishes (`empathy-webhooks-<type>`).
+PUBLISHED_TYPES = (
+    "slack",
+    "teams",
+    "discord",
+    "jira",
+    "github",
+    "datadog",
+    "pagerduty",
+    "grafana",
+    "email",
+)
 
 
 def _type_meant(kind: str, types: Iterable[str]) -> str | None:
