@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["eviction_risk"]
+__all__ = ["eviction_risk", "memory_full"]
 
 
 def eviction_risk(memory_info: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -39,7 +39,27 @@ def eviction_risk(memory_info: Mapping[str, Any]) -> tuple[str, str] | None:
     return (
         "warning",
         f"maxmemory-policy is {policy} with maxmemory {limit} bytes: when the server fills up "
-        "it deletes keys that expire (attempt history, rate-limit windows, breaker state); "
+        "it deletes keys that expire (attempt history, rate-limit windows, breaker state, "
+        "the gateway's idempotency keys, plugins' memory); "
         "queued deliveries and dead letters do not expire and are kept. maxmemory-policy "
         "noeviction keeps everything",
+    )
+
+
+def memory_full(memory_info: Mapping[str, Any]) -> str | None:
+    """From `INFO memory`: why emits fail now, when the server is at its `maxmemory` with
+    `noeviction` (it refuses every write that adds memory, an emit's XADD among them), else
+    None. Workers still deliver and acknowledge, which frees memory."""
+    policy = str(memory_info.get("maxmemory_policy", "noeviction"))
+    try:
+        limit = int(memory_info.get("maxmemory", 0))
+        used = int(memory_info.get("used_memory", 0))
+    except (TypeError, ValueError):
+        return None
+    if limit <= 0 or policy != "noeviction" or used < limit:
+        return None
+    return (
+        f"the server uses {used} bytes of its maxmemory {limit} (noeviction): it refuses "
+        "every write that adds memory, so each emit raises OutOfMemoryError until workers "
+        "drain the stream or maxmemory is raised; workers still deliver and acknowledge"
     )

@@ -61,6 +61,12 @@ local ok, fail = tonumber(ARGV[1]), tonumber(ARGV[2])
 local window, bucket = tonumber(ARGV[3]), tonumber(ARGV[4])
 local min_attempts, rate, open_us = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local action, token = ARGV[8], ARGV[9]
+-- A write that changes nothing (the state never has a TTL), first: at maxmemory (noeviction)
+-- Redis refuses a script's first write that may add memory (HINCRBY, the probe's SET) but
+-- none after another write. The breaker's few bytes must still be kept, or a full server
+-- would leave an open breaker without a probe, and its webhook's deliveries, whose
+-- acknowledgements are what frees the memory, stuck.
+redis.call('PERSIST', state)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local open_until = tonumber(redis.call('HGET', state, 'open_until') or '0')

@@ -24,7 +24,8 @@ Keys (all under the prefix, `empathy:` by default, so several deployments share 
 - `<prefix>history:<delivery id>`: the delivery's attempt history (a hash: its webhook,
   event, status, times, and one field per attempt, masked), `<prefix>history:event:<id>` the
   event and `<prefix>history:of:<event id>` its deliveries; each expires `history_ttl`
-  seconds (a day by default) after its last write. `<prefix>history:index` (a sorted set by
+  seconds (a day by default) after its last write, and a worker's heartbeat keeps those of
+  the deliveries it holds. `<prefix>history:index` (a sorted set by
   the time each delivery was queued) lists them newest first; entries older than the TTL
   are trimmed as new ones come.
 - `<prefix>kv:<namespace><key>`: plugins' per-webhook memory (`key_value`, e.g. the issues
@@ -58,7 +59,8 @@ from typing import Any
 import attrs
 import redis.asyncio as aioredis
 import redis.connection
-from redis.exceptions import RedisError, ResponseError
+import redis.exceptions
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from empathy_webhooks_core.plugin import REDACTED, Event, check_number, get_logger
 from empathy_webhooks_core.plugin.store import (
@@ -80,7 +82,7 @@ from empathy_webhooks_core.plugin.store import (
 )
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
-from ._eviction import eviction_risk
+from ._eviction import eviction_risk, memory_full
 from ._packed import PackedScript, call
 from .breaker import BREAKER_SYNC, RedisCircuitBreaker
 
@@ -138,16 +140,45 @@ return value
 """
 
 # A whole replay at once: if the letter is still ARGV[2] and no other replay holds it, XADD
-# the delivery (fields from ARGV[4]) and delete the letter. Returns the entry id, or nil.
+# the delivery (fields from ARGV[5]) and delete the letter. A stream that is missing is made
+# with its group ARGV[4], as everywhere else (a stream without its group would be taken for
+# one whose group was deleted). Returns the entry id, or nil.
 _REQUEUE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return false end
 local mark = redis.call('HGET', KEYS[2], ARGV[1])
 local now = tonumber(redis.call('TIME')[1])
 if mark and now - tonumber(mark) < tonumber(ARGV[3]) then return false end
-local entry = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[3], ARGV[4], '0', 'MKSTREAM')
+end
+local entry = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 return entry
+"""
+
+# A delivery's end outside the write-behind (a dead letter; a delivery without an entry), in
+# one call: its attempt count dropped, its dead letter written with its history record marked
+# failed, its entry acknowledged and deleted. The count goes first: a write that adds no
+# memory, after which a server at maxmemory (noeviction) lets the script's other writes
+# through (it refuses only a script's first write that may add memory), so a delivery that
+# failed still becomes a dead letter on a full server, and its entry is freed. A letter that
+# cannot be written (an error) stops the script before the acknowledgement: the entry stays
+# pending and is taken again, never acknowledged without its letter. KEYS: stream, attempts,
+# dead, history record. ARGV: group, entry id or '', delivery id, letter id or '', letter,
+# ttl, now.
+_FINISH = """
+redis.call('HDEL', KEYS[2], ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+  redis.pcall('HSET', KEYS[4], 's', 'failed', 'dl', ARGV[4], 'u', ARGV[7])
+  redis.pcall('EXPIRE', KEYS[4], ARGV[6])
+end
+if ARGV[2] ~= '' then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[1], ARGV[2])
+end
+return 1
 """
 
 # Forget consumers (killed workers) idle more than ARGV[3] ms that hold no entry, all at
@@ -261,47 +292,72 @@ end
 return gone
 """
 
-# The records `_WRITE_BEHIND` found gone, made again whole (with pcall, as there), index entry
-# included, so they are listed as before. KEYS: history index, then a history key per record.
-# ARGV: ttl, then 9 per record (delivery id, webhook, event id, event type, queued at, status,
-# updated, attempt field, attempt JSON).
+# The records `_WRITE_BEHIND` found gone, made again whole (with pcall, as there), index entry,
+# event and the event's list of deliveries included, so they are listed and read as before.
+# KEYS: history index, then 3 per record (record, `history:event:`, `history:of:`). ARGV: ttl,
+# then 10 per record (delivery id, webhook, event id, event type, queued at, status, updated,
+# attempt field, attempt JSON, event JSON).
 _REWRITE_HISTORY = """
 local ttl = ARGV[1]
 local o = 1
-for i = 2, #KEYS do
+for i = 2, #KEYS, 3 do
   local h = KEYS[i]
   redis.pcall('HSET', h, 'w', ARGV[o + 2], 'e', ARGV[o + 3], 't', ARGV[o + 4],
     'c', ARGV[o + 5], 's', ARGV[o + 6], 'u', ARGV[o + 7], ARGV[o + 8], ARGV[o + 9])
   redis.pcall('EXPIRE', h, ttl)
+  redis.pcall('SET', KEYS[i + 1], ARGV[o + 10], 'NX')
+  redis.pcall('EXPIRE', KEYS[i + 1], ttl)
+  redis.pcall('SADD', KEYS[i + 2], ARGV[o + 1])
+  redis.pcall('EXPIRE', KEYS[i + 2], ttl)
   redis.pcall('ZADD', KEYS[1], ARGV[o + 5], ARGV[o + 1])
-  o = o + 9
+  o = o + 10
 end
 return 0
 """
 
-# Of the entries ARGV[3..], refresh (XCLAIM to this consumer, resetting their idle time) those
+# Of the entries ARGV[4..], refresh (XCLAIM to this consumer, resetting their idle time) those
 # still pending for this consumer ARGV[2] of the group ARGV[1], and only those: checked and
 # claimed in one step, so no other worker takes one in between. An entry pending for another
 # consumer was taken over; one pending for nobody ended elsewhere when its delivery's history
-# record (KEYS[1 + i] for ARGV[2 + i]) says delivered or failed. Pending for nobody with no
-# such record, the entry went with the server's data (a restart without persistence,
-# FLUSHALL) and nobody else can send it: still this worker's, sent from memory. Returns the
-# ids that are still this worker's. KEYS: stream, then a history key per entry.
+# record says delivered or failed. Pending for nobody with no such record, the entry went with
+# the server's data (a restart without persistence, FLUSHALL) and nobody else can send it:
+# still this worker's, sent from memory. So is one still pending for this consumer that is gone
+# from the stream (XCLAIM finds nothing): something other than the workers deleted it (an
+# operator's XTRIM or XDEL, a producer's MAXLEN), and nobody else has it; its id is returned
+# too, to be said. For each entry still this worker's, the history of its delivery (record,
+# event, the event's deliveries) is kept ARGV[3] seconds more: a delivery held longer than
+# `history_ttl` (a backlog behind a rate limit, an open breaker, a disabled webhook) keeps it.
+# KEYS: stream, then 3 per entry (history record, `history:event:`, `history:of:`).
+# Returns {ids still this worker's, ids deleted from the stream}.
 _REFRESH_HELD = """
-local held = {}
-for i = 3, #ARGV do
+local held, deleted = {}, {}
+local ttl = ARGV[3]
+for i = 4, #ARGV do
   local id = ARGV[i]
-  local mine = false
+  local k = 2 + 3 * (i - 4)
+  local mine, unowned = false, false
   if #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1, ARGV[2]) > 0 then
-    -- Nothing comes back for an entry deleted while pending (it leaves the pending list).
     mine = #redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'JUSTID') > 0
+    if not mine then
+      deleted[#deleted + 1] = id
+      unowned = true
+    end
   elseif #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 0 then
-    local status = redis.call('HGET', KEYS[i - 1], 's')
+    -- Nothing comes back for an entry deleted while pending (it leaves the pending list).
+    unowned = true
+  end
+  if unowned then
+    local status = redis.call('HGET', KEYS[k], 's')
     mine = status ~= 'delivered' and status ~= 'failed'
   end
-  if mine then held[#held + 1] = id end
+  if mine then
+    held[#held + 1] = id
+    redis.call('EXPIRE', KEYS[k], ttl)
+    redis.call('EXPIRE', KEYS[k + 1], ttl)
+    redis.call('EXPIRE', KEYS[k + 2], ttl)
+  end
 end
-return held
+return {held, deleted}
 """
 
 #: The most emits one enqueue script call carries (each a few deliveries, usually one).
@@ -352,6 +408,9 @@ _GATHER_ENOUGH = 64
 #: meanwhile wait in the stream, where an idle worker's blocked read takes them first; one
 #: waits at most this long more, and only behind a worker that has plenty to send already.
 _READ_LINGER = 0.01
+
+#: At most one line per this many seconds for a webhook a worker does not have.
+_UNKNOWN_SAY_EVERY = 600.0
 
 #: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
 #: considered abandoned (its process died) and listed again.
@@ -513,6 +572,9 @@ class RedisStore:
         self._writer: asyncio.Task[None] | None = None
         self._gathered = asyncio.Event()
         self._history_fault = _Fault("redis_history_failed")
+        # History records found gone and made again, not said yet; when it was last said.
+        self._rewritten = 0
+        self._rewritten_said = -math.inf
         self.replay_lease = DEFAULT_REPLAY_LEASE
         # Letters this process took for replay, by (webhook, event id): `enqueue` deletes
         # each in the transaction that adds its delivery.
@@ -527,6 +589,7 @@ class RedisStore:
         self._write_behind_script: Any = None
         self._rewrite_history: Any = None
         self._refresh_held_script: Any = None
+        self._finish_script: Any = None
         self._held: dict[str, Delivery] = {}
         # Until then (`_sure_clock`) every entry in `_held` is surely this worker's: each was
         # refreshed (read, claimed, heartbeat) no earlier than `_sure_for` before it. A
@@ -540,6 +603,10 @@ class RedisStore:
         # Entries the heartbeat found no longer this worker's (another worker took them over
         # or finished them): their copies still in the lanes are not sent.
         self._lost: set[str] = set()
+        # Entries for webhooks this worker does not have, by webhook, not said yet; and when
+        # each webhook was last said (`_say_unknown`).
+        self._unknown: dict[str, int] = {}
+        self._unknown_said: dict[str, float] = {}
         # Entries whose dead letter is being written (their XACK on its way).
         self._finishing: set[str] = set()
         # How long a claim check waits for Redis (`confirm_held`), and until when (`_sure_clock`)
@@ -596,14 +663,28 @@ class RedisStore:
     # -- the DeliveryStore interface -------------------------------------------------------
 
     async def open(self) -> Sequence[Delivery]:
-        self._redis = aioredis.Redis.from_url(self.url, decode_responses=True)
+        # Timeouts unless the URL gives its own (its options win over these): without them
+        # (redis-py before 8), a peer that accepts the connection and never answers (a
+        # `rediss://` URL against a server without TLS, a port that is not Redis, a network
+        # that drops packets) holds `open`, an emit or a worker's read forever.
+        self._redis = aioredis.Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_timeout=_TIMEOUT,
+            socket_connect_timeout=_TIMEOUT,
+        )
+        problem: str | None
         try:
-            await self.ensure_group()
+            problem = await self._unsupported_server()
+            if problem is None:
+                await self.ensure_group()
         except RedisError as exc:
+            problem = f"{type(exc).__name__}: {exc}{_hint(exc)}"
+        if problem is not None:
             await self._redis.aclose()
             self._redis = None
             raise StoreOpenError(
-                f"cannot open the Redis store {_safe_url(self.url)}: {type(exc).__name__}: {exc}"
+                f"cannot open the Redis store {_safe_url(self.url)}: {problem}"
             ) from None
         self._reserve = self._redis.register_script(_RESERVE)
         self._breaker_sync = self._redis.register_script(BREAKER_SYNC)
@@ -614,10 +695,36 @@ class RedisStore:
         self._write_behind_script = PackedScript(self._redis, _WRITE_BEHIND)
         self._rewrite_history = PackedScript(self._redis, _REWRITE_HISTORY)
         self._refresh_held_script = self._redis.register_script(_REFRESH_HELD)
+        self._finish_script = self._redis.register_script(_FINISH)
         self._closing.clear()
         await self._say_eviction()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
         return ()
+
+    async def _unsupported_server(self) -> str | None:
+        """Why the server at the URL cannot hold this store, or None: a Sentinel (it knows
+        where the primary is, and holds no data) or a node of a Redis Cluster (this store's
+        scripts and transactions touch keys of many hash slots in one call: every emit would
+        fail). Read from `INFO server`; a server that refuses INFO is judged by what fails."""
+        try:
+            info: Any = await checked(self.redis.info("server"))
+        except ResponseError:
+            return None
+        mode = str(info.get("redis_mode", "standalone"))
+        if mode == "sentinel":
+            return (
+                "this is a Redis Sentinel, not a Redis server: give the address of the primary "
+                "it watches (redis-cli -p <port> SENTINEL get-master-addr-by-name <name>); "
+                "the store does not follow a Sentinel's fail-overs"
+            )
+        if mode == "cluster":
+            return (
+                "this is a node of a Redis Cluster, which the store does not support: its "
+                "scripts and transactions touch keys of many hash slots at once (the stream, "
+                "its history, rate limits), which a cluster refuses (CROSSSLOT); use a "
+                "standalone Redis (with replicas if you like)"
+            )
+        return None
 
     async def _say_eviction(self) -> None:
         """Once, when the store opens: whether the server may delete this store's keys to make
@@ -631,6 +738,9 @@ class RedisStore:
             level, reason = risk
             say = log.error if level == "error" else log.warning
             say("redis_may_evict", store=_safe_url(self.url), reason=reason)
+        full = memory_full(info)
+        if full is not None:
+            log.error("redis_memory_full", store=_safe_url(self.url), reason=full)
 
     async def ensure_group(self) -> bool:
         """Create the stream's consumer group (and the stream) unless it exists. True when it
@@ -640,25 +750,59 @@ class RedisStore:
         delivered."""
         try:
             await checked(self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True))
+        except OutOfMemoryError:
+            # At maxmemory (noeviction) Redis refuses XGROUP CREATE before it looks whether
+            # the group exists: a worker started then must still open, since draining the
+            # stream is what frees the memory. Only a missing group is an error.
+            if await self._group_exists():
+                return False
+            raise
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
             return False
         return True
 
+    async def _group_exists(self) -> bool:
+        """Whether the stream and its consumer group exist (read only)."""
+        try:
+            groups: Any = await checked(self.redis.xinfo_groups(self.stream))
+        except ResponseError as exc:
+            if "no such key" in str(exc):
+                return False
+            raise
+        return any(group.get("name") == GROUP for group in groups)
+
     async def _recreate_group(self, where: str) -> None:
-        """The group was lost (NOGROUP): make it again, and say so once: an error, since
-        whatever was queued at that moment is gone for good."""
-        if await self.ensure_group():
-            log.error(
+        """The group was lost (NOGROUP): make it again, and say so once. An error when the
+        stream went too (Redis lost its data: whatever was queued then is gone for good); a
+        warning when only the group went (XGROUP DESTROY): the stream's entries are read
+        again from its start, so nothing is lost, and what workers held may go twice."""
+        stream_kept = bool(await checked(self.redis.exists(self.stream)))
+        if not await self.ensure_group():
+            return
+        if stream_kept:
+            log.warning(
                 "redis_group_recreated",
                 stream=self.stream,
                 found_by=where,
                 consumer=self.consumer,
-                reason="the stream's consumer group was missing: Redis lost its data "
-                "(restarted without persistence, or FLUSHALL); deliveries queued before that "
-                "are lost, new ones are delivered",
+                reason="the stream's consumer group was missing but the stream was not "
+                "(someone ran XGROUP DESTROY): the group is made again from the start of the "
+                "stream, so every delivery still in it is sent; those workers held at that "
+                "moment may be sent twice (at least once), none is lost",
             )
+            return
+        log.error(
+            "redis_group_recreated",
+            stream=self.stream,
+            found_by=where,
+            consumer=self.consumer,
+            reason="the stream's consumer group was missing: Redis lost its data "
+            "(restarted without persistence, or FLUSHALL); deliveries queued before that "
+            "are lost (never sent), and so are the dead letters and attempt counts; those a "
+            "worker held in memory are still sent, and new ones are delivered",
+        )
 
     async def close(self) -> None:
         await self.stop_consuming()
@@ -803,24 +947,26 @@ class RedisStore:
             self._mark_fault.ok(stream=self.stream)
 
     async def _finish(self, delivery: Delivery, dead: tuple[str, str] | None) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        if dead is not None:
-            pipe.hset(self.dead_key, dead[0], dead[1])
-            key = self._history_key(delivery.delivery_id)
-            pipe.hset(key, mapping={"s": "failed", "dl": dead[0], "u": time.time()})
-            pipe.expire(key, self.history_ttl)
-        if delivery.store_ref is not None:
-            pipe.xack(self.stream, GROUP, delivery.store_ref)
-            pipe.xdel(self.stream, delivery.store_ref)
-        pipe.hdel(self.attempts_key, delivery.delivery_id)
         ref = str(delivery.store_ref)
         self._finishing.add(ref)
         try:
-            await pipe.execute()
+            await self._finish_entry(
+                "" if delivery.store_ref is None else ref, delivery.delivery_id, dead
+            )
         finally:
             self._finishing.discard(ref)
             self._release(delivery)
         reraise_dropped_cancel()
+
+    async def _finish_entry(
+        self, entry_id: str, delivery_id: str, dead: tuple[str, str] | None
+    ) -> None:
+        """One `_FINISH` call: the letter `dead` (id, JSON) if any, the entry acknowledged."""
+        letter_id, letter = dead if dead is not None else ("", "")
+        await self._finish_script(
+            keys=[self.stream, self.attempts_key, self.dead_key, self._history_key(delivery_id)],
+            args=[GROUP, entry_id, delivery_id, letter_id, letter, self.history_ttl, time.time()],
+        )
 
     async def add_dead_letter(self, delivery: Delivery, error: dict[str, Any]) -> DeadLetter:
         letter = DeadLetter.from_delivery(delivery, error)
@@ -878,7 +1024,7 @@ class RedisStore:
         fields = [item for pair in _entry(delivery).items() for item in pair]
         entry_id = await self._requeue(
             keys=[self.dead_key, self.replaying_key, self.stream],
-            args=[dead_letter_id, value, self.replay_lease, *fields],
+            args=[dead_letter_id, value, self.replay_lease, GROUP, *fields],
         )
         if entry_id is None:
             return None
@@ -1021,7 +1167,11 @@ class RedisStore:
         args: list[Any] = [self.history_ttl]
         for delivery, record, status in notes:
             event = delivery.event
-            keys.append(self._history_key(delivery.delivery_id))
+            keys += [
+                self._history_key(delivery.delivery_id),
+                f"{self.prefix}history:event:{event.event_id}",
+                f"{self.prefix}history:of:{event.event_id}",
+            ]
             args += [
                 delivery.delivery_id,
                 delivery.webhook_name,
@@ -1029,13 +1179,35 @@ class RedisStore:
                 event.event_type,
                 repr(delivery.enqueued_at),
                 *_attempt_fields(record, status),
+                event.to_json(),
             ]
+        self._say_rewritten(len(notes))
         try:
             await self._rewrite_history(keys=keys, args=args)
         except RedisError as exc:
             self._history_fault.failed(exc, stream=self.stream, lost=len(notes))
             return False
         return True
+
+    def _say_rewritten(self, count: int) -> None:
+        """Records found gone are said, at most once a minute (a backlog that waited too long
+        is thousands of them), with how many since the last line."""
+        self._rewritten += count
+        now = time.monotonic()
+        if now - self._rewritten_said < 60.0:
+            return
+        log.warning(
+            "history_record_rewritten",
+            count=self._rewritten,
+            stream=self.stream,
+            history_ttl=self.history_ttl,
+            reason="the attempt history of these deliveries was gone when an attempt was "
+            "written: they waited unheld longer than history_ttl (no worker running, or "
+            "one without their webhook), or Redis lost its data; each record is made again "
+            "from this attempt on, its earlier attempts are not on record",
+        )
+        self._rewritten = 0
+        self._rewritten_said = now
 
     async def _history_written(self) -> None:
         """Wait for the attempts noted so far to be written (reads see them)."""
@@ -1218,12 +1390,12 @@ class RedisStore:
 
     def surely_held(self, delivery: Delivery) -> bool:
         """True while, by this machine's clock (`_sure_clock`, which counts a suspend), less
-        than nine tenths of the visibility timeout (`_SURE_SHARE`) have passed since the start of the call that last
-        refreshed the least recently refreshed entry this worker holds (a read, a claim, a
-        heartbeat): no other worker can have claimed any of them yet. False for an entry the
-        heartbeat found lost, and whenever the heartbeat is late (this process was stopped,
-        its loop held up, or Redis was out of reach). Always True in the producer role and
-        for a delivery without an entry."""
+        than nine tenths of the visibility timeout (`_SURE_SHARE`) have passed since the
+        start of the call that last refreshed the least recently refreshed entry this worker
+        holds (a read, a claim, a heartbeat): no other worker can have claimed any of them
+        yet. False for an entry the heartbeat found lost, and whenever the heartbeat is late
+        (this process was stopped, its loop held up, or Redis was out of reach). Always True
+        in the producer role and for a delivery without an entry."""
         lost = self._lost
         if lost and delivery.store_ref in lost:
             return False
@@ -1247,9 +1419,7 @@ class RedisStore:
         self._adding.append(began)
         try:
             async with asyncio.timeout(self._confirm_seconds):
-                held = await self._refresh_held(
-                    [entry_id], [self._history_key(delivery.delivery_id)]
-                )
+                held = await self._refresh_held({entry_id: delivery})
         except ResponseError as exc:
             if _no_group(exc):
                 return True  # the entries went with the server's data: sent from memory
@@ -1271,19 +1441,44 @@ class RedisStore:
         self._let_go(entry_id)
         return False
 
-    async def _refresh_held(self, ids: list[str], history_keys: list[str]) -> set[str]:
-        """Of `ids` (with their deliveries' history keys), the entries still this worker's,
-        each refreshed (see `_REFRESH_HELD`)."""
-        held: set[str] = set()
+    async def _refresh_held(self, held: dict[str, Delivery]) -> set[str]:
+        """Of the entries in `held` (entry id -> delivery), those still this worker's, each
+        refreshed with its delivery's history (see `_REFRESH_HELD`). Entries something else
+        deleted from the stream are still this worker's, and said."""
+        ids = list(held)
+        kept: set[str] = set()
+        deleted: list[str] = []
         for start in range(0, len(ids), _REFRESH_MAX):
+            some = ids[start : start + _REFRESH_MAX]
+            keys = [self.stream]
+            for entry_id in some:
+                delivery = held[entry_id]
+                event_id = delivery.event.event_id
+                keys += [
+                    self._history_key(delivery.delivery_id),
+                    f"{self.prefix}history:event:{event_id}",
+                    f"{self.prefix}history:of:{event_id}",
+                ]
             answer: Any = await checked(
                 self._refresh_held_script(
-                    keys=[self.stream, *history_keys[start : start + _REFRESH_MAX]],
-                    args=[GROUP, self.consumer, *ids[start : start + _REFRESH_MAX]],
+                    keys=keys, args=[GROUP, self.consumer, self.history_ttl, *some]
                 )
             )
-            held.update(answer)
-        return held
+            kept.update(answer[0])
+            deleted += answer[1]
+        if deleted:
+            log.error(
+                "redis_held_entries_deleted",
+                count=len(deleted),
+                entry_ids=deleted[:20],
+                consumer=self.consumer,
+                stream=self.stream,
+                reason="entries this worker held were deleted from the stream by something "
+                "other than the workers (XTRIM, XDEL, XADD MAXLEN): they are still sent from "
+                "this worker's memory, but entries deleted so before a worker read them are "
+                "lost; never trim the stream, it holds only deliveries not finished yet",
+            )
+        return kept
 
     async def _consume(self) -> None:
         claim_every = self.visibility_timeout / 2
@@ -1295,9 +1490,12 @@ class RedisStore:
             try:
                 if not joined:
                     # Joined explicitly, so operators (XINFO CONSUMERS) see an idle worker too.
-                    await checked(
-                        self.redis.xgroup_createconsumer(self.stream, GROUP, self.consumer)
-                    )
+                    # At maxmemory the server refuses that (XREADGROUP, which it does not
+                    # refuse, makes the consumer itself): the worker reads on and drains.
+                    with contextlib.suppress(OutOfMemoryError):
+                        await checked(
+                            self.redis.xgroup_createconsumer(self.stream, GROUP, self.consumer)
+                        )
                     joined = True
                 free = self.window - len(self._held)
                 if free < self._read_at_least:
@@ -1414,8 +1612,22 @@ class RedisStore:
         )
         next_cursor, claimed = answer[0], answer[1]
         claimed = [(entry_id, fields) for entry_id, fields in claimed if fields]
-        if claimed:
-            log.warning("deliveries_reclaimed", count=len(claimed), consumer=self.consumer)
+        # Redis 7 names the entries pending for an idle consumer that are gone from the stream
+        # (and drops them from the pending list): deleted by something other than the workers
+        # while their worker was gone. Nobody holds them any more: lost, and said.
+        deleted = list(answer[2]) if len(answer) > 2 and answer[2] else []
+        if deleted:
+            log.error(
+                "redis_pending_entries_deleted",
+                count=len(deleted),
+                entry_ids=deleted[:20],
+                consumer=self.consumer,
+                stream=self.stream,
+                reason="deliveries pending for a worker that stopped were deleted from the "
+                "stream by something other than the workers (XTRIM, XDEL, XADD MAXLEN) before "
+                "another worker took them over: they are lost, never sent; never trim the "
+                "stream, it holds only deliveries not finished yet",
+            )
         return next_cursor, claimed
 
     async def _submit(self, entries: list[tuple[str, dict[str, str]]], fresh: bool) -> None:
@@ -1427,6 +1639,7 @@ class RedisStore:
         else:
             ids = [fields.get("d") or entry_id for entry_id, fields in entries]
             counted = await checked(self.redis.hmget(self.attempts_key, ids))
+        taken = 0
         for (entry_id, fields), attempts in zip(entries, counted, strict=True):
             if entry_id in self._held or entry_id in self._lost:
                 # Reclaimed from ourselves: its copy is still in the lanes here (one the
@@ -1443,13 +1656,34 @@ class RedisStore:
             except KeyError:
                 # Another worker may know this webhook: leave the entry pending (it returns
                 # after the visibility timeout) rather than drop or dead-letter it.
-                log.warning(
-                    "delivery_for_unknown_webhook",
-                    webhook=delivery.webhook_name,
-                    event_id=delivery.event.event_id,
-                )
+                self._say_unknown(delivery)
                 continue
             self._held[entry_id] = delivery
+            taken += 1
+        if taken and not fresh:
+            log.warning("deliveries_reclaimed", count=taken, consumer=self.consumer)
+
+    def _say_unknown(self, delivery: Delivery) -> None:
+        """An entry for a webhook this worker does not have is left pending, for a worker
+        that has it; it comes back here at every claim pass. Said once per webhook, then at
+        most every `_UNKNOWN_SAY_EVERY` seconds with how many came meanwhile (a line per entry
+        and pass buried the log)."""
+        name = delivery.webhook_name
+        self._unknown[name] = self._unknown.get(name, 0) + 1
+        now = time.monotonic()
+        if now - self._unknown_said.get(name, -math.inf) < _UNKNOWN_SAY_EVERY:
+            return
+        log.warning(
+            "delivery_for_unknown_webhook",
+            webhook=name,
+            event_id=delivery.event.event_id,
+            count=self._unknown.pop(name),
+            consumer=self.consumer,
+            reason="this worker has no webhook of that name: its deliveries are left pending "
+            "(not sent, not dead-lettered) for a worker that has it, which takes them after "
+            "the visibility timeout; with none, they wait in the stream (stats count them)",
+        )
+        self._unknown_said[name] = now
 
     async def _dead_letter_undecodable(
         self, entry_id: str, fields: dict[str, str], exc: UndecodableEvent
@@ -1470,13 +1704,11 @@ class RedisStore:
             dead_letter_id=letter.dead_letter_id,
             reason=letter.error["reason"],
         )
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.dead_key, letter.dead_letter_id, _record(letter))
-        pipe.xack(self.stream, GROUP, entry_id)
-        pipe.xdel(self.stream, entry_id)
-        if fields.get("d"):
-            pipe.hdel(self.attempts_key, fields["d"])
-        await checked(pipe.execute())
+        await checked(
+            self._finish_entry(
+                entry_id, letter.delivery_id, (letter.dead_letter_id, _record(letter))
+            )
+        )
 
     async def _heartbeat(self) -> None:
         """Keep what this worker holds from looking abandoned (a slow retry is not a crash),
@@ -1492,9 +1724,7 @@ class RedisStore:
             held = dict(self._held)
             if held:
                 try:
-                    kept = await self._refresh_held(
-                        list(held), [self._history_key(d.delivery_id) for d in held.values()]
-                    )
+                    kept = await self._refresh_held(held)
                 except Exception as exc:
                     if _no_group(exc):
                         # The entries went with the server's data, so no other worker can
@@ -1716,14 +1946,44 @@ def _letter(dead_letter_id: str, value: str) -> DeadLetter:
 
 
 def _safe_url(url: str) -> str:
-    """The URL without its password (a Redis URL may carry one)."""
+    """The URL without its password (a Redis URL may carry one) and without its query (which
+    may carry one too: `?password=`)."""
     parts = urllib.parse.urlsplit(url)
     if parts.password is None:
         return urllib.parse.urlunsplit(parts._replace(query=""))
-    netloc = f"{parts.username or ''}:{REDACTED}@{parts.hostname}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address keeps its brackets
+    netloc = f"{parts.username or ''}:{REDACTED}@{host}"
+    # The port as written: a malformed one (`parts.port` would raise) is no secret.
+    port = parts.netloc.rpartition("]")[2].rpartition("@")[2].partition(":")[2]
+    if port:
+        netloc += f":{port}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=""))
+
+
+#: Seconds to connect and to wait for a reply, unless the URL says (`socket_timeout`,
+#: `socket_connect_timeout`): redis-py 8's defaults, given here for every version.
+_TIMEOUT = 5.0
+
+
+def _hint(exc: RedisError) -> str:
+    """What to check, for the errors whose own text does not say it."""
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.AuthenticationError) or text.startswith(
+        ("NOAUTH", "WRONGPASS")
+    ):
+        return (
+            " (check the user name and password in the URL: redis://USER:PASSWORD@host:port/db,"
+            " or redis://:PASSWORD@host:port/db with requirepass)"
+        )
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return (
+            " (nothing answered in time: is this a Redis server, reachable, and does it speak"
+            " TLS exactly when the URL is rediss://? `socket_connect_timeout` and"
+            " `socket_timeout` in the URL set the waits)"
+        )
+    return ""
 
 
 #: redis-py's connection options that a URL may carry as text, beside the ones it parses.
@@ -1782,6 +2042,13 @@ def open_redis_store(url: str) -> RedisStore:
             ours["history_ttl"] = float(ours["history_ttl"])
     except ValueError as exc:
         raise ValueError(f"{_safe_url(url)}: {exc}") from None
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        # redis-py would ignore it and use database 0: maybe another deployment's data.
+        raise ValueError(
+            f"{_safe_url(url)}: the database must be a number (redis://host:port/0), "
+            f"got {parts.path!r}"
+        )
     plain = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
     return RedisStore(plain, **ours)
 
