@@ -11,7 +11,9 @@ express the choice between them: it takes its processors either from its argumen
 the configuration, and the application may configure structlog after our modules are
 imported (or only for a while, as ``structlog.testing.capture_logs`` does). So a logger
 holds the two proxies and picks one per line, after asking the stdlib logger whether the
-line's level is wanted, so a line nobody listens to costs one check.
+line's level is wanted and some handler (not a NullHandler) would show it, so a line nobody
+listens to costs those checks and is never rendered: with logging left unconfigured, the
+root logger's default level enables warnings and errors that no handler shows.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ import structlog
 from .redaction import redact_processor
 
 LOGGER_NAME = "empathy_webhooks"
-logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
+#: The package's own logger namespace: a module that logs through `logging.getLogger(
+#: __name__)` (the SQLite store's writer thread) is under it, not under LOGGER_NAME.
+PACKAGE_LOGGER_NAME = "empathy_webhooks_core"
+# A library's loggers get a NullHandler and nothing else: with no handler on their way up,
+# Python's last resort printed their warnings and errors to stderr in an application that
+# had configured no logging at all.
+for _name in (LOGGER_NAME, PACKAGE_LOGGER_NAME):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(handler, logging.NullHandler) for handler in _logger.handlers):
+        _logger.addHandler(logging.NullHandler())
 
 _STDLIB_PROCESSORS: list[Any] = [
     structlog.stdlib.filter_by_level,
@@ -40,6 +51,30 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+def _heard(logger: logging.Logger, level: int) -> bool:
+    """Whether a record at `level` from `logger` would reach a handler that shows it: one that
+    is not a NullHandler, on the logger or an ancestor it propagates to, at or below `level`.
+
+    Logging left unconfigured enables WARNING and above (the root logger's default level)
+    with no handler but our NullHandler: every warning and error line was rendered and
+    masked (tens of microseconds, on every failure of an outage) to be thrown away. Asked
+    on each line, as the application may add a handler at any time; a few attribute reads.
+    """
+    current: logging.Logger | None = logger
+    found = False
+    while current is not None:
+        for handler in current.handlers:
+            found = True
+            if level >= handler.level and not isinstance(handler, logging.NullHandler):
+                return True
+        if not current.propagate:
+            break
+        current = current.parent
+    # No handler at all: Python's last resort would print it (never for our loggers, which
+    # have a NullHandler; said for a name outside them).
+    return not found and logging.lastResort is not None and level >= logging.lastResort.level
 
 
 class _ConfiguredProcessors:
@@ -85,41 +120,56 @@ class _Logger:
     def enabled_for(self, level: str) -> bool:
         """Whether a line at `level` would be seen (always, once structlog is configured:
         the application's processors decide)."""
-        return structlog.is_configured() or self._stdlib.isEnabledFor(_LEVELS[level])
+        return structlog.is_configured() or self._wanted(_LEVELS[level])
+
+    def _wanted(self, level: int) -> bool:
+        """Without a structlog configuration: whether a line at `level` is enabled and some
+        handler would show it."""
+        stdlib = self._stdlib
+        return stdlib.isEnabledFor(level) and _heard(stdlib, level)
 
     def plain(self, level: str) -> logging.Logger | None:
         """The standard library logger a line at `level` goes to, when it goes there (the
         application has not configured structlog) and is wanted; else None. For the rare
         caller that writes one fixed line very often and renders it itself, exactly as this
         logger's processors would (`key=repr(value)`, `event` first, values masked)."""
-        if structlog.is_configured() or not self._stdlib.isEnabledFor(_LEVELS[level]):
+        if structlog.is_configured() or not self._wanted(_LEVELS[level]):
             return None
         return self._stdlib
 
     def bind(self, **context: Any) -> _Logger:
         return _Logger(self._name, {**self._context, **context})
 
-    def _log(self, level: str, event: str, **kw: Any) -> None:
-        if structlog.is_configured():
-            getattr(self._to_configured, level)(event, **kw)
-        elif self._stdlib.isEnabledFor(_LEVELS[level]):
-            getattr(self._to_stdlib, level)(event, **kw)
+    # A line nobody listens to (no structlog configuration, and the stdlib level below it or
+    # no handler but a NullHandler to show it) costs these checks, and is never rendered.
 
     def debug(self, event: str, **kw: Any) -> None:
-        self._log("debug", event, **kw)
+        if structlog.is_configured():
+            self._to_configured.debug(event, **kw)
+        elif self._wanted(logging.DEBUG):
+            self._to_stdlib.debug(event, **kw)
 
     def info(self, event: str, **kw: Any) -> None:
-        self._log("info", event, **kw)
+        if structlog.is_configured():
+            self._to_configured.info(event, **kw)
+        elif self._wanted(logging.INFO):
+            self._to_stdlib.info(event, **kw)
 
     def warning(self, event: str, **kw: Any) -> None:
-        self._log("warning", event, **kw)
+        if structlog.is_configured():
+            self._to_configured.warning(event, **kw)
+        elif self._wanted(logging.WARNING):
+            self._to_stdlib.warning(event, **kw)
 
     def error(self, event: str, **kw: Any) -> None:
-        self._log("error", event, **kw)
+        if structlog.is_configured():
+            self._to_configured.error(event, **kw)
+        elif self._wanted(logging.ERROR):
+            self._to_stdlib.error(event, **kw)
 
     def exception(self, event: str, **kw: Any) -> None:
         kw.setdefault("exc_info", True)
-        self._log("error", event, **kw)
+        self.error(event, **kw)
 
 
 def get_logger(name: str = LOGGER_NAME, **context: Any) -> _Logger:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import statistics
 import weakref
 from bisect import bisect_left
@@ -25,21 +26,41 @@ __all__ = [
     "WebhookMonitor",
 ]
 
-#: What each figure counts (also the documentation of `get_webhook_stats`).
+#: What each figure counts (also the documentation of `get_webhook_stats`). Every figure is
+#: this process's, since its dispatcher started; counts only grow (Prometheus reads them as
+#: counters), so nothing once counted is taken back.
 STAT_DEFINITIONS = {
-    "total_sent": "deliveries that reached a final outcome: delivered_count + failed_count",
+    "total_sent": "deliveries that reached a final outcome: delivered_count + failed_count. "
+    "A replayed dead letter is a new delivery: an event that failed, was replayed and was "
+    "then delivered counts once in failed_count and once in delivered_count",
     "delivered_count": "deliveries the service accepted (2xx, or the plugin's success)",
-    "failed_count": "deliveries that finally failed (retries exhausted or a final answer)",
-    "success_rate": "delivered_count / total_sent (0.0 before any final outcome)",
+    "failed_count": "deliveries that finally failed (retries exhausted, a final answer, or a "
+    "plugin's error), each once; a 410 disables the webhook and keeps the delivery queued, "
+    "so it is not a failure",
+    "success_rate": "delivered_count / total_sent, from 0.0 to 1.0; 0.0 before any final "
+    "outcome (never NaN: total_sent tells 'none yet' from 'all failed')",
     "attempts": "requests sent, first attempts and retries alike",
-    "retries": "attempts after the first, over all deliveries",
-    "avg_response_time_ms": "mean time from request to answer, over attempts that got an answer",
-    "p50_response_time_ms": "median of the last 2,048 answered attempts",
-    "p95_response_time_ms": "95th percentile of the last 2,048 answered attempts",
-    "p99_response_time_ms": "99th percentile of the last 2,048 answered attempts",
-    "queued": "deliveries waiting now: in the queue or waiting for a retry",
-    "in_flight": "attempts under way now",
-    "dead_letters": "final failures kept for replay (replayed ones leave this count)",
+    "retries": "attempts after a delivery's first, over all deliveries",
+    "avg_response_time_ms": "mean time in milliseconds from request to answer, over the "
+    "attempts that got an answer with a known duration (a plugin's answer whose elapsed_ms "
+    "is not a finite number from 0 is left out); 0.0 before any",
+    "p50_response_time_ms": "median (milliseconds) of the last 2,048 answered attempts; None "
+    "before any",
+    "p95_response_time_ms": "95th percentile (milliseconds) of the last 2,048 answered "
+    "attempts; None before any",
+    "p99_response_time_ms": "99th percentile (milliseconds) of the last 2,048 answered "
+    "attempts; None before any",
+    "queued": "deliveries this process holds waiting now: in the queue, behind their "
+    "ordering key, waiting for a retry, or held by a rate limit, an open breaker or a 410 "
+    "(a durable store's backlog is read a window at a time: `empathy-webhooks stats` counts "
+    "what the store holds); 0 once the dispatcher closed",
+    "in_flight": "attempts under way now; 0 once the dispatcher closed",
+    "left_at_close": "deliveries still queued or in flight when the dispatcher closed: lost "
+    "with the memory store (logged with their event ids as closed_with_pending_deliveries), "
+    "kept in a durable store for the next process; 0 while it runs",
+    "dead_letters": "final failures this process dead-lettered since it started, less those "
+    "it replayed (the store's own list, across processes and restarts: "
+    "`dispatcher.dead_letters()`)",
     "last_error": "the reason of the last failed attempt (no secrets), or None",
     "last_error_at": "when that attempt failed (ISO-8601 UTC), or None",
     "last_success_at": "when the last delivery succeeded (ISO-8601 UTC), or None",
@@ -59,6 +80,9 @@ STAT_DEFINITIONS = {
 }
 
 _SAMPLES = 2048
+#: An answer's duration at or past this many milliseconds (11.6 days) is no duration: a
+#: plugin's unit mistake, left out of the figures rather than skewing them for good.
+_MAX_ELAPSED_MS = 1e9
 
 #: Upper bounds (seconds) of the attempt-duration histogram Prometheus scrapes
 #: (`empathy_webhooks_attempt_duration_seconds`); the last bucket, +Inf, is implied.
@@ -97,6 +121,16 @@ class StatsRecorder:
             self.retries += 1
 
     def answer(self, elapsed_ms: float) -> None:
+        """An attempt was answered in `elapsed_ms`. Never raises: the duration comes from the
+        plugin that delivered (`Response.elapsed_ms`), and an answer of a wrong type failed
+        the worker, so a delivery the service had accepted was dead-lettered as failed (and a
+        replay sent it twice). A duration that is not a finite number from 0 is left out
+        (NaN made every later average NaN, and the figures invalid JSON)."""
+        if type(elapsed_ms) is not float or not 0.0 <= elapsed_ms < _MAX_ELAPSED_MS:
+            usable = _usable_elapsed(elapsed_ms)
+            if usable is None:
+                return
+            elapsed_ms = usable
         self.answered += 1
         self.total_response_ms += elapsed_ms
         self.samples.append(elapsed_ms)
@@ -112,6 +146,26 @@ class StatsRecorder:
 
     def failure(self) -> None:
         self.failed += 1
+
+
+def _usable_elapsed(value: Any) -> float | None:
+    """`value` as a duration in milliseconds, or None when it is none (not a real number, a
+    flag, NaN, infinite, negative or absurdly large)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if 0.0 <= number < _MAX_ELAPSED_MS else None
+
+
+def _finite(value: Any) -> Any:
+    """A plugin's figure fit for JSON: a float that is NaN or infinite becomes None (the
+    gateway's `/v1/webhooks` wrote `NaN`, which no JSON parser reads)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _percentile(ordered: list[float], fraction: float) -> float | None:
@@ -195,6 +249,8 @@ _dispatchers: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
 #: The final figures of webhooks whose dispatcher closed, by name, until a new dispatcher
 #: takes the name: `WebhookMonitor()` keeps answering for them after the `async with` ends.
 _retired: dict[str, LaneSnapshot] = {}
+#: How many deliveries those dispatchers still held when they closed, by name.
+_retired_left: dict[str, int] = {}
 #: The plugins' final figures of those webhooks (see `WebhookDispatcher.plugin_figures`).
 _retired_figures: dict[str, tuple[int, dict[str, Any]]] = {}
 
@@ -206,6 +262,7 @@ def track(dispatcher: WebhookDispatcher) -> None:
 def claim(name: str) -> None:
     """A new dispatcher took `name`: its own figures replace the retired ones."""
     _retired.pop(name, None)
+    _retired_left.pop(name, None)
     _retired_figures.pop(name, None)
 
 
@@ -214,16 +271,36 @@ def retire(dispatcher: WebhookDispatcher) -> None:
     for name in dispatcher.webhook_names():
         state = dispatcher.lane_state(name)
         if state is not None:
-            _retired[name] = attrs.evolve(state, in_flight=0)
+            _retired[name], _retired_left[name] = _closed_state(state)
         figures = dispatcher.plugin_figures(name)
         if figures is not None:
             _retired_figures[name] = figures
     _dispatchers.discard(dispatcher)
 
 
+def _closed_state(state: LaneSnapshot) -> tuple[LaneSnapshot, int]:
+    """A closed dispatcher's figures: nothing waits in it nor is under way any more (what it
+    still held was lost, or left in its store), and how many that was."""
+    left = max(0, state.queued) + max(0, state.in_flight)
+    return attrs.evolve(state, queued=0, in_flight=0), left
+
+
+def _copied(read: Any, tries: int = 5) -> Any:
+    """`read()`, again if a collection it iterates changed meanwhile: a scrape thread
+    (prometheus_client's server, the gateway's `/metrics`) reads while the event loop adds
+    dispatchers and webhooks ("changed size during iteration" failed the whole scrape)."""
+    for _ in range(tries - 1):
+        try:
+            return read()
+        except RuntimeError:
+            continue
+    return read()
+
+
 _LIVE_DEFAULTS: dict[str, Any] = {
     "queued": 0,
     "in_flight": 0,
+    "left_at_close": 0,
     "dead_letters": 0,
     "breaker_state": "closed",
     "disabled": False,
@@ -243,24 +320,33 @@ class WebhookMonitor:
         self._dispatcher = dispatcher
 
     def _sources(self) -> list[WebhookDispatcher]:
-        return [self._dispatcher] if self._dispatcher is not None else list(_dispatchers)
+        if self._dispatcher is not None:
+            return [self._dispatcher]
+        return _copied(lambda: list(_dispatchers))
 
-    def _states(self, name: str) -> list[LaneSnapshot]:
-        states = [
-            state
-            for dispatcher in self._sources()
-            if (state := dispatcher.lane_state(name)) is not None
-        ]
-        if self._dispatcher is None and name in _retired:
-            states.append(_retired[name])
+    def _states(self, name: str) -> list[tuple[LaneSnapshot, int]]:
+        """Each dispatcher's figures for `name`, with how many deliveries it left at close."""
+        states = []
+        for dispatcher in self._sources():
+            state = _copied(lambda d=dispatcher: d.lane_state(name))
+            if state is None:
+                continue
+            if getattr(dispatcher, "closed", False):
+                states.append(_closed_state(state))
+            else:
+                states.append((state, 0))
+        if self._dispatcher is None:
+            retired = _retired.get(name)
+            if retired is not None:
+                states.append((retired, _retired_left.get(name, 0)))
         return states
 
     def webhook_names(self) -> list[str]:
         names: set[str] = set()
         for dispatcher in self._sources():
-            names.update(dispatcher.webhook_names())
+            names.update(_copied(dispatcher.webhook_names))
         if self._dispatcher is None:
-            names.update(_retired)
+            names.update(_copied(lambda: list(_retired)))
         return sorted(names)
 
     def get_webhook_stats(self, name: str) -> dict[str, Any]:
@@ -272,15 +358,21 @@ class WebhookMonitor:
             known = ", ".join(self.webhook_names()) or "none"
             raise UnknownWebhookError(f"no webhook named {name!r} (known: {known})")
         live = dict(_LIVE_DEFAULTS)
-        for state in states:
-            live["queued"] += state.queued
-            live["in_flight"] += state.in_flight
+        for state, left in states:
+            # Read from another thread, a lane's pending and in-flight counts may be a step
+            # apart: never a negative queue.
+            live["queued"] += max(0, state.queued)
+            live["in_flight"] += max(0, state.in_flight)
+            live["left_at_close"] += left
             live["dead_letters"] += state.dead_letters
             if state.breaker_state != "closed":
                 live["breaker_state"] = state.breaker_state
             live["disabled"] = live["disabled"] or state.disabled
             live["max_pending"] = max(live["max_pending"], state.max_pending)
-        return {**combine([state.recorder for state in states], live), **self._figures(name)}
+        return {
+            **combine([state.recorder for state, _ in states], live),
+            **self._figures(name),
+        }
 
     def _figures(self, name: str) -> dict[str, Any]:
         """The plugins' figures over the dispatchers that have the webhook: numbers summed
@@ -303,12 +395,21 @@ class WebhookMonitor:
                     total[key] = before + value
                 elif value is not None or key not in total:
                     total[key] = value
-        return total
+        return {key: _finite(value) for key, value in total.items()}
 
     def duration_histogram(self, name: str) -> DurationHistogram:
         """Webhook `name`'s answered attempts by duration (what Prometheus scrapes as
         `empathy_webhooks_attempt_duration_seconds`), summed over its dispatchers."""
-        return histogram([state.recorder for state in self._states(name)])
+        return histogram([state.recorder for state, _ in self._states(name)])
 
     def all_stats(self) -> dict[str, dict[str, Any]]:
-        return {name: self.get_webhook_stats(name) for name in self.webhook_names()}
+        """Every webhook's figures. A webhook that goes between the listing and its reading
+        (a new dispatcher taking the name of a closed one, read from a scrape thread) is left
+        out of this reading rather than failing it."""
+        found = {}
+        for name in self.webhook_names():
+            try:
+                found[name] = self.get_webhook_stats(name)
+            except UnknownWebhookError:
+                continue
+        return found

@@ -22,13 +22,13 @@ cannot be summed across processes. `METRICS` lists every family with its type an
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .monitor import WebhookMonitor
 from .redaction import exported_name
 
-__all__ = ["METRICS", "WebhookCollector", "register_collector"]
+__all__ = ["METRICS", "WebhookCollector", "register_collector", "webhook_labels"]
 
 PREFIX = "empathy_webhooks"
 
@@ -75,11 +75,45 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 _NOT_IN_NAMES = re.compile(r"[^a-zA-Z0-9_]+")
+#: What prometheus_client writes raw into a label value or a HELP line but line-oriented
+#: readers break on (a carriage return, the other line separators of `str.splitlines`),
+#: control characters, and lone surrogates (which UTF-8 cannot encode: the whole scrape
+#: failed with UnicodeEncodeError). The client escapes a backslash, a quote and a newline.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _escaped(text: str) -> str:
+    """`text` with `_UNSAFE` characters written as Python escapes (`\\r`, `\\x00`,
+    `\\udcff`): shown, not dropped."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _plugin_metric(prefix: str, key: str) -> str:
     """`plugin.datadog.points_sent` -> `<prefix>_plugin_datadog_points_sent` (a valid name)."""
-    return f"{prefix}_{_NOT_IN_NAMES.sub('_', key).strip('_')}"
+    return f"{prefix}_{_NOT_IN_NAMES.sub('_', exported_name(key)).strip('_')}"
+
+
+def webhook_labels(webhooks: Iterable[str]) -> dict[str, str]:
+    """The `webhook` label of each webhook name: masked like a log line (`exported_name`),
+    unsafe characters escaped, and distinct. Two names masked alike (two webhooks named by
+    their Slack URLs: `https://hooks.slack.com/services/***` both) made two series with the
+    same labels, of which Prometheus keeps one: each gets ` #1`, ` #2` in the order of the
+    names, so no figure is lost and no secret is shown."""
+    labels = {webhook: _escaped(exported_name(webhook)) for webhook in webhooks}
+    by_label: dict[str, list[str]] = {}
+    for webhook, label in labels.items():
+        by_label.setdefault(label, []).append(webhook)
+    taken = set(labels.values())
+    for label, names in by_label.items():
+        if len(names) < 2:
+            continue
+        for number, webhook in enumerate(sorted(names), 1):
+            candidate = f"{label} #{number}"
+            while candidate in taken:
+                candidate += "'"
+            taken.add(candidate)
+            labels[webhook] = candidate
+    return labels
 
 
 class WebhookCollector:
@@ -99,7 +133,7 @@ class WebhookCollector:
         stats = self.monitor.all_stats()
         # A name is the user's to choose, and a scrape leaves the process like a log line: a
         # webhook named after its Slack URL must not publish the URL's secret path.
-        labels = {webhook: exported_name(webhook) for webhook in stats}
+        labels = webhook_labels(stats)
         for name, (key, help_text) in _COUNTERS.items():
             family = CounterMetricFamily(f"{self.prefix}_{name}", help_text, labels=["webhook"])
             for webhook, figures in stats.items():
@@ -149,8 +183,9 @@ class WebhookCollector:
                     continue
                 seen.add((name, labels[webhook]))
                 if name not in families:
+                    shown = _escaped(exported_name(key))
                     families[name] = GaugeMetricFamily(
-                        name, f"The plugin's own figure {key}.", labels=["webhook"]
+                        name, f"The plugin's own figure {shown}.", labels=["webhook"]
                     )
                 families[name].add_metric([labels[webhook]], value)
         yield from families.values()
