@@ -103,6 +103,19 @@ async def test_an_answer_whose_duration_is_none_is_still_a_delivery(elapsed: Any
     json.dumps(stats, allow_nan=False)
 
 
+async def test_an_odd_duration_is_still_a_delivery_with_debug_logging_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The per-attempt debug line rounded the duration: with debug on, a string failed the
+    worker after the service had said 200."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="empathy_webhooks")
+    stats, letters = await _timed_stats("fast")
+    assert letters == [] and stats["delivered_count"] == 1
+    assert any("delivery_attempt" in r.getMessage() for r in caplog.records)
+
+
 async def test_an_answer_with_a_whole_number_of_milliseconds_is_timed() -> None:
     stats, _ = await _timed_stats(3)
     assert (stats["avg_response_time_ms"], stats["p50_response_time_ms"]) == (3.0, 3.0)

@@ -206,7 +206,12 @@ class Workers:
                 status=response.status if response is not None else None,
                 outcome=outcome.value,
                 reason=verdict.reason,
-                elapsed_ms=round(response.elapsed_ms, 2) if response is not None else None,
+                # A plugin's Response may carry anything here: shown, never the worker's end.
+                elapsed_ms=(
+                    round(response.elapsed_ms, 2)
+                    if response is not None and type(response.elapsed_ms) is float
+                    else getattr(response, "elapsed_ms", None)
+                ),
             )
         now = clock.monotonic()
         if outcome is Outcome.SUCCESS and not delivery.rate_limited:
