@@ -87,7 +87,7 @@ SECRET = "secret"  # noqa: S105 - a key name, not a secret
 #: Header names and keys whose values are credentials, whatever the value looks like.
 SECRET_NAME = re.compile(
     r"secret|token|passw(?:or)?d|api[-_]?key|signature|credential|authorization|cookie"
-    r"|x-auth|(?:^|[-_])key$|webhook[-_]url",
+    r"|x-auth|(?:^|[-_])auth(?:[-_]|$)|(?:^|[-_])key$|webhook[-_]url",
     re.IGNORECASE,
 )
 #: Query parameters that carry credentials though their names are short or plain (Azure

@@ -245,3 +245,13 @@ def test_keys_that_group_alerts_are_not_masked_credentials_are(name: str, secret
     that routes to a PagerDuty service stays masked."""
     assert is_secret_name(name) is secret
     assert (redact_value({name: "v4lue-shown-or-not"}) == {name: REDACTED}) is secret
+
+
+def test_a_header_named_for_auth_is_secret() -> None:
+    """`X-Custom-Auth: <token>` showed in full in `deliveries show` (a custom scheme's header)."""
+    from empathy_webhooks_core.history import masked_headers
+
+    assert masked_headers({"X-Custom-Auth": "tok-123456789", "Content-Type": "x"}) == {
+        "X-Custom-Auth": "***",
+        "Content-Type": "x",
+    }
