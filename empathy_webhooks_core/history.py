@@ -25,6 +25,7 @@ import base64
 import binascii
 import functools
 import json
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -56,6 +57,11 @@ __all__ = [
 DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed", "disabled")
 #: The most records one page holds.
 MAX_PAGE = 500
+#: The furthest `since` or `until` may be from 1970, in seconds (about year 33,658): past
+#: it a time is no time, and SQLite refuses integers past 2**63.
+_LATEST_MOMENT = 1e12
+#: The longest cursor read: one `encode_cursor` made is under 100 characters.
+_MAX_CURSOR_CHARS = 1024
 
 #: Headers whose values the core itself sets from the event and the clock (ids, type, time,
 #: the content type): kept as they are, sparing each attempt a masking pass over them (the
@@ -239,6 +245,32 @@ def _check_status(value: str | None) -> str | None:
     return value
 
 
+def _check_text(value: Any) -> str | None:
+    # Compared for equality by every store (never a pattern: `%` and `_` are themselves);
+    # a number here silently matched nothing in any store.
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"a filter must be text, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_moment(value: Any) -> float | None:
+    # Epoch seconds. "2h" raised TypeError in the memory store and matched nothing in SQLite;
+    # NaN matched nothing anywhere; 2**64 raised OverflowError in SQLite; True was 1.
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or abs(value) > _LATEST_MOMENT
+    ):
+        raise ValueError(
+            "since and until must be epoch seconds (a finite number, at most 1e12 either "
+            f"way), got {value!r}"
+        )
+    return float(value)
+
+
 def _check_limit(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE:
         raise ValueError(f"limit must be a whole number from 1 to {MAX_PAGE}, got {value!r}")
@@ -250,12 +282,12 @@ class DeliveryQuery:
     """What `deliveries()` asks a store for. `since` and `until` bound `created_at` (epoch
     seconds, `since` included, `until` excluded); `cursor` comes from the previous page."""
 
-    webhook: str | None = None
+    webhook: str | None = attrs.field(default=None, converter=_check_text)
     status: str | None = attrs.field(default=None, converter=_check_status)
-    event_type: str | None = None
-    event_id: str | None = None
-    since: float | None = None
-    until: float | None = None
+    event_type: str | None = attrs.field(default=None, converter=_check_text)
+    event_id: str | None = attrs.field(default=None, converter=_check_text)
+    since: float | None = attrs.field(default=None, converter=_check_moment)
+    until: float | None = attrs.field(default=None, converter=_check_moment)
     limit: int = attrs.field(default=50, converter=_check_limit)
     cursor: str | None = None
 
@@ -284,10 +316,24 @@ def encode_cursor(record: DeliveryRecord) -> str:
 def decode_cursor(cursor: str) -> tuple[float, str]:
     """The position in a cursor, or `ValueError` for one this module did not make."""
     try:
+        if not isinstance(cursor, str) or len(cursor) > _MAX_CURSOR_CHARS:
+            raise ValueError
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, delivery_id = json.loads(raw)
-        return float(created_at), str(delivery_id)
-    except (ValueError, TypeError, binascii.Error):
+        position = json.loads(raw)
+        # Exactly what `encode_cursor` writes: a NaN or a dict's keys once read as a
+        # position, and named no record (an empty page, no error).
+        if not isinstance(position, list) or len(position) != 2:
+            raise ValueError
+        created_at, delivery_id = position
+        if (
+            isinstance(created_at, bool)
+            or not isinstance(created_at, int | float)
+            or not math.isfinite(created_at)
+            or not isinstance(delivery_id, str)
+        ):
+            raise ValueError
+        return float(created_at), delivery_id
+    except (ValueError, TypeError, binascii.Error, RecursionError):
         raise ValueError("not a cursor this API gave (pass next_cursor as it is)") from None
 
 

@@ -198,8 +198,15 @@ class DeliveryStore(Protocol):
 
     The dispatcher keeps its own in-process queue per webhook; a store makes that queue
     survive: `enqueue` is durable before it returns (so `emit` returning means the delivery
-    will be attempted, even after a crash), `mark_delivered` happens only after the service
-    said yes, and `open` hands back whatever was pending when the last process stopped.
+    will be attempted, even after a crash), and raises when the store cannot keep it (never
+    returns as if queued); `mark_delivered` happens only after the service said yes, and
+    `open` hands back whatever was pending when the last process stopped.
+
+    A store may write marks (`mark_delivered`, `record_attempt`) behind, without the caller
+    waiting (SQLite commits them together within 50 ms): a mark that is never written means
+    the delivery is sent again by the next process (at least once, same event id), and the
+    store says so with the delivery's id; one it could not write yet it keeps and writes when
+    it can, rather than drop it.
     """
 
     #: True for stores where other processes deliver (producer role): `emit` only enqueues.
@@ -240,7 +247,8 @@ class PagedStore(Protocol):
     The dispatcher asks for a page whenever a webhook's lane has room, and again every
     `poll_interval` seconds while the last answer was short, so a backlog of any size costs
     a page of memory and new work from other processes (a producer, a process that died) is
-    picked up within about `poll_interval`.
+    picked up within about `poll_interval`. A page is counted in deliveries, not bytes: its
+    memory is the window (`Lane.resume_window`, 256 by default) times the events' size.
     """
 
     #: Seconds between two asks while the store had nothing more to give.

@@ -1,10 +1,12 @@
 """The SQLite outbox: deliveries and dead letters in one local file that survives a crash.
 
 `store="sqlite:///outbox.db"` (SQLAlchemy's spelling: three slashes then a relative path,
-four for an absolute one). Options go in the query: `?retention=3600` keeps delivered rows
-that many seconds before they are pruned (0 deletes them on delivery), `?synchronous=full`
-trades speed for surviving power loss, `?lease=30` and `?poll=0.5` tune how processes share
-the file (below), `?role=producer` only queues (for a worker to deliver).
+four for an absolute one; a relative path is from the current folder when the store opens,
+`~` is not expanded and refused, a name holding `#` or `?` writes it `%23`, `%3F`). Options
+go in the query, each once: `?retention=3600` keeps delivered rows that many seconds before
+they are pruned (0 deletes them on delivery; at most a year), `?synchronous=full` trades
+speed for surviving power loss, `?lease=30` and `?poll=0.5` tune how processes share the
+file (below), `?role=producer` only queues (for a worker to deliver).
 
 Why it is crash-safe: `enqueue` returns only after the rows are committed, and a row becomes
 `delivered` only after the service answered 2xx. The journal is WAL with `synchronous=NORMAL`:
@@ -22,10 +24,11 @@ process's own emits are owned by it from the start; rows nobody owns (queued by 
 released by a process that closed, left by one that died) are claimed a page at a time by
 whichever process has room (`take_pending`), oldest first. An owner's claim is a lease: its
 writer thread renews it every third of `lease` seconds, and a process whose lease ran out
-(hung or killed on another machine: not renewed for `lease` seconds, as measured on each
-process's monotonic clock, so a step of the wall clock ends no live lease), or that no longer
-runs (same machine, by its pid), has its rows released to the others at their next look
-(every quarter `lease`, at most 5 s). So no delivery is sent by two live processes at once,
+(hung or killed on another machine: not renewed for its `lease` seconds, the lease it wrote
+in the file, however short the reader's own, as measured on each process's monotonic clock,
+so a step of the wall clock ends no live lease), or that no longer runs (same machine, by its
+pid), has its rows released to the others at their next look (every quarter `lease`, at most
+5 s). So no delivery is sent by two live processes at once,
 and none is stranded by a process that died. A process checks for new rows every `poll`
 seconds, cheaply: `PRAGMA data_version` tells whether anyone else committed since.
 
@@ -46,7 +49,17 @@ Marks (`delivered`, attempt counts, history records) are not waited for: they ar
 the event loop and committed together 50 ms after the first, or sooner with any read or write
 that must see them (every operation but an emit's rows, which need not). Many deliveries' marks
 in one transaction touch each page of the tables and indexes they change once, not once per
-emit's commit: a commit's cost is mostly the pages it writes.
+emit's commit: a commit's cost is mostly the pages it writes. Marks the file refuses for a
+cause that may pass (the disk full, the file read-only, locked, failing to read) are kept and
+tried again every second until it takes them (`sqlite_marks_not_written` once, an error, then
+`sqlite_marks_written`); those still unwritten when the store closes, or past 50,000 rows,
+are said by delivery id (`sqlite_marks_lost`): their deliveries are sent again by the next
+process (at least once). An emit, a dead letter or a replay the file refuses raises.
+
+Delivered rows and the history of ended deliveries are pruned every `prune_interval` (half
+the retention, 1 to 60 s), 10,000 rows of each at a time, and again every second while a pass
+leaves more (a process delivering faster than a pass a minute prunes would grow its file
+without end). The schedule is on the monotonic clock; the age is by the wall clock.
 
 Attempt history (`history.py`) lives in two more tables, written like the marks: `history` (a
 row per delivery with the event's envelope, made when its row is queued, its status kept
@@ -67,7 +80,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import logging
 import os
 import queue
 import socket
@@ -105,10 +117,12 @@ from .base import (
 __all__ = ["SQLiteStore", "open_sqlite_store"]
 
 log = get_logger()
-_stdlib_log = logging.getLogger(__name__)
 
 #: Delivered rows are kept this long by default (seconds), for inspection, then pruned.
 DEFAULT_RETENTION = 3600.0
+#: The longest retention accepted (a year, as the Redis store's `history_ttl`): longer is
+#: a file that is never pruned, most likely a value given in the wrong unit.
+MAX_RETENTION = 365 * 86_400.0
 #: How long a process's claim on its rows lasts without renewal (seconds).
 DEFAULT_LEASE = 30.0
 #: Seconds between two looks for rows other processes queued or left.
@@ -133,6 +147,24 @@ _CHECKPOINT_EVERY = 300
 
 #: Rows one prune pass deletes, so a large backlog never holds the writer for long.
 _PRUNE_CHUNK = 10_000
+#: Seconds to the next prune pass while the last one found more than a chunk to delete: a
+#: pass every `prune_interval` (60 s by default) deleted at most 10,000 rows a minute, so a
+#: process delivering more than about 170 a second grew its file without end.
+_PRUNE_BEHIND_SECONDS = 1.0
+#: Seconds between two tries of marks whose commit failed for a cause that may pass (the
+#: disk full, the file read-only, locked, or failing to read): they are kept and tried again
+#: until the file takes them. Dropped, the file held delivered rows queued and their records
+#: pending for good, and sent them all again after a restart.
+_MARKS_RETRY_SECONDS = 1.0
+#: The most rows of marks kept for another try (a few hundred bytes each, a record with its
+#: answer's excerpt a few KB): past it the oldest are given up, and said.
+_MARKS_KEPT = 50_000
+#: The operations nobody waits for (`_post`, `_flush_marks`), kept and tried again when their
+#: commit failed for a cause that may pass. Each is safe to run again, and runs before the
+#: marks made after it.
+_KEPT_KINDS = frozenset(
+    {"attempt", "delivered", "history", "history_first", "history_new", "release_rows"}
+)
 #: How long a statement waits for another process's lock before "database is locked".
 _BUSY_SECONDS = 5.0
 #: Seconds between two looks at whether the path still names the file this process opened
@@ -251,7 +283,8 @@ CREATE TABLE IF NOT EXISTS owners (
     owner TEXT PRIMARY KEY,
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
-    alive_until REAL NOT NULL
+    alive_until REAL NOT NULL,
+    lease_seconds REAL
 );
 CREATE TABLE IF NOT EXISTS plugin_memory (
     key TEXT PRIMARY KEY,
@@ -265,8 +298,10 @@ CREATE TABLE IF NOT EXISTS plugin_memory (
 # attempt is in `attempts`);
 # files made before deliveries carried a context lack `context_json` (NULL: no context);
 # files made before history rows carried their event lack `history.event_json` (NULL: the
-# event is in `history_events`, where those versions kept it).
+# event is in `history_events`, where those versions kept it);
+# files made before owners said their lease lack `owners.lease_seconds` (NULL: the reader's).
 _MIGRATIONS = (
+    ("owners", "lease_seconds", "ALTER TABLE owners ADD COLUMN lease_seconds REAL"),
     ("deliveries", "owner", "ALTER TABLE deliveries ADD COLUMN owner TEXT"),
     ("dead_letters", "replaying_by", "ALTER TABLE dead_letters ADD COLUMN replaying_by TEXT"),
     ("deliveries", "context_json", "ALTER TABLE deliveries ADD COLUMN context_json TEXT"),
@@ -522,6 +557,23 @@ def _host() -> str:
     return "/".join(parts)
 
 
+def _may_pass_alone(error: BaseException | None) -> bool:
+    """Whether an operation the file refused with others may be taken alone: the file
+    refused a write (full, read-only, an I/O error), not a lock another process holds."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is None or code & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _lease_of(stored: Any, default: float) -> float:
+    """The lease an owner row says it keeps (`owners.lease_seconds`), or `default` when it
+    says none (a file written by an earlier build) or one no store accepts."""
+    if type(stored) not in (int, float) or not 0.1 <= stored <= 86_400:
+        return default
+    return float(stored)
+
+
 def _pid_runs(pid: int) -> bool:
     """Whether process `pid` of this machine still runs (a zombie does not)."""
     try:
@@ -581,6 +633,12 @@ class SQLiteStore:
     ) -> None:
         # NaN would pass `< 0` and make every prune compare false (delivered rows kept forever).
         check_number("retention", retention_seconds, at_least=0)
+        if retention_seconds > MAX_RETENTION:
+            raise ValueError(
+                f"retention must be at most {int(MAX_RETENTION)} seconds (365 days), got "
+                f"{retention_seconds!r}: delivered rows and their history would never be "
+                "pruned (is it given in milliseconds?)"
+            )
         if prune_interval is not None:
             check_number("prune_interval", prune_interval, above=0, at_most=86_400)
         if synchronous.lower() not in ("normal", "full"):
@@ -636,7 +694,16 @@ class SQLiteStore:
         # enqueues the replay deletes the letter in the same transaction, so a crash between
         # `take_dead_letter` and `enqueue` keeps the letter instead of losing it.
         self._replaying: set[tuple[str, str]] = set()
-        self._last_prune = 0.0
+        # When the last prune pass ran (writer thread, monotonic: a step of the wall clock
+        # back stopped pruning for as long as the step), and whether it left rows to delete.
+        self._last_prune = float("-inf")
+        self._prune_behind = False
+        # Marks whose commit failed for a cause that may pass (writer thread): tried again
+        # with the next transaction, at the latest `_retry_at` (monotonic). While some are
+        # kept, since when (monotonic) the file refuses them (said once, and when written).
+        self._retry: list[_Op] = []
+        self._retry_at = 0.0
+        self._marks_failing: float | None = None
         # Claims (writer thread only): whether this owner is registered, when its lease is
         # renewed next, when the others' are checked next (both on the monotonic clock), and
         # per webhook the data version at which the file had no unclaimed row for it (nothing
@@ -770,7 +837,9 @@ class SQLiteStore:
         conn, loop = self._conn, self._loop
         stopping = False
         while not stopping:
-            wait = self.prune_interval
+            wait = max(0.01, self._prune_at() - time.monotonic())
+            if self._retry:
+                wait = min(wait, max(0.01, self._retry_at - time.monotonic()))
             if self._registered:
                 wait = min(wait, max(0.01, self._renew_at - time.monotonic()))
             # An idle process, too, notices within a second that its file was replaced.
@@ -810,31 +879,132 @@ class SQLiteStore:
                         loop.call_soon_threadsafe(_resolve, op[2], [], None)
                     continue
                 ops.append(op)
-            now = time.time()
-            due = now - self._last_prune >= self.prune_interval or (
-                self._registered and time.monotonic() >= self._renew_at
-            )
+            mono = time.monotonic()
+            due = mono >= self._prune_at() or (self._registered and mono >= self._renew_at)
+            if self._retry and (ops or due or stopping or mono >= self._retry_at):
+                # First: the marks made since may follow them (an attempt count, a status).
+                ops, self._retry = [*self._retry, *ops], []
             if ops or due:
                 ops = self._masked(ops)
-                results = self._transaction(conn, ops)
-                answers = []
-                for (_, _, future), (result, error) in zip(ops, results, strict=True):
-                    if future is not None:
-                        answers.append((future, result, error))
-                    elif error is not None:
-                        _stdlib_log.error("sqlite store write failed: %s", error)
-                if answers:
-                    loop.call_soon_threadsafe(_resolve_all, answers)
+                self._keep_failed_marks(self._commit(conn, ops))
             if self._checkpoint_due:
                 self._checkpoint_due = False
                 self._checkpoint(conn)
             self._checkpoints_done += asked
+        if self._retry:
+            self._marks_lost(self._retry, "the store closed before the file took them")
+            self._retry = []
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
         for _, _, future in stops:
             if future is not None:
                 loop.call_soon_threadsafe(_resolve, future, None, None)
+
+    def _commit(
+        self, conn: sqlite3.Connection, ops: list[_Op], housekeeping: bool = True
+    ) -> list[tuple[_Op, BaseException]]:
+        """Run `ops` in one transaction and answer those waited for; the marks that failed.
+
+        When the file refused the transaction and may take a smaller one (the disk full, the
+        file read-only: not a lock, which a second try would wait for again), the operations
+        waited for are tried again alone, without the marks, the lease and the prune: a read
+        needs no room on the disk, and was failed with the marks for as long as the disk
+        stayed full."""
+        results = self._transaction(conn, ops, housekeeping=housekeeping)
+        answers = []
+        failed: list[tuple[_Op, BaseException]] = []
+        again: list[_Op] = []
+        # Not again for a second try (`housekeeping=False`): once alone is enough.
+        alone = housekeeping and (
+            self._marks_failing is not None or any(op[2] is None for op in ops)
+        )
+        for op, (result, error) in zip(ops, results, strict=True):
+            if op[2] is None:
+                if error is not None:
+                    failed.append((op, error))
+            elif alone and _may_pass_alone(error):
+                again.append(op)
+            else:
+                answers.append((op[2], result, error))
+        if answers and self._loop is not None:
+            self._loop.call_soon_threadsafe(_resolve_all, answers)
+        if again:
+            self._commit(conn, again, housekeeping=False)
+        return failed
+
+    def _prune_at(self) -> float:
+        """When the next prune pass is due (monotonic): a `prune_interval` after the last,
+        or `_PRUNE_BEHIND_SECONDS` while the last one left rows to delete."""
+        interval = self.prune_interval
+        if self._prune_behind:
+            interval = min(interval, _PRUNE_BEHIND_SECONDS)
+        return self._last_prune + interval
+
+    def _keep_failed_marks(self, failed: list[tuple[_Op, BaseException]]) -> None:
+        """Marks a transaction could not commit: kept for another try when the cause may pass
+        (`sqlite3.OperationalError`: the disk full, the file read-only, locked or failing to
+        read), said once per outage, and again when they are written; others are said and
+        given up (what they marked is sent again after a restart: at least once)."""
+        kept: list[_Op] = []
+        cause: BaseException | None = None
+        for op, error in failed:
+            if op[0] in _KEPT_KINDS and isinstance(error, sqlite3.OperationalError):
+                kept.append(op)
+                cause = cause or error
+            else:
+                self._marks_lost([op], f"{type(error).__name__}: {error}")
+        if not kept:
+            if self._marks_failing is not None:
+                since, self._marks_failing = self._marks_failing, None
+                log.warning(
+                    "sqlite_marks_written",
+                    store=str(self.path),
+                    after_seconds=round(time.monotonic() - since, 3),
+                    reason="the file takes writes again: the marks kept meanwhile are written",
+                )
+            return
+        self._retry = kept
+        rows = sum(len(op[1]) for op in kept)
+        while rows > _MARKS_KEPT and len(self._retry) > 1:
+            oldest = self._retry.pop(0)
+            rows -= len(oldest[1])
+            self._marks_lost([oldest], f"more than {_MARKS_KEPT} rows of marks waiting")
+        self._retry_at = time.monotonic() + _MARKS_RETRY_SECONDS
+        if self._marks_failing is None:
+            self._marks_failing = time.monotonic()
+            log.error(
+                "sqlite_marks_not_written",
+                store=str(self.path),
+                rows=rows,
+                delivered=_delivered_ids(kept, None)[1],
+                error=redact_text(f"{type(cause).__name__}: {cause}")[:500],
+                reason="the file refused the marks (delivered, attempt counts, history): kept "
+                f"and tried again every {_MARKS_RETRY_SECONDS:g} s until it takes them; "
+                "until then other processes see those deliveries as queued, and a restart "
+                "before they are written sends them again (at least once)",
+            )
+
+    def _marks_lost(self, ops: list[_Op], why: str) -> None:
+        """Marks given up: said, with the deliveries that will be sent again."""
+        ids, delivered = _delivered_ids(ops, 20)
+        reason = "these marks are not in the file: the history of their deliveries is incomplete"
+        if delivered:
+            reason += (
+                "; the deliveries the service accepted (delivery_ids, the first 20) are still "
+                "queued in it and will be sent again by the next process that takes them (at "
+                "least once, same event id)"
+            )
+        log.error(
+            "sqlite_marks_lost",
+            store=str(self.path),
+            operations=sorted({op[0] for op in ops}),
+            rows=sum(len(op[1]) if isinstance(op[1], list) else 1 for op in ops),
+            delivered=delivered,
+            delivery_ids=ids,
+            error=redact_text(why)[:500],
+            reason=reason,
+        )
 
     def _follow_file(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         """The writer's connection, on a new file if the path no longer names the one opened.
@@ -867,7 +1037,13 @@ class SQLiteStore:
         try:
             carried, letters = self._carry_over(conn, new)
         except sqlite3.Error as exc:
-            _stdlib_log.error("sqlite store could not carry rows to the new file: %s", exc)
+            log.error(
+                "sqlite_carry_over_failed",
+                store=str(self.path),
+                error=redact_text(f"{type(exc).__name__}: {exc}")[:500],
+                reason="the queued rows nobody held and the dead letters of the old file were "
+                "not copied to the new one",
+            )
         self._registered, self._swept, self._version = False, False, -1
         self._empty_at.clear()
         # Registered again in the new file with this process's next write or claim.
@@ -945,13 +1121,18 @@ class SQLiteStore:
             conn.execute("PRAGMA busy_timeout=100")
             conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         except sqlite3.Error as exc:
-            _stdlib_log.warning("sqlite store checkpoint failed: %s", exc)
+            log.warning("sqlite_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
 
     def _transaction(
-        self, conn: sqlite3.Connection, batch: list[_Op], careful: bool = False
+        self,
+        conn: sqlite3.Connection,
+        batch: list[_Op],
+        careful: bool = False,
+        *,
+        housekeeping: bool = True,
     ) -> list[tuple[Any, BaseException | None]]:
         """Run a batch in one transaction. Rows go in first (all at once), then attempt counts
         and marks (each kind at once), then the rest in arrival order: a mark never precedes
@@ -965,10 +1146,16 @@ class SQLiteStore:
         now = time.time()
         fast = not careful and all(op[0] in _GROUPED for op in batch)
         # What the statements note on this side, put back if they are rolled back.
-        noted = (self._registered, set(self._replaying), self._renew_at, self._last_prune)
+        noted = (
+            self._registered,
+            set(self._replaying),
+            self._renew_at,
+            self._last_prune,
+            self._prune_behind,
+        )
         try:
             conn.execute("BEGIN IMMEDIATE")
-            if self._registered and time.monotonic() >= self._renew_at:
+            if housekeeping and self._registered and time.monotonic() >= self._renew_at:
                 self._renew(conn, now)
             by_kind: dict[str, list[int]] = {}
             for index, (kind, _, _) in enumerate(batch):
@@ -987,17 +1174,31 @@ class SQLiteStore:
                     results[index] = self._savepoint(
                         conn, getattr(self, f"_do_{kind}"), batch[index][1]
                     )
-            if now - self._last_prune >= self.prune_interval:
-                self._last_prune = now
+            mono = time.monotonic()
+            if housekeeping and mono >= self._prune_at():
+                self._last_prune = mono
                 self._prune(conn, now)
             conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            self._registered, self._replaying, self._renew_at, self._last_prune = noted
+            renewed, pruned = self._renew_at != noted[2], self._last_prune != noted[3]
+            (
+                self._registered,
+                self._replaying,
+                self._renew_at,
+                self._last_prune,
+                self._prune_behind,
+            ) = noted
+            # A renewal or a prune pass rolled back is tried again soon, not at once: due at
+            # once, the writer woke every 10 ms to fail again while the disk stayed full.
+            if renewed:
+                self._renew_at = time.monotonic() + min(1.0, self.lease_seconds / 3)
+            if pruned:
+                self._last_prune, self._prune_behind = time.monotonic(), True
             self._lease_from, self._lease_lost = None, False
             if fast and isinstance(exc, Exception):
-                return self._transaction(conn, batch, careful=True)
+                return self._transaction(conn, batch, careful=True, housekeeping=housekeeping)
             return [(None, exc)] * len(batch)
         self._lease_committed()
         return results
@@ -1065,8 +1266,9 @@ class SQLiteStore:
         """Put this process's lease in the file (on its first claim)."""
         self._lease_from = time.monotonic()
         conn.execute(
-            "INSERT OR REPLACE INTO owners (owner, host, pid, alive_until) VALUES (?, ?, ?, ?)",
-            (self.owner, _host(), os.getpid(), now + self.lease_seconds),
+            "INSERT OR REPLACE INTO owners (owner, host, pid, alive_until, lease_seconds)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (self.owner, _host(), os.getpid(), now + self.lease_seconds, self.lease_seconds),
         )
         self._registered = True
         self._renew_at = time.monotonic() + self.lease_seconds / 3
@@ -1112,8 +1314,9 @@ class SQLiteStore:
         here = _host()
         dead: list[tuple[str, int]] = []
         seen, listed = self._leases_seen, set[str]()
-        for owner, host, pid, alive_until in conn.execute(
-            "SELECT owner, host, pid, alive_until FROM owners WHERE owner != ?", (self.owner,)
+        for owner, host, pid, alive_until, lease in conn.execute(
+            "SELECT owner, host, pid, alive_until, lease_seconds FROM owners WHERE owner != ?",
+            (self.owner,),
         ):
             listed.add(owner)
             last = seen.get(owner)
@@ -1123,7 +1326,10 @@ class SQLiteStore:
                 # forward ended every live lease at once, and one back kept dead ones as long.
                 # An owner seen for the first time (this process just started) gets a
                 # lease too; a dead one on this machine is found at once by its pid.
-                expired = mono - last[1] >= self.lease_seconds
+                # The owner's lease, not this process's: it renews every third of its own
+                # and counts its rows surely its own for a whole one, so a process with a
+                # shorter `?lease=` took a live process's rows and both sent them.
+                expired = mono - last[1] >= _lease_of(lease, self.lease_seconds)
             else:
                 expired = False
                 seen[owner] = (alive_until, mono)
@@ -1363,7 +1569,10 @@ class SQLiteStore:
         return row, self._attempt_rows(conn, [delivery_id])
 
     def _do_history_list(self, conn: sqlite3.Connection, query: DeliveryQuery) -> Any:
-        where: list[str] = []
+        # Records whose queue time is not a number (a row edited by hand or damaged) are left
+        # out: SQL sorts text above every number, Python refuses to compare them, and one
+        # such record made every listing raise. `delivery_record` still reads it.
+        where: list[str] = ["typeof(created_at) IN ('real', 'integer')"]
         args: list[Any] = []
         for column, value in (
             ("webhook_name", query.webhook),
@@ -1384,9 +1593,7 @@ class SQLiteStore:
         if after is not None:
             where.append("(created_at < ? OR (created_at = ? AND delivery_id < ?))")
             args += [after[0], after[0], after[1]]
-        sql = _HISTORY_SELECT
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql = _HISTORY_SELECT + " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, delivery_id DESC LIMIT ?"
         rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
         return rows, self._attempt_rows(conn, [row[0] for row in rows])
@@ -1512,18 +1719,22 @@ class SQLiteStore:
         ).fetchall()
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> int:
-        conn.execute(
+        """One pass: at most `_PRUNE_CHUNK` rows of each table; when one of them had more,
+        the next pass comes after `_PRUNE_BEHIND_SECONDS` (`_prune_at`). The delivered rows
+        deleted."""
+        memory = conn.execute(
             "DELETE FROM plugin_memory WHERE key IN (SELECT key FROM plugin_memory"
             " WHERE expires_at <= ? LIMIT ?)",
             (now, _PRUNE_CHUNK),
-        )
-        cursor = conn.execute(
+        ).rowcount
+        delivered = conn.execute(
             "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
             " WHERE state = 'delivered' AND delivered_at < ? LIMIT ?)",
             (now - self.retention_seconds, _PRUNE_CHUNK),
-        )
-        self._prune_history(conn, now)
-        return cursor.rowcount
+        ).rowcount
+        history = self._prune_history(conn, now)
+        self._prune_behind = max(memory, delivered, history) >= _PRUNE_CHUNK
+        return int(delivered)
 
     def _prune_history(self, conn: sqlite3.Connection, now: float) -> int:
         """The history of deliveries that ended (delivered or failed) longer ago than the
@@ -1637,6 +1848,11 @@ class SQLiteStore:
         detail = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, OSError) and exc.strerror:
             detail = exc.strerror
+        if self.path.is_dir():
+            return StoreOpenError(
+                f"cannot open the SQLite store {self.path}: it is a folder, not a file; name "
+                f"a file in it (sqlite:///{self.path / 'outbox.db'})"
+            )
         if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
             return StoreOpenError(
                 f"cannot open the SQLite store {self.path}: the folder {folder} is read-only "
@@ -1895,6 +2111,10 @@ class SQLiteStore:
                     # its copy is still in a lane (asked about before it is sent).
                     continue
                 held.add(key)
+                if type(attempts) is not int or attempts < 0 or type(created_at) is not float:
+                    # A row edited by hand or damaged: its event is still sent (a count of
+                    # "abc" made the worker fail it as an internal error, a dead letter).
+                    attempts, created_at = _row_numbers(attempts, created_at)
                 try:
                     event = decode_event(event_json)
                 except UndecodableEvent as exc:
@@ -1954,7 +2174,7 @@ class SQLiteStore:
             letter = DeadLetter.undecodable(
                 webhook_name=webhook_name,
                 delivery_id=delivery_id,
-                stored=event_json,
+                stored=_stored_text(event_json),
                 reason=str(exc),
                 attempts=attempts,
             )
@@ -2076,7 +2296,7 @@ class SQLiteStore:
             stand_in = DeadLetter.undecodable(
                 webhook_name=webhook_name,
                 delivery_id="",
-                stored=event_json,
+                stored=_stored_text(event_json),
                 reason=str(exc),
                 attempts=attempts,
             )
@@ -2218,8 +2438,8 @@ def _history_records(
             webhook=webhook,
             event_type=event_type,
             status=status,
-            created_at=created_at,
-            updated_at=updated_at,
+            created_at=_seconds(created_at, 0.0),
+            updated_at=_seconds(updated_at, _seconds(created_at, 0.0)),
             attempts=tuple(by_delivery.get(delivery_id, ())),
             dead_letter_id=dead_letter_id,
         )
@@ -2248,12 +2468,49 @@ def _first_records(notes: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             # One attempt that cannot be made fit to keep (a header name that is not text)
             # loses its own record, said so, never the batch's others. The exception's type
             # only: its text may hold what masking did not get to mask.
-            _stdlib_log.error(
-                "sqlite store could not record the attempt of delivery %s: %s",
-                note[0][1],
-                type(exc).__name__,
+            log.error(
+                "attempt_not_recorded",
+                delivery_id=note[0][1],
+                error=type(exc).__name__,
+                reason="the sqlite store could not record this attempt (its values cannot be "
+                "made fit to keep); the delivery and the other records are unaffected",
             )
     return rows
+
+
+def _seconds(value: Any, default: float) -> float:
+    """A record's time as kept, or `default` when the file holds something else there."""
+    if type(value) is float or type(value) is int:
+        return float(value)
+    return default
+
+
+def _row_numbers(attempts: Any, created_at: Any) -> tuple[int, float]:
+    """A row's attempt count and queue time as a delivery needs them, whatever the file held
+    (text, a blob, a negative count): what cannot be read counts as no attempt, queued now."""
+    if type(attempts) is not int or attempts < 0:
+        attempts = 0
+    if type(created_at) is int:
+        created_at = float(created_at)
+    elif type(created_at) is not float or created_at != created_at:
+        created_at = time.time()
+    return attempts, created_at
+
+
+def _stored_text(stored: Any) -> str:
+    """What a row kept for an event, as text for its dead letter (a blob decoded, anything
+    else written out), so a letter can be made for it and listed."""
+    if isinstance(stored, str):
+        return stored
+    if isinstance(stored, bytes):
+        return stored.decode("utf-8", errors="replace")
+    return repr(stored)
+
+
+def _delivered_ids(ops: Sequence[_Op], limit: int | None) -> tuple[list[str], int]:
+    """The delivery ids marked delivered in `ops` (the first `limit`), and how many."""
+    ids = [row[3] for kind, rows, _ in ops if kind == "delivered" for row in rows]
+    return (ids if limit is None else ids[:limit]), len(ids)
 
 
 def _first_record(row: Sequence[Any], attempt: RawAttempt, status: str) -> tuple[Any, ...]:
@@ -2374,14 +2631,32 @@ def open_sqlite_store(url: str) -> SQLiteStore:
             f"{url!r}: a sqlite URL has no host; write sqlite:///relative.db or "
             "sqlite:////absolute/path.db"
         )
+    if "#" in url:
+        # urlsplit reads the rest as a fragment: `out#1.db` opened the file `out`.
+        raise ValueError(f"{url!r}: a '#' ends the path there; write it as %23 in a file name")
     path = urllib.parse.unquote(parts.path)
     if path.startswith("/"):
         path = path[1:]
     if not path or path == ":memory:":
         raise ValueError(f"{url!r}: name a file (an in-memory database would not survive)")
+    if "\0" in path:
+        raise ValueError(f"{url!r}: a file name cannot hold a NUL character (%00)")
+    if path == "~" or path.startswith(("~/", "/~/")):
+        # Not expanded: sqlite:///~/outbox.db made a folder named "~" in the current one,
+        # and a service run as another user would expand it to another home, another file.
+        raise ValueError(
+            f"{url!r}: '~' is not expanded in a store URL (it would name a folder called "
+            "'~'); write the absolute path, sqlite:////home/me/outbox.db"
+        )
+    if path.endswith("/"):
+        raise ValueError(f"{url!r}: names a folder; name the file in it (.../outbox.db)")
     options: dict[str, Any] = {}
     seconds = {"retention": "retention_seconds", "lease": "lease_seconds", "poll": "poll_interval"}
+    given: set[str] = set()
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key in given:
+            raise ValueError(f"{url!r}: {key} is given twice")
+        given.add(key)
         if key in seconds:
             try:
                 options[seconds[key]] = float(value)
