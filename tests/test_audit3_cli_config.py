@@ -638,9 +638,7 @@ def test_from_config_says_the_file_s_warnings(
 
     caplog.set_level(logging.WARNING, logger="empathy_webhooks")
     path = tmp_path / "webhooks.toml"
-    path.write_text(
-        '[[webhooks]]\nname = "ops"\nurl = "http://127.0.0.1:9/h"\nevents = ["alrt"]\n'
-    )
+    path.write_text('[[webhooks]]\nname = "ops"\nurl = "http://127.0.0.1:9/h"\nevents = ["alrt"]\n')
     WebhookDispatcher.from_config(path)
     [said] = [r.getMessage() for r in caplog.records if "config_warning" in r.getMessage()]
     assert "'alrt' is not an event type" in said and "did you mean 'alert'" in said
