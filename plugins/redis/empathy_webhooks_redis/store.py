@@ -807,6 +807,7 @@ class RedisStore:
     async def close(self) -> None:
         await self.stop_consuming()
         await self._history_written()
+        await self._hand_back()
         tasks, self._tasks = self._tasks, []
         self._closing.set()
         for breaker in self._breakers:
@@ -815,6 +816,47 @@ class RedisStore:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+    async def _hand_back(self) -> None:
+        """What this worker still holds as it closes (its stop's grace ran out): marked idle
+        for a whole visibility timeout, so the other workers take it at their next look
+        instead of a visibility timeout later. Still pending for this consumer (nothing is
+        lost if this fails); one whose request was on the wire may be sent again, as after
+        a crash: at least once."""
+        held: list[Any] = list(self._held)
+        if not held or self._redis is None or self.role != "worker":
+            return
+        idle_ms = int(self.visibility_timeout * 1000) + 1
+        try:
+            for start in range(0, len(held), _REFRESH_MAX):
+                await checked(
+                    self.redis.xclaim(
+                        self.stream,
+                        GROUP,
+                        self.consumer,
+                        0,
+                        held[start : start + _REFRESH_MAX],
+                        idle=idle_ms,
+                        justid=True,
+                    )
+                )
+        except Exception as exc:
+            log.warning(
+                "redis_hand_back_failed",
+                count=len(held),
+                consumer=self.consumer,
+                error=f"{type(exc).__name__}: {exc}",
+                reason="the other workers take them after the visibility timeout instead",
+            )
+            return
+        log.warning(
+            "redis_deliveries_handed_back",
+            count=len(held),
+            consumer=self.consumer,
+            reason="held but not finished when this worker closed: the other workers take "
+            "them at their next look (each may be sent again if it was on the wire)",
+        )
+        self._held.clear()
 
     async def enqueue(self, deliveries: Sequence[Delivery]) -> None:
         """Add the deliveries; returns once they are in the stream. Emits made while another

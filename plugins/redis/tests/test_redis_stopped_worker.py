@@ -441,3 +441,27 @@ async def test_a_suspended_machine_is_not_sure_of_what_it_held(
         assert not a.surely_held(delivery)
         await b.redis.xclaim(b.stream, GROUP, "b", 0, [delivery.store_ref], justid=True)
         assert await a.confirm_held(delivery) is False
+
+
+async def test_what_a_closing_worker_still_holds_is_handed_to_the_others_at_once(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker whose stop's grace ran out closes holding deliveries: before, they stayed
+    its own until a whole visibility timeout had passed, then waited for another worker's
+    next look (31.9 s with the default 30 s). Now they are marked idle for a visibility
+    timeout as it closes, and the next look of another worker takes them."""
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    async with _workers(redis_url + "&visibility_timeout=30") as (producer, a, b):
+        held = await _held_by(a, producer, 3)
+        await a.close()
+        for delivery in held:
+            owner, idle_ms = await _owner(b, delivery.store_ref) or ("", 0)
+            assert owner == "a" and idle_ms >= 30_000
+        claimed: Any = await b.redis.xautoclaim(
+            b.stream, GROUP, "b", min_idle_time=30_000, start_id="0-0"
+        )
+        assert sorted(entry_id for entry_id, _ in claimed[1]) == sorted(
+            str(d.store_ref) for d in held
+        )
+    said = [r.getMessage() for r in caplog.records if "handed_back" in r.getMessage()]
+    assert len(said) == 1 and "count=3" in said[0]
