@@ -10,7 +10,6 @@ Everything goes over loopback to a real receiver; plugins are registered as a us
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,6 +29,8 @@ from empathy_webhooks_core import (
 )
 from empathy_webhooks_core.plugins import Hooks, build_plugin_manager
 from empathy_webhooks_core.testing import Receiver
+
+from ._plugin_dist import install_distribution
 
 FAST = {"max_retries": 1, "initial_delay_seconds": 0.001, "max_delay_seconds": 0.01}
 
@@ -210,25 +211,16 @@ sys.exit("empathy-webhooks-exits needs libfoo: giving up")
 """
 
 
-def _distribution(site: Path, name: str, module: str, source: str) -> None:
-    """What `pip install` leaves behind: a module and its dist-info with an entry point."""
-    (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{module}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[empathy_webhooks]\n{name} = {module}\n")
-
-
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    _distribution(tmp_path, "acme", "audit3_acme_plugin", ACME)
+    install_distribution(tmp_path, "acme", "audit3_acme_plugin", ACME)
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 
 
 def _only(site: Path, name: str, source: str) -> dict[str, str]:
     """Install a broken plugin `name` beside acme; the environment that loads just these."""
-    _distribution(site, name, f"audit3_{name}_plugin", source)
+    install_distribution(site, name, f"audit3_{name}_plugin", source)
     return {"EMPATHY_WEBHOOKS_LOAD_PLUGINS": f"acme,{name}"}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,8 @@ import pytest
 from empathy_webhooks_core import WebhookDispatcher
 from empathy_webhooks_core.plugins import Hooks, build_plugin_manager, plugin_infos
 from empathy_webhooks_core.testing import Receiver
+
+from ._plugin_dist import install_distribution
 
 ACME = """
 from typing import ClassVar
@@ -36,19 +37,10 @@ def format_payload(webhook, event):
 """
 
 
-def _distribution(site: Path, name: str, module: str, source: str) -> None:
-    """What `pip install` leaves behind: a module and its dist-info with an entry point."""
-    (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{module}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[empathy_webhooks]\n{name} = {module}\n")
-
-
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    _distribution(tmp_path, "acme", "acme_plugin", ACME)
-    _distribution(tmp_path, "broken", "broken_plugin", "raise ImportError('needs libfoo')\n")
+    install_distribution(tmp_path, "acme", "acme_plugin", ACME)
+    install_distribution(tmp_path, "broken", "broken_plugin", "raise ImportError('needs libfoo')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 
