@@ -83,12 +83,14 @@ _ZWSP = "\u200b"
 #: characters: invisible or garbage in a chat message, and some services refuse a NUL. Tab and
 #: line breaks stay (a lone `\r` becomes one).
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional controls too: in event text they can make a message show its words
+# reversed or reordered (`Trojan Source` spoofing), so the reader sees what was not sent.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def strip_controls(text: str) -> str:
-    """`text` without terminal escape sequences and control characters (tab and newline
-    kept; `\r\n` and `\r` become `\n`)."""
+    """`text` without terminal escape sequences and control characters, bidirectional ones
+    included (tab and newline kept; `\r\n` and `\r` become `\n`)."""
     if text.isprintable():
         return text
     text = text.replace("\r\n", "\n").replace("\r", "\n")

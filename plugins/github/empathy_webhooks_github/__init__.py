@@ -73,7 +73,9 @@ SECONDARY_LIMIT_WAIT = 60.0
 #: How many pages of 100 comments are read looking for our marker.
 MAX_COMMENT_PAGES = 30
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
+# A target never holds `<` (RFC 8288): `[^>]+` let each `<` of a hostile header read on to its
+# end, time quadratic in its length.
+_NEXT_LINK = re.compile(r'<([^<>]+)>\s*;\s*rel="next"')
 #: One comment upsert per (API, repository, PR, marker) at a time in this process, so two
 #: reviews of one PR delivered together cannot both miss the list and both create.
 _LOCKS: weakref.WeakValueDictionary[tuple[str, str, int, str], asyncio.Lock] = (

@@ -67,12 +67,14 @@ _PARTIAL_ENTITY = re.compile(r"&[#a-zA-Z0-9]{0,6}$")
 #: characters: invisible or garbage in a chat message, and some services refuse a NUL. Tab and
 #: line breaks stay (a lone `\r` becomes one).
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional controls too: in event text they can make a message show its words
+# reversed or reordered (`Trojan Source` spoofing), so the reader sees what was not sent.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def strip_controls(text: str) -> str:
-    """`text` without terminal escape sequences and control characters (tab and newline
-    kept; `\r\n` and `\r` become `\n`)."""
+    """`text` without terminal escape sequences and control characters, bidirectional ones
+    included (tab and newline kept; `\r\n` and `\r` become `\n`)."""
     if text.isprintable():
         return text
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -119,7 +121,7 @@ def _section_text(message: ChatMessage) -> str:
 def default_message(event: Event) -> tuple[list[dict[str, Any]], str]:
     """The blocks and the notification text for `event` (no identity fields)."""
     message = chat_message(event)
-    header = fit_escaped(_one_line(message.title), HEADER_LIMIT, length=utf16_len)
+    header = fit_escaped(_one_line(message.title), HEADER_LIMIT, strip_controls, length=utf16_len)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header}}
     ]

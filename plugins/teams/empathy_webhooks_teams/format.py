@@ -76,6 +76,11 @@ _LINE_START = re.compile(r"(?m)^([ \t]*)([-+]|#{1,6})(?=[ \t]|$)")
 _ORDERED = re.compile(r"(?m)^([ \t]*\d{1,9})([.)])(?=[ \t]|$)")
 # Bare URLs are linked by Teams too: an escaped colon or dot breaks the pattern.
 _SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(?=//)")
+# `_SCHEME.sub` alone started again at each word of a run of scheme characters (`a-a-a-`) and
+# read on to the run's end: text of such a run and a ` ://` took time quadratic in its length
+# (6 s for 20,000 characters, on the event loop). A whole run is found once, from its first
+# character, and `_SCHEME` then looks only inside it.
+_SCHEME_RUN = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z0-9+.-]+(?=://)")
 _WWW = re.compile(r"(?i)\b(www)\.")
 
 
@@ -83,12 +88,14 @@ _WWW = re.compile(r"(?i)\b(www)\.")
 #: characters: invisible or garbage in a chat message, and some services refuse a NUL. Tab and
 #: line breaks stay (a lone `\r` becomes one).
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional controls too: in event text they can make a message show its words
+# reversed or reordered (`Trojan Source` spoofing), so the reader sees what was not sent.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def strip_controls(text: str) -> str:
-    """`text` without terminal escape sequences and control characters (tab and newline
-    kept; `\r\n` and `\r` become `\n`)."""
+    """`text` without terminal escape sequences and control characters, bidirectional ones
+    included (tab and newline kept; `\r\n` and `\r` become `\n`)."""
     if text.isprintable():
         return text
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -106,10 +113,18 @@ def escape_markdown(text: str) -> str:
         text = _LINE_START.sub(_escaped_last, text)
         text = _ORDERED.sub(_escaped_last, text)
     if "://" in text:
-        text = _SCHEME.sub(lambda found: found.group(1) + "\\:", text)
+        text = _SCHEME_RUN.sub(_escaped_scheme, text)
     if "www" in text.lower():
         text = _WWW.sub(lambda found: found.group(1) + "\\.", text)
     return text
+
+
+def _escaped_scheme(found: re.Match[str]) -> str:
+    # The colon after the run is escaped when a word in the run starts a scheme (`_SCHEME`
+    # sees the character before the run, for its `\b`).
+    if _SCHEME.search(found.string, found.start(), found.end() + 3):
+        return found.group(0) + "\\"
+    return found.group(0)
 
 
 def _escaped(found: re.Match[str]) -> str:
