@@ -542,7 +542,7 @@ class WebhookDispatcher:
         """A delivery reached its final outcome: release the next one of its ordering key."""
         lane.settle(delivery)
         if self._pager is not None:
-            self._pager.settled(lane)
+            self._pager.settled(lane, delivery)
         if lane.pending == 0:
             # Only an emptied lane can make the dispatcher idle: wake `drain` just then.
             self._wake()

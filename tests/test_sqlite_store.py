@@ -274,6 +274,79 @@ async def test_a_large_backlog_is_paged_in_not_loaded_at_once(
     ]
 
 
+async def test_a_backlog_of_large_events_is_paged_by_bytes_not_only_by_count(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """200 KB events: a page of 256 of them, decoded, was 50 MB and more (1 GB events would
+    not fit): a page now stops at the store's `page_bytes`, and a lane holds at most twice
+    that ahead of sending. Every row still goes out once, in order."""
+    from empathy_webhooks_core.stores.sqlite import PAGE_BYTES
+
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    backlog = 60
+    good = Event(event_type="prediction", data={"log": "x" * 200_000}, ordering_key="k").to_json()
+    size = len(good)
+    events = [good.replace('"evt_', f'"evt_{n}x', 1) for n in range(backlog)]
+    _insert_pending(db, events)
+    release = asyncio.Event()
+
+    async def hold(_: object) -> Reply:
+        await release.wait()
+        return Reply(status=200)
+
+    receiver.handler = hold
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=4)
+    dispatcher = WebhookDispatcher(webhooks=[hook], store=url(db))
+    await dispatcher.start()
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.3)  # room for more pages, had the lane asked for them
+    state = dispatcher.lane_state("h")
+    assert state is not None
+    held = state.queued + state.in_flight
+    assert held == -(-PAGE_BYTES // size)  # one page: up to the first row past 4 MiB
+    assert held * size <= 2 * PAGE_BYTES + size
+    assert rows(db, "SELECT count(*) FROM deliveries WHERE owner IS NULL") == [(backlog - held,)]
+    release.set()
+    await dispatcher.drain()
+    await dispatcher.close()
+    assert [r.event_id for r in receiver.delivered] == [
+        f"evt_{n}x" + good.split('"evt_', 1)[1].split('"', 1)[0] for n in range(backlog)
+    ]
+
+
+async def test_a_store_page_stops_at_page_bytes_and_says_which_webhooks_have_more(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "outbox.db"
+    await _prepared(db)
+    big = Event(event_type="alert", data={"log": "y" * 50_000}).to_json()
+    small = Event(event_type="alert", data={"n": 1}).to_json()
+    bigs = [big.replace('"evt_', f'"evt_{n}b', 1) for n in range(10)]
+    smalls = [small.replace('"evt_', f'"evt_{n}s', 1) for n in range(3)]
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO deliveries (delivery_id, webhook_name, event_id, event_json, attempts,"
+            " created_at) VALUES (?, ?, ?, ?, 0, ?)",
+            [(f"dlv_{n}", "h", f"evt_{n}", text, time.time()) for n, text in enumerate(bigs)]
+            + [(f"dlv_s{n}", "s", f"evt_s{n}", t, time.time()) for n, t in enumerate(smalls)],
+        )
+    store = SQLiteStore(db)
+    store.page_bytes = 120_000
+    await store.open()
+    try:
+        page = await store.take_pending({"h": 256, "s": 256})
+        by_hook = [d.webhook_name for d in page]
+        assert by_hook.count("h") == 3  # 150 KB: the row that passed 120 KB ends the page
+        assert by_hook.count("s") == 3  # all there is
+        assert page.capped == {"h"}
+        assert sorted(page.sizes.values()) == sorted(map(len, smalls + bigs[:3]))
+        rest = await store.take_pending({"h": 256})
+        assert [d.webhook_name for d in rest] == ["h"] * 3
+    finally:
+        await store.close()
+
+
 async def test_rows_that_cannot_be_decoded_go_to_dead_letters_and_the_rest_is_delivered(
     tmp_path: Path, receiver: Receiver
 ) -> None:

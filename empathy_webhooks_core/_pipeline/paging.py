@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from .._log import get_logger
 from ..redaction import redact_text
-from ..stores import DeliveryStore, PagedStore
+from ..stores import DeliveryStore, Page, PagedStore
 from .lane import Lane
 from .unit import Delivery
 
@@ -36,6 +36,11 @@ class Pager:
         self._changed = changed
         self._room: asyncio.Event | None = None
         self.paged_out = True
+        # Bytes of stored events paged in and not yet ended, per lane, from a store that
+        # says (`Page.sizes`); held at most twice its `page_bytes` per lane.
+        self._budget: int | None = None
+        self._held: collections.Counter[str] = collections.Counter()
+        self._sizes: dict[str, tuple[str, int]] = {}
 
     def resume(
         self, store: DeliveryStore, resumed: Sequence[Delivery]
@@ -55,15 +60,37 @@ class Pager:
         if resumed:
             log.info("deliveries_resumed", count=len(resumed))
         if isinstance(store, PagedStore) and not store.remote_workers:
+            page_bytes = getattr(store, "page_bytes", None)
+            if isinstance(page_bytes, int) and page_bytes > 0:
+                self._budget = 2 * page_bytes
             self._room = asyncio.Event()
             self.paged_out = False  # `drain` waits for the first page at least
             return asyncio.create_task(self._page_in(store), name="empathy-webhooks-page-in")
         return None
 
-    def settled(self, lane: Lane) -> None:
-        """A delivery of `lane` ended: at half its window, the lane can take the next page."""
-        if self._room is not None and lane.pending == lane.resume_window // 2:
+    def settled(self, lane: Lane, delivery: Delivery) -> None:
+        """A delivery of `lane` ended: at half its window (in deliveries, or in bytes), the
+        lane can take the next page."""
+        if self._room is None:
+            return
+        if self._sizes:
+            paged = self._sizes.pop(delivery.delivery_id, None)
+            if paged is not None:
+                name, size = paged
+                held = self._held[name]
+                self._held[name] = held - size
+                assert self._budget is not None
+                if held - size <= self._budget // 2 < held:
+                    self._room.set()
+        if lane.pending == lane.resume_window // 2:
             self._room.set()
+
+    def _has_room(self, name: str, lane: Lane) -> bool:
+        return (
+            lane.enabled.is_set()
+            and lane.pending <= lane.resume_window // 2
+            and (self._budget is None or self._held[name] <= self._budget // 2)
+        )
 
     async def _page_in(self, store: PagedStore) -> None:
         """Take pages of pending deliveries while the lanes have room; when the store has no
@@ -76,7 +103,7 @@ class Pager:
             wanted = {
                 name: lane.resume_window - lane.pending
                 for name, lane in self._lanes.items()
-                if lane.enabled.is_set() and lane.pending <= lane.resume_window // 2
+                if self._has_room(name, lane)
             }
             more = False
             if not wanted and not self.paged_out:
@@ -104,13 +131,20 @@ class Pager:
                     log.warning("store_read_recovered", store=repr(store))
                     failing = False
                 taken: collections.Counter[str] = collections.Counter()
+                sizes = page.sizes if isinstance(page, Page) and self._budget else None
                 for delivery in page:
-                    lane = self._lanes.get(delivery.webhook_name)
+                    name = delivery.webhook_name
+                    lane = self._lanes.get(name)
                     if lane is not None:  # always: only our webhooks were asked for
-                        taken[delivery.webhook_name] += 1
+                        taken[name] += 1
+                        if sizes:
+                            size = sizes.get(delivery.delivery_id, 0)
+                            self._sizes[delivery.delivery_id] = (name, size)
+                            self._held[name] += size
                         lane.enqueue(delivery)
                 resumed += len(page)
-                more = any(taken[name] >= limit for name, limit in wanted.items())
+                capped = page.capped if isinstance(page, Page) else frozenset()
+                more = any(taken[name] >= limit or name in capped for name, limit in wanted.items())
                 if not more:
                     if resumed:
                         log.info("deliveries_resumed", count=resumed)

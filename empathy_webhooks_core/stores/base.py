@@ -30,6 +30,7 @@ __all__ = [
     "HasProducerRole",
     "HasWorkerRole",
     "KeyValue",
+    "Page",
     "PagedStore",
     "PendingCounts",
     "ReplaysInOneStep",
@@ -239,6 +240,24 @@ class DeliveryStore(Protocol):
         ...
 
 
+class Page(list[Delivery]):
+    """What `PagedStore.take_pending` may return instead of a plain list: the deliveries,
+    each one's stored size in bytes (`sizes`, by delivery id), and the webhooks whose page
+    stopped at the store's `page_bytes` rather than because nothing more was pending
+    (`capped`: ask again as soon as there is room)."""
+
+    def __init__(
+        self,
+        deliveries: Sequence[Delivery] = (),
+        *,
+        sizes: Mapping[str, int] | None = None,
+        capped: Sequence[str] = (),
+    ) -> None:
+        super().__init__(deliveries)
+        self.sizes: dict[str, int] = dict(sizes or {})
+        self.capped: frozenset[str] = frozenset(capped)
+
+
 @runtime_checkable
 class PagedStore(Protocol):
     """A store that hands pending deliveries out a page at a time, instead of all at once
@@ -247,8 +266,11 @@ class PagedStore(Protocol):
     The dispatcher asks for a page whenever a webhook's lane has room, and again every
     `poll_interval` seconds while the last answer was short, so a backlog of any size costs
     a page of memory and new work from other processes (a producer, a process that died) is
-    picked up within about `poll_interval`. A page is counted in deliveries, not bytes: its
-    memory is the window (`Lane.resume_window`, 256 by default) times the events' size.
+    picked up within about `poll_interval`. A page is counted in deliveries (the lane's
+    `resume_window`, 256 by default), and in bytes when the store returns a `Page`: a store
+    with `page_bytes` stops a webhook's page at that many bytes of stored events, and the
+    dispatcher holds at most twice that per webhook ahead of sending, so a backlog of large
+    events costs a few megabytes too, not 256 times an event's size.
     """
 
     #: Seconds between two asks while the store had nothing more to give.

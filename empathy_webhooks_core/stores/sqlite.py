@@ -109,6 +109,7 @@ from ..redaction import redact_text
 from .base import (
     DeadLetter,
     Delivery,
+    Page,
     StoreOpenError,
     UndecodableEvent,
     decode_event,
@@ -127,6 +128,11 @@ MAX_RETENTION = 365 * 86_400.0
 DEFAULT_LEASE = 30.0
 #: Seconds between two looks for rows other processes queued or left.
 DEFAULT_POLL = 0.5
+#: A webhook's page of pending rows stops at this many bytes of stored events (2 MiB), and a
+#: lane holds at most two pages' worth: counted only in rows, a restart on a backlog of
+#: 100 KB events held 256 of them per page, decoded (peak RSS 132 MB over the process's
+#: own, where it is now 25 MB; events of a few MB would not have fitted in memory at all).
+PAGE_BYTES = 2 * 1024 * 1024
 #: Seconds a mark (delivered, an attempt count, an attempt's history) waits before it is
 #: committed (with the others made meanwhile), unless a read or a write other than an emit's
 #: takes it sooner. A crash in that time means at most one more delivery of what it marked
@@ -657,6 +663,8 @@ class SQLiteStore:
         )
         self.lease_seconds = float(lease_seconds)
         self.poll_interval = float(poll_interval)
+        #: A webhook's page stops at this many bytes of stored events (`PagedStore`).
+        self.page_bytes = PAGE_BYTES
         self.role = role
         #: A producer leaves delivery to the processes in the worker role.
         self.remote_workers = role == "producer"
@@ -876,7 +884,7 @@ class SQLiteStore:
                     continue
                 if op[0] == "take" and self._nothing_to_take(conn, op[1]):
                     if op[2] is not None:
-                        loop.call_soon_threadsafe(_resolve, op[2], [], None)
+                        loop.call_soon_threadsafe(_resolve, op[2], ([], []), None)
                     continue
                 ops.append(op)
             mono = time.monotonic()
@@ -1430,21 +1438,35 @@ class SQLiteStore:
             # (`_insert_now`), and rows of an owner the file does not list are released.
             self._register(conn, now)
 
-    def _do_take(self, conn: sqlite3.Connection, wanted: Mapping[str, int]) -> list[Any]:
+    def _do_take(
+        self, conn: sqlite3.Connection, wanted: Mapping[str, int]
+    ) -> tuple[list[Any], list[str]]:
+        """The rows claimed, and the webhooks whose page stopped at `page_bytes`."""
         now = time.time()
         if time.monotonic() >= self._check_owners_at:
             self._release_dead_owners(conn)
         taken: list[Any] = []
+        capped: list[str] = []
         for name, limit in wanted.items():
             if limit <= 0:
                 continue
-            page = conn.execute(
+            rows = conn.execute(
                 "SELECT id, delivery_id, webhook_name, event_json, attempts, created_at,"
                 " context_json FROM deliveries WHERE state = 'queued' AND owner IS NULL"
                 " AND webhook_name = ? ORDER BY id LIMIT ?",
                 (name, limit),
-            ).fetchall()
-            if len(page) < limit:
+            )
+            page = []
+            size = 0
+            budget = self.page_bytes
+            for row in rows:  # read a row at a time: a page of large events stops early
+                page.append(row)
+                size += len(row[3])
+                if size >= budget:
+                    capped.append(name)
+                    break
+            rows.close()
+            if len(page) < limit and size < budget:
                 self._empty_at[name] = self._version
             else:
                 self._empty_at.pop(name, None)
@@ -1471,7 +1493,7 @@ class SQLiteStore:
                     webhooks=unknown,
                     reason="left in the file for a process that has these webhooks",
                 )
-        return taken
+        return taken, capped
 
     def _do_confirm(self, conn: sqlite3.Connection, row: tuple[int, str]) -> bool:
         """Whether a row this process held is still its to send (`confirm_held`)."""
@@ -2094,14 +2116,16 @@ class SQLiteStore:
             self._ops.put(("checkpoint", None, None))
         return True
 
-    async def take_pending(self, wanted: Mapping[str, int]) -> Sequence[Delivery]:
-        """Claim up to `wanted[name]` unclaimed queued rows per webhook, oldest first (see
-        `PagedStore`). Rows whose event cannot be decoded go to the dead letters instead."""
+    async def take_pending(self, wanted: Mapping[str, int]) -> Page:
+        """Claim up to `wanted[name]` unclaimed queued rows per webhook, oldest first, a
+        webhook's page stopping at `page_bytes` (see `PagedStore`). Rows whose event cannot be
+        decoded go to the dead letters instead."""
         wanted = {name: limit for name, limit in wanted.items() if limit > 0}
-        deliveries: list[Delivery] = []
+        deliveries = Page()
         records: list[tuple[Any, ...]] = []
         while wanted:
-            rows = await self._call("take", wanted)
+            rows, capped = await self._call("take", wanted)
+            deliveries.capped |= frozenset(capped)
             bad: list[tuple[Any, ...]] = []
             held = self._held
             for row_id, delivery_id, webhook_name, event_json, attempts, created_at, ctx in rows:
@@ -2131,6 +2155,7 @@ class SQLiteStore:
                         context=_context(ctx),
                     )
                 )
+                deliveries.sizes[delivery_id] = len(event_json)
                 kind = event.event_type
                 record = (delivery_id, event.event_id, webhook_name, kind, created_at, created_at)
                 # Not new: its record may exist (a row taken again after a crash).
