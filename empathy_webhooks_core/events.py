@@ -199,7 +199,13 @@ _from_timestamp = datetime.fromtimestamp
 
 
 def _path(parent: str, key: object) -> str:
-    return f"{parent}[{key!r}]"
+    # A long key is shortened here, not only when shown: every value below it builds its path
+    # from this one, and a 250,000-character key over 25,000 values that each needed a path
+    # copied the key each time (time quadratic in the event's size, on the emitter's call).
+    shown = repr(key)
+    if len(shown) > 80:
+        shown = f"{shown[:60]}…{shown[-16:]}"
+    return f"{parent}[{shown}]"
 
 
 def _shown(where: str) -> str:
