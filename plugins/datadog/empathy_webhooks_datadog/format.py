@@ -119,9 +119,12 @@ def clean_tags(tags: Iterable[Any]) -> list[str]:
     split or rewrite them), no trailing colon (Datadog's rule), at most 200 characters each
     and 100 in all; when more were given, the last says how many were left out."""
     out: list[str] = []
+    # A set beside the list: searching the list for each of 10,000 tags took seconds.
+    seen: set[str] = set()
     for tag in tags:
         clean = re.sub(r"[\s,]+", "_", str(tag)).strip("_")[:TAG_LIMIT].rstrip(":_")
-        if clean and clean not in out:
+        if clean and clean not in seen:
+            seen.add(clean)
             out.append(clean)
     if len(out) > MAX_TAGS:
         return [*out[: MAX_TAGS - 1], f"{DROPPED_TAG}:{len(out) - MAX_TAGS + 1}"]

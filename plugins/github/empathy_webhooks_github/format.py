@@ -43,6 +43,12 @@ DISPATCH_EVENT_TYPE_LIMIT = 100
 CLIENT_PAYLOAD_BYTES = 60 * 1024
 #: workflow_dispatch inputs share GitHub's 65,535-character payload cap; keep well under it.
 WORKFLOW_INPUT_CHARS = 60_000
+#: "The maximum payload for inputs is 65,535 characters": counted here as sent, escaped.
+WORKFLOW_INPUTS_LIMIT = 65_535
+#: The longest `user_id`, `severity` or `classification` a dispatch carries when the event
+#: is too large to send whole.
+FIELD_CHARS = 1024
+_FREE_TEXT_FIELDS = ("user_id", "severity", "classification")
 REVIEW_MARKER = "<!-- empathy-webhooks:review -->"
 TRUNCATION_NOTE = (
     "_… truncated: the full text was longer than GitHub's 65,536-character comment limit._"
@@ -237,21 +243,60 @@ def comment_body(webhook: GitHubWebhook, event: Event) -> dict[str, Any]:
 
 def _client_payload(event: Event, limit: int) -> dict[str, Any]:
     """The event's envelope (9 top-level keys at most, GitHub allows 10), its data cut to an
-    excerpt when the whole would be over `limit` bytes."""
+    excerpt when the whole would be over `limit` bytes; its metadata too, and its free-text
+    fields (`user_id`, `severity`, `classification`) cut, when that is not enough."""
     envelope = event.to_envelope()
     if len(json_bytes(envelope)) <= limit:
         return envelope
     data = json_bytes(envelope["data"]).decode("utf-8")
     room = max(0, limit - len(json_bytes({**envelope, "data": {}})) - 1024)
     envelope["data"] = {"truncated": True, "excerpt": _cut_json_text(data, room)}
+    if len(json_bytes(envelope)) <= limit:
+        return envelope
+    # What is left over the limit is the event's own fields: GitHub would refuse the whole
+    # dispatch, so they are cut too, the data keeping the larger share of the room.
+    for key in _FREE_TEXT_FIELDS:
+        if isinstance(envelope.get(key), str):
+            envelope[key] = truncate(envelope[key], FIELD_CHARS)
+    metadata = json_bytes(envelope["metadata"]).decode("utf-8")
+    room = max(0, limit - len(json_bytes({**envelope, "data": {}, "metadata": {}})) - 2048)
+    if len(metadata.encode("utf-8")) > room // 4:
+        excerpt = _cut_json_text(metadata, room // 4)
+        envelope["metadata"] = {"truncated": True, "excerpt": excerpt}
+    room -= len(json_bytes(envelope["metadata"]))
+    envelope["data"] = {"truncated": True, "excerpt": _cut_json_text(data, max(0, room))}
     return envelope
 
 
 def _cut_json_text(text: str, limit_bytes: int) -> str:
-    """Cut `text` so that, once JSON-escaped, it stays under `limit_bytes`."""
-    while len(json_bytes(text)) > limit_bytes and text:
-        text = text[: max(0, len(text) - (len(json_bytes(text)) - limit_bytes) - 16)]
-    return text
+    """Cut `text` so that, once JSON-escaped, it stays under `limit_bytes`: its longest such
+    prefix. (Cutting the text by the escaped form's excess cut each escaped or multi-byte
+    character several times over, and often left an empty excerpt.)"""
+    if len(json_bytes(text)) <= limit_bytes:
+        return text
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(json_bytes(text[:middle])) <= limit_bytes:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
+
+
+def _workflow_input(event: Event, name: str) -> str:
+    """The envelope as the JSON string input `name`, the inputs within GitHub's cap
+    (`WORKFLOW_INPUTS_LIMIT`) as they are sent."""
+    limit = WORKFLOW_INPUT_CHARS
+    for _ in range(8):
+        payload = json.dumps(_client_payload(event, limit), ensure_ascii=False)
+        # The budget is in compact UTF-8 bytes; the input has spaces after `,` and `:`, and
+        # each quote and line break in it is escaped again in the request's JSON.
+        over = len(json.dumps({name: payload}, ensure_ascii=False)) - WORKFLOW_INPUTS_LIMIT
+        if over <= 0:
+            break
+        limit = max(0, limit - over - 1024)
+    return payload
 
 
 def dispatch_body(webhook: GitHubWebhook, event: Event) -> dict[str, Any]:
@@ -260,8 +305,9 @@ def dispatch_body(webhook: GitHubWebhook, event: Event) -> dict[str, Any]:
     if webhook.workflow:
         body: dict[str, Any] = {"ref": webhook.workflow_ref}
         if webhook.workflow_input:
-            payload = json.dumps(_client_payload(event, WORKFLOW_INPUT_CHARS), ensure_ascii=False)
-            body["inputs"] = {webhook.workflow_input: payload}
+            body["inputs"] = {
+                webhook.workflow_input: _workflow_input(event, webhook.workflow_input)
+            }
         # A workflow dispatch has no text: a string template (a comment's) leaves it as it is.
         return apply_template(webhook, event, body, text=lambda text: {})
     body = {

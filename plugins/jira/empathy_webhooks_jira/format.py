@@ -9,12 +9,14 @@ finding finds the ticket the first one opened.
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.plugin import (
+    ELLIPSIS,
     Event,
     apply_template,
     base_event_type,
@@ -36,6 +38,7 @@ __all__ = [
     "LABEL_LIMIT",
     "SUMMARY_LIMIT",
     "SUMMARY_PREFIX",
+    "TRUNCATED_NOTE",
     "acknowledge_comment",
     "assignee",
     "build_body",
@@ -63,6 +66,8 @@ SUMMARY_LIMIT = 255
 DESCRIPTION_LIMIT = 32_767
 LABEL_LIMIT = 255
 SUMMARY_PREFIX = "[AI Detected] "
+#: The last paragraph of a description too long for Jira even with its longest texts cut.
+TRUNCATED_NOTE = "… (truncated)"
 FINGERPRINT_PREFIX = "empathy-fp-"
 
 #: The core's severity names -> Jira's default priority scheme.
@@ -112,6 +117,8 @@ _WIKI_BLOCK = re.compile(r"(?im)^([ \t]*(?:h[1-6]|bq))\.")
 # Inside `{noformat}` nothing is markup but its own end, in any case.
 _NOFORMAT = re.compile(r"(?i)\{(?=noformat)")
 _ZWSP = "\u200b"
+#: How many times `_fit` cuts the longest text before it keeps the start instead.
+_PASSES = 20
 
 
 def truncate(text: str, limit: int) -> str:
@@ -295,23 +302,108 @@ def _paragraph(*content: dict[str, Any]) -> dict[str, Any]:
     return {"type": "paragraph", "content": list(content)}
 
 
+def _size(value: Any) -> int:
+    """How long `value` is once serialized, as Jira counts (UTF-16 code units)."""
+    return utf16_len(json.dumps(value, ensure_ascii=False))
+
+
 def _fit(doc: dict[str, Any], limit: int) -> dict[str, Any]:
-    """Shorten the longest text until the serialized document fits `limit` characters."""
-    for _ in range(20):
-        size = utf16_len(json.dumps(doc, ensure_ascii=False))
-        if size <= limit:
+    """Shorten the longest text until the serialized document fits `limit` characters; when
+    that cannot make it fit (thousands of short lines), keep the start and mark the cut."""
+    texts = [
+        node
+        for block in doc["content"]
+        for node in block.get("content", [])
+        if node.get("type") == "text"
+    ]
+    originals = [node["text"] for node in texts]
+    size = _size(doc)
+    # A cut leaves a text at least a character long, so the passes can save at most what
+    # their texts take serialized (6 units a character at worst, `\uXXXX`, and 2 quotes):
+    # when that is short of the excess, skip them.
+    can_save = sum(heapq.nlargest(_PASSES, (6 * utf16_len(t) + 2 for t in originals)))
+    for _ in range(_PASSES if size - limit <= can_save else 0):
+        if size <= limit or not texts:
             break
-        texts = [
-            node
-            for block in doc["content"]
-            for node in block.get("content", [])
-            if node.get("type") == "text"
-        ]
         longest = max(texts, key=lambda node: utf16_len(node["text"]))
         # JSON escapes can make a character cost more than one: cut a little extra.
         keep = max(2, utf16_len(longest["text"]) - (size - limit) - 64)
-        longest["text"] = truncate(longest["text"], keep)
-    return doc
+        cut = truncate(longest["text"], keep)
+        if cut == longest["text"]:
+            break  # every text is already as short as a cut makes it
+        longest["text"] = cut
+        size = _size(doc)
+    if size <= limit:
+        return doc
+    # Cutting the longest texts cannot make it fit (thousands of short lines) and would have
+    # left the intro and the labels a character long: undo the cuts, keep the beginning.
+    for node, text in zip(texts, originals, strict=True):
+        node["text"] = text
+    return _keep_start(doc, limit)
+
+
+def _keep_start(doc: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The document's first blocks and nodes that fit `limit` with a last paragraph saying
+    the rest was cut (`TRUNCATED_NOTE`). Sizes add up node by node: serializing the whole
+    document once per dropped node would take time quadratic in the number of lines."""
+    note = _paragraph(_text(TRUNCATED_NOTE, "em"))
+    shell = {**doc, "content": []}
+    # `, ` joins items in a serialized list: 2 characters before each but the first.
+    room = limit - _size(shell) - _size(note) - 2
+    kept: list[dict[str, Any]] = []
+    for block in doc["content"]:
+        joint = 2 if kept else 0
+        cost = _size(block)
+        if cost + joint <= room:
+            kept.append(block)
+            room -= cost + joint
+            continue
+        if isinstance(block.get("content"), list):
+            part = _keep_nodes(block, room - joint)
+            if part is not None:
+                kept.append(part)
+        break
+    return {**shell, "content": [*kept, note]}
+
+
+def _keep_nodes(block: dict[str, Any], room: int) -> dict[str, Any] | None:
+    """`block` with the first of its nodes that fit `room`, the last text cut to fit; None
+    when not one character of it fits."""
+    shell = {**block, "content": []}
+    room -= _size(shell)
+    nodes: list[dict[str, Any]] = []
+    for node in block["content"]:
+        joint = 2 if nodes else 0
+        cost = _size(node)
+        if cost + joint <= room:
+            nodes.append(node)
+            room -= cost + joint
+            continue
+        if node.get("type") == "text":
+            cut = _cut_text(node, room - joint)
+            if cut is not None:
+                nodes.append(cut)
+        break
+    while nodes and nodes[-1].get("type") == "hardBreak":
+        nodes.pop()
+    return {**shell, "content": nodes} if nodes else None
+
+
+def _cut_text(node: dict[str, Any], room: int) -> dict[str, Any] | None:
+    """`node` with its text cut (with an ellipsis) to the longest that serializes within
+    `room`; None when not even one character and the ellipsis do."""
+    text = node["text"]
+    low, high = 1, utf16_len(text) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _size({**node, "text": truncate(text, middle)}) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    cut = truncate(text, low)
+    if low < 2 or not cut.rstrip(ELLIPSIS) or _size({**node, "text": cut}) > room:
+        return None
+    return {**node, "text": cut}
 
 
 def description_adf(event: Event, limit: int = DESCRIPTION_LIMIT) -> dict[str, Any]:

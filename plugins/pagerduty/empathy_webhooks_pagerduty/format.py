@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from empathy_webhooks_core.plugin import (
+    ELLIPSIS,
     Event,
     Severity,
     apply_template,
@@ -178,13 +179,33 @@ def build_change_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]
 
 
 def _shed(body: dict[str, Any], payload: dict[str, Any]) -> None:
-    """Over 512 KB PagerDuty refuses the whole event: give up the details, then the links (a
-    huge URL from the data), rather than the page."""
+    """Over 512 KB PagerDuty refuses the whole event: cut the details' excerpt, else give up
+    the details, then the links (a huge URL from the data), rather than the page."""
+    over = len(json_bytes(body)) - EVENT_BYTES_LIMIT
+    details = payload.get("custom_details")
+    if over > 0 and isinstance(details, dict) and isinstance(details.get("excerpt"), str):
+        # The excerpt was cut in bytes of its text, which grows when escaped again (each
+        # quote and line break of the details' JSON): cut it as it is sent.
+        excerpt = details["excerpt"]
+        room = len(json_bytes(excerpt)) - over - 1024
+        details["excerpt"] = _cut_escaped(excerpt, room) if room > 1024 else ""
     if len(json_bytes(body)) > EVENT_BYTES_LIMIT:
         payload["custom_details"] = {"truncated": True}
     for extra in ("links", "images"):
         if len(json_bytes(body)) > EVENT_BYTES_LIMIT:
             body.pop(extra, None)
+
+
+def _cut_escaped(text: str, limit_bytes: int) -> str:
+    """`text`'s longest prefix, with an ellipsis, whose JSON string is within `limit_bytes`."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(json_bytes(text[:middle] + ELLIPSIS)) <= limit_bytes:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + ELLIPSIS
 
 
 def build_body(webhook: PagerDutyWebhook, event: Event) -> dict[str, Any]:
