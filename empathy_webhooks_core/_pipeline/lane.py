@@ -81,6 +81,8 @@ class Lane:
         self.breaker_changed = asyncio.Event()
         self.pending = 0
         self.in_flight = 0
+        # When an emit to this busy lane next gives the loop a turn (`admit`).
+        self.turn_due = 0.0
         # Ordering keys with a delivery under way, and the ones waiting behind it in emit order.
         self.chains: dict[str, collections.deque[Delivery]] = {}
         self.dead_letters = 0

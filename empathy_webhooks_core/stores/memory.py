@@ -132,6 +132,9 @@ class MemoryStore:
     history of the newest `history_limit` deliveries."""
 
     remote_workers = False
+    #: An emit here never waits for a write: the dispatcher gives the loop a turn every
+    #: `TURN_SLICE` seconds of emitting rather than on every emit (see `admit`).
+    emits_never_wait = True
 
     def __init__(self, *, history_limit: int = DEFAULT_HISTORY_LIMIT) -> None:
         check_number("history_limit", history_limit, at_least=0, integer=True)
