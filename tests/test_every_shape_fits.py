@@ -18,63 +18,20 @@ from typing import Any
 
 import attrs
 import pytest
-from empathy_webhooks_datadog import DatadogWebhook
-from empathy_webhooks_discord import DiscordWebhook
-from empathy_webhooks_email import EmailWebhook
-from empathy_webhooks_github import GitHubWebhook
-from empathy_webhooks_grafana import GrafanaWebhook
-from empathy_webhooks_jira import JiraWebhook
-from empathy_webhooks_pagerduty import PagerDutyWebhook
-from empathy_webhooks_slack import SlackWebhook
-from empathy_webhooks_teams import TeamsWebhook
 
-from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+from empathy_webhooks_core import WebhookDispatcher
 from empathy_webhooks_core.delivery import PayloadTooLarge
 from empathy_webhooks_core.events import Event
 from empathy_webhooks_core.webhooks import Webhook
 from empathy_webhooks_core.wire import OutgoingRequest
 
-BASE = "https://hooks.example.com"
+from ._builtin_webhooks import builtin_webhooks
+
 #: How the event's text starts, to find it in what the service shows.
 START = "Start of the text"
 
 
-def webhooks() -> list[Webhook]:
-    github = {"token": "ghp_shapes", "repository": "acme/shop", "api_url": BASE, "events": ["*"]}
-    jira = {"url": BASE, "email": "bot@acme.io", "api_token": "tok", "project": "EMP"}
-    return [
-        SlackWebhook(name="slack", webhook_url=f"{BASE}/services/T0/B0/xoxbShapes0123"),
-        TeamsWebhook(
-            name="teams", webhook_url=f"{BASE}/workflows/abc/triggers/manual/paths/invoke?sig=s"
-        ),
-        DiscordWebhook(name="discord", webhook_url=f"{BASE}/api/webhooks/1122334455/TOKENabc"),
-        JiraWebhook(name="jira", events=["*"], **jira),
-        JiraWebhook(name="jira_v2", events=["*"], api_version=2, **jira),
-        GitHubWebhook(name="github", comment_events=["*"], dispatch_events=[], **github),
-        GitHubWebhook(name="github_dispatch", comment_events=[], dispatch_events=["*"], **github),
-        GitHubWebhook(
-            name="github_workflow",
-            comment_events=[],
-            dispatch_events=["*"],
-            workflow="ci.yml",
-            **github,
-        ),
-        DatadogWebhook(name="datadog", api_key="a" * 32, app_key="b" * 40, base_url=BASE),
-        PagerDutyWebhook(name="pagerduty", api_key="r" * 32, events_url=BASE),
-        GrafanaWebhook(name="grafana", url=BASE, api_key="tok", dashboard_uid="abc", panel_id=2),
-        EmailWebhook(
-            name="email",
-            host="127.0.0.1",
-            port=25,
-            tls_mode="none",
-            sender="alerts@empathy.example",
-            recipients=["oncall@example.com"],
-        ),
-        CustomWebhook(name="custom", url=BASE),
-    ]
-
-
-WEBHOOKS = {webhook.name: webhook for webhook in webhooks()}
+WEBHOOKS = {webhook.name: webhook for webhook in builtin_webhooks()}
 
 
 @pytest.fixture(scope="module")

@@ -11,72 +11,26 @@ from typing import Any
 
 import attrs
 import pytest
-from empathy_webhooks_datadog import DatadogWebhook
 from empathy_webhooks_discord import DiscordWebhook
-from empathy_webhooks_email import EmailWebhook
-from empathy_webhooks_github import GitHubWebhook
-from empathy_webhooks_grafana import GrafanaWebhook
-from empathy_webhooks_jira import JiraWebhook
-from empathy_webhooks_pagerduty import PagerDutyWebhook
 from empathy_webhooks_slack import SlackWebhook
 from empathy_webhooks_teams import TeamsWebhook
 from empathy_webhooks_teams.format import escape_markdown as teams_markdown
 
-from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+from empathy_webhooks_core import WebhookDispatcher
 from empathy_webhooks_core.events import Event
 from empathy_webhooks_core.redaction import REDACTED, isolated_registry, redact_text
 from empathy_webhooks_core.webhooks import MAX_PAYLOAD_LIMIT, Webhook
 
-BASE = "https://hooks.example.com"
+from ._builtin_webhooks import BASE, builtin_webhooks
+
 SIZE = 80_000
 
 
 def every_formatter() -> list[Webhook]:
     # No cap on the payload: what is measured is the render, and the email's text and HTML
     # parts of three 80,000-character values are over the default cap.
-    return [attrs.evolve(webhook, max_payload_bytes=MAX_PAYLOAD_LIMIT) for webhook in _formatters()]
-
-
-def _formatters() -> list[Webhook]:
     return [
-        SlackWebhook(name="slack", webhook_url=f"{BASE}/services/T0/B0/xoxbHostileText0123"),
-        TeamsWebhook(
-            name="teams", webhook_url=f"{BASE}/workflows/abc/triggers/manual/paths/invoke?sig=s"
-        ),
-        DiscordWebhook(name="discord", webhook_url=f"{BASE}/api/webhooks/1122334455/TOKENabc"),
-        JiraWebhook(
-            name="jira", url=BASE, email="bot@acme.io", api_token="tok", project="EMP", events=["*"]
-        ),
-        GitHubWebhook(
-            name="github",
-            token="ghp_hostile",
-            repository="acme/shop",
-            api_url=BASE,
-            events=["*"],
-            comment_events=["*"],
-            dispatch_events=[],
-        ),
-        GitHubWebhook(
-            name="github_dispatch",
-            token="ghp_hostile",
-            repository="acme/shop",
-            api_url=BASE,
-            events=["*"],
-            comment_events=[],
-            dispatch_events=["*"],
-        ),
-        DatadogWebhook(name="datadog", api_key="a" * 32, app_key="b" * 40, base_url=BASE),
-        PagerDutyWebhook(name="pagerduty", api_key="r" * 32, events_url=BASE),
-        GrafanaWebhook(name="grafana", url=BASE, api_key="tok", dashboard_uid="abc", panel_id=2),
-        EmailWebhook(
-            name="email",
-            host="127.0.0.1",
-            port=25,
-            tls_mode="none",
-            sender="alerts@empathy.example",
-            recipients=["oncall@example.com"],
-        ),
-        CustomWebhook(name="custom", url=BASE),
+        attrs.evolve(webhook, max_payload_bytes=MAX_PAYLOAD_LIMIT) for webhook in builtin_webhooks()
     ]
 
 
