@@ -1,8 +1,9 @@
 """Text of hostile shape or size, as an adversary would send it, through every built-in
 formatter: rendering runs on the event loop, so one render that takes time quadratic in its
-input holds every other delivery. The inputs are big enough (80,000 characters) that a
-quadratic path would take minutes, and a linear one well under a second; the timeout is the
-guard, never a measured time. Where it matters, the exact output is asserted too."""
+input holds every other delivery. The inputs are big enough (40,000 characters) that each
+quadratic path found here would take 25 s to a minute, and a linear one well under a second;
+the timeout is the guard, never a measured time. Where it matters, the exact output is
+asserted too."""
 
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ from empathy_webhooks_core.webhooks import MAX_PAYLOAD_LIMIT, Webhook
 
 from ._builtin_webhooks import BASE, builtin_webhooks
 
-SIZE = 80_000
+SIZE = 40_000
 
 
 def every_formatter() -> list[Webhook]:
     # No cap on the payload: what is measured is the render, and the email's text and HTML
-    # parts of three 80,000-character values are over the default cap.
+    # parts of three 40,000-character values are over the default cap.
     return [
         attrs.evolve(webhook, max_payload_bytes=MAX_PAYLOAD_LIMIT) for webhook in builtin_webhooks()
     ]
@@ -60,7 +61,7 @@ def dispatcher() -> WebhookDispatcher:
     return WebhookDispatcher(webhooks=every_formatter())
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)
 @pytest.mark.parametrize("shape", HOSTILE)
 @pytest.mark.parametrize("event_type", ["alert", "code_review_complete", "my_event"])
 def test_every_formatter_renders_hostile_text_in_linear_time(
@@ -76,7 +77,7 @@ def test_every_formatter_renders_hostile_text_in_linear_time(
         assert dispatcher.render(webhook.name, event).body
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)
 def test_every_formatter_renders_wide_and_deep_data(dispatcher: WebhookDispatcher) -> None:
     def chain(depth: int) -> Any:
         value: Any = "leaf"
@@ -88,10 +89,10 @@ def test_every_formatter_renders_wide_and_deep_data(dispatcher: WebhookDispatche
         {f"key_{i}": f"value {i}" for i in range(4_000)},
         {"details": chain(63)},
         {"items": ["x"] * 40_000, "objects": [{"a": i} for i in range(4_000)]},
-        {f"k{i}": chain(20) for i in range(200)},
+        {f"k{i}": chain(20) for i in range(100)},
     ]
     for data in shapes:
-        for event_type in ("alert", "bug_detected", "my_event"):
+        for event_type in ("bug_detected", "my_event"):
             event = Event(event_type=event_type, data={**data, "pr": 1})
             for webhook in every_formatter():
                 assert dispatcher.render(webhook.name, event).body
@@ -109,16 +110,16 @@ def test_teams_escapes_the_colon_of_each_bare_url_scheme_as_before() -> None:
     assert teams_markdown("https://evil.example/login") == "https\\://evil.example/login"
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)
 def test_teams_escapes_a_long_scheme_run_in_linear_time() -> None:
     # Before: `_SCHEME.sub` started again at each word of the run and read to its end
-    # (6 s for 20,000 characters; this one would have taken about 10 minutes).
+    # (6 s for 20,000 characters; this one would have taken about 25 s).
     text = run("a-", " ://")
     assert teams_markdown(text) == text
     assert teams_markdown(run("a-", "://x")) == run("a-", "\\://x")
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)
 def test_teams_card_of_a_long_scheme_run_is_cut_to_its_limits() -> None:
     webhook = TeamsWebhook(webhook_url=f"{BASE}/workflows/abc/triggers/manual/paths/invoke?x=1")
     dispatcher = WebhookDispatcher(webhooks=[webhook])
@@ -130,7 +131,7 @@ def test_teams_card_of_a_long_scheme_run_is_cut_to_its_limits() -> None:
     assert summary.startswith("a-a-a-") and summary.endswith("…truncated")
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)
 def test_a_long_hostile_mention_user_is_refused_at_once() -> None:
     # Before: the check tried every dot of the domain, reading on to the end each time
     # (7 s for 40,000 characters).
@@ -150,7 +151,7 @@ def test_a_long_hostile_mention_user_is_refused_at_once() -> None:
 # -- masking secrets -------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)
 def test_masking_a_jwt_shaped_run_takes_linear_time_and_masks_what_it_did() -> None:
     # Before: a JWT was tried at each `eyJ` of the run, read to the run's end each time
     # (1.7 s for 64 KiB, so minutes for this megabyte; the gateway masks event data this
