@@ -212,6 +212,10 @@ class DeliveryStore(Protocol):
 
     #: True for stores where other processes deliver (producer role): `emit` only enqueues.
     remote_workers: bool
+    # Optional, read with getattr (not declared here, so a store without it still matches):
+    # `emits_never_wait = True` says `enqueue` returns without waiting for a write (the
+    # memory store), and the dispatcher then gives the event loop a turn only every
+    # `TURN_SLICE` seconds of emitting to a busy webhook, not on every emit.
 
     async def open(self) -> Sequence[Delivery]:
         """Open the store; return deliveries left pending by an earlier process."""
