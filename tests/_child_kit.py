@@ -14,12 +14,16 @@ __all__ = ["emitted", "finish", "start_child", "until"]
 
 
 async def start_child(tmp_path: Path, source: str, *args: object) -> asyncio.subprocess.Process:
-    """Run `source` (a Python script) with `args`, its stdin, stdout and stderr piped."""
-    script = tmp_path / "child.py"
-    script.write_text(source)
+    """Run `source` (a Python script) with `args`, its stdin, stdout and stderr piped.
+
+    The source goes as `-c`, never as a file written per child: a child still starting when
+    the next one's spawn rewrote the same file read it truncated, ran nothing and exited 0
+    (about 1 start in 130 on a loaded machine; a worker that never joined, a flaky test)."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        str(script),
+        "-P",
+        "-c",
+        source,
         *(str(arg) for arg in args),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

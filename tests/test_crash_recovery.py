@@ -40,11 +40,13 @@ asyncio.run(main(db, hook_url, count, mode))
 
 
 async def _spawn(tmp_path: Path, db: Path, hook_url: str, count: int) -> asyncio.subprocess.Process:
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        str(script),
+        # -c, not a file rewritten per spawn: a child still starting read it truncated and ran
+        # nothing (exit 0, a worker that never joined).
+        "-P",
+        "-c",
+        CHILD,
         str(db),
         hook_url,
         str(count),

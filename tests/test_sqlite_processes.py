@@ -41,11 +41,13 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 async def spawn(
     tmp_path: Path, store: str, hook_url: str, name: str, count: int
 ) -> asyncio.subprocess.Process:
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        str(script),
+        # -c, not a file rewritten per spawn: a child still starting read it truncated and ran
+        # nothing (exit 0, a worker that never joined).
+        "-P",
+        "-c",
+        CHILD,
         store,
         hook_url,
         name,

@@ -39,15 +39,17 @@ asyncio.run(run_worker([hook], url, grace_seconds=grace))  # SIGTERM stops it
 async def spawn(
     tmp_path: Path, url: str, name: str, options: dict[str, Any], grace: float = 2.0
 ) -> asyncio.subprocess.Process:
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
     # To a file, read at the end: a pipe nobody reads while the test runs fills up (64 KB of
     # log lines over an outage's retries) and the worker blocks on its next line.
     log, stderr = _log_file(tmp_path, name)
     with stderr:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(script),
+            # -c, not a file rewritten per spawn: a child still starting read it truncated and ran
+            # nothing (exit 0, a worker that never joined).
+            "-P",
+            "-c",
+            WORKER,
             url,
             name,
             json.dumps(options),

@@ -582,11 +582,13 @@ asyncio.run(run_worker([hook], url, grace_seconds=0.5))  # SIGTERM stops it
 
 
 async def _spawn(tmp_path: Path, url: str, name: str, options: dict[str, Any]) -> Any:
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        str(script),
+        # -c, not a file rewritten per spawn: a child still starting read it truncated and ran
+        # nothing (exit 0, a worker that never joined).
+        "-P",
+        "-c",
+        WORKER,
         url,
         name,
         json.dumps(options),

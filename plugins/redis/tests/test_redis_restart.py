@@ -56,11 +56,13 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 async def spawn_worker(
     tmp_path: Path, url: str, hook_url: str, name: str, *, guards: bool
 ) -> asyncio.subprocess.Process:
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        str(script),
+        # -c, not a file rewritten per spawn: a child still starting read it truncated and ran
+        # nothing (exit 0, a worker that never joined).
+        "-P",
+        "-c",
+        WORKER,
         url,
         hook_url,
         name,

@@ -52,11 +52,13 @@ VISIBILITY_TIMEOUT = 1.0
 
 
 async def spawn(tmp_path: Path, url: str, hook_url: str, name: str) -> asyncio.subprocess.Process:
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        str(script),
+        # -c, not a file rewritten per spawn: a child still starting read it truncated and ran
+        # nothing (exit 0, a worker that never joined).
+        "-P",
+        "-c",
+        WORKER,
         url,
         hook_url,
         name,

@@ -42,11 +42,13 @@ async def spawn_worker(
     rate: int = 0,
     breaker: dict[str, float] | bool = False,
 ) -> asyncio.subprocess.Process:
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        str(script),
+        # -c, not a file rewritten per spawn: a child still starting read it truncated and ran
+        # nothing (exit 0, a worker that never joined).
+        "-P",
+        "-c",
+        WORKER,
         url,
         hook_url,
         name,
