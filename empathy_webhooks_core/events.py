@@ -147,8 +147,17 @@ class EventDataError(TypeError, ValueError):
     """Event data that cannot travel as JSON. The message names the offending key."""
 
 
-# Event ids' random bytes are read a batch at a time: one `os.urandom` call (a system call) for
-# 16 ids rather than one per emit, and each id is encoded when it is handed out. Encoding the
+# An event id is `evt_` and 22 URL-safe characters: 8 of the time it was made, in milliseconds,
+# then 14 random ones (84 bits; a million ids in one millisecond share one with a chance of
+# 1 in 10^13). The time comes first, in an alphabet whose ASCII order is its values' order,
+# so ids sort by when they were made: the SQLite store's history is indexed by event id, and
+# random ids put each new one at a random place in that index. With 300,000 records kept (a
+# default hour's retention at 83 events/s) a record cost 17-20 µs to write against 5.5 when
+# the ids come in order, and the store delivered 7.6k events/s against 9.5k in a new file.
+# Ids given by the application (`event_id=`) are kept as they are.
+#
+# The random bytes are read a batch at a time: one `os.urandom` call (a system call) for 16
+# ids rather than one per emit, and each id is encoded when it is handed out. Encoding the
 # whole batch at once made every 64th emit 20 µs slower than the others: the largest part of
 # emit's p99 with a backlog queued (issue 20). A forked child drops the batch it inherited, so
 # two processes never hand out the same id.
@@ -157,17 +166,38 @@ _SPLIT_IDS = struct.Struct("16s" * _ID_BATCH).unpack  # the batch cut in 16-byte
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _random_ids: list[bytes] = []
 os.register_at_fork(after_in_child=_random_ids.clear)
+#: URL-safe base64's 64 characters in ASCII order: a digit's place is its value.
+_SORTABLE = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+_LAST_STAMP = 64**8 - 1  # the year 10889
+#: The millisecond of the last id made, and its 8 characters (one tuple: threads may share it).
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _stamp_text(ms: int) -> str:
+    """`ms` as 8 characters of `_SORTABLE` (before 1970 or after 10889: the first or last)."""
+    ms = min(max(ms, 0), _LAST_STAMP)
+    return "".join(_SORTABLE[(ms >> shift) & 63] for shift in range(42, -1, -6))
 
 
 def new_event_id() -> str:
-    """`evt_` and 22 random URL-safe characters (128 bits): unique without coordination."""
+    """`evt_` and 22 URL-safe characters: the time in milliseconds (8), so ids sort by when
+    they were made, then 84 random bits (14): unique without coordination."""
+    global _stamp
+    ms = time.time_ns() // 1_000_000
+    stamp = _stamp
+    if stamp[0] != ms:
+        stamp = _stamp = (ms, _stamp_text(ms))
     try:
         raw = _random_ids.pop()  # atomic under the GIL, as `extend` is: threads may share it
     except IndexError:
         raw, *rest = _SPLIT_IDS(os.urandom(16 * _ID_BATCH))
         _random_ids.extend(rest)
-    # What `secrets.token_urlsafe(16)` gives: URL-safe base64 without its padding.
-    return "evt_" + binascii.b2a_base64(raw, newline=False)[:22].translate(_URLSAFE).decode()
+    # URL-safe base64 without its padding, as `secrets.token_urlsafe` gives: 14 characters.
+    return (
+        "evt_"
+        + stamp[1]
+        + binascii.b2a_base64(raw, newline=False)[:14].translate(_URLSAFE).decode()
+    )
 
 
 def format_timestamp(moment: datetime) -> str:

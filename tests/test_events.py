@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from enum import IntEnum
 from typing import Any
@@ -46,6 +47,24 @@ def test_event_ids_are_evt_plus_22_url_safe_chars_and_unique() -> None:
     assert len(ids) == 2000
     for event_id in ids:
         assert re.fullmatch(r"evt_[A-Za-z0-9_-]{22}", event_id)
+
+
+def test_event_ids_sort_by_when_they_were_made() -> None:
+    """The SQLite store indexes its history by event id: ids made later sort after (as text,
+    in any collation that compares bytes), so a new record goes at the index's end instead
+    of a random place in it (3 times the cost with 300,000 records kept)."""
+    from empathy_webhooks_core.events import _stamp_text
+
+    earlier = [new_event_id() for _ in range(500)]
+    time.sleep(0.002)
+    later = [new_event_id() for _ in range(500)]
+    assert max(earlier) < min(later)
+    assert len(set(earlier + later)) == 1000
+    moments = [0, 1, 63, 64, 1_764_633_600_000, 64**8 - 2, 64**8 - 1]
+    assert [_stamp_text(ms) for ms in moments] == sorted(_stamp_text(ms) for ms in moments)
+    assert len({_stamp_text(ms) for ms in moments}) == len(moments)
+    # A clock before 1970 or past the year 10889 gives the first or last stamp, not an error.
+    assert _stamp_text(-5) == _stamp_text(0) and _stamp_text(64**9) == _stamp_text(64**8 - 1)
 
 
 def test_timestamp_is_aware_utc_and_z_on_the_wire() -> None:
