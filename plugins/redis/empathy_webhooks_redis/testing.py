@@ -11,18 +11,66 @@ configure without touching a Redis anyone else uses.
 
 Needs the `redis-server` binary on PATH (`shutil.which`); `RedisServer.available()` says
 whether it is there, so a test can skip (or, in CI, fail) with a clear reason.
+
+`workers_joined(store_url, count, processes)` waits until `count` worker processes have
+joined a store's consumer group, and says at once when one of them ended instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-__all__ = ["RedisServer"]
+__all__ = ["RedisServer", "workers_joined"]
+
+
+async def workers_joined(
+    store_url: str, count: int, processes: Iterable[Any] = (), timeout: float = 30.0
+) -> list[str]:
+    """The names of the store's workers (its consumer group's consumers) once there are
+    `count`. `processes` (`asyncio.subprocess.Process` or `subprocess.Popen`) are the
+    workers being waited for: one that ends first is an `AssertionError` naming its pid and
+    exit code at once, not a wait for the whole `timeout` (`TimeoutError`, saying who joined).
+    """
+    import redis.asyncio as aioredis
+
+    from .store import GROUP, open_redis_store
+
+    stream = open_redis_store(store_url).stream
+    client = aioredis.Redis.from_url(store_url.split("?", 1)[0], decode_responses=True)
+    processes = list(processes)
+    names: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    names = [row["name"] for row in await client.xinfo_consumers(stream, GROUP)]
+                except Exception:
+                    names = []  # no stream yet: no worker has opened the store
+                if len(names) >= count:
+                    return names
+                for proc in processes:
+                    poll = getattr(proc, "poll", None)  # subprocess.Popen's; asyncio's has none
+                    ended = poll() if poll is not None else proc.returncode
+                    if ended is not None:
+                        raise AssertionError(
+                            f"worker process {proc.pid} ended (exit code {ended}) before "
+                            f"{count} workers joined {stream!r} (joined: {names})"
+                        )
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise TimeoutError(
+            f"{count} workers did not join {stream!r} within {timeout} s (joined: {names})"
+        ) from None
+    finally:
+        await client.aclose()
 
 
 class RedisServer:

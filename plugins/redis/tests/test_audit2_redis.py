@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
-from empathy_webhooks_redis.testing import RedisServer
+from empathy_webhooks_redis.testing import RedisServer, workers_joined
 
 from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
@@ -75,23 +74,6 @@ def prefix_of(url: str) -> str:
     return url.split("prefix=", 1)[1].split("&", 1)[0]
 
 
-async def consumers(url: str, count: int) -> None:
-    """Until `count` workers have joined the group."""
-    client = aioredis.Redis.from_url(url.split("?", 1)[0])
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    joined = await client.xinfo_consumers(f"{prefix_of(url)}deliveries", "workers")
-                except Exception:
-                    joined = []
-                if len(joined) >= count:
-                    return
-                await asyncio.sleep(0.05)
-    finally:
-        await client.aclose()
-
-
 async def until(condition: Any, timeout: float = 30) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - answers land in the receiver's list
@@ -142,7 +124,7 @@ async def test_a_killed_workers_retries_keep_their_count_and_end_as_one_dead_let
     )
     procs = [a]
     try:
-        await consumers(url, 1)
+        await workers_joined(url, 1, procs)
         wanted = set(await emit(url, hook_url, 5))
         await until(lambda: len(webhook_receiver.requests) >= 10)  # two attempts each
         await asyncio.sleep(0.2)  # a's attempt counts are written
@@ -201,7 +183,7 @@ async def test_a_delivery_slower_than_the_visibility_timeout_is_not_sent_twice_a
     options = {"url": hook_url, "retry_policy": {"timeout_seconds": 10}}
     procs = [await spawn(tmp_path, url, name, options) for name in "abc"]
     try:
-        await consumers(url, 3)
+        await workers_joined(url, 3, procs)
         wanted = set(await emit(url, hook_url, 6))
         await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted, 60)
         await asyncio.sleep(1.0)  # a second sending would have arrived by now
@@ -234,7 +216,7 @@ async def test_sigterm_with_held_deliveries_loses_none(
     a = await spawn(tmp_path, url, "a", {"url": hook_url, "retry_policy": slow}, grace=0.5)
     procs = [a]
     try:
-        await consumers(url, 1)
+        await workers_joined(url, 1, procs)
         wanted = set(await emit(url, hook_url, 8))
         await until(lambda: len(webhook_receiver.requests) >= 8)
         a.send_signal(signal.SIGTERM)
@@ -264,7 +246,7 @@ async def test_the_shared_rate_limit_holds_across_three_workers(
     options = {"url": hook_url, "rate_limit": {"max_requests_per_second": limit}}
     procs = [await spawn(tmp_path, url, name, options) for name in "abc"]
     try:
-        await consumers(url, 3)
+        await workers_joined(url, 3, procs)
         wanted = set(await emit(url, hook_url, 40))
         await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted)
     finally:
@@ -320,7 +302,7 @@ async def test_a_redis_blip_mid_run_loses_nothing_and_is_said_once(
     }
     procs = [await spawn(tmp_path, url, name, options) for name in "ab"]
     try:
-        await consumers(url, 2)
+        await workers_joined(url, 2, procs)
         wanted = set(await emit(url, hook_url, 40))
         await until(lambda: len(webhook_receiver.delivered) >= 5)
         persistent_redis.stop()

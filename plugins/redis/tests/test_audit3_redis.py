@@ -26,7 +26,7 @@ import pytest
 import redis.asyncio as aioredis
 from empathy_webhooks_redis import RedisStore, open_redis_store
 from empathy_webhooks_redis.store import GROUP
-from empathy_webhooks_redis.testing import RedisServer
+from empathy_webhooks_redis.testing import RedisServer, workers_joined
 from redis.exceptions import OutOfMemoryError
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
@@ -597,22 +597,6 @@ async def _spawn(tmp_path: Path, url: str, name: str, options: dict[str, Any]) -
     )
 
 
-async def _joined(url: str, count: int) -> None:
-    prefix = url.split("prefix=", 1)[1].split("&", 1)[0]
-    client = aioredis.Redis.from_url(url.split("?", 1)[0])
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    if len(await client.xinfo_consumers(f"{prefix}deliveries", GROUP)) >= count:
-                        return
-                except Exception:
-                    pass
-                await asyncio.sleep(0.05)
-    finally:
-        await client.aclose()
-
-
 async def test_a_rate_limit_per_minute_holds_across_three_worker_processes_and_queues_the_rest(
     tmp_path: Path, redis_url: str, webhook_receiver: Receiver
 ) -> None:
@@ -624,7 +608,7 @@ async def test_a_rate_limit_per_minute_holds_across_three_worker_processes_and_q
     options = {"url": hook_url, "rate_limit": {"max_requests_per_minute": 5}}
     procs = [await _spawn(tmp_path, url, name, options) for name in "abc"]
     try:
-        await _joined(url, 3)
+        await workers_joined(url, 3, procs)
         hook = CustomWebhook(name="h", url=hook_url)
         async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
             for n in range(12):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from empathy_webhooks_redis.testing import RedisServer
+from empathy_webhooks_redis.testing import RedisServer, workers_joined
 
 from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
 from empathy_webhooks_core.testing import Receiver, Reply
@@ -72,22 +72,6 @@ async def spawn_worker(
     )
 
 
-async def consumers(url: str, count: int) -> None:
-    """Until `count` workers have joined the group."""
-    client = aioredis.Redis.from_url(url)
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    if len(await client.xinfo_consumers("t:deliveries", "workers")) >= count:
-                        return
-                except Exception:
-                    pass
-                await asyncio.sleep(0.05)
-    finally:
-        await client.aclose()
-
-
 async def until(condition: object, timeout: float = 60) -> None:
     assert callable(condition)
     async with asyncio.timeout(timeout):
@@ -120,7 +104,7 @@ async def running(
     hook = CustomWebhook(name="h", url=hook_url)
     producers = [WebhookDispatcher(webhooks=[hook], store=url) for _ in range(2)]
     try:
-        await consumers(private_redis.url, 2)
+        await workers_joined(url, 2, workers)
         for producer in producers:
             await producer.start()
         yield workers, producers

@@ -23,6 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 from empathy_webhooks_redis import RedisStore, open_redis_store
 from empathy_webhooks_redis.store import GROUP
+from empathy_webhooks_redis.testing import workers_joined
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
 from empathy_webhooks_core.plugin.store import ConfirmsHolding, Delivery, RawAttempt
@@ -97,29 +98,10 @@ async def pending_by_consumer(url: str) -> dict[str, int]:
     return {row["name"]: int(row["pending"]) for row in summary["consumers"]}
 
 
-async def consumers(url: str) -> list[str]:
-    server, stream = _keys(url)
-    client = aioredis.Redis.from_url(server, decode_responses=True)
-    try:
-        return [row["name"] for row in await client.xinfo_consumers(stream, GROUP)]
-    except Exception:
-        return []
-    finally:
-        await client.aclose()
-
-
 async def until(condition: Callable[[], bool], timeout: float = 30) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - answers land in the receiver's list
             await asyncio.sleep(0.02)
-
-
-async def joined(url: str, count: int) -> list[str]:
-    """The group's consumers, once there are `count` (each worker joins before it reads)."""
-    async with asyncio.timeout(30):
-        while len(names := await consumers(url)) < count:  # noqa: ASYNC110 - state is in Redis
-            await asyncio.sleep(0.05)
-    return names
 
 
 async def emit(url: str, hook_url: str, count: int) -> list[str]:
@@ -154,7 +136,7 @@ async def test_a_worker_stopped_past_the_visibility_timeout_sends_nothing_anothe
     b: asyncio.subprocess.Process | None = None
     log_a = log_b = ""
     try:
-        (consumer_a,) = await joined(url, 1)
+        (consumer_a,) = await workers_joined(url, 1, [a])
         wanted = await emit(url, hook_url, 12)
         await until(lambda: len(sent_by(webhook_receiver, "a")) == 1)
         async with asyncio.timeout(30):
@@ -162,7 +144,7 @@ async def test_a_worker_stopped_past_the_visibility_timeout_sends_nothing_anothe
                 await asyncio.sleep(0.02)
         # b joins once a holds all 12, so that they are a's to lose.
         b = await spawn(tmp_path, url, hook_url, "b")
-        await joined(url, 2)
+        await workers_joined(url, 2, [a, b])
         a.send_signal(signal.SIGSTOP)
         await until(lambda: {r.event_id for r in sent_by(webhook_receiver, "b")} >= set(wanted))
         a.send_signal(signal.SIGCONT)
@@ -211,7 +193,7 @@ async def test_a_worker_stopped_past_the_visibility_timeout_that_nobody_took_ove
     hook_url = webhook_receiver.url("/h")
     a = await spawn(tmp_path, url, hook_url, "a")
     try:
-        (consumer_a,) = await joined(url, 1)
+        (consumer_a,) = await workers_joined(url, 1, [a])
         wanted = await emit(url, hook_url, 6)
         await until(lambda: len(webhook_receiver.requests) == 1)
         async with asyncio.timeout(30):

@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 from empathy_webhooks_redis import RedisStore
+from empathy_webhooks_redis.testing import workers_joined
 
 from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
@@ -58,24 +60,6 @@ async def spawn_worker(
     )
 
 
-async def wait_for_consumers(url: str, count: int) -> None:
-    """Until `count` workers have joined the group (each joins on its first read)."""
-    prefix = url.split("prefix=")[1].split("&")[0]
-    client = aioredis.Redis.from_url(url.split("?")[0])
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    consumers = await client.xinfo_consumers(f"{prefix}deliveries", "workers")
-                except Exception:
-                    consumers = []
-                if len(consumers) >= count:
-                    return
-                await asyncio.sleep(0.05)
-    finally:
-        await client.aclose()
-
-
 async def until(condition: object, timeout: float = 30) -> None:
     assert callable(condition)
     async with asyncio.timeout(timeout):
@@ -109,7 +93,7 @@ async def test_a_worker_killed_mid_flight_leaves_nothing_undelivered(
     a = await spawn_worker(tmp_path, url, hook_url, "a")
     b: asyncio.subprocess.Process | None = None
     try:
-        await wait_for_consumers(url, 1)
+        await workers_joined(url, 1, [a])
         hook = CustomWebhook(name="h", url=hook_url)
         async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
             events = [await producer.emit("prediction", {"n": n}) for n in range(60)]
@@ -119,7 +103,7 @@ async def test_a_worker_killed_mid_flight_leaves_nothing_undelivered(
 
         await until(lambda: held_by_a() >= 4)
         b = await spawn_worker(tmp_path, url, hook_url, "b")
-        await wait_for_consumers(url, 2)
+        await workers_joined(url, 2, [a, b])
         a.send_signal(signal.SIGKILL)
         assert await a.wait() == -signal.SIGKILL
         release.set()
@@ -153,7 +137,7 @@ async def test_a_rate_limit_holds_across_two_worker_processes(
     hook_url = webhook_receiver.url("/h")
     workers = [await spawn_worker(tmp_path, url, hook_url, name, rate=limit) for name in "ab"]
     try:
-        await wait_for_consumers(url, 2)
+        await workers_joined(url, 2, workers)
         hook = CustomWebhook(name="h", url=hook_url)
         async with WebhookDispatcher(webhooks=[hook], store=url) as producer:
             for n in range(25):
@@ -201,13 +185,13 @@ async def test_a_circuit_breaker_opened_by_one_worker_holds_for_another(
             return [(await producer.emit("prediction", {"n": n})).event_id for n in range(count)]
 
     try:
-        await wait_for_consumers(url, 1)
+        await workers_joined(url, 1, workers)
         wanted = set(await emit(6))
         async with asyncio.timeout(30):
             while await opened() == 0:  # noqa: ASYNC110 - the state is in Redis
                 await asyncio.sleep(0.02)
         workers.append(await spawn_worker(tmp_path, url, hook_url, "b", breaker=policy))
-        await wait_for_consumers(url, 2)
+        await workers_joined(url, 2, workers)
         wanted |= set(await emit(6))  # a holds 6 of its window of 8: b takes 4 or more
         # Each worker's mirror follows within a sync (0.2 s); what was in flight lands.
         await asyncio.sleep(0.5)
@@ -229,3 +213,16 @@ async def test_a_circuit_breaker_opened_by_one_worker_holds_for_another(
         await asyncio.gather(*(stop(proc) for proc in workers))
     assert set(webhook_receiver.delivered_event_ids()) == wanted
     assert {r.header("X-Worker") for r in webhook_receiver.delivered} == {"a", "b"}
+
+
+async def test_workers_joined_says_at_once_when_a_worker_ended_and_who_joined_on_time_out(
+    redis_url: str,
+) -> None:
+    """The test kit's wait for workers: a worker that died on start (a bad option, a script
+    that ran nothing) is named with its exit code, not waited for until the time runs out."""
+    ended = await asyncio.create_subprocess_exec(sys.executable, "-c", "raise SystemExit(3)")
+    await ended.wait()
+    with pytest.raises(AssertionError, match=rf"worker process {ended.pid} ended \(exit code 3\)"):
+        await workers_joined(redis_url, 1, [ended], timeout=20)
+    with pytest.raises(TimeoutError, match=r"1 workers did not join .* \(joined: \[\]\)"):
+        await workers_joined(redis_url, 1, timeout=0.3)
