@@ -8,7 +8,11 @@ operators: `eq`, `ne`, `in`, `not_in`, `gt`, `gte`, `lt`, `lte`, `exists`. For `
 equality is case-insensitive and `gt`/`gte`/`lt`/`lte` compare ranks (info < low < medium <
 high < critical) as the plugins read them, so `severity = { gte = "high" }` passes high and
 critical events (and, without an explicit severity, security and compliance findings).
-A value that is missing or of another kind fails a comparison instead of raising.
+A value that is missing or of another kind fails a comparison instead of raising. Equality on
+`severity` passes the events the plugins rank as the word names (`"high"` passes an `error`),
+a `data`/`metadata` operand that is text reading as a number (`"${MIN}"`) compares as that
+number with a number, and `event_type` names holding `*`, `?` or `[` are patterns, as in
+`events`.
 
 An operand that no event can hold is refused: `empathy_level` is a whole number from 1 to 5,
 and `event_type`, `severity`, `classification` and `user_id` are text, so `empathy_level = {
@@ -19,6 +23,7 @@ gt = "3" }` or `severity = 3` would never pass. What only looks mistaken is a wa
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,8 +31,10 @@ from typing import Any
 import attrs
 
 from .._formatting import _SEVERITY_WORDS, Severity, severity_of
+from .._routing import _GLOB, EventMatcher
 from ..converter import ConfigError, did_you_mean
 from ..events import Event, EventType
+from ..redaction import REDACTED, is_secret_name
 from ._problems import _MISSING, _join, _kind, _Problems
 
 _EVENT_FIELDS = ("event_type", "severity", "classification", "user_id", "empathy_level")
@@ -59,6 +66,25 @@ def _dig(mapping: Mapping[str, Any], dotted: str) -> Any:
     return value
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(text: Any) -> Any:
+    """The number a text reads as (`"0.8"`, `" 10 "`), or `text` itself."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return int(text.strip())
+    except ValueError:
+        pass
+    try:
+        number = float(text.strip())
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
+
+
 def _comparable(a: Any, b: Any) -> bool:
     numbers = (int, float)
     if isinstance(a, bool) or isinstance(b, bool):
@@ -79,33 +105,59 @@ class _Condition:
     severity: bool = False
     #: Where the filter table wrote it (`severity.in`), for a warning about it.
     where: str = attrs.field(default="", eq=False, repr=False)
+    #: A data or metadata condition's operand with each text that reads as a number made
+    #: that number, used when the event's value is a number; None when no text reads so. A
+    #: file's `${VAR}` is always text, so `gte = "${MIN_CONFIDENCE}"` compared a number with
+    #: text and passed no event at all.
+    numbers: Any = attrs.field(default=None, eq=False, repr=False)
+    #: An `event_type` condition's names as `events` reads them (`"security_*"`), when one
+    #: of them is a pattern; None when all are plain names (compared as they are).
+    matcher: EventMatcher | None = attrs.field(default=None, eq=False, repr=False)
 
     def __call__(self, event: Event) -> bool:
-        if self.severity and self.op in _ORDER_OPS:
+        op = self.op
+        if self.severity and op in _ORDER_OPS:
             # Ranked as the plugins rank it, so an event without a severity gets its type's
             # default (security and compliance findings are high).
-            return _ORDER_OPS[self.op](severity_of(event), self.operand)
+            return _ORDER_OPS[op](severity_of(event), self.operand)
         value = self.getter(event)
-        if self.op == "exists":
+        if op == "exists":
             return (value is not _MISSING and value is not None) is self.operand
         if value is _MISSING:
             value = None
-        if self.op == "eq":
-            return bool(value == self.operand)
-        if self.op == "ne":
-            return bool(value != self.operand)
-        if self.op == "in":
-            return value in self.operand
-        if self.op == "not_in":
-            return value not in self.operand
-        if not _comparable(value, self.operand):
+        if self.matcher is not None:
+            hit = isinstance(value, str) and self.matcher(value)
+            return hit if op in ("eq", "in") else not hit
+        if self.severity:
+            # A rank's name also passes the events the plugins rank so (an "error", an event
+            # of a high-severity type without one), as `gte` does: `severity = ["high",
+            # "critical"]` let a security finding without a severity through to nobody.
+            ranked = severity_of(event).name.lower()
+            words = self.operand if op in ("in", "not_in") else (self.operand,)
+            hit = value in words or ranked in words
+            return hit if op in ("eq", "in") else not hit
+        operand = self.operand
+        if self.numbers is not None and _is_number(value):
+            operand = self.numbers
+        if op == "eq":
+            return bool(value == operand)
+        if op == "ne":
+            return bool(value != operand)
+        if op == "in":
+            return value in operand
+        if op == "not_in":
+            return value not in operand
+        if not _comparable(value, operand):
             return False
-        return _ORDER_OPS[self.op](value, self.operand)
+        return _ORDER_OPS[op](value, operand)
 
     def describe(self) -> str:
         if self.op == "exists":
             return f"{self.subject} {'exists' if self.operand else 'is absent'}"
         operand = self.operand
+        if is_secret_name(self.subject.rsplit(".", 1)[-1]):
+            # `data.token == "${TOKEN}"`: what `validate` shows of a filter is no place for it.
+            return f"{self.subject} {_SYMBOLS.get(self.op, self.op)} {REDACTED}"
         if isinstance(operand, Severity):
             operand = operand.name.lower()
         if self.op in ("in", "not_in"):
@@ -236,8 +288,42 @@ def _conditions(
         operand_where = f"{where}.{op}" if isinstance(value, Mapping) else where
         checked = _operand(op, operand, operand_where, problems, severity)
         if checked is not _MISSING and _fits(subject, op, checked, operand_where, problems):
-            built.append(_Condition(subject, op, checked, getter, severity, operand_where))
+            built.append(
+                _Condition(
+                    subject,
+                    op,
+                    checked,
+                    getter,
+                    severity,
+                    operand_where,
+                    numbers=_numbers_of(subject, op, checked),
+                    matcher=_matcher_of(subject, op, checked),
+                )
+            )
     return built
+
+
+def _numbers_of(subject: str, op: str, operand: Any) -> Any:
+    """`_Condition.numbers`: for a data or metadata condition only (the event's own fields
+    have one kind each, checked by `_fits`)."""
+    if op == "exists" or not subject.startswith(("data.", "metadata.")):
+        return None
+    if op in ("in", "not_in"):
+        numbers = tuple(_number(item) for item in operand)
+        return numbers if numbers != operand else None
+    number = _number(operand)
+    return number if number is not operand else None
+
+
+def _matcher_of(subject: str, op: str, operand: Any) -> EventMatcher | None:
+    """`_Condition.matcher`: `event_type` names holding `*`, `?` or `[` are patterns, as in
+    `events` (they were compared as they are, so `"security_*"` passed no event)."""
+    if subject != "event_type" or op not in ("eq", "ne", "in", "not_in"):
+        return None
+    names = list(operand) if op in ("in", "not_in") else [operand]
+    if not any(isinstance(name, str) and _GLOB.search(name) for name in names):
+        return None
+    return EventMatcher(name for name in names if isinstance(name, str))
 
 
 #: The event fields whose value is text, and what `empathy_level` may be.
@@ -314,6 +400,16 @@ def event_type_doubt(name: str) -> str | None:
     (`alrt`), or None: any name may be emitted, so it is never refused."""
     if name in _EVENT_TYPES or any(c in name for c in "*?["):
         return None
+    if name.strip() != name or any(char.isspace() for char in name):
+        return (
+            f"{name!r} holds white space: an event type is one name, matched exactly (give "
+            "several as separate strings)"
+        )
+    if name.lower() in _EVENT_TYPES:
+        return (
+            f"{name!r} is not an event type the framework sends: names are matched exactly, "
+            f"case included (did you mean {name.lower()!r}?)"
+        )
     # Letters off only (`alrt`), never a name that merely begins one (`test`, `security`):
     # those are names of one's own, and a warning about each would teach users to skip them.
     close = difflib.get_close_matches(name, _EVENT_TYPES, n=1, cutoff=0.8)
@@ -326,8 +422,8 @@ def allows_event_types(compiled: EventFilter, subscribed: Callable[[str], bool])
     """Whether an event the webhook subscribes to (`subscribed(event_type)`) could pass the
     filter, as far as its `event_type` conditions say."""
     for condition in compiled.all_of:
-        if condition.subject != "event_type":
-            continue
+        if condition.subject != "event_type" or condition.matcher is not None:
+            continue  # a pattern's names are not known here: it may pass some
         if condition.op == "eq" and not subscribed(condition.operand):
             return False
         if condition.op == "in" and not any(subscribed(item) for item in condition.operand):

@@ -78,6 +78,8 @@ class WebhookTables:
             if (problem.whole and unset) or any(_at_or_under(where, u) for u in unset):
                 continue
             self.problems.add(where, problem.message)
+        if isinstance(table, Mapping):
+            self._swallowed(table, path)
         if isinstance(table, Mapping) and self._resolves(table):
             self._name_fallbacks(table, path)
         if unset:
@@ -85,6 +87,44 @@ class WebhookTables:
         if webhook is not None:
             self._judge(webhook, path)
         return webhook
+
+    def _swallowed(self, table: Mapping[str, Any], path: str) -> None:
+        """A setting of the webhook's found inside one of its free-form tables (`headers`,
+        `templates`, a filter's `data`, a plugin's mapping) and missing from the webhook
+        itself: in TOML, every key after a `[webhooks.headers]` header belongs to that table
+        until the next header, so `signing_secret = ...` written below it became a header
+        (sent to the receiver in clear, the requests unsigned), below `[webhooks.templates]`
+        a template, below `[webhooks.filter.data]` a condition no event passed. Refused: no
+        header, template or data field is meant to share a setting's name and be the only
+        place that name is given."""
+        try:
+            cls, _ = self._class_for(table)
+        except Invalid:
+            return
+        settings = {key_of(field) for field in attrs.fields(cls) if field.init}
+        free = {
+            key_of(field)
+            for field in attrs.fields(cls)
+            if field.init and str(field.type).startswith(("Mapping", "dict"))
+        }
+        inner: list[tuple[str, str, Mapping[str, Any]]] = []
+        for key, value in table.items():
+            if key in free and isinstance(value, Mapping):
+                inner.append((key, f"[webhooks.{key}]", value))
+            elif key == "filter" and isinstance(value, Mapping):
+                for part in ("data", "metadata"):
+                    if isinstance(value.get(part), Mapping):
+                        inner.append((f"filter.{part}", f"[webhooks.filter.{part}]", value[part]))
+        for where, header, mapping in inner:
+            for name in mapping:
+                if name in settings and name not in table:
+                    self.problems.add(
+                        _join(_join(path, where), str(name)),
+                        f"{name!r} is a setting of the webhook, not part of {where}: in TOML "
+                        f"every key written after a {header} header belongs to that table, "
+                        f"up to the next header; write {name} above the {header} header (or "
+                        f"{where.split('.')[0]} as an inline table)",
+                    )
 
     def _judge(self, webhook: Webhook, path: str) -> None:
         """What only the whole webhook shows. A filter that no subscribed event can pass is

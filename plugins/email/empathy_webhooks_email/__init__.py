@@ -211,6 +211,13 @@ class EmailWebhook(Webhook):
         return DEFAULT_PORTS[self.tls_mode]
 
     def __attrs_post_init__(self) -> None:
+        if self.signing_secret:
+            # A signature covers an HTTP request's body; a mail carries none a reader could
+            # check, so the secret did nothing while `validate` showed the webhook "signed".
+            raise ValueError(
+                "signing_secret does not apply to email: mail is not signed (the relay's "
+                "login is username and password); leave signing_secret out"
+            )
         if bool(self.username) != bool(self.password):
             raise ValueError("username and password go together: set both or neither")
         if self.username and self.tls_mode == "none" and not self.allow_insecure_auth:
