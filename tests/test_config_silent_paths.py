@@ -240,3 +240,15 @@ def test_an_email_webhook_refuses_a_signing_secret() -> None:
             recipients=["b@example.com"],
             signing_secret=SECRET,
         )
+
+
+def test_a_variable_set_but_empty_outside_a_credential_is_a_warning(pm: Any) -> None:
+    """`?token=${RELAY_TOKEN}` set to "": a URL every request of which the relay refuses."""
+    config = parse_config(
+        {"webhooks": [{"name": "h", "url": "https://relay.example.com/h?token=${RELAY_TOKEN}"}]},
+        plugin_manager=pm,
+        env={"RELAY_TOKEN": ""},
+    )
+    assert config.warnings == (
+        "webhooks[0].url: environment variable RELAY_TOKEN is set but empty",
+    )

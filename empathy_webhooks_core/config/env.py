@@ -112,7 +112,12 @@ def _expand_string(text: str, env: Mapping[str, str], path: str, problems: _Prob
                 return default
             problems.add(path, f"environment variable {name} is not set")
             return ""
-        problems.secrets.add(found)
+        if not found.strip() and path.rpartition(".")[2].lower().endswith("url"):
+            # `?token=${RELAY_TOKEN}` set to "" made a URL that parses and every request to
+            # which is refused (a blank credential field is refused where it is judged).
+            problems.warn(path, f"environment variable {name} is set but empty")
+        if found:
+            problems.secrets.add(found)
         return found
 
     expanded = _ENV.sub(replace, text)
