@@ -252,3 +252,24 @@ def test_a_variable_set_but_empty_outside_a_credential_is_a_warning(pm: Any) -> 
     assert config.warnings == (
         "webhooks[0].url: environment variable RELAY_TOKEN is set but empty",
     )
+
+
+def test_a_signing_secret_with_signing_turned_off_is_a_warning(pm: Any) -> None:
+    config = parse_config(
+        {
+            "webhooks": [
+                {
+                    "name": "h",
+                    "url": "https://example.com/h",
+                    "signing_secret": "${S}",
+                    "sign_payload": False,
+                }
+            ]
+        },
+        plugin_manager=pm,
+        env={"S": SECRET},
+    )
+    assert config.warnings == (
+        "webhooks[0].sign_payload: false: the signing_secret is set but no request is signed "
+        "(leave sign_payload out to sign them)",
+    )

@@ -135,6 +135,12 @@ class WebhookTables:
             self.problems.add(
                 _join(path, "name"), "must not contain control characters (a line break, a tab)"
             )
+        if webhook.signing_secret and webhook.sign_payload is False:
+            self.problems.warn(
+                _join(path, "sign_payload"),
+                "false: the signing_secret is set but no request is signed (leave "
+                "sign_payload out to sign them)",
+            )
         if webhook.rate_limit is not None and not webhook.rate_limit.windows():
             self.problems.warn(
                 _join(path, "rate_limit"),
