@@ -113,8 +113,8 @@ class HttpAnswers:
     - 2xx: delivered, with `success_details(response)`;
     - 429: retried after `retry_after(response)`, the whole webhook paused (the service says
       "not now", whatever the retry policy lists);
-    - a status in the webhook's `retry_on_status` (5xx, 408): retried, `Retry-After` honoured;
-      a 503 not listed there but with a `retry_after(response)` is read as a 429;
+    - any 5xx, or a status in the webhook's `retry_on_status` (408): retried, `Retry-After`
+      honoured; a 503 not listed there but with a `retry_after(response)` is read as a 429;
     - a status in `gone` (410; Discord adds 401 and 404): the webhook disabled until
       `enable_webhook(name)`, its queue kept;
     - 3xx: final (redirects are never followed), as `default_verdict` says;
@@ -157,13 +157,8 @@ class HttpAnswers:
                 retry_after=self.retry_after(response),
                 pause_webhook=True,
             )
-        if status in webhook.retry_policy.retry_on_status:
-            return Verdict(
-                outcome=Outcome.RETRY,
-                reason=f"{self.service} unavailable: {self.describe(response)} (HTTP {status})",
-                retry_after=self.retry_after(response),
-            )
-        if status == 503:
+        listed = status in webhook.retry_policy.retry_on_status
+        if status == 503 and not listed:
             # Not listed, but with Retry-After: "not now", as `default_verdict` reads it (a
             # rate limit); a retry list without 503 must not dead-letter a maintenance window.
             wait = self.retry_after(response)
@@ -174,6 +169,16 @@ class HttpAnswers:
                     retry_after=wait,
                     pause_webhook=True,
                 )
+        if listed or status >= 500:
+            # Every 5xx of a hosted service is its trouble, not the message's: a Cloudflare
+            # 520-524 in front of Discord was final, the alert dead-lettered on its first
+            # attempt as "refused the message" (the services' plugins that classify on their
+            # own retry every 5xx too).
+            return Verdict(
+                outcome=Outcome.RETRY,
+                reason=f"{self.service} unavailable: {self.describe(response)} (HTTP {status})",
+                retry_after=self.retry_after(response),
+            )
         if status in self.gone:
             return Verdict(
                 outcome=Outcome.GONE,

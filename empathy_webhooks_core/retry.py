@@ -22,7 +22,10 @@ __all__ = [
     "parse_retry_after",
 ]
 
-DEFAULT_RETRY_ON_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: Cloudflare's 520-524 (the origin down, unreachable or too slow behind it) are as passing
+#: as a 502 or 504; not retried, an alert to an endpoint behind Cloudflare was dead-lettered
+#: on its first attempt.
+DEFAULT_RETRY_ON_STATUS = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
 #: The reference's best practices: "Set appropriate timeouts (30s max)".
 MAX_TIMEOUT_SECONDS = 30.0

@@ -17,7 +17,7 @@ def test_defaults_follow_the_reference() -> None:
     policy = RetryPolicy()
     assert policy.max_retries == 3
     assert policy.timeout_seconds == 30
-    assert policy.retry_on_status == {408, 429, 500, 502, 503, 504}
+    assert policy.retry_on_status == {408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524}
     assert [RetryPolicy(max_retries=5).delay(n) for n in range(1, 6)] == [1, 2, 4, 8, 16]
 
 

@@ -450,7 +450,7 @@ async def deliver(receiver: Receiver, *events: Event, **options: Any) -> dict[st
     pm.register(Listener())
     webhook = hook(
         url=receiver.url(PATH),
-        retry_policy=FAST,
+        retry_policy=options.pop("retry_policy", FAST),
         on_failure=lambda w, e, error: failures.append(error),
         **options,
     )
@@ -532,6 +532,27 @@ async def test_a_server_error_is_retried(discord: Receiver) -> None:
     outcome = await deliver(discord, reference_event())
     assert [r.answered for r in discord.requests] == [502, 500, 200]
     assert outcome["failures"] == []
+
+
+async def test_a_cloudflare_edge_error_is_retried_whatever_the_retry_list(
+    discord: Receiver,
+) -> None:
+    """520, 522, 524: Cloudflare's page in front of Discord, seen on webhook POSTs (the
+    origin unreachable or slow). They were final: dead-lettered on the first attempt as
+    "Discord refused the message". Retried even with the reference's [500, 502, 503, 504]."""
+    edge = "<html><head><title>520 Origin Error</title></head><body>cloudflare</body></html>"
+    discord.queue(
+        Reply(status=520, body=edge, headers={"Content-Type": "text/html"}),
+        Reply(status=522, body=edge, headers={"Content-Type": "text/html"}),
+        Reply(status=524, body=edge, headers={"Content-Type": "text/html"}),
+    )
+    outcome = await deliver(
+        discord,
+        reference_event(),
+        retry_policy={**FAST, "max_retries": 3, "retry_on_status": [500, 502, 503, 504]},
+    )
+    assert [r.answered for r in discord.requests] == [520, 522, 524, 200]
+    assert outcome["failures"] == [] and outcome["dead"] == []
 
 
 async def until(condition: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -150,6 +151,15 @@ def _retry(status: int, reason: str, response: Response) -> Verdict:
     )
 
 
+#: Hosts of Workflows (Power Automate) URLs, whose answers a flow's author may shape.
+_WORKFLOW_HOSTS = (".logic.azure.com", ".powerautomate.com", ".powerplatform.com")
+
+
+def _workflow(webhook: Webhook) -> bool:
+    host = (urlsplit(getattr(webhook, "url", "") or "").hostname or "").lower()
+    return host.endswith(_WORKFLOW_HOSTS)
+
+
 class _TeamsAnswers(HttpAnswers):
     def describe(self, response: Response) -> str:
         return _describe(response)
@@ -161,12 +171,26 @@ _ANSWERS = _TeamsAnswers(service="Teams")
 def classify(webhook: Webhook, response: Response) -> Verdict:
     """What Teams' answer means. 202 (Workflows) or 200 `1` (legacy) delivered; a legacy
     200 "Webhook message delivery failed ... HTTP error N" is that error (429 and 5xx retried,
-    others final); 429 retried after `Retry-After`, the webhook paused; 5xx and 408 retried;
-    404 (the workflow or connector deleted) disables the webhook; 413 and other 4xx final."""
+    others final); any other 200 without a number, from a connector, is retried; 429
+    retried after `Retry-After`, the webhook paused; 5xx and 408 retried; 404 (the workflow
+    or connector deleted) disables the webhook; 413 and other 4xx final."""
     status = response.status
     if 200 <= status < 300:
         text = response.text()
         if _LEGACY_FAILURE not in text.lower():
+            if status == 200 and not text.strip().isdigit() and not _workflow(webhook):
+                # Microsoft: a connector "returns 200 for what they think are retry-able. The
+                # response can be considered successful only if it returns a number in the
+                # response, else it is a failure even if status is 200" (msteams-docs#9698,
+                # where a 200 carried a token service's 401). Counted delivered, the alert
+                # was lost without a word. A workflow's own Response action may answer 200
+                # with any text: its answer is taken as it is.
+                return _retry(
+                    status,
+                    "Teams answered 200 without the message number that means delivered "
+                    f"(a connector's failure, retried): {_describe(response)}",
+                    response,
+                )
             return Verdict(outcome=Outcome.SUCCESS)
         found = _LEGACY_STATUS.search(text)
         inner = int(found.group(1)) if found else None

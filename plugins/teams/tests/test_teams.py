@@ -450,6 +450,27 @@ async def test_a_legacy_200_throttled_failure_is_retried(teams: Receiver) -> Non
     assert len(teams.requests) == 2 and outcome["failures"] == []
 
 
+async def test_a_connector_200_without_a_number_is_retried_not_counted_delivered(
+    teams: Receiver,
+) -> None:
+    """Microsoft: a connector's 200 is a success "only if it returns a number in the
+    response, else it is a failure even if status is 200" (msteams-docs#9698: a 200 carrying
+    a token service's 401). It was counted delivered: the alert lost without a word."""
+    teams.handler = None
+    teams.queue(
+        Reply(
+            status=200,
+            body="Microsoft.Exchange.Security.TokenIssuer.Common.SubstrateTokenRequestException:"
+            " Request failed with status code 401(Unauthorized)",
+        ),
+        Reply(status=200, body=""),
+        Reply(status=200, body="1"),
+    )
+    outcome = await deliver(teams, teams.url("/webhookb2/x"), sample())
+    assert [r.answered for r in teams.requests] == [200, 200, 200]
+    assert outcome["failures"] == [] and outcome["stats"]["delivered_count"] == 1
+
+
 async def test_a_refused_request_is_final_with_power_automates_error(teams: Receiver) -> None:
     outcome = await deliver(teams, teams.url(PATH) + "?sig=wrong_signature_value", sample())
     [failure] = outcome["failures"]
