@@ -582,11 +582,20 @@ class WebhookDispatcher:
         assert self._store is not None
         return await self._store.dead_letters(webhook_name)
 
-    async def replay_dead_letter(self, dead_letter_id: str) -> Event:
-        """Queue a dead letter again as a fresh delivery (attempts start over)."""
+    async def replay_dead_letter(self, dead_letter_id: str | DeadLetter) -> Event:
+        """Queue a dead letter again as a fresh delivery (attempts start over); returns its
+        event. Give its id, or the letter as `dead_letters()` listed it (a store that
+        replays in one step, such as Redis, then need not look it up).
+
+        Raises `KeyError` when there is no such letter (or another replay took it),
+        `UnknownWebhookError` (a `KeyError`) when the letter is for a webhook this
+        dispatcher does not have: the letter stays listed, untouched, on every store.
+        Raises `ValueError` for a letter whose event could not be decoded."""
         self._check_open()
         if not self._started:
             await self.start()
+        if isinstance(dead_letter_id, DeadLetter):
+            return await self._failures.replay(dead_letter_id.dead_letter_id, dead_letter_id)
         return await self._failures.replay(dead_letter_id)
 
     async def replay_dead_letters(self, webhook_name: str | None = None) -> int:
@@ -603,7 +612,7 @@ class WebhookDispatcher:
             elif letter.webhook_name not in self._lanes:
                 left["unknown webhook"] = left.get("unknown webhook", 0) + 1
             else:
-                await self.replay_dead_letter(letter.dead_letter_id)
+                await self.replay_dead_letter(letter)
                 queued += 1
         if left:
             # Counted as queued, they read as sent to whoever replayed them.

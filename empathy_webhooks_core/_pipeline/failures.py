@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 from .._log import get_logger
 from ..events import Event
+from ..monitor import UnknownWebhookError
 from ..plugins import Hooks
 from ..redaction import redact_text
 from ..stores import DeadLetter, DeliveryStore, ReplaysInOneStep, ReturnsDeadLetters
@@ -240,9 +241,35 @@ class Failures:
                 error=summary(exc),
             )
 
-    async def replay(self, dead_letter_id: str) -> Event:
-        """Queue a dead letter again as a fresh delivery (attempts start over)."""
+    def _unknown_webhook(self, letter: DeadLetter) -> UnknownWebhookError:
+        known = ", ".join(self._lanes) or "none"
+        return UnknownWebhookError(
+            f"dead letter {letter.dead_letter_id!r} is for unknown webhook "
+            f"{letter.webhook_name!r}: this dispatcher does not have it (its webhooks: {known}); "
+            "it stays a dead letter, to replay where that webhook is configured"
+        )
+
+    async def _listed(self, dead_letter_id: str) -> DeadLetter | None:
+        for letter in await self.store.dead_letters():
+            if letter.dead_letter_id == dead_letter_id:
+                return letter
+        return None
+
+    async def replay(self, dead_letter_id: str, listed: DeadLetter | None = None) -> Event:
+        """Queue a dead letter again as a fresh delivery (attempts start over). `listed` is
+        the letter as `dead_letters()` gave it, when the caller has it. Raises `KeyError`
+        when there is no such letter, `UnknownWebhookError` (a `KeyError`) when its webhook
+        is not this dispatcher's (the letter stays), `ValueError` when its event could not
+        be decoded."""
         if self._replays_in_one_step is not None:
+            # The one step queues whatever webhook the letter names, and nothing here would
+            # ever send a delivery for a webhook it lacks: checked first, or the letter left
+            # the dead letters for a delivery that stayed pending forever.
+            letter = listed if listed is not None else await self._listed(dead_letter_id)
+            if letter is None:
+                raise KeyError(f"no dead letter {dead_letter_id!r}")
+            if letter.replayable and letter.webhook_name not in self._lanes:
+                raise self._unknown_webhook(letter)
             # The store replays in one step (Redis: XADD and delete in one script), so a crash
             # between taking the letter and queueing it cannot lose it.
             replayed = await self._replays_in_one_step.requeue_dead_letter(dead_letter_id)
@@ -252,6 +279,8 @@ class Failures:
             if replayed_lane is not None:
                 replayed_lane.dead_letters = max(0, replayed_lane.dead_letters - 1)
             return replayed.event
+        if listed is not None and listed.replayable and listed.webhook_name not in self._lanes:
+            raise self._unknown_webhook(listed)  # said before taking it: nothing to give back
         store = self.store
         letter = await store.take_dead_letter(dead_letter_id)
         if letter is None:
@@ -260,9 +289,7 @@ class Failures:
         delivery = letter.replay_delivery()
         try:
             if lane is None:
-                raise KeyError(
-                    f"dead letter {dead_letter_id!r} is for unknown webhook {letter.webhook_name!r}"
-                )
+                raise self._unknown_webhook(letter)
             await store.enqueue([delivery])
         except BaseException:
             # Taken but not queued: the letter goes back, listed as before. It was gone from

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
+from ..monitor import UnknownWebhookError
 from .problems import Problem
 
 if TYPE_CHECKING:
@@ -44,9 +45,13 @@ def enable_webhook(gateway: Gateway, name: str) -> None:
 
 async def replay_one(gateway: Gateway, dead_letter_id: str) -> Event:
     """Queue one dead letter again (attempts start over); 404 when there is no such letter,
-    409 when it cannot be replayed."""
+    409 when it cannot be replayed (its event could not be decoded, or its webhook is not
+    in this gateway's configuration: the letter stays a dead letter)."""
     try:
         return await gateway.dispatcher.replay_dead_letter(dead_letter_id)
+    except UnknownWebhookError as exc:
+        # A KeyError too, but "no dead letter" would be false: the letter is there, kept.
+        raise Problem(409, "/problems/not-replayable", str(exc)) from None
     except KeyError:
         raise Problem(404, "/problems/not-found", f"no dead letter {dead_letter_id!r}") from None
     except ValueError as exc:
@@ -66,7 +71,7 @@ async def replay_all(
             skipped.append(letter.dead_letter_id)
             continue
         try:
-            event = await dispatcher.replay_dead_letter(letter.dead_letter_id)
+            event = await dispatcher.replay_dead_letter(letter)
         except (KeyError, ValueError):  # replayed meanwhile by another caller
             skipped.append(letter.dead_letter_id)
             continue
