@@ -261,10 +261,27 @@ def read_json_argument(value: str, option: str) -> Any:
             raise CliError(f"error: {option}: cannot read {name!r}: {exc.strerror}") from None
     else:
         text = value
+    return loads_json(text, f"error: {option}")
+
+
+def loads_json(text: str, where: str) -> Any:
+    """JSON given to a command, read as the gateway reads a body (one helper for both): an
+    object holding a key twice is refused, naming it, since which of the two values counts
+    is a guess (Python keeps the last, other parsers the first) and a guess sends an alert
+    with data nobody wrote. `where` starts each message (`error: --data`, `file:3`)."""
+    from ..gateway.bodies import DuplicateKeyError, loads_unique
+
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"error: {option}: not valid JSON: {exc}") from None
+        return loads_unique(text)
+    except DuplicateKeyError as exc:
+        raise CliError(
+            f"{where}: {exc.path}: the key {exc.key!r} appears more than once in its "
+            "object; give it once"
+        ) from None
+    except RecursionError:
+        raise CliError(f"{where}: the JSON nests too deeply") from None
+    except ValueError as exc:
+        raise CliError(f"{where}: not valid JSON: {exc}") from None
 
 
 def event_from_args(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from ._common import (
     event_from_args,
     event_from_object,
     load,
+    loads_json,
 )
 
 
@@ -34,10 +34,13 @@ def register(subparsers: Any) -> None:
         "send",
         help="emit an event to the configured webhooks and report per webhook",
         description="Emit an event to the configured webhooks, wait until each delivery "
-        "succeeded or finally failed (retries included), and report per webhook. "
-        "Exits 1 when a delivery failed or was still pending when the wait ended, and when "
-        "no webhook took any of the events (each one skipped it: not subscribed, or filtered "
-        "out).",
+        "succeeded or finally failed (retries included), and report per webhook. When other "
+        "processes' workers make the store's deliveries (a Redis store), the wait follows "
+        "each delivery's record in the store, so a worker must run on that store. "
+        "Exits 1 when a delivery failed or was still pending when the wait ended (--timeout), "
+        "and when no webhook took any of the events (each one skipped it: not subscribed, or "
+        "filtered out). With --no-wait it only queues, and exits 0 once the store holds the "
+        "events.",
         epilog='examples:\n  empathy-webhooks send prediction --data \'{"prediction": "..."}\' '
         "--level 4\n  empathy-webhooks send alert --data @alert.json --severity high\n"
         "  empathy-webhooks send --events-file events.jsonl   # one JSON object per line",
@@ -64,7 +67,8 @@ def register(subparsers: Any) -> None:
         type=TIMEOUT_SECONDS,
         default=120.0,
         metavar="SECONDS",
-        help="give up waiting after this long (default 120; what is left stays pending)",
+        help="give up waiting after this long (default 120): what is left stays queued, is "
+        "reported pending, and the exit code is 1",
     )
     add_json_option(parser)
     parser.set_defaults(func=run)
@@ -79,10 +83,7 @@ def read_events_file(path: str) -> list[Event]:
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"{path}:{number}: not valid JSON: {exc}") from None
+        obj = loads_json(line, f"{path}:{number}")
         events.append(event_from_object(obj, f"{path}:{number}"))
     if not events:
         raise CliError(f"error: {path} holds no events")

@@ -16,9 +16,11 @@ from .problems import Problem
 
 __all__ = [
     "EVENT_FIELDS",
+    "DuplicateKeyError",
     "build_event",
     "event_fields",
     "event_problem",
+    "loads_unique",
     "parse_json",
     "read_json",
 ]
@@ -79,20 +81,41 @@ def parse_json(body: bytes) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return _decode(text)
-    except _DuplicateKey:
-        path, key = _first_duplicate(text)
-        message = f"the key {key!r} appears more than once in this object; send it once"
+        return loads_unique(text)
+    except DuplicateKeyError as exc:
+        message = f"the key {exc.key!r} appears more than once in this object; send it once"
         raise Problem(
             422,
             "/problems/invalid-body",
-            f"{path}: {message}",
-            errors=[{"path": path, "message": message}],
+            f"{exc.path}: {message}",
+            errors=[{"path": exc.path, "message": message}],
         ) from None
     except RecursionError:
         raise Problem(422, "/problems/invalid-json", "the body nests too deeply") from None
     except ValueError as exc:
         raise Problem(422, "/problems/invalid-json", f"the body is not JSON: {exc}") from None
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object holds a key twice: `key`, and `path` (`$.data.a`) the object's place."""
+
+    def __init__(self, path: str, key: str) -> None:
+        self.path = path
+        self.key = key
+        super().__init__(f"{path}: the key {key!r} appears more than once in this object")
+
+
+def loads_unique(text: str) -> Any:
+    """`json.loads(text)`, but an object that holds a key twice raises `DuplicateKeyError`
+    (naming it) instead of keeping the last value: the gateway's bodies and the CLI's
+    `--data` and `--events-file` read JSON the same way, so no event means one thing sent
+    to one of them and another sent to the other. Raises `ValueError` for text that is not
+    JSON, `RecursionError` for text nested too deeply."""
+    try:
+        return _decode(text)
+    except _DuplicateKey:
+        path, key = _first_duplicate(text)
+        raise DuplicateKeyError(path, key) from None
 
 
 class _DuplicateKey(ValueError):
