@@ -334,8 +334,10 @@ class WebhookDispatcher:
             raise TimeoutError(text) from None
 
     def _idle(self) -> bool:
-        return (self._pager is None or self._pager.paged_out) and all(
-            lane.pending == 0 or not lane.enabled.is_set() for lane in self._lanes.values()
+        return (
+            (self._pager is None or self._pager.paged_out)
+            and self._failures.telling == 0
+            and all(lane.pending == 0 or not lane.enabled.is_set() for lane in self._lanes.values())
         )
 
     async def _flush(self) -> None:

@@ -65,6 +65,14 @@ class Failures:
         self._wake = wake
         self._store: DeliveryStore | None = None
         self._replays_in_one_step: ReplaysInOneStep | None = None
+        #: `on_failure` calls under way for a disabled webhook (`gone`): `drain` waits for
+        #: them, as it waits for a failed delivery's (still pending until it is told).
+        self.telling = 0
+
+    def settle(self, lane: Lane, delivery: Delivery) -> None:
+        """The delivery reached its final outcome (the dispatcher's `_settle`)."""
+        lane.outcomes.pop(delivery.delivery_id, None)
+        self._settle(lane, delivery)
 
     def open(self, store: DeliveryStore | None) -> None:
         """The dispatcher's store opened (or closed: None). A store of other processes'
@@ -104,18 +112,37 @@ class Failures:
                         if not deadline.expired():
                             raise  # the callback's own timeout, said as it is
                         raise TimeoutError(f"did not return within {limit:g} s") from None
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # The dispatcher closing: said, since the user's pager call is cut short.
+                    log.warning(
+                        "on_failure_callback_cut_short",
+                        webhook=webhook.name,
+                        event_id=event.event_id,
+                        reason="the dispatcher stopped while the webhook's on_failure ran; "
+                        "the dead letter and the fallback's delivery are kept",
+                    )
+                    raise
+                # Raised by the callback itself (a task it awaited was cancelled): its
+                # failure, not this worker's cancellation. It had ended the worker without a
+                # word, the delivery never settled and its slot in the lane lost for good.
+                self._callback_failed(webhook, event, exc)
             except Exception as exc:
-                # The user's own failure store or pager did not run: loud, and counted.
-                lane = self._lanes.get(webhook.name)
-                if lane is not None:
-                    lane.recorder.callback_errors += 1
-                log.error(
-                    "on_failure_callback_failed",
-                    webhook=webhook.name,
-                    event_id=event.event_id,
-                    error=summary(exc),
-                )
+                self._callback_failed(webhook, event, exc)
         self._hooks.on_failure(webhook, event, error)
+
+    def _callback_failed(self, webhook: Webhook, event: Event, exc: BaseException) -> None:
+        # The user's own failure store or pager did not run: loud, and counted.
+        lane = self._lanes.get(webhook.name)
+        if lane is not None:
+            lane.recorder.callback_errors += 1
+        log.error(
+            "on_failure_callback_failed",
+            webhook=webhook.name,
+            event_id=event.event_id,
+            error=summary(exc),
+        )
 
     @staticmethod
     def _blocked(webhook: Webhook, event: Event, seconds: float) -> None:
@@ -145,11 +172,29 @@ class Failures:
             reason=error.reason,
         )
         store = self.store
-        await store.add_dead_letter(delivery, error.to_dict())
-        lane.outcomes[delivery.delivery_id] = "final"
-        lane.dead_letters += 1
         try:
-            await self.tell(webhook, delivery.event, error)
+            await store.add_dead_letter(delivery, error.to_dict())
+        except Exception as exc:
+            # The store refused it (locked, full, gone): the failure is still told, to the
+            # user's on_failure and the fallback, which need no store of this process's, with
+            # its own reason. It had stopped here, and the worker's last resort told nobody
+            # and put "internal error: <the store's error>" in the endpoint's answer's place.
+            log.error(
+                "dead_letter_not_recorded",
+                webhook=webhook.name,
+                event_id=delivery.event.event_id,
+                error=summary(exc),
+                status=error.status,
+                failure=error.reason,
+                reason="on_failure and the fallback are told all the same; a durable store "
+                "still holds the delivery, sent again when a process opens it",
+            )
+        else:
+            lane.dead_letters += 1
+        lane.outcomes[delivery.delivery_id] = "final"
+        try:
+            # The fallback first: queued, it is kept whatever on_failure does (hang until its
+            # time is up, or be cut short by a close); queued after it, it was lost then.
             fallback = webhook.fallback
             if fallback is not None:
                 name = fallback if isinstance(fallback, str) else fallback.name
@@ -161,6 +206,7 @@ class Failures:
                     await store.enqueue([backup])
                     if not store.remote_workers:  # else a worker takes it from the store
                         target.enqueue(backup)
+            await self.tell(webhook, delivery.event, error)
         except Exception:
             lane.recorder.failure()  # `worker_failed` settles it, with no await between
             raise
@@ -184,9 +230,13 @@ class Failures:
             attempt=delivery.attempts + 1,
             reason=reason,
         )
-        await self.tell(lane.webhook, delivery.event, error)
-        lane.outcomes.pop(delivery.delivery_id, None)
-        self._wake()
+        self.telling += 1
+        try:
+            await self.tell(lane.webhook, delivery.event, error)
+        finally:
+            self.telling -= 1
+            lane.outcomes.pop(delivery.delivery_id, None)
+            self._wake()
 
     async def worker_failed(self, lane: Lane, delivery: Delivery, exc: Exception) -> None:
         """An unexpected exception while handling a delivery: unless its outcome was already

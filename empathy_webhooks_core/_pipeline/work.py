@@ -116,8 +116,23 @@ class Workers:
                     lane.pass_now() or await self._passed_gate(lane, delivery, holding)
                 ):
                     await self._attempt(lane, delivery)
-            except asyncio.CancelledError:
-                lane.unfinished.append(delivery)  # named by `close`, not only counted
+            except asyncio.CancelledError as exc:
+                if not me.cancelling():
+                    # Not this worker's cancellation: raised by what it awaited (a plugin's
+                    # send, an on_failure, awaiting a task something else cancelled). It had
+                    # ended the worker without a word, the delivery never settled, and the
+                    # lane short of a worker for good.
+                    await self._failures.worker_failed(
+                        lane, delivery, RuntimeError(f"CancelledError raised within: {exc!r}")
+                    )
+                    continue
+                if lane.outcomes.get(delivery.delivery_id) == "final":
+                    # Its dead letter written and its fallback queued, cut short while its
+                    # on_failure ran: ended, not left (close said it was lost, or queued).
+                    lane.recorder.failure()
+                    self._failures.settle(lane, delivery)
+                else:
+                    lane.unfinished.append(delivery)  # named by `close`, not only counted
                 raise
             except Exception as exc:  # a bug must not kill the lane, nor lose the delivery
                 await self._failures.worker_failed(lane, delivery, exc)

@@ -1,0 +1,162 @@
+"""When the handling of a final failure fails in turn: found by an audit of stop 37, each
+through a real dispatcher, a loopback receiver and real stores.
+
+- An `on_failure` that raised CancelledError (it awaited a task something else cancelled)
+  ended the worker without a word: the fallback never sent, the failure never counted, the
+  lane one worker short for good, and `close()` hung.
+- A dead letter the store refused stopped everything after it: `on_failure`, the plugins'
+  hooks and the fallback were skipped, and the reason became the store's error.
+- A close while an async `on_failure` ran lost the fallback (queued after it) without a word.
+- After a 410, `drain()` returned while the webhook's `on_failure` still ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+from empathy_webhooks_core.stores.memory import MemoryStore
+from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
+
+FAST = {"max_retries": 0, "initial_delay_seconds": 0.001}
+
+
+def lines(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if f"'{name}'" in r.getMessage()]
+
+
+def route(status: int) -> Any:
+    """`/w` answers `status`, anything else (the fallback) 200."""
+
+    def handler(request: ReceivedRequest) -> Reply:
+        return Reply(status=status if request.path == "/w" else 200)
+
+    return handler
+
+
+def hooks(receiver: Receiver, on_failure: Any, **options: Any) -> list[CustomWebhook]:
+    """`w`, whose fallback `fb` (given as a webhook: it gets only what `w` could not send)."""
+    fallback = CustomWebhook(name="fb", url=receiver.url("/fb"))
+    main = CustomWebhook(
+        name="w",
+        url=receiver.url("/w"),
+        retry_policy=FAST,
+        fallback=fallback,
+        on_failure=on_failure,
+        **options,
+    )
+    return [main]
+
+
+async def test_an_on_failure_raising_cancelled_error_is_its_failure_not_the_workers(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    receiver.handler = route(400)
+
+    async def pager(webhook: Any, event: Any, error: Any) -> None:
+        call = asyncio.ensure_future(asyncio.sleep(5))  # a client's request, shut down under it
+        asyncio.get_running_loop().call_later(0.01, call.cancel)
+        await call
+
+    webhooks = hooks(receiver, pager, max_concurrency=1)
+    async with asyncio.timeout(20):
+        async with WebhookDispatcher(webhooks=webhooks) as dispatcher:
+            for n in range(3):
+                await dispatcher.emit("alert", {"n": n})
+            await dispatcher.drain(timeout=10)
+            stats = dispatcher.get_webhook_stats("w")
+            dead = await dispatcher.dead_letters("w")
+    assert [r.path for r in receiver.requests].count("/w") == 3  # the lane kept its worker
+    assert [r.path for r in receiver.requests].count("/fb") == 3
+    assert (stats["failed_count"], stats["callback_errors"], len(dead)) == (3, 3, 3)
+    assert len(lines(caplog, "on_failure_callback_failed")) == 3
+    assert "CancelledError" in lines(caplog, "on_failure_callback_failed")[0]
+
+
+class _RefusingStore(MemoryStore):
+    """A store whose dead-letter writes fail (a disk full, a file locked for long)."""
+
+    async def add_dead_letter(self, delivery: Any, error: dict[str, Any]) -> None:
+        raise OSError("disk full")
+
+
+async def test_a_dead_letter_the_store_refuses_still_tells_on_failure_and_the_fallback(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    receiver.handler = route(400)
+    told: list[Any] = []
+    webhooks = hooks(receiver, lambda w, e, error: told.append(error))
+    async with WebhookDispatcher(webhooks=webhooks, store=_RefusingStore()) as dispatcher:
+        await dispatcher.emit("alert", {"n": 1})
+        await dispatcher.drain(timeout=10)
+        stats = dispatcher.get_webhook_stats("w")
+    [error] = told
+    assert (error.status, error.reason) == (400, "rejected with HTTP 400")
+    assert [r.path for r in receiver.requests] == ["/w", "/fb"]
+    [line] = lines(caplog, "dead_letter_not_recorded")
+    assert "OSError: disk full" in line and "rejected with HTTP 400" in line
+    assert stats["failed_count"] == 1
+    assert not lines(caplog, "worker_error")
+
+
+async def test_a_close_during_on_failure_keeps_the_fallback_and_says_it_cut_the_call_short(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    receiver.handler = route(400)
+    calls: list[str] = []
+
+    async def pager(webhook: Any, event: Any, error: Any) -> None:
+        calls.append("start")
+        await asyncio.sleep(10)
+        calls.append("end")
+
+    store = f"sqlite:///{tmp_path / 'outbox.db'}"
+    webhooks = hooks(receiver, pager)
+    dispatcher = WebhookDispatcher(webhooks=webhooks, store=store)
+    await dispatcher.start()
+    await dispatcher.emit("alert", {"n": 1})
+    async with asyncio.timeout(10):
+        while calls != ["start"]:  # noqa: ASYNC110 - the callback's own list
+            await asyncio.sleep(0.01)
+    await dispatcher.close(drain=False)
+    assert calls == ["start"]
+    assert lines(caplog, "on_failure_callback_cut_short")
+    assert not lines(caplog, "closed_with_pending_deliveries") or all(
+        "'w'" not in line for line in lines(caplog, "closed_with_pending_deliveries")
+    )
+    # The next process on the file sends the fallback's delivery (queued before on_failure).
+    again = [CustomWebhook(name="w", url=receiver.url("/w"), fallback=webhooks[0].fallback)]
+    async with WebhookDispatcher(webhooks=again, store=store) as reopened:
+        await reopened.drain(timeout=10)
+        assert [d.webhook_name for d in await reopened.dead_letters()] == ["w"]
+    assert [r.path for r in receiver.requests].count("/fb") >= 1  # at least once
+
+
+async def test_drain_waits_for_the_on_failure_of_a_webhook_a_410_disabled(
+    receiver: Receiver,
+) -> None:
+    receiver.handler = route(410)
+    calls: list[str] = []
+
+    async def pager(webhook: Any, event: Any, error: Any) -> None:
+        calls.append("start")
+        await asyncio.sleep(0.3)
+        calls.append("end")
+
+    webhook = CustomWebhook(name="w", url=receiver.url("/w"), on_failure=pager)
+    async with WebhookDispatcher(webhooks=[webhook]) as dispatcher:
+        await dispatcher.emit("alert", {"n": 1})
+        async with asyncio.timeout(10):
+            while not receiver.requests:  # noqa: ASYNC110 - the receiver's own list
+                await asyncio.sleep(0.01)
+        await dispatcher.drain(timeout=10)
+        assert calls == ["start", "end"]
+        assert dispatcher.is_enabled("w") is False
