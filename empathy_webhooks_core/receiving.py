@@ -112,15 +112,18 @@ def verified_handler(
     handler: EventHandler,
     *,
     tolerance: float = DEFAULT_TOLERANCE_SECONDS,
-    require_timestamp: bool = False,
+    require_timestamp: bool = True,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp handler that verifies the request (either scheme), then calls
     `handler(request, event)` with the parsed JSON body.
 
-    `secret` may list several secrets (a rotation in progress). Standard Webhooks headers,
-    when present, must verify within `tolerance` seconds; `require_timestamp=True` refuses
-    requests that carry only `X-Signature` (which has no replay protection). The body size is
-    bounded by the application's `client_max_size` (aiohttp's default: 1 MiB).
+    `secret` may list several secrets (a rotation in progress). The Standard Webhooks
+    headers must verify within `tolerance` seconds. A request carrying only `X-Signature`
+    (which has no timestamp) is refused unless `require_timestamp=False`: accepted by
+    default, any request ever captured could be replayed forever with its timestamp headers
+    stripped. Pass False only for a sender that signs with `X-Signature` alone (the
+    reference's scheme). The body size is bounded by the application's `client_max_size`
+    (aiohttp's default: 1 MiB).
     """
     _check_settings(secret, tolerance, "verified_handler")
 
@@ -143,7 +146,7 @@ def verification_middleware(
     secret: str | list[str] | tuple[str, ...],
     *,
     tolerance: float = DEFAULT_TOLERANCE_SECONDS,
-    require_timestamp: bool = False,
+    require_timestamp: bool = True,
     paths: tuple[str, ...] | None = None,
 ) -> Any:
     """An aiohttp middleware that refuses (401) unsigned or badly signed requests to `paths`

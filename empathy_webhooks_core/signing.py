@@ -352,14 +352,16 @@ def verify_request(
     *,
     tolerance: float = DEFAULT_TOLERANCE_SECONDS,
     now: float | None = None,
-    require_timestamp: bool = False,
+    require_timestamp: bool = True,
 ) -> bool:
-    """Whether a request is signed by us under either scheme.
+    """Whether a request is signed by us.
 
-    When Standard Webhooks headers are present they must verify (with the timestamp
-    tolerance: they are what protects against replay); otherwise a valid `X-Signature`
-    suffices, unless `require_timestamp=True` (then only Standard Webhooks is accepted, so a
-    captured request cannot be replayed with its timestamp headers stripped). Never raises."""
+    The Standard Webhooks headers must verify, with the timestamp tolerance: they are what
+    protects against replay. `require_timestamp=False` also accepts a valid `X-Signature`
+    alone, for a sender that signs only so (the reference's scheme): a request without a
+    timestamp can be replayed forever, and by default every captured request could be, with
+    its timestamp headers stripped (and the two schemes share a key, so a timestamped
+    signature could be turned into an `X-Signature` of another body). Never raises."""
     if require_timestamp or _header(headers, "webhook-signature") is not None:
         return verify_standard_webhook(body, headers, secret, tolerance=tolerance, now=now)
     return verify_webhook_signature(body, _header(headers, X_SIGNATURE), secret)

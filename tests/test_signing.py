@@ -328,7 +328,10 @@ async def test_signature_scheme_narrows_to_one(
     [request] = receiver.requests
     assert all(request.header(name) for name in present)
     assert not any(request.header(name) for name in absent)
-    assert verify_request(request.body, request.headers, "s3cret")
+    legacy = scheme == "x-signature"
+    assert verify_request(request.body, request.headers, "s3cret", require_timestamp=not legacy)
+    # X-Signature alone is accepted only when asked for: it carries no timestamp.
+    assert verify_request(request.body, request.headers, "s3cret") is not legacy
 
 
 async def test_sign_payload_false_sends_no_signature(receiver: Receiver) -> None:
@@ -406,6 +409,10 @@ async def verified_app() -> AsyncIterator[tuple[App, list[Any]]]:
     app = web.Application(middlewares=[verification_middleware("mw-secret", paths=("/mw",))])
     app.router.add_post("/hook", verified_handler(["old-secret", "app-secret"], on_event))
     app.router.add_post("/strict", verified_handler("app-secret", on_event, require_timestamp=True))
+    # For a sender signing with X-Signature alone (the reference's scheme): replayable.
+    app.router.add_post(
+        "/legacy", verified_handler(["old-secret", "app-secret"], on_event, require_timestamp=False)
+    )
     app.router.add_post("/mw", on_plain)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -433,7 +440,7 @@ async def test_verified_handler_passes_our_deliveries_through(
         ),
         CustomWebhook(
             name="x-only",
-            url=app.url("/hook"),
+            url=app.url("/legacy"),
             signing_secret="app-secret",
             signature_scheme="x-signature",
             on_failure=failed,
@@ -469,10 +476,14 @@ async def test_verified_handler_answers_401_without_saying_why(
         ("/hook", {"X-Signature": x_signature(body, "wrong")}, body, 401),
         ("/hook", {"X-Signature": x_signature(body, "app-secret")}, body + b" ", 401),
         ("/hook", stale | {"X-Signature": x_signature(body, "app-secret")}, body, 401),
-        ("/hook", {"X-Signature": x_signature(body, "old-secret")}, body, 200),
+        # X-Signature alone has no timestamp: refused unless asked for (a capture with its
+        # timestamp headers stripped could be replayed forever).
+        ("/hook", {"X-Signature": x_signature(body, "app-secret")}, body, 401),
+        ("/legacy", {"X-Signature": x_signature(body, "old-secret")}, body, 200),
+        ("/legacy", stale | {"X-Signature": x_signature(body, "app-secret")}, body, 401),
         ("/hook", good_standard, body, 200),
-        ("/hook", {"X-Signature": x_signature(b"nope", "app-secret")}, b"nope", 400),
-        ("/hook", {"X-Signature": x_signature(b"nope", "old-secret")}, b"nope", 400),
+        ("/legacy", {"X-Signature": x_signature(b"nope", "app-secret")}, b"nope", 400),
+        ("/legacy", {"X-Signature": x_signature(b"nope", "old-secret")}, b"nope", 400),
         ("/strict", {"X-Signature": x_signature(body, "app-secret")}, body, 401),
         ("/strict", good_standard, body, 200),
         ("/mw", {"X-Signature": x_signature(body, "app-secret")}, body, 401),
@@ -491,3 +502,35 @@ def test_helpers_refuse_to_run_without_a_secret() -> None:
         verified_handler("", lambda request, event: None)
     with pytest.raises(ValueError, match="secret"):
         verification_middleware([])
+
+
+async def test_a_captured_request_replayed_later_is_refused_by_default_even_stripped(
+    verified_app: tuple[App, list[Any]],
+) -> None:
+    """An attacker with one captured request: an hour later, its Standard Webhooks headers
+    stripped, it verified as an X-Signature request with no age limit (and a timestamped
+    signature could be turned into an X-Signature of the body `id.ts.body`, the two schemes
+    sharing a key). Refused by default now; the audit of stop 37 found both."""
+    app, seen = verified_app
+    body = json.dumps({"event_type": "payment", "data": {"amount": 100}}).encode()
+    webhook = CustomWebhook(url="https://example.com/h", signing_secret="app-secret")
+    hour_ago = int(time.time()) - 3600
+    signed = sign_request(
+        webhook, OutgoingRequest(url=webhook.url, body=body), event_id="evt_1", timestamp=hour_ago
+    )
+    stripped = {"X-Signature": signed.headers["X-Signature"]}
+    v1 = signed.headers["webhook-signature"].split(",", 1)[1]
+    forged_body = f"evt_1.{hour_ago}.".encode() + body
+    forged = {"X-Signature": base64.b64decode(v1).hex()}
+    async with ClientSession() as session:
+        for path, headers, data in [
+            ("/hook", dict(signed.headers), body),  # too old
+            ("/hook", stripped, body),
+            ("/hook", forged, forged_body),
+            ("/mw", {"X-Signature": x_signature(body, "mw-secret")}, body),
+        ]:
+            async with session.post(app.url(path), data=data, headers=headers) as answer:
+                assert answer.status == 401, (path, headers)
+    assert seen == []
+    assert not verify_request(body, stripped, "app-secret")
+    assert not verify_request(forged_body, forged, "app-secret")
