@@ -273,3 +273,14 @@ def test_a_signing_secret_with_signing_turned_off_is_a_warning(pm: Any) -> None:
         "webhooks[0].sign_payload: false: the signing_secret is set but no request is signed "
         "(leave sign_payload out to sign them)",
     )
+
+
+def test_a_short_signing_secret_is_a_warning_that_does_not_show_it(pm: Any) -> None:
+    config = parse_config(
+        {"webhooks": [{"name": "h", "url": "https://example.com/h", "signing_secret": "${S}"}]},
+        plugin_manager=pm,
+        env={"S": "pa55w0rd"},
+    )
+    [warning] = config.warnings
+    assert warning.startswith("webhooks[0].signing_secret: shorter than 16 characters")
+    assert "pa55w0rd" not in warning

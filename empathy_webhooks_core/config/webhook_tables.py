@@ -135,6 +135,15 @@ class WebhookTables:
             self.problems.add(
                 _join(path, "name"), "must not contain control characters (a line break, a tab)"
             )
+        short = [secret for secret in webhook.signing_secret if len(secret) < _SHORT_SECRET]
+        if short:
+            # Never the secret, nor its length exactly: a hint at what to guess.
+            self.problems.warn(
+                _join(path, "signing_secret"),
+                f"shorter than {_SHORT_SECRET} characters: one captured request lets anyone "
+                "try short secrets offline until one matches; use 24 random bytes or more "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            )
         if webhook.signing_secret and webhook.sign_payload is False:
             self.problems.warn(
                 _join(path, "sign_payload"),
@@ -274,6 +283,9 @@ class WebhookTables:
     def _unset_within(self, where: str) -> bool:
         return any(_at_or_under(p, where) for p in self.problems.unset)
 
+
+#: Signing secrets shorter than this are a warning (Standard Webhooks asks for 24 random bytes).
+_SHORT_SECRET = 16
 
 #: What the reference's Python names a generic webhook, and what users call one.
 _GENERIC = frozenset({"", "config", "custom", "generic", "http", "https"})
