@@ -14,7 +14,7 @@ from . import _renderer
 from ._version import __version__
 
 _EXPORTS = {
-    "BlockedAddressError": "netguard",
+    "BlockedAddressError": "_netguard",
     "BreakerPolicy": "breaker",
     "AttemptRecord": "history",
     "ConfigError": "converter",

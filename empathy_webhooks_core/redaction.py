@@ -32,6 +32,7 @@ import binascii
 import collections
 import contextlib
 import functools
+import html
 import json
 import re
 import sys
@@ -86,8 +87,9 @@ SECRET = "secret"  # noqa: S105 - a key name, not a secret
 
 #: Header names and keys whose values are credentials, whatever the value looks like.
 SECRET_NAME = re.compile(
-    r"secret|token|passw(?:or)?d|api[-_]?key|signature|credential|authorization|cookie"
-    r"|x-auth|(?:^|[-_])auth(?:[-_]|$)|(?:^|[-_])key$|webhook[-_]url",
+    r"secret|token|passw(?:or)?d|pass(?:phrase|code)|api[-_]?key|signature|credential"
+    r"|authori[sz]ation|authentication|cookie|x-auth|(?:^|[-_])auth(?:[-_]|$)|(?:^|[-_])key$"
+    r"|access[-_]?key|private[-_]?key|(?:^|[-_])(?:jwt|hmac)|(?:^|[-_])sign?$|webhook[-_]url",
     re.IGNORECASE,
 )
 #: Query parameters that carry credentials though their names are short or plain (Azure
@@ -242,8 +244,26 @@ def _secret_lines(value: str) -> set[str]:
 
 
 def _forms(value: str) -> set[str]:
-    """`value` as it appears in a URL, a JSON string and base64."""
-    forms = {value, quote(value, safe=""), quote_plus(value, safe=""), json.dumps(value)[1:-1]}
+    """`value` as it appears in a URL, a JSON string, an HTML page and base64: every form a
+    service's echo of the request was seen to carry it in. PHP's `json_encode` writes `/` as
+    `\\/` (an AWS-style key echoed so was shown whole), Go's escapes `&`, `<` and `>` as
+    `\\u0026`..., proxies' error pages escape HTML, and a value may be percent-encoded in
+    lower case or twice."""
+    in_json = json.dumps(value)[1:-1]
+    in_url = quote(value, safe="")
+    forms = {
+        value,
+        in_url,
+        quote_plus(value, safe=""),
+        in_json,
+        in_json.replace("/", "\\/"),
+        in_json.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"),
+        html.escape(value, quote=True),
+        html.escape(value, quote=False),
+        html.escape(value, quote=True).replace("&#x27;", "&#39;"),
+        re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), in_url),
+        quote(in_url, safe=""),
+    }
     forms.update(f for f in _b64_forms(value) if len(f) >= MIN_SECRET_LENGTH + 2)
     return forms
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ..redaction import redact_text
+
 __all__ = ["PROBLEM_TYPES", "Problem", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
@@ -70,14 +72,17 @@ class Problem(Exception):
         self.extra = dict(extra or {})
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
+        # Masked: a detail or a path may quote the caller's own input, and a caller who put
+        # a registered secret there (a token as a webhook's name) must not get it back, nor
+        # whoever logs the answers.
         body: dict[str, Any] = {
             "type": self.type,
             "title": PROBLEM_TYPES[self.type] or _reason(self.status),
             "status": self.status,
-            "detail": self.detail,
+            "detail": redact_text(self.detail),
         }
         if instance is not None:
-            body["instance"] = instance
+            body["instance"] = redact_text(instance)
         if self.errors:
             body["errors"] = self.errors
         body.update(self.extra)
