@@ -591,6 +591,26 @@ class Hooks:
                 unused.setdefault(impl.plugin_name, []).append(
                     f"{hook_name} (a wrapper)" if wrapper else hook_name
                 )
+        # Elsewhere the core calls each plugin's implementation itself (one plugin's bug is
+        # then its own), so a wrapper is never run: said, as nothing else would say it.
+        wrapped: dict[str, list[str]] = {}
+        for hook_name in _HOOK_NAMES:
+            if hook_name in PER_TYPE_HOOKS or hook_name == "webhook_for_url":
+                continue
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.hookwrapper or impl.wrapper:
+                    wrapped.setdefault(impl.plugin_name, []).append(hook_name)
+        for plugin_name, hooks in wrapped.items():
+            log.warning(
+                "plugin_hooks_never_called",
+                plugin=plugin_name,
+                hooks=", ".join(hooks),
+                error=(
+                    f"plugin {plugin_name!r} implements {', '.join(hooks)} as hook wrappers, "
+                    "which the core never runs (it calls each plugin's implementation itself); "
+                    "implement them plainly"
+                ),
+            )
         for plugin_name, hooks in unused.items():
             log.warning(
                 "plugin_hooks_never_called",
@@ -790,7 +810,16 @@ class Hooks:
         every generic webhook's URL, and its bug must not stop those that are not its own."""
         impls = self.pm.hook.webhook_for_url.get_hookimpls()
         if any(impl.hookwrapper or impl.wrapper for impl in impls):
-            return self._first("webhook_for_url", url=url, options=options)
+            # A wrapper runs the whole chain in pluggy: one plugin's bug cannot be passed over
+            # alone, so the chain is (the webhook stays generic), said with the URL masked.
+            # It had raised out of the dispatcher's construction with the raw URL in its text.
+            try:
+                return self._first("webhook_for_url", url=url, options=options)
+            except ValueError:
+                raise
+            except Exception as exc:
+                self._claim_failed(url, options, "the webhook_for_url hook chain", exc)
+                return None, ""
         for impl in reversed(impls):
             kwargs = {"url": url, "options": options}
             try:
@@ -798,21 +827,25 @@ class Hooks:
             except ValueError:
                 raise
             except Exception as exc:
-                text = f"{type(exc).__name__}: {exc}"
-                if url:  # often the credential itself (a chat webhook's path, a query token)
-                    text = text.replace(url, redact_url(url, secret_path=True))
-                log.error(
-                    "plugin_hook_failed",
-                    hook="webhook_for_url",
-                    plugin=plugin_label(impl.plugin_name, impl.plugin),
-                    webhook=options.get("name"),
-                    error=redact_text(text),
-                    reason="the plugin is passed over for this URL",
-                )
+                self._claim_failed(url, options, plugin_label(impl.plugin_name, impl.plugin), exc)
                 continue
             if result is not None:
                 return result, impl.plugin_name
         return None, ""
+
+    @staticmethod
+    def _claim_failed(url: str, options: Mapping[str, Any], plugin: str, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if url:  # often the credential itself (a chat webhook's path, a query token)
+            text = text.replace(url, redact_url(url, secret_path=True))
+        log.error(
+            "plugin_hook_failed",
+            hook="webhook_for_url",
+            plugin=plugin,
+            webhook=options.get("name"),
+            error=redact_text(text),
+            reason="the plugin is passed over for this URL",
+        )
 
     def _first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
         """A `firstresult` call over every plugin (for hooks asked before a webhook's type is
@@ -981,8 +1014,15 @@ class Hooks:
                 continue
             if found is None:
                 continue
-            if not isinstance(found, Mapping) or not all(
-                isinstance(key, str) and _is_figure(value) for key, value in found.items()
+            try:
+                # Read inside: a mapping whose items() raised made get_webhook_stats and
+                # close() raise, where the docstring promises "logged and left out".
+                items = list(found.items()) if isinstance(found, Mapping) else None
+            except Exception as exc:
+                _hook_failed("webhook_stats", impl.plugin_name, exc)
+                continue
+            if items is None or not all(
+                isinstance(key, str) and _is_figure(value) for key, value in items
             ):
                 self._broken(
                     impl.plugin_name,
@@ -991,7 +1031,7 @@ class Hooks:
                 )
                 continue
             label = plugin_label(impl.plugin_name, impl.plugin)
-            figures.update({f"plugin.{label}.{key}": value for key, value in found.items()})
+            figures.update({f"plugin.{label}.{key}": value for key, value in items})
         return figures
 
     # -- observing deliveries: per-delivery context and per-attempt hooks -----------------

@@ -212,32 +212,44 @@ async def admit_many(
     local = not store.remote_workers
     plans: list[tuple[Event, list[Lane], list[Delivery], dict[str, int]]] = []
     captures = hooks is not None and hooks.captures_context
-    for event in events:
-        # One pass over the lanes per event (this runs for every accepted event): refused,
-        # or given a delivery, counted for the events after it in this group.
-        wanting: list[Lane] = []
-        deliveries: list[Delivery] = []
-        full: dict[str, int] = {}
-        for lane in lanes.values():
-            if not lane.wants(event):
-                continue
-            webhook = lane.webhook
-            name = webhook.name
-            if local:
-                if lane.pending >= webhook.max_pending:
+    wanting: list[Lane] = []
+    try:
+        for event in events:
+            # One pass over the lanes per event (this runs for every accepted event): refused,
+            # or given a delivery, counted for the events after it in this group.
+            wanting = []
+            deliveries: list[Delivery] = []
+            full: dict[str, int] = {}
+            for lane in lanes.values():
+                if not lane.wants(event):
+                    continue
+                webhook = lane.webhook
+                name = webhook.name
+                if local and lane.pending >= webhook.max_pending:
                     full[name] = webhook.max_pending
                     lane.recorder.refused += 1
                     continue
-                # Reserved until the write returns (see `admit`): the events after this one
-                # in the group, and other groups written meanwhile, count it.
-                lane.pending += 1
-            delivery = Delivery(webhook_name=name, event=event)
-            if captures:
-                assert hooks is not None
-                delivery.context = hooks.delivery_context(webhook, event)
-            wanting.append(lane)
-            deliveries.append(delivery)
-        plans.append((event, wanting, deliveries, full))
+                delivery = Delivery(webhook_name=name, event=event)
+                if captures:
+                    # Asked before the reservation: a plugin whose context raised had left one
+                    # that nothing released (drain then waited for ever, close said it lost it).
+                    assert hooks is not None
+                    delivery.context = hooks.delivery_context(webhook, event)
+                if local:
+                    # Reserved until the write returns (see `admit`): the events after this one
+                    # in the group, and other groups written meanwhile, count it.
+                    lane.pending += 1
+                wanting.append(lane)
+                deliveries.append(delivery)
+            plans.append((event, wanting, deliveries, full))
+    except BaseException:
+        # A plugin's delivery_context raised: nothing is written, so every reservation made
+        # so far goes, this event's included.
+        if local:
+            for plan in plans:
+                _release(plan[1])
+            _release(wanting)
+        raise
     written: list[Exception | None] = [None] * len(plans)
     try:
         try:

@@ -136,6 +136,15 @@ class Workers:
                 raise
             except Exception as exc:  # a bug must not kill the lane, nor lose the delivery
                 await self._failures.worker_failed(lane, delivery, exc)
+            except (KeyboardInterrupt, SystemExit):
+                raise  # the process is asked to stop: not a library's to swallow
+            except BaseException as exc:
+                # GeneratorExit, a vendor SDK's or a test framework's own BaseException from a
+                # plugin's hook: it had ended the worker without a word, the delivery never
+                # settled and the lane a worker short for good.
+                await self._failures.worker_failed(
+                    lane, delivery, RuntimeError(f"{type(exc).__name__} raised within: {exc}")
+                )
             if me.cancelling():
                 # Cancelled (the dispatcher closing) while a plugin's send swallowed it, as
                 # Python 3.11's `wait_for` does when the answer lands with the cancellation:
