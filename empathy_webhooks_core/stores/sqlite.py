@@ -749,6 +749,10 @@ class SQLiteStore:
         self._opened = self.path
         self._file_check_at = 0.0
         self._file_failed = False
+        #: The write-ahead log first seen at the path (`_wal_gone`), and whether its loss
+        #: was said.
+        self._wal: tuple[int, int] | None = None
+        self._wal_said = False
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, retention_seconds={self.retention_seconds:g})"
@@ -1025,6 +1029,7 @@ class SQLiteStore:
         old file are carried over. What processes held stays theirs, delivered from memory."""
         self._file_check_at = time.monotonic() + _FILE_CHECK_SECONDS
         if self._file is None or _file_identity(self._opened) == self._file:
+            self._wal_gone()
             return conn
         if self.path.absolute() != self._opened:
             return conn  # the process changed directory: the path names another place now
@@ -1043,6 +1048,11 @@ class SQLiteStore:
         old_now, self._now_conn = self._now_conn, None
         carried = letters = 0
         try:
+            # Rows of a process that died before the file was replaced are nobody's: given up
+            # first (by its pid on this machine, or its lease), they are carried over with the
+            # rest. Left in the old file, nobody would ever see them again.
+            with contextlib.suppress(sqlite3.Error):
+                self._release_dead_owners(conn)
             carried, letters = self._carry_over(conn, new)
         except sqlite3.Error as exc:
             log.error(
@@ -1053,6 +1063,7 @@ class SQLiteStore:
                 "not copied to the new one",
             )
         self._registered, self._swept, self._version = False, False, -1
+        self._wal, self._wal_said = None, False
         self._empty_at.clear()
         # Registered again in the new file with this process's next write or claim.
         self._check_owners_at = 0.0
@@ -1073,6 +1084,30 @@ class SQLiteStore:
         if old_now is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._reopen_now, old_now)
         return new
+
+    def _wal_gone(self) -> None:
+        """Say, once, that the file's write-ahead log was deleted or replaced under it (`rm
+        outbox.db-wal`, a cleanup script): every connection open on the file goes on
+        committing into the unlinked log, which nobody can read once they close, so a crash
+        or a restart loses every emit since, each of which had returned as written. Nothing
+        here can undo that; it had gone without a word."""
+        wal = Path(f"{self._opened}-wal")
+        now = _file_identity(wal)
+        if self._wal is None:
+            self._wal = now  # made on the first write: recorded once it is there
+            return
+        if now == self._wal or self._wal_said:
+            return
+        self._wal_said = True
+        log.error(
+            "sqlite_wal_removed",
+            store=str(self.path),
+            wal=str(wal),
+            reason="the file's write-ahead log was deleted or replaced while this process had "
+            "it open: what was committed since is in a log nobody can read once the "
+            "processes on this file close, and a crash loses it; stop every process using "
+            "this file and start them again (let them close normally to keep what they hold)",
+        )
 
     @staticmethod
     def _carry_over(old: sqlite3.Connection, new: sqlite3.Connection) -> tuple[int, int]:
