@@ -203,6 +203,20 @@ def number_option(low: int, high: int, *, integer: bool = False) -> Any:
 
 #: `--timeout`: how long a command waits for its deliveries (a day at most).
 TIMEOUT_SECONDS = number_option(0, 86400)
+
+
+def add_wait_timeout(parser: argparse.ArgumentParser) -> None:
+    """`--timeout` of the commands that wait for deliveries (`send`, `dead-letters replay`)."""
+    parser.add_argument(
+        "--timeout",
+        type=TIMEOUT_SECONDS,
+        default=120.0,
+        metavar="SECONDS",
+        help="give up waiting after this long (default 120): what is left stays queued, is "
+        "reported pending, and the exit code is 1",
+    )
+
+
 #: `--port`: 0 picks a free one.
 PORT = number_option(0, 65535, integer=True)
 

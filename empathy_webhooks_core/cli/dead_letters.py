@@ -12,11 +12,11 @@ from ..stores import DeadLetter
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
-    TIMEOUT_SECONDS,
     CliError,
     Output,
     add_config_option,
     add_json_option,
+    add_wait_timeout,
     load,
 )
 from ._store import open_durable, shown_store, store_url
@@ -50,14 +50,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     replay.add_argument("ids", nargs="*", metavar="ID", help="dead letter ids (default: all)")
-    replay.add_argument(
-        "--timeout",
-        type=TIMEOUT_SECONDS,
-        default=120.0,
-        metavar="SECONDS",
-        help="give up waiting after this long (default 120): what is left stays queued, is "
-        "reported pending, and the exit code is 1",
-    )
+    add_wait_timeout(replay)
     for sub in (listing, replay):
         sub.add_argument("--webhook", metavar="NAME", help="only this webhook's dead letters")
         add_config_option(sub, store=True)

@@ -15,13 +15,13 @@ from ..events import Event
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
-    TIMEOUT_SECONDS,
     CliError,
     Outcome,
     Output,
     add_config_option,
     add_event_options,
     add_json_option,
+    add_wait_timeout,
     event_from_args,
     event_from_object,
     load,
@@ -62,14 +62,7 @@ def register(subparsers: Any) -> None:
         action="store_false",
         help="return once the events are in the durable store (needs a store)",
     )
-    parser.add_argument(
-        "--timeout",
-        type=TIMEOUT_SECONDS,
-        default=120.0,
-        metavar="SECONDS",
-        help="give up waiting after this long (default 120): what is left stays queued, is "
-        "reported pending, and the exit code is 1",
-    )
+    add_wait_timeout(parser)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
