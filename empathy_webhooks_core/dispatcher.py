@@ -378,15 +378,20 @@ class WebhookDispatcher:
             if isinstance(self._store, MemoryStore):
                 # Nothing keeps them: said as the loss it is, webhook by webhook, and which
                 # events (a count alone left the team unable to tell which alerts to resend).
-                lost = [
-                    delivery.event.event_id
-                    for lane in self._lanes.values()
-                    for delivery in lane.left()
-                ]
+                by_webhook: dict[str, list[str]] = {}
+                for lane in self._lanes.values():
+                    for delivery in lane.left():
+                        by_webhook.setdefault(lane.webhook.name, []).append(delivery.event.event_id)
+                # Each event once, and which webhooks lost it: an event one webhook got and
+                # another lost, resent whole, reached the first twice.
+                lost = list(dict.fromkeys(i for ids in by_webhook.values() for i in ids))
                 log.error(
                     "closed_with_pending_deliveries",
                     count=sum(left.values()),
                     webhooks=left,
+                    lost_by_webhook={
+                        name: ids[:_LOST_IDS_SHOWN] for name, ids in by_webhook.items()
+                    },
                     event_ids=lost[:_LOST_IDS_SHOWN],
                     **(
                         {"event_ids_not_shown": len(lost) - _LOST_IDS_SHOWN}

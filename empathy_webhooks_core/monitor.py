@@ -73,6 +73,8 @@ STAT_DEFINITIONS = {
     "max_pending": "the webhook's max_pending: deliveries it may hold before emit refuses "
     "more for it with QueueFull",
     "refused": "deliveries emit refused with QueueFull because max_pending were pending",
+    "paused_seconds": "how much longer the webhook sends nothing because the service said "
+    '"not now" (a 429, or a 503 with Retry-After); 0 when it is not paused',
     "callback_errors": "times the webhook's on_failure callback raised (each is logged as "
     "on_failure_callback_failed with the webhook and event id)",
     "plugin.<plugin>.<figure>": "a plugin's own figures (its webhook_stats hook), e.g. "
@@ -305,6 +307,7 @@ _LIVE_DEFAULTS: dict[str, Any] = {
     "breaker_state": "closed",
     "disabled": False,
     "max_pending": 0,
+    "paused_seconds": 0.0,
 }
 
 
@@ -369,6 +372,7 @@ class WebhookMonitor:
                 live["breaker_state"] = state.breaker_state
             live["disabled"] = live["disabled"] or state.disabled
             live["max_pending"] = max(live["max_pending"], state.max_pending)
+            live["paused_seconds"] = max(live["paused_seconds"], state.paused_seconds)
         return {
             **combine([state.recorder for state, _ in states], live),
             **self._figures(name),

@@ -47,6 +47,10 @@ _GAUGES = {
     "in_flight": ("in_flight", "Attempts under way."),
     "dead_letters": ("dead_letters", "Final failures kept for replay."),
     "max_pending": ("max_pending", "Deliveries the webhook may hold before emit refuses more."),
+    "paused_seconds": (
+        "paused_seconds",
+        "Seconds the webhook still waits after a 429 or a Retry-After (0 when not paused).",
+    ),
 }
 # Gauges worked out from a figure that is not a number.
 _STATES = {

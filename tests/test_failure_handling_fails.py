@@ -160,3 +160,43 @@ async def test_drain_waits_for_the_on_failure_of_a_webhook_a_410_disabled(
         await dispatcher.drain(timeout=10)
         assert calls == ["start", "end"]
         assert dispatcher.is_enabled("w") is False
+
+
+async def test_a_memory_store_closing_says_which_webhook_lost_which_event(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An event one webhook got and another lost was listed twice in one flat list: resent
+    whole from that line, it reached the first webhook twice."""
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    receiver.handler = lambda request: Reply(status=200 if request.path == "/fast" else 503)
+    fast = CustomWebhook(name="fast", url=receiver.url("/fast"))
+    slow = CustomWebhook(
+        name="slow", url=receiver.url("/slow"), retry_policy={"initial_delay_seconds": 30}
+    )
+    dispatcher = WebhookDispatcher(webhooks=[fast, slow])
+    await dispatcher.start()
+    event = await dispatcher.emit("alert", {"n": 1})
+    async with asyncio.timeout(10):
+        while len(receiver.requests) < 2:  # noqa: ASYNC110 - the receiver's own list
+            await asyncio.sleep(0.01)
+    await dispatcher.close(drain=False)
+    [line] = lines(caplog, "closed_with_pending_deliveries")
+    assert f"lost_by_webhook={{'slow': ['{event.event_id}']}}" in line
+    assert f"event_ids=['{event.event_id}']" in line
+
+
+async def test_a_webhook_paused_by_retry_after_says_so_in_its_figures(
+    receiver: Receiver,
+) -> None:
+    receiver.handler = lambda request: Reply(status=503, headers={"Retry-After": "600"})
+    webhook = CustomWebhook(name="w", url=receiver.url("/w"))
+    async with WebhookDispatcher(webhooks=[webhook]) as dispatcher:
+        assert dispatcher.get_webhook_stats("w")["paused_seconds"] == 0.0
+        await dispatcher.emit("alert", {"n": 1})
+        async with asyncio.timeout(10):
+            while not receiver.requests:  # noqa: ASYNC110 - the receiver's own list
+                await asyncio.sleep(0.01)
+            while dispatcher.get_webhook_stats("w")["paused_seconds"] == 0.0:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert 590 < dispatcher.get_webhook_stats("w")["paused_seconds"] <= 600
+        await dispatcher.close(drain=False)

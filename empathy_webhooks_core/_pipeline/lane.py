@@ -45,6 +45,7 @@ class LaneSnapshot:
     breaker_state: str = "closed"
     disabled: bool = False
     max_pending: int = 0
+    paused_seconds: float = 0.0
 
 
 class Lane:
@@ -283,6 +284,9 @@ class Lane:
             breaker_state=self.breaker.current_state().value,
             disabled=not self.enabled.is_set(),
             max_pending=self.webhook.max_pending,
+            # A 429's or a Retry-After's pause: a webhook sending nothing for an hour looked
+            # healthy in its figures (only a log line said why).
+            paused_seconds=max(0.0, self.paused_until - self.clock.monotonic()),
         )
 
 
