@@ -1064,20 +1064,34 @@ class RedisStore:
         _refuse_unreplayable(letter)
         delivery = letter.replay_delivery()
         fields = [item for pair in _entry(delivery).items() for item in pair]
-        entry_id = await self._requeue(
-            keys=[self.dead_key, self.replaying_key, self.stream],
-            args=[dead_letter_id, value, self.replay_lease, GROUP, *fields],
-        )
-        if entry_id is None:
-            return None
-        delivery.store_ref = entry_id
+        # The fresh delivery's record before it is queued: written after, it could land once
+        # a worker had delivered it and marked it so, and put it back to "pending" for good
+        # (seen on a loaded machine: a replay the CLI waited for never ended).
         try:
             pipe = self.redis.pipeline(transaction=False)
             self._queue_history(pipe, [delivery], {})
             await pipe.execute()
         except RedisError as exc:
             self._history_fault.failed(exc, stream=self.stream)
+        entry_id = await self._requeue(
+            keys=[self.dead_key, self.replaying_key, self.stream],
+            args=[dead_letter_id, value, self.replay_lease, GROUP, *fields],
+        )
+        if entry_id is None:
+            await self._drop_record(delivery)
+            return None
+        delivery.store_ref = entry_id
         return delivery
+
+    async def _drop_record(self, delivery: Delivery) -> None:
+        """Remove the record of a delivery that was not queued after all (best effort: it
+        would expire with the history)."""
+        with contextlib.suppress(RedisError):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(self._history_key(delivery.delivery_id))
+            pipe.srem(f"{self.prefix}history:of:{delivery.event.event_id}", delivery.delivery_id)
+            pipe.zrem(self.history_index, delivery.delivery_id)
+            await pipe.execute()
 
     # -- attempt history (`history.KeepsHistory`) ------------------------------------------
 
