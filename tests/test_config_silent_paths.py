@@ -284,3 +284,23 @@ def test_a_short_signing_secret_is_a_warning_that_does_not_show_it(pm: Any) -> N
     [warning] = config.warnings
     assert warning.startswith("webhooks[0].signing_secret: shorter than 16 characters")
     assert "pa55w0rd" not in warning
+
+
+def test_a_plugins_mapping_field_is_free_form_whichever_way_it_is_annotated() -> None:
+    """A third party's webhook class may annotate without `from __future__ import
+    annotations`: its `Mapping[...]` field, a type and not a string, is checked too."""
+    from collections.abc import Mapping
+
+    import attrs
+
+    from empathy_webhooks_core.config.webhook_tables import _free_form
+
+    typed = attrs.make_class(
+        "Typed",
+        {
+            "labels": attrs.field(type=Mapping[str, str], factory=dict),
+            "plain": attrs.field(type=dict[str, int], factory=dict),
+            "name": attrs.field(type=str, default=""),
+        },
+    )
+    assert [_free_form(field) for field in attrs.fields(typed)] == [True, True, False]

@@ -102,11 +102,7 @@ class WebhookTables:
         except Invalid:
             return
         settings = {key_of(field) for field in attrs.fields(cls) if field.init}
-        free = {
-            key_of(field)
-            for field in attrs.fields(cls)
-            if field.init and str(field.type).startswith(("Mapping", "dict"))
-        }
+        free = {key_of(field) for field in attrs.fields(cls) if field.init and _free_form(field)}
         inner: list[tuple[str, str, Mapping[str, Any]]] = []
         for key, value in table.items():
             if key in free and isinstance(value, Mapping):
@@ -282,6 +278,14 @@ class WebhookTables:
 
     def _unset_within(self, where: str) -> bool:
         return any(_at_or_under(p, where) for p in self.problems.unset)
+
+
+def _free_form(field: attrs.Attribute[Any]) -> bool:
+    """Whether a field holds a mapping of any keys (`headers`, `templates`): its annotation
+    as a string (`from __future__ import annotations`, the project's way) or as the type (a
+    third party's plugin may write either)."""
+    text = str(field.type).replace("typing.", "").replace("collections.abc.", "")
+    return text.startswith(("Mapping", "dict", "MutableMapping"))
 
 
 #: Signing secrets shorter than this are a warning (Standard Webhooks asks for 24 random bytes).
