@@ -1073,10 +1073,14 @@ class RedisStore:
             await pipe.execute()
         except RedisError as exc:
             self._history_fault.failed(exc, stream=self.stream)
-        entry_id = await self._requeue(
-            keys=[self.dead_key, self.replaying_key, self.stream],
-            args=[dead_letter_id, value, self.replay_lease, GROUP, *fields],
-        )
+        try:
+            entry_id = await self._requeue(
+                keys=[self.dead_key, self.replaying_key, self.stream],
+                args=[dead_letter_id, value, self.replay_lease, GROUP, *fields],
+            )
+        except BaseException:
+            await self._drop_record(delivery)  # not queued: no record says it was
+            raise
         if entry_id is None:
             await self._drop_record(delivery)
             return None
