@@ -563,6 +563,9 @@ class WebhookDispatcher:
     def enable_webhook(self, name: str) -> None:
         """Re-enable a webhook disabled by a 410; its queued deliveries go out again."""
         lane = self._lanes[name]
+        if not lane.enabled.is_set():
+            log.info("webhook_enabled", webhook=name, queued=lane.pending)
+        lane.held_said = lane.held_unsaid = 0
         lane.enabled.set()
 
     def is_enabled(self, name: str) -> bool:

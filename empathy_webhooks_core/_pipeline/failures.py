@@ -205,7 +205,7 @@ class Failures:
                     )
                     await store.enqueue([backup])
                     if not store.remote_workers:  # else a worker takes it from the store
-                        target.enqueue(backup)
+                        target.enqueue(backup, fallback_of=webhook.name)
             await self.tell(webhook, delivery.event, error)
         except Exception:
             lane.recorder.failure()  # `worker_failed` settles it, with no await between
@@ -220,6 +220,7 @@ class Failures:
         `channel_is_archived`): disable the webhook, keep its queue (this delivery included),
         tell on_failure."""
         lane.enabled.clear()
+        lane.disabled_reason = reason
         delivery.attempts -= 1  # the refused attempt is not held against the delivery
         lane.put(delivery)
         lane.outcomes[delivery.delivery_id] = "requeued"
@@ -228,6 +229,8 @@ class Failures:
             webhook=lane.webhook.name,
             event_id=delivery.event.event_id,
             attempt=delivery.attempts + 1,
+            # Every delivery queued meanwhile waits too, this one included.
+            held=lane.pending,
             reason=reason,
         )
         self.telling += 1

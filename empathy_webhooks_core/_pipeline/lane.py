@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Callable
 
 import attrs
@@ -48,6 +49,12 @@ class LaneSnapshot:
     paused_seconds: float = 0.0
 
 
+#: Deliveries held by a disabled webhook that are said one by one; after these, one line
+#: every `_HELD_SAID_EVERY` seconds says how many more were held since the last.
+_HELD_SAID = 10
+_HELD_SAID_EVERY = 60.0
+
+
 class Lane:
     """One webhook's queue, workers and guards."""
 
@@ -75,6 +82,13 @@ class Lane:
         self.paused_until = 0.0
         self.enabled = asyncio.Event()
         self.enabled.set()
+        # What the endpoint answered when it disabled the lane (`Failures.gone`).
+        self.disabled_reason = ""
+        # Deliveries queued while disabled, said one by one up to `_HELD_SAID`, then in one
+        # line a minute (`_held`): a disabled webhook still emitted to must not flood the log.
+        self.held_said = 0
+        self.held_unsaid = 0
+        self.held_said_at = 0.0
         self.gate = asyncio.Lock()
         # Workers in (or waiting for) the gate's slow path: while there are none, a worker
         # that may go at once need not take the lock (nobody is ahead of it).
@@ -118,9 +132,12 @@ class Lane:
 
     # -- the queue and its ordering chains -------------------------------------------------
 
-    def enqueue(self, delivery: Delivery) -> None:
-        """A new pending delivery: queued, or behind the one of its ordering key under way."""
+    def enqueue(self, delivery: Delivery, *, fallback_of: str | None = None) -> None:
+        """A new pending delivery: queued, or behind the one of its ordering key under way.
+        `fallback_of` names the webhook whose final failure this delivery backs up."""
         self.pending += 1
+        if not self.enabled.is_set():
+            self._held(delivery, fallback_of)
         key = delivery.event.ordering_key
         if key is not None:
             waiting = self.chains.get(key)
@@ -130,6 +147,30 @@ class Lane:
                 return
             self.chains[key] = collections.deque()
         self.put(delivery)
+
+    def _held(self, delivery: Delivery, fallback_of: str | None) -> None:
+        # Held, as a disabled webhook's queue is, until `enable_webhook`: `drain` does not
+        # wait for it, and nothing else said so. For an alert that is as good as lost (a
+        # fallback's above all: it exists for when the primary fails), so each one is said.
+        now = time.monotonic()
+        if self.held_said >= _HELD_SAID and now - self.held_said_at < _HELD_SAID_EVERY:
+            self.held_unsaid += 1
+            return
+        self.held_said += 1
+        self.held_said_at = now
+        unsaid, self.held_unsaid = self.held_unsaid, 0
+        name = self.webhook.name
+        which = f"fallback {name!r} of {fallback_of!r}" if fallback_of else f"webhook {name!r}"
+        log.error(
+            "delivery_held_webhook_disabled",
+            webhook=name,
+            event_id=delivery.event.event_id,
+            fallback_of=fallback_of,
+            held=self.pending,
+            held_unsaid=unsaid or None,
+            reason=f"{which} is disabled since it answered: {self.disabled_reason or 'gone'}; "
+            f"the delivery waits in its queue until enable_webhook({name!r})",
+        )
 
     def put(self, delivery: Delivery) -> None:
         """Hand a delivery to the workers: wake an idle one, or start one when none is free
