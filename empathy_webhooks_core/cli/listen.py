@@ -26,6 +26,8 @@ from ._common import (
     number_option,
 )
 
+#: A valid X-Signature without the Standard Webhooks headers, under `require_timestamp`.
+NO_TIMESTAMP = "no timestamp"
 SECRET_ENV = "EMPATHY_WEBHOOKS_SECRET"  # noqa: S105 - a variable name, not a secret
 #: Standard Webhooks: a delivery older (or newer) than this is refused (replay protection).
 TOLERANCE_SECONDS = 300
@@ -37,8 +39,9 @@ def register(subparsers: Any) -> None:
         help="a local receiver that prints arriving webhooks and checks their signatures",
         description="Receive webhooks on a local port, print each readably and verify its "
         "signature (X-Signature and Standard Webhooks headers). Invalid signatures are "
-        "answered 401, and so are unsigned requests unless --allow-unsigned; each refusal "
-        "says why. Exits 1 if any request was refused.",
+        "answered 401, and so are unsigned requests unless --allow-unsigned, and requests "
+        "signed with X-Signature alone (no timestamp, so replayable) unless "
+        "--no-require-timestamp; each refusal says why. Exits 1 if any request was refused.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -55,6 +58,15 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="with --secret: accept unsigned requests too (each marked as such) while signed "
         "ones are still verified, so one listener serves signed and unsigned webhooks",
+    )
+    parser.add_argument(
+        "--require-timestamp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --secret: require the timestamped Standard Webhooks signature (the "
+        "default, as the library's require_timestamp=True); --no-require-timestamp also "
+        "accepts a valid X-Signature alone, for a sender with signature_scheme = "
+        '"x-signature" (such a request can be replayed forever)',
     )
     parser.add_argument(
         "--status",
@@ -130,9 +142,15 @@ def check_standard(
 
 
 def verify(
-    body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float | None = None
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Sequence[str],
+    now: float | None = None,
+    *,
+    require_timestamp: bool = True,
 ) -> tuple[str, dict[str, bool]]:
-    """`valid`, `invalid`, `unsigned` or `not checked` (no secret), and each scheme's result."""
+    """`valid`, `invalid`, `unsigned`, `no timestamp` (X-Signature alone, which
+    `require_timestamp` refuses) or `not checked` (no secret), and each scheme's result."""
     if not secrets:
         return "not checked", {}
     checks: dict[str, bool] = {}
@@ -145,11 +163,22 @@ def verify(
         )
     if not checks:
         return "unsigned", checks
-    return ("valid" if all(checks.values()) else "invalid"), checks
+    if not all(checks.values()):
+        return "invalid", checks
+    if require_timestamp and "standard-webhooks" not in checks:
+        # As `receiving.verify_request`: an X-Signature covers the body only, so a captured
+        # request, its Standard Webhooks headers stripped, would verify forever.
+        return NO_TIMESTAMP, checks
+    return "valid", checks
 
 
 def refusal(
-    state: str, checks: dict[str, bool], headers: Mapping[str, str], now: float | None = None
+    state: str,
+    checks: dict[str, bool],
+    headers: Mapping[str, str],
+    now: float | None = None,
+    *,
+    require_timestamp: bool = True,
 ) -> str:
     """Why a request was refused, in words a sender's author can act on."""
     if state == "unsigned":
@@ -172,6 +201,12 @@ def refusal(
             )
         else:
             reasons.append("webhook-signature matches no secret")
+    if require_timestamp and checks and "standard-webhooks" not in checks:
+        reasons.append(
+            "signed with X-Signature alone: no webhook-signature and webhook-timestamp "
+            "headers, and without a timestamp a captured request could be replayed forever "
+            "(--no-require-timestamp accepts it, for a sender that signs only so)"
+        )
     return "; ".join(reasons) or state
 
 
@@ -217,8 +252,12 @@ class Listener:
         *,
         headers: bool = False,
         show_secrets: bool = False,
+        require_timestamp: bool = True,
     ) -> None:
         self.out = out
+        # With --allow-unsigned a request with no signature at all is let in: one with a
+        # valid X-Signature and no timestamp is no worse, so it is let in too.
+        self.require_timestamp = require_timestamp and not allow_unsigned
         self.headers = headers
         self.show_secrets = show_secrets
         self.secrets = secrets
@@ -234,11 +273,14 @@ class Listener:
 
         body = await request.read()
         headers = dict(request.headers)
-        state, checks = verify(body, headers, self.secrets)
+        required = self.require_timestamp
+        state, checks = verify(body, headers, self.secrets, require_timestamp=required)
         event_type, event_id = summary(body)[:2]
         event_id = event_id or _header(headers, "webhook-id")
-        bad = state == "invalid" or (state == "unsigned" and not self.allow_unsigned)
-        why = refusal(state, checks, headers) if bad else None
+        bad = state in ("invalid", NO_TIMESTAMP) or (
+            state == "unsigned" and not self.allow_unsigned
+        )
+        why = refusal(state, checks, headers, require_timestamp=required) if bad else None
         status = 401 if bad else self.status
         self.seen += 1
         self.invalid += bad
@@ -319,6 +361,7 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
         args.allow_unsigned,
         headers=args.headers,
         show_secrets=args.show_secrets,
+        require_timestamp=args.require_timestamp,
     )
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", listener.handle)
@@ -338,9 +381,13 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
         checking = f"verifying with {len(secrets)} secret(s)" if secrets else "no secret given"
         if secrets and args.allow_unsigned:
             checking += ", accepting unsigned requests"
+        elif secrets and not args.require_timestamp:
+            checking += ", accepting X-Signature alone (no timestamp: replayable)"
         showing = "; SHOWING SECRETS IN FULL (--show-secrets)" if args.show_secrets else ""
         if out.json:
             started: dict[str, Any] = {"listening": url, "verifying": bool(secrets)}
+            if secrets:
+                started["require_timestamp"] = listener.require_timestamp
             if args.show_secrets:
                 started["show_secrets"] = True
             print(json.dumps(started), flush=True)
@@ -353,7 +400,10 @@ async def serve(args: argparse.Namespace, out: Output, secrets: list[str]) -> in
     finally:
         await runner.cleanup()
     if not out.json:
-        out.line(f"{listener.seen} received, {listener.invalid} refused (bad or missing signature)")
+        out.line(
+            f"{listener.seen} received, {listener.invalid} refused "
+            "(bad or missing signature, or no timestamp)"
+        )
     return EXIT_FAILED if listener.invalid else EXIT_OK
 
 
