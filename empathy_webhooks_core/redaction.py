@@ -17,6 +17,8 @@ records) masks the same things the same way:
   `Cookie`, `Set-Cookie`, and any name containing `secret`, `token`, `password`, `api-key`
   (`apikey`, `api_key`), `signature`, `credential`, or ending in `-key` / `_key` (but the
   keys that group or order alerts: `dedup_key`, `aggregation_key`, `ordering_key`, ...).
+* **values secret by where they came from**: a header value a configuration file took from the
+  environment (`${NAME}`), whatever the header's name (`declare_secret_values`).
 * **echoes**: the above found again in text a receiver sent back: a registered value, a
   `Basic`/`Bearer` credential, a base64 blob that decodes to a registered value, a
   secret-named JSON member or header line, a credential query parameter.
@@ -38,6 +40,7 @@ import re
 import sys
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
@@ -52,6 +55,7 @@ __all__ = [
     "SECRET_NAME",
     "Redactor",
     "bounded",
+    "declare_secret_values",
     "exported_name",
     "is_secret_field",
     "is_secret_name",
@@ -855,15 +859,43 @@ def _credential_values(value: str) -> list[str]:
     return found
 
 
+#: Values a webhook holds that are secret by where they came from rather than by a name or a
+#: field (`declare_secret_values`); weak, so a webhook built and dropped leaves nothing.
+_declared: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def declare_secret_values(webhook: Any, values: Iterable[Any]) -> None:
+    """Count `values` among `webhook`'s credentials (`webhook_secret_values`, so
+    `Webhook.secret_values()`) and register them at once. The configuration loader declares
+    so the header values it took from the environment: `X-Routing = "${ROUTING_KEY}"` is a
+    credential as surely as `X-Api-Key` is, but nothing in its name says so."""
+    found = tuple(str(value) for value in values if value)
+    if not found:
+        return
+    register_secrets(found)
+    try:
+        _declared[webhook] = tuple(dict.fromkeys((*_declared.get(webhook, ()), *found)))
+    except TypeError:  # an object that cannot be weakly referenced: registered all the same
+        pass
+
+
+def _declared_values(webhook: Any) -> tuple[str, ...]:
+    try:
+        return _declared.get(webhook, ())
+    except TypeError:
+        return ()
+
+
 def webhook_secret_values(webhook: Any) -> list[str]:
     """Every credential a webhook holds, by its declarations: `secret_field()`s (URLs among
     them with their token-like parts), its URL when its class says `secret_url = True`,
-    values of secret-named headers in `headers` fields, and credentials inside any URL field
-    (userinfo, `user:password` and its base64, credential query values)."""
+    values of secret-named headers in `headers` fields, credentials inside any URL field
+    (userinfo, `user:password` and its base64, credential query values), and the values
+    declared with `declare_secret_values`."""
     if not attrs.has(type(webhook)):
         return []
     cls = type(webhook)
-    found: list[str] = []
+    found: list[str] = list(_declared_values(webhook))
     for field in attrs.fields(cls):
         value = getattr(webhook, field.name, None)
         if value is None:

@@ -23,6 +23,8 @@ class _Problems:
         #: What `add` recorded, as (place, message): for a caller that places it further.
         self.placed: list[tuple[str, str]] = []
         self.secrets: set[str] = set()
+        #: Every value taken from the environment, with its place (`webhooks[0].headers.X`).
+        self.from_env: list[tuple[str, str]] = []
         # Places whose `${...}` could not be expanded: already reported, so not judged again.
         self.unset: set[str] = set()
         #: What is allowed but probably not meant (a filter that can never match): said,

@@ -118,6 +118,7 @@ def _expand_string(text: str, env: Mapping[str, str], path: str, problems: _Prob
             problems.warn(path, f"environment variable {name} is set but empty")
         if found:
             problems.secrets.add(found)
+            problems.from_env.append((path, found))
         return found
 
     expanded = _ENV.sub(replace, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ import attrs
 
 from ..converter import ConfigError, did_you_mean
 from ..plugins import get_plugin_manager, hooks_for
+from ..redaction import declare_secret_values
 from ..webhooks import Webhook
 from ._problems import _join, _kind, _Problems
 from .env import expand_env
@@ -25,6 +27,9 @@ if typing.TYPE_CHECKING:
     import pluggy
 
 TOP_LEVEL_KEYS = ("store", "webhooks", "serve")
+#: A header of a webhook table (or of a fallback table inside it): `webhooks[0].headers.X`,
+#: `webhooks[1].fallback.extra_headers.X`.
+_HEADER_PLACE = re.compile(r"webhooks\[(\d+)\](?:\.fallback)*\.(?:\w+_)?headers\.")
 #: How deeply a configuration may nest (tables, inline tables, arrays). A real one uses a
 #: handful of levels; a limit keeps a pathological file a clear error, not a RecursionError.
 MAX_CONFIG_DEPTH = 64
@@ -109,6 +114,7 @@ def parse_config(
             continue
         seen[webhook.name] = index
         webhooks.append(webhook)
+        _declare_env_headers(webhook, index, problems)
     for name, where in tables.fallback_names:
         if name not in seen:
             known = ", ".join(seen) or "none"
@@ -130,6 +136,24 @@ def parse_config(
         serve=serve,
         warnings=tuple(problems.redacted(problems.warnings)),
     )
+
+
+def _declare_env_headers(webhook: Webhook, index: int, problems: _Problems) -> None:
+    """Header values taken from the environment are credentials whatever the header's name
+    (`X-Routing = "${ROUTING_KEY}"`): declared on the webhook and its fallback tables, so
+    they are masked wherever request headers are shown or kept (attempt records, dead
+    letters, `render`, logs), as `Authorization`'s are."""
+    values = [
+        value
+        for place, value in problems.from_env
+        if (found := _HEADER_PLACE.match(place)) is not None and int(found.group(1)) == index
+    ]
+    if not values:
+        return
+    target: Webhook | str | None = webhook
+    while isinstance(target, Webhook):
+        declare_secret_values(target, values)
+        target = target.fallback
 
 
 def _check_fallbacks(webhooks: list[Webhook], problems: _Problems) -> None:
