@@ -1120,3 +1120,63 @@ async def test_emits_gathered_at_once_never_hold_more_than_max_pending(
         assert len(answers) - len(refused) == 30
         assert len(refused) == 70
         await dispatcher.close(drain=False)
+
+
+async def test_a_backlog_is_recorded_one_row_a_delivery_by_its_first_attempts(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Deliveries that wait in a backlog for their first attempt keep their record until it
+    comes (`_NEW_RECORD_DELAY`), and that attempt writes it whole, in its own columns: when
+    the records went in as pending with the marks (50 ms on), each attempt wrote the record
+    again and a row in `attempts` beside it, about a fifth more of this store's CPU a
+    delivery under a backlog."""
+    db = tmp_path / "outbox.db"
+    release = asyncio.Event()
+
+    async def hold(_: object) -> Reply:
+        await release.wait()
+        return Reply(status=200)
+
+    receiver.handler = hold
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=2)
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        await asyncio.gather(*(dispatcher.emit("prediction", {"n": n}) for n in range(40)))
+        await asyncio.sleep(0.3)  # several marks' delays: the backlog waits meanwhile
+        release.set()
+        await dispatcher.drain()
+    assert len(receiver.delivered) == 40
+    assert rows(db, "SELECT status, first_status, count(*) FROM history GROUP BY 1, 2") == [
+        ("delivered", 200, 40)
+    ]
+    assert rows(db, "SELECT count(*) FROM attempts") == [(0,)]
+
+
+async def test_a_queued_delivery_s_record_is_read_at_once_and_written_within_seconds(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Held back for its first attempt, a queued delivery's record is still what a read of
+    the history finds at once (a read takes what is held back first), and another process
+    reading the file finds it pending within `_NEW_RECORD_DELAY` and the marks' delay."""
+    db = tmp_path / "outbox.db"
+    release = asyncio.Event()
+
+    async def hold(_: object) -> Reply:
+        await release.wait()
+        return Reply(status=200)
+
+    receiver.handler = hold
+    hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=1)
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        first = await dispatcher.emit("prediction", {"n": 0})
+        queued = await dispatcher.emit("prediction", {"n": 1})
+        deadline = time.monotonic() + 4.0
+        found: list[tuple[object, ...]] = []
+        while not found and time.monotonic() < deadline:
+            found = rows(db, f"SELECT status FROM history WHERE event_id = '{queued.event_id}'")
+            await asyncio.sleep(0.05)
+        assert found == [("pending",)]
+        page = await dispatcher.deliveries(event_id=first.event_id)
+        assert [r.status for r in page.items] == ["pending"]
+        release.set()
+        await dispatcher.drain()
+    assert len(receiver.delivered) == 2
