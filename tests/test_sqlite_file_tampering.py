@@ -87,3 +87,57 @@ async def test_a_write_ahead_log_removed_under_a_process_is_said(
         await d.drain()
     [said] = _lines(caplog, "sqlite_wal_removed")
     assert "a crash loses it; stop every process using this file" in said
+
+
+async def _killed_with_rows_queued(tmp_path: Path, db: Path, receiver: Receiver) -> set[str]:
+    """A child that queued 5 events (the receiver answers 503, retried in 30 s) and was
+    killed (-9) with them queued: the file is left with its -wal beside it."""
+    receiver.respond(status=503)
+    child = await start_child(tmp_path, CHILD, f"sqlite:///{db}", receiver.url("/h"), 5)
+    ids = await emitted(child)
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+    assert os.path.exists(f"{db}-wal")  # noqa: ASYNC240 (a test's one look)
+    return ids
+
+
+async def test_a_file_moved_without_its_wal_after_a_crash_is_said_at_open(
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`mv outbox.db elsewhere/` after a crash leaves the -wal, and the commits it held,
+    behind: the new place's file lacks them, and nothing said so."""
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    db = tmp_path / "old" / "outbox.db"
+    await _killed_with_rows_queued(tmp_path, db, receiver)
+    moved = tmp_path / "new" / "outbox.db"
+    moved.parent.mkdir()
+    os.rename(db, moved)
+    receiver.respond(status=200)
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    async with WebhookDispatcher(webhooks=[hook], store=f"sqlite:///{moved}"):
+        pass
+    [said] = _lines(caplog, "sqlite_wal_missing")
+    assert str(moved) in said
+    assert "without its -wal" in said and "Move or copy the whole folder" in said
+
+
+async def test_a_folder_moved_whole_or_a_file_closed_cleanly_says_nothing(
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    db = tmp_path / "old" / "outbox.db"
+    ids = await _killed_with_rows_queued(tmp_path, db, receiver)
+    os.rename(db.parent, tmp_path / "new")  # the folder whole: the -wal goes with the file
+    receiver.respond(status=200)
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    async with WebhookDispatcher(
+        webhooks=[hook], store=f"sqlite:///{tmp_path / 'new' / 'outbox.db'}"
+    ) as d:
+        await until(lambda: ids <= set(receiver.delivered_event_ids()), timeout=20)
+        await d.emit("alert", {"n": 9})
+    # Closed cleanly: no -wal is left, and the file moved alone is whole.
+    assert not (tmp_path / "new" / "outbox.db-wal").exists()
+    os.rename(tmp_path / "new" / "outbox.db", tmp_path / "alone.db")
+    async with WebhookDispatcher(webhooks=[hook], store=f"sqlite:///{tmp_path / 'alone.db'}"):
+        pass
+    assert _lines(caplog, "sqlite_wal_missing") == []

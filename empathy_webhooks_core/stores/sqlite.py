@@ -693,6 +693,8 @@ class SQLiteStore:
         # most are taken by their first attempt's note before they are handed over.
         self._unwritten_new: dict[str, list[Any]] = {}
         self._marks_timer: asyncio.TimerHandle | None = None
+        # Whether the file had its `-wal` beside it when opened (None: there was no file).
+        self._wal_at_open: bool | None = None
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         # The event loop's own connection, for an emit's rows (`_insert_now`); None when
@@ -1402,6 +1404,31 @@ class SQLiteStore:
             return False
         return all(self._empty_at.get(name) == self._version for name in wanted)
 
+    def _say_wal_missing(self, conn: sqlite3.Connection) -> None:
+        """The file lists processes that used it and never closed it (a close takes its
+        process off `owners`), yet no `-wal` file was beside it: while a process has the file
+        open, and after one dies with it open, its `-wal` is there, holding the commits made
+        since the last checkpoint (up to `_CHECKPOINT_EVERY` emits' rows). The likeliest cause
+        is the file moved or copied without it (`mv outbox.db`, a backup of one file), and
+        what those commits held (the newest queued deliveries, marks) is lost with nothing
+        else to tell. Said once, at open; the rows the file does hold are delivered."""
+        gone = conn.execute(
+            "SELECT owner, host, pid FROM owners WHERE owner != ?", (self.owner,)
+        ).fetchall()
+        if not gone:
+            return
+        log.error(
+            "sqlite_wal_missing",
+            store=str(self.path),
+            owners=[f"{host}:{pid}" for _, host, pid in gone],
+            reason="the file lists processes that never closed it, yet no -wal file was "
+            "beside it: if the file was moved or copied without its -wal (and -shm) file, "
+            "the deliveries queued last before those processes stopped (and their marks) "
+            "are lost. Move or copy the whole folder, or stop every process using the file "
+            "first (a clean close leaves no -wal). If another program opened the file since "
+            "(the sqlite3 shell), it kept what the -wal held and nothing is lost",
+        )
+
     def _release_dead_owners(self, conn: sqlite3.Connection) -> None:
         """Give the rows of processes that died (or whose lease ran out) to the living."""
         mono = time.monotonic()
@@ -1519,6 +1546,8 @@ class SQLiteStore:
 
     def _do_open(self, conn: sqlite3.Connection, _: Any) -> None:
         now = time.time()
+        if self._wal_at_open is False:
+            self._say_wal_missing(conn)
         self._release_dead_owners(conn)
         if not self.remote_workers and not self._registered:
             # Now, not with the first rows: an emit's rows may be written from the event loop
@@ -1877,15 +1906,36 @@ class SQLiteStore:
         if self._thread is not None:
             raise RuntimeError("the SQLite store is already open")
         self._loop = asyncio.get_running_loop()
+        # Read before the first connection makes one: a file a process left without closing
+        # it has its `-wal` beside it (`_say_wal_missing`).
+        self._wal_at_open = await asyncio.to_thread(self._wal_beside)
         self._conn = await asyncio.to_thread(self._connect)
         self._thread = threading.Thread(
             target=self._run, name=f"empathy-webhooks-sqlite:{self.path.name}", daemon=True
         )
         self._thread.start()
         await self._call("open")
+        if self._registered:
+            await asyncio.to_thread(self._owner_into_file)
         if self.synchronous == "NORMAL":
             self._now_conn = await asyncio.to_thread(self._connect_now)
         return ()
+
+    def _wal_beside(self) -> bool | None:
+        """Whether the file has its `-wal` beside it; None when there is no file yet."""
+        return Path(f"{self.path}-wal").exists() if self.path.exists() else None
+
+    def _owner_into_file(self) -> None:
+        """Copy this process's row in `owners` from the WAL into the file itself, before
+        anything is queued: a file later moved without its -wal then still names the
+        process that never closed it, which is how that loss is found (`_say_wal_missing`).
+        A connection of its own (the writer's belongs to its thread); PASSIVE: it waits for
+        nobody, and another process's snapshot only leaves the copy for the next checkpoint."""
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=0.1)) as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("sqlite_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _connect_now(self) -> sqlite3.Connection | None:
         """The event loop's connection: it only inserts an emit's rows, never waits for a
