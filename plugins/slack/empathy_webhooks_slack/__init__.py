@@ -130,6 +130,22 @@ def _is_slack_error(code: str) -> bool:
     return code in DEAD_DESTINATION_ERRORS or code in MESSAGE_ERRORS or "_" in code
 
 
+#: How much of a 2xx answer that is not Slack's is shown in the reason.
+NOT_SLACK_EXCERPT_CHARS = 200
+
+
+def _acknowledges(response: Response) -> bool:
+    """Whether a 2xx body reads as the message taken: Slack's `ok`, nothing at all (a relay's
+    204), one plain word (a Slack-compatible service's `success`, `accepted`, `queued`), or
+    JSON (Slack's API convention, `{"ok": true}`, which its workflow triggers follow). Error
+    words and `{"ok": false}` are read before this. Anything else (a proxy's or an SSO login
+    page) is not Slack's answer, and nothing says the message arrived."""
+    text = response.text().strip()
+    if not text or _ERROR_WORD.fullmatch(text.lower()):
+        return True
+    return text[:1] in "{[" and response.json() is not None
+
+
 class _SlackAnswers(HttpAnswers):
     def describe(self, response: Response) -> str:
         code = _error_code(response.text())
@@ -144,7 +160,9 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
     retried after `Retry-After` with the webhook paused, the retry policy's statuses retried,
     others final), plus Slack's error strings: one in a 200 answer is a final failure, and one
     that means the destination is gone (`channel_is_archived`, `no_service`, ...) disables
-    the webhook instead of failing the message."""
+    the webhook instead of failing the message. A 2xx whose body is not Slack's answer (see
+    `_acknowledges`: an HTML login page) is not delivered: retried, then dead-lettered with
+    an excerpt of what came back."""
     if 200 <= response.status < 300 and response.body.lstrip()[:1] == b"{":
         # Slack's API convention, which its workflow triggers on hooks.slack.com follow: HTTP
         # 200 and `{"ok": false, "error": "..."}` (any error word, known here or not).
@@ -157,6 +175,15 @@ def classify(webhook: Webhook, response: Response) -> Verdict:
     code = _error_code(text)
     if 200 <= response.status < 300 and code is not None and _is_slack_error(code):
         return Verdict(outcome=Outcome.FAIL, reason=f"Slack refused the message: {code}")
+    if 200 <= response.status < 300 and not _acknowledges(response):
+        # Retried, as a proxy's page may be passing (a login expiring, a captive portal),
+        # then dead-lettered with what came back; counted delivered, the alert was lost.
+        excerpt = redact_text(response.excerpt(NOT_SLACK_EXCERPT_CHARS)).strip()
+        return Verdict(
+            outcome=Outcome.RETRY,
+            reason=f"HTTP {response.status} without Slack's answer (`ok`): a proxy's or a "
+            f"login page? It said: {excerpt}",
+        )
     verdict = _ANSWERS.classify(webhook, response)
     if verdict.outcome in (Outcome.FAIL, Outcome.GONE) and code in DEAD_DESTINATION_ERRORS:
         return Verdict(
