@@ -207,6 +207,14 @@ class DatadogWebhook(Webhook):
         Raises `ValueError` for an invalid name or value. The webhook's stats
         (`get_webhook_stats`: `plugin.datadog.points_sent`, `points_dropped`, `points_late`)
         count what was sent, dropped and late.
+
+        Outside a dispatcher's life: a point given before any dispatcher serves the webhook
+        is kept and sent once one starts. Once the dispatcher serving the webhook has closed,
+        a point is refused: `RuntimeError` (nothing queued, like `emit` on a closed
+        dispatcher) and a `datadog_metric_refused` error log; starting a new dispatcher with
+        the webhook makes it accept points again. Points still buffered when the interpreter
+        exits (no dispatcher started, or one never closed) are logged as a
+        `datadog_metrics_unsent` error with their count.
         """
         state = _state(self)
         point = make_point(
@@ -239,7 +247,12 @@ class DatadogWebhook(Webhook):
 
 
 def _state(webhook: DatadogWebhook) -> DatadogState:
-    state = state_for(webhook)
+    # The latest state, even one closed since: `state_for` would make a fresh one after a
+    # close, which no dispatcher would ever send (the next one makes its own); a closed
+    # state refuses the point instead.
+    state = state_for(webhook, make=False)
+    if state is None:
+        state = state_for(webhook)
     if not isinstance(state, DatadogState):
         # The process's plugin manager has no datadog plugin (EMPATHY_WEBHOOKS_LOAD_PLUGINS
         # leaves it out) and no dispatcher made the state with its own.

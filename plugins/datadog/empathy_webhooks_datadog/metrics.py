@@ -12,11 +12,19 @@ more than 18 hours old (it answers 202 all the same). A point or event that old 
 (a batch held by an outage, a retried or replayed delivery) goes out stamped now, its original
 time kept (a tag `original_timestamp:<ISO time>`; for an event also a line in its text), and is
 counted as late (a point too far ahead: as early).
+
+A point is never lost without a word outside a dispatcher's life either. Points given before any
+dispatcher serves the webhook wait for the first one; a point given once the dispatcher serving
+the webhook has closed is refused (`RuntimeError`, and an error log): its state is done, and
+nothing would ever send a point buffered there. Points still waiting when the interpreter exits
+(no dispatcher ever started with the webhook, or one was left unclosed) are logged as an error
+with their count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import math
 import re
@@ -24,7 +32,7 @@ import threading
 import time
 from collections.abc import Generator, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from empathy_webhooks_core.plugin import (
     TRANSPORT_ERRORS,
@@ -72,6 +80,27 @@ EVENT_MAX_AGE = 18 * 3600
 LATE_MARGIN = 300
 
 log = get_logger()
+
+#: States holding points no dispatcher has taken yet, held strongly so a point whose webhook is
+#: gone can still be reported at exit; each leaves the set when its buffer is emptied.
+_unsent: set[DatadogState] = set()
+_exit_lock = threading.Lock()
+_exit_registered = False
+
+
+def _watch_exit() -> None:
+    global _exit_registered
+    with _exit_lock:
+        if not _exit_registered:
+            atexit.register(report_unsent)
+            _exit_registered = True
+
+
+def report_unsent() -> None:
+    """Log, as an error with their count, the points no dispatcher sent (run at exit)."""
+    for state in list(_unsent):
+        state.report_unsent()
+
 
 # (metric, type, tags, interval, host), timestamp, value
 SeriesKey = tuple[str, int, tuple[str, ...], int | None, str | None]
@@ -237,6 +266,9 @@ class DatadogState:
         self._timer: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._posted: collections.OrderedDict[str, None] = collections.OrderedDict()
+        #: Set once no dispatcher serves the webhook any more: a later point is refused, as the
+        #: next dispatcher makes a state of its own and nothing would send this one's.
+        self._closed = False
         self.points_sent = 0
         self.points_dropped = 0
         self.points_late = 0
@@ -256,23 +288,43 @@ class DatadogState:
         return context.clock.time() if context is not None else time.time()
 
     def add(self, point: Point) -> None:
+        """Buffer `point`. Raises `RuntimeError` (and logs it) once the state is closed."""
         webhook = self._webhook
         with self._lock:
-            self._points.append(point)
-            overflow = len(self._points) - webhook.metrics_max_buffer
-            if overflow > 0:
-                # No dispatcher is sending (none started, or Datadog down for long): keep the
-                # newest points and count the rest, rather than grow without bound.
-                del self._points[:overflow]
-                self.points_dropped += overflow
-                self.last_error = "buffer full: oldest points dropped"
-            count = len(self._points)
-            urgent = count >= webhook.metrics_batch_size and not self._urgent_requested
-            wake = count == 1 or urgent
-            if urgent:
-                self._urgent_requested = True
+            closed = self._closed
+            if not closed:
+                self._points.append(point)
+                _unsent.add(self)
+                overflow = len(self._points) - webhook.metrics_max_buffer
+                if overflow > 0:
+                    # No dispatcher is sending (none started, or Datadog down for long): keep
+                    # the newest points and count the rest, rather than grow without bound.
+                    del self._points[:overflow]
+                    self.points_dropped += overflow
+                    self.last_error = "buffer full: oldest points dropped"
+                count = len(self._points)
+                urgent = count >= webhook.metrics_batch_size and not self._urgent_requested
+                wake = count == 1 or urgent
+                if urgent:
+                    self._urgent_requested = True
+        if closed:
+            self._refuse(point)
+        _watch_exit()
         if wake:
             self._wake(urgent)
+
+    def _refuse(self, point: Point) -> NoReturn:
+        reason = (
+            "the dispatcher serving this webhook has closed; start a dispatcher with the "
+            "webhook before sending metrics"
+        )
+        log.error(
+            "datadog_metric_refused",
+            webhook=self._webhook.name,
+            metric=point[0][0],
+            reason=reason,
+        )
+        raise RuntimeError(f"metric point not queued for webhook {self._webhook.name!r}: {reason}")
 
     def _wake(self, urgent: bool) -> None:
         loop = self._loop
@@ -293,6 +345,27 @@ class DatadogState:
     def pending(self) -> int:
         with self._lock:
             return len(self._points)
+
+    def report_unsent(self) -> None:
+        """Count and log, as an error, the points still waiting (the interpreter is exiting)."""
+        with self._lock:
+            left, self._points = len(self._points), []
+            _unsent.discard(self)
+            if left:
+                self.points_dropped += left
+                self.last_error = "the interpreter exited before a dispatcher sent these points"
+        if left:
+            why = (
+                "no dispatcher was started with this webhook"
+                if self._loop is None
+                else "the dispatcher serving this webhook was never closed or drained"
+            )
+            log.error(
+                "datadog_metrics_unsent",
+                webhook=self._webhook.name,
+                points=left,
+                reason=f"the interpreter exited before they were sent: {why}",
+            )
 
     def stats(self) -> dict[str, Any]:
         """What `webhook_stats` reports (as `plugin.datadog.<key>`)."""
@@ -325,6 +398,8 @@ class DatadogState:
         """The core's call when no dispatcher serves the webhook any more (after its final
         flush): stop the timer, let sends under way end. Points still waiting (a close
         without drain) are counted as dropped and logged, never lost silently."""
+        with self._lock:
+            self._closed = True
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
@@ -333,6 +408,7 @@ class DatadogState:
             await asyncio.gather(*running, return_exceptions=True)
         with self._lock:
             left, self._points = len(self._points), []
+            _unsent.discard(self)
             if left:
                 self.points_dropped += left
                 self.last_error = "dispatcher closed without a drain: points not sent"
@@ -387,6 +463,7 @@ class DatadogState:
         with self._lock:
             points, self._points = self._points, []
             self._urgent_requested = False
+            _unsent.discard(self)
         if not points:
             return
         size = self._webhook.metrics_batch_size
