@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._bounds import bounded
+from ._doubts import event_type_doubt, warn_doubt
 from ._renderer import bound_renderer
 from ._signing_keys import standard_key
 from .breaker import BreakerPolicy
@@ -70,6 +71,25 @@ def _events(value: Any) -> tuple[str, ...]:
     return names
 
 
+def _doubtful_events(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # Any name may be emitted, so one close to a framework type is kept, and said: a typo
+    # would otherwise miss every event without a word.
+    for name in value:
+        doubt = event_type_doubt(name)
+        if doubt and instance is not None:
+            warn_doubt(
+                f"webhook {instance.name!r} events: {doubt}; it is kept (any name may be emitted)"
+            )
+
+
+def _limits_something(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value.windows() and instance is not None:
+        warn_doubt(
+            f"webhook {instance.name!r} rate_limit: no limit given (max_requests_per_second, "
+            "max_requests_per_minute or max_requests_per_hour): nothing is limited"
+        )
+
+
 def _secrets(value: Any) -> tuple[str, ...]:
     if value is _NO_SECRET:
         return ()
@@ -116,6 +136,42 @@ def _callable_or_none(name: str) -> Any:
             raise TypeError(f"{name} must be callable, got {type(value).__name__}")
 
     return check
+
+
+def _on_failure(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _callable_or_none("on_failure")(instance, attribute, value)
+    if value is None:
+        return
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: nothing to read, so it is given the benefit
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        # Found here, not when a delivery finally fails: then the failure, and the alert the
+        # callback was for, would be lost to a TypeError. Names only: a default may be secret.
+        takes = _shown(signature)
+        name = getattr(value, "__qualname__", type(value).__name__)
+        raise TypeError(
+            f"on_failure is called as on_failure(webhook, event, error), but {name}{takes} "
+            "cannot take those three arguments"
+        ) from None
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "..."
+
+
+def _shown(signature: inspect.Signature) -> str:
+    """`signature` as Python writes it, without annotations, and `...` for each default."""
+    empty = inspect.Parameter.empty
+    parameters = [
+        p.replace(annotation=empty, default=empty if p.default is empty else _Default())
+        for p in signature.parameters.values()
+    ]
+    return str(signature.replace(parameters=parameters, return_annotation=empty))
 
 
 def _scheme(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -237,14 +293,16 @@ class Webhook:
     rejects_unknown_headers: ClassVar[bool] = False
 
     name: str = attrs.field()
-    events: tuple[str, ...] = attrs.field(default=("*",), converter=_events)
+    events: tuple[str, ...] = attrs.field(
+        default=("*",), converter=_events, validator=_doubtful_events
+    )
     filter: Callable[[Event], bool] | None = attrs.field(default=None, validator=_filter)
     retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy, converter=_retry_policy)
-    rate_limit: RateLimit | None = attrs.field(default=None, converter=_rate_limit)
-    circuit_breaker: BreakerPolicy = attrs.field(factory=BreakerPolicy, converter=_breaker)
-    on_failure: FailureCallback | None = attrs.field(
-        default=None, validator=_callable_or_none("on_failure")
+    rate_limit: RateLimit | None = attrs.field(
+        default=None, converter=_rate_limit, validator=_limits_something
     )
+    circuit_breaker: BreakerPolicy = attrs.field(factory=BreakerPolicy, converter=_breaker)
+    on_failure: FailureCallback | None = attrs.field(default=None, validator=_on_failure)
     signing_secret: tuple[str, ...] = secret_field(
         default=_NO_SECRET, converter=_secrets, repr=False
     )
