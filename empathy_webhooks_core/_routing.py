@@ -5,13 +5,14 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import re
+import weakref
 from collections.abc import Iterable
 
 from ._log import get_logger
 from .events import Event
 from .webhooks import Webhook
 
-__all__ = ["EventMatcher", "passes_filter"]
+__all__ = ["EventMatcher", "filter_errors", "passes_filter"]
 
 log = get_logger()
 _GLOB = re.compile(r"[*?\[]")
@@ -35,12 +36,21 @@ class EventMatcher:
 
 #: Webhook names whose filter was seen returning None (said once each).
 _SAID_NONE: set[str] = set()
+#: Times each webhook's filter failed. Kept on the webhook object, which is all routing is
+#: given; the monitor reads it as the `filter_errors` figure.
+_FILTER_ERRORS: weakref.WeakKeyDictionary[Webhook, int] = weakref.WeakKeyDictionary()
+
+
+def filter_errors(webhook: Webhook) -> int:
+    """How many events `webhook`'s filter failed on (raised, or returned an awaitable)."""
+    return _FILTER_ERRORS.get(webhook, 0)
 
 
 def passes_filter(webhook: Webhook, event: Event) -> bool:
     """The webhook's `filter`, if any. A filter that raises or returns an awaitable skips
-    this webhook only, and is logged with the webhook and the event; one that returns None
-    skips it too, said once per webhook (a forgotten `return` drops every event)."""
+    this webhook only (the event is not sent to it), is logged with the webhook and the event
+    and counted (`filter_errors` in the webhook's stats); one that returns None skips it too,
+    said once per webhook (a forgotten `return` drops every event)."""
     if webhook.filter is None:
         return True
     try:
@@ -69,6 +79,9 @@ def passes_filter(webhook: Webhook, event: Event) -> bool:
         if inspect.iscoroutine(verdict):
             verdict.close()  # never awaited: no RuntimeWarning left behind
         error = "the filter returned an awaitable, not a bool (filter must be a plain function)"
+    # Every event this webhook misses is counted: a filter with a typo drops them all, and a
+    # log line alone is easy to miss where the figures are watched.
+    _FILTER_ERRORS[webhook] = _FILTER_ERRORS.get(webhook, 0) + 1
     log.error(
         "filter_failed",
         webhook=webhook.name,

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._routing import filter_errors
+
 if TYPE_CHECKING:
     from ._pipeline.lane import LaneSnapshot
     from .dispatcher import WebhookDispatcher
@@ -77,6 +79,9 @@ STAT_DEFINITIONS = {
     '"not now" (a 429, or a 503 with Retry-After); 0 when it is not paused',
     "callback_errors": "times the webhook's on_failure callback raised (each is logged as "
     "on_failure_callback_failed with the webhook and event id)",
+    "filter_errors": "events the webhook's filter failed on (raised, or returned an "
+    "awaitable): each skipped this webhook and is logged as filter_failed with the webhook, "
+    "event id and exception type; counted on the webhook object since it was made",
     "plugin.<plugin>.<figure>": "a plugin's own figures (its webhook_stats hook), e.g. "
     "plugin.datadog.points_sent; present when a plugin reports them",
 }
@@ -255,6 +260,8 @@ _retired: dict[str, LaneSnapshot] = {}
 _retired_left: dict[str, int] = {}
 #: The plugins' final figures of those webhooks (see `WebhookDispatcher.plugin_figures`).
 _retired_figures: dict[str, tuple[int, dict[str, Any]]] = {}
+#: Their filter errors, with the identity of the webhook object that counted them.
+_retired_filter_errors: dict[str, tuple[int, int]] = {}
 
 
 def track(dispatcher: WebhookDispatcher) -> None:
@@ -266,6 +273,7 @@ def claim(name: str) -> None:
     _retired.pop(name, None)
     _retired_left.pop(name, None)
     _retired_figures.pop(name, None)
+    _retired_filter_errors.pop(name, None)
 
 
 def retire(dispatcher: WebhookDispatcher) -> None:
@@ -277,6 +285,8 @@ def retire(dispatcher: WebhookDispatcher) -> None:
         figures = dispatcher.plugin_figures(name)
         if figures is not None:
             _retired_figures[name] = figures
+        webhook = dispatcher.webhook(name)
+        _retired_filter_errors[name] = (id(webhook), filter_errors(webhook))
     _dispatchers.discard(dispatcher)
 
 
@@ -375,8 +385,24 @@ class WebhookMonitor:
             live["paused_seconds"] = max(live["paused_seconds"], state.paused_seconds)
         return {
             **combine([state.recorder for state, _ in states], live),
+            "filter_errors": self._filter_errors(name),
             **self._figures(name),
         }
+
+    def _filter_errors(self, name: str) -> int:
+        """Filter errors of the webhook objects named `name`, each counted once (one object
+        served by two dispatchers counts every filter call of both, once)."""
+        counted: dict[int, int] = {}
+        for dispatcher in self._sources():
+            try:
+                webhook = dispatcher.webhook(name)
+            except KeyError:
+                continue
+            counted[id(webhook)] = filter_errors(webhook)
+        if self._dispatcher is None and name in _retired_filter_errors:
+            key, count = _retired_filter_errors[name]
+            counted.setdefault(key, count)
+        return sum(counted.values())
 
     def _figures(self, name: str) -> dict[str, Any]:
         """The plugins' figures over the dispatchers that have the webhook: numbers summed

@@ -41,6 +41,10 @@ _COUNTERS = {
     "retries": ("retries", "Attempts after the first."),
     "refused": ("refused", "Deliveries emit refused with QueueFull (max_pending reached)."),
     "callback_errors": ("callback_errors", "Times the webhook's on_failure callback raised."),
+    "filter_errors": (
+        "filter_errors",
+        "Events the webhook's filter raised on (each skipped this webhook).",
+    ),
 }
 _GAUGES = {
     "queued": ("queued", "Deliveries waiting in the queue or for a retry."),
