@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from redis.exceptions import NoScriptError
 
-__all__ = ["PackedScript", "call", "pack"]
+__all__ = ["PackedScript", "call", "call_once", "pack"]
 
 
 def pack(args: Sequence[str | int | float]) -> bytes:
@@ -31,20 +32,22 @@ def pack(args: Sequence[str | int | float]) -> bytes:
 
 class PackedScript:
     """A Lua script run with EVALSHA, loaded again when the server has lost it (a restart,
-    `SCRIPT FLUSH`), as redis-py's `Script` does."""
+    `SCRIPT FLUSH`), as redis-py's `Script` does. `once`: sent at most once, never again
+    after a broken connection (see `call_once`)."""
 
-    def __init__(self, client: aioredis.Redis, text: str) -> None:
+    def __init__(self, client: aioredis.Redis, text: str, *, once: bool = False) -> None:
         self._client = client
         self._script = client.register_script(text)  # its SHA1, and the loading
         self.sha = str(self._script.sha)
+        self._once = once
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
         packed = pack(["EVALSHA", self.sha, len(keys), *keys, *args])
         try:
-            return await _run(self._client, packed)
+            return await _run(self._client, packed, once=self._once)
         except NoScriptError:
             await self._client.script_load(self._script.script)
-            return await _run(self._client, packed)
+            return await _run(self._client, packed, once=self._once)
 
 
 async def call(client: aioredis.Redis, args: Sequence[str | int | float]) -> Any:
@@ -53,14 +56,21 @@ async def call(client: aioredis.Redis, args: Sequence[str | int | float]) -> Any
     return await _run(client, pack(args))
 
 
-async def _run(client: aioredis.Redis, packed: bytes) -> Any:
+async def call_once(client: aioredis.Redis, args: Sequence[str | int | float]) -> Any:
+    """`call`, but never sent again after a broken connection, whatever the client's retry
+    policy: for a command whose second run would answer differently (a SET NX that took the
+    key the first time answers "taken" the second), where a lost answer must be an error."""
+    return await _run(client, pack(args), once=True)
+
+
+async def _run(client: aioredis.Redis, packed: bytes, *, once: bool = False) -> Any:
     """Send a packed command and read its reply on a pooled connection, with the
     connection's retry policy (a broken connection is dropped and the command sent again on
-    a new one, as redis-py's `execute_command` does)."""
+    a new one, as redis-py's `execute_command` does), or without it (`once`)."""
     pool = client.connection_pool
     conn = await pool.get_connection()
 
-    async def once() -> Any:
+    async def send() -> Any:
         await conn.send_packed_command(packed)
         return await conn.read_response()
 
@@ -68,6 +78,12 @@ async def _run(client: aioredis.Redis, packed: bytes) -> Any:
         await conn.disconnect()
 
     try:
-        return await conn.retry.call_with_retry(once, dropped)
+        if not once:
+            return await conn.retry.call_with_retry(send, dropped)
+        try:
+            return await send()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            await dropped(exc)
+            raise
     finally:
         await pool.release(conn)

@@ -28,6 +28,11 @@ Keys (all under the prefix, `empathy:` by default, so several deployments share 
   the deliveries it holds. `<prefix>history:index` (a sorted set by
   the time each delivery was queued) lists them newest first; entries older than the TTL
   are trimmed as new ones come.
+- `<prefix>epoch`: the epoch marker, a random value written with the stream and its group
+  (`_MAKE_GROUP`), and again whenever they are made after the stream went. A process that
+  opened against one marker and reads another (in an emit's script, a worker's heartbeat, a
+  producer's watch) knows the server lost what was queued before, even when another process
+  made the stream again before it could meet NOGROUP: `redis_data_lost`, once.
 - `<prefix>kv:<namespace><key>`: plugins' per-webhook memory (`key_value`, e.g. the issues
   Jira created per finding), plain strings with a TTL, shared by every worker.
 
@@ -60,6 +65,8 @@ import attrs
 import redis.asyncio as aioredis
 import redis.connection
 import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from empathy_webhooks_core.plugin import REDACTED, Event, check_number, get_logger
@@ -83,7 +90,7 @@ from empathy_webhooks_core.plugin.store import (
 
 from ._aio import checked, end_tasks, reraise_dropped_cancel, wait_event
 from ._eviction import eviction_risk, memory_full
-from ._packed import PackedScript, call
+from ._packed import PackedScript, call, call_once
 from .breaker import BREAKER_SYNC, RedisCircuitBreaker
 
 __all__ = [
@@ -140,21 +147,56 @@ return value
 """
 
 # A whole replay at once: if the letter is still ARGV[2] and no other replay holds it, XADD
-# the delivery (fields from ARGV[5]) and delete the letter. A stream that is missing is made
+# the delivery (fields from ARGV[6]) and delete the letter. A stream that is missing is made
 # with its group ARGV[4], as everywhere else (a stream without its group would be taken for
-# one whose group was deleted). Returns the entry id, or nil.
+# one whose group was deleted), with a new epoch marker ARGV[5] (the stream went with the
+# server's data: the other processes learn it from the marker). The entry id is kept in the
+# fresh delivery's history record (KEYS[5], written just before), so a call sent again after
+# its answer was lost (the client retries on a dropped connection) answers the same entry
+# instead of "no such letter". KEYS: dead, replaying, stream, marker, history record.
+# Returns the entry id, or nil.
 _REQUEUE = """
+local done = redis.call('HGET', KEYS[5], 'x')
+if done and done ~= '' then return done end
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return false end
 local mark = redis.call('HGET', KEYS[2], ARGV[1])
 local now = tonumber(redis.call('TIME')[1])
 if mark and now - tonumber(mark) < tonumber(ARGV[3]) then return false end
 if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[3], ARGV[4], '0', 'MKSTREAM')
+  redis.call('SET', KEYS[4], ARGV[5])
 end
-local entry = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
+local entry = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6))
+if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('HSET', KEYS[5], 'x', entry) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 return entry
+"""
+
+# The stream's consumer group ARGV[1] made (with the stream) unless it exists, and the
+# store's epoch marker KEYS[2] with it, in one step, so that no process ever sees a stream
+# without its marker. The marker is written when it is missing (the first use of the prefix,
+# or the server lost everything), and replaced by ARGV[2] when the stream was missing but the
+# marker was not (the stream alone went: evicted, deleted): a process that opened against
+# the old marker and finds another knows that what was queued before is gone. A group made
+# again on a stream that was kept (XGROUP DESTROY) keeps the marker: nothing was lost.
+# Returns {group made (1/0), stream was there (1/0), marker before or nil, marker now}.
+_MAKE_GROUP = """
+local had = redis.call('EXISTS', KEYS[1])
+local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(made) == 'table' and made.err then
+  if not string.find(made.err, 'BUSYGROUP', 1, true) then return made end
+  made = 0
+else
+  made = 1
+end
+local before = redis.call('GET', KEYS[2])
+local now = before
+if not before or (made == 1 and had == 0) then
+  redis.call('SET', KEYS[2], ARGV[2])
+  now = ARGV[2]
+end
+return {made, had, before, now}
 """
 
 # A delivery's end outside the write-behind (a dead letter; a delivery without an entry), in
@@ -201,14 +243,18 @@ return removed
 # One emit's deliveries, in one call: each XADDed (NOMKSTREAM: nil when the stream is gone)
 # with its history record, the event kept once for the history, and a replay's letter deleted
 # with them, atomically. The event's JSON travels once however many webhooks it goes to.
+# Idempotent for a delivery id: its entry id is kept in its history record (`x`), and a call
+# that finds one there adds no second entry, so the client may send the call again after a
+# dropped connection lost its answer (and `_add` does after making a lost stream again).
 # KEYS: stream, history index, dead, replaying, then a history key per delivery, then per
-# event its `history:event:` and `history:of:` keys. ARGV: ttl, now, trim-before, n, e, m,
+# event its `history:event:` and `history:of:` keys, then the epoch marker (read: the
+# answer's last element). ARGV: ttl, now, trim-before, n, e, m,
 # the deliveries' fields (8 per delivery: delivery id, webhook, event number, attempts, queued
 # at, context or '', event id, event type), then each event's JSON, then each event's mark
 # (the entry's `b`, see `_stored`), then the m letters' ids.
 # Plain arguments, packed in one pass (`_packed`; redis-py's per-argument encoding once made a
 # single JSON argument the cheaper choice, at the cost of a cjson parse in the script).
-# Returns the entry ids (nil where the stream was gone).
+# Returns the entry ids (nil where the stream was gone), then the epoch marker (or nil).
 _ENQUEUE = """
 local ttl, now = ARGV[1], ARGV[2]
 local n, e, m = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -220,18 +266,22 @@ for i = 1, n do
   local o = 6 + 8 * (i - 1)
   local ev = tonumber(f[o + 3])
   local json, mark = ARGV[events + ev], ARGV[events + e + ev]
-  local id
-  if f[o + 6] == '' then
-    id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', f[o + 1], 'w', f[o + 2],
-      'e', json, 'b', mark, 'a', f[o + 4], 't', f[o + 5])
-  else
-    id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', f[o + 1], 'w', f[o + 2],
-      'e', json, 'b', mark, 'a', f[o + 4], 't', f[o + 5], 'c', f[o + 6])
+  local h = KEYS[4 + i]
+  local id = redis.call('HGET', h, 'x')
+  if not id or id == '' then
+    if f[o + 6] == '' then
+      id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', f[o + 1], 'w', f[o + 2],
+        'e', json, 'b', mark, 'a', f[o + 4], 't', f[o + 5])
+    else
+      id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', f[o + 1], 'w', f[o + 2],
+        'e', json, 'b', mark, 'a', f[o + 4], 't', f[o + 5], 'c', f[o + 6])
+    end
+    -- Only with the entry: a record rewritten by a call sent again would put a delivery a
+    -- worker finished meanwhile back to "pending" for good.
+    redis.call('HSET', h, 'w', f[o + 2], 'e', f[o + 7], 't', f[o + 8], 's', 'pending',
+      'c', f[o + 5], 'u', now, 'x', id or '')
   end
   ids[i] = id
-  local h = KEYS[4 + i]
-  redis.call('HSET', h, 'w', f[o + 2], 'e', f[o + 7], 't', f[o + 8], 's', 'pending',
-    'c', f[o + 5], 'u', now)
   redis.call('EXPIRE', h, ttl)
   redis.call('SADD', KEYS[4 + n + e + ev], f[o + 1])
   index[#index + 1] = f[o + 5]
@@ -251,6 +301,7 @@ for k = 1, m do
   redis.call('HDEL', KEYS[3], ARGV[events + 2 * e + k])
   redis.call('HDEL', KEYS[4], ARGV[events + 2 * e + k])
 end
+ids[n + 1] = redis.call('GET', KEYS[#KEYS])
 return ids
 """
 
@@ -417,6 +468,38 @@ _UNKNOWN_SAY_EVERY = 600.0
 DEFAULT_REPLAY_LEASE = 60.0
 #: While Redis cannot be reached, a rate-limited lane asks again after this long.
 UNREACHABLE_WAIT = 0.5
+#: A producer whose deliveries waited this long (seconds) with no worker reading the stream
+#: says so (`redis_no_worker`), by default.
+DEFAULT_NO_WORKER_AFTER = 60.0
+
+
+def _retry() -> Retry:
+    """The client's retry of a command whose connection broke (a Redis restart, CLIENT KILL,
+    a load balancer's idle cut): the first call after one otherwise fails at once, and an
+    emit that raises for a fault already gone is a failed alert. Up to 4 more tries, 0.1 to
+    0.4 s apart (about a second in all); connection errors only, never a timeout (a slow
+    server may have run the command; waiting again would multiply the wait too).
+
+    A command retried so may have run already (its answer was lost, not its request): every
+    call that goes through this client must be safe to repeat. The enqueue and replay
+    scripts are idempotent for a delivery id (`_ENQUEUE`, `_REQUEUE`); acknowledgements,
+    history, claims and refreshes write the same thing again. Those whose repetition would
+    change their answer (`_TAKE`, `RedisKeyValue.add`'s SET NX) go through `call_once`
+    instead. A rate-limit slot or a breaker's outcomes may be counted twice: a delivery
+    waits a little longer, none is sent twice."""
+    return Retry(ExponentialBackoff(cap=0.4, base=0.05), 4, (redis.exceptions.ConnectionError,))
+
+
+def _new_epoch() -> str:
+    """A value for the epoch marker: when (server-independent, for the operator reading the
+    log) and a random part (two processes making it at once never agree by chance)."""
+    return f"{int(time.time())}-{secrets.token_hex(6)}"
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (`<ms>-<seq>`) as numbers, to compare two ids."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _no_group(exc: BaseException) -> bool:
@@ -467,6 +550,7 @@ _OPTIONS = (
     "consumer",
     "consumer_expiry",
     "history_ttl",
+    "no_worker_after",
 )
 #: Seconds a delivery's history is kept after its last change, by default.
 DEFAULT_HISTORY_TTL = 86_400.0
@@ -528,6 +612,7 @@ class RedisStore:
         consumer: str | None = None,
         consumer_expiry: float | None = None,
         history_ttl: float = DEFAULT_HISTORY_TTL,
+        no_worker_after: float = DEFAULT_NO_WORKER_AFTER,
     ) -> None:
         if role not in ("producer", "worker"):
             raise ValueError(f"role must be 'producer' or 'worker', got {role!r}")
@@ -553,12 +638,25 @@ class RedisStore:
         check_number("consumer_expiry", self.consumer_expiry, above=0, at_most=30 * 86_400)
         check_number("history_ttl", history_ttl, at_least=1, at_most=365 * 86_400)
         self.history_ttl = int(history_ttl)
+        check_number("no_worker_after", no_worker_after, above=0, at_most=7 * 86_400)
+        self.no_worker_after = float(no_worker_after)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.stream = f"{prefix}deliveries"
         self.dead_key = f"{prefix}dead"
         self.attempts_key = f"{prefix}attempts"
         self.replaying_key = f"{prefix}replaying"
         self.history_index = f"{prefix}history:index"
+        self.epoch_key = f"{prefix}epoch"
+        # The epoch marker as this process last saw it (`_MAKE_GROUP`): another one means the
+        # stream was made again after the server lost its data.
+        self._epoch: str | None = None
+        #: Times this process found the server had lost the store's data (`backlog()`).
+        self.data_losses = 0
+        # The first entry this producer added since its watch last saw the workers read
+        # everything it had added, and whether it said that nobody reads (`_watch`).
+        self._unread_since: str | None = None
+        self._no_worker_said = False
+        self._watcher: asyncio.Task[None] | None = None
         # Attempts noted and not written yet (`note_attempt` never waits), and the task
         # writing them.
         self._notes: list[tuple[Delivery, AttemptRecord, str]] = []
@@ -590,6 +688,7 @@ class RedisStore:
         self._rewrite_history: Any = None
         self._refresh_held_script: Any = None
         self._finish_script: Any = None
+        self._make_group_script: Any = None
         self._held: dict[str, Delivery] = {}
         # Until then (`_sure_clock`) every entry in `_held` is surely this worker's: each was
         # refreshed (read, claimed, heartbeat) no earlier than `_sure_for` before it. A
@@ -647,6 +746,7 @@ class RedisStore:
             window=self.window,
             consumer_expiry=self.consumer_expiry,
             history_ttl=self.history_ttl,
+            no_worker_after=self.no_worker_after,
         )
 
     @property
@@ -672,12 +772,20 @@ class RedisStore:
             decode_responses=True,
             socket_timeout=_TIMEOUT,
             socket_connect_timeout=_TIMEOUT,
+            retry=_retry(),
         )
+        self._make_group_script = self._redis.register_script(_MAKE_GROUP)
         problem: str | None
         try:
             problem = await self._unsupported_server()
             if problem is None:
-                await self.ensure_group()
+                made, had, before, now = await self._make_group()
+                if made and not had and before is not None:
+                    # The marker outlived the stream: someone used this prefix and its
+                    # queue is gone. (Both gone, this process cannot tell a loss from a
+                    # first use: the processes that saw the old marker say it.)
+                    self._say_data_lost("open")
+                self._epoch = now
         except RedisError as exc:
             problem = f"{type(exc).__name__}: {exc}{_hint(exc)}"
         if problem is not None:
@@ -688,7 +796,9 @@ class RedisStore:
             ) from None
         self._reserve = self._redis.register_script(_RESERVE)
         self._breaker_sync = self._redis.register_script(BREAKER_SYNC)
-        self._take = self._redis.register_script(_TAKE)
+        # Not sent again after a lost answer: it would find its own mark and answer "held by
+        # another replay" for the letter it took.
+        self._take = PackedScript(self._redis, _TAKE, once=True)
         self._requeue = self._redis.register_script(_REQUEUE)
         self._forget = self._redis.register_script(_FORGET_CONSUMERS)
         self._enqueue = PackedScript(self._redis, _ENQUEUE)
@@ -726,6 +836,13 @@ class RedisStore:
             )
         return None
 
+    async def _look_at_epoch(self, where: str) -> None:
+        try:
+            seen: Any = await checked(self.redis.get(self.epoch_key))
+            await self._check_epoch(seen, where)
+        except RedisError:
+            pass  # unreachable: the loops that need Redis say so themselves
+
     async def _say_eviction(self) -> None:
         """Once, when the store opens: whether the server may delete this store's keys to make
         room (`_eviction`), which it would do without an error to anyone."""
@@ -747,21 +864,27 @@ class RedisStore:
         was missing: the server lost its data, or this is the first use of the prefix.
 
         The group starts at `0`, so whatever producers added since the stream reappeared is
-        delivered."""
+        delivered. The store's epoch marker is made with them (see `_MAKE_GROUP`)."""
+        return (await self._make_group())[0]
+
+    async def _make_group(self) -> tuple[bool, bool, str | None, str | None]:
+        """`_MAKE_GROUP`: whether the group was made, whether the stream was there, the epoch
+        marker before and now."""
         try:
-            await checked(self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True))
+            made, had, before, now = await checked(
+                self._make_group_script(
+                    keys=[self.stream, self.epoch_key], args=[GROUP, _new_epoch()]
+                )
+            )
         except OutOfMemoryError:
             # At maxmemory (noeviction) Redis refuses XGROUP CREATE before it looks whether
             # the group exists: a worker started then must still open, since draining the
             # stream is what frees the memory. Only a missing group is an error.
-            if await self._group_exists():
-                return False
-            raise
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if not await self._group_exists():
                 raise
-            return False
-        return True
+            marker: Any = await checked(self.redis.get(self.epoch_key))
+            return False, True, marker, marker
+        return bool(made), bool(had), before, now
 
     async def _group_exists(self) -> bool:
         """Whether the stream and its consumer group exist (read only)."""
@@ -777,10 +900,14 @@ class RedisStore:
         """The group was lost (NOGROUP): make it again, and say so once. An error when the
         stream went too (Redis lost its data: whatever was queued then is gone for good); a
         warning when only the group went (XGROUP DESTROY): the stream's entries are read
-        again from its start, so nothing is lost, and what workers held may go twice."""
-        stream_kept = bool(await checked(self.redis.exists(self.stream)))
-        if not await self.ensure_group():
-            return
+        again from its start, so nothing is lost, and what workers held may go twice.
+        Another process made it first: said by the epoch marker it wrote, if it changed."""
+        made, stream_kept, _, now = await self._make_group()
+        if not made or stream_kept:
+            if now is not None:
+                self._saw_epoch(now, where)
+            if not made:
+                return
         if stream_kept:
             log.warning(
                 "redis_group_recreated",
@@ -793,6 +920,8 @@ class RedisStore:
                 "moment may be sent twice (at least once), none is lost",
             )
             return
+        self._epoch = now
+        self.data_losses += 1
         log.error(
             "redis_group_recreated",
             stream=self.stream,
@@ -804,6 +933,38 @@ class RedisStore:
             "worker held in memory are still sent, and new ones are delivered",
         )
 
+    async def _check_epoch(self, seen: str | None, where: str) -> None:
+        """`seen`: the epoch marker as a call just read it. A marker that is gone (the server
+        lost its data and nobody has made the stream again yet, or a process of an older
+        release did, without one) is made again here, with the group, and said there."""
+        if seen == self._epoch:
+            return
+        if seen is None:
+            await self._recreate_group(where)
+            return
+        self._saw_epoch(seen, where)
+
+    def _saw_epoch(self, seen: str, where: str) -> None:
+        """Take `seen` as the epoch; said when it replaces another one (never on the first
+        sight, as when the marker could not be read at open)."""
+        known, self._epoch = self._epoch, seen
+        if known is not None and known != seen:
+            self._say_data_lost(where)
+
+    def _say_data_lost(self, where: str) -> None:
+        self.data_losses += 1
+        log.error(
+            "redis_data_lost",
+            stream=self.stream,
+            found_by=where,
+            consumer=self.consumer,
+            reason="the store's epoch marker changed since this process opened: Redis lost "
+            "its data (restarted without persistence, FLUSHALL, or the stream was evicted or "
+            "deleted) and another process made the stream again; deliveries queued before "
+            "that are lost (never sent), and so are the dead letters and attempt counts; new "
+            "ones are delivered",
+        )
+
     async def close(self) -> None:
         await self.stop_consuming()
         await self._history_written()
@@ -813,6 +974,7 @@ class RedisStore:
         for breaker in self._breakers:
             breaker.wake()
         await end_tasks(tasks, patience=1.0)
+        self._watcher = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -936,24 +1098,29 @@ class RedisStore:
         args += texts
         args += marks
         args += replayed
-        answers: Any = await self._enqueue(keys=keys, args=args)
-        for delivery, entry_id in zip(deliveries, answers, strict=False):
-            delivery.store_ref = entry_id
+        keys.append(self.epoch_key)
+        n = len(deliveries)
         for _ in range(3):
-            missing = [i for i, delivery in enumerate(deliveries) if delivery.store_ref is None]
-            if not missing:
+            answers: Any = await self._enqueue(keys=keys, args=args)
+            if None not in answers[:n]:
                 break
             # The stream is gone (its letters with it, if this was a replay): make it and its
-            # group, then add what did not go in.
+            # group, then the same call again, which adds only what did not go in.
             await self._recreate_group("enqueue")
-            pipe = self.redis.pipeline(transaction=False)
-            for i in missing:
-                delivery = deliveries[i]
-                pipe.xadd(self.stream, _entry(delivery), nomkstream=True)
-            for i, entry_id in zip(missing, await pipe.execute(), strict=True):
-                deliveries[i].store_ref = entry_id
         else:
             raise RuntimeError(f"{self.stream}: the stream kept vanishing while adding to it")
+        for delivery, entry_id in zip(deliveries, answers, strict=False):
+            delivery.store_ref = entry_id
+        if answers[n] != self._epoch:
+            await self._check_epoch(answers[n], "enqueue")
+        if self.role == "producer":
+            if self._unread_since is None:
+                self._unread_since = answers[0]
+            if self._watcher is None:
+                self._watcher = asyncio.create_task(
+                    self._watch(), name=f"redis-watch:{self.consumer}"
+                )
+                self._tasks.append(self._watcher)
         for delivery in deliveries:
             self._replays.pop((delivery.webhook_name, delivery.event.event_id), None)
 
@@ -1035,6 +1202,19 @@ class RedisStore:
             if webhook_name is None or letter.webhook_name == webhook_name
         ]
 
+    async def dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        """One dead letter by its id, as `dead_letters()` would list it (None when there is
+        none, or a replay holds it within `replay_lease`), without reading the others: a
+        replay of one letter costs the same among a hundred thousand."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(self.dead_key, dead_letter_id)
+        pipe.hget(self.replaying_key, dead_letter_id)
+        pipe.time()
+        value, mark, (now, _) = await pipe.execute()
+        if value is None or (mark is not None and now - float(mark) < self.replay_lease):
+            return None
+        return _letter(dead_letter_id, value)
+
     async def take_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
         """Take a dead letter for replay: it is marked, not deleted, and `enqueue` of its
         delivery (same webhook and event) deletes it in the same transaction. A process that
@@ -1075,8 +1255,14 @@ class RedisStore:
             self._history_fault.failed(exc, stream=self.stream)
         try:
             entry_id = await self._requeue(
-                keys=[self.dead_key, self.replaying_key, self.stream],
-                args=[dead_letter_id, value, self.replay_lease, GROUP, *fields],
+                keys=[
+                    self.dead_key,
+                    self.replaying_key,
+                    self.stream,
+                    self.epoch_key,
+                    self._history_key(delivery.delivery_id),
+                ],
+                args=[dead_letter_id, value, self.replay_lease, GROUP, _new_epoch(), *fields],
             )
         except BaseException:
             await self._drop_record(delivery)  # not queued: no record says it was
@@ -1340,6 +1526,117 @@ class RedisStore:
             return decode_event(text)
         except UndecodableEvent:
             return None
+
+    async def backlog(self) -> dict[str, Any]:
+        """What waits in the stream, and whether any worker reads it (for stats and
+        monitoring; a producer's watch reads it too):
+
+        - `entries`: deliveries not finished (queued, or held by a worker);
+        - `unread`: of those, the ones no worker has read yet;
+        - `oldest_seconds`, `oldest_unread_seconds`: the age of the oldest of each (None
+          when there is none), by the server's clock;
+        - `workers`: consumers in the group; `workers_reading`: those that read or refreshed
+          within `max(no_worker_after, visibility_timeout)` seconds;
+        - `data_losses`: times this process found the server had lost the store's data.
+        """
+        figures = await self._backlog()
+        return {key: value for key, value in figures.items() if not key.startswith("_")}
+
+    async def _backlog(self) -> dict[str, Any]:
+        """`backlog()`, with `_last_read` (the group's last delivered entry id, None without
+        a group), `_now_ms` (server time) and `_epoch` (the marker)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.get(self.epoch_key)
+        pipe.xlen(self.stream)
+        pipe.xrange(self.stream, min="-", max="+", count=1)
+        pipe.xinfo_groups(self.stream)
+        pipe.xinfo_consumers(self.stream, GROUP)
+        # The XINFO calls fail without the stream or its group: read as "none".
+        (seconds, micros), epoch, entries, first, groups, consumers = await pipe.execute(
+            raise_on_error=False
+        )
+        now_ms = seconds * 1000 + micros // 1000
+        groups = groups if isinstance(groups, list) else []
+        consumers = consumers if isinstance(consumers, list) else []
+        group = next((g for g in groups if g.get("name") == GROUP), None)
+        recent_ms = max(self.no_worker_after, self.visibility_timeout) * 1000
+        last_read = None if group is None else str(group.get("last-delivered-id"))
+        oldest_unread: float | None = None
+        unread = int(entries)
+        if group is not None:
+            # Finished entries are deleted: what is not pending in the group is unread.
+            unread = max(0, unread - int(group.get("pending") or 0))
+            if unread:
+                after: Any = await self.redis.xrange(
+                    self.stream, min=f"({last_read}", max="+", count=1
+                )
+                if after:
+                    oldest_unread = max(0.0, (now_ms - _entry_key(after[0][0])[0]) / 1000)
+        return {
+            "entries": int(entries),
+            "unread": unread,
+            "oldest_seconds": max(0.0, (now_ms - _entry_key(first[0][0])[0]) / 1000)
+            if first
+            else None,
+            "oldest_unread_seconds": oldest_unread,
+            "workers": len(consumers),
+            "workers_reading": sum(1 for c in consumers if int(c.get("idle", 0)) < recent_ms),
+            "data_losses": self.data_losses,
+            "_last_read": last_read,
+            "_now_ms": now_ms,
+            "_epoch": epoch,
+        }
+
+    async def _watch(self) -> None:
+        """A producer's look, every quarter of `no_worker_after` (15 s at most), at whether
+        what it added is read: with no worker reading the stream (none started, or this
+        producer's prefix is not theirs), its emits would say "queued" for ever. Said once
+        (`redis_no_worker`) when an entry it added waited `no_worker_after` seconds unread
+        while no worker read or refreshed anything for that long; again after workers read
+        its entries. A backlog that workers are reading is not this. Also reads the epoch
+        marker, so an idle producer learns of a loss too. Nothing per emit: a task of its
+        own, started by the first emit."""
+        every = max(0.05, min(self.no_worker_after / 4, 15.0))
+        while True:
+            await wait_event(self._closing, every)
+            if self._closing.is_set():
+                return
+            try:
+                figures = await self._backlog()
+                await self._check_epoch(figures["_epoch"], "producer")
+            except RedisError:
+                continue  # unreachable: the emits meanwhile say so themselves
+            self._judge_workers(figures)
+
+    def _judge_workers(self, figures: dict[str, Any]) -> None:
+        waiting = self._unread_since
+        if waiting is None:
+            return
+        last_read = figures["_last_read"]
+        if last_read is not None and _entry_key(last_read) >= _entry_key(waiting):
+            self._unread_since = None
+            if self._no_worker_said:
+                self._no_worker_said = False
+                log.warning("redis_worker_reading", stream=self.stream, prefix=self.prefix)
+            return
+        waited = (figures["_now_ms"] - _entry_key(waiting)[0]) / 1000
+        if waited < self.no_worker_after or figures["workers_reading"] or self._no_worker_said:
+            return
+        self._no_worker_said = True
+        # An error: nothing this producer queues reaches anyone until a worker reads it.
+        log.error(
+            "redis_no_worker",
+            store=_safe_url(self.url),
+            prefix=self.prefix,
+            stream=self.stream,
+            waited_seconds=round(waited, 1),
+            unread=figures["unread"],
+            workers=figures["workers"],
+            reason="deliveries this producer queued have waited longer than no_worker_after "
+            "and no worker has read this stream for as long: none is running, or the workers "
+            "use another prefix or database; nothing is delivered until one reads it",
+        )
 
     async def pending_counts(self) -> dict[str, dict[str, int]]:
         """Per webhook: entries in the stream, that is every delivery not finished yet,
@@ -1779,6 +2076,9 @@ class RedisStore:
             await wait_event(self._closing, self.visibility_timeout / 3)
             if self._closing.is_set():
                 return
+            # A worker's reads go on without an error against a stream another process made
+            # again after the server lost its data (NOGROUP only tells the first to come).
+            await self._look_at_epoch("worker")
             began = _sure_clock()
             fresh_since = min(self._adding, default=began)
             held = dict(self._held)
@@ -2073,7 +2373,8 @@ def _redis_py_options() -> frozenset[str]:
 def open_redis_store(url: str) -> RedisStore:
     """A store for `redis://host:port/db` (or `rediss://`), with options in the query:
     `role` (producer or worker), `prefix`, `visibility_timeout` (seconds), `window`,
-    `consumer`, `consumer_expiry` (seconds). redis-py's own URL options (`socket_timeout`,
+    `consumer`, `consumer_expiry` (seconds), `history_ttl` (seconds), `no_worker_after`
+    (seconds). redis-py's own URL options (`socket_timeout`,
     `health_check_interval`, `ssl_ca_certs`, ...) go to redis-py; any other is an error."""
     parts = urllib.parse.urlsplit(url)
     ours: dict[str, Any] = {}
@@ -2100,6 +2401,8 @@ def open_redis_store(url: str) -> RedisStore:
             ours["consumer_expiry"] = float(ours["consumer_expiry"])
         if "history_ttl" in ours:
             ours["history_ttl"] = float(ours["history_ttl"])
+        if "no_worker_after" in ours:
+            ours["no_worker_after"] = float(ours["no_worker_after"])
     except ValueError as exc:
         raise ValueError(f"{_safe_url(url)}: {exc}") from None
     database = parts.path.strip("/")
@@ -2128,10 +2431,13 @@ class RedisKeyValue:
         await self.store.redis.set(self.prefix + key, value, px=max(1, int(ttl_seconds * 1000)))
 
     async def add(self, key: str, value: str, ttl_seconds: float) -> bool:
-        done = await self.store.redis.set(
-            self.prefix + key, value, px=max(1, int(ttl_seconds * 1000)), nx=True
+        # Never sent again after a lost answer: the second SET NX would find the key the
+        # first one set and answer "someone else has it", and the caller would skip its work.
+        done = await call_once(
+            self.store.redis,
+            ["SET", self.prefix + key, value, "PX", max(1, int(ttl_seconds * 1000)), "NX"],
         )
-        return bool(done)
+        return done is not None
 
     async def delete(self, key: str) -> None:
         await self.store.redis.delete(self.prefix + key)

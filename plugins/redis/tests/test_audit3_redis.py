@@ -530,7 +530,7 @@ async def test_deployments_whose_prefixes_nest_share_no_key_and_no_delivery(
     outer_keys = every - inner_keys
     assert inner_keys and outer_keys
     # The outer deployment's keys are all its own kinds: none falls under the inner prefix.
-    kinds = ("deliveries", "dead", "attempts", "history:", "rate:", "breaker:", "kv:")
+    kinds = ("deliveries", "dead", "attempts", "epoch", "history:", "rate:", "breaker:", "kv:")
     assert all(key[len(outer) :].startswith(kinds) for key in outer_keys), outer_keys
 
 
