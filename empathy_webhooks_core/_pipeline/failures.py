@@ -303,6 +303,12 @@ class Failures:
         )
 
     async def _listed(self, dead_letter_id: str) -> DeadLetter | None:
+        # One letter read by its id where the store can (Redis: `dead_letter`), not all of
+        # them listed to find it: a replay cost as much as listing every letter kept.
+        one = getattr(self.store, "dead_letter", None)
+        if callable(one):
+            found: DeadLetter | None = await one(dead_letter_id)
+            return found
         for letter in await self.store.dead_letters():
             if letter.dead_letter_id == dead_letter_id:
                 return letter
