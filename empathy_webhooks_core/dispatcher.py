@@ -372,6 +372,10 @@ class WebhookDispatcher:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        for lane in self._lanes.values():
+            if lane.idle_timer is not None:  # its workers have stopped: nothing to watch
+                lane.idle_timer.cancel()
+                lane.idle_timer = None
         await self._states.stop()
         left = {name: lane.pending for name, lane in self._lanes.items() if lane.pending}
         if left and self._store is not None and self._store.remote_workers is False:

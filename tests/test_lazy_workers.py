@@ -69,3 +69,32 @@ async def test_idle_workers_stop_and_the_next_event_starts_one(
         await dispatcher.drain()
         assert dispatcher.get_webhook_stats("sleepy")["delivered_count"] == 4
     assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == [0, 1, 2, 3]
+
+
+async def test_a_worker_kept_busy_in_short_waits_is_not_stopped_and_no_timer_outlives_close(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle time is each wait's own, watched by one timer per lane: a worker that waits
+    many short whiles, longer than the idle time in all, keeps working; one that then waits
+    longer stops; closing leaves no timer behind."""
+    monkeypatch.setattr(work, "WORKER_IDLE_SECONDS", 0.3)
+    webhook = CustomWebhook(name="steady", url=receiver.url(), max_concurrency=1)
+    async with WebhookDispatcher(webhooks=[webhook]) as dispatcher:
+        lane = dispatcher._lanes["steady"]
+        await dispatcher.emit("alert", {"n": 0})
+        await dispatcher.drain()
+        [worker] = lane.workers
+        for n in range(1, 9):  # 0.1 s apart: 0.8 s of short waits
+            await asyncio.sleep(0.1)
+            await dispatcher.emit("alert", {"n": n})
+            await dispatcher.drain()
+            assert lane.workers == [worker]
+        async with asyncio.timeout(10):
+            while lane.workers:  # noqa: ASYNC110 - its idle time runs out
+                await asyncio.sleep(0.02)
+        assert worker.done() and not worker.cancelled()
+        await dispatcher.emit("alert", {"n": 9})
+        await dispatcher.drain()
+        assert lane.idle_timer is not None  # the new worker waits, watched
+    assert lane.idle_timer is None
+    assert sorted(r.json()["data"]["n"] for r in receiver.delivered) == list(range(10))

@@ -9,6 +9,7 @@ import asyncio
 import collections
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -74,7 +75,11 @@ class Lane:
         # first served). Not an asyncio.Queue: its put and get cost eight Python calls per
         # delivery for bookkeeping (maxsize, task_done) a lane never uses.
         self.queue: collections.deque[Delivery] = collections.deque()
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        # When each idle worker began to wait (loop time), and the one timer that stops those
+        # idle too long (`Workers._wait`): a timeout per wait cost more than the wait.
+        self.waiting_since: dict[asyncio.Future[Any], float] = {}
+        self.idle_timer: asyncio.TimerHandle | None = None
         self.limiter = limiter
         self.breaker: Breaker = breaker or CircuitBreaker(webhook.circuit_breaker, clock)
         self.recorder = StatsRecorder()

@@ -45,6 +45,26 @@ log = get_logger()
 #: How long a lane's worker waits for a delivery before it stops (the lane starts another
 #: when work comes): an idle webhook holds no task, a busy one keeps its workers.
 WORKER_IDLE_SECONDS = 30.0
+#: What an idle worker is woken with when it has waited `WORKER_IDLE_SECONDS` (`_stop_idle`).
+_IDLE_TOO_LONG = object()
+
+
+def _stop_idle(lane: Lane, loop: asyncio.AbstractEventLoop) -> None:
+    """The lane's idle timer: wake the workers that have waited `WORKER_IDLE_SECONDS` or more
+    with `_IDLE_TOO_LONG` (each stops unless a delivery came meanwhile), and set the timer
+    again for the next one to reach it."""
+    lane.idle_timer = None
+    now = loop.time()
+    soonest: float | None = None
+    for waiter, since in list(lane.waiting_since.items()):
+        ends = since + WORKER_IDLE_SECONDS
+        if ends <= now:
+            if not waiter.done():
+                waiter.set_result(_IDLE_TOO_LONG)
+        elif soonest is None or ends < soonest:
+            soonest = ends
+    if soonest is not None:
+        lane.idle_timer = loop.call_at(soonest, _stop_idle, lane, loop)
 
 
 class Workers:
@@ -153,30 +173,41 @@ class Workers:
 
     async def _wait(self, lane: Lane) -> Delivery | None:
         """Wait, idle, for the lane's next delivery and take it; None when nothing came for
-        `WORKER_IDLE_SECONDS` (this worker then leaves the lane's list and stops)."""
+        `WORKER_IDLE_SECONDS` (this worker then leaves the lane's list and stops).
+
+        The idle time is watched by one timer per lane (`_stop_idle`), not a timeout per
+        wait: a lane whose queue runs dry between deliveries (a durable store's emits, each
+        waiting for its commit) has its workers wait about once a delivery, and
+        `asyncio.timeout`'s timer, made and cancelled each time, cost more than the wait."""
         queue = lane.queue
+        loop = asyncio.get_running_loop()
         lane.idle += 1
         try:
-            async with asyncio.timeout(WORKER_IDLE_SECONDS):
-                while not queue:  # another worker may take it between the wake and this one
-                    waiter = asyncio.get_running_loop().create_future()
-                    lane.waiters.append(waiter)
-                    try:
-                        await waiter
-                    except BaseException:
-                        # Woken, then cancelled (or timed out) before it ran: the wake goes
-                        # to the next idle worker, so the delivery is not left waiting.
-                        if waiter.cancel():
-                            lane.waiters.remove(waiter)
-                        elif queue:
-                            lane.wake_waiter()
-                        raise
-        except TimeoutError:
-            # Nothing came for a while: stop, unless a delivery arrived as the time ran out
-            # (nothing awaits between this check and leaving the list).
-            if not queue:
-                lane.workers.remove(asyncio.current_task())  # type: ignore[arg-type]
-                return None
+            while not queue:  # another worker may take it between the wake and this one
+                waiter = loop.create_future()
+                lane.waiters.append(waiter)
+                lane.waiting_since[waiter] = loop.time()
+                if lane.idle_timer is None:
+                    lane.idle_timer = loop.call_at(
+                        loop.time() + WORKER_IDLE_SECONDS, _stop_idle, lane, loop
+                    )
+                try:
+                    woken = await waiter
+                except BaseException:
+                    # Woken, then cancelled before it ran: the wake goes to the next idle
+                    # worker, so the delivery is not left waiting.
+                    if waiter.cancel():
+                        lane.waiters.remove(waiter)
+                    elif queue:
+                        lane.wake_waiter()
+                    raise
+                finally:
+                    del lane.waiting_since[waiter]
+                if woken is _IDLE_TOO_LONG and not queue:
+                    # Nothing came for a while: stop (nothing awaits between this check and
+                    # leaving the list, so no delivery arrives unseen).
+                    lane.workers.remove(asyncio.current_task())  # type: ignore[arg-type]
+                    return None
         finally:
             lane.idle -= 1
         return queue.popleft()
