@@ -806,7 +806,8 @@ class SQLiteStore:
         an enqueue. Gathered by kind as they come: one operation per kind, nothing to merge."""
         if self._thread is None:
             raise RuntimeError("the SQLite store is not open")
-        self._arm_marks_timer()
+        if self._marks_timer is None:  # `_arm_marks_timer`'s test, without its call
+            self._arm_marks_timer()
         rows = self._marks.get(kind)
         if rows is None:
             self._marks[kind] = [row]
@@ -826,7 +827,8 @@ class SQLiteStore:
     def _post_new_records(self, rows: list[list[Any]]) -> None:
         """The records of rows this process just queued (`enqueue`'s lists): written with
         the marks, or made by their first attempt's note if it comes first."""
-        self._arm_marks_timer()
+        if self._marks_timer is None:
+            self._arm_marks_timer()
         unwritten = self._unwritten_new
         for row in rows:
             unwritten[row[1]] = row
@@ -2073,7 +2075,8 @@ class SQLiteStore:
                     delivery.attempts,
                     now,
                     owner,
-                    _context_json(delivery.context),
+                    # Most deliveries carry no context: no call made for them.
+                    _context_json(delivery.context) if delivery.context else None,
                     event.event_type,
                 ]
             )
@@ -2138,7 +2141,7 @@ class SQLiteStore:
             or self._loop is None
             or self._replaying
             or (not self.remote_workers and not self._registered)
-            or self._checkpoint_overdue()
+            or (self._checkpoints_asked > self._checkpoints_done and self._checkpoint_overdue())
         )
 
     def _checkpoint_overdue(self) -> bool:
