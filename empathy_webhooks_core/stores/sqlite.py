@@ -62,12 +62,15 @@ leaves more (a process delivering faster than a pass a minute prunes would grow 
 without end). The schedule is on the monotonic clock; the age is by the wall clock.
 
 Attempt history (`history.py`) lives in two more tables, written like the marks: `history` (a
-row per delivery with the event's envelope, made when its row is queued, its status kept
-current) and `attempts` (one masked record per attempt, a column per field). A delivery's
+row per delivery with the event's envelope, its status kept current) and `attempts` (one
+masked record per attempt, a column per field). The record of a delivery this process queued
+waits for its first attempt up to `_NEW_RECORD_DELAY` (2 s), which then writes it whole with
+that attempt in its own columns; one still waiting then is written as pending with the marks.
+A read of the history through this store takes the waiting ones first. A delivery's
 first attempt is masked by the writer thread, with the marks, unless the request carried a
 credential the redaction registry knows only for a while or the answer is long: those are
 masked when noted (`RawAttempt.may_wait`). Nothing unmasked is written. A row queued
-without its record committed (its process died within the marks' delay, or an older version
+without its record committed (its process died before it was written, or an older version
 queued it) gets one when a process takes it. Deliveries that ended (delivered or failed)
 longer ago than the retention are pruned from them with the delivered rows. Files written by
 earlier builds kept each event's envelope once in `history_events` and each attempt as JSON
@@ -2565,6 +2568,19 @@ class SQLiteStore:
             name: {"pending": int(count), "retrying": int(retrying or 0)}
             for name, count, retrying in rows
         }
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """Per webhook: the dead letters `dead_letters` lists, every process's, counted in
+        one statement without reading them (`CountsDeadLetters`)."""
+        rows = await self._call("dead_letter_counts")
+        return {name: int(count) for name, count in rows}
+
+    def _do_dead_letter_counts(self, conn: sqlite3.Connection, _: Any) -> list[Any]:
+        # `replaying = 0`: as `_do_list_dead` lists them, so the count and the list agree.
+        return conn.execute(
+            "SELECT webhook_name, count(*) FROM dead_letters WHERE replaying = 0"
+            " GROUP BY webhook_name"
+        ).fetchall()
 
 
 def _history_records(
