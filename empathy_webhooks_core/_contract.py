@@ -1,6 +1,6 @@
 """The plugin API version: what the core promises plugins, and what a plugin says it needs.
 
-A plugin module declares `PLUGIN_API = "1.1"` (the version of the contract it was written
+A plugin module declares `PLUGIN_API = "1.2"` (the version of the contract it was written
 against; see docs/writing-plugins.md). The core refuses, at start-up, a plugin whose major
 version differs from the core's, or whose minor version is newer than the core's (it may use
 names this core lacks). A plugin that declares nothing is loaded as before.
@@ -15,7 +15,7 @@ __all__ = ["PLUGIN_API_ATTRIBUTE", "PLUGIN_API_VERSION", "api_version_problem"]
 
 #: The version of the plugin contract (the names of `empathy_webhooks_core.plugin`, the hooks
 #: and their parameters). A minor release adds; only a major release removes or changes.
-PLUGIN_API_VERSION = "1.1"
+PLUGIN_API_VERSION = "1.2"
 #: The module attribute by which a plugin declares the contract version it needs.
 PLUGIN_API_ATTRIBUTE = "PLUGIN_API"
 

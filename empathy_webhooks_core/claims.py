@@ -14,6 +14,7 @@ The table below is what the core knows of the first-party plugins' URLs: plugins
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -35,11 +36,13 @@ log = get_logger()
 @attrs.frozen
 class ServiceURL:
     """The URLs of one service: hosts (a leading `*.` matches any subdomain) and, when the
-    host alone does not say it, the path's start."""
+    host alone does not say it, the path's start, or the whole path (`path_pattern`, a
+    regular expression, case ignored) when its end names another endpoint."""
 
     plugin: str
     hosts: tuple[str, ...]
     path_prefixes: tuple[str, ...] = ("/",)
+    path_pattern: str | None = None
 
     def matches(self, host: str, path: str) -> bool:
         for pattern in self.hosts:
@@ -48,8 +51,17 @@ class ServiceURL:
             else:
                 hit = host == pattern
             if hit:
+                if self.path_pattern is not None:
+                    return re.fullmatch(self.path_pattern, path, re.IGNORECASE) is not None
                 return path.startswith(self.path_prefixes)
         return False
+
+
+_DISCORD_HOSTS = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
+# A Discord webhook is `/api[/v9|/v10]/webhooks/{id}/{token}`. With `/slack` after it, the
+# endpoint reads Slack's message format, with `/github` GitHub's events: neither reads the
+# embeds the Discord plugin sends.
+_DISCORD_WEBHOOK = r"/api(?:/v(?:9|10))?/webhooks/[^/]+/[^/]+"
 
 
 SERVICE_URLS: tuple[ServiceURL, ...] = (
@@ -66,24 +78,57 @@ SERVICE_URLS: tuple[ServiceURL, ...] = (
         ),
     ),
     ServiceURL("teams", ("outlook.office.com", "outlook.office365.com"), ("/webhook",)),
-    ServiceURL(
-        "discord",
-        ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com"),
-        ("/api/webhooks/", "/api/v10/webhooks/", "/api/v9/webhooks/"),
-    ),
+    ServiceURL("discord", _DISCORD_HOSTS, path_pattern=_DISCORD_WEBHOOK + "/?"),
+    # Discord's Slack-compatible endpoint reads Slack's message (its `text` at least).
+    ServiceURL("slack", _DISCORD_HOSTS, path_pattern=_DISCORD_WEBHOOK + "/slack/?"),
     ServiceURL("pagerduty", ("events.pagerduty.com", "events.eu.pagerduty.com")),
+)
+
+#: Endpoints that read a format no first-party plugin writes, what reads them, and what to do
+#: instead. The generic envelope would be misread or dropped there, so a generic webhook
+#: posting to one is refused when it is first used, unless a plugin claims the URL or
+#: `raw=True` says to send the envelope anyway.
+_UNWRITTEN_FORMATS: tuple[tuple[ServiceURL, str, str], ...] = (
+    (
+        ServiceURL("discord", _DISCORD_HOSTS, path_pattern=_DISCORD_WEBHOOK + "/github/?"),
+        "Discord's GitHub-compatible endpoint (`/github`), which reads GitHub's events only",
+        "Drop `/github` from the URL to post a Discord message (the discord plugin formats it)",
+    ),
 )
 
 
 def service_for_url(url: str) -> str | None:
     """The plugin whose service `url` names (`"slack"` for `https://hooks.slack.com/...`),
-    or None. Only https URLs name a service (a test's `http://127.0.0.1` never does).
+    or None. Only https URLs name a service (a test's `http://127.0.0.1` never does). A URL
+    names the service whose format it reads: Discord's Slack-compatible endpoint is Slack's.
 
     >>> service_for_url("https://hooks.slack.com/services/T0/B0/x")
+    'slack'
+    >>> service_for_url("https://discord.com/api/webhooks/1/x/slack")
     'slack'
     >>> service_for_url("https://example.com/hook") is None
     True
     """
+    where = _host_and_path(url)
+    if where is not None:
+        for service in SERVICE_URLS:
+            if service.matches(*where):
+                return service.plugin
+    return None
+
+
+def _unwritten_format(url: str) -> tuple[str, str] | None:
+    """What reads `url` and what to do instead, when it is one of `_UNWRITTEN_FORMATS`."""
+    where = _host_and_path(url)
+    if where is not None:
+        for service, reads, instead in _UNWRITTEN_FORMATS:
+            if service.matches(*where):
+                return reads, instead
+    return None
+
+
+def _host_and_path(url: str) -> tuple[str, str] | None:
+    """The host (lower case, no trailing dot) and path of an https URL, else None."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -91,11 +136,7 @@ def service_for_url(url: str) -> str | None:
     host = (parts.hostname or "").lower().rstrip(".")
     if parts.scheme != "https" or not host:
         return None
-    path = parts.path or "/"
-    for service in SERVICE_URLS:
-        if service.matches(host, path):
-            return service.plugin
-    return None
+    return host, parts.path or "/"
 
 
 def common_options(webhook: Webhook) -> dict[str, Any]:
@@ -138,6 +179,15 @@ def claim(hooks: Hooks, webhook: Webhook, cache: weakref.WeakKeyDictionary[Any, 
         return found  # type: ignore[no-any-return]
     url: str = webhook.url  # type: ignore[attr-defined]
     claimed = hooks.webhook_for_url(url, common_options(webhook))
+    unwritten = _unwritten_format(url) if claimed is None else None
+    if unwritten is not None:
+        # No URL in the text: for these services it is the credential.
+        reads, instead = unwritten
+        raise ValueError(
+            f"webhook {webhook.name!r} posts to {reads}, a format no loaded plugin writes: "
+            f"the generic envelope would be misread or dropped. {instead}, or pass raw=True "
+            '(in a config file: type = "custom") to send the envelope anyway'
+        )
     if claimed is None:
         claimed = webhook
         service = service_for_url(url)

@@ -262,14 +262,22 @@ def webhook_stats(webhook: Webhook, state: Any) -> Mapping[str, int | float | st
 
     Called for every plugin whenever stats are read, so it must be quick and must not block.
     Your keys appear namespaced as ``plugin.<plugin name>.<key>`` (the plugin name is its
-    entry-point name, e.g. ``plugin.datadog.points_sent``); numbers are also exported to
-    Prometheus as ``<prefix>_plugin_<plugin name>_<key>`` with a ``webhook`` label. Figures of
-    one state shared by two dispatchers are counted once.
+    entry-point name, e.g. ``plugin.datadog.points_sent``). Figures of one state shared by two
+    dispatchers are counted once; those of two states with the webhook's name are summed.
+
+    Numbers are also exported to Prometheus with a ``webhook`` label. Say which are counts:
+    a figure that only grows (points sent, batches failed) is returned as ``Count(n)`` (from
+    ``empathy_webhooks_core.plugin``; an ``int`` everywhere else) and exported as a counter,
+    ``<prefix>_plugin_<plugin name>_<key>_total``, so ``rate()`` and ``increase()`` read it
+    across restarts. Any other number is a level now (points buffered) and exported as a
+    gauge, ``<prefix>_plugin_<plugin name>_<key>``. Keep a figure's kind from one call to
+    the next: a family is exported with the kind of its first figure.
 
     :param webhook: the webhook whose stats are read.
     :param state: its state (what its plugin's `webhook_state` made; None if it keeps none).
-    :return: a mapping of figure names to numbers (or a short text such as a last error, shown
-        by ``get_webhook_stats`` only), or None when you have nothing to add.
+    :return: a mapping of figure names to numbers (``Count(n)`` for a count), or a short text
+        such as a last error (shown by ``get_webhook_stats`` only), or None when you have
+        nothing to add.
     """
 
 

@@ -8,8 +8,9 @@
 
 Figures are read at scrape time from `WebhookMonitor`, so they always equal what
 `get_webhook_stats` reports; nothing is counted twice. A plugin's own numeric figures
-(`plugin.datadog.points_sent`) become gauges named `<prefix>_plugin_datadog_points_sent`, with
-the `webhook` label.
+(`plugin.datadog.points_sent`) are exported with the `webhook` label: those it reports as a
+`Count` as counters (`<prefix>_plugin_datadog_points_sent_total`), the others as gauges
+(`<prefix>_plugin_datadog_points_buffered`).
 
 The names follow Prometheus' conventions: counts are counters ending in `_total` (the client
 adds the suffix), durations a histogram in seconds (`empathy_webhooks_attempt_duration_seconds`,
@@ -22,34 +23,61 @@ cannot be summed across processes. `METRICS` lists every family with its type an
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .monitor import WebhookMonitor
-from .redaction import exported_name
+from .redaction import exported_name, exported_names
 
-__all__ = ["METRICS", "WebhookCollector", "register_collector", "webhook_labels"]
+__all__ = [
+    "METRICS",
+    "STORE_METRICS",
+    "Count",
+    "WebhookCollector",
+    "register_collector",
+    "webhook_labels",
+]
 
 PREFIX = "empathy_webhooks"
 
 # Each table maps the exported name (after the prefix) to the `get_webhook_stats` key it
 # reads and its help text. Adding a figure is one line in one table.
+# Every figure but the store's (`_STORE_GAUGES`) is this process's: a help text that does not
+# say so reads as the webhook's whole health, and a restarted process showed 0 dead letters
+# beside a store full of them.
 _COUNTERS = {
-    "delivered": ("delivered_count", "Deliveries the service accepted."),
-    "failed": ("failed_count", "Deliveries that finally failed."),
-    "attempts": ("attempts", "Requests sent, first attempts and retries alike."),
-    "retries": ("retries", "Attempts after the first."),
-    "refused": ("refused", "Deliveries emit refused with QueueFull (max_pending reached)."),
-    "callback_errors": ("callback_errors", "Times the webhook's on_failure callback raised."),
+    "delivered": ("delivered_count", "Deliveries the service accepted, in this process."),
+    "failed": (
+        "failed_count",
+        "Deliveries that finally failed (retries exhausted or a final answer), in this process.",
+    ),
+    "attempts": ("attempts", "Requests this process sent, first attempts and retries alike."),
+    "retries": ("retries", "Attempts after a delivery's first, in this process."),
+    "refused": (
+        "refused",
+        "Deliveries emit refused with QueueFull (max_pending reached), in this process.",
+    ),
+    "callback_errors": (
+        "callback_errors",
+        "Times the webhook's on_failure callback raised, in this process.",
+    ),
     "filter_errors": (
         "filter_errors",
-        "Events the webhook's filter raised on (each skipped this webhook).",
+        "Events the webhook's filter raised on (each skipped this webhook), in this process.",
     ),
 }
 _GAUGES = {
-    "queued": ("queued", "Deliveries waiting in the queue or for a retry."),
-    "in_flight": ("in_flight", "Attempts under way."),
-    "dead_letters": ("dead_letters", "Final failures kept for replay."),
+    "queued": (
+        "queued",
+        "Deliveries this process holds waiting now (queue, ordering key, retry, rate limit, "
+        "open breaker, 410); not what a durable store holds: see store_pending.",
+    ),
+    "in_flight": ("in_flight", "Attempts under way in this process now."),
+    "dead_letters": (
+        "dead_letters",
+        "Final failures this process dead-lettered since it started, less those it replayed; "
+        "not the store's list: see store_dead_letters.",
+    ),
     "max_pending": ("max_pending", "Deliveries the webhook may hold before emit refuses more."),
     "paused_seconds": (
         "paused_seconds",
@@ -67,6 +95,20 @@ _STATES = {
         "1 after a 410 Gone, until re-enabled.",
     ),
 }
+# What the store holds (every process's, across restarts), when the caller read it and gave
+# it to the collector (`WebhookCollector(stored=...)`: the gateway's /metrics does): the
+# collector runs in a scrape thread and cannot ask the store itself.
+_STORE_GAUGES = {
+    "store_pending": (
+        "pending",
+        "Deliveries the store holds not finished (waiting, retrying or under way, in any "
+        "process), read at scrape time.",
+    ),
+    "store_dead_letters": (
+        "dead_letters",
+        "Dead letters the store holds (every process's, kept for replay), read at scrape time.",
+    ),
+}
 _HISTOGRAMS = {
     "attempt_duration_seconds": (
         WebhookMonitor.duration_histogram,
@@ -81,6 +123,30 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     **{f"{PREFIX}_{name}": ("gauge", ("webhook",)) for name in (*_GAUGES, *_STATES)},
     **{f"{PREFIX}_{name}": ("histogram", ("webhook",)) for name in _HISTOGRAMS},
 }
+
+#: The families of what the store holds, exported only when the collector is given them.
+STORE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    f"{PREFIX}_{name}": ("gauge", ("webhook",)) for name in _STORE_GAUGES
+}
+
+
+class Count(int):
+    """A plugin's figure that only grows (points sent, batches failed), as its `webhook_stats`
+    hook reports it: `{"points_sent": Count(n)}`. Prometheus gets it as a counter
+    (`..._total`), whose `rate()` survives a restart; any other number is a gauge, a level
+    now (points buffered). Everywhere else (`get_webhook_stats`, JSON) it is the int it
+    holds; summed over dispatchers, it stays a count."""
+
+    __slots__ = ()
+
+    def __add__(self, other: Any) -> Any:
+        total = int.__add__(self, other)
+        if total is NotImplemented or not isinstance(other, int) or isinstance(other, bool):
+            return total
+        return Count(total)
+
+    __radd__ = __add__
+
 
 _NOT_IN_NAMES = re.compile(r"[^a-zA-Z0-9_]+")
 #: What prometheus_client writes raw into a label value or a HELP line but line-oriented
@@ -102,34 +168,29 @@ def _plugin_metric(prefix: str, key: str) -> str:
 
 
 def webhook_labels(webhooks: Iterable[str]) -> dict[str, str]:
-    """The `webhook` label of each webhook name: masked like a log line (`exported_name`),
-    unsafe characters escaped, and distinct. Two names masked alike (two webhooks named by
-    their Slack URLs: `https://hooks.slack.com/services/***` both) made two series with the
-    same labels, of which Prometheus keeps one: each gets ` #1`, ` #2` in the order of the
-    names, so no figure is lost and no secret is shown."""
-    labels = {webhook: _escaped(exported_name(webhook)) for webhook in webhooks}
-    by_label: dict[str, list[str]] = {}
-    for webhook, label in labels.items():
-        by_label.setdefault(label, []).append(webhook)
-    taken = set(labels.values())
-    for label, names in by_label.items():
-        if len(names) < 2:
-            continue
-        for number, webhook in enumerate(sorted(names), 1):
-            candidate = f"{label} #{number}"
-            while candidate in taken:
-                candidate += "'"
-            taken.add(candidate)
-            labels[webhook] = candidate
-    return labels
+    """The `webhook` label of each webhook name: masked like a log line, unsafe characters
+    escaped, and distinct (` #1`, ` #2` for names masked alike): `exported_names`, which the
+    OpenTelemetry plugin's names share."""
+    return exported_names(webhooks, lambda webhook: _escaped(exported_name(webhook)))
 
 
 class WebhookCollector:
-    """A prometheus_client collector over a `WebhookMonitor`."""
+    """A prometheus_client collector over a `WebhookMonitor`.
 
-    def __init__(self, monitor: WebhookMonitor | None = None, prefix: str = PREFIX):
+    `stored`: what the store holds, read by the caller before the scrape, by figure
+    (`pending`, `dead_letters`) then webhook name; a figure that is None (the store cannot
+    count it) is not exported. See `STORE_METRICS`."""
+
+    def __init__(
+        self,
+        monitor: WebhookMonitor | None = None,
+        prefix: str = PREFIX,
+        *,
+        stored: Mapping[str, Mapping[str, int] | None] | None = None,
+    ):
         self.monitor = monitor or WebhookMonitor()
         self.prefix = prefix
+        self.stored = dict(stored or {})
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import (
@@ -157,6 +218,14 @@ class WebhookCollector:
             for webhook, figures in stats.items():
                 gauge.add_metric([labels[webhook]], value_of(figures))
             yield gauge
+        for name, (key, help_text) in _STORE_GAUGES.items():
+            counts = self.stored.get(key)
+            if counts is None:
+                continue
+            gauge = GaugeMetricFamily(f"{self.prefix}_{name}", help_text, labels=["webhook"])
+            for webhook in stats:
+                gauge.add_metric([labels[webhook]], counts.get(webhook, 0))
+            yield gauge
         for name, (read, help_text) in _HISTOGRAMS.items():
             histogram = HistogramMetricFamily(
                 f"{self.prefix}_{name}", help_text, labels=["webhook"]
@@ -174,7 +243,7 @@ class WebhookCollector:
     def _plugin_figures(
         self, stats: dict[str, dict[str, Any]], labels: dict[str, str]
     ) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         families: dict[str, Any] = {}
         # Two keys that differ only in characters a name cannot hold (`a-b`, `a_b`) make one
@@ -192,9 +261,14 @@ class WebhookCollector:
                 seen.add((name, labels[webhook]))
                 if name not in families:
                     shown = _escaped(exported_name(key))
-                    families[name] = GaugeMetricFamily(
-                        name, f"The plugin's own figure {shown}.", labels=["webhook"]
-                    )
+                    if isinstance(value, Count):
+                        families[name] = CounterMetricFamily(
+                            name, f"The plugin's own count {shown}.", labels=["webhook"]
+                        )
+                    else:
+                        families[name] = GaugeMetricFamily(
+                            name, f"The plugin's own figure {shown}.", labels=["webhook"]
+                        )
                 families[name].add_metric([labels[webhook]], value)
         yield from families.values()
 

@@ -57,6 +57,7 @@ __all__ = [
     "bounded",
     "declare_secret_values",
     "exported_name",
+    "exported_names",
     "is_secret_field",
     "is_secret_name",
     "redact_headers",
@@ -677,6 +678,31 @@ def exported_name(name: str) -> str:
     token); a plain name that shares a word with some registered secret is never mangled
     (`ops-***`)."""
     return redact_text(name) if "://" in name else _by_shape(name)
+
+
+def exported_names(
+    names: Iterable[str], shown: Callable[[str], str] = exported_name
+) -> dict[str, str]:
+    """Each webhook name as metrics and traces export it (`shown`, `exported_name` unless
+    said), and distinct. Two names masked alike (two webhooks named by their Slack URLs:
+    `https://hooks.slack.com/services/***` both) would merge two webhooks' series, and
+    Prometheus keeps one of two series with the same labels: each gets ` #1`, ` #2` in the
+    order of the names, so no figure is lost and no secret is shown."""
+    exported = {name: shown(name) for name in names}
+    by_shown: dict[str, list[str]] = {}
+    for name, label in exported.items():
+        by_shown.setdefault(label, []).append(name)
+    taken = set(exported.values())
+    for label, alike in by_shown.items():
+        if len(alike) < 2:
+            continue
+        for number, name in enumerate(sorted(alike), 1):
+            candidate = f"{label} #{number}"
+            while candidate in taken:
+                candidate += "'"
+            taken.add(candidate)
+            exported[name] = candidate
+    return exported
 
 
 def redact_value(value: Any, key: str | None = None) -> Any:

@@ -69,7 +69,7 @@ ONLY_OURS = {"EMPATHY_WEBHOOKS_LOAD_PLUGINS": "current,future"}
 
 
 def test_the_core_declares_its_plugin_api_version() -> None:
-    assert PLUGIN_API_VERSION == "1.1"
+    assert PLUGIN_API_VERSION == "1.2"
     assert plugin_api.PLUGIN_API_ATTRIBUTE == "PLUGIN_API"
 
 
@@ -81,13 +81,13 @@ def test_an_incompatible_plugin_is_refused_at_start_up_naming_both_versions(site
     assert (error.name, error.distribution) == ("future", "future")
     assert error.error == (
         "PluginVersionError: plugin 'future' needs plugin API 2.0, but this core provides "
-        "plugin API 1.1: upgrade empathy-webhooks-core"
+        "plugin API 1.2: upgrade empathy-webhooks-core"
     )
 
 
 def test_strict_start_up_raises_instead(site: Path) -> None:
     with pytest.raises(
-        PluginVersionError, match=r"needs plugin API 2\.0.*provides plugin API 1\.1"
+        PluginVersionError, match=r"needs plugin API 2\.0.*provides plugin API 1\.2"
     ):
         build_plugin_manager(env=ONLY_OURS, strict=True)
 
@@ -97,7 +97,7 @@ def test_a_configuration_naming_the_refused_plugins_type_says_why(site: Path) ->
     tables = [{"type": "future", "name": "f", "url": "https://example.com/f"}]
     with pytest.raises(ConfigError) as caught:
         parse_config({"webhooks": tables}, env={}, plugin_manager=pm)
-    assert "needs plugin API 2.0, but this core provides plugin API 1.1" in str(caught.value)
+    assert "needs plugin API 2.0, but this core provides plugin API 1.2" in str(caught.value)
     config = parse_config(
         {"webhooks": [{"type": "current", "name": "c", "url": "https://example.com/c"}]},
         env={},
@@ -114,7 +114,7 @@ def test_a_plugin_object_passed_by_the_host_is_checked_too() -> None:
     with pytest.raises(PluginVersionError) as caught:
         build_plugin_manager(load_entry_points=False, extra_plugins=[Future()])
     assert str(caught.value) == (
-        "plugin 'host_plugin' needs plugin API 1.7, but this core provides plugin API 1.1: "
+        "plugin 'host_plugin' needs plugin API 1.7, but this core provides plugin API 1.2: "
         "upgrade empathy-webhooks-core"
     )
 

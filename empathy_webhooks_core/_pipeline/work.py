@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -105,7 +106,10 @@ class Workers:
         start them for what it already holds."""
 
         def spawn() -> None:
-            lane.workers.append(asyncio.create_task(self._work(lane)))
+            # In a context of its own: a copy of the caller's (an emit's, with its current
+            # span) would stay the worker's for every later delivery of any emit.
+            worker = self._work(lane)
+            lane.workers.append(asyncio.create_task(worker, context=contextvars.Context()))
 
         lane.spawn = spawn
         lane.wake()

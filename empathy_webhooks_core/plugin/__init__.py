@@ -51,9 +51,11 @@ from ..default_plugins.http import default_verdict
 from ..delivery import TRANSPORT_ERRORS
 from ..events import Event, format_timestamp
 from ..plugins import hookimpl
+from ..prometheus import Count
 from ..redaction import (
     MIN_SECRET_LENGTH,
     REDACTED,
+    exported_names,
     redact_text,
     redact_url,
     secret_field,
@@ -82,6 +84,7 @@ __all__ = [
     "TRANSPORT_ERRORS",
     "BlockedAddressError",
     "ChatMessage",
+    "Count",
     "DeliveryError",
     "DeliveryResult",
     "Event",
@@ -111,6 +114,7 @@ __all__ = [
     "default_verdict",
     "display_value",
     "event_title",
+    "exported_names",
     "finding_basis",
     "finding_identity",
     "finding_key",

@@ -27,7 +27,7 @@ from empathy_webhooks_core.plugin import (
 from .format import MESSAGE_LIMIT_BYTES, TITLE_LIMIT, build_message, priority_for
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = ["MESSAGE_LIMIT_BYTES", "TITLE_LIMIT", "NtfyWebhook", "build_message", "priority_for"]
 

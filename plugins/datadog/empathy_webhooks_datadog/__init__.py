@@ -60,7 +60,7 @@ from .metrics import (
 from .sites import SITES, api_base_url, site_domain
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = [
     "SITES",

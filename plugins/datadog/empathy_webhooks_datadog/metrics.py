@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from empathy_webhooks_core.plugin import (
     TRANSPORT_ERRORS,
     BlockedAddressError,
+    Count,
     Outcome,
     OutgoingRequest,
     get_logger,
@@ -368,17 +369,18 @@ class DatadogState:
             )
 
     def stats(self) -> dict[str, Any]:
-        """What `webhook_stats` reports (as `plugin.datadog.<key>`)."""
+        """What `webhook_stats` reports (as `plugin.datadog.<key>`): counts, and the points
+        waiting now (a gauge)."""
         return {
             "points_buffered": self.pending(),
-            "points_sent": self.points_sent,
-            "points_dropped": self.points_dropped,
-            "points_late": self.points_late,
-            "points_early": self.points_early,
-            "events_late": self.events_late,
-            "batches_sent": self.batches_sent,
-            "batches_failed": self.batches_failed,
-            "accepted_with_errors": self.accepted_with_errors,
+            "points_sent": Count(self.points_sent),
+            "points_dropped": Count(self.points_dropped),
+            "points_late": Count(self.points_late),
+            "points_early": Count(self.points_early),
+            "events_late": Count(self.events_late),
+            "batches_sent": Count(self.batches_sent),
+            "batches_failed": Count(self.batches_failed),
+            "accepted_with_errors": Count(self.accepted_with_errors),
             "last_error": self.last_error,
         }
 

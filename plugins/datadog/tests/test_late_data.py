@@ -216,6 +216,13 @@ async def test_the_late_counts_reach_prometheus(datadog: Datadog, clock: FakeClo
         registry = prometheus_client.CollectorRegistry()
         register_collector(registry, dispatcher.monitor)
         lines = set(prometheus_client.generate_latest(registry).decode().splitlines())
-    assert 'empathy_webhooks_plugin_datadog_events_late{webhook="datadog_webhook"} 1.0' in lines
-    assert 'empathy_webhooks_plugin_datadog_points_late{webhook="datadog_webhook"} 2.0' in lines
-    assert 'empathy_webhooks_plugin_datadog_points_dropped{webhook="datadog_webhook"} 0.0' in lines
+    assert (
+        'empathy_webhooks_plugin_datadog_events_late_total{webhook="datadog_webhook"} 1.0' in lines
+    )
+    assert (
+        'empathy_webhooks_plugin_datadog_points_late_total{webhook="datadog_webhook"} 2.0' in lines
+    )
+    assert (
+        'empathy_webhooks_plugin_datadog_points_dropped_total{webhook="datadog_webhook"} 0.0'
+        in lines
+    )

@@ -7,6 +7,7 @@ the credential (`secret_url = True`): the core masks it in `repr`, logs, errors 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,7 +31,7 @@ from empathy_webhooks_core.plugin import (
 from .format import COLORS, build_message, escape_markdown, fit_message, neutralize_mentions
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = [
     "COLORS",
@@ -79,6 +80,22 @@ def _thread_id(value: Any) -> str | None:
     return text
 
 
+# Discord's Slack- and GitHub-compatible endpoints: `.../webhooks/{id}/{token}/slack`.
+_OTHER_FORMAT = re.compile(r"/webhooks/[^/]+/[^/]+/(slack|github)/?\Z", re.IGNORECASE)
+_OTHER_FORMATS = {
+    "slack": "Discord's Slack-compatible endpoint takes Slack's message format, not the embeds "
+    "DiscordWebhook sends; use SlackWebhook with this URL, or drop /slack",
+    "github": "Discord's GitHub-compatible endpoint takes GitHub's events only, not the embeds "
+    "DiscordWebhook sends; drop /github",
+}
+
+
+def _other_format(url: str) -> str | None:
+    """`slack` or `github` when `url` is one of Discord's endpoints for another format."""
+    match = _OTHER_FORMAT.search(urlsplit(url).path)
+    return match[1].lower() if match else None
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class DiscordWebhook(SecretUrlWebhook):
     """A Discord channel webhook.
@@ -105,6 +122,16 @@ class DiscordWebhook(SecretUrlWebhook):
     @mentions.default
     def _default_mentions(self) -> Mapping[str, Any]:
         return _mentions(self.allowed_mentions)
+
+    def __attrs_post_init__(self) -> None:
+        # Those endpoints never read the embeds sent here. The URL is the credential: the
+        # message names the endpoint only.
+        other = _other_format(self.webhook_url)
+        if other is not None:
+            raise ValueError(
+                f"webhook_url ends in /{other}: {_OTHER_FORMATS[other]} to post Discord's own "
+                "message"
+            )
 
     @property
     def execute_url(self) -> str:

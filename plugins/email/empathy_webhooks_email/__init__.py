@@ -55,7 +55,7 @@ from .format import (
 from .state import EmailState, remembered_for
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = [
     "DEFAULT_PORTS",

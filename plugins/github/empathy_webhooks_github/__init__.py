@@ -53,7 +53,7 @@ from .format import (
 )
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = [
     "API_VERSION",

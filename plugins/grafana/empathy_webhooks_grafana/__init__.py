@@ -26,7 +26,7 @@ from empathy_webhooks_core.plugin import (
 from .format import annotation_body, annotation_text, epoch_ms, tags_for
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = [
     "MAX_OWN_TAGS",

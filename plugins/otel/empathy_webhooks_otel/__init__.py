@@ -42,6 +42,7 @@ from empathy_webhooks_core.plugin import (
     Response,
     Verdict,
     Webhook,
+    exported_names,
     hookimpl,
     redact_text,
     redact_url,
@@ -83,7 +84,8 @@ _UNREAL_METER_PROVIDERS: tuple[type, ...] = (
     metrics.NoOpMeterProvider,
     *[t for t in [getattr(metrics_api, "_ProxyMeterProvider", None)] if isinstance(t, type)],
 )
-#: Shown (secret-free) URLs remembered at most; past it the memory starts over.
+#: Shown (secret-free) URLs, and webhook names, remembered at most; past it the memory starts
+#: over.
 _URLS_KEPT = 1024
 
 
@@ -252,15 +254,19 @@ class OtelPlugin:
         return True
 
     def _shown_name(self, name: str) -> str:
-        """The webhook's name as exported: the user chose it, and one written as the
-        webhook's Slack URL must not publish the URL's secret path. Remembered, as every
-        attempt of a webhook has the same name."""
+        """The webhook's name as exported, as the Prometheus collector shows it: the user
+        chose it, and one written as the webhook's Slack URL must not publish the URL's
+        secret path; two names masked alike get ` #1`, ` #2`, or their series would merge.
+        Worked out for every webhook of the dispatchers seen (and the names asked about
+        before: a fallback's), again when one is new."""
         shown = self._names.get(name)
         if shown is None:
-            if len(self._names) >= _URLS_KEPT:
-                self._names.clear()
-            # Only a name written as a URL: a plain one sharing a word with a secret stays.
-            shown = self._names[name] = redact_text(name) if "://" in name else name
+            names = {name, *self._names} if len(self._names) < _URLS_KEPT else {name}
+            for dispatcher in list(self._dispatchers):
+                names.update(dispatcher.webhook_names())
+            # Replaced whole: the queue-depth callback may read it from the SDK's thread.
+            self._names = exported_names(names)
+            shown = self._names[name]
         return shown
 
     def _shown_url(self, webhook: Webhook, request: OutgoingRequest) -> tuple[str, str, int]:
@@ -295,20 +301,18 @@ class OtelPlugin:
         # Every argument of the spec, in its order, though three go unused: the core then
         # calls this directly rather than through an adapter that picks them (every attempt).
         # Each part only when it can be kept: with no SDK an attempt costs two checks.
-        outcome = None
+        span = self._spans.pop((delivery_id, attempt), None) if self._spans else None
+        outcome = verdict.outcome.value if verdict is not None else "cancelled"
         if self._meter_is_real or self._metering():
-            outcome = verdict.outcome.value if verdict is not None else "cancelled"
+            # In the attempt span's context, so an exemplar names this attempt: the worker's
+            # own context holds no span of this delivery.
             self._duration.record(
                 duration_s,
                 {"empathy.webhook": self._shown_name(webhook.name), "empathy.outcome": outcome},
+                context=trace.set_span_in_context(span) if span is not None else None,
             )
-        if not self._spans:
-            return
-        span = self._spans.pop((delivery_id, attempt), None)
         if span is None:
             return
-        if outcome is None:
-            outcome = verdict.outcome.value if verdict is not None else "cancelled"
         span.set_attribute("empathy.outcome", outcome)
         if response is not None:
             span.set_attribute("http.response.status_code", response.status)
@@ -343,6 +347,7 @@ class OtelPlugin:
     @hookimpl
     def dispatcher_started(self, dispatcher: WebhookDispatcher) -> None:
         self._dispatchers.add(dispatcher)
+        self._names = {}  # its names may mask like another dispatcher's
 
     def _queue_depth(self, options: CallbackOptions) -> Iterable[Observation]:
         # Called by the SDK's reader, maybe from its own thread: reads counters only.

@@ -33,7 +33,7 @@ from empathy_webhooks_core.plugin import (
 from .format import build_body, build_change_body, is_change, pagerduty_severity, summary
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = [
     "DEFAULT_CHANGE_EVENT_TYPES",

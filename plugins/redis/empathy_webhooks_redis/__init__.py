@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .store import RedisRateLimiter, RedisStore, open_redis_store
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = ["RedisCircuitBreaker", "RedisRateLimiter", "RedisStore", "open_redis_store"]
 

@@ -29,7 +29,7 @@ from empathy_webhooks_core.plugin import (
 from .format import build_message, escape_mrkdwn, fit_message
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = [
     "DEAD_DESTINATION_ERRORS",

@@ -42,7 +42,7 @@ from .format import (
 )
 
 #: The plugin API this plugin is written for (docs/writing-plugins.md, section 7).
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 __all__ = [
     "MAX_MENTIONS",
