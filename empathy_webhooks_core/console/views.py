@@ -10,7 +10,8 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from ..gateway.operations import webhook_summary
+from ..gateway.operations import webhook_summaries
+from ..gateway.unrouted import unrouted_note
 from ..history import DELIVERY_STATUSES, MAX_PAGE
 from ..redaction import bounded, redact_text
 from .charts import HOUR, hour_chart
@@ -36,8 +37,8 @@ async def overview(request: web.Request) -> web.StreamResponse:
     now = time.time()
     webhooks = []
     history = True
-    for name in gateway.dispatcher.webhook_names():
-        summary = webhook_summary(gateway, name)
+    for summary in await webhook_summaries(gateway, gateway.dispatcher.webhook_names()):
+        name = summary["name"]
         chart = None
         if history:
             try:
@@ -162,6 +163,9 @@ async def deliveries(request: web.Request) -> web.StreamResponse:
 async def event(request: web.Request) -> web.StreamResponse:
     gateway = _gateway(request)
     event_id = request.match_info["event_id"]
+    unrouted = gateway.unrouted.get(event_id)
+    if unrouted is not None:
+        return refuse(request, 404, f"Event {event_id}: {unrouted_note(*unrouted)}.")
     try:
         found = await gateway.dispatcher.event(event_id)
         records = (
@@ -175,7 +179,9 @@ async def event(request: web.Request) -> web.StreamResponse:
         return refuse(
             request,
             404,
-            "No event with this id is on record: it may be older than the store keeps.",
+            "No event with this id is on record: it may be older than the store keeps, or it "
+            "was routed to no webhook (only the gateway that accepted it remembers those, "
+            "until it restarts).",
         )
     return render(
         request,
@@ -212,8 +218,8 @@ async def dead_letters(request: web.Request) -> web.StreamResponse:
             }
         )
     sections = []
-    for name in dispatcher.webhook_names():
-        summary = webhook_summary(gateway, name)
+    for summary in await webhook_summaries(gateway, dispatcher.webhook_names()):
+        name = summary["name"]
         if summary["disabled"] or name in groups:
             sections.append({**summary, "letters": groups.pop(name, [])})
     for name, rows in groups.items():  # letters of a webhook no longer configured

@@ -34,12 +34,14 @@ from ..redaction import redact_text
 from ..stores import HasProducerRole, HasWorkerRole, MemoryStore, StopsConsuming, open_store
 from .auth import PUBLIC, RateLimiter, Token, TokenTable, bearer, required_scope, retry_after
 from .connections import Connections
+from .figures import StoreFigures
 from .idempotency import Idempotency
 from .intake import Intake
 from .keys import GATEWAY, TOKEN
 from .net import is_loopback
 from .problems import Problem
 from .routes import add_routes
+from .unrouted import Unrouted
 
 __all__ = ["DEFAULT_STORE", "GATEWAY", "TOKEN", "Gateway", "build_app", "is_loopback"]
 
@@ -80,6 +82,10 @@ class Gateway:
         )
         #: Webhook name -> its type's name (`slack`), for `GET /v1/webhooks`.
         self.webhook_types = dict(webhook_types or {})
+        #: What the store holds per webhook, for the health figures (`figures.py`).
+        self.store_figures = StoreFigures(lambda: dispatcher.store)
+        #: The newest events accepted and routed to no webhook (`unrouted.py`).
+        self.unrouted = Unrouted()
         self._idempotency: Idempotency | None = None
         self.stopping = False
         self.in_flight = 0
@@ -161,6 +167,7 @@ class Gateway:
         keeps whatever is left for the next start."""
         dispatcher = self.dispatcher
         self.intake.release()  # what the last burst left held goes to the workers now
+        self.store_figures.cancel()
         try:
             if self.workers and isinstance(dispatcher.store, StopsConsuming):
                 await dispatcher.store.stop_consuming()

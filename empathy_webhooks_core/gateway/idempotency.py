@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -36,6 +37,8 @@ log = get_logger()
 CLAIM_SECONDS = 60.0
 NAMESPACE = "gateway:idempotency:"
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+#: The headers of a first answer its replays repeat: what tells a caller what to do next.
+KEPT_HEADERS = ("Retry-After",)
 
 
 @attrs.frozen
@@ -44,6 +47,8 @@ class Replay:
 
     status: int
     body: dict[str, Any]
+    #: The first answer's headers a replay repeats (`KEPT_HEADERS`).
+    headers: dict[str, str] = attrs.field(factory=dict)
 
 
 class Idempotency:
@@ -113,15 +118,33 @@ class Idempotency:
                 "a request with this Idempotency-Key is under way; retry in a moment",
                 headers={"Retry-After": "1"},
             )
-        return Replay(int(first["status"]), dict(first["body"]))
+        kept = first.get("headers")
+        headers = (
+            {name: str(kept[name]) for name in KEPT_HEADERS if name in kept}
+            if isinstance(kept, dict)
+            else {}
+        )
+        return Replay(int(first["status"]), dict(first["body"]), headers)
 
     async def finish(
-        self, token: str, route: str, key: str, body: bytes, status: int, answer: dict[str, Any]
+        self,
+        token: str,
+        route: str,
+        key: str,
+        body: bytes,
+        status: int,
+        answer: dict[str, Any],
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        value = json.dumps(
-            {"fingerprint": hashlib.sha256(body).hexdigest(), "status": status, "body": answer},
-            separators=(",", ":"),
-        )
+        first: dict[str, Any] = {
+            "fingerprint": hashlib.sha256(body).hexdigest(),
+            "status": status,
+            "body": answer,
+        }
+        kept = {name: headers[name] for name in KEPT_HEADERS if headers and name in headers}
+        if kept:
+            first["headers"] = kept
+        value = json.dumps(first, separators=(",", ":"))
         await self._keys.set(self._name(token, route, key), value, self.ttl_seconds)
 
     async def release(self, token: str, route: str, key: str) -> None:

@@ -276,6 +276,15 @@ def _schemas(settings: ServeConfig) -> dict[str, Any]:
                 "queued": {"type": "integer"},
                 "in_flight": {"type": "integer"},
                 "dead_letters": {"type": "integer"},
+                "store_pending": _nullable(
+                    "integer",
+                    description="Deliveries the store holds not finished, in any process "
+                    "(null: the store cannot count them)",
+                ),
+                "store_dead_letters": _nullable(
+                    "integer",
+                    description="Dead letters the store holds (null: it cannot count them)",
+                ),
                 "breaker_state": {"type": "string", "enum": ["closed", "open", "half_open"]},
                 "disabled": {"type": "boolean"},
                 "last_error": _nullable("string"),
@@ -290,9 +299,24 @@ def _schemas(settings: ServeConfig) -> dict[str, Any]:
                 "type": _nullable("string", examples=["slack"]),
                 "disabled": {"type": "boolean", "description": "True after a 410 Gone."},
                 "breaker_state": {"type": "string", "enum": ["closed", "open", "half_open"]},
-                "queued": {"type": "integer"},
+                "queued": {
+                    "type": "integer",
+                    "description": "What the store holds not finished (store_pending), or "
+                    "this process's queue when the store cannot count (counted_in)",
+                },
                 "in_flight": {"type": "integer"},
-                "dead_letters": {"type": "integer"},
+                "dead_letters": {
+                    "type": "integer",
+                    "description": "What the store holds (store_dead_letters), or this "
+                    "process's count when the store cannot count (counted_in)",
+                },
+                "counted_in": {
+                    "type": "object",
+                    "properties": {
+                        "queued": {"type": "string", "enum": ["store", "process"]},
+                        "dead_letters": {"type": "string", "enum": ["store", "process"]},
+                    },
+                },
                 "stats": _ref("WebhookStats"),
             },
         },
@@ -416,6 +440,13 @@ def _schemas(settings: ServeConfig) -> dict[str, Any]:
             "properties": {
                 "event": _ref("Envelope"),
                 "deliveries": {"type": "array", "items": _ref("Delivery")},
+                "routed_to": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Present, empty, for an event accepted and routed to no "
+                    "webhook (kept by the gateway that accepted it, until it restarts)",
+                },
+                "note": {"type": "string", "description": "What happened to such an event"},
             },
         },
         "Health": {

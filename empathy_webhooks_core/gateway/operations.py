@@ -8,12 +8,21 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Event
 from ..monitor import UnknownWebhookError
+from .figures import Held
 from .problems import Problem
 
 if TYPE_CHECKING:
     from .app import Gateway
 
-__all__ = ["enable_webhook", "replay_all", "replay_one", "unknown_webhook", "webhook_summary"]
+__all__ = [
+    "enable_webhook",
+    "replay_all",
+    "replay_one",
+    "unknown_webhook",
+    "webhook_stats",
+    "webhook_summaries",
+    "webhook_summary",
+]
 
 
 def unknown_webhook(gateway: Gateway, name: str) -> Problem:
@@ -21,17 +30,43 @@ def unknown_webhook(gateway: Gateway, name: str) -> Problem:
     return Problem(404, "/problems/not-found", f"no webhook named {name!r} (known: {known})")
 
 
-def webhook_summary(gateway: Gateway, name: str) -> dict[str, Any]:
-    """A webhook's name, type and health, as `GET /v1/webhooks` lists it."""
+async def webhook_stats(gateway: Gateway, name: str) -> dict[str, Any]:
+    """`get_webhook_stats(name)` (this process's figures, since it started) with what the
+    store holds added: `store_pending` and `store_dead_letters` (None when it cannot count).
+    Raises `UnknownWebhookError`."""
     stats = gateway.dispatcher.get_webhook_stats(name)
+    return {**stats, **(await gateway.store_figures.read()).figures(name)}
+
+
+async def webhook_summaries(gateway: Gateway, names: list[str]) -> list[dict[str, Any]]:
+    """Each webhook's name, type and health, as `GET /v1/webhooks` lists it (the store read
+    once for all)."""
+    held = await gateway.store_figures.read()
+    return [_summary(gateway, name, held) for name in names]
+
+
+async def webhook_summary(gateway: Gateway, name: str) -> dict[str, Any]:
+    return (await webhook_summaries(gateway, [name]))[0]
+
+
+def _summary(gateway: Gateway, name: str, held: Held) -> dict[str, Any]:
+    stats = {**gateway.dispatcher.get_webhook_stats(name), **held.figures(name)}
+    # `queued` and `dead_letters` are what the store holds when it can count them: the
+    # process's own counts read 0 after a restart, or for a gateway whose workers are
+    # elsewhere, while letters and a backlog wait in the store.
+    queued, dead = stats["store_pending"], stats["store_dead_letters"]
     return {
         "name": name,
         "type": gateway.webhook_types.get(name),
         "disabled": bool(stats.get("disabled")),
         "breaker_state": stats.get("breaker_state"),
-        "queued": stats.get("queued", 0),
+        "queued": stats.get("queued", 0) if queued is None else queued,
         "in_flight": stats.get("in_flight", 0),
-        "dead_letters": stats.get("dead_letters", 0),
+        "dead_letters": stats.get("dead_letters", 0) if dead is None else dead,
+        "counted_in": {
+            "queued": "process" if queued is None else "store",
+            "dead_letters": "process" if dead is None else "store",
+        },
         "stats": stats,
     }
 

@@ -27,8 +27,10 @@ from .bodies import build_event, event_fields, event_problem, read_json
 from .keys import GATEWAY, TOKEN
 from .openapi import document
 from .operations import enable_webhook as enable
-from .operations import replay_all, replay_one, unknown_webhook, webhook_summary
+from .operations import replay_all, replay_one, unknown_webhook, webhook_summaries, webhook_summary
+from .operations import webhook_stats as stats_with_store
 from .problems import Problem, problem_response
+from .unrouted import unrouted_note
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -105,13 +107,16 @@ async def _admit(gateway: Gateway, event: Event) -> tuple[list[str], list[str]]:
     A 503 when nothing was queued: a 2xx must mean stored, and a caller told to retry
     loses nothing."""
     try:
-        return await gateway.intake.admit(event), []
+        webhooks = await gateway.intake.admit(event)
     except QueueFull as full:
         if not full.queued:
             raise _queue_full(full.refused) from None
         return full.queued, full.refused
     except Exception as exc:
         raise _not_admitted(exc, event, "$") from None
+    if not webhooks:
+        gateway.unrouted.note(event)
+    return webhooks, []
 
 
 def _not_admitted(exc: Exception, event: Event, path: str) -> Problem:
@@ -219,8 +224,12 @@ async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Resp
             raise
         raise _store_failed(exc, idempotency_key=key) from None
     if replay is not None:
-        headers = {"Idempotent-Replayed": "true"}
+        headers = {**replay.headers, "Idempotent-Replayed": "true"}
         if replay.status >= 400:  # a batch partly queued (`_PartlyQueued`)
+            if replay.status == 503:
+                # Every 503 says when to come back; an answer kept before its headers were
+                # kept with it gets the gateway's usual wait.
+                headers.setdefault("Retry-After", RETRY_SECONDS)
             return problem_response(replay.status, replay.body, headers)
         return _json(replay.body, replay.status, headers)
     try:
@@ -228,7 +237,16 @@ async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Resp
     except _PartlyQueued as partly:
         # Some events are queued: the key keeps this answer, so a retry with it (which
         # GatewayClient makes on a 503) is told the same, and sends none of them twice.
-        await _keep(gateway, token, route, key, raw, partly.status, partly.body(request.path))
+        await _keep(
+            gateway,
+            token,
+            route,
+            key,
+            raw,
+            partly.status,
+            partly.body(request.path),
+            partly.headers,
+        )
         raise
     except BaseException:
         await gateway.idempotency.release(token, route, key)
@@ -238,10 +256,17 @@ async def _idempotent(request: web.Request, route: str, answer: Any) -> web.Resp
 
 
 async def _keep(
-    gateway: Gateway, token: str, route: str, key: str, raw: bytes, status: int, body: Any
+    gateway: Gateway,
+    token: str,
+    route: str,
+    key: str,
+    raw: bytes,
+    status: int,
+    body: Any,
+    headers: dict[str, str] | None = None,
 ) -> None:
     try:
-        await gateway.idempotency.finish(token, route, key, raw, status, body)
+        await gateway.idempotency.finish(token, route, key, raw, status, body, headers)
     except Exception as exc:
         # The events are queued: that is the answer. Only a retry within the claim's
         # lapse is told "in use"; a later one would queue them again, so say so.
@@ -303,6 +328,9 @@ async def post_events_batch(request: web.Request) -> web.Response:
         outcomes = await asyncio.gather(
             *(gateway.intake.admit(event) for event in events), return_exceptions=True
         )
+        for event, outcome in zip(events, outcomes, strict=True):
+            if isinstance(outcome, list) and not outcome:
+                gateway.unrouted.note(event)
         return _batch_answer(events, outcomes)
 
     return await _idempotent(request, "events:batch", answer)
@@ -400,12 +428,12 @@ def _moment(request: web.Request, name: str) -> float | None:
 
 
 def _shown_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
-    """An envelope as a reader sees it: its data and metadata with secrets masked, as the
-    console shows them (a producer may put a token in them). The other fields are the
-    gateway's own or checked strings; masking them would hide `ordering_key` for its name."""
-    for key in ("data", "metadata"):
-        if envelope.get(key):
-            envelope[key] = redact_value(envelope[key])
+    """An envelope as a reader sees it: every field's value with secrets masked, as the
+    console shows them (a producer may put a token in any of them: `user_id` showed one
+    that `data` masked). Masked by value, not by the field's own name, which is the
+    envelope's (a field named like a secret, `ordering_key`, is not one)."""
+    for key, value in envelope.items():
+        envelope[key] = redact_value(value)
     return envelope
 
 
@@ -413,10 +441,29 @@ def _shown_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
 async def get_event(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     event_id = request.match_info["event_id"]
+    unrouted = gateway.unrouted.get(event_id)
+    if unrouted is not None:
+        # Accepted, and nothing queued: the store has no trace of it, this gateway does.
+        found, accepted_at = unrouted
+        return _json(
+            {
+                "event": _shown_envelope(found.to_envelope()),
+                "deliveries": [],
+                "routed_to": [],
+                "note": unrouted_note(found, accepted_at),
+            }
+        )
     try:
         event = await gateway.dispatcher.event(event_id)
         if event is None:
-            raise Problem(404, "/problems/not-found", f"no event {event_id!r} on record")
+            raise Problem(
+                404,
+                "/problems/not-found",
+                f"no event {event_id!r} on record: its deliveries may be older than the "
+                "store keeps; an event routed to no webhook queues nothing, and only the "
+                f"gateway that accepted it remembers it (its newest {gateway.unrouted.max_events}"
+                " such events, until it restarts)",
+            )
         page = await gateway.dispatcher.deliveries(event_id=event_id, limit=MAX_PAGE)
     except RuntimeError as exc:
         raise _no_history(exc) from None
@@ -489,7 +536,7 @@ async def get_delivery(request: web.Request) -> web.Response:
 async def list_webhooks(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     names = gateway.dispatcher.webhook_names()
-    return _json({"webhooks": [webhook_summary(gateway, name) for name in names]})
+    return _json({"webhooks": await webhook_summaries(gateway, names)})
 
 
 @requires("read")
@@ -497,7 +544,7 @@ async def webhook_stats(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     name = request.match_info["name"]
     try:
-        return _json(gateway.dispatcher.get_webhook_stats(name))
+        return _json(await stats_with_store(gateway, name))
     except UnknownWebhookError:
         raise unknown_webhook(gateway, name) from None
 
@@ -507,7 +554,7 @@ async def enable_webhook(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     name = request.match_info["name"]
     enable(gateway, name)
-    return _json(webhook_summary(gateway, name))
+    return _json(await webhook_summary(gateway, name))
 
 
 # -- dead letters ----------------------------------------------------------------------------
@@ -598,8 +645,16 @@ async def metrics(request: web.Request) -> web.Response:
             "/problems/not-installed",
             "/metrics needs prometheus-client: pip install 'empathy-webhooks-core[gateway]'",
         ) from None
+    gateway = _gateway(request)
+    # What the store holds, read here: the collector runs in a thread and cannot await it.
+    held = await gateway.store_figures.read()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WebhookCollector(_gateway(request).dispatcher.monitor))
+    registry.register(
+        WebhookCollector(
+            gateway.dispatcher.monitor,
+            stored={"pending": held.pending, "dead_letters": held.dead_letters},
+        )
+    )
     body = await asyncio.to_thread(generate_latest, registry)
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST

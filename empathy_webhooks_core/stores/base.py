@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfirmsHolding",
+    "CountsDeadLetters",
     "DeadLetter",
     "Delivery",
     "DeliveryStore",
@@ -298,6 +299,17 @@ class PendingCounts(Protocol):
     async def pending_counts(self) -> dict[str, dict[str, int]]:
         """Per webhook name: `pending` (queued or under way anywhere) and `retrying` (of
         those, the ones attempted at least once)."""
+        ...
+
+
+@runtime_checkable
+class CountsDeadLetters(Protocol):
+    """A store that counts its dead letters per webhook without reading them whole (the
+    gateway's health figures: `GET /v1/webhooks`, the console's overview, `/metrics`)."""
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """Per webhook name: how many dead letters `dead_letters(name)` would list now (those
+        a replay holds are left out, as there). Read-only; a name with none may be absent."""
         ...
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -202,6 +202,10 @@ class MemoryStore:
             for letter in self._dead.values()
             if webhook_name is None or letter.webhook_name == webhook_name
         ]
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """Per webhook: the dead letters `dead_letters` lists (`CountsDeadLetters`)."""
+        return dict(Counter(letter.webhook_name for letter in self._dead.values()))
 
     async def take_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
         return self._dead.pop(dead_letter_id, None)

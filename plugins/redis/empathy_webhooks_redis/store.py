@@ -2121,6 +2121,54 @@ class RedisStore:
                 "finished them: their deliveries are left to it, not sent from here",
             )
 
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """Per webhook: the dead letters `dead_letters` lists (those a replay holds within
+        `replay_lease` left out), counted inside Redis by a read-only script, so only the
+        counts cross the wire, not every letter (`CountsDeadLetters`). The name is read from
+        the start of the letter's JSON (`_record` writes it first), decoded whole only when
+        it holds an escape; a letter that does not decode counts under "" as it lists."""
+        script = r"""
+        local now = tonumber(redis.call('TIME')[1])
+        local lease = tonumber(ARGV[1])
+        local marks = {}
+        local flat = redis.call('HGETALL', KEYS[2])
+        for i = 1, #flat, 2 do marks[flat[i]] = tonumber(flat[i + 1]) end
+        local counts = {}
+        local cursor = '0'
+        repeat
+            local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
+            cursor = page[1]
+            local items = page[2]
+            for i = 1, #items, 2 do
+                local mark = marks[items[i]]
+                if mark == nil or now - mark >= lease then
+                    local value = items[i + 1]
+                    local name = string.match(value, '^{"webhook_name": "([^"\\]*)"')
+                    if name == nil then
+                        local ok, record = pcall(cjson.decode, value)
+                        name = ''
+                        if ok and type(record) == 'table' then
+                            if type(record.webhook_name) == 'string' then
+                                name = record.webhook_name
+                            end
+                        end
+                    end
+                    counts[name] = (counts[name] or 0) + 1
+                end
+            end
+        until cursor == '0'
+        local out = {}
+        for name, count in pairs(counts) do
+            out[#out + 1] = name
+            out[#out + 1] = count
+        end
+        return out
+        """
+        found: Any = await self.redis.eval(
+            script, 2, self.dead_key, self.replaying_key, self.replay_lease
+        )
+        return {str(found[i]): int(found[i + 1]) for i in range(0, len(found), 2)}
+
 
 def _attempt_fields(record: AttemptRecord, status: str) -> list[str]:
     """What an attempt writes in its delivery's history hash: the status, the time, and the
