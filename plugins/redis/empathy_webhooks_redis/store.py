@@ -1643,19 +1643,24 @@ class RedisStore:
         whether it waits for a worker (the group's lag) or a worker holds it (the consumers'
         pending lists); and of those, the ones attempted at least once (`PendingCounts`).
         Finished entries are deleted, so the stream holds exactly what is pending."""
-        attempted: Any = await self.redis.hgetall(self.attempts_key)
+        # Counted inside Redis a page at a time (`_COUNT_PAGE`): only the counts cross the
+        # wire, where reading the entries brought every queued event's text over, and the
+        # gateway's health pages ask this on every view. A page is a short script (about a
+        # millisecond of the server's), so producers and workers are not held up by a long one.
         counts: dict[str, dict[str, int]] = {}
         start = "-"
         while True:
-            page: Any = await self.redis.xrange(self.stream, min=start, max="+", count=1000)
-            for _, fields in page:
-                row = counts.setdefault(fields.get("w") or "", {"pending": 0, "retrying": 0})
-                row["pending"] += 1
-                tried = attempted.get(fields.get("d") or "", fields.get("a"))
-                row["retrying"] += _int(tried) > 0
-            if len(page) < 1000:
+            found: Any = await self.redis.eval(
+                _COUNT_PAGE, 2, self.stream, self.attempts_key, start, _COUNT_PAGE_SIZE
+            )
+            seen, last = int(found[0]), str(found[1])
+            for i in range(2, len(found), 3):
+                row = counts.setdefault(str(found[i]), {"pending": 0, "retrying": 0})
+                row["pending"] += int(found[i + 1])
+                row["retrying"] += int(found[i + 2])
+            if seen < _COUNT_PAGE_SIZE:
                 return counts
-            start = "(" + page[-1][0]
+            start = "(" + last
 
     def make_rate_limiter(self, webhook: Any, clock: Any) -> RedisRateLimiter:
         """The dispatcher's lanes call this: one limit for the webhook across all workers."""
@@ -2236,6 +2241,47 @@ def _refuse_unreplayable(letter: DeadLetter) -> None:
             f"dead letter {letter.dead_letter_id!r} holds an event that could not be decoded, "
             "so it cannot be replayed as it is; its stored text is in error['stored_event']"
         )
+
+
+#: Entries `pending_counts` counts per script call.
+_COUNT_PAGE_SIZE = 1000
+# A page of the stream from ARGV[1] (ARGV[2] entries) counted per webhook (field `w`), and of
+# those the ones attempted at least once (the attempts hash KEYS[2] by delivery id, else the
+# entry's own `a`). Returns {entries read, last entry id or '', then name, pending, retrying
+# per webhook}.
+_COUNT_PAGE = """
+local page = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', tonumber(ARGV[2]))
+local counts, order = {}, {}
+for _, entry in ipairs(page) do
+  local f = entry[2]
+  local w, d, a = '', '', nil
+  for i = 1, #f, 2 do
+    local k = f[i]
+    if k == 'w' then w = f[i + 1] elseif k == 'd' then d = f[i + 1] elseif k == 'a' then
+      a = f[i + 1]
+    end
+  end
+  local c = counts[w]
+  if not c then
+    c = {0, 0}
+    counts[w] = c
+    order[#order + 1] = w
+  end
+  c[1] = c[1] + 1
+  local tried = redis.call('HGET', KEYS[2], d)
+  if not tried then tried = a end
+  local n = tonumber(tried or '0') or 0
+  if n > 0 then c[2] = c[2] + 1 end
+end
+local out = {#page, ''}
+if #page > 0 then out[2] = page[#page][1] end
+for _, w in ipairs(order) do
+  out[#out + 1] = w
+  out[#out + 1] = counts[w][1]
+  out[#out + 1] = counts[w][2]
+end
+return out
+"""
 
 
 def _int(value: Any) -> int:
