@@ -2,9 +2,8 @@
 limits nothing): said when a webhook is made in Python, never refused.
 
 A configuration file says the same things as warnings of its own, with their path; while one is
-being read these stay quiet, so a file's mistake is said once. The configuration reader does not
-import this module: it is below `config` (webhooks.py imports it), so `event_type_doubt` is kept
-here and `config.filters` still has its own copy.
+being read these stay quiet, so a file's mistake is said once. `event_type_doubt` is the one
+judgement of an event type both use (`config.filters` imports it from here).
 """
 
 from __future__ import annotations

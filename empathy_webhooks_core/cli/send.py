@@ -9,7 +9,7 @@ import collections
 from pathlib import Path
 from typing import Any
 
-from ..config.filters import event_type_doubt
+from .._doubts import event_type_doubt
 from ..converter import did_you_mean
 from ..events import Event
 from ._common import (

@@ -22,7 +22,6 @@ gt = "3" }` or `severity = 3` would never pass. What only looks mistaken is a wa
 
 from __future__ import annotations
 
-import difflib
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -30,10 +29,11 @@ from typing import Any
 
 import attrs
 
+from .._doubts import event_type_doubt
 from .._formatting import _SEVERITY_WORDS, Severity, severity_of
 from .._routing import _GLOB, EventMatcher
 from ..converter import ConfigError, did_you_mean
-from ..events import Event, EventType
+from ..events import Event
 from ..redaction import REDACTED, is_secret_name
 from ._problems import _MISSING, _join, _kind, _Problems
 
@@ -362,9 +362,6 @@ def _fits(subject: str, op: str, operand: Any, where: str, problems: _Problems) 
     return True
 
 
-_EVENT_TYPES = tuple(t.value for t in EventType)
-
-
 def filter_doubts(compiled: EventFilter) -> list[tuple[str, str]]:
     """What in a compiled filter is allowed but probably not meant, as (place relative to the
     filter, message): a severity word the plugins do not know (it passes only events that
@@ -393,29 +390,6 @@ def filter_doubts(compiled: EventFilter) -> list[tuple[str, str]]:
     for option in compiled.any_of:
         found.extend(filter_doubts(option))
     return found
-
-
-def event_type_doubt(name: str) -> str | None:
-    """A warning for an event type of one's own that is close to one the framework sends
-    (`alrt`), or None: any name may be emitted, so it is never refused."""
-    if name in _EVENT_TYPES or any(c in name for c in "*?["):
-        return None
-    if name.strip() != name or any(char.isspace() for char in name):
-        return (
-            f"{name!r} holds white space: an event type is one name, matched exactly (give "
-            "several as separate strings)"
-        )
-    if name.lower() in _EVENT_TYPES:
-        return (
-            f"{name!r} is not an event type the framework sends: names are matched exactly, "
-            f"case included (did you mean {name.lower()!r}?)"
-        )
-    # Letters off only (`alrt`), never a name that merely begins one (`test`, `security`):
-    # those are names of one's own, and a warning about each would teach users to skip them.
-    close = difflib.get_close_matches(name, _EVENT_TYPES, n=1, cutoff=0.8)
-    if not close:
-        return None
-    return f"{name!r} is not an event type the framework sends (did you mean {close[0]!r}?)"
 
 
 def allows_event_types(compiled: EventFilter, subscribed: Callable[[str], bool]) -> bool:
