@@ -18,7 +18,8 @@ records) masks the same things the same way:
   (`apikey`, `api_key`), `signature`, `credential`, or ending in `-key` / `_key` (but the
   keys that group or order alerts: `dedup_key`, `aggregation_key`, `ordering_key`, ...).
 * **values secret by where they came from**: a header value a configuration file took from the
-  environment (`${NAME}`), whatever the header's name (`declare_secret_values`).
+  environment (`${NAME}`), whatever the header's name, when it may be a credential (12
+  characters or more, or 8 with letters and digits; `declare_secret_values`).
 * **echoes**: the above found again in text a receiver sent back: a registered value, a
   `Basic`/`Bearer` credential, a base64 blob that decodes to a registered value, a
   secret-named JSON member or header line, a credential query parameter.

@@ -146,7 +146,9 @@ def _declare_env_headers(webhook: Webhook, index: int, problems: _Problems) -> N
     values = [
         value
         for place, value in problems.from_env
-        if (found := _HEADER_PLACE.match(place)) is not None and int(found.group(1)) == index
+        if (found := _HEADER_PLACE.match(place)) is not None
+        and int(found.group(1)) == index
+        and _may_be_credential(value)
     ]
     if not values:
         return
@@ -154,6 +156,20 @@ def _declare_env_headers(webhook: Webhook, index: int, problems: _Problems) -> N
     while isinstance(target, Webhook):
         declare_secret_values(target, values)
         target = target.fallback
+
+
+def _may_be_credential(value: str) -> bool:
+    """Whether a header value from the environment may be a credential: long (12 characters
+    or more), or 8 or more holding letters and digits. A declared value is masked wherever it
+    shows, in every log line and output: a short word (`X-Env = "${STAGE}"`, `prod`) was
+    masked inside the webhook's name and the event's text too, garbling every line."""
+    if len(value) >= 12:
+        return True
+    return (
+        len(value) >= 8
+        and any(char.isdigit() for char in value)
+        and any(char.isalpha() for char in value)
+    )
 
 
 def _check_fallbacks(webhooks: list[Webhook], problems: _Problems) -> None:

@@ -179,7 +179,9 @@ return entry
 # or the server lost everything), and replaced by ARGV[2] when the stream was missing but the
 # marker was not (the stream alone went: evicted, deleted): a process that opened against
 # the old marker and finds another knows that what was queued before is gone. A group made
-# again on a stream that was kept (XGROUP DESTROY) keeps the marker: nothing was lost.
+# again on a stream that was kept (XGROUP DESTROY) keeps the marker: nothing was lost. A
+# marker gone while the stream was kept (the key alone evicted or deleted) is written again
+# ending in `:kept`, which the processes take without saying a loss (`_saw_epoch`).
 # Returns {group made (1/0), stream was there (1/0), marker before or nil, marker now}.
 _MAKE_GROUP = """
 local had = redis.call('EXISTS', KEYS[1])
@@ -192,9 +194,12 @@ else
 end
 local before = redis.call('GET', KEYS[2])
 local now = before
-if not before or (made == 1 and had == 0) then
+if made == 1 and had == 0 then
   redis.call('SET', KEYS[2], ARGV[2])
   now = ARGV[2]
+elseif not before then
+  now = ARGV[2] .. ':kept'
+  redis.call('SET', KEYS[2], now)
 end
 return {made, had, before, now}
 """
@@ -948,8 +953,21 @@ class RedisStore:
         """Take `seen` as the epoch; said when it replaces another one (never on the first
         sight, as when the marker could not be read at open)."""
         known, self._epoch = self._epoch, seen
-        if known is not None and known != seen:
-            self._say_data_lost(where)
+        if known is None or known == seen:
+            return
+        if seen.endswith(":kept"):
+            # The marker alone went (evicted, deleted by a pattern) and was written again
+            # over a stream that was kept: nothing queued was lost.
+            log.warning(
+                "redis_epoch_restored",
+                stream=self.stream,
+                found_by=where,
+                consumer=self.consumer,
+                reason="the store's epoch marker was missing while its stream was kept (the "
+                "key alone was evicted or deleted); it was written again; no delivery was lost",
+            )
+            return
+        self._say_data_lost(where)
 
     def _say_data_lost(self, where: str) -> None:
         self.data_losses += 1

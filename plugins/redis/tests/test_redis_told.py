@@ -344,3 +344,29 @@ async def test_a_replay_sent_again_after_a_lost_answer_queues_it_once(
         assert await store.dead_letters() == []
     finally:
         await store.close()
+
+
+async def test_the_marker_alone_gone_is_no_data_loss(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The epoch key alone evicted (`allkeys-*`) or deleted by a pattern, the stream kept: it
+    is written again, and no process says deliveries were lost (they were not: the stream
+    holds them). Before, every process logged `redis_data_lost` for it."""
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    url = _url(private_redis)
+    producer = open_redis_store(url)
+    worker = open_redis_store(url + "&role=worker")
+    await producer.open()
+    await worker.open()
+    try:
+        await producer.enqueue([_delivery(1), _delivery(2)])
+        await producer.redis.delete(producer.epoch_key)
+        await producer.enqueue([_delivery(3)])
+        await worker._look_at_epoch("worker")
+        assert await producer.redis.xlen(producer.stream) == 3
+        assert (producer.data_losses, worker.data_losses) == (0, 0)
+        assert _said(caplog, *LOSS) == []
+        assert len(_said(caplog, "redis_epoch_restored")) == 2  # once by each process
+    finally:
+        await producer.close()
+        await worker.close()
