@@ -487,7 +487,9 @@ def _retry() -> Retry:
 
     A command retried so may have run already (its answer was lost, not its request): every
     call that goes through this client must be safe to repeat. The enqueue and replay
-    scripts are idempotent for a delivery id (`_ENQUEUE`, `_REQUEUE`); acknowledgements,
+    scripts are idempotent for a delivery id (`_ENQUEUE`, `_REQUEUE`) while its history
+    record lasts (`history_ttl`: a retry after a record of a few seconds expired queues the
+    delivery twice, at least once, never lost); acknowledgements,
     history, claims and refreshes write the same thing again. Those whose repetition would
     change their answer (`_TAKE`, `RedisKeyValue.add`'s SET NX) go through `call_once`
     instead. A rate-limit slot or a breaker's outcomes may be counted twice: a delivery
