@@ -245,6 +245,20 @@ end
 return removed
 """
 
+# This worker (ARGV[2]) out of the group ARGV[1], if it holds no entry (see `_leave_group`).
+_LEAVE_GROUP = """
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return 0 end
+for _, consumer in ipairs(consumers) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if info['name'] == ARGV[2] and tonumber(info['pending']) == 0 then
+    return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  end
+end
+return 0
+"""
+
 # One emit's deliveries, in one call: each XADDed (NOMKSTREAM: nil when the stream is gone)
 # with its history record, the event kept once for the history, and a replay's letter deleted
 # with them, atomically. The event's JSON travels once however many webhooks it goes to.
@@ -996,8 +1010,22 @@ class RedisStore:
         await end_tasks(tasks, patience=1.0)
         self._watcher = None
         if self._redis is not None:
+            await self._leave_group()
             await self._redis.aclose()
             self._redis = None
+
+    async def _leave_group(self) -> None:
+        """A worker closing with nothing pending leaves the consumer group: left in it, idle,
+        it counted as a worker reading for `max(no_worker_after, visibility_timeout)`, so a
+        producer said nobody reads (`redis_no_worker`) that much later than it could. One
+        holding entries stays: removing it would drop them from the group's pending list,
+        where the other workers find them (checked and done in one script)."""
+        if self.role != "worker":
+            return
+        try:
+            await checked(self.redis.eval(_LEAVE_GROUP, 1, self.stream, GROUP, self.consumer))
+        except RedisError:
+            pass  # the others remove an idle consumer that holds nothing (`_FORGET_CONSUMERS`)
 
     async def _hand_back(self) -> None:
         """What this worker still holds as it closes (its stop's grace ran out): marked idle

@@ -370,3 +370,30 @@ async def test_the_marker_alone_gone_is_no_data_loss(
     finally:
         await producer.close()
         await worker.close()
+
+
+async def test_a_worker_closing_with_nothing_pending_leaves_the_group_and_one_holding_stays(
+    private_redis: RedisServer,
+) -> None:
+    """Left in the group, idle, a closed worker counted as reading for the visibility timeout,
+    so `redis_no_worker` came that much later. One still holding an entry stays: removing it
+    would drop the entry from the pending list the other workers take it from."""
+    url = _url(private_redis)
+    producer = open_redis_store(url)
+    await producer.open()
+    idle = open_redis_store(url + "&role=worker&consumer=idle")
+    holding = open_redis_store(url + "&role=worker&consumer=holding")
+    await idle.open()
+    await holding.open()
+    try:
+        await producer.enqueue([_delivery(1)])
+        await holding.redis.xreadgroup(GROUP, "holding", {holding.stream: ">"}, count=1)
+        await idle.redis.xgroup_createconsumer(idle.stream, GROUP, "idle")  # joined, empty
+        names = {c["name"] for c in await producer.redis.xinfo_consumers(producer.stream, GROUP)}
+        assert names == {"idle", "holding"}
+        await idle.close()
+        await holding.close()
+        consumers = await producer.redis.xinfo_consumers(producer.stream, GROUP)
+        assert [(c["name"], c["pending"]) for c in consumers] == [("holding", 1)]
+    finally:
+        await producer.close()
