@@ -318,4 +318,9 @@ async def test_a_redis_blip_mid_run_loses_nothing_and_is_said_once(
     for log in logs:
         for line in ("redis_consume_failed", "redis_heartbeat_failed"):
             assert log.count(line) <= 1, log
-    assert any("redis_consume_failed" in log for log in logs), logs
+    # Said by every worker: by its heartbeat (every third of the visibility timeout), and by
+    # its reads when one came in the outage. A read made just after it is retried now (the
+    # client retries a broken connection for about a second), so it no longer always fails.
+    assert all("redis_heartbeat_failed" in log or "redis_consume_failed" in log for log in logs), (
+        logs
+    )
