@@ -1180,3 +1180,16 @@ async def test_a_queued_delivery_s_record_is_read_at_once_and_written_within_sec
         release.set()
         await dispatcher.drain()
     assert len(receiver.delivered) == 2
+
+
+def test_pending_counts_read_only_the_queued_rows() -> None:
+    """The counts the gateway's health pages ask on every view go through the partial indexes
+    of queued rows: a plain `state = 'queued'` read every delivered row kept (an hour's, by
+    default) on the writer thread."""
+    from empathy_webhooks_core.stores import sqlite as sqlite_module
+
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(sqlite_module._SCHEMA + sqlite_module._INDEXES)
+    plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sqlite_module._PENDING_COUNTS)]
+    reads = [step for step in plan if step.startswith(("SCAN deliveries", "SEARCH deliveries"))]
+    assert len(reads) == 2 and all("INDEX deliveries_" in step for step in reads), plan

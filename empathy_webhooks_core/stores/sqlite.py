@@ -424,6 +424,16 @@ _MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 #: rows' text again costs more than the rows.
 _STATEMENT_CACHE = 512
 
+#: Queued rows per webhook, and of those the ones attempted (`pending_counts`).
+_PENDING_COUNTS = (
+    "SELECT webhook_name, sum(n), sum(r) FROM ("
+    "SELECT webhook_name, count(*) AS n, sum(attempts > 0) AS r FROM deliveries"
+    " WHERE state = 'queued' AND owner IS NULL GROUP BY webhook_name"
+    " UNION ALL SELECT webhook_name, count(*), sum(attempts > 0) FROM deliveries"
+    " WHERE state = 'queued' AND owner IS NOT NULL GROUP BY webhook_name"
+    ") GROUP BY webhook_name"
+)
+
 _HISTORY_SELECT = (
     "SELECT delivery_id, event_id, webhook_name, event_type, status, created_at, updated_at,"  # noqa: S608
     f" dead_letter_id, {_FIRST_COLUMNS} FROM history"
@@ -1856,10 +1866,10 @@ class SQLiteStore:
         return counts
 
     def _do_pending(self, conn: sqlite3.Connection, _: Any) -> list[Any]:
-        return conn.execute(
-            "SELECT webhook_name, count(*), sum(attempts > 0) FROM deliveries"
-            " WHERE state = 'queued' GROUP BY webhook_name"
-        ).fetchall()
+        # Through the two partial indexes of queued rows: `state = 'queued'` alone scanned
+        # the whole table, an hour of delivered rows (300,000 at 83 events/s: 25 ms here, on
+        # the writer thread) on every gateway health page and scrape, against 0.4 ms.
+        return conn.execute(_PENDING_COUNTS).fetchall()
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> int:
         """One pass: at most `_PRUNE_CHUNK` rows of each table; when one of them had more,
