@@ -310,7 +310,8 @@ class DatadogState:
                     self._urgent_requested = True
         if closed:
             self._refuse(point)
-        _watch_exit()
+        if not _exit_registered:  # a lock per point only until the hook is registered
+            _watch_exit()
         if wake:
             self._wake(urgent)
 
