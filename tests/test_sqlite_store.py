@@ -28,6 +28,18 @@ def url(path: Path, query: str = "") -> str:
     return f"sqlite:///{path}" + (f"?{query}" if query else "")
 
 
+def _held_answers(receiver: Receiver) -> asyncio.Event:
+    """The receiver answers 200 once the event returned is set, not before."""
+    release = asyncio.Event()
+
+    async def hold(_: object) -> Reply:
+        await release.wait()
+        return Reply(status=200)
+
+    receiver.handler = hold
+    return release
+
+
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
     """Read the file from outside the store, as another process would."""
     with sqlite3.connect(path) as conn:
@@ -59,13 +71,7 @@ async def test_emit_returns_after_the_rows_are_committed(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     db = tmp_path / "outbox.db"
-    release = asyncio.Event()
-
-    async def hold(_: object) -> Reply:
-        await release.wait()
-        return Reply(status=200)
-
-    receiver.handler = hold
+    release = _held_answers(receiver)
     hook = CustomWebhook(name="h", url=receiver.url("/h"))
     dispatcher = WebhookDispatcher(webhooks=[hook], store=url(db))
     event = await dispatcher.emit("prediction", {"n": 1})
@@ -247,13 +253,7 @@ async def test_a_large_backlog_is_paged_in_not_loaded_at_once(
     good = Event(event_type="prediction", data={"n": 1}, ordering_key="k").to_json()
     events = [good.replace('"evt_', f'"evt_{n}x', 1) for n in range(backlog)]
     _insert_pending(db, events)
-    release = asyncio.Event()
-
-    async def hold(_: object) -> Reply:
-        await release.wait()
-        return Reply(status=200)
-
-    receiver.handler = hold
+    release = _held_answers(receiver)
     hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=4)
     dispatcher = WebhookDispatcher(webhooks=[hook], store=url(db))
     await dispatcher.start()
@@ -289,13 +289,7 @@ async def test_a_backlog_of_large_events_is_paged_by_bytes_not_only_by_count(
     size = len(good)
     events = [good.replace('"evt_', f'"evt_{n}x', 1) for n in range(backlog)]
     _insert_pending(db, events)
-    release = asyncio.Event()
-
-    async def hold(_: object) -> Reply:
-        await release.wait()
-        return Reply(status=200)
-
-    receiver.handler = hold
+    release = _held_answers(receiver)
     hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=4)
     dispatcher = WebhookDispatcher(webhooks=[hook], store=url(db))
     await dispatcher.start()
@@ -1131,13 +1125,7 @@ async def test_a_backlog_is_recorded_one_row_a_delivery_by_its_first_attempts(
     again and a row in `attempts` beside it, about a fifth more of this store's CPU a
     delivery under a backlog."""
     db = tmp_path / "outbox.db"
-    release = asyncio.Event()
-
-    async def hold(_: object) -> Reply:
-        await release.wait()
-        return Reply(status=200)
-
-    receiver.handler = hold
+    release = _held_answers(receiver)
     hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=2)
     async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
         await asyncio.gather(*(dispatcher.emit("prediction", {"n": n}) for n in range(40)))
@@ -1158,13 +1146,7 @@ async def test_a_queued_delivery_s_record_is_read_at_once_and_written_within_sec
     the history finds at once (a read takes what is held back first), and another process
     reading the file finds it pending within `_NEW_RECORD_DELAY` and the marks' delay."""
     db = tmp_path / "outbox.db"
-    release = asyncio.Event()
-
-    async def hold(_: object) -> Reply:
-        await release.wait()
-        return Reply(status=200)
-
-    receiver.handler = hold
+    release = _held_answers(receiver)
     hook = CustomWebhook(name="h", url=receiver.url("/h"), max_concurrency=1)
     async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
         first = await dispatcher.emit("prediction", {"n": 0})
