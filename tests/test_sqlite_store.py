@@ -1175,3 +1175,45 @@ def test_pending_counts_read_only_the_queued_rows() -> None:
     plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sqlite_module._PENDING_COUNTS)]
     reads = [step for step in plan if step.startswith(("SCAN deliveries", "SEARCH deliveries"))]
     assert len(reads) == 2 and all("INDEX deliveries_" in step for step in reads), plan
+
+
+async def test_marks_wait_for_another_writer_and_go_in_once_the_lock_is_free(
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The event loop writes the marks itself when nothing else holds the write lock; when
+    another connection (another process) holds it, the marks are not dropped nor said as
+    refused: the writer thread waits for the lock and writes them, and the next process
+    sends nothing again."""
+    import logging
+
+    import empathy_webhooks_core.stores.sqlite as sqlite_store
+
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    # Time enough to take the lock between the answers and the marks' commit.
+    monkeypatch.setattr(sqlite_store, "_MARK_DELAY", 0.5)
+    db = tmp_path / "outbox.db"
+    hook = CustomWebhook(name="h", url=receiver.url("/h"))
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as dispatcher:
+        events = [await dispatcher.emit("prediction", {"n": n}) for n in range(3)]
+        await receiver.wait_for(3)
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the write lock, held past the marks' commit
+        await asyncio.sleep(1.0)
+        assert other.execute("SELECT DISTINCT state FROM deliveries").fetchall() == [("queued",)]
+        other.execute("COMMIT")
+        other.close()
+        for _ in range(100):
+            if rows(db, "SELECT DISTINCT state FROM deliveries") == [("delivered",)]:
+                break
+            await asyncio.sleep(0.05)
+        assert rows(db, "SELECT DISTINCT state FROM deliveries") == [("delivered",)]
+        records = await dispatcher.deliveries(limit=10)
+        assert {record.status for record in records.items} == {"delivered"}
+        assert all(record.attempts[0].status == 200 for record in records.items)
+    assert not [r for r in caplog.records if "sqlite_marks" in r.getMessage()]
+    async with WebhookDispatcher(webhooks=[hook], store=url(db)) as again:
+        await again.drain()
+    assert receiver.delivered_event_ids() == {event.event_id: 1 for event in events}

@@ -697,6 +697,13 @@ class SQLiteStore:
         #: This process's name on its claims (one per open store).
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._ops: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        # Held by whichever thread writes the marks: the writer thread for each batch it
+        # runs, the event loop when it writes them itself (`_write_marks_now`), never both.
+        self._writing = threading.Lock()
+        # Operations handed to the writer thread (counted on the event loop, `_hand`) and
+        # those it has run (counted by it): equal, nothing handed over is still to run.
+        self._handed = 0
+        self._ops_done = 0
         # Marks made on the event loop, not handed to the writer yet (`_post`).
         self._marks: dict[str, list[Any]] = {}
         # Records of queued deliveries not handed to the writer yet, by delivery id: an
@@ -808,10 +815,15 @@ class SQLiteStore:
             # transaction: what it reads or writes comes after them. Not with an emit's
             # rows (nothing there reads them): they wait for their timer, so a burst of
             # emits commits only new rows and the marks go in few, larger transactions.
-            self._ops.put((_BUNDLE, [*self._marked(), (kind, payload, future)], None))
+            self._hand((_BUNDLE, [*self._marked(), (kind, payload, future)], None))
         else:
-            self._ops.put((kind, payload, future))
+            self._hand((kind, payload, future))
         return await future
+
+    def _hand(self, op: _Op) -> None:
+        """Hand an operation to the writer thread (on the event loop)."""
+        self._handed += 1
+        self._ops.put(op)
 
     def _post(self, kind: str, row: Any) -> None:
         """A row of an operation nobody waits for (marks): committed `_MARK_DELAY` seconds
@@ -859,9 +871,66 @@ class SQLiteStore:
         (`_NEW_RECORD_DELAY`)."""
         self._marks_timer = None
         if self._marks or self._unwritten or self._new_records_due():
-            self._ops.put((_BUNDLE, self._marked(waiting_kept=True), None))
+            ops = self._write_marks_now(self._marked(waiting_kept=True))
+            if ops:
+                self._hand((_BUNDLE, ops, None))
         if self._unwritten_new:
             self._arm_marks_timer()
+
+    def _write_marks_now(self, ops: list[_Op]) -> list[_Op]:
+        """Write the marks from the event loop, in one transaction of its own, when the
+        writer thread is idle and the write lock free; what is left for the writer thread:
+        nothing when written, else every operation (`_masked`'s: the writer takes them as
+        they are), with nothing written.
+
+        Why: the marks' transaction holds the file's write lock for milliseconds (a few
+        hundred deliveries' records under load). Written by the writer thread, every emit
+        meanwhile found the lock taken (`_insert_now`) and waited for the writer behind it;
+        with the producers waiting, the lanes ran dry and the process idled for about a
+        fifth of a busy run. Here, nothing else writes while they go in, and the emits come
+        after them. Any failure (another process holding the lock, a full disk) leaves it
+        all to the writer thread, which waits for the lock, keeps what the file refuses and
+        says so (`_keep_failed_marks`)."""
+        conn = self._now_conn
+        if (
+            conn is None
+            or self._retry
+            or self._marks_failing is not None
+            or self._handed != self._ops_done
+            or not self._loop_may_write()
+        ):
+            return ops
+        if not self._writing.acquire(blocking=False):
+            return ops
+        try:
+            ops = self._masked(ops)
+            grouped: dict[str, list[Any]] = {}
+            for kind, rows, _ in ops:
+                if kind not in _GROUPED:
+                    return ops
+                grouped.setdefault(kind, []).extend(rows)
+            if sum(map(len, grouped.values())) > _MAX_BATCH:
+                return ops  # a backlog of marks: the loop is not held up that long
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except Exception:
+                return ops
+            try:
+                for kind in _GROUPED:
+                    if kind in grouped:
+                        getattr(self, f"_do_{kind}")(conn, grouped[kind])
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, Exception):
+                    return ops
+                self._hand((_BUNDLE, ops, None))  # interrupted: still written, then raised
+                raise
+            self._committed_now()
+            return []
+        finally:
+            self._writing.release()
 
     def _new_records_due(self) -> bool:
         """Whether some record of a delivery queued here has waited long enough for its first
@@ -930,8 +999,10 @@ class SQLiteStore:
             except queue.Empty:
                 first = None
             batch: list[_Op] = []
+            taken = 0
             op = first
             while op is not None:
+                taken += 1
                 if op[0] == _BUNDLE:
                     batch += op[1]
                 else:
@@ -942,36 +1013,40 @@ class SQLiteStore:
                     op = self._ops.get_nowait()
                 except queue.Empty:
                     break
-            if time.monotonic() >= self._file_check_at:
-                conn = self._follow_file(conn)
-            stops = [op for op in batch if op[0] == _STOP]
-            stopping = bool(stops)
-            ops = []
-            asked = 0
-            for op in batch:
-                if op[0] == _STOP:
-                    continue
-                if op[0] == "checkpoint":
-                    self._checkpoint_due = True
-                    asked += 1
-                    continue
-                if op[0] == "take" and self._nothing_to_take(conn, op[1]):
-                    if op[2] is not None:
-                        loop.call_soon_threadsafe(_resolve, op[2], ([], []), None)
-                    continue
-                ops.append(op)
-            mono = time.monotonic()
-            due = mono >= self._prune_at() or (self._registered and mono >= self._renew_at)
-            if self._retry and (ops or due or stopping or mono >= self._retry_at):
-                # First: the marks made since may follow them (an attempt count, a status).
-                ops, self._retry = [*self._retry, *ops], []
-            if ops or due:
-                ops = self._masked(ops)
-                self._keep_failed_marks(self._commit(conn, ops))
-            if self._checkpoint_due:
-                self._checkpoint_due = False
-                self._checkpoint(conn)
-            self._checkpoints_done += asked
+            # Not while the event loop writes marks itself (`_write_marks_now`): the
+            # statements below read and change what that transaction does.
+            with self._writing:
+                if time.monotonic() >= self._file_check_at:
+                    conn = self._follow_file(conn)
+                stops = [op for op in batch if op[0] == _STOP]
+                stopping = bool(stops)
+                ops = []
+                asked = 0
+                for op in batch:
+                    if op[0] == _STOP:
+                        continue
+                    if op[0] == "checkpoint":
+                        self._checkpoint_due = True
+                        asked += 1
+                        continue
+                    if op[0] == "take" and self._nothing_to_take(conn, op[1]):
+                        if op[2] is not None:
+                            loop.call_soon_threadsafe(_resolve, op[2], ([], []), None)
+                        continue
+                    ops.append(op)
+                mono = time.monotonic()
+                due = mono >= self._prune_at() or (self._registered and mono >= self._renew_at)
+                if self._retry and (ops or due or stopping or mono >= self._retry_at):
+                    # First: the marks made since may follow them (an attempt count, a status).
+                    ops, self._retry = [*self._retry, *ops], []
+                if ops or due:
+                    ops = self._masked(ops)
+                    self._keep_failed_marks(self._commit(conn, ops))
+                if self._checkpoint_due:
+                    self._checkpoint_due = False
+                    self._checkpoint(conn)
+                self._checkpoints_done += asked
+                self._ops_done += taken
         if self._retry:
             self._marks_lost(self._retry, "the store closed before the file took them")
             self._retry = []
@@ -1953,13 +2028,20 @@ class SQLiteStore:
             log.warning("sqlite_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _connect_now(self) -> sqlite3.Connection | None:
-        """The event loop's connection: it only inserts an emit's rows, never waits for a
-        lock (another writer holds it: the rows go through the writer thread) and never
-        checkpoints (the writer thread does). None if it cannot be opened: the writer takes
+        """The event loop's connection: it inserts an emit's rows and writes the marks when
+        the writer thread is idle (`_write_marks_now`), never waits for a lock (another
+        writer holds it: they go through the writer thread) and never checkpoints (the
+        writer thread does). None if it cannot be opened: the writer takes
         every write, as before."""
         conn = None
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                # The marks' statements too (`_write_marks_now`), as the writer's.
+                cached_statements=_STATEMENT_CACHE,
+            )
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -2138,7 +2220,7 @@ class SQLiteStore:
 
     def _release_cancelled(self, rows: list[list[Any]]) -> None:
         if not self.remote_workers:
-            self._ops.put(("release_rows", [row[1] for row in rows], None))
+            self._hand(("release_rows", [row[1] for row in rows], None))
 
     def _loop_may_write(self) -> bool:
         """Whether the event loop may write an emit's rows: not without its connection
@@ -2232,7 +2314,7 @@ class SQLiteStore:
                 member.future.set_result(None)
             return
         for member in members:
-            self._ops.put(("enqueue", member.rows, member.future))
+            self._hand(("enqueue", member.rows, member.future))
 
     def _insert_now(self, rows: list[list[Any]]) -> bool:
         """Write emits' rows from the event loop, in one statement that is a transaction of
@@ -2262,12 +2344,17 @@ class SQLiteStore:
         first = last - len(rows) + 1
         for offset, row in enumerate(rows):
             row[0] = first + offset
+        self._committed_now()
+        return True
+
+    def _committed_now(self) -> None:
+        """Count a commit the event loop made: the writer thread checkpoints the WAL every
+        `_CHECKPOINT_EVERY` of them (the loop's connection never does)."""
         self._since_checkpoint += 1
         if self._since_checkpoint >= _CHECKPOINT_EVERY:
             self._since_checkpoint = 0
             self._checkpoints_asked += 1
-            self._ops.put(("checkpoint", None, None))
-        return True
+            self._hand(("checkpoint", None, None))
 
     async def take_pending(self, wanted: Mapping[str, int]) -> Page:
         """Claim up to `wanted[name]` unclaimed queued rows per webhook, oldest first, a
