@@ -42,11 +42,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy empathy_webhooks_core $(PLUGIN_PACKAGES)
 
-# The whole suite on two workers more than the cores (pytest-xdist): many tests wait (child
-# processes stopped past a lease, slow answers, private servers starting), and the extra
-# workers run CPU-bound tests meanwhile: 2 min 0-5 s against 2 min 40 s with one worker per
-# core (two runs each, stop 34), and with mypy beside it on a cold cache 2 min 42 s with four
-# workers against 2 min 52 s with three (stop 36; in stop 31 a third worker gained nothing).
+# The whole suite on three workers per core (pytest-xdist): many tests wait (child processes
+# stopped past a lease, slow answers, private servers starting), and the extra workers run
+# CPU-bound tests meanwhile: 2 min 0-5 s against 2 min 40 s with one worker per core (two
+# runs each, stop 34); with mypy beside it on a cold cache, as on a fresh clone, 3 min 5 s with
+# six workers against 3 min 26 s with four and 3 min 19 s with eight (stop 39, a 2-core
+# machine a fifth slower than stop 36's, where four had made 2 min 42 s).
 # One test at a time per worker (--maxschedchunk 1), so the slow tests, which tests/conftest.py
 # hands out first, never leave one worker busy at the end.
 #
@@ -58,7 +59,7 @@ typecheck: install
 # __pycache__ beside the tree's sources (ignored by git, removed by `make clean`). A
 # PYTHONPYCACHEPREFIX would ignore pip's and compile ~3,200 modules again (the standard
 # library's too) on the first run of a fresh clone, each xdist worker racing the other.
-PYTEST_WORKERS := $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 2)' 2>/dev/null || echo auto)
+PYTEST_WORKERS := $(shell $(PYTHON) -c 'import os; print(3 * len(os.sched_getaffinity(0)))' 2>/dev/null || echo auto)
 PYTEST_ENV := PYTHONDONTWRITEBYTECODE=
 pytest: install
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --maxschedchunk 1
