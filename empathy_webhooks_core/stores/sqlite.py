@@ -49,12 +49,17 @@ Marks (`delivered`, attempt counts, history records) are not waited for: they ar
 the event loop and committed together 50 ms after the first, or sooner with any read or write
 that must see them (every operation but an emit's rows, which need not). Many deliveries' marks
 in one transaction touch each page of the tables and indexes they change once, not once per
-emit's commit: a commit's cost is mostly the pages it writes. Marks the file refuses for a
-cause that may pass (the disk full, the file read-only, locked, failing to read) are kept and
-tried again every second until it takes them (`sqlite_marks_not_written` once, an error, then
-`sqlite_marks_written`); those still unwritten when the store closes, or past 50,000 rows,
-are said by delivery id (`sqlite_marks_lost`): their deliveries are sent again by the next
-process (at least once). An emit, a dead letter or a replay the file refuses raises.
+emit's commit: a commit's cost is mostly the pages it writes. The event loop commits them
+itself, on its own connection, when the writer thread has nothing to run and the write lock
+is free (`_write_marks_now`): committed by the thread, they held the lock for milliseconds
+while every emit meanwhile waited behind them. Otherwise, or if that transaction fails in any
+way, the writer thread takes them, waiting for the lock as it does for anything. Marks the
+file refuses for a cause that may pass (the disk full, the file read-only, locked, failing to
+read) are kept and tried again every second until it takes them (`sqlite_marks_not_written`
+once, an error, then `sqlite_marks_written`); those still unwritten when the store closes, or
+past 50,000 rows, are said by delivery id (`sqlite_marks_lost`): their deliveries are sent
+again by the next process (at least once). An emit, a dead letter or a replay the file
+refuses raises.
 
 Delivered rows and the history of ended deliveries are pruned every `prune_interval` (half
 the retention, 1 to 60 s), 10,000 rows of each at a time, and again every second while a pass
