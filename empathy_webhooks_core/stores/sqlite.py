@@ -2599,9 +2599,9 @@ class SQLiteStore:
         if row is not None:
             # A new delivery whose record, queued with its row, is not written yet: made by
             # this note, with the attempt in its own columns (`_first_record`). Masked and
-            # encoded by the writer thread, a batch at a time, when masking may wait (as the
-            # memory store masks when read): on the event loop that was a tenth of a
-            # delivery's CPU in this store, and the loop is what a busy process waits for.
+            # encoded with the marks, a batch at a time, when masking may wait (as the memory
+            # store masks when read): by the writer thread, or by the event loop when it
+            # writes the marks itself (`_write_marks_now`), not in the worker's attempt.
             if attempt.may_wait:
                 self._post("first_attempt", (row, attempt, status))
             else:
