@@ -928,6 +928,8 @@ class SQLiteStore:
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    self._drop_now_conn(conn, exc)
                 if isinstance(exc, Exception):
                     return ops
                 self._hand((_BUNDLE, ops, None))  # interrupted: still written, then raised
@@ -2351,6 +2353,22 @@ class SQLiteStore:
             row[0] = first + offset
         self._committed_now()
         return True
+
+    def _drop_now_conn(self, conn: sqlite3.Connection, exc: BaseException) -> None:
+        """Stop writing from the event loop: its connection was left inside a transaction
+        (the rollback failed too), where an emit's row would never be committed though its
+        emit returned. Everything goes through the writer thread from now on."""
+        if self._now_conn is conn:
+            self._now_conn = None
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        log.warning(
+            "sqlite_loop_connection_unavailable",
+            store=str(self.path),
+            reason=redact_text(f"{type(exc).__name__}: {exc}")[:500]
+            + "; the event loop's connection could not roll back: emits and marks go "
+            "through the writer thread",
+        )
 
     def _committed_now(self) -> None:
         """Count a commit the event loop made: the writer thread checkpoints the WAL every
