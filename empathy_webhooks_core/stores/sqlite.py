@@ -72,9 +72,9 @@ masked record per attempt, a column per field). The record of a delivery this pr
 waits for its first attempt up to `_NEW_RECORD_DELAY` (2 s), which then writes it whole with
 that attempt in its own columns; one still waiting then is written as pending with the marks.
 A read of the history through this store takes the waiting ones first. A delivery's
-first attempt is masked by the writer thread, with the marks, unless the request carried a
-credential the redaction registry knows only for a while or the answer is long: those are
-masked when noted (`RawAttempt.may_wait`). Nothing unmasked is written. A row queued
+first attempt is masked with the marks (by the thread that writes them), unless the request
+carried a credential the redaction registry knows only for a while or the answer is long:
+those are masked when noted (`RawAttempt.may_wait`). Nothing unmasked is written. A row queued
 without its record committed (its process died before it was written, or an older version
 queued it) gets one when a process takes it. Deliveries that ended (delivered or failed)
 longer ago than the retention are pruned from them with the delivered rows. Files written by
@@ -416,6 +416,13 @@ _DELIVERED_DELETE_ROW = "(?, ?)"
 _DELIVERED_DELETE_END = (
     ") AS v JOIN deliveries AS d ON d.id = v.column1 AND d.delivery_id = v.column2)"
 )
+#: The most rows of marks the event loop writes itself (`_write_marks_now`), about 40 ms of
+#: its time on a 2-core machine: a flush's worth at 20,000 deliveries/s (a first attempt
+#: and a delivered mark each). A backlog larger than that goes through the writer thread.
+_MARKS_NOW = 2048
+#: Rows of marks counted as one emit's commit for the checkpoint (`_CHECKPOINT_EVERY`): an
+#: emit's commit writes a few pages, about what eight records do.
+_ROWS_PER_COMMIT = 8
 #: The most rows one multi-row statement carries; a batch is cut into powers of two up to
 #: this, so a few statement texts (all in the connection's statement cache) serve any size.
 _ROWS_PER_STATEMENT = 256
@@ -897,35 +904,34 @@ class SQLiteStore:
         all to the writer thread, which waits for the lock, keeps what the file refuses and
         says so (`_keep_failed_marks`)."""
         conn = self._now_conn
-        if (
-            conn is None
-            or self._retry
-            or self._marks_failing is not None
-            or self._handed != self._ops_done
-            or not self._loop_may_write()
-        ):
+        if conn is None or not self._may_write_marks_now():
             return ops
+        rows = 0
+        for kind, payload, _ in ops:
+            if kind not in _GROUPED and kind != "first_attempt":
+                return ops
+            rows += len(payload)
+        if rows > _MARKS_NOW:
+            return ops  # a backlog of marks: the loop is not held up that long
         if not self._writing.acquire(blocking=False):
             return ops
         try:
+            # Again under the lock: the writer may have run meanwhile (a file replaced and
+            # this connection on its way out, marks kept for a retry, operations handed over).
+            if self._now_conn is not conn or not self._may_write_marks_now():
+                return ops
             ops = self._masked(ops)
             grouped: dict[str, list[Any]] = {}
-            for kind, rows, _ in ops:
-                if kind not in _GROUPED:
-                    return ops
-                grouped.setdefault(kind, []).extend(rows)
-            if sum(map(len, grouped.values())) > _MAX_BATCH:
-                return ops  # a backlog of marks: the loop is not held up that long
+            for kind, payload, _ in ops:
+                grouped.setdefault(kind, []).extend(payload)
             try:
                 conn.execute("BEGIN IMMEDIATE")
-            except Exception:
-                return ops
-            try:
                 for kind in _GROUPED:
                     if kind in grouped:
                         getattr(self, f"_do_{kind}")(conn, grouped[kind])
                 conn.execute("COMMIT")
             except BaseException as exc:
+                # Also a refused BEGIN (another process holds the lock): nothing to undo.
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 if conn.in_transaction:
@@ -934,10 +940,23 @@ class SQLiteStore:
                     return ops
                 self._hand((_BUNDLE, ops, None))  # interrupted: still written, then raised
                 raise
-            self._committed_now()
+            # Counted by what it wrote, as emits' commits are, so the WAL is checkpointed as
+            # often as before: a few hundred records' pages are many emits' worth.
+            self._committed_now(max(1, rows // _ROWS_PER_COMMIT))
             return []
         finally:
             self._writing.release()
+
+    def _may_write_marks_now(self) -> bool:
+        """Whether the event loop may write marks on its connection now (`_write_marks_now`): no
+        operation handed to the writer thread is still to run (marks among them must go in
+        first), no mark is kept for a retry, and the loop may write at all."""
+        return (
+            self._handed == self._ops_done
+            and not self._retry
+            and self._marks_failing is None
+            and self._loop_may_write()
+        )
 
     def _new_records_due(self) -> bool:
         """Whether some record of a delivery queued here has waited long enough for its first
@@ -2370,10 +2389,11 @@ class SQLiteStore:
             "through the writer thread",
         )
 
-    def _committed_now(self) -> None:
-        """Count a commit the event loop made: the writer thread checkpoints the WAL every
-        `_CHECKPOINT_EVERY` of them (the loop's connection never does)."""
-        self._since_checkpoint += 1
+    def _committed_now(self, weight: int = 1) -> None:
+        """Count a commit the event loop made (`weight` emits' commits for a large one): the
+        writer thread checkpoints the WAL every `_CHECKPOINT_EVERY` of them (the loop's
+        connection never does)."""
+        self._since_checkpoint += weight
         if self._since_checkpoint >= _CHECKPOINT_EVERY:
             self._since_checkpoint = 0
             self._checkpoints_asked += 1
