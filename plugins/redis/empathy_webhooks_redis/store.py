@@ -710,6 +710,9 @@ class RedisStore:
         self._refresh_held_script: Any = None
         self._finish_script: Any = None
         self._make_group_script: Any = None
+        self._leave_group_script: Any = None
+        self._count_page: Any = None
+        self._count_dead: Any = None
         self._held: dict[str, Delivery] = {}
         # Until then (`_sure_clock`) every entry in `_held` is surely this worker's: each was
         # refreshed (read, claimed, heartbeat) no earlier than `_sure_for` before it. A
@@ -776,6 +779,10 @@ class RedisStore:
             raise RuntimeError("the Redis store is not open")
         return self._redis
 
+    def _must_be_open(self) -> None:
+        """Raise, as `redis` does, before a script registered at `open` is called."""
+        self.redis  # noqa: B018 - the property raises "not open"
+
     @property
     def held(self) -> int:
         """Deliveries this worker has taken and not yet finished."""
@@ -827,6 +834,9 @@ class RedisStore:
         self._rewrite_history = PackedScript(self._redis, _REWRITE_HISTORY)
         self._refresh_held_script = self._redis.register_script(_REFRESH_HELD)
         self._finish_script = self._redis.register_script(_FINISH)
+        self._leave_group_script = self._redis.register_script(_LEAVE_GROUP)
+        self._count_page = self._redis.register_script(_COUNT_PAGE)
+        self._count_dead = self._redis.register_script(_COUNT_DEAD)
         self._closing.clear()
         await self._say_eviction()
         # Nothing to resume here: what a dead process held is reclaimed by the workers.
@@ -1023,7 +1033,7 @@ class RedisStore:
         if self.role != "worker":
             return
         try:
-            await checked(self.redis.eval(_LEAVE_GROUP, 1, self.stream, GROUP, self.consumer))
+            await checked(self._leave_group_script(keys=[self.stream], args=[GROUP, self.consumer]))
         except RedisError:
             pass  # the others remove an idle consumer that holds nothing (`_FORGET_CONSUMERS`)
 
@@ -1695,11 +1705,12 @@ class RedisStore:
         # wire, where reading the entries brought every queued event's text over, and the
         # gateway's health pages ask this on every view. A page is a short script (about a
         # millisecond of the server's), so producers and workers are not held up by a long one.
+        self._must_be_open()
         counts: dict[str, dict[str, int]] = {}
         start = "-"
         while True:
-            found: Any = await self.redis.eval(
-                _COUNT_PAGE, 2, self.stream, self.attempts_key, start, _COUNT_PAGE_SIZE
+            found: Any = await self._count_page(
+                keys=[self.stream, self.attempts_key], args=[start, _COUNT_PAGE_SIZE]
             )
             seen, last = int(found[0]), str(found[1])
             for i in range(2, len(found), 3):
@@ -2180,45 +2191,9 @@ class RedisStore:
         counts cross the wire, not every letter (`CountsDeadLetters`). The name is read from
         the start of the letter's JSON (`_record` writes it first), decoded whole only when
         it holds an escape; a letter that does not decode counts under "" as it lists."""
-        script = r"""
-        local now = tonumber(redis.call('TIME')[1])
-        local lease = tonumber(ARGV[1])
-        local marks = {}
-        local flat = redis.call('HGETALL', KEYS[2])
-        for i = 1, #flat, 2 do marks[flat[i]] = tonumber(flat[i + 1]) end
-        local counts = {}
-        local cursor = '0'
-        repeat
-            local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
-            cursor = page[1]
-            local items = page[2]
-            for i = 1, #items, 2 do
-                local mark = marks[items[i]]
-                if mark == nil or now - mark >= lease then
-                    local value = items[i + 1]
-                    local name = string.match(value, '^{"webhook_name": "([^"\\]*)"')
-                    if name == nil then
-                        local ok, record = pcall(cjson.decode, value)
-                        name = ''
-                        if ok and type(record) == 'table' then
-                            if type(record.webhook_name) == 'string' then
-                                name = record.webhook_name
-                            end
-                        end
-                    end
-                    counts[name] = (counts[name] or 0) + 1
-                end
-            end
-        until cursor == '0'
-        local out = {}
-        for name, count in pairs(counts) do
-            out[#out + 1] = name
-            out[#out + 1] = count
-        end
-        return out
-        """
-        found: Any = await self.redis.eval(
-            script, 2, self.dead_key, self.replaying_key, self.replay_lease
+        self._must_be_open()
+        found: Any = await self._count_dead(
+            keys=[self.dead_key, self.replaying_key], args=[self.replay_lease]
         )
         return {str(found[i]): int(found[i + 1]) for i in range(0, len(found), 2)}
 
@@ -2289,6 +2264,47 @@ def _refuse_unreplayable(letter: DeadLetter) -> None:
             f"dead letter {letter.dead_letter_id!r} holds an event that could not be decoded, "
             "so it cannot be replayed as it is; its stored text is in error['stored_event']"
         )
+
+
+# The dead letters of the hash KEYS[1] per webhook, but those the replay marks KEYS[2] hold
+# within ARGV[1] seconds (`dead_letter_counts`). Returns {name, count, ...}.
+_COUNT_DEAD = r"""
+local now = tonumber(redis.call('TIME')[1])
+local lease = tonumber(ARGV[1])
+local marks = {}
+local flat = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat, 2 do marks[flat[i]] = tonumber(flat[i + 1]) end
+local counts = {}
+local cursor = '0'
+repeat
+    local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
+    cursor = page[1]
+    local items = page[2]
+    for i = 1, #items, 2 do
+        local mark = marks[items[i]]
+        if mark == nil or now - mark >= lease then
+            local value = items[i + 1]
+            local name = string.match(value, '^{"webhook_name": "([^"\\]*)"')
+            if name == nil then
+                local ok, record = pcall(cjson.decode, value)
+                name = ''
+                if ok and type(record) == 'table' then
+                    if type(record.webhook_name) == 'string' then
+                        name = record.webhook_name
+                    end
+                end
+            end
+            counts[name] = (counts[name] or 0) + 1
+        end
+    end
+until cursor == '0'
+local out = {}
+for name, count in pairs(counts) do
+    out[#out + 1] = name
+    out[#out + 1] = count
+end
+return out
+"""
 
 
 #: Entries `pending_counts` counts per script call.
