@@ -109,16 +109,12 @@ def _redis_up() -> bool:
 async def redis_prefix() -> AsyncIterator[str]:
     if not _redis_up():
         pytest.skip("no Redis on 127.0.0.1:6379")
-    redis = pytest.importorskip("redis.asyncio")
+    pytest.importorskip("empathy_webhooks_redis")
     prefix = f"audit-gateway-{secrets.token_hex(6)}:"
     yield prefix
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    from empathy_webhooks_redis.testing import delete_prefix
+
+    await delete_prefix(prefix)
 
 
 async def test_a_store_that_stops_answering_is_503_with_retry_after(

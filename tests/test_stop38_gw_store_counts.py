@@ -168,17 +168,12 @@ async def redis_url() -> AsyncIterator[str]:
         if os.environ.get("EMPATHY_WEBHOOKS_REQUIRE_REDIS") == "1":
             pytest.fail("no Redis on 127.0.0.1:6379")
         pytest.skip("no Redis on 127.0.0.1:6379")
-    import redis.asyncio as aioredis
 
     prefix = f"test:gwcounts:{secrets.token_hex(4)}:"
     yield f"redis://127.0.0.1:6379/0?prefix={prefix}"
-    client = aioredis.Redis(host="127.0.0.1", port=6379, db=0)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    from empathy_webhooks_redis.testing import delete_prefix
+
+    await delete_prefix(prefix)
 
 
 async def test_redis_dead_letters_counted_by_a_producer_gateway(

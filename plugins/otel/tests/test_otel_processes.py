@@ -69,7 +69,7 @@ asyncio.run(run_worker([hook], store_url, grace_seconds=2))  # SIGTERM stops it
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
     """A store URL with a key prefix of its own; every key under it is deleted afterwards."""
-    aioredis = pytest.importorskip("redis.asyncio", reason="the redis plugin")
+    pytest.importorskip("redis.asyncio", reason="the redis plugin")
     pytest.importorskip("empathy_webhooks_redis", reason="the redis plugin")
     try:
         socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5).close()
@@ -79,13 +79,9 @@ async def redis_url() -> AsyncIterator[str]:
         pytest.skip(f"no Redis on {REDIS_HOST}:{REDIS_PORT}: {exc}")
     prefix = f"test:otel:{secrets.token_hex(4)}:"
     yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0?prefix={prefix}"
-    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    from empathy_webhooks_redis.testing import delete_prefix
+
+    await delete_prefix(prefix, REDIS_HOST, REDIS_PORT)
 
 
 def _spans(path: Path) -> list[dict[str, Any]]:

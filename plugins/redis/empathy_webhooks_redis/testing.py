@@ -14,6 +14,7 @@ whether it is there, so a test can skip (or, in CI, fail) with a clear reason.
 
 `workers_joined(store_url, count, processes)` waits until `count` worker processes have
 joined a store's consumer group, and says at once when one of them ended instead.
+`delete_prefix(prefix)` deletes a test's own keys from a shared Redis (never a flush).
 """
 
 from __future__ import annotations
@@ -28,7 +29,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["RedisServer", "workers_joined"]
+__all__ = ["RedisServer", "delete_prefix", "workers_joined"]
+
+
+async def delete_prefix(
+    prefix: str, host: str = "127.0.0.1", port: int = 6379, db: int = 0
+) -> None:
+    """Delete every key whose name starts with `prefix` (found by SCAN): what a test left on a
+    Redis others share, which a FLUSHDB would take from them too."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis(host=host, port=port, db=db)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
+    finally:
+        await client.aclose()
 
 
 async def workers_joined(

@@ -8,7 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
+from empathy_webhooks_redis.testing import delete_prefix
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REQUIRE_ENV = "EMPATHY_WEBHOOKS_REQUIRE_REDIS"
@@ -44,10 +44,4 @@ async def redis_url() -> AsyncIterator[str]:
     require_redis()
     prefix = f"test:{secrets.token_hex(4)}:"
     yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0?prefix={prefix}"
-    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await delete_prefix(prefix, REDIS_HOST, REDIS_PORT)
