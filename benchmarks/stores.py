@@ -203,15 +203,10 @@ def _cpu_seconds(pids: list[int]) -> float | None:
 
 
 async def _delete_prefix(prefix: str) -> None:
-    import redis.asyncio as aioredis
+    """This run's keys on the shared server at `REDIS` (never a flush)."""
+    from empathy_webhooks_redis.testing import delete_prefix
 
-    client = aioredis.Redis.from_url(REDIS)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-        for start in range(0, len(keys), 1000):
-            await client.delete(*keys[start : start + 1000])
-    finally:
-        await client.aclose()
+    await delete_prefix(prefix)
 
 
 def _worker_process(url: str, base: str) -> None:
