@@ -20,6 +20,7 @@ joined a store's consumer group, and says at once when one of them ended instead
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import socket
 import subprocess
@@ -29,7 +30,32 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["RedisServer", "delete_prefix", "workers_joined"]
+__all__ = ["RedisServer", "delete_prefix", "spare_port", "workers_joined"]
+
+#: How many ports below the kernel's ephemeral range `spare_port` picks from.
+_SPARE_SPAN = 8000
+
+
+def spare_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, picked at random.
+
+    Not `bind(("127.0.0.1", 0))`: that hands out ports from the ephemeral range, which every
+    outgoing connection and every other test's port 0 draws from too, so a server stopped for
+    a while (an outage a test makes) could find its port taken when it starts again."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    first = max(1024, low - _SPARE_SPAN)
+    for _ in range(100):
+        port = random.randrange(first, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free loopback port between {first} and {low}")
 
 
 async def delete_prefix(
@@ -98,9 +124,7 @@ class RedisServer:
     def __init__(self, folder: str | Path, *options: str) -> None:
         self.folder = Path(folder)
         self.options = options
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = spare_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -112,15 +136,22 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> None:
-        """Start it and wait until it answers PING."""
+        """Start it and wait until it says it accepts connections.
+
+        Its own log says so, not a PING: while it was stopped, anything else may have taken
+        its port (another test's server), and a PING answered there would send a test's
+        workers to an empty server, an outage that reads as data lost."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("redis-server is not installed (not on PATH)")
+        log = self.folder / f"redis-{self.port}.log"
+        log.unlink(missing_ok=True)
         # The server binary found on PATH, with this object's own options: no outside input.
         self.proc = subprocess.Popen(  # noqa: S603
             [
                 *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--save", "", "--appendonly", "no", "--dir", str(self.folder)),
+                *("--logfile", str(log)),
                 *self.options,
             ],
             stdout=subprocess.DEVNULL,
@@ -128,14 +159,16 @@ class RedisServer:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    # A server with `--requirepass` (or ACL users) answers NOAUTH: it is up.
-                    if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
-                        return
-            except OSError:
-                time.sleep(0.02)
+            said = log.read_text(errors="replace") if log.exists() else ""
+            if "Ready to accept connections" in said:
+                return
+            if self.proc.poll() is not None:
+                self.proc = None
+                raise RuntimeError(
+                    f"the private redis-server on port {self.port} exited at start: "
+                    + (said.strip().splitlines() or ["(nothing logged)"])[-1]
+                )
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"the private redis-server on port {self.port} did not start")
 

@@ -303,6 +303,7 @@ async def test_a_redis_blip_mid_run_loses_nothing_and_is_said_once(
         "circuit_breaker": False,
     }
     procs = [await spawn(tmp_path, url, name, options) for name in "ab"]
+    arrived = True
     try:
         await workers_joined(url, 2, procs)
         wanted = set(await emit(url, hook_url, 40))
@@ -310,10 +311,16 @@ async def test_a_redis_blip_mid_run_loses_nothing_and_is_said_once(
         persistent_redis.stop()
         await asyncio.sleep(5)
         persistent_redis.start()
-        await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted, 60)
-        await asyncio.sleep(2)  # what was not acknowledged may come again: let it
+        try:
+            await until(lambda: set(webhook_receiver.delivered_event_ids()) >= wanted, 60)
+        except TimeoutError:
+            arrived = False  # said below, with the workers' logs
+        else:
+            await asyncio.sleep(2)  # what was not acknowledged may come again: let it
     finally:
         logs = await stop_all(procs)
+    missing = wanted - set(webhook_receiver.delivered_event_ids())
+    assert arrived, f"{len(missing)} of 40 never arrived: {sorted(missing)}\n" + "\n".join(logs)
     counts = webhook_receiver.delivered_event_ids()
     assert set(counts) == wanted
     assert max(counts.values()) <= 2, counts

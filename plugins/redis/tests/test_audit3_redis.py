@@ -26,7 +26,7 @@ import pytest
 import redis.asyncio as aioredis
 from empathy_webhooks_redis import RedisStore, open_redis_store
 from empathy_webhooks_redis.store import GROUP
-from empathy_webhooks_redis.testing import RedisServer, workers_joined
+from empathy_webhooks_redis.testing import RedisServer, spare_port, workers_joined
 from redis.exceptions import OutOfMemoryError
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
@@ -203,7 +203,7 @@ async def test_a_cluster_node_is_refused_at_open_not_at_every_emit(tmp_path: Pat
     # The cluster bus on a free port of its own: by default it is the port + 10000, past
     # 65535 for a spare port above 55535 (the server would not start).
     options = ("--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "n.conf"))
-    with RedisServer(tmp_path, *options, "--cluster-port", str(_free_port())) as server:
+    with RedisServer(tmp_path, *options, "--cluster-port", str(spare_port())) as server:
         admin = aioredis.Redis(port=server.port, decode_responses=True)
         await admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
 
@@ -217,16 +217,10 @@ async def test_a_cluster_node_is_refused_at_open_not_at_every_emit(tmp_path: Pat
             await store.open()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_a_sentinel_is_refused_at_open_with_what_to_give_instead(tmp_path: Path) -> None:
     """Before: "unknown command 'XGROUP'"."""
     _need_redis_server()
-    port = _free_port()
+    port = spare_port()
     conf = tmp_path / "sentinel.conf"
     conf.write_text(f"port {port}\nbind 127.0.0.1\nsentinel monitor main 127.0.0.1 1 1\n")
     proc = await asyncio.create_subprocess_exec(
