@@ -479,6 +479,10 @@ _GATHER_ENOUGH = 64
 #: waits at most this long more, and only behind a worker that has plenty to send already.
 _READ_LINGER = 0.01
 
+#: A worker whose window has some room, but less than a quarter, waits this long for more
+#: before it reads what fits (see `_consume`).
+_ROOM_PATIENCE = 0.05
+
 #: At most one line per this many seconds for a webhook a worker does not have.
 _UNKNOWN_SAY_EVERY = 600.0
 
@@ -1907,6 +1911,8 @@ class RedisStore:
         next_forget = time.monotonic() + self.consumer_expiry / 2
         cursor = "0-0"
         joined = False
+        # Until when a window with some room, but less than a quarter, waits for more.
+        short_until: float | None = None
         while not self._stop_taking.is_set():
             try:
                 if not joined:
@@ -1924,9 +1930,20 @@ class RedisStore:
                     # full window, wait for a quarter of it to be free rather than read the
                     # few entries each acknowledgement frees (a round trip per few
                     # deliveries): the lanes still hold three quarters of a window of work.
+                    # Not for long while some of it is free: what holds the window may be
+                    # waiting itself (a backoff, a rate limit), and the entries behind it
+                    # would wait as long.
                     self._room.clear()
-                    await wait_event(self._room, claim_every)
-                    continue
+                    if free < 1:
+                        await wait_event(self._room, claim_every)
+                        continue
+                    now = time.monotonic()
+                    if short_until is None:
+                        short_until = now + _ROOM_PATIENCE
+                    if now < short_until:
+                        await wait_event(self._room, short_until - now)
+                        continue
+                short_until = None
                 entries: list[tuple[str, dict[str, str]]] = []
                 fresh = False
                 began = _sure_clock()

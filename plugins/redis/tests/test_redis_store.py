@@ -221,6 +221,34 @@ async def test_a_worker_holds_no_more_than_its_window(
             await until(webhook_receiver, lambda: len(webhook_receiver.delivered) >= 10)
 
 
+async def test_a_window_nearly_full_of_waiting_deliveries_still_takes_the_next(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    """Seven of a window of 8 wait out a 30 s backoff: the eighth event goes out at once. It
+    waited for a quarter of the window to be free, that is for the backoff to end."""
+    failing = True
+
+    def handler(_: ReceivedRequest) -> Reply:
+        return Reply(status=503 if failing else 200)
+
+    webhook_receiver.handler = handler
+    slow = {"initial_delay_seconds": 30, "max_delay_seconds": 30}
+    hook = CustomWebhook(
+        name="h", url=webhook_receiver.url("/h"), retry_policy=slow, circuit_breaker=False
+    )
+    url = redis_url + "&window=8"
+    async with WebhookDispatcher(webhooks=[hook], store=url) as producer, worker([hook], url):
+        for n in range(7):
+            await producer.emit("alert", {"n": n})
+        await until(webhook_receiver, lambda: len(webhook_receiver.requests) == 7)
+        failing = False
+        last = await producer.emit("alert", {"n": 7})
+        await until(
+            webhook_receiver, lambda: last.event_id in webhook_receiver.delivered_event_ids(), 10
+        )
+        assert len(webhook_receiver.requests) == 8
+
+
 async def test_the_shared_rate_limiter_takes_slots_for_every_worker(redis_url: str) -> None:
     first = open_redis_store(redis_url)
     second = open_redis_store(redis_url)
