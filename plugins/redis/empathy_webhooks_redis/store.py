@@ -49,6 +49,7 @@ from the next reservation; a breaker reads closed).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -483,8 +484,21 @@ _READ_LINGER = 0.01
 #: before it reads what fits (see `_consume`).
 _ROOM_PATIENCE = 0.05
 
+#: A worker whose window has not had a quarter of it free for this long reads past it (a
+#: stretch of a quarter window, doubled at each such wait), up to `_STRETCH_WINDOWS` windows
+#: in all. One stream holds every webhook's deliveries in emit order, so a webhook that waits
+#: (a rate limit's backlog, a breaker open, an endpoint that hangs until its timeout) filled
+#: the window and held every other webhook's deliveries behind its own: an alert for the
+#: pager waited minutes behind a chat channel's rate limit.
+_STALL_SECONDS = 1.0
+_STRETCH_WINDOWS = 16
+
 #: At most one line per this many seconds for a webhook a worker does not have.
 _UNKNOWN_SAY_EVERY = 600.0
+
+#: How many of the oldest, and of the newest, entries no worker has read yet a stalled
+#: window looks at (see `_say_stalled`).
+_PEEK = 256
 
 #: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
 #: considered abandoned (its process died) and listed again.
@@ -746,6 +760,12 @@ class RedisStore:
         # Set when the held deliveries fall to `_low_water` (or the worker stops): ends a
         # linger (`_linger`) early.
         self._drained = asyncio.Event()
+        # Places beyond `window` taken while the window was stalled (see `_STALL_SECONDS`),
+        # since when it has had less than a quarter free (or last stretched), and whether
+        # the wait at the stretch's limit was looked into.
+        self._stretch = 0
+        self._short_since: float | None = None
+        self._stall_said = False
         self._dispatcher: Any = None
         # The consumer (stopped by `stop_consuming`) and the loops that run until `close`
         # (the heartbeat keeps refreshing what is held while a stopping worker finishes it).
@@ -1924,8 +1944,13 @@ class RedisStore:
                             self.redis.xgroup_createconsumer(self.stream, GROUP, self.consumer)
                         )
                     joined = True
-                free = self.window - len(self._held)
-                if free < self._read_at_least:
+                if self._stretch and len(self._held) + self._read_at_least <= self.window:
+                    self._stretch = 0  # the stall is over: a quarter of the window is free
+                    self._stall_said = False
+                free = self.window + self._stretch - len(self._held)
+                if free >= self._read_at_least:
+                    self._short_since = None
+                else:
                     # Backpressure: read no further ahead than the lanes can send. And with a
                     # full window, wait for a quarter of it to be free rather than read the
                     # few entries each acknowledgement frees (a round trip per few
@@ -1935,7 +1960,9 @@ class RedisStore:
                     # would wait as long.
                     self._room.clear()
                     if free < 1:
-                        await wait_event(self._room, claim_every)
+                        if await self._stretched():
+                            continue
+                        await wait_event(self._room, min(claim_every, _STALL_SECONDS))
                         continue
                     now = time.monotonic()
                     if short_until is None:
@@ -1981,6 +2008,70 @@ class RedisStore:
                 # Redis restarting or unreachable: keep trying, the entries wait in the stream.
                 self._consume_fault.failed(exc, consumer=self.consumer)
                 await wait_event(self._stop_taking, min(1.0, claim_every))
+
+    async def _stretched(self) -> bool:
+        """With the window full and less than a quarter of it free for `_STALL_SECONDS`:
+        take a stretch more (True), or, at the limit, say once what waits behind it."""
+        now = time.monotonic()
+        if self._short_since is None:
+            self._short_since = now
+        if now - self._short_since < _STALL_SECONDS:
+            return False
+        most = self.window * (_STRETCH_WINDOWS - 1)
+        if self._stretch < most:
+            self._stretch = min(most, self._stretch + max(self._read_at_least, self._stretch))
+            self._short_since = now
+            log.info(
+                "redis_window_stretched",
+                held=len(self._held),
+                window=self.window,
+                consumer=self.consumer,
+                holding=self._held_by_webhook(),
+            )
+            return True
+        if not self._stall_said:
+            self._stall_said = True
+            await self._say_stalled()
+        return False
+
+    def _held_by_webhook(self) -> dict[str, int]:
+        counts = collections.Counter(d.webhook_name for d in self._held.values())
+        return dict(counts.most_common(5))
+
+    async def _say_stalled(self) -> None:
+        """The window is stretched to its limit and less than a quarter of it has been free
+        for a while: if deliveries for other webhooks than those filling it wait in the
+        stream (among the oldest and the newest entries no worker has read), say so."""
+        try:
+            groups = await self.redis.xinfo_groups(self.stream)
+            after = next(g["last-delivered-id"] for g in groups if g["name"] == GROUP)
+            oldest = await self.redis.xrange(self.stream, min=f"({after}", count=_PEEK)
+            newest = await self.redis.xrevrange(self.stream, min=f"({after}", count=_PEEK)
+        except (RedisError, StopIteration, KeyError):
+            return  # only a warning is at stake; the consumer says a failing Redis
+        filling = {
+            name
+            for name, count in collections.Counter(
+                d.webhook_name for d in self._held.values()
+            ).items()
+            if count >= self._read_at_least
+        }
+        seen = dict(oldest) | dict(newest)  # the two overlap when few entries wait
+        waiting = collections.Counter(
+            fields.get("w") for fields in seen.values() if fields.get("w") not in filling
+        )
+        if waiting:
+            log.warning(
+                "redis_window_stalled",
+                held=len(self._held),
+                holding=self._held_by_webhook(),
+                waiting_behind=dict(waiting.most_common(5)),
+                consumer=self.consumer,
+                reason=f"this worker holds {len(self._held)} deliveries ({_STRETCH_WINDOWS} "
+                "windows, the most it reads past a stalled window) and few of them finish (a "
+                "rate limit's backlog, a breaker open, an endpoint that hangs): deliveries for "
+                "other webhooks wait behind them in the stream. Add workers, or raise `window`",
+            )
 
     async def _linger(self, found: int) -> None:
         """After a read that found few entries, while plenty are still under way here: wait

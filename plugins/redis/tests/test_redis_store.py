@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import re
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -247,6 +250,63 @@ async def test_a_window_nearly_full_of_waiting_deliveries_still_takes_the_next(
             webhook_receiver, lambda: last.event_id in webhook_receiver.delivered_event_ids(), 10
         )
         assert len(webhook_receiver.requests) == 8
+
+
+async def _behind_a_backlog(
+    redis_url: str, receiver: Receiver, window: int, backlog: int
+) -> tuple[list[ReceivedRequest], float]:
+    """`backlog` events for webhook a (2 a second), then one for b: b's request and when it
+    came, seconds after b's emit."""
+    slow = CustomWebhook(
+        name="a", url=receiver.url("/a"), rate_limit={"max_requests_per_second": 2}
+    )
+    fast = CustomWebhook(name="b", url=receiver.url("/b"))
+    url = f"{redis_url}&window={window}"
+    async with WebhookDispatcher(webhooks=[slow, fast], store=url) as producer:
+        for n in range(backlog):
+            await producer.emit_event(Event(event_type="alert", data={"n": n}), webhooks=["a"])
+        async with worker([slow, fast], url):
+            await until(receiver, lambda: len(receiver.requests) >= 2)
+            began = time.monotonic()
+            await producer.emit_event(Event(event_type="alert", data={"b": 1}), webhooks=["b"])
+            await until(receiver, lambda: any(r.path == "/b" for r in receiver.requests), 30)
+            took = time.monotonic() - began
+    return [r for r in receiver.requests if r.path == "/b"], took
+
+
+async def test_a_webhook_behind_another_ones_rate_limited_backlog_is_not_held_behind_it(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    """100 deliveries for a webhook limited to 2 a second fill a window of 8, then an alert
+    for another webhook is emitted: the worker reads past the stalled window and the alert
+    goes out in seconds. Before, it waited for the backlog to drain (50 s)."""
+    sent, took = await _behind_a_backlog(redis_url, webhook_receiver, window=8, backlog=100)
+    assert len(sent) == 1
+    assert took < 20, took
+    # b went out while a's backlog was still being sent.
+    assert len([r for r in webhook_receiver.requests if r.path == "/a"]) < 60
+
+
+async def test_a_stall_past_the_most_a_worker_reads_ahead_says_what_waits_behind(
+    redis_url: str, webhook_receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A window of 8 stretches to 128 at most: b's alert behind 200 of a's waits, and the
+    worker says which webhook fills its window and which wait behind it."""
+    caplog.set_level(logging.INFO, logger="empathy_webhooks")
+    task = asyncio.create_task(
+        _behind_a_backlog(redis_url, webhook_receiver, window=8, backlog=200)
+    )
+    async with asyncio.timeout(30):
+        while not any("redis_window_stalled" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110 - log records land in a list
+            await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    said = [r.getMessage() for r in caplog.records if "redis_window_stalled" in r.getMessage()]
+    assert len(said) == 1, said
+    assert re.search(r"holding=\{'a': 12\d\}", said[0]), said[0]
+    assert "waiting_behind={'b': 1}" in said[0], said[0]
+    assert not any(r.path == "/b" for r in webhook_receiver.requests)
 
 
 async def test_the_shared_rate_limiter_takes_slots_for_every_worker(redis_url: str) -> None:
