@@ -484,12 +484,17 @@ _READ_LINGER = 0.01
 #: before it reads what fits (see `_consume`).
 _ROOM_PATIENCE = 0.05
 
-#: A worker whose window has not had a quarter of it free for this long reads past it (a
-#: stretch of a quarter window, doubled at each such wait), up to `_STRETCH_WINDOWS` windows
-#: in all. One stream holds every webhook's deliveries in emit order, so a webhook that waits
-#: (a rate limit's backlog, a breaker open, an endpoint that hangs until its timeout) filled
-#: the window and held every other webhook's deliveries behind its own: an alert for the
-#: pager waited minutes behind a chat channel's rate limit.
+#: One stream holds every webhook's deliveries in emit order, so a webhook that stalls (a
+#: rate limit's backlog, a breaker open, an endpoint that hangs until its timeout) filled a
+#: worker's window and held every other webhook's deliveries behind its own: an alert for
+#: the pager waited minutes behind a chat channel's rate limit. A window that stays full for
+#: this long while fewer than a quarter of it finish, with deliveries for other webhooks of
+#: this worker's among the entries no worker has read (the oldest and newest `_PEEK`), is
+#: stalled: it reads past, a stretch of a quarter window and then twice the last, up to
+#: `_STRETCH_WINDOWS` windows held in all. A stretched place is not refilled once it frees,
+#: so the stretch ends as what it took finishes. Not for a window that is merely busy, nor
+#: for a backlog of only the webhooks filling it: reading further then only takes work
+#: other workers (one that starts later, say) could do.
 _STALL_SECONDS = 1.0
 _STRETCH_WINDOWS = 16
 
@@ -497,7 +502,7 @@ _STRETCH_WINDOWS = 16
 _UNKNOWN_SAY_EVERY = 600.0
 
 #: How many of the oldest, and of the newest, entries no worker has read yet a stalled
-#: window looks at (see `_say_stalled`).
+#: window looks at (see `_STALL_SECONDS`).
 _PEEK = 256
 
 #: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
@@ -633,7 +638,8 @@ class RedisStore:
 
     `role="producer"` (the default): `emit` only XADDs, workers elsewhere deliver.
     `role="worker"`: the dispatcher takes deliveries from the stream (started by the plugin's
-    `dispatcher_started` hook), at most `window` at a time, and acknowledges each after a 2xx.
+    `dispatcher_started` hook), at most `window` at a time (16 windows past a webhook that
+    stalls, see `_STALL_SECONDS`), and acknowledges each after a 2xx.
     """
 
     #: Either role leaves delivery to the consumer group: a worker's own `emit` goes through
@@ -760,11 +766,15 @@ class RedisStore:
         # Set when the held deliveries fall to `_low_water` (or the worker stops): ends a
         # linger (`_linger`) early.
         self._drained = asyncio.Event()
-        # Places beyond `window` taken while the window was stalled (see `_STALL_SECONDS`),
-        # since when it has had less than a quarter free (or last stretched), and whether
-        # the wait at the stretch's limit was looked into.
+        # Places beyond `window` while the window is stalled (see `_STALL_SECONDS`), the
+        # last stretch's size, deliveries finished (ended here or let go), since when the
+        # window has had less than a quarter free and how many had finished then, and
+        # whether the stall at the stretch's limit was said.
         self._stretch = 0
+        self._step = 0
+        self._finished = 0
         self._short_since: float | None = None
+        self._finished_then = 0
         self._stall_said = False
         self._dispatcher: Any = None
         # The consumer (stopped by `stop_consuming`) and the loops that run until `close`
@@ -1829,7 +1839,11 @@ class RedisStore:
     def _let_go(self, entry_id: str) -> None:
         """Count the entry out of this worker's window (it ended here, or is no longer ours)."""
         if self._held.pop(entry_id, None) is not None:
-            self._room.set()
+            self._finished += 1
+            if self._stretch:
+                self._stretch -= 1  # a stretched place is not refilled
+            else:
+                self._room.set()
             if len(self._held) <= self._low_water:
                 self._drained.set()
 
@@ -1944,8 +1958,9 @@ class RedisStore:
                             self.redis.xgroup_createconsumer(self.stream, GROUP, self.consumer)
                         )
                     joined = True
-                if self._stretch and len(self._held) + self._read_at_least <= self.window:
-                    self._stretch = 0  # the stall is over: a quarter of the window is free
+                if self._step and len(self._held) + self._read_at_least <= self.window:
+                    # The stall is over: a quarter of the window is free.
+                    self._step = self._stretch = 0
                     self._stall_said = False
                 free = self.window + self._stretch - len(self._held)
                 if free >= self._read_at_least:
@@ -1976,7 +1991,9 @@ class RedisStore:
                 began = _sure_clock()
                 self._adding.append(began)
                 try:
-                    if time.monotonic() >= next_claim:
+                    # A claim pass with a quarter free at least: XAUTOCLAIM looks at ten times
+                    # COUNT pending entries a call, and a pass of a few a call took long.
+                    if time.monotonic() >= next_claim and free >= self._read_at_least:
                         cursor, entries = await self._claim_idle(cursor, free)
                         if cursor == "0-0":
                             next_claim = time.monotonic() + claim_every
@@ -1984,7 +2001,8 @@ class RedisStore:
                             next_forget = time.monotonic() + self.consumer_expiry / 2
                             await self.forget_dead_consumers()
                     if not entries:
-                        entries = await checked(self._read_new(free))
+                        # At most a window a reply, stretched or not (see `socket_timeout`).
+                        entries = await checked(self._read_new(min(free, self.window)))
                         fresh = True
                     if entries:
                         # Even when stopping: these are ours now, so the lanes deliver them.
@@ -2010,57 +2028,44 @@ class RedisStore:
                 await wait_event(self._stop_taking, min(1.0, claim_every))
 
     async def _stretched(self) -> bool:
-        """With the window full and less than a quarter of it free for `_STALL_SECONDS`:
-        take a stretch more (True), or, at the limit, say once what waits behind it."""
+        """Whether the full window is stalled and got a stretch (see `_STALL_SECONDS`); at
+        the stretch's limit, the stall is said once."""
         now = time.monotonic()
-        if self._short_since is None:
-            self._short_since = now
-        if now - self._short_since < _STALL_SECONDS:
+        if self._short_since is None or now - self._short_since >= 2 * _STALL_SECONDS:
+            # Not timed yet, or the window had room a while ago and was refilled since.
+            self._short_since, self._finished_then = now, self._finished
+            return False
+        took = now - self._short_since
+        if took < _STALL_SECONDS:
+            return False
+        # Busy: a quarter of the window finished a `_STALL_SECONDS`, or more.
+        busy = self._finished - self._finished_then >= self._read_at_least * took / _STALL_SECONDS
+        self._short_since, self._finished_then = now, self._finished
+        if busy:
+            return False
+        waiting = await self._waiting_behind()
+        if not waiting:
             return False
         most = self.window * (_STRETCH_WINDOWS - 1)
-        if self._stretch < most:
-            self._stretch = min(most, self._stretch + max(self._read_at_least, self._stretch))
-            self._short_since = now
+        if self._step < most and self._stretch < most:
+            self._step = min(max(self._read_at_least, 2 * self._step), most - self._stretch)
+            self._stretch += self._step
+            if self._stretch == most:
+                self._step = most  # at the limit for the rest of this stall
             log.info(
                 "redis_window_stretched",
                 held=len(self._held),
                 window=self.window,
-                consumer=self.consumer,
+                stretch=self._stretch,
                 holding=self._held_by_webhook(),
+                waiting_behind=dict(waiting.most_common(5)),
+                consumer=self.consumer,
             )
             return True
+        # At the limit: what finished there is taken again, and the stall said once.
+        topped, self._stretch = most - self._stretch, most
         if not self._stall_said:
             self._stall_said = True
-            await self._say_stalled()
-        return False
-
-    def _held_by_webhook(self) -> dict[str, int]:
-        counts = collections.Counter(d.webhook_name for d in self._held.values())
-        return dict(counts.most_common(5))
-
-    async def _say_stalled(self) -> None:
-        """The window is stretched to its limit and less than a quarter of it has been free
-        for a while: if deliveries for other webhooks than those filling it wait in the
-        stream (among the oldest and the newest entries no worker has read), say so."""
-        try:
-            groups = await self.redis.xinfo_groups(self.stream)
-            after = next(g["last-delivered-id"] for g in groups if g["name"] == GROUP)
-            oldest = await self.redis.xrange(self.stream, min=f"({after}", count=_PEEK)
-            newest = await self.redis.xrevrange(self.stream, min=f"({after}", count=_PEEK)
-        except (RedisError, StopIteration, KeyError):
-            return  # only a warning is at stake; the consumer says a failing Redis
-        filling = {
-            name
-            for name, count in collections.Counter(
-                d.webhook_name for d in self._held.values()
-            ).items()
-            if count >= self._read_at_least
-        }
-        seen = dict(oldest) | dict(newest)  # the two overlap when few entries wait
-        waiting = collections.Counter(
-            fields.get("w") for fields in seen.values() if fields.get("w") not in filling
-        )
-        if waiting:
             log.warning(
                 "redis_window_stalled",
                 held=len(self._held),
@@ -2072,6 +2077,35 @@ class RedisStore:
                 "rate limit's backlog, a breaker open, an endpoint that hangs): deliveries for "
                 "other webhooks wait behind them in the stream. Add workers, or raise `window`",
             )
+        return topped > 0
+
+    def _held_by_webhook(self) -> dict[str, int]:
+        counts = collections.Counter(d.webhook_name for d in self._held.values())
+        return dict(counts.most_common(5))
+
+    async def _waiting_behind(self) -> collections.Counter[str]:
+        """Per webhook of this worker's other than those filling its window (a quarter of it
+        or more), its deliveries among the oldest and the newest `_PEEK` entries no worker
+        has read. Empty when Redis cannot tell: the consumer says a failing Redis."""
+        try:
+            groups = await self.redis.xinfo_groups(self.stream)
+            after = next(g["last-delivered-id"] for g in groups if g["name"] == GROUP)
+            oldest = await self.redis.xrange(self.stream, min=f"({after}", count=_PEEK)
+            newest = await self.redis.xrevrange(self.stream, min=f"({after}", count=_PEEK)
+        except Exception:  # only whether to read further is at stake
+            return collections.Counter()
+        counts = collections.Counter(d.webhook_name for d in self._held.values())
+        filling = {name for name, count in counts.items() if count >= self._read_at_least}
+        seen = dict(oldest) | dict(newest)  # the two overlap when few entries wait
+        names = (fields.get("w") for fields in seen.values())
+        return collections.Counter(
+            name
+            for name in names
+            if name
+            and name not in filling
+            and self._dispatcher is not None
+            and self._dispatcher.lane_state(name) is not None
+        )
 
     async def _linger(self, found: int) -> None:
         """After a read that found few entries, while plenty are still under way here: wait

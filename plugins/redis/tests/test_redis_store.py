@@ -9,7 +9,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -255,10 +255,10 @@ async def test_a_window_nearly_full_of_waiting_deliveries_still_takes_the_next(
 async def _behind_a_backlog(
     redis_url: str, receiver: Receiver, window: int, backlog: int
 ) -> tuple[list[ReceivedRequest], float]:
-    """`backlog` events for webhook a (2 a second), then one for b: b's request and when it
+    """`backlog` events for webhook a (1 a second), then one for b: b's request and when it
     came, seconds after b's emit."""
     slow = CustomWebhook(
-        name="a", url=receiver.url("/a"), rate_limit={"max_requests_per_second": 2}
+        name="a", url=receiver.url("/a"), rate_limit={"max_requests_per_second": 1}
     )
     fast = CustomWebhook(name="b", url=receiver.url("/b"))
     url = f"{redis_url}&window={window}"
@@ -277,14 +277,65 @@ async def _behind_a_backlog(
 async def test_a_webhook_behind_another_ones_rate_limited_backlog_is_not_held_behind_it(
     redis_url: str, webhook_receiver: Receiver
 ) -> None:
-    """100 deliveries for a webhook limited to 2 a second fill a window of 8, then an alert
+    """100 deliveries for a webhook limited to 1 a second fill a window of 8, then an alert
     for another webhook is emitted: the worker reads past the stalled window and the alert
-    goes out in seconds. Before, it waited for the backlog to drain (50 s)."""
+    goes out in seconds. Before, it waited for the backlog to drain (90 s)."""
     sent, took = await _behind_a_backlog(redis_url, webhook_receiver, window=8, backlog=100)
     assert len(sent) == 1
     assert took < 20, took
     # b went out while a's backlog was still being sent.
-    assert len([r for r in webhook_receiver.requests if r.path == "/a"]) < 60
+    assert len([r for r in webhook_receiver.requests if r.path == "/a"]) < 30
+
+
+async def _most_pending(store: RedisStore, done: Callable[[], bool]) -> int:
+    """The most deliveries pending for the workers, sampled every 50 ms until `done()`."""
+    most = 0
+    async with asyncio.timeout(30):
+        while not done():
+            pending = await store.redis.xpending(store.stream, "workers")
+            most = max(most, pending["pending"])
+            await asyncio.sleep(0.05)
+    return most
+
+
+async def test_a_window_that_only_waits_for_its_own_webhook_or_is_busy_is_not_stretched(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    """A backlog of only the webhook that fills the window (1 a second), and one of a webhook
+    that answers in 0.1 s, two at a time, with another webhook's event behind it: neither
+    reads past the window of 8. Reading further would only take work that other workers
+    could do; the busy one reaches the other webhook's event soon enough."""
+
+    async def slowly(request: ReceivedRequest) -> Reply:
+        if request.path == "/busy":
+            await asyncio.sleep(0.1)
+        return Reply(status=200)
+
+    webhook_receiver.handler = slowly
+    limited = CustomWebhook(
+        name="a", url=webhook_receiver.url("/a"), rate_limit={"max_requests_per_second": 1}
+    )
+    busy = CustomWebhook(name="busy", url=webhook_receiver.url("/busy"), max_concurrency=2)
+    other = CustomWebhook(name="b", url=webhook_receiver.url("/b"))
+    hooks = [limited, busy, other]
+
+    async def most_held(url: str, emits: list[str], done: Callable[[], bool]) -> int:
+        async with WebhookDispatcher(webhooks=hooks, store=url) as producer:
+            store = producer.store
+            assert isinstance(store, RedisStore)
+            for n, name in enumerate(emits):
+                await producer.emit_event(Event(event_type="alert", data={"n": n}), webhooks=[name])
+            async with worker(hooks, url):
+                return await _most_pending(store, done)
+
+    began = time.monotonic()
+    assert (
+        await most_held(redis_url + "&window=8", ["a"] * 40, lambda: time.monotonic() > began + 4)
+        <= 8
+    )
+    # Under the fixture's prefix, so its keys go with the rest.
+    sent_b = lambda: any(r.path == "/b" for r in webhook_receiver.requests)  # noqa: E731
+    assert await most_held(redis_url + "busy:&window=8", ["busy"] * 60 + ["b"], sent_b) <= 8
 
 
 async def test_a_stall_past_the_most_a_worker_reads_ahead_says_what_waits_behind(
