@@ -2096,8 +2096,9 @@ class RedisStore:
             return collections.Counter()
         counts = collections.Counter(d.webhook_name for d in self._held.values())
         filling = {name for name, count in counts.items() if count >= self._read_at_least}
-        seen = dict(oldest) | dict(newest)  # the two overlap when few entries wait
-        names = (fields.get("w") for fields in seen.values())
+        # The two overlap when few entries wait.
+        seen: dict[Any, Any] = dict(oldest or ()) | dict(newest or ())
+        names = (str(fields.get("w") or "") for fields in seen.values() if fields)
         return collections.Counter(
             name
             for name in names
