@@ -185,6 +185,28 @@ async def test_a_memory_store_closing_says_which_webhook_lost_which_event(
     assert f"event_ids=['{event.event_id}']" in line
 
 
+async def test_a_delivery_whose_retry_timer_never_ran_is_named_at_close(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A retry scheduled in the loop turn before `close(drain=False)`: its timer, cancelled
+    before its first turn, never ran the handler that named its delivery, so the line said
+    `count=1` and `lost_by_webhook={}` (the suite saw it once under load). The worker's own
+    step is taken here by hand: only the order of the loop's turns is arranged, the timer
+    and the close are the dispatcher's."""
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    slow = CustomWebhook(name="slow", url=receiver.url("/slow"))
+    dispatcher = WebhookDispatcher(webhooks=[slow])
+    await dispatcher.start()
+    event = await dispatcher.emit("alert", {"n": 1})
+    lane = dispatcher._lanes["slow"]
+    delivery = lane.queue.popleft()  # taken by a worker, answered 503, retried in 30 s:
+    dispatcher._workers._later(asyncio.get_running_loop().time() + 30, lane, delivery)
+    await dispatcher.close(drain=False)  # before the timer's first turn
+    [line] = lines(caplog, "closed_with_pending_deliveries")
+    assert f"lost_by_webhook={{'slow': ['{event.event_id}']}}" in line
+    assert not receiver.requests
+
+
 async def test_a_webhook_paused_by_retry_after_says_so_in_its_figures(
     receiver: Receiver,
 ) -> None:

@@ -115,9 +115,11 @@ class Lane:
         # the queue ("requeued") but are not settled yet: a worker error after that point must
         # not dead-letter them a second time.
         self.outcomes: dict[str, str] = {}
-        # Deliveries a worker or a retry timer held when it was cancelled (the dispatcher
-        # stopping): with the queue and the ordering chains, what `close` leaves unfinished.
+        # Deliveries a worker held when it was cancelled (the dispatcher stopping), and those
+        # waiting in a retry timer (by id): with the queue and the ordering chains, what
+        # `close` leaves unfinished.
         self.unfinished: list[Delivery] = []
+        self.retrying: dict[str, Delivery] = {}
 
     def wants(self, event: Event) -> bool:
         return (
@@ -224,7 +226,12 @@ class Lane:
         # back in the queue already.
         found = {
             delivery.delivery_id: delivery
-            for deliveries in (self.unfinished, self.queue, *self.chains.values())
+            for deliveries in (
+                self.unfinished,
+                self.retrying.values(),
+                self.queue,
+                *self.chains.values(),
+            )
             for delivery in deliveries
         }
         return list(found.values())

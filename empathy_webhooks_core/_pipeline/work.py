@@ -415,14 +415,15 @@ class Workers:
         return held
 
     def _later(self, deadline: float, lane: Lane, delivery: Delivery) -> None:
-        # The deadline was fixed by the decision, not when the task first runs.
+        # The deadline was fixed by the decision, not when the task first runs. The delivery
+        # is in `lane.retrying` until the timer puts it back, so `close` names it: a timer
+        # cancelled before its first turn never runs a line of its body, and a handler there
+        # left it counted in `pending` but named nowhere.
+        lane.retrying[delivery.delivery_id] = delivery
 
         async def requeue() -> None:
-            try:
-                await self._clock.sleep(deadline - self._clock.monotonic())
-            except asyncio.CancelledError:
-                lane.unfinished.append(delivery)  # named by `close`, not only counted
-                raise
+            await self._clock.sleep(deadline - self._clock.monotonic())
+            del lane.retrying[delivery.delivery_id]
             lane.put(delivery)
 
         task = asyncio.create_task(requeue())
