@@ -51,6 +51,8 @@ import aiohttp
 import httptools
 from yarl import URL
 
+from ._log import get_logger
+
 __all__ = [
     "KEEPALIVE_SECONDS",
     "MAX_BODY_BYTES",
@@ -59,6 +61,8 @@ __all__ = [
     "Transport",
     "target",
 ]
+
+log = get_logger()
 
 #: How much of an answer's body is kept (the core's `MAX_RESPONSE_BYTES`).
 MAX_BODY_BYTES = 64 * 1024
@@ -70,6 +74,8 @@ MAX_HEADERS = 128
 MAX_HEAD_BYTES = 64 * 1024
 #: aiohttp's default keep-alive time for idle connections.
 KEEPALIVE_SECONDS = 15.0
+#: How often, at most, that requests wait for a free connection is said.
+POOL_FULL_SAY_EVERY = 60.0
 #: aiohttp's default for a host with several addresses (RFC 8305).
 _HAPPY_EYEBALLS_DELAY = 0.25
 
@@ -391,6 +397,9 @@ class Transport:
         self._limit = limit
         self._user_agent_line = f"User-Agent: {user_agent}\r\n"
         self._open = 0  # connections open or being opened: what `limit` bounds
+        # The same, per scheme, host and port: a host with none may always open one.
+        self._open_to: collections.Counter[tuple[bool, str, int]] = collections.Counter()
+        self._full_said = -POOL_FULL_SAY_EVERY
         self._connections: set[_Connection] = set()
         self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -509,10 +518,16 @@ class Transport:
         At the limit, an idle connection to another host is closed to make room; otherwise
         the next connection to close or come back idle lets one waiter in."""
         woken = False
+        key = where.key
         async with asyncio.timeout_at(deadline):
-            while self._open >= self._limit:
+            # A host with no connection opens one even at the limit (one over it for each
+            # such host at most): at the limit, endpoints that hang held every connection and
+            # a webhook of another host waited out its own timeout without sending a byte,
+            # dead-lettered as if its endpoint had not answered.
+            while self._open >= self._limit and self._open_to[key]:
                 if self._evict_idle():
                     continue
+                self._say_full(loop.time())
                 waiter = loop.create_future()
                 if woken:
                     # Woken, but the room went to another (an eviction wakes the next one in
@@ -534,12 +549,39 @@ class Transport:
                 if conn is not None:
                     return conn
             self._open += 1
+            self._open_to[key] += 1
             try:
                 return await self._open_connection(where, loop)
             except BaseException:
                 self._open -= 1
+                self._forget(key)
                 self._wake()
                 raise
+
+    def _forget(self, key: tuple[bool, str, int]) -> None:
+        left = self._open_to[key] - 1
+        if left > 0:
+            self._open_to[key] = left
+        else:
+            del self._open_to[key]
+
+    def _say_full(self, now: float) -> None:
+        """Said at most every `POOL_FULL_SAY_EVERY` seconds: requests wait for a connection,
+        and which hosts hold them (endpoints that hang hold theirs until their timeout)."""
+        if now - self._full_said < POOL_FULL_SAY_EVERY:
+            return
+        self._full_said = now
+        log.warning(
+            "http_connections_all_in_use",
+            max_connections=self._limit,
+            holding={
+                f"{'https' if tls else 'http'}://{host}:{port}": count
+                for (tls, host, port), count in self._open_to.most_common(5)
+            },
+            reason="requests wait for a connection (within their timeout); a host with none "
+            "still gets one. Raise max_connections, or lower the max_concurrency or "
+            "timeout_seconds of the webhooks whose hosts hold them",
+        )
 
     async def _open_connection(self, where: Target, loop: asyncio.AbstractEventLoop) -> _Connection:
         key = _ConnectionKey(where.host, where.port, where.tls)
@@ -622,7 +664,11 @@ class Transport:
         if idle and conn in idle:
             idle.remove(conn)
         self._open -= 1
-        self._wake()
+        self._forget(conn.key)
+        if self._open < self._limit:
+            # Over the limit (hosts that opened their first connection at it), a close makes
+            # no room: a waiter woken for it would only go back in line, ahead of others.
+            self._wake()
 
     def _wake(self) -> None:
         while self._waiters:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from empathy_webhooks_core import CustomWebhook, WebhookDispatcher
+from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
 from empathy_webhooks_core.stores.memory import MemoryStore
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
 
@@ -205,6 +205,54 @@ async def test_a_delivery_whose_retry_timer_never_ran_is_named_at_close(
     [line] = lines(caplog, "closed_with_pending_deliveries")
     assert f"lost_by_webhook={{'slow': ['{event.event_id}']}}" in line
     assert not receiver.requests
+
+
+async def test_endpoints_that_hang_on_every_connection_do_not_hold_another_hosts_alert(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`max_connections=2`, and webhook a's endpoint hangs on three requests (a 30 s
+    timeout): the pool was full, and b's alert, on another host, waited out its own 5 s
+    timeout on every attempt without sending a byte, dead-lettered as b's endpoint not
+    answering. A host with no connection now opens one at the limit; the wait of a's third
+    request is said, naming the host that holds the connections."""
+    caplog.set_level(logging.WARNING, logger="empathy_webhooks")
+    hang = asyncio.Event()
+
+    async def hangs(_: ReceivedRequest) -> Reply:
+        await hang.wait()
+        return Reply(status=200)
+
+    async with Receiver() as stuck:
+        stuck.handler = hangs
+        a = CustomWebhook(
+            name="a",
+            url=stuck.url("/a"),
+            max_concurrency=3,
+            retry_policy={"timeout_seconds": 30, "max_retries": 0},
+        )
+        b = CustomWebhook(
+            name="b", url=receiver.url("/b"), retry_policy={"timeout_seconds": 5, "max_retries": 0}
+        )
+        async with WebhookDispatcher(webhooks=[a, b], max_connections=2) as dispatcher:
+            for n in range(3):
+                await dispatcher.emit_event(
+                    Event(event_type="alert", data={"n": n}), webhooks=["a"]
+                )
+            async with asyncio.timeout(10):
+                while len(stuck.requests) < 2:  # noqa: ASYNC110 - the receiver's own list
+                    await asyncio.sleep(0.01)
+            alert = await dispatcher.emit_event(
+                Event(event_type="alert", data={"page": 1}), webhooks=["b"]
+            )
+            assert alert == ["b"]
+            async with asyncio.timeout(3):
+                while dispatcher.get_webhook_stats("b")["delivered_count"] < 1:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            assert len(receiver.requests) == 1
+            [said] = lines(caplog, "http_connections_all_in_use")
+            assert f"'http://127.0.0.1:{stuck.port}': 2" in said, said
+            hang.set()
+            await dispatcher.drain()
 
 
 async def test_a_webhook_paused_by_retry_after_says_so_in_its_figures(
