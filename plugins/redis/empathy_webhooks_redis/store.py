@@ -489,7 +489,8 @@ _ROOM_PATIENCE = 0.05
 #: worker's window and held every other webhook's deliveries behind its own: an alert for
 #: the pager waited minutes behind a chat channel's rate limit. A window that stays full for
 #: this long while fewer than a quarter of it finish, with deliveries for other webhooks of
-#: this worker's among the entries no worker has read (the oldest and newest `_PEEK`), is
+#: this worker's among the entries no worker has read (`_PEEK_NAMES`: the newest `_PEEK`,
+#: and `_PEEK_SCAN` more a look, from where the last look ended), is
 #: stalled: it reads past, a stretch of a quarter window and then twice the last, up to
 #: `_STRETCH_WINDOWS` windows held in all. A stretched place is not refilled once it frees,
 #: so the stretch ends as what it took finishes. Not for a window that is merely busy, nor
@@ -501,9 +502,10 @@ _STRETCH_WINDOWS = 16
 #: At most one line per this many seconds for a webhook a worker does not have.
 _UNKNOWN_SAY_EVERY = 600.0
 
-#: How many of the oldest, and of the newest, entries no worker has read yet a stalled
-#: window looks at (see `_STALL_SECONDS`).
+#: How many of the newest entries no worker has read yet a stalled window looks at, and how
+#: many more of the rest, from where its last look ended (see `_STALL_SECONDS`).
 _PEEK = 256
+_PEEK_SCAN = 2000
 
 #: Seconds a replay may take between `take_dead_letter` and `enqueue` before the letter is
 #: considered abandoned (its process died) and listed again.
@@ -776,6 +778,8 @@ class RedisStore:
         self._finished = 0
         self._short_since: float | None = None
         self._finished_then = 0
+        # Where the stalled window's scan of the unread entries goes on from.
+        self._peek_cursor = ""
         self._stall_said = False
         self._dispatcher: Any = None
         # The consumer (stopped by `stop_consuming`) and the loops that run until `close`
@@ -2087,24 +2091,29 @@ class RedisStore:
 
     async def _waiting_behind(self) -> collections.Counter[str]:
         """Per webhook of this worker's other than those filling its window (a quarter of it
-        or more), its deliveries among the oldest and the newest `_PEEK` entries no worker
-        has read. Empty when Redis cannot tell: the consumer says a failing Redis."""
+        or more), its deliveries seen among the entries no worker has read: the newest
+        `_PEEK`, and `_PEEK_SCAN` more from where the last look ended (so an alert deep in a
+        backlog is found within a few looks). Empty when Redis cannot tell: the consumer says
+        a failing Redis."""
         try:
-            flat = await self._peek_names(keys=[self.stream], args=[GROUP, _PEEK])
+            answer = await self._peek_names(
+                keys=[self.stream], args=[GROUP, _PEEK_SCAN, self._peek_cursor, _PEEK]
+            )
         except Exception:  # only whether to read further is at stake
             return collections.Counter()
+        self._peek_cursor = str(answer[0])
         counts = collections.Counter(d.webhook_name for d in self._held.values())
         filling = {name for name, count in counts.items() if count >= self._read_at_least}
-        # Entry id -> webhook: the oldest and the newest overlap when few entries wait.
-        seen = dict(zip(flat[::2], flat[1::2], strict=True))
-        names = (str(name) for name in seen.values())
+        seen = zip(answer[1::2], answer[2::2], strict=True)
         return collections.Counter(
-            name
-            for name in names
-            if name
-            and name not in filling
-            and self._dispatcher is not None
-            and self._dispatcher.lane_state(name) is not None
+            {
+                str(name): int(count)
+                for name, count in seen
+                if name
+                and name not in filling
+                and self._dispatcher is not None
+                and self._dispatcher.lane_state(str(name)) is not None
+            }
         )
 
     async def _linger(self, found: int) -> None:
@@ -2490,9 +2499,12 @@ return out
 """
 
 
-# The webhook of each of the oldest and of the newest ARGV[2] entries the group (ARGV[1]) has
-# not handed out yet, oldest first, then newest first: only names leave the server, not the
-# events (a peek at 512 entries of 512 KiB events was 256 MB on the wire).
+# Which webhooks' deliveries wait unread: the group's (ARGV[1]) unread entries after the
+# cursor ARGV[3] ('' or one behind the group: from the oldest unread), ARGV[2] of them, and the
+# newest ARGV[4]. Returns the next cursor ('' once the scan reached the end) and each
+# webhook's name and count seen. Only names leave the server, not the events (a peek at 512
+# entries of 512 KiB events was 256 MB on the wire); a scan a call, so an alert deep in
+# another webhook's backlog is found within a few calls.
 _PEEK_NAMES = """
 local after = nil
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
@@ -2504,20 +2516,43 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   end
   if name == ARGV[1] then after = last end
 end
-if not after then return {} end
-local out = {}
+if not after then return {''} end
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if not am or not bm then return true end
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local start = ARGV[3]
+if start == '' or before(start, after) then start = after end
+local counts, order, seen = {}, {}, {}
 local function names(entries)
   for _, entry in ipairs(entries) do
-    local f, w = entry[2], ''
-    for i = 1, #f, 2 do
-      if f[i] == 'w' then w = f[i + 1] end
+    if not seen[entry[1]] then
+      seen[entry[1]] = true
+      local f, w = entry[2], ''
+      for i = 1, #f, 2 do
+        if f[i] == 'w' then w = f[i + 1] end
+      end
+      if not counts[w] then
+        counts[w] = 0
+        order[#order + 1] = w
+      end
+      counts[w] = counts[w] + 1
     end
-    out[#out + 1] = entry[1]
-    out[#out + 1] = w
   end
 end
-names(redis.call('XRANGE', KEYS[1], '(' .. after, '+', 'COUNT', tonumber(ARGV[2])))
-names(redis.call('XREVRANGE', KEYS[1], '+', '(' .. after, 'COUNT', tonumber(ARGV[2])))
+local n = tonumber(ARGV[2])
+local page = redis.call('XRANGE', KEYS[1], '(' .. start, '+', 'COUNT', n)
+names(page)
+names(redis.call('XREVRANGE', KEYS[1], '+', '(' .. after, 'COUNT', tonumber(ARGV[4])))
+local out = {''}
+if #page == n then out[1] = page[#page][1] end
+for _, w in ipairs(order) do
+  out[#out + 1] = w
+  out[#out + 1] = counts[w]
+end
 return out
 """
 

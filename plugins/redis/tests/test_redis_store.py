@@ -253,7 +253,7 @@ async def test_a_window_nearly_full_of_waiting_deliveries_still_takes_the_next(
 
 
 async def _behind_a_backlog(
-    redis_url: str, receiver: Receiver, window: int, backlog: int
+    redis_url: str, receiver: Receiver, window: int, backlog: int, after: int = 0
 ) -> tuple[list[ReceivedRequest], float]:
     """`backlog` events for webhook a (1 a second), then one for b: b's request and when it
     came, seconds after b's emit."""
@@ -269,6 +269,8 @@ async def _behind_a_backlog(
             await until(receiver, lambda: len(receiver.requests) >= 2)
             began = time.monotonic()
             await producer.emit_event(Event(event_type="alert", data={"b": 1}), webhooks=["b"])
+            for n in range(after):
+                await producer.emit_event(Event(event_type="alert", data={"m": n}), webhooks=["a"])
             await until(receiver, lambda: any(r.path == "/b" for r in receiver.requests), 30)
             took = time.monotonic() - began
     return [r for r in receiver.requests if r.path == "/b"], took
@@ -285,6 +287,19 @@ async def test_a_webhook_behind_another_ones_rate_limited_backlog_is_not_held_be
     assert took < 20, took
     # b went out while a's backlog was still being sent.
     assert len([r for r in webhook_receiver.requests if r.path == "/a"]) < 30
+
+
+async def test_an_alert_deep_in_another_webhooks_backlog_is_found_and_sent(
+    redis_url: str, webhook_receiver: Receiver
+) -> None:
+    """b's alert with 600 of a's deliveries before it and 300 after, a window of 64 (16
+    windows hold 1,024): a look at only the oldest and newest 256 unread entries never saw
+    it, and it waited for a's backlog, one a second."""
+    sent, took = await _behind_a_backlog(
+        redis_url, webhook_receiver, window=64, backlog=600, after=300
+    )
+    assert len(sent) == 1
+    assert took < 20, took
 
 
 async def _most_pending(store: RedisStore, done: Callable[[], bool]) -> int:
