@@ -521,10 +521,13 @@ class Transport:
         key = where.key
         async with asyncio.timeout_at(deadline):
             # A host with no connection opens one even at the limit (one over it for each
-            # such host at most): at the limit, endpoints that hang held every connection and
+            # such host, up to twice the limit in all, which bounds the sockets a thousand
+            # hosts could hold): at the limit, endpoints that hang held every connection and
             # a webhook of another host waited out its own timeout without sending a byte,
             # dead-lettered as if its endpoint had not answered.
-            while self._open >= self._limit and self._open_to[key]:
+            while self._open >= self._limit and (
+                self._open_to[key] or self._open >= 2 * self._limit
+            ):
                 if self._evict_idle():
                     continue
                 self._say_full(loop.time())

@@ -599,6 +599,32 @@ async def test_a_waiter_that_loses_its_turn_keeps_its_place_in_line() -> None:
     assert paths == ["/W1", "/W2", "/W3"]
 
 
+async def test_a_host_without_a_connection_gets_one_at_the_limit_up_to_twice_it() -> None:
+    """Limit 1 and three hosts that hang: the first holds the only connection, the second
+    still gets one (a host with none always does, or its requests wait behind endpoints that
+    hang), the third waits: twice the limit bounds the sockets many hosts could hold."""
+    async with (
+        RawServer(HANG) as one,
+        RawServer(HANG) as two,
+        RawServer(HANG) as three,
+    ):
+        owned = Sessions(None, 1)
+        owned.open()
+        try:
+            first = asyncio.create_task(post(owned, one.url("/1"), timeout=30))
+            await asyncio.wait_for(one.received.wait(), 10)
+            second = asyncio.create_task(post(owned, two.url("/2"), timeout=30))
+            await asyncio.wait_for(two.received.wait(), 10)
+            with pytest.raises(TimeoutError):
+                await post(owned, three.url("/3"), timeout=0.5)
+            assert three.requests == []
+            first.cancel()
+            second.cancel()
+            await asyncio.gather(first, second, return_exceptions=True)
+        finally:
+            await owned.close()
+
+
 async def test_closing_the_dispatcher_closes_its_sockets() -> None:
     async with RawServer() as server:
         webhooks = [
