@@ -15,9 +15,11 @@ http(s), methods with no body semantics it handles, the framing headers set by t
 What a caller may rely on, the same as the aiohttp session it stands in for:
 
 - connections are kept alive per (scheme, host, port) and reused; at most `limit` are open at
-  once (idle ones included), further requests wait for one; idle ones close after
-  `KEEPALIVE_SECONDS`, and one the peer closed, or that answered `Connection: close` (or
-  HTTP/1.0 without keep-alive), is never reused;
+  once (idle ones included; an idle one is closed to make room), further requests wait for
+  one, except that a host with none opens one anyway while fewer than twice `limit` are
+  open (endpoints that hang must not hold every connection from another host's alert);
+  idle ones close after `KEEPALIVE_SECONDS`, and one the peer closed, or that answered
+  `Connection: close` (or HTTP/1.0 without keep-alive), is never reused;
 - an idle connection the server has closed (its FIN or RST already in our socket, though the
   event loop has not read it yet) is not used: the kernel's TCP state is asked before each
   reuse, so a server's idle timeout costs no failed attempt. A request is never sent twice:
@@ -402,7 +404,11 @@ class Transport:
         self._full_said = -POOL_FULL_SAY_EVERY
         self._connections: set[_Connection] = set()
         self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Requests waiting for a connection, in line: the key they want one for, and the
+        # future `_wake` sets when they can go.
+        self._waiters: collections.deque[tuple[tuple[bool, str, int], asyncio.Future[None]]] = (
+            collections.deque()
+        )
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -515,29 +521,36 @@ class Transport:
         self, where: Target, deadline: float, loop: asyncio.AbstractEventLoop
     ) -> _Connection:
         """A connection for `where` (idle, or new) within the deadline.
-        At the limit, an idle connection to another host is closed to make room; otherwise
-        the next connection to close or come back idle lets one waiter in."""
+
+        At the limit, an idle connection (to any host) is closed to make room. With none to
+        close, a host with no connection opens one anyway, up to twice the limit in all:
+        at the limit, endpoints that hang held every connection, and a webhook of another
+        host waited out its own timeout without sending a byte, dead-lettered as if its
+        endpoint had not answered. Otherwise the request waits in line until `_wake` finds
+        it can go (see `_may_go`)."""
         woken = False
         key = where.key
         async with asyncio.timeout_at(deadline):
-            # A host with no connection opens one even at the limit (one over it for each
-            # such host, up to twice the limit in all, which bounds the sockets a thousand
-            # hosts could hold): at the limit, endpoints that hang held every connection and
-            # a webhook of another host waited out its own timeout without sending a byte,
-            # dead-lettered as if its endpoint had not answered.
-            while self._open >= self._limit and (
-                self._open_to[key] or self._open >= 2 * self._limit
-            ):
+            while True:
+                if woken:
+                    conn = self._idle_connection(key, loop.time())
+                    if conn is not None:
+                        return conn
+                if self._open < self._limit:
+                    break
                 if self._evict_idle():
                     continue
+                if not self._open_to[key] and self._open < 2 * self._limit:
+                    break
                 self._say_full(loop.time())
                 waiter = loop.create_future()
+                entry = (key, waiter)
                 if woken:
-                    # Woken, but the room went to another (an eviction wakes the next one in
-                    # line too): back at the head of the line, not behind later comers.
-                    self._waiters.appendleft(waiter)
+                    # Woken, but the room went to another: back at the head of the line,
+                    # not behind later comers.
+                    self._waiters.appendleft(entry)
                 else:
-                    self._waiters.append(waiter)
+                    self._waiters.append(entry)
                 try:
                     await waiter
                 except BaseException:
@@ -545,12 +558,9 @@ class Transport:
                         self._wake()  # woken and then cancelled: the turn goes to the next
                     raise
                 finally:
-                    if waiter in self._waiters:
-                        self._waiters.remove(waiter)
+                    if entry in self._waiters:
+                        self._waiters.remove(entry)
                 woken = True
-                conn = self._idle_connection(where.key, loop.time())
-                if conn is not None:
-                    return conn
             self._open += 1
             self._open_to[key] += 1
             try:
@@ -582,8 +592,9 @@ class Transport:
                 for (tls, host, port), count in self._open_to.most_common(5)
             },
             reason="requests wait for a connection (within their timeout); a host with none "
-            "still gets one. Raise max_connections, or lower the max_concurrency or "
-            "timeout_seconds of the webhooks whose hosts hold them",
+            "still gets one until twice max_connections are open. Raise max_connections, or "
+            "lower the max_concurrency or timeout_seconds of the webhooks whose hosts hold "
+            "them",
         )
 
     async def _open_connection(self, where: Target, loop: asyncio.AbstractEventLoop) -> _Connection:
@@ -668,15 +679,35 @@ class Transport:
             idle.remove(conn)
         self._open -= 1
         self._forget(conn.key)
-        if self._open < self._limit:
-            # Over the limit (hosts that opened their first connection at it), a close makes
-            # no room: a waiter woken for it would only go back in line, ahead of others.
-            self._wake()
+        self._wake()
+
+    def _may_go(self, key: tuple[bool, str, int], idle: int) -> bool:
+        """Whether a request for `key` waiting in line could have a connection now (the
+        conditions of `_acquire`, `idle` the idle connections in all)."""
+        return bool(
+            self._idle.get(key)
+            or self._open - idle < self._limit
+            or (not self._open_to[key] and self._open < 2 * self._limit)
+        )
 
     def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
+        """Wake the first request in line that can have a connection now: one for a host
+        with an idle connection first (handed over, not closed to make room for another),
+        then the first that can open one. Those that cannot stay in line: a woken request
+        that finds no room only goes back to the head of the line, and the one behind it
+        that could have gone waits out its timeout."""
+        waiters = self._waiters
+        while waiters and waiters[0][1].done():
+            waiters.popleft()
+        if not waiters:
+            return
+        for key, waiter in waiters:
+            if not waiter.done() and self._idle.get(key):
+                waiter.set_result(None)
+                return
+        idle = sum(len(conns) for conns in self._idle.values())
+        for key, waiter in waiters:
+            if not waiter.done() and self._may_go(key, idle):
                 waiter.set_result(None)
                 return
 
@@ -690,7 +721,7 @@ class Transport:
         connections = list(self._connections)
         for conn in connections:
             conn.abort()
-        for waiter in self._waiters:
+        for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(RuntimeError("the dispatcher's HTTP transport is closed"))
         self._waiters.clear()

@@ -625,6 +625,79 @@ async def test_a_host_without_a_connection_gets_one_at_the_limit_up_to_twice_it(
             await owned.close()
 
 
+CLOSE_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+async def test_a_request_waiting_at_twice_the_limit_goes_when_a_connection_closes() -> None:
+    """Limit 1, hosts a and b hang (two open, twice the limit), c waits; a's request ends:
+    c may open its first connection now, and is woken for it (an audit's case: a close was
+    said to make room only below the limit, and c waited out its timeout)."""
+    async with RawServer(HANG) as a, RawServer(HANG) as b, RawServer(OK) as c:
+        owned = Sessions(None, 1)
+        owned.open()
+        try:
+            first = asyncio.create_task(post(owned, a.url("/a"), timeout=30))
+            await asyncio.wait_for(a.received.wait(), 10)
+            second = asyncio.create_task(post(owned, b.url("/b"), timeout=30))
+            await asyncio.wait_for(b.received.wait(), 10)
+            third = asyncio.create_task(post(owned, c.url("/c"), timeout=5))
+            await asyncio.sleep(0.1)
+            assert not c.requests
+            first.cancel()
+            assert (await third).status == 200
+            second.cancel()
+            await asyncio.gather(first, second, return_exceptions=True)
+        finally:
+            await owned.close()
+
+
+async def test_a_waiter_is_woken_when_its_hosts_only_connection_closes_over_the_limit() -> None:
+    """Limit 1: a's first request holds a connection (answered in 0.5 s with `Connection:
+    close`), b's hangs over the limit, a's second waits; a's connection closes without going
+    idle, so a has none and may open one: it is woken for it."""
+    async with RawServer(CLOSE_OK, delay=0.5) as a, RawServer(HANG) as b:
+        owned = Sessions(None, 1)
+        owned.open()
+        try:
+            first = asyncio.create_task(post(owned, a.url("/a1"), timeout=30))
+            await asyncio.wait_for(a.received.wait(), 10)
+            hung = asyncio.create_task(post(owned, b.url("/b"), timeout=30))
+            await asyncio.wait_for(b.received.wait(), 10)
+            again = asyncio.create_task(post(owned, a.url("/a2"), timeout=5))
+            assert (await first).status == 200
+            assert (await again).status == 200
+            hung.cancel()
+            await asyncio.gather(hung, return_exceptions=True)
+        finally:
+            await owned.close()
+
+
+async def test_an_idle_connection_goes_to_a_request_for_its_host_not_closed_for_another() -> None:
+    """Limit 1: x hangs; a (its first connection, over the limit) answers in 0.5 s; a request
+    for x waits, then one for a. a's connection, idle, is handed to a's request: the x
+    request, first in line, had closed it to make room it did not make, and a's waited out
+    its timeout."""
+    async with RawServer(HANG) as x, RawServer(OK, delay=0.5) as a:
+        owned = Sessions(None, 1)
+        owned.open()
+        try:
+            hung = asyncio.create_task(post(owned, x.url("/x1"), timeout=30))
+            await asyncio.wait_for(x.received.wait(), 10)
+            first = asyncio.create_task(post(owned, a.url("/a1"), timeout=30))
+            await asyncio.wait_for(a.received.wait(), 10)
+            for_x = asyncio.create_task(post(owned, x.url("/x2"), timeout=3))
+            await asyncio.sleep(0.05)
+            for_a = asyncio.create_task(post(owned, a.url("/a2"), timeout=5))
+            assert (await first).status == 200
+            assert (await for_a).status == 200
+            assert a.connections == 1
+            for task in (hung, for_x):
+                task.cancel()
+            await asyncio.gather(hung, for_x, return_exceptions=True)
+        finally:
+            await owned.close()
+
+
 async def test_closing_the_dispatcher_closes_its_sockets() -> None:
     async with RawServer() as server:
         webhooks = [
