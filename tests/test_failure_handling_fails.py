@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from empathy_webhooks_core import CustomWebhook, Event, WebhookDispatcher
+from empathy_webhooks_core.clock import SystemClock
 from empathy_webhooks_core.stores.memory import MemoryStore
 from empathy_webhooks_core.testing import ReceivedRequest, Receiver, Reply
 
@@ -205,6 +206,34 @@ async def test_a_delivery_whose_retry_timer_never_ran_is_named_at_close(
     [line] = lines(caplog, "closed_with_pending_deliveries")
     assert f"lost_by_webhook={{'slow': ['{event.event_id}']}}" in line
     assert not receiver.requests
+
+
+class _SleepFails(SystemClock):
+    """A clock whose waits of a second or more raise (a plugin's or a test's own clock)."""
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds >= 1:
+            raise RuntimeError("this clock cannot wait that long")
+        await super().sleep(seconds)
+
+
+async def test_a_retry_whose_wait_raises_is_queued_again_not_stranded(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The retry timer's wait raised: the delivery sat in the lane, neither sent nor ended,
+    and `drain()` waited for it for ever. Now it is queued again at once, and said."""
+    caplog.set_level(logging.ERROR, logger="empathy_webhooks")
+    receiver.queue(Reply(status=503), Reply(status=200))
+    hook = CustomWebhook(
+        name="w", url=receiver.url("/w"), retry_policy={"initial_delay_seconds": 5}
+    )
+    async with WebhookDispatcher(webhooks=[hook], clock=_SleepFails()) as dispatcher:
+        await dispatcher.emit("alert", {"n": 1})
+        await dispatcher.drain(timeout=10)
+        assert dispatcher.get_webhook_stats("w")["delivered_count"] == 1
+    assert [r.answered for r in receiver.requests] == [503, 200]
+    [said] = lines(caplog, "retry_timer_failed")
+    assert "RuntimeError: this clock cannot wait that long" in said
 
 
 async def test_endpoints_that_hang_on_every_connection_do_not_hold_another_hosts_alert(

@@ -422,8 +422,17 @@ class Workers:
         lane.retrying[delivery.delivery_id] = delivery
 
         async def requeue() -> None:
-            await self._clock.sleep(deadline - self._clock.monotonic())
-            del lane.retrying[delivery.delivery_id]
+            try:
+                await self._clock.sleep(deadline - self._clock.monotonic())
+            except Exception as exc:  # a clock's fault must not strand the delivery
+                log.error(
+                    "retry_timer_failed",
+                    webhook=lane.webhook.name,
+                    event_id=delivery.event.event_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                    reason="the retry's wait raised: the delivery is queued again at once",
+                )
+            lane.retrying.pop(delivery.delivery_id, None)
             lane.put(delivery)
 
         task = asyncio.create_task(requeue())
