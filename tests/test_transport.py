@@ -599,30 +599,48 @@ async def test_a_waiter_that_loses_its_turn_keeps_its_place_in_line() -> None:
     assert paths == ["/W1", "/W2", "/W3"]
 
 
+class _Pool:
+    """A pool of `limit` connections (`Sessions`), and requests started on it as tasks,
+    cancelled and the pool closed on leaving."""
+
+    def __init__(self, limit: int) -> None:
+        self.sessions = Sessions(None, limit)
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    async def __aenter__(self) -> _Pool:
+        self.sessions.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.sessions.close()
+
+    async def held(self, server: RawServer, path: str, timeout: float = 30) -> asyncio.Task[Any]:
+        """A request the server has received (and may never answer)."""
+        task = self.start(server, path, timeout)
+        await asyncio.wait_for(server.received.wait(), 10)
+        server.received.clear()
+        return task
+
+    def start(self, server: RawServer, path: str, timeout: float = 5) -> asyncio.Task[Any]:
+        task = asyncio.create_task(post(self.sessions, server.url(path), timeout=timeout))
+        self.tasks.append(task)
+        return task
+
+
 async def test_a_host_without_a_connection_gets_one_at_the_limit_up_to_twice_it() -> None:
     """Limit 1 and three hosts that hang: the first holds the only connection, the second
     still gets one (a host with none always does, or its requests wait behind endpoints that
     hang), the third waits: twice the limit bounds the sockets many hosts could hold."""
-    async with (
-        RawServer(HANG) as one,
-        RawServer(HANG) as two,
-        RawServer(HANG) as three,
-    ):
-        owned = Sessions(None, 1)
-        owned.open()
-        try:
-            first = asyncio.create_task(post(owned, one.url("/1"), timeout=30))
-            await asyncio.wait_for(one.received.wait(), 10)
-            second = asyncio.create_task(post(owned, two.url("/2"), timeout=30))
-            await asyncio.wait_for(two.received.wait(), 10)
+    async with RawServer(HANG) as one, RawServer(HANG) as two, RawServer(HANG) as three:
+        async with _Pool(1) as pool:
+            await pool.held(one, "/1")
+            await pool.held(two, "/2")
             with pytest.raises(TimeoutError):
-                await post(owned, three.url("/3"), timeout=0.5)
+                await post(pool.sessions, three.url("/3"), timeout=0.5)
             assert three.requests == []
-            first.cancel()
-            second.cancel()
-            await asyncio.gather(first, second, return_exceptions=True)
-        finally:
-            await owned.close()
 
 
 CLOSE_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
@@ -633,22 +651,14 @@ async def test_a_request_waiting_at_twice_the_limit_goes_when_a_connection_close
     c may open its first connection now, and is woken for it (an audit's case: a close was
     said to make room only below the limit, and c waited out its timeout)."""
     async with RawServer(HANG) as a, RawServer(HANG) as b, RawServer(OK) as c:
-        owned = Sessions(None, 1)
-        owned.open()
-        try:
-            first = asyncio.create_task(post(owned, a.url("/a"), timeout=30))
-            await asyncio.wait_for(a.received.wait(), 10)
-            second = asyncio.create_task(post(owned, b.url("/b"), timeout=30))
-            await asyncio.wait_for(b.received.wait(), 10)
-            third = asyncio.create_task(post(owned, c.url("/c"), timeout=5))
+        async with _Pool(1) as pool:
+            first = await pool.held(a, "/a")
+            await pool.held(b, "/b")
+            third = pool.start(c, "/c")
             await asyncio.sleep(0.1)
             assert not c.requests
             first.cancel()
             assert (await third).status == 200
-            second.cancel()
-            await asyncio.gather(first, second, return_exceptions=True)
-        finally:
-            await owned.close()
 
 
 async def test_a_waiter_is_woken_when_its_hosts_only_connection_closes_over_the_limit() -> None:
@@ -656,20 +666,12 @@ async def test_a_waiter_is_woken_when_its_hosts_only_connection_closes_over_the_
     close`), b's hangs over the limit, a's second waits; a's connection closes without going
     idle, so a has none and may open one: it is woken for it."""
     async with RawServer(CLOSE_OK, delay=0.5) as a, RawServer(HANG) as b:
-        owned = Sessions(None, 1)
-        owned.open()
-        try:
-            first = asyncio.create_task(post(owned, a.url("/a1"), timeout=30))
-            await asyncio.wait_for(a.received.wait(), 10)
-            hung = asyncio.create_task(post(owned, b.url("/b"), timeout=30))
-            await asyncio.wait_for(b.received.wait(), 10)
-            again = asyncio.create_task(post(owned, a.url("/a2"), timeout=5))
+        async with _Pool(1) as pool:
+            first = await pool.held(a, "/a1")
+            await pool.held(b, "/b")
+            again = pool.start(a, "/a2")
             assert (await first).status == 200
             assert (await again).status == 200
-            hung.cancel()
-            await asyncio.gather(hung, return_exceptions=True)
-        finally:
-            await owned.close()
 
 
 async def test_an_idle_connection_goes_to_a_request_for_its_host_not_closed_for_another() -> None:
@@ -678,24 +680,15 @@ async def test_an_idle_connection_goes_to_a_request_for_its_host_not_closed_for_
     request, first in line, had closed it to make room it did not make, and a's waited out
     its timeout."""
     async with RawServer(HANG) as x, RawServer(OK, delay=0.5) as a:
-        owned = Sessions(None, 1)
-        owned.open()
-        try:
-            hung = asyncio.create_task(post(owned, x.url("/x1"), timeout=30))
-            await asyncio.wait_for(x.received.wait(), 10)
-            first = asyncio.create_task(post(owned, a.url("/a1"), timeout=30))
-            await asyncio.wait_for(a.received.wait(), 10)
-            for_x = asyncio.create_task(post(owned, x.url("/x2"), timeout=3))
+        async with _Pool(1) as pool:
+            await pool.held(x, "/x1")
+            first = await pool.held(a, "/a1")
+            pool.start(x, "/x2", timeout=3)
             await asyncio.sleep(0.05)
-            for_a = asyncio.create_task(post(owned, a.url("/a2"), timeout=5))
+            for_a = pool.start(a, "/a2")
             assert (await first).status == 200
             assert (await for_a).status == 200
             assert a.connections == 1
-            for task in (hung, for_x):
-                task.cancel()
-            await asyncio.gather(hung, for_x, return_exceptions=True)
-        finally:
-            await owned.close()
 
 
 async def test_closing_the_dispatcher_closes_its_sockets() -> None:
