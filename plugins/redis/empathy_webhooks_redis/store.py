@@ -2338,15 +2338,27 @@ class RedisStore:
 
     async def dead_letter_counts(self) -> dict[str, int]:
         """Per webhook: the dead letters `dead_letters` lists (those a replay holds within
-        `replay_lease` left out), counted inside Redis by a read-only script, so only the
-        counts cross the wire, not every letter (`CountsDeadLetters`). The name is read from
+        `replay_lease` left out), counted inside Redis by a read-only script, a page of
+        `_COUNT_PAGE_SIZE` a call (letters added or removed between pages may count once
+        more or not at all), so only the counts cross the wire, not every letter, and no one
+        call holds Redis long (`CountsDeadLetters`). The name is read from
         the start of the letter's JSON (`_record` writes it first), decoded whole only when
         it holds an escape; a letter that does not decode counts under "" as it lists."""
         self._must_be_open()
-        found: Any = await self._count_dead(
-            keys=[self.dead_key, self.replaying_key], args=[self.replay_lease]
-        )
-        return {str(found[i]): int(found[i + 1]) for i in range(0, len(found), 2)}
+        # A page of the letters a call (HSCAN's cursor between calls): one script over a
+        # million letters held Redis, and every worker and producer with it, for seconds.
+        counts: dict[str, int] = {}
+        cursor = "0"
+        while True:
+            found: Any = await self._count_dead(
+                keys=[self.dead_key, self.replaying_key],
+                args=[self.replay_lease, cursor, _COUNT_PAGE_SIZE],
+            )
+            cursor = str(found[0])
+            for i in range(1, len(found), 2):
+                counts[str(found[i])] = counts.get(str(found[i]), 0) + int(found[i + 1])
+            if cursor == "0":
+                return counts
 
 
 def _attempt_fields(record: AttemptRecord, status: str) -> list[str]:
@@ -2426,9 +2438,9 @@ local marks = {}
 local flat = redis.call('HGETALL', KEYS[2])
 for i = 1, #flat, 2 do marks[flat[i]] = tonumber(flat[i + 1]) end
 local counts = {}
-local cursor = '0'
-repeat
-    local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
+local cursor = ARGV[2]
+do
+    local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', tonumber(ARGV[3]))
     cursor = page[1]
     local items = page[2]
     for i = 1, #items, 2 do
@@ -2448,8 +2460,8 @@ repeat
             counts[name] = (counts[name] or 0) + 1
         end
     end
-until cursor == '0'
-local out = {}
+end
+local out = {cursor}
 for name, count in pairs(counts) do
     out[#out + 1] = name
     out[#out + 1] = count

@@ -42,3 +42,31 @@ async def test_pending_counts_across_pages_webhooks_and_attempts(
         assert counts == await _read_the_entries(store)
         assert counts["a"]["pending"] == 27 and counts["b"]["pending"] == 26
         assert counts["a"]["retrying"] + counts["b"]["retrying"] == 1
+
+
+async def test_dead_letter_counts_a_page_a_call_across_pages_and_replays(redis_url: str) -> None:
+    """2,500 letters (a hash stored as a real hash table, not a listpack), counted a page
+    of HSCAN a script call: one script over every letter held Redis for all its clients.
+    A letter a replay holds within its lease is left out, as `dead_letters` leaves it."""
+    hooks = [CustomWebhook(name="a", url="http://127.0.0.1:9/a")]
+    async with WebhookDispatcher(webhooks=hooks, store=redis_url) as producer:
+        store = producer.store
+        letters = {
+            f"dl_{n}": f'{{"webhook_name": "{"a" if n % 5 else "b"}", "n": {n}}}'
+            for n in range(2_500)
+        }
+        letters["dl_odd"] = '{"n": 1, "webhook_name": "c\\u00e9"}'  # decoded whole
+        await store.redis.hset(store.dead_key, mapping=letters)
+        now = int((await store.redis.time())[0])
+        await store.redis.hset(store.replaying_key, "dl_1", now)  # held by a replay
+        calls = 0
+        script = store._count_dead
+
+        async def counted(**kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await script(**kwargs)
+
+        store._count_dead = counted
+        assert await store.dead_letter_counts() == {"a": 1_999, "b": 500, "cé": 1}
+        assert calls > 1
