@@ -2049,7 +2049,8 @@ class RedisStore:
         self._short_since, self._finished_then = now, self._finished
         if busy:
             return False
-        waiting = await self._waiting_behind()
+        holding = collections.Counter(d.webhook_name for d in self._held.values())
+        waiting = await self._waiting_behind(holding)
         if not waiting:
             return False
         most = self.window * (_STRETCH_WINDOWS - 1)
@@ -2063,7 +2064,7 @@ class RedisStore:
                 held=len(self._held),
                 window=self.window,
                 stretch=self._stretch,
-                holding=self._held_by_webhook(),
+                holding=dict(holding.most_common(5)),
                 waiting_behind=dict(waiting.most_common(5)),
                 consumer=self.consumer,
             )
@@ -2075,7 +2076,7 @@ class RedisStore:
             log.warning(
                 "redis_window_stalled",
                 held=len(self._held),
-                holding=self._held_by_webhook(),
+                holding=dict(holding.most_common(5)),
                 waiting_behind=dict(waiting.most_common(5)),
                 consumer=self.consumer,
                 reason=f"this worker holds {len(self._held)} deliveries ({_STRETCH_WINDOWS} "
@@ -2085,16 +2086,12 @@ class RedisStore:
             )
         return topped > 0
 
-    def _held_by_webhook(self) -> dict[str, int]:
-        counts = collections.Counter(d.webhook_name for d in self._held.values())
-        return dict(counts.most_common(5))
-
-    async def _waiting_behind(self) -> collections.Counter[str]:
-        """Per webhook of this worker's other than those filling its window (a quarter of it
-        or more), its deliveries seen among the entries no worker has read: the newest
-        `_PEEK`, and `_PEEK_SCAN` more from where the last look ended (so an alert deep in a
-        backlog is found within a few looks). Empty when Redis cannot tell: the consumer says
-        a failing Redis."""
+    async def _waiting_behind(self, holding: collections.Counter[str]) -> collections.Counter[str]:
+        """Per webhook of this worker's other than those filling its window (`holding`: a
+        quarter of the window or more), its deliveries seen among the entries no worker has
+        read: the newest `_PEEK`, and `_PEEK_SCAN` more from where the last look ended (so an
+        alert deep in a backlog is found within a few looks). Empty when Redis cannot tell:
+        the consumer says a failing Redis."""
         try:
             answer = await self._peek_names(
                 keys=[self.stream], args=[GROUP, _PEEK_SCAN, self._peek_cursor, _PEEK]
@@ -2102,8 +2099,7 @@ class RedisStore:
         except Exception:  # only whether to read further is at stake
             return collections.Counter()
         self._peek_cursor = str(answer[0])
-        counts = collections.Counter(d.webhook_name for d in self._held.values())
-        filling = {name for name, count in counts.items() if count >= self._read_at_least}
+        filling = {name for name, count in holding.items() if count >= self._read_at_least}
         seen = zip(answer[1::2], answer[2::2], strict=True)
         return collections.Counter(
             {
